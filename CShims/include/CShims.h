@@ -1,0 +1,73 @@
+// CShims: the few kernel interfaces Swift cannot reach on its own.
+//
+// Why this exists: glibc declares splice, pipe2, accept4, F_SETPIPE_SZ, SPLICE_F_* and
+// EPOLLRDHUP only under _GNU_SOURCE, which Swift's Glibc module does not define, and liburing's
+// expression macros do not import. Each shim is a one-line forward; delete one when Swift's Glibc
+// module exposes the function it wraps.
+#ifndef CSHIMS_H
+#define CSHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+// epoll
+extern const uint32_t CShims_EPOLLIN;
+extern const uint32_t CShims_EPOLLOUT;
+extern const uint32_t CShims_EPOLLERR;
+extern const uint32_t CShims_EPOLLHUP;
+extern const uint32_t CShims_EPOLLRDHUP;
+extern const uint32_t CShims_EPOLLET;
+extern const int CShims_EPOLL_CTL_ADD;
+extern const int CShims_EPOLL_CTL_MOD;
+extern const int CShims_EPOLL_CTL_DEL;
+
+/// epoll_event is packed on x86_64; Swift would import it with the wrong layout for arrays,
+/// so events are read through these accessors.
+typedef struct epoll_event CShims_epoll_event;
+int CShims_epoll_create(void);
+int CShims_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+int CShims_epoll_wait(int epfd, CShims_epoll_event *events, int maxevents, int timeout_ms);
+uint32_t CShims_epoll_event_events(const CShims_epoll_event *events, int index);
+uint64_t CShims_epoll_event_data(const CShims_epoll_event *events, int index);
+size_t CShims_epoll_event_size(void);
+
+// splice and pipes
+extern const unsigned CShims_SPLICE_F_MOVE;
+extern const unsigned CShims_SPLICE_F_NONBLOCK;
+extern const unsigned CShims_SPLICE_F_MORE;
+ssize_t CShims_splice(int fd_in, int fd_out, size_t len, unsigned flags);
+int CShims_pipe2_nonblock(int fds[2]);
+int CShims_pipe_set_size(int fd, int size);
+int CShims_pipe_get_size(int fd);
+int CShims_pipe_bytes_queued(int fd);
+
+// sockets
+int CShims_socket_nonblock(int domain, int type);
+int CShims_accept4_nonblock(int fd);
+int CShims_setsockopt_int(int fd, int level, int name, int value);
+int CShims_getsockopt_int(int fd, int level, int name, int *value);
+extern const int CShims_SO_REUSEPORT;
+extern const int CShims_SO_REUSEADDR;
+extern const int CShims_SO_ERROR;
+extern const int CShims_SO_LINGER;
+extern const int CShims_TCP_NODELAY;
+extern const int CShims_IPV6_V6ONLY;
+extern const int CShims_MSG_NOSIGNAL;
+/// SO_LINGER with a zero timeout: close() then sends RST, used to propagate a reset.
+int CShims_set_linger_zero(int fd);
+
+// eventfd (cross-thread wakeups)
+int CShims_eventfd_nonblock(void);
+
+// liburing: linked now so the build story is settled; the io_uring engine builds on it.
+/// Returns 1 when the kernel lets this process set up an io_uring, 0 otherwise.
+int CShims_uring_probe(void);
+
+#endif // __linux__
+#endif // CSHIMS_H

@@ -1,0 +1,86 @@
+#include "CShims.h"
+
+#ifdef __linux__
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+const uint32_t CShims_EPOLLIN = EPOLLIN;
+const uint32_t CShims_EPOLLOUT = EPOLLOUT;
+const uint32_t CShims_EPOLLERR = EPOLLERR;
+const uint32_t CShims_EPOLLHUP = EPOLLHUP;
+const uint32_t CShims_EPOLLRDHUP = EPOLLRDHUP;
+const uint32_t CShims_EPOLLET = EPOLLET;
+const int CShims_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+const int CShims_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+const int CShims_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
+
+int CShims_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int CShims_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev = {.events = events, .data = {.u64 = data}};
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+int CShims_epoll_wait(int epfd, CShims_epoll_event *events, int maxevents, int timeout_ms) {
+    return epoll_wait(epfd, events, maxevents, timeout_ms);
+}
+
+uint32_t CShims_epoll_event_events(const CShims_epoll_event *events, int index) { return events[index].events; }
+uint64_t CShims_epoll_event_data(const CShims_epoll_event *events, int index) { return events[index].data.u64; }
+size_t CShims_epoll_event_size(void) { return sizeof(struct epoll_event); }
+
+const unsigned CShims_SPLICE_F_MOVE = SPLICE_F_MOVE;
+const unsigned CShims_SPLICE_F_NONBLOCK = SPLICE_F_NONBLOCK;
+const unsigned CShims_SPLICE_F_MORE = SPLICE_F_MORE;
+
+ssize_t CShims_splice(int fd_in, int fd_out, size_t len, unsigned flags) {
+    return splice(fd_in, NULL, fd_out, NULL, len, flags);
+}
+
+int CShims_pipe2_nonblock(int fds[2]) { return pipe2(fds, O_NONBLOCK | O_CLOEXEC); }
+int CShims_pipe_set_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
+int CShims_pipe_get_size(int fd) { return fcntl(fd, F_GETPIPE_SZ); }
+int CShims_pipe_bytes_queued(int fd) {
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) < 0 ? -1 : n;
+}
+
+int CShims_socket_nonblock(int domain, int type) { return socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
+int CShims_accept4_nonblock(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
+int CShims_setsockopt_int(int fd, int level, int name, int value) {
+    return setsockopt(fd, level, name, &value, sizeof(value));
+}
+
+int CShims_getsockopt_int(int fd, int level, int name, int *value) {
+    socklen_t len = sizeof(*value);
+    return getsockopt(fd, level, name, value, &len);
+}
+
+const int CShims_SO_REUSEPORT = SO_REUSEPORT;
+const int CShims_SO_REUSEADDR = SO_REUSEADDR;
+const int CShims_SO_ERROR = SO_ERROR;
+const int CShims_SO_LINGER = SO_LINGER;
+const int CShims_TCP_NODELAY = TCP_NODELAY;
+const int CShims_IPV6_V6ONLY = IPV6_V6ONLY;
+const int CShims_MSG_NOSIGNAL = MSG_NOSIGNAL;
+
+int CShims_set_linger_zero(int fd) {
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+int CShims_eventfd_nonblock(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int CShims_uring_probe(void) {
+    struct io_uring ring;
+    if (io_uring_queue_init(2, &ring, 0) < 0) return 0;
+    io_uring_queue_exit(&ring);
+    return 1;
+}
+#endif

@@ -1,0 +1,126 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Parsers for the value syntaxes HAProxy shares across keywords. Each returns a message on failure;
+/// the caller adds file, line, section and keyword.
+enum ValueParser {
+    /// A HAProxy time: a number with an optional unit `us`, `ms`, `s`, `m`, `h` or `d`; no unit means ms.
+    static func time(_ text: String) -> Result<Duration, ValueError> {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        guard !digits.isEmpty, let value = Int64(digits) else {
+            return .failure(ValueError("'\(text)' is not a time: expected a number with an optional unit (us, ms, s, m, h, d), e.g. 5s"))
+        }
+        let unit = text.dropFirst(digits.count)
+        let duration: Duration
+        switch unit {
+        case "", "ms": duration = .milliseconds(value)
+        case "us": duration = .microseconds(value)
+        case "s": duration = .seconds(value)
+        case "m": duration = .seconds(value * 60)
+        case "h": duration = .seconds(value * 3600)
+        case "d": duration = .seconds(value * 86400)
+        default:
+            return .failure(ValueError("bad time unit '\(unit)' in '\(text)': use us, ms, s, m, h or d (no unit means ms)"))
+        }
+        return .success(duration)
+    }
+
+    /// A whole number within `range`.
+    static func integer(_ text: String, in range: ClosedRange<Int>, what: String) -> Result<Int, ValueError> {
+        guard let value = Int(text) else {
+            return .failure(ValueError("\(what) '\(text)' is not a whole number"))
+        }
+        guard range.contains(value) else {
+            return .failure(ValueError("\(what) \(value) is outside \(range.lowerBound)...\(range.upperBound)"))
+        }
+        return .success(value)
+    }
+
+    /// A size in bytes with an optional `k`, `m` or `g` suffix (powers of 1,024).
+    static func size(_ text: String) -> Result<Int, ValueError> {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        guard !digits.isEmpty, let value = Int(digits) else {
+            return .failure(ValueError("'\(text)' is not a size: expected a number with an optional k, m or g suffix"))
+        }
+        switch text.dropFirst(digits.count).lowercased() {
+        case "": return .success(value)
+        case "k": return .success(value << 10)
+        case "m": return .success(value << 20)
+        case "g": return .success(value << 30)
+        default: return .failure(ValueError("bad size suffix in '\(text)': use k, m or g"))
+        }
+    }
+
+    /// An address with a port, in the forms HAProxy accepts for `bind` and `server`:
+    /// `1.2.3.4:80`, `[::1]:80`, `::1:80` (the last colon separates the port), `*:80`, `:80`,
+    /// `name:80`. A port of 0 is accepted only when `allowZeroPort` (a `bind` that lets the kernel pick).
+    static func endpoint(_ text: String, allowZeroPort: Bool) -> Result<Endpoint, ValueError> {
+        if text.hasPrefix("/") || text.contains("@") {
+            return .failure(ValueError("'\(text)': UNIX sockets and address prefixes (ipv4@, unix@, fd@ …) are not supported yet; use IP:port"))
+        }
+        var host: Substring
+        var portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else {
+                return .failure(ValueError("'\(text)': missing ']' after the IPv6 address"))
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else {
+                return .failure(ValueError("'\(text)' has no port: write [address]:port"))
+            }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else {
+                return .failure(ValueError("'\(text)' has no port: write address:port (Sluice does not yet reuse the client's destination port)"))
+            }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        if portText.contains("-") {
+            return .failure(ValueError("'\(text)': port ranges are not supported yet"))
+        }
+        guard let port = Int(portText) else {
+            return .failure(ValueError("'\(text)': '\(portText)' is not a port number"))
+        }
+        guard (allowZeroPort ? 0 : 1)...65535 ~= port else {
+            return .failure(ValueError("port \(port) in '\(text)' is outside \(allowZeroPort ? 0 : 1)...65535"))
+        }
+        if host == "*" || host.isEmpty { return .success(Endpoint(host: nil, port: port)) }
+        let hostString = String(host)
+        if hostString.contains(":") {
+            var v6 = in6_addr()
+            guard inet_pton(AF_INET6, hostString, &v6) == 1 else {
+                return .failure(ValueError("'\(hostString)' is not a valid IPv6 address"))
+            }
+        } else if hostString.allSatisfy({ $0.isNumber || $0 == "." }) {
+            var v4 = in_addr()
+            guard inet_pton(AF_INET, hostString, &v4) == 1 else {
+                return .failure(ValueError("'\(hostString)' is not a valid IPv4 address"))
+            }
+        }
+        return .success(Endpoint(host: hostString, port: port))
+    }
+
+    /// Bytes from hexadecimal text, as `tcp-check send-binary` takes them.
+    static func hex(_ text: String) -> Result<[UInt8], ValueError> {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return .failure(ValueError("'\(text)' has an odd number of hexadecimal digits")) }
+        var bytes: [UInt8] = []
+        var i = 0
+        while i < chars.count {
+            guard let b = UInt8(String(decoding: chars[i..<i + 2], as: UTF8.self), radix: 16) else {
+                return .failure(ValueError("'\(text)' is not hexadecimal"))
+            }
+            bytes.append(b)
+            i += 2
+        }
+        return .success(bytes)
+    }
+}
+
+struct ValueError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}

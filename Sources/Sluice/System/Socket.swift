@@ -1,0 +1,95 @@
+import CShims
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Socket operations on raw descriptors. Each maps to one system call; the doc line names it.
+enum Socket {
+    /// A non-blocking listening TCP socket with `SO_REUSEADDR` and, for one socket per reactor,
+    /// `SO_REUSEPORT`. The corresponding system calls are `socket(2)`, `bind(2)`, `listen(2)`.
+    static func listen(on address: SocketAddress, backlog: Int, reusePort: Bool) throws(SystemError) -> Descriptor {
+        let fd = Descriptor(taking: try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) })
+        _ = CShims_setsockopt_int(fd.rawValue, SOL_SOCKET, CShims_SO_REUSEADDR, 1)
+        if reusePort {
+            _ = try syscallBlocking("setsockopt(SO_REUSEPORT)") { CShims_setsockopt_int(fd.rawValue, SOL_SOCKET, CShims_SO_REUSEPORT, 1) }
+        }
+        if address.family == AF_INET6 {
+            // `[::]:80` listens on IPv6 only unless told otherwise; HAProxy's `v4v6` is not supported yet.
+            _ = CShims_setsockopt_int(fd.rawValue, Int32(IPPROTO_IPV6), CShims_IPV6_V6ONLY, 1)
+        }
+        do {
+            _ = try syscallBlocking("bind") { address.withSockaddr { Glibc.bind(fd.rawValue, $0, $1) } }
+            _ = try syscallBlocking("listen") { Glibc.listen(fd.rawValue, Int32(clamping: backlog)) }
+        } catch {
+            throw error.on(address.description)
+        }
+        return fd
+    }
+
+    /// The address a socket is bound to. The corresponding system call is `getsockname(2)`.
+    static func localAddress(_ fd: CInt) throws(SystemError) -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try syscallBlocking("getsockname") {
+            withUnsafeMutableBytes(of: &storage) { raw in
+                getsockname(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+            }
+        }
+        return SocketAddress(storage: storage, length: length)
+    }
+
+    /// Accepts one pending connection as a non-blocking socket, or `.wouldBlock` when there is none.
+    /// The corresponding system call is `accept4(2)`.
+    @inline(__always)
+    static func accept(_ listener: CInt) throws(SystemError) -> IOResult<CInt> {
+        try syscall("accept4") { CShims_accept4_nonblock(listener) }
+    }
+
+    /// Starts a non-blocking connect. Returns the socket and whether the connection is already
+    /// established (loopback sometimes is). The corresponding system calls are `socket(2)`, `connect(2)`.
+    static func connect(to address: SocketAddress) throws(SystemError) -> (fd: CInt, connected: Bool) {
+        let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
+        setNoDelay(fd)
+        let r = address.withSockaddr { Glibc.connect(fd, $0, $1) }
+        if r == 0 { return (fd, true) }
+        let err = errno
+        if err == EINPROGRESS || err == EINTR { return (fd, false) }
+        closeDescriptor(fd)
+        throw SystemError(code: err, call: "connect", operand: address.description)
+    }
+
+    /// The pending error of a socket (the outcome of a non-blocking connect), or nil.
+    /// The corresponding system call is `getsockopt(2)` with `SO_ERROR`.
+    static func pendingError(_ fd: CInt) -> CInt? {
+        var value: CInt = 0
+        if CShims_getsockopt_int(fd, SOL_SOCKET, CShims_SO_ERROR, &value) < 0 { return errno }
+        return value == 0 ? nil : value
+    }
+
+    static func setNoDelay(_ fd: CInt) {
+        _ = CShims_setsockopt_int(fd, Int32(IPPROTO_TCP), CShims_TCP_NODELAY, 1)
+    }
+
+    /// Sends our FIN. The corresponding system call is `shutdown(2)` with `SHUT_WR`.
+    static func shutdownWrite(_ fd: CInt) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
+    /// Closes so that the peer sees a reset rather than a FIN, to propagate a reset.
+    static func closeWithReset(_ fd: CInt) {
+        _ = CShims_set_linger_zero(fd)
+        closeDescriptor(fd)
+    }
+
+    /// Reads into `buffer`; `.processed(0)` is end of stream. The corresponding system call is `recv(2)`.
+    @inline(__always)
+    static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        try syscall("recv") { recv(fd, buffer.baseAddress, buffer.count, 0) }
+    }
+
+    /// Writes from `buffer` without raising `SIGPIPE`. The corresponding system call is `send(2)`.
+    @inline(__always)
+    static func send(_ fd: CInt, from buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        try syscall("send") { Glibc.send(fd, buffer.baseAddress, buffer.count, CShims_MSG_NOSIGNAL) }
+    }
+}
