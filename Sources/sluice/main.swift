@@ -1,1 +1,134 @@
-print("sluice")
+import ArgumentParser
+import Logging
+import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let sluiceVersion = "0.1.0"
+
+@main
+struct SluiceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "A Layer-4 TCP load balancer that reads HAProxy's tcp-mode configuration.",
+        discussion: """
+            Runs in the foreground and logs to standard error. SIGINT, SIGTERM and SIGUSR1 stop \
+            accepting and let sessions finish (bounded by hard-stop-after); a second SIGINT or SIGTERM \
+            closes everything at once.
+            """
+    )
+
+    @Option(name: .customShort("f"), help: ArgumentHelp("Configuration file or directory of *.cfg files; repeat to concatenate, as HAProxy.", valueName: "file"))
+    var files: [String] = []
+
+    @Flag(name: .customShort("c"), help: "Check the configuration and exit: 0 when valid, 1 otherwise.")
+    var checkOnly = false
+
+    @Flag(name: [.customShort("v"), .customLong("version")], help: "Print the version and exit.")
+    var version = false
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Flag(name: .customShort("q"), help: "Quiet: log warnings and errors only.")
+    var quiet = false
+
+    func run() throws {
+        if version {
+            print("Sluice version \(sluiceVersion)")
+            return
+        }
+        guard !files.isEmpty else {
+            throw ValidationError("no configuration: give one with -f <file>")
+        }
+        let level = quiet ? .warning : (Logger.Level(rawValue: logLevel) ?? .info)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "sluice")
+
+        let parsed: ParsedConfiguration
+        do {
+            parsed = try Configuration.load(paths: files)
+        } catch {
+            for diagnostic in error.diagnostics { printError(diagnostic.description) }
+            printError("\(error.errors.count) error\(error.errors.count == 1 ? "" : "s") in the configuration")
+            throw ExitCode(1)
+        }
+        for warning in parsed.warnings { printError(warning.description) }
+
+        let balancer: LoadBalancer
+        do {
+            balancer = try LoadBalancer(configuration: parsed.configuration, logger: logger)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        if checkOnly {
+            print("Configuration file is valid")
+            return
+        }
+
+        // Signals go to this thread, which waits for them; block them before reactors start so that
+        // every thread inherits the mask. SIGUSR2 is ours: the thread that waits for the reactors to
+        // end raises it, so that this loop still hears a second stop signal meanwhile.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        do {
+            try balancer.start()
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        logger.notice("Sluice \(sluiceVersion) started (pid \(getpid()))")
+
+        var stopping = false
+        while true {
+            var received: CInt = 0
+            guard sigwait(&signals, &received) == 0 else { continue }
+            switch received {
+            case SIGHUP:
+                logger.warning("SIGHUP: in-process reload is not supported yet; the running configuration stays in place")
+            case SIGINT, SIGTERM, SIGUSR1:
+                if !stopping {
+                    stopping = true
+                    logger.notice("stopping: no new connections; \(balancer.currentSessions) session(s) finishing")
+                    balancer.stop(graceful: true)
+                    let pid = getpid()
+                    spawnWaiter { balancer.wait(); kill(pid, SIGUSR2) }
+                } else if received != SIGUSR1 {
+                    logger.notice("second stop signal: closing every session now")
+                    balancer.stop(graceful: false)
+                }
+            case SIGUSR2 where stopping:
+                logger.notice("stopped")
+                return
+            default:
+                break
+            }
+        }
+    }
+}
+
+private func spawnWaiter(_ body: @escaping @Sendable () -> Void) {
+    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(&thread, nil, { arg in
+        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
+        return nil
+    }, box)
+    precondition(rc == 0, "pthread_create: \(rc)")
+    pthread_detach(thread)
+}
+
+func printError(_ line: String) {
+    var text = line + "\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}

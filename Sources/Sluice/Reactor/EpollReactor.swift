@@ -60,9 +60,12 @@ final class EpollReactor {
 
     /// Runs the loop on the calling thread until `stop()`.
     func run<Handler: ReactorHandler>(_ handler: Handler) {
+        var moreWork = false
         while !stopRequested.load(ordering: .acquiring) {
             var timeout: CInt = -1
-            if let next = timers.nextDeadline {
+            if moreWork {
+                timeout = 0
+            } else if let next = timers.nextDeadline {
                 timeout = CInt(clamping: max(0, next - monotonicMilliseconds()))
             }
             let n = CShims_epoll_wait(epoll.rawValue, events.assumingMemoryBound(to: CShims_epoll_event.self), CInt(maxEvents), timeout)
@@ -86,7 +89,7 @@ final class EpollReactor {
             while let due = timers.popDue(now: now) {
                 handler.handleTimer(token: due.token)
             }
-            handler.endOfTurn()
+            moreWork = handler.endOfTurn()
         }
     }
 }

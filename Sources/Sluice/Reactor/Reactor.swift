@@ -11,8 +11,10 @@ protocol ReactorHandler: AnyObject {
     func handleTimer(token: UInt64)
     /// Another thread called `wake()`: run queued work.
     func handleWakeup()
-    /// Called once per loop turn after events and timers, before waiting again.
-    func endOfTurn()
+    /// Called once per loop turn after events and timers, before waiting again. Returns true when
+    /// work is left over (e.g. a listener not drained, to be fair to sessions), so the next wait
+    /// does not block.
+    func endOfTurn() -> Bool
 }
 
 /// Milliseconds on the monotonic clock. Read once per loop turn and shared by everything in it.

@@ -1,0 +1,129 @@
+import Synchronization
+
+/// What an operator asked of a server, independent of its health (HAProxy's admin state).
+public enum AdminState: UInt8, Sendable, CustomStringConvertible {
+    /// In rotation.
+    case ready = 0
+    /// No new sessions; existing ones continue; health checks continue.
+    case drain = 1
+    /// No new sessions; checks stop. `disabled` in the configuration starts here.
+    case maintenance = 2
+
+    public var description: String {
+        switch self {
+        case .ready: "READY"
+        case .drain: "DRAIN"
+        case .maintenance: "MAINT"
+        }
+    }
+}
+
+/// What health checks concluded (HAProxy's operational state).
+public enum OperationalState: UInt8, Sendable, CustomStringConvertible {
+    /// Down: checks failed `fall` times in a row.
+    case stopped = 0
+    /// Coming up: checks are passing but fewer than `rise` times yet.
+    case starting = 1
+    /// Up. A server without `check` is always here.
+    case running = 2
+    /// Up but going down: checks are failing, fewer than `fall` times yet.
+    case stopping = 3
+
+    public var description: String {
+        switch self {
+        case .stopped: "DOWN"
+        case .starting: "DOWN (rising)"
+        case .running: "UP"
+        case .stopping: "UP (falling)"
+        }
+    }
+
+    /// Whether new sessions may go to a server in this state.
+    var acceptsTraffic: Bool { self == .running || self == .stopping }
+}
+
+/// A server's live state, shared by every reactor. Fields are atomics: reactors update counters
+/// without locks; state changes go through the owning `BackendState`, which republishes its schedule.
+public final class ServerState: Sendable {
+    public let name: String
+    /// Position in the backend's server list; stable for the life of the backend.
+    public let index: Int
+    public let isBackup: Bool
+    /// Where sessions connect.
+    public let address: SocketAddress
+
+    let configuredWeight: Int
+    let weightStorage: Atomic<Int>
+    let adminStorage: Atomic<UInt8>
+    let operationalStorage: Atomic<UInt8>
+
+    /// Sessions open to this server now (`scur`).
+    let currentSessions = Atomic<Int>(0)
+    /// Highest `currentSessions` seen (`smax`).
+    let maxSessions = Atomic<Int>(0)
+    /// Sessions ever established or attempted (`stot`).
+    let totalSessions = Atomic<Int>(0)
+    /// Failed connection attempts (`econ`).
+    let connectErrors = Atomic<Int>(0)
+    /// Retries on this server (`wretr`) and redispatches away from it (`wredis`).
+    let retries = Atomic<Int>(0)
+    let redispatches = Atomic<Int>(0)
+    /// Bytes from clients to this server (`bin`) and back (`bout`).
+    let bytesIn = Atomic<Int>(0)
+    let bytesOut = Atomic<Int>(0)
+
+    init(name: String, index: Int, address: SocketAddress, weight: Int, isBackup: Bool, admin: AdminState) {
+        self.name = name
+        self.index = index
+        self.address = address
+        self.isBackup = isBackup
+        self.configuredWeight = weight
+        self.weightStorage = Atomic(weight)
+        self.adminStorage = Atomic(admin.rawValue)
+        self.operationalStorage = Atomic(OperationalState.running.rawValue)
+    }
+
+    public var weight: Int { weightStorage.load(ordering: .relaxed) }
+    public var admin: AdminState { AdminState(rawValue: adminStorage.load(ordering: .acquiring)) ?? .ready }
+    public var operational: OperationalState { OperationalState(rawValue: operationalStorage.load(ordering: .acquiring)) ?? .running }
+
+    /// Ready, healthy and with a weight: may receive new sessions.
+    public var isUsable: Bool { admin == .ready && operational.acceptsTraffic && weight > 0 }
+
+    /// Counts a session opened to this server.
+    @inline(__always)
+    func sessionOpened() {
+        let now = currentSessions.wrappingAdd(1, ordering: .relaxed).newValue
+        totalSessions.wrappingAdd(1, ordering: .relaxed)
+        var seen = maxSessions.load(ordering: .relaxed)
+        while now > seen {
+            let (exchanged, original) = maxSessions.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            seen = original
+        }
+    }
+
+    @inline(__always)
+    func sessionClosed() { currentSessions.wrappingSubtract(1, ordering: .relaxed) }
+
+    /// A snapshot of the counters, for observers.
+    public var statistics: ServerStatistics {
+        ServerStatistics(
+            currentSessions: currentSessions.load(ordering: .relaxed), maxSessions: maxSessions.load(ordering: .relaxed),
+            totalSessions: totalSessions.load(ordering: .relaxed), connectErrors: connectErrors.load(ordering: .relaxed),
+            retries: retries.load(ordering: .relaxed), redispatches: redispatches.load(ordering: .relaxed),
+            bytesIn: bytesIn.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed))
+    }
+}
+
+/// Counters of one server at one instant.
+public struct ServerStatistics: Hashable, Sendable {
+    public var currentSessions: Int
+    public var maxSessions: Int
+    public var totalSessions: Int
+    public var connectErrors: Int
+    public var retries: Int
+    public var redispatches: Int
+    public var bytesIn: Int
+    public var bytesOut: Int
+}

@@ -1,0 +1,515 @@
+import CShims
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Work another thread asks of a worker.
+enum WorkerCommand: Sendable {
+    /// Stop accepting; exit once the last session ends, or close what remains after
+    /// `hardStopAfterMs` (`hard-stop-after`) when set.
+    case stopGracefully(hardStopAfterMs: Int64?)
+    /// Close every session now and exit.
+    case stopNow
+}
+
+/// One reactor thread: its listeners (one `SO_REUSEPORT` socket per bind), its sessions and pipes.
+///
+/// Confined to its thread: everything but `post(_:)` runs there, so the data path takes no lock.
+final class Worker: ReactorHandler, @unchecked Sendable {
+    struct Listener {
+        var fd: CInt
+        let frontend: Int
+        var paused = false
+    }
+
+    let id: Int
+    let reactor: EpollReactor
+    private let process: ProcessState
+    private let frontends: [FrontendState]
+    private var listeners: [Listener]
+    private var sessions: [Session] = []
+    private var freeSlots: [Int32] = []
+    private(set) var liveSessions = 0
+    private var pool: PipePool
+    private let logger: Logger
+    private let commands = Mutex<[WorkerCommand]>([])
+    private var draining = false
+    private var pausedListeners = 0
+    private var resumeTimerArmed = false
+    /// Listeners whose backlog was not emptied in one go (fairness); accepted from next turn.
+    private var pendingAccepts: [Int] = []
+    private var lastExhaustionLog: Int64 = -1_000_000
+
+    /// How many connections one listener accepts per turn before sessions get a turn.
+    private let acceptBatch = 64
+    /// While paused for a limit on another thread or for descriptors, look again this often.
+    private let resumeIntervalMs: Int64 = 20
+    private static let resumeTimer = Token(.worker, index: 0).raw
+    private static let hardStopTimer = Token(.worker, index: 1).raw
+
+    init(id: Int, process: ProcessState, frontends: [FrontendState], listeners: [(fd: CInt, frontend: Int)],
+         logger: Logger) throws(SystemError) {
+        self.id = id
+        self.process = process
+        self.frontends = frontends
+        self.listeners = listeners.map { Listener(fd: $0.fd, frontend: $0.frontend) }
+        self.logger = logger
+        self.reactor = try EpollReactor()
+        self.pool = PipePool(size: process.pipeSize, keep: 64, process: process)
+        for (i, listener) in self.listeners.enumerated() {
+            try reactor.register(listener.fd, token: Token(.listener, index: i).raw, events: CShims_EPOLLIN | CShims_EPOLLET)
+        }
+    }
+
+    /// Runs the loop until stopped; call on the worker's own thread.
+    func run() {
+        reactor.run(self)
+        for i in sessions.indices where sessions[i].state != .free { close(i, reset: false) }
+        closeListeners()
+        pool.drain()
+    }
+
+    /// Queues a command from any thread.
+    func post(_ command: WorkerCommand) {
+        commands.withLock { $0.append(command) }
+        reactor.wake()
+    }
+
+    // MARK: ReactorHandler
+
+    func handleEvent(token raw: UInt64, events: UInt32) {
+        let token = Token(raw: raw)
+        if token.kind == .listener {
+            accept(from: token.index)
+            return
+        }
+        let i = token.index
+        guard i < sessions.count, sessions[i].generation & 0x3FFF_FFFF == token.generation, sessions[i].state != .free else { return }
+        let readable = events & (CShims_EPOLLIN | CShims_EPOLLRDHUP | CShims_EPOLLHUP | CShims_EPOLLERR) != 0
+        let writable = events & (CShims_EPOLLOUT | CShims_EPOLLHUP | CShims_EPOLLERR) != 0
+        if token.kind == .client {
+            if readable { sessions[i].clientReadable = true }
+            if writable { sessions[i].clientWritable = true }
+            if sessions[i].state == .established { forward(i) }
+        } else {
+            if readable { sessions[i].serverReadable = true }
+            if writable { sessions[i].serverWritable = true }
+            if sessions[i].state == .connecting {
+                if writable { connectFinished(i) }
+            } else if sessions[i].state == .established {
+                forward(i)
+            }
+        }
+    }
+
+    func handleTimer(token raw: UInt64) {
+        if raw == Self.resumeTimer {
+            resumeTimerArmed = false
+            resumeListeners()
+            return
+        }
+        if raw == Self.hardStopTimer {
+            if liveSessions > 0 { logger.notice("hard-stop-after reached: closing \(liveSessions) remaining session(s)") }
+            post(.stopNow)
+            return
+        }
+        let token = Token(raw: raw)
+        let i = token.index
+        guard i < sessions.count, sessions[i].generation & 0x3FFF_FFFF == token.generation, sessions[i].state != .free else { return }
+        let now = reactor.now
+        if now >= sessions[i].armedDeadline { sessions[i].armedDeadline = .max }
+        let due = deadline(of: i)
+        if due > now {
+            arm(i)
+            return
+        }
+        switch sessions[i].state {
+        case .connecting:
+            connectFailed(i, SystemError(code: ETIMEDOUT, call: "connect"))
+        case .retryWait:
+            retry(i)
+        case .descriptorWait:
+            if now >= sessions[i].queueDeadline {
+                logger.warning("frontend '\(frontends[Int(sessions[i].frontend)].name)': no descriptor for a server connection within timeout queue; closing the client")
+                close(i, reset: false)
+            } else {
+                retry(i)
+            }
+        case .established:
+            close(i, reset: false)
+        case .free:
+            break
+        }
+    }
+
+    func handleWakeup() {
+        let queued = commands.withLock { list in
+            defer { list.removeAll() }
+            return list
+        }
+        for command in queued {
+            switch command {
+            case .stopGracefully(let hardStopAfterMs):
+                draining = true
+                closeListeners()
+                if liveSessions == 0 {
+                    reactor.stop()
+                } else if let hardStopAfterMs {
+                    reactor.arm(at: reactor.now + hardStopAfterMs, token: Self.hardStopTimer)
+                }
+            case .stopNow:
+                draining = true
+                closeListeners()
+                for i in sessions.indices where sessions[i].state != .free { close(i, reset: false) }
+                reactor.stop()
+            }
+        }
+    }
+
+    func endOfTurn() -> Bool {
+        guard !pendingAccepts.isEmpty else { return false }
+        let pending = pendingAccepts
+        pendingAccepts.removeAll(keepingCapacity: true)
+        for l in pending { accept(from: l) }
+        return !pendingAccepts.isEmpty
+    }
+
+    // MARK: Accepting
+
+    private func accept(from l: Int) {
+        guard listeners[l].fd >= 0, !listeners[l].paused else { return }
+        let frontend = frontends[listeners[l].frontend]
+        for _ in 0..<acceptBatch {
+            guard reserveSlot(frontend) else {
+                pause(l)
+                return
+            }
+            let fd: CInt
+            do {
+                switch try Socket.accept(listeners[l].fd) {
+                case .wouldBlock:
+                    releaseSlot(frontend)
+                    return
+                case .processed(let accepted):
+                    fd = accepted
+                }
+            } catch {
+                releaseSlot(frontend)
+                if error.isDescriptorExhaustion || error.code == ENOBUFS || error.code == ENOMEM {
+                    // The connection stays in the kernel's backlog; existing sessions go on.
+                    process.noteDescriptorExhaustion()
+                    logExhaustion("accept on frontend '\(frontend.name)': \(error); pausing accepts until descriptors free up")
+                    pause(l)
+                    return
+                }
+                continue  // ECONNABORTED, EPROTO …: that client is gone, the next may not be
+            }
+            startSession(client: fd, frontend: listeners[l].frontend)
+        }
+        pendingAccepts.append(l)
+    }
+
+    /// Takes one connection slot in the process and the frontend, or returns false at a `maxconn`.
+    private func reserveSlot(_ frontend: FrontendState) -> Bool {
+        if process.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > process.maxConnections {
+            process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        if frontend.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > frontend.maxConnections {
+            frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    private func releaseSlot(_ frontend: FrontendState) {
+        frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+        process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    /// Stops accepting on a listener; its connections wait in the kernel backlog.
+    private func pause(_ l: Int) {
+        if !listeners[l].paused {
+            listeners[l].paused = true
+            pausedListeners += 1
+        }
+        // A slot may free on another thread, or a descriptor anywhere: look again soon.
+        if !resumeTimerArmed {
+            resumeTimerArmed = true
+            reactor.arm(at: reactor.now + resumeIntervalMs, token: Self.resumeTimer)
+        }
+    }
+
+    private func resumeListeners() {
+        guard pausedListeners > 0 else { return }
+        for l in listeners.indices where listeners[l].paused {
+            listeners[l].paused = false
+            pausedListeners -= 1
+            accept(from: l)  // edge-triggered: the backlog will not signal again by itself
+        }
+    }
+
+    private func closeListeners() {
+        for l in listeners.indices where listeners[l].fd >= 0 {
+            closeDescriptor(listeners[l].fd)
+            listeners[l].fd = -1
+            if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1 }
+        }
+        pendingAccepts.removeAll()
+    }
+
+    private func logExhaustion(_ message: @autoclosure () -> String) {
+        // Once a second at most: at the limit, every accept attempt would log.
+        if reactor.now - lastExhaustionLog >= 1000 {
+            lastExhaustionLog = reactor.now
+            logger.warning("\(message())")
+        }
+    }
+
+    // MARK: Sessions
+
+    private func startSession(client fd: CInt, frontend f: Int) {
+        let i: Int
+        if let slot = freeSlots.popLast() {
+            i = Int(slot)
+        } else {
+            i = sessions.count
+            sessions.append(Session())
+        }
+        let generation = sessions[i].generation &+ 1
+        sessions[i] = Session()
+        sessions[i].generation = generation
+        sessions[i].state = .connecting
+        sessions[i].client = fd
+        sessions[i].frontend = Int32(f)
+        sessions[i].clientActivity = reactor.now
+        sessions[i].retriesLeft = frontends[f].backend.settings.retries
+        sessions[i].queueDeadline = reactor.now + frontends[f].backend.settings.queueTimeoutMs
+        liveSessions += 1
+        frontends[f].totalConnections.wrappingAdd(1, ordering: .relaxed)
+        process.totalConnections.wrappingAdd(1, ordering: .relaxed)
+        Socket.setNoDelay(fd)
+        do {
+            try reactor.register(fd, token: token(.client, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
+        } catch {
+            logger.error("frontend '\(frontends[f].name)': cannot watch a new client: \(error)")
+            close(i, reset: true)
+            return
+        }
+        connect(i, to: nil)
+    }
+
+    private func token(_ kind: Token.Kind, _ i: Int) -> UInt64 {
+        Token(kind, index: i, generation: sessions[i].generation).raw
+    }
+
+    private func backend(of i: Int) -> BackendState { frontends[Int(sessions[i].frontend)].backend }
+
+    /// Connects session `i` to `target`, or to the next server in rotation that it has not tried.
+    private func connect(_ i: Int, to target: ServerState?) {
+        let backend = backend(of: i)
+        guard let server = target ?? backend.pick(avoiding: sessions[i].triedServers) ?? backend.pick() else {
+            logger.notice("backend '\(backend.name)' has no server available; closing a client of frontend '\(frontends[Int(sessions[i].frontend)].name)'")
+            close(i, reset: false)
+            return
+        }
+        sessions[i].serverIndex = Int32(server.index)
+        let fd: CInt
+        let connected: Bool
+        do {
+            (fd, connected) = try Socket.connect(to: server.address)
+        } catch {
+            if error.isDescriptorExhaustion {
+                // Keep the client and try again shortly, until `timeout queue`.
+                process.noteDescriptorExhaustion()
+                logExhaustion("backend '\(backend.name)': no descriptor left for a server connection (\(error)); clients wait up to timeout queue")
+                sessions[i].state = .descriptorWait
+                sessions[i].phaseDeadline = reactor.now + resumeIntervalMs
+                for l in listeners.indices where listeners[l].fd >= 0 { pause(l) }
+                arm(i)
+            } else {
+                server.totalSessions.wrappingAdd(1, ordering: .relaxed)
+                connectFailed(i, error.on("\(backend.name)/\(server.name) (\(server.address))"), counted: false)
+            }
+            return
+        }
+        server.sessionOpened()
+        sessions[i].server = fd
+        sessions[i].state = .connecting
+        sessions[i].phaseDeadline = reactor.now + backend.settings.connectTimeoutMs
+        do {
+            try reactor.register(fd, token: token(.server, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
+        } catch {
+            logger.error("backend '\(backend.name)': cannot watch a server connection: \(error)")
+            close(i, reset: true)
+            return
+        }
+        if connected {
+            sessions[i].serverWritable = true
+            established(i)
+        } else {
+            arm(i)
+        }
+    }
+
+    private func connectFinished(_ i: Int) {
+        if let code = Socket.pendingError(sessions[i].server) {
+            let backend = backend(of: i)
+            let server = backend.servers[Int(sessions[i].serverIndex)]
+            connectFailed(i, SystemError(code: code, call: "connect", operand: "\(backend.name)/\(server.name) (\(server.address))"))
+        } else {
+            established(i)
+        }
+    }
+
+    private func established(_ i: Int) {
+        sessions[i].state = .established
+        sessions[i].clientActivity = reactor.now
+        sessions[i].serverActivity = reactor.now
+        arm(i)
+        forward(i)
+    }
+
+    /// A connection attempt failed: retry the same server after a pause, or redispatch at once,
+    /// following HAProxy: with `option redispatch`, go elsewhere immediately when more than one
+    /// primary is usable (round-robin), on the last retry, or when the server is no longer usable.
+    private func connectFailed(_ i: Int, _ error: SystemError, counted: Bool = true) {
+        let backend = backend(of: i)
+        let server = backend.servers[Int(sessions[i].serverIndex)]
+        server.connectErrors.wrappingAdd(1, ordering: .relaxed)
+        if sessions[i].server >= 0 {
+            closeDescriptor(sessions[i].server)
+            sessions[i].server = -1
+        }
+        if counted { server.sessionClosed() }
+        if sessions[i].serverIndex < 64 { sessions[i].triedServers |= 1 << UInt64(sessions[i].serverIndex) }
+        guard sessions[i].retriesLeft > 0 else {
+            logger.notice("\(error); no retries left, closing the client")
+            close(i, reset: false)
+            return
+        }
+        sessions[i].retriesLeft -= 1
+        let settings = backend.settings
+        if settings.redispatch && (backend.usablePrimaries > 1 || sessions[i].retriesLeft == 0 || !server.isUsable),
+           let other = backend.pick(avoiding: sessions[i].triedServers) {
+            logger.debug("\(error); redispatching to \(backend.name)/\(other.name)")
+            server.redispatches.wrappingAdd(1, ordering: .relaxed)
+            connect(i, to: other)
+            return
+        }
+        logger.debug("\(error); retrying \(backend.name)/\(server.name)")
+        server.retries.wrappingAdd(1, ordering: .relaxed)
+        sessions[i].state = .retryWait
+        sessions[i].phaseDeadline = reactor.now + min(settings.connectTimeoutMs, 1000)
+        arm(i)
+    }
+
+    private func retry(_ i: Int) {
+        let backend = backend(of: i)
+        let previous = sessions[i].serverIndex >= 0 ? backend.servers[Int(sessions[i].serverIndex)] : nil
+        // A server that was drained or put in maintenance meanwhile is never retried.
+        connect(i, to: previous?.isUsable == true ? previous : nil)
+    }
+
+    /// Moves bytes both ways; closes the session when both directions are done or one fails.
+    private func forward(_ i: Int) {
+        let splice = !process.noSplice
+        var toServer = 0, fromClient = 0, toClient = 0, fromServer = 0
+        let wasHalfClosed = sessions[i].isHalfClosed
+        let upstream = sessions[i].pumpToServer(pool: &pool, splice: splice, moved: &toServer, read: &fromClient)
+        let downstream = sessions[i].pumpToClient(pool: &pool, splice: splice, moved: &toClient, read: &fromServer)
+        let now = reactor.now
+        if fromClient + toClient > 0 { sessions[i].clientActivity = now }
+        if fromServer + toServer > 0 { sessions[i].serverActivity = now }
+        if toServer + toClient > 0 {
+            let server = backend(of: i).servers[Int(sessions[i].serverIndex)]
+            if toServer > 0 { server.bytesIn.wrappingAdd(toServer, ordering: .relaxed) }
+            if toClient > 0 { server.bytesOut.wrappingAdd(toClient, ordering: .relaxed) }
+        }
+        if case .failed(let error) = upstream {
+            logger.debug("session \(i): \(error); resetting both sides")
+            close(i, reset: true)
+        } else if case .failed(let error) = downstream {
+            logger.debug("session \(i): \(error); resetting both sides")
+            close(i, reset: true)
+        } else if sessions[i].isFinished {
+            close(i, reset: false)
+        } else if !wasHalfClosed && sessions[i].isHalfClosed {
+            arm(i)  // the -fin timeouts may be shorter
+        }
+    }
+
+    /// Ends a session: closes both sockets (with RST when `reset`, to pass a reset on), returns
+    /// pipes, frees the slot and resumes accepting if a limit had paused it.
+    private func close(_ i: Int, reset: Bool) {
+        var session = sessions[i]
+        session.toServer.releaseResources(into: &pool)
+        session.toClient.releaseResources(into: &pool)
+        if session.client >= 0 {
+            if reset { Socket.closeWithReset(session.client) } else { closeDescriptor(session.client) }
+        }
+        if session.server >= 0 {
+            if reset { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
+            backend(of: i).servers[Int(session.serverIndex)].sessionClosed()
+        }
+        releaseSlot(frontends[Int(session.frontend)])
+        let generation = session.generation
+        sessions[i] = Session()
+        sessions[i].generation = generation
+        freeSlots.append(Int32(i))
+        liveSessions -= 1
+        if pausedListeners > 0 && !draining { resumeListeners() }
+        if draining && liveSessions == 0 { reactor.stop() }
+    }
+
+    // MARK: Timeouts
+
+    /// When session `i` must be looked at next: the end of its connect/retry/queue phase, or the
+    /// moment one side has been idle for its timeout (HAProxy's `timeout client`/`server`,
+    /// replaced by `tunnel` once connected, and by `client-fin`/`server-fin` once half-closed).
+    private func deadline(of i: Int) -> Int64 {
+        let s = sessions[i]
+        switch s.state {
+        case .free: return .max
+        case .connecting, .retryWait: return s.phaseDeadline
+        case .descriptorWait: return min(s.phaseDeadline, s.queueDeadline)
+        case .established:
+            let frontend = frontends[Int(s.frontend)]
+            let settings = frontend.backend.settings
+            var clientLimit = settings.tunnelTimeoutMs > 0 ? settings.tunnelTimeoutMs : frontend.clientTimeoutMs
+            var serverLimit = settings.tunnelTimeoutMs > 0 ? settings.tunnelTimeoutMs : settings.serverTimeoutMs
+            if s.isHalfClosed {
+                if frontend.clientFinTimeoutMs > 0 { clientLimit = frontend.clientFinTimeoutMs }
+                if settings.serverFinTimeoutMs > 0 { serverLimit = settings.serverFinTimeoutMs }
+            }
+            var due = Int64.max
+            if clientLimit > 0 { due = min(due, s.clientActivity + clientLimit) }
+            if serverLimit > 0 { due = min(due, s.serverActivity + serverLimit) }
+            return due
+        }
+    }
+
+    /// Pushes a timer for session `i` when its deadline is earlier than the one already armed.
+    /// Later deadlines need nothing: the armed timer fires, finds the session still active, re-arms.
+    private func arm(_ i: Int) {
+        let due = deadline(of: i)
+        guard due < sessions[i].armedDeadline else { return }
+        sessions[i].armedDeadline = due
+        reactor.arm(at: due, token: token(.client, i))
+    }
+}
+
+extension Session {
+    mutating func pumpToServer(pool: inout PipePool, splice: Bool, moved: inout Int, read: inout Int) -> PumpResult {
+        toServer.pump(from: client, readable: &clientReadable, to: server, writable: &serverWritable,
+                      pool: &pool, spliceAllowed: splice, moved: &moved, read: &read)
+    }
+
+    mutating func pumpToClient(pool: inout PipePool, splice: Bool, moved: inout Int, read: inout Int) -> PumpResult {
+        toClient.pump(from: server, readable: &serverReadable, to: client, writable: &clientWritable,
+                      pool: &pool, spliceAllowed: splice, moved: &moved, read: &read)
+    }
+}

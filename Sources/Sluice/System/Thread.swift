@@ -1,0 +1,34 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A joinable POSIX thread running one closure: reactors get a thread each, not a task, because
+/// they block in `epoll_wait`.
+struct OSThread: @unchecked Sendable {
+    // pthread_t is a plain integer handle; joined once by its creator.
+    private let handle: pthread_t
+
+    private final class Box {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    static func spawn(_ body: @escaping @Sendable () -> Void) throws(SystemError) -> OSThread {
+        var handle = pthread_t()
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let rc = pthread_create(&handle, nil, { arg in
+            guard let arg else { return nil }
+            Unmanaged<Box>.fromOpaque(arg).takeRetainedValue().body()
+            return nil
+        }, box)
+        guard rc == 0 else {
+            Unmanaged<Box>.fromOpaque(box).release()
+            throw SystemError(code: rc, call: "pthread_create")
+        }
+        return OSThread(handle: handle)
+    }
+
+    func join() {
+        _ = pthread_join(handle, nil)
+    }
+}
