@@ -261,7 +261,10 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         pendingAccepts.removeAll()
     }
 
+    /// Out of descriptors: give back the pooled pipes (two descriptors each) before anything else,
+    /// then log, once a second at most.
     private func logExhaustion(_ message: @autoclosure () -> String) {
+        pool.drain()
         // Once a second at most: at the limit, every accept attempt would log.
         if reactor.now - lastExhaustionLog >= 1000 {
             lastExhaustionLog = reactor.now

@@ -1,0 +1,161 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real TCP server on 127.0.0.1, on its own thread, for the proxy to forward to.
+/// One poll(2) loop serves every connection, so a thousand sessions need one thread.
+final class TestServer: @unchecked Sendable {
+    enum Behavior: Sendable {
+        /// Writes back everything it reads; after the client's FIN and the last byte, sends FIN.
+        case echo
+        /// Sends its name and a newline, then FIN; reads until the client's FIN.
+        case identify(String)
+        /// Sends `greeting`, then FIN at once; keeps reading what the client still sends (kept in `received`).
+        case halfCloseFirst(String)
+        /// Reads and discards; never writes; closes when the client does.
+        case silent
+    }
+
+    let port: Int
+    let behavior: Behavior
+    private let listener: CInt
+    private var wake: [CInt] = [-1, -1]
+    private var thread = pthread_t()
+    /// Connections accepted so far.
+    let accepted = Atomic<Int>(0)
+    /// Connections open now.
+    let open = Atomic<Int>(0)
+    /// Bytes received after our FIN, in `halfCloseFirst` mode.
+    let received = Mutex<[UInt8]>([])
+
+    private struct Connection {
+        var fd: CInt
+        var out: [UInt8] = []
+        var outOffset = 0
+        var readClosed = false
+        var finSent = false
+    }
+
+    init(_ behavior: Behavior) throws {
+        self.behavior = behavior
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: CInt = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        var a = Net.address(0)
+        let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard r == 0, listen(fd, 4096) == 0 else { throw Net.Failure("test server bind/listen: \(String(cString: strerror(errno)))") }
+        _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+        listener = fd
+        port = Net.localPort(fd)
+        _ = pipe(&wake)
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&thread, nil, { arg in
+            let server = Unmanaged<TestServer>.fromOpaque(arg!).takeRetainedValue()
+            server.loop()
+            return nil
+        }, box)
+    }
+
+    /// Stops the loop, closes every connection and the listener.
+    func stop() {
+        guard wake[1] >= 0 else { return }
+        var b: UInt8 = 1
+        _ = write(wake[1], &b, 1)
+        pthread_join(thread, nil)
+        close(wake[1])
+        close(wake[0])
+        wake = [-1, -1]
+    }
+
+    deinit { stop() }
+
+    private func loop() {
+        var conns: [Connection] = []
+        var buf = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            var fds = [pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
+            fds.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0))
+            for c in conns {
+                var ev = Int16(POLLIN)
+                if c.outOffset < c.out.count { ev |= Int16(POLLOUT) }
+                fds.append(pollfd(fd: c.fd, events: ev, revents: 0))
+            }
+            let n = poll(&fds, nfds_t(fds.count), -1)
+            if n < 0 { continue }
+            if fds[0].revents != 0 { break }
+            let polled = conns.count  // connections accepted below are polled from the next turn
+            if fds[1].revents != 0 {
+                while true {
+                    let fd = accept(listener, nil, nil)
+                    if fd < 0 { break }
+                    _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+                    var one: CInt = 1
+                    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+                    accepted.wrappingAdd(1, ordering: .relaxed)
+                    open.wrappingAdd(1, ordering: .relaxed)
+                    var c = Connection(fd: fd)
+                    switch behavior {
+                    case .identify(let name): c.out = Array((name + "\n").utf8)
+                    case .halfCloseFirst(let greeting): c.out = Array(greeting.utf8)
+                    default: break
+                    }
+                    conns.append(c)
+                }
+            }
+            var k = 0
+            var survivors: [Connection] = []
+            for var c in conns {
+                let re = k < polled ? fds[2 + k].revents : 0
+                k += 1
+                var dead = false
+                if re & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !c.readClosed {
+                    let r = buf.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+                    if r > 0 {
+                        switch behavior {
+                        case .echo: c.out += buf[0..<r]
+                        case .halfCloseFirst: received.withLock { $0 += buf[0..<r] }
+                        default: break
+                        }
+                    } else if r == 0 {
+                        c.readClosed = true
+                    } else if errno != EAGAIN && errno != EINTR {
+                        dead = true
+                    }
+                }
+                if !dead && c.outOffset < c.out.count {
+                    let w = c.out[c.outOffset...].withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    if w > 0 {
+                        c.outOffset += w
+                        if c.outOffset > 1 << 20 && c.outOffset * 2 > c.out.count {
+                            c.out.removeFirst(c.outOffset)
+                            c.outOffset = 0
+                        }
+                    } else if w < 0 && errno != EAGAIN && errno != EINTR {
+                        dead = true
+                    }
+                }
+                let flushed = c.outOffset >= c.out.count
+                if !dead && flushed && !c.finSent {
+                    switch behavior {
+                    case .identify, .halfCloseFirst:
+                        shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
+                    case .echo where c.readClosed:
+                        shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
+                    default: break
+                    }
+                }
+                if dead || (c.readClosed && flushed) {
+                    close(c.fd)
+                    open.wrappingSubtract(1, ordering: .relaxed)
+                } else {
+                    survivors.append(c)
+                }
+            }
+            conns = survivors
+        }
+        for c in conns { close(c.fd) }
+        close(listener)
+    }
+}
