@@ -1,1 +1,245 @@
+import Foundation
 import Testing
+@testable import Sluice
+
+/// Reading the HAProxy subset: what loads, and what each mistake is told.
+struct ParserTests {
+    static let reference = """
+        # The reference topology: two API servers and a backup, checked with GET /alive.
+        global
+          maxconn 20000
+          nbthread 2
+          stats socket /run/sluice.sock mode 660 level admin
+          hard-stop-after 30s
+          tune.pipesize 262144
+          maxpipes 500
+
+        defaults
+          mode tcp
+          timeout connect 5s
+          timeout client 30s
+          timeout server 30s
+          retries 3
+          option redispatch
+
+        frontend api
+          bind 127.0.0.1:8080
+          bind [::1]:8080 backlog 512
+          maxconn 1000
+          timeout client-fin 5s
+          default_backend api
+
+        backend api
+          balance roundrobin
+          option httpchk GET /alive HTTP/1.1
+          http-check send hdr Host api.local
+          http-check expect status 200-299
+          default-server inter 3s fall 2
+          server server01 127.0.0.1:8081 check port 8081
+          server server02 127.0.0.1:8082 check port 8082 weight 2
+          server backup01 127.0.0.1:8083 check port 8083 backup
+          timeout tunnel 1h
+
+        listen redis
+          bind :6380
+          option tcp-check
+          tcp-check send "PING\\r\\n"
+          tcp-check expect string +PONG
+          server r1 localhost:6379 check inter 500ms rise 1
+        """
+
+    @Test func referenceConfigurationLoadsWithHAProxyDefaultsAndValues() throws {
+        let parsed = try Configuration.parse(Self.reference, file: "ref.cfg")
+        let c = parsed.configuration
+        #expect(parsed.warnings.isEmpty)
+        #expect(c.global.maxConnections == 20000)
+        #expect(c.global.threads == 2)
+        #expect(c.global.statsSockets == [StatsSocket(path: "/run/sluice.sock", mode: 0o660, level: .admin)])
+        #expect(c.global.hardStopAfter == .seconds(30))
+        #expect(c.global.pipeSize == 262144)
+        #expect(c.global.maxPipes == 500)
+
+        #expect(c.frontends.map(\.name) == ["api", "redis"])
+        let api = c.frontends[0]
+        #expect(api.binds == [Bind(endpoint: Endpoint(host: "127.0.0.1", port: 8080)), Bind(endpoint: Endpoint(host: "::1", port: 8080), backlog: 512)])
+        #expect(api.maxConnections == 1000)
+        #expect(api.clientTimeout == .seconds(30))
+        #expect(api.clientFinTimeout == .seconds(5))
+        #expect(api.defaultBackend == "api")
+
+        let backend = try #require(c.backend(named: "api"))
+        #expect(backend.retries == 3)
+        #expect(backend.redispatch)
+        #expect(!backend.allBackups)
+        #expect(backend.connectTimeout == .seconds(5))
+        #expect(backend.tunnelTimeout == .seconds(3600))
+        #expect(backend.servers.map(\.name) == ["server01", "server02", "backup01"])
+        #expect(backend.servers.map(\.weight) == [1, 2, 1])
+        #expect(backend.servers.map(\.isBackup) == [false, false, true])
+        let check = try #require(backend.servers[0].check)
+        #expect(check.port == 8081)
+        #expect(check.interval == .seconds(3))
+        #expect(check.fall == 2)
+        #expect(check.rise == 2)
+        guard case .http(let http) = backend.healthCheck else {
+            Issue.record("expected an HTTP check, got \(backend.healthCheck)")
+            return
+        }
+        #expect(http.method == "GET" && http.uri == "/alive" && http.version == "HTTP/1.1")
+        #expect(http.headers.map(\.name) == ["Host"] && http.headers.map(\.value) == ["api.local"])
+        #expect(http.expect == .status([200...299], negated: false))
+
+        let redisFront = c.frontends[1]
+        #expect(redisFront.binds == [Bind(endpoint: Endpoint(host: nil, port: 6380))])
+        #expect(redisFront.defaultBackend == "redis")
+        let redis = try #require(c.backend(named: "redis"))
+        #expect(redis.healthCheck == .tcp([.send(Array("PING\r\n".utf8)), .expectString("+PONG", negated: false)]))
+        #expect(redis.servers[0].endpoint == Endpoint(host: "localhost", port: 6379))
+        #expect(redis.servers[0].check?.interval == .milliseconds(500))
+        #expect(redis.servers[0].check?.rise == 1)
+    }
+
+    /// Parses `text`, expecting failure, and returns the error lines.
+    static func errors(_ text: String) -> [String] {
+        do {
+            _ = try Configuration.parse(text, file: "t.cfg")
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    static let valid = """
+        frontend fe
+          bind :80
+          default_backend be
+        backend be
+          server a 10.0.0.1:80
+
+        """
+
+    @Test func unknownKeywordNamesFileLineSectionAndKeyword() {
+        #expect(Self.errors(Self.valid + "  frobnicate 1\n") == ["t.cfg:6: error: [backend 'be'] 'frobnicate': unknown keyword in a 'backend' section"])
+    }
+
+    @Test func keywordInTheWrongSectionSaysWhereItBelongs() {
+        #expect(Self.errors(Self.valid + "  bind :81\n") == ["t.cfg:6: error: [backend 'be'] 'bind': is not allowed in a 'backend' section (it belongs in frontend, listen)"])
+        #expect(Self.errors("global\n  balance roundrobin\n" + Self.valid) == ["t.cfg:2: error: [global] 'balance': is not allowed in the 'global' section (it belongs in defaults, backend, listen)"])
+        #expect(Self.errors(Self.valid + "  timeout client 5s\n") == ["t.cfg:6: error: [backend 'be'] 'timeout client': is not allowed in a 'backend' section (it belongs in defaults, frontend, listen)"])
+    }
+
+    @Test func serverWithoutAddress() {
+        #expect(Self.errors(Self.valid + "  server b\n") == ["t.cfg:6: error: [backend 'be'] 'server': server 'b' has no address: expected 'server b <address>:<port> [params]'"])
+    }
+
+    @Test func portOutOfRange() {
+        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:65536\n") == ["t.cfg:6: error: [backend 'be'] 'server': port 65536 in '10.0.0.2:65536' is outside 1...65535"])
+    }
+
+    @Test func badTimeUnit() {
+        #expect(Self.errors(Self.valid + "  timeout connect 5x\n") == ["t.cfg:6: error: [backend 'be'] 'timeout connect': bad time unit 'x' in '5x': use us, ms, s, m, h or d (no unit means ms)"])
+    }
+
+    @Test func duplicateProxyNamePointsAtTheFirst() {
+        let errors = Self.errors(Self.valid + "backend be\n  server c 10.0.0.3:80\n")
+        #expect(errors == ["t.cfg:6: error: [backend 'be'] 'backend': duplicate proxy name 'be': a backend of that name is at t.cfg:4"])
+    }
+
+    @Test func frontendAndBackendMayShareAName() throws {
+        _ = try Configuration.parse("frontend app\n  bind :80\n  default_backend app\nbackend app\n  server a 10.0.0.1:80\n")
+    }
+
+    @Test func defaultBackendNamingAMissingBackend() {
+        #expect(Self.errors("frontend fe\n  bind :80\n  default_backend nope\n") == ["t.cfg:3: error: [frontend 'fe'] 'default_backend': no backend named 'nope' exists"])
+    }
+
+    @Test func backendWithNoServersUsedByAFrontend() {
+        #expect(Self.errors("frontend fe\n  bind :80\n  default_backend be\nbackend be\n  balance roundrobin\n")
+            == ["t.cfg:3: error: [frontend 'fe'] 'default_backend': backend 'be' (at t.cfg:4) has no 'server' line, so every connection would fail"])
+    }
+
+    @Test func modeHTTPIsRejectedWithTheReason() {
+        let errors = Self.errors("defaults\n  mode http\n" + Self.valid)
+        #expect(errors.count == 1)
+        #expect(errors[0].hasPrefix("t.cfg:2: error: [defaults] 'mode http': rejected: Sluice is a Layer-4 (TCP) balancer; use 'mode tcp'"))
+    }
+
+    @Test func optionForwardforIsRejectedPointingAtSendProxy() {
+        let errors = Self.errors(Self.valid.replacingOccurrences(of: "  bind :80\n", with: "  bind :80\n  option forwardfor\n"))
+        #expect(errors.count == 1)
+        #expect(errors[0].hasPrefix("t.cfg:3: error: [frontend 'fe'] 'option forwardfor': rejected: X-Forwarded-For is an HTTP header"))
+        #expect(errors[0].contains("send-proxy"))
+    }
+
+    @Test func everyErrorIsReportedNotOnlyTheFirst() {
+        let errors = Self.errors("""
+            global
+              nbthread zero
+            frontend fe
+              bind :80
+              http-request deny
+              default_backend be
+            backend be
+              server a 10.0.0.1:80 weight 300
+              server b 10.0.0.2:80 frob
+            """)
+        #expect(errors.count == 4)
+        #expect(errors[0].hasPrefix("t.cfg:2:") && errors[0].contains("nbthread 'zero' is not a whole number"))
+        #expect(errors[1].hasPrefix("t.cfg:5:") && errors[1].contains("'http-request': rejected"))
+        #expect(errors[2] == "t.cfg:8: error: [backend 'be'] 'server': weight 300 for server 'a' is outside 0...256")
+        #expect(errors[3] == "t.cfg:9: error: [backend 'be'] 'server': unknown server parameter 'frob' for server 'b'")
+    }
+
+    @Test func unsupportedButValidHAProxyKeywordsSaySoInsteadOfBeingIgnored() {
+        #expect(Self.errors(Self.valid + "  balance leastconn\n") == ["t.cfg:6: error: [backend 'be'] 'balance': algorithm 'leastconn' is not supported yet; supported: roundrobin"])
+        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 send-proxy\n") == ["t.cfg:6: error: [backend 'be'] 'server': server parameter 'send-proxy' for server 'b' is not supported yet by Sluice"])
+    }
+
+    @Test func harmlessLayer7LeftoversAreWarningsNamingTheLine() throws {
+        let parsed = try Configuration.parse("defaults\n  option httpclose\n  timeout http-request 5s\n" + Self.valid, file: "t.cfg")
+        #expect(parsed.warnings.map(\.description) == [
+            "t.cfg:2: warning: [defaults] 'option httpclose': has no meaning at Layer 4; ignored",
+            "t.cfg:3: warning: [defaults] 'timeout http-request': applies to HTTP proxies only; it has no effect in Sluice",
+        ])
+    }
+
+    @Test func defaultsApplyToLaterProxiesAndANewDefaultsSectionResets() throws {
+        let c = try Configuration.parse("""
+            defaults
+              timeout server 7s
+              retries 5
+            backend one
+              server a 10.0.0.1:80
+            defaults
+              timeout connect 1s
+            backend two
+              server a 10.0.0.1:80
+            """).configuration
+        #expect(c.backend(named: "one")?.serverTimeout == .seconds(7))
+        #expect(c.backend(named: "one")?.retries == 5)
+        #expect(c.backend(named: "two")?.serverTimeout == nil)
+        #expect(c.backend(named: "two")?.retries == 3)
+        #expect(c.backend(named: "two")?.connectTimeout == .seconds(1))
+    }
+
+    @Test func timeUnitsFollowHAProxy() throws {
+        let cases: [(String, Duration)] = [("250", .milliseconds(250)), ("250ms", .milliseconds(250)), ("100us", .microseconds(100)),
+                                           ("3s", .seconds(3)), ("2m", .seconds(120)), ("1h", .seconds(3600)), ("1d", .seconds(86400))]
+        for (text, expected) in cases {
+            #expect(try ValueParser.time(text).get() == expected)
+        }
+        #expect(throws: ValueError.self) { try ValueParser.time("s").get() }
+    }
+
+    @Test func quotingEscapingAndCommentsFollowHAProxy() throws {
+        let env: (String) -> String? = { $0 == "PORT" ? "8080" : nil }
+        #expect(try Tokenizer.words("  server a 10.0.0.1:80 # a comment", environment: env) == ["server", "a", "10.0.0.1:80"])
+        #expect(try Tokenizer.words(#"tcp-check send "PING\r\n""#, environment: env) == ["tcp-check", "send", "PING\r\n"])
+        #expect(try Tokenizer.words(#"x 'single $PORT \n' "double $PORT" "${PORT}x""#, environment: env) == ["x", #"single $PORT \n"#, "double 8080", "8080x"])
+        #expect(try Tokenizer.words(##"a\ b c\#d"##, environment: env) == ["a b", "c#d"])
+        #expect(try Tokenizer.words(#"pre"quoted part"post"#, environment: env) == ["prequoted partpost"])
+        #expect(try Tokenizer.words(#"hex \x41\x42"#, environment: env) == ["hex", "AB"])
+        #expect(throws: Tokenizer.Failure.unterminatedQuote("\"")) { try Tokenizer.words(#"a "unterminated"#, environment: env) }
+        #expect(Self.errors(Self.valid + #"  server b "10.0.0.2:80"# + "\n") == ["t.cfg:6: error: [backend 'be'] unterminated double quote"])
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `sluice` executable, run as an operator would.
+@Suite(.serialized)
+struct CommandLineTests {
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func write(_ text: String, name: String = "sluice.cfg") throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent(name).path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func run(_ arguments: [String]) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: sluiceExecutable())
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    @Test func checkModeAcceptsAValidFileWithExitZero() throws {
+        let path = try Self.write("""
+            global
+              maxconn 100
+            defaults
+              mode tcp
+              timeout connect 5s
+            frontend fe
+              bind 127.0.0.1:7000
+              default_backend be
+            backend be
+              server a 127.0.0.1:7001 check
+            """)
+        let run = try Self.run(["-c", "-f", path])
+        #expect(run.status == 0)
+        #expect(run.stdout == "Configuration file is valid\n")
+    }
+
+    @Test func checkModeListsEveryErrorWithFileLineAndExitsOne() throws {
+        let path = try Self.write("""
+            frontend fe
+              bind 127.0.0.1:7000
+              mode http
+              default_backend missing
+            backend be
+              server a 127.0.0.1:99999
+              frobnicate yes
+            """)
+        let run = try Self.run(["-c", "-f", path])
+        #expect(run.status == 1)
+        #expect(run.stdout.isEmpty)
+        #expect(run.stderr.contains("sluice.cfg:3: error: [frontend 'fe'] 'mode http'"))
+        #expect(run.stderr.contains("sluice.cfg:6: error: [backend 'be'] 'server': port 99999"))
+        #expect(run.stderr.contains("sluice.cfg:7: error: [backend 'be'] 'frobnicate': unknown keyword"))
+        #expect(run.stderr.contains("sluice.cfg:4: error: [frontend 'fe'] 'default_backend': no backend named 'missing'"))
+    }
+
+    @Test func missingFileIsAnErrorNamingIt() throws {
+        let run = try Self.run(["-c", "-f", "/nonexistent/sluice.cfg"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("/nonexistent/sluice.cfg"))
+    }
+
+    @Test func versionFlagPrintsTheVersion() throws {
+        let run = try Self.run(["-v"])
+        #expect(run.status == 0)
+        #expect(run.stdout.hasPrefix("Sluice version "))
+    }
+
+    @Test func bindConflictFailsAtStartWithTheAddress() throws {
+        let blocker = try TestServer(.silent)  // holds the port without SO_REUSEPORT
+        defer { blocker.stop() }
+        let path = try Self.write("""
+            listen fe
+              bind 127.0.0.1:\(blocker.port)
+              server a 127.0.0.1:1
+            """)
+        let run = try Self.run(["-f", path])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("cannot listen on 127.0.0.1:\(blocker.port)"))
+        #expect(run.stderr.contains("EADDRINUSE"))
+    }
+
+    /// Starts `sluice -f` under `ulimit -n limit` and waits for it to listen.
+    final class Child {
+        let process = Process()
+        let stderrPath: String
+
+        init(config: String, descriptorLimit: Int, port: Int) throws {
+            let path = try CommandLineTests.write(config)
+            stderrPath = path + ".stderr"
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(descriptorLimit) && exec \"$0\" -f \"$1\" 2>\"$2\"", sluiceExecutable(), path, stderrPath]
+            try process.run()
+            try eventually("sluice listens on \(port)") {
+                guard process.isRunning else { throw Net.Failure("sluice exited: \(log)") }
+                guard let fd = try? Net.connect(port) else { return false }
+                close(fd)
+                return true
+            }
+        }
+
+        var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+        func stop() -> Int32 {
+            process.terminate()
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+    }
+
+    @Test func descriptorExhaustionPausesAcceptingKeepsSessionsAndRecovers() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let port = try Net.closedPort()
+        // 48 descriptors: a dozen for the runtime, epoll, eventfd and listener, the rest for sessions
+        // at two each (pipes are given back as soon as they empty, and dropped when descriptors run out).
+        let child = try Child(config: """
+            defaults
+              timeout connect 2s
+              timeout queue 30s
+            listen fe
+              bind 127.0.0.1:\(port)
+              server s 127.0.0.1:\(echo.port)
+            """, descriptorLimit: 48, port: port)
+        try eventually("the readiness probe's session reaches the server and closes") {
+            echo.accepted.load(ordering: .relaxed) == 1 && echo.open.load(ordering: .relaxed) == 0
+        }
+
+        // Far more clients than descriptors: each sends a line and waits for it to come back.
+        let total = 40
+        var clients: [CInt] = []
+        defer { for fd in clients where fd >= 0 { close(fd) } }
+        for i in 0..<total {
+            let fd = try Net.connect(port)
+            clients.append(fd)
+            try Net.sendAll(fd, String(format: "client %03d\n", i))
+        }
+        var served = Set<Int>()
+        func collect() throws {
+            for i in 0..<total where !served.contains(i) && clients[i] >= 0 && Net.waitReadable(clients[i], timeoutMs: 0) {
+                let line = String(decoding: try Net.read(clients[i], count: 11), as: UTF8.self)
+                #expect(line == String(format: "client %03d\n", i))
+                served.insert(i)
+            }
+        }
+        try eventually("sessions fill the descriptor limit") {
+            try collect()
+            return echo.open.load(ordering: .relaxed) >= 10
+        }
+        try collect()
+        let firstWave = served
+        #expect(firstWave.count < total, "every client was served: the limit was never reached")
+        #expect(child.process.isRunning)
+        try eventually("sluice reports the limit") { child.log.contains("pausing accepts") || child.log.contains("no descriptor left") }
+
+        // Existing sessions still forward.
+        for i in firstWave.prefix(3) {
+            try Net.sendAll(clients[i], "still here\n")
+            #expect(String(decoding: try Net.read(clients[i], count: 11), as: UTF8.self) == "still here\n")
+        }
+        // Closing the served clients frees descriptors; everyone else gets served in turn.
+        try eventually(timeout: .seconds(30), "every client is served") {
+            try collect()
+            for i in served where clients[i] >= 0 {
+                close(clients[i])
+                clients[i] = -1
+            }
+            return served.count == total
+        }
+        #expect(echo.accepted.load(ordering: .relaxed) == 1 + total)
+        #expect(child.stop() == 0)
+    }
+}
