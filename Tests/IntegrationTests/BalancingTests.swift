@@ -6,8 +6,8 @@ import Glibc
 #endif
 
 /// Server choice, failover and limits, observed from real clients.
-@Suite(.serialized)
-struct BalancingTests {
+extension Loopback {
+@Suite struct BalancingTests {
     /// Opens a connection and returns the name the server behind the proxy sent.
     static func whoAnswers(_ port: Int) throws -> String {
         let fd = try Net.connect(port)
@@ -159,4 +159,5 @@ struct BalancingTests {
         for _ in 0..<100 { counts[try Self.whoAnswers(proxy.port), default: 0] += 1 }
         #expect(counts == ["a": 50, "b": 50])
     }
+}
 }

@@ -5,8 +5,8 @@ import Glibc
 #endif
 
 /// The `sluice` executable, run as an operator would.
-@Suite(.serialized)
-struct CommandLineTests {
+extension Loopback {
+@Suite struct CommandLineTests {
     struct Run {
         var status: Int32
         var stdout: String
@@ -188,4 +188,5 @@ struct CommandLineTests {
         #expect(echo.accepted.load(ordering: .relaxed) == 1 + total)
         #expect(child.stop() == 0)
     }
+}
 }

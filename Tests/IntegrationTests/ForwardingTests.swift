@@ -6,8 +6,8 @@ import Glibc
 #endif
 
 /// Forwarding through a real balancer on loopback, to real servers started by each test.
-@Suite(.serialized)
-struct ForwardingTests {
+extension Loopback {
+@Suite struct ForwardingTests {
     static func config(servers: [Int], extra: String = "", global: String = "") -> String {
         """
         global
@@ -105,6 +105,7 @@ struct ForwardingTests {
         defer { close(fd) }
         try Net.sendAll(fd, "hello")
         let conn = accept(listener, nil, nil)
+        #expect(String(decoding: try Net.read(conn, count: 5), as: UTF8.self) == "hello")
         var l = linger(l_onoff: 1, l_linger: 0)
         setsockopt(conn, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
         close(conn)
@@ -176,4 +177,5 @@ struct ForwardingTests {
             usleep(100_000)  // the idle gap under test, not a synchronisation
         }
     }
+}
 }

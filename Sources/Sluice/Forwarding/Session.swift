@@ -24,6 +24,10 @@ struct Direction {
     var isDone: Bool { finForwarded }
 
     static let copyBufferSize = 16 * 1024
+    /// Reads per direction per pass. One read then one write, and the session yields to the rest of
+    /// the loop: bulk flows stop starving other sessions, and bytes accumulate meanwhile, so each
+    /// splice moves more (measured: fewer, larger splices cost less kernel CPU per byte).
+    static let readsPerPass = 1
 
     mutating func releaseResources(into pool: inout PipePool) {
         if let pipe {
@@ -42,6 +46,9 @@ struct Direction {
 enum PumpResult {
     /// Nothing more to do until the next readiness event.
     case waiting
+    /// The source may have more, but this pass used its read budget: come back next turn
+    /// (edge-triggered epoll will not signal again for bytes already queued).
+    case yielded
     /// A socket failed (reset, or the destination went away). `reset` asks to pass the reset on.
     case failed(SystemError)
 }
@@ -53,6 +60,7 @@ extension Direction {
     /// `moved` receives the bytes written to `destination` in this pass (for counters and activity).
     mutating func pump(from source: CInt, readable: inout Bool, to destination: CInt, writable: inout Bool,
                        pool: inout PipePool, spliceAllowed: Bool, moved: inout Int, read: inout Int) -> PumpResult {
+        var reads = Self.readsPerPass
         while true {
             if held > 0 {
                 guard writable else { return .waiting }
@@ -92,6 +100,8 @@ extension Direction {
                 return .waiting
             }
             guard readable else { return .waiting }
+            guard reads > 0 else { return .yielded }
+            reads -= 1
             if pipe == nil && buffer == nil {
                 if spliceAllowed, let fresh = pool.take() {
                     pipe = fresh

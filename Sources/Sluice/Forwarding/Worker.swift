@@ -40,6 +40,8 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     private var resumeTimerArmed = false
     /// Listeners whose backlog was not emptied in one go (fairness); accepted from next turn.
     private var pendingAccepts: [Int] = []
+    /// Sessions that used their read budget with bytes possibly left (token of the session).
+    private var pendingSessions: [UInt64] = []
     private var lastExhaustionLog: Int64 = -1_000_000
 
     /// How many connections one listener accepts per turn before sessions get a turn.
@@ -169,11 +171,23 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     }
 
     func endOfTurn() -> Bool {
-        guard !pendingAccepts.isEmpty else { return false }
-        let pending = pendingAccepts
-        pendingAccepts.removeAll(keepingCapacity: true)
-        for l in pending { accept(from: l) }
-        return !pendingAccepts.isEmpty
+        if !pendingSessions.isEmpty {
+            let pending = pendingSessions
+            pendingSessions.removeAll(keepingCapacity: true)
+            for raw in pending {
+                let token = Token(raw: raw)
+                let i = token.index
+                if sessions[i].generation & 0x3FFF_FFFF == token.generation && sessions[i].state == .established {
+                    forward(i)
+                }
+            }
+        }
+        if !pendingAccepts.isEmpty {
+            let pending = pendingAccepts
+            pendingAccepts.removeAll(keepingCapacity: true)
+            for l in pending { accept(from: l) }
+        }
+        return !pendingAccepts.isEmpty || !pendingSessions.isEmpty
     }
 
     // MARK: Accepting
@@ -440,8 +454,15 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             close(i, reset: true)
         } else if sessions[i].isFinished {
             close(i, reset: false)
-        } else if !wasHalfClosed && sessions[i].isHalfClosed {
-            arm(i)  // the -fin timeouts may be shorter
+        } else {
+            if !wasHalfClosed && sessions[i].isHalfClosed {
+                arm(i)  // the -fin timeouts may be shorter
+            }
+            if case .yielded = upstream {
+                pendingSessions.append(token(.client, i))
+            } else if case .yielded = downstream {
+                pendingSessions.append(token(.client, i))
+            }
         }
     }
 
