@@ -155,6 +155,55 @@ extension Loopback {
         #expect(ContinuousClock.now - start >= .milliseconds(250), "closed before the timeout could have expired")
     }
 
+    @Test func tunnelTimeoutReplacesClientAndServerTimeoutsOnceConnected() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let proxy = try RunningProxy("""
+            defaults
+              timeout connect 2s
+              timeout client 150ms
+              timeout server 150ms
+              timeout tunnel 600ms
+            listen fe
+              bind 127.0.0.1:0
+              server s 127.0.0.1:\(echo.port)
+            """)
+        let fd = try Net.connect(proxy.port)
+        defer { close(fd) }
+        // Idle gaps of 300 ms: twice `timeout client`, half `timeout tunnel`.
+        for i in 0..<3 {
+            try Net.sendAll(fd, "tick \(i)\n")
+            #expect(String(decoding: try Net.read(fd, count: 7), as: UTF8.self) == "tick \(i)\n")
+            usleep(300_000)  // the idle gap under test
+        }
+        // Then idle past the tunnel timeout: the proxy closes.
+        let start = ContinuousClock.now
+        #expect(try Net.readToEnd(fd, timeoutMs: 10_000).isEmpty)
+        #expect(ContinuousClock.now - start >= .milliseconds(200), "closed before the tunnel timeout could have expired")
+    }
+
+    @Test func clientFinTimeoutClosesAHalfClosedSessionSooner() throws {
+        let server = try TestServer(.holdOpen)  // never answers, never closes its side
+        defer { server.stop() }
+        let proxy = try RunningProxy("""
+            defaults
+              timeout connect 2s
+              timeout client 60s
+              timeout server 60s
+              timeout client-fin 300ms
+            listen fe
+              bind 127.0.0.1:0
+              server s 127.0.0.1:\(server.port)
+            """)
+        let fd = try Net.connect(proxy.port)
+        defer { close(fd) }
+        try Net.sendAll(fd, "last words")
+        shutdown(fd, Int32(SHUT_WR))
+        let start = ContinuousClock.now
+        #expect(try Net.readToEnd(fd, timeoutMs: 10_000).isEmpty)
+        #expect(ContinuousClock.now - start >= .milliseconds(250), "closed before client-fin could have expired")
+    }
+
     @Test func activeSessionOutlivesItsIdleTimeouts() throws {
         let echo = try TestServer(.echo)
         defer { echo.stop() }

@@ -16,6 +16,8 @@ final class TestServer: @unchecked Sendable {
         case halfCloseFirst(String)
         /// Reads and discards; never writes; closes when the client does.
         case silent
+        /// Reads and discards; never writes; keeps its side open even after the client's FIN.
+        case holdOpen
     }
 
     let port: Int
@@ -146,7 +148,9 @@ final class TestServer: @unchecked Sendable {
                     default: break
                     }
                 }
-                if dead || (c.readClosed && flushed) {
+                var holds = false
+                if case .holdOpen = behavior { holds = true }
+                if dead || (c.readClosed && flushed && !holds) {
                     close(c.fd)
                     open.wrappingSubtract(1, ordering: .relaxed)
                 } else {
