@@ -58,8 +58,12 @@ public final class LoadBalancer: Sendable {
                 } catch {
                     throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve \(server.endpoint): \(error)")
                 }
+                let plan = try server.check.map { check throws(SluiceError) in
+                    try CheckPlan(server: server, check: check, serverAddress: address, backend: backend)
+                }
                 servers.append(ServerState(name: server.name, index: index, address: address, weight: server.weight,
-                                           isBackup: server.isBackup, admin: server.isDisabled ? .maintenance : .ready))
+                                           isBackup: server.isBackup, admin: server.isDisabled ? .maintenance : .ready,
+                                           configuration: server, checkPlan: plan))
             }
             backends.append(BackendState(name: backend.name, servers: servers, settings: BackendSettings(backend)))
         }
@@ -124,6 +128,20 @@ public final class LoadBalancer: Sendable {
             closeOpened()
             throw SluiceError("cannot start reactor: \(error)")
         }
+        // Health checks run on the first reactor; the others reach it with commands.
+        let checkWorker = workers[0]
+        let everyone = workers
+        do {
+            let runner = try CheckRunner(
+                backends: Array(zip(backendStates, configuration.backends)), reactor: checkWorker.reactor,
+                spreadChecks: configuration.global.spreadChecks, logger: logger,
+                broadcast: { command in for w in everyone { w.post(command) } })
+            if !runner.isEmpty { checkWorker.checks = runner }
+        } catch {
+            closeOpened()
+            throw error
+        }
+        for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
         var started: [OSThread] = []
         for worker in workers {
             do {

@@ -52,6 +52,22 @@ public final class ServerState: Sendable {
     /// Where sessions connect.
     public let address: SocketAddress
 
+    /// The server's configuration line, for its policies (`observe`, `on-marked-down` …).
+    public let configuration: Server
+    /// Where and how often checks run; nil without `check`.
+    let checkPlan: CheckPlan?
+    /// HAProxy's health counter value (see `HealthCounter`); written by the check reactor only.
+    let health: Atomic<Int>
+    /// The latest check's outcome.
+    let lastCheckStorage = Mutex<CheckResult>(CheckResult(status: .initial))
+    /// Failed checks (`chkfail`) and UP→DOWN transitions (`chkdown`).
+    let failedChecks = Atomic<Int>(0)
+    let downTransitions = Atomic<Int>(0)
+    /// Monotonic milliseconds of the last operational or admin change (`lastchg`).
+    let lastChange = Atomic<Int64>(monotonicMilliseconds())
+    /// Consecutive connection failures seen on traffic, for `observe layer4`.
+    let observedErrors = Atomic<Int>(0)
+
     let configuredWeight: Int
     let weightStorage: Atomic<Int>
     let adminStorage: Atomic<UInt8>
@@ -72,7 +88,11 @@ public final class ServerState: Sendable {
     let bytesIn = Atomic<Int>(0)
     let bytesOut = Atomic<Int>(0)
 
-    init(name: String, index: Int, address: SocketAddress, weight: Int, isBackup: Bool, admin: AdminState) {
+    init(name: String, index: Int, address: SocketAddress, weight: Int, isBackup: Bool, admin: AdminState,
+         configuration: Server? = nil, checkPlan: CheckPlan? = nil) {
+        self.configuration = configuration ?? Server(name: name, endpoint: Endpoint(host: address.ip, port: address.port), weight: weight, isBackup: isBackup)
+        self.checkPlan = checkPlan
+        self.health = Atomic(checkPlan?.rise ?? 1)
         self.name = name
         self.index = index
         self.address = address
@@ -86,6 +106,15 @@ public final class ServerState: Sendable {
     public var weight: Int { weightStorage.load(ordering: .relaxed) }
     public var admin: AdminState { AdminState(rawValue: adminStorage.load(ordering: .acquiring)) ?? .ready }
     public var operational: OperationalState { OperationalState(rawValue: operationalStorage.load(ordering: .acquiring)) ?? .running }
+
+    /// The latest health check's outcome (`.initial` before the first, or without `check`).
+    public var lastCheck: CheckResult { lastCheckStorage.withLock { $0 } }
+
+    /// UP→DOWN transitions so far (`chkdown`).
+    public var downTransitionCount: Int { downTransitions.load(ordering: .relaxed) }
+
+    /// Whether the server is health-checked.
+    public var isChecked: Bool { checkPlan != nil }
 
     /// Ready, healthy and with a weight: may receive new sessions.
     public var isUsable: Bool { admin == .ready && operational.acceptsTraffic && weight > 0 }

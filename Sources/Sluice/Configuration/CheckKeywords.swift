@@ -84,6 +84,10 @@ extension Parser {
         var rule: TCPCheckRule
         switch words[1] {
         case "connect":
+            if !proxy.tcpCheckRules.isEmpty {
+                error(location, keyword: keyword, "is supported only as the first tcp-check rule (one connection per check)")
+                return
+            }
             var port: Int?
             var i = 0
             while i < args.count {

@@ -167,6 +167,17 @@ public struct Server: Hashable, Sendable {
     public var isDisabled: Bool = false
     /// `check` and its parameters. Nil: not checked, always considered up.
     public var check: ServerCheck?
+    /// `observe layer4`: connection failures on real traffic count against the server.
+    public var observeLayer4: Bool = false
+    /// `error-limit`: consecutive observed failures that trigger `onError`. Default 10.
+    public var errorLimit: Int = 10
+    /// `on-error`: what `errorLimit` observed failures do. Default `fail-check`.
+    public var onError: ObservedErrorAction = .failCheck
+    /// `on-marked-down shutdown-sessions`: close the server's sessions when it goes down.
+    public var shutdownSessionsWhenDown: Bool = false
+    /// `on-marked-up shutdown-backup-sessions`: when this primary comes up, close the backups' sessions
+    /// so that clients reconnect to primaries.
+    public var shutdownBackupSessionsWhenUp: Bool = false
 
     public init(name: String, endpoint: Endpoint, weight: Int = 1, isBackup: Bool = false,
                 isDisabled: Bool = false, check: ServerCheck? = nil) {
@@ -177,6 +188,18 @@ public struct Server: Hashable, Sendable {
         self.isDisabled = isDisabled
         self.check = check
     }
+}
+
+/// HAProxy's `on-error` actions.
+public enum ObservedErrorAction: String, Hashable, Sendable {
+    /// Check sooner (`fastinter`), without counting a failure.
+    case fastInterval = "fastinter"
+    /// Count one failed check.
+    case failCheck = "fail-check"
+    /// Leave one failed check between the server and DOWN.
+    case suddenDeath = "sudden-death"
+    /// Mark the server DOWN at once.
+    case markDown = "mark-down"
 }
 
 /// Per-server health-check parameters, with HAProxy's defaults.

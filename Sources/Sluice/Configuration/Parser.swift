@@ -69,6 +69,11 @@ struct ProxyDraft {
 
 /// What `default-server` sets and each `server` line starts from.
 struct ServerTemplate {
+    var observeLayer4 = false
+    var errorLimit = 10
+    var onError = ObservedErrorAction.failCheck
+    var shutdownSessionsWhenDown = false
+    var shutdownBackupSessionsWhenUp = false
     var weight = 1
     var isBackup = false
     var isDisabled = false

@@ -17,9 +17,15 @@ extension Parser {
         }
         var template = proxy.serverTemplate
         serverParameters(&template, words.dropFirst(3), location, keyword: "server", serverName: name)
-        proxy.servers.append((Server(
+        var server = Server(
             name: name, endpoint: endpoint, weight: template.weight, isBackup: template.isBackup,
-            isDisabled: template.isDisabled, check: template.checkEnabled ? template.check : nil), location))
+            isDisabled: template.isDisabled, check: template.checkEnabled ? template.check : nil)
+        server.observeLayer4 = template.observeLayer4
+        server.errorLimit = template.errorLimit
+        server.onError = template.onError
+        server.shutdownSessionsWhenDown = template.shutdownSessionsWhenDown
+        server.shutdownBackupSessionsWhenUp = template.shutdownBackupSessionsWhenUp
+        proxy.servers.append((server, location))
     }
 
     /// Parameters shared by `server` and `default-server`, with HAProxy's names and ranges.
@@ -30,7 +36,8 @@ extension Parser {
         func argument(_ i: Int) -> String? { i + 1 < params.endIndex ? params[i + 1] : nil }
         while i < params.endIndex {
             let param = params[i]
-            let takesValue: Set<String> = ["weight", "port", "addr", "inter", "fastinter", "downinter", "rise", "fall", "id"]
+            let takesValue: Set<String> = ["weight", "port", "addr", "inter", "fastinter", "downinter", "rise", "fall", "id",
+                                           "observe", "error-limit", "on-error", "on-marked-down", "on-marked-up"]
             var arg = ""
             if takesValue.contains(param) {
                 guard let a = argument(i) else {
@@ -70,10 +77,30 @@ extension Parser {
                 t.check.rise = value(ValueParser.integer(arg, in: 1...1000, what: "rise"), location, keyword: keyword) ?? t.check.rise
             case "fall":
                 t.check.fall = value(ValueParser.integer(arg, in: 1...1000, what: "fall"), location, keyword: keyword) ?? t.check.fall
+            case "observe":
+                switch arg {
+                case "layer4": t.observeLayer4 = true
+                case "layer7": error(location, keyword: keyword, "'observe layer7'\(who) needs HTTP; Sluice observes layer4 only")
+                default: error(location, keyword: keyword, "'observe \(arg)'\(who): expected layer4")
+                }
+            case "error-limit":
+                t.errorLimit = value(ValueParser.integer(arg, in: 1...1000, what: "error-limit"), location, keyword: keyword) ?? t.errorLimit
+            case "on-error":
+                if let action = ObservedErrorAction(rawValue: arg) { t.onError = action } else {
+                    error(location, keyword: keyword, "'on-error \(arg)'\(who): expected fastinter, fail-check, sudden-death or mark-down")
+                }
+            case "on-marked-down":
+                if arg == "shutdown-sessions" { t.shutdownSessionsWhenDown = true } else {
+                    error(location, keyword: keyword, "'on-marked-down \(arg)'\(who): expected shutdown-sessions")
+                }
+            case "on-marked-up":
+                if arg == "shutdown-backup-sessions" { t.shutdownBackupSessionsWhenUp = true } else {
+                    error(location, keyword: keyword, "'on-marked-up \(arg)'\(who): expected shutdown-backup-sessions")
+                }
             case "id":
                 _ = value(ValueParser.integer(arg, in: 1...Int(Int32.max), what: "id"), location, keyword: keyword)
             case "maxconn", "maxqueue", "minconn", "slowstart", "send-proxy", "send-proxy-v2", "check-send-proxy",
-                 "on-marked-down", "on-marked-up", "observe", "error-limit", "on-error", "agent-check", "agent-port",
+                 "agent-check", "agent-port",
                  "agent-addr", "agent-inter", "agent-send", "track", "resolvers", "init-addr", "cookie", "source",
                  "ssl", "verify", "sni", "check-ssl", "proto", "pool-max-conn", "tfo", "namespace":
                 error(location, keyword: keyword, "server parameter '\(param)'\(who) is not supported yet by Sluice")

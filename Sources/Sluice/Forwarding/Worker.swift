@@ -12,6 +12,10 @@ enum WorkerCommand: Sendable {
     case stopGracefully(hardStopAfterMs: Int64?)
     /// Close every session now and exit.
     case stopNow
+    /// Close the sessions of one server (`on-marked-down shutdown-sessions`, runtime API).
+    case shutdownSessions(BackendState, server: Int)
+    /// `observe layer4` counted `error-limit` failures for a server; for the worker running checks.
+    case observedFailure(BackendState, server: Int)
 }
 
 /// One reactor thread: its listeners (one `SO_REUSEPORT` socket per bind), its sessions and pipes.
@@ -43,6 +47,10 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     /// Sessions that used their read budget with bytes possibly left (token of the session).
     private var pendingSessions: [UInt64] = []
     private var lastExhaustionLog: Int64 = -1_000_000
+    /// Health checks, on the one worker that runs them.
+    var checks: CheckRunner?
+    /// Sends a command to the worker that runs health checks.
+    var toCheckWorker: (@Sendable (WorkerCommand) -> Void)?
 
     /// How many connections one listener accepts per turn before sessions get a turn.
     private let acceptBatch = 64
@@ -67,7 +75,9 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 
     /// Runs the loop until stopped; call on the worker's own thread.
     func run() {
+        checks?.start()
         reactor.run(self)
+        checks?.stop()
         for i in sessions.indices where sessions[i].state != .free { close(i, reset: false) }
         closeListeners()
         pool.drain()
@@ -85,6 +95,10 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         let token = Token(raw: raw)
         if token.kind == .listener {
             accept(from: token.index)
+            return
+        }
+        if token.kind == .worker {
+            checks?.handleEvent(index: token.index, generation: token.generation, events: events)
             return
         }
         let i = token.index
@@ -118,6 +132,10 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             return
         }
         let token = Token(raw: raw)
+        if token.kind == .worker {
+            checks?.handleTimer(index: token.index)
+            return
+        }
         let i = token.index
         guard i < sessions.count, sessions[i].generation & 0x3FFF_FFFF == token.generation, sessions[i].state != .free else { return }
         let now = reactor.now
@@ -166,6 +184,13 @@ final class Worker: ReactorHandler, @unchecked Sendable {
                 closeListeners()
                 for i in sessions.indices where sessions[i].state != .free { close(i, reset: false) }
                 reactor.stop()
+            case .shutdownSessions(let backend, let server):
+                for i in sessions.indices where sessions[i].state != .free && sessions[i].serverIndex == Int32(server)
+                    && self.backend(of: i) === backend {
+                    close(i, reset: false)
+                }
+            case .observedFailure(let backend, let server):
+                checks?.observedFailure(backend: backend, server: server)
             }
         }
     }
@@ -383,6 +408,10 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     }
 
     private func established(_ i: Int) {
+        let server = backend(of: i).servers[Int(sessions[i].serverIndex)]
+        if server.configuration.observeLayer4 && server.observedErrors.load(ordering: .relaxed) != 0 {
+            server.observedErrors.store(0, ordering: .relaxed)
+        }
         sessions[i].state = .established
         sessions[i].clientActivity = reactor.now
         sessions[i].serverActivity = reactor.now
@@ -397,6 +426,13 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         let backend = backend(of: i)
         let server = backend.servers[Int(sessions[i].serverIndex)]
         server.connectErrors.wrappingAdd(1, ordering: .relaxed)
+        if server.configuration.observeLayer4 {
+            let errors = server.observedErrors.wrappingAdd(1, ordering: .relaxed).newValue
+            if errors >= server.configuration.errorLimit {
+                server.observedErrors.store(0, ordering: .relaxed)
+                toCheckWorker?(.observedFailure(backend, server: server.index))
+            }
+        }
         if sessions[i].server >= 0 {
             closeDescriptor(sessions[i].server)
             sessions[i].server = -1

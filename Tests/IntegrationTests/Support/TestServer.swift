@@ -18,6 +18,13 @@ final class TestServer: @unchecked Sendable {
         case silent
         /// Reads and discards; never writes; keeps its side open even after the client's FIN.
         case holdOpen
+        /// An HTTP/1.x server: `GET /alive` answers `alive` (200 or 503, settable); anything else
+        /// answers 200 with the name as body. One request per connection.
+        case http(String)
+        /// Answers any request with the start of a status line, then closes.
+        case partialHTTP
+        /// Answers each `PING` with `reply` (a Redis-like health endpoint).
+        case pong(String)
     }
 
     let port: Int
@@ -31,6 +38,10 @@ final class TestServer: @unchecked Sendable {
     let open = Atomic<Int>(0)
     /// Bytes received after our FIN, in `halfCloseFirst` mode.
     let received = Mutex<[UInt8]>([])
+    /// The status `GET /alive` answers, in `http` mode.
+    let alive = Atomic<Int>(200)
+    /// Requests for `/alive` served, in `http` mode.
+    let aliveRequests = Atomic<Int>(0)
 
     private struct Connection {
         var fd: CInt
@@ -38,6 +49,8 @@ final class TestServer: @unchecked Sendable {
         var outOffset = 0
         var readClosed = false
         var finSent = false
+        var request: [UInt8] = []
+        var answered = false
     }
 
     init(_ behavior: Behavior) throws {
@@ -118,6 +131,26 @@ final class TestServer: @unchecked Sendable {
                         switch behavior {
                         case .echo: c.out += buf[0..<r]
                         case .halfCloseFirst: received.withLock { $0 += buf[0..<r] }
+                        case .http(let name):
+                            c.request += buf[0..<r]
+                            if !c.answered, let end = c.request.firstRange(of: Array("\r\n\r\n".utf8)) {
+                                c.answered = true
+                                let head = String(decoding: c.request[..<end.lowerBound], as: UTF8.self)
+                                let isAlive = head.hasPrefix("GET /alive ")
+                                let status = isAlive ? alive.load(ordering: .relaxed) : 200
+                                if isAlive { aliveRequests.wrappingAdd(1, ordering: .relaxed) }
+                                let body = isAlive ? (status == 200 ? "OK\n" : "unhealthy\n") : name + "\n"
+                                let phrase = status == 200 ? "OK" : status == 503 ? "Service Unavailable" : "Status"
+                                c.out = Array("HTTP/1.1 \(status) \(phrase)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8)
+                            }
+                        case .partialHTTP:
+                            if !c.answered { c.answered = true; c.out = Array("HTTP/1.1 20".utf8) }
+                        case .pong(let reply):
+                            c.request += buf[0..<r]
+                            while let range = c.request.firstRange(of: Array("PING".utf8)) {
+                                c.out += Array(reply.utf8)
+                                c.request.removeSubrange(..<range.upperBound)
+                            }
                         default: break
                         }
                     } else if r == 0 {
@@ -143,6 +176,10 @@ final class TestServer: @unchecked Sendable {
                     switch behavior {
                     case .identify, .halfCloseFirst:
                         shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
+                    case .http where c.answered:
+                        shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
+                    case .partialHTTP where c.answered:
+                        dead = true  // close mid-response
                     case .echo where c.readClosed:
                         shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
                     default: break

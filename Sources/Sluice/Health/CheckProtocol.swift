@@ -1,0 +1,115 @@
+/// What a check sends and how it judges the reply: plain bytes in, verdict out, no sockets.
+enum CheckProtocol: Sendable {
+    /// `check` alone: a completed connect passes.
+    case connect
+    /// `option httpchk`: one request, then judge the status line (or body, for string expectations).
+    case http(request: [UInt8], expectation: HTTPExpectation?, regex: POSIXRegex?)
+    /// `option tcp-check`: sends and expectations in order.
+    case tcp([TCPStep])
+
+    enum TCPStep: Sendable {
+        case send([UInt8])
+        case expect(TCPMatcher, negated: Bool, description: String)
+    }
+
+    enum TCPMatcher: Sendable {
+        case bytes([UInt8])
+        case regex(POSIXRegex)
+
+        func matches(_ data: [UInt8]) -> Bool {
+            switch self {
+            case .bytes(let needle): data.firstRange(of: needle) != nil
+            case .regex(let regex): regex.matches(data)
+            }
+        }
+    }
+
+    /// How much reply a check keeps before judging: enough for status lines, headers and a short body.
+    static let maxReply = 16 * 1024
+
+    /// Builds the protocol for a backend's check; nil and a message when a regex does not compile.
+    static func make(_ check: HealthCheck) -> Result<CheckProtocol, SluiceError> {
+        switch check {
+        case .tcpConnect:
+            return .success(.connect)
+        case .http(let http):
+            var request = "\(http.method) \(http.uri) \(http.version)\r\n"
+            for header in http.headers { request += "\(header.name): \(header.value)\r\n" }
+            if http.version == "HTTP/1.1" && !http.headers.contains(where: { $0.name.lowercased() == "connection" }) {
+                request += "Connection: close\r\n"
+            }
+            request += "\r\n"
+            var regex: POSIXRegex?
+            switch http.expect {
+            case .statusRegex(let pattern, _), .stringRegex(let pattern, _):
+                guard let compiled = POSIXRegex(pattern) else { return .failure(SluiceError("http-check expect: invalid regular expression '\(pattern)'")) }
+                regex = compiled
+            default: break
+            }
+            return .success(.http(request: Array(request.utf8), expectation: http.expect, regex: regex))
+        case .tcp(let rules):
+            var steps: [TCPStep] = []
+            for rule in rules {
+                switch rule {
+                case .connect: continue  // only as the first rule; its port is applied to the check address
+                case .send(let bytes): steps.append(.send(bytes))
+                case .expectString(let s, let negated):
+                    steps.append(.expect(.bytes(Array(s.utf8)), negated: negated, description: "string '\(s)'"))
+                case .expectBinary(let b, let negated):
+                    steps.append(.expect(.bytes(b), negated: negated, description: "binary '\(b.map { String(format2: $0) }.joined())'"))
+                case .expectRegex(let pattern, let negated):
+                    guard let regex = POSIXRegex(pattern) else { return .failure(SluiceError("tcp-check expect: invalid regular expression '\(pattern)'")) }
+                    steps.append(.expect(.regex(regex), negated: negated, description: "rstring '\(pattern)'"))
+                }
+            }
+            return .success(.tcp(steps))
+        }
+    }
+
+    /// Judges an HTTP reply. `complete` is true once the server closed or the reply filled `maxReply`.
+    /// Returns nil while more bytes are needed.
+    static func judgeHTTP(_ reply: [UInt8], complete: Bool, expectation: HTTPExpectation?, regex: POSIXRegex?) -> CheckResult? {
+        guard let lineEnd = reply.firstIndex(of: UInt8(ascii: "\n")) else {
+            return complete ? CheckResult(status: .layer7Response, info: reply.isEmpty ? "empty response" : "no status line") : nil
+        }
+        let line = String(decoding: reply[..<lineEnd], as: UTF8.self).trimmingSuffix("\r")
+        let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let code = Int(parts[1]), (100...999).contains(code) else {
+            return CheckResult(status: .layer7Response, info: "invalid status line")
+        }
+        let phrase = parts.count > 2 ? String(parts[2]) : ""
+        func verdict(_ pass: Bool, failing: CheckResult.Status = .layer7Status) -> CheckResult {
+            pass ? CheckResult(status: .layer7OK, code: code, info: phrase) : CheckResult(status: failing, code: code, info: phrase)
+        }
+        switch expectation {
+        case nil:
+            return verdict((200...399).contains(code))
+        case .status(let ranges, let negated):
+            return verdict(ranges.contains { $0.contains(code) } != negated)
+        case .statusRegex(_, let negated):
+            return verdict((regex?.matches(Array(String(code).utf8)) ?? false) != negated)
+        case .string(let needle, let negated):
+            guard complete else { return nil }
+            return verdict((body(reply).firstRange(of: Array(needle.utf8)) != nil) != negated, failing: .layer7Response)
+        case .stringRegex(_, let negated):
+            guard complete else { return nil }
+            return verdict((regex?.matches(body(reply)) ?? false) != negated, failing: .layer7Response)
+        }
+    }
+
+    private static func body(_ reply: [UInt8]) -> [UInt8] {
+        guard let end = reply.firstRange(of: Array("\r\n\r\n".utf8)) else { return [] }
+        return Array(reply[end.upperBound...])
+    }
+}
+
+extension String {
+    init(format2 byte: UInt8) {
+        let digits = Array("0123456789abcdef")
+        self.init([digits[Int(byte >> 4)], digits[Int(byte & 15)]])
+    }
+
+    func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}

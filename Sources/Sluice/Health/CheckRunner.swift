@@ -1,0 +1,347 @@
+import CShims
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs every server's health checks on one reactor, without blocking it: each check is a
+/// non-blocking connection with its own deadline, at most one per server at a time.
+///
+/// Confined to the reactor's thread. Other threads reach it through `WorkerCommand`s.
+final class CheckRunner {
+    /// One checked server and its check in progress.
+    private struct Target {
+        let backend: BackendState
+        let server: ServerState
+        let plan: CheckPlan
+        let proto: CheckProtocol
+        /// `timeout check`: once connected, the rest of the check must finish within it; 0 = unset.
+        let checkTimeoutMs: Int64
+        /// `timeout connect`, which bounds the connect when `timeout check` is set.
+        let connectTimeoutMs: Int64
+        var counter: HealthCounter
+        var nextAt: Int64
+        // The probe in progress.
+        var generation: UInt32 = 0
+        var fd: CInt = -1
+        var connected = false
+        var started: Int64 = 0
+        var deadline: Int64 = 0
+        var out: [UInt8] = []
+        var outOffset = 0
+        var reply: [UInt8] = []
+        var step = 0
+        var peerClosed = false
+    }
+
+    /// Epoll and timer tokens of checks use `Token.Kind.worker` with indices from here on.
+    static let firstIndex = 1024
+
+    private var targets: [Target] = []
+    private let reactor: EpollReactor
+    private let logger: Logger
+    private let spreadPercent: Int
+    private let broadcast: @Sendable (WorkerCommand) -> Void
+
+    init(backends: [(BackendState, Backend)], reactor: EpollReactor, spreadChecks: Int, logger: Logger,
+         broadcast: @escaping @Sendable (WorkerCommand) -> Void) throws(SluiceError) {
+        self.reactor = reactor
+        self.logger = logger
+        self.spreadPercent = spreadChecks
+        self.broadcast = broadcast
+        for (state, config) in backends {
+            let proto: CheckProtocol
+            switch CheckProtocol.make(config.healthCheck) {
+            case .success(let p): proto = p
+            case .failure(let e): throw SluiceError("backend '\(config.name)': \(e.message)")
+            }
+            for server in state.servers {
+                guard let plan = server.checkPlan else { continue }
+                targets.append(Target(
+                    backend: state, server: server, plan: plan, proto: proto,
+                    checkTimeoutMs: config.checkTimeout?.milliseconds ?? 0,
+                    connectTimeoutMs: config.effectiveConnectTimeout.milliseconds,
+                    counter: HealthCounter(rise: plan.rise, fall: plan.fall), nextAt: 0))
+            }
+        }
+    }
+
+    var isEmpty: Bool { targets.isEmpty }
+
+    /// Schedules the first checks, spread over the first interval (at most one second) so that many
+    /// servers are not checked in the same instant.
+    func start() {
+        let now = reactor.now
+        for t in targets.indices {
+            let window = min(targets[t].plan.intervalMs, 1000)
+            targets[t].nextAt = now + window * Int64(t) / Int64(max(targets.count, 1))
+            reactor.arm(at: targets[t].nextAt, token: token(t))
+        }
+    }
+
+    /// Closes checks in progress (at shutdown).
+    func stop() {
+        for t in targets.indices where targets[t].fd >= 0 {
+            closeDescriptor(targets[t].fd)
+            targets[t].fd = -1
+        }
+    }
+
+    private func token(_ t: Int) -> UInt64 {
+        Token(.worker, index: Self.firstIndex + t, generation: targets[t].generation).raw
+    }
+
+    // MARK: Events
+
+    func handleTimer(index: Int) {
+        let t = index - Self.firstIndex
+        guard targets.indices.contains(t) else { return }
+        let now = reactor.now
+        if targets[t].fd >= 0 {
+            if now >= targets[t].deadline {
+                var info = ""
+                if targets[t].connected, case .tcp(let steps) = targets[t].proto, targets[t].step < steps.count,
+                   case .expect(_, _, let description) = steps[targets[t].step] {
+                    info = "at step \(targets[t].step + 1) of tcp-check (expect \(description))"
+                }
+                finish(t, CheckResult(status: targets[t].connected ? .layer7Timeout : .layer4Timeout, info: info))
+            }
+        } else if now >= targets[t].nextAt {
+            begin(t)
+        }
+    }
+
+    func handleEvent(index: Int, generation: UInt32, events: UInt32) {
+        let t = index - Self.firstIndex
+        guard targets.indices.contains(t), targets[t].fd >= 0, targets[t].generation & 0x3FFF_FFFF == generation else { return }
+        if !targets[t].connected {
+            guard events & (CShims_EPOLLOUT | CShims_EPOLLERR | CShims_EPOLLHUP) != 0 else { return }
+            if let code = Socket.pendingError(targets[t].fd) {
+                finish(t, CheckResult(status: .layer4Connection, info: String(cString: strerror(code))))
+                return
+            }
+            connected(t)
+            return
+        }
+        talk(t)
+    }
+
+    /// `observe layer4` reached `error-limit` on traffic: apply the server's `on-error` action.
+    func observedFailure(backend: BackendState, server index: Int) {
+        guard let t = targets.firstIndex(where: { $0.backend === backend && $0.server.index == index }) else { return }
+        let server = targets[t].server
+        let reason = CheckResult(status: .layer4Connection, info: "\(server.configuration.errorLimit) consecutive connection errors on traffic (observe layer4)")
+        switch server.configuration.onError {
+        case .fastInterval:
+            break
+        case .failCheck:
+            record(t, reason)
+        case .suddenDeath:
+            targets[t].counter.suddenDeath()
+            publish(t, transition: nil, reason)
+        case .markDown:
+            let transition = targets[t].counter.markDown()
+            publish(t, transition: transition, reason)
+        }
+        // In every case, check again soon (HAProxy switches to fastinter).
+        if targets[t].fd < 0 {
+            targets[t].nextAt = min(targets[t].nextAt, reactor.now + targets[t].plan.fastIntervalMs)
+            reactor.arm(at: targets[t].nextAt, token: token(t))
+        }
+    }
+
+    // MARK: One check
+
+    private func begin(_ t: Int) {
+        let server = targets[t].server
+        if server.admin == .maintenance {
+            // Maintenance stops checks; look again later in case it ends.
+            schedule(t)
+            return
+        }
+        targets[t].generation &+= 1
+        targets[t].started = reactor.now
+        targets[t].connected = false
+        targets[t].out = []
+        targets[t].outOffset = 0
+        targets[t].reply = []
+        targets[t].step = 0
+        targets[t].peerClosed = false
+        let whole = targets[t].plan.intervalMs
+        // HAProxy: without `timeout check`, `inter` bounds the whole check; with it, the connect is
+        // bounded by min(timeout connect, inter) and the rest by `timeout check`.
+        targets[t].deadline = reactor.now + (targets[t].checkTimeoutMs > 0 ? min(targets[t].connectTimeoutMs, whole) : whole)
+        let fd: CInt
+        let done: Bool
+        do {
+            (fd, done) = try Socket.connect(to: targets[t].plan.address)
+        } catch {
+            finish(t, CheckResult(status: .layer4Connection, info: error.reason))
+            return
+        }
+        targets[t].fd = fd
+        do {
+            try reactor.register(fd, token: token(t), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
+        } catch {
+            finish(t, CheckResult(status: .layer4Connection, info: error.reason))
+            return
+        }
+        reactor.arm(at: targets[t].deadline, token: token(t))
+        if done { connected(t) }
+    }
+
+    private func connected(_ t: Int) {
+        targets[t].connected = true
+        if targets[t].checkTimeoutMs > 0 {
+            targets[t].deadline = reactor.now + targets[t].checkTimeoutMs
+            reactor.arm(at: targets[t].deadline, token: token(t))
+        }
+        switch targets[t].proto {
+        case .connect:
+            finish(t, CheckResult(status: .layer4OK))
+            return
+        case .http(let request, _, _):
+            targets[t].out = request
+        case .tcp(let steps) where steps.isEmpty:
+            finish(t, CheckResult(status: .layer4OK))
+            return
+        case .tcp:
+            break
+        }
+        talk(t)
+    }
+
+    /// Sends what is queued, reads what arrived, and judges when it can.
+    private func talk(_ t: Int) {
+        while true {
+            if case .tcp(let steps) = targets[t].proto {
+                // Queue every send up to the next expectation.
+                while targets[t].step < steps.count, case .send(let bytes) = steps[targets[t].step] {
+                    targets[t].out += bytes
+                    targets[t].step += 1
+                }
+            }
+            if targets[t].outOffset < targets[t].out.count {
+                let fd = targets[t].fd
+                let result = try? targets[t].out[targets[t].outOffset...].withUnsafeBytes { try Socket.send(fd, from: $0) }
+                switch result {
+                case .processed(let n)?: targets[t].outOffset += n
+                case .wouldBlock?: break
+                case nil:
+                    finish(t, CheckResult(status: .layer7Response, info: "connection closed while sending"))
+                    return
+                }
+            }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var progressed = false
+            while targets[t].reply.count < CheckProtocol.maxReply && !targets[t].peerClosed {
+                let fd = targets[t].fd
+                let result = try? buffer.withUnsafeMutableBytes { try Socket.receive(fd, into: $0) }
+                switch result {
+                case .processed(0)?, nil: targets[t].peerClosed = true
+                case .processed(let n)?: targets[t].reply += buffer[0..<n]; progressed = true
+                case .wouldBlock?: break
+                }
+                if case .wouldBlock? = result { break }
+            }
+            let complete = targets[t].peerClosed || targets[t].reply.count >= CheckProtocol.maxReply
+            switch targets[t].proto {
+            case .connect:
+                return
+            case .http(_, let expectation, let regex):
+                if let verdict = CheckProtocol.judgeHTTP(targets[t].reply, complete: complete, expectation: expectation, regex: regex) {
+                    finish(t, verdict)
+                }
+                return
+            case .tcp(let steps):
+                guard targets[t].step < steps.count else {
+                    finish(t, CheckResult(status: .layer7OK, info: "(tcp-check)"))
+                    return
+                }
+                guard case .expect(let matcher, let negated, let description) = steps[targets[t].step] else { continue }
+                let matched = matcher.matches(targets[t].reply)
+                if negated ? (!matched && (complete || progressed)) : matched {
+                    targets[t].reply.removeAll()
+                    targets[t].step += 1
+                    continue  // next sends or expectations
+                }
+                if negated && matched || complete {
+                    finish(t, CheckResult(status: .layer7Response, info: "TCPCHK did not match content \(negated ? "(negated) " : "")\(description) at step \(targets[t].step + 1)"))
+                }
+                return
+            }
+        }
+    }
+
+    /// Ends the probe: closes its socket, records the result, schedules the next one.
+    private func finish(_ t: Int, _ result: CheckResult) {
+        if targets[t].fd >= 0 {
+            closeDescriptor(targets[t].fd)
+            targets[t].fd = -1
+        }
+        targets[t].generation &+= 1  // late events and timers of this probe no longer match
+        var result = result
+        result.durationMs = reactor.now - targets[t].started
+        record(t, result)
+        schedule(t)
+    }
+
+    private func schedule(_ t: Int) {
+        var interval = targets[t].plan.interval(for: targets[t].counter)
+        if spreadPercent > 0 {
+            let spread = interval * Int64(spreadPercent) / 100
+            interval += Int64.random(in: -spread...spread)
+        }
+        targets[t].nextAt = reactor.now + max(interval, 1)
+        reactor.arm(at: targets[t].nextAt, token: token(t))
+    }
+
+    /// Applies a result to the health counter and publishes any change.
+    private func record(_ t: Int, _ result: CheckResult) {
+        let server = targets[t].server
+        server.lastCheckStorage.withLock { $0 = result }
+        let transition: HealthCounter.Transition?
+        if result.status.passed {
+            transition = targets[t].counter.success()
+        } else {
+            server.failedChecks.wrappingAdd(1, ordering: .relaxed)
+            transition = targets[t].counter.failure()
+        }
+        publish(t, transition: transition, result)
+    }
+
+    private func publish(_ t: Int, transition: HealthCounter.Transition?, _ result: CheckResult) {
+        let backend = targets[t].backend
+        let server = targets[t].server
+        let counter = targets[t].counter
+        server.health.store(counter.value, ordering: .relaxed)
+        let before = server.operational
+        let after = counter.operational
+        if before != after {
+            backend.setOperational(after, of: server)
+        }
+        guard let transition else { return }
+        server.lastChange.store(reactor.now, ordering: .relaxed)
+        let primaries = backend.servers.filter { !$0.isBackup && $0.isUsable }.count
+        let backups = backend.servers.filter { $0.isBackup && $0.isUsable }.count
+        let sessions = server.currentSessions.load(ordering: .relaxed)
+        switch transition {
+        case .wentDown:
+            server.downTransitions.wrappingAdd(1, ordering: .relaxed)
+            logger.warning("Server \(backend.name)/\(server.name) is DOWN, \(result). \(primaries) active and \(backups) backup servers left. \(sessions) sessions active, 0 requeued, 0 remaining in queue.")
+            if primaries + backups == 0 {
+                logger.error("backend '\(backend.name)' has no server available!")
+            }
+            if server.configuration.shutdownSessionsWhenDown {
+                broadcast(.shutdownSessions(backend, server: server.index))
+            }
+        case .wentUp:
+            logger.notice("Server \(backend.name)/\(server.name) is UP, \(result). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue.")
+            if server.configuration.shutdownBackupSessionsWhenUp && !server.isBackup {
+                for backup in backend.servers where backup.isBackup {
+                    broadcast(.shutdownSessions(backend, server: backup.index))
+                }
+            }
+        }
+    }
+}

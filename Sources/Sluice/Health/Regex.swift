@@ -1,0 +1,22 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A POSIX extended regular expression (`regcomp(3)`), for `rstatus`, `rstring` and `tcp-check expect rstring`.
+final class POSIXRegex: @unchecked Sendable {
+    // regex_t is only read by regexec after compilation, which is thread-safe.
+    private var compiled = regex_t()
+
+    init?(_ pattern: String) {
+        guard regcomp(&compiled, pattern, REG_EXTENDED | REG_NOSUB) == 0 else { return nil }
+    }
+
+    deinit { regfree(&compiled) }
+
+    func matches(_ bytes: [UInt8]) -> Bool {
+        // regexec needs a C string: stop at the first NUL, as HAProxy's matching of text does.
+        var text = bytes.prefix { $0 != 0 }.map { CChar(bitPattern: $0) }
+        text.append(0)
+        return regexec(&compiled, text, 0, nil, 0) == 0
+    }
+}

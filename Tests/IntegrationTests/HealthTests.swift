@@ -1,0 +1,208 @@
+import Foundation
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Health checks against real servers on loopback, and the failover they drive.
+extension Loopback {
+@Suite struct HealthTests {
+    /// Sends one HTTP request through the proxy; returns the body (the answering server's name).
+    static func get(_ port: Int, path: String = "/") throws -> String {
+        let fd = try Net.connect(port)
+        defer { close(fd) }
+        try Net.sendAll(fd, "GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n")
+        let reply = String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+        guard let body = reply.range(of: "\r\n\r\n") else { throw Net.Failure("no HTTP response: '\(reply)'") }
+        return String(reply[body.upperBound...]).trimmingCharacters(in: .newlines)
+    }
+
+    static func reference(_ s1: TestServer, _ s2: TestServer, _ b1: TestServer, inter: String = "200ms", extra: String = "") -> String {
+        """
+        defaults
+          timeout connect 1s
+          retries 3
+          option redispatch
+        frontend api
+          bind 127.0.0.1:0
+          default_backend api
+        backend api
+          balance roundrobin
+          option httpchk GET /alive HTTP/1.1
+          http-check send hdr Host api.local
+          default-server inter \(inter) rise 2 fall 2 \(extra)
+          server server01 127.0.0.1:\(s1.port) check port \(s1.port)
+          server server02 127.0.0.1:\(s2.port) check port \(s2.port)
+          server backup01 127.0.0.1:\(b1.port) check port \(b1.port) backup
+        """
+    }
+
+    static func waitForFirstChecks(_ backend: BackendState) throws {
+        try eventually("every server has been checked once") {
+            backend.servers.allSatisfy { $0.lastCheck.status != .initial }
+        }
+    }
+
+    @Test func roundRobinSplitsConnectionsAndTheBackupGetsNoneWhilePrimariesAreUp() throws {
+        let s1 = try TestServer(.http("server01")), s2 = try TestServer(.http("server02")), b1 = try TestServer(.http("backup01"))
+        defer { s1.stop(); s2.stop(); b1.stop() }
+        let proxy = try RunningProxy(Self.reference(s1, s2, b1))
+        let backend = try #require(proxy.balancer.backend(named: "api"))
+        try Self.waitForFirstChecks(backend)
+        #expect(backend.servers.map(\.lastCheck.status) == [.layer7OK, .layer7OK, .layer7OK])
+        #expect(backend.servers.map(\.lastCheck.code) == [200, 200, 200])
+        var counts: [String: Int] = [:]
+        for _ in 0..<100 { counts[try Self.get(proxy.port), default: 0] += 1 }
+        #expect((40...60).contains(counts["server01", default: 0]), "\(counts)")
+        #expect((40...60).contains(counts["server02", default: 0]), "\(counts)")
+        #expect(counts["backup01"] == nil, "\(counts)")
+        #expect(s1.aliveRequests.load(ordering: .relaxed) >= 1)
+    }
+
+    @Test func primariesFailingTheirCheckSendTrafficToTheBackupAndRecoveringBringsItBack() throws {
+        let s1 = try TestServer(.http("server01")), s2 = try TestServer(.http("server02")), b1 = try TestServer(.http("backup01"))
+        defer { s1.stop(); s2.stop(); b1.stop() }
+        let proxy = try RunningProxy(Self.reference(s1, s2, b1))
+        let backend = try #require(proxy.balancer.backend(named: "api"))
+        try Self.waitForFirstChecks(backend)
+        #expect(try Self.get(proxy.port) != "backup01")
+
+        s1.alive.store(503, ordering: .relaxed)
+        s2.alive.store(503, ordering: .relaxed)
+        // fall (2) × inter (200 ms) plus one interval, and scheduling slack.
+        try eventually(timeout: .milliseconds(600 + 1000), "traffic moves to backup01") {
+            try (0..<4).map { _ in try Self.get(proxy.port) } == Array(repeating: "backup01", count: 4)
+        }
+        let down = try #require(backend.server(named: "server01"))
+        #expect(down.operational == .stopped)
+        #expect(down.lastCheck.status == .layer7Status)
+        #expect(down.lastCheck.code == 503)
+        #expect(down.statistics.currentSessions == 0)
+
+        s1.alive.store(200, ordering: .relaxed)
+        s2.alive.store(200, ordering: .relaxed)
+        // rise (2) × inter plus one interval, and slack.
+        try eventually(timeout: .milliseconds(600 + 1000), "traffic returns to the primaries") {
+            Set(try (0..<4).map { _ in try Self.get(proxy.port) }) == ["server01", "server02"]
+        }
+        #expect(down.operational == .running)
+        #expect(down.downTransitionCount == 1)
+    }
+
+    @Test func killedPrimaryCostsNoRequestWithRetriesRedispatchAndObserveLayer4() throws {
+        let s1 = try TestServer(.http("server01")), s2 = try TestServer(.http("server02")), b1 = try TestServer(.http("backup01"))
+        defer { s2.stop(); b1.stop() }
+        // Checks every 2 s: it is traffic, not the next check, that must notice the kill.
+        let proxy = try RunningProxy(Self.reference(s1, s2, b1, inter: "2s", extra: "observe layer4 error-limit 1 on-error mark-down"))
+        let backend = try #require(proxy.balancer.backend(named: "api"))
+        try Self.waitForFirstChecks(backend)
+        s1.stop()  // the process is gone: its port refuses
+        var failures = 0
+        var answers: [String: Int] = [:]
+        for _ in 0..<200 {
+            do { answers[try Self.get(proxy.port), default: 0] += 1 } catch { failures += 1 }
+        }
+        #expect(failures == 0)
+        #expect(answers["server01"] == nil)
+        #expect(answers["server02", default: 0] == 200, "\(answers)")
+        // observe layer4 with on-error mark-down took it out of rotation without waiting for a check.
+        #expect(try #require(backend.server(named: "server01")).operational == .stopped)
+    }
+
+    @Test func serverThatAcceptsButNeverAnswersTimesOutAndGoesDown() throws {
+        let silent = try TestServer(.holdOpen)
+        defer { silent.stop() }
+        let proxy = try RunningProxy("""
+            backend be
+              option httpchk GET /alive
+              timeout check 200ms
+              server s 127.0.0.1:\(silent.port) check inter 100ms fall 1
+            listen fe
+              bind 127.0.0.1:0
+              server x 127.0.0.1:1
+            """)
+        let server = try #require(proxy.balancer.backend(named: "be")?.server(named: "s"))
+        try eventually("the check times out") { server.lastCheck.status == .layer7Timeout }
+        #expect(server.operational == .stopped)
+        try eventually("the check's connection is closed, not leaked") { silent.open.load(ordering: .relaxed) <= 1 }
+    }
+
+    @Test func serverThatClosesMidResponseFailsTheCheck() throws {
+        let broken = try TestServer(.partialHTTP)
+        defer { broken.stop() }
+        let proxy = try RunningProxy("""
+            listen fe
+              bind 127.0.0.1:0
+              option httpchk GET /alive
+              server s 127.0.0.1:\(broken.port) check inter 100ms fall 1
+            """)
+        let server = try #require(proxy.balancer.backend(named: "fe")?.server(named: "s"))
+        try eventually("the check fails") { server.lastCheck.status == .layer7Response }
+        #expect(server.operational == .stopped)
+    }
+
+    @Test func tcpCheckMarksAClosedPortDown() throws {
+        let up = try TestServer(.silent)
+        defer { up.stop() }
+        let closed = try Net.closedPort()
+        let proxy = try RunningProxy("""
+            listen fe
+              bind 127.0.0.1:0
+              server up 127.0.0.1:\(up.port) check inter 100ms
+              server closed 127.0.0.1:\(closed) check inter 100ms fall 1
+            """)
+        let backend = try #require(proxy.balancer.backend(named: "fe"))
+        let closedServer = try #require(backend.server(named: "closed"))
+        try eventually("the closed port is DOWN") { closedServer.operational == .stopped }
+        #expect(closedServer.lastCheck.status == .layer4Connection)
+        #expect(closedServer.lastCheck.info == "Connection refused")
+        let upServer = try #require(backend.server(named: "up"))
+        try eventually("the open port has been checked") { upServer.lastCheck.status == .layer4OK }
+        #expect(upServer.operational == .running)
+    }
+
+    @Test func tcpCheckConversationWithARedisLikeServer() throws {
+        let good = try TestServer(.pong("+PONG\r\n")), bad = try TestServer(.pong("-ERR loading\r\n"))
+        defer { good.stop(); bad.stop() }
+        let proxy = try RunningProxy("""
+            listen redis
+              bind 127.0.0.1:0
+              option tcp-check
+              tcp-check send PING\\r\\n
+              tcp-check expect string +PONG
+              server good 127.0.0.1:\(good.port) check inter 100ms
+              server bad 127.0.0.1:\(bad.port) check inter 100ms fall 1
+            """)
+        let backend = try #require(proxy.balancer.backend(named: "redis"))
+        let goodServer = try #require(backend.server(named: "good")), badServer = try #require(backend.server(named: "bad"))
+        try eventually("both servers have been checked") { goodServer.lastCheck.status != .initial && badServer.lastCheck.status != .initial }
+        #expect(goodServer.lastCheck.status == .layer7OK)
+        #expect(goodServer.operational == .running)
+        try eventually("the bad server is DOWN") { badServer.operational == .stopped }
+        // As HAProxy: a reply that does not match waits for more until the check times out.
+        #expect(badServer.lastCheck.status == .layer7Timeout)
+        #expect(badServer.lastCheck.info == "at step 2 of tcp-check (expect string '+PONG')")
+    }
+
+    @Test func onMarkedDownShutdownSessionsClosesTheDownServersSessions() throws {
+        let s1 = try TestServer(.http("server01"))
+        let echo = try TestServer(.holdOpen)  // the data port: holds sessions open
+        defer { s1.stop(); echo.stop() }
+        let proxy = try RunningProxy("""
+            listen fe
+              bind 127.0.0.1:0
+              option httpchk GET /alive
+              server s 127.0.0.1:\(echo.port) check port \(s1.port) inter 100ms fall 1 on-marked-down shutdown-sessions
+            """)
+        let server = try #require(proxy.balancer.backend(named: "fe")?.server(named: "s"))
+        try eventually("the server is checked") { server.lastCheck.status == .layer7OK }
+        let fd = try Net.connect(proxy.port)
+        defer { close(fd) }
+        try eventually("the session reaches the server") { server.statistics.currentSessions == 1 }
+        s1.alive.store(503, ordering: .relaxed)
+        #expect(try Net.readToEnd(fd, timeoutMs: 5000).isEmpty)  // closed by Sluice, not by the server
+        #expect(server.operational == .stopped)
+    }
+}
+}
