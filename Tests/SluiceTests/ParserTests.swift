@@ -222,6 +222,19 @@ struct ParserTests {
         #expect(c.backend(named: "two")?.connectTimeout == .seconds(1))
     }
 
+    @Test func passiveHealthAndSessionShutdownParameters() throws {
+        let c = try Configuration.parse(Self.valid.replacingOccurrences(of: "server a 10.0.0.1:80",
+            with: "server a 10.0.0.1:80 check observe layer4 error-limit 5 on-error mark-down on-marked-down shutdown-sessions on-marked-up shutdown-backup-sessions")).configuration
+        let server = try #require(c.backend(named: "be")?.servers.first)
+        #expect(server.observeLayer4)
+        #expect(server.errorLimit == 5)
+        #expect(server.onError == .markDown)
+        #expect(server.shutdownSessionsWhenDown)
+        #expect(server.shutdownBackupSessionsWhenUp)
+        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 observe layer7\n") == ["t.cfg:6: error: [backend 'be'] 'server': 'observe layer7' for server 'b' needs HTTP; Sluice observes layer4 only"])
+        #expect(Self.errors(Self.valid + "  tcp-check send x\n  tcp-check connect port 1\n") == ["t.cfg:7: error: [backend 'be'] 'tcp-check connect': is supported only as the first tcp-check rule (one connection per check)"])
+    }
+
     @Test func timeUnitsFollowHAProxy() throws {
         let cases: [(String, Duration)] = [("250", .milliseconds(250)), ("250ms", .milliseconds(250)), ("100us", .microseconds(100)),
                                            ("3s", .seconds(3)), ("2m", .seconds(120)), ("1h", .seconds(3600)), ("1d", .seconds(86400))]
