@@ -78,6 +78,19 @@ extension Loopback {
         #expect(run.stderr.contains("/nonexistent/sluice.cfg"))
     }
 
+    @Test func demoRunsAScriptedFailoverWithoutFailedRequests() throws {
+        let run = try Self.run(["demo", "--duration", "6s"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("Server api/server01 is DOWN, reason: Layer7 wrong status, code: 503"))
+        #expect(run.stdout.contains("Server api/server01 is UP, reason: Layer7 check passed"))
+        #expect(run.stdout.contains("Summary:"))
+        #expect(run.stdout.contains(" answered, 0 failed"), "\(run.stdout)")
+        // The backup answered while both primaries were down.
+        let backupLine = run.stdout.split(separator: "\n").last { $0.contains("backup01   backup") }
+        let answered = backupLine.flatMap { $0.split(separator: " ").dropLast().last }.flatMap { Int($0) }  // the column before /alive
+        #expect((answered ?? 0) > 0, "\(run.stdout)")
+    }
+
     @Test func versionFlagPrintsTheVersion() throws {
         let run = try Self.run(["-v"])
         #expect(run.status == 0)

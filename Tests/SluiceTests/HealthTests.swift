@@ -16,7 +16,7 @@ struct HealthCounterTests {
         #expect(c.operational == .running)
         #expect(c.failure() == nil)
         #expect(c.operational == .stopping)
-        #expect(c.progress == "1/3")
+        #expect(c.progress == "2/3")
         #expect(c.failure() == nil)
         #expect(c.failure() == .wentDown)
         #expect(c.value == 0)

@@ -113,6 +113,24 @@ public final class ServerState: Sendable {
     /// UP→DOWN transitions so far (`chkdown`).
     public var downTransitionCount: Int { downTransitions.load(ordering: .relaxed) }
 
+    /// The status as HAProxy's `show stat` shows it: `MAINT`, `DRAIN`, `no check`, `UP`, `DOWN`,
+    /// or `UP 1/3` / `DOWN 1/2` while a transition is in progress.
+    public var status: String {
+        switch admin {
+        case .maintenance: return "MAINT"
+        case .drain where operational.acceptsTraffic: return "DRAIN"
+        default: break
+        }
+        guard let plan = checkPlan else { return "no check" }
+        let counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: health.load(ordering: .relaxed))
+        switch counter.operational {
+        case .running: return "UP"
+        case .stopped: return "DOWN"
+        case .stopping: return "UP \(counter.progress)"
+        case .starting: return "DOWN \(counter.progress)"
+        }
+    }
+
     /// Whether the server is health-checked.
     public var isChecked: Bool { checkPlan != nil }
 

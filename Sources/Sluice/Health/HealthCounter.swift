@@ -62,9 +62,10 @@ struct HealthCounter: Equatable {
         return wasUp ? .wentDown : nil
     }
 
-    /// "1/3" as HAProxy shows progress through a transition: for UP going down, the failures so far
-    /// out of `fall`; for DOWN coming up, the successes so far out of `rise`.
+    /// Progress through a transition as HAProxy's stats show it: for UP going down, the health left
+    /// above DOWN out of `fall` ("UP 1/3": one more failure takes it down); for DOWN coming up, the
+    /// successes so far out of `rise`.
     var progress: String {
-        isUp ? "\(top - value)/\(fall)" : "\(value)/\(rise)"
+        isUp ? "\(value - rise + 1)/\(fall)" : "\(value)/\(rise)"
     }
 }

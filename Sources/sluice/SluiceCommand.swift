@@ -16,7 +16,8 @@ struct SluiceCommand: ParsableCommand {
             Runs in the foreground and logs to standard error. SIGINT, SIGTERM and SIGUSR1 stop \
             accepting and let sessions finish (bounded by hard-stop-after); a second SIGINT or SIGTERM \
             closes everything at once.
-            """
+            """,
+        subcommands: [Demo.self]
     )
 
     @Option(name: .customShort("f"), help: ArgumentHelp("Configuration file or directory of *.cfg files; repeat to concatenate, as HAProxy.", valueName: "file"))
