@@ -110,6 +110,27 @@ extension Loopback {
         #expect(try #require(backend.server(named: "server01")).operational == .stopped)
     }
 
+    @Test func serverRefusingAtStartNeverFailsAClientWhileAnotherAccepts() throws {
+        let up = try TestServer(.http("up"))
+        defer { up.stop() }
+        let dead = try Net.closedPort()
+        // No `option redispatch`. First checks are spread over the first second, so the second
+        // server is not checked for its first ~500 ms: the first requests reach it unchecked.
+        let proxy = try RunningProxy("""
+            defaults
+              timeout connect 1s
+            listen fe
+              bind 127.0.0.1:0
+              server up 127.0.0.1:\(up.port) check inter 10s
+              server dead 127.0.0.1:\(dead) check inter 10s
+            """)
+        let answers = try (0..<10).map { _ in try Self.get(proxy.port) }
+        #expect(answers == Array(repeating: "up", count: 10))
+        let deadServer = try #require(proxy.balancer.backend(named: "fe")?.server(named: "dead")).statistics
+        #expect(deadServer.connectErrors >= 1, "no request reached the unchecked server: the test proved nothing")
+        #expect(deadServer.retries == 0, "a client waited on a retry of a server never shown healthy")
+    }
+
     @Test func serverThatAcceptsButNeverAnswersTimesOutAndGoesDown() throws {
         let silent = try TestServer(.holdOpen)
         defer { silent.stop() }

@@ -446,7 +446,10 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         }
         sessions[i].retriesLeft -= 1
         let settings = backend.settings
-        if settings.redispatch && (backend.usablePrimaries > 1 || sessions[i].retriesLeft == 0 || !server.isUsable),
+        // A checked server that has not been checked yet was never shown healthy: nothing asked to
+        // stick to it, so its failure goes elsewhere even without `option redispatch`.
+        let neverChecked = server.isChecked && server.lastCheck.status == .initial
+        if (settings.redispatch && (backend.usablePrimaries > 1 || sessions[i].retriesLeft == 0 || !server.isUsable)) || neverChecked,
            let other = backend.pick(avoiding: sessions[i].triedServers) {
             logger.debug("\(error); redispatching to \(backend.name)/\(other.name)")
             server.redispatches.wrappingAdd(1, ordering: .relaxed)
