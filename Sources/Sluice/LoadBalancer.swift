@@ -27,56 +27,146 @@ import Glibc
 /// - Important: `start()` ignores `SIGPIPE` process-wide: `splice(2)` to a socket whose peer has gone
 ///   raises it, and a proxy must survive that.
 public final class LoadBalancer: Sendable {
-    public let configuration: Configuration
     private let logger: Logger
     private let process: ProcessState
-    private let frontendStates: [FrontendState]
-    private let backendStates: [BackendState]
-    private let state = Mutex<RunState>(RunState())
+    private let state: Mutex<RunState>
+    /// Monotonic milliseconds at creation, for `show info`'s uptime.
+    let startedAt = monotonicMilliseconds()
 
     private struct RunState {
+        var configuration: Configuration
+        /// Every frontend and backend by name, for the life of the balancer.
+        var frontends: [String: FrontendState] = [:]
+        var backends: [String: BackendState] = [:]
+        /// Objects a reload removed: sessions may still point at them (unmanaged), so they stay alive.
+        var retired: [AnyObject] = []
         var workers: [Worker] = []
         var threads: [OSThread] = []
+        /// Bound addresses per frontend (with the kernel's port where the configuration said 0).
         var addresses: [String: [SocketAddress]] = [:]
         var started = false
     }
 
     /// Builds the balancer's state; resolves server addresses (which may block on DNS).
     ///
-    /// - Throws: `SluiceError` when a server address cannot be resolved.
+    /// - Throws: `SluiceError` when a server or check address cannot be resolved.
     public init(configuration: Configuration, logger: Logger = Logger(label: "sluice")) throws(SluiceError) {
-        self.configuration = configuration
         self.logger = logger
         self.process = ProcessState(configuration.global)
-        var backends: [BackendState] = []
+        var run = RunState(configuration: configuration)
+        let plan = try Self.resolve(configuration)
+        Self.apply(plan, to: &run)
+        state = Mutex(run)
+    }
+
+    // MARK: Building and reloading state
+
+    /// Everything a configuration needs that can fail, done before any shared state changes.
+    private struct ResolvedPlan {
+        struct ServerPlan {
+            var server: Server
+            var address: SocketAddress
+            var check: CheckPlan?
+        }
+        var configuration: Configuration
+        var servers: [String: [ServerPlan]] = [:]
+        var binds: [String: [SocketAddress]] = [:]
+    }
+
+    private static func resolve(_ configuration: Configuration) throws(SluiceError) -> ResolvedPlan {
+        var plan = ResolvedPlan(configuration: configuration)
         for backend in configuration.backends {
-            var servers: [ServerState] = []
-            for (index, server) in backend.servers.enumerated() {
+            var servers: [ResolvedPlan.ServerPlan] = []
+            for server in backend.servers {
                 let address: SocketAddress
                 do {
                     address = try SocketAddress.resolve(host: server.endpoint.host ?? "0.0.0.0", port: server.endpoint.port)
                 } catch {
                     throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve \(server.endpoint): \(error)")
                 }
-                let plan = try server.check.map { check throws(SluiceError) in
+                let check = try server.check.map { check throws(SluiceError) in
                     try CheckPlan(server: server, check: check, serverAddress: address, backend: backend)
                 }
-                servers.append(ServerState(name: server.name, index: index, address: address, weight: server.weight,
-                                           isBackup: server.isBackup, admin: server.isDisabled ? .maintenance : .ready,
-                                           configuration: server, checkPlan: plan))
+                servers.append(.init(server: server, address: address, check: check))
             }
-            backends.append(BackendState(name: backend.name, servers: servers, settings: BackendSettings(backend)))
+            if case .failure(let error) = CheckProtocol.make(backend.healthCheck) {
+                throw SluiceError("backend '\(backend.name)': \(error.message)")
+            }
+            plan.servers[backend.name] = servers
         }
-        self.backendStates = backends
-        var frontends: [FrontendState] = []
         for frontend in configuration.frontends {
-            guard let backend = backends.first(where: { $0.name == frontend.defaultBackend }) else {
+            guard configuration.backend(named: frontend.defaultBackend) != nil else {
                 throw SluiceError("frontend '\(frontend.name)': no backend named '\(frontend.defaultBackend)'")
             }
-            frontends.append(FrontendState(frontend, backend: backend))
+            var binds: [SocketAddress] = []
+            for bind in frontend.binds {
+                do {
+                    binds.append(try SocketAddress.resolve(host: bind.endpoint.host ?? "0.0.0.0", port: bind.endpoint.port))
+                } catch {
+                    throw SluiceError("frontend '\(frontend.name)': cannot resolve bind address \(bind.endpoint): \(error)")
+                }
+            }
+            plan.binds[frontend.name] = binds
         }
-        self.frontendStates = frontends
+        return plan
     }
+
+    /// Creates or updates the shared state. A server that keeps its name keeps its state object
+    /// (health, counters, sessions); its address, weight and policies follow the new configuration.
+    private static func apply(_ plan: ResolvedPlan, to run: inout RunState) {
+        let configuration = plan.configuration
+        for backend in configuration.backends {
+            let settings = BackendSettings(backend)
+            let existing = run.backends[backend.name]
+            var servers: [ServerState] = []
+            for p in plan.servers[backend.name] ?? [] {
+                let admin: AdminState = p.server.isDisabled ? .maintenance : .ready
+                if let old = existing?.server(named: p.server.name), old.isBackup == p.server.isBackup {
+                    if old.address != p.address { old.setAddress(p.address) }
+                    if old.configuredWeight != p.server.weight { old.weightStorage.store(p.server.weight, ordering: .relaxed) }
+                    old.configurationStorage.withLock { $0 = p.server }
+                    old.checkPlanStorage.withLock { $0 = p.check }
+                    if p.check == nil && old.operational != .running { existing?.setOperational(.running, of: old) }
+                    servers.append(old)
+                } else {
+                    if let old = existing?.server(named: p.server.name) { run.retired.append(old) }
+                    servers.append(ServerState(
+                        name: p.server.name, ordinal: existing?.nextOrdinal() ?? servers.count, address: p.address,
+                        weight: p.server.weight, isBackup: p.server.isBackup, admin: admin,
+                        configuration: p.server, checkPlan: p.check))
+                }
+            }
+            if let existing {
+                for old in existing.servers where !servers.contains(where: { $0 === old }) {
+                    run.retired.append(old)  // its sessions finish; it takes no new ones
+                }
+                existing.replace(servers: servers, settings: settings)
+            } else {
+                run.backends[backend.name] = BackendState(name: backend.name, servers: servers, settings: settings)
+            }
+        }
+        for (name, backend) in run.backends where configuration.backend(named: name) == nil {
+            run.retired.append(backend)
+            run.backends[name] = nil
+        }
+        for frontend in configuration.frontends {
+            guard let backend = run.backends[frontend.defaultBackend] else {
+                preconditionFailure("frontend '\(frontend.name)': backend '\(frontend.defaultBackend)' was resolved but not built")
+            }
+            if let existing = run.frontends[frontend.name] {
+                existing.update(frontend, backend: backend)
+            } else {
+                run.frontends[frontend.name] = FrontendState(frontend, backend: backend)
+            }
+        }
+        for (name, frontend) in run.frontends where !configuration.frontends.contains(where: { $0.name == name }) {
+            run.retired.append(frontend)
+            run.frontends[name] = nil
+        }
+        run.configuration = configuration
+    }
+
+    // MARK: Running
 
     /// Opens every listener and starts one reactor thread per `nbthread`.
     ///
@@ -85,62 +175,26 @@ public final class LoadBalancer: Sendable {
     /// - Throws: `SluiceError` naming the frontend and address when a bind fails.
     public func start() throws(SluiceError) {
         signal(SIGPIPE, SIG_IGN)
+        let (configuration, frontends, backends) = state.withLock { ($0.configuration, $0.frontends, $0.backends) }
         let threads = max(1, configuration.global.threads)
-        // listenersByWorker[w] = [(fd, frontend index)]
-        var listenersByWorker = [[(fd: CInt, frontend: Int)]](repeating: [], count: threads)
-        var addresses: [String: [SocketAddress]] = [:]
-        var opened: [CInt] = []
-        func closeOpened() { for fd in opened { closeDescriptor(fd) } }
-        for (f, frontend) in configuration.frontends.enumerated() {
-            for bind in frontend.binds {
-                var address: SocketAddress
-                do {
-                    address = try SocketAddress.resolve(host: bind.endpoint.host ?? "0.0.0.0", port: bind.endpoint.port)
-                } catch {
-                    closeOpened()
-                    throw SluiceError("frontend '\(frontend.name)': cannot resolve bind address \(bind.endpoint): \(error)")
-                }
-                let backlog = bind.backlog ?? max(1024, min(frontend.maxConnections ?? 1024, 65535))
-                for w in 0..<threads {
-                    do {
-                        let fd = try Socket.listen(on: address, backlog: backlog, reusePort: true).release()
-                        opened.append(fd)
-                        if address.port == 0 {
-                            // Port 0: the kernel picked one; the other reactors join it.
-                            address = try Socket.localAddress(fd)
-                        }
-                        listenersByWorker[w].append((fd, f))
-                    } catch {
-                        closeOpened()
-                        throw SluiceError("frontend '\(frontend.name)': cannot listen on \(bind.endpoint): \(error)")
-                    }
-                }
-                addresses[frontend.name, default: []].append(address)
-                logger.info("frontend '\(frontend.name)' listening on \(address) (\(threads) thread\(threads == 1 ? "" : "s"))")
-            }
-        }
+        let plan = try Self.resolve(configuration)
+        let (listenersByWorker, addresses) = try openListeners(plan, frontends: frontends, threads: threads, keep: [:])
         var workers: [Worker] = []
         do {
             for w in 0..<threads {
-                workers.append(try Worker(id: w, process: process, frontends: frontendStates, listeners: listenersByWorker[w], logger: logger))
+                workers.append(try Worker(id: w, process: process, listeners: listenersByWorker[w], logger: logger))
             }
         } catch {
-            closeOpened()
+            for list in listenersByWorker { for l in list { closeDescriptor(l.fd) } }
             throw SluiceError("cannot start reactor: \(error)")
         }
         // Health checks run on the first reactor; the others reach it with commands.
         let checkWorker = workers[0]
         let everyone = workers
-        do {
-            let runner = try CheckRunner(
-                backends: Array(zip(backendStates, configuration.backends)), reactor: checkWorker.reactor,
-                spreadChecks: configuration.global.spreadChecks, logger: logger,
-                broadcast: { command in for w in everyone { w.post(command) } })
-            if !runner.isEmpty { checkWorker.checks = runner }
-        } catch {
-            closeOpened()
-            throw error
-        }
+        checkWorker.checks = CheckRunner(
+            reactor: checkWorker.reactor, spreadChecks: configuration.global.spreadChecks, logger: logger,
+            broadcast: { command in for w in everyone { w.post(command) } })
+        checkWorker.checks?.configure(Self.checkTargets(configuration, backends))
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
         var started: [OSThread] = []
         for worker in workers {
@@ -152,6 +206,11 @@ public final class LoadBalancer: Sendable {
                 throw SluiceError("cannot start reactor thread: \(error)")
             }
         }
+        for (name, list) in addresses {
+            for address in list {
+                logger.info("frontend '\(name)' listening on \(address) (\(threads) thread\(threads == 1 ? "" : "s"))")
+            }
+        }
         state.withLock {
             $0.workers = workers
             $0.threads = started
@@ -159,6 +218,97 @@ public final class LoadBalancer: Sendable {
             $0.started = true
         }
     }
+
+    private static func checkTargets(_ configuration: Configuration, _ backends: [String: BackendState]) -> [(BackendState, Backend)] {
+        configuration.backends.compactMap { b in backends[b.name].map { ($0, b) } }
+    }
+
+    /// Opens one `SO_REUSEPORT` socket per bind per reactor, except binds in `keep` (already open).
+    private func openListeners(_ plan: ResolvedPlan, frontends: [String: FrontendState], threads: Int,
+                               keep: [String: SocketAddress]) throws(SluiceError) -> ([[Worker.Listener]], [String: [SocketAddress]]) {
+        var byWorker = [[Worker.Listener]](repeating: [], count: threads)
+        var addresses: [String: [SocketAddress]] = [:]
+        for frontend in plan.configuration.frontends {
+            guard let state = frontends[frontend.name] else { continue }
+            for (bind, resolved) in zip(frontend.binds, plan.binds[frontend.name] ?? []) {
+                let key = Self.listenerKey(frontend.name, resolved)
+                if let kept = keep[key] {
+                    addresses[frontend.name, default: []].append(kept)
+                    continue
+                }
+                var address = resolved
+                let backlog = bind.backlog ?? max(1024, min(frontend.maxConnections ?? 1024, 65535))
+                for w in 0..<threads {
+                    do {
+                        let fd = try Socket.listen(on: address, backlog: backlog, reusePort: true).release()
+                        if address.port == 0 {
+                            // Port 0: the kernel picked one; the other reactors join it.
+                            address = try Socket.localAddress(fd)
+                        }
+                        byWorker[w].append(Worker.Listener(fd: fd, frontend: state, key: key))
+                    } catch {
+                        for list in byWorker { for l in list { closeDescriptor(l.fd) } }
+                        throw SluiceError("frontend '\(frontend.name)': cannot listen on \(bind.endpoint): \(error)")
+                    }
+                }
+                addresses[frontend.name, default: []].append(address)
+            }
+        }
+        return (byWorker, addresses)
+    }
+
+    /// Identifies a listener across reloads: the frontend and the address as configured.
+    static func listenerKey(_ frontend: String, _ address: SocketAddress) -> String { "\(frontend)|\(address)" }
+
+    /// Applies a new configuration to the running balancer without dropping anything.
+    ///
+    /// Listeners whose frontend and address are unchanged stay open (not one SYN refused); new ones
+    /// open before removed ones close; servers that keep their name (and backup flag and check
+    /// address) keep their health, counters and sessions; removed servers take no new sessions
+    /// while theirs finish; new weights, timeouts and options apply to new sessions. Settings of
+    /// `global` apply at the next start, and a warning says so.
+    ///
+    /// - Returns: notices for the operator (e.g. global settings that need a restart).
+    /// - Throws: `SluiceError` when the new configuration cannot be applied; the old one keeps running.
+    @discardableResult
+    public func reload(_ configuration: Configuration) throws(SluiceError) -> [String] {
+        let plan = try Self.resolve(configuration)
+        var notices: [String] = []
+        let (old, started, threads, oldAddresses) = state.withLock { ($0.configuration, $0.started, $0.workers.count, $0.addresses) }
+        if old.global != configuration.global {
+            notices.append("global settings changed; they take effect when Sluice restarts")
+        }
+        guard started else {
+            state.withLock { Self.apply(plan, to: &$0) }
+            return notices
+        }
+        // Listeners to keep: same frontend, same configured address. Port-0 binds keep their port.
+        var keep: [String: SocketAddress] = [:]
+        for frontend in old.frontends {
+            let resolved = (try? Self.resolve(Configuration(global: old.global, frontends: [frontend], backends: old.backends)).binds[frontend.name]) ?? []
+            for (configured, bound) in zip(resolved, oldAddresses[frontend.name] ?? []) {
+                keep[Self.listenerKey(frontend.name, configured)] = bound
+            }
+        }
+        let wanted = Set(plan.configuration.frontends.flatMap { f in (plan.binds[f.name] ?? []).map { Self.listenerKey(f.name, $0) } })
+        let removedKeys = Set(keep.keys).subtracting(wanted)
+        for key in removedKeys { keep[key] = nil }
+
+        let (frontends, backends, workers) = state.withLock { run in
+            Self.apply(plan, to: &run)
+            return (run.frontends, run.backends, run.workers)
+        }
+        let (added, addresses) = try openListeners(plan, frontends: frontends, threads: threads, keep: keep)
+        for (w, worker) in workers.enumerated() {
+            worker.post(.updateListeners(add: added[w], removeKeys: removedKeys))
+        }
+        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends)))
+        state.withLock { $0.addresses = addresses }
+        return notices
+    }
+
+    /// The configuration in force (the last one applied by `init` or `reload`).
+    public var configuration: Configuration { state.withLock { $0.configuration } }
 
     /// The addresses a frontend listens on (with the kernel's port where the configuration said 0).
     public func listeningAddresses(of frontend: String) -> [SocketAddress] {
@@ -170,8 +320,7 @@ public final class LoadBalancer: Sendable {
     /// - Parameter graceful: true (the default) stops accepting and lets sessions finish, bounded by
     ///   `hard-stop-after`; false closes every session at once.
     public func stop(graceful: Bool = true) {
-        let workers = state.withLock { $0.workers }
-        let limit = configuration.global.hardStopAfter?.milliseconds
+        let (workers, limit) = state.withLock { ($0.workers, $0.configuration.global.hardStopAfter?.milliseconds) }
         for worker in workers { worker.post(graceful ? .stopGracefully(hardStopAfterMs: limit) : .stopNow) }
     }
 
@@ -182,13 +331,51 @@ public final class LoadBalancer: Sendable {
     }
 
     /// The live state of a backend, to read counters or drive server states.
-    public func backend(named name: String) -> BackendState? { backendStates.first { $0.name == name } }
+    public func backend(named name: String) -> BackendState? { state.withLock { $0.backends[name] } }
+
+    /// Backends in configuration order.
+    public var backends: [BackendState] {
+        state.withLock { run in run.configuration.backends.compactMap { run.backends[$0.name] } }
+    }
+
+    /// Frontends in configuration order, with their live counters.
+    var frontendStates: [FrontendState] {
+        state.withLock { run in run.configuration.frontends.compactMap { run.frontends[$0.name] } }
+    }
+
+    func frontendState(named name: String) -> FrontendState? { state.withLock { $0.frontends[name] } }
+
+    /// Closes every session of a server on every reactor (`shutdown sessions server`).
+    public func shutdownSessions(of server: ServerState, in backend: BackendState) {
+        let workers = state.withLock { $0.workers }
+        for worker in workers { worker.post(.shutdownSessions(backend, server: server)) }
+    }
+
+    /// Turns a server's health checks off (it is then considered UP) or back on.
+    public func setHealthChecks(enabled: Bool, of server: ServerState, in backend: BackendState) {
+        server.checksEnabled.store(enabled, ordering: .relaxed)
+        if !enabled {
+            server.lastChange.store(monotonicMilliseconds(), ordering: .relaxed)
+            backend.setOperational(.running, of: server)
+        }
+        let workers = state.withLock { $0.workers }
+        workers.first?.post(.checksToggled(server))
+    }
 
     /// Sessions open now, across every frontend.
     public var currentSessions: Int { process.currentConnections.load(ordering: .relaxed) }
 
+    /// Sessions accepted since start.
+    public var totalSessions: Int { process.totalConnections.load(ordering: .relaxed) }
+
+    /// The process-wide session limit (`maxconn` in global; `Int.max` when unset).
+    public var maxSessions: Int { process.maxConnections }
+
     /// Times accept or connect found no descriptor left since start.
     public var descriptorExhaustions: Int { process.descriptorExhaustions.load(ordering: .relaxed) }
+
+    /// Pipes open now (pooled ones included).
+    public var pipesOpen: Int { process.pipesOpen.load(ordering: .relaxed) }
 }
 
 /// An error from the balancer's public API, with a sentence naming what failed.

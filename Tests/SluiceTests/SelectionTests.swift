@@ -26,7 +26,7 @@ struct SelectionTests {
         var config = Backend(name: "be", servers: [])
         config.allBackups = allBackups
         let states = servers.enumerated().map { i, s in
-            ServerState(name: s.0, index: i, address: SocketAddress(ip: "127.0.0.1", port: 1000 + i)!, weight: s.1, isBackup: s.2, admin: .ready)
+            ServerState(name: s.0, ordinal: i, address: SocketAddress(ip: "127.0.0.1", port: 1000 + i)!, weight: s.1, isBackup: s.2, admin: .ready)
         }
         return BackendState(name: "be", servers: states, settings: BackendSettings(config))
     }

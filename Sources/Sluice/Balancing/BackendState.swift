@@ -1,18 +1,18 @@
 import Synchronization
 
-/// The live state of one backend, shared by every reactor.
+/// The live state of one backend, shared by every reactor, for the life of the process.
 ///
 /// Readers take the current `Schedule` (an immutable value) and advance one atomic cursor; writers
-/// (health checks, the runtime API) change a server's state and call `republish()`, which builds a
-/// new schedule. Reactors never wait on each other for a pick.
+/// (health checks, the runtime API, a reload) change a server's state or the membership and call
+/// `republish()`, which builds a new schedule. Reactors never wait on each other for a pick.
 public final class BackendState: Sendable {
     public let name: String
-    public let servers: [ServerState]
-    let settings: BackendSettings
 
     /// Which servers receive new sessions, in order. Replaced whole by `republish()`.
     struct Schedule: Sendable {
-        /// Server indices in smooth round-robin order; empty when no server is usable.
+        /// The members when the schedule was built.
+        var servers: [ServerState] = []
+        /// Indices into `servers` in smooth round-robin order; empty when no server is usable.
         var order: [Int32] = []
         /// True when `order` holds backups because no primary is usable.
         var onBackups = false
@@ -20,58 +20,73 @@ public final class BackendState: Sendable {
         var usablePrimaries = 0
     }
 
-    private let schedule: Mutex<Schedule>
+    private struct Members {
+        var servers: [ServerState]
+        var settings: BackendSettings
+        var schedule = Schedule()
+        /// The next `ServerState.ordinal` to hand out.
+        var nextOrdinal: Int
+    }
+
+    private let members: Mutex<Members>
     private let cursor = Atomic<Int>(0)
 
     init(name: String, servers: [ServerState], settings: BackendSettings) {
         self.name = name
-        self.servers = servers
-        self.settings = settings
-        self.schedule = Mutex(Schedule())
+        self.members = Mutex(Members(servers: servers, settings: settings, nextOrdinal: servers.count))
         republish()
     }
+
+    /// The current servers, in configuration order.
+    public var servers: [ServerState] { members.withLock { $0.servers } }
+
+    /// The connection policy new sessions take.
+    var settings: BackendSettings { members.withLock { $0.settings } }
 
     /// The server called `name`.
     public func server(named name: String) -> ServerState? { servers.first { $0.name == name } }
 
     /// Rebuilds the schedule from the servers' current states and weights.
     func republish() {
-        let primaries = servers.filter { !$0.isBackup && $0.isUsable }
-        var next = Schedule(usablePrimaries: primaries.count)
-        if !primaries.isEmpty {
-            next.order = RoundRobin.schedule(weights: servers.map { !$0.isBackup && $0.isUsable ? $0.weight : 0 })
-        } else if settings.allBackups {
-            next.order = RoundRobin.schedule(weights: servers.map { $0.isBackup && $0.isUsable ? $0.weight : 0 })
-            next.onBackups = true
-        } else if let first = servers.first(where: { $0.isBackup && $0.isUsable }) {
-            // HAProxy uses only the first usable backup unless `option allbackups`.
-            next.order = [Int32(first.index)]
-            next.onBackups = true
+        members.withLock { m in
+            let servers = m.servers
+            let primaries = servers.filter { !$0.isBackup && $0.isUsable }
+            var next = Schedule(servers: servers, usablePrimaries: primaries.count)
+            if !primaries.isEmpty {
+                next.order = RoundRobin.schedule(weights: servers.map { !$0.isBackup && $0.isUsable ? $0.weight : 0 })
+            } else if m.settings.allBackups {
+                next.order = RoundRobin.schedule(weights: servers.map { $0.isBackup && $0.isUsable ? $0.weight : 0 })
+                next.onBackups = true
+            } else if let first = servers.firstIndex(where: { $0.isBackup && $0.isUsable }) {
+                // HAProxy uses only the first usable backup unless `option allbackups`.
+                next.order = [Int32(first)]
+                next.onBackups = true
+            }
+            m.schedule = next
         }
-        schedule.withLock { $0 = next }
     }
 
-    /// The next server in rotation that is not in `avoiding` (a bit per server index, for
-    /// servers a session already failed to reach), or nil when none is usable.
+    /// The next server in rotation that is not in `avoiding` (a bit per `ServerState.ordinal`
+    /// modulo 64, for servers a session already failed to reach), or nil when none is usable.
     func pick(avoiding: UInt64 = 0) -> ServerState? {
-        let current = schedule.withLock { $0 }
+        let current = members.withLock { $0.schedule }
         let order = current.order
         guard !order.isEmpty else { return nil }
         let start = cursor.wrappingAdd(1, ordering: .relaxed).oldValue
         for step in 0..<order.count {
-            let index = Int(order[Int(UInt(bitPattern: start &+ step) % UInt(order.count))])
-            if index < 64 && avoiding & (1 << UInt64(index)) != 0 { continue }
-            let server = servers[index]
+            let server = current.servers[Int(order[Int(UInt(bitPattern: start &+ step) % UInt(order.count))])]
+            if avoiding & server.avoidanceBit != 0 { continue }
             if server.isUsable { return server }
         }
         return nil
     }
 
     /// How many primaries can take sessions now.
-    var usablePrimaries: Int { schedule.withLock { $0.usablePrimaries } }
+    var usablePrimaries: Int { members.withLock { $0.schedule.usablePrimaries } }
 
     /// Changes a server's admin state and republishes.
     public func setAdmin(_ state: AdminState, of server: ServerState) {
+        if server.admin != state { server.lastChange.store(monotonicMilliseconds(), ordering: .relaxed) }
         server.adminStorage.store(state.rawValue, ordering: .releasing)
         republish()
     }
@@ -88,9 +103,28 @@ public final class BackendState: Sendable {
         server.operationalStorage.store(state.rawValue, ordering: .releasing)
         republish()
     }
+
+    /// Replaces the membership and policy (a reload). Servers are matched by the caller; new ones
+    /// get fresh ordinals.
+    func replace(servers: [ServerState], settings: BackendSettings) {
+        members.withLock { m in
+            m.servers = servers
+            m.settings = settings
+        }
+        republish()
+    }
+
+    /// A fresh ordinal for a server joining this backend.
+    func nextOrdinal() -> Int {
+        members.withLock { m in
+            defer { m.nextOrdinal += 1 }
+            return m.nextOrdinal
+        }
+    }
 }
 
-/// A backend's connection policy, in the units the data path uses.
+/// A backend's connection policy, in the units the data path uses. Sessions copy it when they
+/// start, so a reload changes it for new sessions only.
 struct BackendSettings: Sendable {
     var retries: Int
     var redispatch: Bool
@@ -99,6 +133,7 @@ struct BackendSettings: Sendable {
     var queueTimeoutMs: Int64
     /// 0 means no limit.
     var serverTimeoutMs: Int64
+    /// 0: unset (the server timeout applies).
     var serverFinTimeoutMs: Int64
     var tunnelTimeoutMs: Int64
 
@@ -109,7 +144,7 @@ struct BackendSettings: Sendable {
         connectTimeoutMs = backend.effectiveConnectTimeout.milliseconds
         queueTimeoutMs = (backend.queueTimeout ?? backend.effectiveConnectTimeout).milliseconds
         serverTimeoutMs = backend.serverTimeout?.milliseconds ?? 0
-        serverFinTimeoutMs = backend.serverFinTimeout?.milliseconds ?? serverTimeoutMs
+        serverFinTimeoutMs = backend.serverFinTimeout?.milliseconds ?? 0
         tunnelTimeoutMs = backend.tunnelTimeout?.milliseconds ?? 0
     }
 }

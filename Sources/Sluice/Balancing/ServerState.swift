@@ -46,16 +46,21 @@ public enum OperationalState: UInt8, Sendable, CustomStringConvertible {
 /// without locks; state changes go through the owning `BackendState`, which republishes its schedule.
 public final class ServerState: Sendable {
     public let name: String
-    /// Position in the backend's server list; stable for the life of the backend.
-    public let index: Int
+    /// A number unique within the backend, for life: sessions mark servers they failed to reach
+    /// with bit `ordinal % 64`.
+    let ordinal: Int
     public let isBackup: Bool
-    /// Where sessions connect.
-    public let address: SocketAddress
+    private let addressStorage: Mutex<SocketAddress>
 
-    /// The server's configuration line, for its policies (`observe`, `on-marked-down` …).
-    public let configuration: Server
-    /// Where and how often checks run; nil without `check`.
-    let checkPlan: CheckPlan?
+    /// The server's configuration line, for its policies (`observe`, `on-marked-down` …); a reload
+    /// may replace it.
+    let configurationStorage: Mutex<Server>
+    public var configuration: Server { configurationStorage.withLock { $0 } }
+    /// Where and how often checks run; nil without `check`. A reload may replace it.
+    let checkPlanStorage: Mutex<CheckPlan?>
+    var checkPlan: CheckPlan? { checkPlanStorage.withLock { $0 } }
+    /// False after the runtime API's `disable health`: checks stop and the server counts as UP.
+    let checksEnabled = Atomic<Bool>(true)
     /// HAProxy's health counter value (see `HealthCounter`); written by the check reactor only.
     let health: Atomic<Int>
     /// The latest check's outcome.
@@ -68,7 +73,8 @@ public final class ServerState: Sendable {
     /// Consecutive connection failures seen on traffic, for `observe layer4`.
     let observedErrors = Atomic<Int>(0)
 
-    let configuredWeight: Int
+    /// The weight the configuration gave (HAProxy's initial weight, `iweight`).
+    var configuredWeight: Int { configuration.weight }
     let weightStorage: Atomic<Int>
     let adminStorage: Atomic<UInt8>
     let operationalStorage: Atomic<UInt8>
@@ -88,20 +94,28 @@ public final class ServerState: Sendable {
     let bytesIn = Atomic<Int>(0)
     let bytesOut = Atomic<Int>(0)
 
-    init(name: String, index: Int, address: SocketAddress, weight: Int, isBackup: Bool, admin: AdminState,
+    init(name: String, ordinal: Int, address: SocketAddress, weight: Int, isBackup: Bool, admin: AdminState,
          configuration: Server? = nil, checkPlan: CheckPlan? = nil) {
-        self.configuration = configuration ?? Server(name: name, endpoint: Endpoint(host: address.ip, port: address.port), weight: weight, isBackup: isBackup)
-        self.checkPlan = checkPlan
+        self.configurationStorage = Mutex(configuration ?? Server(name: name, endpoint: Endpoint(host: address.ip, port: address.port), weight: weight, isBackup: isBackup))
+        self.checkPlanStorage = Mutex(checkPlan)
         self.health = Atomic(checkPlan?.rise ?? 1)
         self.name = name
-        self.index = index
-        self.address = address
+        self.ordinal = ordinal
+        self.addressStorage = Mutex(address)
         self.isBackup = isBackup
-        self.configuredWeight = weight
         self.weightStorage = Atomic(weight)
         self.adminStorage = Atomic(admin.rawValue)
         self.operationalStorage = Atomic(OperationalState.running.rawValue)
     }
+
+    /// Where sessions connect. The runtime API's `set server addr` changes it for new sessions.
+    public var address: SocketAddress {
+        get { addressStorage.withLock { $0 } }
+    }
+
+    func setAddress(_ address: SocketAddress) { addressStorage.withLock { $0 = address } }
+
+    var avoidanceBit: UInt64 { 1 << UInt64(ordinal & 63) }
 
     public var weight: Int { weightStorage.load(ordering: .relaxed) }
     public var admin: AdminState { AdminState(rawValue: adminStorage.load(ordering: .acquiring)) ?? .ready }
@@ -121,7 +135,7 @@ public final class ServerState: Sendable {
         case .drain where operational.acceptsTraffic: return "DRAIN"
         default: break
         }
-        guard let plan = checkPlan else { return "no check" }
+        guard let plan = checkPlan, checksEnabled.load(ordering: .relaxed) else { return "no check" }
         let counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: health.load(ordering: .relaxed))
         switch counter.operational {
         case .running: return "UP"

@@ -132,10 +132,41 @@ extension Direction {
     }
 }
 
+/// What a session keeps of its frontend's and backend's configuration when it starts, so that a
+/// reload changes policy for new sessions only and the data path reads no shared state.
+struct SessionPolicy {
+    var retries = 0
+    var redispatch = false
+    var connectTimeoutMs: Int64 = 0
+    var queueTimeoutMs: Int64 = 0
+    /// Idle limits; 0 means none. The `-fin` ones are 0 when unset.
+    var clientTimeoutMs: Int64 = 0
+    var clientFinTimeoutMs: Int64 = 0
+    var serverTimeoutMs: Int64 = 0
+    var serverFinTimeoutMs: Int64 = 0
+    var tunnelTimeoutMs: Int64 = 0
+
+    init() {}
+
+    init(_ frontend: FrontendState.FrontendPolicy, _ backend: BackendSettings) {
+        retries = backend.retries
+        redispatch = backend.redispatch
+        connectTimeoutMs = backend.connectTimeoutMs
+        queueTimeoutMs = backend.queueTimeoutMs
+        clientTimeoutMs = frontend.clientTimeoutMs
+        clientFinTimeoutMs = frontend.clientFinTimeoutMs
+        serverTimeoutMs = backend.serverTimeoutMs
+        serverFinTimeoutMs = backend.serverFinTimeoutMs
+        tunnelTimeoutMs = backend.tunnelTimeoutMs
+    }
+}
+
 /// A client connection and its server connection, kept in the reactor's slab by index.
 ///
-/// Plain data without references, so the slab is a flat array and a session costs no
-/// reference counting on the data path. The worker owns the descriptors and closes them.
+/// Plain data: references to the frontend, backend and server are unmanaged (those objects live
+/// as long as the balancer, which keeps every one it ever created), so the slab is a flat array
+/// and a session costs no reference counting on the data path. The worker owns the descriptors
+/// and closes them.
 struct Session {
     enum State: UInt8 {
         case free
@@ -153,9 +184,11 @@ struct Session {
     var state: State = .free
     var client: CInt = -1
     var server: CInt = -1
-    var frontend: Int32 = -1
-    /// Index of the server in the frontend's backend, -1 before one is chosen.
-    var serverIndex: Int32 = -1
+    var frontendRef: Unmanaged<FrontendState>?
+    var backendRef: Unmanaged<BackendState>?
+    /// The server chosen (and, after a failure, the one last tried); nil before the first choice.
+    var serverRef: Unmanaged<ServerState>?
+    var policy = SessionPolicy()
     /// Connection attempts left after the current one (`retries`).
     var retriesLeft = 0
     /// Servers this session failed to reach, a bit per server index (the first 64).

@@ -36,24 +36,42 @@ final class ProcessState: Sendable {
     func noteDescriptorExhaustion() { descriptorExhaustions.wrappingAdd(1, ordering: .relaxed) }
 }
 
-/// A frontend's shared state: its limits, counters and backend.
+/// A frontend's shared state, for the life of the process: its limits, counters and, per reload,
+/// its backend and timeouts.
 final class FrontendState: Sendable {
     let name: String
-    let backend: BackendState
-    /// `maxconn` of the frontend; `Int.max` when unset.
-    let maxConnections: Int
+    /// `maxconn` of the frontend; `Int.max` when unset. The runtime API may change it.
+    let maxConnections: Atomic<Int>
     let currentConnections = Atomic<Int>(0)
     let totalConnections = Atomic<Int>(0)
-    let maxSeen = Atomic<Int>(0)
-    /// 0 means no limit.
-    let clientTimeoutMs: Int64
-    let clientFinTimeoutMs: Int64
+    private let policy: Mutex<FrontendPolicy>
+
+    /// What a new session of this frontend takes: where it goes and its client-side timeouts.
+    struct FrontendPolicy: Sendable {
+        var backend: BackendState
+        /// 0 means no limit.
+        var clientTimeoutMs: Int64
+        /// 0: unset (the client timeout applies).
+        var clientFinTimeoutMs: Int64
+    }
 
     init(_ frontend: Frontend, backend: BackendState) {
         name = frontend.name
-        self.backend = backend
-        maxConnections = frontend.maxConnections ?? Int.max
-        clientTimeoutMs = frontend.clientTimeout?.milliseconds ?? 0
-        clientFinTimeoutMs = frontend.clientFinTimeout?.milliseconds ?? clientTimeoutMs
+        maxConnections = Atomic(frontend.maxConnections ?? Int.max)
+        policy = Mutex(Self.policy(frontend, backend))
+    }
+
+    private static func policy(_ frontend: Frontend, _ backend: BackendState) -> FrontendPolicy {
+        FrontendPolicy(backend: backend, clientTimeoutMs: frontend.clientTimeout?.milliseconds ?? 0,
+                       clientFinTimeoutMs: frontend.clientFinTimeout?.milliseconds ?? 0)
+    }
+
+    var current: FrontendPolicy { policy.withLock { $0 } }
+    var backend: BackendState { current.backend }
+
+    /// A reload: new sessions follow the new configuration.
+    func update(_ frontend: Frontend, backend: BackendState) {
+        policy.withLock { $0 = Self.policy(frontend, backend) }
+        maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
     }
 }

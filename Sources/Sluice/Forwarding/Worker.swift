@@ -13,25 +13,32 @@ enum WorkerCommand: Sendable {
     /// Close every session now and exit.
     case stopNow
     /// Close the sessions of one server (`on-marked-down shutdown-sessions`, runtime API).
-    case shutdownSessions(BackendState, server: Int)
+    case shutdownSessions(BackendState, server: ServerState)
     /// `observe layer4` counted `error-limit` failures for a server; for the worker running checks.
-    case observedFailure(BackendState, server: Int)
+    case observedFailure(BackendState, server: ServerState)
+    /// A reload: start accepting on new listeners, close removed ones (their sessions go on).
+    case updateListeners(add: [Worker.Listener], removeKeys: Set<String>)
+    /// A reload: the servers to check, for the worker running checks.
+    case configureChecks([(BackendState, Backend)])
+    /// `disable health` / `enable health` on a server, for the worker running checks.
+    case checksToggled(ServerState)
 }
 
 /// One reactor thread: its listeners (one `SO_REUSEPORT` socket per bind), its sessions and pipes.
 ///
 /// Confined to its thread: everything but `post(_:)` runs there, so the data path takes no lock.
 final class Worker: ReactorHandler, @unchecked Sendable {
-    struct Listener {
+    struct Listener: Sendable {
         var fd: CInt
-        let frontend: Int
+        let frontend: FrontendState
+        /// Frontend and configured address, to match listeners across reloads.
+        let key: String
         var paused = false
     }
 
     let id: Int
     let reactor: EpollReactor
     private let process: ProcessState
-    private let frontends: [FrontendState]
     private var listeners: [Listener]
     private var sessions: [Session] = []
     private var freeSlots: [Int32] = []
@@ -59,12 +66,10 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     private static let resumeTimer = Token(.worker, index: 0).raw
     private static let hardStopTimer = Token(.worker, index: 1).raw
 
-    init(id: Int, process: ProcessState, frontends: [FrontendState], listeners: [(fd: CInt, frontend: Int)],
-         logger: Logger) throws(SystemError) {
+    init(id: Int, process: ProcessState, listeners: [Listener], logger: Logger) throws(SystemError) {
         self.id = id
         self.process = process
-        self.frontends = frontends
-        self.listeners = listeners.map { Listener(fd: $0.fd, frontend: $0.frontend) }
+        self.listeners = listeners
         self.logger = logger
         self.reactor = try EpollReactor()
         self.pool = PipePool(size: process.pipeSize, keep: 64, process: process)
@@ -152,7 +157,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             retry(i)
         case .descriptorWait:
             if now >= sessions[i].queueDeadline {
-                logger.warning("frontend '\(frontends[Int(sessions[i].frontend)].name)': no descriptor for a server connection within timeout queue; closing the client")
+                logger.warning("frontend '\(frontend(of: i).name)': no descriptor for a server connection within timeout queue; closing the client")
                 close(i, reset: false)
             } else {
                 retry(i)
@@ -185,12 +190,39 @@ final class Worker: ReactorHandler, @unchecked Sendable {
                 for i in sessions.indices where sessions[i].state != .free { close(i, reset: false) }
                 reactor.stop()
             case .shutdownSessions(let backend, let server):
-                for i in sessions.indices where sessions[i].state != .free && sessions[i].serverIndex == Int32(server)
-                    && self.backend(of: i) === backend {
+                for i in sessions.indices where sessions[i].state != .free && sessions[i].server >= 0
+                    && sessions[i].serverRef?.takeUnretainedValue() === server {
                     close(i, reset: false)
                 }
+                _ = backend
             case .observedFailure(let backend, let server):
                 checks?.observedFailure(backend: backend, server: server)
+            case .updateListeners(let add, let removeKeys):
+                for l in listeners.indices where listeners[l].fd >= 0 && removeKeys.contains(listeners[l].key) {
+                    closeDescriptor(listeners[l].fd)
+                    listeners[l].fd = -1
+                    if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1 }
+                }
+                for listener in add {
+                    if draining {
+                        closeDescriptor(listener.fd)
+                        continue
+                    }
+                    listeners.append(listener)
+                    let l = listeners.count - 1
+                    do {
+                        try reactor.register(listener.fd, token: Token(.listener, index: l).raw, events: CShims_EPOLLIN | CShims_EPOLLET)
+                        accept(from: l)  // connections may already wait in its backlog
+                    } catch {
+                        logger.error("frontend '\(listener.frontend.name)': cannot watch a new listener: \(error)")
+                        closeDescriptor(listener.fd)
+                        listeners[l].fd = -1
+                    }
+                }
+            case .configureChecks(let backends):
+                checks?.configure(backends)
+            case .checksToggled(let server):
+                checks?.toggled(server)
             }
         }
     }
@@ -219,7 +251,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 
     private func accept(from l: Int) {
         guard listeners[l].fd >= 0, !listeners[l].paused else { return }
-        let frontend = frontends[listeners[l].frontend]
+        let frontend = listeners[l].frontend
         for _ in 0..<acceptBatch {
             guard reserveSlot(frontend) else {
                 pause(l)
@@ -245,7 +277,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
                 }
                 continue  // ECONNABORTED, EPROTO …: that client is gone, the next may not be
             }
-            startSession(client: fd, frontend: listeners[l].frontend)
+            startSession(client: fd, frontend: frontend)
         }
         pendingAccepts.append(l)
     }
@@ -256,7 +288,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return false
         }
-        if frontend.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > frontend.maxConnections {
+        if frontend.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > frontend.maxConnections.load(ordering: .relaxed) {
             frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return false
@@ -313,7 +345,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 
     // MARK: Sessions
 
-    private func startSession(client fd: CInt, frontend f: Int) {
+    private func startSession(client fd: CInt, frontend: FrontendState) {
         let i: Int
         if let slot = freeSlots.popLast() {
             i = Int(slot)
@@ -326,18 +358,21 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         sessions[i].generation = generation
         sessions[i].state = .connecting
         sessions[i].client = fd
-        sessions[i].frontend = Int32(f)
+        let policy = frontend.current
+        sessions[i].frontendRef = Unmanaged.passUnretained(frontend)
+        sessions[i].backendRef = Unmanaged.passUnretained(policy.backend)
+        sessions[i].policy = SessionPolicy(policy, policy.backend.settings)
         sessions[i].clientActivity = reactor.now
-        sessions[i].retriesLeft = frontends[f].backend.settings.retries
-        sessions[i].queueDeadline = reactor.now + frontends[f].backend.settings.queueTimeoutMs
+        sessions[i].retriesLeft = sessions[i].policy.retries
+        sessions[i].queueDeadline = reactor.now + sessions[i].policy.queueTimeoutMs
         liveSessions += 1
-        frontends[f].totalConnections.wrappingAdd(1, ordering: .relaxed)
+        frontend.totalConnections.wrappingAdd(1, ordering: .relaxed)
         process.totalConnections.wrappingAdd(1, ordering: .relaxed)
         Socket.setNoDelay(fd)
         do {
             try reactor.register(fd, token: token(.client, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
         } catch {
-            logger.error("frontend '\(frontends[f].name)': cannot watch a new client: \(error)")
+            logger.error("frontend '\(frontend.name)': cannot watch a new client: \(error)")
             close(i, reset: true)
             return
         }
@@ -348,17 +383,32 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         Token(kind, index: i, generation: sessions[i].generation).raw
     }
 
-    private func backend(of i: Int) -> BackendState { frontends[Int(sessions[i].frontend)].backend }
+    // The session's frontend, backend and server. The balancer keeps these objects alive for its
+    // whole life, so the unmanaged references in the slab stay valid.
+    private func frontend(of i: Int) -> FrontendState {
+        guard let ref = sessions[i].frontendRef else { preconditionFailure("session \(i) has no frontend") }
+        return ref.takeUnretainedValue()
+    }
+
+    private func backend(of i: Int) -> BackendState {
+        guard let ref = sessions[i].backendRef else { preconditionFailure("session \(i) has no backend") }
+        return ref.takeUnretainedValue()
+    }
+
+    private func server(of i: Int) -> ServerState {
+        guard let ref = sessions[i].serverRef else { preconditionFailure("session \(i) has no server") }
+        return ref.takeUnretainedValue()
+    }
 
     /// Connects session `i` to `target`, or to the next server in rotation that it has not tried.
     private func connect(_ i: Int, to target: ServerState?) {
         let backend = backend(of: i)
         guard let server = target ?? backend.pick(avoiding: sessions[i].triedServers) ?? backend.pick() else {
-            logger.notice("backend '\(backend.name)' has no server available; closing a client of frontend '\(frontends[Int(sessions[i].frontend)].name)'")
+            logger.notice("backend '\(backend.name)' has no server available; closing a client of frontend '\(frontend(of: i).name)'")
             close(i, reset: false)
             return
         }
-        sessions[i].serverIndex = Int32(server.index)
+        sessions[i].serverRef = Unmanaged.passUnretained(server)
         let fd: CInt
         let connected: Bool
         do {
@@ -381,7 +431,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         server.sessionOpened()
         sessions[i].server = fd
         sessions[i].state = .connecting
-        sessions[i].phaseDeadline = reactor.now + backend.settings.connectTimeoutMs
+        sessions[i].phaseDeadline = reactor.now + sessions[i].policy.connectTimeoutMs
         do {
             try reactor.register(fd, token: token(.server, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
         } catch {
@@ -399,16 +449,15 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 
     private func connectFinished(_ i: Int) {
         if let code = Socket.pendingError(sessions[i].server) {
-            let backend = backend(of: i)
-            let server = backend.servers[Int(sessions[i].serverIndex)]
-            connectFailed(i, SystemError(code: code, call: "connect", operand: "\(backend.name)/\(server.name) (\(server.address))"))
+            let server = server(of: i)
+            connectFailed(i, SystemError(code: code, call: "connect", operand: "\(backend(of: i).name)/\(server.name) (\(server.address))"))
         } else {
             established(i)
         }
     }
 
     private func established(_ i: Int) {
-        let server = backend(of: i).servers[Int(sessions[i].serverIndex)]
+        let server = server(of: i)
         if server.configuration.observeLayer4 && server.observedErrors.load(ordering: .relaxed) != 0 {
             server.observedErrors.store(0, ordering: .relaxed)
         }
@@ -424,13 +473,13 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     /// primary is usable (round-robin), on the last retry, or when the server is no longer usable.
     private func connectFailed(_ i: Int, _ error: SystemError, counted: Bool = true) {
         let backend = backend(of: i)
-        let server = backend.servers[Int(sessions[i].serverIndex)]
+        let server = server(of: i)
         server.connectErrors.wrappingAdd(1, ordering: .relaxed)
         if server.configuration.observeLayer4 {
             let errors = server.observedErrors.wrappingAdd(1, ordering: .relaxed).newValue
             if errors >= server.configuration.errorLimit {
                 server.observedErrors.store(0, ordering: .relaxed)
-                toCheckWorker?(.observedFailure(backend, server: server.index))
+                toCheckWorker?(.observedFailure(backend, server: server))
             }
         }
         if sessions[i].server >= 0 {
@@ -438,18 +487,18 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             sessions[i].server = -1
         }
         if counted { server.sessionClosed() }
-        if sessions[i].serverIndex < 64 { sessions[i].triedServers |= 1 << UInt64(sessions[i].serverIndex) }
+        sessions[i].triedServers |= server.avoidanceBit
         guard sessions[i].retriesLeft > 0 else {
             logger.notice("\(error); no retries left, closing the client")
             close(i, reset: false)
             return
         }
         sessions[i].retriesLeft -= 1
-        let settings = backend.settings
+        let policy = sessions[i].policy
         // A checked server that has not been checked yet was never shown healthy: nothing asked to
         // stick to it, so its failure goes elsewhere even without `option redispatch`.
         let neverChecked = server.isChecked && server.lastCheck.status == .initial
-        if (settings.redispatch && (backend.usablePrimaries > 1 || sessions[i].retriesLeft == 0 || !server.isUsable)) || neverChecked,
+        if (policy.redispatch && (backend.usablePrimaries > 1 || sessions[i].retriesLeft == 0 || !server.isUsable)) || neverChecked,
            let other = backend.pick(avoiding: sessions[i].triedServers) {
             logger.debug("\(error); redispatching to \(backend.name)/\(other.name)")
             server.redispatches.wrappingAdd(1, ordering: .relaxed)
@@ -459,13 +508,12 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         logger.debug("\(error); retrying \(backend.name)/\(server.name)")
         server.retries.wrappingAdd(1, ordering: .relaxed)
         sessions[i].state = .retryWait
-        sessions[i].phaseDeadline = reactor.now + min(settings.connectTimeoutMs, 1000)
+        sessions[i].phaseDeadline = reactor.now + min(policy.connectTimeoutMs, 1000)
         arm(i)
     }
 
     private func retry(_ i: Int) {
-        let backend = backend(of: i)
-        let previous = sessions[i].serverIndex >= 0 ? backend.servers[Int(sessions[i].serverIndex)] : nil
+        let previous = sessions[i].serverRef?.takeUnretainedValue()
         // A server that was drained or put in maintenance meanwhile is never retried.
         connect(i, to: previous?.isUsable == true ? previous : nil)
     }
@@ -480,10 +528,11 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         let now = reactor.now
         if fromClient + toClient > 0 { sessions[i].clientActivity = now }
         if fromServer + toServer > 0 { sessions[i].serverActivity = now }
-        if toServer + toClient > 0 {
-            let server = backend(of: i).servers[Int(sessions[i].serverIndex)]
-            if toServer > 0 { server.bytesIn.wrappingAdd(toServer, ordering: .relaxed) }
-            if toClient > 0 { server.bytesOut.wrappingAdd(toClient, ordering: .relaxed) }
+        if toServer + toClient > 0, let ref = sessions[i].serverRef {
+            ref._withUnsafeGuaranteedRef { server in
+                if toServer > 0 { server.bytesIn.wrappingAdd(toServer, ordering: .relaxed) }
+                if toClient > 0 { server.bytesOut.wrappingAdd(toClient, ordering: .relaxed) }
+            }
         }
         if case .failed(let error) = upstream {
             logger.debug("session \(i): \(error); resetting both sides")
@@ -516,9 +565,9 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         }
         if session.server >= 0 {
             if reset { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
-            backend(of: i).servers[Int(session.serverIndex)].sessionClosed()
+            server(of: i).sessionClosed()
         }
-        releaseSlot(frontends[Int(session.frontend)])
+        releaseSlot(frontend(of: i))
         let generation = session.generation
         sessions[i] = Session()
         sessions[i].generation = generation
@@ -540,13 +589,12 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         case .connecting, .retryWait: return s.phaseDeadline
         case .descriptorWait: return min(s.phaseDeadline, s.queueDeadline)
         case .established:
-            let frontend = frontends[Int(s.frontend)]
-            let settings = frontend.backend.settings
-            var clientLimit = settings.tunnelTimeoutMs > 0 ? settings.tunnelTimeoutMs : frontend.clientTimeoutMs
-            var serverLimit = settings.tunnelTimeoutMs > 0 ? settings.tunnelTimeoutMs : settings.serverTimeoutMs
+            let p = s.policy
+            var clientLimit = p.tunnelTimeoutMs > 0 ? p.tunnelTimeoutMs : p.clientTimeoutMs
+            var serverLimit = p.tunnelTimeoutMs > 0 ? p.tunnelTimeoutMs : p.serverTimeoutMs
             if s.isHalfClosed {
-                if frontend.clientFinTimeoutMs > 0 { clientLimit = frontend.clientFinTimeoutMs }
-                if settings.serverFinTimeoutMs > 0 { serverLimit = settings.serverFinTimeoutMs }
+                if p.clientFinTimeoutMs > 0 { clientLimit = p.clientFinTimeoutMs }
+                if p.serverFinTimeoutMs > 0 { serverLimit = p.serverFinTimeoutMs }
             }
             var due = Int64.max
             if clientLimit > 0 { due = min(due, s.clientActivity + clientLimit) }

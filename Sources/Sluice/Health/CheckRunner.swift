@@ -43,34 +43,71 @@ final class CheckRunner {
     private let spreadPercent: Int
     private let broadcast: @Sendable (WorkerCommand) -> Void
 
-    init(backends: [(BackendState, Backend)], reactor: EpollReactor, spreadChecks: Int, logger: Logger,
-         broadcast: @escaping @Sendable (WorkerCommand) -> Void) throws(SluiceError) {
+    init(reactor: EpollReactor, spreadChecks: Int, logger: Logger,
+         broadcast: @escaping @Sendable (WorkerCommand) -> Void) {
         self.reactor = reactor
         self.logger = logger
         self.spreadPercent = spreadChecks
         self.broadcast = broadcast
+    }
+
+    /// Sets the servers to check (at start and on each reload). A server that was already checked
+    /// keeps its health; checks in progress are abandoned and every check is scheduled anew.
+    func configure(_ backends: [(BackendState, Backend)]) {
+        var previous: [ObjectIdentifier: HealthCounter] = [:]
+        for t in targets.indices {
+            previous[ObjectIdentifier(targets[t].server)] = targets[t].counter
+            abandon(t)
+        }
+        targets.removeAll()
         for (state, config) in backends {
-            let proto: CheckProtocol
-            switch CheckProtocol.make(config.healthCheck) {
-            case .success(let p): proto = p
-            case .failure(let e): throw SluiceError("backend '\(config.name)': \(e.message)")
-            }
+            // The protocol was validated when the configuration was resolved.
+            guard case .success(let proto) = CheckProtocol.make(config.healthCheck) else { continue }
             for server in state.servers {
                 guard let plan = server.checkPlan else { continue }
+                var counter = HealthCounter(rise: plan.rise, fall: plan.fall)
+                if let old = previous[ObjectIdentifier(server)] {
+                    counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: old.isUp ? plan.rise + plan.fall - 1 : 0)
+                }
                 targets.append(Target(
                     backend: state, server: server, plan: plan, proto: proto,
                     checkTimeoutMs: config.checkTimeout?.milliseconds ?? 0,
                     connectTimeoutMs: config.effectiveConnectTimeout.milliseconds,
-                    counter: HealthCounter(rise: plan.rise, fall: plan.fall), nextAt: 0))
+                    counter: counter, nextAt: 0))
             }
         }
+        if started { start() }
     }
+
+    /// `disable health` / `enable health`: stop or resume one server's checks.
+    func toggled(_ server: ServerState) {
+        guard let t = targets.firstIndex(where: { $0.server === server }) else { return }
+        abandon(t)
+        if server.checksEnabled.load(ordering: .relaxed) {
+            targets[t].nextAt = reactor.now
+            reactor.arm(at: targets[t].nextAt, token: token(t))
+        } else {
+            schedule(t)
+        }
+    }
+
+    /// Drops a check in progress without a verdict.
+    private func abandon(_ t: Int) {
+        if targets[t].fd >= 0 {
+            closeDescriptor(targets[t].fd)
+            targets[t].fd = -1
+        }
+        targets[t].generation &+= 1
+    }
+
+    private var started = false
 
     var isEmpty: Bool { targets.isEmpty }
 
     /// Schedules the first checks, spread over the first interval (at most one second) so that many
     /// servers are not checked in the same instant.
     func start() {
+        started = true
         let now = reactor.now
         for t in targets.indices {
             let window = min(targets[t].plan.intervalMs, 1000)
@@ -81,10 +118,7 @@ final class CheckRunner {
 
     /// Closes checks in progress (at shutdown).
     func stop() {
-        for t in targets.indices where targets[t].fd >= 0 {
-            closeDescriptor(targets[t].fd)
-            targets[t].fd = -1
-        }
+        for t in targets.indices { abandon(t) }
     }
 
     private func token(_ t: Int) -> UInt64 {
@@ -127,8 +161,8 @@ final class CheckRunner {
     }
 
     /// `observe layer4` reached `error-limit` on traffic: apply the server's `on-error` action.
-    func observedFailure(backend: BackendState, server index: Int) {
-        guard let t = targets.firstIndex(where: { $0.backend === backend && $0.server.index == index }) else { return }
+    func observedFailure(backend: BackendState, server observed: ServerState) {
+        guard let t = targets.firstIndex(where: { $0.server === observed }) else { return }
         let server = targets[t].server
         let reason = CheckResult(status: .layer4Connection, info: "\(server.configuration.errorLimit) consecutive connection errors on traffic (observe layer4)")
         switch server.configuration.onError {
@@ -154,8 +188,8 @@ final class CheckRunner {
 
     private func begin(_ t: Int) {
         let server = targets[t].server
-        if server.admin == .maintenance {
-            // Maintenance stops checks; look again later in case it ends.
+        if server.admin == .maintenance || !server.checksEnabled.load(ordering: .relaxed) {
+            // Maintenance and `disable health` stop checks; look again later in case they end.
             schedule(t)
             return
         }
@@ -333,13 +367,13 @@ final class CheckRunner {
                 logger.error("backend '\(backend.name)' has no server available!")
             }
             if server.configuration.shutdownSessionsWhenDown {
-                broadcast(.shutdownSessions(backend, server: server.index))
+                broadcast(.shutdownSessions(backend, server: server))
             }
         case .wentUp:
             logger.notice("Server \(backend.name)/\(server.name) is UP, \(result). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue.")
             if server.configuration.shutdownBackupSessionsWhenUp && !server.isBackup {
                 for backup in backend.servers where backup.isBackup {
-                    broadcast(.shutdownSessions(backend, server: backup.index))
+                    broadcast(.shutdownSessions(backend, server: backup))
                 }
             }
         }
