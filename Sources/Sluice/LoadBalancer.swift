@@ -27,6 +27,9 @@ import Glibc
 /// - Important: `start()` ignores `SIGPIPE` process-wide: `splice(2)` to a socket whose peer has gone
 ///   raises it, and a proxy must survive that.
 public final class LoadBalancer: Sendable {
+    /// Sluice's version, as `sluice -v` and the runtime API's `show info` report it.
+    public static let version = "0.1.0"
+
     private let logger: Logger
     private let process: ProcessState
     private let state: Mutex<RunState>
@@ -45,6 +48,7 @@ public final class LoadBalancer: Sendable {
         /// Bound addresses per frontend (with the kernel's port where the configuration said 0).
         var addresses: [String: [SocketAddress]] = [:]
         var started = false
+        var statsServer: StatsSocketServer?
     }
 
     /// Builds the balancer's state; resolves server addresses (which may block on DNS).
@@ -217,6 +221,18 @@ public final class LoadBalancer: Sendable {
             $0.addresses = addresses
             $0.started = true
         }
+        if !configuration.global.statsSockets.isEmpty {
+            do {
+                let server = try StatsSocketServer(sockets: configuration.global.statsSockets,
+                                                   api: RuntimeAPI(balancer: self, version: Self.version), logger: logger)
+                try server.start()
+                state.withLock { $0.statsServer = server }
+            } catch {
+                stop(graceful: false)
+                wait()
+                throw error
+            }
+        }
     }
 
     private static func checkTargets(_ configuration: Configuration, _ backends: [String: BackendState]) -> [(BackendState, Backend)] {
@@ -307,6 +323,30 @@ public final class LoadBalancer: Sendable {
         return notices
     }
 
+    /// Where `reload` (runtime API) and `reloadFromSource()` read the new configuration, e.g. the
+    /// `-f` files again. Nil: reloading from the runtime API is refused.
+    public func setReloadSource(_ source: @escaping @Sendable () throws(ConfigurationError) -> Configuration) {
+        reloadSource.withLock { $0 = source }
+    }
+
+    private let reloadSource = Mutex<(@Sendable () throws(ConfigurationError) -> Configuration)?>(nil)
+
+    /// Reads the configuration again from the reload source and applies it (see `reload(_:)`).
+    /// - Throws: `SluiceError` with every configuration error, or why it could not be applied.
+    @discardableResult
+    public func reloadFromSource() throws(SluiceError) -> [String] {
+        guard let source = reloadSource.withLock({ $0 }) else {
+            throw SluiceError("no configuration source to reload from")
+        }
+        let configuration: Configuration
+        do {
+            configuration = try source()
+        } catch {
+            throw SluiceError(error.description)
+        }
+        return try reload(configuration)
+    }
+
     /// The configuration in force (the last one applied by `init` or `reload`).
     public var configuration: Configuration { state.withLock { $0.configuration } }
 
@@ -328,6 +368,11 @@ public final class LoadBalancer: Sendable {
     public func wait() {
         let threads = state.withLock { $0.threads }
         for thread in threads { thread.join() }
+        let stats = state.withLock { run in
+            defer { run.statsServer = nil }
+            return run.statsServer
+        }
+        stats?.stop()  // removes the socket files
     }
 
     /// The live state of a backend, to read counters or drive server states.

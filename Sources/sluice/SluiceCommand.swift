@@ -5,7 +5,7 @@ import Sluice
 import Glibc
 #endif
 
-let sluiceVersion = "0.1.0"
+let sluiceVersion = LoadBalancer.version
 
 @main
 struct SluiceCommand: ParsableCommand {
@@ -81,6 +81,12 @@ struct SluiceCommand: ParsableCommand {
         for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
+        let paths = files
+        balancer.setReloadSource { () throws(ConfigurationError) -> Configuration in
+            let parsed = try Configuration.load(paths: paths)
+            for warning in parsed.warnings { logger.warning("\(warning)") }
+            return parsed.configuration
+        }
         do {
             try balancer.start()
         } catch {
@@ -95,7 +101,13 @@ struct SluiceCommand: ParsableCommand {
             guard sigwait(&signals, &received) == 0 else { continue }
             switch received {
             case SIGHUP:
-                logger.warning("SIGHUP: in-process reload is not supported yet; the running configuration stays in place")
+                do {
+                    let notices = try balancer.reloadFromSource()
+                    logger.notice("SIGHUP: configuration reloaded from \(paths.joined(separator: ", "))")
+                    for notice in notices { logger.warning("\(notice)") }
+                } catch {
+                    logger.error("SIGHUP: reload failed; the running configuration is unchanged:\n\(error)")
+                }
             case SIGINT, SIGTERM, SIGUSR1:
                 if !stopping {
                     stopping = true

@@ -70,6 +70,11 @@ public final class ServerState: Sendable {
     let downTransitions = Atomic<Int>(0)
     /// Monotonic milliseconds of the last operational or admin change (`lastchg`).
     let lastChange = Atomic<Int64>(monotonicMilliseconds())
+    /// Monotonic milliseconds of the last session sent here (`lastsess`); 0 when none yet.
+    let lastSessionAt = Atomic<Int64>(0)
+    /// Time spent DOWN before the current period (`downtime`), and when the current one began (0: up).
+    let downtimeMs = Atomic<Int64>(0)
+    let downSince = Atomic<Int64>(0)
     /// Consecutive connection failures seen on traffic, for `observe layer4`.
     let observedErrors = Atomic<Int>(0)
 
@@ -145,6 +150,12 @@ public final class ServerState: Sendable {
         }
     }
 
+    /// Seconds spent DOWN so far, including a period still in progress.
+    func downtimeSeconds(now: Int64) -> Int64 {
+        let since = downSince.load(ordering: .relaxed)
+        return (downtimeMs.load(ordering: .relaxed) + (since > 0 ? now - since : 0)) / 1000
+    }
+
     /// Whether the server is health-checked.
     public var isChecked: Bool { checkPlan != nil }
 
@@ -153,7 +164,8 @@ public final class ServerState: Sendable {
 
     /// Counts a session opened to this server.
     @inline(__always)
-    func sessionOpened() {
+    func sessionOpened(at time: Int64) {
+        lastSessionAt.store(time, ordering: .relaxed)
         let now = currentSessions.wrappingAdd(1, ordering: .relaxed).newValue
         totalSessions.wrappingAdd(1, ordering: .relaxed)
         var seen = maxSessions.load(ordering: .relaxed)

@@ -428,7 +428,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             }
             return
         }
-        server.sessionOpened()
+        server.sessionOpened(at: reactor.now)
         sessions[i].server = fd
         sessions[i].state = .connecting
         sessions[i].phaseDeadline = reactor.now + sessions[i].policy.connectTimeoutMs

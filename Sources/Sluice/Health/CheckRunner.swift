@@ -362,6 +362,7 @@ final class CheckRunner {
         switch transition {
         case .wentDown:
             server.downTransitions.wrappingAdd(1, ordering: .relaxed)
+            server.downSince.store(reactor.now, ordering: .relaxed)
             logger.warning("Server \(backend.name)/\(server.name) is DOWN, \(result). \(primaries) active and \(backups) backup servers left. \(sessions) sessions active, 0 requeued, 0 remaining in queue.")
             if primaries + backups == 0 {
                 logger.error("backend '\(backend.name)' has no server available!")
@@ -370,6 +371,8 @@ final class CheckRunner {
                 broadcast(.shutdownSessions(backend, server: server))
             }
         case .wentUp:
+            let since = server.downSince.exchange(0, ordering: .relaxed)
+            if since > 0 { server.downtimeMs.wrappingAdd(reactor.now - since, ordering: .relaxed) }
             logger.notice("Server \(backend.name)/\(server.name) is UP, \(result). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue.")
             if server.configuration.shutdownBackupSessionsWhenUp && !server.isBackup {
                 for backup in backend.servers where backup.isBackup {

@@ -1,0 +1,258 @@
+import CShims
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `stats socket` listeners: UNIX sockets answering the runtime API, on one thread of their
+/// own so that a slow or hostile client never touches forwarding.
+///
+/// As HAProxy: one request line per connection unless the client sends `prompt` (interactive mode,
+/// `> ` before each line, `quit` to leave); several commands on one line are separated by `;`.
+final class StatsSocketServer: @unchecked Sendable {
+    // Mutable state is touched only by the server's thread, after `start()`; `stop()` joins it.
+    private struct Listener {
+        let fd: CInt
+        let path: String
+        let level: StatsSocket.Level
+    }
+
+    private struct Connection {
+        let fd: CInt
+        let level: StatsSocket.Level
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        var pending: [String] = []
+        var prompt = false
+        var wait: RuntimeAPI.DrainWait?
+        var closeWhenFlushed = false
+        var peerClosed = false
+    }
+
+    /// Longest request line; longer input is answered with an error and the connection closed.
+    static let maxLine = 16 * 1024
+    /// Connections served at once; more are closed on accept.
+    static let maxConnections = 64
+
+    private let api: RuntimeAPI
+    private let logger: Logger
+    private var listeners: [Listener] = []
+    private var wake: [CInt] = [-1, -1]
+    private var thread: OSThread?
+
+    init(sockets: [StatsSocket], api: RuntimeAPI, logger: Logger) throws(SluiceError) {
+        self.api = api
+        self.logger = logger
+        for socket in sockets {
+            do {
+                listeners.append(Listener(fd: try Self.listen(socket), path: socket.path, level: socket.level))
+            } catch {
+                closeListeners()
+                throw error
+            }
+        }
+    }
+
+    /// Binds a UNIX socket, refusing a path where a live process still answers and replacing a
+    /// stale one. The corresponding system calls are `socket(2)`, `bind(2)`, `chmod(2)`, `listen(2)`.
+    private static func listen(_ socket: StatsSocket) throws(SluiceError) -> CInt {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = Array(socket.path.utf8)
+        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw SluiceError("stats socket \(socket.path): path longer than \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path)
+            raw[path.count] = 0
+        }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        func connectOrBind(_ fd: CInt, bind: Bool) -> CInt {
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind ? Glibc.bind(fd, $0, length) : Glibc.connect(fd, $0, length) }
+            }
+        }
+        if access(socket.path, F_OK) == 0 {
+            let probe = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let live = connectOrBind(probe, bind: false) == 0
+            closeDescriptor(probe)
+            if live { throw SluiceError("stats socket \(socket.path) is in use by a running process; stop it or choose another path") }
+            unlink(socket.path)
+        }
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SluiceError("stats socket \(socket.path): \(SystemError(code: errno, call: "socket"))") }
+        guard connectOrBind(fd, bind: true) == 0 else {
+            let error = SystemError(code: errno, call: "bind", operand: socket.path)
+            closeDescriptor(fd)
+            throw SluiceError("stats socket: \(error)")
+        }
+        chmod(socket.path, mode_t(socket.mode))
+        guard Glibc.listen(fd, 16) == 0 else {
+            let error = SystemError(code: errno, call: "listen", operand: socket.path)
+            closeDescriptor(fd)
+            unlink(socket.path)
+            throw SluiceError("stats socket: \(error)")
+        }
+        return fd
+    }
+
+    func start() throws(SluiceError) {
+        guard pipe2Compat(&wake) else { throw SluiceError("stats socket: cannot create a wakeup pipe: \(SystemError(code: errno, call: "pipe"))") }
+        do {
+            thread = try OSThread.spawn { [self] in self.loop() }
+        } catch {
+            throw SluiceError("stats socket: cannot start its thread: \(error)")
+        }
+        for l in listeners { logger.info("runtime API listening on \(l.path) (level \(l.level.rawValue))") }
+    }
+
+    /// Stops serving, closes every connection and removes the socket files.
+    func stop() {
+        if let thread {
+            var b: UInt8 = 1
+            _ = write(wake[1], &b, 1)
+            thread.join()
+            self.thread = nil
+            closeDescriptor(wake[0])
+            closeDescriptor(wake[1])
+        }
+        closeListeners()
+    }
+
+    private func closeListeners() {
+        for l in listeners {
+            closeDescriptor(l.fd)
+            unlink(l.path)
+        }
+        listeners.removeAll()
+    }
+
+    private func pipe2Compat(_ fds: inout [CInt]) -> Bool { pipe(&fds) == 0 }
+
+    // MARK: The loop
+
+    private func loop() {
+        var connections: [Connection] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            var fds = [pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
+            for l in listeners { fds.append(pollfd(fd: l.fd, events: Int16(POLLIN), revents: 0)) }
+            for c in connections {
+                var events = Int16(0)
+                if !c.peerClosed && c.wait == nil && !c.closeWhenFlushed { events |= Int16(POLLIN) }
+                if !c.output.isEmpty { events |= Int16(POLLOUT) }
+                fds.append(pollfd(fd: c.fd, events: events, revents: 0))
+            }
+            let waiting = connections.contains { $0.wait != nil }
+            if poll(&fds, nfds_t(fds.count), waiting ? 50 : -1) < 0 && errno != EINTR { break }
+            if fds[0].revents != 0 { break }
+            for (k, l) in listeners.enumerated() where fds[1 + k].revents != 0 {
+                while true {
+                    let fd = CShims_accept4_nonblock(l.fd)
+                    if fd < 0 { break }
+                    if connections.count >= Self.maxConnections {
+                        closeDescriptor(fd)
+                        continue
+                    }
+                    connections.append(Connection(fd: fd, level: l.level))
+                }
+            }
+            let base = 1 + listeners.count
+            var next: [Connection] = []
+            for var c in connections {
+                let index = connections.firstIndex { $0.fd == c.fd } ?? 0
+                let events = base + index < fds.count ? fds[base + index].revents : 0
+                if events & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !c.peerClosed {
+                    let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+                    if n > 0 { c.input += buffer[0..<n] } else if n == 0 || (errno != EAGAIN && errno != EINTR) { c.peerClosed = true }
+                }
+                serve(&c)
+                if !c.output.isEmpty {
+                    let n = c.output.withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    if n > 0 { c.output.removeFirst(n) } else if n < 0 && errno != EAGAIN && errno != EINTR { c.output.removeAll(); c.closeWhenFlushed = true }
+                }
+                let idle = c.pending.isEmpty && c.wait == nil
+                if c.output.isEmpty && ((c.closeWhenFlushed && idle) || (c.peerClosed && idle && !hasLine(c))) {
+                    closeDescriptor(c.fd)
+                } else {
+                    next.append(c)
+                }
+            }
+            connections = next
+        }
+        for c in connections { closeDescriptor(c.fd) }
+    }
+
+    private func hasLine(_ c: Connection) -> Bool { c.input.contains(UInt8(ascii: "\n")) }
+
+    /// Runs what the connection has asked for, as far as it can without waiting.
+    private func serve(_ c: inout Connection) {
+        while true {
+            if let wait = c.wait {
+                guard let reply = check(wait) else { return }
+                c.output += Array(reply.utf8)
+                c.wait = nil
+            }
+            if let command = c.pending.first {
+                c.pending.removeFirst()
+                switch api.execute(command, level: c.level) {
+                case .reply(let text): c.output += Array(text.utf8)
+                case .togglePrompt: c.prompt.toggle()
+                case .quit:
+                    c.pending.removeAll()
+                    c.closeWhenFlushed = true
+                    return
+                case .waitDrained(let wait): c.wait = wait
+                }
+                if c.pending.isEmpty && c.wait == nil { endOfLine(&c) }
+                continue
+            }
+            if c.closeWhenFlushed { return }
+            guard let newline = c.input.firstIndex(of: UInt8(ascii: "\n")) else {
+                if c.input.count > Self.maxLine {
+                    c.output += Array("Line too long: requests are limited to \(Self.maxLine) bytes.\n".utf8)
+                    c.input.removeAll()
+                    c.closeWhenFlushed = true
+                } else if c.peerClosed && !c.input.isEmpty {
+                    // A last line without a newline still counts, as with `echo -n cmd | socat`.
+                    c.input.append(UInt8(ascii: "\n"))
+                    continue
+                }
+                return
+            }
+            guard newline <= Self.maxLine else {
+                c.output += Array("Line too long: requests are limited to \(Self.maxLine) bytes.\n".utf8)
+                c.input.removeAll()
+                c.closeWhenFlushed = true
+                return
+            }
+            let line = String(decoding: c.input[..<newline], as: UTF8.self)
+            c.input.removeSubrange(...newline)
+            c.pending = RuntimeAPI.split(line)
+            if c.pending.isEmpty { endOfLine(&c) }
+        }
+    }
+
+    /// After a request line: a prompt in interactive mode, else the connection closes, as HAProxy.
+    private func endOfLine(_ c: inout Connection) {
+        if c.prompt {
+            c.output += Array("> ".utf8)
+        } else {
+            c.closeWhenFlushed = true
+        }
+    }
+
+    /// The answer to a `wait-drained`, or nil while it must keep waiting.
+    private func check(_ wait: RuntimeAPI.DrainWait) -> String? {
+        let name = "\(wait.backend.name)/\(wait.server.name)"
+        let remaining = wait.server.statistics.currentSessions
+        if remaining == 0 { return "Server \(name) is drained: 0 sessions.\n" }
+        guard monotonicMilliseconds() >= wait.deadline else { return nil }
+        if wait.shutdownAfter {
+            api.balancer.shutdownSessions(of: wait.server, in: wait.backend)
+            return "Server \(name) still had \(remaining) session(s) at the timeout; they were shut down.\n"
+        }
+        return "Server \(name) still has \(remaining) session(s) at the timeout.\n"
+    }
+}
