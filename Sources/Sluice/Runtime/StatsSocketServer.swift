@@ -28,6 +28,10 @@ final class StatsSocketServer: @unchecked Sendable {
         var wait: RuntimeAPI.DrainWait?
         var closeWhenFlushed = false
         var peerClosed = false
+        /// Monotonic ms after which a closing connection is dropped even if the peer keeps sending;
+        /// 0 while open. Closing lingers (our FIN first, then reading until theirs) so that unread
+        /// input does not turn our close into a reset that eats the reply.
+        var lingerUntil: Int64 = 0
     }
 
     /// Longest request line; longer input is answered with an error and the connection closed.
@@ -140,11 +144,11 @@ final class StatsSocketServer: @unchecked Sendable {
             for l in listeners { fds.append(pollfd(fd: l.fd, events: Int16(POLLIN), revents: 0)) }
             for c in connections {
                 var events = Int16(0)
-                if !c.peerClosed && c.wait == nil && !c.closeWhenFlushed { events |= Int16(POLLIN) }
+                if !c.peerClosed && c.wait == nil && (!c.closeWhenFlushed || c.lingerUntil > 0) { events |= Int16(POLLIN) }
                 if !c.output.isEmpty { events |= Int16(POLLOUT) }
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
             }
-            let waiting = connections.contains { $0.wait != nil }
+            let waiting = connections.contains { $0.wait != nil || $0.lingerUntil > 0 }
             if poll(&fds, nfds_t(fds.count), waiting ? 50 : -1) < 0 && errno != EINTR { break }
             if fds[0].revents != 0 { break }
             for (k, l) in listeners.enumerated() where fds[1 + k].revents != 0 {
@@ -165,7 +169,19 @@ final class StatsSocketServer: @unchecked Sendable {
                 let events = base + index < fds.count ? fds[base + index].revents : 0
                 if events & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !c.peerClosed {
                     let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
-                    if n > 0 { c.input += buffer[0..<n] } else if n == 0 || (errno != EAGAIN && errno != EINTR) { c.peerClosed = true }
+                    if n > 0 {
+                        if c.lingerUntil == 0 { c.input += buffer[0..<n] }  // lingering: discard
+                    } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                        c.peerClosed = true
+                    }
+                }
+                if c.lingerUntil > 0 {
+                    if c.peerClosed || monotonicMilliseconds() >= c.lingerUntil {
+                        closeDescriptor(c.fd)
+                    } else {
+                        next.append(c)
+                    }
+                    continue
                 }
                 serve(&c)
                 if !c.output.isEmpty {
@@ -174,7 +190,13 @@ final class StatsSocketServer: @unchecked Sendable {
                 }
                 let idle = c.pending.isEmpty && c.wait == nil
                 if c.output.isEmpty && ((c.closeWhenFlushed && idle) || (c.peerClosed && idle && !hasLine(c))) {
-                    closeDescriptor(c.fd)
+                    if c.peerClosed {
+                        closeDescriptor(c.fd)
+                    } else {
+                        shutdown(c.fd, Int32(SHUT_WR))
+                        c.lingerUntil = monotonicMilliseconds() + 1000
+                        next.append(c)
+                    }
                 } else {
                     next.append(c)
                 }
@@ -193,6 +215,7 @@ final class StatsSocketServer: @unchecked Sendable {
                 guard let reply = check(wait) else { return }
                 c.output += Array(reply.utf8)
                 c.wait = nil
+                if c.pending.isEmpty { endOfLine(&c) }
             }
             if let command = c.pending.first {
                 c.pending.removeFirst()

@@ -1,0 +1,276 @@
+import Foundation
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Talks to a UNIX stats socket as `socat` does.
+enum StatsClient {
+    static func connect(_ path: String) throws -> CInt {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let r = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard r == 0 else {
+            close(fd)
+            throw Net.Failure("connect \(path): \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    /// Sends one request (a line) and returns everything until the server closes.
+    static func ask(_ path: String, _ request: String, timeoutMs: Int = 10_000) throws -> String {
+        let fd = try connect(path)
+        defer { close(fd) }
+        try Net.sendAll(fd, request.hasSuffix("\n") ? request : request + "\n")
+        return String(decoding: try Net.readToEnd(fd, timeoutMs: timeoutMs), as: UTF8.self)
+    }
+}
+
+extension Loopback {
+@Suite struct RuntimeAPITests {
+    static func socketPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8)).sock").path
+    }
+
+    /// Two identifying servers behind one frontend, with a stats socket at `level`.
+    struct Setup {
+        let a: TestServer, b: TestServer
+        let proxy: RunningProxy
+        let path: String
+        var backend: BackendState { proxy.balancer.backend(named: "be")! }
+
+        init(level: String = "admin", extra: String = "") throws {
+            a = try TestServer(.identify("a"))
+            b = try TestServer(.identify("b"))
+            path = RuntimeAPITests.socketPath()
+            proxy = try RunningProxy("""
+                global
+                  stats socket \(path) mode 600 level \(level)
+                defaults
+                  timeout connect 1s
+                frontend fe
+                  bind 127.0.0.1:0
+                  default_backend be
+                backend be
+                  \(extra)
+                  server a 127.0.0.1:\(a.port)
+                  server b 127.0.0.1:\(b.port)
+                """)
+        }
+
+        func ask(_ request: String) throws -> String { try StatsClient.ask(path, request) }
+        func who() throws -> String { try BalancingTests.whoAnswers(proxy.port) }
+        func stop() { proxy.stop(); a.stop(); b.stop() }
+    }
+
+    @Test func showStatUsesHAProxysExactHeaderAndOneRowPerFrontendServerAndBackend() throws {
+        let s = try Setup()
+        defer { s.stop() }
+        for _ in 0..<4 { _ = try s.who() }
+        let lines = try s.ask("show stat").split(separator: "\n").map(String.init)
+        #expect(lines.first == "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,agent_code,agent_duration,check_desc,agent_desc,check_rise,check_fall,check_health,agent_rise,agent_fall,agent_health,addr,cookie,mode,algo,conn_rate,conn_rate_max,conn_tot,intercepted,dcon,dses,wrew,connect,reuse,cache_lookups,cache_hits,srv_icur,src_ilim,qtime_max,ctime_max,rtime_max,ttime_max,eint,idle_conn_cur,safe_conn_cur,used_conn_cur,need_conn_est,uweight,agg_server_status,agg_server_check_status,agg_check_status,-,ss")
+        let header = lines[0].dropFirst(2).split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let rows = lines.dropFirst().map { line -> [String: String] in
+            Dictionary(uniqueKeysWithValues: zip(header, line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)))
+        }
+        #expect(rows.map { "\($0["pxname"]!)/\($0["svname"]!)" } == ["fe/FRONTEND", "be/a", "be/b", "be/BACKEND"])
+        #expect(rows.allSatisfy { $0.count == header.count })
+        #expect(rows[0]["status"] == "OPEN")
+        #expect(rows[1]["status"] == "no check")
+        #expect(rows[1]["stot"] == "2" && rows[2]["stot"] == "2")
+        #expect(rows[3]["stot"] == "4")
+        #expect(Int(rows[1]["bout"] ?? "") == 4)  // "a\n" twice
+        #expect(rows[1]["addr"] == "127.0.0.1:\(s.a.port)")
+        #expect(rows[3]["act"] == "2")
+        #expect(rows[1]["hrsp_2xx"] == "")  // not tracked at Layer 4: empty, as HAProxy leaves it
+    }
+
+    @Test func drainStopsNewSessionsKeepsOldOnesAndWaitDrainedAnswersWhenTheyEnd() throws {
+        let echo = try TestServer(.echo), other = try TestServer(.echo)
+        defer { echo.stop(); other.stop() }
+        let path = Self.socketPath()
+        let proxy = try RunningProxy("""
+            global
+              stats socket \(path) level admin
+            listen fe
+              bind 127.0.0.1:0
+              server one 127.0.0.1:\(echo.port)
+              server two 127.0.0.1:\(other.port)
+            """)
+        let long = try Net.connect(proxy.port)  // goes to `one` (first in rotation)
+        try Net.sendAll(long, "hello\n")
+        #expect(String(decoding: try Net.read(long, count: 6), as: UTF8.self) == "hello\n")
+        #expect(try StatsClient.ask(path, "set server fe/one state drain") == "\n")
+        for _ in 0..<6 {
+            let fd = try Net.connect(proxy.port)
+            try Net.sendAll(fd, "x")
+            _ = try Net.read(fd, count: 1)
+            close(fd)
+        }
+        let one = try #require(proxy.balancer.backend(named: "fe")?.server(named: "one"))
+        #expect(one.statistics.totalSessions == 1, "a drained server got new sessions")
+        #expect(one.status == "DRAIN")
+        // The old session still forwards.
+        try Net.sendAll(long, "still\n")
+        #expect(String(decoding: try Net.read(long, count: 6), as: UTF8.self) == "still\n")
+        // wait-drained answers once it ends.
+        let waiter = try StatsClient.connect(path)
+        defer { close(waiter) }
+        try Net.sendAll(waiter, "wait-drained fe/one timeout 10s\n")
+        #expect(!Net.waitReadable(waiter, timeoutMs: 200), "answered while a session was still open")
+        close(long)
+        #expect(String(decoding: try Net.readToEnd(waiter), as: UTF8.self) == "Server fe/one is drained: 0 sessions.\n")
+        // A timeout reports the remainder, and shutdown-after closes it.
+        #expect(try StatsClient.ask(path, "set server fe/one state ready; set server fe/two state maint") == "\n\n")
+        let stuck = try Net.connect(proxy.port)
+        defer { close(stuck) }
+        try Net.sendAll(stuck, "x")
+        _ = try Net.read(stuck, count: 1)
+        #expect(try StatsClient.ask(path, "wait-drained fe/one timeout 200ms") == "Server fe/one still has 1 session(s) at the timeout.\n")
+        #expect(try StatsClient.ask(path, "wait-drained fe/one timeout 100ms shutdown-after") == "Server fe/one still had 1 session(s) at the timeout; they were shut down.\n")
+        #expect(try Net.readToEnd(stuck).isEmpty)
+    }
+
+    @Test func maintenanceAndReadyAndDisableEnableServerChangeRotation() throws {
+        let s = try Setup()
+        defer { s.stop() }
+        #expect(try s.ask("disable server be/a") == "\n")
+        #expect(Set(try (0..<4).map { _ in try s.who() }) == ["b"])
+        #expect(s.backend.server(named: "a")?.status == "MAINT")
+        #expect(try s.ask("enable server be/a") == "\n")
+        #expect(Set(try (0..<4).map { _ in try s.who() }) == ["a", "b"])
+        #expect(try s.ask("set server be/b state maint") == "\n")
+        #expect(Set(try (0..<4).map { _ in try s.who() }) == ["a"])
+        #expect(try s.ask("set server be/b state ready") == "\n")
+    }
+
+    @Test func weightAndAddressChangesApplyToNewSessions() throws {
+        let s = try Setup()
+        defer { s.stop() }
+        #expect(try s.ask("set server be/a weight 3") == "\n")
+        #expect(try (0..<8).map { _ in try s.who() }.filter { $0 == "a" }.count == 6)
+        #expect(try s.ask("set weight be/a 0%") == "\n")
+        #expect(Set(try (0..<3).map { _ in try s.who() }) == ["b"])
+        #expect(try s.ask("get weight be/a") == "0 (initial 1)\n")
+        #expect(try s.ask("set server be/a weight 300").hasPrefix("Weight '300' is not a valid value"))
+        // Point `a` at b's port: new sessions for `a` now reach server b.
+        #expect(try s.ask("set server be/a weight 1") == "\n")
+        #expect(try s.ask("set server be/a addr 127.0.0.1 port \(s.b.port)") == "IP changed from '127.0.0.1' to '127.0.0.1', port changed from '\(s.a.port)' to '\(s.b.port)' by 'stats socket command'\n")
+        #expect(Set(try (0..<4).map { _ in try s.who() }) == ["b"])
+    }
+
+    @Test func userLevelMayReadButNotChange() throws {
+        let s = try Setup(level: "user")
+        defer { s.stop() }
+        #expect(try s.ask("disable server be/a") == "Permission denied\n")
+        #expect(try s.ask("set server be/a state maint") == "Permission denied\n")
+        #expect(try s.ask("show info").contains("Name: Sluice"))
+        #expect(s.backend.server(named: "a")?.admin == .ready)
+        #expect(!(try s.ask("help")).contains("set server"))
+    }
+
+    @Test func badInputGetsAnErrorAndChangesNothing() throws {
+        let s = try Setup()
+        defer { s.stop() }
+        #expect(try s.ask("frobnicate now").hasPrefix("Unknown command, but maybe one of the following ones is a better match:\n"))
+        #expect(try s.ask("disable server") == "Require 'backend/server'.\n")
+        #expect(try s.ask("disable server nope/a") == "No such backend.\n")
+        #expect(try s.ask("disable server be/nope") == "No such server.\n")
+        #expect(try s.ask("set server be/a state sideways") == "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n")
+        #expect(try s.ask("set server be/a").hasPrefix("'set server <srv>' only supports"))
+        #expect(try s.ask("set maxconn frontend nope 10") == "No such frontend.\n")
+        #expect(try s.ask(String(repeating: "x", count: 70_000)).hasPrefix("Line too long"))
+        let garbage = String(decoding: (0..<200).map { UInt8(($0 * 37) % 256) }.filter { $0 != 10 }, as: UTF8.self)
+        #expect(try s.ask(garbage).hasPrefix("Unknown command"))
+        #expect(s.backend.servers.allSatisfy { $0.admin == .ready && $0.weight == 1 })
+        #expect(Set(try (0..<4).map { _ in try s.who() }) == ["a", "b"])
+    }
+
+    @Test func promptModeKeepsTheConnectionUntilQuit() throws {
+        let s = try Setup()
+        defer { s.stop() }
+        let fd = try StatsClient.connect(s.path)
+        defer { close(fd) }
+        try Net.sendAll(fd, "prompt\n")
+        #expect(String(decoding: try Net.read(fd, count: 2), as: UTF8.self) == "> ")
+        try Net.sendAll(fd, "disable server be/a\n")
+        #expect(String(decoding: try Net.read(fd, count: 3), as: UTF8.self) == "\n> ")
+        try Net.sendAll(fd, "show backend\n")
+        #expect(String(decoding: try Net.read(fd, count: 13), as: UTF8.self) == "# name\nbe\n\n> ")
+        try Net.sendAll(fd, "quit\n")
+        #expect(try Net.readToEnd(fd).isEmpty)
+        #expect(s.backend.server(named: "a")?.admin == .maintenance)
+    }
+
+    @Test func shutdownSessionsAndMaxconnAndHealthToggles() throws {
+        let holder = try TestServer(.holdOpen)
+        let web = try TestServer(.http("web"))
+        defer { holder.stop(); web.stop() }
+        let path = Self.socketPath()
+        let proxy = try RunningProxy("""
+            global
+              stats socket \(path) level admin
+            listen fe
+              bind 127.0.0.1:0
+              option httpchk GET /alive
+              server s 127.0.0.1:\(holder.port) check port \(web.port) inter 100ms fall 1
+            """)
+        let server = try #require(proxy.balancer.backend(named: "fe")?.server(named: "s"))
+        let fd = try Net.connect(proxy.port)
+        defer { close(fd) }
+        try eventually("the session reaches the server") { server.statistics.currentSessions == 1 }
+        #expect(try StatsClient.ask(path, "shutdown sessions server fe/s") == "\n")
+        #expect(try Net.readToEnd(fd).isEmpty)
+
+        #expect(try StatsClient.ask(path, "set maxconn frontend fe 1") == "\n")
+        let first = try Net.connect(proxy.port)
+        defer { close(first) }
+        try eventually("the first session is up") { server.statistics.currentSessions == 1 }
+        let second = try Net.connect(proxy.port)
+        defer { close(second) }
+        #expect(!Net.waitReadable(second, timeoutMs: 200))
+        #expect(server.statistics.currentSessions == 1, "maxconn 1 admitted a second session")
+
+        // disable health: checks stop and the server counts as UP even though /alive fails.
+        try eventually("checked") { server.lastCheck.status == .layer7OK }
+        #expect(try StatsClient.ask(path, "disable health fe/s") == "\n")
+        web.alive.store(503, ordering: .relaxed)
+        usleep(400_000)  // four check intervals with checks off: nothing may happen
+        #expect(server.operational == .running)
+        #expect(server.status == "no check")
+        #expect(try StatsClient.ask(path, "enable health fe/s") == "\n")
+        try eventually("checks resume and take it down") { server.operational == .stopped }
+    }
+
+    @Test func socketFileHasItsModeRefusesASecondOwnerAndIsRemovedOnStop() throws {
+        let path = Self.socketPath()
+        let config = """
+            global
+              stats socket \(path) mode 640 level admin
+            listen fe
+              bind 127.0.0.1:0
+              server s 127.0.0.1:1
+            """
+        var proxy: RunningProxy? = try RunningProxy(config)
+        var info = stat()
+        #expect(stat(path, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o640)
+        #expect(throws: SluiceError.self) { _ = try RunningProxy(config) }
+        proxy?.stop()
+        proxy = nil
+        #expect(access(path, F_OK) != 0, "the socket file was left behind")
+        // A stale file (no process behind it) is replaced.
+        FileManager.default.createFile(atPath: path, contents: Data())
+        let again = try RunningProxy(config)
+        #expect(try StatsClient.ask(path, "show backend").contains("fe"))
+        again.stop()
+    }
+}
+}
