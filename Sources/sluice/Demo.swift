@@ -163,6 +163,35 @@ struct Demo: ParsableCommand {
     }
 }
 
+/// `sluice demo-backend`: one of the demo's HTTP servers on its own, for trying deploy scripts.
+struct DemoBackend: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo-backend",
+        abstract: "Run a tiny HTTP server on 127.0.0.1 that answers with its name and serves /alive (for demos and tests).",
+        discussion: "GET /alive answers 200, or 503 after GET /fail (GET /recover undoes it); any other path answers 200 with the name."
+    )
+
+    @Option(help: "Port on 127.0.0.1.")
+    var port: Int
+
+    @Option(help: "The name every answer carries.")
+    var name: String
+
+    func run() throws {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        let server = try DemoServer(name: name, port: port)
+        let line = "\(name) listening on 127.0.0.1:\(server.port)\n"
+        line.utf8CString.withUnsafeBufferPointer { _ = write(1, $0.baseAddress, line.utf8.count) }
+        var received: CInt = 0
+        sigwait(&signals, &received)
+        server.stop()
+    }
+}
+
 /// Bridges to the library's HAProxy time syntax for `--duration`.
 enum ValueParserBridge {
     static func time(_ text: String) -> Result<Duration, DemoError> {

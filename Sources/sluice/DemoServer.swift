@@ -16,7 +16,7 @@ final class DemoServer: @unchecked Sendable {
     private var wake: [CInt] = [-1, -1]
     private var thread = pthread_t()
 
-    init(name: String) throws {
+    init(name: String, port requested: Int = 0) throws {
         self.name = name
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: CInt = 1
@@ -24,6 +24,7 @@ final class DemoServer: @unchecked Sendable {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(requested).bigEndian)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

@@ -17,7 +17,7 @@ struct SluiceCommand: ParsableCommand {
             accepting and let sessions finish (bounded by hard-stop-after); a second SIGINT or SIGTERM \
             closes everything at once.
             """,
-        subcommands: [Demo.self]
+        subcommands: [Demo.self, DemoBackend.self]
     )
 
     @Option(name: .customShort("f"), help: ArgumentHelp("Configuration file or directory of *.cfg files; repeat to concatenate, as HAProxy.", valueName: "file"))
