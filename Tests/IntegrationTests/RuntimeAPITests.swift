@@ -253,7 +253,7 @@ extension Loopback {
         let path = Self.socketPath()
         let config = """
             global
-              stats socket \(path) mode 640 level admin
+              stats socket \(path) mode 640 level admin uid 1 group root
             listen fe
               bind 127.0.0.1:0
               server s 127.0.0.1:1
@@ -262,6 +262,7 @@ extension Loopback {
         var info = stat()
         #expect(stat(path, &info) == 0)
         #expect(info.st_mode & 0o777 == 0o640)
+        #expect(info.st_uid == 1 && info.st_gid == 0)
         #expect(throws: SluiceError.self) { _ = try RunningProxy(config) }
         proxy?.stop()
         proxy = nil

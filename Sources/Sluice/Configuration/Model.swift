@@ -47,6 +47,16 @@ public struct StatsSocket: Hashable, Sendable {
     /// Permission bits for the socket file; default 0600.
     public var mode: Int = 0o600
     public var level: Level = .operator
+    /// Owner of the socket file (`uid`/`user`); nil: the process's.
+    public var owner: Owner?
+    /// Group of the socket file (`gid`/`group`); nil: the process's.
+    public var group: Owner?
+
+    /// A numeric id or a name to look up when the socket is created.
+    public enum Owner: Hashable, Sendable {
+        case id(Int)
+        case name(String)
+    }
 
     public init(path: String, mode: Int = 0o600, level: Level = .operator) {
         self.path = path

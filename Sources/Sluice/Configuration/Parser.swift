@@ -292,10 +292,18 @@ struct Parser {
                     if let level = StatsSocket.Level(rawValue: arg) { socket.level = level } else {
                         error(location, keyword: keyword, "level '\(arg)' is not one of user, operator, admin")
                     }
-                case "expose-fd", "user", "group", "uid", "gid":
-                    error(location, keyword: keyword, "'\(option)' is not supported yet")
+                case "uid", "gid":
+                    if let id = Int(arg), id >= 0 {
+                        if option == "uid" { socket.owner = .id(id) } else { socket.group = .id(id) }
+                    } else {
+                        error(location, keyword: keyword, "\(option) '\(arg)' is not a numeric id")
+                    }
+                case "user": socket.owner = .name(arg)
+                case "group": socket.group = .name(arg)
+                case "expose-fd":
+                    error(location, keyword: keyword, "'expose-fd' is not supported: Sluice reloads in-process and needs no socket transfer")
                 default:
-                    error(location, keyword: keyword, "unknown option '\(option)'; supported: mode, level")
+                    error(location, keyword: keyword, "unknown option '\(option)'; supported: mode, level, uid, gid, user, group")
                 }
                 i += 2
             }

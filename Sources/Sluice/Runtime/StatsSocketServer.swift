@@ -92,6 +92,22 @@ final class StatsSocketServer: @unchecked Sendable {
             throw SluiceError("stats socket: \(error)")
         }
         chmod(socket.path, mode_t(socket.mode))
+        if socket.owner != nil || socket.group != nil {
+            let uid: UInt32, gid: UInt32
+            do {
+                uid = try resolve(socket.owner, path: socket.path, user: true)
+                gid = try resolve(socket.group, path: socket.path, user: false)
+            } catch {
+                closeDescriptor(fd)
+                throw error
+            }
+            if chown(socket.path, uid, gid) != 0 {
+                let error = SystemError(code: errno, call: "chown", operand: socket.path)
+                closeDescriptor(fd)
+                unlink(socket.path)
+                throw SluiceError("stats socket: \(error)")
+            }
+        }
         guard Glibc.listen(fd, 16) == 0 else {
             let error = SystemError(code: errno, call: "listen", operand: socket.path)
             closeDescriptor(fd)
@@ -99,6 +115,19 @@ final class StatsSocketServer: @unchecked Sendable {
             throw SluiceError("stats socket: \(error)")
         }
         return fd
+    }
+
+    /// A user or group id for `chown`; `.max` (-1) leaves it unchanged.
+    private static func resolve(_ owner: StatsSocket.Owner?, path: String, user: Bool) throws(SluiceError) -> UInt32 {
+        switch owner {
+        case nil: return .max
+        case .id(let id): return UInt32(id)
+        case .name(let name):
+            if user, let entry = getpwnam(name) { return entry.pointee.pw_uid }
+            if !user, let entry = getgrnam(name) { return entry.pointee.gr_gid }
+            unlink(path)
+            throw SluiceError("stats socket \(path): no \(user ? "user" : "group") named '\(name)'")
+        }
     }
 
     func start() throws(SluiceError) {
