@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Small-request workloads through Sluice and HAProxy, side by side, with wrk against nginx.
+
+  keepalive: wrk -c50 on a 1 KiB response over kept-alive connections: requests/s, p50/p99 latency,
+             proxy CPU microseconds per request.
+  churn:     the same with 'Connection: close': every request is a new connection through the
+             proxy, so requests/s = new connections/s; proxy CPU microseconds per connection.
+
+Contenders alternate within each round (direct, HAProxy with its best splice configuration,
+Sluice); medians and min-max are reported, and rounds where other processes used CPU are flagged.
+"""
+import argparse, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bulk import free_port, wait_listening, cpu_seconds, system_busy, config  # noqa: E402
+
+NGINX = """worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path {dir}/tmp; proxy_temp_path {dir}/tmp; fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;
+  server {{ listen 127.0.0.1:{port} backlog=4096; root {dir}/www; }}
+}}
+"""
+
+
+def parse_wrk(text):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors = sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errors += int(m.group(1))
+
+    def lat(p):
+        m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % p, text)
+        if not m:
+            return None
+        v, unit = float(m.group(1)), m.group(2)
+        return v * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    return {"rps": rps, "requests": total, "errors": errors, "p50_ms": lat(50), "p99_ms": lat(99)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sluice", required=True)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 5)))
+    ap.add_argument("--seconds", type=int, default=int(os.environ.get("SECONDS_PER_RUN", 5)))
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="bench/results")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="sluice-http-")
+    os.makedirs(f"{work}/www")
+    os.makedirs(f"{work}/tmp")
+    os.chmod(work, 0o755)  # nginx's worker runs unprivileged and must read the page
+    with open(f"{work}/www/1k", "w") as f:
+        f.write("x" * 1023 + "\n")
+    nginx_port = free_port()
+    with open(f"{work}/nginx.conf", "w") as f:
+        f.write(NGINX.format(dir=work, port=nginx_port))
+    procs = []
+
+    def start(cmd, port):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{work}/{port}.log", "w"))
+        procs.append(p)
+        wait_listening(port, p)
+        return p
+
+    runs = []
+    try:
+        nginx = start(["nginx", "-c", f"{work}/nginx.conf"], nginx_port)
+        contenders = {"direct": (None, nginx_port)}
+        hp = free_port()
+        with open(f"{work}/haproxy.cfg", "w") as f:
+            f.write(config("haproxy", hp, nginx_port, 1 << 20, args.threads))
+        contenders["haproxy"] = (start(["haproxy", "-db", "-f", f"{work}/haproxy.cfg"], hp), hp)
+        sp = free_port()
+        with open(f"{work}/sluice.cfg", "w") as f:
+            f.write(config("sluice", sp, nginx_port, 1 << 20, args.threads))
+        contenders["sluice"] = (start([args.sluice, "-q", "-f", f"{work}/sluice.cfg"], sp), sp)
+        names = list(contenders)
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for workload in ("keepalive", "churn"):
+                for name in order:
+                    proc, port = contenders[name]
+                    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency"]
+                    if workload == "churn":
+                        cmd += ["-H", "Connection: close"]
+                    cmd.append(f"http://127.0.0.1:{port}/1k")
+                    cpu0 = cpu_seconds(proc.pid) if proc else 0.0
+                    busy0 = system_busy()
+                    own0 = sum(cpu_seconds(p.pid) for p in procs)
+                    t0 = time.time()
+                    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 60).stdout
+                    wall = time.time() - t0
+                    result = parse_wrk(out)
+                    cpu = (cpu_seconds(proc.pid) - cpu0) if proc else None
+                    result.update({
+                        "round": r + 1, "contender": name, "workload": workload, "wall_s": wall,
+                        "proxy_cpu_s": cpu,
+                        "proxy_cpu_us_per_request": (cpu * 1e6 / result["requests"]) if proc and result["requests"] else None,
+                        "system_busy_s": system_busy() - busy0,
+                        "known_processes_cpu_s": sum(cpu_seconds(p.pid) for p in procs) - own0,
+                    })
+                    # wrk itself runs one thread: up to one core of the busy time is its own.
+                    other = result["system_busy_s"] - result["known_processes_cpu_s"] - wall * args.threads
+                    result["noisy"] = other > 0.15 * wall
+                    runs.append(result)
+                    print(f"round {r+1} {workload:9s} {name:8s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']}ms p99 {result['p99_ms']}ms"
+                          + (f"  {result['proxy_cpu_us_per_request']:.1f} us/req" if proc else "")
+                          + (f"  errors {result['errors']}" if result["errors"] else ""), flush=True)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def summary(name, workload, key):
+        vals = [x[key] for x in runs if x["contender"] == name and x["workload"] == workload and x[key] is not None]
+        return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)} if vals else None
+
+    machine = {"cores": os.cpu_count(), "kernel": platform.release(),
+               "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]}
+    lines = [f"# Small requests, wrk -t{args.threads} -c{args.connections}, 1 KiB from nginx, {args.rounds} rounds x {args.seconds} s, nbthread {args.threads}",
+             "", f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
+             "| workload | contender | req/s median (min-max) | p50 ms | p99 ms | proxy CPU us/req median (min-max) | errors | noisy |",
+             "|---|---|---|---|---|---|---|---|"]
+    table = {}
+    for workload in ("keepalive", "churn"):
+        for name in ("direct", "haproxy", "sluice"):
+            rps = summary(name, workload, "rps")
+            cpu = summary(name, workload, "proxy_cpu_us_per_request")
+            p50 = summary(name, workload, "p50_ms")
+            p99 = summary(name, workload, "p99_ms")
+            errors = sum(x["errors"] for x in runs if x["contender"] == name and x["workload"] == workload)
+            noisy = sum(1 for x in runs if x["contender"] == name and x["workload"] == workload and x["noisy"])
+            table[f"{workload}/{name}"] = {"rps": rps, "cpu_us": cpu, "p50": p50, "p99": p99, "errors": errors, "noisy": noisy}
+            lines.append(f"| {workload} | {name} | {rps['median']:.0f} ({rps['min']:.0f}-{rps['max']:.0f}) | "
+                         f"{p50['median']:.2f} | {p99['median']:.2f} | "
+                         + (f"{cpu['median']:.1f} ({cpu['min']:.1f}-{cpu['max']:.1f})" if cpu else "-")
+                         + f" | {errors} | {noisy}/{args.rounds} |")
+    lines.append("")
+    for workload in ("keepalive", "churn"):
+        s, h = table[f"{workload}/sluice"], table[f"{workload}/haproxy"]
+        lines.append(f"- {workload}: Sluice/HAProxy req/s {s['rps']['median'] / h['rps']['median']:.2f}x, "
+                     f"CPU per request {s['cpu_us']['median'] / h['cpu_us']['median']:.2f}x, "
+                     f"p99 {s['p99']['median'] / h['p99']['median']:.2f}x"
+                     + ("  (NOISY)" if s["noisy"] + h["noisy"] > args.rounds else ""))
+    text = "\n".join(lines)
+    print()
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(os.path.join(args.out, f"http-{stamp}.json"), "w") as f:
+        json.dump({"machine": machine, "args": vars(args), "runs": runs, "summary": table}, f, indent=1)
+    with open(os.path.join(args.out, f"http-{stamp}.md"), "w") as f:
+        f.write(text + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
