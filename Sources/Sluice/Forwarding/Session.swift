@@ -4,16 +4,23 @@ import Glibc
 
 /// One direction of a session: bytes read from one socket and written to the other.
 ///
-/// Bytes wait in a pipe (zero copy) or, when no pipe can be had, in a small heap buffer.
-/// `held` is what the pipe or buffer holds now: reads happen only when it is zero, so an
-/// `EAGAIN` from socket→pipe always means the socket is empty, never that the pipe is full.
+/// Two ways to move bytes, chosen per direction by what flows:
+/// - **copy** (the start): `recv` into the reactor's scratch buffer and `send` at once. For small
+///   messages this is two system calls and no pipe, and a short `recv` proves the socket drained
+///   (TCP copies everything queued), so no `EAGAIN` read follows.
+/// - **splice**, once a `recv` fills the scratch buffer (a bulk flow): bytes wait in a pipe taken
+///   from the pool only while in flight. Reads happen only into an empty pipe, so an `EAGAIN` from
+///   socket→pipe always means the socket is empty, never that the pipe is full.
+/// What a destination cannot take at once waits in a per-direction buffer (`leftover`).
 struct Direction {
     var pipe: Pipe?
-    /// Fallback when no pipe is available: a `copyBufferSize` buffer, freed with the session.
-    var buffer: UnsafeMutableRawPointer?
-    var bufferOffset = 0
-    /// Bytes waiting in `pipe` or `buffer`.
+    /// Bytes a `send` could not take, allocated on first need and freed with the session.
+    var leftover: UnsafeMutableRawPointer?
+    var leftoverOffset = 0
+    /// Bytes waiting in `pipe` or `leftover`.
     var held = 0
+    /// A `recv` filled the scratch buffer: this direction carries bulk and splices from now on.
+    var bulk = false
     /// The source sent FIN.
     var sourceClosed = false
     /// We sent FIN to the destination after everything before it was written.
@@ -23,6 +30,7 @@ struct Direction {
 
     var isDone: Bool { finForwarded }
 
+    /// The scratch buffer's size (per reactor), and the size of `leftover`.
     static let copyBufferSize = 16 * 1024
     /// Reads per direction per pass. One read then one write, and the session yields to the rest of
     /// the loop: bulk flows stop starving other sessions, and bytes accumulate meanwhile, so each
@@ -35,9 +43,9 @@ struct Direction {
             if held == 0 { pool.give(pipe) } else { pool.discard(pipe) }
             self.pipe = nil
         }
-        if let buffer {
-            buffer.deallocate()
-            self.buffer = nil
+        if let leftover {
+            leftover.deallocate()
+            self.leftover = nil
         }
     }
 }
@@ -49,17 +57,20 @@ enum PumpResult {
     /// The source may have more, but this pass used its read budget: come back next turn
     /// (edge-triggered epoll will not signal again for bytes already queued).
     case yielded
-    /// A socket failed (reset, or the destination went away). `reset` asks to pass the reset on.
+    /// A socket failed (reset, or the destination went away).
     case failed(SystemError)
 }
 
 extension Direction {
-    /// Moves bytes from `source` to `destination` until either would block, the source ends, or an
-    /// error occurs. Readiness flags are cleared on `EAGAIN` and set again by epoll events.
+    /// Moves bytes from `source` to `destination` until either would block, the source ends, the
+    /// read budget is spent, or an error occurs. Readiness flags are cleared on `EAGAIN` (or a
+    /// short `recv`) and set again by epoll events. `sourceHungUp` is true once epoll reported the
+    /// peer's FIN or an error: then a short `recv` does not prove there is nothing left to read.
     ///
-    /// `moved` receives the bytes written to `destination` in this pass (for counters and activity).
-    mutating func pump(from source: CInt, readable: inout Bool, to destination: CInt, writable: inout Bool,
-                       pool: inout PipePool, spliceAllowed: Bool, moved: inout Int, read: inout Int) -> PumpResult {
+    /// `moved` receives the bytes written to `destination`, `read` those read from `source`.
+    mutating func pump(from source: CInt, readable: inout Bool, sourceHungUp: Bool, to destination: CInt,
+                       writable: inout Bool, pool: inout PipePool, spliceAllowed: Bool,
+                       scratch: UnsafeMutableRawBufferPointer, moved: inout Int, read: inout Int) -> PumpResult {
         var reads = Self.readsPerPass
         while true {
             if held > 0 {
@@ -68,8 +79,10 @@ extension Direction {
                 do {
                     if let pipe {
                         result = try splice(from: pipe.readEnd, to: destination, length: held, more: false)
+                    } else if let leftover {
+                        result = try Socket.send(destination, from: UnsafeRawBufferPointer(start: leftover + leftoverOffset, count: held))
                     } else {
-                        result = try Socket.send(destination, from: UnsafeRawBufferPointer(start: buffer! + bufferOffset, count: held))
+                        preconditionFailure("\(held) bytes held with neither a pipe nor a buffer")
                     }
                 } catch {
                     return .failed(error)
@@ -80,7 +93,7 @@ extension Direction {
                     return .waiting
                 case .processed(let n):
                     held -= n
-                    bufferOffset += n
+                    leftoverOffset += n
                     moved += n
                     total += n
                 }
@@ -91,7 +104,7 @@ extension Direction {
                 pool.give(pipe)
                 self.pipe = nil
             }
-            bufferOffset = 0
+            leftoverOffset = 0
             if sourceClosed {
                 if !finForwarded {
                     Socket.shutdownWrite(destination)
@@ -102,31 +115,67 @@ extension Direction {
             guard readable else { return .waiting }
             guard reads > 0 else { return .yielded }
             reads -= 1
-            if pipe == nil && buffer == nil {
-                if spliceAllowed, let fresh = pool.take() {
-                    pipe = fresh
-                } else {
-                    buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.copyBufferSize, alignment: 64)
-                }
+            if bulk && spliceAllowed && pipe == nil {
+                pipe = pool.take()  // nil at `maxpipes` or without descriptors: copy instead
             }
-            let result: IOResult<Int>
-            do {
-                if let pipe {
+            if bulk && spliceAllowed, let pipe {
+                let result: IOResult<Int>
+                do {
                     result = try splice(from: source, to: pipe.writeEnd, length: pipe.capacity, more: false)
-                } else {
-                    result = try Socket.receive(source, into: UnsafeMutableRawBufferPointer(start: buffer!, count: Self.copyBufferSize))
+                } catch {
+                    return .failed(error)
+                }
+                switch result {
+                case .wouldBlock: readable = false
+                case .processed(0): sourceClosed = true
+                case .processed(let n):
+                    held = n
+                    read += n
+                }
+                continue
+            }
+            // Copy: recv into the scratch buffer, send at once, keep what the destination refuses.
+            let received: Int
+            do {
+                switch try Socket.receive(source, into: scratch) {
+                case .wouldBlock:
+                    readable = false
+                    continue
+                case .processed(0):
+                    sourceClosed = true
+                    continue
+                case .processed(let n):
+                    received = n
                 }
             } catch {
                 return .failed(error)
             }
-            switch result {
-            case .wouldBlock:
-                readable = false
-            case .processed(0):
-                sourceClosed = true
-            case .processed(let n):
-                held = n
-                read += n
+            read += received
+            if received == scratch.count {
+                bulk = true
+            } else if !sourceHungUp {
+                readable = false  // a short TCP recv took everything queued
+            }
+            var sent = 0
+            if writable {
+                do {
+                    switch try Socket.send(destination, from: UnsafeRawBufferPointer(rebasing: scratch[0..<received])) {
+                    case .processed(let n): sent = n
+                    case .wouldBlock: writable = false
+                    }
+                } catch {
+                    return .failed(error)
+                }
+            }
+            moved += sent
+            total += sent
+            if sent < received {
+                let rest = received - sent
+                let buffer = leftover ?? UnsafeMutableRawPointer.allocate(byteCount: Self.copyBufferSize, alignment: 64)
+                leftover = buffer
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[sent..<received]).baseAddress.unsafelyUnwrapped, byteCount: rest)
+                held = rest
+                writable = false
             }
         }
     }
@@ -200,6 +249,9 @@ struct Session {
     var clientWritable = false
     var serverReadable = false
     var serverWritable = false
+    /// Epoll reported the peer's FIN (RDHUP), a hang-up or an error on that side.
+    var clientHungUp = false
+    var serverHungUp = false
 
     /// Monotonic milliseconds of the last byte moved on each side.
     var clientActivity: Int64 = 0

@@ -44,6 +44,8 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     private var freeSlots: [Int32] = []
     private(set) var liveSessions = 0
     private var pool: PipePool
+    /// Where the copy path receives before sending: one per reactor, allocated once.
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Direction.copyBufferSize, alignment: 64)
     private let logger: Logger
     private let commands = Mutex<[WorkerCommand]>([])
     private var draining = false
@@ -79,6 +81,8 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     }
 
     /// Runs the loop until stopped; call on the worker's own thread.
+    deinit { scratch.deallocate() }
+
     func run() {
         checks?.start()
         reactor.run(self)
@@ -110,13 +114,16 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         guard i < sessions.count, sessions[i].generation & 0x3FFF_FFFF == token.generation, sessions[i].state != .free else { return }
         let readable = events & (CShims_EPOLLIN | CShims_EPOLLRDHUP | CShims_EPOLLHUP | CShims_EPOLLERR) != 0
         let writable = events & (CShims_EPOLLOUT | CShims_EPOLLHUP | CShims_EPOLLERR) != 0
+        let hungUp = events & (CShims_EPOLLRDHUP | CShims_EPOLLHUP | CShims_EPOLLERR) != 0
         if token.kind == .client {
             if readable { sessions[i].clientReadable = true }
             if writable { sessions[i].clientWritable = true }
+            if hungUp { sessions[i].clientHungUp = true }
             if sessions[i].state == .established { forward(i) }
         } else {
             if readable { sessions[i].serverReadable = true }
             if writable { sessions[i].serverWritable = true }
+            if hungUp { sessions[i].serverHungUp = true }
             if sessions[i].state == .connecting {
                 if writable { connectFinished(i) }
             } else if sessions[i].state == .established {
@@ -523,8 +530,8 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         let splice = !process.noSplice
         var toServer = 0, fromClient = 0, toClient = 0, fromServer = 0
         let wasHalfClosed = sessions[i].isHalfClosed
-        let upstream = sessions[i].pumpToServer(pool: &pool, splice: splice, moved: &toServer, read: &fromClient)
-        let downstream = sessions[i].pumpToClient(pool: &pool, splice: splice, moved: &toClient, read: &fromServer)
+        let upstream = sessions[i].pumpToServer(pool: &pool, splice: splice, scratch: scratch, moved: &toServer, read: &fromClient)
+        let downstream = sessions[i].pumpToClient(pool: &pool, splice: splice, scratch: scratch, moved: &toClient, read: &fromServer)
         let now = reactor.now
         if fromClient + toClient > 0 { sessions[i].clientActivity = now }
         if fromServer + toServer > 0 { sessions[i].serverActivity = now }
@@ -614,13 +621,15 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 }
 
 extension Session {
-    mutating func pumpToServer(pool: inout PipePool, splice: Bool, moved: inout Int, read: inout Int) -> PumpResult {
-        toServer.pump(from: client, readable: &clientReadable, to: server, writable: &serverWritable,
-                      pool: &pool, spliceAllowed: splice, moved: &moved, read: &read)
+    mutating func pumpToServer(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
+                               moved: inout Int, read: inout Int) -> PumpResult {
+        toServer.pump(from: client, readable: &clientReadable, sourceHungUp: clientHungUp, to: server, writable: &serverWritable,
+                      pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
     }
 
-    mutating func pumpToClient(pool: inout PipePool, splice: Bool, moved: inout Int, read: inout Int) -> PumpResult {
-        toClient.pump(from: server, readable: &serverReadable, to: client, writable: &clientWritable,
-                      pool: &pool, spliceAllowed: splice, moved: &moved, read: &read)
+    mutating func pumpToClient(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
+                               moved: inout Int, read: inout Int) -> PumpResult {
+        toClient.pump(from: server, readable: &serverReadable, sourceHungUp: serverHungUp, to: client, writable: &clientWritable,
+                      pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
     }
 }
