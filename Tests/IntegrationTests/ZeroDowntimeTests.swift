@@ -15,7 +15,7 @@ extension Loopback {
         let configPath: String
         let sluice: SluiceProcess
 
-        init(extraServers: String = "", echoPort: Int? = nil) throws {
+        init(extraServers: String = "", echo: (server: Int, listen: Int)? = nil) throws {
             backends = try ProcessBackends(["server01", "server02", "backup01"])
             port = try Net.closedPort()
             socket = RuntimeAPITests.socketPath()
@@ -24,7 +24,7 @@ extension Loopback {
                   server server01 127.0.0.1:\(backends.ports["server01"]!) check
                   server server02 127.0.0.1:\(backends.ports["server02"]!) check
                   server backup01 127.0.0.1:\(backends.ports["backup01"]!) check backup
-                """ + extraServers, echoPort: echoPort).write(toFile: configPath, atomically: true, encoding: .utf8)
+                """ + extraServers, echo: echo).write(toFile: configPath, atomically: true, encoding: .utf8)
             sluice = try SluiceProcess(configPath: configPath, listenPort: port)
             let socket = self.socket
             try eventually("every server passed a check") {
@@ -34,7 +34,7 @@ extension Loopback {
             }
         }
 
-        static func config(_ backends: ProcessBackends, port: Int, socket: String, servers: String, echoPort: Int?, weight: Int = 1) -> String {
+        static func config(_ backends: ProcessBackends, port: Int, socket: String, servers: String, echo: (server: Int, listen: Int)?, weight: Int = 1) -> String {
             var text = """
                 global
                   stats socket \(socket) mode 600 level admin
@@ -56,11 +56,11 @@ extension Loopback {
                 \(servers)
 
                 """
-            if let echoPort {
+            if let echo {
                 text += """
                     listen echo
-                      bind 127.0.0.1:\(echoPort + 1)
-                      server e 127.0.0.1:\(echoPort)
+                      bind 127.0.0.1:\(echo.listen)
+                      server e 127.0.0.1:\(echo.server)
 
                     """
             }
@@ -145,10 +145,10 @@ extension Loopback {
         defer { echo.stop() }
         let extra = try ProcessBackends(["server03"])
         defer { extra.stop() }
-        let echoPort = echo.port
-        let t = try Topology(echoPort: echoPort)
+        let echoPorts = (server: echo.port, listen: try Net.closedPort())
+        let t = try Topology(echo: echoPorts)
         defer { t.stop() }
-        let long = try Net.connect(echoPort + 1)
+        let long = try Net.connect(echoPorts.listen)
         defer { close(long) }
         try Net.sendAll(long, "before\n")
         #expect(String(decoding: try Net.read(long, count: 7), as: UTF8.self) == "before\n")
@@ -166,7 +166,7 @@ extension Loopback {
                 case 6...10: s01 + s03 + b01                // removes server02
                 default: s01 + s02 + b01
                 }
-                let text = Topology.config(t.backends, port: t.port, socket: t.socket, servers: servers, echoPort: echoPort, weight: round % 3 + 1)
+                let text = Topology.config(t.backends, port: t.port, socket: t.socket, servers: servers, echo: echoPorts, weight: round % 3 + 1)
                 try text.write(toFile: t.configPath, atomically: true, encoding: .utf8)
                 if round % 2 == 0 {
                     replies.append(try StatsClient.ask(t.socket, "reload"))

@@ -13,6 +13,9 @@ enum Socket {
         if reusePort {
             _ = try syscallBlocking("setsockopt(SO_REUSEPORT)") { CShims_setsockopt_int(fd.rawValue, SOL_SOCKET, CShims_SO_REUSEPORT, 1) }
         }
+        // Accepted sockets inherit TCP_NODELAY from the listener (Linux clones the listening
+        // socket's options): one setsockopt per listener instead of one per connection.
+        setNoDelay(fd.rawValue)
         if address.family == AF_INET6 {
             // `[::]:80` listens on IPv6 only unless told otherwise; HAProxy's `v4v6` is not supported yet.
             _ = CShims_setsockopt_int(fd.rawValue, Int32(IPPROTO_IPV6), CShims_IPV6_V6ONLY, 1)
