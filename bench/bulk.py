@@ -38,6 +38,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / HZ  # utime, stime
 
 
+def tree_cpu_seconds(pid):
+    """CPU of a process and all its descendants (nginx's workers are children of its master)."""
+    total = 0.0
+    try:
+        total = cpu_seconds(pid)
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            for child in f.read().split():
+                total += tree_cpu_seconds(int(child))
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
 def system_busy():
     with open("/proc/stat") as f:
         parts = [int(x) for x in f.readline().split()[1:]]

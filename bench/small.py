@@ -12,7 +12,7 @@ Sluice); medians and min-max are reported, and rounds where other processes used
 import argparse, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bulk import free_port, wait_listening, cpu_seconds, system_busy, config  # noqa: E402
+from bulk import free_port, wait_listening, cpu_seconds, tree_cpu_seconds, system_busy, config  # noqa: E402
 
 NGINX = """worker_processes 1;
 daemon off;
@@ -101,7 +101,7 @@ def main():
                     cmd.append(f"http://127.0.0.1:{port}/1k")
                     cpu0 = cpu_seconds(proc.pid) if proc else 0.0
                     busy0 = system_busy()
-                    own0 = sum(cpu_seconds(p.pid) for p in procs)
+                    own0 = sum(tree_cpu_seconds(p.pid) for p in procs)
                     t0 = time.time()
                     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 60).stdout
                     wall = time.time() - t0
@@ -112,7 +112,7 @@ def main():
                         "proxy_cpu_s": cpu,
                         "proxy_cpu_us_per_request": (cpu * 1e6 / result["requests"]) if proc and result["requests"] else None,
                         "system_busy_s": system_busy() - busy0,
-                        "known_processes_cpu_s": sum(cpu_seconds(p.pid) for p in procs) - own0,
+                        "known_processes_cpu_s": sum(tree_cpu_seconds(p.pid) for p in procs) - own0,
                     })
                     # wrk itself runs one thread: up to one core of the busy time is its own.
                     other = result["system_busy_s"] - result["known_processes_cpu_s"] - wall * args.threads
