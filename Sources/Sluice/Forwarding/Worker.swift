@@ -80,9 +80,9 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         }
     }
 
-    /// Runs the loop until stopped; call on the worker's own thread.
     deinit { scratch.deallocate() }
 
+    /// Runs the loop until stopped; call on the worker's own thread.
     func run() {
         checks?.start()
         reactor.run(self)
