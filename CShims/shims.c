@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -76,6 +78,87 @@ int CShims_set_linger_zero(int fd) {
 }
 
 int CShims_eventfd_nonblock(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+const uint32_t CShims_IORING_CQE_F_MORE = IORING_CQE_F_MORE;
+
+struct io_uring *CShims_uring_create(unsigned entries, int *error, int *flags_used) {
+    struct io_uring *ring = calloc(1, sizeof(*ring));
+    if (!ring) { *error = -ENOMEM; return NULL; }
+    // Created disabled: with SINGLE_ISSUER the submitting thread is fixed when the ring is enabled,
+    // and the ring is built on the starting thread but driven by its reactor's thread.
+    unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+    int r = io_uring_queue_init(entries, ring, flags);
+    if (r == -EINVAL) { flags = 0; r = io_uring_queue_init(entries, ring, flags); }
+    if (r < 0) { free(ring); *error = r; return NULL; }
+    *flags_used = (int)flags;
+    return ring;
+}
+
+int CShims_uring_enable(struct io_uring *ring, int flags_used) {
+    if (!(flags_used & IORING_SETUP_R_DISABLED)) return 0;
+    // io_uring_enable_rings is declared by Debian's liburing 2.3 headers but not exported by its
+    // library: make the register call directly.
+    long r = syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    return r < 0 ? -errno : 0;
+}
+
+void CShims_uring_destroy(struct io_uring *ring) {
+    io_uring_queue_exit(ring);
+    free(ring);
+}
+
+static struct io_uring_sqe *sqe_for(struct io_uring *ring) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (!sqe) {
+        io_uring_submit(ring);
+        sqe = io_uring_get_sqe(ring);
+    }
+    return sqe;
+}
+
+int CShims_uring_poll_multishot(struct io_uring *ring, int fd, unsigned mask, uint64_t data) {
+    struct io_uring_sqe *sqe = sqe_for(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_poll_multishot(sqe, fd, mask);
+    io_uring_sqe_set_data64(sqe, data);
+    return 0;
+}
+
+int CShims_uring_poll_remove(struct io_uring *ring, uint64_t target, uint64_t data) {
+    struct io_uring_sqe *sqe = sqe_for(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_poll_remove(sqe, target);
+    io_uring_sqe_set_data64(sqe, data);
+    return 0;
+}
+
+int CShims_uring_submit_and_wait(struct io_uring *ring, int timeout_ms) {
+    if (timeout_ms == 0) {
+        int r = io_uring_submit_and_get_events(ring);
+        return r < 0 ? r : 0;
+    }
+    struct io_uring_cqe *cqe = NULL;
+    if (timeout_ms < 0) {
+        int r = io_uring_submit_and_wait(ring, 1);
+        return r < 0 ? r : 0;
+    }
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    int r = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+    return r < 0 ? r : 0;
+}
+
+unsigned CShims_uring_reap(struct io_uring *ring, uint64_t *data, int32_t *result, uint32_t *flags, unsigned max) {
+    struct io_uring_cqe *cqes[256];
+    if (max > 256) max = 256;
+    unsigned n = io_uring_peek_batch_cqe(ring, cqes, max);
+    for (unsigned i = 0; i < n; i++) {
+        data[i] = io_uring_cqe_get_data64(cqes[i]);
+        result[i] = cqes[i]->res;
+        flags[i] = cqes[i]->flags;
+    }
+    io_uring_cq_advance(ring, n);
+    return n;
+}
 
 int CShims_uring_probe(void) {
     struct io_uring ring;

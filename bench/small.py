@@ -89,6 +89,10 @@ def main():
         with open(f"{work}/sluice.cfg", "w") as f:
             f.write(config("sluice", sp, nginx_port, 1 << 20, args.threads))
         contenders["sluice"] = (start([args.sluice, "-q", "-f", f"{work}/sluice.cfg"], sp), sp)
+        up = free_port()
+        with open(f"{work}/sluice-uring.cfg", "w") as f:
+            f.write(config("sluice-uring", up, nginx_port, 1 << 20, args.threads))
+        contenders["sluice-uring"] = (start([args.sluice, "-q", "-f", f"{work}/sluice-uring.cfg"], up), up)
         names = list(contenders)
         for r in range(args.rounds):
             order = names[r % len(names):] + names[:r % len(names)]
@@ -142,7 +146,7 @@ def main():
              "|---|---|---|---|---|---|---|---|"]
     table = {}
     for workload in ("keepalive", "churn"):
-        for name in ("direct", "haproxy", "sluice"):
+        for name in ("direct", "haproxy", "sluice", "sluice-uring"):
             rps = summary(name, workload, "rps")
             cpu = summary(name, workload, "proxy_cpu_us_per_request")
             p50 = summary(name, workload, "p50_ms")
@@ -155,9 +159,9 @@ def main():
                          + (f"{cpu['median']:.1f} ({cpu['min']:.1f}-{cpu['max']:.1f})" if cpu else "-")
                          + f" | {errors} | {noisy}/{args.rounds} |")
     lines.append("")
-    for workload in ("keepalive", "churn"):
-        s, h = table[f"{workload}/sluice"], table[f"{workload}/haproxy"]
-        lines.append(f"- {workload}: Sluice/HAProxy req/s {s['rps']['median'] / h['rps']['median']:.2f}x, "
+    for workload, engine in [(w, e) for w in ("keepalive", "churn") for e in ("sluice", "sluice-uring")]:
+        s, h = table[f"{workload}/{engine}"], table[f"{workload}/haproxy"]
+        lines.append(f"- {workload}: {engine}/HAProxy req/s {s['rps']['median'] / h['rps']['median']:.2f}x, "
                      f"CPU per request {s['cpu_us']['median'] / h['cpu_us']['median']:.2f}x, "
                      f"p99 {s['p99']['median'] / h['p99']['median']:.2f}x"
                      + ("  (NOISY)" if s["noisy"] + h["noisy"] > args.rounds else ""))

@@ -65,9 +65,28 @@ int CShims_set_linger_zero(int fd);
 // eventfd (cross-thread wakeups)
 int CShims_eventfd_nonblock(void);
 
-// liburing: linked now so the build story is settled; the io_uring engine builds on it.
+// liburing, for the io_uring engine: readiness by multishot poll, batched submission, completions
+// reaped in C because liburing's CQE iteration is a macro.
 /// Returns 1 when the kernel lets this process set up an io_uring, 0 otherwise.
 int CShims_uring_probe(void);
+
+struct io_uring;
+extern const uint32_t CShims_IORING_CQE_F_MORE;
+/// A ring with `entries` submission slots, with SINGLE_ISSUER|DEFER_TASKRUN where the kernel has
+/// them (one thread submits and reaps), else plain. NULL and *error = -errno on failure.
+struct io_uring *CShims_uring_create(unsigned entries, int *error, int *flags_used);
+void CShims_uring_destroy(struct io_uring *ring);
+/// Enables a ring created disabled, making the calling thread its only submitter. 0 or -errno.
+int CShims_uring_enable(struct io_uring *ring, int flags_used);
+/// Queues a multishot poll on `fd`; submits first when the queue is full. 0 or -errno.
+int CShims_uring_poll_multishot(struct io_uring *ring, int fd, unsigned mask, uint64_t data);
+/// Queues the removal of the poll whose user data is `target`. 0 or -errno.
+int CShims_uring_poll_remove(struct io_uring *ring, uint64_t target, uint64_t data);
+/// Submits what is queued and waits up to `timeout_ms` (-1: no limit, 0: do not block) for one
+/// completion. 0, or -ETIME, -EINTR …
+int CShims_uring_submit_and_wait(struct io_uring *ring, int timeout_ms);
+/// Copies up to `max` completions out and marks them seen; returns how many.
+unsigned CShims_uring_reap(struct io_uring *ring, uint64_t *data, int32_t *result, uint32_t *flags, unsigned max);
 
 #endif // __linux__
 #endif // CSHIMS_H

@@ -182,11 +182,15 @@ public final class LoadBalancer: Sendable {
         let (configuration, frontends, backends) = state.withLock { ($0.configuration, $0.frontends, $0.backends) }
         let threads = max(1, configuration.global.threads)
         let plan = try Self.resolve(configuration)
+        let engine = configuration.global.ioEngine
+        if engine == .ioUring && !URingReactor.isAvailable {
+            throw SluiceError("io-engine io_uring: this kernel does not let the process create an io_uring (disabled by sysctl kernel.io_uring_disabled or seccomp?); use 'io-engine epoll'")
+        }
         let (listenersByWorker, addresses) = try openListeners(plan, frontends: frontends, threads: threads, keep: [:])
         var workers: [Worker] = []
         do {
             for w in 0..<threads {
-                workers.append(try Worker(id: w, process: process, listeners: listenersByWorker[w], logger: logger))
+                workers.append(try Worker(id: w, process: process, listeners: listenersByWorker[w], engine: engine, logger: logger))
             }
         } catch {
             for list in listenersByWorker { for l in list { closeDescriptor(l.fd) } }

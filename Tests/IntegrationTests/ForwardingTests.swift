@@ -27,48 +27,58 @@ extension Loopback {
         """
     }
 
-    @Test func sixtyFourMebibytesEachWayAtOnceArriveIntactAndInOrder() throws {
+    @Test(arguments: IOEngine.allCases)
+    func sixtyFourMebibytesEachWayAtOnceArriveIntactAndInOrder(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port]))
+        let proxy = try RunningProxy(Self.config(servers: [echo.port]), engine: engine)
         let size = 64 << 20
         let result = try EchoSwarm.run(port: proxy.port, connections: 1, payload: { _ in size }, timeout: .seconds(120))
         #expect(result.failed == [])
         #expect(result.completed == 1)
     }
 
-    @Test func thousandConcurrentSessionsEachEchoTheirOwnRandomData() throws {
+    @Test(arguments: IOEngine.allCases)
+    func thousandConcurrentSessionsEachEchoTheirOwnRandomData(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port]))
+        let proxy = try RunningProxy(Self.config(servers: [echo.port]), engine: engine)
         let result = try EchoSwarm.run(port: proxy.port, connections: 1000, payload: { 1000 + ($0 * 7919) % 60_000 })
         #expect(result.failed == [])
         #expect(result.completed == 1000)
         #expect(echo.accepted.load(ordering: .relaxed) == 1000)
     }
 
-    @Test func sameWorkloadWithoutSpliceUsesCopyBuffers() throws {
+    @Test(arguments: IOEngine.allCases)
+    func sameWorkloadWithoutSpliceUsesCopyBuffers(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port], global: "  nosplice"))
+        let proxy = try RunningProxy(Self.config(servers: [echo.port], global: "  nosplice"), engine: engine)
         let result = try EchoSwarm.run(port: proxy.port, connections: 50, payload: { 100_000 + $0 * 1000 })
         #expect(result.failed == [])
         #expect(result.completed == 50)
     }
 
-    @Test func pipeLimitFallsBackToCopyingWithoutLosingBytes() throws {
+    @Test(arguments: IOEngine.allCases)
+    func pipeLimitFallsBackToCopyingWithoutLosingBytes(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port], global: "  maxpipes 2"))
+        let proxy = try RunningProxy(Self.config(servers: [echo.port], global: "  maxpipes 2"), engine: engine)
         let result = try EchoSwarm.run(port: proxy.port, connections: 40, payload: { 200_000 + $0 * 999 })
         #expect(result.failed == [])
         #expect(result.completed == 40)
     }
 
-    @Test func clientHalfCloseReachesServerAndRepliesStillFlowBack() throws {
+    @Test(arguments: IOEngine.allCases)
+    func clientHalfCloseReachesServerAndRepliesStillFlowBack(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port]))
+        let proxy = try RunningProxy(Self.config(servers: [echo.port]), engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         try Net.sendAll(fd, "request body")
@@ -78,10 +88,12 @@ extension Loopback {
         #expect(String(decoding: reply, as: UTF8.self) == "request body")
     }
 
-    @Test func serverHalfCloseReachesClientAndClientDataStillFlowsToServer() throws {
+    @Test(arguments: IOEngine.allCases)
+    func serverHalfCloseReachesClientAndClientDataStillFlowsToServer(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let server = try TestServer(.halfCloseFirst("bye\n"))
         defer { server.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [server.port]))
+        let proxy = try RunningProxy(Self.config(servers: [server.port]), engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         let greeting = try Net.readToEnd(fd)
@@ -93,14 +105,16 @@ extension Loopback {
         }
     }
 
-    @Test func serverResetIsPassedOnToTheClient() throws {
+    @Test(arguments: IOEngine.allCases)
+    func serverResetIsPassedOnToTheClient(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         // A server that accepts and immediately resets: SO_LINGER 0 then close.
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var a = Net.address(0)
         _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         listen(listener, 16)
         defer { close(listener) }
-        let proxy = try RunningProxy(Self.config(servers: [Net.localPort(listener)]))
+        let proxy = try RunningProxy(Self.config(servers: [Net.localPort(listener)]), engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         try Net.sendAll(fd, "hello")
@@ -118,6 +132,7 @@ extension Loopback {
     /// An idle session closes when the side whose timeout is short has been quiet that long.
     @Test(arguments: [("client", "300ms", "60s"), ("server", "60s", "300ms")])
     func idleSessionIsClosedByTheShortTimeout(side: String, client: String, server serverTimeout: String) throws {
+        let engine = RunningProxy.defaultEngine
         let server = try TestServer(.silent)
         defer { server.stop() }
         let proxy = try RunningProxy("""
@@ -128,7 +143,7 @@ extension Loopback {
             listen fe
               bind 127.0.0.1:0
               server s 127.0.0.1:\(server.port)
-            """)
+            """, engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         let start = ContinuousClock.now
@@ -137,7 +152,9 @@ extension Loopback {
         try eventually("the server sees the proxy close its side") { server.open.load(ordering: .relaxed) == 0 }
     }
 
-    @Test func tunnelTimeoutReplacesClientAndServerTimeoutsOnceConnected() throws {
+    @Test(arguments: IOEngine.allCases)
+    func tunnelTimeoutReplacesClientAndServerTimeoutsOnceConnected(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         let proxy = try RunningProxy("""
@@ -149,7 +166,7 @@ extension Loopback {
             listen fe
               bind 127.0.0.1:0
               server s 127.0.0.1:\(echo.port)
-            """)
+            """, engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         // Idle gaps of 300 ms: twice `timeout client`, half `timeout tunnel`.
@@ -164,7 +181,9 @@ extension Loopback {
         #expect(ContinuousClock.now - start >= .milliseconds(200), "closed before the tunnel timeout could have expired")
     }
 
-    @Test func clientFinTimeoutClosesAHalfClosedSessionSooner() throws {
+    @Test(arguments: IOEngine.allCases)
+    func clientFinTimeoutClosesAHalfClosedSessionSooner(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let server = try TestServer(.holdOpen)  // never answers, never closes its side
         defer { server.stop() }
         let proxy = try RunningProxy("""
@@ -176,7 +195,7 @@ extension Loopback {
             listen fe
               bind 127.0.0.1:0
               server s 127.0.0.1:\(server.port)
-            """)
+            """, engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         try Net.sendAll(fd, "last words")
@@ -186,7 +205,9 @@ extension Loopback {
         #expect(ContinuousClock.now - start >= .milliseconds(250), "closed before client-fin could have expired")
     }
 
-    @Test func activeSessionOutlivesItsIdleTimeouts() throws {
+    @Test(arguments: IOEngine.allCases)
+    func activeSessionOutlivesItsIdleTimeouts(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         let proxy = try RunningProxy("""
@@ -197,7 +218,7 @@ extension Loopback {
             listen fe
               bind 127.0.0.1:0
               server s 127.0.0.1:\(echo.port)
-            """)
+            """, engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         // Ten exchanges 100 ms apart: a whole second of traffic, never 400 ms idle.

@@ -238,6 +238,11 @@ struct Parser {
             global.hardStopAfter = value(ValueParser.time(words[1]), location, keyword: keyword)
         case "stats":
             statsKeyword(words, location)
+        case "io-engine":
+            guard expect(words, count: 2, location, usage: "io-engine epoll|io_uring") else { return }
+            if let engine = IOEngine(rawValue: words[1]) { global.ioEngine = engine } else {
+                error(location, keyword: keyword, "'\(words[1])' is not an engine; expected epoll or io_uring (a Sluice extension)")
+            }
         case "log", "log-send-hostname", "log-tag":
             warning(location, keyword: keyword, "log targets are not supported yet; Sluice logs to standard error")
         case "daemon", "master-worker":

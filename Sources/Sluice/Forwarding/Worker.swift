@@ -37,7 +37,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     }
 
     let id: Int
-    let reactor: EpollReactor
+    let reactor: any Reactor
     private let process: ProcessState
     private var listeners: [Listener]
     private var sessions: [Session] = []
@@ -68,12 +68,15 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     private static let resumeTimer = Token(.worker, index: 0).raw
     private static let hardStopTimer = Token(.worker, index: 1).raw
 
-    init(id: Int, process: ProcessState, listeners: [Listener], logger: Logger) throws(SystemError) {
+    init(id: Int, process: ProcessState, listeners: [Listener], engine: IOEngine, logger: Logger) throws(SystemError) {
         self.id = id
         self.process = process
         self.listeners = listeners
         self.logger = logger
-        self.reactor = try EpollReactor()
+        switch engine {
+        case .epoll: self.reactor = try EpollReactor()
+        case .ioUring: self.reactor = try URingReactor()
+        }
         self.pool = PipePool(size: process.pipeSize, keep: 64, process: process)
         for (i, listener) in self.listeners.enumerated() {
             try reactor.register(listener.fd, token: Token(.listener, index: i).raw, events: CShims_EPOLLIN | CShims_EPOLLET)
@@ -206,6 +209,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
                 checks?.observedFailure(backend: backend, server: server)
             case .updateListeners(let add, let removeKeys):
                 for l in listeners.indices where listeners[l].fd >= 0 && removeKeys.contains(listeners[l].key) {
+                    reactor.unwatch(listeners[l].fd, token: Token(.listener, index: l).raw)
                     closeDescriptor(listeners[l].fd)
                     listeners[l].fd = -1
                     if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1 }
@@ -332,6 +336,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 
     private func closeListeners() {
         for l in listeners.indices where listeners[l].fd >= 0 {
+            reactor.unwatch(listeners[l].fd, token: Token(.listener, index: l).raw)
             closeDescriptor(listeners[l].fd)
             listeners[l].fd = -1
             if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1 }
@@ -491,6 +496,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             }
         }
         if sessions[i].server >= 0 {
+            reactor.unwatch(sessions[i].server, token: token(.server, i))
             closeDescriptor(sessions[i].server)
             sessions[i].server = -1
         }
@@ -569,9 +575,11 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         session.toServer.releaseResources(into: &pool)
         session.toClient.releaseResources(into: &pool)
         if session.client >= 0 {
+            reactor.unwatch(session.client, token: token(.client, i))
             if reset { Socket.closeWithReset(session.client) } else { closeDescriptor(session.client) }
         }
         if session.server >= 0 {
+            reactor.unwatch(session.server, token: token(.server, i))
             if reset { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
             server(of: i).sessionClosed()
         }

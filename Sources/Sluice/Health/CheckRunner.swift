@@ -38,12 +38,15 @@ final class CheckRunner {
     static let firstIndex = 1024
 
     private var targets: [Target] = []
-    private let reactor: EpollReactor
+    private let reactor: any Reactor
+    /// Probe generations come from one counter, so a token of an abandoned probe (whose poll
+    /// removal may still be in flight) is never reused by a later one.
+    private var nextGeneration: UInt32 = 0
     private let logger: Logger
     private let spreadPercent: Int
     private let broadcast: @Sendable (WorkerCommand) -> Void
 
-    init(reactor: EpollReactor, spreadChecks: Int, logger: Logger,
+    init(reactor: any Reactor, spreadChecks: Int, logger: Logger,
          broadcast: @escaping @Sendable (WorkerCommand) -> Void) {
         self.reactor = reactor
         self.logger = logger
@@ -94,10 +97,16 @@ final class CheckRunner {
     /// Drops a check in progress without a verdict.
     private func abandon(_ t: Int) {
         if targets[t].fd >= 0 {
+            reactor.unwatch(targets[t].fd, token: token(t))
             closeDescriptor(targets[t].fd)
             targets[t].fd = -1
         }
-        targets[t].generation &+= 1
+        bumpGeneration(t)
+    }
+
+    private func bumpGeneration(_ t: Int) {
+        nextGeneration &+= 1
+        targets[t].generation = nextGeneration
     }
 
     private var started = false
@@ -193,7 +202,7 @@ final class CheckRunner {
             schedule(t)
             return
         }
-        targets[t].generation &+= 1
+        bumpGeneration(t)
         targets[t].started = reactor.now
         targets[t].connected = false
         targets[t].out = []
@@ -310,10 +319,11 @@ final class CheckRunner {
     /// Ends the probe: closes its socket, records the result, schedules the next one.
     private func finish(_ t: Int, _ result: CheckResult) {
         if targets[t].fd >= 0 {
+            reactor.unwatch(targets[t].fd, token: token(t))
             closeDescriptor(targets[t].fd)
             targets[t].fd = -1
         }
-        targets[t].generation &+= 1  // late events and timers of this probe no longer match
+        bumpGeneration(t)  // late events and timers of this probe no longer match
         var result = result
         result.durationMs = reactor.now - targets[t].started
         record(t, result)

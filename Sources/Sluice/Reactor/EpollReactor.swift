@@ -9,7 +9,7 @@ import Glibc
 /// Everything but `wake()` and `stop()` runs on the reactor's own thread. Descriptors are registered
 /// once for both directions (`EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET`), so the data path never calls
 /// `epoll_ctl` again; the handler tracks readiness itself and drains until `EAGAIN`.
-final class EpollReactor {
+final class EpollReactor: Reactor {
     private let epoll: Descriptor
     private let wakeupFD: Descriptor
     private let events: UnsafeMutableRawPointer
@@ -36,10 +36,8 @@ final class EpollReactor {
         _ = try syscallBlocking("epoll_ctl") { CShims_epoll_ctl(epoll.rawValue, CShims_EPOLL_CTL_ADD, fd, events, token) }
     }
 
-    /// Stops watching a descriptor that stays open (closing one removes it by itself).
-    func deregister(_ fd: CInt) {
-        _ = CShims_epoll_ctl(epoll.rawValue, CShims_EPOLL_CTL_DEL, fd, 0, 0)
-    }
+    /// Nothing to do: closing a descriptor removes it from epoll.
+    func unwatch(_ fd: CInt, token: UInt64) {}
 
     /// Calls `handleTimer(token:)` at or after `deadline` (monotonic milliseconds).
     func arm(at deadline: Int64, token: UInt64) {
@@ -59,7 +57,7 @@ final class EpollReactor {
     }
 
     /// Runs the loop on the calling thread until `stop()`.
-    func run<Handler: ReactorHandler>(_ handler: Handler) {
+    func run(_ handler: some ReactorHandler) {
         var moreWork = false
         while !stopRequested.load(ordering: .acquiring) {
             var timeout: CInt = -1

@@ -2,6 +2,41 @@
 import Glibc
 #endif
 
+/// An event loop: readiness of registered descriptors (edge-triggered: a descriptor is reported
+/// when it becomes ready; the handler drains it and tracks readiness itself), timers, and a wakeup
+/// for other threads. One per thread; everything but `wake()` and `stop()` runs on that thread.
+///
+/// Backends: `EpollReactor` (epoll) and `URingReactor` (io_uring multishot poll). Both deliver
+/// `EPOLL*` bits, so the forwarding code above them is the same.
+protocol Reactor: AnyObject {
+    /// The loop's clock (monotonic milliseconds), refreshed once per turn.
+    var now: Int64 { get }
+    /// Watches a descriptor for `events` (`EPOLL*` bits), reported with `token`.
+    func register(_ fd: CInt, token: UInt64, events: UInt32) throws(SystemError)
+    /// Stops watching a descriptor the caller is about to close. epoll forgets closed descriptors
+    /// by itself; an io_uring poll holds a reference to the file, so it must be cancelled or the
+    /// socket would stay open.
+    func unwatch(_ fd: CInt, token: UInt64)
+    /// Calls `handleTimer(token:)` at or after `deadline` (monotonic milliseconds).
+    func arm(at deadline: Int64, token: UInt64)
+    /// Interrupts the wait from any thread.
+    func wake()
+    /// Makes `run` return after the current turn. Any thread.
+    func stop()
+    /// Runs the loop on the calling thread until `stop()`.
+    func run(_ handler: some ReactorHandler)
+}
+
+/// Which reactor backend runs the reactors (`io-engine` in `global`, a Sluice extension).
+public enum IOEngine: String, Hashable, Sendable, CaseIterable {
+    case epoll
+    case ioUring = "io_uring"
+
+    /// Whether this kernel lets the process use the engine (io_uring may be disabled by sysctl
+    /// `kernel.io_uring_disabled` or a seccomp filter).
+    public var isAvailable: Bool { self == .epoll || URingReactor.isAvailable }
+}
+
 /// What a reactor calls back into. One handler per reactor, on the reactor's thread only.
 protocol ReactorHandler: AnyObject {
     /// A registered descriptor is ready. `events` holds `EPOLL*` bits.

@@ -10,9 +10,14 @@ final class RunningProxy {
     let balancer: LoadBalancer
     let port: Int
 
+    /// The engine tests use unless they choose one: `SLUICE_TEST_IO_ENGINE=io_uring swift test`
+    /// runs the in-process suites on io_uring (`.ci/run` does both).
+    static let defaultEngine = ProcessInfo.processInfo.environment["SLUICE_TEST_IO_ENGINE"].flatMap(IOEngine.init(rawValue:)) ?? .epoll
+
     /// `config` must have exactly one frontend; write its bind as `bind 127.0.0.1:0`.
-    init(_ config: String, logLevel: Logger.Level = .warning) throws {
-        let parsed = try Configuration.parse(config, file: "test.cfg")
+    init(_ config: String, engine: IOEngine = RunningProxy.defaultEngine, logLevel: Logger.Level = .warning) throws {
+        var parsed = try Configuration.parse(config, file: "test.cfg")
+        parsed.configuration.global.ioEngine = engine
         var logger = Logger(label: "sluice-test")
         logger.logLevel = logLevel
         balancer = try LoadBalancer(configuration: parsed.configuration, logger: logger)
