@@ -86,10 +86,16 @@ def run_iperf(port, seconds, reverse):
     args = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J", "-O", "1"]
     if reverse:
         args.append("-R")
-    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30)
-    data = json.loads(out.stdout)
-    if "error" in data:
-        raise RuntimeError(data["error"])
+    # The iperf3 server serves one test at a time and may still be tearing down the readiness
+    # probes' connections (each proxy's probe reaches it): retry a refused control connection.
+    for attempt in range(5):
+        out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30)
+        data = json.loads(out.stdout)
+        if "error" not in data:
+            break
+        if attempt == 4 or "control" not in data["error"] and "busy" not in data["error"]:
+            raise RuntimeError(data["error"])
+        time.sleep(0.5)
     end = data["end"]
     received = end["sum_received"]
     return received["bits_per_second"] / 1e9, received["bytes"]
