@@ -58,6 +58,35 @@ def system_busy():
     return (sum(parts) - idle) / HZ
 
 
+def stop_all(procs):
+    """SIGTERM every process started, then wait (killing what does not exit within 10 s)."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def machine_info():
+    """What every result records: the machine and the HAProxy it was compared with."""
+    return {"cores": os.cpu_count(), "kernel": platform.release(),
+            "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]}
+
+
+def write_results(out, kind, text, payload):
+    """Prints the Markdown summary and writes it, with every raw run as JSON, to `out`."""
+    print()
+    print(text)
+    os.makedirs(out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(os.path.join(out, f"{kind}-{stamp}.json"), "w") as f:
+        json.dump(payload, f, indent=1)
+    with open(os.path.join(out, f"{kind}-{stamp}.md"), "w") as f:
+        f.write(text + "\n")
+
+
 def config(kind, listen_port, server_port, pipesize, threads):
     # One file for both: Sluice reads HAProxy's syntax, and treats the splice options as already on.
     # The io_uring contender adds Sluice's one extension, `io-engine`.
@@ -166,13 +195,7 @@ def main():
                     print(f"round {r+1} {name:8s} {run['direction']:8s} {gbps:6.2f} Gbit/s"
                           + (f"  {run['proxy_cpu_s_per_gb']:.3f} CPU-s/GB" if proc else ""), flush=True)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
     # Noise: the two cores' busy time beyond the known processes and the iperf3 client (at most one
     # core for the run) means something else was running.
@@ -195,7 +218,7 @@ def main():
                 "noisy_rounds": sum(1 for x in runs if x["contender"] == name and x["direction"] == direction and x["noisy"]),
             }
 
-    machine = {"cores": os.cpu_count(), "kernel": platform.release(), "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]}
+    machine = machine_info()
     lines = [f"# Bulk throughput, iperf3 one stream, {args.rounds} rounds x {args.seconds} s, nbthread {args.threads}, pipes {args.pipesize} B",
              "", f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
              "| contender | direction | Gbit/s median (min-max) | proxy CPU-s/GB median (min-max) | noisy rounds |",
@@ -214,15 +237,7 @@ def main():
             noisy = s["noisy_rounds"] + h["noisy_rounds"] > args.rounds
             lines.append(f"- {direction}: {engine}/HAProxy throughput {ratio:.2f}x, CPU per GB {cpu_ratio:.2f}x"
                          + ("  (NOISY: most rounds had other CPU load; not a result)" if noisy else ""))
-    text = "\n".join(lines)
-    print()
-    print(text)
-    os.makedirs(args.out, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(os.path.join(args.out, f"bulk-{stamp}.json"), "w") as f:
-        json.dump({"machine": machine, "args": vars(args), "runs": runs, "summary": table}, f, indent=1)
-    with open(os.path.join(args.out, f"bulk-{stamp}.md"), "w") as f:
-        f.write(text + "\n")
+    write_results(args.out, "bulk", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -9,7 +9,7 @@ their own process, that fits the 20,000-descriptor limit with room to spare.
 import argparse, json, os, platform, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bulk import free_port, wait_listening  # noqa: E402
+from bulk import free_port, wait_listening, stop_all, machine_info, write_results  # noqa: E402
 from small import NGINX  # noqa: E402
 
 CONFIG = """global
@@ -101,16 +101,9 @@ def main():
                 print(f"round {r+1} {name:8s} {held} held  RSS {before/1e6:.1f} -> {after/1e6:.1f} MB  {per:.0f} B/connection", flush=True)
                 time.sleep(0.5)  # let nginx close the previous round's connections
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
-    machine = {"cores": os.cpu_count(), "kernel": platform.release(),
-               "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]}
+    machine = machine_info()
     lines = [f"# Idle connections: {args.connections} held through each proxy, {args.rounds} rounds", "",
              f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
              "| contender | RSS bytes per idle connection, median (min-max) |", "|---|---|"]
@@ -121,15 +114,7 @@ def main():
         lines.append(f"| {name} | {table[name]['median']:.0f} ({table[name]['min']:.0f}-{table[name]['max']:.0f}) |")
     lines += ["", f"- Sluice/HAProxy resident memory per idle connection: {table['sluice']['median'] / table['haproxy']['median']:.2f}x",
               "- RSS only: kernel socket buffers are not counted for either. Each measurement uses a fresh process."]
-    text = "\n".join(lines)
-    print()
-    print(text)
-    os.makedirs(args.out, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(os.path.join(args.out, f"idle-{stamp}.json"), "w") as f:
-        json.dump({"machine": machine, "args": vars(args), "runs": runs, "summary": table}, f, indent=1)
-    with open(os.path.join(args.out, f"idle-{stamp}.md"), "w") as f:
-        f.write(text + "\n")
+    write_results(args.out, "idle", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -12,7 +12,7 @@ Sluice); medians and min-max are reported, and rounds where other processes used
 import argparse, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bulk import free_port, wait_listening, cpu_seconds, tree_cpu_seconds, system_busy, config  # noqa: E402
+from bulk import free_port, wait_listening, cpu_seconds, tree_cpu_seconds, system_busy, config, stop_all, machine_info, write_results  # noqa: E402
 
 NGINX = """worker_processes 1;
 daemon off;
@@ -126,20 +126,13 @@ def main():
                           + (f"  {result['proxy_cpu_us_per_request']:.1f} us/req" if proc else "")
                           + (f"  errors {result['errors']}" if result["errors"] else ""), flush=True)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
     def summary(name, workload, key):
         vals = [x[key] for x in runs if x["contender"] == name and x["workload"] == workload and x[key] is not None]
         return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)} if vals else None
 
-    machine = {"cores": os.cpu_count(), "kernel": platform.release(),
-               "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]}
+    machine = machine_info()
     lines = [f"# Small requests, wrk -t{args.threads} -c{args.connections}, 1 KiB from nginx, {args.rounds} rounds x {args.seconds} s, nbthread {args.threads}",
              "", f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
              "| workload | contender | req/s median (min-max) | p50 ms | p99 ms | proxy CPU us/req median (min-max) | errors | noisy |",
@@ -165,15 +158,7 @@ def main():
                      f"CPU per request {s['cpu_us']['median'] / h['cpu_us']['median']:.2f}x, "
                      f"p99 {s['p99']['median'] / h['p99']['median']:.2f}x"
                      + ("  (NOISY)" if s["noisy"] + h["noisy"] > args.rounds else ""))
-    text = "\n".join(lines)
-    print()
-    print(text)
-    os.makedirs(args.out, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(os.path.join(args.out, f"http-{stamp}.json"), "w") as f:
-        json.dump({"machine": machine, "args": vars(args), "runs": runs, "summary": table}, f, indent=1)
-    with open(os.path.join(args.out, f"http-{stamp}.md"), "w") as f:
-        f.write(text + "\n")
+    write_results(args.out, "http", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)
 
 
