@@ -72,6 +72,17 @@ extension Loopback {
         #expect(run.stderr.contains("sluice.cfg:4: error: [frontend 'fe'] 'default_backend': no backend named 'missing'"))
     }
 
+    @Test func everyExampleConfigurationIsValid() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let examples = root.appendingPathComponent("examples")
+        let files = try FileManager.default.contentsOfDirectory(atPath: examples.path).filter { $0.hasSuffix(".cfg") }
+        #expect(!files.isEmpty)
+        for file in files {
+            let run = try Self.run(["-c", "-f", examples.appendingPathComponent(file).path])
+            #expect(run.status == 0, "\(file): \(run.stderr)")
+        }
+    }
+
     @Test func missingFileIsAnErrorNamingIt() throws {
         let run = try Self.run(["-c", "-f", "/nonexistent/sluice.cfg"])
         #expect(run.status == 1)
