@@ -1,3 +1,5 @@
+import CShims
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,6 +60,57 @@ func monotonicMilliseconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// What every backend shares: the timer heap, the eventfd other threads wake the loop with, and
+/// the stop flag. Everything but `wake()` and `stop()` runs on the reactor's thread.
+final class ReactorCore {
+    let wakeupFD: Descriptor
+    private var timers = TimerHeap()
+    private let stopRequested = Atomic<Bool>(false)
+
+    init() throws(SystemError) {
+        wakeupFD = Descriptor(taking: try syscallBlocking("eventfd") { CShims_eventfd_nonblock() })
+    }
+
+    var isStopping: Bool { stopRequested.load(ordering: .acquiring) }
+
+    func arm(at deadline: Int64, token: UInt64) {
+        timers.push(.init(deadline: deadline, token: token))
+    }
+
+    /// Any thread. The corresponding system call is `write(2)` on an eventfd.
+    func wake() {
+        var one: UInt64 = 1
+        _ = write(wakeupFD.rawValue, &one, 8)
+    }
+
+    /// Any thread.
+    func stop() {
+        stopRequested.store(true, ordering: .releasing)
+        wake()
+    }
+
+    /// Consumes a wakeup and lets the handler run what other threads queued.
+    func wakeupArrived(_ handler: some ReactorHandler) {
+        var value: UInt64 = 0
+        _ = read(wakeupFD.rawValue, &value, 8)
+        handler.handleWakeup()
+    }
+
+    /// How long the next wait may block, in milliseconds: 0 when work is pending, -1 for no limit.
+    func waitTimeout(moreWork: Bool) -> CInt {
+        if moreWork { return 0 }
+        guard let next = timers.nextDeadline else { return -1 }
+        return CInt(clamping: max(0, next - monotonicMilliseconds()))
+    }
+
+    /// Fires every timer due at `now`.
+    func fireTimers(now: Int64, _ handler: some ReactorHandler) {
+        while let due = timers.popDue(now: now) {
+            handler.handleTimer(token: due.token)
+        }
+    }
 }
 
 /// A min-heap of deadlines. Entries are never removed before they are due; a handler that no

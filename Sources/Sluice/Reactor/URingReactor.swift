@@ -13,9 +13,7 @@ import Glibc
 final class URingReactor: Reactor {
     private let ring: OpaquePointer
     private let setupFlags: CInt
-    private let wakeupFD: Descriptor
-    private var timers = TimerHeap()
-    private let stopRequested = Atomic<Bool>(false)
+    private let core: ReactorCore
     /// Active polls, so one that ends without `IORING_CQE_F_MORE` (the kernel may end a multishot
     /// request, e.g. on overflow) can be armed again. Token → descriptor and events.
     private var polls: [UInt64: (fd: CInt, events: UInt32)] = [:]
@@ -41,7 +39,7 @@ final class URingReactor: Reactor {
         self.ring = ring
         self.setupFlags = used
         do {
-            wakeupFD = Descriptor(taking: try syscallBlocking("eventfd") { CShims_eventfd_nonblock() })
+            core = try ReactorCore()
         } catch {
             CShims_uring_destroy(ring)
             throw error
@@ -49,7 +47,7 @@ final class URingReactor: Reactor {
         data = .allocate(capacity: batch)
         results = .allocate(capacity: batch)
         flags = .allocate(capacity: batch)
-        try register(wakeupFD.rawValue, token: Self.wakeupToken, events: CShims_EPOLLIN)
+        try register(core.wakeupFD.rawValue, token: Self.wakeupToken, events: CShims_EPOLLIN)
     }
 
     deinit {
@@ -72,32 +70,16 @@ final class URingReactor: Reactor {
         _ = CShims_uring_poll_remove(ring, token, Self.ignoredToken)
     }
 
-    func arm(at deadline: Int64, token: UInt64) {
-        timers.push(.init(deadline: deadline, token: token))
-    }
-
-    func wake() {
-        var one: UInt64 = 1
-        _ = write(wakeupFD.rawValue, &one, 8)
-    }
-
-    func stop() {
-        stopRequested.store(true, ordering: .releasing)
-        wake()
-    }
+    func arm(at deadline: Int64, token: UInt64) { core.arm(at: deadline, token: token) }
+    func wake() { core.wake() }
+    func stop() { core.stop() }
 
     func run(_ handler: some ReactorHandler) {
         let enabled = CShims_uring_enable(ring, setupFlags)
         precondition(enabled == 0, "io_uring enable: \(SystemError(code: -enabled, call: "io_uring_register"))")
         var moreWork = false
-        while !stopRequested.load(ordering: .acquiring) {
-            var timeout: CInt = -1
-            if moreWork {
-                timeout = 0
-            } else if let next = timers.nextDeadline {
-                timeout = CInt(clamping: max(0, next - monotonicMilliseconds()))
-            }
-            let r = CShims_uring_submit_and_wait(ring, timeout)
+        while !core.isStopping {
+            let r = CShims_uring_submit_and_wait(ring, core.waitTimeout(moreWork: moreWork))
             precondition(r == 0 || r == -ETIME || r == -EINTR || r == -EAGAIN || r == -EBUSY,
                          "io_uring wait: \(SystemError(code: -r, call: "io_uring_enter"))")
             now = monotonicMilliseconds()
@@ -116,18 +98,14 @@ final class URingReactor: Reactor {
                     }
                     if result <= 0 { continue }
                     if token == Self.wakeupToken {
-                        var value: UInt64 = 0
-                        _ = read(wakeupFD.rawValue, &value, 8)
-                        handler.handleWakeup()
+                        core.wakeupArrived(handler)
                     } else if polls[token] != nil {
                         handler.handleEvent(token: token, events: UInt32(bitPattern: result))
                     }
                 }
                 if n < batch { break }
             }
-            while let due = timers.popDue(now: now) {
-                handler.handleTimer(token: due.token)
-            }
+            core.fireTimers(now: now, handler)
             moreWork = handler.endOfTurn()
         }
     }
