@@ -6,9 +6,13 @@ line at 1.0). Each bar's label says which way is better.
 import glob, json, os, sys
 
 
-def newest(pattern):
-    files = sorted(glob.glob(os.path.join("bench/results", pattern)))
-    return json.load(open(files[-1])) if files else None
+def newest(pattern, threads=1):
+    """The newest result of a kind run with `threads` reactors (the chart compares nbthread 1)."""
+    for path in sorted(glob.glob(os.path.join("bench/results", pattern)), reverse=True):
+        data = json.load(open(path))
+        if data.get("args", {}).get("threads", 1) == threads:
+            return data
+    return None
 
 
 def main():
@@ -55,7 +59,7 @@ def main():
     ax.set_xticklabels([m[0] for m in metrics], fontsize=7)
     ax.set_ylabel("Sluice / HAProxy (median)")
     machine = (bulk or small or idle)["machine"]
-    ax.set_title(f"Sluice vs HAProxy, same run each, {machine['cores']} cores, kernel {machine['kernel']}", fontsize=9)
+    ax.set_title(f"Sluice vs HAProxy, nbthread 1, same run each, {machine['cores']} cores, kernel {machine['kernel']}", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     out = "bench/results/summary.png"
