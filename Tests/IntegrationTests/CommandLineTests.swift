@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import Sluice
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -150,13 +151,17 @@ extension Loopback {
         }
     }
 
-    @Test func descriptorExhaustionPausesAcceptingKeepsSessionsAndRecovers() throws {
+    @Test(arguments: IOEngine.allCases)
+    func descriptorExhaustionPausesAcceptingKeepsSessionsAndRecovers(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         let port = try Net.closedPort()
         // 48 descriptors: a dozen for the runtime, epoll, eventfd and listener, the rest for sessions
         // at two each (pipes are given back as soon as they empty, and dropped when descriptors run out).
         let child = try Child(config: """
+            global
+              io-engine \(engine.rawValue)
             defaults
               timeout connect 2s
               timeout queue 30s
