@@ -190,7 +190,7 @@ public final class LoadBalancer: Sendable {
         var workers: [Worker] = []
         do {
             for w in 0..<threads {
-                workers.append(try Worker(id: w, process: process, listeners: listenersByWorker[w], engine: engine, logger: logger))
+                workers.append(try Worker(process: process, listeners: listenersByWorker[w], engine: engine, logger: logger))
             }
         } catch {
             for list in listenersByWorker { for l in list { closeDescriptor(l.fd) } }
@@ -395,9 +395,9 @@ public final class LoadBalancer: Sendable {
     func frontendState(named name: String) -> FrontendState? { state.withLock { $0.frontends[name] } }
 
     /// Closes every session of a server on every reactor (`shutdown sessions server`).
-    public func shutdownSessions(of server: ServerState, in backend: BackendState) {
+    public func shutdownSessions(of server: ServerState) {
         let workers = state.withLock { $0.workers }
-        for worker in workers { worker.post(.shutdownSessions(backend, server: server)) }
+        for worker in workers { worker.post(.shutdownSessions(server)) }
     }
 
     /// Turns a server's health checks off (it is then considered UP) or back on.

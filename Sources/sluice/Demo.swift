@@ -28,7 +28,7 @@ struct Demo: ParsableCommand {
     func run() throws {
         var runFor: Duration?
         if let duration {
-            guard case .success(let d) = ValueParserBridge.time(duration) else {
+            guard let d = Duration(haproxyTime: duration) else {
                 throw ValidationError("--duration '\(duration)' is not a time such as 10s or 1500ms")
             }
             runFor = d
@@ -192,19 +192,6 @@ struct DemoBackend: ParsableCommand {
     }
 }
 
-/// Bridges to the library's HAProxy time syntax for `--duration`.
-enum ValueParserBridge {
-    static func time(_ text: String) -> Result<Duration, DemoError> {
-        do {
-            let parsed = try Configuration.parse("global\n  hard-stop-after \(text)\n", file: "--duration")
-            guard let d = parsed.configuration.global.hardStopAfter else { return .failure(DemoError("no time")) }
-            return .success(d)
-        } catch {
-            return .failure(DemoError("\(error)"))
-        }
-    }
-}
-
 /// The demo's client: one request every 100 ms through the balancer, remembering who answered.
 final class Traffic: @unchecked Sendable {
     private let port: Int
@@ -221,7 +208,7 @@ final class Traffic: @unchecked Sendable {
             while traffic.running.load(ordering: .relaxed) {
                 let answer = traffic.request()
                 traffic.state.withLock { s in
-                    if let answer { s.ok += 1 } else { s.failed += 1 }
+                    if answer != nil { s.ok += 1 } else { s.failed += 1 }
                     s.recent.append(answer ?? "FAILED")
                     if s.recent.count > 12 { s.recent.removeFirst() }
                 }
@@ -282,8 +269,8 @@ final class EventLog: LogHandler, @unchecked Sendable {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        log("\(message)")
+    func log(event: LogEvent) {
+        log("\(event.message)")
     }
 
     func log(_ text: String) {

@@ -120,6 +120,14 @@ enum ValueParser {
     }
 }
 
+extension Duration {
+    /// A time in HAProxy's syntax (`500ms`, `10s`, `2m`; no unit means milliseconds), or nil.
+    public init?(haproxyTime text: String) {
+        guard case .success(let value) = ValueParser.time(text) else { return nil }
+        self = value
+    }
+}
+
 struct ValueError: Error {
     var message: String
     init(_ message: String) { self.message = message }

@@ -67,7 +67,6 @@ final class FrontendState: Sendable {
     }
 
     var current: FrontendPolicy { policy.withLock { $0 } }
-    var backend: BackendState { current.backend }
 
     /// A reload: new sessions follow the new configuration.
     func update(_ frontend: Frontend, backend: BackendState) {

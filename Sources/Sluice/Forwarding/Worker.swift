@@ -13,9 +13,9 @@ enum WorkerCommand: Sendable {
     /// Close every session now and exit.
     case stopNow
     /// Close the sessions of one server (`on-marked-down shutdown-sessions`, runtime API).
-    case shutdownSessions(BackendState, server: ServerState)
+    case shutdownSessions(ServerState)
     /// `observe layer4` counted `error-limit` failures for a server; for the worker running checks.
-    case observedFailure(BackendState, server: ServerState)
+    case observedFailure(ServerState)
     /// A reload: start accepting on new listeners, close removed ones (their sessions go on).
     case updateListeners(add: [Worker.Listener], removeKeys: Set<String>)
     /// A reload: the servers to check, for the worker running checks.
@@ -36,7 +36,6 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         var paused = false
     }
 
-    let id: Int
     let reactor: any Reactor
     private let process: ProcessState
     private var listeners: [Listener]
@@ -68,8 +67,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     private static let resumeTimer = Token(.worker, index: 0).raw
     private static let hardStopTimer = Token(.worker, index: 1).raw
 
-    init(id: Int, process: ProcessState, listeners: [Listener], engine: IOEngine, logger: Logger) throws(SystemError) {
-        self.id = id
+    init(process: ProcessState, listeners: [Listener], engine: IOEngine, logger: Logger) throws(SystemError) {
         self.process = process
         self.listeners = listeners
         self.logger = logger
@@ -199,14 +197,13 @@ final class Worker: ReactorHandler, @unchecked Sendable {
                 closeListeners()
                 for i in sessions.indices where sessions[i].state != .free { close(i, reset: false) }
                 reactor.stop()
-            case .shutdownSessions(let backend, let server):
+            case .shutdownSessions(let server):
                 for i in sessions.indices where sessions[i].state != .free && sessions[i].server >= 0
                     && sessions[i].serverRef?.takeUnretainedValue() === server {
                     close(i, reset: false)
                 }
-                _ = backend
-            case .observedFailure(let backend, let server):
-                checks?.observedFailure(backend: backend, server: server)
+            case .observedFailure(let server):
+                checks?.observedFailure(of: server)
             case .updateListeners(let add, let removeKeys):
                 for l in listeners.indices where listeners[l].fd >= 0 && removeKeys.contains(listeners[l].key) {
                     reactor.unwatch(listeners[l].fd, token: Token(.listener, index: l).raw)
@@ -492,7 +489,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             let errors = server.observedErrors.wrappingAdd(1, ordering: .relaxed).newValue
             if errors >= server.configuration.errorLimit {
                 server.observedErrors.store(0, ordering: .relaxed)
-                toCheckWorker?(.observedFailure(backend, server: server))
+                toCheckWorker?(.observedFailure(server))
             }
         }
         if sessions[i].server >= 0 {

@@ -42,6 +42,8 @@ final class CheckRunner {
     /// Probe generations come from one counter, so a token of an abandoned probe (whose poll
     /// removal may still be in flight) is never reused by a later one.
     private var nextGeneration: UInt32 = 0
+    /// Where replies are read before they join a probe's `reply`: one buffer for every check.
+    private var readBuffer = [UInt8](repeating: 0, count: 4096)
     private let logger: Logger
     private let spreadPercent: Int
     private let broadcast: @Sendable (WorkerCommand) -> Void
@@ -170,7 +172,7 @@ final class CheckRunner {
     }
 
     /// `observe layer4` reached `error-limit` on traffic: apply the server's `on-error` action.
-    func observedFailure(backend: BackendState, server observed: ServerState) {
+    func observedFailure(of observed: ServerState) {
         guard let t = targets.firstIndex(where: { $0.server === observed }) else { return }
         let server = targets[t].server
         let reason = CheckResult(status: .layer4Connection, info: "\(server.configuration.errorLimit) consecutive connection errors on traffic (observe layer4)")
@@ -275,14 +277,13 @@ final class CheckRunner {
                     return
                 }
             }
-            var buffer = [UInt8](repeating: 0, count: 4096)
             var progressed = false
             while targets[t].reply.count < CheckProtocol.maxReply && !targets[t].peerClosed {
                 let fd = targets[t].fd
-                let result = try? buffer.withUnsafeMutableBytes { try Socket.receive(fd, into: $0) }
+                let result = try? readBuffer.withUnsafeMutableBytes { try Socket.receive(fd, into: $0) }
                 switch result {
                 case .processed(0)?, nil: targets[t].peerClosed = true
-                case .processed(let n)?: targets[t].reply += buffer[0..<n]; progressed = true
+                case .processed(let n)?: targets[t].reply += readBuffer[0..<n]; progressed = true
                 case .wouldBlock?: break
                 }
                 if case .wouldBlock? = result { break }
@@ -378,7 +379,7 @@ final class CheckRunner {
                 logger.error("backend '\(backend.name)' has no server available!")
             }
             if server.configuration.shutdownSessionsWhenDown {
-                broadcast(.shutdownSessions(backend, server: server))
+                broadcast(.shutdownSessions(server))
             }
         case .wentUp:
             let since = server.downSince.exchange(0, ordering: .relaxed)
@@ -386,7 +387,7 @@ final class CheckRunner {
             logger.notice("Server \(backend.name)/\(server.name) is UP, \(result). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue.")
             if server.configuration.shutdownBackupSessionsWhenUp && !server.isBackup {
                 for backup in backend.servers where backup.isBackup {
-                    broadcast(.shutdownSessions(backend, server: backup))
+                    broadcast(.shutdownSessions(backup))
                 }
             }
         }

@@ -123,7 +123,6 @@ struct TimerHeap {
     }
     private var heap: [Entry] = []
 
-    var count: Int { heap.count }
     var nextDeadline: Int64? { heap.first?.deadline }
 
     mutating func push(_ entry: Entry) {

@@ -100,7 +100,7 @@ struct RuntimeAPI: Sendable {
                 return .reply("\n")
             }
         case "shutdown sessions server":
-            return withServer(args.first) { backend, server in balancer.shutdownSessions(of: server, in: backend); return .reply("\n") }
+            return withServer(args.first) { _, server in balancer.shutdownSessions(of: server); return .reply("\n") }
         case "set maxconn frontend":
             guard args.count == 2 else { return .reply("Frontend name expected.\n") }
             guard let frontend = balancer.frontendState(named: args[0]) else { return .reply("No such frontend.\n") }

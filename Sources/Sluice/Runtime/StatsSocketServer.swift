@@ -131,7 +131,7 @@ final class StatsSocketServer: @unchecked Sendable {
     }
 
     func start() throws(SluiceError) {
-        guard pipe2Compat(&wake) else { throw SluiceError("stats socket: cannot create a wakeup pipe: \(SystemError(code: errno, call: "pipe"))") }
+        guard pipe(&wake) == 0 else { throw SluiceError("stats socket: cannot create a wakeup pipe: \(SystemError(code: errno, call: "pipe"))") }
         do {
             thread = try OSThread.spawn { [self] in self.loop() }
         } catch {
@@ -160,8 +160,6 @@ final class StatsSocketServer: @unchecked Sendable {
         }
         listeners.removeAll()
     }
-
-    private func pipe2Compat(_ fds: inout [CInt]) -> Bool { pipe(&fds) == 0 }
 
     // MARK: The loop
 
@@ -193,8 +191,7 @@ final class StatsSocketServer: @unchecked Sendable {
             }
             let base = 1 + listeners.count
             var next: [Connection] = []
-            for var c in connections {
-                let index = connections.firstIndex { $0.fd == c.fd } ?? 0
+            for (index, var c) in connections.enumerated() {
                 let events = base + index < fds.count ? fds[base + index].revents : 0
                 if events & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !c.peerClosed {
                     let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
@@ -302,7 +299,7 @@ final class StatsSocketServer: @unchecked Sendable {
         if remaining == 0 { return "Server \(name) is drained: 0 sessions.\n" }
         guard monotonicMilliseconds() >= wait.deadline else { return nil }
         if wait.shutdownAfter {
-            api.balancer.shutdownSessions(of: wait.server, in: wait.backend)
+            api.balancer.shutdownSessions(of: wait.server)
             return "Server \(name) still had \(remaining) session(s) at the timeout; they were shut down.\n"
         }
         return "Server \(name) still has \(remaining) session(s) at the timeout.\n"
