@@ -27,6 +27,31 @@ extension Loopback {
         """
     }
 
+    /// A proxy in front of one server, with `timeouts` (lines such as `timeout client 300ms`) in defaults.
+    static func proxy(to port: Int, timeouts: String, engine: IOEngine) throws -> RunningProxy {
+        try RunningProxy("""
+            defaults
+              timeout connect 2s
+            \(timeouts)
+            listen fe
+              bind 127.0.0.1:0
+              server s 127.0.0.1:\(port)
+            """, engine: engine)
+    }
+
+    /// Waits for the proxy to close `fd`, and checks that it did not do so before `notBefore`.
+    static func expectClosedByTimeout(_ fd: CInt, notBefore: Duration, _ what: String) throws {
+        let start = ContinuousClock.now
+        #expect(try Net.readToEnd(fd, timeoutMs: 10_000).isEmpty, "\(what)")
+        #expect(ContinuousClock.now - start >= notBefore, "closed before \(what) could have expired")
+    }
+
+    /// One line through an echo server and back.
+    static func echoLine(_ fd: CInt, _ line: String) throws {
+        try Net.sendAll(fd, line)
+        #expect(String(decoding: try Net.read(fd, count: line.utf8.count), as: UTF8.self) == line)
+    }
+
     @Test(arguments: IOEngine.allCases)
     func sixtyFourMebibytesEachWayAtOnceArriveIntactAndInOrder(engine: IOEngine) throws {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
@@ -135,20 +160,10 @@ extension Loopback {
         let engine = RunningProxy.defaultEngine
         let server = try TestServer(.silent)
         defer { server.stop() }
-        let proxy = try RunningProxy("""
-            defaults
-              timeout connect 2s
-              timeout client \(client)
-              timeout server \(serverTimeout)
-            listen fe
-              bind 127.0.0.1:0
-              server s 127.0.0.1:\(server.port)
-            """, engine: engine)
+        let proxy = try Self.proxy(to: server.port, timeouts: "  timeout client \(client)\n  timeout server \(serverTimeout)", engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
-        let start = ContinuousClock.now
-        #expect(try Net.readToEnd(fd, timeoutMs: 10_000).isEmpty, "timeout \(side)")
-        #expect(ContinuousClock.now - start >= .milliseconds(250), "closed before timeout \(side) could have expired")
+        try Self.expectClosedByTimeout(fd, notBefore: .milliseconds(250), "timeout \(side)")
         try eventually("the server sees the proxy close its side") { server.open.load(ordering: .relaxed) == 0 }
     }
 
@@ -157,28 +172,16 @@ extension Loopback {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
-        let proxy = try RunningProxy("""
-            defaults
-              timeout connect 2s
-              timeout client 150ms
-              timeout server 150ms
-              timeout tunnel 600ms
-            listen fe
-              bind 127.0.0.1:0
-              server s 127.0.0.1:\(echo.port)
-            """, engine: engine)
+        let proxy = try Self.proxy(to: echo.port, timeouts: "  timeout client 150ms\n  timeout server 150ms\n  timeout tunnel 600ms", engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         // Idle gaps of 300 ms: twice `timeout client`, half `timeout tunnel`.
         for i in 0..<3 {
-            try Net.sendAll(fd, "tick \(i)\n")
-            #expect(String(decoding: try Net.read(fd, count: 7), as: UTF8.self) == "tick \(i)\n")
+            try Self.echoLine(fd, "tick \(i)\n")
             usleep(300_000)  // the idle gap under test
         }
         // Then idle past the tunnel timeout: the proxy closes.
-        let start = ContinuousClock.now
-        #expect(try Net.readToEnd(fd, timeoutMs: 10_000).isEmpty)
-        #expect(ContinuousClock.now - start >= .milliseconds(200), "closed before the tunnel timeout could have expired")
+        try Self.expectClosedByTimeout(fd, notBefore: .milliseconds(200), "timeout tunnel")
     }
 
     @Test(arguments: IOEngine.allCases)
@@ -186,23 +189,12 @@ extension Loopback {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let server = try TestServer(.holdOpen)  // never answers, never closes its side
         defer { server.stop() }
-        let proxy = try RunningProxy("""
-            defaults
-              timeout connect 2s
-              timeout client 60s
-              timeout server 60s
-              timeout client-fin 300ms
-            listen fe
-              bind 127.0.0.1:0
-              server s 127.0.0.1:\(server.port)
-            """, engine: engine)
+        let proxy = try Self.proxy(to: server.port, timeouts: "  timeout client 60s\n  timeout server 60s\n  timeout client-fin 300ms", engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         try Net.sendAll(fd, "last words")
         shutdown(fd, Int32(SHUT_WR))
-        let start = ContinuousClock.now
-        #expect(try Net.readToEnd(fd, timeoutMs: 10_000).isEmpty)
-        #expect(ContinuousClock.now - start >= .milliseconds(250), "closed before client-fin could have expired")
+        try Self.expectClosedByTimeout(fd, notBefore: .milliseconds(250), "timeout client-fin")
     }
 
     @Test(arguments: IOEngine.allCases)
@@ -210,22 +202,12 @@ extension Loopback {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         let echo = try TestServer(.echo)
         defer { echo.stop() }
-        let proxy = try RunningProxy("""
-            defaults
-              timeout connect 2s
-              timeout client 400ms
-              timeout server 400ms
-            listen fe
-              bind 127.0.0.1:0
-              server s 127.0.0.1:\(echo.port)
-            """, engine: engine)
+        let proxy = try Self.proxy(to: echo.port, timeouts: "  timeout client 400ms\n  timeout server 400ms", engine: engine)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }
         // Ten exchanges 100 ms apart: a whole second of traffic, never 400 ms idle.
         for i in 0..<10 {
-            try Net.sendAll(fd, "ping \(i)\n")
-            let back = try Net.read(fd, count: "ping \(i)\n".utf8.count)
-            #expect(String(decoding: back, as: UTF8.self) == "ping \(i)\n")
+            try Self.echoLine(fd, "ping \(i)\n")
             usleep(100_000)  // the idle gap under test, not a synchronisation
         }
     }

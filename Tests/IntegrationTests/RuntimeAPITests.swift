@@ -268,7 +268,7 @@ extension Loopback {
         proxy = nil
         #expect(access(path, F_OK) != 0, "the socket file was left behind")
         // A stale file (no process behind it) is replaced.
-        FileManager.default.createFile(atPath: path, contents: Data())
+        _ = FileManager.default.createFile(atPath: path, contents: Data())
         let again = try RunningProxy(config)
         #expect(try StatsClient.ask(path, "show backend").contains("fe"))
         again.stop()

@@ -139,7 +139,7 @@ final class SluiceProcess {
         logPath = configPath + ".log"
         process.executableURL = URL(fileURLWithPath: sluiceExecutable())
         process.arguments = ["-f", configPath]
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
         try eventually("sluice listens on \(listenPort)") {
