@@ -379,6 +379,15 @@ public final class LoadBalancer: Sendable {
         stats?.stop()  // removes the socket files
     }
 
+    /// The reply to one runtime API command at admin level, as the stats socket would send it
+    /// (commands that wait, such as `wait-drained`, are refused). For the micro-benchmarks.
+    @_spi(Benchmarks) public func runtimeReply(_ command: String) -> String {
+        switch RuntimeAPI(balancer: self, version: Self.version).execute(command, level: .admin) {
+        case .reply(let text): text
+        case .togglePrompt, .quit, .waitDrained: "not available in-process\n"
+        }
+    }
+
     /// The live state of a backend, to read counters or drive server states.
     public func backend(named name: String) -> BackendState? { state.withLock { $0.backends[name] } }
 

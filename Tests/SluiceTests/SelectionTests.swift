@@ -1,5 +1,5 @@
 import Testing
-@testable import Sluice
+@_spi(Benchmarks) @testable import Sluice
 
 /// Server selection, without sockets: schedules and the backup rules.
 struct SelectionTests {

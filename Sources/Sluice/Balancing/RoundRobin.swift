@@ -10,19 +10,28 @@ enum RoundRobin {
     static func schedule(weights: [Int]) -> [Int32] {
         let divisor = weights.filter { $0 > 0 }.reduce(0, gcd)
         guard divisor > 0 else { return [] }
-        let w = weights.map { $0 / divisor }
+        // Only servers with a weight take part: (index, weight) pairs, in input order so that ties
+        // go to the earlier server.
+        let members = weights.indices.filter { weights[$0] > 0 }
+        let w = members.map { weights[$0] / divisor }
         let total = w.reduce(0, +)
+        var out = [Int32](repeating: 0, count: total)
+        // One full cycle is total × members steps: unchecked buffers keep a 1,000-server backend
+        // with mixed weights in milliseconds.
         var current = [Int](repeating: 0, count: w.count)
-        var out: [Int32] = []
-        out.reserveCapacity(total)
-        for _ in 0..<total {
-            var best = -1
-            for i in w.indices where w[i] > 0 {
-                current[i] += w[i]
-                if best < 0 || current[i] > current[best] { best = i }
+        current.withUnsafeMutableBufferPointer { current in
+            w.withUnsafeBufferPointer { w in
+                for step in 0..<total {
+                    var best = 0
+                    current[0] += w[0]
+                    for i in 1..<w.count {
+                        current[i] += w[i]
+                        if current[i] > current[best] { best = i }
+                    }
+                    current[best] -= total
+                    out[step] = Int32(members[best])
+                }
             }
-            current[best] -= total
-            out.append(Int32(best))
         }
         return out
     }
