@@ -6,7 +6,7 @@ Reported per contender and direction: median Gbit/s with min-max, and the proxy'
 per GB (utime+stime from /proc/PID/stat). A run where other processes used noticeable CPU is
 flagged, and a result whose rounds were mostly noisy is not claimed.
 """
-import argparse, json, os, platform, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, platform, resource, shutil, signal, socket, statistics, subprocess, tempfile, time
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -52,10 +52,42 @@ def tree_cpu_seconds(pid):
 
 
 def system_busy():
+    """CPU seconds the machine was not idle (steal included: the hypervisor's other guests are noise)."""
     with open("/proc/stat") as f:
         parts = [int(x) for x in f.readline().split()[1:]]
-    idle = parts[3] + parts[4]
-    return (sum(parts) - idle) / HZ
+    return (sum(parts[:8]) - parts[3] - parts[4]) / HZ
+
+
+def children_cpu_seconds():
+    """CPU of the load generators this script ran to completion (iperf3 client, wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# A run is noisy when processes we did not start used more than this share of one core (quiet runs
+# measure -0.1 to +0.1 core here: tick granularity, and kernel threads doing the networking).
+NOISE_LIMIT = 0.25
+
+
+class Measurement:
+    """One run's CPU accounting: the proxy's own CPU seconds, and the CPU of everything that is not
+    ours (neither the servers and proxies in `procs`, nor the load generator run meanwhile)."""
+
+    def __init__(self, proxy, procs):
+        self.proxy, self.procs = proxy, procs
+        self.proxy0 = cpu_seconds(proxy.pid) if proxy else 0.0
+        self.busy0, self.children0 = system_busy(), children_cpu_seconds()
+        self.own0 = sum(tree_cpu_seconds(p.pid) for p in procs)
+        self.t0 = time.time()
+
+    def finish(self):
+        wall = time.time() - self.t0
+        own = sum(tree_cpu_seconds(p.pid) for p in self.procs) - self.own0
+        load = children_cpu_seconds() - self.children0
+        other = system_busy() - self.busy0 - own - load
+        return {"wall_s": wall, "proxy_cpu_s": (cpu_seconds(self.proxy.pid) - self.proxy0) if self.proxy else None,
+                "known_processes_cpu_s": own, "load_generator_cpu_s": load, "other_cpu_s": other,
+                "noisy": other > NOISE_LIMIT * wall}
 
 
 def stop_all(procs):
@@ -87,28 +119,85 @@ def write_results(out, kind, text, payload):
         f.write(text + "\n")
 
 
+# The proxies compared, in the order they run within a round (after `direct`, the path without a
+# proxy): HAProxy as installed (its defaults: no splice), HAProxy with its best splice settings,
+# and Sluice with each I/O engine.
+KINDS = ("haproxy-default", "haproxy", "sluice", "sluice-uring")
+
+
+def contender(kind, threads):
+    """A contender's name in results: the kind, with the thread count when it is not 1."""
+    return kind if threads == 1 else f"{kind}@{threads}"
+
+
 def config(kind, listen_port, server_port, pipesize, threads):
-    # One file for both: Sluice reads HAProxy's syntax, and treats the splice options as already on.
-    # The io_uring contender adds Sluice's one extension, `io-engine`.
+    # One file for HAProxy and Sluice: Sluice reads HAProxy's syntax and treats the splice options as
+    # already on. The io_uring contender adds Sluice's one extension, `io-engine`.
     engine = "  io-engine io_uring\n" if kind == "sluice-uring" else ""
+    tuned = kind != "haproxy-default"
     return f"""global
 {engine}  maxconn 1000
   nbthread {threads}
-  maxpipes 256
+""" + (f"""  maxpipes 256
   tune.pipesize {pipesize}
-
+""" if tuned else "") + """
 defaults
   mode tcp
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-  option splice-request
+""" + ("""  option splice-request
   option splice-response
-
+""" if tuned else "") + f"""
 listen bench
   bind 127.0.0.1:{listen_port}
   server s1 127.0.0.1:{server_port}
 """
+
+
+def start_contenders(start, work, sluice, backend_port, pipesize, thread_counts):
+    """Starts every proxy at every thread count in front of `backend_port`.
+    Returns {name: (process or None, port)}, `direct` first."""
+    contenders = {"direct": (None, backend_port)}
+    for threads in thread_counts:
+        for kind in KINDS:
+            port = free_port()
+            path = os.path.join(work, f"{kind}-{threads}.cfg")
+            with open(path, "w") as f:
+                f.write(config(kind, port, backend_port, pipesize, threads))
+            command = ["haproxy", "-db", "-f", path] if kind.startswith("haproxy") else [sluice, "-q", "-f", path]
+            contenders[contender(kind, threads)] = (start(command, port), port)
+    return contenders
+
+
+def thread_counts(text):
+    return [int(x) for x in str(text).split(",")]
+
+
+def comparisons(thread_counts, value, noisy, metrics):
+    """The ratio lines every workload reports: each Sluice engine against HAProxy's best and default
+    configurations at the same thread count, and each proxy's scaling from the fewest threads to
+    the most. `value(name, metric)` is a median or None; `noisy(a, b)` says whether most rounds of
+    the pair were noisy. `metrics` is [(metric, label)]."""
+    lines = []
+    for threads in thread_counts:
+        for engine in ("sluice", "sluice-uring"):
+            for base in ("haproxy", "haproxy-default"):
+                s, h = contender(engine, threads), contender(base, threads)
+                parts = [f"{label} {value(s, m) / value(h, m):.2f}x" for m, label in metrics
+                         if value(s, m) is not None and value(h, m)]
+                if parts:
+                    lines.append(f"- {s} / {h}: " + ", ".join(parts)
+                                 + ("  (NOISY: most rounds had other CPU load; not a result)" if noisy(s, h) else ""))
+    if len(thread_counts) > 1:
+        low, high = min(thread_counts), max(thread_counts)
+        for kind in KINDS:
+            a, b = contender(kind, low), contender(kind, high)
+            parts = [f"{label} {value(b, m) / value(a, m):.2f}x" for m, label in metrics
+                     if value(a, m) and value(b, m) is not None]
+            if parts:
+                lines.append(f"- scaling {kind}, nbthread {low} -> {high}: " + ", ".join(parts))
+    return lines
 
 
 def run_iperf(port, seconds, reverse):
@@ -136,7 +225,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 5)))
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("SECONDS_PER_RUN", 5)))
     ap.add_argument("--pipesize", type=int, default=1 << 20)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=thread_counts, default=thread_counts(os.environ.get("THREADS", "1")),
+                    help="nbthread for every proxy; a list (1,2) runs each proxy at each count")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
 
@@ -152,20 +242,7 @@ def main():
 
     try:
         start(["iperf3", "-s", "-p", str(iperf_port)], iperf_port)
-        contenders = {"direct": (None, iperf_port)}
-        hp = free_port()
-        with open(os.path.join(work, "haproxy.cfg"), "w") as f:
-            f.write(config("haproxy", hp, iperf_port, args.pipesize, args.threads))
-        contenders["haproxy"] = (start(["haproxy", "-db", "-f", os.path.join(work, "haproxy.cfg")], hp), hp)
-        sp = free_port()
-        with open(os.path.join(work, "sluice.cfg"), "w") as f:
-            f.write(config("sluice", sp, iperf_port, args.pipesize, args.threads))
-        contenders["sluice"] = (start([args.sluice, "-q", "-f", os.path.join(work, "sluice.cfg")], sp), sp)
-        up = free_port()
-        with open(os.path.join(work, "sluice-uring.cfg"), "w") as f:
-            f.write(config("sluice-uring", up, iperf_port, args.pipesize, args.threads))
-        contenders["sluice-uring"] = (start([args.sluice, "-q", "-f", os.path.join(work, "sluice-uring.cfg")], up), up)
-
+        contenders = start_contenders(start, work, args.sluice, iperf_port, args.pipesize, args.threads)
         names = list(contenders)
         runs = []
         for r in range(args.rounds):
@@ -173,35 +250,16 @@ def main():
             for name in order:
                 proc, port = contenders[name]
                 for reverse in (False, True):
-                    cpu0 = cpu_seconds(proc.pid) if proc else 0.0
-                    busy0 = system_busy()
-                    own0 = sum(cpu_seconds(p.pid) for p in procs)
-                    t0 = time.time()
+                    measurement = Measurement(proc, procs)
                     gbps, nbytes = run_iperf(port, args.seconds, reverse)
-                    wall = time.time() - t0
-                    cpu = (cpu_seconds(proc.pid) - cpu0) if proc else 0.0
-                    # CPU used by anything but our servers and proxies, minus the iperf3 client (which
-                    # ran as a child: estimated as what is left after the busy time of the two cores
-                    # attributable to known processes is removed).
-                    busy = system_busy() - busy0
-                    own = sum(cpu_seconds(p.pid) for p in procs) - own0
-                    run = {
-                        "round": r + 1, "contender": name, "direction": "download" if reverse else "upload",
-                        "gbit_per_s": gbps, "bytes": nbytes, "wall_s": wall,
-                        "proxy_cpu_s": cpu, "proxy_cpu_s_per_gb": (cpu / (nbytes / 1e9)) if proc else None,
-                        "system_busy_s": busy, "known_processes_cpu_s": own,
-                    }
+                    run = {"round": r + 1, "contender": name, "direction": "download" if reverse else "upload",
+                           "gbit_per_s": gbps, "bytes": nbytes, **measurement.finish()}
+                    run["proxy_cpu_s_per_gb"] = run["proxy_cpu_s"] / (nbytes / 1e9) if proc else None
                     runs.append(run)
-                    print(f"round {r+1} {name:8s} {run['direction']:8s} {gbps:6.2f} Gbit/s"
+                    print(f"round {r+1} {name:17s} {run['direction']:8s} {gbps:6.2f} Gbit/s"
                           + (f"  {run['proxy_cpu_s_per_gb']:.3f} CPU-s/GB" if proc else ""), flush=True)
     finally:
         stop_all(procs)
-
-    # Noise: the two cores' busy time beyond the known processes and the iperf3 client (at most one
-    # core for the run) means something else was running.
-    for run in runs:
-        other = run["system_busy_s"] - run["known_processes_cpu_s"] - run["wall_s"]
-        run["noisy"] = other > 0.15 * run["wall_s"]
 
     def summary(name, direction, key):
         values = [x[key] for x in runs if x["contender"] == name and x["direction"] == direction and x[key] is not None]
@@ -219,7 +277,8 @@ def main():
             }
 
     machine = machine_info()
-    lines = [f"# Bulk throughput, iperf3 one stream, {args.rounds} rounds x {args.seconds} s, nbthread {args.threads}, pipes {args.pipesize} B",
+    threads = ",".join(map(str, args.threads))
+    lines = [f"# Bulk throughput, iperf3 one stream, {args.rounds} rounds x {args.seconds} s, nbthread {threads}, pipes {args.pipesize} B",
              "", f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
              "| contender | direction | Gbit/s median (min-max) | proxy CPU-s/GB median (min-max) | noisy rounds |",
              "|---|---|---|---|---|"]
@@ -229,14 +288,15 @@ def main():
         name, direction = key.split("/")
         lines.append(f"| {name} | {direction} | {g['median']:.2f} ({g['min']:.2f}-{g['max']:.2f}) | {cpu} | {row['noisy_rounds']}/{g['n']} |")
     lines.append("")
-    for engine in ("sluice", "sluice-uring"):
-        for direction in ("upload", "download"):
-            s, h = table[f"{engine}/{direction}"], table[f"haproxy/{direction}"]
-            ratio = s["gbit_per_s"]["median"] / h["gbit_per_s"]["median"]
-            cpu_ratio = s["proxy_cpu_s_per_gb"]["median"] / h["proxy_cpu_s_per_gb"]["median"]
-            noisy = s["noisy_rounds"] + h["noisy_rounds"] > args.rounds
-            lines.append(f"- {direction}: {engine}/HAProxy throughput {ratio:.2f}x, CPU per GB {cpu_ratio:.2f}x"
-                         + ("  (NOISY: most rounds had other CPU load; not a result)" if noisy else ""))
+    for direction in ("upload", "download"):
+        def value(name, metric):
+            cell = table.get(f"{name}/{direction}", {}).get(metric)
+            return cell["median"] if cell else None
+
+        def noisy(a, b):
+            return table[f"{a}/{direction}"]["noisy_rounds"] + table[f"{b}/{direction}"]["noisy_rounds"] > args.rounds
+        lines += [line.replace("- ", f"- {direction}: ", 1)
+                  for line in comparisons(args.threads, value, noisy, [("gbit_per_s", "throughput"), ("proxy_cpu_s_per_gb", "CPU per GB")])]
     write_results(args.out, "bulk", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)
 

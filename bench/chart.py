@@ -6,11 +6,11 @@ line at 1.0). Each bar's label says which way is better.
 import glob, json, os, sys
 
 
-def newest(pattern, threads=1):
-    """The newest result of a kind run with `threads` reactors (the chart compares nbthread 1)."""
+def newest(pattern, key):
+    """The newest result with a summary entry `key` (an nbthread 1 contender: the chart compares those)."""
     for path in sorted(glob.glob(os.path.join("bench/results", pattern)), reverse=True):
         data = json.load(open(path))
-        if data.get("args", {}).get("threads", 1) == threads:
+        if key in data.get("summary", {}):
             return data
     return None
 
@@ -25,21 +25,21 @@ def main():
         return
     metrics = []  # (label, {engine: ratio})
 
-    bulk = newest("bulk-*.json")
+    bulk = newest("bulk-*.json", "haproxy/upload")
     if bulk:
         t = bulk["summary"]
         for direction in ("upload", "download"):
             for field, label in (("gbit_per_s", f"bulk {direction}\nGbit/s (higher better)"), ("proxy_cpu_s_per_gb", f"bulk {direction}\nCPU/GB (lower better)")):
                 h = t[f"haproxy/{direction}"][field]["median"]
                 metrics.append((label, {e: t[f"{e}/{direction}"][field]["median"] / h for e in ("sluice", "sluice-uring") if f"{e}/{direction}" in t}))
-    small = newest("small-*.json") or newest("http-*.json")
+    small = newest("http-*.json", "keepalive/haproxy")
     if small:
         t = small["summary"]
         for workload in ("keepalive", "churn"):
             for field, label in (("rps", f"{workload}\nreq/s (higher better)"), ("cpu_us", f"{workload}\nCPU/req (lower better)"), ("p99", f"{workload}\np99 (lower better)")):
                 h = t[f"{workload}/haproxy"][field]["median"]
                 metrics.append((label, {e: t[f"{workload}/{e}"][field]["median"] / h for e in ("sluice", "sluice-uring") if f"{workload}/{e}" in t}))
-    idle = newest("idle-*.json")
+    idle = newest("idle-*.json", "haproxy")
     if idle:
         t = idle["summary"]
         metrics.append(("idle connection\nRSS (lower better)", {"sluice": t["sluice"]["median"] / t["haproxy"]["median"]}))

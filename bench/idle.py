@@ -6,7 +6,7 @@ Contenders alternate each round; reported: bytes of RSS per held connection, med
 N defaults to 3,000: with the client, the proxy (two descriptors per session) and nginx each in
 their own process, that fits the 20,000-descriptor limit with room to spare.
 """
-import argparse, json, os, platform, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bulk import free_port, wait_listening, stop_all, machine_info, write_results  # noqa: E402

@@ -7,12 +7,13 @@
              proxy, so requests/s = new connections/s; proxy CPU microseconds per connection.
 
 Contenders alternate within each round (direct, HAProxy with its best splice configuration,
-Sluice); medians and min-max are reported, and rounds where other processes used CPU are flagged.
+Sluice); medians and min-max are reported, and rounds where other processes used CPU are flagged (see bulk.Measurement).
 """
-import argparse, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, time
+import argparse, os, re, shutil, statistics, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bulk import free_port, wait_listening, cpu_seconds, tree_cpu_seconds, system_busy, config, stop_all, machine_info, write_results  # noqa: E402
+from bulk import (free_port, wait_listening, stop_all, machine_info, write_results, start_contenders,  # noqa: E402
+                  thread_counts, comparisons, Measurement)
 
 NGINX = """worker_processes 1;
 daemon off;
@@ -56,9 +57,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 5)))
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("SECONDS_PER_RUN", 5)))
     ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=thread_counts, default=thread_counts(os.environ.get("THREADS", "1")),
+                    help="nbthread for every proxy; a list (1,2) runs each proxy at each count")
+    ap.add_argument("--wrk-threads", type=int, default=None, help="wrk -t (default: the largest nbthread)")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
+    wrk_threads = args.wrk_threads or max(args.threads)
 
     work = tempfile.mkdtemp(prefix="sluice-http-")
     os.makedirs(f"{work}/www")
@@ -71,7 +75,7 @@ def main():
         f.write(NGINX.format(dir=work, port=nginx_port))
     procs = []
 
-    def start(cmd, port):
+    def start(cmd, port, **kw):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{work}/{port}.log", "w"))
         procs.append(p)
         wait_listening(port, p)
@@ -79,50 +83,26 @@ def main():
 
     runs = []
     try:
-        nginx = start(["nginx", "-c", f"{work}/nginx.conf"], nginx_port)
-        contenders = {"direct": (None, nginx_port)}
-        hp = free_port()
-        with open(f"{work}/haproxy.cfg", "w") as f:
-            f.write(config("haproxy", hp, nginx_port, 1 << 20, args.threads))
-        contenders["haproxy"] = (start(["haproxy", "-db", "-f", f"{work}/haproxy.cfg"], hp), hp)
-        sp = free_port()
-        with open(f"{work}/sluice.cfg", "w") as f:
-            f.write(config("sluice", sp, nginx_port, 1 << 20, args.threads))
-        contenders["sluice"] = (start([args.sluice, "-q", "-f", f"{work}/sluice.cfg"], sp), sp)
-        up = free_port()
-        with open(f"{work}/sluice-uring.cfg", "w") as f:
-            f.write(config("sluice-uring", up, nginx_port, 1 << 20, args.threads))
-        contenders["sluice-uring"] = (start([args.sluice, "-q", "-f", f"{work}/sluice-uring.cfg"], up), up)
+        start(["nginx", "-c", f"{work}/nginx.conf"], nginx_port)
+        contenders = start_contenders(start, work, args.sluice, nginx_port, 1 << 20, args.threads)
         names = list(contenders)
         for r in range(args.rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             for workload in ("keepalive", "churn"):
                 for name in order:
                     proc, port = contenders[name]
-                    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency"]
+                    cmd = ["wrk", f"-t{wrk_threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency"]
                     if workload == "churn":
                         cmd += ["-H", "Connection: close"]
                     cmd.append(f"http://127.0.0.1:{port}/1k")
-                    cpu0 = cpu_seconds(proc.pid) if proc else 0.0
-                    busy0 = system_busy()
-                    own0 = sum(tree_cpu_seconds(p.pid) for p in procs)
-                    t0 = time.time()
+                    measurement = Measurement(proc, procs)
                     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 60).stdout
-                    wall = time.time() - t0
                     result = parse_wrk(out)
-                    cpu = (cpu_seconds(proc.pid) - cpu0) if proc else None
-                    result.update({
-                        "round": r + 1, "contender": name, "workload": workload, "wall_s": wall,
-                        "proxy_cpu_s": cpu,
-                        "proxy_cpu_us_per_request": (cpu * 1e6 / result["requests"]) if proc and result["requests"] else None,
-                        "system_busy_s": system_busy() - busy0,
-                        "known_processes_cpu_s": sum(tree_cpu_seconds(p.pid) for p in procs) - own0,
-                    })
-                    # wrk itself runs one thread: up to one core of the busy time is its own.
-                    other = result["system_busy_s"] - result["known_processes_cpu_s"] - wall * args.threads
-                    result["noisy"] = other > 0.15 * wall
+                    result.update({"round": r + 1, "contender": name, "workload": workload, **measurement.finish()})
+                    cpu = result["proxy_cpu_s"]
+                    result["proxy_cpu_us_per_request"] = cpu * 1e6 / result["requests"] if proc and result["requests"] else None
                     runs.append(result)
-                    print(f"round {r+1} {workload:9s} {name:8s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']}ms p99 {result['p99_ms']}ms"
+                    print(f"round {r+1} {workload:9s} {name:17s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']}ms p99 {result['p99_ms']}ms"
                           + (f"  {result['proxy_cpu_us_per_request']:.1f} us/req" if proc else "")
                           + (f"  errors {result['errors']}" if result["errors"] else ""), flush=True)
     finally:
@@ -133,13 +113,14 @@ def main():
         return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)} if vals else None
 
     machine = machine_info()
-    lines = [f"# Small requests, wrk -t{args.threads} -c{args.connections}, 1 KiB from nginx, {args.rounds} rounds x {args.seconds} s, nbthread {args.threads}",
+    lines = [f"# Small requests, wrk -t{wrk_threads} -c{args.connections}, 1 KiB from nginx, {args.rounds} rounds x {args.seconds} s, "
+             f"nbthread {','.join(map(str, args.threads))}",
              "", f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
              "| workload | contender | req/s median (min-max) | p50 ms | p99 ms | proxy CPU us/req median (min-max) | errors | noisy |",
              "|---|---|---|---|---|---|---|---|"]
     table = {}
     for workload in ("keepalive", "churn"):
-        for name in ("direct", "haproxy", "sluice", "sluice-uring"):
+        for name in names:
             rps = summary(name, workload, "rps")
             cpu = summary(name, workload, "proxy_cpu_us_per_request")
             p50 = summary(name, workload, "p50_ms")
@@ -152,12 +133,15 @@ def main():
                          + (f"{cpu['median']:.1f} ({cpu['min']:.1f}-{cpu['max']:.1f})" if cpu else "-")
                          + f" | {errors} | {noisy}/{args.rounds} |")
     lines.append("")
-    for workload, engine in [(w, e) for w in ("keepalive", "churn") for e in ("sluice", "sluice-uring")]:
-        s, h = table[f"{workload}/{engine}"], table[f"{workload}/haproxy"]
-        lines.append(f"- {workload}: {engine}/HAProxy req/s {s['rps']['median'] / h['rps']['median']:.2f}x, "
-                     f"CPU per request {s['cpu_us']['median'] / h['cpu_us']['median']:.2f}x, "
-                     f"p99 {s['p99']['median'] / h['p99']['median']:.2f}x"
-                     + ("  (NOISY)" if s["noisy"] + h["noisy"] > args.rounds else ""))
+    for workload in ("keepalive", "churn"):
+        def value(name, metric):
+            cell = table.get(f"{workload}/{name}", {}).get(metric)
+            return cell["median"] if cell else None
+
+        def noisy(a, b):
+            return table[f"{workload}/{a}"]["noisy"] + table[f"{workload}/{b}"]["noisy"] > args.rounds
+        lines += [line.replace("- ", f"- {workload}: ", 1)
+                  for line in comparisons(args.threads, value, noisy, [("rps", "req/s"), ("cpu_us", "CPU per request"), ("p99", "p99")])]
     write_results(args.out, "http", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)
 
