@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShims
 
 /// One direction of a session: bytes read from one socket and written to the other.
 ///
@@ -50,6 +51,27 @@ struct Direction {
     }
 }
 
+/// What epoll said about the peer's end of a connection.
+enum PeerEnd: UInt8, Comparable {
+    case open
+    /// The peer sent FIN (RDHUP, or HUP once both ways are shut), without an error.
+    case finished
+    /// An error is pending (ERR: a reset, an unreachable peer).
+    case failed
+
+    init(events: UInt32) {
+        if events & CShims_EPOLLERR != 0 {
+            self = .failed
+        } else if events & (CShims_EPOLLRDHUP | CShims_EPOLLHUP) != 0 {
+            self = .finished
+        } else {
+            self = .open
+        }
+    }
+
+    static func < (a: PeerEnd, b: PeerEnd) -> Bool { a.rawValue < b.rawValue }
+}
+
 /// What a pump pass ended with.
 enum PumpResult {
     /// Nothing more to do until the next readiness event.
@@ -64,12 +86,16 @@ enum PumpResult {
 extension Direction {
     /// Moves bytes from `source` to `destination` until either would block, the source ends, the
     /// read budget is spent, or an error occurs. Readiness flags are cleared on `EAGAIN` (or a
-    /// short `recv`) and set again by epoll events. `sourceHungUp` is true once epoll reported the
-    /// peer's FIN or an error: then a short `recv` does not prove there is nothing left to read.
+    /// short `recv`) and set again by epoll events. `sourceEnd` is what epoll said about the
+    /// source's peer: once it sent FIN, a short `recv` took everything before the FIN, so the
+    /// source has ended without another `recv` to read the 0; after an error a short `recv`
+    /// proves nothing and the next one reports the error.
+    /// `otherDone`: the opposite direction has finished, so the session closes after this pass
+    /// and `close` will send the FIN: no `shutdown` call is needed.
     ///
     /// `moved` receives the bytes written to `destination`, `read` those read from `source`.
-    mutating func pump(from source: CInt, readable: inout Bool, sourceHungUp: Bool, to destination: CInt,
-                       writable: inout Bool, pool: inout PipePool, spliceAllowed: Bool,
+    mutating func pump(from source: CInt, readable: inout Bool, sourceEnd: PeerEnd, to destination: CInt,
+                       writable: inout Bool, otherDone: Bool, pool: inout PipePool, spliceAllowed: Bool,
                        scratch: UnsafeMutableRawBufferPointer, moved: inout Int, read: inout Int) -> PumpResult {
         var reads = Self.readsPerPass
         while true {
@@ -107,7 +133,7 @@ extension Direction {
             leftoverOffset = 0
             if sourceClosed {
                 if !finForwarded {
-                    Socket.shutdownWrite(destination)
+                    if !otherDone { Socket.shutdownWrite(destination) }
                     finForwarded = true
                 }
                 return .waiting
@@ -153,8 +179,12 @@ extension Direction {
             read += received
             if received == scratch.count {
                 bulk = true
-            } else if !sourceHungUp {
-                readable = false  // a short TCP recv took everything queued
+            } else {
+                switch sourceEnd {
+                case .open: readable = false  // a short TCP recv took everything queued
+                case .finished: sourceClosed = true  // … and the FIN was queued behind it
+                case .failed: break
+                }
             }
             var sent = 0
             if writable {
@@ -249,9 +279,9 @@ struct Session {
     var clientWritable = false
     var serverReadable = false
     var serverWritable = false
-    /// Epoll reported the peer's FIN (RDHUP), a hang-up or an error on that side.
-    var clientHungUp = false
-    var serverHungUp = false
+    /// What epoll reported about each peer's end.
+    var clientEnd = PeerEnd.open
+    var serverEnd = PeerEnd.open
 
     /// Monotonic milliseconds of the last byte moved on each side.
     var clientActivity: Int64 = 0

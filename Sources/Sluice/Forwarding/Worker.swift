@@ -115,18 +115,18 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         guard i < sessions.count, sessions[i].generation & 0x3FFF_FFFF == token.generation, sessions[i].state != .free else { return }
         let readable = events & (CShims_EPOLLIN | CShims_EPOLLRDHUP | CShims_EPOLLHUP | CShims_EPOLLERR) != 0
         let writable = events & (CShims_EPOLLOUT | CShims_EPOLLHUP | CShims_EPOLLERR) != 0
-        let hungUp = events & (CShims_EPOLLRDHUP | CShims_EPOLLHUP | CShims_EPOLLERR) != 0
+        let end = PeerEnd(events: events)
         if token.kind == .client {
             if readable { sessions[i].clientReadable = true }
             if writable { sessions[i].clientWritable = true }
-            if hungUp { sessions[i].clientHungUp = true }
+            sessions[i].clientEnd = max(sessions[i].clientEnd, end)
             if sessions[i].state == .established { forward(i) }
         } else {
             if readable { sessions[i].serverReadable = true }
             if writable { sessions[i].serverWritable = true }
-            if hungUp { sessions[i].serverHungUp = true }
+            sessions[i].serverEnd = max(sessions[i].serverEnd, end)
             if sessions[i].state == .connecting {
-                if writable { connectFinished(i, failed: hungUp) }
+                if writable { connectFinished(i, failed: end != .open) }
             } else if sessions[i].state == .established {
                 forward(i)
             }
@@ -629,13 +629,13 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 extension Session {
     mutating func pumpToServer(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
                                moved: inout Int, read: inout Int) -> PumpResult {
-        toServer.pump(from: client, readable: &clientReadable, sourceHungUp: clientHungUp, to: server, writable: &serverWritable,
+        toServer.pump(from: client, readable: &clientReadable, sourceEnd: clientEnd, to: server, writable: &serverWritable, otherDone: toClient.isDone,
                       pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
     }
 
     mutating func pumpToClient(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
                                moved: inout Int, read: inout Int) -> PumpResult {
-        toClient.pump(from: server, readable: &serverReadable, sourceHungUp: serverHungUp, to: client, writable: &clientWritable,
+        toClient.pump(from: server, readable: &serverReadable, sourceEnd: serverEnd, to: client, writable: &clientWritable, otherDone: toServer.isDone,
                       pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
     }
 }
