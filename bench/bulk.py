@@ -132,8 +132,9 @@ def contender(kind, threads):
 
 def config(kind, listen_port, server_port, pipesize, threads):
     # One file for HAProxy and Sluice: Sluice reads HAProxy's syntax and treats the splice options as
-    # already on. The io_uring contender adds Sluice's one extension, `io-engine`.
-    engine = "  io-engine io_uring\n" if kind == "sluice-uring" else ""
+    # already on. Sluice's contenders add its one extension, `io-engine`: `sluice` is epoll,
+    # `sluice-uring` io_uring (the default where available).
+    engine = {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(kind, "")
     tuned = kind != "haproxy-default"
     return f"""global
 {engine}  maxconn 1000

@@ -42,7 +42,7 @@ def main():
     idle = newest("idle-*.json", "haproxy")
     if idle:
         t = idle["summary"]
-        metrics.append(("idle connection\nRSS (lower better)", {"sluice": t["sluice"]["median"] / t["haproxy"]["median"]}))
+        metrics.append(("idle connection\nRSS (lower better)", {e: t[e]["median"] / t["haproxy"]["median"] for e in ("sluice", "sluice-uring") if e in t}))
     if not metrics:
         print("chart: no results in bench/results", file=sys.stderr)
         return

@@ -13,7 +13,7 @@ from bulk import free_port, wait_listening, stop_all, machine_info, write_result
 from small import NGINX  # noqa: E402
 
 CONFIG = """global
-  maxconn 9000
+{engine}  maxconn 9000
   nbthread 1
   maxpipes 256
   tune.pipesize 1048576
@@ -66,16 +66,18 @@ def main():
         nginx = subprocess.Popen(["nginx", "-c", f"{work}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(nginx)
         wait_listening(nginx_port, nginx)
-        commands = {"haproxy": ["haproxy", "-db", "-f"], "sluice": [args.sluice, "-q", "-f"]}
+        commands = {"haproxy": ["haproxy", "-db", "-f"], "sluice": [args.sluice, "-q", "-f"], "sluice-uring": [args.sluice, "-q", "-f"]}
         names = list(commands)
         for r in range(args.rounds):
-            for name in (names if r % 2 == 0 else names[::-1]):
+            for name in names[r % len(names):] + names[:r % len(names)]:
                 # A fresh process each time: pools and slabs only grow, so a second measurement on
                 # the same process would see the memory the first one left.
                 port = free_port()
                 path = f"{work}/{name}.cfg"
                 with open(path, "w") as f:
-                    f.write(CONFIG.format(listen=port, server=nginx_port))
+                    # Same names as the other workloads: `sluice` on epoll, `sluice-uring` on io_uring.
+                    engine = {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(name, "")
+                    f.write(CONFIG.format(listen=port, server=nginx_port, engine=engine))
                 proc = subprocess.Popen(commands[name] + [path], stdout=subprocess.DEVNULL, stderr=open(f"{work}/{name}.log", "w"))
                 wait_listening(port, proc)
                 time.sleep(0.3)
@@ -98,7 +100,7 @@ def main():
                 per = (after - before) / max(held, 1)
                 runs.append({"round": r + 1, "contender": name, "connections": args.connections, "held": held,
                              "rss_before": before, "rss_after": after, "bytes_per_connection": per})
-                print(f"round {r+1} {name:8s} {held} held  RSS {before/1e6:.1f} -> {after/1e6:.1f} MB  {per:.0f} B/connection", flush=True)
+                print(f"round {r+1} {name:12s} {held} held  RSS {before/1e6:.1f} -> {after/1e6:.1f} MB  {per:.0f} B/connection", flush=True)
                 time.sleep(0.5)  # let nginx close the previous round's connections
     finally:
         stop_all(procs)
@@ -108,11 +110,12 @@ def main():
              f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
              "| contender | RSS bytes per idle connection, median (min-max) |", "|---|---|"]
     table = {}
-    for name in ("haproxy", "sluice"):
+    for name in names:
         vals = [x["bytes_per_connection"] for x in runs if x["contender"] == name]
         table[name] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
         lines.append(f"| {name} | {table[name]['median']:.0f} ({table[name]['min']:.0f}-{table[name]['max']:.0f}) |")
-    lines += ["", f"- Sluice/HAProxy resident memory per idle connection: {table['sluice']['median'] / table['haproxy']['median']:.2f}x",
+    lines += [""] + [f"- {name}/HAProxy resident memory per idle connection: {table[name]['median'] / table['haproxy']['median']:.2f}x"
+                     for name in names if name != "haproxy"] + [
               "- RSS only: kernel socket buffers are not counted for either. Each measurement uses a fresh process."]
     write_results(args.out, "idle", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)

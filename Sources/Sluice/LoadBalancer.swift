@@ -182,7 +182,10 @@ public final class LoadBalancer: Sendable {
         let (configuration, frontends, backends) = state.withLock { ($0.configuration, $0.frontends, $0.backends) }
         let threads = max(1, configuration.global.threads)
         let plan = try Self.resolve(configuration)
-        let engine = configuration.global.ioEngine
+        let engine = configuration.global.ioEngine ?? .preferred
+        if configuration.global.ioEngine == nil && engine == .epoll {
+            logger.notice("io_uring is not available to this process (sysctl kernel.io_uring_disabled or seccomp); using epoll")
+        }
         if engine == .ioUring && !URingReactor.isAvailable {
             throw SluiceError("io-engine io_uring: this kernel does not let the process create an io_uring (disabled by sysctl kernel.io_uring_disabled or seccomp?); use 'io-engine epoll'")
         }
@@ -216,7 +219,7 @@ public final class LoadBalancer: Sendable {
         }
         for (name, list) in addresses {
             for address in list {
-                logger.info("frontend '\(name)' listening on \(address) (\(threads) thread\(threads == 1 ? "" : "s"))")
+                logger.info("frontend '\(name)' listening on \(address) (\(threads) thread\(threads == 1 ? "" : "s"), \(engine.rawValue))")
             }
         }
         state.withLock {

@@ -128,6 +128,14 @@ struct ParserTests {
         #expect(Self.errors(Self.valid + "  timeout client 5s\n") == ["t.cfg:6: error: [backend 'be'] 'timeout client': is not allowed in a 'backend' section (it belongs in defaults, frontend, listen)"])
     }
 
+    @Test func ioEngineIsLeftToTheDefaultUnlessNamed() throws {
+        #expect(try Configuration.parse(Self.valid, file: "t.cfg").configuration.global.ioEngine == nil)
+        #expect(try Configuration.parse("global\n  io-engine epoll\n" + Self.valid, file: "t.cfg").configuration.global.ioEngine == .epoll)
+        #expect(try Configuration.parse("global\n  io-engine io_uring\n" + Self.valid, file: "t.cfg").configuration.global.ioEngine == .ioUring)
+        #expect(Self.errors("global\n  io-engine kqueue\n" + Self.valid)
+            == ["t.cfg:2: error: [global] 'io-engine': 'kqueue' is not an engine; expected epoll or io_uring (a Sluice extension)"])
+    }
+
     @Test func serverWithoutAddress() {
         #expect(Self.errors(Self.valid + "  server b\n") == ["t.cfg:6: error: [backend 'be'] 'server': server 'b' has no address: expected 'server b <address>:<port> [params]'"])
     }

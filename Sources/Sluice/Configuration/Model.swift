@@ -37,8 +37,8 @@ public struct Global: Hashable, Sendable {
     /// `spread-checks`: percent of random jitter added to check intervals (0...50).
     public var spreadChecks: Int = 0
     /// `io-engine epoll|io_uring` (a Sluice extension): how reactors learn that sockets are ready.
-    /// Data moves with inline `splice(2)`/`recv`/`send` either way. Default epoll.
-    public var ioEngine: IOEngine = .epoll
+    /// Data moves with inline `splice(2)`/`recv`/`send` either way. nil: `IOEngine.preferred`.
+    public var ioEngine: IOEngine?
 
     public init() {}
 }

@@ -10,9 +10,9 @@ final class RunningProxy {
     let balancer: LoadBalancer
     let port: Int
 
-    /// The engine tests use unless they choose one: `SLUICE_TEST_IO_ENGINE=io_uring swift test`
-    /// runs the in-process suites on io_uring (`.ci/run` does both).
-    static let defaultEngine = ProcessInfo.processInfo.environment["SLUICE_TEST_IO_ENGINE"].flatMap(IOEngine.init(rawValue:)) ?? .epoll
+    /// The engine tests use unless they choose one: Sluice's default, or `SLUICE_TEST_IO_ENGINE`
+    /// (`SLUICE_TEST_IO_ENGINE=epoll swift test` runs the in-process suites on epoll; `.ci/run` does both).
+    static let defaultEngine = ProcessInfo.processInfo.environment["SLUICE_TEST_IO_ENGINE"].flatMap(IOEngine.init(rawValue:)) ?? .preferred
 
     /// `config` must have exactly one frontend; write its bind as `bind 127.0.0.1:0`.
     init(_ config: String, engine: IOEngine = RunningProxy.defaultEngine, logLevel: Logger.Level = .warning) throws {
