@@ -7,13 +7,20 @@ enum StatsCSV {
 
     static var header: String { "# " + columns.joined(separator: ",") }
 
-    /// Renders `row` (column name → value) in header order; absent columns are empty.
+    /// Where each column sits in the header.
+    private static let position: [String: Int] = Dictionary(uniqueKeysWithValues: columns.enumerated().map { ($1, $0) })
+
+    /// Renders `row` (column name → value) in header order; absent columns are empty. Only the
+    /// row's own entries are looked up (a server fills about 30 of the 103 columns).
     static func render(_ row: [String: String]) -> String {
-        columns.map { column in
-            let value = row[column] ?? ""
+        var cells = [String](repeating: "", count: columns.count)
+        for (column, value) in row {
+            guard let index = position[column] else { preconditionFailure("'\(column)' is not a show stat column") }
             // CSV: a value with a comma or quote is quoted, quotes doubled.
-            return value.contains(",") || value.contains("\"") ? "\"" + value.replacingAll("\"", "\"\"") + "\"" : value
-        }.joined(separator: ",")
+            cells[index] = value.utf8.contains(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") })
+                ? "\"" + value.replacingAll("\"", "\"\"") + "\"" : value
+        }
+        return cells.joined(separator: ",")
     }
 
     /// Every row, in configuration order: frontends, then each backend's servers and its BACKEND row.
