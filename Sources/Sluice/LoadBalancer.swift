@@ -182,7 +182,7 @@ public final class LoadBalancer: Sendable {
         let (configuration, frontends, backends) = state.withLock { ($0.configuration, $0.frontends, $0.backends) }
         let threads = max(1, configuration.global.threads)
         let plan = try Self.resolve(configuration)
-        let engine = configuration.global.ioEngine ?? .preferred
+        var engine = configuration.global.ioEngine ?? .preferred
         if configuration.global.ioEngine == nil && engine == .epoll {
             logger.notice("io_uring is not available to this process (sysctl kernel.io_uring_disabled or seccomp); using epoll")
         }
@@ -190,10 +190,22 @@ public final class LoadBalancer: Sendable {
             throw SluiceError("io-engine io_uring: this kernel does not let the process create an io_uring (disabled by sysctl kernel.io_uring_disabled or seccomp?); use 'io-engine epoll'")
         }
         let (listenersByWorker, addresses) = try openListeners(plan, frontends: frontends, threads: threads, keep: [:])
-        var workers: [Worker] = []
-        do {
+        func makeWorkers(_ engine: IOEngine) throws(SystemError) -> [Worker] {
+            var workers: [Worker] = []
             for w in 0..<threads {
                 workers.append(try Worker(process: process, listeners: listenersByWorker[w], engine: engine, logger: logger))
+            }
+            return workers
+        }
+        let workers: [Worker]
+        do {
+            do {
+                workers = try makeWorkers(engine)
+            } catch where engine == .ioUring && configuration.global.ioEngine == nil {
+                // The default engine, refused past the probe (e.g. a memory-lock limit on the rings).
+                logger.notice("cannot set up io_uring (\(error)); using epoll")
+                engine = .epoll
+                workers = try makeWorkers(engine)
             }
         } catch {
             for list in listenersByWorker { for l in list { closeDescriptor(l.fd) } }

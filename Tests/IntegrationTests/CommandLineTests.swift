@@ -109,6 +109,35 @@ extension Loopback {
         #expect(run.stdout.hasPrefix("Sluice version "))
     }
 
+    /// Where the kernel forbids io_uring (sysctl `kernel.io_uring_disabled`, seccomp in containers),
+    /// Sluice without `io-engine` runs on epoll and says so; naming io_uring fails the start clearly.
+    /// Flipping the sysctl needs root (it is restored afterwards); without it the test has nothing to do.
+    @Test func withoutIOUringTheDefaultFallsBackToEpollAndNamingItFails() throws {
+        let sysctl = "/proc/sys/kernel/io_uring_disabled"
+        guard access(sysctl, W_OK) == 0, let saved = try? String(contentsOfFile: sysctl, encoding: .utf8) else { return }
+        try "2\n".write(toFile: sysctl, atomically: false, encoding: .utf8)
+        defer { try? saved.write(toFile: sysctl, atomically: false, encoding: .utf8) }
+        #expect(!IOEngine.ioUring.isAvailable)
+
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let port = try Net.closedPort()
+        let path = try Self.write("listen fe\n  bind 127.0.0.1:\(port)\n  server s 127.0.0.1:\(echo.port)\n")
+        let sluice = try SluiceProcess(configPath: path, listenPort: port)
+        defer { _ = sluice.stop() }
+        let fd = try Net.connect(port)
+        defer { close(fd) }
+        try Net.sendAll(fd, "over epoll\n")
+        #expect(String(decoding: try Net.read(fd, count: 11), as: UTF8.self) == "over epoll\n")
+        #expect(sluice.log.contains("io_uring is not available to this process"), "\(sluice.log)")
+        #expect(sluice.log.contains("(1 thread, epoll)"), "\(sluice.log)")
+
+        let named = try Self.write("global\n  io-engine io_uring\nlisten fe\n  bind 127.0.0.1:\(try Net.closedPort())\n  server s 127.0.0.1:\(echo.port)\n")
+        let run = try Self.run(["-f", named])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("io-engine io_uring: this kernel does not let the process create an io_uring"), "\(run.stderr)")
+    }
+
     @Test func bindConflictFailsAtStartWithTheAddress() throws {
         let blocker = try TestServer(.silent)  // holds the port without SO_REUSEPORT
         defer { blocker.stop() }
