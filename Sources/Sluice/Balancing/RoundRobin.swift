@@ -10,8 +10,8 @@ enum RoundRobin {
     static func schedule(weights: [Int]) -> [Int32] {
         let divisor = weights.filter { $0 > 0 }.reduce(0, gcd)
         guard divisor > 0 else { return [] }
-        // Only servers with a weight take part: (index, weight) pairs, in input order so that ties
-        // go to the earlier server.
+        // Only servers with a weight take part: `members` holds their input indices, `w` their
+        // reduced weights, both in input order so that ties go to the earlier server.
         let members = weights.indices.filter { weights[$0] > 0 }
         let w = members.map { weights[$0] / divisor }
         let total = w.reduce(0, +)
