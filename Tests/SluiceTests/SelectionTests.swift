@@ -22,6 +22,35 @@ struct SelectionTests {
         }
     }
 
+    /// nginx's smooth weighted round-robin written plainly, step by step, to hold the optimised
+    /// schedule to: the same sequence for any weights, zeros included.
+    @Test func scheduleMatchesThePlainAlgorithmForRandomWeights() {
+        func plain(_ weights: [Int]) -> [Int32] {
+            let divisor = weights.filter { $0 > 0 }.reduce(0) { a, b in var (x, y) = (a, b); while y != 0 { (x, y) = (y, x % y) }; return x }
+            guard divisor > 0 else { return [] }
+            let w = weights.map { $0 / divisor }
+            var current = [Int](repeating: 0, count: w.count)
+            var out: [Int32] = []
+            for _ in 0..<w.reduce(0, +) {
+                var best = -1
+                for i in w.indices where w[i] > 0 {
+                    current[i] += w[i]
+                    if best < 0 || current[i] > current[best] { best = i }
+                }
+                current[best] -= w.reduce(0, +)
+                out.append(Int32(best))
+            }
+            return out
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let weights = (0..<Int.random(in: 1...12, using: &generator)).map { _ in
+                Bool.random(using: &generator) ? 0 : Int.random(in: 1...20, using: &generator)
+            }
+            #expect(RoundRobin.schedule(weights: weights) == plain(weights), "weights \(weights)")
+        }
+    }
+
     static func backend(_ servers: [(String, Int, Bool)], allBackups: Bool = false) -> BackendState {
         var config = Backend(name: "be", servers: [])
         config.allBackups = allBackups
