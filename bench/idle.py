@@ -6,14 +6,14 @@ Contenders alternate each round; reported: bytes of RSS per held connection, med
 N defaults to 3,000: with the client, the proxy (two descriptors per session) and nginx each in
 their own process, that fits the 20,000-descriptor limit with room to spare.
 """
-import argparse, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, os, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bulk import free_port, wait_listening, stop_all, machine_info, write_results  # noqa: E402
 from small import NGINX  # noqa: E402
 
 CONFIG = """global
-{engine}  maxconn 9000
+{engine}  maxconn {maxconn}
   nbthread 1
   maxpipes 256
   tune.pipesize 1048576
@@ -49,7 +49,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 3)))
-    ap.add_argument("--connections", type=int, default=3000)
+    # As many as the descriptor limit lets a proxy hold: two descriptors per connection, with room
+    # for the process's own (listeners, reactors, pipes, the runtime).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this script holds the client ends
+    ap.add_argument("--connections", type=int, default=min(9000, (hard - 1000) // 2))
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
 
@@ -59,7 +63,10 @@ def main():
     os.chmod(work, 0o755)
     nginx_port = free_port()
     with open(f"{work}/nginx.conf", "w") as f:
-        f.write("worker_rlimit_nofile 10000;\n" + NGINX.format(dir=work, port=nginx_port).replace("worker_connections 4096", "worker_connections 8000"))
+        # nginx starts closing idle connections once fewer than 1/16 of worker_connections are free.
+        slots = args.connections + args.connections // 8 + 500
+        f.write(f"worker_rlimit_nofile {slots + 100};\n"
+                + NGINX.format(dir=work, port=nginx_port).replace("worker_connections 4096", f"worker_connections {slots}"))
     procs = []
     runs = []
     try:
@@ -77,7 +84,7 @@ def main():
                 with open(path, "w") as f:
                     # Same names as the other workloads: `sluice` on epoll, `sluice-uring` on io_uring.
                     engine = {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(name, "")
-                    f.write(CONFIG.format(listen=port, server=nginx_port, engine=engine))
+                    f.write(CONFIG.format(listen=port, server=nginx_port, engine=engine, maxconn=args.connections + 100))
                 proc = subprocess.Popen(commands[name] + [path], stdout=subprocess.DEVNULL, stderr=open(f"{work}/{name}.log", "w"))
                 wait_listening(port, proc)
                 time.sleep(0.3)
