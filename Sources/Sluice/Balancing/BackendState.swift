@@ -131,16 +131,20 @@ public final class BackendState: Sendable {
 /// A backend's connection policy, in the units the data path uses. Sessions copy it when they
 /// start, so a reload changes it for new sessions only.
 struct BackendSettings: Sendable {
-    var retries: Int
-    var redispatch: Bool
-    var allBackups: Bool
-    var connectTimeoutMs: Int64
-    var queueTimeoutMs: Int64
+    var retries = 0
+    var redispatch = false
+    var allBackups = false
+    var connectTimeoutMs: Int64 = 0
+    var queueTimeoutMs: Int64 = 0
     /// 0 means no limit.
-    var serverTimeoutMs: Int64
+    var serverTimeoutMs: Int64 = 0
     /// 0: unset (the server timeout applies).
-    var serverFinTimeoutMs: Int64
-    var tunnelTimeoutMs: Int64
+    var serverFinTimeoutMs: Int64 = 0
+    /// 0: unset.
+    var tunnelTimeoutMs: Int64 = 0
+
+    /// Nothing allowed: a free session slot's placeholder.
+    init() {}
 
     init(_ backend: Backend) {
         retries = backend.retries

@@ -214,29 +214,19 @@ extension Direction {
 /// What a session keeps of its frontend's and backend's configuration when it starts, so that a
 /// reload changes policy for new sessions only and the data path reads no shared state.
 struct SessionPolicy {
-    var retries = 0
-    var redispatch = false
-    var connectTimeoutMs: Int64 = 0
-    var queueTimeoutMs: Int64 = 0
-    /// Idle limits; 0 means none. The `-fin` ones are 0 when unset.
+    /// Retries, redispatch and the server-side timeouts.
+    var backend = BackendSettings()
+    /// 0 means no limit.
     var clientTimeoutMs: Int64 = 0
+    /// 0: unset (the client timeout applies).
     var clientFinTimeoutMs: Int64 = 0
-    var serverTimeoutMs: Int64 = 0
-    var serverFinTimeoutMs: Int64 = 0
-    var tunnelTimeoutMs: Int64 = 0
 
     init() {}
 
     init(_ frontend: FrontendState.FrontendPolicy, _ backend: BackendSettings) {
-        retries = backend.retries
-        redispatch = backend.redispatch
-        connectTimeoutMs = backend.connectTimeoutMs
-        queueTimeoutMs = backend.queueTimeoutMs
+        self.backend = backend
         clientTimeoutMs = frontend.clientTimeoutMs
         clientFinTimeoutMs = frontend.clientFinTimeoutMs
-        serverTimeoutMs = backend.serverTimeoutMs
-        serverFinTimeoutMs = backend.serverFinTimeoutMs
-        tunnelTimeoutMs = backend.tunnelTimeoutMs
     }
 }
 

@@ -372,8 +372,8 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         sessions[i].backendRef = Unmanaged.passUnretained(policy.backend)
         sessions[i].policy = SessionPolicy(policy, policy.backend.settings)
         sessions[i].clientActivity = reactor.now
-        sessions[i].retriesLeft = sessions[i].policy.retries
-        sessions[i].queueDeadline = reactor.now + sessions[i].policy.queueTimeoutMs
+        sessions[i].retriesLeft = sessions[i].policy.backend.retries
+        sessions[i].queueDeadline = reactor.now + sessions[i].policy.backend.queueTimeoutMs
         liveSessions += 1
         frontend.totalConnections.wrappingAdd(1, ordering: .relaxed)
         process.totalConnections.wrappingAdd(1, ordering: .relaxed)
@@ -439,7 +439,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         server.sessionOpened(at: reactor.now)
         sessions[i].server = fd
         sessions[i].state = .connecting
-        sessions[i].phaseDeadline = reactor.now + sessions[i].policy.connectTimeoutMs
+        sessions[i].phaseDeadline = reactor.now + sessions[i].policy.backend.connectTimeoutMs
         do {
             try reactor.register(fd, token: token(.server, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
         } catch {
@@ -505,7 +505,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             return
         }
         sessions[i].retriesLeft -= 1
-        let policy = sessions[i].policy
+        let policy = sessions[i].policy.backend
         // A checked server that has not been checked yet was never shown healthy: nothing asked to
         // stick to it, so its failure goes elsewhere even without `option redispatch`.
         let neverChecked = server.isChecked && server.lastCheck.status == .initial
@@ -603,11 +603,12 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         case .descriptorWait: return min(s.phaseDeadline, s.queueDeadline)
         case .established:
             let p = s.policy
-            var clientLimit = p.tunnelTimeoutMs > 0 ? p.tunnelTimeoutMs : p.clientTimeoutMs
-            var serverLimit = p.tunnelTimeoutMs > 0 ? p.tunnelTimeoutMs : p.serverTimeoutMs
+            let tunnel = p.backend.tunnelTimeoutMs
+            var clientLimit = tunnel > 0 ? tunnel : p.clientTimeoutMs
+            var serverLimit = tunnel > 0 ? tunnel : p.backend.serverTimeoutMs
             if s.isHalfClosed {
                 if p.clientFinTimeoutMs > 0 { clientLimit = p.clientFinTimeoutMs }
-                if p.serverFinTimeoutMs > 0 { serverLimit = p.serverFinTimeoutMs }
+                if p.backend.serverFinTimeoutMs > 0 { serverLimit = p.backend.serverFinTimeoutMs }
             }
             var due = Int64.max
             if clientLimit > 0 { due = min(due, s.clientActivity + clientLimit) }
