@@ -52,14 +52,21 @@ extension Loopback {
         #expect(String(decoding: try Net.read(fd, count: line.utf8.count), as: UTF8.self) == line)
     }
 
+    /// Runs `connections` echo sessions through a proxy with `global` settings in front of an echo
+    /// server; returns the swarm's result and how many connections the server accepted.
+    static func echoSwarm(engine: IOEngine, global: String = "", connections: Int, timeout: Duration = .seconds(60),
+                          payload: (Int) -> Int) throws -> (result: EchoSwarm.Result, accepted: Int) {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let proxy = try RunningProxy(Self.config(servers: [echo.port], global: global), engine: engine)
+        let result = try EchoSwarm.run(port: proxy.port, connections: connections, payload: payload, timeout: timeout)
+        return (result, echo.accepted.load(ordering: .relaxed))
+    }
+
     @Test(arguments: IOEngine.allCases)
     func sixtyFourMebibytesEachWayAtOnceArriveIntactAndInOrder(engine: IOEngine) throws {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
-        let echo = try TestServer(.echo)
-        defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port]), engine: engine)
-        let size = 64 << 20
-        let result = try EchoSwarm.run(port: proxy.port, connections: 1, payload: { _ in size }, timeout: .seconds(120))
+        let (result, _) = try Self.echoSwarm(engine: engine, connections: 1, timeout: .seconds(120), payload: { _ in 64 << 20 })
         #expect(result.failed == [])
         #expect(result.completed == 1)
     }
@@ -67,22 +74,16 @@ extension Loopback {
     @Test(arguments: IOEngine.allCases)
     func thousandConcurrentSessionsEachEchoTheirOwnRandomData(engine: IOEngine) throws {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
-        let echo = try TestServer(.echo)
-        defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port]), engine: engine)
-        let result = try EchoSwarm.run(port: proxy.port, connections: 1000, payload: { 1000 + ($0 * 7919) % 60_000 })
+        let (result, accepted) = try Self.echoSwarm(engine: engine, connections: 1000, payload: { 1000 + ($0 * 7919) % 60_000 })
         #expect(result.failed == [])
         #expect(result.completed == 1000)
-        #expect(echo.accepted.load(ordering: .relaxed) == 1000)
+        #expect(accepted == 1000)
     }
 
     @Test(arguments: IOEngine.allCases)
     func sameWorkloadWithoutSpliceUsesCopyBuffers(engine: IOEngine) throws {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
-        let echo = try TestServer(.echo)
-        defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port], global: "  nosplice"), engine: engine)
-        let result = try EchoSwarm.run(port: proxy.port, connections: 50, payload: { 100_000 + $0 * 1000 })
+        let (result, _) = try Self.echoSwarm(engine: engine, global: "  nosplice", connections: 50, payload: { 100_000 + $0 * 1000 })
         #expect(result.failed == [])
         #expect(result.completed == 50)
     }
@@ -90,10 +91,7 @@ extension Loopback {
     @Test(arguments: IOEngine.allCases)
     func pipeLimitFallsBackToCopyingWithoutLosingBytes(engine: IOEngine) throws {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
-        let echo = try TestServer(.echo)
-        defer { echo.stop() }
-        let proxy = try RunningProxy(Self.config(servers: [echo.port], global: "  maxpipes 2"), engine: engine)
-        let result = try EchoSwarm.run(port: proxy.port, connections: 40, payload: { 200_000 + $0 * 999 })
+        let (result, _) = try Self.echoSwarm(engine: engine, global: "  maxpipes 2", connections: 40, payload: { 200_000 + $0 * 999 })
         #expect(result.failed == [])
         #expect(result.completed == 40)
     }
