@@ -125,6 +125,23 @@ def write_results(out, kind, text, payload):
 KINDS = ("haproxy-default", "haproxy", "sluice", "sluice-uring")
 
 
+def launcher(work, procs):
+    """A `start(command, port)` that runs a server or proxy with its stderr in `work`, records it in
+    `procs` (for the CPU accounting and `stop_all`) and returns once it listens on `port`."""
+    def start(command, port):
+        p = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"{port}.log"), "w"))
+        procs.append(p)
+        wait_listening(port, p)
+        return p
+    return start
+
+
+def engine_line(kind):
+    """Sluice's one extension in a contender's `global`: `sluice` is epoll, `sluice-uring` io_uring
+    (the default where available); HAProxy's kinds get nothing."""
+    return {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(kind, "")
+
+
 def contender(kind, threads):
     """A contender's name in results: the kind, with the thread count when it is not 1."""
     return kind if threads == 1 else f"{kind}@{threads}"
@@ -132,9 +149,8 @@ def contender(kind, threads):
 
 def config(kind, listen_port, server_port, pipesize, threads):
     # One file for HAProxy and Sluice: Sluice reads HAProxy's syntax and treats the splice options as
-    # already on. Sluice's contenders add its one extension, `io-engine`: `sluice` is epoll,
-    # `sluice-uring` io_uring (the default where available).
-    engine = {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(kind, "")
+    # already on.
+    engine = engine_line(kind)
     tuned = kind != "haproxy-default"
     return f"""global
 {engine}  maxconn 1000
@@ -234,13 +250,7 @@ def main():
     work = tempfile.mkdtemp(prefix="sluice-bench-")
     iperf_port = free_port()
     procs = []
-
-    def start(cmd, port, **kw):
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"{port}.log"), "w"), **kw)
-        procs.append(p)
-        wait_listening(port, p)
-        return p
-
+    start = launcher(work, procs)
     try:
         start(["iperf3", "-s", "-p", str(iperf_port)], iperf_port)
         contenders = start_contenders(start, work, args.sluice, iperf_port, args.pipesize, args.threads)

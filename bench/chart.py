@@ -7,6 +7,9 @@ label says which way is better.
 import glob, json, os, sys
 
 
+ENGINES = ("sluice", "sluice-uring")
+
+
 def newest(pattern, key):
     """The newest result with a summary entry `key` (an nbthread 1 contender: the chart compares those)."""
     for path in sorted(glob.glob(os.path.join("bench/results", pattern)), reverse=True):
@@ -25,43 +28,38 @@ def main():
         print("chart: matplotlib is not installed (pip install matplotlib); skipping the PNG", file=sys.stderr)
         return
     metrics = []  # (label, {engine: ratio})
-    engines = ("sluice", "sluice-uring")
 
-    def reference(cell, lower_is_better):
-        """HAProxy's better median of its two configurations; `cell(name)` is a median or None."""
-        values = [v for v in (cell("haproxy"), cell("haproxy-default")) if v]
-        return min(values) if lower_is_better else max(values)
+    def ratios(table, key, field, lower_is_better):
+        """Each Sluice engine's median over HAProxy's better one of its two configurations;
+        `key(name)` is the contender's summary key."""
+        def median(name):
+            return ((table.get(key(name)) or {}).get(field) or {}).get("median")
+        haproxy = [v for v in (median("haproxy"), median("haproxy-default")) if v]
+        reference = min(haproxy) if lower_is_better else max(haproxy)
+        return {e: median(e) / reference for e in ENGINES if median(e)}
 
     bulk = newest("bulk-*.json", "haproxy/upload")
     if bulk:
-        t = bulk["summary"]
         for direction in ("upload", "download"):
             for field, label, lower in (("gbit_per_s", f"bulk {direction}\nGbit/s (higher better)", False),
                                         ("proxy_cpu_s_per_gb", f"bulk {direction}\nCPU/GB (lower better)", True)):
-                def cell(name):
-                    return (t.get(f"{name}/{direction}") or {}).get(field, {}).get("median")
-                h = reference(cell, lower)
-                metrics.append((label, {e: cell(e) / h for e in engines if cell(e)}))
+                metrics.append((label, ratios(bulk["summary"], lambda name: f"{name}/{direction}", field, lower)))
     small = newest("http-*.json", "keepalive/haproxy")
     if small:
-        t = small["summary"]
         for workload in ("keepalive", "churn"):
             for field, label, lower in (("rps", f"{workload}\nreq/s (higher better)", False), ("cpu_us", f"{workload}\nCPU/req (lower better)", True),
                                         ("p99", f"{workload}\np99 (lower better)", True)):
-                def cell(name):
-                    return ((t.get(f"{workload}/{name}") or {}).get(field) or {}).get("median")
-                h = reference(cell, lower)
-                metrics.append((label, {e: cell(e) / h for e in engines if cell(e)}))
+                metrics.append((label, ratios(small["summary"], lambda name: f"{workload}/{name}", field, lower)))
     idle = newest("idle-*.json", "haproxy")
     if idle:
         t = idle["summary"]
-        metrics.append(("idle connection\nRSS (lower better)", {e: t[e]["median"] / t["haproxy"]["median"] for e in engines if e in t}))
+        metrics.append(("idle connection\nRSS (lower better)", {e: t[e]["median"] / t["haproxy"]["median"] for e in ENGINES if e in t}))
     if not metrics:
         print("chart: no results in bench/results", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(max(8, 1.5 * len(metrics)), 4.8))
     width = 0.38
-    for k, (engine, color) in enumerate((("sluice", "#2a7ab9"), ("sluice-uring", "#8cc0e8"))):
+    for k, (engine, color) in enumerate(zip(ENGINES, ("#2a7ab9", "#8cc0e8"))):
         xs = [i + (k - 0.5) * width for i, (_, r) in enumerate(metrics) if engine in r]
         ys = [r[engine] for _, r in metrics if engine in r]
         ax.bar(xs, ys, width, label="sluice (epoll)" if engine == "sluice" else "sluice (io_uring, the default)", color=color)

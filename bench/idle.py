@@ -6,11 +6,11 @@ Contenders alternate each round; reported: bytes of RSS per held connection, med
 N defaults to 3,000: with the client, the proxy (two descriptors per session) and nginx each in
 their own process, that fits the 20,000-descriptor limit with room to spare.
 """
-import argparse, os, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, os, resource, shutil, signal, socket, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bulk import free_port, wait_listening, stop_all, machine_info, write_results  # noqa: E402
-from small import NGINX  # noqa: E402
+from bulk import free_port, wait_listening, stop_all, machine_info, write_results, launcher, engine_line  # noqa: E402
+from small import nginx_site  # noqa: E402
 
 CONFIG = """global
 {engine}  maxconn {maxconn}
@@ -57,22 +57,11 @@ def main():
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
 
-    work = tempfile.mkdtemp(prefix="sluice-idle-")
-    os.makedirs(f"{work}/www")
-    os.makedirs(f"{work}/tmp")
-    os.chmod(work, 0o755)
-    nginx_port = free_port()
-    with open(f"{work}/nginx.conf", "w") as f:
-        # nginx starts closing idle connections once fewer than 1/16 of worker_connections are free.
-        slots = args.connections + args.connections // 8 + 500
-        f.write(f"worker_rlimit_nofile {slots + 100};\n"
-                + NGINX.format(dir=work, port=nginx_port).replace("worker_connections 4096", f"worker_connections {slots}"))
+    work, nginx_port = nginx_site("sluice-idle-", extra_connections=args.connections)
     procs = []
     runs = []
     try:
-        nginx = subprocess.Popen(["nginx", "-c", f"{work}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(nginx)
-        wait_listening(nginx_port, nginx)
+        launcher(work, procs)(["nginx", "-c", f"{work}/nginx.conf"], nginx_port)
         commands = {"haproxy": ["haproxy", "-db", "-f"], "sluice": [args.sluice, "-q", "-f"], "sluice-uring": [args.sluice, "-q", "-f"]}
         names = list(commands)
         for r in range(args.rounds):
@@ -82,9 +71,7 @@ def main():
                 port = free_port()
                 path = f"{work}/{name}.cfg"
                 with open(path, "w") as f:
-                    # Same names as the other workloads: `sluice` on epoll, `sluice-uring` on io_uring.
-                    engine = {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(name, "")
-                    f.write(CONFIG.format(listen=port, server=nginx_port, engine=engine, maxconn=args.connections + 100))
+                    f.write(CONFIG.format(listen=port, server=nginx_port, engine=engine_line(name), maxconn=args.connections + 100))
                 proc = subprocess.Popen(commands[name] + [path], stdout=subprocess.DEVNULL, stderr=open(f"{work}/{name}.log", "w"))
                 wait_listening(port, proc)
                 time.sleep(0.3)

@@ -12,8 +12,8 @@ Sluice); medians and min-max are reported, and rounds where other processes used
 import argparse, os, re, shutil, statistics, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bulk import (free_port, wait_listening, stop_all, machine_info, write_results, start_contenders,  # noqa: E402
-                  thread_counts, comparisons, Measurement)
+from bulk import (free_port, stop_all, machine_info, write_results, start_contenders,  # noqa: E402
+                  thread_counts, comparisons, Measurement, launcher)
 
 NGINX = """worker_processes 1;
 daemon off;
@@ -29,6 +29,26 @@ http {{
   server {{ listen 127.0.0.1:{port} backlog=4096; root {dir}/www; }}
 }}
 """
+
+
+def nginx_site(prefix, extra_connections=0):
+    """A work folder with nginx's configuration and the 1 KiB page; returns (folder, nginx's port).
+    `extra_connections` raises nginx's limits for that many held connections."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(f"{work}/www")
+    os.makedirs(f"{work}/tmp")
+    os.chmod(work, 0o755)  # nginx's worker runs unprivileged and must read the page
+    with open(f"{work}/www/1k", "w") as f:
+        f.write("x" * 1023 + "\n")
+    port = free_port()
+    conf = NGINX.format(dir=work, port=port)
+    if extra_connections:
+        # nginx starts closing idle connections once fewer than 1/16 of worker_connections are free.
+        slots = extra_connections + extra_connections // 8 + 500
+        conf = f"worker_rlimit_nofile {slots + 100};\n" + conf.replace("worker_connections 4096", f"worker_connections {slots}")
+    with open(f"{work}/nginx.conf", "w") as f:
+        f.write(conf)
+    return work, port
 
 
 def parse_wrk(text):
@@ -64,22 +84,9 @@ def main():
     args = ap.parse_args()
     wrk_threads = args.wrk_threads or max(args.threads)
 
-    work = tempfile.mkdtemp(prefix="sluice-http-")
-    os.makedirs(f"{work}/www")
-    os.makedirs(f"{work}/tmp")
-    os.chmod(work, 0o755)  # nginx's worker runs unprivileged and must read the page
-    with open(f"{work}/www/1k", "w") as f:
-        f.write("x" * 1023 + "\n")
-    nginx_port = free_port()
-    with open(f"{work}/nginx.conf", "w") as f:
-        f.write(NGINX.format(dir=work, port=nginx_port))
+    work, nginx_port = nginx_site("sluice-http-")
     procs = []
-
-    def start(cmd, port, **kw):
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{work}/{port}.log", "w"))
-        procs.append(p)
-        wait_listening(port, p)
-        return p
+    start = launcher(work, procs)
 
     runs = []
     try:
