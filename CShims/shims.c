@@ -1,3 +1,6 @@
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
 #include "CShims.h"
 
 #ifdef __linux__
@@ -71,6 +74,35 @@ const int CShims_SO_LINGER = SO_LINGER;
 const int CShims_TCP_NODELAY = TCP_NODELAY;
 const int CShims_IPV6_V6ONLY = IPV6_V6ONLY;
 const int CShims_MSG_NOSIGNAL = MSG_NOSIGNAL;
+const int CShims_SO_KEEPALIVE = SO_KEEPALIVE;
+const int CShims_SO_BINDTODEVICE = SO_BINDTODEVICE;
+const int CShims_TCP_KEEPIDLE = TCP_KEEPIDLE;
+const int CShims_TCP_KEEPINTVL = TCP_KEEPINTVL;
+const int CShims_TCP_KEEPCNT = TCP_KEEPCNT;
+const int CShims_TCP_DEFER_ACCEPT = TCP_DEFER_ACCEPT;
+const int CShims_TCP_FASTOPEN = TCP_FASTOPEN;
+const int CShims_TCP_MAXSEG = TCP_MAXSEG;
+const int CShims_TCP_USER_TIMEOUT = TCP_USER_TIMEOUT;
+
+int CShims_bind_to_device(int fd, const char *name) {
+    return setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, (socklen_t)strlen(name));
+}
+
+int CShims_set_affinity(const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    }
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int CShims_get_affinity_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}
 
 int CShims_set_linger_zero(int fd) {
     struct linger l = {.l_onoff = 1, .l_linger = 0};

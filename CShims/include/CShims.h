@@ -59,6 +59,23 @@ extern const int CShims_SO_LINGER;
 extern const int CShims_TCP_NODELAY;
 extern const int CShims_IPV6_V6ONLY;
 extern const int CShims_MSG_NOSIGNAL;
+extern const int CShims_SO_KEEPALIVE;
+extern const int CShims_SO_BINDTODEVICE;
+extern const int CShims_TCP_KEEPIDLE;
+extern const int CShims_TCP_KEEPINTVL;
+extern const int CShims_TCP_KEEPCNT;
+extern const int CShims_TCP_DEFER_ACCEPT;
+extern const int CShims_TCP_FASTOPEN;
+extern const int CShims_TCP_MAXSEG;
+extern const int CShims_TCP_USER_TIMEOUT;
+/// SO_BINDTODEVICE takes a string, not an int.
+int CShims_bind_to_device(int fd, const char *name);
+
+// threads: CPU_SET and friends are macros.
+/// Pins the calling thread to `cpus`. 0 or an errno value, as pthread_setaffinity_np.
+int CShims_set_affinity(const int *cpus, int count);
+/// How many CPUs the calling thread may run on, or -1.
+int CShims_get_affinity_count(void);
 /// SO_LINGER with a zero timeout: close() then sends RST, used to propagate a reset.
 int CShims_set_linger_zero(int fd);
 

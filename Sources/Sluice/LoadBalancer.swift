@@ -71,48 +71,84 @@ public final class LoadBalancer: Sendable {
             var server: Server
             var address: SocketAddress
             var check: CheckPlan?
+            /// `init-addr none` took effect: no address yet.
+            var unresolved = false
         }
         var configuration: Configuration
         var servers: [String: [ServerPlan]] = [:]
         var binds: [String: [SocketAddress]] = [:]
     }
 
+    /// Resolves every address; every failure is reported, not only the first.
     private static func resolve(_ configuration: Configuration) throws(SluiceError) -> ResolvedPlan {
         var plan = ResolvedPlan(configuration: configuration)
+        var problems: [String] = []
         for backend in configuration.backends {
             var servers: [ResolvedPlan.ServerPlan] = []
             for server in backend.servers {
-                let address: SocketAddress
+                guard let (address, unresolved) = serverAddress(server, backend: backend, problems: &problems) else { continue }
                 do {
-                    address = try SocketAddress.resolve(host: server.endpoint.host ?? "0.0.0.0", port: server.endpoint.port)
+                    let check = try server.check.map { check throws(SluiceError) in
+                        try CheckPlan(server: server, check: check, serverAddress: address, backend: backend)
+                    }
+                    var server = server
+                    // `init-addr none`: no address yet; maintenance until `set server addr`.
+                    if unresolved { server.isDisabled = true }
+                    servers.append(.init(server: server, address: address, check: check, unresolved: unresolved))
                 } catch {
-                    throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve \(server.endpoint): \(error)")
+                    problems.append(error.message)
                 }
-                let check = try server.check.map { check throws(SluiceError) in
-                    try CheckPlan(server: server, check: check, serverAddress: address, backend: backend)
-                }
-                servers.append(.init(server: server, address: address, check: check))
             }
             if case .failure(let error) = CheckProtocol.make(backend.healthCheck) {
-                throw SluiceError("backend '\(backend.name)': \(error.message)")
+                problems.append("backend '\(backend.name)': \(error.message)")
             }
             plan.servers[backend.name] = servers
         }
         for frontend in configuration.frontends {
             guard configuration.backend(named: frontend.defaultBackend) != nil else {
-                throw SluiceError("frontend '\(frontend.name)': no backend named '\(frontend.defaultBackend)'")
+                problems.append("frontend '\(frontend.name)': no backend named '\(frontend.defaultBackend)'")
+                continue
             }
             var binds: [SocketAddress] = []
             for bind in frontend.binds {
                 do {
-                    binds.append(try SocketAddress.resolve(host: bind.endpoint.host ?? "0.0.0.0", port: bind.endpoint.port))
+                    binds.append(try SocketAddress.resolve(host: bind.endpoint.host ?? (bind.v6Only == false ? "::" : "0.0.0.0"), port: bind.endpoint.port))
                 } catch {
-                    throw SluiceError("frontend '\(frontend.name)': cannot resolve bind address \(bind.endpoint): \(error)")
+                    problems.append("frontend '\(frontend.name)': cannot resolve bind address \(bind.endpoint): \(error)")
                 }
             }
             plan.binds[frontend.name] = binds
         }
+        if !problems.isEmpty { throw SluiceError(problems.joined(separator: "\n")) }
         return plan
+    }
+
+    /// A server's address by its `init-addr` methods, in order; `unresolved` when `none` was taken.
+    private static func serverAddress(_ server: Server, backend: Backend, problems: inout [String]) -> (SocketAddress, unresolved: Bool)? {
+        let host = server.endpoint.host ?? "0.0.0.0"
+        var failures: [String] = []
+        for method in server.initAddress {
+            switch method {
+            case .libc:
+                do {
+                    return (try SocketAddress.resolve(host: host, port: server.endpoint.port, preferIPv6: server.preferIPv6), false)
+                } catch {
+                    failures.append("\(error)")
+                }
+            case .last:
+                failures.append("init-addr last: Sluice reads no server-state file")
+            case .ip(let ip):
+                if let address = SocketAddress(ip: ip, port: server.endpoint.port) { return (address, false) }
+                failures.append("init-addr \(ip) is not an IP address")
+            case .none:
+                guard let placeholder = SocketAddress(ip: host.contains(":") ? "::" : "0.0.0.0", port: server.endpoint.port) else {
+                    preconditionFailure("the unspecified address with port \(server.endpoint.port) did not parse")
+                }
+                return (placeholder, true)
+            }
+        }
+        problems.append("backend '\(backend.name)' server '\(server.name)': cannot resolve \(server.endpoint): \(failures.joined(separator: "; "))")
+        return nil
     }
 
     /// Creates or updates the shared state. A server that keeps its name keeps its state object
@@ -134,10 +170,12 @@ public final class LoadBalancer: Sendable {
                     servers.append(old)
                 } else {
                     if let old = existing?.server(named: p.server.name) { run.retired.append(old) }
-                    servers.append(ServerState(
+                    let state = ServerState(
                         name: p.server.name, ordinal: existing?.nextOrdinal() ?? servers.count, address: p.address,
                         weight: p.server.weight, isBackup: p.server.isBackup, admin: admin,
-                        configuration: p.server, checkPlan: p.check))
+                        configuration: p.server, checkPlan: p.check)
+                    state.awaitingAddress.store(p.unresolved, ordering: .relaxed)
+                    servers.append(state)
                 }
             }
             if let existing {
@@ -189,7 +227,9 @@ public final class LoadBalancer: Sendable {
         if engine == .ioUring && !URingReactor.isAvailable {
             throw SluiceError("io-engine io_uring: this kernel does not let the process create an io_uring (disabled by sysctl kernel.io_uring_disabled or seccomp?); use 'io-engine epoll'")
         }
-        let (listenersByWorker, addresses) = try openListeners(plan, frontends: frontends, threads: threads, keep: [:])
+        let opened = try openListeners(plan, threads: threads, keep: [:])
+        let listenersByWorker = opened.listeners(frontends)
+        let addresses = opened.addresses
         func makeWorkers(_ engine: IOEngine) throws(SystemError) -> [Worker] {
             var workers: [Worker] = []
             for w in 0..<threads {
@@ -220,9 +260,15 @@ public final class LoadBalancer: Sendable {
         checkWorker.checks?.configure(Self.checkTargets(configuration, backends))
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
         var started: [OSThread] = []
-        for worker in workers {
+        let cpuMap = configuration.global.cpuMap
+        for (n, worker) in workers.enumerated() {
+            let cpus = CPUMapping.cpus(of: n + 1, in: cpuMap)
+            let logger = self.logger
             do {
-                started.append(try OSThread.spawn { worker.run() })
+                started.append(try OSThread.spawn {
+                    if let cpus, let problem = CPUAffinity.pin(cpus) { logger.warning("\(problem)") }
+                    worker.run()
+                })
             } catch {
                 for w in workers { w.post(.stopNow) }
                 for t in started { t.join() }
@@ -243,7 +289,9 @@ public final class LoadBalancer: Sendable {
         if !configuration.global.statsSockets.isEmpty {
             do {
                 let server = try StatsSocketServer(sockets: configuration.global.statsSockets,
-                                                   api: RuntimeAPI(balancer: self, version: Self.version), logger: logger)
+                                                   api: RuntimeAPI(balancer: self, version: Self.version), logger: logger,
+                                                   maxConnections: configuration.global.statsMaxConnections,
+                                                   idleTimeout: configuration.global.statsTimeout)
                 try server.start()
                 state.withLock { $0.statsServer = server }
             } catch {
@@ -258,38 +306,66 @@ public final class LoadBalancer: Sendable {
         configuration.backends.compactMap { b in backends[b.name].map { ($0, b) } }
     }
 
+    /// Sockets opened for a configuration's binds, not yet handed to reactors.
+    private struct OpenedListeners {
+        /// Per reactor: (frontend name, descriptor, listener key).
+        var byWorker: [[(frontend: String, fd: CInt, key: String)]]
+        var addresses: [String: [SocketAddress]]
+
+        func closeAll() { for list in byWorker { for l in list { closeDescriptor(l.fd) } } }
+
+        /// The reactors' listeners, once the frontends' shared state exists.
+        func listeners(_ frontends: [String: FrontendState]) -> [[Worker.Listener]] {
+            byWorker.map { list in
+                list.compactMap { l in frontends[l.frontend].map { Worker.Listener(fd: l.fd, frontend: $0, key: l.key) } }
+            }
+        }
+    }
+
     /// Opens one `SO_REUSEPORT` socket per bind per reactor, except binds in `keep` (already open).
-    private func openListeners(_ plan: ResolvedPlan, frontends: [String: FrontendState], threads: Int,
-                               keep: [String: SocketAddress]) throws(SluiceError) -> ([[Worker.Listener]], [String: [SocketAddress]]) {
-        var byWorker = [[Worker.Listener]](repeating: [], count: threads)
-        var addresses: [String: [SocketAddress]] = [:]
+    /// Nothing else changes, so a bind that fails (an address in use, a privileged port after
+    /// `user`) leaves the running balancer as it was.
+    private func openListeners(_ plan: ResolvedPlan, threads: Int, keep: [String: SocketAddress]) throws(SluiceError) -> OpenedListeners {
+        var opened = OpenedListeners(byWorker: Array(repeating: [], count: threads), addresses: [:])
         for frontend in plan.configuration.frontends {
-            guard let state = frontends[frontend.name] else { continue }
             for (bind, resolved) in zip(frontend.binds, plan.binds[frontend.name] ?? []) {
                 let key = Self.listenerKey(frontend.name, resolved)
                 if let kept = keep[key] {
-                    addresses[frontend.name, default: []].append(kept)
+                    opened.addresses[frontend.name, default: []].append(kept)
                     continue
                 }
                 var address = resolved
                 let backlog = bind.backlog ?? max(1024, min(frontend.maxConnections ?? 1024, 65535))
                 for w in 0..<threads {
                     do {
-                        let fd = try Socket.listen(on: address, backlog: backlog, reusePort: true).release()
+                        let fd = try Socket.listen(on: address, backlog: backlog, reusePort: true, options: Self.listenOptions(bind, backlog: backlog)).release()
                         if address.port == 0 {
                             // Port 0: the kernel picked one; the other reactors join it.
                             address = try Socket.localAddress(fd)
                         }
-                        byWorker[w].append(Worker.Listener(fd: fd, frontend: state, key: key))
+                        opened.byWorker[w].append((frontend.name, fd, key))
                     } catch {
-                        for list in byWorker { for l in list { closeDescriptor(l.fd) } }
+                        opened.closeAll()
                         throw SluiceError("frontend '\(frontend.name)': cannot listen on \(bind.endpoint): \(error)")
                     }
                 }
-                addresses[frontend.name, default: []].append(address)
+                opened.addresses[frontend.name, default: []].append(address)
             }
         }
-        return (byWorker, addresses)
+        return opened
+    }
+
+    private static func listenOptions(_ bind: Bind, backlog: Int) -> Socket.ListenOptions {
+        var options = Socket.ListenOptions()
+        options.v6Only = bind.v6Only ?? true
+        // HAProxy's defer-accept: the kernel holds the connection until the client speaks (for at
+        // most about a second here, then hands it over anyway).
+        options.deferAcceptSeconds = bind.deferAccept ? 1 : 0
+        options.fastOpenQueue = bind.fastOpen ? backlog : 0
+        options.interface = bind.interface
+        options.maxSegmentSize = bind.maxSegmentSize ?? 0
+        options.userTimeoutMs = bind.userTimeout.map { Int($0.milliseconds) } ?? 0
+        return options
     }
 
     /// Identifies a listener across reloads: the frontend and the address as configured.
@@ -329,11 +405,13 @@ public final class LoadBalancer: Sendable {
         let removedKeys = Set(keep.keys).subtracting(wanted)
         for key in removedKeys { keep[key] = nil }
 
+        let opened = try openListeners(plan, threads: threads, keep: keep)
         let (frontends, backends, workers) = state.withLock { run in
             Self.apply(plan, to: &run)
             return (run.frontends, run.backends, run.workers)
         }
-        let (added, addresses) = try openListeners(plan, frontends: frontends, threads: threads, keep: keep)
+        let added = opened.listeners(frontends)
+        let addresses = opened.addresses
         for (w, worker) in workers.enumerated() {
             worker.post(.updateListeners(add: added[w], removeKeys: removedKeys))
         }

@@ -35,6 +35,15 @@ struct SluiceCommand: ParsableCommand {
     @Flag(name: .customShort("q"), help: "Quiet: log warnings and errors only.")
     var quiet = false
 
+    @Flag(name: .customShort("D"), help: "Run in the background once listening, as 'daemon' in global.")
+    var daemonFlag = false
+
+    @Flag(name: .customLong("db", withSingleDash: true), help: "Stay in the foreground even if the configuration says 'daemon'.")
+    var foreground = false
+
+    @Option(name: .customShort("p"), help: ArgumentHelp("Write the pid to this file, as 'pidfile' in global.", valueName: "pidfile"))
+    var pidFilePath: String?
+
     func run() throws {
         if version {
             print("Sluice version \(sluiceVersion)")
@@ -52,8 +61,10 @@ struct SluiceCommand: ParsableCommand {
         let logger = Logger(label: "sluice")
 
         let parsed: ParsedConfiguration
+        let sources: ConfigurationFiles
         do {
-            parsed = try Configuration.load(paths: files)
+            sources = try ConfigurationFiles(paths: files)
+            parsed = try sources.load()
         } catch {
             for diagnostic in error.diagnostics { printError(diagnostic.description) }
             printError("\(error.errors.count) error\(error.errors.count == 1 ? "" : "s") in the configuration")
@@ -72,41 +83,68 @@ struct SluiceCommand: ParsableCommand {
             print("Configuration file is valid")
             return
         }
+        let global = parsed.configuration.global
+        if let limit = global.fileLimit, let warning = DescriptorLimit.raise(to: limit) {
+            logger.warning("\(warning)")
+        }
+        // Fork before any thread exists: the child alone starts reactors.
+        var daemon: Daemon? = (daemonFlag || global.daemon) && !foreground ? try Daemon.detach(keeping: sources.descriptors) : nil
+        func fail(_ message: String) -> ExitCode {
+            if let d = daemon.take() { d.failed("error: \(message)") } else { printError("error: \(message)") }
+            return ExitCode(1)
+        }
 
         // Signals go to this thread, which waits for them; block them before reactors start so that
-        // every thread inherits the mask. SIGUSR2 is ours: the thread that waits for the reactors to
-        // end raises it, so that this loop still hears a second stop signal meanwhile.
+        // every thread inherits the mask. SIGALRM is ours: the thread that waits for the reactors to
+        // end raises it, so that this loop still hears a second stop signal meanwhile. SIGUSR2
+        // reloads, as it does HAProxy's master process (systemd units send it).
         var signals = sigset_t()
         sigemptyset(&signals)
-        for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&signals, s) }
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let paths = files
         balancer.setReloadSource { () throws(ConfigurationError) -> Configuration in
-            let parsed = try Configuration.load(paths: paths)
+            // Through the directories opened at start: this works after chroot too.
+            let parsed = try sources.load()
             for warning in parsed.warnings { logger.warning("\(warning)") }
             return parsed.configuration
         }
         do {
             try balancer.start()
         } catch {
-            printError("error: \(error)")
-            throw ExitCode(1)
+            throw fail("\(error)")
         }
-        logger.notice("Sluice \(sluiceVersion) started (pid \(getpid()))")
+        var pidFile: PidFile?
+        do {
+            if let path = pidFilePath ?? global.pidFile { pidFile = try PidFile(path: path) }
+            // Listeners and stats sockets are open: now give up what opened them.
+            try Privileges.drop(chroot: global.chroot, userID: global.userID, groupID: global.groupID)
+        } catch {
+            balancer.stop(graceful: false)
+            balancer.wait()
+            _ = pidFile.take()?.remove()
+            throw fail("\(error)")
+        }
+        logger.notice("Sluice \(sluiceVersion) started (pid \(getpid())\(global.daemon || daemonFlag ? ", in the background" : ""))")
+        daemon.take()?.ready()
+        defer {
+            if let problem = pidFile.take()?.remove() { logger.warning("\(problem)") }
+        }
 
         var stopping = false
         while true {
             var received: CInt = 0
             guard sigwait(&signals, &received) == 0 else { continue }
             switch received {
-            case SIGHUP:
+            case SIGHUP, SIGUSR2:
+                let name = received == SIGHUP ? "SIGHUP" : "SIGUSR2"
                 do {
                     let notices = try balancer.reloadFromSource()
-                    logger.notice("SIGHUP: configuration reloaded from \(paths.joined(separator: ", "))")
+                    logger.notice("\(name): configuration reloaded from \(paths.joined(separator: ", "))")
                     for notice in notices { logger.warning("\(notice)") }
                 } catch {
-                    logger.error("SIGHUP: reload failed; the running configuration is unchanged:\n\(error)")
+                    logger.error("\(name): reload failed; the running configuration is unchanged:\n\(error)")
                 }
             case SIGINT, SIGTERM, SIGUSR1:
                 if !stopping {
@@ -114,12 +152,12 @@ struct SluiceCommand: ParsableCommand {
                     logger.notice("stopping: no new connections; \(balancer.currentSessions) session(s) finishing")
                     balancer.stop(graceful: true)
                     let pid = getpid()
-                    spawnWaiter { balancer.wait(); kill(pid, SIGUSR2) }
+                    spawnWaiter { balancer.wait(); kill(pid, SIGALRM) }
                 } else if received != SIGUSR1 {
                     logger.notice("second stop signal: closing every session now")
                     balancer.stop(graceful: false)
                 }
-            case SIGUSR2 where stopping:
+            case SIGALRM where stopping:
                 logger.notice("stopped")
                 return
             default:

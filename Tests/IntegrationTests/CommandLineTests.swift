@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Sluice
 #if canImport(Glibc)
@@ -22,7 +23,10 @@ extension Loopback {
         return path
     }
 
-    static func run(_ arguments: [String]) throws -> Run {
+    /// Runs `sluice` to its end. Both pipes are read at once (a child that fills one while the
+    /// test waits on the other would block forever), and a child still running at `deadline` is
+    /// killed, so a stuck child fails its test instead of hanging CI.
+    static func run(_ arguments: [String], deadline: Duration = .seconds(60)) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: sluiceExecutable())
         process.arguments = arguments
@@ -30,9 +34,16 @@ extension Loopback {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        let stderr = Mutex(Data())
+        let reader = Thread { stderr.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
+        reader.start()
+        let killer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(deadline.components.seconds * 1000)), execute: killer)
         let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        killer.cancel()
+        try eventually("the child's standard error is read to its end") { reader.isFinished }
+        let e = stderr.withLock { $0 }
         return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 

@@ -166,17 +166,27 @@ struct ParserTests {
             == ["t.cfg:3: error: [frontend 'fe'] 'default_backend': backend 'be' (at t.cfg:4) has no 'server' line, so every connection would fail"])
     }
 
-    @Test func modeHTTPIsRejectedWithTheReason() {
+    @Test func aProxyThatWouldRunInModeHTTPIsRejectedOnceWithTheReason() {
         let errors = Self.errors("defaults\n  mode http\n" + Self.valid)
-        #expect(errors.count == 1)
-        #expect(errors[0].hasPrefix("t.cfg:2: error: [defaults] 'mode http': rejected: Sluice is a Layer-4 (TCP) balancer; use 'mode tcp'"))
+        #expect(errors == [
+            "t.cfg:3: error: [frontend 'fe'] 'mode http': rejected: this proxy runs in mode http (set at t.cfg:2), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice",
+            "t.cfg:6: error: [backend 'be'] 'mode http': rejected: this proxy runs in mode http (set at t.cfg:2), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice",
+        ])
     }
 
-    @Test func optionForwardforIsRejectedPointingAtSendProxy() {
-        let errors = Self.errors(Self.valid.replacingOccurrences(of: "  bind :80\n", with: "  bind :80\n  option forwardfor\n"))
-        #expect(errors.count == 1)
-        #expect(errors[0].hasPrefix("t.cfg:3: error: [frontend 'fe'] 'option forwardfor': rejected: X-Forwarded-For is an HTTP header"))
-        #expect(errors[0].contains("send-proxy"))
+    @Test func httpOnlyKeywordsInATCPProxyAreIgnoredWithHAProxysWarningOncePerLine() throws {
+        let parsed = try Configuration.parse("defaults\n  mode http\n  option forwardfor\n"
+            + Self.valid.replacingOccurrences(of: "  bind :80\n", with: "  bind :80\n  mode tcp\n  http-request deny\n")
+                .replacingOccurrences(of: "backend be\n", with: "backend be\n  mode tcp\n"), file: "t.cfg")
+        let http = parsed.warnings.map(\.description).filter { $0.contains("HTTP mode") }
+        #expect(http == [
+            "t.cfg:3: warning: 'option forwardfor': ignored for frontend 'fe', backend 'be': it requires HTTP mode, and these proxies run in mode tcp (as HAProxy does)",
+            "t.cfg:7: warning: 'http-request': ignored for frontend 'fe': it requires HTTP mode, and this proxy runs in mode tcp (as HAProxy does)",
+        ])
+        // `no option` in the proxy takes the inherited option back: no warning for that proxy.
+        let cleared = try Configuration.parse("defaults\n  option forwardfor\n" + Self.valid + "  no option forwardfor\n", file: "t.cfg")
+        #expect(cleared.warnings.map(\.description).filter { $0.contains("HTTP mode") }
+            == ["t.cfg:2: warning: 'option forwardfor': ignored for frontend 'fe': it requires HTTP mode, and this proxy runs in mode tcp (as HAProxy does)"])
     }
 
     @Test func everyErrorIsReportedNotOnlyTheFirst() {
@@ -185,7 +195,7 @@ struct ParserTests {
               nbthread zero
             frontend fe
               bind :80
-              http-request deny
+              option frob
               default_backend be
             backend be
               server a 10.0.0.1:80 weight 300
@@ -193,21 +203,21 @@ struct ParserTests {
             """)
         #expect(errors.count == 4)
         #expect(errors[0].hasPrefix("t.cfg:2:") && errors[0].contains("nbthread 'zero' is not a whole number"))
-        #expect(errors[1].hasPrefix("t.cfg:5:") && errors[1].contains("'http-request': rejected"))
+        #expect(errors[1] == "t.cfg:5: error: [frontend 'fe'] 'option frob': unknown option")
         #expect(errors[2] == "t.cfg:8: error: [backend 'be'] 'server': weight 300 for server 'a' is outside 0...256")
         #expect(errors[3] == "t.cfg:9: error: [backend 'be'] 'server': unknown server parameter 'frob' for server 'b'")
     }
 
     @Test func unsupportedButValidHAProxyKeywordsSaySoInsteadOfBeingIgnored() {
-        #expect(Self.errors(Self.valid + "  balance leastconn\n") == ["t.cfg:6: error: [backend 'be'] 'balance': algorithm 'leastconn' is not supported yet; supported: roundrobin"])
-        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 send-proxy\n") == ["t.cfg:6: error: [backend 'be'] 'server': server parameter 'send-proxy' for server 'b' is not supported yet by Sluice"])
+        #expect(Self.errors(Self.valid + "  balance random\n") == ["t.cfg:6: error: [backend 'be'] 'balance': algorithm 'random' is not supported yet; supported: roundrobin"])
+        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 agent-check\n") == ["t.cfg:6: error: [backend 'be'] 'server': server parameter 'agent-check' for server 'b' is not supported yet: agent checks"])
     }
 
     @Test func harmlessLayer7LeftoversAreWarningsNamingTheLine() throws {
         let parsed = try Configuration.parse("defaults\n  option httpclose\n  timeout http-request 5s\n" + Self.valid, file: "t.cfg")
-        #expect(parsed.warnings.map(\.description) == [
-            "t.cfg:2: warning: [defaults] 'option httpclose': has no meaning at Layer 4; ignored",
-            "t.cfg:3: warning: [defaults] 'timeout http-request': applies to HTTP proxies only; it has no effect in Sluice",
+        #expect(parsed.warnings.map(\.description).filter { $0.contains("HTTP") } == [
+            "t.cfg:2: warning: 'option httpclose': ignored for frontend 'fe', backend 'be': it requires HTTP mode, and these proxies run in mode tcp (as HAProxy does)",
+            "t.cfg:3: warning: 'timeout http-request': ignored for frontend 'fe', backend 'be': it requires HTTP mode, and these proxies run in mode tcp (as HAProxy does)",
         ])
     }
 

@@ -142,6 +142,12 @@ struct BackendSettings: Sendable {
     var serverFinTimeoutMs: Int64 = 0
     /// 0: unset.
     var tunnelTimeoutMs: Int64 = 0
+    /// `option srvtcpka`.
+    var keepAlive = KeepAliveSettings()
+    /// `option nolinger`: close server connections with a reset.
+    var noLinger = false
+    /// `option abortonclose`: drop a session whose client closed before it was connected.
+    var abortOnClose = false
 
     /// Nothing allowed: a free session slot's placeholder.
     init() {}
@@ -155,5 +161,8 @@ struct BackendSettings: Sendable {
         serverTimeoutMs = backend.serverTimeout?.milliseconds ?? 0
         serverFinTimeoutMs = backend.serverFinTimeout?.milliseconds ?? 0
         tunnelTimeoutMs = backend.tunnelTimeout?.milliseconds ?? 0
+        keepAlive = KeepAliveSettings(backend.serverKeepAlive)
+        noLinger = backend.noLinger
+        abortOnClose = backend.abortOnClose
     }
 }

@@ -75,6 +75,9 @@ public final class ServerState: Sendable {
     /// Time spent DOWN before the current period (`downtime`), and when the current one began (0: up).
     let downtimeMs = Atomic<Int64>(0)
     let downSince = Atomic<Int64>(0)
+    /// Started in maintenance by `init-addr none` because its name did not resolve; the first
+    /// `set server addr` gives it an address and takes it out of maintenance (HAProxy's RMAINT).
+    let awaitingAddress = Atomic<Bool>(false)
     /// Consecutive connection failures seen on traffic, for `observe layer4`.
     let observedErrors = Atomic<Int>(0)
 

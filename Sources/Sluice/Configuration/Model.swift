@@ -39,8 +39,64 @@ public struct Global: Hashable, Sendable {
     /// `io-engine epoll|io_uring` (a Sluice extension): how reactors learn that sockets are ready.
     /// Data moves with inline `splice(2)`/`recv`/`send` either way. nil: `IOEngine.preferred`.
     public var ioEngine: IOEngine?
+    /// `daemon` (or `sluice -D`): fork into the background once every listener and stats socket is
+    /// open; the parent exits 0 then, or non-zero with the child's error. `sluice -db` overrides.
+    public var daemon: Bool = false
+    /// `pidfile` (or `sluice -p`): the running process writes its pid here and removes it on exit.
+    public var pidFile: String?
+    /// `uid`/`user`: the user id the process switches to once listeners and stats sockets are open.
+    /// Names are resolved when the configuration is read. Nil: keep the starting user.
+    public var userID: UInt32?
+    /// `gid`/`group`: the group id, likewise. Nil with a `user`: that user's primary group.
+    public var groupID: UInt32?
+    /// `chroot`: the directory the process makes its root once listeners are open.
+    public var chroot: String?
+    /// `ulimit-n`: the descriptor limit (soft) to raise to, up to the hard limit.
+    public var fileLimit: Int?
+    /// `cpu-map` lines, in order: which CPUs each reactor thread may run on.
+    public var cpuMap: [CPUMapping] = []
+    /// `tune.bufsize`: bytes of the copy buffer used before a direction proves bulk (and when
+    /// pipes are unavailable). Default 16,384, as HAProxy.
+    public var bufferSize: Int = 16384
+    /// `node` and `description`: names shown by the runtime API's `show info`.
+    public var node: String?
+    public var description: String?
+    /// `stats timeout`: an idle runtime-API connection is closed after this long. Default 10 s.
+    public var statsTimeout: Duration = .seconds(10)
+    /// `stats maxconn`: runtime-API connections served at once; more wait. Default 10, as HAProxy.
+    public var statsMaxConnections: Int = 10
 
     public init() {}
+}
+
+/// One `cpu-map [auto:]1[/<threads>] <cpus>…` line.
+public struct CPUMapping: Hashable, Sendable {
+    /// Thread numbers (1-based) the line covers; threads above `nbthread` are ignored, as HAProxy.
+    public var threads: [Int]
+    /// CPU numbers (0-based).
+    public var cpus: [Int]
+    /// `auto:`: the n-th thread gets the n-th CPU instead of the whole set.
+    public var automatic: Bool
+
+    public init(threads: [Int], cpus: [Int], automatic: Bool) {
+        self.threads = threads
+        self.cpus = cpus
+        self.automatic = automatic
+    }
+
+    /// The CPUs of each thread 1...`threadCount` under `mappings` (later lines win); nil: unpinned.
+    public static func cpus(of thread: Int, in mappings: [CPUMapping]) -> [Int]? {
+        var result: [Int]?
+        for m in mappings {
+            guard let position = m.threads.firstIndex(of: thread) else { continue }
+            if m.automatic {
+                if position < m.cpus.count { result = [m.cpus[position]] }
+            } else {
+                result = m.cpus
+            }
+        }
+        return result
+    }
 }
 
 /// `stats socket <path> [mode <octal>] [level user|operator|admin]`.
@@ -90,6 +146,21 @@ public struct Bind: Hashable, Sendable {
     /// `backlog`: the kernel's accept queue length. Nil: the frontend's `maxconn`, as HAProxy does,
     /// and at least 1,024.
     public var backlog: Int?
+    /// `v4v6` (false) / `v6only` (true): whether an IPv6 listener refuses IPv4-mapped clients.
+    /// Nil: IPv6 only for an IPv6 address, as HAProxy on Linux.
+    public var v6Only: Bool?
+    /// `defer-accept`: accept only once the client has sent data (`TCP_DEFER_ACCEPT`).
+    public var deferAccept: Bool = false
+    /// `tfo`: TCP Fast Open on the listener (`TCP_FASTOPEN`, queue = backlog).
+    public var fastOpen: Bool = false
+    /// `interface <name>`: accept only through this network interface (`SO_BINDTODEVICE`).
+    public var interface: String?
+    /// `mss <n>`: the maximum segment size advertised to clients (`TCP_MAXSEG`).
+    public var maxSegmentSize: Int?
+    /// `tcp-ut <time>`: how long sent data may stay unacknowledged (`TCP_USER_TIMEOUT`).
+    public var userTimeout: Duration?
+    /// `name <text>`: shown in logs.
+    public var name: String?
 
     public init(endpoint: Endpoint, backlog: Int? = nil) {
         self.endpoint = endpoint
@@ -111,6 +182,11 @@ public struct Frontend: Hashable, Sendable {
     /// `timeout client-fin`: inactivity on the client side once one direction is closed.
     /// Nil: `clientTimeout`.
     public var clientFinTimeout: Duration?
+    /// `option clitcpka` (or `tcpka`): keep-alive probes on client connections. Nil: off.
+    public var clientKeepAlive: TCPKeepAlive?
+    /// `option nolinger`: client connections end with a reset instead of a FIN, freeing their
+    /// resources at once (HAProxy's meaning; the client may lose the last bytes sent).
+    public var noLinger: Bool = false
 
     public init(name: String, binds: [Bind], defaultBackend: String, maxConnections: Int? = nil,
                 clientTimeout: Duration? = nil, clientFinTimeout: Duration? = nil) {
@@ -120,6 +196,21 @@ public struct Frontend: Hashable, Sendable {
         self.maxConnections = maxConnections
         self.clientTimeout = clientTimeout
         self.clientFinTimeout = clientFinTimeout
+    }
+}
+
+/// TCP keep-alive probes on one side's sockets (`option clitcpka`/`srvtcpka`, with
+/// `clitcpka-idle|intvl|cnt`): `SO_KEEPALIVE`, and `TCP_KEEPIDLE`/`TCP_KEEPINTVL`/`TCP_KEEPCNT`
+/// where set (nil: the kernel's `net.ipv4.tcp_keepalive_*`).
+public struct TCPKeepAlive: Hashable, Sendable {
+    public var idle: Duration?
+    public var interval: Duration?
+    public var count: Int?
+
+    public init(idle: Duration? = nil, interval: Duration? = nil, count: Int? = nil) {
+        self.idle = idle
+        self.interval = interval
+        self.count = count
     }
 }
 
@@ -157,6 +248,13 @@ public struct Backend: Hashable, Sendable {
     public var checkTimeout: Duration?
     /// The active health check, when servers have `check`.
     public var healthCheck: HealthCheck = .tcpConnect
+    /// `option srvtcpka` (or `tcpka`): keep-alive probes on server connections. Nil: off.
+    public var serverKeepAlive: TCPKeepAlive?
+    /// `option nolinger`: server connections end with a reset instead of a FIN.
+    public var noLinger: Bool = false
+    /// `option abortonclose`: a client that closes while its session waits in a queue or for
+    /// its server connection is dropped at once instead of being connected (HAProxy's meaning).
+    public var abortOnClose: Bool = false
 
     public init(name: String, servers: [Server]) {
         self.name = name
@@ -191,6 +289,20 @@ public struct Server: Hashable, Sendable {
     /// `on-marked-up shutdown-backup-sessions`: when this primary comes up, close the backups' sessions
     /// so that clients reconnect to primaries.
     public var shutdownBackupSessionsWhenUp: Bool = false
+    /// `maxconn`: sessions open to this server at once; more wait in the server's queue (or the
+    /// backend's), FIFO, bounded by `maxqueue` and `timeout queue`. Nil: no limit.
+    public var maxConnections: Int?
+    /// `maxqueue`: sessions that may wait for this server; beyond it a session goes to another
+    /// server or the backend's queue. Nil: no limit.
+    public var maxQueue: Int?
+    /// `send-proxy` / `send-proxy-v2`: the PROXY-protocol header sent to the server before the
+    /// client's bytes, carrying the client's address. Nil: none.
+    public var proxyProtocol: ProxyProtocolVersion?
+    /// `init-addr`: how the address is found at start, tried in order. Default `[.libc]`.
+    public var initAddress: [InitAddressMethod] = [.libc]
+    /// `resolve-prefer ipv6`: take an IPv6 address when a name has both families. Default: IPv4
+    /// (HAProxy's default of ipv6 applies to its DNS resolvers, which Sluice does not have).
+    public var preferIPv6: Bool = false
 
     public init(name: String, endpoint: Endpoint, weight: Int = 1, isBackup: Bool = false,
                 isDisabled: Bool = false, check: ServerCheck? = nil) {
@@ -201,6 +313,23 @@ public struct Server: Hashable, Sendable {
         self.isDisabled = isDisabled
         self.check = check
     }
+}
+
+/// The PROXY protocol's versions (`send-proxy`, `send-proxy-v2`).
+public enum ProxyProtocolVersion: Int, Hashable, Sendable {
+    case v1 = 1, v2 = 2
+}
+
+/// One method of `init-addr`.
+public enum InitAddressMethod: Hashable, Sendable {
+    /// `libc`: resolve the name with the system resolver.
+    case libc
+    /// `last`: the address from a server-state file. Sluice reads none, so this never succeeds.
+    case last
+    /// `none`: start in maintenance without an address; `set server addr` gives it one.
+    case none
+    /// An IP address to use as it is.
+    case ip(String)
 }
 
 /// HAProxy's `on-error` actions.

@@ -22,6 +22,36 @@ extension Configuration {
     }
 }
 
+/// Sections of HAProxy's that Sluice does not read.
+enum ForeignSection: String {
+    case resolvers, peers, userlist, program, mailers, ring, cache
+    case httpErrors = "http-errors", logForward = "log-forward", fcgiApp = "fcgi-app", crtStore = "crt-store"
+
+    /// Why the section changes nothing for a tcp-mode proxy; nil when it would, and is refused.
+    var unusedBecause: String? {
+        switch self {
+        case .userlist: "user lists serve HTTP authentication, which needs mode http"
+        case .httpErrors: "HTTP error pages need mode http"
+        case .cache: "the HTTP cache needs mode http"
+        case .fcgiApp: "FastCGI applications need mode http"
+        case .crtStore: "certificates serve TLS termination, and Sluice forwards TLS untouched"
+        default: nil
+        }
+    }
+
+    var refusal: String {
+        switch self {
+        case .resolvers: "DNS resolvers (runtime discovery of server addresses) are not supported yet; Sluice resolves server names once at start and at each reload"
+        case .peers: "peers (stick-table synchronisation) are not supported"
+        case .program: "Sluice runs no external programs; start them with your service manager"
+        case .mailers: "email alerts are not supported"
+        case .ring: "log rings are not supported yet"
+        case .logForward: "syslog forwarding is not supported"
+        default: "not supported"
+        }
+    }
+}
+
 /// The section kinds, as HAProxy names them.
 enum SectionKind: String, CaseIterable {
     case global, defaults, frontend, backend, listen
@@ -59,6 +89,26 @@ struct ProxyDraft {
     var checkKind: CheckKind = .tcpConnect
     var httpCheck = HTTPCheck()
     var tcpCheckRules: [TCPCheckRule] = []
+    /// `mode`, and where it was set (nil: HAProxy's default, tcp).
+    var mode = "tcp"
+    var modeLocation: SourceLocation?
+    /// Keywords that only mean something in mode http, where they were written: ignored with a
+    /// warning in a tcp proxy (as HAProxy does), part of the refusal of a mode http one.
+    var httpOnly: [(keyword: String, location: SourceLocation)] = []
+    /// `option clitcpka` / `option srvtcpka` (`option tcpka` sets both).
+    var clientKeepAlive = false
+    var serverKeepAlive = false
+    /// `option nolinger`, `option abortonclose`, `option independent-streams`.
+    var noLinger = false
+    var abortOnClose = false
+    var independentStreams = false
+    /// `clitcpka-*` / `srvtcpka-*`: probe timing when keep-alive is on.
+    /// A `bind` line of this proxy had an error: "no bind" would only repeat it.
+    var bindRefused = false
+    /// Likewise for a `server` line: "no server" would only repeat its error.
+    var serverRefused = false
+    var clientKeepAliveTuning = TCPKeepAlive()
+    var serverKeepAliveTuning = TCPKeepAlive()
 
     enum CheckKind { case tcpConnect, http, tcp }
 
@@ -79,14 +129,23 @@ struct ServerTemplate {
     var isDisabled = false
     var checkEnabled = false
     var check = ServerCheck()
+    var maxConnections: Int?
+    var maxQueue: Int?
+    var proxyProtocol: ProxyProtocolVersion?
+    var initAddress: [InitAddressMethod] = [.libc]
+    var preferIPv6 = false
 }
 
 struct Parser {
     private(set) var diagnostics: [ConfigDiagnostic] = []
-    private var global = Global()
+    var global = Global()
+    /// The primary group of `user`, used when no `group`/`gid` line names one.
+    var implicitGroup: UInt32?
     private var sawGlobal = false
     private var defaults = ProxyDraft(kind: .defaults, name: "", location: SourceLocation(file: "", line: 0))
     private var proxies: [ProxyDraft] = []
+    /// `defaults <name>` sections, for `from <name>`.
+    private var namedDefaults: [String: ProxyDraft] = [:]
     private var section: SectionKind?
     /// Set while the current section is one whose lines are skipped (after an error in its header).
     private var skippingSection = false
@@ -109,7 +168,9 @@ struct Parser {
                 continue
             }
             guard let first = words.first else { continue }
-            if let kind = SectionKind(rawValue: first) {
+            if let foreign = ForeignSection(rawValue: first) {
+                openForeignSection(foreign, words, location)
+            } else if let kind = SectionKind(rawValue: first) {
                 openSection(kind, words, location)
             } else {
                 keywordLine(words, location)
@@ -127,7 +188,19 @@ struct Parser {
             sawGlobal = true
         case .defaults:
             // A new defaults section starts from HAProxy's defaults, not from the previous one.
-            defaults = ProxyDraft(kind: .defaults, name: words.count > 1 ? words[1] : "", location: location)
+            var fresh = ProxyDraft(kind: .defaults, name: words.count > 1 ? words[1] : "", location: location)
+            if words.count > 2 {
+                if words[2] == "from", words.count == 4, let base = namedDefaults[words[3]] {
+                    fresh = base
+                    fresh.name = words[1]
+                    fresh.location = location
+                } else if words[2] == "from", words.count == 4 {
+                    error(location, keyword: "defaults", "no defaults section named '\(words[3])' before this line")
+                } else {
+                    error(location, keyword: "defaults", "expected 'defaults [<name>] [from <defaults>]'")
+                }
+            }
+            defaults = fresh
         case .frontend, .backend, .listen:
             guard words.count >= 2 else {
                 error(location, keyword: kind.rawValue, "needs a name: '\(kind.rawValue) <name>'")
@@ -139,16 +212,21 @@ struct Parser {
                 error(location, keyword: kind.rawValue, "name '\(name)' has the character '\(bad)'; use letters, digits, '-', '_', '.' and ':'")
             }
             var draft = defaults
+            var rest = Array(words.dropFirst(2))
+            if let from = rest.firstIndex(of: "from") {
+                if from + 1 < rest.count, let named = namedDefaults[rest[from + 1]] {
+                    draft = named
+                } else {
+                    error(location, keyword: kind.rawValue, from + 1 < rest.count
+                          ? "no defaults section named '\(rest[from + 1])' before this line" : "'from' needs the name of a defaults section")
+                }
+                rest.removeSubrange(from..<min(from + 2, rest.count))
+            }
             draft.kind = kind
             draft.name = name
             draft.location = location
-            var rest = Array(words.dropFirst(2))
-            if rest.first == "from" {
-                error(location, keyword: kind.rawValue, "'from <defaults>' (named defaults) is not supported yet; the proxy uses the last defaults section")
-                rest = Array(rest.dropFirst(2))
-            }
-            if kind == .listen, let address = rest.first {
-                // HAProxy's legacy `listen <name> <address>` form.
+            if kind != .backend, let address = rest.first {
+                // HAProxy's legacy `listen|frontend <name> <address>` form.
                 addBind(&draft, address, Array(rest.dropFirst()), location)
             } else if !rest.isEmpty {
                 error(location, keyword: kind.rawValue, "unexpected '\(rest[0])' after the \(kind.rawValue) name")
@@ -157,12 +235,25 @@ struct Parser {
         }
     }
 
+    /// A section Sluice does not read: accepted with one warning when it only serves HTTP, else
+    /// refused with one error on its header line. Its lines are skipped either way.
+    private mutating func openForeignSection(_ kind: ForeignSection, _ words: [String], _ location: SourceLocation) {
+        section = nil
+        skippingSection = true
+        currentSectionLabel = words.count > 1 ? "\(kind.rawValue) '\(words[1])'" : kind.rawValue
+        if let why = kind.unusedBecause {
+            warning(location, keyword: kind.rawValue, "section accepted and not used: \(why)")
+        } else {
+            error(location, keyword: kind.rawValue, "section rejected: \(kind.refusal); its lines are skipped")
+        }
+    }
+
     private mutating func keywordLine(_ words: [String], _ location: SourceLocation) {
+        if skippingSection { return }
         guard let section else {
             error(location, keyword: words[0], "appears before any section; start with 'global', 'defaults', 'frontend', 'backend' or 'listen'")
             return
         }
-        if skippingSection { return }
         if section == .global {
             globalKeyword(words, location)
         } else if section == .defaults {
@@ -170,6 +261,7 @@ struct Parser {
             defaults = ProxyDraft.placeholder  // keep `draft` uniquely referenced while it changes
             proxyKeyword(&draft, words, location)
             defaults = draft
+            if !draft.name.isEmpty { namedDefaults[draft.name] = draft }
         } else {
             var draft = proxies.removeLast()
             proxyKeyword(&draft, words, location)
@@ -181,6 +273,8 @@ struct Parser {
 
     /// e.g. `backend 'api'`; set when a section opens.
     private var currentSectionLabel: String?
+
+    var errorCount: Int { diagnostics.count { $0.severity == .error } }
 
     mutating func error(_ location: SourceLocation, keyword: String?, _ message: String) {
         diagnostics.append(ConfigDiagnostic(.error, location, section: currentSectionLabel, keyword: keyword, message))
@@ -206,120 +300,6 @@ struct Parser {
         return false
     }
 
-    // MARK: global
-
-    private mutating func globalKeyword(_ words: [String], _ location: SourceLocation) {
-        let keyword = words[0]
-        switch keyword {
-        case "maxconn":
-            guard expect(words, count: 2, location, usage: "maxconn <number>") else { return }
-            global.maxConnections = value(ValueParser.integer(words[1], in: 1...1_000_000, what: "maxconn"), location, keyword: keyword)
-        case "nbthread":
-            guard expect(words, count: 2, location, usage: "nbthread <number>") else { return }
-            global.threads = value(ValueParser.integer(words[1], in: 1...64, what: "nbthread"), location, keyword: keyword) ?? 1
-        case "maxpipes":
-            guard expect(words, count: 2, location, usage: "maxpipes <number>") else { return }
-            global.maxPipes = value(ValueParser.integer(words[1], in: 0...1_000_000, what: "maxpipes"), location, keyword: keyword)
-        case "tune.pipesize":
-            guard expect(words, count: 2, location, usage: "tune.pipesize <bytes>") else { return }
-            if let size = value(ValueParser.size(words[1]), location, keyword: keyword) {
-                if (4096...(64 << 20)).contains(size) { global.pipeSize = size } else {
-                    error(location, keyword: keyword, "\(size) bytes is outside 4096...67108864")
-                }
-            }
-        case "nosplice":
-            guard expect(words, count: 1, location, usage: "nosplice") else { return }
-            global.noSplice = true
-        case "spread-checks":
-            guard expect(words, count: 2, location, usage: "spread-checks <0..50>") else { return }
-            global.spreadChecks = value(ValueParser.integer(words[1], in: 0...50, what: "spread-checks"), location, keyword: keyword) ?? 0
-        case "hard-stop-after":
-            guard expect(words, count: 2, location, usage: "hard-stop-after <time>") else { return }
-            global.hardStopAfter = value(ValueParser.time(words[1]), location, keyword: keyword)
-        case "stats":
-            statsKeyword(words, location)
-        case "io-engine":
-            guard expect(words, count: 2, location, usage: "io-engine epoll|io_uring") else { return }
-            if let engine = IOEngine(rawValue: words[1]) { global.ioEngine = engine } else {
-                error(location, keyword: keyword, "'\(words[1])' is not an engine; expected epoll or io_uring (a Sluice extension)")
-            }
-        case "log", "log-send-hostname", "log-tag":
-            warning(location, keyword: keyword, "log targets are not supported yet; Sluice logs to standard error")
-        case "daemon", "master-worker":
-            error(location, keyword: keyword, "Sluice runs in the foreground; run it under a supervisor (systemd) instead of '\(keyword)'")
-        case "nbproc":
-            error(location, keyword: keyword, "removed in HAProxy 2.5; use 'nbthread'")
-        case "user", "group", "uid", "gid", "chroot", "pidfile", "ulimit-n", "cpu-map", "ssl-default-bind-ciphers",
-             "ssl-default-bind-options", "ca-base", "crt-base", "tune.bufsize", "tune.maxrewrite", "server-state-file",
-             "grace", "noreuseport", "description", "node", "setenv", "presetenv", "resetenv", "unsetenv":
-            error(location, keyword: keyword, "not supported yet by Sluice")
-        default:
-            if let allowed = ProxyKeywords.allowed[keyword] {
-                error(location, keyword: keyword, "is not allowed in the 'global' section (it belongs in \(ProxyKeywords.describe(allowed)))")
-            } else {
-                error(location, keyword: keyword, "unknown keyword in the 'global' section")
-            }
-        }
-    }
-
-    private mutating func statsKeyword(_ words: [String], _ location: SourceLocation) {
-        guard words.count >= 2 else {
-            error(location, keyword: "stats", "missing argument: expected 'stats socket <path> [mode <octal>] [level user|operator|admin]'")
-            return
-        }
-        let keyword = "stats \(words[1])"
-        switch words[1] {
-        case "socket":
-            guard words.count >= 3 else {
-                error(location, keyword: keyword, "missing path: expected 'stats socket <path> [mode <octal>] [level user|operator|admin]'")
-                return
-            }
-            let path = words[2]
-            if path.contains(":") && !path.hasPrefix("/") {
-                error(location, keyword: keyword, "'\(path)': TCP stats sockets are not supported; give a UNIX socket path")
-                return
-            }
-            var socket = StatsSocket(path: path)
-            var i = 3
-            while i < words.count {
-                let option = words[i]
-                guard i + 1 < words.count else {
-                    error(location, keyword: keyword, "'\(option)' needs a value")
-                    return
-                }
-                let arg = words[i + 1]
-                switch option {
-                case "mode":
-                    if let mode = Int(arg, radix: 8), (0...0o777).contains(mode) { socket.mode = mode } else {
-                        error(location, keyword: keyword, "mode '\(arg)' is not an octal permission such as 600")
-                    }
-                case "level":
-                    if let level = StatsSocket.Level(rawValue: arg) { socket.level = level } else {
-                        error(location, keyword: keyword, "level '\(arg)' is not one of user, operator, admin")
-                    }
-                case "uid", "gid":
-                    if let id = Int(arg), id >= 0 {
-                        if option == "uid" { socket.owner = .id(id) } else { socket.group = .id(id) }
-                    } else {
-                        error(location, keyword: keyword, "\(option) '\(arg)' is not a numeric id")
-                    }
-                case "user": socket.owner = .name(arg)
-                case "group": socket.group = .name(arg)
-                case "expose-fd":
-                    error(location, keyword: keyword, "'expose-fd' is not supported: Sluice reloads in-process and needs no socket transfer")
-                default:
-                    error(location, keyword: keyword, "unknown option '\(option)'; supported: mode, level, uid, gid, user, group")
-                }
-                i += 2
-            }
-            global.statsSockets.append(socket)
-        case "timeout", "maxconn":
-            warning(location, keyword: keyword, "has no effect yet in Sluice")
-        default:
-            error(location, keyword: keyword, "unknown stats keyword; supported: 'stats socket'")
-        }
-    }
-
     // MARK: Finishing
 
     mutating func finish() throws(ConfigurationError) -> ParsedConfiguration {
@@ -332,11 +312,53 @@ struct Parser {
 
     /// Cross-section checks, then the typed configuration.
     private mutating func validate() -> Configuration {
+        if global.userID != nil && global.groupID == nil { global.groupID = implicitGroup }
         var configuration = Configuration(global: global)
         section = nil
         currentSectionLabel = nil
-        func diag(_ proxy: ProxyDraft, _ location: SourceLocation, keyword: String?, _ message: String) -> ConfigDiagnostic {
-            ConfigDiagnostic(.error, location, section: proxy.label, keyword: keyword, message)
+        func diag(_ proxy: ProxyDraft, _ location: SourceLocation, keyword: String?, _ message: String,
+                  _ severity: ConfigDiagnostic.Severity = .error) -> ConfigDiagnostic {
+            ConfigDiagnostic(severity, location, section: proxy.label, keyword: keyword, message)
+        }
+        // Mode: HTTP-only keywords are ignored with a warning in a tcp proxy, as HAProxy does; a
+        // proxy that would run in mode http is refused once. One warning per line, naming every
+        // proxy that ignores it (a stock `defaults` section would otherwise warn once per proxy).
+        var ignored: [SourceLocation: (keyword: String, proxies: [String])] = [:]
+        var ignoredOrder: [SourceLocation] = []
+        for proxy in proxies {
+            if proxy.mode == "http" {
+                let origin = proxy.modeLocation.map { $0.line == proxy.location.line && $0.file == proxy.location.file ? "" : " (set at \($0))" } ?? ""
+                diagnostics.append(diag(proxy, proxy.modeLocation.map { $0.file == proxy.location.file && $0.line > proxy.location.line ? $0 : proxy.location } ?? proxy.location,
+                    keyword: "mode http", "rejected: this proxy runs in mode http\(origin), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice"))
+                continue
+            }
+            for use in proxy.httpOnly {
+                if ignored[use.location] == nil { ignoredOrder.append(use.location) }
+                ignored[use.location, default: (use.keyword, [])].proxies.append(proxy.label)
+            }
+        }
+        for location in ignoredOrder {
+            guard let (keyword, users) = ignored[location] else { continue }
+            diagnostics.append(ConfigDiagnostic(.warning, location, section: nil, keyword: keyword,
+                "ignored for \(users.joined(separator: ", ")): it requires HTTP mode, and \(users.count == 1 ? "this proxy runs" : "these proxies run") in mode tcp (as HAProxy does)"))
+        }
+        for location in Set(proxies.flatMap { $0.httpOnly.map(\.location) }).subtracting(ignoredOrder).sorted(by: { ($0.file, $0.line) < ($1.file, $1.line) }) {
+            // A defaults line no proxy inherits, or only mode http ones (refused above).
+            if let use = (defaults.httpOnly + namedDefaults.values.flatMap(\.httpOnly)).first(where: { $0.location == location }),
+               !proxies.contains(where: { $0.mode == "http" && $0.httpOnly.contains { $0.location == location } }) {
+                diagnostics.append(ConfigDiagnostic(.warning, location, section: "defaults", keyword: use.keyword, "has no effect: it requires HTTP mode"))
+            }
+        }
+        // HAProxy's warning for a proxy without the timeouts that bound a dead peer.
+        for proxy in proxies where proxy.mode == "tcp" {
+            var missing: [String] = []
+            if proxy.kind != .backend && proxy.clientTimeout == nil { missing.append("client") }
+            if proxy.kind != .frontend && proxy.connectTimeout == nil { missing.append("connect") }
+            if proxy.kind != .frontend && proxy.serverTimeout == nil && proxy.tunnelTimeout == nil { missing.append("server") }
+            if !missing.isEmpty {
+                diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,
+                    "missing timeouts: \(missing.map { "'timeout \($0)'" }.joined(separator: ", ")). A dead peer would then hold its session forever\(missing.contains("connect") ? " (Sluice bounds connect at 5 s)" : ""), as HAProxy warns", .warning))
+            }
         }
         var seenFront: [String: ProxyDraft] = [:]
         var seenBack: [String: ProxyDraft] = [:]
@@ -363,6 +385,9 @@ struct Parser {
             backend.tunnelTimeout = proxy.tunnelTimeout
             backend.queueTimeout = proxy.queueTimeout
             backend.checkTimeout = proxy.checkTimeout
+            backend.serverKeepAlive = proxy.serverKeepAlive ? proxy.serverKeepAliveTuning : nil
+            backend.noLinger = proxy.noLinger
+            backend.abortOnClose = proxy.abortOnClose
             switch proxy.checkKind {
             case .tcpConnect: backend.healthCheck = .tcpConnect
             case .http: backend.healthCheck = .http(proxy.httpCheck)
@@ -378,7 +403,7 @@ struct Parser {
             configuration.backends.append(backend)
         }
         for proxy in proxies where proxy.kind == .frontend || proxy.kind == .listen {
-            if proxy.binds.isEmpty {
+            if proxy.binds.isEmpty && !proxy.bindRefused {
                 diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,
                     "has no 'bind' line, so it would never receive a connection"))
             }
@@ -394,13 +419,16 @@ struct Parser {
                     diagnostics.append(diag(proxy, location, keyword: "default_backend", "no backend named '\(name)' exists"))
                     continue
                 }
-                if backend.servers.isEmpty {
+                if backend.servers.isEmpty && !proxies.contains(where: { $0.name == name && $0.kind != .frontend && $0.serverRefused }) {
                     let where_ = proxies.first { $0.name == name && $0.kind != .frontend }?.location
                     diagnostics.append(diag(proxy, location, keyword: "default_backend",
                         "backend '\(name)'\(where_.map { " (at \($0))" } ?? "") has no 'server' line, so every connection would fail"))
                 }
-            } else if proxy.servers.isEmpty {
-                diagnostics.append(diag(proxy, proxy.location, keyword: "listen", "has no 'server' line, so every connection would fail"))
+            } else if proxy.servers.isEmpty && !proxy.serverRefused {
+                let statsPage = proxy.httpOnly.contains { $0.keyword == "stats" }
+                diagnostics.append(diag(proxy, proxy.location, keyword: "listen", statsPage
+                    ? "has no 'server' line, so every connection would fail: its 'stats' page needs mode http, which Sluice does not serve; remove this proxy and read statistics from the runtime API ('show stat' on the stats socket)"
+                    : "has no 'server' line, so every connection would fail"))
             }
             configuration.frontends.append(Frontend(
                 name: proxy.name, binds: proxy.binds.map { bind in
@@ -409,6 +437,8 @@ struct Parser {
                     return b
                 }, defaultBackend: target, maxConnections: proxy.maxConnections,
                 clientTimeout: proxy.clientTimeout, clientFinTimeout: proxy.clientFinTimeout))
+            configuration.frontends[configuration.frontends.count - 1].clientKeepAlive = proxy.clientKeepAlive ? proxy.clientKeepAliveTuning : nil
+            configuration.frontends[configuration.frontends.count - 1].noLinger = proxy.noLinger
         }
         return configuration
     }

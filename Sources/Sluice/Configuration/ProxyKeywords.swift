@@ -4,7 +4,7 @@ enum ProxyKeywords {
         "mode": SectionKind.proxies,
         "bind": [.frontend, .listen],
         "default_backend": SectionKind.frontSide,
-        "use_backend": [.frontend, .listen],
+        "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
         "server": [.backend, .listen],
         "default-server": SectionKind.backSide,
@@ -18,6 +18,8 @@ enum ProxyKeywords {
         "backlog": SectionKind.frontSide,
         "log": SectionKind.proxies,
         "description": SectionKind.realProxies,
+        "clitcpka-idle": SectionKind.frontSide, "clitcpka-intvl": SectionKind.frontSide, "clitcpka-cnt": SectionKind.frontSide,
+        "srvtcpka-idle": SectionKind.backSide, "srvtcpka-intvl": SectionKind.backSide, "srvtcpka-cnt": SectionKind.backSide,
     ]
 
     /// Timeouts and the sections they belong to (HAProxy: client side in frontends, server side in backends).
@@ -27,29 +29,67 @@ enum ProxyKeywords {
         "queue": SectionKind.backSide, "check": SectionKind.backSide, "tunnel": SectionKind.backSide,
     ]
 
-    /// Keywords that only mean something to an HTTP proxy, with what to do instead.
-    static let layer7: [String: String] = [
-        "http-request": "Sluice balances at Layer 4 and does not parse HTTP requests",
-        "http-response": "Sluice balances at Layer 4 and does not parse HTTP responses",
-        "http-after-response": "Sluice balances at Layer 4 and does not parse HTTP responses",
-        "cookie": "cookie persistence needs HTTP; Sluice balances at Layer 4",
-        "redirect": "redirects need HTTP; Sluice balances at Layer 4",
-        "errorfile": "error pages need HTTP; Sluice balances at Layer 4",
-        "capture": "captures need HTTP; Sluice balances at Layer 4",
-        "acl": "ACLs are not supported yet",
-        "stats": "the HTTP stats page is not supported; use the runtime API ('stats socket' in global, 'show stat')",
-        "compression": "compression needs HTTP; Sluice balances at Layer 4",
-        "unique-id-format": "unique IDs need HTTP; Sluice balances at Layer 4",
-        "reqadd": "removed from HAProxy; and Sluice balances at Layer 4",
-        "rspadd": "removed from HAProxy; and Sluice balances at Layer 4",
+    /// Keywords that only mean something to a proxy in mode http. HAProxy ignores them in a tcp
+    /// proxy with a warning, and so does Sluice; in a mode http proxy they are part of the refusal.
+    static let httpOnly: Set<String> = [
+        "http-request", "http-response", "http-after-response", "http-error", "cookie", "redirect", "errorfile", "errorfiles",
+        "errorloc", "errorloc302", "errorloc303", "capture", "stats", "compression", "unique-id-format", "unique-id-header",
+        "monitor-uri", "monitor-net", "http-reuse", "http-send-name-header", "use-fcgi-app", "max-keep-alive-queue",
     ]
 
+    /// Options that only mean something to a proxy in mode http.
+    static let httpOnlyOptions: Set<String> = [
+        "httplog", "forwardfor", "httpclose", "http-server-close", "http-keep-alive", "forceclose", "http-pretend-keepalive",
+        "http-buffer-request", "originalto", "http-use-htx", "http-ignore-probes", "accept-invalid-http-request",
+        "accept-invalid-http-response", "http-no-delay", "http-use-proxy-header", "http-restrict-req-hdr-names",
+        "h1-case-adjust-bogus-client", "h1-case-adjust-bogus-server", "checkcache", "http_proxy", "prefer-last-server",
+        "disable-h2-upgrade", "persist", "http-drop-request-trailers", "http-drop-response-trailers",
+    ]
+
+    /// Keywords HAProxy removed, applied with their modern meaning after a warning.
+    static let removed: [String: String] = [
+        "contimeout": "timeout connect", "clitimeout": "timeout client", "srvtimeout": "timeout server",
+        "redispatch": "option redispatch",
+    ]
+
+    /// Keywords removed from HAProxy with no unambiguous replacement.
+    static let removedHTTP: Set<String> = ["reqadd", "rspadd", "reqrep", "rsprep", "reqdel", "rspdel", "reqallow", "reqdeny",
+                                           "reqpass", "reqtarpit", "reqirep", "rspirep", "reqidel", "rspidel", "block",
+                                           "reqsetbe", "reqisetbe", "rspdeny", "rspideny", "reqiallow", "reqideny", "reqipass", "reqitarpit"]
+
     /// Keywords HAProxy has in tcp mode that Sluice does not implement yet.
-    static let notYet: Set<String> = [
-        "tcp-request", "tcp-response", "hash-type", "hash-balance-factor", "fullconn", "source", "bind-process",
-        "server-template", "dispatch", "persist", "stick-table", "stick", "rate-limit", "id", "disabled", "enabled",
-        "external-check", "load-server-state-from-file", "server-state-file-name", "email-alert", "monitor",
-        "declare", "filter", "force-persist", "ignore-persist", "log-format", "log-tag", "max-keep-alive-queue",
+    static let notYet: [String: String] = [
+        "acl": "ACLs are not supported yet",
+        "use_backend": "content switching is not supported yet: Sluice routes each frontend to its 'default_backend'",
+        "use-server": "choosing a server by rule is not supported yet",
+        "tcp-request": "tcp-request rules are not supported yet",
+        "tcp-response": "tcp-response rules are not supported yet",
+        "hash-type": "hashing options are not supported yet (balance source uses a map-based hash of the client address)",
+        "hash-balance-factor": "bounded-load consistent hashing is not supported yet",
+        "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
+        "source": "choosing the source address of server connections is not supported yet",
+        "dispatch": "'dispatch' is not supported; declare a 'server' line",
+        "server-template": "server templates (DNS discovery) are not supported yet",
+        "stick-table": "stick tables are not supported yet",
+        "stick": "stickiness rules are not supported yet",
+        "rate-limit": "rate limits are not supported yet",
+        "persist": "persistence rules are not supported yet",
+        "force-persist": "persistence rules are not supported yet",
+        "ignore-persist": "persistence rules are not supported yet",
+        "external-check": "external checks (a program per check) are not supported",
+        "load-server-state-from-file": "loading server states from a file is not supported yet",
+        "server-state-file-name": "loading server states from a file is not supported yet",
+        "email-alert": "email alerts are not supported",
+        "declare": "stick-table declarations are not supported yet",
+        "filter": "filters are not supported",
+        "log-format": "custom log formats are not supported yet",
+        "error-log-format": "custom log formats are not supported yet",
+        "log-tag": "log tags are not supported yet",
+        "log-format-sd": "custom log formats are not supported yet",
+        "bind-process": "removed in HAProxy 2.5; Sluice runs as one process",
+        "disabled": "a disabled proxy is not supported yet; comment the proxy out",
+        "enabled": "'enabled' is not supported yet",
+        "guid": "not supported",
     ]
 
     static func describe(_ sections: Set<SectionKind>) -> String {
@@ -60,19 +100,28 @@ enum ProxyKeywords {
 extension Parser {
     mutating func proxyKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
         let keyword = words[0]
-        if let why = ProxyKeywords.layer7[keyword] {
+        if ProxyKeywords.httpOnly.contains(keyword) {
+            proxy.httpOnly.append((keyword, location))
+            return
+        }
+        if let why = ProxyKeywords.notYet[keyword] {
             error(location, keyword: keyword, "rejected: \(why)")
             return
         }
-        if ProxyKeywords.notYet.contains(keyword) {
-            error(location, keyword: keyword, "not supported yet by Sluice")
+        if let modern = ProxyKeywords.removed[keyword] {
+            warning(location, keyword: keyword, "removed from HAProxy in 2.1; applied as '\(modern)'; write that instead")
+            let replaced = modern.split(separator: " ").map(String.init) + words.dropFirst()
+            proxyKeyword(&proxy, replaced, location)
+            return
+        }
+        if ProxyKeywords.removedHTTP.contains(keyword) {
+            error(location, keyword: keyword, "removed from HAProxy in 2.1 (replaced by 'http-request'/'http-response' rules), and it needs HTTP; Sluice balances at Layer 4")
             return
         }
         guard let allowed = ProxyKeywords.allowed[keyword] else {
-            if ["maxpipes", "nbthread", "tune.pipesize", "nosplice", "hard-stop-after", "spread-checks"].contains(keyword) {
+            if ["maxpipes", "nbthread", "tune.pipesize", "nosplice", "hard-stop-after", "spread-checks", "daemon", "user", "group",
+                "chroot", "pidfile", "ulimit-n", "nbproc", "stats"].contains(keyword) {
                 error(location, keyword: keyword, "is not allowed in a '\(proxy.kind.rawValue)' section (it belongs in global)")
-            } else if ["contimeout", "clitimeout", "srvtimeout"].contains(keyword) {
-                error(location, keyword: keyword, "removed in HAProxy 2.x; use 'timeout connect', 'timeout client' or 'timeout server'")
             } else {
                 error(location, keyword: keyword, "unknown keyword in a '\(proxy.kind.rawValue)' section")
             }
@@ -86,9 +135,11 @@ extension Parser {
         case "mode":
             guard expect(words, count: 2, location, usage: "mode tcp") else { return }
             switch words[1] {
-            case "tcp": break
-            case "http":
-                error(location, keyword: "mode http", "rejected: Sluice is a Layer-4 (TCP) balancer; use 'mode tcp'. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice")
+            case "tcp", "http":
+                // A mode http defaults section is fine when every proxy using it says mode tcp:
+                // the verdict waits for the proxy (see `validate`).
+                proxy.mode = words[1]
+                proxy.modeLocation = location
             default:
                 error(location, keyword: "mode", "'\(words[1])' is not supported; Sluice supports 'mode tcp'")
             }
@@ -101,8 +152,6 @@ extension Parser {
         case "default_backend":
             guard expect(words, count: 2, location, usage: "default_backend <backend>") else { return }
             proxy.defaultBackend = (words[1], location)
-        case "use_backend":
-            error(location, keyword: keyword, "not supported yet: Sluice routes each frontend to its 'default_backend'")
         case "balance":
             guard words.count >= 2 else {
                 error(location, keyword: keyword, "missing algorithm: expected 'balance roundrobin'")
@@ -150,34 +199,88 @@ extension Parser {
             warning(location, keyword: keyword, "log targets are not supported yet; Sluice logs to standard error")
         case "description":
             break  // free text for humans; nothing to do at Layer 4
+        case "id":
+            guard expect(words, count: 2, location, usage: "id <number>") else { return }
+            _ = value(ValueParser.integer(words[1], in: 1...Int(Int32.max), what: "id"), location, keyword: keyword)
+        case "clitcpka-idle", "clitcpka-intvl", "srvtcpka-idle", "srvtcpka-intvl":
+            guard expect(words, count: 2, location, usage: "\(keyword) <time>") else { return }
+            guard let time = timeValue(words[1], location, keyword: keyword) else { return }
+            if time < .seconds(1) { error(location, keyword: keyword, "must be at least 1s (the kernel counts whole seconds)"); return }
+            if keyword.hasPrefix("cli") {
+                if keyword.hasSuffix("idle") { proxy.clientKeepAliveTuning.idle = time } else { proxy.clientKeepAliveTuning.interval = time }
+            } else {
+                if keyword.hasSuffix("idle") { proxy.serverKeepAliveTuning.idle = time } else { proxy.serverKeepAliveTuning.interval = time }
+            }
+        case "clitcpka-cnt", "srvtcpka-cnt":
+            guard expect(words, count: 2, location, usage: "\(keyword) <count>") else { return }
+            let count = value(ValueParser.integer(words[1], in: 1...127, what: keyword), location, keyword: keyword)
+            if keyword.hasPrefix("cli") { proxy.clientKeepAliveTuning.count = count } else { proxy.serverKeepAliveTuning.count = count }
         default:
             preconditionFailure("keyword '\(keyword)' is in the allowed table but has no handler")
         }
     }
 
     mutating func addBind(_ proxy: inout ProxyDraft, _ address: String, _ options: [String], _ location: SourceLocation) {
-        if address.contains(",") {
-            for part in address.split(separator: ",") { addBind(&proxy, String(part), options, location) }
-            return
-        }
-        guard let endpoint = value(ValueParser.endpoint(address, allowZeroPort: true), location, keyword: "bind") else { return }
-        var bind = Bind(endpoint: endpoint)
+        // Each address is checked, and the parameters too even when an address is wrong, so that
+        // one run reports every problem on the line.
+        let errorsBefore = errorCount
+        defer { if errorCount > errorsBefore { proxy.bindRefused = true } }
+        let endpoints = address.split(separator: ",").map { value(ValueParser.endpoint(String($0), allowZeroPort: true), location, keyword: "bind") }
+        var bind = Bind(endpoint: Endpoint(host: nil, port: 0))
         var i = 0
+        // Every parameter is looked at, so one run reports every problem on the line.
         while i < options.count {
-            switch options[i] {
-            case "backlog":
-                guard i + 1 < options.count else { error(location, keyword: "bind", "'backlog' needs a value"); return }
-                bind.backlog = value(ValueParser.integer(options[i + 1], in: 1...1_000_000, what: "backlog"), location, keyword: "bind")
-                i += 2
-            case "ssl", "crt", "alpn", "npn", "ca-file", "verify":
-                error(location, keyword: "bind", "'\(options[i])': TLS is not supported; Sluice forwards TLS untouched at Layer 4 (terminate it on the servers)")
-                return
-            default:
-                error(location, keyword: "bind", "bind option '\(options[i])' is not supported yet; supported: backlog")
-                return
+            let option = options[i]
+            let needsValue: Set<String> = ["backlog", "interface", "maxconn", "mss", "tcp-ut", "name", "id", "process", "thread", "nice",
+                                           "namespace", "crt", "ca-file", "alpn", "npn", "ciphers", "ciphersuites", "verify", "curves",
+                                           "ecdhe", "crl-file", "crt-list", "ssl-min-ver", "ssl-max-ver", "mode", "user", "group", "uid",
+                                           "gid", "level", "severity-output", "label", "proto", "accept-netscaler-cip", "quic-cc-algo"]
+            let arg = needsValue.contains(option) ? (i + 1 < options.count ? options[i + 1] : nil) : ""
+            guard let arg else {
+                error(location, keyword: "bind", "'\(option)' needs a value")
+                break
             }
+            switch option {
+            case "backlog":
+                bind.backlog = value(ValueParser.integer(arg, in: 1...1_000_000, what: "backlog"), location, keyword: "bind")
+            case "maxconn":
+                error(location, keyword: "bind", "'maxconn' on a bind line is not supported yet; use the frontend's 'maxconn'")
+            case "v4v6": bind.v6Only = false
+            case "v6only": bind.v6Only = true
+            case "defer-accept": bind.deferAccept = true
+            case "tfo": bind.fastOpen = true
+            case "interface": bind.interface = arg
+            case "mss":
+                bind.maxSegmentSize = value(ValueParser.integer(arg, in: 88...65535, what: "mss"), location, keyword: "bind")
+            case "tcp-ut":
+                bind.userTimeout = timeValue(arg, location, keyword: "bind")
+            case "name": bind.name = arg
+            case "id":
+                _ = value(ValueParser.integer(arg, in: 1...Int(Int32.max), what: "bind id"), location, keyword: "bind")
+            case "process", "thread":
+                warning(location, keyword: "bind", "'\(option) \(arg)' has no effect: every Sluice reactor thread accepts on every bind")
+            case "nice":
+                warning(location, keyword: "bind", "'nice \(arg)' has no effect: Sluice serves every listener alike")
+            case "transparent", "namespace", "accept-netscaler-cip":
+                error(location, keyword: "bind", "'\(option)' is not supported")
+            case "accept-proxy":
+                error(location, keyword: "bind", "'accept-proxy' (reading a PROXY-protocol header from clients) is not supported yet")
+            case "ssl", "crt", "crt-list", "alpn", "npn", "ca-file", "verify", "ciphers", "ciphersuites", "curves", "ecdhe", "crl-file",
+                 "ssl-min-ver", "ssl-max-ver", "strict-sni", "no-sslv3", "no-tlsv10", "no-tlsv11", "no-tlsv12", "no-tlsv13",
+                 "force-tlsv12", "force-tlsv13", "prefer-client-ciphers", "allow-0rtt", "no-tls-tickets", "generate-certificates":
+                error(location, keyword: "bind", "'\(option)': TLS termination is not supported; Sluice forwards TLS untouched at Layer 4 (terminate it on the servers)")
+            case "mode", "user", "group", "uid", "gid", "level", "severity-output", "expose-fd", "label", "proto", "quic-cc-algo":
+                error(location, keyword: "bind", "'\(option)' applies to UNIX-socket, stats or QUIC listeners, which Sluice does not support")
+            default:
+                error(location, keyword: "bind", "unknown bind parameter '\(option)'")
+            }
+            i += needsValue.contains(option) ? 2 : 1
         }
-        proxy.binds.append((bind, location))
+        for endpoint in endpoints {
+            guard let endpoint else { continue }
+            bind.endpoint = endpoint
+            proxy.binds.append((bind, location))
+        }
     }
 
     private mutating func timeoutLine(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
@@ -189,11 +292,7 @@ extension Parser {
         let keyword = "timeout \(name)"
         guard let allowed = ProxyKeywords.timeouts[name] else {
             if ["http-request", "http-keep-alive", "tarpit"].contains(name) {
-                if proxy.kind == .defaults {
-                    warning(location, keyword: keyword, "applies to HTTP proxies only; it has no effect in Sluice")
-                } else {
-                    error(location, keyword: keyword, "rejected: applies to HTTP proxies only; Sluice balances at Layer 4")
-                }
+                proxy.httpOnly.append((keyword, location))
             } else {
                 error(location, keyword: keyword, "unknown timeout; supported: connect, client, server, tunnel, client-fin, server-fin, queue, check")
             }
@@ -207,7 +306,7 @@ extension Parser {
             error(location, keyword: keyword, words.count < 3 ? "missing time: expected '\(keyword) <time>'" : "too many arguments: expected '\(keyword) <time>'")
             return
         }
-        guard let time = value(ValueParser.time(words[2]), location, keyword: keyword) else { return }
+        guard let time = timeValue(words[2], location, keyword: keyword) else { return }
         switch name {
         case "client": proxy.clientTimeout = time
         case "client-fin": proxy.clientFinTimeout = time
@@ -219,6 +318,10 @@ extension Parser {
         case "tunnel": proxy.tunnelTimeout = time
         default: preconditionFailure("timeout '\(name)' is in the table but has no field")
         }
+    }
+
+    private mutating func misplaced(_ keyword: String, _ allowed: Set<SectionKind>, _ proxy: ProxyDraft, _ location: SourceLocation) {
+        error(location, keyword: keyword, "is not allowed in a '\(proxy.kind.rawValue)' section (it belongs in \(ProxyKeywords.describe(allowed)))")
     }
 
     private mutating func optionLine(_ proxy: inout ProxyDraft, _ words: [String], negated: Bool, _ location: SourceLocation) {
@@ -263,17 +366,38 @@ extension Parser {
             proxy.checkKind = negated ? .tcpConnect : .tcp
         case "splice-auto", "splice-request", "splice-response":
             break  // Sluice always splices (unless 'nosplice' in global): the option is already in effect.
-        case "tcplog", "dontlognull", "log-health-checks", "logasap":
+        case "tcplog", "dontlognull", "log-health-checks", "logasap", "log-separate-errors", "httpslog", "socket-stats", "contstats":
             warning(location, keyword: keyword, "logging options are not supported yet; Sluice logs to standard error")
-        case "httpclose", "http-server-close", "http-keep-alive", "forceclose", "http-pretend-keepalive":
-            warning(location, keyword: keyword, "has no meaning at Layer 4; ignored")
-        case "forwardfor":
-            error(location, keyword: keyword, "rejected: X-Forwarded-For is an HTTP header and Sluice balances at Layer 4 without parsing HTTP; to pass the client address to servers at Layer 4, use the PROXY protocol ('send-proxy' on the server line, when supported)")
-        case "httplog", "http-use-htx", "http-buffer-request", "originalto", "http-ignore-probes", "accept-invalid-http-request":
-            error(location, keyword: keyword, "rejected: HTTP-only option; Sluice balances at Layer 4")
-        case "tcpka", "clitcpka", "srvtcpka", "abortonclose", "nolinger", "transparent", "independent-streams", "persist",
-             "ldap-check", "mysql-check", "pgsql-check", "redis-check", "smtpchk", "ssl-hello-chk", "spop-check":
-            error(location, keyword: keyword, "not supported yet by Sluice")
+        case "tcpka":
+            if proxy.kind != .backend { proxy.clientKeepAlive = !negated }
+            if proxy.kind != .frontend { proxy.serverKeepAlive = !negated }
+        case "clitcpka":
+            guard SectionKind.frontSide.contains(proxy.kind) else { return misplaced(keyword, SectionKind.frontSide, proxy, location) }
+            proxy.clientKeepAlive = !negated
+        case "srvtcpka":
+            guard SectionKind.backSide.contains(proxy.kind) else { return misplaced(keyword, SectionKind.backSide, proxy, location) }
+            proxy.serverKeepAlive = !negated
+        case "nolinger":
+            proxy.noLinger = !negated
+        case "abortonclose":
+            guard SectionKind.backSide.contains(proxy.kind) else { return misplaced(keyword, SectionKind.backSide, proxy, location) }
+            proxy.abortOnClose = !negated
+        case "tcp-smart-accept", "tcp-smart-connect":
+            // Both delay the first packet exchange until data flows; Sluice cannot know that the
+            // protocol is client-speaks-first (MySQL, SMTP and Redis Sentinel servers speak first).
+            warning(location, keyword: keyword, "accepted without effect: Sluice accepts and connects at once, which is safe for server-speaks-first protocols; use 'bind … defer-accept' where clients always speak first")
+        case "independent-streams":
+            error(location, keyword: keyword, "rejected: not supported yet (each side's timeout is refreshed by traffic in either direction)")
+        case "transparent":
+            error(location, keyword: keyword, "rejected: transparent proxying (connecting to the client's original destination) is not supported")
+        case "ldap-check", "mysql-check", "pgsql-check", "redis-check", "smtpchk", "ssl-hello-chk", "spop-check":
+            error(location, keyword: keyword, "rejected: protocol checks are not supported yet; write the conversation with 'option tcp-check' and 'tcp-check send/expect'")
+        case _ where ProxyKeywords.httpOnlyOptions.contains(name):
+            if negated {
+                proxy.httpOnly.removeAll { $0.keyword == "option \(name)" }
+            } else {
+                proxy.httpOnly.append(("option \(name)", location))
+            }
         default:
             error(location, keyword: keyword, "unknown option")
         }

@@ -10,13 +10,20 @@ extension Parser {
             error(location, keyword: "server", "server '\(name)' has no address: expected 'server \(name) <address>:<port> [params]'")
             return
         }
-        guard let endpoint = value(ValueParser.endpoint(words[2], allowZeroPort: false), location, keyword: "server") else { return }
+        // The parameters are read even when the address is wrong: one run reports every problem.
+        let errorsBefore = errorCount
+        defer { if errorCount > errorsBefore { proxy.serverRefused = true } }
+        let endpoint = value(ValueParser.serverEndpoint(words[2]), location, keyword: "server")
+        var template = proxy.serverTemplate
+        serverParameters(&template, words.dropFirst(3), location, keyword: "server", serverName: name)
+        guard let endpoint else { return }
         if endpoint.host == nil {
             error(location, keyword: "server", "server '\(name)' needs a host, not the wildcard '\(words[2])'")
             return
         }
-        var template = proxy.serverTemplate
-        serverParameters(&template, words.dropFirst(3), location, keyword: "server", serverName: name)
+        if endpoint.port == 0 && template.checkEnabled && template.check.port == nil {
+            error(location, keyword: "server", "server '\(name)' has no port, so 'check' needs 'port <n>' (the port to check)")
+        }
         var server = Server(
             name: name, endpoint: endpoint, weight: template.weight, isBackup: template.isBackup,
             isDisabled: template.isDisabled, check: template.checkEnabled ? template.check : nil)
@@ -25,6 +32,11 @@ extension Parser {
         server.onError = template.onError
         server.shutdownSessionsWhenDown = template.shutdownSessionsWhenDown
         server.shutdownBackupSessionsWhenUp = template.shutdownBackupSessionsWhenUp
+        server.maxConnections = template.maxConnections
+        server.maxQueue = template.maxQueue
+        server.proxyProtocol = template.proxyProtocol
+        server.initAddress = template.initAddress
+        server.preferIPv6 = template.preferIPv6
         proxy.servers.append((server, location))
     }
 
@@ -36,13 +48,15 @@ extension Parser {
         func argument(_ i: Int) -> String? { i + 1 < params.endIndex ? params[i + 1] : nil }
         while i < params.endIndex {
             let param = params[i]
-            let takesValue: Set<String> = ["weight", "port", "addr", "inter", "fastinter", "downinter", "rise", "fall", "id",
-                                           "observe", "error-limit", "on-error", "on-marked-down", "on-marked-up"]
+            let takesValue: Set<String> = ServerKeywords.takingValue
             var arg = ""
             if takesValue.contains(param) {
                 guard let a = argument(i) else {
                     error(location, keyword: keyword, "'\(param)'\(who) needs a value")
                     return
+                }
+                if a.isEmpty {
+                    error(location, keyword: keyword, "'\(param)'\(who) has an empty value")
                 }
                 arg = a
             }
@@ -99,26 +113,100 @@ extension Parser {
                 }
             case "id":
                 _ = value(ValueParser.integer(arg, in: 1...Int(Int32.max), what: "id"), location, keyword: keyword)
-            case "maxconn", "maxqueue", "minconn", "slowstart", "send-proxy", "send-proxy-v2", "check-send-proxy",
-                 "agent-check", "agent-port",
-                 "agent-addr", "agent-inter", "agent-send", "track", "resolvers", "init-addr", "cookie", "source",
-                 "ssl", "verify", "sni", "check-ssl", "proto", "pool-max-conn", "tfo", "namespace":
-                error(location, keyword: keyword, "server parameter '\(param)'\(who) is not supported yet by Sluice")
-                return
+            case "maxconn":
+                t.maxConnections = value(ValueParser.integer(arg, in: 0...1_000_000, what: "maxconn"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
+            case "maxqueue":
+                t.maxQueue = value(ValueParser.integer(arg, in: 0...1_000_000, what: "maxqueue"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
+            case "send-proxy": t.proxyProtocol = .v1
+            case "send-proxy-v2": t.proxyProtocol = .v2
+            case "no-send-proxy", "no-send-proxy-v2": t.proxyProtocol = nil
+            case "init-addr":
+                var methods: [InitAddressMethod] = []
+                for method in arg.split(separator: ",") {
+                    switch method {
+                    case "libc": methods.append(.libc)
+                    case "last": methods.append(.last)
+                    case "none": methods.append(.none)
+                    default:
+                        if case .success = ValueParser.endpoint(method.contains(":") ? "[\(method)]:1" : "\(method):1", allowZeroPort: false),
+                           method.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) {
+                            methods.append(.ip(String(method)))
+                        } else {
+                            error(location, keyword: keyword, "'init-addr \(arg)'\(who): '\(method)' is not libc, last, none or an IP address")
+                        }
+                    }
+                }
+                if !methods.isEmpty { t.initAddress = methods }
+            case "resolve-prefer":
+                switch arg {
+                case "ipv4": t.preferIPv6 = false
+                case "ipv6": t.preferIPv6 = false
+                default: error(location, keyword: keyword, "'resolve-prefer \(arg)'\(who): expected ipv4 or ipv6")
+                }
+            case "cookie", "redir", "ws":
+                warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it needs HTTP, and Sluice balances at Layer 4")
+            case "pool-max-conn", "pool-low-conn", "pool-purge-delay", "max-reuse":
+                warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it tunes HTTP connection reuse, and Sluice gives each client its own server connection")
+            case "non-stick":
+                warning(location, keyword: keyword, "'non-stick'\(who) has no effect: Sluice has no stick tables")
+            case _ where ServerKeywords.tlsParameters.contains(param):
+                warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it tunes TLS to the server, which Sluice does not originate ('ssl' is not supported)")
+            case "ssl", "check-ssl":
+                error(location, keyword: keyword, "'\(param)'\(who): TLS to servers is not supported; Sluice forwards the client's bytes untouched")
+            case "resolvers", "resolve-opts", "resolve-net":
+                error(location, keyword: keyword, "'\(param)'\(who): DNS resolvers are not supported yet; Sluice resolves server names at start and at each reload")
+            case _ where ServerKeywords.notYet[param] != nil:
+                error(location, keyword: keyword, "server parameter '\(param)'\(who) is not supported yet: \(ServerKeywords.notYet[param] ?? "")")
             default:
                 error(location, keyword: keyword, "unknown server parameter '\(param)'\(who)")
-                return
             }
             i += takesValue.contains(param) ? 2 : 1
         }
     }
 
     private mutating func positiveTime(_ text: String, _ location: SourceLocation, keyword: String, what: String) -> Duration? {
-        guard let t = value(ValueParser.time(text), location, keyword: keyword) else { return nil }
+        guard let t = timeValue(text, location, keyword: keyword) else { return nil }
         if t <= .zero {
             error(location, keyword: keyword, "\(what) must be greater than zero")
             return nil
         }
         return t
     }
+}
+
+/// Server parameters by what Sluice does with them.
+enum ServerKeywords {
+    static let takingValue: Set<String> = [
+        "weight", "port", "addr", "inter", "fastinter", "downinter", "rise", "fall", "id", "observe", "error-limit", "on-error",
+        "on-marked-down", "on-marked-up", "maxconn", "maxqueue", "minconn", "slowstart", "init-addr", "resolve-prefer", "resolvers",
+        "resolve-opts", "resolve-net", "cookie", "redir", "pool-max-conn", "pool-low-conn", "pool-purge-delay", "max-reuse", "track",
+        "agent-port", "agent-addr", "agent-inter", "agent-send", "source", "usesrc", "proto", "check-proto", "namespace", "socks4",
+        "verify", "sni", "ca-file", "crt", "ciphers", "ciphersuites", "crl-file", "alpn", "npn", "check-sni", "check-alpn", "curves",
+        "sigalgs", "client-sigalgs", "ssl-min-ver", "ssl-max-ver", "verifyhost", "ws", "log-proto", "shard", "tcp-ut", "guid",
+        "set-proxy-v2-tlv-fmt", "proxy-v2-options", "check-reuse-pool", "hash-key", "idle-ping", "strict-maxconn",
+    ]
+
+    /// TLS-to-server parameters: meaningless without `ssl`, which Sluice refuses.
+    static let tlsParameters: Set<String> = [
+        "verify", "sni", "ca-file", "crt", "ciphers", "ciphersuites", "crl-file", "alpn", "npn", "check-sni", "check-alpn", "curves",
+        "sigalgs", "client-sigalgs", "ssl-min-ver", "ssl-max-ver", "verifyhost", "no-sslv3", "no-tlsv10", "no-tlsv11", "no-tlsv12",
+        "no-tlsv13", "force-sslv3", "force-tlsv10", "force-tlsv11", "force-tlsv12", "force-tlsv13", "ssl-reuse", "no-ssl-reuse",
+        "tls-tickets", "no-tls-tickets", "allow-0rtt", "no-ssl", "no-check-ssl", "no-verifyhost", "ssl-default-server-options",
+    ]
+
+    static let notYet: [String: String] = [
+        "minconn": "dynamic limits (minconn/fullconn); use a fixed 'maxconn'",
+        "slowstart": "weight ramp-up after a server comes UP",
+        "track": "following another server's state",
+        "agent-check": "agent checks", "agent-port": "agent checks", "agent-addr": "agent checks", "agent-inter": "agent checks",
+        "agent-send": "agent checks",
+        "check-send-proxy": "PROXY-protocol headers on checks",
+        "source": "choosing the source address of server connections", "usesrc": "choosing the source address of server connections",
+        "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
+        "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",
+        "tfo": "TCP Fast Open to servers", "tcp-ut": "TCP user timeouts to servers",
+        "set-proxy-v2-tlv-fmt": "custom PROXY-protocol TLVs", "proxy-v2-options": "PROXY-protocol v2 TLVs",
+        "log-proto": "log servers", "shard": "peers", "guid": "GUIDs", "check-reuse-pool": "connection reuse",
+        "hash-key": "consistent-hash keys", "idle-ping": "idle pings", "strict-maxconn": "strict maxconn",
+    ]
 }

@@ -103,6 +103,21 @@ enum ValueParser {
         return .success(Endpoint(host: hostString, port: port))
     }
 
+    /// A `server` address: as `endpoint`, but the port may be left out (`host` or `host:`), which
+    /// means the port the client connected to (port 0 here), as HAProxy.
+    static func serverEndpoint(_ text: String) -> Result<Endpoint, ValueError> {
+        if !text.contains(":") && !text.isEmpty {
+            return endpoint(text + ":1", allowZeroPort: false).map { Endpoint(host: $0.host, port: 0) }
+        }
+        if text.hasSuffix(":") && !text.hasSuffix("::") {
+            return endpoint(text + "1", allowZeroPort: false).map { Endpoint(host: $0.host, port: 0) }
+        }
+        if let colon = text.lastIndex(of: ":"), text[text.index(after: colon)...].first.map({ $0 == "+" || $0 == "-" }) == true {
+            return .failure(ValueError("'\(text)': port offsets (+N/-N from the client's port) are not supported yet"))
+        }
+        return endpoint(text, allowZeroPort: false)
+    }
+
     /// Bytes from hexadecimal text, as `tcp-check send-binary` takes them.
     static func hex(_ text: String) -> Result<[UInt8], ValueError> {
         let chars = Array(text.utf8)

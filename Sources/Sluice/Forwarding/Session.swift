@@ -31,12 +31,20 @@ struct Direction {
 
     var isDone: Bool { finForwarded }
 
-    /// The scratch buffer's size (per reactor), and the size of `leftover`.
-    static let copyBufferSize = 16 * 1024
     /// Reads per direction per pass. One read then one write, and the session yields to the rest of
     /// the loop: bulk flows stop starving other sessions, and bytes accumulate meanwhile, so each
     /// splice moves more (measured: fewer, larger splices cost less kernel CPU per byte).
     static let readsPerPass = 1
+
+    /// Queues bytes to be written before anything read from the source (the PROXY header).
+    mutating func queue(_ bytes: [UInt8], capacity: Int) {
+        precondition(held == 0 && pipe == nil && bytes.count <= capacity, "queueing \(bytes.count) bytes behind \(held) in flight")
+        let buffer = leftover ?? UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
+        leftover = buffer
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress.unsafelyUnwrapped, byteCount: $0.count) }
+        leftoverOffset = 0
+        held = bytes.count
+    }
 
     mutating func releaseResources(into pool: inout PipePool) {
         if let pipe {
@@ -201,7 +209,8 @@ extension Direction {
             total += sent
             if sent < received {
                 let rest = received - sent
-                let buffer = leftover ?? UnsafeMutableRawPointer.allocate(byteCount: Self.copyBufferSize, alignment: 64)
+                // `leftover` has the scratch buffer's size (`tune.bufsize`).
+                let buffer = leftover ?? UnsafeMutableRawPointer.allocate(byteCount: scratch.count, alignment: 64)
                 leftover = buffer
                 buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[sent..<received]).baseAddress.unsafelyUnwrapped, byteCount: rest)
                 held = rest
@@ -220,6 +229,8 @@ struct SessionPolicy {
     var clientTimeoutMs: Int64 = 0
     /// 0: unset (the client timeout applies).
     var clientFinTimeoutMs: Int64 = 0
+    /// `option nolinger` on the frontend.
+    var clientNoLinger = false
 
     init() {}
 
@@ -227,6 +238,7 @@ struct SessionPolicy {
         self.backend = backend
         clientTimeoutMs = frontend.clientTimeoutMs
         clientFinTimeoutMs = frontend.clientFinTimeoutMs
+        clientNoLinger = frontend.noLinger
     }
 }
 

@@ -12,6 +12,8 @@ final class ProcessState: Sendable {
     let pipesOpen = Atomic<Int>(0)
     let pipeSize: Int
     let noSplice: Bool
+    /// `tune.bufsize`: the copy path's buffer.
+    let bufferSize: Int
     /// Times accept or connect found no descriptor left (EMFILE/ENFILE).
     let descriptorExhaustions = Atomic<Int>(0)
 
@@ -20,6 +22,7 @@ final class ProcessState: Sendable {
         maxPipes = global.maxPipes ?? (global.maxConnections.map { max($0 / 4, 16) } ?? 1024)
         pipeSize = global.pipeSize
         noSplice = global.noSplice
+        bufferSize = global.bufferSize
     }
 
     func reservePipe() -> Bool {
@@ -53,6 +56,10 @@ final class FrontendState: Sendable {
         var clientTimeoutMs: Int64
         /// 0: unset (the client timeout applies).
         var clientFinTimeoutMs: Int64
+        /// `option clitcpka`.
+        var keepAlive: KeepAliveSettings
+        /// `option nolinger`: close client connections with a reset.
+        var noLinger: Bool
     }
 
     init(_ frontend: Frontend, backend: BackendState) {
@@ -63,7 +70,8 @@ final class FrontendState: Sendable {
 
     private static func policy(_ frontend: Frontend, _ backend: BackendState) -> FrontendPolicy {
         FrontendPolicy(backend: backend, clientTimeoutMs: frontend.clientTimeout?.milliseconds ?? 0,
-                       clientFinTimeoutMs: frontend.clientFinTimeout?.milliseconds ?? 0)
+                       clientFinTimeoutMs: frontend.clientFinTimeout?.milliseconds ?? 0,
+                       keepAlive: KeepAliveSettings(frontend.clientKeepAlive), noLinger: frontend.noLinger)
     }
 
     var current: FrontendPolicy { policy.withLock { $0 } }

@@ -44,7 +44,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     private(set) var liveSessions = 0
     private var pool: PipePool
     /// Where the copy path receives before sending: one per reactor, allocated once.
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Direction.copyBufferSize, alignment: 64)
+    private let scratch: UnsafeMutableRawBufferPointer
     private let logger: Logger
     private let commands = Mutex<[WorkerCommand]>([])
     private var draining = false
@@ -76,6 +76,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         case .ioUring: self.reactor = try URingReactor()
         }
         self.pool = PipePool(size: process.pipeSize, keep: 64, process: process)
+        self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: process.bufferSize, alignment: 64)
         for (i, listener) in self.listeners.enumerated() {
             try reactor.register(listener.fd, token: Token(.listener, index: i).raw, events: CShims_EPOLLIN | CShims_EPOLLET)
         }
@@ -120,7 +121,12 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             if readable { sessions[i].clientReadable = true }
             if writable { sessions[i].clientWritable = true }
             sessions[i].clientEnd = max(sessions[i].clientEnd, end)
-            if sessions[i].state == .established { forward(i) }
+            if sessions[i].state == .established {
+                forward(i)
+            } else if end != .open && sessions[i].policy.backend.abortOnClose {
+                // `option abortonclose`: the client left before its server connection was made.
+                close(i, reset: false)
+            }
         } else {
             if readable { sessions[i].serverReadable = true }
             if writable { sessions[i].serverWritable = true }
@@ -374,6 +380,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         sessions[i].clientActivity = reactor.now
         sessions[i].retriesLeft = sessions[i].policy.backend.retries
         sessions[i].queueDeadline = reactor.now + sessions[i].policy.backend.queueTimeoutMs
+        if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
         liveSessions += 1
         frontend.totalConnections.wrappingAdd(1, ordering: .relaxed)
         process.totalConnections.wrappingAdd(1, ordering: .relaxed)
@@ -419,8 +426,12 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         sessions[i].serverRef = Unmanaged.passUnretained(server)
         let fd: CInt
         let connected: Bool
+        var address = server.address
+        if address.port == 0, let local = try? Socket.localAddress(sessions[i].client) {
+            address = address.with(port: local.port)  // a server without a port: the client's destination port
+        }
         do {
-            (fd, connected) = try Socket.connect(to: server.address)
+            (fd, connected) = try Socket.connect(to: address)
         } catch {
             if error.isDescriptorExhaustion {
                 // Keep the client and try again shortly, until `timeout queue`.
@@ -437,6 +448,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             return
         }
         server.sessionOpened(at: reactor.now)
+        if sessions[i].policy.backend.keepAlive.enabled { Socket.setKeepAlive(fd, sessions[i].policy.backend.keepAlive) }
         sessions[i].server = fd
         sessions[i].state = .connecting
         sessions[i].phaseDeadline = reactor.now + sessions[i].policy.backend.connectTimeoutMs
@@ -468,8 +480,22 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 
     private func established(_ i: Int) {
         let server = server(of: i)
-        if server.configuration.observeLayer4 && server.observedErrors.load(ordering: .relaxed) != 0 {
+        let configuration = server.configuration
+        if configuration.observeLayer4 && server.observedErrors.load(ordering: .relaxed) != 0 {
             server.observedErrors.store(0, ordering: .relaxed)
+        }
+        if let version = configuration.proxyProtocol {
+            // `send-proxy(-v2)`: the header goes first, through the same path as bytes the server
+            // could not take at once, so a short write needs no special case.
+            do {
+                let header = ProxyHeader.bytes(version, source: try Socket.peerAddress(sessions[i].client),
+                                               destination: try Socket.localAddress(sessions[i].client))
+                sessions[i].toServer.queue(header, capacity: scratch.count)
+            } catch {
+                logger.debug("session \(i): \(error); the client left before its PROXY header was sent")
+                close(i, reset: true)
+                return
+            }
         }
         sessions[i].state = .established
         sessions[i].clientActivity = reactor.now
@@ -573,11 +599,11 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         session.toClient.releaseResources(into: &pool)
         if session.client >= 0 {
             reactor.unwatch(session.client, token: token(.client, i))
-            if reset { Socket.closeWithReset(session.client) } else { closeDescriptor(session.client) }
+            if reset || session.policy.clientNoLinger { Socket.closeWithReset(session.client) } else { closeDescriptor(session.client) }
         }
         if session.server >= 0 {
             reactor.unwatch(session.server, token: token(.server, i))
-            if reset { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
+            if reset || session.policy.backend.noLinger { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
             server(of: i).sessionClosed()
         }
         releaseSlot(frontend(of: i))

@@ -237,6 +237,7 @@ struct RuntimeAPI: Sendable {
                 guard let address = SocketAddress(ip: args[2], port: port) else { return .reply("Invalid addr '\(args[2])': expected an IPv4 or IPv6 address.\n") }
                 let old = server.address
                 server.setAddress(address)
+                if server.awaitingAddress.exchange(false, ordering: .relaxed) { backend.setAdmin(.ready, of: server) }
                 return .reply("IP changed from '\(old.ip)' to '\(address.ip)'" + (old.port != port ? ", port changed from '\(old.port)' to '\(port)'" : "") + " by 'stats socket command'\n")
             case "health":
                 switch args[2] {

@@ -32,12 +32,16 @@ final class StatsSocketServer: @unchecked Sendable {
         /// 0 while open. Closing lingers (our FIN first, then reading until theirs) so that unread
         /// input does not turn our close into a reset that eats the reply.
         var lingerUntil: Int64 = 0
+        /// Monotonic ms of the last byte read or written.
+        var lastActivity = monotonicMilliseconds()
     }
 
     /// Longest request line; longer input is answered with an error and the connection closed.
     static let maxLine = 16 * 1024
-    /// Connections served at once; more are closed on accept.
-    static let maxConnections = 64
+    /// `stats maxconn`: connections served at once; more wait in the listeners' backlog.
+    private let maxConnections: Int
+    /// `stats timeout`: an idle connection (nothing asked, nothing to send) is closed after this.
+    private let idleTimeoutMs: Int64
 
     private let api: RuntimeAPI
     private let logger: Logger
@@ -45,9 +49,11 @@ final class StatsSocketServer: @unchecked Sendable {
     private var wake: [CInt] = [-1, -1]
     private var thread: OSThread?
 
-    init(sockets: [StatsSocket], api: RuntimeAPI, logger: Logger) throws(SluiceError) {
+    init(sockets: [StatsSocket], api: RuntimeAPI, logger: Logger, maxConnections: Int = 10, idleTimeout: Duration = .seconds(10)) throws(SluiceError) {
         self.api = api
         self.logger = logger
+        self.maxConnections = maxConnections
+        self.idleTimeoutMs = idleTimeout.milliseconds
         for socket in sockets {
             do {
                 listeners.append(Listener(fd: try Self.listen(socket), path: socket.path, level: socket.level))
@@ -168,7 +174,9 @@ final class StatsSocketServer: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             var fds = [pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
-            for l in listeners { fds.append(pollfd(fd: l.fd, events: Int16(POLLIN), revents: 0)) }
+            // At `stats maxconn`, new clients wait in the backlog until a connection ends.
+            let accepting = connections.count < maxConnections
+            for l in listeners { fds.append(pollfd(fd: l.fd, events: accepting ? Int16(POLLIN) : 0, revents: 0)) }
             for c in connections {
                 var events = Int16(0)
                 if !c.peerClosed && c.wait == nil && (!c.closeWhenFlushed || c.lingerUntil > 0) { events |= Int16(POLLIN) }
@@ -176,17 +184,17 @@ final class StatsSocketServer: @unchecked Sendable {
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
             }
             let waiting = connections.contains { $0.wait != nil || $0.lingerUntil > 0 }
-            if poll(&fds, nfds_t(fds.count), waiting ? 50 : -1) < 0 && errno != EINTR { break }
+            let now = monotonicMilliseconds()
+            let idleDue = connections.map { $0.lastActivity + idleTimeoutMs - now }.min().map { max(0, min($0, Int64(Int32.max))) }
+            let timeout = waiting ? min(50, idleDue ?? 50) : idleDue ?? -1
+            if poll(&fds, nfds_t(fds.count), Int32(timeout)) < 0 && errno != EINTR { break }
             if fds[0].revents != 0 { break }
             for (k, l) in listeners.enumerated() where fds[1 + k].revents != 0 {
                 while true {
                     let fd = CShims_accept4_nonblock(l.fd)
                     if fd < 0 { break }
-                    if connections.count >= Self.maxConnections {
-                        closeDescriptor(fd)
-                        continue
-                    }
                     connections.append(Connection(fd: fd, level: l.level))
+                    if connections.count >= maxConnections { break }
                 }
             }
             let base = 1 + listeners.count
@@ -196,6 +204,7 @@ final class StatsSocketServer: @unchecked Sendable {
                 if events & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !c.peerClosed {
                     let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
                     if n > 0 {
+                        c.lastActivity = monotonicMilliseconds()
                         if c.lingerUntil == 0 { c.input += buffer[0..<n] }  // lingering: discard
                     } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                         c.peerClosed = true
@@ -210,7 +219,12 @@ final class StatsSocketServer: @unchecked Sendable {
                     continue
                 }
                 serve(&c)
+                if c.wait == nil && c.pending.isEmpty && c.output.isEmpty && !c.closeWhenFlushed
+                    && monotonicMilliseconds() - c.lastActivity >= idleTimeoutMs {
+                    c.closeWhenFlushed = true  // `stats timeout`: idle too long
+                }
                 if !c.output.isEmpty {
+                    c.lastActivity = monotonicMilliseconds()
                     let n = c.output.withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                     if n > 0 { c.output.removeFirst(n) } else if n < 0 && errno != EAGAIN && errno != EINTR { c.output.removeAll(); c.closeWhenFlushed = true }
                 }

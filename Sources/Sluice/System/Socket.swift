@@ -7,7 +7,24 @@ import Glibc
 enum Socket {
     /// A non-blocking listening TCP socket with `SO_REUSEADDR` and, for one socket per reactor,
     /// `SO_REUSEPORT`. The corresponding system calls are `socket(2)`, `bind(2)`, `listen(2)`.
-    static func listen(on address: SocketAddress, backlog: Int, reusePort: Bool) throws(SystemError) -> Descriptor {
+    /// Options of a listening socket, from `bind` parameters.
+    struct ListenOptions {
+        /// `IPV6_V6ONLY` on an IPv6 listener (`v6only`; `v4v6` clears it).
+        var v6Only = true
+        /// `TCP_DEFER_ACCEPT`: seconds the kernel waits for the client's first bytes before
+        /// handing the connection over (0: off).
+        var deferAcceptSeconds = 0
+        /// `TCP_FASTOPEN` queue length (0: off).
+        var fastOpenQueue = 0
+        /// `SO_BINDTODEVICE`.
+        var interface: String?
+        /// `TCP_MAXSEG` (0: the kernel's).
+        var maxSegmentSize = 0
+        /// `TCP_USER_TIMEOUT` in milliseconds (0: the kernel's); accepted sockets inherit it.
+        var userTimeoutMs = 0
+    }
+
+    static func listen(on address: SocketAddress, backlog: Int, reusePort: Bool, options: ListenOptions = ListenOptions()) throws(SystemError) -> Descriptor {
         let fd = Descriptor(taking: try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) })
         _ = CShims_setsockopt_int(fd.rawValue, SOL_SOCKET, CShims_SO_REUSEADDR, 1)
         if reusePort {
@@ -17,10 +34,26 @@ enum Socket {
         // socket's options): one setsockopt per listener instead of one per connection.
         setNoDelay(fd.rawValue)
         if address.family == AF_INET6 {
-            // `[::]:80` listens on IPv6 only unless told otherwise; HAProxy's `v4v6` is not supported yet.
-            _ = CShims_setsockopt_int(fd.rawValue, Int32(IPPROTO_IPV6), CShims_IPV6_V6ONLY, 1)
+            // `[::]:80` listens on IPv6 only unless `v4v6` says otherwise, as HAProxy on Linux.
+            _ = CShims_setsockopt_int(fd.rawValue, Int32(IPPROTO_IPV6), CShims_IPV6_V6ONLY, options.v6Only ? 1 : 0)
         }
         do {
+            let tcp = Int32(IPPROTO_TCP)
+            if let interface = options.interface {
+                _ = try syscallBlocking("setsockopt(SO_BINDTODEVICE)") { CShims_bind_to_device(fd.rawValue, interface) }
+            }
+            if options.deferAcceptSeconds > 0 {
+                _ = try syscallBlocking("setsockopt(TCP_DEFER_ACCEPT)") { CShims_setsockopt_int(fd.rawValue, tcp, CShims_TCP_DEFER_ACCEPT, Int32(options.deferAcceptSeconds)) }
+            }
+            if options.fastOpenQueue > 0 {
+                _ = try syscallBlocking("setsockopt(TCP_FASTOPEN)") { CShims_setsockopt_int(fd.rawValue, tcp, CShims_TCP_FASTOPEN, Int32(options.fastOpenQueue)) }
+            }
+            if options.maxSegmentSize > 0 {
+                _ = try syscallBlocking("setsockopt(TCP_MAXSEG)") { CShims_setsockopt_int(fd.rawValue, tcp, CShims_TCP_MAXSEG, Int32(options.maxSegmentSize)) }
+            }
+            if options.userTimeoutMs > 0 {
+                _ = try syscallBlocking("setsockopt(TCP_USER_TIMEOUT)") { CShims_setsockopt_int(fd.rawValue, tcp, CShims_TCP_USER_TIMEOUT, Int32(options.userTimeoutMs)) }
+            }
             _ = try syscallBlocking("bind") { address.withSockaddr { Glibc.bind(fd.rawValue, $0, $1) } }
             _ = try syscallBlocking("listen") { Glibc.listen(fd.rawValue, Int32(clamping: backlog)) }
         } catch {
@@ -36,6 +69,18 @@ enum Socket {
         _ = try syscallBlocking("getsockname") {
             withUnsafeMutableBytes(of: &storage) { raw in
                 getsockname(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+            }
+        }
+        return SocketAddress(storage: storage, length: length)
+    }
+
+    /// The address of a connected socket's peer. The corresponding system call is `getpeername(2)`.
+    static func peerAddress(_ fd: CInt) throws(SystemError) -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try syscallBlocking("getpeername") {
+            withUnsafeMutableBytes(of: &storage) { raw in
+                getpeername(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
             }
         }
         return SocketAddress(storage: storage, length: length)
@@ -73,6 +118,16 @@ enum Socket {
         _ = CShims_setsockopt_int(fd, Int32(IPPROTO_TCP), CShims_TCP_NODELAY, 1)
     }
 
+    /// Turns TCP keep-alive probes on (`SO_KEEPALIVE`) with the timing given in whole seconds
+    /// (0 keeps the kernel's `net.ipv4.tcp_keepalive_*`).
+    static func setKeepAlive(_ fd: CInt, _ k: KeepAliveSettings) {
+        let tcp = Int32(IPPROTO_TCP)
+        _ = CShims_setsockopt_int(fd, SOL_SOCKET, CShims_SO_KEEPALIVE, 1)
+        if k.idle > 0 { _ = CShims_setsockopt_int(fd, tcp, CShims_TCP_KEEPIDLE, k.idle) }
+        if k.interval > 0 { _ = CShims_setsockopt_int(fd, tcp, CShims_TCP_KEEPINTVL, k.interval) }
+        if k.count > 0 { _ = CShims_setsockopt_int(fd, tcp, CShims_TCP_KEEPCNT, k.count) }
+    }
+
     /// Sends our FIN. The corresponding system call is `shutdown(2)` with `SHUT_WR`.
     static func shutdownWrite(_ fd: CInt) {
         _ = Glibc.shutdown(fd, Int32(SHUT_WR))
@@ -94,5 +149,24 @@ enum Socket {
     @inline(__always)
     static func send(_ fd: CInt, from buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
         try syscall("send") { Glibc.send(fd, buffer.baseAddress, buffer.count, CShims_MSG_NOSIGNAL) }
+    }
+}
+
+/// `option clitcpka`/`srvtcpka` and their timings, compact for the session slab.
+struct KeepAliveSettings: Sendable {
+    var enabled = false
+    /// Seconds; 0: the kernel's default.
+    var idle: Int32 = 0
+    var interval: Int32 = 0
+    var count: Int32 = 0
+
+    init() {}
+
+    init(_ keepAlive: TCPKeepAlive?) {
+        guard let keepAlive else { return }
+        enabled = true
+        idle = keepAlive.idle.map { Int32(clamping: $0.components.seconds) } ?? 0
+        interval = keepAlive.interval.map { Int32(clamping: $0.components.seconds) } ?? 0
+        count = keepAlive.count.map { Int32($0) } ?? 0
     }
 }

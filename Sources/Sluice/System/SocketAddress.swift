@@ -42,7 +42,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     ///
     /// The corresponding library call is `getaddrinfo(3)`; it may block, so call it at
     /// configuration time only.
-    public static func resolve(host: String, port: Int) throws(SystemError) -> SocketAddress {
+    public static func resolve(host: String, port: Int, preferIPv6: Bool = false) throws(SystemError) -> SocketAddress {
         if let numeric = SocketAddress(ip: host, port: port) { return numeric }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -56,8 +56,9 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         var chosen: UnsafeMutablePointer<addrinfo>? = nil
         var cursor: UnsafeMutablePointer<addrinfo>? = first
         while let entry = cursor {
-            if entry.pointee.ai_family == AF_INET { chosen = entry; break }
-            if chosen == nil && entry.pointee.ai_family == AF_INET6 { chosen = entry }
+            let preferred = preferIPv6 ? AF_INET6 : AF_INET
+            if entry.pointee.ai_family == preferred { chosen = entry; break }
+            if chosen == nil && (entry.pointee.ai_family == AF_INET6 || entry.pointee.ai_family == AF_INET) { chosen = entry }
             cursor = entry.pointee.ai_next
         }
         guard let entry = chosen, let sa = entry.pointee.ai_addr else {
@@ -126,6 +127,16 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { family == AF_INET6 ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
+
+    /// The IP in network byte order: 4 bytes for IPv4, 16 for IPv6.
+    var ipBytes: [UInt8] {
+        withUnsafeBytes(of: storage) { raw in
+            if family == AF_INET {
+                return withUnsafeBytes(of: raw.load(as: sockaddr_in.self).sin_addr) { Array($0) }
+            }
+            return withUnsafeBytes(of: raw.load(as: sockaddr_in6.self).sin6_addr) { Array($0) }
+        }
+    }
 
     func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         withUnsafeBytes(of: storage) { raw in

@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a distribution's stock `global` section asks of the process, done for real: `daemon`,
+/// `pidfile`, `user`/`group`, `chroot`, and reloads after all of them.
+extension Loopback {
+@Suite struct ProcessTests {
+    static func config(_ global: String, port: Int, server: Int, extra: String = "") -> String {
+        """
+        global
+        \(global)
+        defaults
+          mode tcp
+          timeout connect 2s
+          timeout client 30s
+          timeout server 30s
+        frontend fe
+          bind 127.0.0.1:\(port)
+          default_backend be
+        backend be
+          server s1 127.0.0.1:\(server)
+        \(extra)
+        """
+    }
+
+    /// One line through the proxy: the identify server answers its name.
+    static func answer(_ port: Int) throws -> String {
+        let fd = try Net.connect(port)
+        defer { close(fd) }
+        return String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+    }
+
+    static func alive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 }
+
+    @Test func daemonReturnsOnceListeningAndThePidfileNamesTheRunningProcessUntilSIGTERM() throws {
+        let server = try TestServer(.identify("one"))
+        defer { server.stop() }
+        let port = try Net.closedPort()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-daemon-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let pidfile = dir + "/sluice.pid"
+        let path = try CommandLineTests.write(Self.config("  daemon\n  pidfile \(pidfile)", port: port, server: server.port))
+
+        let run = try CommandLineTests.run(["-f", path], deadline: .seconds(30))
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        // The parent returned only once the child listened: no waiting needed before connecting.
+        #expect(try Self.answer(port) == "one\n")
+        let text = try String(contentsOfFile: pidfile, encoding: .utf8)
+        let pid = try #require(pid_t(text.trimmingCharacters(in: .newlines)))
+        #expect(text.hasSuffix("\n"))
+        #expect(Self.alive(pid))
+        let comm = try String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)
+        #expect(comm.hasPrefix("sluice"))
+        // In its own session, not the test's.
+        #expect(getsid(pid) == pid)
+
+        kill(pid, SIGTERM)
+        try eventually("the daemon exits and removes its pidfile") { !Self.alive(pid) && !FileManager.default.fileExists(atPath: pidfile) }
+    }
+
+    @Test func daemonThatCannotStartMakesTheParentFailWithTheReason() throws {
+        let blocker = try TestServer(.silent)  // holds the port the frontend wants
+        defer { blocker.stop() }
+        let path = try CommandLineTests.write(Self.config("  daemon", port: blocker.port, server: blocker.port))
+        let run = try CommandLineTests.run(["-f", path], deadline: .seconds(30))
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("cannot listen on 127.0.0.1:\(blocker.port)"), "stderr: \(run.stderr)")
+        // -db keeps the foreground even with `daemon`: the same error, from the one process.
+        let foreground = try CommandLineTests.run(["-db", "-f", path], deadline: .seconds(30))
+        #expect(foreground.status == 1)
+        #expect(foreground.stderr.contains("Address already in use"))
+    }
+
+    @Test(.enabled(if: getuid() == 0 && getpwnam("nobody") != nil, "needs root and the 'nobody' account"))
+    func userNobodyAndChrootAreInForceAndReloadStillReadsTheFiles() throws {
+        let one = try TestServer(.identify("one"))
+        let two = try TestServer(.identify("two"))
+        defer { one.stop(); two.stop() }
+        let port = try Net.closedPort()
+        let jail = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-jail-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: jail, withIntermediateDirectories: true)
+        let nobody = try #require(getpwnam("nobody")).pointee
+        let global = "  user nobody\n  chroot \(jail)"
+        let path = try CommandLineTests.write(Self.config(global, port: port, server: one.port))
+        let sluice = try SluiceProcess(configPath: path, listenPort: port)
+        defer { _ = sluice.stop() }
+        let pid = sluice.process.processIdentifier
+        // Listeners open before privileges are dropped; the start notice comes after.
+        try eventually("sluice says it started") { sluice.log.contains("started (pid") }
+
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let uids = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst()
+        let gids = status.split(separator: "\n").first { $0.hasPrefix("Gid:") }?.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst()
+        #expect(uids.map(Array.init) == Array(repeating: Substring("\(nobody.pw_uid)"), count: 4), "real, effective, saved and filesystem uid")
+        #expect(gids.map(Array.init) == Array(repeating: Substring("\(nobody.pw_gid)"), count: 4))
+        #expect(status.contains("Groups:\t\(nobody.pw_gid)") || status.contains("Groups:\t\n") || status.contains("Groups:\t \n"))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/root") == jail)
+        #expect(try Self.answer(port) == "one\n")
+
+        // Reload after chroot and setuid: the file is read again through the directory opened at
+        // start, even though the path no longer exists inside the jail.
+        try Self.config(global, port: port, server: two.port).write(toFile: path, atomically: true, encoding: .utf8)
+        sluice.signal(SIGHUP)
+        try eventually("the reload points the backend at server two") { (try? Self.answer(port)) == "two\n" }
+
+        // A reload that needs a privileged port fails clearly, and the running configuration stays.
+        let extra = "frontend low\n  bind 127.0.0.1:81\n  default_backend be\n"
+        try Self.config(global, port: port, server: two.port, extra: extra).write(toFile: path, atomically: true, encoding: .utf8)
+        sluice.signal(SIGUSR2)  // HAProxy's reload signal, as systemd units send it
+        try eventually("the refused reload is logged") { sluice.log.contains("reload failed") }
+        #expect(sluice.log.contains("127.0.0.1:81"))
+        #expect(sluice.log.contains("Permission denied"))
+        #expect(try Self.answer(port) == "two\n")
+    }
+
+    @Test func unknownUserOrGroupIsAnErrorNamingTheLine() throws {
+        let path = try CommandLineTests.write(Self.config("  user no-such-user-sluice\n  group no-such-group-sluice", port: 1, server: 2))
+        let run = try CommandLineTests.run(["-c", "-f", path])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("sluice.cfg:2: error: [global] 'user': no user named 'no-such-user-sluice' on this system"))
+        #expect(run.stderr.contains("sluice.cfg:3: error: [global] 'group': no group named 'no-such-group-sluice' on this system"))
+    }
+}
+}

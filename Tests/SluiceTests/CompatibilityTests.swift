@@ -1,0 +1,204 @@
+import Testing
+@testable import Sluice
+
+/// Configurations as operators write them for HAProxy: boilerplate that has no meaning at Layer 4
+/// is accepted with a warning naming the line, keywords HAProxy removed are applied with their
+/// modern meaning, and what Sluice cannot do is an error, every one of them in one run.
+struct CompatibilityTests {
+    /// Debian 12's stock /etc/haproxy/haproxy.cfg with a tcp frontend added (the `user`/`group`
+    /// lines name root so that the test does not depend on the machine's accounts).
+    static let debianStock = """
+        global
+        	log /dev/log	local0
+        	log /dev/log	local1 notice
+        	chroot /var/lib/haproxy
+        	stats socket /run/haproxy/admin.sock mode 660 level admin expose-fd listeners
+        	stats timeout 30s
+        	user root
+        	group root
+        	daemon
+        	ca-base /etc/ssl/certs
+        	crt-base /etc/ssl/private
+        	ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256
+        	ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384
+        	ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
+
+        defaults
+        	log	global
+        	mode	http
+        	option	httplog
+        	option	dontlognull
+        	timeout connect 5000
+        	timeout client  50000
+        	timeout server  50000
+        	errorfile 400 /etc/haproxy/errors/400.http
+        	errorfile 503 /etc/haproxy/errors/503.http
+
+        frontend kube-apiserver
+        	bind *:6443
+        	mode tcp
+        	option tcplog
+        	default_backend kube-apiserver
+
+        backend kube-apiserver
+        	mode tcp
+        	option tcp-check
+        	balance roundrobin
+        	default-server inter 10s downinter 5s rise 2 fall 2 maxconn 250 maxqueue 256 weight 100
+        	server master1 10.0.0.11:6443 check
+        	server master2 10.0.0.12:6443 check
+        """
+
+    @Test func debianStockConfigurationWithATCPFrontendLoadsWithWarningsOnly() throws {
+        let parsed = try Configuration.parse(Self.debianStock, file: "haproxy.cfg")
+        let g = parsed.configuration.global
+        #expect(g.daemon)
+        #expect(g.chroot == "/var/lib/haproxy")
+        #expect(g.userID == 0 && g.groupID == 0)
+        #expect(g.statsTimeout == .seconds(30))
+        #expect(g.statsSockets.first?.level == .admin)
+        let backend = try #require(parsed.configuration.backend(named: "kube-apiserver"))
+        #expect(backend.servers.map(\.maxConnections) == [250, 250])
+        #expect(backend.servers.map(\.maxQueue) == [256, 256])
+        let warned = Set(parsed.warnings.compactMap(\.keyword))
+        for keyword in ["log", "stats socket", "ca-base", "crt-base", "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites",
+                        "ssl-default-bind-options", "option httplog", "option dontlognull", "errorfile", "option tcplog"] {
+            #expect(warned.contains(keyword), "no warning for '\(keyword)'")
+        }
+        // One warning per errorfile line, naming both tcp proxies that ignore it.
+        #expect(parsed.warnings.filter { $0.keyword == "errorfile" }.map(\.location.line) == [24, 25])
+        #expect(parsed.warnings.first { $0.keyword == "errorfile" }?.message.contains("frontend 'kube-apiserver', backend 'kube-apiserver'") == true)
+    }
+
+    @Test func keywordsHAProxyRemovedAreAppliedWithTheirModernMeaning() throws {
+        let parsed = try Configuration.parse("""
+            global
+              nbproc 1
+            defaults
+              mode tcp
+              contimeout 4000
+              clitimeout 50s
+              srvtimeout 60s
+              redispatch
+            listen db 127.0.0.1:3306
+              server a 10.0.0.1:3306
+            """, file: "t.cfg")
+        let backend = try #require(parsed.configuration.backend(named: "db"))
+        #expect(backend.connectTimeout == .seconds(4))
+        #expect(backend.serverTimeout == .seconds(60))
+        #expect(backend.redispatch)
+        #expect(parsed.configuration.frontends.first?.clientTimeout == .seconds(50))
+        #expect(parsed.configuration.frontends.first?.binds.first?.endpoint == Endpoint(host: "127.0.0.1", port: 3306))
+        #expect(parsed.warnings.map(\.description).contains("t.cfg:5: warning: [defaults] 'contimeout': removed from HAProxy in 2.1; applied as 'timeout connect'; write that instead"))
+        #expect(parsed.warnings.contains { $0.keyword == "nbproc" && $0.message.contains("one process") })
+        #expect(CompatibilityTests.errors("global\n  nbproc 4\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'nbproc': 'nbproc 4': Sluice runs as one process (HAProxy removed 'nbproc' in 2.5); use 'nbthread 4' for more cores"])
+    }
+
+    @Test func sectionsSluiceDoesNotReadAreOneWarningOrOneErrorOnTheirHeader() {
+        let text = """
+            userlist admins
+              user admin insecure-password secret
+            resolvers dns
+              nameserver ns1 10.0.0.2:53
+              hold valid 10s
+            peers mypeers
+              peer a 10.0.0.1:1024
+
+            """ + ParserTests.valid
+        #expect(CompatibilityTests.errors(text) == [
+            "t.cfg:3: error: [resolvers 'dns'] 'resolvers': section rejected: DNS resolvers (runtime discovery of server addresses) are not supported yet; Sluice resolves server names once at start and at each reload; its lines are skipped",
+            "t.cfg:6: error: [peers 'mypeers'] 'peers': section rejected: peers (stick-table synchronisation) are not supported; its lines are skipped",
+        ])
+        let parsed = try? Configuration.parse("userlist admins\n  user admin insecure-password x\n" + ParserTests.valid, file: "t.cfg")
+        #expect(parsed?.warnings.first?.description == "t.cfg:1: warning: [userlist 'admins'] 'userlist': section accepted and not used: user lists serve HTTP authentication, which needs mode http")
+    }
+
+    @Test func everyUnsupportedServerAndBindParameterIsReportedInOneRun() {
+        let errors = CompatibilityTests.errors("""
+            frontend fe
+              bind 300.1.1.1:80 accept-proxy frob v4v6
+              default_backend be
+            backend be
+              server a 10.0.0.1:99999 agent-check track be/b frob weight 2
+            """)
+        #expect(errors == [
+            "t.cfg:2: error: [frontend 'fe'] 'bind': '300.1.1.1' is not a valid IPv4 address",
+            "t.cfg:2: error: [frontend 'fe'] 'bind': 'accept-proxy' (reading a PROXY-protocol header from clients) is not supported yet",
+            "t.cfg:2: error: [frontend 'fe'] 'bind': unknown bind parameter 'frob'",
+            "t.cfg:5: error: [backend 'be'] 'server': port 99999 in '10.0.0.1:99999' is outside 1...65535",
+            "t.cfg:5: error: [backend 'be'] 'server': server parameter 'agent-check' for server 'a' is not supported yet: agent checks",
+            "t.cfg:5: error: [backend 'be'] 'server': server parameter 'track' for server 'a' is not supported yet: following another server's state",
+            "t.cfg:5: error: [backend 'be'] 'server': unknown server parameter 'frob' for server 'a'",
+        ])
+    }
+
+    @Test func timeoutsAboveHAProxysMaximumAreErrorsAndMissingOnesAreWarned() throws {
+        #expect(CompatibilityTests.errors(ParserTests.valid + "  timeout queue 3000000000\n")
+            == ["t.cfg:6: error: [backend 'be'] 'timeout queue': '3000000000' is too long: the maximum is 2147483647 ms (~24.8 days), as in HAProxy"])
+        let parsed = try Configuration.parse(ParserTests.valid, file: "t.cfg")
+        #expect(parsed.warnings.map(\.description) == [
+            "t.cfg:1: warning: [frontend 'fe'] 'frontend': missing timeouts: 'timeout client'. A dead peer would then hold its session forever, as HAProxy warns",
+            "t.cfg:4: warning: [backend 'be'] 'backend': missing timeouts: 'timeout connect', 'timeout server'. A dead peer would then hold its session forever (Sluice bounds connect at 5 s), as HAProxy warns",
+        ])
+    }
+
+    @Test func aRefusedBindDoesNotAlsoReportAMissingBind() {
+        #expect(CompatibilityTests.errors("frontend fe\n  bind :443 ssl crt /x.pem\n  default_backend be\nbackend be\n  server a 10.0.0.1:80\n")
+            == ["t.cfg:2: error: [frontend 'fe'] 'bind': 'ssl': TLS termination is not supported; Sluice forwards TLS untouched at Layer 4 (terminate it on the servers)",
+                "t.cfg:2: error: [frontend 'fe'] 'bind': 'crt': TLS termination is not supported; Sluice forwards TLS untouched at Layer 4 (terminate it on the servers)"])
+    }
+
+    @Test func namedDefaultsAndTheirUseWithFrom() throws {
+        let c = try Configuration.parse("""
+            defaults short
+              mode tcp
+              timeout server 5s
+            defaults long
+              mode tcp
+              timeout server 1h
+            backend a from short
+              server s 10.0.0.1:80
+            backend b
+              server s 10.0.0.1:80
+            """).configuration
+        #expect(c.backend(named: "a")?.serverTimeout == .seconds(5))
+        #expect(c.backend(named: "b")?.serverTimeout == .seconds(3600))
+    }
+
+    @Test func serversWithoutAPortUseTheClientsDestinationPort() throws {
+        let c = try Configuration.parse(ParserTests.valid + "  server b 10.0.0.2\n  server c 10.0.0.3: check port 8080\n").configuration
+        #expect(c.backend(named: "be")?.servers.map(\.endpoint.port) == [80, 0, 0])
+        #expect(CompatibilityTests.errors(ParserTests.valid + "  server b 10.0.0.2 check\n")
+            == ["t.cfg:6: error: [backend 'be'] 'server': server 'b' has no port, so 'check' needs 'port <n>' (the port to check)"])
+    }
+
+    @Test func globalProcessKeywords() throws {
+        let g = try Configuration.parse("""
+            global
+              pidfile /run/sluice.pid
+              uid 65534
+              gid 65534
+              ulimit-n 8192
+              cpu-map auto:1/1-2 0-1
+              cpu-map 1/3 1
+              tune.bufsize 32768
+              node lb1
+              stats maxconn 5
+            """ + "\n" + ParserTests.valid).configuration.global
+        #expect(g.pidFile == "/run/sluice.pid")
+        #expect(g.userID == 65534 && g.groupID == 65534)
+        #expect(g.fileLimit == 8192)
+        #expect(CPUMapping.cpus(of: 1, in: g.cpuMap) == [0])
+        #expect(CPUMapping.cpus(of: 2, in: g.cpuMap) == [1])
+        #expect(CPUMapping.cpus(of: 3, in: g.cpuMap) == [1])
+        #expect(CPUMapping.cpus(of: 4, in: g.cpuMap) == nil)
+        #expect(g.bufferSize == 32768)
+        #expect(g.node == "lb1")
+        #expect(g.statsMaxConnections == 5)
+        #expect(CompatibilityTests.errors("global\n  user no-such-user-here\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'user': no user named 'no-such-user-here' on this system"])
+    }
+
+    static func errors(_ text: String) -> [String] { ParserTests.errors(text) }
+}
