@@ -98,8 +98,9 @@ extension Direction {
     /// source's peer: once it sent FIN, a short `recv` took everything before the FIN, so the
     /// source has ended without another `recv` to read the 0; after an error a short `recv`
     /// proves nothing and the next one reports the error.
-    /// `otherDone`: the opposite direction has finished, so the session closes after this pass
-    /// and `close` will send the FIN: no `shutdown` call is needed.
+    /// `otherDone`: the session closes after this pass once this direction ends (the opposite
+    /// direction has finished, or the destination is closed hard under `option nolinger`), and
+    /// `close` ends the connection: no `shutdown` call is needed.
     ///
     /// `moved` receives the bytes written to `destination`, `read` those read from `source`.
     mutating func pump(from source: CInt, readable: inout Bool, sourceEnd: PeerEnd, to destination: CInt,

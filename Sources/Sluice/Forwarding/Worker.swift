@@ -579,6 +579,11 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             close(i, reset: true)
         } else if sessions[i].isFinished {
             close(i, reset: false)
+        } else if (sessions[i].toClient.finForwarded && sessions[i].policy.clientNoLinger)
+                    || (sessions[i].toServer.finForwarded && sessions[i].policy.backend.noLinger) {
+            // `option nolinger`, as HAProxy: a side that is shut is closed at once, with a reset,
+            // instead of staying half-open.
+            close(i, reset: false)
         } else {
             if !wasHalfClosed && sessions[i].isHalfClosed {
                 arm(i)  // the -fin timeouts may be shorter
@@ -656,13 +661,16 @@ final class Worker: ReactorHandler, @unchecked Sendable {
 extension Session {
     mutating func pumpToServer(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
                                moved: inout Int, read: inout Int) -> PumpResult {
-        toServer.pump(from: client, readable: &clientReadable, sourceEnd: clientEnd, to: server, writable: &serverWritable, otherDone: toClient.isDone,
+        // With `nolinger` a shut side is closed at once (with a reset) instead of half-closed.
+        toServer.pump(from: client, readable: &clientReadable, sourceEnd: clientEnd, to: server, writable: &serverWritable,
+                      otherDone: toClient.isDone || policy.backend.noLinger,
                       pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
     }
 
     mutating func pumpToClient(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
                                moved: inout Int, read: inout Int) -> PumpResult {
-        toClient.pump(from: server, readable: &serverReadable, sourceEnd: serverEnd, to: client, writable: &clientWritable, otherDone: toServer.isDone,
+        toClient.pump(from: server, readable: &serverReadable, sourceEnd: serverEnd, to: client, writable: &clientWritable,
+                      otherDone: toServer.isDone || policy.clientNoLinger,
                       pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
     }
 }

@@ -1,0 +1,273 @@
+import Foundation
+import Testing
+@_spi(Benchmarks) @testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listening socket that hands each accepted connection to the test, to see exactly what a
+/// server receives.
+final class CaptureServer {
+    let fd: CInt
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = Net.address(0)
+        let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard r == 0, listen(fd, 64) == 0 else {
+            close(fd)
+            throw Net.Failure("capture server: \(String(cString: strerror(errno)))")
+        }
+        self.fd = fd
+        port = Net.localPort(fd)
+    }
+
+    /// The next connection, waiting at most `timeoutMs`.
+    func accept(timeoutMs: Int = 10_000) throws -> CInt {
+        guard Net.waitReadable(fd, timeoutMs: timeoutMs) else { throw Net.Failure("no connection reached the capture server") }
+        let c = Glibc.accept(fd, nil, nil)
+        guard c >= 0 else { throw Net.Failure("accept: \(String(cString: strerror(errno)))") }
+        return c
+    }
+
+    deinit { close(fd) }
+}
+
+/// Server parameters and options that change what happens on the wire at Layer 4.
+extension Loopback {
+@Suite struct LayerFourOptionsTests {
+    static func proxy(_ serverLine: String, options: String = "", port: Int = 0) -> String {
+        """
+        defaults
+          mode tcp
+          timeout connect 2s
+          timeout client 10s
+          timeout server 10s
+        frontend fe
+          bind 127.0.0.1:\(port)
+          default_backend be
+        backend be
+        \(options)
+          \(serverLine)
+
+        """
+    }
+
+    /// What the server receives for one client connection: the client sends `hello`, the server
+    /// reads the header plus `hello`, answers `ok`, closes.
+    static func received(through port: Int, capture: CaptureServer, headerLength: (ArraySlice<UInt8>) -> Int?) throws -> (bytes: [UInt8], clientPort: Int) {
+        let client = try Net.connect(port)
+        defer { close(client) }
+        try Net.sendAll(client, "hello")
+        let server = try capture.accept()
+        defer { close(server) }
+        var bytes: [UInt8] = []
+        while headerLength(bytes[...]).map({ bytes.count < $0 + 5 }) ?? true {
+            bytes += try Net.read(server, count: 1)
+        }
+        try Net.sendAll(server, "ok")
+        shutdown(server, Int32(SHUT_WR))
+        #expect(try Net.readToEnd(client) == Array("ok".utf8))
+        return (bytes, Net.localPort(client))
+    }
+
+    static func v1Length(_ b: ArraySlice<UInt8>) -> Int? {
+        b.firstRange(of: [13, 10]).map { $0.upperBound - b.startIndex }
+    }
+
+    static func v2Length(_ b: ArraySlice<UInt8>) -> Int? {
+        b.count >= 16 ? 16 + Int(b[b.startIndex + 14]) << 8 + Int(b[b.startIndex + 15]) : nil
+    }
+
+    @Test func sendProxyV1CarriesTheClientAddressThenTheClientsBytes() throws {
+        let capture = try CaptureServer()
+        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(capture.port) send-proxy"))
+        defer { proxy.stop() }
+        let (bytes, clientPort) = try Self.received(through: proxy.port, capture: capture, headerLength: Self.v1Length)
+        #expect(String(decoding: bytes, as: UTF8.self) == "PROXY TCP4 127.0.0.1 127.0.0.1 \(clientPort) \(proxy.port)\r\nhello")
+    }
+
+    @Test func sendProxyV2CarriesTheClientAddressInBinary() throws {
+        let capture = try CaptureServer()
+        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(capture.port) send-proxy-v2"))
+        defer { proxy.stop() }
+        let (bytes, clientPort) = try Self.received(through: proxy.port, capture: capture, headerLength: Self.v2Length)
+        let expected: [UInt8] = ProxyHeader.signature + [0x21, 0x11, 0, 12, 127, 0, 0, 1, 127, 0, 0, 1,
+            UInt8(clientPort >> 8), UInt8(clientPort & 255), UInt8(proxy.port >> 8), UInt8(proxy.port & 255)] + Array("hello".utf8)
+        #expect(bytes == expected)
+    }
+
+    /// HAProxy on the same configuration, in the same run: the server must receive the same bytes
+    /// from both, but for the client's port.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs haproxy (scripts/test installs it)"),
+          arguments: ["send-proxy", "send-proxy-v2"])
+    func theHeaderIsByteForByteWhatHAProxySends(parameter: String) throws {
+        let capture = try CaptureServer()
+        let port = try Net.closedPort()
+        let config = Self.proxy("server s 127.0.0.1:\(capture.port) \(parameter)", port: port)
+        let haproxy = try HAProxyProcess(config: config, port: port)
+        let length = parameter == "send-proxy" ? Self.v1Length : Self.v2Length
+        let fromHAProxy = try Self.received(through: port, capture: capture, headerLength: length)
+        haproxy.stop()
+        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(capture.port) \(parameter)"))
+        defer { proxy.stop() }
+        let fromSluice = try Self.received(through: proxy.port, capture: capture, headerLength: length)
+        func normalised(_ r: (bytes: [UInt8], clientPort: Int), listener: Int) -> String {
+            String(decoding: r.bytes, as: UTF8.self).replacingOccurrences(of: "\(r.clientPort) \(listener)", with: "CPORT LPORT")
+                + (parameter == "send-proxy" ? "" : r.bytes.prefix(24).map { String($0) }.joined(separator: ","))
+        }
+        if parameter == "send-proxy" {
+            #expect(normalised(fromSluice, listener: proxy.port) == normalised(fromHAProxy, listener: port))
+        } else {
+            // Everything but the ports (bytes 24...27) is identical.
+            #expect(fromSluice.bytes.prefix(24) == fromHAProxy.bytes.prefix(24))
+            #expect(fromSluice.bytes.dropFirst(28) == fromHAProxy.bytes.dropFirst(28))
+        }
+    }
+
+    @Test func keepAliveProbesAreOnForClientAndServerSocketsWithTheConfiguredTiming() throws {
+        let server = try TestServer(.holdOpen)
+        defer { server.stop() }
+        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(server.port)",
+            options: "  option tcpka\n  srvtcpka-idle 77s\n  srvtcpka-intvl 5s\n  srvtcpka-cnt 4").replacingOccurrences(of: "default_backend be", with: "default_backend be\n  option clitcpka\n  clitcpka-idle 66s"))
+        defer { proxy.stop() }
+        let client = try Net.connect(proxy.port)
+        defer { close(client) }
+        try eventually("the server has the connection") { server.open.load(ordering: .relaxed) == 1 }
+        // ss shows the keep-alive timer of each socket: on the proxy's side of the client
+        // connection (local port = the frontend's) and of the server connection (peer = server).
+        // Fields: Recv-Q Send-Q Local Peer [timer]
+        let sockets = try Self.ss().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        let clientSide = sockets.first { $0.count > 3 && $0[2] == "127.0.0.1:\(proxy.port)" && $0[3] == "127.0.0.1:\(Net.localPort(client))" }
+        let serverSide = sockets.first { $0.count > 3 && $0[3] == "127.0.0.1:\(server.port)" }
+        let clientTimer = clientSide?.dropFirst(4).joined(separator: " ") ?? "no client-side socket"
+        let serverTimer = serverSide?.dropFirst(4).joined(separator: " ") ?? "no server-side socket"
+        // 66 s and 77 s idle, counting down: ss prints e.g. "timer:(keepalive,1min5sec,0)".
+        #expect(clientTimer.hasPrefix("timer:(keepalive,1min5") || clientTimer.hasPrefix("timer:(keepalive,1min6"), "\(clientTimer)")
+        #expect(serverTimer.hasPrefix("timer:(keepalive,1min16") || serverTimer.hasPrefix("timer:(keepalive,1min17"), "\(serverTimer)")
+    }
+
+    static func ss() throws -> [String] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
+        p.arguments = ["-tnoH", "state", "established"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    /// The server ends first: normally the client's side stays half-open until the client closes
+    /// too; with `option nolinger` the proxy closes it at once, with a reset (HAProxy's meaning:
+    /// a shut side is closed, not half-closed).
+    @Test(arguments: [false, true])
+    func noLingerClosesAShutSideAtOnceWithAReset(noLinger: Bool) throws {
+        let server = try TestServer(.identify("bye"))
+        defer { server.stop() }
+        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(server.port)")
+            .replacingOccurrences(of: "default_backend be", with: "default_backend be\n" + (noLinger ? "  option nolinger" : "")))
+        defer { proxy.stop() }
+        let client = try Net.connect(proxy.port)
+        defer { close(client) }
+        #expect(try Net.read(client, count: 4) == Array("bye\n".utf8))
+        if noLinger {
+            try eventually("the session ends while the client is still open") { proxy.balancer.currentSessions == 0 }
+            var byte: UInt8 = 0
+            var result = 0
+            try eventually("the client sees the reset") {
+                result = recv(client, &byte, 1, Int32(MSG_DONTWAIT))
+                return result <= 0 && !(result < 0 && errno == EAGAIN)
+            }
+            #expect(result < 0 && errno == ECONNRESET)
+        } else {
+            #expect(try Net.readToEnd(client).isEmpty)  // the forwarded FIN
+            #expect(proxy.balancer.currentSessions == 1, "half-open until the client closes")
+        }
+    }
+
+    @Test func abortOnCloseDropsAClientThatLeftBeforeItsServerConnectionWasMade() throws {
+        // A black-holed server address: the connect hangs until timeout connect.
+        let proxy = try RunningProxy(Self.proxy("server s 192.0.2.1:9 ", options: "  option abortonclose\n  timeout connect 30s"))
+        defer { proxy.stop() }
+        let client = try Net.connect(proxy.port)
+        try eventually("the session is connecting") { proxy.balancer.currentSessions == 1 }
+        close(client)
+        try eventually("the session is dropped without waiting for timeout connect") { proxy.balancer.currentSessions == 0 }
+    }
+
+    @Test func initAddrNoneStartsAnUnresolvableServerInMaintenanceUntilItGetsAnAddress() throws {
+        let server = try TestServer(.identify("late"))
+        defer { server.stop() }
+        let proxy = try RunningProxy(Self.proxy("server s no-such-host.invalid:\(server.port) init-addr none"))
+        defer { proxy.stop() }
+        let s = try #require(proxy.balancer.backend(named: "be")?.server(named: "s"))
+        #expect(s.admin == .maintenance)
+        #expect(proxy.balancer.runtimeReply("set server be/s addr 127.0.0.1") == "IP changed from '0.0.0.0' to '127.0.0.1' by 'stats socket command'\n")
+        #expect(s.admin == .ready)
+        let fd = try Net.connect(proxy.port)
+        defer { close(fd) }
+        #expect(try Net.readToEnd(fd) == Array("late\n".utf8))
+    }
+
+    @Test func everyUnresolvableServerIsReportedInOneRun() throws {
+        let config = try Configuration.parse(Self.proxy("server a no-such-host-a.invalid:80\n  server b no-such-host-b.invalid:80\n  server c 127.0.0.1:80 init-addr last,10.1.2.3")).configuration
+        do {
+            _ = try LoadBalancer(configuration: config)
+            Issue.record("an unresolvable server was accepted")
+        } catch {
+            #expect(error.message.contains("server 'a': cannot resolve no-such-host-a.invalid:80"))
+            #expect(error.message.contains("server 'b': cannot resolve no-such-host-b.invalid:80"))
+            #expect(!error.message.contains("server 'c'"))
+        }
+    }
+
+    @Test func aServerWithoutAPortGetsTheClientsDestinationPort() throws {
+        let server = try TestServer(.identify("same-port"))
+        defer { server.stop() }
+        // The frontend listens on the server's port on another loopback address.
+        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1", port: server.port).replacingOccurrences(of: "bind 127.0.0.1:", with: "bind 127.0.0.2:"))
+        defer { proxy.stop() }
+        var a = Net.address(server.port)
+        a.sin_addr.s_addr = inet_addr("127.0.0.2")
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(r == 0)
+        #expect(try Net.readToEnd(fd) == Array("same-port\n".utf8))
+    }
+}
+}
+
+/// HAProxy itself on a configuration, for side-by-side behaviour.
+final class HAProxyProcess {
+    let process = Process()
+
+    init(config: String, port: Int) throws {
+        let path = try Loopback.CommandLineTests.write(config, name: "haproxy.cfg")
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/haproxy")
+        process.arguments = ["-db", "-f", path]
+        let log = path + ".log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: log)
+        try process.run()
+        // Listening, seen in /proc/net/tcp (state 0A): a probe connection would reach the server.
+        let needle = String(format: ":%04X 00000000:0000 0A", port)
+        try eventually("haproxy listens on \(port)") {
+            guard process.isRunning else {
+                throw Net.Failure("haproxy exited with \(process.terminationStatus): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            }
+            return ((try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? "").contains(needle)
+        }
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
