@@ -165,6 +165,8 @@ public final class LoadBalancer: Sendable {
                     if old.address != p.address { old.setAddress(p.address) }
                     if old.configuredWeight != p.server.weight { old.weightStorage.store(p.server.weight, ordering: .relaxed) }
                     old.configurationStorage.withLock { $0 = p.server }
+                    old.maxConnectionsStorage.store(p.server.maxConnections ?? Int.max, ordering: .relaxed)
+                    old.maxQueueStorage.store(p.server.maxQueue ?? Int.max, ordering: .relaxed)
                     old.checkPlanStorage.withLock { $0 = p.check }
                     if p.check == nil && old.operational != .running { existing?.setOperational(.running, of: old) }
                     servers.append(old)

@@ -148,10 +148,10 @@ extension Loopback {
         #expect(serverTimer.hasPrefix("timer:(keepalive,1min16") || serverTimer.hasPrefix("timer:(keepalive,1min17"), "\(serverTimer)")
     }
 
-    static func ss() throws -> [String] {
+    static func ss(_ arguments: [String] = ["-tnoH", "state", "established"]) throws -> [String] {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
-        p.arguments = ["-tnoH", "state", "established"]
+        p.arguments = arguments
         let out = Pipe()
         p.standardOutput = out
         try p.run()
@@ -254,13 +254,12 @@ final class HAProxyProcess {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()
-        // Listening, seen in /proc/net/tcp (state 0A): a probe connection would reach the server.
-        let needle = String(format: ":%04X 00000000:0000 0A", port)
+        // Listening, as ss sees it: a probe connection would reach the server.
         try eventually("haproxy listens on \(port)") {
             guard process.isRunning else {
                 throw Net.Failure("haproxy exited with \(process.terminationStatus): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
             }
-            return ((try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? "").contains(needle)
+            return try !Loopback.LayerFourOptionsTests.ss(["-ltnH", "sport = :\(port)"]).isEmpty
         }
     }
 

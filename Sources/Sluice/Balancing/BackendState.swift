@@ -18,6 +18,13 @@ public final class BackendState: Sendable {
         var onBackups = false
         /// Usable primaries, for HAProxy's redispatch rule (redispatch at once when more than one).
         var usablePrimaries = 0
+        var algorithm = BalanceAlgorithm.roundRobin
+        /// Indices into `servers` of the usable servers with a weight (the primaries, or the
+        /// backups when none is usable), in configuration order: leastconn and first scan them.
+        var eligible: [Int32] = []
+        /// `balance source`: `eligible` entries repeated by weight (reduced by their common
+        /// divisor); a client address hash indexes it.
+        var map: [Int32] = []
     }
 
     private struct Members {
@@ -29,11 +36,20 @@ public final class BackendState: Sendable {
 
     private let members: Mutex<Members>
     /// Held only to swap the schedule, so a pick never waits while a new one is built.
-    private let schedule = Mutex(Schedule())
+    let schedule = Mutex(Schedule())
     /// Serialises writers for the whole rebuild (milliseconds for a 1,000-server backend with mixed
     /// weights): the last republish reads the latest states, and publishes last.
     private let publisher = Mutex(())
     private let cursor = Atomic<Int>(0)
+    /// Sessions waiting for a server slot (`maxconn`): this backend's queue and its servers' own.
+    let queues = Mutex(Queues())
+    /// How many sessions wait in any of `queues`: a free slot looks at the queues only when this is
+    /// not zero.
+    let queuedCount = Atomic<Int>(0)
+    /// Most sessions ever waiting in the backend's queue (`qmax`), and the dequeued ones' wait (`qtime`).
+    let queueMax = Atomic<Int>(0)
+    let dequeuedSessions = Atomic<Int>(0)
+    let dequeuedWaitMs = Atomic<Int>(0)
 
     init(name: String, servers: [ServerState], settings: BackendSettings) {
         self.name = name
@@ -53,37 +69,62 @@ public final class BackendState: Sendable {
     /// Rebuilds the schedule from the servers' current states and weights.
     @_spi(Benchmarks) public func republish() {
         publisher.withLock { _ in
-            let (servers, allBackups) = members.withLock { ($0.servers, $0.settings.allBackups) }
+            let (servers, settings) = members.withLock { ($0.servers, $0.settings) }
             let primaries = servers.filter { !$0.isBackup && $0.isUsable }
-            var next = Schedule(servers: servers, usablePrimaries: primaries.count)
+            var next = Schedule(servers: servers, usablePrimaries: primaries.count, algorithm: settings.balance)
+            var weights: [Int] = []
             if !primaries.isEmpty {
-                next.order = RoundRobin.schedule(weights: servers.map { !$0.isBackup && $0.isUsable ? $0.weight : 0 })
-            } else if allBackups {
-                next.order = RoundRobin.schedule(weights: servers.map { $0.isBackup && $0.isUsable ? $0.weight : 0 })
+                weights = servers.map { !$0.isBackup && $0.isUsable ? $0.weight : 0 }
+            } else if settings.allBackups {
+                weights = servers.map { $0.isBackup && $0.isUsable ? $0.weight : 0 }
                 next.onBackups = true
-            } else if let first = servers.firstIndex(where: { $0.isBackup && $0.isUsable }) {
+            } else if let first = servers.firstIndex(where: { $0.isBackup && $0.isUsable && $0.weight > 0 }) {
                 // HAProxy uses only the first usable backup unless `option allbackups`.
-                next.order = [Int32(first)]
+                weights = servers.indices.map { $0 == first ? 1 : 0 }
                 next.onBackups = true
+            }
+            next.eligible = weights.indices.filter { weights[$0] > 0 }.map(Int32.init)
+            switch settings.balance {
+            case .roundRobin, .staticRoundRobin: next.order = RoundRobin.schedule(weights: weights)
+            case .source: next.map = SourceHash.map(weights: weights)
+            case .leastConnections, .first: break
             }
             schedule.withLock { $0 = next }
         }
+        // New capacity (a server came up, a weight or maxconn grew) goes to waiting sessions first.
+        if queuedCount.load(ordering: .relaxed) > 0 { dispatch() }
     }
 
-    /// The next server in rotation that is not in `avoiding` (a bit per `ServerState.ordinal`
-    /// modulo 64, for servers a session already failed to reach), or nil when none is usable.
+    /// A usable server for a new session, not in `avoiding` (a bit per `ServerState.ordinal`
+    /// modulo 64, for servers a session already failed to reach), or nil when none is. By the
+    /// backend's algorithm: the next in round-robin order, the least loaded, the first with a free
+    /// slot, or the one the client's address hashes to (`hash`). Servers at their `maxconn` are
+    /// skipped, except by `source`, whose client then waits for its own server.
     /// Public to the micro-benchmarks only (`bench/Benchmarks`).
-    @_spi(Benchmarks) public func pick(avoiding: UInt64 = 0) -> ServerState? {
+    @_spi(Benchmarks) public func pick(avoiding: UInt64 = 0, hash: UInt32 = 0) -> ServerState? {
         let current = schedule.withLock { $0 }
-        let order = current.order
-        guard !order.isEmpty else { return nil }
-        let start = cursor.wrappingAdd(1, ordering: .relaxed).oldValue
-        for step in 0..<order.count {
-            let server = current.servers[Int(order[Int(UInt(bitPattern: start &+ step) % UInt(order.count))])]
-            if avoiding & server.avoidanceBit != 0 { continue }
-            if server.isUsable { return server }
+        func eligible(_ server: ServerState) -> Bool { avoiding & server.avoidanceBit == 0 && server.isUsable }
+        switch current.algorithm {
+        case .roundRobin, .staticRoundRobin:
+            let order = current.order
+            guard !order.isEmpty else { return nil }
+            let start = cursor.wrappingAdd(1, ordering: .relaxed).oldValue
+            for step in 0..<order.count {
+                let server = current.servers[Int(order[Int(UInt(bitPattern: start &+ step) % UInt(order.count))])]
+                if eligible(server) && server.hasFreeSlot { return server }
+            }
+            return nil
+        case .leastConnections:
+            return LeastConnections.pick(current.servers, current.eligible, start: cursor.wrappingAdd(1, ordering: .relaxed).oldValue, eligible)
+        case .first:
+            for index in current.eligible {
+                let server = current.servers[Int(index)]
+                if eligible(server) && server.hasFreeSlot { return server }
+            }
+            return nil
+        case .source:
+            return SourceHash.pick(current.servers, current.map, hash: hash, eligible)
         }
-        return nil
     }
 
     /// How many primaries can take sessions now.
@@ -94,6 +135,7 @@ public final class BackendState: Sendable {
         if server.admin != state { server.lastChange.store(monotonicMilliseconds(), ordering: .relaxed) }
         server.adminStorage.store(state.rawValue, ordering: .releasing)
         republish()
+        if !server.isUsable { redistribute(from: server) }
     }
 
     /// Changes a server's weight (0...256) and republishes.
@@ -107,6 +149,7 @@ public final class BackendState: Sendable {
     func setOperational(_ state: OperationalState, of server: ServerState) {
         server.operationalStorage.store(state.rawValue, ordering: .releasing)
         republish()
+        if !server.isUsable { redistribute(from: server) }
     }
 
     /// Replaces the membership and policy (a reload). Servers are matched by the caller; new ones
@@ -142,6 +185,7 @@ struct BackendSettings: Sendable {
     var serverFinTimeoutMs: Int64 = 0
     /// 0: unset.
     var tunnelTimeoutMs: Int64 = 0
+    var balance = BalanceAlgorithm.roundRobin
     /// `option srvtcpka`.
     var keepAlive = KeepAliveSettings()
     /// `option nolinger`: close server connections with a reset.
@@ -161,6 +205,7 @@ struct BackendSettings: Sendable {
         serverTimeoutMs = backend.serverTimeout?.milliseconds ?? 0
         serverFinTimeoutMs = backend.serverFinTimeout?.milliseconds ?? 0
         tunnelTimeoutMs = backend.tunnelTimeout?.milliseconds ?? 0
+        balance = backend.balance
         keepAlive = KeepAliveSettings(backend.serverKeepAlive)
         noLinger = backend.noLinger
         abortOnClose = backend.abortOnClose

@@ -87,6 +87,16 @@ public final class ServerState: Sendable {
     let adminStorage: Atomic<UInt8>
     let operationalStorage: Atomic<UInt8>
 
+    /// `maxconn`: sessions at once (`Int.max`: no limit); a reload may change it.
+    let maxConnectionsStorage: Atomic<Int>
+    /// `maxqueue`: sessions that may wait in this server's own queue (`Int.max`: no limit).
+    let maxQueueStorage: Atomic<Int>
+    /// Most sessions ever waiting in this server's queue (`qmax`).
+    let queueMax = Atomic<Int>(0)
+    /// Sessions that waited in a queue and then got this server, and their total wait (`qtime`).
+    let dequeuedSessions = Atomic<Int>(0)
+    let dequeuedWaitMs = Atomic<Int>(0)
+
     /// Sessions open to this server now (`scur`).
     let currentSessions = Atomic<Int>(0)
     /// Highest `currentSessions` seen (`smax`).
@@ -114,7 +124,43 @@ public final class ServerState: Sendable {
         self.weightStorage = Atomic(weight)
         self.adminStorage = Atomic(admin.rawValue)
         self.operationalStorage = Atomic(OperationalState.running.rawValue)
+        self.maxConnectionsStorage = Atomic(configuration?.maxConnections ?? Int.max)
+        self.maxQueueStorage = Atomic(configuration?.maxQueue ?? Int.max)
     }
+
+    /// `maxconn`, or nil without one.
+    public var maxConnections: Int? {
+        let limit = maxConnectionsStorage.load(ordering: .relaxed)
+        return limit == Int.max ? nil : limit
+    }
+
+    /// Whether a session could be opened here now without exceeding `maxconn`.
+    var hasFreeSlot: Bool { currentSessions.load(ordering: .relaxed) < maxConnectionsStorage.load(ordering: .relaxed) }
+
+    /// Takes one of the server's `maxconn` slots for a session about to connect, or returns false
+    /// when all are taken. Every successful claim is matched by one `releaseSlot()`.
+    @inline(__always)
+    func claimSlot() -> Bool {
+        let limit = maxConnectionsStorage.load(ordering: .relaxed)
+        if limit == Int.max {
+            currentSessions.wrappingAdd(1, ordering: .relaxed)
+            return true
+        }
+        var seen = currentSessions.load(ordering: .relaxed)
+        while seen < limit {
+            let (exchanged, original) = currentSessions.compareExchange(expected: seen, desired: seen + 1, ordering: .relaxed)
+            if exchanged { return true }
+            seen = original
+        }
+        return false
+    }
+
+    /// Gives a slot back. The caller hands it on to a queued session (`BackendState.dispatch`).
+    @inline(__always)
+    func releaseSlot() { currentSessions.wrappingSubtract(1, ordering: .relaxed) }
+
+    /// Whether sessions may be waiting for this server's slots (it has a `maxconn`).
+    var isLimited: Bool { maxConnectionsStorage.load(ordering: .relaxed) != Int.max }
 
     /// Where sessions connect. The runtime API's `set server addr` changes it for new sessions.
     public var address: SocketAddress {
@@ -165,11 +211,11 @@ public final class ServerState: Sendable {
     /// Ready, healthy and with a weight: may receive new sessions.
     public var isUsable: Bool { admin == .ready && operational.acceptsTraffic && weight > 0 }
 
-    /// Counts a session opened to this server.
+    /// Counts a session opened to this server (its slot was claimed with `claimSlot()`).
     @inline(__always)
     func sessionOpened(at time: Int64) {
         lastSessionAt.store(time, ordering: .relaxed)
-        let now = currentSessions.wrappingAdd(1, ordering: .relaxed).newValue
+        let now = currentSessions.load(ordering: .relaxed)
         totalSessions.wrappingAdd(1, ordering: .relaxed)
         var seen = maxSessions.load(ordering: .relaxed)
         while now > seen {
@@ -179,8 +225,6 @@ public final class ServerState: Sendable {
         }
     }
 
-    @inline(__always)
-    func sessionClosed() { currentSessions.wrappingSubtract(1, ordering: .relaxed) }
 
     /// A snapshot of the counters, for observers.
     public var statistics: ServerStatistics {

@@ -218,6 +218,19 @@ public struct TCPKeepAlive: Hashable, Sendable {
 public enum BalanceAlgorithm: String, Hashable, Sendable {
     /// Smooth weighted round-robin (`balance roundrobin`, HAProxy's default).
     case roundRobin = "roundrobin"
+    /// `balance static-rr`: the same order as `roundrobin`. (HAProxy's static-rr differs only in
+    /// not applying runtime weight changes progressively; Sluice rebuilds the schedule either way.)
+    case staticRoundRobin = "static-rr"
+    /// `balance leastconn`: the server with the fewest current sessions relative to its weight;
+    /// ties go round-robin.
+    case leastConnections = "leastconn"
+    /// `balance first`: the first server in configuration order (id order) with a free slot under
+    /// its `maxconn`; the next one only once it is full.
+    case first
+    /// `balance source` with `hash-type map-based`: a hash of the client's IP address picks the
+    /// server from a table where each server appears `weight` times, so a client keeps its server
+    /// while the set of usable servers does not change.
+    case source
 }
 
 /// The server side of a proxy (`backend`, or the back half of `listen`).

@@ -6,6 +6,7 @@ enum ProxyKeywords {
         "default_backend": SectionKind.frontSide,
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
+        "hash-type": SectionKind.backSide,
         "server": [.backend, .listen],
         "default-server": SectionKind.backSide,
         "timeout": SectionKind.proxies,
@@ -64,7 +65,6 @@ enum ProxyKeywords {
         "use-server": "choosing a server by rule is not supported yet",
         "tcp-request": "tcp-request rules are not supported yet",
         "tcp-response": "tcp-response rules are not supported yet",
-        "hash-type": "hashing options are not supported yet (balance source uses a map-based hash of the client address)",
         "hash-balance-factor": "bounded-load consistent hashing is not supported yet",
         "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
         "source": "choosing the source address of server connections is not supported yet",
@@ -157,14 +157,31 @@ extension Parser {
                 error(location, keyword: keyword, "missing algorithm: expected 'balance roundrobin'")
                 return
             }
+            let supported = "supported: roundrobin, static-rr, leastconn, first, source"
+            if let algorithm = BalanceAlgorithm(rawValue: words[1]) {
+                if words.count > 2 { error(location, keyword: keyword, "'\(words[1])' takes no arguments") }
+                proxy.balance = algorithm
+            } else if ["random", "hash", "rdp-cookie"].contains(where: { words[1].hasPrefix($0) }) {
+                error(location, keyword: keyword, "algorithm '\(words[1])' is not supported yet; \(supported)")
+            } else if ["uri", "url_param", "hdr"].contains(where: { words[1].hasPrefix($0) }) {
+                error(location, keyword: keyword, "algorithm '\(words[1])' needs HTTP; Sluice balances at Layer 4 (\(supported))")
+            } else {
+                error(location, keyword: keyword, "unknown algorithm '\(words[1])'; \(supported)")
+            }
+        case "hash-type":
+            guard words.count >= 2 else {
+                error(location, keyword: keyword, "missing method: expected 'hash-type map-based'")
+                return
+            }
             switch words[1] {
-            case "roundrobin":
-                if words.count > 2 { error(location, keyword: keyword, "'roundrobin' takes no arguments") }
-                proxy.balance = .roundRobin
-            case "static-rr", "leastconn", "first", "source", "random", "hash", "uri", "url_param", "hdr", "rdp-cookie":
-                error(location, keyword: keyword, "algorithm '\(words[1])' is not supported yet; supported: roundrobin")
+            case "map-based":
+                if words.count > 2 {
+                    warning(location, keyword: keyword, "'\(words.dropFirst(2).joined(separator: " "))' has no effect: Sluice hashes the client address with its own function (a client keeps its server; which server a given address maps to differs from HAProxy's)")
+                }
+            case "consistent":
+                error(location, keyword: keyword, "'consistent' hashing is not supported yet; use 'hash-type map-based' (a change in the set of servers then moves more clients)")
             default:
-                error(location, keyword: keyword, "unknown algorithm '\(words[1])'; supported: roundrobin")
+                error(location, keyword: keyword, "unknown method '\(words[1])'; expected map-based or consistent")
             }
         case "server":
             serverLine(&proxy, words, location)

@@ -258,6 +258,8 @@ struct Session {
         case retryWait
         /// No descriptor was left for the server socket; retrying until `timeout queue`.
         case descriptorWait
+        /// Every server is at its `maxconn`: waiting in a queue until `timeout queue`.
+        case queued
         case established
     }
 
@@ -275,6 +277,8 @@ struct Session {
     var retriesLeft = 0
     /// Servers this session failed to reach, a bit per server index (the first 64).
     var triedServers: UInt64 = 0
+    /// `balance source`: the hash of the client's address.
+    var sourceHash: UInt32 = 0
 
     var toServer = Direction()
     var toClient = Direction()

@@ -22,12 +22,14 @@ enum WorkerCommand: Sendable {
     case configureChecks([(BackendState, Backend)])
     /// `disable health` / `enable health` on a server, for the worker running checks.
     case checksToggled(ServerState)
+    /// A queued session (by token) was given a slot of this server.
+    case dequeued(UInt64, ServerState, BackendState)
 }
 
 /// One reactor thread: its listeners (one `SO_REUSEPORT` socket per bind), its sessions and pipes.
 ///
 /// Confined to its thread: everything but `post(_:)` runs there, so the data path takes no lock.
-final class Worker: ReactorHandler, @unchecked Sendable {
+final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     struct Listener: Sendable {
         var fd: CInt
         let frontend: FrontendState
@@ -93,6 +95,8 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         closeListeners()
         pool.drain()
     }
+
+    func dequeued(_ token: UInt64, to server: ServerState, of backend: BackendState) { post(.dequeued(token, server, backend)) }
 
     /// Queues a command from any thread.
     func post(_ command: WorkerCommand) {
@@ -169,6 +173,10 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             connectFailed(i, SystemError(code: ETIMEDOUT, call: "connect"))
         case .retryWait:
             retry(i)
+        case .queued:
+            // `timeout queue`: no slot came in time (HAProxy answers 503 in HTTP; a TCP client is closed).
+            logger.notice("backend '\(backend(of: i).name)': no server slot within timeout queue; closing a client of frontend '\(frontend(of: i).name)'")
+            close(i, reset: false)
         case .descriptorWait:
             if now >= sessions[i].queueDeadline {
                 logger.warning("frontend '\(frontend(of: i).name)': no descriptor for a server connection within timeout queue; closing the client")
@@ -237,6 +245,14 @@ final class Worker: ReactorHandler, @unchecked Sendable {
                 checks?.configure(backends)
             case .checksToggled(let server):
                 checks?.toggled(server)
+            case .dequeued(let raw, let server, let backend):
+                let token = Token(raw: raw)
+                let i = token.index
+                if i < sessions.count, sessions[i].generation & 0x3FFF_FFFF == token.generation, sessions[i].state == .queued {
+                    connect(i, to: server, slotHeld: true)
+                } else {
+                    backend.releaseSlot(of: server)  // the session left meanwhile: pass the slot on
+                }
             }
         }
     }
@@ -381,6 +397,9 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         sessions[i].retriesLeft = sessions[i].policy.backend.retries
         sessions[i].queueDeadline = reactor.now + sessions[i].policy.backend.queueTimeoutMs
         if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
+        if sessions[i].policy.backend.balance == .source, let peer = try? Socket.peerAddress(fd) {
+            sessions[i].sourceHash = SourceHash.hash(peer.ipBytes)
+        }
         liveSessions += 1
         frontend.totalConnections.wrappingAdd(1, ordering: .relaxed)
         process.totalConnections.wrappingAdd(1, ordering: .relaxed)
@@ -415,13 +434,29 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         return ref.takeUnretainedValue()
     }
 
-    /// Connects session `i` to `target`, or to the next server in rotation that it has not tried.
-    private func connect(_ i: Int, to target: ServerState?) {
+    /// Connects session `i` to `target` (whose slot the session already holds when `slotHeld`),
+    /// or to the server the backend's algorithm assigns, or queues it when every server is at its
+    /// `maxconn`.
+    private func connect(_ i: Int, to target: ServerState?, slotHeld: Bool = false) {
         let backend = backend(of: i)
-        guard let server = target ?? backend.pick(avoiding: sessions[i].triedServers) ?? backend.pick() else {
-            logger.notice("backend '\(backend.name)' has no server available; closing a client of frontend '\(frontend(of: i).name)'")
-            close(i, reset: false)
-            return
+        let server: ServerState
+        if slotHeld, let target {
+            server = target
+        } else {
+            switch backend.assign(preferring: target, avoiding: sessions[i].triedServers, hash: sessions[i].sourceHash,
+                                  waker: self, token: token(.client, i), now: reactor.now) {
+            case .server(let assigned):
+                server = assigned
+            case .queued:
+                sessions[i].state = .queued
+                sessions[i].queueDeadline = reactor.now + sessions[i].policy.backend.queueTimeoutMs
+                arm(i)
+                return
+            case .unavailable:
+                logger.notice("backend '\(backend.name)' has no server available; closing a client of frontend '\(frontend(of: i).name)'")
+                close(i, reset: false)
+                return
+            }
         }
         sessions[i].serverRef = Unmanaged.passUnretained(server)
         let fd: CInt
@@ -433,6 +468,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         do {
             (fd, connected) = try Socket.connect(to: address)
         } catch {
+            backend.releaseSlot(of: server)
             if error.isDescriptorExhaustion {
                 // Keep the client and try again shortly, until `timeout queue`.
                 process.noteDescriptorExhaustion()
@@ -443,7 +479,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
                 arm(i)
             } else {
                 server.totalSessions.wrappingAdd(1, ordering: .relaxed)
-                connectFailed(i, error.on("\(backend.name)/\(server.name) (\(server.address))"), counted: false)
+                connectFailed(i, error.on("\(backend.name)/\(server.name) (\(server.address))"), slotHeld: false)
             }
             return
         }
@@ -507,7 +543,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
     /// A connection attempt failed: retry the same server after a pause, or redispatch at once,
     /// following HAProxy: with `option redispatch`, go elsewhere immediately when more than one
     /// primary is usable (round-robin), on the last retry, or when the server is no longer usable.
-    private func connectFailed(_ i: Int, _ error: SystemError, counted: Bool = true) {
+    private func connectFailed(_ i: Int, _ error: SystemError, slotHeld: Bool = true) {
         let backend = backend(of: i)
         let server = server(of: i)
         server.connectErrors.wrappingAdd(1, ordering: .relaxed)
@@ -523,7 +559,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
             closeDescriptor(sessions[i].server)
             sessions[i].server = -1
         }
-        if counted { server.sessionClosed() }
+        if slotHeld { backend.releaseSlot(of: server) }
         sessions[i].triedServers |= server.avoidanceBit
         guard sessions[i].retriesLeft > 0 else {
             logger.notice("\(error); no retries left, closing the client")
@@ -609,8 +645,9 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         if session.server >= 0 {
             reactor.unwatch(session.server, token: token(.server, i))
             if reset || session.policy.backend.noLinger { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
-            server(of: i).sessionClosed()
+            backend(of: i).releaseSlot(of: server(of: i))
         }
+        if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
         releaseSlot(frontend(of: i))
         let generation = session.generation
         sessions[i] = Session()
@@ -632,6 +669,7 @@ final class Worker: ReactorHandler, @unchecked Sendable {
         case .free: return .max
         case .connecting, .retryWait: return s.phaseDeadline
         case .descriptorWait: return min(s.phaseDeadline, s.queueDeadline)
+        case .queued: return s.queueDeadline
         case .established:
             let p = s.policy
             let tunnel = p.backend.tunnelTimeoutMs

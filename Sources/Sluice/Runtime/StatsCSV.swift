@@ -1,3 +1,4 @@
+import Synchronization
 /// `show stat`: HAProxy 2.6's CSV, one row per frontend, server and backend. Tools read columns by
 /// name, so the header is HAProxy's exactly; columns Sluice does not track stay empty, as HAProxy
 /// leaves columns that do not apply.
@@ -51,11 +52,13 @@ enum StatsCSV {
                 totals.bytesIn += stats.bytesIn
                 totals.bytesOut += stats.bytesOut
                 lastSession = max(lastSession, server.lastSessionAt.load(ordering: .relaxed))
-                out.append(render(serverRow(server, stats: stats, backend: backend.name, iid: b + 1, now: now)))
+                out.append(render(serverRow(server, stats: stats, backend: backend, iid: b + 1, now: now)))
             }
             let usable = servers.filter(\.isUsable)
             out.append(render([
-                "pxname": backend.name, "svname": "BACKEND", "qcur": "0", "qmax": "0",
+                "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queueLength())",
+                "qmax": "\(backend.queueMax.load(ordering: .relaxed))",
+                "qtime": "\(averageWait(backend.dequeuedSessions, backend.dequeuedWaitMs))",
                 "scur": "\(totals.currentSessions)", "stot": "\(totals.totalSessions)",
                 "bin": "\(totals.bytesIn)", "bout": "\(totals.bytesOut)", "econ": "\(totals.connectErrors)", "eresp": "0",
                 "wretr": "\(totals.retries)", "wredis": "\(totals.redispatches)",
@@ -64,15 +67,24 @@ enum StatsCSV {
                 "chkdown": "\(servers.reduce(0) { $0 + $1.downTransitionCount })",
                 "pid": "1", "iid": "\(b + 1)", "sid": "0", "lbtot": "\(totals.totalSessions)", "type": "1",
                 "lastsess": lastSession == 0 ? "-1" : "\((now - lastSession) / 1000)",
-                "mode": "tcp", "algo": "roundrobin", "conn_tot": "\(totals.totalSessions)",
+                "mode": "tcp", "algo": backend.settings.balance.rawValue, "conn_tot": "\(totals.totalSessions)",
             ]))
         }
         return out
     }
 
-    static func serverRow(_ server: ServerState, stats: ServerStatistics, backend: String, iid: Int, now: Int64) -> [String: String] {
+    /// `qtime`: the mean wait in a queue, in milliseconds, of the sessions that waited.
+    private static func averageWait(_ count: borrowing Atomic<Int>, _ total: borrowing Atomic<Int>) -> Int {
+        let n = count.load(ordering: .relaxed)
+        return n == 0 ? 0 : total.load(ordering: .relaxed) / n
+    }
+
+    static func serverRow(_ server: ServerState, stats: ServerStatistics, backend: BackendState, iid: Int, now: Int64) -> [String: String] {
         var row: [String: String] = [
-            "pxname": backend, "svname": server.name, "qcur": "0", "qmax": "0",
+            "pxname": backend.name, "svname": server.name, "qcur": "\(backend.queueLength(of: server))",
+            "qmax": "\(server.queueMax.load(ordering: .relaxed))", "qtime": "\(averageWait(server.dequeuedSessions, server.dequeuedWaitMs))",
+            "slim": server.maxConnections.map(String.init) ?? "",
+            "qlimit": server.maxQueueStorage.load(ordering: .relaxed) == Int.max ? "" : "\(server.maxQueueStorage.load(ordering: .relaxed))",
             "scur": "\(stats.currentSessions)", "smax": "\(stats.maxSessions)", "stot": "\(stats.totalSessions)",
             "bin": "\(stats.bytesIn)", "bout": "\(stats.bytesOut)", "dresp": "0", "econ": "\(stats.connectErrors)",
             "eresp": "0", "wretr": "\(stats.retries)", "wredis": "\(stats.redispatches)",

@@ -36,6 +36,8 @@ final class TestServer: @unchecked Sendable {
     let accepted = Atomic<Int>(0)
     /// Connections open now.
     let open = Atomic<Int>(0)
+    /// Most connections ever open at once.
+    let peakOpen = Atomic<Int>(0)
     /// Bytes received after our FIN, in `halfCloseFirst` mode.
     let received = Mutex<[UInt8]>([])
     /// The status `GET /alive` answers, in `http` mode.
@@ -109,7 +111,8 @@ final class TestServer: @unchecked Sendable {
                     var one: CInt = 1
                     setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
                     accepted.wrappingAdd(1, ordering: .relaxed)
-                    open.wrappingAdd(1, ordering: .relaxed)
+                    let now = open.wrappingAdd(1, ordering: .relaxed).newValue
+                    if now > peakOpen.load(ordering: .relaxed) { peakOpen.store(now, ordering: .relaxed) }
                     var c = Connection(fd: fd)
                     switch behavior {
                     case .identify(let name): c.out = Array((name + "\n").utf8)

@@ -1,0 +1,162 @@
+import Synchronization
+
+/// Whoever owns a waiting session: told, from any thread, when a server slot was claimed for it.
+protocol SessionWaker: AnyObject, Sendable {
+    /// The session `token` now holds a slot of `server` and should connect; if it is gone, the
+    /// owner releases the slot (`BackendState.releaseSlot`).
+    func dequeued(_ token: UInt64, to server: ServerState, of backend: BackendState)
+}
+
+/// A session waiting for a server slot.
+struct QueuedSession: Sendable {
+    let waker: any SessionWaker
+    let token: UInt64
+    /// Monotonic milliseconds when it started waiting.
+    let since: Int64
+}
+
+/// A backend's waiting sessions, as HAProxy keeps them: the backend's own queue (sessions that any
+/// server may take) and one per server (sessions bound to that server, here by `balance source`).
+/// FIFO each; a freed slot goes to the oldest session that may use it.
+struct Queues {
+    var backend: [QueuedSession] = []
+    /// Keyed by `ServerState.ordinal`.
+    var servers: [Int: [QueuedSession]] = [:]
+
+    func count(of server: ServerState) -> Int { servers[server.ordinal]?.count ?? 0 }
+}
+
+extension BackendState {
+    /// Where a session goes next.
+    enum Assignment {
+        /// A slot of this server is the session's: connect (and release it when done).
+        case server(ServerState)
+        /// Every usable server is at its `maxconn`: the session waits; its waker is called.
+        case queued
+        /// No server is usable at all.
+        case unavailable
+    }
+
+    /// Chooses a server for a session and claims a slot on it, or queues the session (HAProxy's
+    /// assign_server_and_queue). `preferred` (a retry's server) is taken when it has a free slot.
+    func assign(preferring preferred: ServerState?, avoiding: UInt64, hash: UInt32, waker: any SessionWaker,
+                token: UInt64, now: Int64) -> Assignment {
+        if let preferred, preferred.isUsable, preferred.claimSlot() { return .server(preferred) }
+        let chosen = pick(avoiding: avoiding, hash: hash) ?? (avoiding != 0 ? pick(hash: hash) : nil)
+        if let chosen, chosen.claimSlot() { return .server(chosen) }
+        let entry = QueuedSession(waker: waker, token: token, since: now)
+        let queued: Bool = queues.withLock { q in
+            if let chosen, chosen.isUsable, q.count(of: chosen) < chosen.maxQueueStorage.load(ordering: .relaxed) {
+                // Bound to its server (source hashing): wait for that server, up to its maxqueue.
+                q.servers[chosen.ordinal, default: []].append(entry)
+                chosen.queueMax.store(max(chosen.queueMax.load(ordering: .relaxed), q.count(of: chosen)), ordering: .relaxed)
+            } else if chosen != nil || servers.contains(where: { $0.isUsable }) {
+                // Any server will do (or the bound one's queue is full: HAProxy redispatches).
+                q.backend.append(entry)
+                queueMax.store(max(queueMax.load(ordering: .relaxed), q.backend.count), ordering: .relaxed)
+            } else {
+                return false
+            }
+            queuedCount.wrappingAdd(1, ordering: .relaxed)
+            return true
+        }
+        guard queued else { return .unavailable }
+        // A slot may have been freed between the pick and the queueing: hand it on now.
+        dispatch()
+        return .queued
+    }
+
+    /// Gives a session's slot back and hands it to the oldest session waiting for it.
+    func releaseSlot(of server: ServerState) {
+        server.releaseSlot()
+        if queuedCount.load(ordering: .relaxed) > 0 { dispatch(preferring: server) }
+    }
+
+    /// Hands free slots to waiting sessions until none can be served: first the sessions waiting
+    /// for `preferring` (or any server with a queue), then the backend's queue, oldest first.
+    func dispatch(preferring freed: ServerState? = nil) {
+        while true {
+            let next: (QueuedSession, ServerState)? = queues.withLock { q in
+                guard !q.servers.isEmpty || !q.backend.isEmpty else { return nil }
+                // The oldest head among the server queues whose server has a free slot, and the
+                // backend queue's head with the server the algorithm picks.
+                var best: (since: Int64, server: ServerState, fromServerQueue: Bool)?
+                let candidates = freed.map { [$0] } ?? servers
+                for server in candidates where server.isUsable {
+                    if let head = q.servers[server.ordinal]?.first, server.hasFreeSlot, best.map({ head.since < $0.since }) ?? true {
+                        best = (head.since, server, true)
+                    }
+                }
+                if let head = q.backend.first, best.map({ head.since < $0.since }) ?? true, let server = pickWithFreeSlot() {
+                    best = (head.since, server, false)
+                }
+                guard let best, best.server.claimSlot() else { return nil }
+                let entry: QueuedSession
+                if best.fromServerQueue {
+                    entry = q.servers[best.server.ordinal, default: []].removeFirst()
+                    if q.servers[best.server.ordinal]?.isEmpty == true { q.servers[best.server.ordinal] = nil }
+                } else {
+                    entry = q.backend.removeFirst()
+                }
+                queuedCount.wrappingSubtract(1, ordering: .relaxed)
+                return (entry, best.server)
+            }
+            guard let (entry, server) = next else { return }
+            let waited = max(0, Int(monotonicMilliseconds() - entry.since))
+            server.dequeuedSessions.wrappingAdd(1, ordering: .relaxed)
+            server.dequeuedWaitMs.wrappingAdd(waited, ordering: .relaxed)
+            dequeuedSessions.wrappingAdd(1, ordering: .relaxed)
+            dequeuedWaitMs.wrappingAdd(waited, ordering: .relaxed)
+            entry.waker.dequeued(entry.token, to: server, of: self)
+        }
+    }
+
+    /// A server for a session of the backend's queue: the algorithm's choice, or (when that one is
+    /// full, as `source` may choose) the first eligible server with a free slot.
+    private func pickWithFreeSlot() -> ServerState? {
+        if let server = pick(), server.hasFreeSlot { return server }
+        let current = schedule.withLock { $0 }
+        for index in current.eligible {
+            let server = current.servers[Int(index)]
+            if server.isUsable && server.hasFreeSlot { return server }
+        }
+        return nil
+    }
+
+    /// Takes a session out of whichever queue holds it (it timed out, or its client left).
+    func removeQueued(_ token: UInt64) {
+        queues.withLock { q in
+            if let i = q.backend.firstIndex(where: { $0.token == token }) {
+                q.backend.remove(at: i)
+                queuedCount.wrappingSubtract(1, ordering: .relaxed)
+                return
+            }
+            for (ordinal, list) in q.servers {
+                if let i = list.firstIndex(where: { $0.token == token }) {
+                    q.servers[ordinal]?.remove(at: i)
+                    if q.servers[ordinal]?.isEmpty == true { q.servers[ordinal] = nil }
+                    queuedCount.wrappingSubtract(1, ordering: .relaxed)
+                    return
+                }
+            }
+        }
+    }
+
+    /// A server can no longer be used: with `option redispatch`, the sessions waiting for it move
+    /// to the backend's queue (oldest first), as HAProxy's pendconn_redistribute does; without
+    /// it they keep waiting for that server until `timeout queue`.
+    func redistribute(from server: ServerState) {
+        guard settings.redispatch, queuedCount.load(ordering: .relaxed) > 0 else { return }
+        let moved = queues.withLock { q -> Bool in
+            guard let waiting = q.servers.removeValue(forKey: server.ordinal) else { return false }
+            q.backend = (q.backend + waiting).sorted { $0.since < $1.since }
+            return true
+        }
+        if moved { dispatch() }
+    }
+
+    /// Sessions waiting now: in the backend's own queue, or in `server`'s.
+    func queueLength(of server: ServerState? = nil) -> Int {
+        queues.withLock { q in server.map { q.count(of: $0) } ?? q.backend.count }
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import Synchronization
+import Testing
+@_spi(Benchmarks) @testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The balancing algorithms and server `maxconn` queues, over real connections.
+extension Loopback {
+@Suite struct AlgorithmTests {
+    static func config(_ backend: String, servers: [(String, Int, String)]) -> String {
+        """
+        defaults
+          mode tcp
+          timeout connect 2s
+          timeout client 10s
+          timeout server 10s
+        frontend fe
+          bind 127.0.0.1:0
+          default_backend be
+        backend be
+        \(backend)
+        \(servers.map { "  server \($0.0) 127.0.0.1:\($0.1) \($0.2)" }.joined(separator: "\n"))
+
+        """
+    }
+
+    /// A connection from `source` (a 127.0.0.x address) to the proxy.
+    static func connect(_ port: Int, from source: String) throws -> CInt {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var local = Net.address(0)
+        local.sin_addr.s_addr = inet_addr(source)
+        var remote = Net.address(port)
+        let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let connected = withUnsafePointer(to: &remote) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, connected == 0 else {
+            close(fd)
+            throw Net.Failure("connect from \(source): \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    /// With two threads, slots freed on one reactor go to sessions queued on the other.
+    @Test(arguments: [1, 2])
+    func serverMaxconnQueuesTheRestAndNeverExceedsTheLimit(threads: Int) throws {
+        let server = try TestServer(.echo)
+        defer { server.stop() }
+        let proxy = try RunningProxy("global\n  nbthread \(threads)\n" + Self.config("  timeout queue 20s", servers: [("s", server.port, "maxconn 2")]))
+        defer { proxy.stop() }
+        let backend = try #require(proxy.balancer.backend(named: "be"))
+        // 20 clients at once, each holding its session until the test has read its echo.
+        var clients: [CInt] = []
+        defer { for fd in clients where fd >= 0 { close(fd) } }
+        for n in 0..<20 {
+            let fd = try Net.connect(proxy.port)
+            clients.append(fd)
+            try Net.sendAll(fd, "client \(n)\n")
+        }
+        try eventually("two sessions at the server, eighteen waiting") { backend.queueLength() == 18 }
+        // Serve whichever client has its echo, then close it, freeing its slot for the next.
+        var order: [Int] = []
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        while order.count < 20 && clock.now < deadline {
+            var fds = clients.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&fds, nfds_t(fds.count), 1000) > 0 else { continue }
+            for n in fds.indices where fds[n].revents != 0 && clients[n] >= 0 {
+                #expect(try Net.read(clients[n], count: "client \(n)\n".utf8.count) == Array("client \(n)\n".utf8))
+                close(clients[n])
+                clients[n] = -1
+                order.append(n)
+            }
+        }
+        #expect(order.count == 20)
+        if threads == 1 {
+            // One reactor accepts in connection order, and the queue is FIFO.
+            #expect(order == Array(0..<20))
+        }
+        #expect(server.peakOpen.load(ordering: .relaxed) == 2, "the server saw \(server.peakOpen.load(ordering: .relaxed)) at once")
+        #expect(server.accepted.load(ordering: .relaxed) == 20)
+        let stat = proxy.balancer.runtimeReply("show stat")
+        let header = try #require(stat.split(separator: "\n").first).dropFirst(2).split(separator: ",", omittingEmptySubsequences: false)
+        let row = try #require(stat.split(separator: "\n").first { $0.hasPrefix("be,s,") }).split(separator: ",", omittingEmptySubsequences: false)
+        func column(_ name: String) -> Substring? { header.firstIndex(of: Substring(name)).map { row[$0] } }
+        #expect(column("slim") == "2")
+        #expect(column("qcur") == "0")
+        #expect(column("smax") == "2")
+        let backendRow = try #require(stat.split(separator: "\n").first { $0.hasPrefix("be,BACKEND,") }).split(separator: ",", omittingEmptySubsequences: false)
+        let qmax = Int(backendRow[header.firstIndex(of: "qmax") ?? 0]) ?? 0
+        #expect(qmax == 18)
+    }
+
+    @Test func aQueuedSessionIsClosedAtTimeoutQueueAndLeavesTheQueue() throws {
+        let server = try TestServer(.holdOpen)
+        defer { server.stop() }
+        let proxy = try RunningProxy(Self.config("  timeout queue 300ms", servers: [("s", server.port, "maxconn 1")]))
+        defer { proxy.stop() }
+        let first = try Net.connect(proxy.port)
+        defer { close(first) }
+        try eventually("the first session holds the slot") { server.open.load(ordering: .relaxed) == 1 }
+        let second = try Net.connect(proxy.port)
+        defer { close(second) }
+        let backend = try #require(proxy.balancer.backend(named: "be"))
+        try eventually("the second one waits") { backend.queueLength() == 1 }
+        #expect(try Net.readToEnd(second, timeoutMs: 5_000).isEmpty)
+        #expect(backend.queueLength() == 0)
+        #expect(server.accepted.load(ordering: .relaxed) == 1)
+    }
+
+    @Test func leastconnSendsNewSessionsToTheServerWithFewest() throws {
+        let a = try TestServer(.silent), b = try TestServer(.silent)
+        defer { a.stop(); b.stop() }
+        let proxy = try RunningProxy(Self.config("  balance leastconn", servers: [("a", a.port, ""), ("b", b.port, "")]))
+        defer { proxy.stop() }
+        var held: [CInt] = []
+        defer { for fd in held { close(fd) } }
+        for _ in 0..<4 { held.append(try Net.connect(proxy.port)) }
+        try eventually("four sessions, two each") { a.open.load(ordering: .relaxed) == 2 && b.open.load(ordering: .relaxed) == 2 }
+        // Free two of one server's sessions: the next two go there, whatever the rotation says.
+        let backend = try #require(proxy.balancer.backend(named: "be"))
+        let sa = try #require(backend.server(named: "a"))
+        proxy.balancer.shutdownSessions(of: sa)
+        try eventually("a has none") { a.open.load(ordering: .relaxed) == 0 && sa.currentSessions.load(ordering: .relaxed) == 0 }
+        for _ in 0..<2 { held.append(try Net.connect(proxy.port)) }
+        try eventually("the two new sessions went to a") { a.open.load(ordering: .relaxed) == 2 }
+        #expect(b.open.load(ordering: .relaxed) == 2)
+    }
+
+    @Test func firstFillsServersInOrderUpToTheirMaxconn() throws {
+        let a = try TestServer(.holdOpen), b = try TestServer(.holdOpen), c = try TestServer(.holdOpen)
+        defer { a.stop(); b.stop(); c.stop() }
+        let proxy = try RunningProxy(Self.config("  balance first", servers: [("a", a.port, "maxconn 2"), ("b", b.port, "maxconn 2"), ("c", c.port, "maxconn 2")]))
+        defer { proxy.stop() }
+        var held: [CInt] = []
+        defer { for fd in held { close(fd) } }
+        for expected in [(1, 0), (2, 0), (2, 1)] {
+            held.append(try Net.connect(proxy.port))
+            try eventually("a=\(expected.0) b=\(expected.1)") {
+                a.open.load(ordering: .relaxed) == expected.0 && b.open.load(ordering: .relaxed) == expected.1
+            }
+        }
+        #expect(c.accepted.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func sourceKeepsEachClientAddressOnOneServer() throws {
+        let servers = try (0..<3).map { try TestServer(.identify("s\($0)")) }
+        defer { for s in servers { s.stop() } }
+        let proxy = try RunningProxy(Self.config("  balance source\n  hash-type map-based", servers: servers.enumerated().map { ("s\($0.offset)", $0.element.port, "") }))
+        defer { proxy.stop() }
+        var chosen: [String: Set<String>] = [:]
+        for host in 2...13 {
+            let address = "127.0.0.\(host)"
+            for _ in 0..<4 {
+                let fd = try Self.connect(proxy.port, from: address)
+                defer { close(fd) }
+                chosen[address, default: []].insert(String(decoding: try Net.readToEnd(fd), as: UTF8.self))
+            }
+        }
+        #expect(chosen.values.allSatisfy { $0.count == 1 }, "\(chosen)")
+        #expect(Set(chosen.values.compactMap(\.first)).count > 1, "twelve addresses all hashed to one server")
+    }
+
+    @Test func aSessionQueuedForItsServerIsRedispatchedWhenThatServerGoesIntoMaintenance() throws {
+        let a = try TestServer(.identify("a")), b = try TestServer(.identify("b"))
+        defer { a.stop(); b.stop() }
+        let proxy = try RunningProxy(Self.config("  balance source\n  option redispatch\n  timeout queue 10s",
+                                                 servers: [("a", a.port, "maxconn 1"), ("b", b.port, "maxconn 1")]))
+        defer { proxy.stop() }
+        // The first client holds its server's only slot (it does not read, so the session stays).
+        let first = try Self.connect(proxy.port, from: "127.0.0.7")
+        defer { close(first) }
+        let backend = try #require(proxy.balancer.backend(named: "be"))
+        var taken: ServerState?
+        try eventually("the first session holds a slot") {
+            taken = backend.servers.first { $0.currentSessions.load(ordering: .relaxed) == 1 }
+            return taken != nil
+        }
+        let held = try #require(taken)
+        // The same address hashes to the same, full, server: it waits in that server's queue.
+        let second = try Self.connect(proxy.port, from: "127.0.0.7")
+        defer { close(second) }
+        try eventually("the second session waits for its server") { backend.queueLength(of: held) == 1 }
+        backend.setAdmin(.maintenance, of: held)
+        let other = held.name == "a" ? "b" : "a"
+        #expect(String(decoding: try Net.readToEnd(second), as: UTF8.self) == "\(other)\n")
+        #expect(backend.queueLength(of: held) == 0 && backend.queueLength() == 0)
+    }
+}
+}
