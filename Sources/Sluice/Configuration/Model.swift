@@ -385,6 +385,25 @@ public enum HealthCheck: Hashable, Sendable {
     case http(HTTPCheck)
     /// `option tcp-check` and `tcp-check` rules.
     case tcp([TCPCheckRule])
+    /// A protocol check (`option redis-check`, `mysql-check` …): HAProxy's conversation and verdicts.
+    case protocolCheck(ProtocolCheck)
+}
+
+/// HAProxy's protocol checks, each a fixed conversation with the server.
+public enum ProtocolCheck: Hashable, Sendable {
+    /// `option redis-check`: PING, expect `+PONG`.
+    case redis
+    /// `option ssl-hello-chk`: an SSLv3 ClientHello, expect a TLS handshake or alert record.
+    case sslHello
+    /// `option smtpchk [HELO|EHLO <domain>]`: expect a 2xx banner, send the hello, expect 2xx.
+    case smtp(hello: String)
+    /// `option pgsql-check user <u>`: a StartupMessage, expect an authentication request.
+    case pgsql(user: String)
+    /// `option mysql-check [user <u> [post-41|pre-41]]`: read the handshake; with a user, log in
+    /// (no password) and quit, expecting OK.
+    case mysql(user: String?, post41: Bool)
+    /// `option ldap-check`: an anonymous simple bind, expect a successful bindResponse.
+    case ldap
 }
 
 public struct HTTPCheck: Hashable, Sendable {

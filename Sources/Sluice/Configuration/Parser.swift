@@ -110,7 +110,7 @@ struct ProxyDraft {
     var clientKeepAliveTuning = TCPKeepAlive()
     var serverKeepAliveTuning = TCPKeepAlive()
 
-    enum CheckKind { case tcpConnect, http, tcp }
+    enum CheckKind { case tcpConnect, http, tcp, protocolCheck(ProtocolCheck) }
 
     static let placeholder = ProxyDraft(kind: .defaults, name: "", location: SourceLocation(file: "", line: 0))
 
@@ -392,6 +392,7 @@ struct Parser {
             case .tcpConnect: backend.healthCheck = .tcpConnect
             case .http: backend.healthCheck = .http(proxy.httpCheck)
             case .tcp: backend.healthCheck = .tcp(proxy.tcpCheckRules)
+            case .protocolCheck(let check): backend.healthCheck = .protocolCheck(check)
             }
             var names: [String: SourceLocation] = [:]
             for (server, location) in proxy.servers {

@@ -337,6 +337,41 @@ extension Parser {
         }
     }
 
+    /// The arguments of a protocol check option, as HAProxy reads them.
+    private mutating func protocolCheck(_ name: String, _ args: [String], _ location: SourceLocation, keyword: String) -> ProtocolCheck? {
+        switch name {
+        case "redis-check", "ssl-hello-chk", "ldap-check":
+            if !args.isEmpty { error(location, keyword: keyword, "takes no arguments") }
+            return name == "redis-check" ? .redis : name == "ldap-check" ? .ldap : .sslHello
+        case "smtpchk":
+            // HAProxy: HELO or EHLO with a domain; anything else falls back to "HELO localhost".
+            if args.count >= 2 && (args[0] == "HELO" || args[0] == "EHLO") { return .smtp(hello: "\(args[0]) \(args[1])") }
+            if !args.isEmpty {
+                warning(location, keyword: keyword, "'\(args.joined(separator: " "))' is not 'HELO <domain>' or 'EHLO <domain>'; 'HELO localhost' is sent, as HAProxy does")
+            }
+            return .smtp(hello: "HELO localhost")
+        case "pgsql-check":
+            guard args.count == 2, args[0] == "user", !args[1].isEmpty else {
+                error(location, keyword: keyword, "expects 'user <username>'")
+                return nil
+            }
+            return .pgsql(user: args[1])
+        case "mysql-check":
+            if args.isEmpty { return .mysql(user: nil, post41: true) }
+            guard args[0] == "user", args.count >= 2, args.count <= 3, !args[1].isEmpty else {
+                error(location, keyword: keyword, "expects '[user <username> [post-41|pre-41]]'")
+                return nil
+            }
+            if args.count == 3 && args[2] != "post-41" && args[2] != "pre-41" {
+                error(location, keyword: keyword, "'\(args[2])': expected post-41 or pre-41")
+                return nil
+            }
+            return .mysql(user: args[1], post41: args.count < 3 || args[2] == "post-41")
+        default:
+            preconditionFailure("'\(name)' is not a protocol check")
+        }
+    }
+
     private mutating func misplaced(_ keyword: String, _ allowed: Set<SectionKind>, _ proxy: ProxyDraft, _ location: SourceLocation) {
         error(location, keyword: keyword, "is not allowed in a '\(proxy.kind.rawValue)' section (it belongs in \(ProxyKeywords.describe(allowed)))")
     }
@@ -407,8 +442,16 @@ extension Parser {
             error(location, keyword: keyword, "rejected: not supported yet (each side's timeout is refreshed by traffic in either direction)")
         case "transparent":
             error(location, keyword: keyword, "rejected: transparent proxying (connecting to the client's original destination) is not supported")
-        case "ldap-check", "mysql-check", "pgsql-check", "redis-check", "smtpchk", "ssl-hello-chk", "spop-check":
-            error(location, keyword: keyword, "rejected: protocol checks are not supported yet; write the conversation with 'option tcp-check' and 'tcp-check send/expect'")
+        case "ldap-check", "mysql-check", "pgsql-check", "redis-check", "smtpchk", "ssl-hello-chk":
+            guard SectionKind.backSide.contains(proxy.kind) else { return misplaced(keyword, SectionKind.backSide, proxy, location) }
+            if negated { proxy.checkKind = .tcpConnect; return }
+            if let check = protocolCheck(name, Array(words.dropFirst()), location, keyword: keyword) {
+                proxy.checkKind = .protocolCheck(check)
+            }
+        case "spop-check":
+            error(location, keyword: keyword, "rejected: SPOE agents are not supported")
+        case "external-check":
+            error(location, keyword: keyword, "rejected: external checks (a program per check) are not supported")
         case _ where ProxyKeywords.httpOnlyOptions.contains(name):
             if negated {
                 proxy.httpOnly.removeAll { $0.keyword == "option \(name)" }

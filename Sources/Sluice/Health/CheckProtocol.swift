@@ -9,7 +9,11 @@ enum CheckProtocol: Sendable {
 
     enum TCPStep: Sendable {
         case send([UInt8])
+        /// `option ssl-hello-chk`'s ClientHello, which carries the time it is sent.
+        case sendClientHello
         case expect(TCPMatcher, negated: Bool, description: String)
+        /// A protocol check's judgment of the reply; `step` is HAProxy's number for the rule.
+        case judge(ReplyJudge, step: Int)
     }
 
     enum TCPMatcher: Sendable {
@@ -63,6 +67,8 @@ enum CheckProtocol: Sendable {
                 }
             }
             return .success(.tcp(steps))
+        case .protocolCheck(let check):
+            return .success(.tcp(check.steps))
         }
     }
 

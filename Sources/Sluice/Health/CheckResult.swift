@@ -6,6 +6,9 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
         case layer4OK = "L4OK"
         case layer4Timeout = "L4TOUT"
         case layer4Connection = "L4CON"
+        case layer6OK = "L6OK"
+        case layer6Timeout = "L6TOUT"
+        case layer6Response = "L6RSP"
         case layer7OK = "L7OK"
         case layer7Status = "L7STS"
         case layer7Response = "L7RSP"
@@ -18,6 +21,9 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
             case .layer4OK: "Layer4 check passed"
             case .layer4Timeout: "Layer4 timeout"
             case .layer4Connection: "Layer4 connection problem"
+            case .layer6OK: "Layer6 check passed"
+            case .layer6Timeout: "Layer6 timeout"
+            case .layer6Response: "Layer6 invalid response"
             case .layer7OK: "Layer7 check passed"
             case .layer7Status: "Layer7 wrong status"
             case .layer7Response: "Layer7 invalid response"
@@ -25,7 +31,7 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
             }
         }
 
-        public var passed: Bool { self == .layer4OK || self == .layer7OK }
+        public var passed: Bool { self == .layer4OK || self == .layer6OK || self == .layer7OK }
     }
 
     public var status: Status

@@ -32,6 +32,8 @@ final class CheckRunner {
         var reply: [UInt8] = []
         var step = 0
         var peerClosed = false
+        /// What a protocol check's last judgment said of a success.
+        var success: CheckResult?
     }
 
     /// Epoll and timer tokens of checks use `Token.Kind.worker` with indices from here on.
@@ -145,11 +147,15 @@ final class CheckRunner {
         if targets[t].fd >= 0 {
             if now >= targets[t].deadline {
                 var info = ""
-                if targets[t].connected, case .tcp(let steps) = targets[t].proto, targets[t].step < steps.count,
-                   case .expect(_, _, let description) = steps[targets[t].step] {
-                    info = "at step \(targets[t].step + 1) of tcp-check (expect \(description))"
+                var status = CheckResult.Status.layer7Timeout
+                if targets[t].connected, case .tcp(let steps) = targets[t].proto, targets[t].step < steps.count {
+                    switch steps[targets[t].step] {
+                    case .expect(_, _, let description): info = "at step \(targets[t].step + 1) of tcp-check (expect \(description))"
+                    case .judge(let judge, _): status = judge.timeoutStatus
+                    default: break
+                    }
                 }
-                finish(t, CheckResult(status: targets[t].connected ? .layer7Timeout : .layer4Timeout, info: info))
+                finish(t, CheckResult(status: targets[t].connected ? status : .layer4Timeout, info: info))
             }
         } else if now >= targets[t].nextAt {
             begin(t)
@@ -211,6 +217,7 @@ final class CheckRunner {
         targets[t].outOffset = 0
         targets[t].reply = []
         targets[t].step = 0
+        targets[t].success = nil
         targets[t].peerClosed = false
         let whole = targets[t].plan.intervalMs
         // HAProxy: without `timeout check`, `inter` bounds the whole check; with it, the connect is
@@ -260,9 +267,16 @@ final class CheckRunner {
     private func talk(_ t: Int) {
         while true {
             if case .tcp(let steps) = targets[t].proto {
-                // Queue every send up to the next expectation.
-                while targets[t].step < steps.count, case .send(let bytes) = steps[targets[t].step] {
-                    targets[t].out += bytes
+                // Queue every send up to the next expectation. As in HAProxy, a send starts a new
+                // exchange: expectations before it saw the reply so far; those after see what follows.
+                while targets[t].step < steps.count {
+                    switch steps[targets[t].step] {
+                    case .send(let bytes): targets[t].out += bytes
+                    case .sendClientHello: targets[t].out += ProtocolCheck.clientHello(unixTime: UInt32(truncatingIfNeeded: time(nil)))
+                    default: break
+                    }
+                    guard steps[targets[t].step].isSend else { break }
+                    targets[t].reply.removeAll()
                     targets[t].step += 1
                 }
             }
@@ -299,13 +313,30 @@ final class CheckRunner {
                 return
             case .tcp(let steps):
                 guard targets[t].step < steps.count else {
-                    finish(t, CheckResult(status: .layer7OK, info: "(tcp-check)"))
+                    finish(t, targets[t].success ?? CheckResult(status: .layer7OK, info: "(tcp-check)"))
                     return
+                }
+                if case .judge(let judge, let step) = steps[targets[t].step] {
+                    if targets[t].reply.isEmpty && complete {
+                        finish(t, CheckResult(status: judge.errorStatus, code: judge.errorStatus == .layer7Status ? 0 : nil,
+                                              info: "TCPCHK got an empty response at step \(step)"))
+                        return
+                    }
+                    switch judge.judge(targets[t].reply, complete: complete) {
+                    case .wait: return
+                    case .next: targets[t].step += 1
+                    case .pass(let result):
+                        targets[t].success = result
+                        targets[t].step += 1
+                    case .fail(let result):
+                        finish(t, result)
+                        return
+                    }
+                    continue
                 }
                 guard case .expect(let matcher, let negated, let description) = steps[targets[t].step] else { continue }
                 let matched = matcher.matches(targets[t].reply)
                 if negated ? (!matched && (complete || progressed)) : matched {
-                    targets[t].reply.removeAll()
                     targets[t].step += 1
                     continue  // next sends or expectations
                 }
@@ -390,6 +421,15 @@ final class CheckRunner {
                     broadcast(.shutdownSessions(backup))
                 }
             }
+        }
+    }
+}
+
+extension CheckProtocol.TCPStep {
+    var isSend: Bool {
+        switch self {
+        case .send, .sendClientHello: true
+        case .expect, .judge: false
         }
     }
 }

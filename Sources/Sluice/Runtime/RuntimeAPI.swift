@@ -162,6 +162,7 @@ struct RuntimeAPI: Sendable {
                 let check = server.lastCheck
                 let checkStatus: Int = switch check.status {
                 case .initial: 1; case .layer4OK: 5; case .layer4Timeout: 6; case .layer4Connection: 7
+                case .layer6OK: 8; case .layer6Timeout: 9; case .layer6Response: 10
                 case .layer7Timeout: 11; case .layer7Response: 12; case .layer7OK: 13; case .layer7Status: 15
                 }
                 let result = check.status == .initial ? 0 : check.status.passed ? 3 : 2

@@ -1,0 +1,246 @@
+import Foundation
+import Testing
+@_spi(Benchmarks) @testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real server from Debian's packages, started for one test on a free loopback port.
+///
+/// Started with posix_spawn, not Foundation's Process: Process learns that a child exited when
+/// every holder of a descriptor it passes down has closed it, and servers that fork (PostgreSQL,
+/// or anything under runuser) would keep it open past the child's death.
+final class RealServer {
+    let name: String
+    let port: Int
+    let dir: String
+    private var pid: pid_t = 0
+    /// Where the real server's pid is written when it is not the spawned process (under runuser).
+    private let pidFile: String?
+
+    /// `command` gets the port and a scratch directory; `user` runs it as another account
+    /// (PostgreSQL refuses root).
+    init(_ name: String, user: String? = nil, pidFile: String? = nil, prepare: ((String) throws -> Void)? = nil,
+         _ command: (Int, String) -> [String]) throws {
+        self.name = name
+        port = try Net.closedPort()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(name)-\(UUID().uuidString.prefix(8))").path
+        self.dir = dir
+        self.pidFile = pidFile.map { "\(dir)/\($0)" }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if let user, let account = getpwnam(user) { chown(dir, account.pointee.pw_uid, account.pointee.pw_gid) }
+        try prepare?(dir)
+        let arguments = command(port, dir)
+        pid = try Self.spawn(user.map { ["/usr/sbin/runuser", "-u", $0, "--"] + arguments } ?? arguments)
+        let port = port, pid = pid
+        try eventually(timeout: .seconds(30), "\(name) listens on \(port)") {
+            var status: CInt = 0
+            if waitpid(pid, &status, WNOHANG) == pid { throw Net.Failure("\(name) exited with status \(status)") }
+            return try !Loopback.LayerFourOptionsTests.ss(["-ltnH", "sport = :\(port)"]).isEmpty
+        }
+    }
+
+    static func spawn(_ arguments: [String]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd: CInt in 0...2 { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, arguments[0], &actions, nil, &argv, environ)
+        guard rc == 0 else { throw Net.Failure("posix_spawn \(arguments[0]): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    func stop() {
+        guard pid > 0 else { return }
+        if let pidFile, let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+           let server = pid_t(text.split(separator: "\n").first ?? "") {
+            kill(server, SIGKILL)
+        }
+        kill(pid, SIGKILL)
+        var status: CInt = 0
+        waitpid(pid, &status, 0)
+        pid = 0
+        let port = port
+        try? eventually("\(name) stops listening") { try Loopback.LayerFourOptionsTests.ss(["-ltnH", "sport = :\(port)"]).isEmpty }
+    }
+
+    deinit { stop() }
+
+    /// Runs a preparation command to its end.
+    static func run(_ arguments: [String], user: String? = nil) throws {
+        let pid = try spawn(user.map { ["/usr/sbin/runuser", "-u", $0, "--"] + arguments } ?? arguments)
+        var status: CInt = 0
+        waitpid(pid, &status, 0)
+        guard status == 0 else { throw Net.Failure("\(arguments[0]) exited with status \(status)") }
+    }
+
+    static func redis() throws -> RealServer {
+        try RealServer("redis") { port, _ in ["/usr/bin/redis-server", "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] }
+    }
+
+    static func mariadb() throws -> RealServer {
+        // An empty data directory and no grant tables: any user logs in without a password.
+        try RealServer("mariadb") { port, dir in
+            ["/usr/sbin/mariadbd", "--no-defaults", "--user=root", "--datadir=\(dir)", "--socket=\(dir)/sock", "--port=\(port)",
+             "--bind-address=127.0.0.1", "--skip-grant-tables", "--skip-log-error"]
+        }
+    }
+
+    static func postgres() throws -> RealServer {
+        let bin = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql"))?.sorted().last.map { "/usr/lib/postgresql/\($0)/bin" } ?? ""
+        return try RealServer("postgres", user: "postgres", pidFile: "data/postmaster.pid", prepare: { dir in
+            try run(["\(bin)/initdb", "-D", "\(dir)/data", "-U", "postgres", "--auth=trust"], user: "postgres")
+        }) { port, dir in ["\(bin)/postgres", "-D", "\(dir)/data", "-p", "\(port)", "-k", dir, "-h", "127.0.0.1"] }
+    }
+
+    static func slapd() throws -> RealServer {
+        try RealServer("slapd", prepare: { dir in
+            try "pidfile \(dir)/pid\nargsfile \(dir)/args\n".write(toFile: "\(dir)/slapd.conf", atomically: true, encoding: .utf8)
+        }) { port, dir in ["/usr/sbin/slapd", "-f", "\(dir)/slapd.conf", "-h", "ldap://127.0.0.1:\(port)/", "-d", "0"] }
+    }
+
+    static func smtp() throws -> RealServer {
+        try RealServer("aiosmtpd") { port, _ in ["/usr/bin/python3", "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)"] }
+    }
+
+    static func tls() throws -> RealServer {
+        try RealServer("openssl", prepare: { dir in
+            try run(["/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(dir)/key.pem", "-out", "\(dir)/cert.pem",
+                     "-days", "1", "-subj", "/CN=localhost"])
+        }) { port, dir in ["/usr/bin/openssl", "s_server", "-accept", "\(port)", "-cert", "\(dir)/cert.pem", "-key", "\(dir)/key.pem", "-quiet"] }
+    }
+}
+
+/// Protocol checks against the real servers, with HAProxy checking the same servers in the same
+/// run: both must reach the same verdict (status and description).
+extension Loopback {
+@Suite(.serialized) struct ProtocolCheckTests {
+    static let installed = FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy")
+        && ["/usr/bin/redis-server", "/usr/sbin/mariadbd", "/usr/sbin/slapd", "/usr/bin/openssl"].allSatisfy(FileManager.default.isExecutableFile(atPath:))
+        && FileManager.default.fileExists(atPath: "/usr/lib/postgresql")
+
+    struct Case: CustomStringConvertible, Sendable {
+        let option: String
+        let server: @Sendable () throws -> RealServer
+        /// What a server speaking another protocol answers (HAProxy's verdict, which Sluice must match).
+        let wrong: @Sendable () throws -> RealServer
+        let up: (status: String, info: String)
+        var description: String { option }
+    }
+
+    static let cases: [Case] = [
+        Case(option: "option redis-check", server: RealServer.redis, wrong: RealServer.postgres, up: ("L7OK", "Redis server is ok")),
+        Case(option: "option mysql-check user haproxy", server: RealServer.mariadb, wrong: RealServer.postgres, up: ("L7OK", "")),
+        Case(option: "option mysql-check", server: RealServer.mariadb, wrong: RealServer.smtp, up: ("L7OK", "")),
+        Case(option: "option pgsql-check user postgres", server: RealServer.postgres, wrong: RealServer.mariadb, up: ("L7OK", "PostgreSQL server is ok")),
+        Case(option: "option ldap-check", server: RealServer.slapd, wrong: RealServer.mariadb, up: ("L7OK", "")),
+        Case(option: "option smtpchk EHLO sluice.test", server: RealServer.smtp, wrong: RealServer.mariadb, up: ("L7OK", "")),
+        Case(option: "option ssl-hello-chk", server: RealServer.tls, wrong: RealServer.smtp, up: ("L6OK", "")),
+    ]
+
+    static func config(_ option: String, good: Int, wrong: Int, bind: Int, socket: String) -> String {
+        """
+        global
+          stats socket \(socket) level admin
+        defaults
+          mode tcp
+          timeout connect 2s
+          timeout client 5s
+          timeout server 5s
+        listen checked
+          bind 127.0.0.1:\(bind)
+          \(option)
+          server good 127.0.0.1:\(good) check inter 300ms rise 1 fall 1
+          server wrong 127.0.0.1:\(wrong) check inter 300ms rise 1 fall 1
+
+        """
+    }
+
+    /// `status` and `last_chk` of each server, from `show stat`.
+    static func verdicts(_ socket: String) throws -> [String: (status: String, info: String)] {
+        let lines = try StatsClient.ask(socket, "show stat").split(separator: "\n")
+        guard let header = lines.first?.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false) else { return [:] }
+        guard let status = header.firstIndex(of: "check_status"), let info = header.firstIndex(of: "last_chk") else { return [:] }
+        var out: [String: (String, String)] = [:]
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count > max(status, info), fields[1] == "good" || fields[1] == "wrong" else { continue }
+            out[String(fields[1])] = (String(fields[status]), String(fields[info]))
+        }
+        return out
+    }
+
+    @Test(.enabled(if: installed, "needs haproxy and the servers (scripts/test installs them)"), arguments: cases)
+    func theVerdictIsHAProxysForTheRealServerAndForOneSpeakingAnotherProtocol(_ c: Case) throws {
+        let good = try c.server()
+        let wrong = try c.wrong()
+        defer { good.stop(); wrong.stop() }
+        let haproxySocket = Loopback.RuntimeAPITests.socketPath()
+        let sluiceSocket = Loopback.RuntimeAPITests.socketPath()
+        let haproxyPort = try Net.closedPort()
+        let haproxy = try HAProxyProcess(config: Self.config(c.option, good: good.port, wrong: wrong.port, bind: haproxyPort, socket: haproxySocket), port: haproxyPort)
+        defer { haproxy.stop() }
+        let proxy = try RunningProxy(Self.config(c.option, good: good.port, wrong: wrong.port, bind: 0, socket: sluiceSocket))
+        defer { proxy.stop() }
+
+        var theirs: [String: (status: String, info: String)] = [:]
+        var ours: [String: (status: String, info: String)] = [:]
+        try eventually(timeout: .seconds(15), "both proxies checked both servers") {
+            theirs = try Self.verdicts(haproxySocket)
+            ours = try Self.verdicts(sluiceSocket)
+            return [theirs, ours].allSatisfy { v in ["good", "wrong"].allSatisfy { v[$0].map { !$0.status.isEmpty && $0.status != "INI" } ?? false } }
+        }
+        #expect(ours["good"]?.status == c.up.status)
+        if !c.up.info.isEmpty { #expect(ours["good"]?.info == c.up.info) }
+        #expect(ours["good"]?.status == theirs["good"]?.status, "HAProxy: \(String(describing: theirs["good"]))")
+        #expect(ours["good"]?.info == theirs["good"]?.info, "HAProxy: \(String(describing: theirs["good"]))")
+        #expect(ours["wrong"]?.status == theirs["wrong"]?.status, "Sluice: \(String(describing: ours["wrong"])), HAProxy: \(String(describing: theirs["wrong"]))")
+        #expect(ours["wrong"]?.info == theirs["wrong"]?.info, "Sluice: \(String(describing: ours["wrong"])), HAProxy: \(String(describing: theirs["wrong"]))")
+        #expect(proxy.balancer.backend(named: "checked")?.server(named: "wrong")?.operational == .stopped)
+
+        // The real server stops: DOWN with a layer-4 reason.
+        good.stop()
+        let server = try #require(proxy.balancer.backend(named: "checked")?.server(named: "good"))
+        try eventually("the stopped server goes DOWN") { server.operational == .stopped }
+        #expect(server.lastCheck.status == .layer4Connection)
+    }
+
+    /// What HAProxy sends first, byte for byte (the ClientHello's time field aside).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs haproxy"),
+          arguments: ["option redis-check", "option pgsql-check user bob", "option mysql-check user bob", "option mysql-check user bob pre-41",
+                      "option ldap-check", "option ssl-hello-chk"])
+    func theRequestIsHAProxysBytes(_ option: String) throws {
+        func firstBytes(_ start: (Int, Int) throws -> AnyObject) throws -> [UInt8] {
+            let capture = try CaptureServer()
+            let port = try Net.closedPort()
+            let runner = try start(capture.port, port)
+            defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
+            let fd = try capture.accept()
+            defer { close(fd) }
+            var bytes: [UInt8] = []
+            while Net.waitReadable(fd, timeoutMs: 300) {
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                bytes += chunk[0..<n]
+            }
+            return bytes
+        }
+        func config(_ server: Int, _ bind: Int) -> String {
+            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:\(bind)\n  \(option)\n  server s 127.0.0.1:\(server) check inter 10s\n"
+        }
+        let theirs = try firstBytes { server, bind in try HAProxyProcess(config: config(server, bind), port: bind) }
+        let ours = try firstBytes { server, _ in try RunningProxy(config(server, 0)) }
+        #expect(!ours.isEmpty)
+        if option.contains("ssl-hello") {
+            #expect(ours.count == theirs.count)
+            #expect(ours.prefix(11) == theirs.prefix(11) && ours.dropFirst(15) == theirs.dropFirst(15))
+        } else {
+            #expect(ours == theirs)
+        }
+    }
+}
+}
