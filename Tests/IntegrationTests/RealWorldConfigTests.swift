@@ -1,0 +1,156 @@
+import Foundation
+import Logging
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The operators' configurations in `examples/real-world/`, as written for HAProxy: each passes
+/// `sluice -c` and `haproxy -c`, then runs with its servers' addresses pointed at servers the test
+/// starts on loopback (the real server of the protocol where the health check speaks it), every
+/// checked server comes UP, and traffic goes through.
+extension Loopback {
+@Suite(.serialized) struct RealWorldConfigTests {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("examples/real-world")
+
+    /// A running stand-in for the servers of one file, and what a client should see through it.
+    struct Stand {
+        /// Every server address in the file (`host:port`, the `check port` too) → a loopback port.
+        var ports: [String: Int]
+        /// Sends a request through the proxy's port and checks the answer.
+        var probe: (Int) throws -> Void
+        var keep: [AnyObject]
+    }
+
+    static func stand(for file: String) throws -> Stand {
+        func read(_ port: Int, _ request: [UInt8], count: Int) throws -> [UInt8] {
+            let fd = try Net.connect(port)
+            defer { close(fd) }
+            if !request.isEmpty { try Net.sendAll(fd, request) }
+            return try Net.read(fd, count: count)
+        }
+        switch file {
+        case "kubernetes-api.cfg":
+            let servers = try (1...3).map { try TestServer(.http("master\($0)")) }
+            var ports: [String: Int] = [:]
+            for (i, s) in servers.enumerated() { ports["10.0.0.1\(i + 1):6443"] = s.port }
+            return Stand(ports: ports, probe: { port throws in
+                let fd = try Net.connect(port)
+                defer { close(fd) }
+                try Net.sendAll(fd, "GET /version HTTP/1.1\r\nHost: k8s\r\nConnection: close\r\n\r\n")
+                let answer = String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+                #expect(answer.hasPrefix("HTTP/1.1 200 OK") && answer.contains("master"), "\(answer)")
+            }, keep: servers)
+        case "mariadb-galera.cfg":
+            let db = try RealServer.mariadb()
+            return Stand(ports: ["db1.internal:3306": db.port, "db2.internal:3306": db.port, "db3.internal:3306": db.port], probe: { port throws in
+                // The server's handshake: protocol version 10, then its version string.
+                let greeting = try read(port, [], count: 12)
+                #expect(greeting[4] == 10)
+            }, keep: [db])
+        case "patroni-postgres.cfg":
+            let pg = try RealServer.postgres()
+            let api = try TestServer(.http("patroni"))
+            return Stand(ports: ["10.0.1.21:5432": pg.port, "10.0.1.22:5432": pg.port, "8008": api.port], probe: { port throws in
+                let startup: [UInt8] = [0, 0, 0, 23, 0, 3, 0, 0] + Array("user".utf8) + [0] + Array("postgres".utf8) + [0, 0]
+                #expect(try read(port, startup, count: 1) == [UInt8(ascii: "R")])
+            }, keep: [pg, api])
+        case "redis-sentinel.cfg":
+            let redis = try RealServer.redis()
+            return Stand(ports: ["10.0.2.31:6379": redis.port, "10.0.2.32:6379": redis.port], probe: { port throws in
+                #expect(try read(port, Array("PING\r\n".utf8), count: 7) == Array("+PONG\r\n".utf8))
+            }, keep: [redis])
+        case "smtp-relay.cfg":
+            let smtp = try RealServer.smtp()
+            return Stand(ports: ["mx1.example.com:25": smtp.port, "mx2.example.com:25": smtp.port], probe: { port throws in
+                #expect(try read(port, [], count: 4) == Array("220 ".utf8))
+            }, keep: [smtp])
+        case "tls-passthrough.cfg":
+            let tls = try RealServer.tls()
+            return Stand(ports: ["10.0.3.41:443": tls.port, "10.0.3.42:443": tls.port], probe: { port throws in
+                let reply = try read(port, ProtocolCheck.clientHello(unixTime: 0), count: 1)
+                #expect(reply == [0x15] || reply == [0x16])
+            }, keep: [tls])
+        case "rabbitmq.cfg":
+            let servers = try (1...3).map { _ in try TestServer(.echo) }
+            var ports: [String: Int] = [:]
+            for (i, s) in servers.enumerated() { ports["rabbit\(i + 1).internal:5672"] = s.port }
+            return Stand(ports: ports, probe: { port throws in
+                #expect(try read(port, Array("AMQP\u{0}\u{0}\u{9}\u{1}".utf8), count: 8) == Array("AMQP\u{0}\u{0}\u{9}\u{1}".utf8))
+            }, keep: servers)
+        default:
+            throw Net.Failure("no stand-in servers for \(file): add them to RealWorldConfigTests")
+        }
+    }
+
+    /// The file with its addresses pointed at loopback: servers at the stand-ins, binds at
+    /// kernel-chosen ports (`port` for HAProxy, which cannot report one), sockets in a temporary place.
+    static func pointed(_ text: String, at stand: Stand, bind port: Int) -> String {
+        var out = text
+        for (address, loopback) in stand.ports where address.contains(":") {
+            out = out.replacingOccurrences(of: " \(address)", with: " 127.0.0.1:\(loopback)")
+        }
+        if let api = stand.ports["8008"] { out = out.replacingOccurrences(of: "check port 8008", with: "check port \(api)") }
+        let lines = out.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if words.first == "bind", words.count >= 2 {
+                return line.replacingOccurrences(of: String(words[1]), with: "127.0.0.1:\(port)")
+            }
+            if words.first == "stats", words.count >= 3, words[1] == "socket" {
+                return "    stats socket \(Loopback.RuntimeAPITests.socketPath())"
+            }
+            return String(line)
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).filter { $0.hasSuffix(".cfg") }.sorted()
+
+    @Test func theExamplesAreThere() {
+        #expect(Self.files.count >= 7)
+    }
+
+    @Test(.enabled(if: ProtocolCheckTests.installed, "needs haproxy and the servers (scripts/test installs them)"), arguments: files)
+    func passesBothCheckersRunsAndMovesTraffic(_ file: String) throws {
+        let text = try String(contentsOf: Self.directory.appendingPathComponent(file), encoding: .utf8)
+        let stand = try Self.stand(for: file)
+        defer { for case let server as RealServer in stand.keep { server.stop() }; for case let server as TestServer in stand.keep { server.stop() } }
+
+        // sluice -c on the file as written (host names need not resolve for the syntax), and on
+        // the pointed copy with the real command line, which resolves.
+        let parsed = try Configuration.parse(text, file: file)
+        #expect(!parsed.configuration.frontends.isEmpty)
+        let haproxyPort = try Net.closedPort()
+        let forHAProxy = try Loopback.CommandLineTests.write(Self.pointed(text, at: stand, bind: haproxyPort), name: file)
+        let check = try Loopback.CommandLineTests.run(["-c", "-f", forHAProxy])
+        #expect(check.status == 0, "sluice -c: \(check.stderr)")
+        let haproxyCheck = Process()
+        haproxyCheck.executableURL = URL(fileURLWithPath: "/usr/sbin/haproxy")
+        haproxyCheck.arguments = ["-c", "-q", "-f", forHAProxy]
+        haproxyCheck.standardOutput = FileHandle.nullDevice
+        haproxyCheck.standardError = FileHandle.nullDevice
+        try haproxyCheck.run()
+        haproxyCheck.waitUntilExit()
+        #expect(haproxyCheck.terminationStatus == 0, "haproxy -c rejects \(forHAProxy)")
+
+        // Run it in-process (the global section's daemon/user/chroot are the command line's job).
+        var configuration = try Configuration.parse(Self.pointed(text, at: stand, bind: 0), file: file).configuration
+        configuration.global.ioEngine = RunningProxy.defaultEngine
+        var logger = Logger(label: "real-world")
+        logger.logLevel = .error
+        let balancer = try LoadBalancer(configuration: configuration, logger: logger)
+        try balancer.start()
+        defer { balancer.stop(graceful: false); balancer.wait() }
+        let checked = balancer.backends.flatMap { backend in backend.servers.filter { $0.isChecked && $0.admin == .ready } }
+        try eventually(timeout: .seconds(20), "every checked server of \(file) passes its check") {
+            checked.allSatisfy { $0.lastCheck.status.passed && $0.operational == .running }
+        }
+        for frontend in configuration.frontends {
+            guard let address = balancer.listeningAddresses(of: frontend.name).first else { continue }
+            try stand.probe(address.port)
+        }
+    }
+}
+}
