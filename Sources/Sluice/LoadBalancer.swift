@@ -464,15 +464,28 @@ public final class LoadBalancer: Sendable {
     }
 
     /// Blocks until every reactor thread has exited (after `stop`).
+    ///
+    /// Safe to call more than once and from several threads at once (a signal handler's thread and
+    /// the main path, as a service lifecycle does): the threads are joined exactly once, and every
+    /// caller returns once that join has finished.
     public func wait() {
-        let threads = state.withLock { $0.threads }
-        for thread in threads { thread.join() }
-        let stats = state.withLock { run in
-            defer { run.statsServer = nil }
-            return run.statsServer
+        joining.withLock { _ in
+            let threads = state.withLock { run in
+                defer { run.threads = [] }
+                return run.threads
+            }
+            for thread in threads { thread.join() }
+            let stats = state.withLock { run in
+                defer { run.statsServer = nil }
+                return run.statsServer
+            }
+            stats?.stop()  // removes the socket files
         }
-        stats?.stop()  // removes the socket files
     }
+
+    /// Held by `wait()` while it joins: a second caller waits for the first instead of joining
+    /// the same threads again (undefined behaviour for POSIX threads).
+    private let joining = Mutex(())
 
     /// The reply to one runtime API command at admin level, as the stats socket would send it
     /// (commands that wait, such as `wait-drained`, are refused). For the micro-benchmarks.

@@ -117,6 +117,29 @@ extension Loopback {
         #expect(try Self.answer(port) == "two\n")
     }
 
+    /// An embedder's signal path and main path may both wait: the reactor threads are joined once
+    /// (joining a joined POSIX thread is undefined behaviour), and every caller returns.
+    @Test func waitAndStopMayBeCalledTwiceAndFromTwoThreadsAtOnce() throws {
+        let server = try TestServer(.echo)
+        defer { server.stop() }
+        let socket = Loopback.RuntimeAPITests.socketPath()
+        let proxy = try RunningProxy("global\n  nbthread 2\n  stats socket \(socket)\n" + Self.config("", port: 0, server: server.port))
+        #expect(FileManager.default.fileExists(atPath: socket))
+        proxy.balancer.stop()
+        proxy.balancer.stop()
+        let balancer = proxy.balancer
+        let group = DispatchGroup()
+        for _ in 0..<2 {
+            group.enter()
+            Thread { balancer.wait(); group.leave() }.start()
+        }
+        #expect(group.wait(timeout: .now() + 20) == .success, "a concurrent wait() did not return")
+        balancer.wait()
+        balancer.stop(graceful: false)
+        balancer.wait()
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+
     @Test func unknownUserOrGroupIsAnErrorNamingTheLine() throws {
         let path = try CommandLineTests.write(Self.config("  user no-such-user-sluice\n  group no-such-group-sluice", port: 1, server: 2))
         let run = try CommandLineTests.run(["-c", "-f", path])

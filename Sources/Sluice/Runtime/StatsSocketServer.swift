@@ -147,17 +147,24 @@ final class StatsSocketServer: @unchecked Sendable {
     }
 
     /// Stops serving, closes every connection and removes the socket files.
+    /// Stops the thread and removes the socket files. Safe to call more than once and from
+    /// several threads at once: the first caller joins the thread; the others wait for it.
     func stop() {
-        if let thread {
-            var b: UInt8 = 1
-            _ = write(wake[1], &b, 1)
-            thread.join()
-            self.thread = nil
-            closeDescriptor(wake[0])
-            closeDescriptor(wake[1])
+        stopping.withLock { _ in
+            if let thread {
+                var b: UInt8 = 1
+                _ = write(wake[1], &b, 1)
+                thread.join()
+                self.thread = nil
+                closeDescriptor(wake[0])
+                closeDescriptor(wake[1])
+            }
+            closeListeners()
         }
-        closeListeners()
     }
+
+    /// Serialises `stop()`: held while the thread is joined.
+    private let stopping = Mutex(())
 
     private func closeListeners() {
         for l in listeners {
