@@ -123,6 +123,11 @@ def write_results(out, kind, text, payload):
 # proxy): HAProxy as installed (its defaults: no splice), HAProxy with its best splice settings,
 # and Sluice with each I/O engine.
 KINDS = ("haproxy-default", "haproxy", "sluice", "sluice-uring")
+# SLUICE_BASELINE=<another sluice binary> adds it on both engines (`sluice-base`, `sluice-uring-base`)
+# to every round, for an A/B of two builds in one run (a data-path change against the commit before).
+BASELINE = os.environ.get("SLUICE_BASELINE")
+if BASELINE:
+    KINDS += ("sluice-base", "sluice-uring-base")
 
 
 def launcher(work, procs):
@@ -139,7 +144,7 @@ def launcher(work, procs):
 def engine_line(kind):
     """Sluice's one extension in a contender's `global`: `sluice` is epoll, `sluice-uring` io_uring
     (the default where available); HAProxy's kinds get nothing."""
-    return {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(kind, "")
+    return {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(kind.removesuffix("-base"), "")
 
 
 def contender(kind, threads):
@@ -182,7 +187,8 @@ def start_contenders(start, work, sluice, backend_port, pipesize, thread_counts)
             path = os.path.join(work, f"{kind}-{threads}.cfg")
             with open(path, "w") as f:
                 f.write(config(kind, port, backend_port, pipesize, threads))
-            command = ["haproxy", "-db", "-f", path] if kind.startswith("haproxy") else [sluice, "-q", "-f", path]
+            binary = BASELINE if kind.endswith("-base") else sluice
+            command = ["haproxy", "-db", "-f", path] if kind.startswith("haproxy") else [binary, "-q", "-f", path]
             contenders[contender(kind, threads)] = (start(command, port), port)
     return contenders
 
@@ -199,7 +205,7 @@ def comparisons(thread_counts, value, noisy, metrics):
     lines = []
     for threads in thread_counts:
         for engine in ("sluice", "sluice-uring"):
-            for base in ("haproxy", "haproxy-default"):
+            for base in ("haproxy", "haproxy-default") + ((engine + "-base",) if BASELINE else ()):
                 s, h = contender(engine, threads), contender(base, threads)
                 parts = [f"{label} {value(s, m) / value(h, m):.2f}x" for m, label in metrics
                          if value(s, m) is not None and value(h, m)]

@@ -200,5 +200,12 @@ struct CompatibilityTests {
             == ["t.cfg:2: error: [global] 'user': no user named 'no-such-user-here' on this system"])
     }
 
+    @Test func aListenWithDefaultBackendSendsItsConnectionsThere() throws {
+        let c = try Configuration.parse("listen l 127.0.0.1:80\n  default_backend be\n  server own 10.0.0.9:80\n" + ParserTests.valid).configuration
+        #expect(c.frontends.first { $0.name == "l" }?.defaultBackend == "be")
+        #expect(CompatibilityTests.errors("listen l 127.0.0.1:80\n  default_backend nope\n  server own 10.0.0.9:80\n")
+            == ["t.cfg:2: error: [listen 'l'] 'default_backend': no backend named 'nope' exists"])
+    }
+
     static func errors(_ text: String) -> [String] { ParserTests.errors(text) }
 }

@@ -409,7 +409,8 @@ struct Parser {
                     "has no 'bind' line, so it would never receive a connection"))
             }
             var target = proxy.name
-            if proxy.kind == .frontend {
+            // A listen is its own backend unless it names another with default_backend, as HAProxy.
+            if proxy.kind == .frontend || proxy.defaultBackend != nil {
                 guard let (name, location) = proxy.defaultBackend else {
                     diagnostics.append(diag(proxy, proxy.location, keyword: "frontend",
                         "has no 'default_backend'; Sluice routes every connection of a frontend to its default backend"))
