@@ -11,11 +11,7 @@ extension Loopback {
 @Suite struct AlgorithmTests {
     static func config(_ backend: String, servers: [(String, Int, String)]) -> String {
         """
-        defaults
-          mode tcp
-          timeout connect 2s
-          timeout client 10s
-          timeout server 10s
+        \(tcpDefaults(client: "10s", server: "10s"))
         frontend fe
           bind 127.0.0.1:0
           default_backend be

@@ -39,11 +39,7 @@ extension Loopback {
 @Suite struct LayerFourOptionsTests {
     static func proxy(_ serverLine: String, options: String = "", port: Int = 0) -> String {
         """
-        defaults
-          mode tcp
-          timeout connect 2s
-          timeout client 10s
-          timeout server 10s
+        \(tcpDefaults(client: "10s", server: "10s"))
         frontend fe
           bind 127.0.0.1:\(port)
           default_backend be

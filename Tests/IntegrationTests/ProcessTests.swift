@@ -13,11 +13,7 @@ extension Loopback {
         """
         global
         \(global)
-        defaults
-          mode tcp
-          timeout connect 2s
-          timeout client 30s
-          timeout server 30s
+        \(tcpDefaults())
         frontend fe
           bind 127.0.0.1:\(port)
           default_backend be

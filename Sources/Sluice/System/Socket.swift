@@ -64,23 +64,21 @@ enum Socket {
 
     /// The address a socket is bound to. The corresponding system call is `getsockname(2)`.
     static func localAddress(_ fd: CInt) throws(SystemError) -> SocketAddress {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = try syscallBlocking("getsockname") {
-            withUnsafeMutableBytes(of: &storage) { raw in
-                getsockname(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
-            }
-        }
-        return SocketAddress(storage: storage, length: length)
+        try address(of: fd, "getsockname", getsockname)
     }
 
     /// The address of a connected socket's peer. The corresponding system call is `getpeername(2)`.
     static func peerAddress(_ fd: CInt) throws(SystemError) -> SocketAddress {
+        try address(of: fd, "getpeername", getpeername)
+    }
+
+    private static func address(of fd: CInt, _ call: StaticString,
+                                _ get: (CInt, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> CInt) throws(SystemError) -> SocketAddress {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = try syscallBlocking("getpeername") {
+        _ = try syscallBlocking(call) {
             withUnsafeMutableBytes(of: &storage) { raw in
-                getpeername(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+                get(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
             }
         }
         return SocketAddress(storage: storage, length: length)

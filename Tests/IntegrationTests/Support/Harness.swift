@@ -124,3 +124,8 @@ struct EchoSwarm {
         return result
     }
 }
+
+/// The `defaults` section most tests share: tcp mode and the three timeouts HAProxy asks for.
+func tcpDefaults(connect: String = "2s", client: String = "30s", server: String = "30s") -> String {
+    "defaults\n  mode tcp\n  timeout connect \(connect)\n  timeout client \(client)\n  timeout server \(server)\n"
+}
