@@ -167,6 +167,7 @@ public final class LoadBalancer: Sendable {
                     old.configurationStorage.withLock { $0 = p.server }
                     old.maxConnectionsStorage.store(p.server.maxConnections ?? Int.max, ordering: .relaxed)
                     old.maxQueueStorage.store(p.server.maxQueue ?? Int.max, ordering: .relaxed)
+                    old.slowStartMs.store(p.server.slowStart?.milliseconds ?? 0, ordering: .relaxed)
                     old.checkPlanStorage.withLock { $0 = p.check }
                     if p.check == nil && old.operational != .running { existing?.setOperational(.running, of: old) }
                     servers.append(old)

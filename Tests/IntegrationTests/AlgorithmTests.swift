@@ -157,6 +157,46 @@ extension Loopback {
         #expect(Set(chosen.values.compactMap(\.first)).count > 1, "twelve addresses all hashed to one server")
     }
 
+    /// A server back UP after being DOWN takes a small share at first and its full share once
+    /// `slowstart` has passed; `show stat` shows the throttle meanwhile.
+    @Test func slowstartRampsTheWeightOfAServerThatCameBackUp() throws {
+        var a = try TestServer(.identify("a"))
+        let b = try TestServer(.identify("b"))
+        defer { a.stop(); b.stop() }
+        let proxy = try RunningProxy(Self.config("", servers: [("a", a.port, "check inter 100ms rise 1 fall 1 slowstart 3s weight 100"),
+                                                                 ("b", b.port, "check inter 100ms rise 1 fall 1 weight 100")]))
+        defer { proxy.stop() }
+        let backend = try #require(proxy.balancer.backend(named: "be"))
+        let sa = try #require(backend.server(named: "a"))
+        func shares(_ n: Int) throws -> Int {
+            var fromA = 0
+            for _ in 0..<n {
+                let fd = try Net.connect(proxy.port)
+                defer { close(fd) }
+                if try Net.readToEnd(fd) == Array("a\n".utf8) { fromA += 1 }
+            }
+            return fromA
+        }
+        #expect(sa.throttlePercent(now: monotonicMilliseconds()) == nil, "no slow start at start-up, as HAProxy")
+        let port = a.port
+        a.stop()
+        try eventually("a goes DOWN") { sa.operational == .stopped }
+        a = try TestServer(.identify("a"), port: port)
+        try eventually("a comes back UP") { sa.operational == .running }
+        // Early in the ramp a has a few percent of b's weight.
+        let early = try shares(20)
+        #expect(early <= 6, "a took \(early) of 20 sessions right after coming back")
+        let throttle = sa.throttlePercent(now: monotonicMilliseconds())
+        #expect(throttle != nil && throttle! < 100)
+        let stat = proxy.balancer.runtimeReply("show stat")
+        let header = try #require(stat.split(separator: "\n").first).dropFirst(2).split(separator: ",", omittingEmptySubsequences: false)
+        let row = try #require(stat.split(separator: "\n").first { $0.hasPrefix("be,a,") }).split(separator: ",", omittingEmptySubsequences: false)
+        #expect(!(header.firstIndex(of: "throttle").map { row[$0].isEmpty } ?? true))
+        try eventually("the ramp ends") { sa.throttlePercent(now: monotonicMilliseconds()) == nil && sa.rampStart.load(ordering: .relaxed) == 0 }
+        let late = try shares(20)
+        #expect((8...12).contains(late), "a took \(late) of 20 sessions after the ramp")
+    }
+
     @Test func aSessionQueuedForItsServerIsRedispatchedWhenThatServerGoesIntoMaintenance() throws {
         let a = try TestServer(.identify("a")), b = try TestServer(.identify("b"))
         defer { a.stop(); b.stop() }

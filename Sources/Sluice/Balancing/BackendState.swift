@@ -71,12 +71,13 @@ public final class BackendState: Sendable {
         publisher.withLock { _ in
             let (servers, settings) = members.withLock { ($0.servers, $0.settings) }
             let primaries = servers.filter { !$0.isBackup && $0.isUsable }
+            let now = monotonicMilliseconds()
             var next = Schedule(servers: servers, usablePrimaries: primaries.count, algorithm: settings.balance)
             var weights: [Int] = []
             if !primaries.isEmpty {
-                weights = servers.map { !$0.isBackup && $0.isUsable ? $0.weight : 0 }
+                weights = servers.map { !$0.isBackup && $0.isUsable ? $0.effectiveWeight(now: now) : 0 }
             } else if settings.allBackups {
-                weights = servers.map { $0.isBackup && $0.isUsable ? $0.weight : 0 }
+                weights = servers.map { $0.isBackup && $0.isUsable ? $0.effectiveWeight(now: now) : 0 }
                 next.onBackups = true
             } else if let first = servers.firstIndex(where: { $0.isBackup && $0.isUsable && $0.weight > 0 }) {
                 // HAProxy uses only the first usable backup unless `option allbackups`.

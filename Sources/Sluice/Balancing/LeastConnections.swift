@@ -5,13 +5,14 @@ enum LeastConnections {
     /// Scans `candidates` (indices into `servers`); no allocation.
     static func pick(_ servers: [ServerState], _ candidates: [Int32], start: Int, _ eligible: (ServerState) -> Bool) -> ServerState? {
         guard !candidates.isEmpty else { return nil }
+        let now = monotonicMilliseconds()
         var best: ServerState?
         var bestLoad = 0, bestWeight = 1
         for step in 0..<candidates.count {
             let server = servers[Int(candidates[Int(UInt(bitPattern: start &+ step) % UInt(candidates.count))])]
             guard eligible(server), server.hasFreeSlot else { continue }
             let load = server.currentSessions.load(ordering: .relaxed) + 1
-            let weight = server.weight
+            let weight = server.effectiveWeight(now: now)
             // load/weight < bestLoad/bestWeight, without division.
             if best == nil || load * bestWeight < bestLoad * weight {
                 best = server

@@ -87,6 +87,12 @@ public final class ServerState: Sendable {
     let adminStorage: Atomic<UInt8>
     let operationalStorage: Atomic<UInt8>
 
+    /// `slowstart` in milliseconds (0: none); a reload may change it.
+    let slowStartMs: Atomic<Int64>
+    /// When the current slow start began (monotonic ms), 0 when none is in progress. Set by the
+    /// check reactor when the server comes back UP.
+    let rampStart = Atomic<Int64>(0)
+
     /// `maxconn`: sessions at once (`Int.max`: no limit); a reload may change it.
     let maxConnectionsStorage: Atomic<Int>
     /// `maxqueue`: sessions that may wait in this server's own queue (`Int.max`: no limit).
@@ -125,6 +131,7 @@ public final class ServerState: Sendable {
         self.adminStorage = Atomic(admin.rawValue)
         self.operationalStorage = Atomic(OperationalState.running.rawValue)
         self.maxConnectionsStorage = Atomic(configuration?.maxConnections ?? Int.max)
+        self.slowStartMs = Atomic(configuration?.slowStart?.milliseconds ?? 0)
         self.maxQueueStorage = Atomic(configuration?.maxQueue ?? Int.max)
     }
 
@@ -132,6 +139,26 @@ public final class ServerState: Sendable {
     public var maxConnections: Int? {
         let limit = maxConnectionsStorage.load(ordering: .relaxed)
         return limit == Int.max ? nil : limit
+    }
+
+    /// The weight selection uses now: during a slow start, `weight` × elapsed / `slowstart`,
+    /// rounded up and at least 1 (HAProxy's eweight); otherwise `weight`.
+    func effectiveWeight(now: Int64) -> Int {
+        let weight = self.weight
+        let start = rampStart.load(ordering: .relaxed)
+        let length = slowStartMs.load(ordering: .relaxed)
+        guard start > 0, length > 0, weight > 0 else { return weight }
+        let elapsed = now - start
+        guard elapsed < length else { return weight }
+        return max(1, Int((Int64(weight) * max(elapsed, 0) + length - 1) / length))
+    }
+
+    /// `throttle` in `show stat`: the percentage of the weight in force during a slow start.
+    func throttlePercent(now: Int64) -> Int? {
+        let start = rampStart.load(ordering: .relaxed)
+        let length = slowStartMs.load(ordering: .relaxed)
+        guard start > 0, length > 0, now - start < length else { return nil }
+        return Int(max(0, now - start) * 100 / length)
     }
 
     /// Whether a session could be opened here now without exceeding `maxconn`.

@@ -313,6 +313,9 @@ public struct Server: Hashable, Sendable {
     public var proxyProtocol: ProxyProtocolVersion?
     /// `init-addr`: how the address is found at start, tried in order. Default `[.libc]`.
     public var initAddress: [InitAddressMethod] = [.libc]
+    /// `slowstart`: after coming back UP from DOWN, the server's weight ramps from nothing to its
+    /// full value over this time (HAProxy's meaning; never at start). Nil: full weight at once.
+    public var slowStart: Duration?
     /// `resolve-prefer ipv6`: take an IPv6 address when a name has both families. Default: IPv4
     /// (HAProxy's default of ipv6 applies to its DNS resolvers, which Sluice does not have).
     public var preferIPv6: Bool = false

@@ -134,6 +134,7 @@ struct ServerTemplate {
     var proxyProtocol: ProxyProtocolVersion?
     var initAddress: [InitAddressMethod] = [.libc]
     var preferIPv6 = false
+    var slowStart: Duration?
 }
 
 struct Parser {

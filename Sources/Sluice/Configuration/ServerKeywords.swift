@@ -37,6 +37,7 @@ extension Parser {
         server.proxyProtocol = template.proxyProtocol
         server.initAddress = template.initAddress
         server.preferIPv6 = template.preferIPv6
+        server.slowStart = template.slowStart
         proxy.servers.append((server, location))
     }
 
@@ -137,6 +138,8 @@ extension Parser {
                     }
                 }
                 if !methods.isEmpty { t.initAddress = methods }
+            case "slowstart":
+                if let time = timeValue(arg, location, keyword: keyword) { t.slowStart = time > .zero ? time : nil }
             case "resolve-prefer":
                 switch arg {
                 case "ipv4": t.preferIPv6 = false
@@ -196,7 +199,6 @@ enum ServerKeywords {
 
     static let notYet: [String: String] = [
         "minconn": "dynamic limits (minconn/fullconn); use a fixed 'maxconn'",
-        "slowstart": "weight ramp-up after a server comes UP",
         "track": "following another server's state",
         "agent-check": "agent checks", "agent-port": "agent checks", "agent-addr": "agent checks", "agent-inter": "agent checks",
         "agent-send": "agent checks",

@@ -38,6 +38,32 @@ final class CheckRunner {
 
     /// Epoll and timer tokens of checks use `Token.Kind.worker` with indices from here on.
     static let firstIndex = 1024
+    /// The timer that rebuilds schedules while servers ramp up (`slowstart`).
+    static let rampIndex = firstIndex - 1
+
+    /// Servers in a slow start, and whether the ramp timer is armed.
+    private var ramping: [(BackendState, ServerState)] = []
+    private var rampArmed = false
+
+    /// As HAProxy, the weight is raised in twenty steps over the slow start (at most every 100 ms).
+    private func armRamp() {
+        guard !rampArmed, !ramping.isEmpty else { return }
+        let step = ramping.map { max($0.1.slowStartMs.load(ordering: .relaxed) / 20, 100) }.min() ?? 1000
+        rampArmed = true
+        reactor.arm(at: reactor.now + step, token: Token(.worker, index: Self.rampIndex).raw)
+    }
+
+    private func rampTick() {
+        let now = reactor.now
+        for (backend, _) in ramping { backend.republish() }
+        ramping.removeAll { pair in
+            let server = pair.1
+            let done = now - server.rampStart.load(ordering: .relaxed) >= server.slowStartMs.load(ordering: .relaxed) || !server.isUsable
+            if done { server.rampStart.store(0, ordering: .relaxed) }
+            return done
+        }
+        armRamp()
+    }
 
     private var targets: [Target] = []
     private let reactor: any Reactor
@@ -141,6 +167,11 @@ final class CheckRunner {
     // MARK: Events
 
     func handleTimer(index: Int) {
+        if index == Self.rampIndex {
+            rampArmed = false
+            rampTick()
+            return
+        }
         let t = index - Self.firstIndex
         guard targets.indices.contains(t) else { return }
         let now = reactor.now
@@ -394,6 +425,12 @@ final class CheckRunner {
         let before = server.operational
         let after = counter.operational
         if before != after {
+            if !before.acceptsTraffic && after.acceptsTraffic && server.slowStartMs.load(ordering: .relaxed) > 0 {
+                // Back UP: `slowstart` ramps the weight from here (the schedule is rebuilt as it grows).
+                server.rampStart.store(reactor.now, ordering: .relaxed)
+                ramping.append((backend, server))
+                armRamp()
+            }
             backend.setOperational(after, of: server)
         }
         guard let transition else { return }
