@@ -184,6 +184,41 @@ extension Loopback {
         }
     }
 
+    /// A client that only receives: its inactivity timeout is refreshed by what it is sent,
+    /// unless `option independent-streams`, which counts only what the client sends.
+    @Test(arguments: [false, true])
+    func independentStreamsCountsOnlyWhatTheClientSends(independent: Bool) throws {
+        let capture = try CaptureServer()
+        let config = Self.proxy("server s 127.0.0.1:\(capture.port)")
+            .replacingOccurrences(of: "timeout client 10s", with: "timeout client 400ms")
+            .replacingOccurrences(of: "default_backend be", with: "default_backend be\n" + (independent ? "  option independent-streams" : ""))
+        let proxy = try RunningProxy(config)
+        defer { proxy.stop() }
+        let client = try Net.connect(proxy.port)
+        defer { close(client) }
+        let server = try capture.accept()
+        defer { close(server) }
+        // The server sends a byte every 100 ms for 1.2 s; the client never sends anything.
+        var received = 0
+        for _ in 0..<12 {
+            _ = send(server, "x", 1, Int32(MSG_NOSIGNAL))
+            usleep(100_000)
+            var buffer = [UInt8](repeating: 0, count: 16)
+            while Net.waitReadable(client, timeoutMs: 0) {
+                let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                received += n
+            }
+        }
+        if independent {
+            #expect(received < 8, "the session outlived timeout client: \(received) bytes arrived")
+            #expect(proxy.balancer.currentSessions == 0)
+        } else {
+            #expect(received == 12)
+            #expect(proxy.balancer.currentSessions == 1)
+        }
+    }
+
     @Test func abortOnCloseDropsAClientThatLeftBeforeItsServerConnectionWasMade() throws {
         // A black-holed server address: the connect hangs until timeout connect.
         let proxy = try RunningProxy(Self.proxy("server s 192.0.2.1:9 ", options: "  option abortonclose\n  timeout connect 30s"))

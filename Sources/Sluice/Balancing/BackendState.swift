@@ -193,6 +193,8 @@ struct BackendSettings: Sendable {
     var noLinger = false
     /// `option abortonclose`: drop a session whose client closed before it was connected.
     var abortOnClose = false
+    /// `option independent-streams`: only bytes from the server refresh `timeout server`.
+    var independentStreams = false
 
     /// Nothing allowed: a free session slot's placeholder.
     init() {}
@@ -210,5 +212,6 @@ struct BackendSettings: Sendable {
         keepAlive = KeepAliveSettings(backend.serverKeepAlive)
         noLinger = backend.noLinger
         abortOnClose = backend.abortOnClose
+        independentStreams = backend.independentStreams
     }
 }

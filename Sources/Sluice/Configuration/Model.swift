@@ -187,6 +187,9 @@ public struct Frontend: Hashable, Sendable {
     /// `option nolinger`: client connections end with a reset instead of a FIN, freeing their
     /// resources at once (HAProxy's meaning; the client may lose the last bytes sent).
     public var noLinger: Bool = false
+    /// `option independent-streams`: bytes sent to the client do not refresh its inactivity
+    /// timeout (`timeout client`); only bytes received from it do.
+    public var independentStreams: Bool = false
 
     public init(name: String, binds: [Bind], defaultBackend: String, maxConnections: Int? = nil,
                 clientTimeout: Duration? = nil, clientFinTimeout: Duration? = nil) {
@@ -265,6 +268,9 @@ public struct Backend: Hashable, Sendable {
     public var serverKeepAlive: TCPKeepAlive?
     /// `option nolinger`: server connections end with a reset instead of a FIN.
     public var noLinger: Bool = false
+    /// `option independent-streams`: bytes sent to the server do not refresh its inactivity
+    /// timeout (`timeout server`); only bytes received from it do.
+    public var independentStreams: Bool = false
     /// `option abortonclose`: a client that closes while its session waits in a queue or for
     /// its server connection is dropped at once instead of being connected (HAProxy's meaning).
     public var abortOnClose: Bool = false

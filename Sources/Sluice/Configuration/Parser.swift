@@ -389,6 +389,7 @@ struct Parser {
             backend.serverKeepAlive = proxy.serverKeepAlive ? proxy.serverKeepAliveTuning : nil
             backend.noLinger = proxy.noLinger
             backend.abortOnClose = proxy.abortOnClose
+            backend.independentStreams = proxy.independentStreams
             switch proxy.checkKind {
             case .tcpConnect: backend.healthCheck = .tcpConnect
             case .http: backend.healthCheck = .http(proxy.httpCheck)
@@ -442,6 +443,7 @@ struct Parser {
                 clientTimeout: proxy.clientTimeout, clientFinTimeout: proxy.clientFinTimeout))
             configuration.frontends[configuration.frontends.count - 1].clientKeepAlive = proxy.clientKeepAlive ? proxy.clientKeepAliveTuning : nil
             configuration.frontends[configuration.frontends.count - 1].noLinger = proxy.noLinger
+            configuration.frontends[configuration.frontends.count - 1].independentStreams = proxy.independentStreams
         }
         return configuration
     }

@@ -439,7 +439,7 @@ extension Parser {
             // protocol is client-speaks-first (MySQL, SMTP and Redis Sentinel servers speak first).
             warning(location, keyword: keyword, "accepted without effect: Sluice accepts and connects at once, which is safe for server-speaks-first protocols; use 'bind … defer-accept' where clients always speak first")
         case "independent-streams":
-            error(location, keyword: keyword, "rejected: not supported yet (each side's timeout is refreshed by traffic in either direction)")
+            proxy.independentStreams = !negated
         case "transparent":
             error(location, keyword: keyword, "rejected: transparent proxying (connecting to the client's original destination) is not supported")
         case "ldap-check", "mysql-check", "pgsql-check", "redis-check", "smtpchk", "ssl-hello-chk":

@@ -232,6 +232,8 @@ struct SessionPolicy {
     var clientFinTimeoutMs: Int64 = 0
     /// `option nolinger` on the frontend.
     var clientNoLinger = false
+    /// `option independent-streams` on the frontend.
+    var clientIndependent = false
 
     init() {}
 
@@ -240,6 +242,7 @@ struct SessionPolicy {
         clientTimeoutMs = frontend.clientTimeoutMs
         clientFinTimeoutMs = frontend.clientFinTimeoutMs
         clientNoLinger = frontend.noLinger
+        clientIndependent = frontend.independentStreams
     }
 }
 

@@ -60,6 +60,8 @@ final class FrontendState: Sendable {
         var keepAlive: KeepAliveSettings
         /// `option nolinger`: close client connections with a reset.
         var noLinger: Bool
+        /// `option independent-streams`: only bytes from the client refresh `timeout client`.
+        var independentStreams: Bool
     }
 
     init(_ frontend: Frontend, backend: BackendState) {
@@ -71,7 +73,8 @@ final class FrontendState: Sendable {
     private static func policy(_ frontend: Frontend, _ backend: BackendState) -> FrontendPolicy {
         FrontendPolicy(backend: backend, clientTimeoutMs: frontend.clientTimeout?.milliseconds ?? 0,
                        clientFinTimeoutMs: frontend.clientFinTimeout?.milliseconds ?? 0,
-                       keepAlive: KeepAliveSettings(frontend.clientKeepAlive), noLinger: frontend.noLinger)
+                       keepAlive: KeepAliveSettings(frontend.clientKeepAlive), noLinger: frontend.noLinger,
+                       independentStreams: frontend.independentStreams)
     }
 
     var current: FrontendPolicy { policy.withLock { $0 } }

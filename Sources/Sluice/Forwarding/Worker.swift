@@ -599,8 +599,10 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let upstream = sessions[i].pumpToServer(pool: &pool, splice: splice, scratch: scratch, moved: &toServer, read: &fromClient)
         let downstream = sessions[i].pumpToClient(pool: &pool, splice: splice, scratch: scratch, moved: &toClient, read: &fromServer)
         let now = reactor.now
-        if fromClient + toClient > 0 { sessions[i].clientActivity = now }
-        if fromServer + toServer > 0 { sessions[i].serverActivity = now }
+        // Activity on a side: bytes read from it, and bytes written to it unless
+        // `option independent-streams` (then only what it sends proves it alive).
+        if fromClient > 0 || (toClient > 0 && !sessions[i].policy.clientIndependent) { sessions[i].clientActivity = now }
+        if fromServer > 0 || (toServer > 0 && !sessions[i].policy.backend.independentStreams) { sessions[i].serverActivity = now }
         if toServer + toClient > 0, let ref = sessions[i].serverRef {
             ref._withUnsafeGuaranteedRef { server in
                 if toServer > 0 { server.bytesIn.wrappingAdd(toServer, ordering: .relaxed) }
