@@ -190,6 +190,17 @@ public final class LoadBalancer: Sendable {
                 run.backends[backend.name] = BackendState(name: backend.name, servers: servers, settings: settings)
             }
         }
+        // `track`: each followed server learns its followers, which start in its state.
+        for backend in run.backends.values { for server in backend.servers { server.trackers.withLock { $0.removeAll() } } }
+        for backend in configuration.backends {
+            guard let state = run.backends[backend.name] else { continue }
+            for server in backend.servers {
+                guard let track = server.track, let follower = state.server(named: server.name),
+                      let followed = run.backends[track.backend ?? backend.name]?.server(named: track.server) else { continue }
+                followed.trackers.withLock { $0.append((state, follower)) }
+                if follower.operational != followed.operational { state.setOperational(followed.operational, of: follower) }
+            }
+        }
         for (name, backend) in run.backends where configuration.backend(named: name) == nil {
             run.retired.append(backend)
             run.backends[name] = nil

@@ -197,6 +197,48 @@ extension Loopback {
         #expect((8...12).contains(late), "a took \(late) of 20 sessions after the ramp")
     }
 
+    /// `track`: a server without a check of its own goes DOWN and UP with the one it follows,
+    /// in another backend, and `show stat` names what it tracks.
+    @Test func aTrackingServerFollowsTheServerItTracks() throws {
+        var checked = try TestServer(.identify("checked"))
+        let follower = try TestServer(.identify("follower"))
+        let backup = try TestServer(.identify("backup"))
+        defer { checked.stop(); follower.stop(); backup.stop() }
+        let config = """
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:0
+              default_backend be
+            backend be
+              server f 127.0.0.1:\(follower.port) track health/s
+              server b 127.0.0.1:\(backup.port) backup
+            backend health
+              server s 127.0.0.1:\(checked.port) check inter 100ms rise 1 fall 1
+
+            """
+        let proxy = try RunningProxy(config)
+        defer { proxy.stop() }
+        func answer() throws -> String {
+            let fd = try Net.connect(proxy.port)
+            defer { close(fd) }
+            return String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+        }
+        let f = try #require(proxy.balancer.backend(named: "be")?.server(named: "f"))
+        #expect(try answer() == "follower\n")
+        let port = checked.port
+        checked.stop()
+        try eventually("the follower goes DOWN with the server it tracks") { f.operational == .stopped }
+        #expect(try answer() == "backup\n")
+        let stat = proxy.balancer.runtimeReply("show stat")
+        let header = try #require(stat.split(separator: "\n").first).dropFirst(2).split(separator: ",", omittingEmptySubsequences: false)
+        let row = try #require(stat.split(separator: "\n").first { $0.hasPrefix("be,f,") }).split(separator: ",", omittingEmptySubsequences: false)
+        #expect(header.firstIndex(of: "tracked").map { row[$0] } == "health/s")
+        #expect(header.firstIndex(of: "status").map { row[$0] } == "DOWN")
+        checked = try TestServer(.identify("checked"), port: port)
+        try eventually("the follower comes back UP") { f.operational == .running }
+        #expect(try answer() == "follower\n")
+    }
+
     @Test func aSessionQueuedForItsServerIsRedispatchedWhenThatServerGoesIntoMaintenance() throws {
         let a = try TestServer(.identify("a")), b = try TestServer(.identify("b"))
         defer { a.stop(); b.stop() }

@@ -120,7 +120,7 @@ struct CompatibilityTests {
               bind 300.1.1.1:80 accept-proxy frob v4v6
               default_backend be
             backend be
-              server a 10.0.0.1:99999 agent-check track be/b frob weight 2
+              server a 10.0.0.1:99999 agent-check track be/b frob weight 2 ssl
             """)
         #expect(errors == [
             "t.cfg:2: error: [frontend 'fe'] 'bind': '300.1.1.1' is not a valid IPv4 address",
@@ -128,8 +128,8 @@ struct CompatibilityTests {
             "t.cfg:2: error: [frontend 'fe'] 'bind': unknown bind parameter 'frob'",
             "t.cfg:5: error: [backend 'be'] 'server': port 99999 in '10.0.0.1:99999' is outside 1...65535",
             "t.cfg:5: error: [backend 'be'] 'server': server parameter 'agent-check' for server 'a' is not supported yet: agent checks",
-            "t.cfg:5: error: [backend 'be'] 'server': server parameter 'track' for server 'a' is not supported yet: following another server's state",
             "t.cfg:5: error: [backend 'be'] 'server': unknown server parameter 'frob' for server 'a'",
+            "t.cfg:5: error: [backend 'be'] 'server': 'ssl' for server 'a': TLS to servers is not supported; Sluice forwards the client's bytes untouched",
         ])
     }
 
@@ -205,6 +205,18 @@ struct CompatibilityTests {
         #expect(c.frontends.first { $0.name == "l" }?.defaultBackend == "be")
         #expect(CompatibilityTests.errors("listen l 127.0.0.1:80\n  default_backend nope\n  server own 10.0.0.9:80\n")
             == ["t.cfg:2: error: [listen 'l'] 'default_backend': no backend named 'nope' exists"])
+    }
+
+    @Test func trackNeedsACheckedServerNoCheckOfItsOwnAndNoLoop() {
+        let base = "backend be\n  server c 10.0.0.1:80 check\n  server n 10.0.0.2:80\n"
+        #expect(CompatibilityTests.errors(base + "  server t 10.0.0.3:80 track nope\n")
+            == ["t.cfg:4: error: [backend 'be'] 'server': 'track nope': no server 'nope' in backend 'be'"])
+        #expect(CompatibilityTests.errors(base + "  server t 10.0.0.3:80 track n\n")
+            == ["t.cfg:4: error: [backend 'be'] 'server': 'track n': be/n has no 'check' to follow"])
+        #expect(CompatibilityTests.errors(base + "  server t 10.0.0.3:80 track be/c check\n")
+            == ["t.cfg:4: error: [backend 'be'] 'server': server 't' cannot both 'check' and 'track be/c' (as in HAProxy)"])
+        #expect(CompatibilityTests.errors(base + "  server t 10.0.0.3:80 track u\n  server u 10.0.0.4:80 track t\n").count == 2)
+        #expect(CompatibilityTests.errors(base + "  server t 10.0.0.3:80 track be/c\n  server u 10.0.0.4:80 track t\n").isEmpty)
     }
 
     static func errors(_ text: String) -> [String] { ParserTests.errors(text) }

@@ -151,6 +151,11 @@ public final class BackendState: Sendable {
         server.operationalStorage.store(state.rawValue, ordering: .releasing)
         republish()
         if !server.isUsable { redistribute(from: server) }
+        // `track`: followers take the same state (and pass it on to theirs).
+        for (backend, follower) in server.trackers.withLock({ $0 }) where follower.operational != state {
+            follower.lastChange.store(monotonicMilliseconds(), ordering: .relaxed)
+            backend.setOperational(state, of: follower)
+        }
     }
 
     /// Replaces the membership and policy (a reload). Servers are matched by the caller; new ones

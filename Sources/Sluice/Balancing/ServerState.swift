@@ -87,6 +87,9 @@ public final class ServerState: Sendable {
     let adminStorage: Atomic<UInt8>
     let operationalStorage: Atomic<UInt8>
 
+    /// Servers that `track` this one, with their backends: they take its health state.
+    let trackers = Mutex<[(BackendState, ServerState)]>([])
+
     /// `slowstart` in milliseconds (0: none); a reload may change it.
     let slowStartMs: Atomic<Int64>
     /// When the current slow start began (monotonic ms), 0 when none is in progress. Set by the
@@ -216,6 +219,7 @@ public final class ServerState: Sendable {
         case .drain where operational.acceptsTraffic: return "DRAIN"
         default: break
         }
+        if configuration.track != nil { return operational.acceptsTraffic ? "UP" : "DOWN" }
         guard let plan = checkPlan, checksEnabled.load(ordering: .relaxed) else { return "no check" }
         let counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: health.load(ordering: .relaxed))
         switch counter.operational {

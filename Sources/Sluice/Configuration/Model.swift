@@ -319,6 +319,9 @@ public struct Server: Hashable, Sendable {
     public var proxyProtocol: ProxyProtocolVersion?
     /// `init-addr`: how the address is found at start, tried in order. Default `[.libc]`.
     public var initAddress: [InitAddressMethod] = [.libc]
+    /// `track [<backend>/]<server>`: this server has no check of its own and follows that
+    /// server's health (backend nil: the same backend).
+    public var track: TrackTarget?
     /// `slowstart`: after coming back UP from DOWN, the server's weight ramps from nothing to its
     /// full value over this time (HAProxy's meaning; never at start). Nil: full weight at once.
     public var slowStart: Duration?
@@ -335,6 +338,19 @@ public struct Server: Hashable, Sendable {
         self.isDisabled = isDisabled
         self.check = check
     }
+}
+
+/// The server another one follows (`track`).
+public struct TrackTarget: Hashable, Sendable, CustomStringConvertible {
+    public var backend: String?
+    public var server: String
+
+    public init(backend: String?, server: String) {
+        self.backend = backend
+        self.server = server
+    }
+
+    public var description: String { backend.map { "\($0)/\(server)" } ?? server }
 }
 
 /// The PROXY protocol's versions (`send-proxy`, `send-proxy-v2`).

@@ -135,6 +135,7 @@ struct ServerTemplate {
     var initAddress: [InitAddressMethod] = [.libc]
     var preferIPv6 = false
     var slowStart: Duration?
+    var track: TrackTarget?
 }
 
 struct Parser {
@@ -311,6 +312,42 @@ struct Parser {
         return ParsedConfiguration(configuration: configuration, warnings: diagnostics)
     }
 
+    /// `track`: the followed server exists and is checked (or follows another), the follower has
+    /// no check of its own, and no chain loops, as HAProxy requires.
+    private mutating func validateTracking(_ configuration: Configuration) {
+        for proxy in proxies where proxy.kind == .backend || proxy.kind == .listen {
+            for (server, location) in proxy.servers {
+                guard let track = server.track else { continue }
+                func fail(_ message: String) {
+                    diagnostics.append(ConfigDiagnostic(.error, location, section: proxy.label, keyword: "server", message))
+                }
+                if server.check != nil {
+                    fail("server '\(server.name)' cannot both 'check' and 'track \(track)' (as in HAProxy)")
+                    continue
+                }
+                var seen: Set<String> = ["\(proxy.name)/\(server.name)"]
+                var current = (backend: proxy.name, target: track)
+                while true {
+                    let backendName = current.target.backend ?? current.backend
+                    guard let followed = configuration.backend(named: backendName)?.servers.first(where: { $0.name == current.target.server }) else {
+                        fail("'track \(current.target)': no server '\(current.target.server)' in backend '\(backendName)'")
+                        break
+                    }
+                    guard seen.insert("\(backendName)/\(followed.name)").inserted else {
+                        fail("'track \(track)' loops back to this server")
+                        break
+                    }
+                    if followed.check != nil { break }
+                    guard let next = followed.track else {
+                        fail("'track \(current.target)': \(backendName)/\(followed.name) has no 'check' to follow")
+                        break
+                    }
+                    current = (backendName, next)
+                }
+            }
+        }
+    }
+
     /// Cross-section checks, then the typed configuration.
     private mutating func validate() -> Configuration {
         if global.userID != nil && global.groupID == nil { global.groupID = implicitGroup }
@@ -405,6 +442,7 @@ struct Parser {
             }
             configuration.backends.append(backend)
         }
+        validateTracking(configuration)
         for proxy in proxies where proxy.kind == .frontend || proxy.kind == .listen {
             if proxy.binds.isEmpty && !proxy.bindRefused {
                 diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,

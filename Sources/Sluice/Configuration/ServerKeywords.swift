@@ -38,6 +38,7 @@ extension Parser {
         server.initAddress = template.initAddress
         server.preferIPv6 = template.preferIPv6
         server.slowStart = template.slowStart
+        server.track = template.track
         proxy.servers.append((server, location))
     }
 
@@ -138,6 +139,13 @@ extension Parser {
                     }
                 }
                 if !methods.isEmpty { t.initAddress = methods }
+            case "track":
+                let parts = arg.split(separator: "/", maxSplits: 1).map(String.init)
+                if parts.allSatisfy({ !$0.isEmpty }) {
+                    t.track = parts.count == 2 ? TrackTarget(backend: parts[0], server: parts[1]) : TrackTarget(backend: nil, server: parts[0])
+                } else {
+                    error(location, keyword: keyword, "'track \(arg)'\(who): expected [<backend>/]<server>")
+                }
             case "slowstart":
                 if let time = timeValue(arg, location, keyword: keyword) { t.slowStart = time > .zero ? time : nil }
             case "resolve-prefer":
@@ -199,7 +207,6 @@ enum ServerKeywords {
 
     static let notYet: [String: String] = [
         "minconn": "dynamic limits (minconn/fullconn); use a fixed 'maxconn'",
-        "track": "following another server's state",
         "agent-check": "agent checks", "agent-port": "agent checks", "agent-addr": "agent checks", "agent-inter": "agent checks",
         "agent-send": "agent checks",
         "check-send-proxy": "PROXY-protocol headers on checks",

@@ -85,6 +85,7 @@ enum StatsCSV {
             "qmax": "\(server.queueMax.load(ordering: .relaxed))", "qtime": "\(averageWait(server.dequeuedSessions, server.dequeuedWaitMs))",
             "slim": server.maxConnections.map(String.init) ?? "",
             "throttle": server.throttlePercent(now: now).map(String.init) ?? "",
+            "tracked": server.configuration.track.map { "\($0.backend ?? backend.name)/\($0.server)" } ?? "",
             "qlimit": server.maxQueueStorage.load(ordering: .relaxed) == Int.max ? "" : "\(server.maxQueueStorage.load(ordering: .relaxed))",
             "scur": "\(stats.currentSessions)", "smax": "\(stats.maxSessions)", "stot": "\(stats.totalSessions)",
             "bin": "\(stats.bytesIn)", "bout": "\(stats.bytesOut)", "dresp": "0", "econ": "\(stats.connectErrors)",
