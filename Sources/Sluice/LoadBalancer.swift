@@ -322,8 +322,8 @@ public final class LoadBalancer: Sendable {
 
     /// Sockets opened for a configuration's binds, not yet handed to reactors.
     private struct OpenedListeners {
-        /// Per reactor: (frontend name, descriptor, listener key).
-        var byWorker: [[(frontend: String, fd: CInt, key: String)]]
+        /// Per reactor: (frontend name, descriptor, listener key, `bind … maxconn`).
+        var byWorker: [[(frontend: String, fd: CInt, key: String, limit: ConnectionLimit?)]]
         var addresses: [String: [SocketAddress]]
 
         func closeAll() { for list in byWorker { for l in list { closeDescriptor(l.fd) } } }
@@ -331,7 +331,7 @@ public final class LoadBalancer: Sendable {
         /// The reactors' listeners, once the frontends' shared state exists.
         func listeners(_ frontends: [String: FrontendState]) -> [[Worker.Listener]] {
             byWorker.map { list in
-                list.compactMap { l in frontends[l.frontend].map { Worker.Listener(fd: l.fd, frontend: $0, key: l.key) } }
+                list.compactMap { l in frontends[l.frontend].map { Worker.Listener(fd: l.fd, frontend: $0, key: l.key, limit: l.limit) } }
             }
         }
     }
@@ -350,6 +350,7 @@ public final class LoadBalancer: Sendable {
                 }
                 var address = resolved
                 let backlog = bind.backlog ?? max(1024, min(frontend.maxConnections ?? 1024, 65535))
+                let limit = bind.maxConnections.map(ConnectionLimit.init)
                 for w in 0..<threads {
                     do {
                         let fd = try Socket.listen(on: address, backlog: backlog, reusePort: true, options: Self.listenOptions(bind, backlog: backlog)).release()
@@ -357,7 +358,7 @@ public final class LoadBalancer: Sendable {
                             // Port 0: the kernel picked one; the other reactors join it.
                             address = try Socket.localAddress(fd)
                         }
-                        opened.byWorker[w].append((frontend.name, fd, key))
+                        opened.byWorker[w].append((frontend.name, fd, key, limit))
                     } catch {
                         opened.closeAll()
                         throw SluiceError("frontend '\(frontend.name)': cannot listen on \(bind.endpoint): \(error)")

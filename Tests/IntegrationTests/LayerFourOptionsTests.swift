@@ -219,6 +219,25 @@ extension Loopback {
         }
     }
 
+    /// `bind … maxconn 2`: a third client waits in the backlog until one of the first two leaves.
+    @Test func bindMaxconnHoldsTheRestInTheBacklog() throws {
+        let server = try TestServer(.silent)
+        defer { server.stop() }
+        let proxy = try RunningProxy("global\n  nbthread 2\n" + Self.proxy("server s 127.0.0.1:\(server.port)")
+            .replacingOccurrences(of: "bind 127.0.0.1:0", with: "bind 127.0.0.1:0 maxconn 2"))
+        defer { proxy.stop() }
+        var clients = try (0..<3).map { _ in try Net.connect(proxy.port) }
+        defer { for fd in clients where fd >= 0 { close(fd) } }
+        try eventually("two sessions reach the server") { server.open.load(ordering: .relaxed) == 2 }
+        // The third must not be accepted while two are open (watched for 300 ms).
+        #expect(throws: Net.Failure.self) {
+            try eventually(timeout: .milliseconds(300), "a third session") { server.accepted.load(ordering: .relaxed) > 2 }
+        }
+        close(clients[0])
+        clients[0] = -1
+        try eventually("the third is served once a slot frees") { server.accepted.load(ordering: .relaxed) == 3 }
+    }
+
     @Test func abortOnCloseDropsAClientThatLeftBeforeItsServerConnectionWasMade() throws {
         // A black-holed server address: the connect hangs until timeout connect.
         let proxy = try RunningProxy(Self.proxy("server s 192.0.2.1:9 ", options: "  option abortonclose\n  timeout connect 30s"))

@@ -159,6 +159,9 @@ public struct Bind: Hashable, Sendable {
     public var maxSegmentSize: Int?
     /// `tcp-ut <time>`: how long sent data may stay unacknowledged (`TCP_USER_TIMEOUT`).
     public var userTimeout: Duration?
+    /// `maxconn <n>`: sessions accepted through this address at once; beyond it, clients wait in
+    /// the kernel backlog. Nil: only the frontend's and the process's limits.
+    public var maxConnections: Int?
     /// `name <text>`: shown in logs.
     public var name: String?
 

@@ -261,7 +261,7 @@ extension Parser {
             case "backlog":
                 bind.backlog = value(ValueParser.integer(arg, in: 1...1_000_000, what: "backlog"), location, keyword: "bind")
             case "maxconn":
-                error(location, keyword: "bind", "'maxconn' on a bind line is not supported yet; use the frontend's 'maxconn'")
+                bind.maxConnections = value(ValueParser.integer(arg, in: 1...1_000_000, what: "bind maxconn"), location, keyword: "bind")
             case "v4v6": bind.v6Only = false
             case "v6only": bind.v6Only = true
             case "defer-accept": bind.deferAccept = true

@@ -272,6 +272,9 @@ struct Session {
     var client: CInt = -1
     var server: CInt = -1
     var frontendRef: Unmanaged<FrontendState>?
+    /// The `bind … maxconn` of the address the client came through, if any (kept alive by the
+    /// worker's listener entry, which stays in its array even once closed).
+    var bindLimit: Unmanaged<ConnectionLimit>?
     var backendRef: Unmanaged<BackendState>?
     /// The server chosen (and, after a failure, the one last tried); nil before the first choice.
     var serverRef: Unmanaged<ServerState>?

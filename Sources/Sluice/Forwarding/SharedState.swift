@@ -85,3 +85,12 @@ final class FrontendState: Sendable {
         maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
     }
 }
+
+/// `bind … maxconn <n>`: sessions accepted through one address at once, shared by the listeners
+/// every reactor has for it.
+final class ConnectionLimit: Sendable {
+    let maximum: Int
+    let current = Atomic<Int>(0)
+
+    init(_ maximum: Int) { self.maximum = maximum }
+}

@@ -35,6 +35,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let frontend: FrontendState
         /// Frontend and configured address, to match listeners across reloads.
         let key: String
+        /// `bind … maxconn`, shared with the other reactors' listeners for the same address.
+        let limit: ConnectionLimit?
         var paused = false
     }
 
@@ -282,8 +284,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     private func accept(from l: Int) {
         guard listeners[l].fd >= 0, !listeners[l].paused else { return }
         let frontend = listeners[l].frontend
+        let limit = listeners[l].limit
         for _ in 0..<acceptBatch {
-            guard reserveSlot(frontend) else {
+            guard reserveSlot(frontend, limit) else {
                 pause(l)
                 return
             }
@@ -291,13 +294,13 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             do {
                 switch try Socket.accept(listeners[l].fd) {
                 case .wouldBlock:
-                    releaseSlot(frontend)
+                    releaseSlot(frontend, limit)
                     return
                 case .processed(let accepted):
                     fd = accepted
                 }
             } catch {
-                releaseSlot(frontend)
+                releaseSlot(frontend, limit)
                 if error.isDescriptorExhaustion || error.code == ENOBUFS || error.code == ENOMEM {
                     // The connection stays in the kernel's backlog; existing sessions go on.
                     process.noteDescriptorExhaustion()
@@ -307,13 +310,14 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 }
                 continue  // ECONNABORTED, EPROTO …: that client is gone, the next may not be
             }
-            startSession(client: fd, frontend: frontend)
+            startSession(client: fd, frontend: frontend, limit: limit)
         }
         pendingAccepts.append(l)
     }
 
-    /// Takes one connection slot in the process and the frontend, or returns false at a `maxconn`.
-    private func reserveSlot(_ frontend: FrontendState) -> Bool {
+    /// Takes one connection slot in the process, the frontend and the bind, or returns false at a
+    /// `maxconn`.
+    private func reserveSlot(_ frontend: FrontendState, _ limit: ConnectionLimit?) -> Bool {
         if process.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > process.maxConnections {
             process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return false
@@ -323,10 +327,17 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return false
         }
+        if let limit, limit.current.wrappingAdd(1, ordering: .relaxed).newValue > limit.maximum {
+            limit.current.wrappingSubtract(1, ordering: .relaxed)
+            frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
         return true
     }
 
-    private func releaseSlot(_ frontend: FrontendState) {
+    private func releaseSlot(_ frontend: FrontendState, _ limit: ConnectionLimit?) {
+        limit?.current.wrappingSubtract(1, ordering: .relaxed)
         frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
         process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
     }
@@ -376,7 +387,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     // MARK: Sessions
 
-    private func startSession(client fd: CInt, frontend: FrontendState) {
+    private func startSession(client fd: CInt, frontend: FrontendState, limit: ConnectionLimit?) {
         let i: Int
         if let slot = freeSlots.popLast() {
             i = Int(slot)
@@ -391,6 +402,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].client = fd
         let policy = frontend.current
         sessions[i].frontendRef = Unmanaged.passUnretained(frontend)
+        sessions[i].bindLimit = limit.map { Unmanaged.passUnretained($0) }
         sessions[i].backendRef = Unmanaged.passUnretained(policy.backend)
         sessions[i].policy = SessionPolicy(policy, policy.backend.settings)
         sessions[i].clientActivity = reactor.now
@@ -650,7 +662,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             backend(of: i).releaseSlot(of: server(of: i))
         }
         if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
-        releaseSlot(frontend(of: i))
+        releaseSlot(frontend(of: i), session.bindLimit?.takeUnretainedValue())
         let generation = session.generation
         sessions[i] = Session()
         sessions[i].generation = generation
