@@ -488,6 +488,13 @@ public final class LoadBalancer: Sendable {
                 return run.threads
             }
             for thread in threads { thread.join() }
+            // The workers reach each other through closures (checks broadcast to every worker,
+            // every worker posts to the checking one): break those cycles once the threads are
+            // gone, or each balancer an embedder creates and stops would leak its reactors.
+            for worker in state.withLock({ $0.workers }) {
+                worker.checks = nil
+                worker.toCheckWorker = nil
+            }
             let stats = state.withLock { run in
                 defer { run.statsServer = nil }
                 return run.statsServer
