@@ -208,32 +208,32 @@ extension Loopback {
         #expect(server.lastCheck.status == .layer4Connection)
     }
 
+    /// What a check sends first to a silent server, from HAProxy (`haproxy: true`) or from Sluice.
+    static func firstBytes(_ option: String, _ serverParameters: String = "", haproxy: Bool) throws -> [UInt8] {
+        let capture = try CaptureServer()
+        let bind = haproxy ? try Net.closedPort() : 0
+        let config = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:\(bind)\n  \(option)\n  server s 127.0.0.1:\(capture.port) check inter 10s \(serverParameters)\n"
+        let runner: AnyObject = haproxy ? try HAProxyProcess(config: config, port: bind) : try RunningProxy(config)
+        defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
+        let fd = try capture.accept()
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        while Net.waitReadable(fd, timeoutMs: 300) {
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return bytes
+    }
+
     /// What HAProxy sends first, byte for byte (the ClientHello's time field aside).
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs haproxy"),
           arguments: ["option redis-check", "option pgsql-check user bob", "option mysql-check user bob", "option mysql-check user bob pre-41",
                       "option ldap-check", "option ssl-hello-chk"])
     func theRequestIsHAProxysBytes(_ option: String) throws {
-        func firstBytes(_ start: (Int, Int) throws -> AnyObject) throws -> [UInt8] {
-            let capture = try CaptureServer()
-            let port = try Net.closedPort()
-            let runner = try start(capture.port, port)
-            defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
-            let fd = try capture.accept()
-            defer { close(fd) }
-            var bytes: [UInt8] = []
-            while Net.waitReadable(fd, timeoutMs: 300) {
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n <= 0 { break }
-                bytes += chunk[0..<n]
-            }
-            return bytes
-        }
-        func config(_ server: Int, _ bind: Int) -> String {
-            "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:\(bind)\n  \(option)\n  server s 127.0.0.1:\(server) check inter 10s\n"
-        }
-        let theirs = try firstBytes { server, bind in try HAProxyProcess(config: config(server, bind), port: bind) }
-        let ours = try firstBytes { server, _ in try RunningProxy(config(server, 0)) }
+        let theirs = try Self.firstBytes(option, haproxy: true)
+        let ours = try Self.firstBytes(option, haproxy: false)
         #expect(!ours.isEmpty)
         if option.contains("ssl-hello") {
             #expect(ours.count == theirs.count)
@@ -241,6 +241,28 @@ extension Loopback {
         } else {
             #expect(ours == theirs)
         }
+    }
+
+    /// `check-send-proxy`: v1 names the check connection's addresses (the ports differ),
+    /// v2 is the LOCAL command; a plain connect check sends the header too.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs haproxy"),
+          arguments: [("option redis-check", "send-proxy check-send-proxy"), ("option redis-check", "send-proxy-v2 check-send-proxy"),
+                      ("", "send-proxy-v2 check-send-proxy")])
+    func checkSendProxyIsHAProxysHeader(_ option: String, _ parameters: String) throws {
+        let theirs = try Self.firstBytes(option, parameters, haproxy: true)
+        let ours = try Self.firstBytes(option, parameters, haproxy: false)
+        func normalised(_ bytes: [UInt8]) -> String {
+            // "PROXY TCP4 127.0.0.1 127.0.0.1 <local port> <server port>": the local port varies.
+            var fields = String(decoding: bytes, as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            // The check's own port, and the capture server's (each run has its own).
+            if fields.count > 5 && fields[0] == "PROXY" {
+                fields[4] = "PORT"
+                fields[5] = "SERVERPORT" + fields[5].drop { $0.isNumber }
+            }
+            return fields.joined(separator: " ")
+        }
+        #expect(!ours.isEmpty)
+        #expect(normalised(ours) == normalised(theirs))
     }
 }
 }

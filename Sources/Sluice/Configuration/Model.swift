@@ -320,6 +320,9 @@ public struct Server: Hashable, Sendable {
     /// `send-proxy` / `send-proxy-v2`: the PROXY-protocol header sent to the server before the
     /// client's bytes, carrying the client's address. Nil: none.
     public var proxyProtocol: ProxyProtocolVersion?
+    /// `check-send-proxy`: health checks send the PROXY header too (v1 with the check
+    /// connection's addresses, v2 as the LOCAL command), for servers that require it.
+    public var checkSendProxy: Bool = false
     /// `init-addr`: how the address is found at start, tried in order. Default `[.libc]`.
     public var initAddress: [InitAddressMethod] = [.libc]
     /// `track [<backend>/]<server>`: this server has no check of its own and follows that

@@ -136,6 +136,7 @@ struct ServerTemplate {
     var preferIPv6 = false
     var slowStart: Duration?
     var track: TrackTarget?
+    var checkSendProxy = false
 }
 
 struct Parser {

@@ -39,6 +39,7 @@ extension Parser {
         server.preferIPv6 = template.preferIPv6
         server.slowStart = template.slowStart
         server.track = template.track
+        server.checkSendProxy = template.checkSendProxy
         proxy.servers.append((server, location))
     }
 
@@ -122,6 +123,8 @@ extension Parser {
             case "send-proxy": t.proxyProtocol = .v1
             case "send-proxy-v2": t.proxyProtocol = .v2
             case "no-send-proxy", "no-send-proxy-v2": t.proxyProtocol = nil
+            case "check-send-proxy": t.checkSendProxy = true
+            case "no-check-send-proxy": t.checkSendProxy = false
             case "init-addr":
                 var methods: [InitAddressMethod] = []
                 for method in arg.split(separator: ",") {
@@ -209,7 +212,6 @@ enum ServerKeywords {
         "minconn": "dynamic limits (minconn/fullconn); use a fixed 'maxconn'",
         "agent-check": "agent checks", "agent-port": "agent checks", "agent-addr": "agent checks", "agent-inter": "agent checks",
         "agent-send": "agent checks",
-        "check-send-proxy": "PROXY-protocol headers on checks",
         "source": "choosing the source address of server connections", "usesrc": "choosing the source address of server connections",
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
         "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",

@@ -8,6 +8,9 @@ enum ProxyHeader {
     /// v2's 12-byte signature.
     static let signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
 
+    /// v2's LOCAL command: the connection was made by the proxy itself (a health check), no addresses.
+    static let localCommand: [UInt8] = signature + [0x20, 0x00, 0x00, 0x00]
+
     /// The header for a connection from `source` to `destination` (the client's peer and local
     /// addresses). Addresses of different families (which one socket never has) are sent as
     /// `UNKNOWN` (v1) or `AF_UNSPEC` (v2), which the specification allows.

@@ -279,19 +279,36 @@ final class CheckRunner {
             targets[t].deadline = reactor.now + targets[t].checkTimeoutMs
             reactor.arm(at: targets[t].deadline, token: token(t))
         }
+        // `check-send-proxy`: the server expects a PROXY header on every connection, checks included.
+        targets[t].out = proxyHeader(t)
         switch targets[t].proto {
-        case .connect:
-            finish(t, CheckResult(status: .layer4OK))
-            return
         case .http(let request, _, _):
-            targets[t].out = request
-        case .tcp(let steps) where steps.isEmpty:
+            targets[t].out += request
+        case .tcp(let steps) where !steps.isEmpty:
+            break
+        case .connect, .tcp:
+            // A connect check passes once connected; the header, if any, goes out first (a few
+            // bytes on a fresh socket: one send takes them), as HAProxy does.
+            let fd = targets[t].fd
+            if !targets[t].out.isEmpty { _ = try? targets[t].out.withUnsafeBytes { try Socket.send(fd, from: $0) } }
             finish(t, CheckResult(status: .layer4OK))
             return
-        case .tcp:
-            break
         }
         talk(t)
+    }
+
+    /// HAProxy 2.6's header on a check connection: v1 names the check connection's own addresses;
+    /// v2 sends the LOCAL command (no addresses), as its `pp2-never-send-local` note describes.
+    private func proxyHeader(_ t: Int) -> [UInt8] {
+        let server = targets[t].server.configuration
+        guard server.checkSendProxy, let version = server.proxyProtocol else { return [] }
+        switch version {
+        case .v2:
+            return ProxyHeader.localCommand
+        case .v1:
+            guard let local = try? Socket.localAddress(targets[t].fd), let remote = try? Socket.peerAddress(targets[t].fd) else { return [] }
+            return ProxyHeader.bytes(.v1, source: local, destination: remote)
+        }
     }
 
     /// Sends what is queued, reads what arrived, and judges when it can.
