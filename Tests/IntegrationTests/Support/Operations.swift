@@ -124,6 +124,7 @@ final class Load: @unchecked Sendable {
     func stop() -> [Record] {
         running.store(false, ordering: .relaxed)
         done.wait()
+        threads.removeAll()  // each thread's closure holds self: let both go
         return records.withLock { $0 }
     }
 
