@@ -40,7 +40,7 @@ extension Loopback {
         let killer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(deadline.components.seconds * 1000)), execute: killer)
         let o = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        waitForExit(process, deadline: deadline + .seconds(5))
         killer.cancel()
         try eventually("the child's standard error is read to its end") { reader.isFinished }
         let e = stderr.withLock { $0 }
@@ -186,8 +186,7 @@ extension Loopback {
 
         func stop() -> Int32 {
             process.terminate()
-            process.waitUntilExit()
-            return process.terminationStatus
+            return waitForExit(process)
         }
     }
 

@@ -152,7 +152,7 @@ extension Loopback {
         p.standardOutput = out
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        waitForExit(p, deadline: .seconds(10))
         return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
@@ -315,7 +315,7 @@ final class HAProxyProcess {
 
     func stop() {
         if process.isRunning { process.terminate() }
-        process.waitUntilExit()
+        waitForExit(process)
     }
 
     deinit { stop() }

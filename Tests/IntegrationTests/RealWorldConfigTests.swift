@@ -132,7 +132,7 @@ extension Loopback {
         haproxyCheck.standardOutput = FileHandle.nullDevice
         haproxyCheck.standardError = FileHandle.nullDevice
         try haproxyCheck.run()
-        haproxyCheck.waitUntilExit()
+        waitForExit(haproxyCheck)
         #expect(haproxyCheck.terminationStatus == 0, "haproxy -c rejects \(forHAProxy)")
 
         // Run it in-process (the global section's daemon/user/chroot are the command line's job).

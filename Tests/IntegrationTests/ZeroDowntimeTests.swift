@@ -98,7 +98,7 @@ extension Loopback {
             script.standardError = err
             try script.run()
             output = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            script.waitUntilExit()
+            waitForExit(script)
             status = script.terminationStatus
         }
         #expect(status == 0, "\(output)")

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import Logging
 @testable import Sluice
 #if canImport(Glibc)
@@ -128,4 +129,19 @@ struct EchoSwarm {
 /// The `defaults` section most tests share: tcp mode and the three timeouts HAProxy asks for.
 func tcpDefaults(connect: String = "2s", client: String = "30s", server: String = "30s") -> String {
     "defaults\n  mode tcp\n  timeout connect \(connect)\n  timeout client \(client)\n  timeout server \(server)\n"
+}
+
+/// Waits for a child process to exit, killing it past `deadline`: a stuck child fails its test
+/// (the issue is recorded and the status is the kill's) instead of hanging CI.
+@discardableResult
+func waitForExit(_ process: Process, deadline: Duration = .seconds(60)) -> Int32 {
+    let clock = ContinuousClock()
+    let end = clock.now + deadline
+    while process.isRunning && clock.now < end { usleep(5_000) }
+    if process.isRunning {
+        Issue.record("\(process.executableURL?.lastPathComponent ?? "a child") was still running after \(deadline); killed")
+        kill(process.processIdentifier, SIGKILL)
+    }
+    process.waitUntilExit()
+    return process.terminationStatus
 }

@@ -60,7 +60,7 @@ final class ProcessBackends {
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
         p.arguments = ["-c", script]
         try p.run()
-        p.waitUntilExit()
+        waitForExit(p)
         guard p.terminationStatus == 0 else { throw Net.Failure("script failed (\(p.terminationStatus)): \(script)") }
     }
 
@@ -157,7 +157,6 @@ final class SluiceProcess {
 
     func stop() -> Int32 {
         if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        return process.terminationStatus
+        return waitForExit(process)
     }
 }
