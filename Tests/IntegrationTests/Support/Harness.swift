@@ -17,6 +17,7 @@ final class RunningProxy {
 
     /// `config` must have exactly one frontend; write its bind as `bind 127.0.0.1:0`.
     init(_ config: String, engine: IOEngine = RunningProxy.defaultEngine, logLevel: Logger.Level = .warning) throws {
+        Self.expectHAProxyAccepts(config)
         var parsed = try Configuration.parse(config, file: "test.cfg")
         parsed.configuration.global.ioEngine = engine
         var logger = Logger(label: "sluice-test")
@@ -28,6 +29,27 @@ final class RunningProxy {
             throw Net.Failure("the test configuration has no listening frontend")
         }
         port = address.port
+    }
+
+    /// Sluice's syntax is HAProxy's: every configuration a test runs must also pass `haproxy -c`
+    /// (where HAProxy is installed; `scripts/test` installs it). Port 0, which lets the kernel pick
+    /// a port for Sluice, becomes a fixed one for the check.
+    static func expectHAProxyAccepts(_ config: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else { return }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-haproxy-c-\(UUID().uuidString.prefix(8)).cfg").path
+        defer { unlink(path) }
+        let text = config.replacingOccurrences(of: ":0\n", with: ":45999\n").replacingOccurrences(of: ":0 ", with: ":45999 ") + "\n"
+        guard (try? text.write(toFile: path, atomically: true, encoding: .utf8)) != nil else { return }
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: "/usr/sbin/haproxy")
+        check.arguments = ["-c", "-q", "-f", path]
+        let err = Pipe()
+        check.standardOutput = FileHandle.nullDevice
+        check.standardError = err
+        guard (try? check.run()) != nil else { return }
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let status = waitForExit(check, deadline: .seconds(10))
+        #expect(status == 0, "haproxy -c rejects a test configuration:\n\(message)\n\(config)", sourceLocation: sourceLocation)
     }
 
     func stop() {
