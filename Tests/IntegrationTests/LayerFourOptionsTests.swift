@@ -262,6 +262,14 @@ extension Loopback {
         #expect(try Net.readToEnd(fd) == Array("late\n".utf8))
     }
 
+    @Test func nodeAndDescriptionAreShownByShowInfo() throws {
+        let proxy = try RunningProxy("global\n  node lb-7\n  description edge balancer\n" + Self.proxy("server s 127.0.0.1:1"))
+        defer { proxy.stop() }
+        let info = proxy.balancer.runtimeReply("show info")
+        #expect(info.contains("\nnode: lb-7\n"))
+        #expect(info.contains("\ndescription: edge balancer\n"))
+    }
+
     @Test func everyUnresolvableServerIsReportedInOneRun() throws {
         let config = try Configuration.parse(Self.proxy("server a no-such-host-a.invalid:80\n  server b no-such-host-b.invalid:80\n  server c 127.0.0.1:80 init-addr last,10.1.2.3")).configuration
         do {

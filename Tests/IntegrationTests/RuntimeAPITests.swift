@@ -172,6 +172,7 @@ extension Loopback {
         #expect(try s.ask("disable server be/a") == "Permission denied\n")
         #expect(try s.ask("set server be/a state maint") == "Permission denied\n")
         #expect(try s.ask("show info").contains("Name: Sluice"))
+        #expect(try s.ask("show info").contains("\nnode: "))
         #expect(s.backend.server(named: "a")?.admin == .ready)
         #expect(!(try s.ask("help")).contains("set server"))
     }

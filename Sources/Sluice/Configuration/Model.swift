@@ -162,7 +162,7 @@ public struct Bind: Hashable, Sendable {
     /// `maxconn <n>`: sessions accepted through this address at once; beyond it, clients wait in
     /// the kernel backlog. Nil: only the frontend's and the process's limits.
     public var maxConnections: Int?
-    /// `name <text>`: shown in logs.
+    /// `name <text>`: a name for humans (Sluice's logs do not name binds yet).
     public var name: String?
 
     public init(endpoint: Endpoint, backlog: Int? = nil) {

@@ -141,12 +141,19 @@ struct RuntimeAPI: Sendable {
         let lines = [
             "Name: Sluice", "Version: \(version)", "Nbthread: \(balancer.configuration.global.threads)", "Nbproc: 1",
             "Process_num: 1", "Pid: \(getpid())",
+            // As HAProxy: `node` defaults to the host name, `description` to nothing.
+            "node: \(balancer.configuration.global.node ?? Self.hostName)", "description: \(balancer.configuration.global.description ?? "")",
             "Uptime: \(uptime / 86400)d \(uptime % 86400 / 3600)h\(pad2(uptime % 3600 / 60))m\(pad2(uptime % 60))s",
             "Uptime_sec: \(uptime)", "Maxconn: \(max == Int.max ? 0 : max)", "CurrConns: \(balancer.currentSessions)",
             "CumConns: \(balancer.totalSessions)", "PipesUsed: \(balancer.pipesOpen)",
             "DescriptorExhaustions: \(balancer.descriptorExhaustions)",
         ]
         return lines.joined(separator: "\n") + "\n\n"
+    }
+
+    private static var hostName: String {
+        var name = [CChar](repeating: 0, count: 256)
+        return gethostname(&name, name.count) == 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
     }
 
     private func pad2(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
