@@ -366,9 +366,12 @@ struct Parser {
         var ignoredOrder: [SourceLocation] = []
         for proxy in proxies {
             if proxy.mode == "http" {
-                let origin = proxy.modeLocation.map { $0.line == proxy.location.line && $0.file == proxy.location.file ? "" : " (set at \($0))" } ?? ""
-                diagnostics.append(diag(proxy, proxy.modeLocation.map { $0.file == proxy.location.file && $0.line > proxy.location.line ? $0 : proxy.location } ?? proxy.location,
-                    keyword: "mode http", "rejected: this proxy runs in mode http\(origin), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice"))
+                // Defaults come before the proxies that use them: a mode line before the proxy's own
+                // line was inherited, and the error names it; one inside the proxy is the error's line.
+                let modeLine = proxy.modeLocation ?? proxy.location
+                let inherited = modeLine.file != proxy.location.file || modeLine.line < proxy.location.line
+                diagnostics.append(diag(proxy, inherited ? proxy.location : modeLine, keyword: "mode http",
+                    "rejected: this proxy runs in mode http\(inherited ? " (set at \(modeLine))" : ""), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice"))
                 continue
             }
             for use in proxy.httpOnly {
