@@ -41,6 +41,8 @@ public final class LoadBalancer: Sendable {
         /// Every frontend and backend by name, for the life of the balancer.
         var frontends: [String: FrontendState] = [:]
         var backends: [String: BackendState] = [:]
+        /// Stick tables by name; a reload keeps a table whose declaration did not change.
+        var tables: [String: StickTable] = [:]
         /// Objects a reload removed: sessions may still point at them (unmanaged), so they stay alive.
         var retired: [AnyObject] = []
         var workers: [Worker] = []
@@ -205,14 +207,22 @@ public final class LoadBalancer: Sendable {
             run.retired.append(backend)
             run.backends[name] = nil
         }
+        var tables: [String: StickTable] = [:]
+        for spec in configuration.stickTables {
+            tables[spec.name] = run.tables[spec.name].flatMap { $0.spec == spec ? $0 : nil } ?? StickTable(spec)
+        }
+        run.tables = tables
         for frontend in configuration.frontends {
             guard let backend = run.backends[frontend.defaultBackend] else {
                 preconditionFailure("frontend '\(frontend.name)': backend '\(frontend.defaultBackend)' was resolved but not built")
             }
+            let routing = frontend.rules.map {
+                FrontendRouting(rules: $0, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables)
+            }
             if let existing = run.frontends[frontend.name] {
-                existing.update(frontend, backend: backend)
+                existing.update(frontend, backend: backend, routing: routing)
             } else {
-                run.frontends[frontend.name] = FrontendState(frontend, backend: backend)
+                run.frontends[frontend.name] = FrontendState(frontend, backend: backend, routing: routing)
             }
         }
         for (name, frontend) in run.frontends where !configuration.frontends.contains(where: { $0.name == name }) {
@@ -323,7 +333,7 @@ public final class LoadBalancer: Sendable {
     /// Sockets opened for a configuration's binds, not yet handed to reactors.
     private struct OpenedListeners {
         /// Per reactor: (frontend name, descriptor, listener key, `bind … maxconn`).
-        var byWorker: [[(frontend: String, fd: CInt, key: String, limit: ConnectionLimit?)]]
+        var byWorker: [[(frontend: String, fd: CInt, key: String, limit: ConnectionLimit?, bind: Worker.BindTraits)]]
         var addresses: [String: [SocketAddress]]
 
         func closeAll() { for list in byWorker { for l in list { closeDescriptor(l.fd) } } }
@@ -331,7 +341,7 @@ public final class LoadBalancer: Sendable {
         /// The reactors' listeners, once the frontends' shared state exists.
         func listeners(_ frontends: [String: FrontendState]) -> [[Worker.Listener]] {
             byWorker.map { list in
-                list.compactMap { l in frontends[l.frontend].map { Worker.Listener(fd: l.fd, frontend: $0, key: l.key, limit: l.limit) } }
+                list.compactMap { l in frontends[l.frontend].map { Worker.Listener(fd: l.fd, frontend: $0, key: l.key, limit: l.limit, bind: l.bind) } }
             }
         }
     }
@@ -358,7 +368,7 @@ public final class LoadBalancer: Sendable {
                             // Port 0: the kernel picked one; the other reactors join it.
                             address = try Socket.localAddress(fd)
                         }
-                        opened.byWorker[w].append((frontend.name, fd, key, limit))
+                        opened.byWorker[w].append((frontend.name, fd, key, limit, Worker.BindTraits(name: bind.name, acceptProxy: bind.acceptProxy)))
                     } catch {
                         opened.closeAll()
                         throw SluiceError("frontend '\(frontend.name)': cannot listen on \(bind.endpoint): \(error)")
@@ -530,6 +540,11 @@ public final class LoadBalancer: Sendable {
     }
 
     func frontendState(named name: String) -> FrontendState? { state.withLock { $0.frontends[name] } }
+
+    /// Stick tables, in configuration order.
+    var stickTables: [StickTable] {
+        state.withLock { run in run.configuration.stickTables.compactMap { run.tables[$0.name] } }
+    }
 
     /// Closes every session of a server on every reactor (`shutdown sessions server`).
     public func shutdownSessions(of server: ServerState) {

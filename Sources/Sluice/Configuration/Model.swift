@@ -4,6 +4,8 @@ public struct Configuration: Hashable, Sendable {
     public var global: Global
     public var frontends: [Frontend]
     public var backends: [Backend]
+    /// `stick-table` declarations, each named after its proxy.
+    public var stickTables: [StickTableSpec] = []
 
     public init(global: Global = Global(), frontends: [Frontend] = [], backends: [Backend] = []) {
         self.global = global
@@ -162,8 +164,11 @@ public struct Bind: Hashable, Sendable {
     /// `maxconn <n>`: sessions accepted through this address at once; beyond it, clients wait in
     /// the kernel backlog. Nil: only the frontend's and the process's limits.
     public var maxConnections: Int?
-    /// `name <text>`: a name for humans (Sluice's logs do not name binds yet).
+    /// `name <text>`: the bind's name, which the `so_name` fetch returns.
     public var name: String?
+    /// `accept-proxy`: every connection starts with a PROXY-protocol header (v1 or v2), whose
+    /// addresses then stand for the client's everywhere but in `tcp-request connection` rules.
+    public var acceptProxy = false
 
     public init(endpoint: Endpoint, backlog: Int? = nil) {
         self.endpoint = endpoint
@@ -193,6 +198,9 @@ public struct Frontend: Hashable, Sendable {
     /// `option independent-streams`: bytes sent to the client do not refresh its inactivity
     /// timeout (`timeout client`); only bytes received from it do.
     public var independentStreams: Bool = false
+    /// ACLs, `tcp-request` rules and `use_backend` rules. Nil: every connection goes to
+    /// `defaultBackend`.
+    public var rules: RuleSet?
 
     public init(name: String, binds: [Bind], defaultBackend: String, maxConnections: Int? = nil,
                 clientTimeout: Duration? = nil, clientFinTimeout: Duration? = nil) {

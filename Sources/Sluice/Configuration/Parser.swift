@@ -109,6 +109,8 @@ struct ProxyDraft {
     var serverRefused = false
     var clientKeepAliveTuning = TCPKeepAlive()
     var serverKeepAliveTuning = TCPKeepAlive()
+    /// `acl`, `tcp-request`, `use_backend`, `stick-table`.
+    var routing = RoutingDraft()
 
     enum CheckKind { case tcpConnect, http, tcp, protocolCheck(ProtocolCheck) }
 
@@ -283,6 +285,11 @@ struct Parser {
         diagnostics.append(ConfigDiagnostic(.error, location, section: currentSectionLabel, keyword: keyword, message))
     }
 
+    /// A diagnostic found after reading, against a proxy's section.
+    mutating func report(_ severity: ConfigDiagnostic.Severity, _ proxy: ProxyDraft, _ location: SourceLocation, keyword: String?, _ message: String) {
+        diagnostics.append(ConfigDiagnostic(severity, location, section: proxy.label, keyword: keyword, message))
+    }
+
     mutating func warning(_ location: SourceLocation, keyword: String?, _ message: String) {
         diagnostics.append(ConfigDiagnostic(.warning, location, section: currentSectionLabel, keyword: keyword, message))
     }
@@ -447,6 +454,7 @@ struct Parser {
             configuration.backends.append(backend)
         }
         validateTracking(configuration)
+        configuration.stickTables = proxies.compactMap { $0.routing.stickTable?.0 }
         for proxy in proxies where proxy.kind == .frontend || proxy.kind == .listen {
             if proxy.binds.isEmpty && !proxy.bindRefused {
                 diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,
@@ -486,6 +494,7 @@ struct Parser {
             configuration.frontends[configuration.frontends.count - 1].clientKeepAlive = proxy.clientKeepAlive ? proxy.clientKeepAliveTuning : nil
             configuration.frontends[configuration.frontends.count - 1].noLinger = proxy.noLinger
             configuration.frontends[configuration.frontends.count - 1].independentStreams = proxy.independentStreams
+            configuration.frontends[configuration.frontends.count - 1].rules = ruleSet(proxy, configuration)
         }
         return configuration
     }

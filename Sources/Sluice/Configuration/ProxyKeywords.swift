@@ -4,6 +4,10 @@ enum ProxyKeywords {
         "mode": SectionKind.proxies,
         "bind": [.frontend, .listen],
         "default_backend": SectionKind.frontSide,
+        "acl": SectionKind.realProxies,
+        "use_backend": [.frontend, .listen],
+        "tcp-request": SectionKind.proxies,
+        "stick-table": SectionKind.realProxies,
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
         "hash-type": SectionKind.backSide,
@@ -60,17 +64,13 @@ enum ProxyKeywords {
 
     /// Keywords HAProxy has in tcp mode that Sluice does not implement yet.
     static let notYet: [String: String] = [
-        "acl": "ACLs are not supported yet",
-        "use_backend": "content switching is not supported yet: Sluice routes each frontend to its 'default_backend'",
         "use-server": "choosing a server by rule is not supported yet",
-        "tcp-request": "tcp-request rules are not supported yet",
         "tcp-response": "tcp-response rules are not supported yet",
         "hash-balance-factor": "bounded-load consistent hashing is not supported yet",
         "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
         "source": "choosing the source address of server connections is not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
         "server-template": "server templates (DNS discovery) are not supported yet",
-        "stick-table": "stick tables are not supported yet",
         "stick": "stickiness rules are not supported yet",
         "rate-limit": "rate limits are not supported yet",
         "persist": "persistence rules are not supported yet",
@@ -149,6 +149,10 @@ extension Parser {
                 return
             }
             addBind(&proxy, words[1], Array(words.dropFirst(2)), location)
+        case "acl": aclKeyword(&proxy, words, location)
+        case "tcp-request": tcpRequestKeyword(&proxy, words, location)
+        case "use_backend": useBackendKeyword(&proxy, words, location)
+        case "stick-table": stickTableKeyword(&proxy, words, location)
         case "default_backend":
             guard expect(words, count: 2, location, usage: "default_backend <backend>") else { return }
             proxy.defaultBackend = (words[1], location)
@@ -281,7 +285,7 @@ extension Parser {
             case "transparent", "namespace", "accept-netscaler-cip":
                 error(location, keyword: "bind", "'\(option)' is not supported")
             case "accept-proxy":
-                error(location, keyword: "bind", "'accept-proxy' (reading a PROXY-protocol header from clients) is not supported yet")
+                bind.acceptProxy = true
             case "ssl", "crt", "crt-list", "alpn", "npn", "ca-file", "verify", "ciphers", "ciphersuites", "curves", "ecdhe", "crl-file",
                  "ssl-min-ver", "ssl-max-ver", "strict-sni", "no-sslv3", "no-tlsv10", "no-tlsv11", "no-tlsv12", "no-tlsv13",
                  "force-tlsv12", "force-tlsv13", "prefer-client-ciphers", "allow-0rtt", "no-tls-tickets", "generate-certificates":

@@ -263,6 +263,9 @@ struct Session {
         case descriptorWait
         /// Every server is at its `maxconn`: waiting in a queue until `timeout queue`.
         case queued
+        /// Waiting for the client's PROXY header or for content rules to decide (`tcp-request
+        /// inspect-delay`); no server yet.
+        case inspecting
         case established
     }
 
@@ -278,6 +281,9 @@ struct Session {
     var backendRef: Unmanaged<BackendState>?
     /// The server chosen (and, after a failure, the one last tried); nil before the first choice.
     var serverRef: Unmanaged<ServerState>?
+    /// Rules' state (addresses from a PROXY header, tracked stick-table entries); nil for sessions
+    /// of frontends without rules, which pay one pointer for it.
+    var context: SessionContext?
     var policy = SessionPolicy()
     /// Connection attempts left after the current one (`retries`).
     var retriesLeft = 0
@@ -309,4 +315,21 @@ struct Session {
     var isFinished: Bool { toServer.isDone && toClient.isDone }
     /// One direction has closed: the `-fin` timeouts apply.
     var isHalfClosed: Bool { toServer.sourceClosed || toClient.sourceClosed }
+}
+
+extension Session {
+    mutating func pumpToServer(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
+                               moved: inout Int, read: inout Int) -> PumpResult {
+        // With `nolinger` a shut side is closed at once (with a reset) instead of half-closed.
+        toServer.pump(from: client, readable: &clientReadable, sourceEnd: clientEnd, to: server, writable: &serverWritable,
+                      otherDone: toClient.isDone || policy.backend.noLinger,
+                      pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
+    }
+
+    mutating func pumpToClient(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
+                               moved: inout Int, read: inout Int) -> PumpResult {
+        toClient.pump(from: server, readable: &serverReadable, sourceEnd: serverEnd, to: client, writable: &clientWritable,
+                      otherDone: toServer.isDone || policy.clientNoLinger,
+                      pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
+    }
 }

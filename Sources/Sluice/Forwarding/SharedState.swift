@@ -37,6 +37,33 @@ final class ProcessState: Sendable {
     func releasePipe() { pipesOpen.wrappingSubtract(1, ordering: .relaxed) }
 
     func noteDescriptorExhaustion() { descriptorExhaustions.wrappingAdd(1, ordering: .relaxed) }
+
+    /// Takes one connection slot in the process, the frontend and the bind, or returns false at a
+    /// `maxconn`.
+    func admit(_ frontend: FrontendState, _ limit: ConnectionLimit?) -> Bool {
+        if currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > maxConnections {
+            currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        if frontend.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > frontend.maxConnections.load(ordering: .relaxed) {
+            frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        if let limit, limit.current.wrappingAdd(1, ordering: .relaxed).newValue > limit.maximum {
+            limit.current.wrappingSubtract(1, ordering: .relaxed)
+            frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func release(_ frontend: FrontendState, _ limit: ConnectionLimit?) {
+        limit?.current.wrappingSubtract(1, ordering: .relaxed)
+        frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+        currentConnections.wrappingSubtract(1, ordering: .relaxed)
+    }
 }
 
 /// A frontend's shared state, for the life of the process: its limits, counters and, per reload,
@@ -47,6 +74,12 @@ final class FrontendState: Sendable {
     let maxConnections: Atomic<Int>
     let currentConnections = Atomic<Int>(0)
     let totalConnections = Atomic<Int>(0)
+    /// Connections refused by `tcp-request connection reject` (`show stat` dcon).
+    let deniedConnections = Atomic<Int>(0)
+    /// Sessions refused by `tcp-request content reject` (`show stat` dreq).
+    let deniedRequests = Atomic<Int>(0)
+    /// Clients dropped for a missing or malformed PROXY header (`show stat` ereq).
+    let failedRequests = Atomic<Int>(0)
     private let policy: Mutex<FrontendPolicy>
 
     /// What a new session of this frontend takes: where it goes and its client-side timeouts.
@@ -62,26 +95,28 @@ final class FrontendState: Sendable {
         var noLinger: Bool
         /// `option independent-streams`: only bytes from the client refresh `timeout client`.
         var independentStreams: Bool
+        /// ACLs and rules; nil when every session goes to `backend`.
+        var routing: FrontendRouting?
     }
 
-    init(_ frontend: Frontend, backend: BackendState) {
+    init(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?) {
         name = frontend.name
         maxConnections = Atomic(frontend.maxConnections ?? Int.max)
-        policy = Mutex(Self.policy(frontend, backend))
+        policy = Mutex(Self.policy(frontend, backend, routing))
     }
 
-    private static func policy(_ frontend: Frontend, _ backend: BackendState) -> FrontendPolicy {
+    private static func policy(_ frontend: Frontend, _ backend: BackendState, _ routing: FrontendRouting?) -> FrontendPolicy {
         FrontendPolicy(backend: backend, clientTimeoutMs: frontend.clientTimeout?.milliseconds ?? 0,
                        clientFinTimeoutMs: frontend.clientFinTimeout?.milliseconds ?? 0,
                        keepAlive: KeepAliveSettings(frontend.clientKeepAlive), noLinger: frontend.noLinger,
-                       independentStreams: frontend.independentStreams)
+                       independentStreams: frontend.independentStreams, routing: routing)
     }
 
     var current: FrontendPolicy { policy.withLock { $0 } }
 
     /// A reload: new sessions follow the new configuration.
-    func update(_ frontend: Frontend, backend: BackendState) {
-        policy.withLock { $0 = Self.policy(frontend, backend) }
+    func update(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?) {
+        policy.withLock { $0 = Self.policy(frontend, backend, routing) }
         maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
     }
 }

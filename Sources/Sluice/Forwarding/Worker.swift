@@ -5,27 +5,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// Work another thread asks of a worker.
-enum WorkerCommand: Sendable {
-    /// Stop accepting; exit once the last session ends, or close what remains after
-    /// `hardStopAfterMs` (`hard-stop-after`) when set.
-    case stopGracefully(hardStopAfterMs: Int64?)
-    /// Close every session now and exit.
-    case stopNow
-    /// Close the sessions of one server (`on-marked-down shutdown-sessions`, runtime API).
-    case shutdownSessions(ServerState)
-    /// `observe layer4` counted `error-limit` failures for a server; for the worker running checks.
-    case observedFailure(ServerState)
-    /// A reload: start accepting on new listeners, close removed ones (their sessions go on).
-    case updateListeners(add: [Worker.Listener], removeKeys: Set<String>)
-    /// A reload: the servers to check, for the worker running checks.
-    case configureChecks([(BackendState, Backend)])
-    /// `disable health` / `enable health` on a server, for the worker running checks.
-    case checksToggled(ServerState)
-    /// A queued session (by token) was given a slot of this server.
-    case dequeued(UInt64, ServerState, BackendState)
-}
-
 /// One reactor thread: its listeners (one `SO_REUSEPORT` socket per bind), its sessions and pipes.
 ///
 /// Confined to its thread: everything but `post(_:)` runs there, so the data path takes no lock.
@@ -37,7 +16,14 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let key: String
         /// `bind … maxconn`, shared with the other reactors' listeners for the same address.
         let limit: ConnectionLimit?
+        let bind: BindTraits
         var paused = false
+    }
+
+    /// What a bind line tells its sessions: its name (`so_name`) and `accept-proxy`.
+    struct BindTraits: Sendable {
+        let name: String?
+        let acceptProxy: Bool
     }
 
     let reactor: any Reactor
@@ -129,6 +115,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             sessions[i].clientEnd = max(sessions[i].clientEnd, end)
             if sessions[i].state == .established {
                 forward(i)
+            } else if sessions[i].state == .inspecting {
+                inspect(i)
             } else if end != .open && sessions[i].policy.backend.abortOnClose {
                 // `option abortonclose`: the client left before its server connection was made.
                 close(i, reset: false)
@@ -188,6 +176,13 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             }
         case .established:
             close(i, reset: false)
+        case .inspecting:
+            // `timeout client` ends the wait as it ends any idle client; the inspect delay lets the rules decide.
+            if sessions[i].policy.clientTimeoutMs > 0 && now >= sessions[i].clientActivity + sessions[i].policy.clientTimeoutMs {
+                close(i, reset: false)
+            } else {
+                inspect(i, expired: true)
+            }
         case .free:
             break
         }
@@ -285,8 +280,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         guard listeners[l].fd >= 0, !listeners[l].paused else { return }
         let frontend = listeners[l].frontend
         let limit = listeners[l].limit
+        let bind = listeners[l].bind
         for _ in 0..<acceptBatch {
-            guard reserveSlot(frontend, limit) else {
+            guard process.admit(frontend, limit) else {
                 pause(l)
                 return
             }
@@ -294,13 +290,13 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             do {
                 switch try Socket.accept(listeners[l].fd) {
                 case .wouldBlock:
-                    releaseSlot(frontend, limit)
+                    process.release(frontend, limit)
                     return
                 case .processed(let accepted):
                     fd = accepted
                 }
             } catch {
-                releaseSlot(frontend, limit)
+                process.release(frontend, limit)
                 if error.isDescriptorExhaustion || error.code == ENOBUFS || error.code == ENOMEM {
                     // The connection stays in the kernel's backlog; existing sessions go on.
                     process.noteDescriptorExhaustion()
@@ -310,36 +306,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 }
                 continue  // ECONNABORTED, EPROTO …: that client is gone, the next may not be
             }
-            startSession(client: fd, frontend: frontend, limit: limit)
+            startSession(client: fd, frontend: frontend, limit: limit, bind: bind)
         }
         pendingAccepts.append(l)
-    }
-
-    /// Takes one connection slot in the process, the frontend and the bind, or returns false at a
-    /// `maxconn`.
-    private func reserveSlot(_ frontend: FrontendState, _ limit: ConnectionLimit?) -> Bool {
-        if process.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > process.maxConnections {
-            process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            return false
-        }
-        if frontend.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > frontend.maxConnections.load(ordering: .relaxed) {
-            frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            return false
-        }
-        if let limit, limit.current.wrappingAdd(1, ordering: .relaxed).newValue > limit.maximum {
-            limit.current.wrappingSubtract(1, ordering: .relaxed)
-            frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            return false
-        }
-        return true
-    }
-
-    private func releaseSlot(_ frontend: FrontendState, _ limit: ConnectionLimit?) {
-        limit?.current.wrappingSubtract(1, ordering: .relaxed)
-        frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-        process.currentConnections.wrappingSubtract(1, ordering: .relaxed)
     }
 
     /// Stops accepting on a listener; its connections wait in the kernel backlog.
@@ -387,7 +356,23 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     // MARK: Sessions
 
-    private func startSession(client fd: CInt, frontend: FrontendState, limit: ConnectionLimit?) {
+    private func startSession(client fd: CInt, frontend: FrontendState, limit: ConnectionLimit?, bind: BindTraits) {
+        let policy = frontend.current
+        var context: SessionContext?
+        var outcome = SessionContext.Outcome.proceed(policy.backend)
+        if policy.routing != nil || bind.acceptProxy {
+            let c = SessionContext(client: fd, bindName: bind.name, routing: policy.routing, now: reactor.now)
+            outcome = c.start(acceptProxy: bind.acceptProxy, fallback: policy.backend)
+            if case .close = outcome {
+                // `tcp-request connection reject`: not a session, not counted as one (as HAProxy).
+                c.release(now: reactor.now)
+                frontend.deniedConnections.wrappingAdd(1, ordering: .relaxed)
+                process.release(frontend, limit)
+                closeDescriptor(fd)
+                return
+            }
+            context = c
+        }
         let i: Int
         if let slot = freeSlots.popLast() {
             i = Int(slot)
@@ -398,20 +383,13 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let generation = sessions[i].generation &+ 1
         sessions[i] = Session()
         sessions[i].generation = generation
-        sessions[i].state = .connecting
         sessions[i].client = fd
-        let policy = frontend.current
+        sessions[i].context = context
         sessions[i].frontendRef = Unmanaged.passUnretained(frontend)
         sessions[i].bindLimit = limit.map { Unmanaged.passUnretained($0) }
-        sessions[i].backendRef = Unmanaged.passUnretained(policy.backend)
-        sessions[i].policy = SessionPolicy(policy, policy.backend.settings)
+        sessions[i].policy = SessionPolicy(policy, BackendSettings())  // the backend's part: `route`
         sessions[i].clientActivity = reactor.now
-        sessions[i].retriesLeft = sessions[i].policy.backend.retries
-        sessions[i].queueDeadline = reactor.now + sessions[i].policy.backend.queueTimeoutMs
         if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
-        if sessions[i].policy.backend.balance == .source, let peer = try? Socket.peerAddress(fd) {
-            sessions[i].sourceHash = SourceHash.hash(peer.ipBytes)
-        }
         liveSessions += 1
         frontend.totalConnections.wrappingAdd(1, ordering: .relaxed)
         process.totalConnections.wrappingAdd(1, ordering: .relaxed)
@@ -419,10 +397,50 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             try reactor.register(fd, token: token(.client, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
         } catch {
             logger.error("frontend '\(frontend.name)': cannot watch a new client: \(error)")
+            sessions[i].backendRef = Unmanaged.passUnretained(policy.backend)
             close(i, reset: true)
             return
         }
+        if case .proceed(let backend) = outcome {
+            route(i, to: backend)
+            return
+        }
+        // The PROXY header or content rules first, within the inspect delay (for a PROXY header
+        // alone, `timeout client`; 5 s when unset).
+        sessions[i].state = .inspecting
+        sessions[i].backendRef = Unmanaged.passUnretained(policy.backend)
+        let delay = policy.routing.map { $0.rules.contentRules.isEmpty ? 0 : $0.rules.inspectDelayMs } ?? 0
+        sessions[i].phaseDeadline = reactor.now + (delay > 0 ? delay : (policy.clientTimeoutMs > 0 ? policy.clientTimeoutMs : 5000))
+        inspect(i)
+    }
+
+    /// Session `i` goes to `backend`: its server-side policy, then a server.
+    private func route(_ i: Int, to backend: BackendState) {
+        let settings = backend.settings
+        sessions[i].state = .connecting
+        sessions[i].backendRef = Unmanaged.passUnretained(backend)
+        sessions[i].policy.backend = settings
+        sessions[i].retriesLeft = settings.retries
+        sessions[i].queueDeadline = reactor.now + settings.queueTimeoutMs
+        if settings.balance == .source, let peer = sessions[i].context?.source ?? (try? Socket.peerAddress(sessions[i].client)) {
+            sessions[i].sourceHash = SourceHash.hash(peer.ipBytes)
+        }
         connect(i, to: nil)
+    }
+
+    /// A session waiting for its PROXY header or for its content rules to decide.
+    private func inspect(_ i: Int, expired: Bool = false) {
+        guard let context = sessions[i].context else { return }
+        context.now = reactor.now
+        switch context.advance(scratch: scratch, limit: process.bufferSize, expired: expired, fallback: backend(of: i)) {
+        case .wait:
+            arm(i)
+        case .proceed(let backend):
+            route(i, to: backend)
+        case .close(let reason):
+            frontend(of: i).count(reason, logger: logger)
+            close(i, reset: false)
+        }
     }
 
     private func token(_ kind: Token.Kind, _ i: Int) -> UInt64 {
@@ -536,8 +554,10 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             // `send-proxy(-v2)`: the header goes first, through the same path as bytes the server
             // could not take at once, so a short write needs no special case.
             do {
-                let header = ProxyHeader.bytes(version, source: try Socket.peerAddress(sessions[i].client),
-                                               destination: try Socket.localAddress(sessions[i].client))
+                // The client's addresses: from its own PROXY header (`accept-proxy`) when it sent one.
+                let client = sessions[i].client, context = sessions[i].context
+                let header = ProxyHeader.bytes(version, source: try context?.source ?? Socket.peerAddress(client),
+                                               destination: try context?.destination ?? Socket.localAddress(client))
                 sessions[i].toServer.queue(header, capacity: scratch.count)
             } catch {
                 logger.debug("session \(i): \(error); the client left before its PROXY header was sent")
@@ -662,7 +682,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             backend(of: i).releaseSlot(of: server(of: i))
         }
         if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
-        releaseSlot(frontend(of: i), session.bindLimit?.takeUnretainedValue())
+        session.context?.release(now: reactor.now)
+        process.release(frontend(of: i), session.bindLimit?.takeUnretainedValue())
         let generation = session.generation
         sessions[i] = Session()
         sessions[i].generation = generation
@@ -682,6 +703,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         switch s.state {
         case .free: return .max
         case .connecting, .retryWait: return s.phaseDeadline
+        case .inspecting: return s.policy.clientTimeoutMs > 0 ? min(s.phaseDeadline, s.clientActivity + s.policy.clientTimeoutMs) : s.phaseDeadline
         case .descriptorWait: return min(s.phaseDeadline, s.queueDeadline)
         case .queued: return s.queueDeadline
         case .established:
@@ -707,22 +729,5 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         guard due < sessions[i].armedDeadline else { return }
         sessions[i].armedDeadline = due
         reactor.arm(at: due, token: token(.client, i))
-    }
-}
-
-extension Session {
-    mutating func pumpToServer(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
-                               moved: inout Int, read: inout Int) -> PumpResult {
-        // With `nolinger` a shut side is closed at once (with a reset) instead of half-closed.
-        toServer.pump(from: client, readable: &clientReadable, sourceEnd: clientEnd, to: server, writable: &serverWritable,
-                      otherDone: toClient.isDone || policy.backend.noLinger,
-                      pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
-    }
-
-    mutating func pumpToClient(pool: inout PipePool, splice: Bool, scratch: UnsafeMutableRawBufferPointer,
-                               moved: inout Int, read: inout Int) -> PumpResult {
-        toClient.pump(from: server, readable: &serverReadable, sourceEnd: serverEnd, to: client, writable: &clientWritable,
-                      otherDone: toServer.isDone || policy.clientNoLinger,
-                      pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
     }
 }

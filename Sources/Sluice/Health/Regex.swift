@@ -2,13 +2,14 @@
 import Glibc
 #endif
 
-/// A POSIX extended regular expression (`regcomp(3)`), for `rstatus`, `rstring` and `tcp-check expect rstring`.
+/// A POSIX extended regular expression (`regcomp(3)`), for `rstatus`, `rstring`, `tcp-check expect
+/// rstring` and ACLs' `-m reg`.
 final class POSIXRegex: @unchecked Sendable {
     // regex_t is only read by regexec after compilation, which is thread-safe.
     private var compiled = regex_t()
 
-    init?(_ pattern: String) {
-        guard regcomp(&compiled, pattern, REG_EXTENDED | REG_NOSUB) == 0 else { return nil }
+    init?(_ pattern: String, ignoreCase: Bool = false) {
+        guard regcomp(&compiled, pattern, REG_EXTENDED | REG_NOSUB | (ignoreCase ? REG_ICASE : 0)) == 0 else { return nil }
     }
 
     deinit { regfree(&compiled) }

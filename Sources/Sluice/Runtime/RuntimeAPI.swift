@@ -41,6 +41,8 @@ struct RuntimeAPI: Sendable {
         ("show servers state", .user, "show servers state [<backend>]          : dump volatile server information"),
         ("show backend", .user, "show backend                            : list backends in the current running config"),
         ("show sess", .user, "show sess                               : report a summary of the sessions"),
+        ("show table", .user, "show table [<name>] [data.<type> <op> <v>]* | [key <k>] : report table usage stats or dump a table's contents"),
+        ("clear table", .operator, "clear table <name> [data.<type> <op> <v>]* | [key <k>] : remove entries from a table"),
         ("get weight", .user, "get weight <bk>/<srv>                   : report a server's current weight"),
         ("wait-drained", .operator, "wait-drained <bk>/<srv> [timeout <t>] [shutdown-after] : wait until a server has no session (Sluice extension)"),
         ("set weight", .admin, "set weight <bk>/<srv> (<w>|<w>%)        : change a server's weight (deprecated)"),
@@ -82,6 +84,8 @@ struct RuntimeAPI: Sendable {
         case "show servers state": return .reply(showServersState(args.first))
         case "show backend": return .reply((["# name"] + balancer.backends.map(\.name)).joined(separator: "\n") + "\n\n")
         case "show sess": return .reply(showSessions())
+        case "show table": return .reply(showTable(args))
+        case "clear table": return .reply(clearTable(args))
         case "get weight":
             return withServer(args.first) { _, server in .reply("\(server.weight) (initial \(server.configuredWeight))\n") }
         case "set weight":

@@ -35,6 +35,8 @@ enum StatsCSV {
                 "pxname": frontend.name, "svname": "FRONTEND", "scur": "\(current)", "smax": "",
                 "slim": limit == Int.max ? "" : "\(limit)", "stot": "\(total)", "status": "OPEN",
                 "pid": "1", "iid": "\(id + 1)", "sid": "0", "type": "0", "mode": "tcp", "conn_tot": "\(total)",
+                "dcon": "\(frontend.deniedConnections.load(ordering: .relaxed))", "dreq": "\(frontend.deniedRequests.load(ordering: .relaxed))",
+                "ereq": "\(frontend.failedRequests.load(ordering: .relaxed))",
             ]))
         }
         for (b, backend) in backends.enumerated() {

@@ -139,8 +139,8 @@ enum Socket {
 
     /// Reads into `buffer`; `.processed(0)` is end of stream. The corresponding system call is `recv(2)`.
     @inline(__always)
-    static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
-        try syscall("recv") { recv(fd, buffer.baseAddress, buffer.count, 0) }
+    static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, peek: Bool = false) throws(SystemError) -> IOResult<Int> {
+        try syscall("recv") { recv(fd, buffer.baseAddress, buffer.count, peek ? Int32(MSG_PEEK) : 0) }
     }
 
     /// Writes from `buffer` without raising `SIGPIPE`. The corresponding system call is `send(2)`.

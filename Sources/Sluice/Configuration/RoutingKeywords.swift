@@ -1,0 +1,596 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a proxy's `acl`, `tcp-request`, `use_backend` and `stick-table` lines accumulate; turned
+/// into a `RuleSet` once every line is read (ACL names resolve then, as several lines may add to
+/// one ACL).
+struct RoutingDraft {
+    struct ConditionDraft {
+        var unless = false
+        var alternatives: [[(negated: Bool, name: String)]] = []
+        var location: SourceLocation
+    }
+
+    struct RuleDraft {
+        var action: TCPRule.Action
+        var condition: ConditionDraft?
+        var location: SourceLocation
+    }
+
+    struct SwitchDraft {
+        var target: SwitchRule.Target
+        var condition: ConditionDraft?
+        var location: SourceLocation
+    }
+
+    var acls: [String: [ACLTest]] = [:]
+    var aclOrder: [String] = []
+    var anonymousCount = 0
+    var connectionRules: [RuleDraft] = []
+    var contentRules: [RuleDraft] = []
+    var switching: [SwitchDraft] = []
+    var inspectDelay: Duration?
+    var stickTable: (StickTableSpec, SourceLocation)?
+
+    var isEmpty: Bool { acls.isEmpty && connectionRules.isEmpty && contentRules.isEmpty && switching.isEmpty }
+
+    mutating func addACL(_ name: String, _ test: ACLTest) {
+        if acls[name] == nil { aclOrder.append(name) }
+        acls[name, default: []].append(test)
+    }
+}
+
+/// HAProxy's predefined ACLs that mean something at Layer 4 (section 7.4).
+enum PredefinedACL {
+    static func test(_ name: String) -> ACLTest? {
+        func make(_ fetch: Fetch, _ method: MatchMethod, _ patterns: [String]) -> ACLTest {
+            var b = PatternSet.Builder(method: method)
+            for p in patterns { _ = b.add(p, ignoreCase: false) }
+            return ACLTest(expression: SampleExpression(fetch: fetch), patterns: PatternSet(b))
+        }
+        switch name {
+        case "TRUE": return make(.alwaysTrue, .bool, [])
+        case "FALSE": return make(.alwaysFalse, .bool, [])
+        case "LOCALHOST": return make(.src, .ip, ["127.0.0.1/8", "::1"])
+        case "REQ_CONTENT": return make(.requestLength, .int, ["gt", "0"])
+        case "WAIT_END": return make(.waitEnd, .bool, [])
+        case "HTTP": return make(.looksLikeHTTP, .bool, [])
+        default: return nil
+        }
+    }
+
+    static let needHTTP: Set<String> = ["HTTP_1.0", "HTTP_1.1", "HTTP_2.0", "HTTP_CONTENT", "HTTP_URL_ABS", "HTTP_URL_SLASH", "HTTP_URL_STAR",
+                                        "METH_CONNECT", "METH_DELETE", "METH_GET", "METH_HEAD", "METH_OPTIONS", "METH_POST", "METH_PUT",
+                                        "METH_TRACE", "RDP_COOKIE"]
+}
+
+extension Parser {
+    // MARK: acl
+
+    mutating func aclKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        guard words.count >= 3 else {
+            error(location, keyword: "acl", "missing argument: expected 'acl <name> <criterion> [flags] [operator] [<value>] ...'")
+            return
+        }
+        let name = words[1]
+        if let bad = name.first(where: { !($0.isLetter || $0.isNumber || "-_.:".contains($0)) }) {
+            error(location, keyword: "acl", "name '\(name)' has the character '\(bad)'; use letters, digits, '-', '_', '.' and ':'")
+            return
+        }
+        if let test = aclTest(Array(words.dropFirst(2)), location) { proxy.routing.addACL(name, test) }
+    }
+
+    /// `<criterion> [flags] [operator] [<value>] ...`, as in an `acl` line or between braces.
+    mutating func aclTest(_ words: [String], _ location: SourceLocation) -> ACLTest? {
+        let expression: SampleExpression
+        switch SampleExpression.parse(words[0]) {
+        case .failure(let e): error(location, keyword: "acl", e.message); return nil
+        case .success(let e): expression = e
+        }
+        var method: MatchMethod? = expression.converters.isEmpty ? expression.fetch.defaultMatch : .str
+        if case .payload = expression.fetch, expression.converters.isEmpty { method = .bin }
+        if case .payloadLengthValue = expression.fetch, expression.converters.isEmpty { method = .bin }
+        var ignoreCase = false
+        var files: [(String, Bool)] = []
+        var i = 1
+        flags: while i < words.count, words[i].hasPrefix("-") {
+            switch words[i] {
+            case "-i": ignoreCase = true
+            case "-n": break  // Sluice never resolves names in patterns
+            case "--": i += 1; break flags
+            case "-m", "-f", "-u":
+                guard i + 1 < words.count else {
+                    error(location, keyword: "acl", "'\(words[i])' needs a value")
+                    return nil
+                }
+                if words[i] == "-m" {
+                    guard let m = MatchMethod(rawValue: words[i + 1]) else {
+                        error(location, keyword: "acl", "unknown match method '-m \(words[i + 1])' (found, bool, int, ip, bin, len, str, sub, reg, beg, end, dir, dom)")
+                        return nil
+                    }
+                    method = m
+                } else if words[i] == "-f" {
+                    files.append((words[i + 1], ignoreCase))
+                }
+                i += 1
+            case "-M":
+                error(location, keyword: "acl", "'-M' (map files) is not supported")
+                return nil
+            default:
+                // A pattern that begins with '-' (a negative number, say) ends the flags.
+                if Int(words[i]) != nil { break flags }
+                error(location, keyword: "acl", "unknown flag '\(words[i])' (use '--' before a pattern that begins with '-')")
+                return nil
+            }
+            i += 1
+        }
+        guard let method else {
+            error(location, keyword: "acl", "'\(words[0])' returns binary data: name a match method with '-m' (e.g. -m bin, -m sub)")
+            return nil
+        }
+        var builder = PatternSet.Builder(method: method)
+        if case .tlsVersion = expression.fetch, method == .int { builder.dottedVersions = true }
+        for (path, fold) in files {
+            guard let text = readPatternFile(path) else {
+                error(location, keyword: "acl", "cannot read pattern file '\(path)': \(String(cString: strerror(errno)))")
+                return nil
+            }
+            var lineNumber = 0
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                lineNumber += 1
+                var pattern = Substring(line)
+                while let f = pattern.first, f == " " || f == "\t" { pattern = pattern.dropFirst() }
+                while let l = pattern.last, l == " " || l == "\t" || l == "\r" { pattern = pattern.dropLast() }
+                if pattern.isEmpty || pattern.hasPrefix("#") { continue }
+                if let problem = builder.add(String(pattern), ignoreCase: fold) {
+                    error(location, keyword: "acl", "\(path):\(lineNumber): \(problem)")
+                    return nil
+                }
+            }
+        }
+        for word in words[i...] {
+            if let problem = builder.add(word, ignoreCase: ignoreCase) {
+                error(location, keyword: "acl", problem)
+                return nil
+            }
+        }
+        return ACLTest(expression: expression, patterns: PatternSet(builder))
+    }
+
+    private func readPatternFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { return nil }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    // MARK: conditions
+
+    /// `if|unless <condition>` at `words[start...]`; nil (after an error) when malformed.
+    mutating func condition(_ proxy: inout ProxyDraft, _ words: ArraySlice<String>, _ location: SourceLocation, keyword: String) -> RoutingDraft.ConditionDraft? {
+        guard let first = words.first, first == "if" || first == "unless" else {
+            error(location, keyword: keyword, "expected 'if' or 'unless' before a condition, found '\(words.first ?? "")'")
+            return nil
+        }
+        var draft = RoutingDraft.ConditionDraft(unless: first == "unless", location: location)
+        var current: [(negated: Bool, name: String)] = []
+        var rest = words.dropFirst()
+        guard !rest.isEmpty else {
+            error(location, keyword: keyword, "'\(first)' needs a condition")
+            return nil
+        }
+        var negated = false
+        while let word = rest.first {
+            rest = rest.dropFirst()
+            switch word {
+            case "||", "or":
+                guard !current.isEmpty, !negated else {
+                    error(location, keyword: keyword, "'\(word)' needs an ACL on each side")
+                    return nil
+                }
+                draft.alternatives.append(current)
+                current = []
+            case "!":
+                negated.toggle()
+            case "{":
+                guard let close = rest.firstIndex(of: "}") else {
+                    error(location, keyword: keyword, "an anonymous ACL opened with '{' is not closed with '}'")
+                    return nil
+                }
+                let inner = Array(rest[rest.startIndex..<close])
+                rest = rest[(close + 1)...]
+                guard !inner.isEmpty, let test = aclTest(inner, location) else {
+                    if inner.isEmpty { error(location, keyword: keyword, "empty anonymous ACL '{ }'") }
+                    return nil
+                }
+                proxy.routing.anonymousCount += 1
+                let name = "{\(inner.joined(separator: " "))}#\(proxy.routing.anonymousCount)"
+                proxy.routing.addACL(name, test)
+                current.append((negated, name))
+                negated = false
+            default:
+                var name = Substring(word)
+                while name.hasPrefix("!") { negated.toggle(); name = name.dropFirst() }
+                guard !name.isEmpty else { continue }
+                current.append((negated, String(name)))
+                negated = false
+            }
+        }
+        guard !current.isEmpty, !negated else {
+            error(location, keyword: keyword, "the condition ends without an ACL")
+            return nil
+        }
+        draft.alternatives.append(current)
+        return draft
+    }
+
+    /// Splits `<action words…> [if|unless …]`.
+    private func splitCondition(_ words: ArraySlice<String>) -> (ArraySlice<String>, ArraySlice<String>?) {
+        guard let at = words.firstIndex(where: { $0 == "if" || $0 == "unless" }) else { return (words, nil) }
+        return (words[words.startIndex..<at], words[at...])
+    }
+
+    // MARK: tcp-request
+
+    mutating func tcpRequestKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        guard words.count >= 3 else {
+            error(location, keyword: "tcp-request", "expected 'tcp-request connection|content <action> [{if|unless} <condition>]' or 'tcp-request inspect-delay <time>'")
+            return
+        }
+        let stage = words[1]
+        let keyword = "tcp-request \(stage)"
+        if stage == "inspect-delay" {
+            guard expect(words, count: 3, location, usage: "tcp-request inspect-delay <time>") else { return }
+            proxy.routing.inspectDelay = timeValue(words[2], location, keyword: keyword)
+            return
+        }
+        guard stage == "connection" || stage == "content" else {
+            error(location, keyword: keyword, stage == "session"
+                  ? "'tcp-request session' rules are not supported yet; 'tcp-request connection' rules see the same Layer-4 facts"
+                  : "unknown rule set '\(stage)': expected connection, content or inspect-delay")
+            return
+        }
+        if proxy.kind == .defaults {
+            error(location, keyword: keyword, "rules in a defaults section are not supported (HAProxy allows them only in named defaults); write them in the frontend or listen")
+            return
+        }
+        if proxy.kind == .backend {
+            error(location, keyword: keyword, "rules in a backend are not supported yet; put them in the frontend")
+            return
+        }
+        let (actionWords, conditionWords) = splitCondition(words[2...])
+        guard let name = actionWords.first else { return }
+        let arguments = Array(actionWords.dropFirst())
+        var action: TCPRule.Action
+        func noArguments() -> Bool {
+            if arguments.isEmpty { return true }
+            error(location, keyword: keyword, "'\(name)' takes no argument, found '\(arguments[0])'")
+            return false
+        }
+        switch name {
+        case "accept": guard noArguments() else { return }; action = .accept
+        case "reject": guard noArguments() else { return }; action = .reject
+        case "track-sc0", "track-sc1", "track-sc2":
+            guard let slot = name.last?.wholeNumberValue, arguments.count == 1 || (arguments.count == 3 && arguments[1] == "table") else {
+                error(location, keyword: keyword, "expected '\(name) <key> [table <table>]'")
+                return
+            }
+            switch SampleExpression.parse(arguments[0]) {
+            case .failure(let e): error(location, keyword: keyword, e.message); return
+            case .success(let key):
+                if key.fetch.readsContent && stage == "connection" {
+                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request connection' rules cannot wait for; use 'tcp-request content'")
+                    return
+                }
+                action = .track(slot: slot, key: key, table: arguments.count == 3 ? arguments[2] : nil)
+            }
+        case _ where name.hasPrefix("sc-inc-gpc0("):
+            guard name.hasSuffix(")"), let slot = Int(name.dropFirst("sc-inc-gpc0(".count).dropLast()), (0...2).contains(slot), noArguments() else {
+                error(location, keyword: keyword, "expected 'sc-inc-gpc0(<0-2>)'")
+                return
+            }
+            action = .incrementGPC0(slot: slot)
+        case "expect-proxy":
+            guard stage == "connection", arguments == ["layer4"] else {
+                error(location, keyword: keyword, "expected 'tcp-request connection expect-proxy layer4'")
+                return
+            }
+            action = .expectProxy
+        case "silent-drop", "set-var", "set-var-fmt", "unset-var", "set-src", "set-dst", "set-src-port", "set-dst-port", "set-mark", "set-tos",
+             "capture", "sc-set-gpt0", "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
+             "set-nice", "set-log-level", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
+            error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: accept, reject, track-sc0/1/2, sc-inc-gpc0\(stage == "connection" ? ", expect-proxy layer4" : ""))")
+            return
+        default:
+            if name.hasPrefix("set-var(") || name.hasPrefix("unset-var(") || name.hasPrefix("sc-") || name.hasPrefix("lua.") {
+                error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: accept, reject, track-sc0/1/2, sc-inc-gpc0)")
+            } else {
+                error(location, keyword: keyword, "unknown action '\(name)'")
+            }
+            return
+        }
+        var condition: RoutingDraft.ConditionDraft?
+        if let conditionWords {
+            guard let c = self.condition(&proxy, conditionWords, location, keyword: keyword) else { return }
+            condition = c
+        }
+        let rule = RoutingDraft.RuleDraft(action: action, condition: condition, location: location)
+        if stage == "connection" { proxy.routing.connectionRules.append(rule) } else { proxy.routing.contentRules.append(rule) }
+    }
+
+    // MARK: use_backend
+
+    mutating func useBackendKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        guard words.count >= 2 else {
+            error(location, keyword: "use_backend", "expected 'use_backend <backend> [{if|unless} <condition>]'")
+            return
+        }
+        let (nameWords, conditionWords) = splitCondition(words[1...])
+        guard nameWords.count == 1, let name = nameWords.first else {
+            error(location, keyword: "use_backend", "expected one backend name before 'if'/'unless', found '\(nameWords.joined(separator: " "))'")
+            return
+        }
+        var target = SwitchRule.Target.fixed(name)
+        if name.contains("%[") {
+            guard let parts = formatParts(name, location) else { return }
+            target = .format(parts)
+        }
+        var condition: RoutingDraft.ConditionDraft?
+        if let conditionWords {
+            guard let c = self.condition(&proxy, conditionWords, location, keyword: "use_backend") else { return }
+            condition = c
+        }
+        proxy.routing.switching.append(.init(target: target, condition: condition, location: location))
+    }
+
+    /// A log-format name: literal text and `%[sample]` parts.
+    private mutating func formatParts(_ text: String, _ location: SourceLocation) -> [SwitchRule.FormatPart]? {
+        var parts: [SwitchRule.FormatPart] = []
+        var rest = Substring(text)
+        while let percent = rest.indices.first(where: { rest[$0] == "%" && rest.index(after: $0) < rest.endIndex && rest[rest.index(after: $0)] == "[" }) {
+            let open = percent..<rest.index(percent, offsetBy: 2)
+            if open.lowerBound > rest.startIndex { parts.append(.text(String(rest[..<open.lowerBound]))) }
+            guard let close = rest[open.upperBound...].firstIndex(of: "]") else {
+                error(location, keyword: "use_backend", "'\(text)': '%[' without its ']'")
+                return nil
+            }
+            switch SampleExpression.parse(String(rest[open.upperBound..<close])) {
+            case .failure(let e): error(location, keyword: "use_backend", e.message); return nil
+            case .success(let e): parts.append(.sample(e))
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        if !rest.isEmpty { parts.append(.text(String(rest))) }
+        return parts
+    }
+
+    // MARK: stick-table
+
+    mutating func stickTableKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        if proxy.kind == .defaults {
+            error(location, keyword: "stick-table", "is not allowed in a defaults section (a table belongs to one proxy)")
+            return
+        }
+        var spec = StickTableSpec(name: proxy.name, keyType: .ipv4, size: 0)
+        var sawType = false
+        var i = 1
+        func next() -> String? {
+            i += 1
+            return i < words.count ? words[i] : nil
+        }
+        while i < words.count {
+            let word = words[i]
+            switch word {
+            case "type":
+                sawType = true
+                switch next() {
+                case "ip": spec.keyType = .ipv4
+                case "ipv6": spec.keyType = .ipv6
+                case "integer": spec.keyType = .integer
+                case "string":
+                    var length = 32
+                    if i + 2 < words.count, words[i + 1] == "len" {
+                        i += 1
+                        guard let n = next(), let v = Int(n), v > 0 else {
+                            error(location, keyword: "stick-table", "'len' needs a positive length")
+                            return
+                        }
+                        length = v
+                    }
+                    spec.keyType = .string(length: length)
+                case "binary":
+                    error(location, keyword: "stick-table", "type 'binary' is not supported yet (ip, ipv6, integer, string)")
+                    return
+                default:
+                    error(location, keyword: "stick-table", "unknown type '\(i < words.count ? words[i] : "")': expected ip, ipv6, integer or string")
+                    return
+                }
+            case "size":
+                guard let text = next(), let size = value(ValueParser.size(text), location, keyword: "stick-table") else { return }
+                guard size > 0 else { error(location, keyword: "stick-table", "'size' must be positive"); return }
+                spec.size = size
+            case "expire":
+                guard let text = next() else { error(location, keyword: "stick-table", "'expire' needs a time"); return }
+                spec.expire = timeValue(text, location, keyword: "stick-table")
+            case "store":
+                guard let list = next() else { error(location, keyword: "stick-table", "'store' needs a list of data types"); return }
+                storeList(&spec, list, location)
+            case "peers":
+                error(location, keyword: "stick-table", "'peers' (table synchronisation between balancers) is not supported")
+                _ = next()
+            case "nopurge", "srvkey", "write-to", "recv-only":
+                error(location, keyword: "stick-table", "'\(word)' is not supported yet")
+                if word != "nopurge" && word != "recv-only" { _ = next() }
+            default:
+                error(location, keyword: "stick-table", "unknown argument '\(word)'")
+            }
+            i += 1
+        }
+        guard sawType, spec.size > 0 else {
+            error(location, keyword: "stick-table", "needs at least 'type <type>' and 'size <n>'")
+            return
+        }
+        if let (_, first) = proxy.routing.stickTable {
+            error(location, keyword: "stick-table", "a proxy has one stick table; the first is at \(first)")
+            return
+        }
+        proxy.routing.stickTable = (spec, location)
+    }
+
+    private mutating func storeList(_ spec: inout StickTableSpec, _ list: String, _ location: SourceLocation) {
+        for item in list.split(separator: ",").map(String.init) {
+            var name = item
+            var period: Int64?
+            if let open = item.firstIndex(of: "("), item.hasSuffix(")") {
+                name = String(item[..<open])
+                let inner = String(item[item.index(after: open)..<item.index(before: item.endIndex)])
+                guard let d = timeValue(inner, location, keyword: "stick-table") else { continue }
+                period = max(1, d.milliseconds)
+            }
+            switch name {
+            case "conn_cur", "conn_cnt", "sess_cnt", "gpc0":
+                spec.stored[StickData(fetchSuffix: name)!] = 0
+            case "conn_rate", "sess_rate", "gpc0_rate":
+                guard let period else {
+                    error(location, keyword: "stick-table", "'\(name)' needs its period: '\(name)(<time>)'")
+                    continue
+                }
+                spec.stored[StickData(fetchSuffix: name)!] = period
+            case "http_req_cnt", "http_req_rate", "http_err_cnt", "http_err_rate", "http_fail_cnt", "http_fail_rate":
+                warning(location, keyword: "stick-table", "'\(name)' is never counted: it counts HTTP requests, and Sluice balances at Layer 4")
+            case "server_id", "server_key", "server_name":
+                warning(location, keyword: "stick-table", "'\(name)' is never set: 'stick on'/'stick match' persistence is not supported yet")
+            default:
+                error(location, keyword: "stick-table", "data type '\(name)' is not supported yet (conn_cur, conn_cnt, conn_rate, sess_cnt, sess_rate, gpc0, gpc0_rate)")
+            }
+        }
+    }
+}
+
+extension Parser {
+    // MARK: validation
+
+    /// The proxy's routing as a `RuleSet`, once every section is read: ACL names resolved, backends
+    /// and tables checked. Nil when the proxy has no rules (or they had errors, reported here).
+    mutating func ruleSet(_ proxy: ProxyDraft, _ configuration: Configuration) -> RuleSet? {
+        let draft = proxy.routing
+        guard !draft.isEmpty else { return nil }
+        let errorsBefore = errorCount
+        var acls: [[ACLTest]] = []
+        var names: [String] = []
+        var indices: [String: Int] = [:]
+        let tables = Dictionary(configuration.stickTables.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let ownTable = draft.stickTable?.0.name
+
+        func checkTable(_ name: String?, _ data: StickData?, _ location: SourceLocation, _ keyword: String) {
+            guard let tableName = name ?? ownTable else {
+                report(.error, proxy, location, keyword: keyword, "no 'table' given and this proxy declares no stick-table")
+                return
+            }
+            guard let spec = tables[tableName] else {
+                report(.error, proxy, location, keyword: keyword, "no stick-table named '\(tableName)' (a table is named after the proxy that declares it)")
+                return
+            }
+            if let data, data != .tracked, spec.stored[data.stored] == nil {
+                report(.error, proxy, location, keyword: keyword, "stick-table '\(tableName)' does not store '\(data.stored.name)'; add it to its 'store' list")
+            }
+        }
+        func checkFetch(_ fetch: Fetch, _ location: SourceLocation, _ keyword: String) {
+            switch fetch {
+            case .usableServers(let backend?) where configuration.backend(named: backend) == nil:
+                report(.error, proxy, location, keyword: keyword, "nbsrv(\(backend)): no backend named '\(backend)'")
+            case .serverIsUp(let backend, let server):
+                let b = backend ?? proxy.defaultBackend?.0 ?? proxy.name
+                if configuration.backend(named: b)?.servers.contains(where: { $0.name == server }) != true {
+                    report(.error, proxy, location, keyword: keyword, "srv_is_up(\(backend.map { "\($0)/" } ?? "")\(server)): no server '\(server)' in backend '\(b)'")
+                }
+            case .counter(.source(let table), let data):
+                checkTable(table, data, location, keyword)
+            case .counter(.tracked(_, let table?), _):
+                report(.error, proxy, location, keyword: keyword, "a table argument to an sc* fetch ('\(table)') is not supported yet; read the tracked table's counters")
+            default:
+                break
+            }
+        }
+        func resolve(_ c: RoutingDraft.ConditionDraft?, keyword: String) -> Condition? {
+            guard let c else { return nil }
+            var condition = Condition(unless: c.unless)
+            for alternative in c.alternatives {
+                var terms: [Condition.Term] = []
+                for (negated, name) in alternative {
+                    if let i = indices[name] {
+                        terms.append(.init(negated: negated, acl: i))
+                        continue
+                    }
+                    let tests: [ACLTest]
+                    if let defined = draft.acls[name] {
+                        tests = defined
+                        for test in tests { checkFetch(test.expression.fetch, c.location, keyword) }
+                    } else if let predefined = PredefinedACL.test(name) {
+                        tests = [predefined]
+                    } else if PredefinedACL.needHTTP.contains(name) {
+                        report(.error, proxy, c.location, keyword: keyword, "predefined ACL '\(name)' needs HTTP; Sluice balances at Layer 4")
+                        continue
+                    } else {
+                        report(.error, proxy, c.location, keyword: keyword, "no ACL named '\(name)' in \(proxy.label)")
+                        continue
+                    }
+                    indices[name] = acls.count
+                    terms.append(.init(negated: negated, acl: acls.count))
+                    acls.append(tests)
+                    names.append(name)
+                }
+                condition.alternatives.append(terms)
+            }
+            return condition
+        }
+        func rules(_ list: [RoutingDraft.RuleDraft], _ keyword: String) -> [TCPRule] {
+            list.map { rule in
+                switch rule.action {
+                case .track(_, let key, let table):
+                    checkTable(table, nil, rule.location, keyword)
+                    checkFetch(key.fetch, rule.location, keyword)
+                default: break
+                }
+                return TCPRule(action: rule.action, condition: resolve(rule.condition, keyword: keyword))
+            }
+        }
+        let connection = rules(draft.connectionRules, "tcp-request connection")
+        let content = rules(draft.contentRules, "tcp-request content")
+        var switching: [SwitchRule] = []
+        for rule in draft.switching {
+            if case .fixed(let name) = rule.target, configuration.backend(named: name) == nil {
+                report(.error, proxy, rule.location, keyword: "use_backend", "no backend named '\(name)' exists")
+            }
+            if case .format(let parts) = rule.target {
+                for case .sample(let e) in parts { checkFetch(e.fetch, rule.location, "use_backend") }
+            }
+            switching.append(SwitchRule(target: rule.target, condition: resolve(rule.condition, keyword: "use_backend")))
+        }
+        guard errorCount == errorsBefore else { return nil }
+        let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, contentRules: content,
+                          inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, ownTable: ownTable)
+        // HAProxy's warnings for rules that read data no one waits for.
+        func readsContent(_ c: Condition?) -> Bool {
+            c.map { $0.alternatives.joined().contains { set.acls[$0.acl].contains { $0.expression.fetch.readsContent } } } ?? false
+        }
+        if let first = draft.contentRules.first, draft.inspectDelay == nil, content.contains(where: { readsContent($0.condition) }) {
+            report(.warning, proxy, first.location, keyword: "tcp-request content",
+                   "rules read the client's data but no 'tcp-request inspect-delay' is set: they decide on whatever has arrived at accept (as HAProxy warns); set an inspect-delay")
+        }
+        if content.isEmpty, let rule = zip(draft.switching, switching).first(where: { readsContent($0.1.condition) })?.0 {
+            report(.warning, proxy, rule.location, keyword: "use_backend",
+                   "reads the client's data, but no 'tcp-request content' rule waits for it, so it decides at accept on no data (as HAProxy does); add 'tcp-request inspect-delay 5s' and 'tcp-request content accept if { req.ssl_hello_type 1 }' (or a rule for your protocol)")
+        }
+        return set
+    }
+}

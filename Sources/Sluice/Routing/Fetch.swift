@@ -1,0 +1,184 @@
+/// A Layer-4 sample fetch (HAProxy section 7.3): where an ACL, a `track-sc` key or a dynamic
+/// `use_backend` name takes its value from.
+enum Fetch: Sendable, Hashable {
+    case src, srcPort, dst, dstPort
+    case bindName, frontendName, backendName
+    /// `nbsrv([<backend>])`: usable servers of the backend (the session's when nil).
+    case usableServers(backend: String?)
+    /// `srv_is_up([<backend>/]<server>)`.
+    case serverIsUp(backend: String?, server: String)
+    case alwaysTrue, alwaysFalse
+    /// `wait_end`: false until the inspection delay ends, then true (HAProxy's WAIT_END).
+    case waitEnd
+    case requestLength
+    case payload(offset: Int, length: Int)
+    case payloadLengthValue(offset: Int, length: Int, dataOffset: Int?, relative: Bool)
+    case tlsServerName, tlsVersion, tlsHelloType, tlsProtocols
+    case looksLikeHTTP
+    /// A stick counter's data: `sc<n>_<data>` / `sc_<data>(<n>[,table])` on the session's tracked
+    /// entry, `src_<data>([table])` on the entry of the client's address.
+    case counter(CounterSource, StickData)
+
+    enum CounterSource: Sendable, Hashable {
+        case tracked(slot: Int, table: String?)
+        case source(table: String?)
+    }
+
+    /// Whether the value depends on the bytes the client sends (content inspection).
+    var readsContent: Bool {
+        switch self {
+        case .requestLength, .payload, .payloadLengthValue, .tlsServerName, .tlsVersion, .tlsHelloType, .tlsProtocols, .looksLikeHTTP, .waitEnd: true
+        default: false
+        }
+    }
+
+    /// The method an ACL uses when it names none (HAProxy's table in section 7.1); nil for binary
+    /// samples, which need `-m`.
+    var defaultMatch: MatchMethod? {
+        switch self {
+        case .src, .dst: .ip
+        case .srcPort, .dstPort, .usableServers, .requestLength, .tlsVersion, .tlsHelloType, .counter: .int
+        case .serverIsUp, .alwaysTrue, .alwaysFalse, .waitEnd, .looksLikeHTTP: .bool
+        case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols: .str
+        case .payload, .payloadLengthValue: nil
+        }
+    }
+
+    /// Parses `name[(args)]` (HAProxy's names and their deprecated aliases).
+    static func parse(_ text: String) -> Result<Fetch, ValueError> {
+        var name = text
+        var args: [String] = []
+        if let open = text.firstIndex(of: "(") {
+            guard text.hasSuffix(")") else { return .failure(ValueError("'\(text)': missing ')'")) }
+            name = String(text[..<open])
+            let inner = text[text.index(after: open)..<text.index(before: text.endIndex)]
+            args = inner.isEmpty ? [] : inner.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
+        }
+        func none(_ fetch: Fetch) -> Result<Fetch, ValueError> {
+            args.isEmpty ? .success(fetch) : .failure(ValueError("fetch '\(name)' takes no arguments"))
+        }
+        func int(_ i: Int, _ what: String) -> Result<Int, ValueError> {
+            guard i < args.count, let v = Int(args[i]), v >= 0 else { return .failure(ValueError("fetch '\(name)': \(what) must be a non-negative integer")) }
+            return .success(v)
+        }
+        switch name {
+        case "src": return none(.src)
+        case "src_port": return none(.srcPort)
+        case "dst": return none(.dst)
+        case "dst_port": return none(.dstPort)
+        case "so_name": return none(.bindName)
+        case "fe_name": return none(.frontendName)
+        case "be_name": return none(.backendName)
+        case "always_true": return none(.alwaysTrue)
+        case "always_false": return none(.alwaysFalse)
+        case "wait_end": return none(.waitEnd)
+        case "req.len", "req_len": return none(.requestLength)
+        case "req.ssl_sni", "req_ssl_sni": return none(.tlsServerName)
+        case "req.ssl_ver", "req_ssl_ver": return none(.tlsVersion)
+        case "req.ssl_hello_type", "req_ssl_hello_type": return none(.tlsHelloType)
+        case "req.ssl_alpn": return none(.tlsProtocols)
+        case "req.proto_http", "req_proto_http": return none(.looksLikeHTTP)
+        case "nbsrv":
+            guard args.count <= 1 else { return .failure(ValueError("'nbsrv' takes at most one backend name")) }
+            return .success(.usableServers(backend: args.first))
+        case "srv_is_up":
+            guard args.count == 1 else { return .failure(ValueError("'srv_is_up' takes '[<backend>/]<server>'")) }
+            let parts = args[0].split(separator: "/", maxSplits: 1).map(String.init)
+            return .success(parts.count == 2 ? .serverIsUp(backend: parts[0], server: parts[1]) : .serverIsUp(backend: nil, server: parts[0]))
+        case "req.payload", "payload":
+            guard args.count == 2 else { return .failure(ValueError("'\(name)' takes (<offset>,<length>)")) }
+            return int(0, "offset").flatMap { o in int(1, "length").map { .payload(offset: o, length: $0) } }
+        case "req.payload_lv", "payload_lv":
+            guard args.count == 2 || args.count == 3 else { return .failure(ValueError("'\(name)' takes (<offset1>,<length>[,<offset2>])")) }
+            return int(0, "offset1").flatMap { o in
+                int(1, "length").flatMap { l in
+                    guard l >= 1 && l <= 4 else { return .failure(ValueError("'\(name)': the length field is 1 to 4 bytes")) }
+                    guard args.count == 3 else { return .success(.payloadLengthValue(offset: o, length: l, dataOffset: nil, relative: false)) }
+                    let relative = args[2].hasPrefix("+") || args[2].hasPrefix("-")
+                    guard let d = Int(args[2].hasPrefix("+") ? String(args[2].dropFirst()) : args[2]), relative || d >= 0 else {
+                        return .failure(ValueError("'\(name)': offset2 '\(args[2])' is not an integer"))
+                    }
+                    return .success(.payloadLengthValue(offset: o, length: l, dataOffset: d, relative: relative))
+                }
+            }
+        default:
+            return counterFetch(name, args)
+        }
+    }
+
+    private static func counterFetch(_ name: String, _ args: [String]) -> Result<Fetch, ValueError> {
+        func data(_ suffix: Substring) -> StickData? { StickData(fetchSuffix: String(suffix)) }
+        if name.hasPrefix("src_"), let d = data(name.dropFirst(4)) {
+            guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a table name")) }
+            return .success(.counter(.source(table: args.first), d))
+        }
+        if name.hasPrefix("sc_"), let d = data(name.dropFirst(3)) {
+            guard (1...2).contains(args.count), let slot = Int(args[0]), (0...2).contains(slot) else {
+                return .failure(ValueError("'\(name)' takes (<counter 0-2>[,<table>])"))
+            }
+            return .success(.counter(.tracked(slot: slot, table: args.count == 2 ? args[1] : nil), d))
+        }
+        if name.count > 4, name.hasPrefix("sc"), let slot = name.dropFirst(2).first?.wholeNumberValue, (0...2).contains(slot),
+           name.dropFirst(3).first == "_", let d = data(name.dropFirst(4)) {
+            guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a table name")) }
+            return .success(.counter(.tracked(slot: slot, table: args.first), d))
+        }
+        if ["req.ssl_ec_ext", "req.ssl_st_ext", "req.rdp_cookie", "req.rdp_cookie_cnt", "rdp_cookie", "req.ver", "base", "path", "url", "hdr", "method"].contains(name)
+            || name.hasPrefix("hdr") || name.hasPrefix("req.hdr") || name.hasPrefix("path") || name.hasPrefix("url") || name.hasPrefix("ssl_") || name.hasPrefix("http_") {
+            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, srv_is_up, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, sc*/src_* counters)"))
+        }
+        return .failure(ValueError("unknown fetch '\(name)'"))
+    }
+}
+
+/// Converters after a fetch (`req.ssl_sni,lower`). Only the case converters are supported.
+enum Converter: String, Sendable, Hashable {
+    case lower, upper
+
+    func apply(_ sample: Sample) -> Sample {
+        let bytes = sample.bytes
+        switch self {
+        case .lower: return .string(bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 })
+        case .upper: return .string(bytes.map { $0 >= 97 && $0 <= 122 ? $0 & ~0x20 : $0 })
+        }
+    }
+}
+
+/// A fetch followed by its converters.
+struct SampleExpression: Sendable, Hashable {
+    var fetch: Fetch
+    var converters: [Converter] = []
+
+    /// Parses `fetch[,converter]*`.
+    static func parse(_ text: String) -> Result<SampleExpression, ValueError> {
+        var parts: [String] = []
+        var depth = 0
+        var current = ""
+        for c in text {
+            if c == "(" { depth += 1 } else if c == ")" { depth -= 1 }
+            if c == "," && depth == 0 { parts.append(current); current = "" } else { current.append(c) }
+        }
+        parts.append(current)
+        switch Fetch.parse(parts[0]) {
+        case .failure(let e): return .failure(e)
+        case .success(let fetch):
+            var expression = SampleExpression(fetch: fetch)
+            for name in parts.dropFirst() {
+                guard let converter = Converter(rawValue: name) else {
+                    return .failure(ValueError("converter '\(name)' is not supported (supported: lower, upper)"))
+                }
+                expression.converters.append(converter)
+            }
+            return .success(expression)
+        }
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,95 @@
+import Logging
+
+/// A session's way from accept to a backend when its frontend has rules or its bind expects a
+/// PROXY header: connection rules at once, then the PROXY header, then content rules on the bytes
+/// as they arrive, then `use_backend`. The reactor calls `start` at accept and `advance` on every
+/// readable event and at the deadline; the bytes are only peeked (`MSG_PEEK`), so they stay in the
+/// socket and are forwarded (spliced) like any others once a server is chosen.
+extension SessionContext {
+    enum Outcome {
+        /// Connect to this backend.
+        case proceed(BackendState)
+        /// Wait for more bytes or the deadline.
+        case wait
+        /// Close the client: refused by a rule, or a bad PROXY header.
+        case close(CloseReason)
+    }
+
+    enum CloseReason {
+        case deniedConnection
+        case deniedContent
+        case badProxyHeader(String)
+        case clientError(SystemError)
+    }
+
+    /// Runs `tcp-request connection` rules (with the connection's own addresses, as HAProxy).
+    /// `.wait` means the session must be inspected before it goes anywhere.
+    func start(acceptProxy: Bool, fallback: BackendState) -> Outcome {
+        expectsProxyHeader = acceptProxy
+        if let routing {
+            if routing.connectionRules(self) == .reject { return .close(.deniedConnection) }
+            if expectsProxyHeader || !routing.rules.contentRules.isEmpty { return .wait }
+            content = UnsafeRawBufferPointer(start: nil, count: 0)
+            return .proceed(routing.chooseBackend(self))
+        }
+        return expectsProxyHeader ? .wait : .proceed(fallback)
+    }
+
+    /// Looks at what the client has sent so far. `expired`: the inspection delay is over, so
+    /// content rules decide on what is there.
+    func advance(scratch: UnsafeMutableRawBufferPointer, limit: Int, expired: Bool, fallback: BackendState) -> Outcome {
+        let window = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<min(limit, scratch.count)])
+        while true {
+            var ended = false
+            var count = 0
+            do {
+                switch try Socket.receive(client, into: window, peek: true) {
+                case .wouldBlock: count = 0
+                case .processed(let n): count = n; ended = n == 0
+                }
+            } catch {
+                return .close(.clientError(error))
+            }
+            let data = UnsafeRawBufferPointer(rebasing: window[0..<count])
+            if expectsProxyHeader {
+                switch ProxyHeader.parse(data) {
+                case .incomplete:
+                    if ended || expired { return .close(.badProxyHeader(ended ? "the client closed before its PROXY header ended" : "no complete PROXY header in time")) }
+                    return .wait
+                case .invalid(let why):
+                    return .close(.badProxyHeader(why))
+                case .header(let header):
+                    // Consume exactly the header; what follows stays for the rules and the server.
+                    let consumed = try? Socket.receive(client, into: UnsafeMutableRawBufferPointer(rebasing: window[0..<header.length]))
+                    guard case .processed(header.length)? = consumed else { return .close(.badProxyHeader("the header could not be consumed")) }
+                    if let source = header.source, let destination = header.destination { adopt(source: source, destination: destination) }
+                    expectsProxyHeader = false
+                    continue
+                }
+            }
+            guard let routing else { return .proceed(fallback) }
+            content = data
+            defer { content = UnsafeRawBufferPointer(start: nil, count: 0) }
+            // HAProxy's rule: the data are final once the client closed, the buffer is full or the delay is over.
+            final = ended || count >= window.count || expired || routing.rules.inspectDelayMs == 0
+            switch routing.contentRules(self) {
+            case .wait: return .wait
+            case .reject: return .close(.deniedContent)
+            case .accept: return .proceed(routing.chooseBackend(self))
+            }
+        }
+    }
+}
+
+extension FrontendState {
+    /// Counts a client closed before it reached a server, where `show stat` reports it.
+    func count(_ reason: SessionContext.CloseReason, logger: Logger) {
+        switch reason {
+        case .deniedConnection, .deniedContent: deniedRequests.wrappingAdd(1, ordering: .relaxed)
+        case .badProxyHeader(let why):
+            failedRequests.wrappingAdd(1, ordering: .relaxed)
+            logger.notice("frontend '\(name)': closing a client without a valid PROXY header: \(why)")
+        case .clientError: break
+        }
+    }
+}

@@ -1,0 +1,330 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a session's rules know and hold: the client's addresses (from the socket, or from a PROXY
+/// header), its bind, the bytes that have arrived, and the stick-table entries it tracks.
+/// Owned by one session on one reactor thread.
+final class SessionContext {
+    let client: CInt
+    let bindName: String?
+    /// The frontend's rules when the session started; nil when only a PROXY header is expected.
+    let routing: FrontendRouting?
+    /// The client's address and the one it reached: read from the socket on first use, replaced by
+    /// a PROXY header's (`accept-proxy`).
+    private var sourceAddress: SocketAddress??
+    private var destinationAddress: SocketAddress??
+    /// `track-sc0..2`.
+    var tracked: [(table: StickTable, handle: StickTable.Handle)?] = [nil, nil, nil]
+    /// The bytes that have arrived (peeked: they stay in the socket until forwarded).
+    var content = UnsafeRawBufferPointer(start: nil, count: 0)
+    /// No more bytes can change a fetch: the client closed, the buffer is full or the delay ended.
+    var final = true
+    var now: Int64 = 0
+    /// `accept-proxy` (or `expect-proxy`): a PROXY header comes before any data.
+    var expectsProxyHeader = false
+
+    /// The ClientHello parsed from `content`, kept while no new byte arrives (every TLS fetch of
+    /// every rule reads it).
+    private var hello: (count: Int, outcome: TLSInspection.Outcome<TLSInspection.ClientHello>)?
+
+    func clientHello() -> TLSInspection.Outcome<TLSInspection.ClientHello> {
+        if let hello, hello.count == content.count { return hello.outcome }
+        let outcome = TLSInspection.clientHello(content)
+        hello = (content.count, outcome)
+        return outcome
+    }
+
+    init(client: CInt, bindName: String?, routing: FrontendRouting?, now: Int64) {
+        self.client = client
+        self.bindName = bindName
+        self.routing = routing
+        self.now = now
+    }
+
+    var source: SocketAddress? {
+        if let sourceAddress { return sourceAddress }
+        let a = try? Socket.peerAddress(client)
+        sourceAddress = .some(a)
+        return a
+    }
+
+    var destination: SocketAddress? {
+        if let destinationAddress { return destinationAddress }
+        let a = try? Socket.localAddress(client)
+        destinationAddress = .some(a)
+        return a
+    }
+
+    /// The addresses a PROXY header carried (nil for `LOCAL`/`UNKNOWN`: the connection's own stay).
+    func adopt(source: SocketAddress, destination: SocketAddress) {
+        sourceAddress = .some(source)
+        destinationAddress = .some(destination)
+    }
+
+    /// The session ended: tracked entries count one connection fewer.
+    func release(now: Int64) {
+        for case let (table, handle)? in tracked { table.release(handle, now: now) }
+        tracked = [nil, nil, nil]
+    }
+}
+
+/// A frontend's rules bound to the running balancer's backends and tables. Built at each
+/// (re)load; shared by every reactor thread, immutable.
+final class FrontendRouting: Sendable {
+    let rules: RuleSet
+    let frontendName: String
+    let defaultBackend: BackendState
+    let backends: [String: BackendState]
+    let tables: [String: StickTable]
+
+    init(rules: RuleSet, frontendName: String, defaultBackend: BackendState, backends: [String: BackendState], tables: [String: StickTable]) {
+        self.rules = rules
+        self.frontendName = frontendName
+        self.defaultBackend = defaultBackend
+        self.backends = backends
+        self.tables = tables
+    }
+
+    enum Decision: Equatable {
+        case accept
+        case reject
+        /// More bytes could change the outcome: wait for them or for the inspection delay.
+        case wait
+    }
+
+    /// `tcp-request connection` rules, at accept, with the connection's real addresses.
+    func connectionRules(_ context: SessionContext) -> Decision {
+        context.final = true
+        let decision = run(rules.connectionRules, context)
+        if decision != .reject {
+            for case let (table, handle)? in context.tracked { table.countSession(handle, now: context.now) }
+        }
+        return decision
+    }
+
+    /// `tcp-request content` rules on the bytes so far (HAProxy's `tcp_inspect_request`): the first
+    /// rule whose condition cannot be decided yet stops the evaluation, and the session waits.
+    func contentRules(_ context: SessionContext) -> Decision { run(rules.contentRules, context) }
+
+    /// `use_backend` rules, with the data as it stands (HAProxy evaluates them as final): the first
+    /// rule that matches and names an existing backend, else the default.
+    func chooseBackend(_ context: SessionContext) -> BackendState {
+        let wasFinal = context.final
+        context.final = true
+        defer { context.final = wasFinal }
+        for rule in rules.switching {
+            if let condition = rule.condition, !holds(condition, context) { continue }
+            switch rule.target {
+            case .fixed(let name):
+                if let backend = backends[name] { return backend }
+            case .format(let parts):
+                var name = ""
+                for part in parts {
+                    switch part {
+                    case .text(let t): name += t
+                    case .sample(let e):
+                        if case .value(let s, _) = sample(e, context) { name += String(decoding: s.bytes, as: UTF8.self) }
+                    }
+                }
+                if let backend = backends[name] { return backend }
+            }
+        }
+        return defaultBackend
+    }
+
+    private func run(_ list: [TCPRule], _ context: SessionContext) -> Decision {
+        for rule in list {
+            if let condition = rule.condition {
+                let verdict = evaluate(condition, context)
+                if verdict == .miss { return .wait }
+                if (verdict == .pass) == condition.unless { continue }
+            }
+            switch rule.action {
+            case .accept: return .accept
+            case .reject: return .reject
+            case .expectProxy: context.expectsProxyHeader = true
+            case .track(let slot, let key, let tableName):
+                guard context.tracked[slot] == nil, let table = tables[tableName ?? rules.ownTable ?? ""],
+                      case .value(let s, _) = sample(key, context), let k = StickKey(s, for: table.spec.keyType),
+                      let handle = table.track(k, now: context.now) else { continue }
+                context.tracked[slot] = (table, handle)
+            case .incrementGPC0(let slot):
+                if let (table, handle) = context.tracked[slot] { table.incrementGPC0(handle, now: context.now) }
+            }
+        }
+        return .accept
+    }
+
+    private func holds(_ condition: Condition, _ context: SessionContext) -> Bool {
+        (evaluate(condition, context) == .pass) != condition.unless
+    }
+
+    /// HAProxy's `acl_exec_cond`: alternatives ORed, terms ANDed, over three values.
+    func evaluate(_ condition: Condition, _ context: SessionContext) -> Verdict {
+        var result = Verdict.fail
+        for alternative in condition.alternatives {
+            var suite = Verdict.pass
+            for term in alternative {
+                let v = test(term.acl, context)
+                suite = Verdict(raw: suite.raw & (term.negated ? v.negated : v).raw)
+                if suite == .fail { break }
+            }
+            result = Verdict(raw: result.raw | suite.raw)
+            if result == .pass { break }
+        }
+        return result
+    }
+
+    /// One ACL: its lines ORed; a line whose sample may still change is a miss, not a fail.
+    private func test(_ acl: Int, _ context: SessionContext) -> Verdict {
+        var result = Verdict.fail
+        for line in rules.acls[acl] {
+            switch sample(line.expression, context) {
+            case .none(let mayChange):
+                if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
+            case .value(let s, let mayChange):
+                if line.patterns.matches(s) { return .pass }
+                if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
+            case .values(let list):
+                if list.contains(where: line.patterns.matches) { return .pass }
+            }
+        }
+        return result
+    }
+
+    // MARK: Fetching
+
+    enum Fetched {
+        case none(mayChange: Bool)
+        case value(Sample, mayChange: Bool)
+        /// Several values (ALPN names); the ACL matches if any does.
+        case values([Sample])
+    }
+
+    func sample(_ expression: SampleExpression, _ context: SessionContext) -> Fetched {
+        let fetched = fetch(expression.fetch, context)
+        guard !expression.converters.isEmpty else { return fetched }
+        switch fetched {
+        case .none: return fetched
+        case .value(let s, let m): return .value(expression.converters.reduce(s) { $1.apply($0) }, mayChange: m)
+        case .values(let list): return .values(list.map { s in expression.converters.reduce(s) { $1.apply($0) } })
+        }
+    }
+
+    private func fetch(_ fetch: Fetch, _ c: SessionContext) -> Fetched {
+        let waiting = !c.final
+        func outcome<T>(_ o: TLSInspection.Outcome<T>, _ make: (T) -> Sample) -> Fetched {
+            switch o {
+            case .value(let v): .value(make(v), mayChange: false)
+            case .none: .none(mayChange: false)
+            case .incomplete: .none(mayChange: waiting)
+            }
+        }
+        switch fetch {
+        case .src: return c.source.map { .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
+        case .srcPort: return c.source.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
+        case .dst: return c.destination.map { .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
+        case .dstPort: return c.destination.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
+        case .bindName: return c.bindName.map { .value(.string(Array($0.utf8)), mayChange: false) } ?? .none(mayChange: false)
+        case .frontendName: return .value(.string(Array(frontendName.utf8)), mayChange: false)
+        case .backendName: return .value(.string(Array(defaultBackend.name.utf8)), mayChange: false)
+        case .usableServers(let name):
+            guard let backend = name.map({ backends[$0] }) ?? defaultBackend else { return .none(mayChange: false) }
+            let servers = backend.servers.filter(\.isUsable)
+            let primaries = servers.count { !$0.isBackup }
+            return .value(.int(Int64(primaries > 0 ? primaries : servers.count)), mayChange: false)
+        case .serverIsUp(let name, let serverName):
+            guard let server = (name.map { backends[$0] } ?? defaultBackend)?.server(named: serverName) else { return .none(mayChange: false) }
+            return .value(.bool(server.admin != .maintenance && server.operational.acceptsTraffic), mayChange: false)
+        case .alwaysTrue: return .value(.bool(true), mayChange: false)
+        case .alwaysFalse: return .value(.bool(false), mayChange: false)
+        case .waitEnd: return c.final ? .value(.bool(true), mayChange: false) : .none(mayChange: true)
+        case .requestLength: return .value(.int(Int64(c.content.count)), mayChange: waiting)
+        case .payload(let offset, let length):
+            let data = c.content
+            if length == 0 {
+                guard offset <= data.count else { return .none(mayChange: waiting) }
+                return .value(.binary(Array(data[offset...])), mayChange: waiting)
+            }
+            guard offset + length <= data.count else { return .none(mayChange: waiting) }
+            return .value(.binary(Array(data[offset..<(offset + length)])), mayChange: false)
+        case .payloadLengthValue(let offset, let length, let dataOffset, let relative):
+            let data = c.content
+            guard offset + length <= data.count else { return .none(mayChange: waiting) }
+            let size = data[offset..<(offset + length)].reduce(0) { $0 << 8 | Int($1) }
+            let start = dataOffset.map { relative ? offset + length + $0 : $0 } ?? offset + length
+            guard start >= 0, size <= 65_536 else { return .none(mayChange: false) }
+            guard start + size <= data.count else { return .none(mayChange: waiting) }
+            return .value(.binary(Array(data[start..<(start + size)])), mayChange: false)
+        case .tlsServerName, .tlsProtocols:
+            switch c.clientHello() {
+            case .value(let hello):
+                if fetch == .tlsServerName { return hello.serverName.map { .value(.string($0), mayChange: false) } ?? .none(mayChange: false) }
+                return hello.protocols.isEmpty ? .none(mayChange: false) : .values(hello.protocols.map { .string($0) })
+            case .none: return .none(mayChange: false)
+            case .incomplete: return .none(mayChange: waiting)
+            }
+        case .tlsVersion: return outcome(TLSInspection.version(c.content)) { .int($0) }
+        case .tlsHelloType: return outcome(TLSInspection.helloType(c.content)) { .int($0) }
+        case .looksLikeHTTP: return outcome(HTTPInspection.request(c.content)) { .bool($0) }
+        case .counter(let source, let data):
+            switch source {
+            case .tracked(let slot, _):
+                guard let (table, handle) = c.tracked[slot] else {
+                    return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
+                }
+                return table.read(handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
+            case .source(let name):
+                guard let table = tables[name ?? rules.ownTable ?? ""], let address = c.source,
+                      let key = StickKey(.ip(IPAddress(address)), for: table.spec.keyType) else { return .none(mayChange: false) }
+                return table.read(key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
+            }
+        }
+    }
+}
+
+/// `req.proto_http`: whether the bytes so far are an HTTP/1 request whose head is complete.
+enum HTTPInspection {
+    static func request(_ data: UnsafeRawBufferPointer) -> TLSInspection.Outcome<Bool> {
+        // Request line: method SP target SP HTTP/d.d CRLF.
+        let tchar: (UInt8) -> Bool = { b in
+            (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7A) || "!#$%&'*+-.^_`|~".utf8.contains(b)
+        }
+        var i = 0
+        while i < data.count && tchar(data[i]) { i += 1 }
+        guard i < data.count else { return .incomplete }
+        guard i > 0, data[i] == 0x20 else { return .value(false) }
+        i += 1
+        let targetStart = i
+        while i < data.count && data[i] > 0x20 && data[i] != 0x7F { i += 1 }
+        guard i < data.count else { return .incomplete }
+        guard i > targetStart, data[i] == 0x20 else { return .value(false) }
+        i += 1
+        let version = Array("HTTP/".utf8)
+        for (k, b) in version.enumerated() {
+            guard i + k < data.count else { return .incomplete }
+            guard data[i + k] == b else { return .value(false) }
+        }
+        i += version.count
+        for expected in ["d", ".", "d", "\r", "\n"] {
+            guard i < data.count else { return .incomplete }
+            let b = data[i]
+            let ok = expected == "d" ? (b >= 0x30 && b <= 0x39) : b == expected.utf8.first
+            guard ok else { return .value(false) }
+            i += 1
+        }
+        // Headers, up to the empty line.
+        var lineStart = i
+        while i < data.count {
+            if data[i] == 0x0A {
+                let line = i - lineStart
+                if line == 1 && data[lineStart] == 0x0D { return .value(true) }
+                guard line >= 2, data[i - 1] == 0x0D else { return .value(false) }
+                lineStart = i + 1
+            }
+            i += 1
+        }
+        return data.count >= 16_384 ? .value(false) : .incomplete
+    }
+}

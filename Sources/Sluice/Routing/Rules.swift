@@ -1,0 +1,102 @@
+/// One ACL line: a sample expression compared with its patterns.
+struct ACLTest: Sendable {
+    var expression: SampleExpression
+    var patterns: PatternSet
+}
+
+/// A condition (`if`/`unless` …), in HAProxy's disjunctive form: alternatives separated by `||`
+/// (or `or`), each a conjunction of possibly negated ACLs. ACLs are indices into the rule set's
+/// `acls` (several lines with one name are one ACL whose tests are ORed).
+struct Condition: Sendable {
+    struct Term: Sendable {
+        var negated: Bool
+        var acl: Int
+    }
+
+    var unless = false
+    var alternatives: [[Term]] = []
+}
+
+/// HAProxy's three-valued ACL result: a test that may change with more data is a "miss", which
+/// makes content inspection wait instead of deciding on partial bytes. Encoded so that AND is `&`
+/// and OR is `|`, as in HAProxy.
+struct Verdict: Equatable {
+    let raw: UInt8
+    static let fail = Verdict(raw: 0)
+    static let miss = Verdict(raw: 1)
+    static let pass = Verdict(raw: 3)
+
+    var negated: Verdict { self == .miss ? .miss : (self == .pass ? .fail : .pass) }
+}
+
+/// `tcp-request connection|content <action> [if|unless <condition>]`.
+struct TCPRule: Sendable {
+    enum Action: Sendable {
+        case accept
+        case reject
+        /// `track-sc<slot> <key> [table <t>]` (the proxy's own table when nil).
+        case track(slot: Int, key: SampleExpression, table: String?)
+        /// `sc-inc-gpc0(<slot>)`.
+        case incrementGPC0(slot: Int)
+        /// `expect-proxy layer4`: read a PROXY-protocol header before anything else.
+        case expectProxy
+    }
+
+    var action: Action
+    var condition: Condition?
+}
+
+/// `use_backend <name> [if|unless <condition>]`; the name may be a `%[fetch]` format.
+struct SwitchRule: Sendable {
+    enum Target: Sendable {
+        case fixed(String)
+        /// Literal text and samples, concatenated (`be_%[req.ssl_sni,lower]`).
+        case format([FormatPart])
+    }
+
+    enum FormatPart: Sendable {
+        case text(String)
+        case sample(SampleExpression)
+    }
+
+    var target: Target
+    var condition: Condition?
+}
+
+/// A frontend's routing: its ACLs, `tcp-request` rules, inspection delay and `use_backend` rules.
+/// Immutable once parsed; compared by identity (a reload builds a new one).
+public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
+    let acls: [[ACLTest]]
+    let aclNames: [String]
+    let connectionRules: [TCPRule]
+    let contentRules: [TCPRule]
+    /// `tcp-request inspect-delay`, in milliseconds (0: decide at once).
+    let inspectDelayMs: Int64
+    let switching: [SwitchRule]
+    /// The table of this proxy (`stick-table` in the frontend itself), for `track-sc` and `src_*`
+    /// without a `table` argument.
+    let ownTable: String?
+    /// Whether any rule reads the client's bytes; if not, no session waits for data.
+    let inspectsContent: Bool
+
+    init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
+         switching: [SwitchRule], ownTable: String?) {
+        self.acls = acls
+        self.aclNames = aclNames
+        self.connectionRules = connectionRules
+        self.contentRules = contentRules
+        self.inspectDelayMs = inspectDelayMs
+        self.switching = switching
+        self.ownTable = ownTable
+        inspectsContent = !contentRules.isEmpty || switching.contains { rule in
+            rule.condition.map { c in c.alternatives.joined().contains { acls[$0.acl].contains { $0.expression.fetch.readsContent } } } ?? false
+        }
+    }
+
+    public static func == (a: RuleSet, b: RuleSet) -> Bool { a === b }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
+    public var description: String {
+        "\(aclNames.count) ACL(s), \(connectionRules.count) connection rule(s), \(contentRules.count) content rule(s), \(switching.count) use_backend rule(s)"
+    }
+}
