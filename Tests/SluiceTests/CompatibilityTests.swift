@@ -124,7 +124,6 @@ struct CompatibilityTests {
             """)
         #expect(errors == [
             "t.cfg:2: error: [frontend 'fe'] 'bind': '300.1.1.1' is not a valid IPv4 address",
-            "t.cfg:2: error: [frontend 'fe'] 'bind': 'accept-proxy' (reading a PROXY-protocol header from clients) is not supported yet",
             "t.cfg:2: error: [frontend 'fe'] 'bind': unknown bind parameter 'frob'",
             "t.cfg:5: error: [backend 'be'] 'server': port 99999 in '10.0.0.1:99999' is outside 1...65535",
             "t.cfg:5: error: [backend 'be'] 'server': server parameter 'agent-check' for server 'a' is not supported yet: agent checks",

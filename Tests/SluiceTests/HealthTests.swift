@@ -55,7 +55,7 @@ struct HealthCounterTests {
 
 struct HTTPVerdictTests {
     static func judge(_ reply: String, complete: Bool = true, _ expectation: HTTPExpectation? = nil, regex: String? = nil) -> CheckResult? {
-        CheckProtocol.judgeHTTP(Array(reply.utf8), complete: complete, expectation: expectation, regex: regex.flatMap(POSIXRegex.init))
+        CheckProtocol.judgeHTTP(Array(reply.utf8), complete: complete, expectation: expectation, regex: regex.flatMap { POSIXRegex($0) })
     }
 
     @Test func anyTwoOrThreeHundredPassesByDefault() {

@@ -34,8 +34,10 @@ enum TLSInspection {
         var offset = 0
         var needed = -1  // the handshake message's full length, once its header is known
         while needed < 0 || message.count < needed {
+            // Each byte is judged as soon as it arrives: a handshake record of TLS (major version 3).
+            if data.count > offset && data[offset] != 0x16 { return .none }
+            if data.count > offset + 1 && data[offset + 1] != 0x03 { return .none }
             guard data.count - offset >= 5 else { return .incomplete }
-            guard data[offset] == 0x16, data[offset + 1] == 0x03 else { return .none }
             let length = Int(data[offset + 3]) << 8 | Int(data[offset + 4])
             guard length > 0, length <= 16_384 + 2048 else { return .none }
             let available = min(length, data.count - offset - 5)

@@ -52,7 +52,7 @@ extension SessionContext {
             }
             let data = UnsafeRawBufferPointer(rebasing: window[0..<count])
             if expectsProxyHeader {
-                switch ProxyHeader.parse(data) {
+                switch ProxyProtocol.parse(data) {
                 case .incomplete:
                     if ended || expired { return .close(.badProxyHeader(ended ? "the client closed before its PROXY header ended" : "no complete PROXY header in time")) }
                     return .wait

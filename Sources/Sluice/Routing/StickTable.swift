@@ -272,7 +272,8 @@ final class StickTable: Sendable {
     private func find(_ shard: inout Shard, _ key: StickKey, now: Int64, create: Bool) -> Int32? {
         if let slot = shard.index[key] {
             if shard.entries[Int(slot)].expiresAt > now || shard.entries[Int(slot)].references > 0 {
-                touch(&shard, slot, now: now)
+                // Reading a counter does not refresh an entry (as HAProxy's lookups); tracking does.
+                if create { touch(&shard, slot, now: now) }
                 return slot
             }
             remove(&shard, slot)  // expired: start afresh

@@ -1,4 +1,3 @@
-import CShims
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,0 +1,362 @@
+import Foundation
+import Testing
+@testable import Sluice
+
+/// The pieces content switching is made of, without sockets: patterns, the ClientHello and PROXY
+/// parsers (on real captured hellos and on every truncation and mutation of them), stick tables,
+/// and the configuration errors rules can have.
+struct PatternTests {
+    static func set(_ method: MatchMethod, _ patterns: [String], ignoreCase: Bool = false, versions: Bool = false) throws -> PatternSet {
+        var b = PatternSet.Builder(method: method)
+        b.dottedVersions = versions
+        for p in patterns {
+            if let problem = b.add(p, ignoreCase: ignoreCase) { throw Failure(problem) }
+        }
+        return PatternSet(b)
+    }
+
+    struct Failure: Error { let message: String; init(_ m: String) { message = m } }
+
+    static func ip(_ text: String) -> Sample { .ip(IPAddress(text)!) }
+
+    @Test func networksMatchAcrossFamiliesAsHAProxyDocuments() throws {
+        let s = try Self.set(.ip, ["10.0.0.0/8", "192.168.1.7", "127.1/8", "172.16.0.0/255.240.0.0", "2001:db8::/32"])
+        #expect(s.matches(Self.ip("10.200.3.4")))
+        #expect(s.matches(Self.ip("192.168.1.7")))
+        #expect(!s.matches(Self.ip("192.168.1.8")))
+        #expect(s.matches(Self.ip("127.0.0.1")))  // 127.1 is 127.0.0.1 (inet_aton), /8 around it
+        #expect(s.matches(Self.ip("172.31.255.255")))
+        #expect(!s.matches(Self.ip("172.32.0.0")))
+        #expect(s.matches(Self.ip("2001:db8:ffff::1")))
+        #expect(!s.matches(Self.ip("2001:db9::1")))
+        // An IPv6 sample that carries an IPv4 address matches IPv4 patterns (::ffff:, ::, 2002:).
+        #expect(s.matches(Self.ip("::ffff:10.1.2.3")))
+        #expect(s.matches(Self.ip("::10.1.2.3")))
+        #expect(s.matches(Self.ip("2002:a01:203::")))
+        #expect(!s.matches(Self.ip("::ffff:11.1.2.3")))
+        // An IPv4 sample against an IPv6 pattern is compared as ::ffff:a.b.c.d.
+        let mapped = try Self.set(.ip, ["::ffff:8.8.8.0/120"])
+        #expect(mapped.matches(Self.ip("8.8.8.8")))
+        #expect(throws: Failure.self) { try Self.set(.ip, ["example.com"]) }
+        #expect(throws: Failure.self) { try Self.set(.ip, ["10.0.0.0/33"]) }
+        #expect(throws: Failure.self) { try Self.set(.ip, ["10.0.0.0/255.0.255.0"]) }
+    }
+
+    @Test func intervalsMergeAndLookUpByBinarySearch() {
+        let set = IntervalSet<UInt32>([(10, 20), (15, 30), (31, 40), (50, 50), (0, 2)])
+        #expect(set.count == 3)  // 0-2, 10-40, 50
+        for (v, expected) in [(0, true), (3, false), (10, true), (40, true), (41, false), (50, true), (51, false), (UInt32.max, false)] as [(UInt32, Bool)] {
+            #expect(set.contains(v) == expected, "\(v)")
+        }
+        let all = IntervalSet<UInt32>([IntervalSet<UInt32>.network(0, bits: 0)])
+        #expect(all.contains(.max) && all.contains(0))
+    }
+
+    @Test func aHundredThousandNetworksMatchLikeAScan() throws {
+        var generator = SystemRandomNumberGenerator()
+        var networks: [(UInt32, Int)] = []
+        for _ in 0..<100_000 { networks.append((UInt32.random(in: 0...UInt32.max, using: &generator), Int.random(in: 16...32, using: &generator))) }
+        let text = networks.map { "\(IPAddress.v4($0.0))/\($0.1)" }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let set = try Self.set(.ip, text)
+        let built = clock.now - started
+        let ranges = networks.map { IntervalSet<UInt32>.network($0.0, bits: $0.1) }
+        for _ in 0..<300 {
+            let probe = UInt32.random(in: 0...UInt32.max, using: &generator)
+            let scan = ranges.contains { $0.0 <= probe && probe <= $0.1 }
+            #expect(set.matches(.ip(.v4(probe))) == scan)
+        }
+        for (address, bits) in networks.prefix(200) { #expect(set.matches(.ip(.v4(IntervalSet<UInt32>.network(address, bits: bits).1)))) }
+        print("100,000 networks compiled in \(built)")
+    }
+
+    @Test func integersRangesOperatorsAndVersions() throws {
+        let ports = try Self.set(.int, ["1024:65535", "22"])
+        #expect(ports.matches(.int(22)) && ports.matches(.int(8080)) && !ports.matches(.int(80)))
+        let greater = try Self.set(.int, ["gt", "10"])
+        #expect(greater.matches(.int(11)) && !greater.matches(.int(10)))
+        let below = try Self.set(.int, ["lt", "3", "eq", "7"])  // the operator applies to what follows it
+        #expect(below.matches(.int(2)) && below.matches(.int(7)) && !below.matches(.int(3)))
+        let tls = try Self.set(.int, ["3.1:3.3"], versions: true)
+        #expect(tls.matches(.int(0x30003)) && tls.matches(.int(0x30001)) && !tls.matches(.int(0x30000)))
+        #expect(throws: Failure.self) { try Self.set(.int, ["ten"]) }
+        #expect(throws: Failure.self) { try Self.set(.bool, ["1"]) }
+    }
+
+    @Test func stringMethodsAndCaseFolding() throws {
+        let b = { (s: String) in Sample.string(Array(s.utf8)) }
+        #expect(try Self.set(.str, ["api.example"]).matches(b("api.example")))
+        #expect(try !Self.set(.str, ["api.example"]).matches(b("API.example")))
+        #expect(try Self.set(.str, ["api.example"], ignoreCase: true).matches(b("API.Example")))
+        #expect(try Self.set(.end, [".example"]).matches(b("a.b.example")))
+        #expect(try !Self.set(.end, [".example"]).matches(b("example")))
+        #expect(try Self.set(.beg, ["ssh-"]).matches(b("ssh-2.0")))
+        #expect(try Self.set(.sub, ["needle"]).matches(b("hayneedlestack")))
+        #expect(try Self.set(.dom, ["example"]).matches(b("www.example.com")))
+        #expect(try !Self.set(.dom, ["exam"]).matches(b("www.example.com")))
+        #expect(try Self.set(.dir, ["images/png"]).matches(b("/images/png/logo.png")))
+        #expect(try Self.set(.reg, ["^[a-z]+\\.example$"]).matches(b("shop.example")))
+        #expect(try Self.set(.reg, ["^SHOP"], ignoreCase: true).matches(b("shop.example")))
+        #expect(try Self.set(.bin, ["5353482d"]).matches(.binary(Array("SSH-".utf8))))
+        #expect(try Self.set(.len, ["gt", "3"]).matches(b("four")))
+        #expect(throws: Failure.self) { try Self.set(.bin, ["abc"]) }
+        #expect(throws: Failure.self) { try Self.set(.reg, ["(unclosed"]) }
+    }
+}
+
+struct ClientHelloTests {
+    static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fuzz/ClientHello/corpus")
+
+    static func hello(_ name: String) throws -> [UInt8] {
+        Array(try Data(contentsOf: Self.corpus.appendingPathComponent(name)))
+    }
+
+    static func parse(_ bytes: [UInt8]) -> TLSInspection.Outcome<TLSInspection.ClientHello> {
+        bytes.withUnsafeBytes { TLSInspection.clientHello($0) }
+    }
+
+    @Test(arguments: [
+        ("curl-sni-h2", "a.example", ["h2", "http/1.1"]),
+        ("curl-http1.1", "shop.b.example", ["http/1.1"]),
+        ("curl-no-sni", nil, ["h2", "http/1.1"]),
+        ("openssl-tls13", "tls13.example", []),
+        ("openssl-tls12-alpn", "alpn.example", ["acme-tls/1", "http/1.1"]),
+        ("openssl-no-sni", nil, []),
+        ("python-sni", "Python.Example", ["h2", "http/1.1"]),
+    ] as [(String, String?, [String])])
+    func realHellosFromCurlOpenSSLAndPython(file: String, name: String?, protocols: [String]) throws {
+        let bytes = try Self.hello(file)
+        guard case .value(let hello) = Self.parse(bytes) else {
+            Issue.record("\(file) did not parse")
+            return
+        }
+        #expect(hello.serverName.map { String(decoding: $0, as: UTF8.self) } == name)
+        #expect(hello.protocols.map { String(decoding: $0, as: UTF8.self) } == protocols)
+        #expect(hello.version == 0x0303)
+        bytes.withUnsafeBytes { raw in
+            guard case .value(let type) = TLSInspection.helloType(raw), case .value(let version) = TLSInspection.version(raw) else {
+                Issue.record("\(file): no hello type or version")
+                return
+            }
+            #expect(type == 1)
+            #expect(version == 0x30003)  // TLS 1.2's legacy_version, also in 1.3 hellos, as HAProxy reports it
+        }
+    }
+
+    @Test func everyTruncationIsIncompleteNeverAValue() throws {
+        for file in ["curl-sni-h2", "openssl-tls13", "openssl-long-name"] {
+            let bytes = try Self.hello(file)
+            for cut in 0..<bytes.count {
+                let outcome = Self.parse(Array(bytes[0..<cut]))
+                guard case .incomplete = outcome else {
+                    Issue.record("\(file) cut at \(cut) gave \(outcome), not incomplete")
+                    return
+                }
+            }
+        }
+    }
+
+    @Test func aHelloSplitAcrossTwoRecordsIsReassembled() throws {
+        let bytes = try Self.hello("curl-sni-h2")
+        let message = Array(bytes[5...])  // the handshake message of the single record
+        func record(_ body: ArraySlice<UInt8>) -> [UInt8] { [0x16, 0x03, 0x01, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body }
+        let split = record(message[0..<100]) + record(message[100...])
+        guard case .value(let hello) = Self.parse(split) else {
+            Issue.record("a hello in two records did not parse")
+            return
+        }
+        #expect(hello.serverName == Array("a.example".utf8))
+        guard case .incomplete = Self.parse(Array(split.prefix(120))) else {
+            Issue.record("the first record alone must be incomplete")
+            return
+        }
+    }
+
+    @Test func notTLSIsNoValueAtTheFirstByte() {
+        for bytes: [UInt8] in [Array("GET / HTTP/1.1\r\n".utf8), Array("SSH-2.0-OpenSSH\r\n".utf8), [0x16, 0x02], [0x17, 0x03, 0x03, 0x00, 0x10]] {
+            guard case .none = Self.parse(bytes) else {
+                Issue.record("\(bytes) must be no value")
+                continue
+            }
+        }
+    }
+
+    /// Random corruption of real hellos (the fuzz target does this at scale): never a crash, and a
+    /// name, when one comes out, is bytes of the input.
+    @Test func mutatedHellosNeverCrashOrInventBytes() throws {
+        var generator = SystemRandomNumberGenerator()
+        let seeds = try ["curl-sni-h2", "openssl-tls12-alpn", "openssl-long-name"].map(Self.hello)
+        for _ in 0..<20_000 {
+            var bytes = seeds.randomElement(using: &generator)!
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+            }
+            if case .value(let hello) = Self.parse(bytes), let name = hello.serverName {
+                #expect(name.count < bytes.count)
+            }
+        }
+    }
+}
+
+struct ProxyProtocolTests {
+    static func parse(_ bytes: [UInt8]) -> ProxyProtocol.Parse { bytes.withUnsafeBytes { ProxyProtocol.parse($0) } }
+
+    @Test func whatSluiceWritesItReads() throws {
+        let source = SocketAddress(ip: "203.0.113.7", port: 56324)!, destination = SocketAddress(ip: "192.0.2.1", port: 443)!
+        let source6 = SocketAddress(ip: "2001:db8::7", port: 1)!, destination6 = SocketAddress(ip: "2001:db8::1", port: 2)!
+        for version in [ProxyProtocolVersion.v1, .v2] {
+            for (s, d) in [(source, destination), (source6, destination6)] {
+                let header = ProxyHeader.bytes(version, source: s, destination: d)
+                #expect(Self.parse(header + Array("payload".utf8)) == .header(.init(length: header.count, source: s, destination: d)))
+                for cut in 0..<header.count { #expect(Self.parse(Array(header[0..<cut])) == .incomplete, "\(version) cut at \(cut)") }
+            }
+        }
+        #expect(Self.parse(ProxyHeader.localCommand) == .header(.init(length: 16)))
+        #expect(Self.parse(Array("PROXY UNKNOWN\r\n".utf8)) == .header(.init(length: 15)))
+    }
+
+    @Test func malformedHeadersAreInvalidAsSoonAsABytShowsIt() {
+        func invalid(_ bytes: [UInt8]) -> Bool { if case .invalid = Self.parse(bytes) { true } else { false } }
+        #expect(invalid(Array("GET / HTTP/1.1\r\n".utf8)))
+        #expect(invalid(Array("PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n".utf8)))
+        #expect(invalid(Array("PROXY TCP4 ::1 ::1 1 2\r\n".utf8)))
+        #expect(invalid(Array("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n".utf8)))
+        #expect(invalid(Array("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n".utf8)))
+        #expect(invalid(Array(("PROXY TCP4 " + String(repeating: "1", count: 120)).utf8)))
+        #expect(invalid(ProxyProtocol.signature + [0x31, 0x11, 0, 12]))  // version 3
+        #expect(invalid(ProxyProtocol.signature + [0x22, 0x11, 0, 12]))  // command 2
+        #expect(invalid(ProxyProtocol.signature + [0x21, 0x11, 0, 4, 1, 2, 3, 4]))  // TCP4 with 4 address bytes
+        #expect(invalid([0x0D, 0x0A, 0x0D, 0x0B]))
+    }
+}
+
+struct StickTableTests {
+    static func table(size: Int, expire: Duration? = nil) -> StickTable {
+        var spec = StickTableSpec(name: "t", keyType: .ipv4, size: size, expire: expire)
+        spec.stored = [.connectionsCurrent: 0, .connectionsTotal: 0, .connectionRate: 10_000, .gpc0: 0]
+        return StickTable(spec)
+    }
+
+    static func key(_ n: UInt32) -> StickKey { .ip(.v4(n)) }
+
+    @Test func trackingCountsAndReleasing() throws {
+        let t = Self.table(size: 10)
+        let h1 = try #require(t.track(Self.key(1), now: 0))
+        let h2 = try #require(t.track(Self.key(1), now: 10))
+        #expect(t.read(h1, .connectionsCurrent, now: 10) == 2)
+        #expect(t.read(h1, .connectionsTotal, now: 10) == 2)
+        #expect(t.read(h1, .connectionRate, now: 10) == 2)
+        t.release(h2, now: 20)
+        #expect(t.read(Self.key(1), .connectionsCurrent, now: 20) == 1)
+        #expect(t.read(Self.key(2), .connectionsCurrent, now: 20) == 0)  // absent: 0, not created
+        #expect(t.entryCount == 1)
+        #expect(t.read(h1, .sessionRate, now: 20) == nil)  // not stored
+    }
+
+    @Test func ratesSlideOverThePeriodInsteadOfResetting() {
+        var rate = RateCounter()
+        for ms in stride(from: 0, to: 10_000, by: 1_000) { rate.add(1, now: Int64(ms), period: 10_000) }
+        #expect(rate.rate(now: 9_999, period: 10_000) == 10)
+        #expect(rate.rate(now: 15_000, period: 10_000) == 5)  // half of the previous period still counts
+        #expect(rate.rate(now: 20_000, period: 10_000) == 0)
+        #expect(rate.rate(now: 40_000, period: 10_000) == 0)
+    }
+
+    @Test func sizeIsAHardLimitAndTheLeastRecentlyUsedUntrackedEntryMakesRoom() throws {
+        let t = Self.table(size: 3)
+        let held = try #require(t.track(Self.key(1), now: 0))
+        for n: UInt32 in 2...3 { let h = try #require(t.track(Self.key(n), now: Int64(n))); t.release(h, now: Int64(n)) }
+        _ = t.read(Self.key(2), .connectionsTotal, now: 5)  // reads do not create; 2 stays older than 3
+        let h4 = try #require(t.track(Self.key(4), now: 6))
+        #expect(t.entryCount == 3)
+        let keys = Set(t.rows(now: 7).map(\.key))
+        #expect(keys == [Self.key(1), Self.key(3), Self.key(4)])  // 2 was evicted, never the tracked 1
+        let h5 = t.track(Self.key(5), now: 8)
+        #expect(h5 != nil)
+        _ = held; _ = h4
+        // Every entry tracked: a new key is not tracked, as HAProxy.
+        let full = Self.table(size: 1)
+        _ = try #require(full.track(Self.key(1), now: 0))
+        #expect(full.track(Self.key(2), now: 1) == nil)
+    }
+
+    @Test func expiredEntriesGoAndClearKeepsTrackedOnes() throws {
+        let t = Self.table(size: 10, expire: .seconds(1))
+        let h = try #require(t.track(Self.key(1), now: 0))
+        t.release(h, now: 0)
+        _ = try #require(t.track(Self.key(2), now: 0))
+        #expect(t.rows(now: 500).count == 2)
+        #expect(t.rows(now: 1_500).map(\.key) == [Self.key(2)])  // 1 expired; 2 is tracked
+        #expect(t.clear(key: nil) == 0)
+    }
+}
+
+struct RoutingConfigurationTests {
+    static func errors(_ body: String) -> [String] {
+        let text = "defaults\n mode tcp\n timeout client 5s\n timeout connect 1s\n timeout server 5s\n" + body
+        do {
+            _ = try Configuration.parse(text, file: "t.cfg")
+            return []
+        } catch {
+            return error.diagnostics.filter { $0.severity == .error }.map(\.description)
+        }
+    }
+
+    @Test func everyRuleMistakeIsReportedWithItsLine() {
+        let errors = Self.errors("""
+        frontend fe
+          bind 127.0.0.1:1
+          acl ok src 10.0.0.0/8
+          tcp-request connection reject if !ok unknown_acl
+          tcp-request content frobnicate
+          use_backend missing if ok
+          use_backend be if { req.payload(0,4) SSH- }
+          tcp-request connection track-sc0 src
+          tcp-request content reject if { src_conn_rate(be) gt 1 }
+          acl http_only hdr(host) -i a
+          tcp-request connection reject if METH_GET
+          default_backend be
+        backend be
+          stick-table type ip size 1k store conn_cur
+          server a 127.0.0.1:2
+        """)
+        #expect(errors.contains { $0.hasPrefix("t.cfg:9:") && $0.contains("no ACL named 'unknown_acl'") })
+        #expect(errors.contains { $0.hasPrefix("t.cfg:10:") && $0.contains("unknown action 'frobnicate'") })
+        #expect(errors.contains { $0.hasPrefix("t.cfg:11:") && $0.contains("no backend named 'missing'") })
+        #expect(errors.contains { $0.hasPrefix("t.cfg:12:") && $0.contains("hexadecimal") })
+        #expect(errors.contains { $0.hasPrefix("t.cfg:13:") && $0.contains("this proxy declares no stick-table") })
+        #expect(errors.contains { $0.hasPrefix("t.cfg:14:") && $0.contains("does not store 'conn_rate'") })
+        #expect(errors.contains { $0.hasPrefix("t.cfg:15:") && $0.contains("needs HTTP") })
+        #expect(errors.contains { $0.hasPrefix("t.cfg:16:") && $0.contains("predefined ACL 'METH_GET' needs HTTP") })
+        #expect(errors.count == 8, "\(errors)")
+    }
+
+    @Test func conditionsParseAsHAProxysDisjunctiveForm() throws {
+        let parsed = try Configuration.parse("""
+        defaults
+          mode tcp
+          timeout client 5s
+          timeout connect 1s
+          timeout server 5s
+        frontend fe
+          bind 127.0.0.1:1
+          acl a src 10.0.0.1
+          acl b dst_port 443
+          acl a src 10.0.0.2
+          tcp-request inspect-delay 3s
+          tcp-request content reject if a !b || { req.len gt 10 } or !LOCALHOST
+          default_backend be
+        backend be
+          server s 127.0.0.1:2
+        """, file: "t.cfg")
+        let rules = try #require(parsed.configuration.frontends.first?.rules)
+        let rule = try #require(rules.contentRules.first)
+        let condition = try #require(rule.condition)
+        #expect(condition.alternatives.map { $0.map(\.negated) } == [[false, true], [false], [true]])
+        #expect(rules.acls[condition.alternatives[0][0].acl].count == 2)  // both 'acl a' lines, ORed
+        #expect(rules.aclNames.contains("LOCALHOST"))
+        #expect(rules.inspectDelayMs == 3_000)
+    }
+}
