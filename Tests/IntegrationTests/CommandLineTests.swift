@@ -23,17 +23,23 @@ extension Loopback {
         return path
     }
 
-    /// Runs `sluice` to its end. Both pipes are read at once (a child that fills one while the
+    /// Runs `sluice` (or `executable`) to its end. Both pipes are read at once (a child that fills one while the
     /// test waits on the other would block forever), and a child still running at `deadline` is
     /// killed, so a stuck child fails its test instead of hanging CI.
-    static func run(_ arguments: [String], deadline: Duration = .seconds(60)) throws -> Run {
+    static func run(_ arguments: [String], executable: String = sluiceExecutable(), stdin: String? = nil,
+                    deadline: Duration = .seconds(60)) throws -> Run {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: sluiceExecutable())
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        let out = Pipe(), err = Pipe()
+        let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out
         process.standardError = err
+        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try process.run()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try? input.fileHandleForWriting.close()
+        }
         let stderr = Mutex(Data())
         let reader = Thread { stderr.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
         reader.start()

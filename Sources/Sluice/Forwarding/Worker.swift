@@ -432,7 +432,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     private func inspect(_ i: Int, expired: Bool = false) {
         guard let context = sessions[i].context else { return }
         context.now = reactor.now
-        switch context.advance(scratch: scratch, limit: process.bufferSize, expired: expired, fallback: backend(of: i)) {
+        switch context.advance(scratch: scratch, limit: process.bufferSize, expired: expired, clientEnded: sessions[i].clientEnd != .open,
+                               fallback: backend(of: i)) {
         case .wait:
             arm(i)
         case .proceed(let backend):

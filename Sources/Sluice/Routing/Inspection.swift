@@ -35,17 +35,18 @@ extension SessionContext {
         return expectsProxyHeader ? .wait : .proceed(fallback)
     }
 
-    /// Looks at what the client has sent so far. `expired`: the inspection delay is over, so
-    /// content rules decide on what is there.
-    func advance(scratch: UnsafeMutableRawBufferPointer, limit: Int, expired: Bool, fallback: BackendState) -> Outcome {
+    /// Looks at what the client has sent so far. `expired`: the inspection delay is over;
+    /// `clientEnded`: the client sent FIN (bytes may still wait before it). Either way the rules
+    /// then decide on what is there.
+    func advance(scratch: UnsafeMutableRawBufferPointer, limit: Int, expired: Bool, clientEnded: Bool, fallback: BackendState) -> Outcome {
         let window = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<min(limit, scratch.count)])
         while true {
-            var ended = false
+            var ended = clientEnded
             var count = 0
             do {
                 switch try Socket.receive(client, into: window, peek: true) {
                 case .wouldBlock: count = 0
-                case .processed(let n): count = n; ended = n == 0
+                case .processed(let n): count = n; ended = ended || n == 0
                 }
             } catch {
                 return .close(.clientError(error))

@@ -56,8 +56,9 @@ enum Net {
         return r > 0
     }
 
-    /// Reads until end of stream, failing after `timeoutMs` without it.
-    static func readToEnd(_ fd: CInt, timeoutMs: Int = 10_000) throws -> [UInt8] {
+    /// Reads until end of stream, failing after `timeoutMs` without it. With `resetEnds`, a reset
+    /// ends the stream too (a peer that closes with unread bytes resets).
+    static func readToEnd(_ fd: CInt, timeoutMs: Int = 10_000, resetEnds: Bool = false) throws -> [UInt8] {
         let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -68,6 +69,7 @@ enum Net {
             if n == 0 { return out }
             if n < 0 {
                 if errno == EINTR { continue }
+                if errno == ECONNRESET && resetEnds { return out }
                 throw Failure("recv: \(String(cString: strerror(errno))) after \(out.count) bytes")
             }
             out += buf[0..<n]

@@ -1,0 +1,324 @@
+import Foundation
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ACLs, `tcp-request` rules, `use_backend`, stick tables and the PROXY protocol, with real peers:
+/// nginx TLS servers and curl/openssl clients for SNI, curl from several loopback addresses for
+/// source rules, HAProxy beside Sluice for a connection-rate limit, nginx's `proxy_protocol` for
+/// the PROXY header Sluice sends.
+extension Loopback {
+@Suite struct ContentSwitchingTests {
+    static let hellos = ClientHellos()
+
+    /// Real ClientHellos captured from curl and openssl (the fuzz target's seeds).
+    struct ClientHellos {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/ClientHello/corpus")
+
+        func bytes(_ name: String) throws -> [UInt8] { Array(try Data(contentsOf: directory.appendingPathComponent(name))) }
+    }
+
+    /// Sends `bytes` (optionally half-closing after), then reads what the server behind says.
+    static func exchange(_ port: Int, _ bytes: [UInt8], halfClose: Bool = false, from source: String? = nil) throws -> String {
+        let fd = try source.map { try AlgorithmTests.connect(port, from: $0) } ?? Net.connect(port)
+        defer { close(fd) }
+        if !bytes.isEmpty { try Net.sendAll(fd, bytes) }
+        if halfClose { shutdown(fd, Int32(SHUT_WR)) }
+        return String(decoding: try Net.readToEnd(fd, resetEnds: true), as: UTF8.self)
+    }
+
+    static func sniConfig(_ a: Int, _ b: Int, _ fallback: Int, delay: String = "2s") -> String {
+        """
+        \(tcpDefaults(client: "10s", server: "10s"))
+        frontend tls
+          bind 127.0.0.1:0
+          tcp-request inspect-delay \(delay)
+          tcp-request content accept if { req.ssl_hello_type 1 }
+          acl to_a req.ssl_sni -i a.example
+          use_backend be_a if to_a
+          use_backend be_b if { req.ssl_sni -m end .b.example }
+          default_backend be_default
+        backend be_a
+          server a 127.0.0.1:\(a)
+        backend be_b
+          server b 127.0.0.1:\(b)
+        backend be_default
+          server d 127.0.0.1:\(fallback)
+
+        """
+    }
+
+    /// The same decisions as HAProxy documents: exact and suffix names, `-i`, no SNI and no TLS to
+    /// the default; a client silent past the delay is routed when it ends; a truncated hello from
+    /// a client that closes is decided on what came, and the balancer goes on.
+    @Test func sniRoutesCapturedHellosAndDecidesWhenTheDelayEnds() throws {
+        let servers = try ["a", "b", "default"].map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        let proxy = try RunningProxy(Self.sniConfig(servers[0].port, servers[1].port, servers[2].port, delay: "1s"))
+        defer { proxy.stop() }
+        let h = Self.hellos
+        #expect(try Self.exchange(proxy.port, h.bytes("curl-sni-h2")) == "a\n")               // a.example
+        #expect(try Self.exchange(proxy.port, h.bytes("curl-http1.1")) == "b\n")              // shop.b.example
+        #expect(try Self.exchange(proxy.port, h.bytes("openssl-tls13")) == "default\n")       // tls13.example
+        #expect(try Self.exchange(proxy.port, h.bytes("curl-no-sni")) == "default\n")
+        #expect(try Self.exchange(proxy.port, Array("SSH-2.0-OpenSSH_9.2\r\n".utf8)) == "default\n")
+        // A hello sent in pieces is routed once it is whole, not on its first bytes.
+        let fd = try Net.connect(proxy.port)
+        let hello = try h.bytes("curl-sni-h2")
+        for chunk in stride(from: 0, to: hello.count, by: 100) {
+            try Net.sendAll(fd, Array(hello[chunk..<min(chunk + 100, hello.count)]))
+            usleep(20_000)
+        }
+        #expect(String(decoding: try Net.readToEnd(fd), as: UTF8.self) == "a\n")
+        close(fd)
+        // Silent: nothing is decided before the inspect delay, then the default backend.
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(try Self.exchange(proxy.port, []) == "default\n")
+        #expect(clock.now - started >= .milliseconds(900), "routed before the inspect delay ended")
+        // Truncated and closed: decided at once on the partial hello (no SNI), the server still answers.
+        let truncatedStart = clock.now
+        #expect(try Self.exchange(proxy.port, Array(hello.prefix(100)), halfClose: true) == "default\n")
+        #expect(clock.now - truncatedStart < .milliseconds(900), "a client that closed should not wait for the delay")
+        #expect(try Self.exchange(proxy.port, h.bytes("curl-sni-h2")) == "a\n")
+        #expect(servers[0].accepted.load(ordering: .relaxed) == 3)
+    }
+
+    /// End to end with real TLS: nginx terminates it behind Sluice, which only peeks at the hello.
+    @Test func sniRoutesRealTLSClientsToNginx() throws {
+        let certificate = try TLSCertificate()
+        let nginx = try ["a", "b", "default"].map { try Nginx.tls(answer: $0, certificate: certificate) }
+        defer { for n in nginx { n.stop() } }
+        let proxy = try RunningProxy(Self.sniConfig(nginx[0].port, nginx[1].port, nginx[2].port))
+        defer { proxy.stop() }
+        func curl(_ name: String?) throws -> String {
+            let url = name.map { "https://\($0):\(proxy.port)/" } ?? "https://127.0.0.1:\(proxy.port)/"
+            let resolve = name.map { ["--resolve", "\($0):\(proxy.port):127.0.0.1"] } ?? []
+            return try Loopback.CommandLineTests.run(["-sk", "--max-time", "10"] + resolve + [url], executable: "/usr/bin/curl", deadline: .seconds(20)).stdout
+        }
+        #expect(try curl("a.example") == "a\n")
+        #expect(try curl("A.Example") == "a\n")  // -i (curl may lower-case it itself; either way it is a)
+        #expect(try curl("api.b.example") == "b\n")
+        #expect(try curl("c.example") == "default\n")
+        #expect(try curl(nil) == "default\n")  // an IP address: no SNI
+        let openssl = try Loopback.CommandLineTests.run(
+            ["s_client", "-quiet", "-connect", "127.0.0.1:\(proxy.port)", "-servername", "x.b.example"],
+            executable: "/usr/bin/openssl", stdin: "GET / HTTP/1.0\r\n\r\n", deadline: .seconds(20))
+        #expect(openssl.stdout.hasSuffix("b\n"), "\(openssl.stdout) \(openssl.stderr)")
+    }
+
+    /// `src` rules and a `-f` list of 100,000 networks, against curl from several loopback addresses.
+    @Test func sourceRulesAndLargePatternFiles() throws {
+        let server = try TestServer(.http("web"))
+        defer { server.stop() }
+        var lines = ["# generated: 100,000 networks, one of them 127.0.0.3/32"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<99_999 { lines.append("\(IPAddress.v4(UInt32.random(in: 0x0B00_0000...0x6400_0000, using: &generator)))/\(Int.random(in: 16...32, using: &generator))") }
+        lines.insert("  127.0.0.3/32", at: 50_000)
+        let list = try Loopback.CommandLineTests.write(lines.joined(separator: "\n") + "\n", name: "blocked.lst")
+        let config = """
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:0
+              tcp-request connection reject if { src 127.0.0.2 }
+              tcp-request connection reject if { src -f \(list) }
+              default_backend be
+            backend be
+              server s 127.0.0.1:\(server.port)
+
+            """
+        let clock = ContinuousClock()
+        let started = clock.now
+        let proxy = try RunningProxy(config)
+        defer { proxy.stop() }
+        print("a configuration with a 100,000-network -f list loaded and started in \(clock.now - started)")
+        func curl(from source: String) throws -> Int32 {
+            try Loopback.CommandLineTests.run(["-s", "-o", "/dev/null", "--max-time", "5", "--interface", source, "http://127.0.0.1:\(proxy.port)/"],
+                                              executable: "/usr/bin/curl", deadline: .seconds(15)).status
+        }
+        #expect(try curl(from: "127.0.0.1") == 0)
+        #expect(try curl(from: "127.0.0.2") != 0)
+        #expect(try curl(from: "127.0.0.3") != 0)
+        #expect(try curl(from: "127.0.0.4") == 0)
+        let frontend = try #require(proxy.balancer.frontendState(named: "fe"))
+        #expect(frontend.deniedConnections.load(ordering: .relaxed) == 2)
+        #expect(frontend.totalConnections.load(ordering: .relaxed) == 2)  // rejected connections are not sessions
+        #expect(server.accepted.load(ordering: .relaxed) == 2)
+    }
+
+    static func rateLimitConfig(port: Int, server: Int) -> String {
+        """
+        \(tcpDefaults())
+        frontend fe
+          bind 127.0.0.1:\(port)
+          stick-table type ip size 100k expire 30s store conn_cur,conn_rate(10s)
+          tcp-request connection track-sc0 src
+          tcp-request connection reject if { sc0_conn_rate gt 3 }
+          default_backend be
+        backend be
+          server s 127.0.0.1:\(server)
+
+        """
+    }
+
+    /// A per-source `conn_rate(10s)` limit gives the same answers as HAProxy 2.6 on the same
+    /// configuration, connection by connection; another source is not affected; `show table`
+    /// reports the entry and `clear table` lets the source in again.
+    @Test func connectionRateLimitMatchesHAProxy() throws {
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        func outcomes(_ port: Int) throws -> [Bool] {
+            try (["127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"]).map {
+                try Self.exchange(port, [], from: $0) == "s\n"
+            }
+        }
+        let expected = [true, true, true, false, false, true, false, true]
+        let proxy = try RunningProxy(Self.rateLimitConfig(port: 0, server: server.port))
+        defer { proxy.stop() }
+        let sluice = try outcomes(proxy.port)
+        #expect(sluice == expected)
+        if FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: Self.rateLimitConfig(port: port, server: server.port), port: port)
+            defer { haproxy.stop() }
+            #expect(try outcomes(port) == sluice, "HAProxy 2.6 decides differently")
+        }
+        let api = RuntimeAPI(balancer: proxy.balancer, version: "test")
+        guard case .reply(let table) = api.execute("show table fe", level: .admin) else { Issue.record("no reply"); return }
+        let lines = table.split(separator: "\n")
+        #expect(lines.first == "# table: fe, type: ip, size:102400, used:2")
+        let entry = try #require(lines.first { $0.contains("key=127.0.0.2 ") })
+        #expect(entry.contains(" use=0 ") && entry.contains(" conn_rate(10000)=6") && entry.contains(" conn_cur=0"), "\(entry)")
+        guard case .reply(let filtered) = api.execute("show table fe data.conn_rate gt 3", level: .admin) else { return }
+        #expect(filtered.split(separator: "\n").count == 2)  // the header and 127.0.0.2
+        _ = api.execute("clear table fe key 127.0.0.2", level: .admin)
+        #expect(try Self.exchange(proxy.port, [], from: "127.0.0.2") == "s\n")
+        #expect(api.execute("clear table fe", level: .user).replyText == RuntimeAPI.permissionDenied)
+    }
+
+    /// `accept-proxy` (v1 and v2) in, `send-proxy-v2` out to nginx, which answers with the address
+    /// it was told; content rules see the PROXY address, connection rules the real one; malformed
+    /// headers are refused and counted, and the balancer goes on serving.
+    @Test func proxyProtocolInAndOut() throws {
+        let nginx = try Nginx.proxyProtocol()
+        defer { nginx.stop() }
+        let proxy = try RunningProxy("""
+            \(tcpDefaults(client: "2s"))
+            frontend fe
+              bind 127.0.0.1:0 accept-proxy
+              tcp-request connection reject if { src 203.0.113.0/24 }
+              tcp-request inspect-delay 2s
+              tcp-request content reject if { src 198.51.100.0/24 }
+              tcp-request content accept if { req.len gt 0 }
+              default_backend be
+            backend be
+              server n 127.0.0.1:\(nginx.port) send-proxy-v2
+
+            """)
+        defer { proxy.stop() }
+        let request = Array("GET / HTTP/1.0\r\n\r\n".utf8)
+        func body(_ response: String) -> String { response.components(separatedBy: "\r\n\r\n").last ?? "" }
+        let v1 = Array("PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n".utf8)
+        #expect(body(try Self.exchange(proxy.port, v1 + request)) == "203.0.113.7:40000")
+        let v2 = ProxyHeader.bytes(.v2, source: SocketAddress(ip: "2001:db8::7", port: 4242)!, destination: SocketAddress(ip: "2001:db8::1", port: 443)!)
+        #expect(body(try Self.exchange(proxy.port, v2 + request)) == "2001:db8::7:4242")
+        // The header and the request in separate segments.
+        let fd = try Net.connect(proxy.port)
+        try Net.sendAll(fd, Array(v1.prefix(10)))
+        usleep(50_000)
+        try Net.sendAll(fd, Array(v1.dropFirst(10)) + request)
+        #expect(body(String(decoding: try Net.readToEnd(fd), as: UTF8.self)) == "203.0.113.7:40000")
+        close(fd)
+        let frontend = try #require(proxy.balancer.frontendState(named: "fe"))
+        // Content rules judge the address the header carries.
+        #expect(try Self.exchange(proxy.port, Array("PROXY TCP4 198.51.100.9 127.0.0.1 1 80\r\n".utf8) + request) == "")
+        #expect(frontend.deniedRequests.load(ordering: .relaxed) == 1)
+        // Malformed headers: closed unanswered, counted, never forwarded.
+        var generator = SystemRandomNumberGenerator()
+        var malformed: [[UInt8]] = [request, Array("PROXY TCP4 1.2.3.4\r\n".utf8), Array("PROXY TCP9 1.2.3.4 5.6.7.8 1 2\r\n".utf8),
+                                    ProxyProtocol.signature + [0x21, 0x11, 0x00, 0x04, 1, 2, 3, 4]]
+        for _ in 0..<20 { malformed.append((0..<Int.random(in: 1...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
+        malformed = malformed.filter { bytes in bytes.withUnsafeBytes { if case .invalid = ProxyProtocol.parse($0) { true } else { false } } }
+        // Forwarded, any of them would get an answer (nginx says 400 to bytes that are not HTTP).
+        for bytes in malformed { #expect(try Self.exchange(proxy.port, bytes) == "") }
+        #expect(frontend.failedRequests.load(ordering: .relaxed) == malformed.count)
+        // A client that sends no header at all is closed at `timeout client`.
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(try Self.exchange(proxy.port, []) == "")
+        #expect(clock.now - started >= .milliseconds(1_900))
+        #expect(body(try Self.exchange(proxy.port, v1 + request)) == "203.0.113.7:40000")
+    }
+}
+}
+
+extension RuntimeAPI.Outcome {
+    var replyText: String? { if case .reply(let text) = self { text } else { nil } }
+}
+
+/// A self-signed certificate made by the test (`openssl req -x509`), for nginx's TLS servers.
+struct TLSCertificate {
+    let certificate: String
+    let key: String
+
+    init() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tls-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        certificate = dir + "/cert.pem"
+        key = dir + "/key.pem"
+        let run = try Loopback.CommandLineTests.run(
+            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+             "-subj", "/CN=sluice-test", "-keyout", key, "-out", certificate],
+            executable: "/usr/bin/openssl", deadline: .seconds(30))
+        guard run.status == 0 else { throw Net.Failure("openssl req failed: \(run.stderr)") }
+    }
+}
+
+/// nginx, started by the test in the foreground with its own prefix directory.
+enum Nginx {
+    static func start(_ name: String, server: @escaping (Int, String) -> String) throws -> RealServer {
+        try RealServer(name) { port, dir in
+            let conf = """
+                daemon off;
+                master_process off;
+                pid \(dir)/nginx.pid;
+                error_log \(dir)/error.log;
+                events { worker_connections 256; }
+                http {
+                  access_log \(dir)/access.log;
+                  client_body_temp_path \(dir); proxy_temp_path \(dir); fastcgi_temp_path \(dir); uwsgi_temp_path \(dir); scgi_temp_path \(dir);
+                  server {
+                \(server(port, dir))
+                  }
+                }
+
+                """
+            try? conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+            return ["/usr/sbin/nginx", "-e", dir + "/error.log", "-p", dir, "-c", dir + "/nginx.conf"]
+        }
+    }
+
+    static func tls(answer: String, certificate: TLSCertificate) throws -> RealServer {
+        try start("nginx-\(answer)") { port, _ in
+            """
+                listen 127.0.0.1:\(port) ssl;
+                ssl_certificate \(certificate.certificate);
+                ssl_certificate_key \(certificate.key);
+                location / { default_type text/plain; return 200 "\(answer)\\n"; }
+            """
+        }
+    }
+
+    /// Answers with the client address and port its PROXY header carried.
+    static func proxyProtocol() throws -> RealServer {
+        try start("nginx-proxy-protocol") { port, _ in
+            """
+                listen 127.0.0.1:\(port) proxy_protocol;
+                location / { default_type text/plain; return 200 "$proxy_protocol_addr:$proxy_protocol_port"; }
+            """
+        }
+    }
+}
