@@ -128,6 +128,30 @@ KINDS = ("haproxy-default", "haproxy", "sluice", "sluice-uring")
 BASELINE = os.environ.get("SLUICE_BASELINE")
 if BASELINE:
     KINDS += ("sluice-base", "sluice-uring-base")
+# RULES=1 adds each proxy again with a rule set in front (10 ACLs, a stick table tracking every
+# client, connection rules and use_backend rules that never match): what rules cost a session
+# that passes through them, against the same proxy without rules and against HAProxy with them.
+RULES = os.environ.get("RULES") == "1"
+if RULES:
+    KINDS += ("haproxy-rules", "sluice-rules", "sluice-uring-rules")
+
+RULE_SET = """  stick-table type ip size 100k expire 30s store conn_cur,conn_rate(10s)
+  acl internal src 10.0.0.0/8 192.168.0.0/16 172.16.0.0/12
+  acl blocked src 203.0.113.0/24 198.51.100.0/24
+  acl admin_port dst_port 22 3389
+  acl odd_port src_port 1
+  acl admin_bind so_name admin
+  acl other_fe fe_name nothing
+  acl none_left nbsrv(spare) lt 0
+  acl never always_false
+  acl loopback6 src ::1
+  acl doc_net src 192.0.2.0/24
+  tcp-request connection track-sc0 src
+  tcp-request connection reject if { sc0_conn_rate gt 1000000000 }
+  tcp-request connection reject if blocked || admin_port odd_port
+  use_backend spare if internal admin_bind || other_fe
+  use_backend spare if none_left || never || loopback6 doc_net
+"""
 
 
 def launcher(work, procs):
@@ -144,7 +168,7 @@ def launcher(work, procs):
 def engine_line(kind):
     """Sluice's one extension in a contender's `global`: `sluice` is epoll, `sluice-uring` io_uring
     (the default where available); HAProxy's kinds get nothing."""
-    return {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(kind.removesuffix("-base"), "")
+    return {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(kind.removesuffix("-base").removesuffix("-rules"), "")
 
 
 def contender(kind, threads):
@@ -173,8 +197,11 @@ defaults
 """ if tuned else "") + f"""
 listen bench
   bind 127.0.0.1:{listen_port}
+""" + (RULE_SET if kind.endswith("-rules") else "") + f"""  server s1 127.0.0.1:{server_port}
+""" + (f"""
+backend spare
   server s1 127.0.0.1:{server_port}
-"""
+""" if kind.endswith("-rules") else "")
 
 
 def start_contenders(start, work, sluice, backend_port, pipesize, thread_counts):
@@ -205,13 +232,22 @@ def comparisons(thread_counts, value, noisy, metrics):
     lines = []
     for threads in thread_counts:
         for engine in ("sluice", "sluice-uring"):
-            for base in ("haproxy", "haproxy-default") + ((engine + "-base",) if BASELINE else ()):
-                s, h = contender(engine, threads), contender(base, threads)
+            pairs = [(engine, base) for base in ("haproxy", "haproxy-default") + ((engine + "-base",) if BASELINE else ())]
+            if RULES:
+                pairs += [(engine + "-rules", "haproxy-rules"), (engine + "-rules", engine)]
+            for kind, base in pairs:
+                s, h = contender(kind, threads), contender(base, threads)
                 parts = [f"{label} {value(s, m) / value(h, m):.2f}x" for m, label in metrics
                          if value(s, m) is not None and value(h, m)]
                 if parts:
                     lines.append(f"- {s} / {h}: " + ", ".join(parts)
                                  + ("  (NOISY: most rounds had other CPU load; not a result)" if noisy(s, h) else ""))
+    if RULES:
+        for threads in thread_counts:
+            s, h = contender("haproxy-rules", threads), contender("haproxy", threads)
+            parts = [f"{label} {value(s, m) / value(h, m):.2f}x" for m, label in metrics if value(s, m) is not None and value(h, m)]
+            if parts:
+                lines.append(f"- {s} / {h}: " + ", ".join(parts))
     if len(thread_counts) > 1:
         low, high = min(thread_counts), max(thread_counts)
         for kind in KINDS:

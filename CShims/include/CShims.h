@@ -50,6 +50,8 @@ int CShims_pipe_bytes_queued(int fd);
 // sockets
 int CShims_socket_nonblock(int domain, int type);
 int CShims_accept4_nonblock(int fd);
+/// accept4 that also returns the peer's address (for frontends whose rules read `src`).
+int CShims_accept4_nonblock_peer(int fd, struct sockaddr *addr, socklen_t *len);
 int CShims_setsockopt_int(int fd, int level, int name, int value);
 int CShims_getsockopt_int(int fd, int level, int name, int *value);
 extern const int CShims_SO_REUSEPORT;

@@ -80,6 +80,23 @@ extension Loopback {
             return Stand(ports: ports, probe: { port throws in
                 #expect(try read(port, Array("AMQP\u{0}\u{0}\u{9}\u{1}".utf8), count: 8) == Array("AMQP\u{0}\u{0}\u{9}\u{1}".utf8))
             }, keep: servers)
+        case "sni-router.cfg":
+            let names = ["bastion", "gitea", "mx", "web1", "web2"]
+            let servers = try names.map { try TestServer(.identify($0)) }
+            let addresses = ["10.0.4.10:22", "10.0.4.20:443", "10.0.4.30:443", "10.0.4.41:443", "10.0.4.42:443"]
+            return Stand(ports: Dictionary(uniqueKeysWithValues: zip(addresses, servers.map(\.port))), probe: { port throws in
+                func answer(_ bytes: [UInt8]) throws -> String {
+                    let fd = try Net.connect(port)
+                    defer { close(fd) }
+                    try Net.sendAll(fd, bytes)
+                    return String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+                }
+                #expect(try answer(Array("SSH-2.0-OpenSSH_9.2p1\r\n".utf8)) == "bastion\n")
+                #expect(try answer(clientHello(serverName: "Git.Example.org")) == "gitea\n")
+                #expect(try answer(clientHello(serverName: "imap.mail.example.org")) == "mx\n")
+                let web = try [answer(clientHello(serverName: "www.example.org")), answer(clientHello(serverName: "example.org"))]
+                #expect(Set(web) == ["web1\n", "web2\n"])
+            }, keep: servers)
         default:
             throw Net.Failure("no stand-in servers for \(file): add them to RealWorldConfigTests")
         }
@@ -109,7 +126,7 @@ extension Loopback {
     static let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).filter { $0.hasSuffix(".cfg") }.sorted()
 
     @Test func theExamplesAreThere() {
-        #expect(Self.files.count >= 7)
+        #expect(Self.files.count >= 8)
     }
 
     @Test(.enabled(if: ProtocolCheckTests.installed, "needs haproxy and the servers (scripts/test installs them)"), arguments: files)

@@ -81,6 +81,9 @@ final class FrontendState: Sendable {
     /// Clients dropped for a missing or malformed PROXY header (`show stat` ereq).
     let failedRequests = Atomic<Int>(0)
     private let policy: Mutex<FrontendPolicy>
+    /// Whether the current policy has rules (read at accept without the policy's lock).
+    let routingFlag = Atomic<Bool>(false)
+    var hasRouting: Bool { routingFlag.load(ordering: .relaxed) }
 
     /// What a new session of this frontend takes: where it goes and its client-side timeouts.
     struct FrontendPolicy: Sendable {
@@ -103,6 +106,7 @@ final class FrontendState: Sendable {
         name = frontend.name
         maxConnections = Atomic(frontend.maxConnections ?? Int.max)
         policy = Mutex(Self.policy(frontend, backend, routing))
+        routingFlag.store(routing != nil, ordering: .relaxed)
     }
 
     private static func policy(_ frontend: Frontend, _ backend: BackendState, _ routing: FrontendRouting?) -> FrontendPolicy {
@@ -117,6 +121,7 @@ final class FrontendState: Sendable {
     /// A reload: new sessions follow the new configuration.
     func update(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?) {
         policy.withLock { $0 = Self.policy(frontend, backend, routing) }
+        routingFlag.store(routing != nil, ordering: .relaxed)
         maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
     }
 }

@@ -24,6 +24,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     struct BindTraits: Sendable {
         let name: String?
         let acceptProxy: Bool
+        /// The bound address when it is a specific one (not a wildcard): a session's destination
+        /// without `getsockname`.
+        let address: SocketAddress?
     }
 
     let reactor: any Reactor
@@ -281,6 +284,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let frontend = listeners[l].frontend
         let limit = listeners[l].limit
         let bind = listeners[l].bind
+        // Rules read the client's address: take it from accept4 rather than getpeername later.
+        let wantsPeer = bind.acceptProxy || frontend.hasRouting
+        var peer: SocketAddress?
         for _ in 0..<acceptBatch {
             guard process.admit(frontend, limit) else {
                 pause(l)
@@ -288,7 +294,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             }
             let fd: CInt
             do {
-                switch try Socket.accept(listeners[l].fd) {
+                switch try wantsPeer ? Socket.accept(listeners[l].fd, peer: &peer) : Socket.accept(listeners[l].fd) {
                 case .wouldBlock:
                     process.release(frontend, limit)
                     return
@@ -306,7 +312,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 }
                 continue  // ECONNABORTED, EPROTO …: that client is gone, the next may not be
             }
-            startSession(client: fd, frontend: frontend, limit: limit, bind: bind)
+            startSession(client: fd, frontend: frontend, limit: limit, bind: bind, peer: peer)
         }
         pendingAccepts.append(l)
     }
@@ -356,12 +362,13 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     // MARK: Sessions
 
-    private func startSession(client fd: CInt, frontend: FrontendState, limit: ConnectionLimit?, bind: BindTraits) {
+    private func startSession(client fd: CInt, frontend: FrontendState, limit: ConnectionLimit?, bind: BindTraits, peer: SocketAddress?) {
         let policy = frontend.current
         var context: SessionContext?
         var outcome = SessionContext.Outcome.proceed(policy.backend)
         if policy.routing != nil || bind.acceptProxy {
-            let c = SessionContext(client: fd, bindName: bind.name, routing: policy.routing, now: reactor.now)
+            let c = SessionContext(client: fd, bindName: bind.name, routing: policy.routing, now: reactor.now,
+                                   peer: peer, local: bind.address)
             outcome = c.start(acceptProxy: bind.acceptProxy, fallback: policy.backend)
             if case .close = outcome {
                 // `tcp-request connection reject`: not a session, not counted as one (as HAProxy).

@@ -15,7 +15,7 @@ final class SessionContext {
     private var sourceAddress: SocketAddress??
     private var destinationAddress: SocketAddress??
     /// `track-sc0..2`.
-    var tracked: [(table: StickTable, handle: StickTable.Handle)?] = [nil, nil, nil]
+    var tracked = TrackedCounters()
     /// The bytes that have arrived (peeked: they stay in the socket until forwarded).
     var content = UnsafeRawBufferPointer(start: nil, count: 0)
     /// No more bytes can change a fetch: the client closed, the buffer is full or the delay ended.
@@ -35,11 +35,14 @@ final class SessionContext {
         return outcome
     }
 
-    init(client: CInt, bindName: String?, routing: FrontendRouting?, now: Int64) {
+    /// `peer`, `local`: the addresses when already known (from accept4, and a bind on a specific address).
+    init(client: CInt, bindName: String?, routing: FrontendRouting?, now: Int64, peer: SocketAddress? = nil, local: SocketAddress? = nil) {
         self.client = client
         self.bindName = bindName
         self.routing = routing
         self.now = now
+        if let peer { sourceAddress = .some(peer) }
+        if let local { destinationAddress = .some(local) }
     }
 
     var source: SocketAddress? {
@@ -64,8 +67,31 @@ final class SessionContext {
 
     /// The session ended: tracked entries count one connection fewer.
     func release(now: Int64) {
-        for case let (table, handle)? in tracked { table.release(handle, now: now) }
-        tracked = [nil, nil, nil]
+        tracked.forEach { $0.table.release($0.handle, now: now) }
+        tracked = TrackedCounters()
+    }
+}
+
+/// The stick-table entries a session tracks (`track-sc0`, `-sc1`, `-sc2`), without an allocation.
+struct TrackedCounters {
+    typealias Entry = (table: StickTable, handle: StickTable.Handle)
+    private var slots: (Entry?, Entry?, Entry?) = (nil, nil, nil)
+
+    subscript(slot: Int) -> Entry? {
+        get { slot == 0 ? slots.0 : slot == 1 ? slots.1 : slots.2 }
+        set {
+            switch slot {
+            case 0: slots.0 = newValue
+            case 1: slots.1 = newValue
+            default: slots.2 = newValue
+            }
+        }
+    }
+
+    func forEach(_ body: (Entry) -> Void) {
+        if let e = slots.0 { body(e) }
+        if let e = slots.1 { body(e) }
+        if let e = slots.2 { body(e) }
     }
 }
 
@@ -98,7 +124,7 @@ final class FrontendRouting: Sendable {
         context.final = true
         let decision = run(rules.connectionRules, context)
         if decision != .reject {
-            for case let (table, handle)? in context.tracked { table.countSession(handle, now: context.now) }
+            context.tracked.forEach { $0.table.countSession($0.handle, now: context.now) }
         }
         return decision
     }
@@ -228,12 +254,12 @@ final class FrontendRouting: Sendable {
         case .dstPort: return c.destination.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
         case .bindName: return c.bindName.map { .value(.string(Array($0.utf8)), mayChange: false) } ?? .none(mayChange: false)
         case .frontendName: return .value(.string(Array(frontendName.utf8)), mayChange: false)
-        case .backendName: return .value(.string(Array(defaultBackend.name.utf8)), mayChange: false)
+        // Before switching, HAProxy's session backend is the frontend itself (a listen is both).
+        case .backendName: return .value(.string(Array(frontendName.utf8)), mayChange: false)
         case .usableServers(let name):
             guard let backend = name.map({ backends[$0] }) ?? defaultBackend else { return .none(mayChange: false) }
-            let servers = backend.servers.filter(\.isUsable)
-            let primaries = servers.count { !$0.isBackup }
-            return .value(.int(Int64(primaries > 0 ? primaries : servers.count)), mayChange: false)
+            // The schedule's eligible servers: the usable primaries with a weight, else the backups.
+            return .value(.int(Int64(backend.schedule.withLock { $0.eligible.count })), mayChange: false)
         case .serverIsUp(let name, let serverName):
             guard let server = (name.map { backends[$0] } ?? defaultBackend)?.server(named: serverName) else { return .none(mayChange: false) }
             return .value(.bool(server.admin != .maintenance && server.operational.acceptsTraffic), mayChange: false)

@@ -91,6 +91,17 @@ enum Socket {
         try syscall("accept4") { CShims_accept4_nonblock(listener) }
     }
 
+    /// `accept`, also returning the client's address (no `getpeername` later).
+    static func accept(_ listener: CInt, peer: inout SocketAddress?) throws(SystemError) -> IOResult<CInt> {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = try syscall("accept4") {
+            withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { CShims_accept4_nonblock_peer(listener, $0, &length) } }
+        }
+        peer = SocketAddress(storage: storage, length: length)
+        return result
+    }
+
     /// Starts a non-blocking connect. Returns the socket and whether the connection is already
     /// established (loopback sometimes is). The corresponding system calls are `socket(2)`, `connect(2)`.
     static func connect(to address: SocketAddress) throws(SystemError) -> (fd: CInt, connected: Bool) {

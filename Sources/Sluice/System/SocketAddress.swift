@@ -1,3 +1,4 @@
+import CShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -83,6 +84,9 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         self.storage = storage
         self.length = length
     }
+
+    /// 0.0.0.0 or ::, which a listener binds to accept on every address.
+    var isWildcard: Bool { ipBytes.allSatisfy { $0 == 0 } }
 
     /// `AF_INET` or `AF_INET6`.
     var family: CInt { CInt(storage.ss_family) }

@@ -205,3 +205,17 @@ func sluiceExecutable() -> String {
     }
     return dir.appendingPathComponent("sluice").path
 }
+
+/// A minimal, well-formed TLS 1.2 ClientHello carrying `serverName` (SNI), for routing tests that
+/// need names no captured hello has.
+func clientHello(serverName: String) -> [UInt8] {
+    func u16(_ v: Int) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
+    let name = Array(serverName.utf8)
+    let entry = [UInt8(0)] + u16(name.count) + name
+    let sni = u16(0) + u16(entry.count + 2) + u16(entry.count) + entry
+    var body: [UInt8] = [0x03, 0x03] + [UInt8](repeating: 7, count: 32) + [0]  // version, random, no session id
+    body += u16(2) + [0x13, 0x01] + [1, 0]  // one cipher suite, null compression
+    body += u16(sni.count) + sni
+    let handshake = [UInt8(1), 0] + u16(body.count) + body
+    return [0x16, 0x03, 0x01] + u16(handshake.count) + handshake
+}
