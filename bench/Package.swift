@@ -23,6 +23,12 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .executableTarget(
+            name: "Routing",
+            dependencies: [.product(name: "Sluice", package: sluice), .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/Routing",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
             name: "ControlPlane",
             dependencies: [.product(name: "Sluice", package: sluice), .product(name: "Benchmark", package: "benchmark")],
             path: "Benchmarks/ControlPlane",

@@ -268,3 +268,17 @@ final class PatternSet: Sendable {
         return false
     }
 }
+
+/// For the micro-benchmarks (bench/Benchmarks/Routing): an IP pattern list as `src -f` compiles it.
+@_spi(Benchmarks) public struct NetworkListProbe: Sendable {
+    private let set: PatternSet
+
+    /// nil when a line is not a network.
+    public init?(_ networks: [String]) {
+        var builder = PatternSet.Builder(method: .ip)
+        for n in networks where builder.add(n, ignoreCase: false) != nil { return nil }
+        set = PatternSet(builder)
+    }
+
+    public func contains(ipv4 address: UInt32) -> Bool { set.matches(.ip(.v4(address))) }
+}
