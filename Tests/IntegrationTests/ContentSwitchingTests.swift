@@ -209,7 +209,10 @@ extension Loopback {
             \(tcpDefaults(client: "2s"))
             frontend fe
               bind 127.0.0.1:0 accept-proxy
+              stick-table type ip size 1k expire 1m store sess_cnt,bytes_in_cnt,bytes_out_cnt,bytes_out_rate(10s)
               tcp-request connection reject if { src 203.0.113.0/24 }
+              tcp-request session reject if { src 192.0.2.0/24 }
+              tcp-request session track-sc0 src
               tcp-request inspect-delay 2s
               tcp-request content reject if { src 198.51.100.0/24 }
               tcp-request content accept if { req.len gt 0 }
@@ -251,6 +254,17 @@ extension Loopback {
         #expect(try Self.exchange(proxy.port, []) == "")
         #expect(clock.now - started >= .milliseconds(1_900))
         #expect(body(try Self.exchange(proxy.port, v1 + request)) == "203.0.113.7:40000")
+        // Session rules judge (and track) the PROXY address too: three sessions from 203.0.113.7,
+        // each 18 request bytes in and nginx's answer out.
+        #expect(try Self.exchange(proxy.port, Array("PROXY TCP4 192.0.2.1 127.0.0.1 1 80\r\n".utf8) + request) == "")
+        #expect(frontend.deniedSessions.load(ordering: .relaxed) == 1)
+        let api = RuntimeAPI(balancer: proxy.balancer, version: "test")
+        let table = try #require(api.execute("show table fe key 203.0.113.7", level: .admin).replyText)
+        let entry = try #require(table.split(separator: "\n").dropFirst().first)
+        #expect(entry.contains(" sess_cnt=3 ") && entry.contains(" bytes_in_cnt=54 "), "\(entry)")
+        let sent = try #require(entry.split(separator: " ").first { $0.hasPrefix("bytes_out_cnt=") }.flatMap { Int($0.dropFirst(14)) })
+        #expect(sent > 3 * "203.0.113.7:40000".count)
+        #expect(entry.contains(" bytes_out_rate(10000)=\(sent)"), "\(entry)")
     }
 }
 }

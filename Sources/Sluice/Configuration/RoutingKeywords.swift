@@ -28,12 +28,13 @@ struct RoutingDraft {
     var aclOrder: [String] = []
     var anonymousCount = 0
     var connectionRules: [RuleDraft] = []
+    var sessionRules: [RuleDraft] = []
     var contentRules: [RuleDraft] = []
     var switching: [SwitchDraft] = []
     var inspectDelay: Duration?
     var stickTable: (StickTableSpec, SourceLocation)?
 
-    var isEmpty: Bool { acls.isEmpty && connectionRules.isEmpty && contentRules.isEmpty && switching.isEmpty }
+    var isEmpty: Bool { acls.isEmpty && connectionRules.isEmpty && sessionRules.isEmpty && contentRules.isEmpty && switching.isEmpty }
 
     mutating func addACL(_ name: String, _ test: ACLTest) {
         if acls[name] == nil { aclOrder.append(name) }
@@ -253,10 +254,8 @@ extension Parser {
             proxy.routing.inspectDelay = timeValue(words[2], location, keyword: keyword)
             return
         }
-        guard stage == "connection" || stage == "content" else {
-            error(location, keyword: keyword, stage == "session"
-                  ? "'tcp-request session' rules are not supported yet; 'tcp-request connection' rules see the same Layer-4 facts"
-                  : "unknown rule set '\(stage)': expected connection, content or inspect-delay")
+        guard stage == "connection" || stage == "session" || stage == "content" else {
+            error(location, keyword: keyword, "unknown rule set '\(stage)': expected connection, session, content or inspect-delay")
             return
         }
         if proxy.kind == .defaults {
@@ -287,8 +286,8 @@ extension Parser {
             switch SampleExpression.parse(arguments[0]) {
             case .failure(let e): error(location, keyword: keyword, e.message); return
             case .success(let key):
-                if key.fetch.readsContent && stage == "connection" {
-                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request connection' rules cannot wait for; use 'tcp-request content'")
+                if key.fetch.readsContent && stage != "content" {
+                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
                     return
                 }
                 action = .track(slot: slot, key: key, table: arguments.count == 3 ? arguments[2] : nil)
@@ -324,7 +323,11 @@ extension Parser {
             condition = c
         }
         let rule = RoutingDraft.RuleDraft(action: action, condition: condition, location: location)
-        if stage == "connection" { proxy.routing.connectionRules.append(rule) } else { proxy.routing.contentRules.append(rule) }
+        switch stage {
+        case "connection": proxy.routing.connectionRules.append(rule)
+        case "session": proxy.routing.sessionRules.append(rule)
+        default: proxy.routing.contentRules.append(rule)
+        }
     }
 
     // MARK: use_backend
@@ -457,9 +460,9 @@ extension Parser {
                 period = max(1, d.milliseconds)
             }
             switch name {
-            case "conn_cur", "conn_cnt", "sess_cnt", "gpc0":
+            case "conn_cur", "conn_cnt", "sess_cnt", "gpc0", "bytes_in_cnt", "bytes_out_cnt":
                 spec.stored[StickData(fetchSuffix: name)!] = 0
-            case "conn_rate", "sess_rate", "gpc0_rate":
+            case "conn_rate", "sess_rate", "gpc0_rate", "bytes_in_rate", "bytes_out_rate":
                 guard let period else {
                     error(location, keyword: "stick-table", "'\(name)' needs its period: '\(name)(<time>)'")
                     continue
@@ -470,7 +473,7 @@ extension Parser {
             case "server_id", "server_key", "server_name":
                 warning(location, keyword: "stick-table", "'\(name)' is never set: 'stick on'/'stick match' persistence is not supported yet")
             default:
-                error(location, keyword: "stick-table", "data type '\(name)' is not supported yet (conn_cur, conn_cnt, conn_rate, sess_cnt, sess_rate, gpc0, gpc0_rate)")
+                error(location, keyword: "stick-table", "data type '\(name)' is not supported yet (conn_cur, conn_cnt, conn_rate, sess_cnt, sess_rate, gpc0, gpc0_rate, bytes_in_cnt, bytes_in_rate, bytes_out_cnt, bytes_out_rate)")
             }
         }
     }
@@ -565,6 +568,13 @@ extension Parser {
             }
         }
         let connection = rules(draft.connectionRules, "tcp-request connection")
+        let session = rules(draft.sessionRules, "tcp-request session")
+        for rule in draft.connectionRules + draft.sessionRules {
+            // Data cannot be waited for at these stages: a condition on it would always see none.
+            if rule.condition.map({ c in c.alternatives.joined().contains { draft.acls[$0.name]?.contains { $0.expression.fetch.readsContent } ?? false } }) == true {
+                report(.error, proxy, rule.location, keyword: "tcp-request", "this condition reads the client's data, which only 'tcp-request content' rules can wait for")
+            }
+        }
         let content = rules(draft.contentRules, "tcp-request content")
         var switching: [SwitchRule] = []
         for rule in draft.switching {
@@ -577,7 +587,7 @@ extension Parser {
             switching.append(SwitchRule(target: rule.target, condition: resolve(rule.condition, keyword: "use_backend")))
         }
         guard errorCount == errorsBefore else { return nil }
-        let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, contentRules: content,
+        let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, sessionRules: session, contentRules: content,
                           inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, ownTable: ownTable)
         // HAProxy's warnings for rules that read data no one waits for.
         func readsContent(_ c: Condition?) -> Bool {

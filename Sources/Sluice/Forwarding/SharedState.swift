@@ -76,6 +76,8 @@ final class FrontendState: Sendable {
     let totalConnections = Atomic<Int>(0)
     /// Connections refused by `tcp-request connection reject` (`show stat` dcon).
     let deniedConnections = Atomic<Int>(0)
+    /// Sessions refused by `tcp-request session reject` (`show stat` dses).
+    let deniedSessions = Atomic<Int>(0)
     /// Sessions refused by `tcp-request content reject` (`show stat` dreq).
     let deniedRequests = Atomic<Int>(0)
     /// Clients dropped for a missing or malformed PROXY header (`show stat` ereq).

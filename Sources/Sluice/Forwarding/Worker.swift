@@ -370,10 +370,10 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             let c = SessionContext(client: fd, bindName: bind.name, routing: policy.routing, now: reactor.now,
                                    peer: peer, local: bind.address)
             outcome = c.start(acceptProxy: bind.acceptProxy, fallback: policy.backend)
-            if case .close = outcome {
-                // `tcp-request connection reject`: not a session, not counted as one (as HAProxy).
+            if case .close(let reason) = outcome {
+                // `tcp-request connection|session reject`: not a session, not counted as one (as HAProxy).
                 c.release(now: reactor.now)
-                frontend.deniedConnections.wrappingAdd(1, ordering: .relaxed)
+                frontend.count(reason, logger: logger)
                 process.release(frontend, limit)
                 closeDescriptor(fd)
                 return
@@ -649,6 +649,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 if toClient > 0 { server.bytesOut.wrappingAdd(toClient, ordering: .relaxed) }
             }
         }
+        // Stick tables count what the client sent (not a PROXY header added for the server) and what it was sent.
+        if fromClient + toClient > 0, let context = sessions[i].context, context.countsBytes { context.addBytes(received: fromClient, sent: toClient, now: now) }
         if case .failed(let error) = upstream {
             logger.debug("session \(i): \(error); resetting both sides")
             close(i, reset: true)

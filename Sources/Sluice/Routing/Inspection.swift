@@ -17,6 +17,7 @@ extension SessionContext {
 
     enum CloseReason {
         case deniedConnection
+        case deniedSession
         case deniedContent
         case badProxyHeader(String)
         case clientError(SystemError)
@@ -28,7 +29,9 @@ extension SessionContext {
         expectsProxyHeader = acceptProxy
         if let routing {
             if routing.connectionRules(self) == .reject { return .close(.deniedConnection) }
-            if expectsProxyHeader || !routing.rules.contentRules.isEmpty { return .wait }
+            if expectsProxyHeader { return .wait }
+            if routing.sessionRules(self) == .reject { return .close(.deniedSession) }
+            if !routing.rules.contentRules.isEmpty { return .wait }
             content = UnsafeRawBufferPointer(start: nil, count: 0)
             return .proceed(routing.chooseBackend(self))
         }
@@ -65,6 +68,7 @@ extension SessionContext {
                     guard case .processed(header.length)? = consumed else { return .close(.badProxyHeader("the header could not be consumed")) }
                     if let source = header.source, let destination = header.destination { adopt(source: source, destination: destination) }
                     expectsProxyHeader = false
+                    if let routing, routing.sessionRules(self) == .reject { return .close(.deniedSession) }
                     continue
                 }
             }
@@ -86,7 +90,9 @@ extension FrontendState {
     /// Counts a client closed before it reached a server, where `show stat` reports it.
     func count(_ reason: SessionContext.CloseReason, logger: Logger) {
         switch reason {
-        case .deniedConnection, .deniedContent: deniedRequests.wrappingAdd(1, ordering: .relaxed)
+        case .deniedConnection: deniedConnections.wrappingAdd(1, ordering: .relaxed)
+        case .deniedSession: deniedSessions.wrappingAdd(1, ordering: .relaxed)
+        case .deniedContent: deniedRequests.wrappingAdd(1, ordering: .relaxed)
         case .badProxyHeader(let why):
             failedRequests.wrappingAdd(1, ordering: .relaxed)
             logger.notice("frontend '\(name)': closing a client without a valid PROXY header: \(why)")

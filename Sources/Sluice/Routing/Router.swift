@@ -16,6 +16,8 @@ final class SessionContext {
     private var destinationAddress: SocketAddress??
     /// `track-sc0..2`.
     var tracked = TrackedCounters()
+    /// A tracked entry's table counts bytes: the reactor reports each transfer.
+    private(set) var countsBytes = false
     /// The bytes that have arrived (peeked: they stay in the socket until forwarded).
     var content = UnsafeRawBufferPointer(start: nil, count: 0)
     /// No more bytes can change a fetch: the client closed, the buffer is full or the delay ended.
@@ -63,6 +65,13 @@ final class SessionContext {
     func adopt(source: SocketAddress, destination: SocketAddress) {
         sourceAddress = .some(source)
         destinationAddress = .some(destination)
+    }
+
+    func didTrack(_ table: StickTable) { countsBytes = countsBytes || table.countsBytes }
+
+    /// Bytes moved for this session, for the tracked entries that count them.
+    func addBytes(received: Int, sent: Int, now: Int64) {
+        tracked.forEach { $0.table.addBytes($0.handle, received: received, sent: sent, now: now) }
     }
 
     /// The session ended: tracked entries count one connection fewer.
@@ -122,7 +131,14 @@ final class FrontendRouting: Sendable {
     /// `tcp-request connection` rules, at accept, with the connection's real addresses.
     func connectionRules(_ context: SessionContext) -> Decision {
         context.final = true
-        let decision = run(rules.connectionRules, context)
+        return run(rules.connectionRules, context)
+    }
+
+    /// `tcp-request session` rules, once the client's address is final (after a PROXY header).
+    /// A session that passes them counts in its tracked entries' `sess_cnt`/`sess_rate`.
+    func sessionRules(_ context: SessionContext) -> Decision {
+        context.final = true
+        let decision = rules.sessionRules.isEmpty ? .accept : run(rules.sessionRules, context)
         if decision != .reject {
             context.tracked.forEach { $0.table.countSession($0.handle, now: context.now) }
         }
@@ -175,6 +191,7 @@ final class FrontendRouting: Sendable {
                       case .value(let s, _) = sample(key, context), let k = StickKey(s, for: table.spec.keyType),
                       let handle = table.track(k, now: context.now) else { continue }
                 context.tracked[slot] = (table, handle)
+                context.didTrack(table)
             case .incrementGPC0(let slot):
                 if let (table, handle) = context.tracked[slot] { table.incrementGPC0(handle, now: context.now) }
             }

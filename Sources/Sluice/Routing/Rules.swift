@@ -69,6 +69,8 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     let acls: [[ACLTest]]
     let aclNames: [String]
     let connectionRules: [TCPRule]
+    /// `tcp-request session`: after the PROXY header, before content.
+    let sessionRules: [TCPRule]
     let contentRules: [TCPRule]
     /// `tcp-request inspect-delay`, in milliseconds (0: decide at once).
     let inspectDelayMs: Int64
@@ -79,11 +81,12 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     /// Whether any rule reads the client's bytes; if not, no session waits for data.
     let inspectsContent: Bool
 
-    init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
+    init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], sessionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
          switching: [SwitchRule], ownTable: String?) {
         self.acls = acls
         self.aclNames = aclNames
         self.connectionRules = connectionRules
+        self.sessionRules = sessionRules
         self.contentRules = contentRules
         self.inspectDelayMs = inspectDelayMs
         self.switching = switching
@@ -97,6 +100,6 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 
     public var description: String {
-        "\(aclNames.count) ACL(s), \(connectionRules.count) connection rule(s), \(contentRules.count) content rule(s), \(switching.count) use_backend rule(s)"
+        "\(aclNames.count) ACL(s), \(connectionRules.count) connection, \(sessionRules.count) session and \(contentRules.count) content rule(s), \(switching.count) use_backend rule(s)"
     }
 }

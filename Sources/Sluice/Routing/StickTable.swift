@@ -5,6 +5,8 @@ enum StickData: Hashable, Sendable {
     case connectionsCurrent, connectionsTotal, connectionRate
     case sessionsTotal, sessionRate
     case gpc0, gpc0Rate
+    /// Bytes from the client (`bytes_in_*`) and to it (`bytes_out_*`) while tracked.
+    case bytesInTotal, bytesInRate, bytesOutTotal, bytesOutRate
     /// Fetch-only: whether the counter slot tracks an entry (`sc0_tracked`).
     case tracked
     /// Fetch-only actions on gpc0 (`sc0_inc_gpc0`, `sc0_clr_gpc0`): return the new (old) value.
@@ -20,6 +22,10 @@ enum StickData: Hashable, Sendable {
         case .sessionRate: "sess_rate"
         case .gpc0: "gpc0"
         case .gpc0Rate: "gpc0_rate"
+        case .bytesInTotal: "bytes_in_cnt"
+        case .bytesInRate: "bytes_in_rate"
+        case .bytesOutTotal: "bytes_out_cnt"
+        case .bytesOutRate: "bytes_out_rate"
         case .tracked: "tracked"
         case .incrementGPC0: "inc_gpc0"
         case .clearGPC0: "clr_gpc0"
@@ -35,6 +41,10 @@ enum StickData: Hashable, Sendable {
         case "sess_rate": self = .sessionRate
         case "gpc0", "get_gpc0": self = .gpc0
         case "gpc0_rate": self = .gpc0Rate
+        case "bytes_in_cnt": self = .bytesInTotal
+        case "bytes_in_rate": self = .bytesInRate
+        case "bytes_out_cnt": self = .bytesOutTotal
+        case "bytes_out_rate": self = .bytesOutRate
         case "tracked": self = .tracked
         case "inc_gpc0": self = .incrementGPC0
         case "clr_gpc0": self = .clearGPC0
@@ -50,7 +60,10 @@ enum StickData: Hashable, Sendable {
         }
     }
 
-    var isRate: Bool { self == .connectionRate || self == .sessionRate || self == .gpc0Rate }
+    var isRate: Bool { [.connectionRate, .sessionRate, .gpc0Rate, .bytesInRate, .bytesOutRate].contains(self) }
+
+    /// Whether the table counts bytes (then tracked sessions report their transfers).
+    static let byteTypes: [StickData] = [.bytesInTotal, .bytesInRate, .bytesOutTotal, .bytesOutRate]
 }
 
 /// `stick-table type … size … expire … store …`, as declared.
@@ -155,6 +168,10 @@ final class StickTable: Sendable {
         var sessionRate = RateCounter()
         var gpc0: Int64 = 0
         var gpc0Rate = RateCounter()
+        var bytesIn: Int64 = 0
+        var bytesInRate = RateCounter()
+        var bytesOut: Int64 = 0
+        var bytesOutRate = RateCounter()
         var expiresAt: Int64 = .max
         // Least-recently-used list, by slot.
         var newer: Int32 = -1
@@ -243,6 +260,21 @@ final class StickTable: Sendable {
         }
     }
 
+    /// Whether this table stores any byte counter.
+    var countsBytes: Bool { StickData.byteTypes.contains { spec.stored[$0] != nil } }
+
+    /// Bytes a tracked session moved: `received` from the client, `sent` to it.
+    func addBytes(_ handle: Handle, received: Int, sent: Int, now: Int64) {
+        let inPeriod = spec.stored[.bytesInRate], outPeriod = spec.stored[.bytesOutRate]
+        shards[Int(handle.shard)].withLock { shard in
+            let i = Int(handle.slot)
+            shard.entries[i].bytesIn += Int64(received)
+            shard.entries[i].bytesOut += Int64(sent)
+            if let inPeriod, received > 0 { shard.entries[i].bytesInRate.add(Int64(received), now: now, period: inPeriod) }
+            if let outPeriod, sent > 0 { shard.entries[i].bytesOutRate.add(Int64(sent), now: now, period: outPeriod) }
+        }
+    }
+
     /// `sc-inc-gpc0`: one more on gpc0 (and gpc0_rate).
     func incrementGPC0(_ handle: Handle, now: Int64) {
         _ = read(handle, .incrementGPC0, now: now)
@@ -257,6 +289,10 @@ final class StickTable: Sendable {
         case .sessionRate: return e.sessionRate.rate(now: now, period: spec.stored[.sessionRate] ?? 1)
         case .gpc0: return e.gpc0
         case .gpc0Rate: return e.gpc0Rate.rate(now: now, period: spec.stored[.gpc0Rate] ?? 1)
+        case .bytesInTotal: return e.bytesIn
+        case .bytesInRate: return e.bytesInRate.rate(now: now, period: spec.stored[.bytesInRate] ?? 1)
+        case .bytesOutTotal: return e.bytesOut
+        case .bytesOutRate: return e.bytesOutRate.rate(now: now, period: spec.stored[.bytesOutRate] ?? 1)
         case .tracked: return 1
         case .incrementGPC0:
             e.gpc0 += 1
@@ -341,7 +377,8 @@ final class StickTable: Sendable {
     /// Live entries (expired ones that no session tracks are dropped on the way).
     func rows(now: Int64) -> [Row] {
         // HAProxy's data-type order (its STKTABLE_DT_* numbering).
-        let order = [StickData.gpc0, .gpc0Rate, .connectionsTotal, .connectionRate, .connectionsCurrent, .sessionsTotal, .sessionRate]
+        let order = [StickData.gpc0, .gpc0Rate, .connectionsTotal, .connectionRate, .connectionsCurrent, .sessionsTotal, .sessionRate,
+                     .bytesInTotal, .bytesInRate, .bytesOutTotal, .bytesOutRate]
             .filter { spec.stored[$0] != nil }
         var rows: [Row] = []
         for s in shards.indices {

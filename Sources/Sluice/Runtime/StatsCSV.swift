@@ -36,7 +36,7 @@ enum StatsCSV {
                 "slim": limit == Int.max ? "" : "\(limit)", "stot": "\(total)", "status": "OPEN",
                 "pid": "1", "iid": "\(id + 1)", "sid": "0", "type": "0", "mode": "tcp", "conn_tot": "\(total)",
                 "dcon": "\(frontend.deniedConnections.load(ordering: .relaxed))", "dreq": "\(frontend.deniedRequests.load(ordering: .relaxed))",
-                "ereq": "\(frontend.failedRequests.load(ordering: .relaxed))",
+                "ereq": "\(frontend.failedRequests.load(ordering: .relaxed))", "dses": "\(frontend.deniedSessions.load(ordering: .relaxed))",
             ]))
         }
         for (b, backend) in backends.enumerated() {
