@@ -194,6 +194,12 @@ extension Loopback {
         #expect(entry.contains(" use=0 ") && entry.contains(" conn_rate(10000)=6") && entry.contains(" conn_cur=0"), "\(entry)")
         guard case .reply(let filtered) = api.execute("show table fe data.conn_rate gt 3", level: .admin) else { return }
         #expect(filtered.split(separator: "\n").count == 2)  // the header and 127.0.0.2
+        // A reload with the same table keeps its entries (and so the limit); a changed table starts empty.
+        let text = Self.rateLimitConfig(port: proxy.port, server: server.port)
+        _ = try proxy.balancer.reload(Configuration.parse(text, file: "reload.cfg").configuration)
+        #expect(try Self.exchange(proxy.port, [], from: "127.0.0.2") == "")
+        _ = try proxy.balancer.reload(Configuration.parse(text.replacingOccurrences(of: "size 100k", with: "size 200k"), file: "reload.cfg").configuration)
+        #expect(try Self.exchange(proxy.port, [], from: "127.0.0.2") == "s\n")
         _ = api.execute("clear table fe key 127.0.0.2", level: .admin)
         #expect(try Self.exchange(proxy.port, [], from: "127.0.0.2") == "s\n")
         #expect(api.execute("clear table fe", level: .user).replyText == RuntimeAPI.permissionDenied)
