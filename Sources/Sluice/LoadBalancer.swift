@@ -212,6 +212,11 @@ public final class LoadBalancer: Sendable {
             tables[spec.name] = run.tables[spec.name].flatMap { $0.spec == spec ? $0 : nil } ?? StickTable(spec)
         }
         run.tables = tables
+        for backend in configuration.backends {
+            run.backends[backend.name]?.setStickiness(backend.rules.flatMap { rules in
+                rules.stickRules.isEmpty ? nil : FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:], tables: tables)
+            })
+        }
         for frontend in configuration.frontends {
             guard let backend = run.backends[frontend.defaultBackend] else {
                 preconditionFailure("frontend '\(frontend.name)': backend '\(frontend.defaultBackend)' was resolved but not built")

@@ -168,6 +168,11 @@ public final class BackendState: Sendable {
         republish()
     }
 
+    /// A reload's `stick` rules (built once every backend and table exists).
+    func setStickiness(_ stickiness: FrontendRouting?) {
+        members.withLock { $0.settings.stickiness = stickiness }
+    }
+
     /// A fresh ordinal for a server joining this backend.
     func nextOrdinal() -> Int {
         members.withLock { m in
@@ -200,6 +205,8 @@ struct BackendSettings: Sendable {
     var abortOnClose = false
     /// `option independent-streams`: only bytes from the server refresh `timeout server`.
     var independentStreams = false
+    /// `stick` rules: persistence through stick tables.
+    var stickiness: FrontendRouting?
 
     /// Nothing allowed: a free session slot's placeholder.
     init() {}

@@ -250,6 +250,8 @@ public enum BalanceAlgorithm: String, Hashable, Sendable {
 /// The server side of a proxy (`backend`, or the back half of `listen`).
 public struct Backend: Hashable, Sendable {
     public var name: String
+    /// ACLs and `stick` rules (persistence). Nil: none.
+    public var rules: RuleSet?
     public var balance: BalanceAlgorithm = .roundRobin
     public var servers: [Server]
     /// `retries`: connection attempts after the first that fails. Default 3, as HAProxy.

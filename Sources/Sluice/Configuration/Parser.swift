@@ -144,6 +144,8 @@ struct ServerTemplate {
 struct Parser {
     private(set) var diagnostics: [ConfigDiagnostic] = []
     var global = Global()
+    /// Tables `stick` rules use: they show `server_id`.
+    var stickTablesWithServers: Set<String> = []
     /// The primary group of `user`, used when no `group`/`gid` line names one.
     var implicitGroup: UInt32?
     private var sawGlobal = false
@@ -455,6 +457,18 @@ struct Parser {
         }
         validateTracking(configuration)
         configuration.stickTables = proxies.compactMap { $0.routing.stickTable?.0 }
+        // Rules, once every backend and table is known: a listen's serve both of its sides.
+        var frontRules: [String: RuleSet] = [:]
+        for proxy in proxies where proxy.kind != .defaults && proxy.mode == "tcp" {
+            guard let set = ruleSet(proxy, configuration) else { continue }
+            if proxy.kind != .backend { frontRules[proxy.name] = set }
+            if proxy.kind != .frontend, let b = configuration.backends.firstIndex(where: { $0.name == proxy.name }) {
+                configuration.backends[b].rules = set
+            }
+        }
+        for (t, table) in configuration.stickTables.enumerated() where stickTablesWithServers.contains(table.name) {
+            configuration.stickTables[t].stored[.serverID] = 0
+        }
         for proxy in proxies where proxy.kind == .frontend || proxy.kind == .listen {
             if proxy.binds.isEmpty && !proxy.bindRefused {
                 diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,
@@ -494,7 +508,7 @@ struct Parser {
             configuration.frontends[configuration.frontends.count - 1].clientKeepAlive = proxy.clientKeepAlive ? proxy.clientKeepAliveTuning : nil
             configuration.frontends[configuration.frontends.count - 1].noLinger = proxy.noLinger
             configuration.frontends[configuration.frontends.count - 1].independentStreams = proxy.independentStreams
-            configuration.frontends[configuration.frontends.count - 1].rules = ruleSet(proxy, configuration)
+            configuration.frontends[configuration.frontends.count - 1].rules = frontRules[proxy.name]
         }
         return configuration
     }

@@ -8,6 +8,7 @@ enum ProxyKeywords {
         "use_backend": [.frontend, .listen],
         "tcp-request": SectionKind.proxies,
         "stick-table": SectionKind.realProxies,
+        "stick": [.backend, .listen],
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
         "hash-type": SectionKind.backSide,
@@ -71,7 +72,6 @@ enum ProxyKeywords {
         "source": "choosing the source address of server connections is not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
         "server-template": "server templates (DNS discovery) are not supported yet",
-        "stick": "stickiness rules are not supported yet",
         "rate-limit": "rate limits are not supported yet",
         "persist": "persistence rules are not supported yet",
         "force-persist": "persistence rules are not supported yet",
@@ -153,6 +153,7 @@ extension Parser {
         case "tcp-request": tcpRequestKeyword(&proxy, words, location)
         case "use_backend": useBackendKeyword(&proxy, words, location)
         case "stick-table": stickTableKeyword(&proxy, words, location)
+        case "stick": stickKeyword(&proxy, words, location)
         case "default_backend":
             guard expect(words, count: 2, location, usage: "default_backend <backend>") else { return }
             proxy.defaultBackend = (words[1], location)

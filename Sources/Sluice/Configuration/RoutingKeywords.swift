@@ -24,8 +24,15 @@ struct RoutingDraft {
         var location: SourceLocation
     }
 
+    struct StickDraft {
+        var rule: StickRule
+        var condition: ConditionDraft?
+        var location: SourceLocation
+    }
+
     var acls: [String: [ACLTest]] = [:]
     var aclOrder: [String] = []
+    var stickRules: [StickDraft] = []
     var anonymousCount = 0
     var connectionRules: [RuleDraft] = []
     var sessionRules: [RuleDraft] = []
@@ -34,7 +41,9 @@ struct RoutingDraft {
     var inspectDelay: Duration?
     var stickTable: (StickTableSpec, SourceLocation)?
 
-    var isEmpty: Bool { acls.isEmpty && connectionRules.isEmpty && sessionRules.isEmpty && contentRules.isEmpty && switching.isEmpty }
+    var isEmpty: Bool {
+        acls.isEmpty && connectionRules.isEmpty && sessionRules.isEmpty && contentRules.isEmpty && switching.isEmpty && stickRules.isEmpty
+    }
 
     mutating func addACL(_ name: String, _ test: ACLTest) {
         if acls[name] == nil { aclOrder.append(name) }
@@ -376,6 +385,43 @@ extension Parser {
         return parts
     }
 
+    // MARK: stick
+
+    /// `stick on|match|store-request <pattern> [table <table>] [{if|unless} <condition>]`.
+    mutating func stickKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        let usage = "stick on|match|store-request <pattern> [table <table>] [{if|unless} <condition>]"
+        guard words.count >= 3 else {
+            error(location, keyword: "stick", "expected '\(usage)'")
+            return
+        }
+        let kind = words[1]
+        guard ["on", "match", "store-request"].contains(kind) else {
+            error(location, keyword: "stick \(kind)", kind == "store-response"
+                  ? "'stick store-response' is not supported yet: Sluice does not inspect what servers send"
+                  : "unknown stick rule: expected '\(usage)'")
+            return
+        }
+        let keyword = "stick \(kind)"
+        let (patternWords, conditionWords) = splitCondition(words[2...])
+        guard patternWords.count == 1 || (patternWords.count == 3 && patternWords[patternWords.startIndex + 1] == "table") else {
+            error(location, keyword: keyword, "expected '\(usage)'")
+            return
+        }
+        let key: SampleExpression
+        switch SampleExpression.parse(patternWords[patternWords.startIndex]) {
+        case .failure(let e): error(location, keyword: keyword, e.message); return
+        case .success(let e): key = e
+        }
+        var condition: RoutingDraft.ConditionDraft?
+        if let conditionWords {
+            guard let c = self.condition(&proxy, conditionWords, location, keyword: keyword) else { return }
+            condition = c
+        }
+        let rule = StickRule(matches: kind != "store-request", stores: kind != "match", key: key,
+                             table: patternWords.count == 3 ? patternWords.last : nil, condition: nil)
+        proxy.routing.stickRules.append(.init(rule: rule, condition: condition, location: location))
+    }
+
     // MARK: stick-table
 
     mutating func stickTableKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
@@ -430,9 +476,11 @@ extension Parser {
             case "peers":
                 error(location, keyword: "stick-table", "'peers' (table synchronisation between balancers) is not supported")
                 _ = next()
-            case "nopurge", "srvkey", "write-to", "recv-only":
+            case "nopurge":
+                spec.noPurge = true
+            case "srvkey", "write-to", "recv-only":
                 error(location, keyword: "stick-table", "'\(word)' is not supported yet")
-                if word != "nopurge" && word != "recv-only" { _ = next() }
+                if word != "recv-only" { _ = next() }
             default:
                 error(location, keyword: "stick-table", "unknown argument '\(word)'")
             }
@@ -470,8 +518,10 @@ extension Parser {
                 spec.stored[StickData(fetchSuffix: name)!] = period
             case "http_req_cnt", "http_req_rate", "http_err_cnt", "http_err_rate", "http_fail_cnt", "http_fail_rate":
                 warning(location, keyword: "stick-table", "'\(name)' is never counted: it counts HTTP requests, and Sluice balances at Layer 4")
-            case "server_id", "server_key", "server_name":
-                warning(location, keyword: "stick-table", "'\(name)' is never set: 'stick on'/'stick match' persistence is not supported yet")
+            case "server_id":
+                spec.stored[.serverID] = 0
+            case "server_key", "server_name":
+                warning(location, keyword: "stick-table", "'\(name)' is never set: Sluice's 'stick' rules store server_id (the server's ordinal)")
             default:
                 error(location, keyword: "stick-table", "data type '\(name)' is not supported yet (conn_cur, conn_cnt, conn_rate, sess_cnt, sess_rate, gpc0, gpc0_rate, bytes_in_cnt, bytes_in_rate, bytes_out_cnt, bytes_out_rate)")
             }
@@ -586,9 +636,29 @@ extension Parser {
             }
             switching.append(SwitchRule(target: rule.target, condition: resolve(rule.condition, keyword: "use_backend")))
         }
+        var stickRules: [StickRule] = []
+        for draftRule in draft.stickRules {
+            var rule = draftRule.rule
+            checkTable(rule.table, nil, draftRule.location, "stick")
+            if let name = rule.table ?? ownTable { stickTablesWithServers.insert(name) }
+            checkFetch(rule.key.fetch, draftRule.location, "stick")
+            if rule.key.fetch.readsContent {
+                report(.error, proxy, draftRule.location, keyword: "stick", "'stick' keys on the client's data are not supported yet; use a Layer-4 fetch such as src or dst")
+            }
+            rule.condition = resolve(draftRule.condition, keyword: "stick")
+            if let c = rule.condition, c.alternatives.joined().contains(where: { term in acls[term.acl].contains { test in
+                switch test.expression.fetch {
+                case .usableServers, .serverIsUp: true
+                default: test.expression.fetch.readsContent
+                }
+            } }) {
+                report(.error, proxy, draftRule.location, keyword: "stick", "conditions of 'stick' rules may not use nbsrv, srv_is_up or the client's data yet")
+            }
+            stickRules.append(rule)
+        }
         guard errorCount == errorsBefore else { return nil }
         let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, sessionRules: session, contentRules: content,
-                          inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, ownTable: ownTable)
+                          inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, stickRules: stickRules, ownTable: ownTable)
         // HAProxy's warnings for rules that read data no one waits for.
         func readsContent(_ c: Condition?) -> Bool {
             c.map { $0.alternatives.joined().contains { set.acls[$0.acl].contains { $0.expression.fetch.readsContent } } } ?? false

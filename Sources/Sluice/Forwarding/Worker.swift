@@ -432,7 +432,12 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if settings.balance == .source, let peer = sessions[i].context?.source ?? (try? Socket.peerAddress(sessions[i].client)) {
             sessions[i].sourceHash = SourceHash.hash(peer.ipBytes)
         }
-        connect(i, to: nil)
+        guard let stickiness = settings.stickiness else { return connect(i, to: nil) }
+        // `stick match`: the server the client's entry names, when it can take the session.
+        let context = sessions[i].context ?? SessionContext(client: sessions[i].client, bindName: nil, routing: nil, now: reactor.now)
+        sessions[i].context = context
+        context.now = reactor.now
+        connect(i, to: stickiness.stickyServer(context, in: backend))
     }
 
     /// A session waiting for its PROXY header or for its content rules to decide.
@@ -572,6 +577,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 close(i, reset: true)
                 return
             }
+        }
+        if let stickiness = sessions[i].policy.backend.stickiness, let context = sessions[i].context {
+            stickiness.storeSticky(context, server: server)  // `stick store-request` / `stick on`
         }
         sessions[i].state = .established
         sessions[i].clientActivity = reactor.now

@@ -109,11 +109,13 @@ struct TrackedCounters {
 final class FrontendRouting: Sendable {
     let rules: RuleSet
     let frontendName: String
-    let defaultBackend: BackendState
+    /// Nil for a backend's `stick` rules (which choose no backend, and must not hold one: the
+    /// backend holds them).
+    let defaultBackend: BackendState?
     let backends: [String: BackendState]
     let tables: [String: StickTable]
 
-    init(rules: RuleSet, frontendName: String, defaultBackend: BackendState, backends: [String: BackendState], tables: [String: StickTable]) {
+    init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable]) {
         self.rules = rules
         self.frontendName = frontendName
         self.defaultBackend = defaultBackend
@@ -152,6 +154,7 @@ final class FrontendRouting: Sendable {
     /// `use_backend` rules, with the data as it stands (HAProxy evaluates them as final): the first
     /// rule that matches and names an existing backend, else the default.
     func chooseBackend(_ context: SessionContext) -> BackendState {
+        if rules.switching.isEmpty, let defaultBackend { return defaultBackend }
         let wasFinal = context.final
         context.final = true
         defer { context.final = wasFinal }
@@ -172,7 +175,39 @@ final class FrontendRouting: Sendable {
                 if let backend = backends[name] { return backend }
             }
         }
+        guard let defaultBackend else { preconditionFailure("backend-side rules choose no backend") }
         return defaultBackend
+    }
+
+    // MARK: Persistence (`stick` rules of a backend)
+
+    /// `stick match`: the server the first applicable rule's entry names, when it is usable.
+    /// (HAProxy also sends persistent sessions to a draining server; Sluice's drain takes none.)
+    func stickyServer(_ context: SessionContext, in backend: BackendState) -> ServerState? {
+        context.final = true
+        for rule in rules.stickRules where rule.matches {
+            if let condition = rule.condition, !holds(condition, context) { continue }
+            guard let table = tables[rule.table ?? rules.ownTable ?? ""], case .value(let s, _) = sample(rule.key, context),
+                  let key = StickKey(s, for: table.spec.keyType), let id = table.server(for: key, now: context.now) else { continue }
+            if let server = backend.servers.first(where: { Int64($0.ordinal + 1) == id }), server.isUsable { return server }
+        }
+        return nil
+    }
+
+    /// `stick store-request` / `stick on`, once connected: the key now sticks to `server` (the first
+    /// applicable rule per table, as HAProxy).
+    func storeSticky(_ context: SessionContext, server: ServerState) {
+        context.final = true
+        var stored: Set<String> = []
+        for rule in rules.stickRules where rule.stores {
+            let name = rule.table ?? rules.ownTable ?? ""
+            guard !stored.contains(name) else { continue }
+            if let condition = rule.condition, !holds(condition, context) { continue }
+            guard let table = tables[name], case .value(let s, _) = sample(rule.key, context),
+                  let key = StickKey(s, for: table.spec.keyType) else { continue }
+            table.store(key, server: Int64(server.ordinal + 1), now: context.now)
+            stored.insert(name)
+        }
     }
 
     private func run(_ list: [TCPRule], _ context: SessionContext) -> Decision {

@@ -46,6 +46,17 @@ struct TCPRule: Sendable {
     var condition: Condition?
 }
 
+/// `stick match|on|store-request <expr> [table <t>] [if|unless <cond>]` in a backend: persistence.
+struct StickRule: Sendable {
+    /// `match` looks the key up before a server is chosen; `store` saves the chosen server once
+    /// connected; `stick on` is both.
+    var matches: Bool
+    var stores: Bool
+    var key: SampleExpression
+    var table: String?
+    var condition: Condition?
+}
+
 /// `use_backend <name> [if|unless <condition>]`; the name may be a `%[fetch]` format.
 struct SwitchRule: Sendable {
     enum Target: Sendable {
@@ -75,6 +86,8 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     /// `tcp-request inspect-delay`, in milliseconds (0: decide at once).
     let inspectDelayMs: Int64
     let switching: [SwitchRule]
+    /// `stick` rules, for the backend side of the proxy.
+    let stickRules: [StickRule]
     /// The table of this proxy (`stick-table` in the frontend itself), for `track-sc` and `src_*`
     /// without a `table` argument.
     let ownTable: String?
@@ -82,7 +95,7 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     let inspectsContent: Bool
 
     init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], sessionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
-         switching: [SwitchRule], ownTable: String?) {
+         switching: [SwitchRule], stickRules: [StickRule] = [], ownTable: String?) {
         self.acls = acls
         self.aclNames = aclNames
         self.connectionRules = connectionRules
@@ -90,6 +103,7 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
         self.contentRules = contentRules
         self.inspectDelayMs = inspectDelayMs
         self.switching = switching
+        self.stickRules = stickRules
         self.ownTable = ownTable
         inspectsContent = !contentRules.isEmpty || switching.contains { rule in
             rule.condition.map { c in c.alternatives.joined().contains { acls[$0.acl].contains { $0.expression.fetch.readsContent } } } ?? false

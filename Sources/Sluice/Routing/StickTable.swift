@@ -7,6 +7,8 @@ enum StickData: Hashable, Sendable {
     case gpc0, gpc0Rate
     /// Bytes from the client (`bytes_in_*`) and to it (`bytes_out_*`) while tracked.
     case bytesInTotal, bytesInRate, bytesOutTotal, bytesOutRate
+    /// The server a `stick` rule stored for the key (its ordinal + 1).
+    case serverID
     /// Fetch-only: whether the counter slot tracks an entry (`sc0_tracked`).
     case tracked
     /// Fetch-only actions on gpc0 (`sc0_inc_gpc0`, `sc0_clr_gpc0`): return the new (old) value.
@@ -26,6 +28,7 @@ enum StickData: Hashable, Sendable {
         case .bytesInRate: "bytes_in_rate"
         case .bytesOutTotal: "bytes_out_cnt"
         case .bytesOutRate: "bytes_out_rate"
+        case .serverID: "server_id"
         case .tracked: "tracked"
         case .incrementGPC0: "inc_gpc0"
         case .clearGPC0: "clr_gpc0"
@@ -78,6 +81,8 @@ public struct StickTableSpec: Hashable, Sendable {
     public var expire: Duration?
     /// The stored counters; rates with their period in milliseconds.
     var stored: [StickData: Int64] = [:]
+    /// `nopurge`: a full table keeps its entries; new keys are not stored.
+    public var noPurge = false
 }
 
 /// The sliding-window rate HAProxy keeps (its `freq_ctr` over a period): the events of the current
@@ -168,6 +173,7 @@ final class StickTable: Sendable {
         var sessionRate = RateCounter()
         var gpc0: Int64 = 0
         var gpc0Rate = RateCounter()
+        var serverID: Int64 = 0
         var bytesIn: Int64 = 0
         var bytesInRate = RateCounter()
         var bytesOut: Int64 = 0
@@ -260,6 +266,26 @@ final class StickTable: Sendable {
         }
     }
 
+    /// `stick match`: the server stored for `key`, if any (0 is none).
+    func server(for key: StickKey, now: Int64) -> Int64? {
+        shards[shard(of: key)].withLock { shard in
+            guard let slot = find(&shard, key, now: now, create: false) else { return nil }
+            let id = shard.entries[Int(slot)].serverID
+            return id > 0 ? id : nil
+        }
+    }
+
+    /// `stick store-request` (and `stick on`): `key` sticks to `server` from now on; false when the
+    /// table is full (`nopurge`, or every entry tracked).
+    @discardableResult
+    func store(_ key: StickKey, server: Int64, now: Int64) -> Bool {
+        shards[shard(of: key)].withLock { shard in
+            guard let slot = find(&shard, key, now: now, create: true) else { return false }
+            shard.entries[Int(slot)].serverID = server
+            return true
+        }
+    }
+
     /// Whether this table stores any byte counter.
     var countsBytes: Bool { StickData.byteTypes.contains { spec.stored[$0] != nil } }
 
@@ -293,6 +319,7 @@ final class StickTable: Sendable {
         case .bytesInRate: return e.bytesInRate.rate(now: now, period: spec.stored[.bytesInRate] ?? 1)
         case .bytesOutTotal: return e.bytesOut
         case .bytesOutRate: return e.bytesOutRate.rate(now: now, period: spec.stored[.bytesOutRate] ?? 1)
+        case .serverID: return e.serverID
         case .tracked: return 1
         case .incrementGPC0:
             e.gpc0 += 1
@@ -316,6 +343,7 @@ final class StickTable: Sendable {
         }
         guard create else { return nil }
         if shard.index.count >= shard.capacity {
+            if spec.noPurge { return nil }
             // The least recently used entry that no session tracks (expired ones first, as they are oldest).
             var candidate = shard.oldest
             while candidate >= 0 && shard.entries[Int(candidate)].references > 0 { candidate = shard.entries[Int(candidate)].newer }
@@ -377,7 +405,7 @@ final class StickTable: Sendable {
     /// Live entries (expired ones that no session tracks are dropped on the way).
     func rows(now: Int64) -> [Row] {
         // HAProxy's data-type order (its STKTABLE_DT_* numbering).
-        let order = [StickData.gpc0, .gpc0Rate, .connectionsTotal, .connectionRate, .connectionsCurrent, .sessionsTotal, .sessionRate,
+        let order = [StickData.serverID, .gpc0, .gpc0Rate, .connectionsTotal, .connectionRate, .connectionsCurrent, .sessionsTotal, .sessionRate,
                      .bytesInTotal, .bytesInRate, .bytesOutTotal, .bytesOutRate]
             .filter { spec.stored[$0] != nil }
         var rows: [Row] = []
