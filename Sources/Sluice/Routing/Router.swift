@@ -61,10 +61,21 @@ final class SessionContext {
         return a
     }
 
+    /// `source` as ACLs compare it, converted once (every `src` test and `src_*` key reads it).
+    private var sourceIPCache: IPAddress??
+
+    var sourceIP: IPAddress? {
+        if let sourceIPCache { return sourceIPCache }
+        let ip = source.map(IPAddress.init)
+        sourceIPCache = .some(ip)
+        return ip
+    }
+
     /// The addresses a PROXY header carried (nil for `LOCAL`/`UNKNOWN`: the connection's own stay).
     func adopt(source: SocketAddress, destination: SocketAddress) {
         sourceAddress = .some(source)
         destinationAddress = .some(destination)
+        sourceIPCache = nil
     }
 
     func didTrack(_ table: StickTable) { countsBytes = countsBytes || table.countsBytes }
@@ -300,7 +311,7 @@ final class FrontendRouting: Sendable {
             }
         }
         switch fetch {
-        case .src: return c.source.map { .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
+        case .src: return c.sourceIP.map { .value(.ip($0), mayChange: false) } ?? .none(mayChange: false)
         case .srcPort: return c.source.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
         case .dst: return c.destination.map { .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
         case .dstPort: return c.destination.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
@@ -354,8 +365,8 @@ final class FrontendRouting: Sendable {
                 }
                 return table.read(handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
             case .source(let name):
-                guard let table = tables[name ?? rules.ownTable ?? ""], let address = c.source,
-                      let key = StickKey(.ip(IPAddress(address)), for: table.spec.keyType) else { return .none(mayChange: false) }
+                guard let table = tables[name ?? rules.ownTable ?? ""], let address = c.sourceIP,
+                      let key = StickKey(.ip(address), for: table.spec.keyType) else { return .none(mayChange: false) }
                 return table.read(key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
             }
         }
