@@ -333,3 +333,30 @@ extension Session {
                       pool: &pool, spliceAllowed: splice, scratch: scratch, moved: &moved, read: &read)
     }
 }
+
+extension Session {
+    /// When the session must be looked at next: the end of its connect/retry/queue phase, or the
+    /// moment one side has been idle for its timeout (HAProxy's `timeout client`/`server`,
+    /// replaced by `tunnel` once connected, and by `client-fin`/`server-fin` once half-closed).
+    var deadline: Int64 {
+        switch state {
+        case .free: return .max
+        case .connecting, .retryWait: return phaseDeadline
+        case .inspecting: return policy.clientTimeoutMs > 0 ? min(phaseDeadline, clientActivity + policy.clientTimeoutMs) : phaseDeadline
+        case .descriptorWait: return min(phaseDeadline, queueDeadline)
+        case .queued: return queueDeadline
+        case .established:
+            let tunnel = policy.backend.tunnelTimeoutMs
+            var clientLimit = tunnel > 0 ? tunnel : policy.clientTimeoutMs
+            var serverLimit = tunnel > 0 ? tunnel : policy.backend.serverTimeoutMs
+            if isHalfClosed {
+                if policy.clientFinTimeoutMs > 0 { clientLimit = policy.clientFinTimeoutMs }
+                if policy.backend.serverFinTimeoutMs > 0 { serverLimit = policy.backend.serverFinTimeoutMs }
+            }
+            var due = Int64.max
+            if clientLimit > 0 { due = min(due, clientActivity + clientLimit) }
+            if serverLimit > 0 { due = min(due, serverActivity + serverLimit) }
+            return due
+        }
+    }
+}

@@ -156,7 +156,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         guard i < sessions.count, sessions[i].generation & 0x3FFF_FFFF == token.generation, sessions[i].state != .free else { return }
         let now = reactor.now
         if now >= sessions[i].armedDeadline { sessions[i].armedDeadline = .max }
-        let due = deadline(of: i)
+        let due = sessions[i].deadline
         if due > now {
             arm(i)
             return
@@ -713,37 +713,10 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     // MARK: Timeouts
 
-    /// When session `i` must be looked at next: the end of its connect/retry/queue phase, or the
-    /// moment one side has been idle for its timeout (HAProxy's `timeout client`/`server`,
-    /// replaced by `tunnel` once connected, and by `client-fin`/`server-fin` once half-closed).
-    private func deadline(of i: Int) -> Int64 {
-        let s = sessions[i]
-        switch s.state {
-        case .free: return .max
-        case .connecting, .retryWait: return s.phaseDeadline
-        case .inspecting: return s.policy.clientTimeoutMs > 0 ? min(s.phaseDeadline, s.clientActivity + s.policy.clientTimeoutMs) : s.phaseDeadline
-        case .descriptorWait: return min(s.phaseDeadline, s.queueDeadline)
-        case .queued: return s.queueDeadline
-        case .established:
-            let p = s.policy
-            let tunnel = p.backend.tunnelTimeoutMs
-            var clientLimit = tunnel > 0 ? tunnel : p.clientTimeoutMs
-            var serverLimit = tunnel > 0 ? tunnel : p.backend.serverTimeoutMs
-            if s.isHalfClosed {
-                if p.clientFinTimeoutMs > 0 { clientLimit = p.clientFinTimeoutMs }
-                if p.backend.serverFinTimeoutMs > 0 { serverLimit = p.backend.serverFinTimeoutMs }
-            }
-            var due = Int64.max
-            if clientLimit > 0 { due = min(due, s.clientActivity + clientLimit) }
-            if serverLimit > 0 { due = min(due, s.serverActivity + serverLimit) }
-            return due
-        }
-    }
-
     /// Pushes a timer for session `i` when its deadline is earlier than the one already armed.
     /// Later deadlines need nothing: the armed timer fires, finds the session still active, re-arms.
     private func arm(_ i: Int) {
-        let due = deadline(of: i)
+        let due = sessions[i].deadline
         guard due < sessions[i].armedDeadline else { return }
         sessions[i].armedDeadline = due
         reactor.arm(at: due, token: token(.client, i))
