@@ -17,6 +17,11 @@ final class URingReactor: Reactor {
     /// Active polls, so one that ends without `IORING_CQE_F_MORE` (the kernel may end a multishot
     /// request, e.g. on overflow) can be armed again. Token → descriptor and events.
     private var polls: [UInt64: (fd: CInt, events: UInt32)] = [:]
+    /// Polls queued and not yet submitted. Their requests name the descriptor by number, so one
+    /// whose descriptor is closed before the submission is submitted first: otherwise the number,
+    /// reused by the next accept, would carry the dead session's poll, and the kernel would keep
+    /// that new socket open after its own session closed it (the poll holds a file reference).
+    private var unsubmitted: Set<UInt64> = []
     private let batch = 256
     private let data: UnsafeMutablePointer<UInt64>
     private let results: UnsafeMutablePointer<Int32>
@@ -63,10 +68,19 @@ final class URingReactor: Reactor {
         let r = CShims_uring_poll_multishot(ring, fd, mask, token)
         guard r == 0 else { throw SystemError(code: -r, call: "io_uring poll") }
         polls[token] = (fd, mask)
+        unsubmitted.insert(token)
     }
 
     func unwatch(_ fd: CInt, token: UInt64) {
         guard polls.removeValue(forKey: token) != nil else { return }
+        if unsubmitted.contains(token) {
+            // Registered and unwatched within one turn (a session refused on its first bytes):
+            // submit its poll now, while `fd` still names this session's socket (the caller closes
+            // it next), and before the removal. Measured: a removal submitted in the same batch as
+            // its poll does not find it, and the poll then keeps the closed socket alive for good.
+            _ = CShims_uring_submit_and_wait(ring, 0)
+            unsubmitted.removeAll(keepingCapacity: true)
+        }
         _ = CShims_uring_poll_remove(ring, token, Self.ignoredToken)
     }
 
@@ -80,6 +94,7 @@ final class URingReactor: Reactor {
         var moreWork = false
         while !core.isStopping {
             let r = CShims_uring_submit_and_wait(ring, core.waitTimeout(moreWork: moreWork))
+            unsubmitted.removeAll(keepingCapacity: true)
             precondition(r == 0 || r == -ETIME || r == -EINTR || r == -EAGAIN || r == -EBUSY,
                          "io_uring wait: \(SystemError(code: -r, call: "io_uring_enter"))")
             now = monotonicMilliseconds()
@@ -94,6 +109,7 @@ final class URingReactor: Reactor {
                         // The request ended: removed (ECANCELED/ENOENT), or ended by the kernel.
                         if let poll = polls[token] {
                             _ = CShims_uring_poll_multishot(ring, poll.fd, poll.events, token)
+                            unsubmitted.insert(token)
                         }
                     }
                     if result <= 0 { continue }
