@@ -312,6 +312,7 @@ extension Loopback {
         let started = clock.now
         #expect(try Self.exchange(proxy.port, []) == "")
         #expect(clock.now - started >= .milliseconds(1_900))
+        #expect(frontend.failedRequests.load(ordering: .relaxed) == malformed.count + 1)
         #expect(body(try Self.exchange(proxy.port, v1 + request)) == "203.0.113.7:40000")
         // Session rules judge (and track) the PROXY address too: three sessions from 203.0.113.7,
         // each 18 request bytes in and nginx's answer out.

@@ -182,6 +182,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         case .inspecting:
             // `timeout client` ends the wait as it ends any idle client; the inspect delay lets the rules decide.
             if sessions[i].policy.clientTimeoutMs > 0 && now >= sessions[i].clientActivity + sessions[i].policy.clientTimeoutMs {
+                if sessions[i].context?.expectsProxyHeader == true {
+                    frontend(of: i).count(.badProxyHeader("none complete within timeout client"), logger: logger)
+                }
                 close(i, reset: false)
             } else {
                 inspect(i, expired: true)
