@@ -4,7 +4,8 @@ import Glibc
 
 /// What a session's rules know and hold: the client's addresses (from the socket, or from a PROXY
 /// header), its bind, the bytes that have arrived, and the stick-table entries it tracks.
-/// Owned by one session on one reactor thread.
+/// Owned by one session on one reactor thread, so its properties skip Swift's dynamic
+/// exclusivity checks (measured: they were the largest user-space cost of evaluating rules).
 final class SessionContext {
     let client: CInt
     let bindName: String?
@@ -12,23 +13,23 @@ final class SessionContext {
     let routing: FrontendRouting?
     /// The client's address and the one it reached: read from the socket on first use, replaced by
     /// a PROXY header's (`accept-proxy`).
-    private var sourceAddress: SocketAddress??
-    private var destinationAddress: SocketAddress??
+    @exclusivity(unchecked) private var sourceAddress: SocketAddress??
+    @exclusivity(unchecked) private var destinationAddress: SocketAddress??
     /// `track-sc0..2`.
-    var tracked = TrackedCounters()
+    @exclusivity(unchecked) var tracked = TrackedCounters()
     /// A tracked entry's table counts bytes: the reactor reports each transfer.
-    private(set) var countsBytes = false
+    @exclusivity(unchecked) private(set) var countsBytes = false
     /// The bytes that have arrived (peeked: they stay in the socket until forwarded).
-    var content = UnsafeRawBufferPointer(start: nil, count: 0)
+    @exclusivity(unchecked) var content = UnsafeRawBufferPointer(start: nil, count: 0)
     /// No more bytes can change a fetch: the client closed, the buffer is full or the delay ended.
-    var final = true
-    var now: Int64 = 0
+    @exclusivity(unchecked) var final = true
+    @exclusivity(unchecked) var now: Int64 = 0
     /// `accept-proxy` (or `expect-proxy`): a PROXY header comes before any data.
-    var expectsProxyHeader = false
+    @exclusivity(unchecked) var expectsProxyHeader = false
 
     /// The ClientHello parsed from `content`, kept while no new byte arrives (every TLS fetch of
     /// every rule reads it).
-    private var hello: (count: Int, outcome: TLSInspection.Outcome<TLSInspection.ClientHello>)?
+    @exclusivity(unchecked) private var hello: (count: Int, outcome: TLSInspection.Outcome<TLSInspection.ClientHello>)?
 
     func clientHello() -> TLSInspection.Outcome<TLSInspection.ClientHello> {
         if let hello, hello.count == content.count { return hello.outcome }
@@ -62,7 +63,7 @@ final class SessionContext {
     }
 
     /// `source` as ACLs compare it, converted once (every `src` test and `src_*` key reads it).
-    private var sourceIPCache: IPAddress??
+    @exclusivity(unchecked) private var sourceIPCache: IPAddress??
 
     var sourceIP: IPAddress? {
         if let sourceIPCache { return sourceIPCache }
