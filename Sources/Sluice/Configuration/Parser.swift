@@ -215,7 +215,7 @@ struct Parser {
                 return
             }
             let name = words[1]
-            if let bad = name.first(where: { !($0.isLetter || $0.isNumber || "-_.:".contains($0)) }) {
+            if let bad = Self.invalidNameCharacter(name) {
                 error(location, keyword: kind.rawValue, "name '\(name)' has the character '\(bad)'; use letters, digits, '-', '_', '.' and ':'")
             }
             var draft = defaults
@@ -240,6 +240,11 @@ struct Parser {
             }
             proxies.append(draft)
         }
+    }
+
+    /// The first character HAProxy does not allow in a proxy or ACL name (letters, digits, `-_.:`).
+    static func invalidNameCharacter(_ name: String) -> Character? {
+        name.first { !($0.isLetter || $0.isNumber || "-_.:".contains($0)) }
     }
 
     /// A section Sluice does not read: accepted with one warning when it only serves HTTP, else

@@ -31,7 +31,6 @@ struct RoutingDraft {
     }
 
     var acls: [String: [ACLTest]] = [:]
-    var aclOrder: [String] = []
     var stickRules: [StickDraft] = []
     var anonymousCount = 0
     var connectionRules: [RuleDraft] = []
@@ -46,7 +45,6 @@ struct RoutingDraft {
     }
 
     mutating func addACL(_ name: String, _ test: ACLTest) {
-        if acls[name] == nil { aclOrder.append(name) }
         acls[name, default: []].append(test)
     }
 }
@@ -84,7 +82,7 @@ extension Parser {
             return
         }
         let name = words[1]
-        if let bad = name.first(where: { !($0.isLetter || $0.isNumber || "-_.:".contains($0)) }) {
+        if let bad = Parser.invalidNameCharacter(name) {
             error(location, keyword: "acl", "name '\(name)' has the character '\(bad)'; use letters, digits, '-', '_', '.' and ':'")
             return
         }
@@ -617,13 +615,15 @@ extension Parser {
                 return TCPRule(action: rule.action, condition: resolve(rule.condition, keyword: keyword))
             }
         }
+        /// Whether a resolved condition uses a fetch for which `test` holds.
+        func uses(_ condition: Condition?, _ test: (Fetch) -> Bool) -> Bool {
+            condition.map { $0.alternatives.joined().contains { acls[$0.acl].contains { test($0.expression.fetch) } } } ?? false
+        }
         let connection = rules(draft.connectionRules, "tcp-request connection")
         let session = rules(draft.sessionRules, "tcp-request session")
-        for rule in draft.connectionRules + draft.sessionRules {
+        for (draftRule, rule) in zip(draft.connectionRules + draft.sessionRules, connection + session) where uses(rule.condition, \.readsContent) {
             // Data cannot be waited for at these stages: a condition on it would always see none.
-            if rule.condition.map({ c in c.alternatives.joined().contains { draft.acls[$0.name]?.contains { $0.expression.fetch.readsContent } ?? false } }) == true {
-                report(.error, proxy, rule.location, keyword: "tcp-request", "this condition reads the client's data, which only 'tcp-request content' rules can wait for")
-            }
+            report(.error, proxy, draftRule.location, keyword: "tcp-request", "this condition reads the client's data, which only 'tcp-request content' rules can wait for")
         }
         let content = rules(draft.contentRules, "tcp-request content")
         var switching: [SwitchRule] = []
@@ -646,12 +646,12 @@ extension Parser {
                 report(.error, proxy, draftRule.location, keyword: "stick", "'stick' keys on the client's data are not supported yet; use a Layer-4 fetch such as src or dst")
             }
             rule.condition = resolve(draftRule.condition, keyword: "stick")
-            if let c = rule.condition, c.alternatives.joined().contains(where: { term in acls[term.acl].contains { test in
-                switch test.expression.fetch {
+            if uses(rule.condition, { fetch in
+                switch fetch {
                 case .usableServers, .serverIsUp: true
-                default: test.expression.fetch.readsContent
+                default: fetch.readsContent
                 }
-            } }) {
+            }) {
                 report(.error, proxy, draftRule.location, keyword: "stick", "conditions of 'stick' rules may not use nbsrv, srv_is_up or the client's data yet")
             }
             stickRules.append(rule)
@@ -660,14 +660,11 @@ extension Parser {
         let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, sessionRules: session, contentRules: content,
                           inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, stickRules: stickRules, ownTable: ownTable)
         // HAProxy's warnings for rules that read data no one waits for.
-        func readsContent(_ c: Condition?) -> Bool {
-            c.map { $0.alternatives.joined().contains { set.acls[$0.acl].contains { $0.expression.fetch.readsContent } } } ?? false
-        }
-        if let first = draft.contentRules.first, draft.inspectDelay == nil, content.contains(where: { readsContent($0.condition) }) {
+        if let first = draft.contentRules.first, draft.inspectDelay == nil, content.contains(where: { uses($0.condition, \.readsContent) }) {
             report(.warning, proxy, first.location, keyword: "tcp-request content",
                    "rules read the client's data but no 'tcp-request inspect-delay' is set: they decide on whatever has arrived at accept (as HAProxy warns); set an inspect-delay")
         }
-        if content.isEmpty, let rule = zip(draft.switching, switching).first(where: { readsContent($0.1.condition) })?.0 {
+        if content.isEmpty, let rule = zip(draft.switching, switching).first(where: { uses($0.1.condition, \.readsContent) })?.0 {
             report(.warning, proxy, rule.location, keyword: "use_backend",
                    "reads the client's data, but no 'tcp-request content' rule waits for it, so it decides at accept on no data (as HAProxy does); add 'tcp-request inspect-delay 5s' and 'tcp-request content accept if { req.ssl_hello_type 1 }' (or a rule for your protocol)")
         }

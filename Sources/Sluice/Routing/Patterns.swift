@@ -54,8 +54,6 @@ final class PatternSet: Sendable {
     private let integers: [IntegerPattern]
     private let networks4: IntervalSet<UInt32>
     private let networks6: IntervalSet<UInt128>
-    /// How many patterns the line gave (for `show acl`-like reports and tests).
-    let count: Int
 
     struct Builder {
         var method: MatchMethod
@@ -66,7 +64,6 @@ final class PatternSet: Sendable {
         var integers: [IntegerPattern] = []
         var ranges4: [(UInt32, UInt32)] = []
         var ranges6: [(UInt128, UInt128)] = []
-        var count = 0
         /// `eq`/`ge`/`gt`/`le`/`lt` before integer patterns.
         var integerOperator = "eq"
         /// Integers are versions `major.minor` (`req.ssl_ver`).
@@ -128,7 +125,6 @@ final class PatternSet: Sendable {
                 guard let regex = POSIXRegex(text, ignoreCase: ignoreCase) else { return "'\(text)' is not a valid regular expression" }
                 regexes.append(regex)
             }
-            count += 1
             return nil
         }
 
@@ -186,7 +182,6 @@ final class PatternSet: Sendable {
         integers = b.integers
         networks4 = IntervalSet(b.ranges4)
         networks6 = IntervalSet(b.ranges6)
-        count = b.count
     }
 
     /// Whether the sample matches any pattern.

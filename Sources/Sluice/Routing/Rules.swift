@@ -91,8 +91,6 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     /// The table of this proxy (`stick-table` in the frontend itself), for `track-sc` and `src_*`
     /// without a `table` argument.
     let ownTable: String?
-    /// Whether any rule reads the client's bytes; if not, no session waits for data.
-    let inspectsContent: Bool
 
     init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], sessionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
          switching: [SwitchRule], stickRules: [StickRule] = [], ownTable: String?) {
@@ -105,9 +103,6 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
         self.switching = switching
         self.stickRules = stickRules
         self.ownTable = ownTable
-        inspectsContent = !contentRules.isEmpty || switching.contains { rule in
-            rule.condition.map { c in c.alternatives.joined().contains { acls[$0.acl].contains { $0.expression.fetch.readsContent } } } ?? false
-        }
     }
 
     public static func == (a: RuleSet, b: RuleSet) -> Bool { a === b }
