@@ -691,6 +691,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     /// pipes, frees the slot and resumes accepting if a limit had paused it.
     private func close(_ i: Int, reset: Bool) {
         var session = sessions[i]
+        // Out of the queue before the client sees its close: whoever reacts to it sees no waiter.
+        if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
         session.toServer.releaseResources(into: &pool)
         session.toClient.releaseResources(into: &pool)
         if session.client >= 0 {
@@ -702,7 +704,6 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             if reset || session.policy.backend.noLinger { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
             backend(of: i).releaseSlot(of: server(of: i))
         }
-        if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
         session.context?.release(now: reactor.now)
         process.release(frontend(of: i), session.bindLimit?.takeUnretainedValue())
         let generation = session.generation
