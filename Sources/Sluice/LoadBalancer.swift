@@ -373,7 +373,7 @@ public final class LoadBalancer: Sendable {
                             // Port 0: the kernel picked one; the other reactors join it.
                             address = try Socket.localAddress(fd)
                         }
-                        opened.byWorker[w].append((frontend.name, fd, key, limit, Worker.BindTraits(name: bind.name, acceptProxy: bind.acceptProxy, address: resolved.isWildcard ? nil : address)))
+                        opened.byWorker[w].append((frontend.name, fd, key, limit, Worker.BindTraits(name: bind.name.map { Array($0.utf8) }, acceptProxy: bind.acceptProxy, address: resolved.isWildcard ? nil : address)))
                     } catch {
                         opened.closeAll()
                         throw SluiceError("frontend '\(frontend.name)': cannot listen on \(bind.endpoint): \(error)")

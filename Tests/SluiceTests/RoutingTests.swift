@@ -256,7 +256,7 @@ struct StickTableTests {
     }
 
     @Test func ratesSlideOverThePeriodInsteadOfResetting() {
-        var rate = RateCounter()
+        let rate = SharedRate()
         for ms in stride(from: 0, to: 10_000, by: 1_000) { rate.add(1, now: Int64(ms), period: 10_000) }
         #expect(rate.rate(now: 9_999, period: 10_000) == 10)
         #expect(rate.rate(now: 15_000, period: 10_000) == 5)  // half of the previous period still counts
@@ -280,6 +280,54 @@ struct StickTableTests {
         let full = Self.table(size: 1)
         _ = try #require(full.track(Self.key(1), now: 0))
         #expect(full.track(Self.key(2), now: 1) == nil)
+    }
+
+    @Test func usesSinceAnEntryWasLinkedCountWhenMakingRoom() throws {
+        // Uses do not reorder the table (they only store the time); making room must still take
+        // the entry used least recently: 1 (used at 3), not 2 (used at 6) nor 3 (at 4).
+        let t = Self.table(size: 3)
+        func use(_ n: UInt32, at time: Int64) throws { t.release(try #require(t.track(Self.key(n), now: time)), now: time) }
+        try use(1, at: 1)
+        try use(2, at: 2)
+        try use(1, at: 3)
+        try use(3, at: 4)
+        try use(2, at: 6)
+        try use(4, at: 7)
+        #expect(Set(t.rows(now: 8).map(\.key)) == [Self.key(2), Self.key(3), Self.key(4)])
+        try use(5, at: 9)
+        #expect(Set(t.rows(now: 10).map(\.key)) == [Self.key(2), Self.key(4), Self.key(5)])
+    }
+
+    @Test func aClearedEntryIsNotCountedIntoThroughAThreadsCache() throws {
+        let t = Self.table(size: 10)
+        t.release(try #require(t.track(Self.key(1), now: 0)), now: 0)
+        #expect(t.clear(key: Self.key(1)) == 1)
+        let h = try #require(t.track(Self.key(1), now: 1))
+        #expect(t.read(h, .connectionsTotal, now: 1) == 1)
+        #expect(t.rows(now: 1).first?.values.first { $0.0 == .connectionsTotal }?.1 == 1)
+    }
+
+    @Test(arguments: [64, 4])
+    func threadsCountWithoutLosingAnEvent(size: Int) {
+        // Four threads track and release 16 keys; with room for all, every event is counted; with
+        // room for 4, entries are evicted and replaced all along, and none is left held.
+        let t = Self.table(size: size)
+        let perThread = 20_000
+        DispatchQueue.concurrentPerform(iterations: 4) { thread in
+            for i in 0..<perThread {
+                let now = Int64(i / 100)
+                guard let h = t.track(Self.key(UInt32((i + thread) % 16)), now: now) else { continue }
+                t.release(h, now: now)
+            }
+        }
+        let rows = t.rows(now: 1_000)
+        #expect(rows.allSatisfy { $0.references == 0 })
+        #expect(rows.allSatisfy { $0.values.first { $0.0 == .connectionsCurrent }?.1 == 0 })
+        #expect(t.entryCount == min(size, 16))
+        if size >= 16 {
+            let total = rows.reduce(Int64(0)) { $0 + ($1.values.first { $0.0 == .connectionsTotal }?.1 ?? 0) }
+            #expect(total == Int64(4 * perThread))
+        }
     }
 
     @Test func expiredEntriesGoAndClearKeepsTrackedOnes() throws {

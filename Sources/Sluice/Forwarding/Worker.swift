@@ -22,7 +22,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     /// What a bind line tells its sessions: its name (`so_name`) and `accept-proxy`.
     struct BindTraits: Sendable {
-        let name: String?
+        /// `name`, as `so_name` samples it.
+        let name: [UInt8]?
         let acceptProxy: Bool
         /// The bound address when it is a specific one (not a wildcard): a session's destination
         /// without `getsockname`.

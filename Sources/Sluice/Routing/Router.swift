@@ -8,7 +8,8 @@ import Glibc
 /// exclusivity checks (measured: they were the largest user-space cost of evaluating rules).
 final class SessionContext {
     let client: CInt
-    let bindName: String?
+    /// `so_name`.
+    let bindName: [UInt8]?
     /// The frontend's rules when the session started; nil when only a PROXY header is expected.
     let routing: FrontendRouting?
     /// The client's address and the one it reached: read from the socket on first use, replaced by
@@ -39,7 +40,7 @@ final class SessionContext {
     }
 
     /// `peer`, `local`: the addresses when already known (from accept4, and a bind on a specific address).
-    init(client: CInt, bindName: String?, routing: FrontendRouting?, now: Int64, peer: SocketAddress? = nil, local: SocketAddress? = nil) {
+    init(client: CInt, bindName: [UInt8]?, routing: FrontendRouting?, now: Int64, peer: SocketAddress? = nil, local: SocketAddress? = nil) {
         self.client = client
         self.bindName = bindName
         self.routing = routing
@@ -121,6 +122,8 @@ struct TrackedCounters {
 final class FrontendRouting: Sendable {
     let rules: RuleSet
     let frontendName: String
+    /// `fe_name` and `be_name`, as samples.
+    private let frontendNameBytes: [UInt8]
     /// Nil for a backend's `stick` rules (which choose no backend, and must not hold one: the
     /// backend holds them).
     let defaultBackend: BackendState?
@@ -130,6 +133,7 @@ final class FrontendRouting: Sendable {
     init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable]) {
         self.rules = rules
         self.frontendName = frontendName
+        frontendNameBytes = Array(frontendName.utf8)
         self.defaultBackend = defaultBackend
         self.backends = backends
         self.tables = tables
@@ -316,10 +320,9 @@ final class FrontendRouting: Sendable {
         case .srcPort: return c.source.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
         case .dst: return c.destination.map { .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
         case .dstPort: return c.destination.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
-        case .bindName: return c.bindName.map { .value(.string(Array($0.utf8)), mayChange: false) } ?? .none(mayChange: false)
-        case .frontendName: return .value(.string(Array(frontendName.utf8)), mayChange: false)
+        case .bindName: return c.bindName.map { .value(.string($0), mayChange: false) } ?? .none(mayChange: false)
         // Before switching, HAProxy's session backend is the frontend itself (a listen is both).
-        case .backendName: return .value(.string(Array(frontendName.utf8)), mayChange: false)
+        case .frontendName, .backendName: return .value(.string(frontendNameBytes), mayChange: false)
         case .usableServers(let name):
             guard let backend = name.map({ backends[$0] }) ?? defaultBackend else { return .none(mayChange: false) }
             // The schedule's eligible servers: the usable primaries with a weight, else the backups.

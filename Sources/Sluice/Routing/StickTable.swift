@@ -1,4 +1,7 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A counter a stick table keeps per key (`store <type>`), and the fetches that read it.
 enum StickData: Hashable, Sendable {
@@ -86,30 +89,54 @@ public struct StickTableSpec: Hashable, Sendable {
 }
 
 /// The sliding-window rate HAProxy keeps (its `freq_ctr` over a period): the events of the current
-/// period plus the previous period's weighted by how much of it the window still covers.
-struct RateCounter {
-    var periodStart: Int64 = 0
-    var current: Int64 = 0
-    var previous: Int64 = 0
+/// period plus the previous period's weighted by how much of it the window still covers. Shared by
+/// every thread without a lock: an event is one atomic add; the thread that finds the period over
+/// rotates it, marking the period start for the three stores it takes (HAProxy's `freq_ctr` does
+/// the same), and a thread that meets the mark yields until it is gone.
+struct SharedRate: ~Copyable {
+    /// Monotonic milliseconds when the current period began; -1 while a thread rotates it.
+    private let start = Atomic<Int64>(0)
+    private let current = Atomic<Int64>(0)
+    private let previous = Atomic<Int64>(0)
 
-    mutating func rotate(now: Int64, period: Int64) {
-        let elapsed = now - periodStart
-        guard elapsed >= period else { return }
-        previous = elapsed >= 2 * period ? 0 : current
-        current = 0
-        periodStart = now - elapsed % period
-    }
+    init() {}
 
-    mutating func add(_ n: Int64, now: Int64, period: Int64) {
+    func add(_ n: Int64, now: Int64, period: Int64) {
         rotate(now: now, period: period)
-        current += n
+        current.wrappingAdd(n, ordering: .relaxed)
     }
 
     func rate(now: Int64, period: Int64) -> Int64 {
-        var copy = self
-        copy.rotate(now: now, period: period)
-        let remaining = period - (now - copy.periodStart)
-        return copy.current + (copy.previous * remaining + period - 1) / period
+        while true {
+            let s = start.load(ordering: .acquiring)
+            guard s >= 0 else { sched_yield(); continue }
+            var c = current.load(ordering: .relaxed), p = previous.load(ordering: .relaxed)
+            guard start.load(ordering: .acquiring) == s else { continue }
+            // The rotation `rotate` would do now, on copies.
+            let elapsed = max(0, now - s)
+            var periodStart = s
+            if elapsed >= period {
+                p = elapsed >= 2 * period ? 0 : c
+                c = 0
+                periodStart = now - elapsed % period
+            }
+            let remaining = period - max(0, now - periodStart)
+            return c + (p * remaining + period - 1) / period
+        }
+    }
+
+    private func rotate(now: Int64, period: Int64) {
+        while true {
+            let s = start.load(ordering: .acquiring)
+            guard s >= 0 else { sched_yield(); continue }
+            let elapsed = now - s
+            guard elapsed >= period else { return }
+            guard start.compareExchange(expected: s, desired: -1, ordering: .acquiring).exchanged else { continue }
+            let ended = current.exchange(0, ordering: .relaxed)
+            previous.store(elapsed >= 2 * period ? 0 : ended, ordering: .relaxed)
+            start.store(now - elapsed % period, ordering: .releasing)
+            return
+        }
     }
 }
 
@@ -149,39 +176,88 @@ enum StickKey: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A stick table shared by every reactor thread. Entries live in shards, each behind its own
-/// mutex held only for a handful of loads and stores, so threads rarely meet. `size` is a hard
+/// One key's counters. Every counter is atomic, so sessions on any thread count into it without a
+/// lock; `references` also says whether the entry is still in its table.
+final class StickEntry: Sendable {
+    let key: StickKey
+    /// Sessions tracking the entry (and short pins by `stick` rules and `src_*` fetches); -1 once
+    /// the entry has left its table, after which nobody can pin it again.
+    let references = Atomic<Int>(0)
+    /// Monotonic milliseconds of the last tracking: the entry expires `expire` after it, and the
+    /// least recently used entry makes room.
+    let lastUsed: Atomic<Int64>
+    let connectionsCurrent = Atomic<Int64>(0)
+    let connectionsTotal = Atomic<Int64>(0)
+    let connectionRate = SharedRate()
+    let sessionsTotal = Atomic<Int64>(0)
+    let sessionRate = SharedRate()
+    let gpc0 = Atomic<Int64>(0)
+    let gpc0Rate = SharedRate()
+    /// The server a `stick` rule stored (its ordinal + 1; 0: none).
+    let serverID = Atomic<Int64>(0)
+    let bytesIn = Atomic<Int64>(0)
+    let bytesInRate = SharedRate()
+    let bytesOut = Atomic<Int64>(0)
+    let bytesOutRate = SharedRate()
+
+    init(key: StickKey, now: Int64) {
+        self.key = key
+        lastUsed = Atomic(now)
+    }
+
+    /// Holds the entry so that it cannot leave its table; false when it has left, or has expired
+    /// (then the table replaces it under its lock).
+    func pin(now: Int64, expireMs: Int64) -> Bool {
+        var held = references.load(ordering: .relaxed)
+        while true {
+            if held < 0 { return false }
+            if held == 0 && expired(now: now, expireMs: expireMs) { return false }
+            let (exchanged, found) = references.compareExchange(expected: held, desired: held + 1, ordering: .acquiring)
+            if exchanged { return true }
+            held = found
+        }
+    }
+
+    /// Lets go of a pin; `touch` counts it as a use (tracking does, reading does not).
+    func unpin(now: Int64, touch: Bool) {
+        if touch { lastUsed.store(now, ordering: .relaxed) }
+        references.wrappingSubtract(1, ordering: .releasing)
+    }
+
+    /// Takes the entry out of its table if nobody holds it (the table's lock is held).
+    func retire() -> Bool { references.compareExchange(expected: 0, desired: -1, ordering: .acquiringAndReleasing).exchanged }
+
+    func expired(now: Int64, expireMs: Int64) -> Bool {
+        expireMs != .max && lastUsed.load(ordering: .relaxed) + expireMs <= now
+    }
+}
+
+/// A stick table shared by every reactor thread. Counting needs no lock: each thread finds the
+/// entries it uses again in a cache of its own, pins one with a compare-and-swap and counts with
+/// atomic adds. A key new to a thread takes its shard's mutex (one of 16 from 4,096 entries) for a
+/// dictionary lookup, and for an insertion when the key is new to the table. `size` is a hard
 /// limit: a new key takes the place of the least recently used entry no session tracks, or is not
 /// tracked when every entry is in use (HAProxy's behaviour).
 final class StickTable: Sendable {
     let spec: StickTableSpec
     private let shards: [Locked]
     private let expireMs: Int64
+    private let periods: Periods
+    /// Each thread's entries by key (`pthread_getspecific`); the table owns the caches.
+    private let cacheKey: pthread_key_t?
+    private let caches = Mutex<[LocalCache]>([])
+    private let cacheLimit: Int
 
-    struct Handle: Sendable {
-        let shard: Int32
-        let slot: Int32
+    typealias Handle = StickEntry
+
+    /// The rate periods of the stored types, read on every count.
+    struct Periods: Sendable {
+        var connection, session, gpc0, bytesIn, bytesOut: Int64?
     }
 
-    struct Entry {
-        var key: StickKey
-        var references = 0
-        var connectionsCurrent: Int64 = 0
-        var connectionsTotal: Int64 = 0
-        var connectionRate = RateCounter()
-        var sessionsTotal: Int64 = 0
-        var sessionRate = RateCounter()
-        var gpc0: Int64 = 0
-        var gpc0Rate = RateCounter()
-        var serverID: Int64 = 0
-        var bytesIn: Int64 = 0
-        var bytesInRate = RateCounter()
-        var bytesOut: Int64 = 0
-        var bytesOutRate = RateCounter()
-        var expiresAt: Int64 = .max
-        // Least-recently-used list, by slot.
-        var newer: Int32 = -1
-        var older: Int32 = -1
+    /// A thread's way to its entries without the shard lock; only that thread uses it.
+    final class LocalCache: @unchecked Sendable {
+        var entries: [StickKey: StickEntry] = [:]
     }
 
     /// One shard behind its mutex (a class: a `Mutex` cannot sit in an array by value).
@@ -191,9 +267,12 @@ final class StickTable: Sendable {
         func withLock<R>(_ body: (inout Shard) -> R) -> R { mutex.withLock { body(&$0) } }
     }
 
+    /// A shard's entries and their use order: a list kept sorted by `linkedAt`. Uses do not move an
+    /// entry (they only store `lastUsed`); making room moves the entries used since they were
+    /// linked to their place first, so the entry it takes is the least recently used one.
     struct Shard {
         var index: [StickKey: Int32] = [:]
-        var entries: [Entry] = []
+        var slots: [Slot] = []
         var freeSlots: [Int32] = []
         var newest: Int32 = -1
         var oldest: Int32 = -1
@@ -202,191 +281,233 @@ final class StickTable: Sendable {
         init(capacity: Int) { self.capacity = capacity }
     }
 
+    struct Slot {
+        var entry: StickEntry?
+        var linkedAt: Int64 = 0
+        var newer: Int32 = -1
+        var older: Int32 = -1
+    }
+
     init(_ spec: StickTableSpec) {
         self.spec = spec
         let count = spec.size >= 4096 ? 16 : 1
-        shards = (0..<count).map { _ in Locked(Shard(capacity: spec.size / count)) }
+        shards = (0..<count).map { _ in Locked(Shard(capacity: max(1, spec.size / count))) }
         expireMs = spec.expire?.milliseconds ?? .max
+        periods = Periods(connection: spec.stored[.connectionRate], session: spec.stored[.sessionRate], gpc0: spec.stored[.gpc0Rate],
+                          bytesIn: spec.stored[.bytesInRate], bytesOut: spec.stored[.bytesOutRate])
+        var key = pthread_key_t()
+        cacheKey = pthread_key_create(&key, nil) == 0 ? key : nil
+        cacheLimit = min(spec.size, 1 << 16)
+    }
+
+    deinit {
+        if let cacheKey { pthread_key_delete(cacheKey) }
+    }
+
+    /// This thread's cache (made on its first use of the table).
+    private var local: LocalCache? {
+        guard let cacheKey else { return nil }
+        if let p = pthread_getspecific(cacheKey) { return Unmanaged<LocalCache>.fromOpaque(p).takeUnretainedValue() }
+        let cache = LocalCache()
+        caches.withLock { $0.append(cache) }
+        pthread_setspecific(cacheKey, Unmanaged.passUnretained(cache).toOpaque())
+        return cache
     }
 
     private func shard(of key: StickKey) -> Int { shards.count == 1 ? 0 : Int(UInt(bitPattern: key.hashValue) % UInt(shards.count)) }
 
+    /// `key`'s entry, pinned: from this thread's cache, or under the shard's lock (created when
+    /// `create`, making room as needed). Nil when absent and not created, or when the table is full.
+    private func pinned(_ key: StickKey, now: Int64, create: Bool) -> StickEntry? {
+        let cache = local
+        if let entry = cache?.entries[key] {
+            if entry.pin(now: now, expireMs: expireMs) { return entry }
+            cache?.entries[key] = nil
+        }
+        guard let entry = shards[shard(of: key)].withLock({ find(&$0, key, now: now, create: create) }) else { return nil }
+        if let cache {
+            if cache.entries.count >= cacheLimit { cache.entries.removeAll(keepingCapacity: true) }
+            cache.entries[key] = entry
+        }
+        return entry
+    }
+
     /// Starts tracking `key` for a connection: the entry (created if needed) counts one more current
     /// and total connection. Nil when the table is full of tracked entries.
     func track(_ key: StickKey, now: Int64) -> Handle? {
-        let s = shard(of: key)
-        let period = spec.stored[.connectionRate]
-        return shards[s].withLock { shard -> Handle? in
-            guard let slot = find(&shard, key, now: now, create: true) else { return nil }
-            let i = Int(slot)
-            shard.entries[i].references += 1
-            shard.entries[i].connectionsCurrent += 1
-            shard.entries[i].connectionsTotal += 1
-            if let period { shard.entries[i].connectionRate.add(1, now: now, period: period) }
-            return Handle(shard: Int32(s), slot: slot)
-        }
+        guard let entry = pinned(key, now: now, create: true) else { return nil }
+        entry.lastUsed.store(now, ordering: .relaxed)
+        entry.connectionsCurrent.wrappingAdd(1, ordering: .relaxed)
+        entry.connectionsTotal.wrappingAdd(1, ordering: .relaxed)
+        if let period = periods.connection { entry.connectionRate.add(1, now: now, period: period) }
+        return entry
     }
 
     /// The connection became a session (it passed the connection rules).
-    func countSession(_ handle: Handle, now: Int64) {
-        let period = spec.stored[.sessionRate]
-        shards[Int(handle.shard)].withLock { shard in
-            let i = Int(handle.slot)
-            shard.entries[i].sessionsTotal += 1
-            if let period { shard.entries[i].sessionRate.add(1, now: now, period: period) }
-        }
+    func countSession(_ entry: Handle, now: Int64) {
+        entry.sessionsTotal.wrappingAdd(1, ordering: .relaxed)
+        if let period = periods.session { entry.sessionRate.add(1, now: now, period: period) }
     }
 
     /// The tracking connection ended.
-    func release(_ handle: Handle, now: Int64) {
-        shards[Int(handle.shard)].withLock { shard in
-            let i = Int(handle.slot)
-            shard.entries[i].references -= 1
-            shard.entries[i].connectionsCurrent -= 1
-            touch(&shard, handle.slot, now: now)
-        }
+    func release(_ entry: Handle, now: Int64) {
+        entry.connectionsCurrent.wrappingSubtract(1, ordering: .relaxed)
+        entry.unpin(now: now, touch: true)
     }
 
     /// A counter of a tracked entry (applying `inc_gpc0`/`clr_gpc0`); nil when the table does not
     /// store that type.
-    func read(_ handle: Handle, _ data: StickData, now: Int64) -> Int64? {
+    func read(_ entry: Handle, _ data: StickData, now: Int64) -> Int64? {
         guard data == .tracked || spec.stored[data.stored] != nil else { return nil }
-        return shards[Int(handle.shard)].withLock { shard in
-            Self.value(&shard.entries[Int(handle.slot)], data, spec: spec, now: now)
-        }
+        return value(entry, data, now: now)
     }
 
     /// A counter of `key`'s entry without tracking it; 0 when there is no entry (HAProxy's `src_*`).
     func read(_ key: StickKey, _ data: StickData, now: Int64) -> Int64? {
         guard spec.stored[data.stored] != nil else { return nil }
-        return shards[shard(of: key)].withLock { shard in
-            let create = data == .incrementGPC0
-            guard let slot = find(&shard, key, now: now, create: create) else { return 0 }
-            return Self.value(&shard.entries[Int(slot)], data, spec: spec, now: now)
-        }
+        guard let entry = pinned(key, now: now, create: data == .incrementGPC0) else { return 0 }
+        defer { entry.unpin(now: now, touch: false) }
+        return value(entry, data, now: now)
     }
 
     /// `stick match`: the server stored for `key`, if any (0 is none).
     func server(for key: StickKey, now: Int64) -> Int64? {
-        shards[shard(of: key)].withLock { shard in
-            guard let slot = find(&shard, key, now: now, create: false) else { return nil }
-            let id = shard.entries[Int(slot)].serverID
-            return id > 0 ? id : nil
-        }
+        guard let entry = pinned(key, now: now, create: false) else { return nil }
+        defer { entry.unpin(now: now, touch: false) }
+        let id = entry.serverID.load(ordering: .relaxed)
+        return id > 0 ? id : nil
     }
 
     /// `stick store-request` (and `stick on`): `key` sticks to `server` from now on; false when the
     /// table is full (`nopurge`, or every entry tracked).
     @discardableResult
     func store(_ key: StickKey, server: Int64, now: Int64) -> Bool {
-        shards[shard(of: key)].withLock { shard in
-            guard let slot = find(&shard, key, now: now, create: true) else { return false }
-            shard.entries[Int(slot)].serverID = server
-            return true
-        }
+        guard let entry = pinned(key, now: now, create: true) else { return false }
+        entry.serverID.store(server, ordering: .relaxed)
+        entry.unpin(now: now, touch: true)
+        return true
     }
 
     /// Whether this table stores any byte counter.
     var countsBytes: Bool { StickData.byteTypes.contains { spec.stored[$0] != nil } }
 
     /// Bytes a tracked session moved: `received` from the client, `sent` to it.
-    func addBytes(_ handle: Handle, received: Int, sent: Int, now: Int64) {
-        let inPeriod = spec.stored[.bytesInRate], outPeriod = spec.stored[.bytesOutRate]
-        shards[Int(handle.shard)].withLock { shard in
-            let i = Int(handle.slot)
-            shard.entries[i].bytesIn += Int64(received)
-            shard.entries[i].bytesOut += Int64(sent)
-            if let inPeriod, received > 0 { shard.entries[i].bytesInRate.add(Int64(received), now: now, period: inPeriod) }
-            if let outPeriod, sent > 0 { shard.entries[i].bytesOutRate.add(Int64(sent), now: now, period: outPeriod) }
-        }
+    func addBytes(_ entry: Handle, received: Int, sent: Int, now: Int64) {
+        entry.bytesIn.wrappingAdd(Int64(received), ordering: .relaxed)
+        entry.bytesOut.wrappingAdd(Int64(sent), ordering: .relaxed)
+        if let period = periods.bytesIn, received > 0 { entry.bytesInRate.add(Int64(received), now: now, period: period) }
+        if let period = periods.bytesOut, sent > 0 { entry.bytesOutRate.add(Int64(sent), now: now, period: period) }
     }
 
     /// `sc-inc-gpc0`: one more on gpc0 (and gpc0_rate).
-    func incrementGPC0(_ handle: Handle, now: Int64) {
-        _ = read(handle, .incrementGPC0, now: now)
+    func incrementGPC0(_ entry: Handle, now: Int64) {
+        _ = read(entry, .incrementGPC0, now: now)
     }
 
-    private static func value(_ e: inout Entry, _ data: StickData, spec: StickTableSpec, now: Int64) -> Int64 {
+    private func value(_ e: StickEntry, _ data: StickData, now: Int64) -> Int64 {
         switch data {
-        case .connectionsCurrent: return e.connectionsCurrent
-        case .connectionsTotal: return e.connectionsTotal
-        case .connectionRate: return e.connectionRate.rate(now: now, period: spec.stored[.connectionRate] ?? 1)
-        case .sessionsTotal: return e.sessionsTotal
-        case .sessionRate: return e.sessionRate.rate(now: now, period: spec.stored[.sessionRate] ?? 1)
-        case .gpc0: return e.gpc0
-        case .gpc0Rate: return e.gpc0Rate.rate(now: now, period: spec.stored[.gpc0Rate] ?? 1)
-        case .bytesInTotal: return e.bytesIn
-        case .bytesInRate: return e.bytesInRate.rate(now: now, period: spec.stored[.bytesInRate] ?? 1)
-        case .bytesOutTotal: return e.bytesOut
-        case .bytesOutRate: return e.bytesOutRate.rate(now: now, period: spec.stored[.bytesOutRate] ?? 1)
-        case .serverID: return e.serverID
+        case .connectionsCurrent: return e.connectionsCurrent.load(ordering: .relaxed)
+        case .connectionsTotal: return e.connectionsTotal.load(ordering: .relaxed)
+        case .connectionRate: return e.connectionRate.rate(now: now, period: periods.connection ?? 1)
+        case .sessionsTotal: return e.sessionsTotal.load(ordering: .relaxed)
+        case .sessionRate: return e.sessionRate.rate(now: now, period: periods.session ?? 1)
+        case .gpc0: return e.gpc0.load(ordering: .relaxed)
+        case .gpc0Rate: return e.gpc0Rate.rate(now: now, period: periods.gpc0 ?? 1)
+        case .bytesInTotal: return e.bytesIn.load(ordering: .relaxed)
+        case .bytesInRate: return e.bytesInRate.rate(now: now, period: periods.bytesIn ?? 1)
+        case .bytesOutTotal: return e.bytesOut.load(ordering: .relaxed)
+        case .bytesOutRate: return e.bytesOutRate.rate(now: now, period: periods.bytesOut ?? 1)
+        case .serverID: return e.serverID.load(ordering: .relaxed)
         case .tracked: return 1
         case .incrementGPC0:
-            e.gpc0 += 1
-            if let period = spec.stored[.gpc0Rate] { e.gpc0Rate.add(1, now: now, period: period) }
-            return e.gpc0
+            if let period = periods.gpc0 { e.gpc0Rate.add(1, now: now, period: period) }
+            return e.gpc0.wrappingAdd(1, ordering: .relaxed).newValue
         case .clearGPC0:
-            defer { e.gpc0 = 0 }
-            return e.gpc0
+            return e.gpc0.exchange(0, ordering: .relaxed)
         }
     }
 
-    /// The entry of `key`, touched; created when `create` (evicting as needed).
-    private func find(_ shard: inout Shard, _ key: StickKey, now: Int64, create: Bool) -> Int32? {
-        if let slot = shard.index[key] {
-            if shard.entries[Int(slot)].expiresAt > now || shard.entries[Int(slot)].references > 0 {
-                // Reading a counter does not refresh an entry (as HAProxy's lookups); tracking does.
-                if create { touch(&shard, slot, now: now) }
-                return slot
+    // MARK: Under a shard's lock
+
+    /// The live entry of `key`, pinned; created when `create` (making room as needed).
+    private func find(_ shard: inout Shard, _ key: StickKey, now: Int64, create: Bool) -> StickEntry? {
+        if let slot = shard.index[key], let entry = shard.slots[Int(slot)].entry {
+            // Pinning fails only for an expired entry nobody holds (a thread without the lock may
+            // pin it meanwhile: then it is alive after all).
+            while true {
+                if entry.pin(now: now, expireMs: expireMs) { return entry }
+                if entry.retire() { remove(&shard, slot); break }
             }
-            remove(&shard, slot)  // expired: start afresh
         }
         guard create else { return nil }
         if shard.index.count >= shard.capacity {
-            if spec.noPurge { return nil }
-            // The least recently used entry that no session tracks (expired ones first, as they are oldest).
-            var candidate = shard.oldest
-            while candidate >= 0 && shard.entries[Int(candidate)].references > 0 { candidate = shard.entries[Int(candidate)].newer }
-            guard candidate >= 0 else { return nil }
-            remove(&shard, candidate)
+            guard !spec.noPurge, makeRoom(&shard) else { return nil }
         }
+        let entry = StickEntry(key: key, now: now)
+        _ = entry.pin(now: now, expireMs: expireMs)
         let slot: Int32
         if let free = shard.freeSlots.popLast() {
             slot = free
-            shard.entries[Int(slot)] = Entry(key: key)
+            shard.slots[Int(slot)] = Slot(entry: entry)
         } else {
-            slot = Int32(shard.entries.count)
-            shard.entries.append(Entry(key: key))
+            slot = Int32(shard.slots.count)
+            shard.slots.append(Slot(entry: entry))
         }
         shard.index[key] = slot
-        link(&shard, slot)
-        shard.entries[Int(slot)].expiresAt = expireMs == .max ? .max : now + expireMs
-        return slot
+        link(&shard, slot, at: now)
+        return entry
     }
 
-    private func touch(_ shard: inout Shard, _ slot: Int32, now: Int64) {
-        shard.entries[Int(slot)].expiresAt = expireMs == .max ? .max : now + expireMs
-        unlink(&shard, slot)
-        link(&shard, slot)
+    /// Removes the least recently used entry nobody holds; false when every entry is held.
+    private func makeRoom(_ shard: inout Shard) -> Bool {
+        var cursor = shard.oldest
+        var budget = 2 * shard.index.count + 2
+        while cursor >= 0 && budget > 0 {
+            budget -= 1
+            let slot = shard.slots[Int(cursor)]
+            guard let entry = slot.entry else { return false }
+            let used = entry.lastUsed.load(ordering: .relaxed)
+            if used > slot.linkedAt {
+                // Used since it was linked: to its place by that use, then go on from whichever
+                // of it and the next entry is older.
+                let next = slot.newer
+                unlink(&shard, cursor)
+                link(&shard, cursor, at: used)
+                cursor = next >= 0 && shard.slots[Int(next)].linkedAt <= used ? next : cursor
+                continue
+            }
+            if entry.retire() {
+                remove(&shard, cursor)
+                return true
+            }
+            cursor = slot.newer
+        }
+        return false
     }
 
-    private func link(_ shard: inout Shard, _ slot: Int32) {
-        shard.entries[Int(slot)].older = shard.newest
-        shard.entries[Int(slot)].newer = -1
-        if shard.newest >= 0 { shard.entries[Int(shard.newest)].newer = slot }
-        shard.newest = slot
-        if shard.oldest < 0 { shard.oldest = slot }
+    /// Links `slot` into the use order at `time` (from the newest end: uses are recent).
+    private func link(_ shard: inout Shard, _ slot: Int32, at time: Int64) {
+        shard.slots[Int(slot)].linkedAt = time
+        var before = shard.newest
+        while before >= 0 && shard.slots[Int(before)].linkedAt > time { before = shard.slots[Int(before)].older }
+        let after = before >= 0 ? shard.slots[Int(before)].newer : shard.oldest
+        shard.slots[Int(slot)].older = before
+        shard.slots[Int(slot)].newer = after
+        if before >= 0 { shard.slots[Int(before)].newer = slot } else { shard.oldest = slot }
+        if after >= 0 { shard.slots[Int(after)].older = slot } else { shard.newest = slot }
     }
 
     private func unlink(_ shard: inout Shard, _ slot: Int32) {
-        let e = shard.entries[Int(slot)]
-        if e.older >= 0 { shard.entries[Int(e.older)].newer = e.newer } else { shard.oldest = e.newer }
-        if e.newer >= 0 { shard.entries[Int(e.newer)].older = e.older } else { shard.newest = e.older }
+        let s = shard.slots[Int(slot)]
+        if s.older >= 0 { shard.slots[Int(s.older)].newer = s.newer } else { shard.oldest = s.newer }
+        if s.newer >= 0 { shard.slots[Int(s.newer)].older = s.older } else { shard.newest = s.older }
     }
 
+    /// Drops a retired entry's slot (threads that cached it find it retired and let it go).
     private func remove(_ shard: inout Shard, _ slot: Int32) {
         unlink(&shard, slot)
-        shard.index[shard.entries[Int(slot)].key] = nil
+        if let key = shard.slots[Int(slot)].entry?.key { shard.index[key] = nil }
+        shard.slots[Int(slot)] = Slot()
         shard.freeSlots.append(slot)
     }
 
@@ -412,13 +533,15 @@ final class StickTable: Sendable {
         for s in shards.indices {
             shards[s].withLock { shard in
                 for (key, slot) in shard.index {
-                    var e = shard.entries[Int(slot)]
-                    if e.expiresAt <= now && e.references == 0 {
+                    guard let e = shard.slots[Int(slot)].entry else { continue }
+                    let held = e.references.load(ordering: .relaxed)
+                    if held == 0 && e.expired(now: now, expireMs: expireMs) && e.retire() {
                         remove(&shard, slot)
                         continue
                     }
-                    rows.append(Row(id: 0x1000 + s << 24 | Int(slot) * 0x40, key: key, references: e.references, expiresInMs: e.expiresAt == .max ? nil : e.expiresAt - now,
-                                    values: order.map { ($0, Self.value(&e, $0, spec: spec, now: now)) }))
+                    let expiresIn = expireMs == .max ? nil : max(0, e.lastUsed.load(ordering: .relaxed) + expireMs - now)
+                    rows.append(Row(id: 0x1000 + s << 24 | Int(slot) * 0x40, key: key, references: max(0, held), expiresInMs: expiresIn,
+                                    values: order.map { ($0, value(e, $0, now: now)) }))
                 }
             }
         }
@@ -433,7 +556,7 @@ final class StickTable: Sendable {
         for s in shards.indices {
             shards[s].withLock { shard in
                 let slots = key.map { shard.index[$0].map { [$0] } ?? [] } ?? Array(shard.index.values)
-                for slot in slots where shard.entries[Int(slot)].references == 0 {
+                for slot in slots where shard.slots[Int(slot)].entry?.retire() == true {
                     remove(&shard, slot)
                     removed += 1
                 }
