@@ -47,6 +47,8 @@ final class PatternSet: Sendable {
     let method: MatchMethod
     /// `str`/`bin`: exact values; `exactFolded` holds those given after `-i`, lower-cased.
     private let exact: Set<[UInt8]>
+    /// `exact` when it is small: compared in turn, which is cheaper than hashing the sample.
+    private let fewExact: [[UInt8]]?
     private let exactFolded: Set<[UInt8]>
     /// `beg`/`end`/`sub`/`dir`/`dom`: scanned in order (as HAProxy's lists).
     private let strings: [(bytes: [UInt8], ignoreCase: Bool)]
@@ -176,6 +178,7 @@ final class PatternSet: Sendable {
     init(_ b: Builder) {
         method = b.method
         exact = b.exact
+        fewExact = b.exact.count <= 8 ? Array(b.exact) : nil
         exactFolded = b.exactFolded
         strings = b.strings
         regexes = b.regexes
@@ -216,7 +219,7 @@ final class PatternSet: Sendable {
             }
         case .str, .bin:
             let bytes = sample.bytes
-            if exact.contains(bytes) { return true }
+            if fewExact.map({ $0.contains(bytes) }) ?? exact.contains(bytes) { return true }
             return !exactFolded.isEmpty && exactFolded.contains(Builder.lower(bytes))
         case .reg:
             let bytes = sample.bytes

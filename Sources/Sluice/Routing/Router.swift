@@ -129,6 +129,27 @@ final class FrontendRouting: Sendable {
     let defaultBackend: BackendState?
     let backends: [String: BackendState]
     let tables: [String: StickTable]
+    /// `rules.acls` with the backends, servers and tables their fetches name looked up once.
+    private let lines: [[BoundLine]]
+    /// The table of each `track-sc` action of the connection, session and content rules.
+    private let trackTables: [[StickTable?]]
+
+    /// An ACL line bound to the running balancer: evaluating it takes no lookup by name.
+    struct BoundLine: Sendable {
+        let fetch: BoundFetch
+        let converters: [Converter]
+        let patterns: PatternSet
+    }
+
+    enum BoundFetch: Sendable {
+        case direct(Fetch)
+        /// `nbsrv(<backend>)`; nil: no such backend.
+        case usableServers(BackendState?)
+        /// `srv_is_up(<backend>/<server>)`; nil: no such server.
+        case serverIsUp(ServerState?)
+        /// `src_<data>([<table>])`; nil: no such table.
+        case sourceCounter(StickTable?, StickData)
+    }
 
     init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable]) {
         self.rules = rules
@@ -137,6 +158,15 @@ final class FrontendRouting: Sendable {
         self.defaultBackend = defaultBackend
         self.backends = backends
         self.tables = tables
+        lines = rules.acls.map {
+            $0.map { BoundLine(fetch: Self.bind($0.expression.fetch, rules, defaultBackend, backends, tables), converters: $0.expression.converters, patterns: $0.patterns) }
+        }
+        trackTables = [rules.connectionRules, rules.sessionRules, rules.contentRules].map { list in
+            list.map { rule in
+                guard case .track(_, _, let name) = rule.action else { return nil }
+                return tables[name ?? rules.ownTable ?? ""]
+            }
+        }
     }
 
     enum Decision: Equatable {
@@ -149,14 +179,14 @@ final class FrontendRouting: Sendable {
     /// `tcp-request connection` rules, at accept, with the connection's real addresses.
     func connectionRules(_ context: SessionContext) -> Decision {
         context.final = true
-        return run(rules.connectionRules, context)
+        return run(0, context)
     }
 
     /// `tcp-request session` rules, once the client's address is final (after a PROXY header).
     /// A session that passes them counts in its tracked entries' `sess_cnt`/`sess_rate`.
     func sessionRules(_ context: SessionContext) -> Decision {
         context.final = true
-        let decision = rules.sessionRules.isEmpty ? .accept : run(rules.sessionRules, context)
+        let decision = rules.sessionRules.isEmpty ? .accept : run(1, context)
         if decision != .reject {
             context.tracked.forEach { $0.table.countSession($0.handle, now: context.now) }
         }
@@ -165,7 +195,7 @@ final class FrontendRouting: Sendable {
 
     /// `tcp-request content` rules on the bytes so far (HAProxy's `tcp_inspect_request`): the first
     /// rule whose condition cannot be decided yet stops the evaluation, and the session waits.
-    func contentRules(_ context: SessionContext) -> Decision { run(rules.contentRules, context) }
+    func contentRules(_ context: SessionContext) -> Decision { run(2, context) }
 
     /// `use_backend` rules, with the data as it stands (HAProxy evaluates them as final): the first
     /// rule that matches and names an existing backend, else the default.
@@ -226,19 +256,20 @@ final class FrontendRouting: Sendable {
         }
     }
 
-    private func run(_ list: [TCPRule], _ context: SessionContext) -> Decision {
-        for rule in list {
-            if let condition = rule.condition {
+    private func run(_ stage: Int, _ context: SessionContext) -> Decision {
+        let list = stage == 0 ? rules.connectionRules : stage == 1 ? rules.sessionRules : rules.contentRules
+        for index in list.indices {
+            if let condition = list[index].condition {
                 let verdict = evaluate(condition, context)
                 if verdict == .miss { return .wait }
                 if (verdict == .pass) == condition.unless { continue }
             }
-            switch rule.action {
+            switch list[index].action {
             case .accept: return .accept
             case .reject: return .reject
             case .expectProxy: context.expectsProxyHeader = true
-            case .track(let slot, let key, let tableName):
-                guard context.tracked[slot] == nil, let table = tables[tableName ?? rules.ownTable ?? ""],
+            case .track(let slot, let key, _):
+                guard context.tracked[slot] == nil, let table = trackTables[stage][index],
                       case .value(let s, _) = sample(key, context), let k = StickKey(s, for: table.spec.keyType),
                       let handle = table.track(k, now: context.now) else { continue }
                 context.tracked[slot] = (table, handle)
@@ -273,8 +304,11 @@ final class FrontendRouting: Sendable {
     /// One ACL: its lines ORed; a line whose sample may still change is a miss, not a fail.
     private func test(_ acl: Int, _ context: SessionContext) -> Verdict {
         var result = Verdict.fail
-        for line in rules.acls[acl] {
-            switch sample(line.expression, context) {
+        for k in lines[acl].indices {
+            let line = lines[acl][k]
+            var fetched = fetch(line.fetch, context)
+            if !line.converters.isEmpty { fetched = convert(fetched, line.converters) }
+            switch fetched {
             case .none(let mayChange):
                 if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
             case .value(let s, let mayChange):
@@ -298,11 +332,38 @@ final class FrontendRouting: Sendable {
 
     func sample(_ expression: SampleExpression, _ context: SessionContext) -> Fetched {
         let fetched = fetch(expression.fetch, context)
-        guard !expression.converters.isEmpty else { return fetched }
+        return expression.converters.isEmpty ? fetched : convert(fetched, expression.converters)
+    }
+
+    private func convert(_ fetched: Fetched, _ converters: [Converter]) -> Fetched {
         switch fetched {
-        case .none: return fetched
-        case .value(let s, let m): return .value(expression.converters.reduce(s) { $1.apply($0) }, mayChange: m)
-        case .values(let list): return .values(list.map { s in expression.converters.reduce(s) { $1.apply($0) } })
+        case .none: fetched
+        case .value(let s, let m): .value(converters.reduce(s) { $1.apply($0) }, mayChange: m)
+        case .values(let list): .values(list.map { s in converters.reduce(s) { $1.apply($0) } })
+        }
+    }
+
+    private static func bind(_ fetch: Fetch, _ rules: RuleSet, _ defaultBackend: BackendState?, _ backends: [String: BackendState],
+                             _ tables: [String: StickTable]) -> BoundFetch {
+        switch fetch {
+        case .usableServers(let name): .usableServers(name.map { backends[$0] } ?? defaultBackend)
+        case .serverIsUp(let name, let server): .serverIsUp((name.map { backends[$0] } ?? defaultBackend)?.server(named: server))
+        case .counter(.source(let name), let data): .sourceCounter(tables[name ?? rules.ownTable ?? ""], data)
+        default: .direct(fetch)
+        }
+    }
+
+    private func fetch(_ bound: BoundFetch, _ c: SessionContext) -> Fetched {
+        switch bound {
+        case .direct(let fetch): return self.fetch(fetch, c)
+        case .usableServers(let backend):
+            // The schedule's eligible servers: the usable primaries with a weight, else the backups.
+            return backend.map { .value(.int(Int64($0.schedule.withLock { $0.eligible.count })), mayChange: false) } ?? .none(mayChange: false)
+        case .serverIsUp(let server):
+            return server.map { .value(.bool($0.admin != .maintenance && $0.operational.acceptsTraffic), mayChange: false) } ?? .none(mayChange: false)
+        case .sourceCounter(let table, let data):
+            guard let table, let address = c.sourceIP, let key = StickKey(.ip(address), for: table.spec.keyType) else { return .none(mayChange: false) }
+            return table.read(key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
         }
     }
 
@@ -323,13 +384,9 @@ final class FrontendRouting: Sendable {
         case .bindName: return c.bindName.map { .value(.string($0), mayChange: false) } ?? .none(mayChange: false)
         // Before switching, HAProxy's session backend is the frontend itself (a listen is both).
         case .frontendName, .backendName: return .value(.string(frontendNameBytes), mayChange: false)
-        case .usableServers(let name):
-            guard let backend = name.map({ backends[$0] }) ?? defaultBackend else { return .none(mayChange: false) }
-            // The schedule's eligible servers: the usable primaries with a weight, else the backups.
-            return .value(.int(Int64(backend.schedule.withLock { $0.eligible.count })), mayChange: false)
-        case .serverIsUp(let name, let serverName):
-            guard let server = (name.map { backends[$0] } ?? defaultBackend)?.server(named: serverName) else { return .none(mayChange: false) }
-            return .value(.bool(server.admin != .maintenance && server.operational.acceptsTraffic), mayChange: false)
+        case .usableServers, .serverIsUp, .counter(.source, _):
+            // Outside ACLs (a `%[…]` backend name, a stick key): looked up now.
+            return self.fetch(Self.bind(fetch, rules, defaultBackend, backends, tables), c)
         case .alwaysTrue: return .value(.bool(true), mayChange: false)
         case .alwaysFalse: return .value(.bool(false), mayChange: false)
         case .waitEnd: return c.final ? .value(.bool(true), mayChange: false) : .none(mayChange: true)
@@ -361,18 +418,11 @@ final class FrontendRouting: Sendable {
         case .tlsVersion: return outcome(TLSInspection.version(c.content)) { .int($0) }
         case .tlsHelloType: return outcome(TLSInspection.helloType(c.content)) { .int($0) }
         case .looksLikeHTTP: return outcome(HTTPInspection.request(c.content)) { .bool($0) }
-        case .counter(let source, let data):
-            switch source {
-            case .tracked(let slot, _):
-                guard let (table, handle) = c.tracked[slot] else {
-                    return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
-                }
-                return table.read(handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
-            case .source(let name):
-                guard let table = tables[name ?? rules.ownTable ?? ""], let address = c.sourceIP,
-                      let key = StickKey(.ip(address), for: table.spec.keyType) else { return .none(mayChange: false) }
-                return table.read(key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
+        case .counter(.tracked(let slot, _), let data):
+            guard let (table, handle) = c.tracked[slot] else {
+                return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
             }
+            return table.read(handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
         }
     }
 }
@@ -419,5 +469,29 @@ enum HTTPInspection {
             i += 1
         }
         return data.count >= 16_384 ? .value(false) : .incomplete
+    }
+}
+
+/// What a new session of a frontend pays for its rules, run in-process for the micro-benchmarks:
+/// connection and session rules, `use_backend`, and the end of the session (releasing what it
+/// tracked), for a client at `source` reaching `destination`.
+@_spi(Benchmarks) public struct RouteProbe {
+    let frontend: FrontendState
+    let routing: FrontendRouting
+    let peer: SocketAddress
+    let local: SocketAddress
+
+    public init?(_ balancer: LoadBalancer, frontend name: String, source: String, port: Int, destinationPort: Int) {
+        guard let frontend = balancer.frontendState(named: name), let routing = frontend.current.routing,
+              let peer = SocketAddress(ip: source, port: port), let local = SocketAddress(ip: "127.0.0.1", port: destinationPort) else { return nil }
+        (self.frontend, self.routing, self.peer, self.local) = (frontend, routing, peer, local)
+    }
+
+    /// The chosen backend's name, or nil when the session is rejected.
+    public func run() -> String? {
+        let context = SessionContext(client: -1, bindName: nil, routing: routing, now: monotonicMilliseconds(), peer: peer, local: local)
+        defer { context.release(now: context.now) }
+        guard case .proceed(let backend) = context.start(acceptProxy: false, fallback: frontend.current.backend) else { return nil }
+        return backend.name
     }
 }

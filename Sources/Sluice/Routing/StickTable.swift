@@ -167,6 +167,19 @@ enum StickKey: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A cheap hash for a thread's cache of entries (multiplicative; Swift's seeded `Hasher`
+    /// guards dictionaries against chosen keys, which a direct-mapped cache does not need).
+    var cacheHash: UInt64 {
+        let mixed: UInt64
+        switch self {
+        case .ip(.v4(let a)): mixed = UInt64(a)
+        case .ip(.v6(let a)): mixed = UInt64(truncatingIfNeeded: a) ^ UInt64(truncatingIfNeeded: a >> 64) &* 31
+        case .integer(let v): mixed = UInt64(bitPattern: v)
+        case .string(let bytes): mixed = bytes.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
+        }
+        return mixed &* 0x9E37_79B9_7F4A_7C15
+    }
+
     var description: String {
         switch self {
         case .ip(let a): a.description
@@ -246,7 +259,6 @@ final class StickTable: Sendable {
     /// Each thread's entries by key (`pthread_getspecific`); the table owns the caches.
     private let cacheKey: pthread_key_t?
     private let caches = Mutex<[LocalCache]>([])
-    private let cacheLimit: Int
 
     typealias Handle = StickEntry
 
@@ -255,9 +267,26 @@ final class StickTable: Sendable {
         var connection, session, gpc0, bytesIn, bytesOut: Int64?
     }
 
-    /// A thread's way to its entries without the shard lock; only that thread uses it.
+    /// A thread's way to its entries without the shard lock; only that thread uses it. Direct
+    /// mapped: a key's slot holds the entry last found for a key of that slot.
     final class LocalCache: @unchecked Sendable {
-        var entries: [StickKey: StickEntry] = [:]
+        private var slots: [StickEntry?]
+        private let shift: UInt64
+
+        init(size: Int) {
+            var bits = 4
+            while 1 << bits < size && bits < 12 { bits += 1 }
+            slots = Array(repeating: nil, count: 1 << bits)
+            shift = UInt64(64 - bits)
+        }
+
+        subscript(key: StickKey) -> StickEntry? {
+            get {
+                guard let entry = slots[Int(truncatingIfNeeded: key.cacheHash >> shift)], entry.key == key else { return nil }
+                return entry
+            }
+            set { slots[Int(truncatingIfNeeded: key.cacheHash >> shift)] = newValue }
+        }
     }
 
     /// One shard behind its mutex (a class: a `Mutex` cannot sit in an array by value).
@@ -297,7 +326,6 @@ final class StickTable: Sendable {
                           bytesIn: spec.stored[.bytesInRate], bytesOut: spec.stored[.bytesOutRate])
         var key = pthread_key_t()
         cacheKey = pthread_key_create(&key, nil) == 0 ? key : nil
-        cacheLimit = min(spec.size, 1 << 16)
     }
 
     deinit {
@@ -308,7 +336,7 @@ final class StickTable: Sendable {
     private var local: LocalCache? {
         guard let cacheKey else { return nil }
         if let p = pthread_getspecific(cacheKey) { return Unmanaged<LocalCache>.fromOpaque(p).takeUnretainedValue() }
-        let cache = LocalCache()
+        let cache = LocalCache(size: spec.size)
         caches.withLock { $0.append(cache) }
         pthread_setspecific(cacheKey, Unmanaged.passUnretained(cache).toOpaque())
         return cache
@@ -320,15 +348,12 @@ final class StickTable: Sendable {
     /// `create`, making room as needed). Nil when absent and not created, or when the table is full.
     private func pinned(_ key: StickKey, now: Int64, create: Bool) -> StickEntry? {
         let cache = local
-        if let entry = cache?.entries[key] {
+        if let entry = cache?[key] {
             if entry.pin(now: now, expireMs: expireMs) { return entry }
-            cache?.entries[key] = nil
+            cache?[key] = nil
         }
         guard let entry = shards[shard(of: key)].withLock({ find(&$0, key, now: now, create: create) }) else { return nil }
-        if let cache {
-            if cache.entries.count >= cacheLimit { cache.entries.removeAll(keepingCapacity: true) }
-            cache.entries[key] = entry
-        }
+        cache?[key] = entry
         return entry
     }
 

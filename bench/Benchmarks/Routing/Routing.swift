@@ -1,6 +1,8 @@
-// Content switching: what a session of a frontend with rules pays before it is routed. An IP
-// lookup in a 100,000-network `-f` list (one binary search over merged intervals) and the parse of
-// a real ClientHello (curl's, from Fuzz/ClientHello/corpus) for `req.ssl_sni`.
+// Content switching: what a session of a frontend with rules pays before it is routed. The whole
+// rule path of one session with the rule set `bench/bulk.py` measures against HAProxy (10 ACLs, a
+// tracked stick-table entry, `use_backend` rules), an IP lookup in a 100,000-network `-f` list (one
+// binary search over merged intervals) and the parse of a real ClientHello (curl's, from
+// Fuzz/ClientHello/corpus) for `req.ssl_sni`.
 import Benchmark
 import Foundation
 @_spi(Benchmarks) import Sluice
@@ -8,6 +10,30 @@ import Foundation
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration.maxDuration = .seconds(2)
     let metrics: [BenchmarkMetric] = [.wallClock, .instructions, .mallocCountTotal]
+
+    Benchmark("rules of bench/bulk.py's RULE_SET, one session", configuration: .init(metrics: metrics, scalingFactor: .kilo)) { (benchmark: Benchmark, setup: (LoadBalancer, RouteProbe)) in
+        for _ in benchmark.scaledIterations {
+            blackHole(setup.1.run())
+        }
+    } setup: {
+        let bulk = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("bulk.py").path
+        guard let script = FileManager.default.contents(atPath: bulk).map({ String(decoding: $0, as: UTF8.self) }),
+              let start = script.range(of: "RULE_SET = \"\"\""), let end = script.range(of: "\"\"\"", range: start.upperBound..<script.endIndex) else {
+            fatalError("no RULE_SET in \(bulk)")
+        }
+        let text = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nfrontend fe\n  bind 127.0.0.1:8080\n"
+            + script[start.upperBound..<end.lowerBound] + "  default_backend be\nbackend be\n  server s1 127.0.0.1:9\nbackend spare\n  server s1 127.0.0.1:9\n"
+        do {
+            let balancer = try LoadBalancer(configuration: Configuration.parse(text).configuration)
+            guard let probe = RouteProbe(balancer, frontend: "fe", source: "127.0.0.1", port: 40_000, destinationPort: 8080), probe.run() == "be" else {
+                fatalError("the rules did not route to 'be'")
+            }
+            return (balancer, probe)
+        } catch {
+            fatalError("benchmark configuration: \(error)")
+        }
+    }
 
     Benchmark("src lookup in 100,000 networks", configuration: .init(metrics: metrics, scalingFactor: .kilo)) { (benchmark: Benchmark, list: NetworkListProbe) in
         var address: UInt32 = 0x0B00_0000
