@@ -425,15 +425,29 @@ public final class LoadBalancer: Sendable {
         }
         // Listeners to keep: same frontend, same configured address. Port-0 binds keep their port.
         var keep: [String: SocketAddress] = [:]
+        var running: [(frontend: String, key: String, bound: SocketAddress)] = []
         for frontend in old.frontends {
             let resolved = (try? Self.resolve(Configuration(global: old.global, frontends: [frontend], backends: old.backends)).binds[frontend.name]) ?? []
             for (configured, bound) in zip(resolved, oldAddresses[frontend.name] ?? []) {
                 keep[Self.listenerKey(frontend.name, configured)] = bound
+                running.append((frontend.name, Self.listenerKey(frontend.name, configured), bound))
             }
         }
         let wanted = Set(plan.configuration.frontends.flatMap { f in (plan.binds[f.name] ?? []).map { Self.listenerKey(f.name, $0) } })
-        let removedKeys = Set(keep.keys).subtracting(wanted)
-        for key in removedKeys { keep[key] = nil }
+        // A bind that now names the port a port-0 bind was given is that same socket: it stays,
+        // under its new key (closing it would reset the connections waiting in its backlog).
+        var renamed: [String: String] = [:]
+        for frontend in plan.configuration.frontends {
+            for configured in plan.binds[frontend.name] ?? [] {
+                let key = Self.listenerKey(frontend.name, configured)
+                guard keep[key] == nil, let old = running.first(where: { $0.frontend == frontend.name && $0.bound == configured && !wanted.contains($0.key) }),
+                      renamed[old.key] == nil else { continue }
+                renamed[old.key] = key
+                keep[key] = old.bound
+            }
+        }
+        let removedKeys = Set(keep.keys).subtracting(wanted).subtracting(renamed.keys)
+        for key in removedKeys.union(renamed.keys) { keep[key] = nil }
 
         let opened = try openListeners(plan, threads: threads, keep: keep)
         let (frontends, backends, workers) = state.withLock { run in
@@ -443,7 +457,7 @@ public final class LoadBalancer: Sendable {
         let added = opened.listeners(frontends)
         let addresses = opened.addresses
         for (w, worker) in workers.enumerated() {
-            worker.post(.updateListeners(add: added[w], removeKeys: removedKeys))
+            worker.post(.updateListeners(add: added[w], removeKeys: removedKeys, renamed: renamed))
         }
         workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends)))
         state.withLock { $0.addresses = addresses }

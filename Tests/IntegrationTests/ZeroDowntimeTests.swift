@@ -189,6 +189,35 @@ extension Loopback {
         #expect(state.contains(" server03 ") && !state.contains(" server02 "))
     }
 
+    /// The kernel's listening sockets on a loopback port (their inodes, from /proc/net/tcp).
+    static func listeningSockets(_ port: Int) throws -> Set<String> {
+        let local = String(format: "0100007F:%04X", port)
+        return Set(try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8).split(separator: "\n").dropFirst().compactMap { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 9 && fields[1] == local && fields[3] == "0A" ? String(fields[9]) : nil
+        })
+    }
+
+    /// A reload that writes the port a `bind …:0` was given keeps that very socket: replacing it
+    /// would reset (or silently drop) the connections waiting in its backlog at that moment.
+    @Test func aReloadNamingThePortOfAPortZeroBindKeepsItsSocket() throws {
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        let text = { (port: Int) in "\(tcpDefaults())\nlisten fe\n  bind 127.0.0.1:\(port)\n  server s 127.0.0.1:\(server.port)\n" }
+        let proxy = try RunningProxy(text(0))
+        defer { proxy.stop() }
+        let before = try Self.listeningSockets(proxy.port)
+        #expect(!before.isEmpty)
+        _ = try proxy.balancer.reload(Configuration.parse(text(proxy.port)).configuration)
+        #expect(try Self.listeningSockets(proxy.port) == before)
+        let client = try Net.connect(proxy.port)
+        defer { close(client) }
+        #expect(String(decoding: try Net.readToEnd(client), as: UTF8.self) == "s\n")
+        // And a later reload that drops the bind closes it: the worker knows it by its new key.
+        _ = try proxy.balancer.reload(Configuration.parse(text(proxy.port).replacingOccurrences(of: "127.0.0.1:\(proxy.port)\n  server", with: "127.0.0.1:0\n  server")).configuration)
+        try eventually("the old socket is closed") { try Self.listeningSockets(proxy.port).isDisjoint(with: before) }
+    }
+
     @Test func invalidReloadKeepsTheRunningConfigurationAndSaysWhy() throws {
         let t = try Topology()
         defer { t.stop() }

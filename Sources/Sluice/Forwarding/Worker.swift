@@ -13,7 +13,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         var fd: CInt
         let frontend: FrontendState
         /// Frontend and configured address, to match listeners across reloads.
-        let key: String
+        var key: String
         /// `bind … maxconn`, shared with the other reactors' listeners for the same address.
         let limit: ConnectionLimit?
         let bind: BindTraits
@@ -222,7 +222,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 }
             case .observedFailure(let server):
                 checks?.observedFailure(of: server)
-            case .updateListeners(let add, let removeKeys):
+            case .updateListeners(let add, let removeKeys, let renamed):
+                for l in listeners.indices { if let key = renamed[listeners[l].key] { listeners[l].key = key } }
                 for l in listeners.indices where listeners[l].fd >= 0 && removeKeys.contains(listeners[l].key) {
                     reactor.unwatch(listeners[l].fd, token: Token(.listener, index: l).raw)
                     closeDescriptor(listeners[l].fd)

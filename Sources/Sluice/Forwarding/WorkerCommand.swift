@@ -9,8 +9,9 @@ enum WorkerCommand: Sendable {
     case shutdownSessions(ServerState)
     /// `observe layer4` counted `error-limit` failures for a server; for the worker running checks.
     case observedFailure(ServerState)
-    /// A reload: start accepting on new listeners, close removed ones (their sessions go on).
-    case updateListeners(add: [Worker.Listener], removeKeys: Set<String>)
+    /// A reload: start accepting on new listeners, close removed ones (their sessions go on),
+    /// and know kept ones by their new keys (old key → new).
+    case updateListeners(add: [Worker.Listener], removeKeys: Set<String>, renamed: [String: String])
     /// A reload: the servers to check, for the worker running checks.
     case configureChecks([(BackendState, Backend)])
     /// `disable health` / `enable health` on a server, for the worker running checks.
