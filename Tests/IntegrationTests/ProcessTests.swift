@@ -81,7 +81,15 @@ extension Loopback {
         try FileManager.default.createDirectory(atPath: jail, withIntermediateDirectories: true)
         let nobody = try #require(getpwnam("nobody")).pointee
         let global = "  user nobody\n  chroot \(jail)"
-        let path = try CommandLineTests.write(Self.config(global, port: port, server: one.port))
+        // An `acl -f` list outside the jail: reloads must read it again too.
+        let list = jail + "-allowed.lst"
+        try "127.0.0.0/8\n".write(toFile: list, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: list) }
+        let rules = "  acl allowed src -f \(list)\n  tcp-request connection reject if !allowed\n"
+        func config(_ server: Int, extra: String = "") -> String {
+            Self.config(global, port: port, server: server, extra: extra).replacingOccurrences(of: "  default_backend be\n", with: rules + "  default_backend be\n")
+        }
+        let path = try CommandLineTests.write(config(one.port))
         let sluice = try SluiceProcess(configPath: path, listenPort: port)
         defer { _ = sluice.stop() }
         let pid = sluice.process.processIdentifier
@@ -99,18 +107,29 @@ extension Loopback {
 
         // Reload after chroot and setuid: the file is read again through the directory opened at
         // start, even though the path no longer exists inside the jail.
-        try Self.config(global, port: port, server: two.port).write(toFile: path, atomically: true, encoding: .utf8)
+        try config(two.port).write(toFile: path, atomically: true, encoding: .utf8)
         sluice.signal(SIGHUP)
         try eventually("the reload points the backend at server two") { (try? Self.answer(port)) == "two\n" }
+        #expect(!sluice.log.contains("reload failed"))
 
         // A reload that needs a privileged port fails clearly, and the running configuration stays.
         let extra = "frontend low\n  bind 127.0.0.1:81\n  default_backend be\n"
-        try Self.config(global, port: port, server: two.port, extra: extra).write(toFile: path, atomically: true, encoding: .utf8)
+        try config(two.port, extra: extra).write(toFile: path, atomically: true, encoding: .utf8)
         sluice.signal(SIGUSR2)  // HAProxy's reload signal, as systemd units send it
         try eventually("the refused reload is logged") { sluice.log.contains("reload failed") }
         #expect(sluice.log.contains("127.0.0.1:81"))
         #expect(sluice.log.contains("Permission denied"))
         #expect(try Self.answer(port) == "two\n")
+
+        // The list itself changed: the next reload reads the new one, and loopback is refused.
+        try "10.0.0.0/8\n".write(toFile: list, atomically: true, encoding: .utf8)
+        try config(two.port).write(toFile: path, atomically: true, encoding: .utf8)
+        sluice.signal(SIGHUP)
+        try eventually("the reload applies the new list: loopback clients are closed unanswered") {
+            guard let fd = try? Net.connect(port) else { return false }
+            defer { close(fd) }
+            return (try? Net.readToEnd(fd, resetEnds: true))?.isEmpty == true
+        }
     }
 
     /// An embedder's signal path and main path may both wait: the reactor threads are joined once

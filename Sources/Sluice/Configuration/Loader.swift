@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,6 +27,9 @@ public final class ConfigurationFiles: Sendable {
     }
 
     private let entries: [Entry]
+    /// The directories of the files the configuration names (`acl … -f`), opened when first read
+    /// (before `chroot`), by path.
+    private let fileDirectories = Mutex<[String: CInt]>([:])
 
     /// Opens the directories of `paths`.
     /// - Throws: `ConfigurationError` naming every path that cannot be opened.
@@ -51,10 +55,29 @@ public final class ConfigurationFiles: Sendable {
         self.entries = entries
     }
 
-    deinit { for entry in entries { closeDescriptor(entry.directory) } }
+    deinit {
+        for entry in entries { closeDescriptor(entry.directory) }
+        fileDirectories.withLock { for fd in $0.values { closeDescriptor(fd) } }
+    }
 
     /// The directories held open, for a daemon that closes what it does not know.
-    public var descriptors: Set<CInt> { Set(entries.map(\.directory)) }
+    public var descriptors: Set<CInt> { Set(entries.map(\.directory)).union(fileDirectories.withLock { $0.values }) }
+
+    /// Reads a file the configuration names through its directory, opened on the first read and
+    /// kept: a reload after `chroot` still finds it (a new directory cannot be opened there).
+    private func readNamedFile(_ path: String) -> Result<String, SystemError> {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let fd: CInt = fileDirectories.withLock { known in
+            if let fd = known[directory] { return fd }
+            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd >= 0 { known[directory] = fd }
+            return fd
+        }
+        guard fd >= 0 else { return .failure(SystemError(code: errno, call: "open", operand: directory)) }
+        return Result { () throws(SystemError) in try Self.readText(fd, name, shown: path) }
+    }
 
     /// Reads every file now and parses them as one configuration.
     /// - Throws: `ConfigurationError` listing every error, including unreadable files.
@@ -76,7 +99,7 @@ public final class ConfigurationFiles: Sendable {
             }
         }
         if !problems.isEmpty { throw ConfigurationError(diagnostics: problems) }
-        return try Configuration.parse(sources)
+        return try Configuration.parse(sources, readFile: { [self] in readNamedFile($0) })
     }
 
     private static func unreadable(_ path: String, _ error: SystemError) -> ConfigDiagnostic {
@@ -103,7 +126,7 @@ public final class ConfigurationFiles: Sendable {
         return names.sorted()
     }
 
-    private static func readText(_ directory: CInt, _ name: String, shown: String) throws(SystemError) -> String {
+    static func readText(_ directory: CInt, _ name: String, shown: String) throws(SystemError) -> String {
         let fd = openat(directory, name, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError(code: errno, call: "open", operand: shown) }
         defer { closeDescriptor(fd) }
@@ -115,5 +138,12 @@ public final class ConfigurationFiles: Sendable {
             bytes += chunk[0..<n]
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension Parser {
+    /// Reads a file by its path, for a configuration parsed from text.
+    static func readFile(_ path: String) -> Result<String, SystemError> {
+        Result { () throws(SystemError) in try ConfigurationFiles.readText(AT_FDCWD, path, shown: path) }
     }
 }

@@ -11,7 +11,12 @@ extension Configuration {
     ///
     /// - Throws: `ConfigurationError` with every error found, each naming file:line, section and keyword.
     public static func parse(_ sources: [(file: String, text: String)]) throws(ConfigurationError) -> ParsedConfiguration {
-        var parser = Parser()
+        try parse(sources, readFile: Parser.readFile)
+    }
+
+    /// `readFile` reads the files the configuration names (`acl … -f`), or says why not.
+    static func parse(_ sources: [(file: String, text: String)], readFile: @escaping (String) -> Result<String, SystemError>) throws(ConfigurationError) -> ParsedConfiguration {
+        var parser = Parser(readFile: readFile)
         for source in sources { parser.read(source.text, file: source.file) }
         return try parser.finish()
     }
@@ -143,6 +148,10 @@ struct ServerTemplate {
 
 struct Parser {
     private(set) var diagnostics: [ConfigDiagnostic] = []
+    /// Reads a file the configuration names (`acl … -f <file>`).
+    let readFile: (String) -> Result<String, SystemError>
+
+    init(readFile: @escaping (String) -> Result<String, SystemError>) { self.readFile = readFile }
     var global = Global()
     /// Tables `stick` rules use: they show `server_id`.
     var stickTablesWithServers: Set<String> = []

@@ -140,8 +140,11 @@ extension Parser {
         var builder = PatternSet.Builder(method: method)
         if case .tlsVersion = expression.fetch, method == .int { builder.dottedVersions = true }
         for (path, fold) in files {
-            guard let text = readPatternFile(path) else {
-                error(location, keyword: "acl", "cannot read pattern file '\(path)': \(String(cString: strerror(errno)))")
+            let text: String
+            switch readFile(path) {
+            case .success(let t): text = t
+            case .failure(let e):
+                error(location, keyword: "acl", "cannot read pattern file '\(path)': \(e.reason)")
                 return nil
             }
             var lineNumber = 0
@@ -164,21 +167,6 @@ extension Parser {
             }
         }
         return ACLTest(expression: expression, patterns: PatternSet(builder))
-    }
-
-    private func readPatternFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { return nil }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     // MARK: conditions
@@ -617,7 +605,7 @@ extension Parser {
         }
         /// Whether a resolved condition uses a fetch for which `test` holds.
         func uses(_ condition: Condition?, _ test: (Fetch) -> Bool) -> Bool {
-            condition.map { $0.alternatives.joined().contains { acls[$0.acl].contains { test($0.expression.fetch) } } } ?? false
+            condition.map { $0.terms.contains { acls[$0.acl].contains { test($0.expression.fetch) } } } ?? false
         }
         let connection = rules(draft.connectionRules, "tcp-request connection")
         let session = rules(draft.sessionRules, "tcp-request session")
