@@ -23,11 +23,14 @@ enum IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     init(_ address: SocketAddress) {
-        let bytes = address.ipBytes
-        if bytes.count == 4 {
-            self = .v4(bytes.withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)) })
-        } else {
-            self = .v6(bytes.withUnsafeBytes { Self.load128($0) })
+        // Straight from the sockaddr: every `src`/`dst` test and stick key reads it (no array).
+        self = address.withSockaddr { pointer, _ in
+            let raw = UnsafeRawPointer(pointer)
+            if address.family == AF_INET {
+                return .v4(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!, as: UInt32.self)))
+            }
+            let offset = MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!
+            return .v6(Self.load128(UnsafeRawBufferPointer(start: raw + offset, count: 16)))
         }
     }
 

@@ -138,7 +138,8 @@ final class FrontendRouting: Sendable {
     struct BoundLine: Sendable {
         let fetch: BoundFetch
         let converters: [Converter]
-        let patterns: PatternSet
+        /// Owned by `rules` (which the routing holds): read without reference counting.
+        unowned(unsafe) let patterns: PatternSet
     }
 
     enum BoundFetch: Sendable {
@@ -287,38 +288,43 @@ final class FrontendRouting: Sendable {
 
     /// HAProxy's `acl_exec_cond`: alternatives ORed, terms ANDed, over three values.
     func evaluate(_ condition: Condition, _ context: SessionContext) -> Verdict {
+        guard !condition.terms.isEmpty else { return .fail }
         var result = Verdict.fail
-        for alternative in condition.alternatives {
-            var suite = Verdict.pass
-            for term in alternative {
-                let v = test(term.acl, context)
-                suite = Verdict(raw: suite.raw & (term.negated ? v.negated : v).raw)
-                if suite == .fail { break }
+        var suite = Verdict.pass
+        for i in condition.terms.indices {
+            let term = condition.terms[i]
+            if term.startsAlternative && i > 0 {
+                result = Verdict(raw: result.raw | suite.raw)
+                if result == .pass { return .pass }
+                suite = .pass
+            } else if suite == .fail {
+                continue  // this alternative has failed: on to the next one
             }
-            result = Verdict(raw: result.raw | suite.raw)
-            if result == .pass { break }
+            let v = test(term.acl, context)
+            suite = Verdict(raw: suite.raw & (term.negated ? v.negated : v).raw)
         }
-        return result
+        return Verdict(raw: result.raw | suite.raw)
     }
 
     /// One ACL: its lines ORed; a line whose sample may still change is a miss, not a fail.
     private func test(_ acl: Int, _ context: SessionContext) -> Verdict {
-        var result = Verdict.fail
-        for k in lines[acl].indices {
-            let line = lines[acl][k]
-            var fetched = fetch(line.fetch, context)
-            if !line.converters.isEmpty { fetched = convert(fetched, line.converters) }
-            switch fetched {
-            case .none(let mayChange):
-                if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
-            case .value(let s, let mayChange):
-                if line.patterns.matches(s) { return .pass }
-                if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
-            case .values(let list):
-                if list.contains(where: line.patterns.matches) { return .pass }
+        lines[acl].withUnsafeBufferPointer { lines in
+            var result = Verdict.fail
+            for k in lines.indices {
+                var fetched = fetch(lines[k].fetch, context)
+                if !lines[k].converters.isEmpty { fetched = convert(fetched, lines[k].converters) }
+                switch fetched {
+                case .none(let mayChange):
+                    if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
+                case .value(let s, let mayChange):
+                    if lines[k].patterns.matches(s) { return .pass }
+                    if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
+                case .values(let list):
+                    if list.contains(where: lines[k].patterns.matches) { return .pass }
+                }
             }
+            return result
         }
-        return result
     }
 
     // MARK: Fetching

@@ -6,15 +6,47 @@ struct ACLTest: Sendable {
 
 /// A condition (`if`/`unless` …), in HAProxy's disjunctive form: alternatives separated by `||`
 /// (or `or`), each a conjunction of possibly negated ACLs. ACLs are indices into the rule set's
-/// `acls` (several lines with one name are one ACL whose tests are ORed).
+/// `acls` (several lines with one name are one ACL whose tests are ORed). Kept as one flat array
+/// of terms, each marking whether it starts an alternative: evaluating a condition walks one
+/// contiguous array.
 struct Condition: Sendable {
-    struct Term: Sendable {
+    struct Term: Sendable, Equatable {
         var negated: Bool
         var acl: Int
+        /// The first term of an alternative (after `||`).
+        var startsAlternative = false
+
+        init(negated: Bool, acl: Int) {
+            self.negated = negated
+            self.acl = acl
+        }
     }
 
     var unless = false
-    var alternatives: [[Term]] = []
+    private(set) var terms: [Term] = []
+
+    init(unless: Bool = false) { self.unless = unless }
+
+    /// The alternatives, each a list of terms.
+    var alternatives: [[Term]] {
+        get {
+            var out: [[Term]] = []
+            for term in terms {
+                if term.startsAlternative || out.isEmpty { out.append([]) }
+                out[out.count - 1].append(term)
+            }
+            return out
+        }
+        set {
+            terms = newValue.flatMap { alternative in
+                alternative.enumerated().map { i, term in
+                    var t = term
+                    t.startsAlternative = i == 0
+                    return t
+                }
+            }
+        }
+    }
 }
 
 /// HAProxy's three-valued ACL result: a test that may change with more data is a "miss", which
