@@ -32,10 +32,15 @@ def wait_listening(port, proc, timeout=10):
     raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
-def cpu_seconds(pid):
+def cpu_split(pid):
+    """A process's (user, system) CPU seconds."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ  # utime, stime
+    return int(fields[11]) / HZ, int(fields[12]) / HZ  # utime, stime
+
+
+def cpu_seconds(pid):
+    return sum(cpu_split(pid))
 
 
 def tree_cpu_seconds(pid):
@@ -76,6 +81,7 @@ class Measurement:
     def __init__(self, proxy, procs):
         self.proxy, self.procs = proxy, procs
         self.proxy0 = cpu_seconds(proxy.pid) if proxy else 0.0
+        self.user0 = cpu_split(proxy.pid)[0] if proxy else 0.0
         self.busy0, self.children0 = system_busy(), children_cpu_seconds()
         self.own0 = sum(tree_cpu_seconds(p.pid) for p in procs)
         self.t0 = time.time()
@@ -86,6 +92,7 @@ class Measurement:
         load = children_cpu_seconds() - self.children0
         other = system_busy() - self.busy0 - own - load
         return {"wall_s": wall, "proxy_cpu_s": (cpu_seconds(self.proxy.pid) - self.proxy0) if self.proxy else None,
+                "proxy_user_cpu_s": (cpu_split(self.proxy.pid)[0] - self.user0) if self.proxy else None,
                 "known_processes_cpu_s": own, "load_generator_cpu_s": load, "other_cpu_s": other,
                 "noisy": other > NOISE_LIMIT * wall}
 

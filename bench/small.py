@@ -108,9 +108,10 @@ def main():
                     result.update({"round": r + 1, "contender": name, "workload": workload, **measurement.finish()})
                     cpu = result["proxy_cpu_s"]
                     result["proxy_cpu_us_per_request"] = cpu * 1e6 / result["requests"] if proc and result["requests"] else None
+                    result["proxy_user_us_per_request"] = result["proxy_user_cpu_s"] * 1e6 / result["requests"] if proc and result["requests"] else None
                     runs.append(result)
                     print(f"round {r+1} {workload:9s} {name:17s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']}ms p99 {result['p99_ms']}ms"
-                          + (f"  {result['proxy_cpu_us_per_request']:.1f} us/req" if proc else "")
+                          + (f"  {result['proxy_cpu_us_per_request']:.1f} us/req ({result['proxy_user_us_per_request']:.1f} user)" if proc else "")
                           + (f"  errors {result['errors']}" if result["errors"] else ""), flush=True)
     finally:
         stop_all(procs)
@@ -123,13 +124,14 @@ def main():
     lines = [f"# Small requests, wrk -t{wrk_threads} -c{args.connections}, 1 KiB from nginx, {args.rounds} rounds x {args.seconds} s, "
              f"nbthread {','.join(map(str, args.threads))}",
              "", f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
-             "| workload | contender | req/s median (min-max) | p50 ms | p99 ms | proxy CPU us/req median (min-max) | errors | noisy |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| workload | contender | req/s median (min-max) | p50 ms | p99 ms | proxy CPU us/req median (min-max) | of which user | errors | noisy |",
+             "|---|---|---|---|---|---|---|---|---|"]
     table = {}
     for workload in ("keepalive", "churn"):
         for name in names:
             rps = summary(name, workload, "rps")
             cpu = summary(name, workload, "proxy_cpu_us_per_request")
+            user = summary(name, workload, "proxy_user_us_per_request")
             p50 = summary(name, workload, "p50_ms")
             p99 = summary(name, workload, "p99_ms")
             errors = sum(x["errors"] for x in runs if x["contender"] == name and x["workload"] == workload)
@@ -138,6 +140,7 @@ def main():
             lines.append(f"| {workload} | {name} | {rps['median']:.0f} ({rps['min']:.0f}-{rps['max']:.0f}) | "
                          f"{p50['median']:.2f} | {p99['median']:.2f} | "
                          + (f"{cpu['median']:.1f} ({cpu['min']:.1f}-{cpu['max']:.1f})" if cpu else "-")
+                         + (f" | {user['median']:.1f} ({user['min']:.1f}-{user['max']:.1f})" if user else " | -")
                          + f" | {errors} | {noisy}/{args.rounds} |")
     lines.append("")
     for workload in ("keepalive", "churn"):
@@ -149,8 +152,31 @@ def main():
             return table[f"{workload}/{a}"]["noisy"] + table[f"{workload}/{b}"]["noisy"] > args.rounds
         lines += [line.replace("- ", f"- {workload}: ", 1)
                   for line in comparisons(args.threads, value, noisy, [("rps", "req/s"), ("cpu_us", "CPU per request"), ("p99", "p99")])]
+    lines += rule_costs(runs, names)
     write_results(args.out, "http", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)
+
+
+def rule_costs(runs, names):
+    """With RULES=1: what the rule set adds to each proxy's CPU per request, from the rounds'
+    pairs (a contender with rules and the same one without, measured minutes apart at most), so
+    that the proxies' costs of the same rules compare in microseconds."""
+    lines = []
+    for workload in ("keepalive", "churn"):
+        for base in ("haproxy", "sluice", "sluice-uring"):
+            if f"{base}-rules" not in names:
+                continue
+            def per_round(name, key):
+                return {x["round"]: x[key] for x in runs if x["contender"] == name and x["workload"] == workload and x[key] is not None}
+            cells = []
+            for key, label in (("proxy_cpu_us_per_request", "CPU"), ("proxy_user_us_per_request", "user CPU")):
+                plain, rules = per_round(base, key), per_round(f"{base}-rules", key)
+                deltas = [rules[r] - plain[r] for r in plain if r in rules]
+                if deltas:
+                    cells.append(f"{label} {statistics.median(deltas):+.1f} us ({min(deltas):+.1f} to {max(deltas):+.1f})")
+            if cells:
+                lines.append(f"- {workload}: the rules add to {base}, per request, median of the rounds' differences: " + ", ".join(cells))
+    return ([""] + lines) if lines else []
 
 
 if __name__ == "__main__":
