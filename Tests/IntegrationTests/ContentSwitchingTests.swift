@@ -87,6 +87,52 @@ extension Loopback {
         #expect(servers[0].accepted.load(ordering: .relaxed) == 3)
     }
 
+    /// HAProxy's map-based SNI router: the backend named by a map file (`map_dom`), the default
+    /// when the name is not in it, and `default_backend` when there is no name at all — the same
+    /// choices as HAProxy 2.6 on the same configuration and map.
+    @Test func sniRoutesThroughAMapFileLikeHAProxy() throws {
+        let servers = try ["a", "b", "default"].map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        let map = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-sni-\(UUID().uuidString.prefix(8)).map").path
+        try "# SNI -> backend\na.example  be_a\nb.example  be_b\n".write(toFile: map, atomically: true, encoding: .utf8)
+        defer { unlink(map) }
+        func config(_ port: Int) -> String {
+            """
+            \(tcpDefaults(client: "10s", server: "10s"))
+            frontend tls
+              bind 127.0.0.1:\(port)
+              tcp-request inspect-delay 2s
+              tcp-request content accept if { req.ssl_hello_type 1 }
+              use_backend %[req.ssl_sni,lower,map_dom(\(map),be_default)]
+              default_backend be_none
+            backend be_a
+              server a 127.0.0.1:\(servers[0].port)
+            backend be_b
+              server b 127.0.0.1:\(servers[1].port)
+            backend be_default
+              server d 127.0.0.1:\(servers[2].port)
+            backend be_none
+              server n 127.0.0.1:\(servers[2].port)
+
+            """
+        }
+        let h = Self.hellos
+        func routes(_ port: Int) throws -> [String] {
+            try ["curl-sni-h2", "curl-http1.1", "openssl-tls13", "curl-no-sni"].map { try Self.exchange(port, h.bytes($0)) }
+        }
+        let proxy = try RunningProxy(config(0))
+        defer { proxy.stop() }
+        // a.example, shop.b.example (a subdomain: map_dom), tls13.example (not in the map), no SNI.
+        let sluice = try routes(proxy.port)
+        #expect(sluice == ["a\n", "b\n", "default\n", "default\n"])
+        if FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: config(port), port: port)
+            defer { haproxy.stop() }
+            #expect(try routes(port) == sluice, "HAProxy 2.6 routes differently")
+        }
+    }
+
     /// End to end with real TLS: nginx terminates it behind Sluice, which only peeks at the hello.
     @Test func sniRoutesRealTLSClientsToNginx() throws {
         let certificate = try TLSCertificate()

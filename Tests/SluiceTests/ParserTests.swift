@@ -122,6 +122,13 @@ struct ParserTests {
         #expect(Self.errors(Self.valid + "  frobnicate 1\n") == ["t.cfg:6: error: [backend 'be'] 'frobnicate': unknown keyword in a 'backend' section"])
     }
 
+    @Test func windowsLineEndingsReadAsHAProxyReadsThem() throws {
+        // A file saved with CRLF: HAProxy reads it; Swift keeps "\r\n" as one character.
+        let crlf = (Self.valid + "  frobnicate 1\n").replacingOccurrences(of: "\n", with: "\r\n")
+        #expect(Self.errors(crlf) == ["t.cfg:6: error: [backend 'be'] 'frobnicate': unknown keyword in a 'backend' section"])
+        _ = try Configuration.parse(Self.valid.replacingOccurrences(of: "\n", with: "\r\n"), file: "t.cfg")
+    }
+
     @Test func keywordInTheWrongSectionSaysWhereItBelongs() {
         #expect(Self.errors(Self.valid + "  bind :81\n") == ["t.cfg:6: error: [backend 'be'] 'bind': is not allowed in a 'backend' section (it belongs in frontend, listen)"])
         #expect(Self.errors("global\n  balance roundrobin\n" + Self.valid) == ["t.cfg:2: error: [global] 'balance': is not allowed in the 'global' section (it belongs in defaults, backend, listen)"])

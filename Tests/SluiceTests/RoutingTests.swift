@@ -232,6 +232,64 @@ struct ProxyProtocolTests {
     }
 }
 
+struct MapConverterTests {
+    static func map(_ name: String, _ text: String, default fallback: String? = nil) -> Result<MapTable, ValueError> {
+        MapTable.load(name, path: "/maps/t.map", default: fallback) { path in
+            path == "/maps/t.map" ? .success(text) : .failure(SystemError(code: ENOENT, call: "open"))
+        }
+    }
+
+    static func look(_ table: MapTable, _ sample: Sample) -> String? {
+        table.lookUp(sample).map { String(decoding: $0.bytes, as: UTF8.self) }
+    }
+
+    @Test func filesReadAsHAProxyDocumentsThem() throws {
+        let text = """
+            # comment
+              a.example    be_a   \r
+            b.example\tbe b with spaces\t
+
+            a.example    ignored: the first line of a key wins
+            """
+        let table = try Self.map("map", text).get()
+        #expect(Self.look(table, .string(Array("a.example".utf8))) == "be_a")
+        #expect(Self.look(table, .string(Array("b.example".utf8))) == "be b with spaces")
+        #expect(Self.look(table, .string(Array("c.example".utf8))) == nil)  // no default: no sample
+        let withDefault = try Self.map("map_str", text, default: "be_default").get()
+        #expect(Self.look(withDefault, .string(Array("c.example".utf8))) == "be_default")
+    }
+
+    @Test func matchMethodsAndOutputs() throws {
+        let domains = try Self.map("map_dom", "example.com be_com\nb.example.org be_org\n").get()
+        #expect(Self.look(domains, .string(Array("www.example.com".utf8))) == "be_com")
+        #expect(Self.look(domains, .string(Array("a.b.example.org".utf8))) == "be_org")
+        #expect(Self.look(domains, .string(Array("example.org".utf8))) == nil)
+        let ends = try Self.map("map_end", ".internal be_internal\n").get()
+        #expect(Self.look(ends, .string(Array("db.internal".utf8))) == "be_internal")
+        // map_ip takes the most specific network, wherever it is in the file.
+        let networks = try Self.map("map_ip", "10.0.0.0/8 wide\n10.1.0.0/16 narrow\n10.1.2.3 host\n").get()
+        #expect(Self.look(networks, .ip(.v4(0x0A01_0203))) == "host")
+        #expect(Self.look(networks, .ip(.v4(0x0A01_0909))) == "narrow")
+        #expect(Self.look(networks, .ip(.v4(0x0A09_0909))) == "wide")
+        let weights = try Self.map("map_str_int", "a 10\nb 20\n", default: "0").get()
+        #expect(weights.lookUp(.string(Array("b".utf8)))?.integer == 20)
+        #expect(weights.lookUp(.string(Array("z".utf8)))?.integer == 0)
+    }
+
+    @Test func mistakesAreNamedWithTheFileAndLine() {
+        func message(_ r: Result<MapTable, ValueError>) -> String? {
+            if case .failure(let e) = r { return e.message }
+            return nil
+        }
+        #expect(message(Self.map("map_str_int", "a 10\nb twenty\n"))?.contains("/maps/t.map:2: 'twenty' is not an integer") == true)
+        #expect(message(Self.map("map_ip", "not-an-address x\n"))?.hasPrefix("/maps/t.map:1:") == true)
+        #expect(message(Self.map("map_regm", "a b\n"))?.contains("not supported") == true)
+        #expect(message(Self.map("map_str_ip", "a 1.2.3.4\n"))?.contains("_ip outputs") == true)
+        #expect(message(MapTable.load("map", path: "/nowhere.map", default: nil) { _ in .failure(SystemError(code: ENOENT, call: "open")) })?
+            .contains("cannot read map file '/nowhere.map'") == true)
+    }
+}
+
 struct StickTableTests {
     static func table(size: Int, expire: Duration? = nil) -> StickTable {
         var spec = StickTableSpec(name: "t", keyType: .ipv4, size: size, expire: expire)

@@ -170,7 +170,7 @@ struct Parser {
 
     mutating func read(_ text: String, file: String) {
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for rawLine in text.lines {
             lineNumber += 1
             let location = SourceLocation(file: file, line: lineNumber)
             let words: [String]

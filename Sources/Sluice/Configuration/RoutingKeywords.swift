@@ -92,7 +92,7 @@ extension Parser {
     /// `<criterion> [flags] [operator] [<value>] ...`, as in an `acl` line or between braces.
     mutating func aclTest(_ words: [String], _ location: SourceLocation) -> ACLTest? {
         let expression: SampleExpression
-        switch SampleExpression.parse(words[0]) {
+        switch SampleExpression.parse(words[0], readFile: readFile) {
         case .failure(let e): error(location, keyword: "acl", e.message); return nil
         case .success(let e): expression = e
         }
@@ -148,7 +148,7 @@ extension Parser {
                 return nil
             }
             var lineNumber = 0
-            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            for line in text.lines {
                 lineNumber += 1
                 var pattern = Substring(line)
                 while let f = pattern.first, f == " " || f == "\t" { pattern = pattern.dropFirst() }
@@ -278,7 +278,7 @@ extension Parser {
                 error(location, keyword: keyword, "expected '\(name) <key> [table <table>]'")
                 return
             }
-            switch SampleExpression.parse(arguments[0]) {
+            switch SampleExpression.parse(arguments[0], readFile: readFile) {
             case .failure(let e): error(location, keyword: keyword, e.message); return
             case .success(let key):
                 if key.fetch.readsContent && stage != "content" {
@@ -361,7 +361,7 @@ extension Parser {
                 error(location, keyword: "use_backend", "'\(text)': '%[' without its ']'")
                 return nil
             }
-            switch SampleExpression.parse(String(rest[open.upperBound..<close])) {
+            switch SampleExpression.parse(String(rest[open.upperBound..<close]), readFile: readFile) {
             case .failure(let e): error(location, keyword: "use_backend", e.message); return nil
             case .success(let e): parts.append(.sample(e))
             }
@@ -394,7 +394,7 @@ extension Parser {
             return
         }
         let key: SampleExpression
-        switch SampleExpression.parse(patternWords[patternWords.startIndex]) {
+        switch SampleExpression.parse(patternWords[patternWords.startIndex], readFile: readFile) {
         case .failure(let e): error(location, keyword: keyword, e.message); return
         case .success(let e): key = e
         }

@@ -131,16 +131,114 @@ enum Fetch: Sendable, Hashable {
     }
 }
 
-/// Converters after a fetch (`req.ssl_sni,lower`). Only the case converters are supported.
-enum Converter: String, Sendable, Hashable {
+/// Converters after a fetch (`req.ssl_sni,lower`, `req.ssl_sni,lower,map_dom(/etc/haproxy/sni.map,be_default)`).
+enum Converter: Sendable, Hashable {
     case lower, upper
+    /// `map*(<file>[,<default>])`.
+    case map(MapTable)
 
-    func apply(_ sample: Sample) -> Sample {
-        let bytes = sample.bytes
+    /// The converted sample; nil when there is none (a map without default that finds nothing:
+    /// as if nothing had been fetched).
+    func apply(_ sample: Sample) -> Sample? {
         switch self {
-        case .lower: return .string(bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 })
-        case .upper: return .string(bytes.map { $0 >= 97 && $0 <= 122 ? $0 & ~0x20 : $0 })
+        case .lower: return .string(sample.bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 })
+        case .upper: return .string(sample.bytes.map { $0 >= 97 && $0 <= 122 ? $0 & ~0x20 : $0 })
+        case .map(let table): return table.lookUp(sample)
         }
+    }
+
+    /// Parses one converter; `readFile` reads a map's file.
+    static func parse(_ text: String, readFile: (String) -> Result<String, SystemError>) -> Result<Converter, ValueError> {
+        switch text {
+        case "lower": return .success(.lower)
+        case "upper": return .success(.upper)
+        default: break
+        }
+        guard text.hasPrefix("map"), let open = text.firstIndex(of: "("), text.hasSuffix(")") else {
+            return .failure(ValueError("converter '\(text)' is not supported (supported: lower, upper, map, map_str, map_beg, map_sub, map_dir, map_dom, map_end, map_reg, map_int, map_ip, and their _int forms)"))
+        }
+        let name = String(text[..<open])
+        let arguments = text[text.index(after: open)..<text.index(before: text.endIndex)].split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard let path = arguments.first, !path.isEmpty else { return .failure(ValueError("'\(name)' needs a map file: \(name)(<file>[,<default>])")) }
+        return MapTable.load(name, path: path, default: arguments.count > 1 ? arguments[1] : nil, readFile: readFile).map(Converter.map)
+    }
+}
+
+/// A map file, as HAProxy's `map_<match>[_<output>]` converters read it: one key and value per
+/// line (leading blanks stripped, the key is the first word, the value the rest without trailing
+/// blanks; `#` comments and empty lines skipped). `str` keys are looked up in a dictionary; the
+/// other methods take the first matching line in file order (HAProxy's lists), except `ip`, which
+/// takes the most specific network (HAProxy's tree).
+final class MapTable: Sendable, Hashable {
+    let name: String
+    private let method: MatchMethod
+    private let integerOutput: Bool
+    private let exact: [[UInt8]: Sample]
+    private let entries: [(patterns: PatternSet, prefix: Int, value: Sample)]
+    private let fallback: Sample?
+
+    private init(name: String, method: MatchMethod, integerOutput: Bool, exact: [[UInt8]: Sample], entries: [(patterns: PatternSet, prefix: Int, value: Sample)], fallback: Sample?) {
+        (self.name, self.method, self.integerOutput, self.exact, self.entries, self.fallback) = (name, method, integerOutput, exact, entries, fallback)
+    }
+
+    static func == (a: MapTable, b: MapTable) -> Bool { a === b }
+    func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
+    static func load(_ name: String, path: String, default fallback: String?, readFile: (String) -> Result<String, SystemError>) -> Result<MapTable, ValueError> {
+        var parts = name.split(separator: "_").map(String.init)
+        var integerOutput = false
+        if parts.count == 3 {
+            guard parts[2] == "int" else { return .failure(ValueError("'\(name)': only string and integer outputs are supported (_ip outputs are not)")) }
+            integerOutput = true
+            parts.removeLast()
+        }
+        let methodName = parts.count == 1 ? "str" : parts[1]
+        guard parts[0] == "map", parts.count <= 2, let method = MatchMethod(rawValue: methodName),
+              [.str, .beg, .sub, .dir, .dom, .end, .reg, .int, .ip].contains(method) else {
+            return .failure(ValueError("converter '\(name)' is not supported (map_regm and _ip outputs are not)"))
+        }
+        func value(_ text: String) -> Sample? {
+            integerOutput ? Int64(text).map(Sample.int) : .string(Array(text.utf8))
+        }
+        var fallbackSample: Sample?
+        if let fallback {
+            guard let v = value(fallback) else { return .failure(ValueError("'\(name)': default '\(fallback)' is not an integer")) }
+            fallbackSample = v
+        }
+        let text: String
+        switch readFile(path) {
+        case .success(let t): text = t
+        case .failure(let e): return .failure(ValueError("cannot read map file '\(path)': \(e.reason)"))
+        }
+        var exact: [[UInt8]: Sample] = [:]
+        var entries: [(patterns: PatternSet, prefix: Int, value: Sample)] = []
+        for (number, rawLine) in text.lines.enumerated() {
+            let line = rawLine.drop { $0 == " " || $0 == "\t" }
+            if line.isEmpty || line.hasPrefix("#") || line.allSatisfy({ $0 == "\r" || $0 == " " || $0 == "\t" }) { continue }
+            let key = String(line.prefix { $0 != " " && $0 != "\t" })
+            var rest = line.dropFirst(key.count).drop { $0 == " " || $0 == "\t" }
+            while let l = rest.last, l == " " || l == "\t" || l == "\r" { rest = rest.dropLast() }
+            guard let v = value(String(rest)) else { return .failure(ValueError("\(path):\(number + 1): '\(rest)' is not an integer")) }
+            if method == .str {
+                if exact[Array(key.utf8)] == nil { exact[Array(key.utf8)] = v }
+                continue
+            }
+            var builder = PatternSet.Builder(method: method)
+            if let problem = builder.add(key, ignoreCase: false) { return .failure(ValueError("\(path):\(number + 1): \(problem)")) }
+            let prefix = method == .ip ? key.split(separator: "/").dropFirst().first.flatMap { Int($0) } ?? (key.contains(":") ? 128 : 32) : 0
+            entries.append((PatternSet(builder), prefix, v))
+        }
+        return .success(MapTable(name: name, method: method, integerOutput: integerOutput, exact: exact, entries: entries, fallback: fallbackSample))
+    }
+
+    func lookUp(_ sample: Sample) -> Sample? {
+        if method == .str { return exact[sample.bytes] ?? fallback }
+        if method == .ip {
+            var best: (prefix: Int, value: Sample)?
+            for entry in entries where entry.prefix > (best?.prefix ?? -1) && entry.patterns.matches(sample) { best = (entry.prefix, entry.value) }
+            return best?.value ?? fallback
+        }
+        return entries.first { $0.patterns.matches(sample) }?.value ?? fallback
     }
 }
 
@@ -149,8 +247,8 @@ struct SampleExpression: Sendable, Hashable {
     var fetch: Fetch
     var converters: [Converter] = []
 
-    /// Parses `fetch[,converter]*`.
-    static func parse(_ text: String) -> Result<SampleExpression, ValueError> {
+    /// Parses `fetch[,converter]*`; `readFile` reads the files converters name (maps).
+    static func parse(_ text: String, readFile: (String) -> Result<String, SystemError> = Parser.readFile) -> Result<SampleExpression, ValueError> {
         var parts: [String] = []
         var depth = 0
         var current = ""
@@ -164,10 +262,10 @@ struct SampleExpression: Sendable, Hashable {
         case .success(let fetch):
             var expression = SampleExpression(fetch: fetch)
             for name in parts.dropFirst() {
-                guard let converter = Converter(rawValue: name) else {
-                    return .failure(ValueError("converter '\(name)' is not supported (supported: lower, upper)"))
+                switch Converter.parse(name, readFile: readFile) {
+                case .success(let converter): expression.converters.append(converter)
+                case .failure(let e): return .failure(e)
                 }
-                expression.converters.append(converter)
             }
             return .success(expression)
         }
@@ -175,6 +273,10 @@ struct SampleExpression: Sendable, Hashable {
 }
 
 extension String {
+    /// The lines of a file, ended by LF or CRLF (Swift keeps "\r\n" as one character, which a
+    /// split on "\n" alone never finds).
+    var lines: [Substring] { split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" } }
+
     var trimmingSpaces: String {
         var s = Substring(self)
         while s.first == " " { s = s.dropFirst() }

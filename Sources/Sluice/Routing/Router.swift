@@ -342,10 +342,18 @@ final class FrontendRouting: Sendable {
     }
 
     private func convert(_ fetched: Fetched, _ converters: [Converter]) -> Fetched {
+        func apply(_ s: Sample) -> Sample? {
+            var value = s
+            for converter in converters {
+                guard let next = converter.apply(value) else { return nil }
+                value = next
+            }
+            return value
+        }
         switch fetched {
-        case .none: fetched
-        case .value(let s, let m): .value(converters.reduce(s) { $1.apply($0) }, mayChange: m)
-        case .values(let list): .values(list.map { s in converters.reduce(s) { $1.apply($0) } })
+        case .none: return fetched
+        case .value(let s, let m): return apply(s).map { .value($0, mayChange: m) } ?? .none(mayChange: m)
+        case .values(let list): return .values(list.compactMap(apply))
         }
     }
 
