@@ -62,8 +62,15 @@ public final class LoadBalancer: Sendable {
         var run = RunState(configuration: configuration)
         let plan = try Self.resolve(configuration)
         Self.apply(plan, to: &run)
+        // Saved server states (`load-server-state-from-file`) apply before any traffic. Reloads keep
+        // the running states in-process and read no file.
+        startupNotices = ServerStateFile.apply(configuration, to: run.backends)
+        for notice in startupNotices { logger.warning("\(notice)") }
         state = Mutex(run)
     }
+
+    /// What the operator should know from the start, such as server-state lines that were skipped.
+    public let startupNotices: [String]
 
     // MARK: Building and reloading state
 

@@ -30,14 +30,12 @@ enum GlobalKeywords {
         "profiling.memory": "Sluice has no memory profiler",
         "set-dumpable": "Sluice does not change the dumpable flag",
         "expose-experimental-directives": "Sluice has no experimental directives",
-        "server-state-base": "server states are kept across reloads in-process; state files are not read",
     ]
     /// Keywords Sluice refuses, and why.
     static let refused: [String: String] = [
         "lua-load": "Lua scripting is not supported",
         "lua-load-per-thread": "Lua scripting is not supported",
         "lua-prepend-path": "Lua scripting is not supported",
-        "server-state-file": "loading server states from a file is not supported yet (states survive reloads in-process)",
         "unix-bind": "UNIX-socket listeners are not supported yet",
         "fd-hard-limit": "not supported yet; use 'ulimit-n' or the service manager's limit",
         "strict-limits": "not supported yet: Sluice warns when 'ulimit-n' cannot be reached",
@@ -95,6 +93,9 @@ extension Parser {
             global.hardStopAfter = timeValue(words[1], location, keyword: keyword)
         case "stats":
             statsKeyword(words, location)
+        case "server-state-file", "server-state-base":
+            guard expect(words, count: 2, location, usage: "\(keyword) <\(keyword == "server-state-file" ? "file" : "directory")>") else { return }
+            if keyword == "server-state-file" { global.serverStateFile = words[1] } else { global.serverStateBase = words[1] }
         case "io-engine":
             guard expect(words, count: 2, location, usage: "io-engine epoll|io_uring") else { return }
             if let engine = IOEngine(rawValue: words[1]) { global.ioEngine = engine } else {

@@ -46,6 +46,11 @@ public struct Global: Hashable, Sendable {
     public var daemon: Bool = false
     /// `pidfile` (or `sluice -p`): the running process writes its pid here and removes it on exit.
     public var pidFile: String?
+    /// `server-state-file`: the file `load-server-state-from-file global` reads (as written by
+    /// `show servers state`), relative to `serverStateBase` unless absolute.
+    public var serverStateFile: String?
+    /// `server-state-base`: the directory of relative server-state file names.
+    public var serverStateBase: String?
     /// `uid`/`user`: the user id the process switches to once listeners and stats sockets are open.
     /// Names are resolved when the configuration is read. Nil: keep the starting user.
     public var userID: UInt32?
@@ -250,6 +255,9 @@ public enum BalanceAlgorithm: String, Hashable, Sendable {
 /// The server side of a proxy (`backend`, or the back half of `listen`).
 public struct Backend: Hashable, Sendable {
     public var name: String
+    /// `load-server-state-from-file` (+ `server-state-file-name`): where the servers' states come
+    /// from when Sluice starts.
+    public var serverStateSource: ServerStateSource = .none
     /// ACLs and `stick` rules (persistence). Nil: none.
     public var rules: RuleSet?
     public var balance: BalanceAlgorithm = .roundRobin
@@ -489,4 +497,13 @@ extension Duration {
         let (s, attos) = components
         return s * 1000 + (attos + 999_999_999_999_999) / 1_000_000_000_000_000
     }
+}
+
+/// `load-server-state-from-file global|local|none`.
+public enum ServerStateSource: Hashable, Sendable {
+    case none
+    /// The global `server-state-file`.
+    case global
+    /// `server-state-file-name <file>`; nil: the backend's name. Relative to `server-state-base`.
+    case local(String?)
 }

@@ -86,6 +86,9 @@ struct ProxyDraft {
     var checkTimeout: Duration?
     var balance: BalanceAlgorithm = .roundRobin
     var retries = 3
+    /// `load-server-state-from-file`, and `server-state-file-name` (its own line, any order).
+    var serverStateSource: ServerStateSource = .none
+    var serverStateFileName: String?
     var redispatch = false
     var allBackups = false
     var serverTemplate = ServerTemplate()
@@ -442,6 +445,7 @@ struct Parser {
             var backend = Backend(name: proxy.name, servers: proxy.servers.map(\.0))
             backend.balance = proxy.balance
             backend.retries = proxy.retries
+            if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch
             backend.allBackups = proxy.allBackups
             backend.connectTimeout = proxy.connectTimeout

@@ -16,6 +16,8 @@ enum ProxyKeywords {
         "default-server": SectionKind.backSide,
         "timeout": SectionKind.proxies,
         "retries": SectionKind.backSide,
+        "load-server-state-from-file": SectionKind.backSide,
+        "server-state-file-name": [.backend, .listen],
         "option": SectionKind.proxies,
         "no": SectionKind.proxies,
         "http-check": SectionKind.backSide,
@@ -77,8 +79,6 @@ enum ProxyKeywords {
         "force-persist": "persistence rules are not supported yet",
         "ignore-persist": "persistence rules are not supported yet",
         "external-check": "external checks (a program per check) are not supported",
-        "load-server-state-from-file": "loading server states from a file is not supported yet",
-        "server-state-file-name": "loading server states from a file is not supported yet",
         "email-alert": "email alerts are not supported",
         "declare": "stick-table declarations are not supported yet",
         "filter": "filters are not supported",
@@ -196,6 +196,17 @@ extension Parser {
             proxy.serverTemplate = template
         case "timeout":
             timeoutLine(&proxy, words, location)
+        case "load-server-state-from-file":
+            guard expect(words, count: 2, location, usage: "load-server-state-from-file global|local|none") else { return }
+            switch words[1] {
+            case "global": proxy.serverStateSource = .global
+            case "local": proxy.serverStateSource = .local(nil)
+            case "none": proxy.serverStateSource = .none
+            default: error(location, keyword: keyword, "'\(words[1])' is not one of global, local, none")
+            }
+        case "server-state-file-name":
+            guard words.count <= 2 else { return error(location, keyword: keyword, "usage: server-state-file-name [use-backend-name|<file>]") }
+            proxy.serverStateFileName = words.count == 2 && words[1] != "use-backend-name" ? words[1] : nil
         case "retries":
             guard expect(words, count: 2, location, usage: "retries <count>") else { return }
             proxy.retries = value(ValueParser.integer(words[1], in: 0...100, what: "retries"), location, keyword: keyword) ?? proxy.retries

@@ -98,7 +98,8 @@ final class CheckRunner {
             guard case .success(let proto) = CheckProtocol.make(config.healthCheck) else { continue }
             for server in state.servers {
                 guard let plan = server.checkPlan else { continue }
-                var counter = HealthCounter(rise: plan.rise, fall: plan.fall)
+                // A new server starts at `rise` (UP), or where a server-state file put it.
+                var counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: min(max(server.health.load(ordering: .relaxed), 0), plan.rise + plan.fall - 1))
                 if let old = previous[ObjectIdentifier(server)] {
                     counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: old.isUp ? plan.rise + plan.fall - 1 : 0)
                 }

@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// HAProxy's server-state file: what `show servers state` printed before a restart (an operator's
+/// reload script saves it), applied when the balancer starts, before any traffic, as HAProxy's
+/// `load-server-state-from-file` does. A line that does not parse, or names a backend or server
+/// that is not configured, is reported and skipped; a bad file never stops the start.
+enum ServerStateFile {
+    /// One server's saved state (version 1 of the format).
+    struct Entry: Equatable {
+        var backend: String
+        var server: String
+        var operational: OperationalState
+        /// HAProxy's `srv_admin_state` bits, the inherited ones removed.
+        var admin: Int
+        var userWeight: Int
+        var configuredWeight: Int
+        var secondsSinceChange: Int64
+        var checkHealth: Int
+        var checkState: Int
+    }
+
+    /// `srv_admin_state` bits (HAProxy's SRV_ADMF_*).
+    static let forcedMaintenance = 0x01, configuredMaintenance = 0x04, forcedDrain = 0x08
+    /// `srv_check_state` bits (HAProxy's CHK_ST_*).
+    static let checkConfigured = 0x02, checkEnabled = 0x04
+
+    /// Reads a file's text: its entries, and a reason for every line skipped (`path:line: …`).
+    static func parse(_ text: String, path: String) -> (entries: [Entry], problems: [String]) {
+        var entries: [Entry] = []
+        var problems: [String] = []
+        var sawVersion = false
+        for (index, raw) in text.lines.enumerated() {
+            let line = raw.trimmingCharacters(in: " \t")
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard sawVersion else {
+                guard line == "1" else {
+                    problems.append("\(path):\(index + 1): version '\(line)' is not supported (expected 1, as 'show servers state' writes)")
+                    return ([], problems)
+                }
+                sawVersion = true
+                continue
+            }
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight
+            // srv_iweight srv_time_since_last_change srv_check_status srv_check_result
+            // srv_check_health srv_check_state srv_agent_state … (HAProxy 2.x writes 25 fields).
+            guard f.count >= 15 else {
+                problems.append("\(path):\(index + 1): \(f.count) fields where a server line has at least 15")
+                continue
+            }
+            let admin = (Int(f[6]) ?? -1) & ~(0x02 | 0x10 | 0x20 | 0x40)  // inherited and resolver bits, FQDN change
+            guard let op = Int(f[5]).flatMap({ UInt8(exactly: $0) }).flatMap(OperationalState.init(rawValue:)),
+                  [0, forcedMaintenance, configuredMaintenance, configuredMaintenance | forcedMaintenance,
+                   configuredMaintenance | forcedDrain, forcedDrain].contains(admin),
+                  let userWeight = Int(f[7]), (0...256).contains(userWeight), let configuredWeight = Int(f[8]), (0...256).contains(configuredWeight),
+                  let since = Int64(f[9]), let health = Int(f[12]), let checkState = Int(f[13]) else {
+                problems.append("\(path):\(index + 1): a value is out of range (op state '\(f[5])', admin state '\(f[6])', weights '\(f[7])'/'\(f[8])')")
+                continue
+            }
+            entries.append(Entry(backend: f[1], server: f[3], operational: op, admin: admin, userWeight: userWeight, configuredWeight: configuredWeight,
+                                 secondsSinceChange: since, checkHealth: health, checkState: checkState))
+        }
+        if !sawVersion && problems.isEmpty { problems.append("\(path): empty (no version line)") }
+        return (entries, problems)
+    }
+
+    /// Where `backend` reads its states; nil when it reads none.
+    static func path(for backend: Backend, _ global: Global) -> String? {
+        func located(_ name: String) -> String {
+            name.hasPrefix("/") ? name : global.serverStateBase.map { $0.hasSuffix("/") ? $0 + name : $0 + "/" + name } ?? name
+        }
+        switch backend.serverStateSource {
+        case .none: return nil
+        case .global: return global.serverStateFile.map(located)
+        case .local(let name): return located(name ?? backend.name)
+        }
+    }
+
+    /// Applies the saved states to the configured servers of every backend that loads them, as
+    /// HAProxy's `srv_state_srv_update`. Returns the notices for the operator (lines skipped,
+    /// files missing).
+    static func apply(_ configuration: Configuration, to backends: [String: BackendState], now: Int64 = monotonicMilliseconds()) -> [String] {
+        var notices: [String] = []
+        var files: [String: [Entry]] = [:]
+        for backend in configuration.backends {
+            guard let path = path(for: backend, configuration.global) else {
+                if backend.serverStateSource == .global {
+                    notices.append("backend '\(backend.name)': 'load-server-state-from-file global' without a global 'server-state-file'; no state loaded")
+                }
+                continue
+            }
+            if files[path] == nil {
+                switch Parser.readFile(path) {
+                case .success(let text):
+                    let (entries, problems) = parse(text, path: path)
+                    files[path] = entries
+                    notices += problems
+                case .failure(let error):
+                    files[path] = []
+                    notices.append("server-state file '\(path)': \(error.reason); no state loaded from it")
+                }
+            }
+            guard let state = backends[backend.name] else { continue }
+            for entry in files[path] ?? [] where entry.backend == backend.name {
+                guard let server = state.server(named: entry.server), let configured = backend.servers.first(where: { $0.name == entry.server }) else {
+                    notices.append("server-state file '\(path)': no server '\(entry.server)' in backend '\(backend.name)'; its state is skipped")
+                    continue
+                }
+                apply(entry, to: server, configured: configured, in: state, now: now)
+            }
+        }
+        return notices
+    }
+
+    private static func apply(_ e: Entry, to server: ServerState, configured: Server, in backend: BackendState, now: Int64) {
+        // Health: only a checked server has one to restore (one without checks is UP whenever it is
+        // not in maintenance, before and after).
+        if let plan = server.checkPlan {
+            let top = plan.rise + plan.fall - 1
+            var health = e.checkHealth
+            var state = e.operational
+            switch e.operational {
+            case .stopped: health = 0
+            case .starting:
+                if plan.rise == 1 { (health, state) = (top, .running) } else if health < 1 || health >= plan.rise { health = plan.rise - 1 }
+            case .stopping:
+                if plan.fall == 1 { (health, state) = (0, .stopped) } else if health < plan.rise || health > top - 1 { health = plan.rise }
+            case .running: health = top
+            }
+            server.health.store(health, ordering: .relaxed)
+            if server.operational != state { backend.setOperational(state, of: server) }
+            if e.checkState & checkConfigured != 0 && e.checkState & checkEnabled == 0 { server.checksEnabled.store(false, ordering: .relaxed) }
+        }
+        // Admin state: a change of `disabled` in the configuration wins; otherwise the saved state.
+        let disabled = configured.isDisabled
+        if (e.admin & configuredMaintenance != 0) == disabled {
+            if e.admin & forcedMaintenance != 0 && !disabled {
+                backend.setAdmin(.maintenance, of: server)
+            } else if e.admin & forcedMaintenance == 0 && disabled {
+                backend.setAdmin(.ready, of: server)
+            }
+        }
+        // Drain survives unless it only came from a configured weight of 0 that is now positive.
+        if server.admin != .maintenance && e.admin & forcedDrain != 0 && (e.configuredWeight > 0 || configured.weight == 0) {
+            backend.setAdmin(.drain, of: server)
+        }
+        // The weight set at run time, unless the configured weight changed meanwhile.
+        if e.configuredWeight == configured.weight { backend.setWeight(e.userWeight, of: server) }
+        server.lastChange.store(now - e.secondsSinceChange * 1000, ordering: .relaxed)
+    }
+}
+
+private extension Substring {
+    func trimmingCharacters(in set: String) -> Substring {
+        var s = self
+        while let c = s.first, set.contains(c) { s = s.dropFirst() }
+        while let c = s.last, set.contains(c) { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+@_spi(Benchmarks) import Sluice
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `server-state-file` + `load-server-state-from-file`: the states an operator's reload script
+/// saved with `show servers state` (from HAProxy or from Sluice) apply when Sluice starts, before
+/// any traffic; lines that do not fit are reported and skipped, never fatal.
+extension Loopback {
+@Suite struct ServerStateTests {
+    static func config(stateFile: String, port: Int, servers: [Int], extraGlobal: String = "", check: String = "") -> String {
+        """
+        global
+          server-state-file \(stateFile)
+        \(extraGlobal)
+        \(tcpDefaults())
+          load-server-state-from-file global
+        listen be
+          bind 127.0.0.1:\(port)
+        \(servers.enumerated().map { "  server s\($0.offset + 1) 127.0.0.1:\($0.element) weight 10\(check)" }.joined(separator: "\n"))
+
+        """
+    }
+
+    static func temporaryPath(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8))-\(name)").path
+    }
+
+    /// HAProxy 2.6 saves the states (drain, maintenance, a weight set at run time); Sluice starts
+    /// from that file with the same states, as a reload script that switches from one to the other
+    /// expects.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs HAProxy"))
+    func statesSavedByHAProxyApplyAtStart() throws {
+        let servers = try (0..<3).map { _ in try TestServer(.identify("x")) }
+        defer { for s in servers { s.stop() } }
+        let stateFile = Self.temporaryPath("state")
+        let socket = Self.temporaryPath("haproxy.sock")
+        defer { unlink(stateFile); unlink(socket) }
+        let port = try Net.closedPort()
+        let haproxy = try HAProxyProcess(config: Self.config(stateFile: stateFile, port: port, servers: servers.map(\.port),
+                                                             extraGlobal: "  stats socket \(socket) level admin"), port: port)
+        defer { haproxy.stop() }
+        for command in ["set server be/s1 state drain", "set server be/s2 state maint", "set server be/s3 weight 4"] {
+            _ = try StatsClient.ask(socket, command)
+        }
+        let saved = try StatsClient.ask(socket, "show servers state")
+        #expect(saved.hasPrefix("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state"))
+        try saved.write(toFile: stateFile, atomically: true, encoding: .utf8)
+        haproxy.stop()
+
+        let proxy = try RunningProxy(Self.config(stateFile: stateFile, port: 0, servers: servers.map(\.port)))
+        defer { proxy.stop() }
+        let backend = try #require(proxy.balancer.backend(named: "be"))
+        #expect(backend.servers.map(\.admin) == [.drain, .maintenance, .ready])
+        #expect(backend.servers.map(\.weight) == [10, 10, 4])
+        #expect(proxy.balancer.startupNotices.isEmpty, "\(proxy.balancer.startupNotices)")
+        // And so the traffic: only s3 takes new sessions.
+        for _ in 0..<3 {
+            let fd = try Net.connect(proxy.port)
+            _ = try Net.readToEnd(fd)
+            close(fd)
+        }
+        #expect(servers.map { $0.accepted.load(ordering: .relaxed) } == [0, 0, 3])
+    }
+
+    /// Sluice's own `show servers state` round-trips, a checked server that was DOWN starts DOWN
+    /// (no session reaches it before a check says otherwise), and what does not fit is named and
+    /// skipped.
+    @Test func sluicesOwnStatesRoundTripAndBadLinesAreSkipped() throws {
+        let up = try TestServer(.identify("up"))
+        let other = try TestServer(.identify("other"))
+        let third = try TestServer(.identify("third"))
+        defer { up.stop(); other.stop(); third.stop() }
+        let stateFile = Self.temporaryPath("state")
+        defer { unlink(stateFile) }
+        // First run: s3 is a closed port, found DOWN. Second run: s3 is alive, but it starts DOWN as
+        // saved, and needs two passing checks two seconds apart to come up.
+        let config = Self.config(stateFile: stateFile, port: 0, servers: [up.port, other.port, try Net.closedPort()], check: " check inter 200ms fall 1 rise 1")
+        let restarted = Self.config(stateFile: stateFile, port: 0, servers: [up.port, other.port, third.port], check: " check inter 2s fall 1 rise 2")
+        var saved = ""
+        do {
+            let first = try RunningProxy(config)
+            defer { first.stop() }
+            let backend = try #require(first.balancer.backend(named: "be"))
+            try eventually("s3 is seen DOWN") { backend.servers[2].operational == .stopped }
+            _ = first.balancer.runtimeReply("set server be/s1 weight 7")
+            _ = first.balancer.runtimeReply("set server be/s2 state drain")
+            _ = first.balancer.runtimeReply("disable health be/s1")
+            saved = first.balancer.runtimeReply("show servers state")
+        }
+        let garbage = "be 1 2\nnot a server line at all but long enough to have fifteen fields ok 1 2 3 4 5 6 7\n"
+        let foreign = saved.split(separator: "\n").last.map { $0.replacingOccurrences(of: " s3 ", with: " s9 ") + "\n" } ?? ""
+        try (saved + garbage + foreign).write(toFile: stateFile, atomically: true, encoding: .utf8)
+
+        let second = try RunningProxy(restarted)
+        defer { second.stop() }
+        let backend = try #require(second.balancer.backend(named: "be"))
+        #expect(backend.servers.map(\.operational) == [.running, .running, .stopped])
+        #expect(backend.servers.map(\.admin) == [.ready, .drain, .ready])
+        #expect(backend.servers.map(\.weight) == [7, 10, 10])
+        let s1Checked = backend.servers[0].checksEnabled.load(ordering: .relaxed)
+        #expect(!s1Checked, "'disable health' was saved and restored")
+        let notices = second.balancer.startupNotices
+        #expect(notices.count == 3, "\(notices)")
+        #expect(notices.contains { $0.hasPrefix("\(stateFile):") && $0.contains("fields where a server line has at least 15") })
+        #expect(notices.contains { $0.hasPrefix("\(stateFile):") && $0.contains("out of range") })
+        #expect(notices.contains { $0.contains("no server 's9' in backend 'be'") })
+        for _ in 0..<4 {
+            let fd = try Net.connect(second.port)
+            #expect(String(decoding: try Net.readToEnd(fd), as: UTF8.self) == "up\n")  // s2 drains, s3 is DOWN
+            close(fd)
+        }
+        #expect(third.accepted.load(ordering: .relaxed) <= 1, "only a health check may have reached s3")
+
+        // A missing file is a notice, not a failure to start.
+        unlink(stateFile)
+        let again = try RunningProxy(config)
+        defer { again.stop() }
+        #expect(again.balancer.startupNotices == ["server-state file '\(stateFile)': No such file or directory; no state loaded from it"])
+    }
+}
+}
