@@ -51,6 +51,8 @@ public final class LoadBalancer: Sendable {
         var addresses: [String: [SocketAddress]] = [:]
         var started = false
         var statsServer: StatsSocketServer?
+        /// Saves the servers' states to the server-state files while running.
+        var stateWriter: ServerStateWriter?
     }
 
     /// Builds the balancer's state; resolves server addresses (which may block on DNS).
@@ -322,6 +324,26 @@ public final class LoadBalancer: Sendable {
             $0.addresses = addresses
             $0.started = true
         }
+        if let writer = ServerStateWriter(configuration, render: { [weak self] backend in
+            guard let self else { return "" }
+            if case .reply(let text) = RuntimeAPI(balancer: self, version: Self.version).execute("show servers state" + (backend.map { " " + $0 } ?? ""), level: .admin) {
+                return text
+            }
+            return ""
+        }, fingerprint: { [weak self] in
+            var states: [String: [String]] = [:]
+            for backend in self?.backends ?? [] {
+                states[backend.name] = backend.servers.map { "\(backend.name) \($0.name) \($0.admin) \($0.operational) \($0.weight) \($0.checksEnabled.load(ordering: .relaxed))" }
+            }
+            return states
+        }, report: { [logger] in logger.warning("\($0)") }) {
+            do {
+                try writer.start()
+                state.withLock { $0.stateWriter = writer }
+            } catch {
+                logger.warning("cannot start the server-state writer: \(error); states will not be saved")
+            }
+        }
         if !configuration.global.statsSockets.isEmpty {
             do {
                 let server = try StatsSocketServer(sockets: configuration.global.statsSockets,
@@ -536,6 +558,11 @@ public final class LoadBalancer: Sendable {
                 return run.statsServer
             }
             stats?.stop()  // removes the socket files
+            // The states as they are at the end, for the next start.
+            state.withLock { run in
+                defer { run.stateWriter = nil }
+                return run.stateWriter
+            }?.stop()
         }
     }
 

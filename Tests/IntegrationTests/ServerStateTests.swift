@@ -115,11 +115,67 @@ extension Loopback {
         }
         #expect(third.accepted.load(ordering: .relaxed) <= 1, "only a health check may have reached s3")
 
-        // A missing file is a notice, not a failure to start.
+        // A missing file is a notice, not a failure to start. (Stopped first: Sluice saves the
+        // states at stop.)
+        second.stop()
         unlink(stateFile)
         let again = try RunningProxy(config)
         defer { again.stop() }
         #expect(again.balancer.startupNotices == ["server-state file '\(stateFile)': No such file or directory; no state loaded from it"])
+    }
+
+    /// Beyond HAProxy: Sluice keeps the file current itself, so a drained server stays drained
+    /// across a restart without anyone saving the state first — and across a crash (SIGKILL),
+    /// since the file follows each change within a second.
+    @Test func aDrainedServerStaysDrainedAcrossARestartAndACrash() throws {
+        let servers = try (0..<2).map { _ in try TestServer(.identify("x")) }
+        defer { for s in servers { s.stop() } }
+        let dir = Self.temporaryPath("states")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let stateFile = dir + "/servers.state"
+        func saved(_ server: String) -> ServerStateFile.Entry? {
+            guard let text = try? String(contentsOfFile: stateFile, encoding: .utf8) else { return nil }
+            return ServerStateFile.parse(text, path: stateFile).entries.first { $0.server == server }
+        }
+        let config = Self.config(stateFile: stateFile, port: 0, servers: servers.map(\.port))
+        do {
+            let first = try RunningProxy(config)
+            defer { first.stop() }
+            #expect(first.balancer.startupNotices == ["server-state file '\(stateFile)': No such file or directory; no state loaded from it"])
+            try eventually("the file is written at start") { saved("s1")?.admin == 0 }
+            _ = first.balancer.runtimeReply("set server be/s1 state drain")
+            try eventually("the drain is saved") { saved("s1")?.admin == ServerStateFile.forcedDrain }
+            _ = first.balancer.runtimeReply("set server be/s2 weight 3")
+        }
+        // Stopped: the last change (the weight) was saved at the stop at the latest.
+        #expect(saved("s2")?.userWeight == 3)
+        let second = try RunningProxy(config)
+        defer { second.stop() }
+        let backend = try #require(second.balancer.backend(named: "be"))
+        #expect(backend.servers.map(\.admin) == [.drain, .ready])
+        #expect(backend.servers.map(\.weight) == [10, 3])
+        second.stop()
+
+        // A crash: the process is killed right after the change is saved; the next start keeps it.
+        let port = try Net.closedPort()
+        let socket = dir + "/sluice.sock"
+        let path = dir + "/sluice.cfg"
+        try Self.config(stateFile: stateFile, port: port, servers: servers.map(\.port), extraGlobal: "  stats socket \(socket) level admin")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let crashing = try SluiceProcess(configPath: path, listenPort: port)
+        try eventually("the stats socket is up") { FileManager.default.fileExists(atPath: socket) }
+        _ = try StatsClient.ask(socket, "set server be/s2 state maint")
+        try eventually("the maintenance is saved") { saved("s2")?.admin == ServerStateFile.forcedMaintenance }
+        crashing.signal(SIGKILL)
+        _ = crashing.stop()
+        unlink(socket)
+        let restarted = try SluiceProcess(configPath: path, listenPort: port)
+        defer { _ = restarted.stop() }
+        try eventually("the stats socket is up again") { FileManager.default.fileExists(atPath: socket) }
+        let state = try StatsClient.ask(socket, "show servers state be")
+        let admin = state.split(separator: "\n").filter { !$0.hasPrefix("#") && $0.split(separator: " ").count > 6 }.map { $0.split(separator: " ")[6] }
+        #expect(admin == ["8", "1"], "\(state)")
     }
 }
 }

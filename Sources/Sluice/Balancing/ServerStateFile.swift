@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -158,5 +159,128 @@ private extension Substring {
         while let c = s.first, set.contains(c) { s = s.dropFirst() }
         while let c = s.last, set.contains(c) { s = s.dropLast() }
         return s
+    }
+}
+
+/// Keeps the server-state files current while Sluice runs (beyond HAProxy, which only reads them):
+/// once a second it compares every server's admin state, health, weight and check switch with
+/// what it last wrote, and rewrites a file whose servers changed (a temporary file renamed over
+/// it), and once more at stop. So a restart — or a crash — does not put a drained server back in
+/// rotation. The files' directories are opened at start, before `chroot`.
+final class ServerStateWriter: @unchecked Sendable {
+    private struct Target {
+        let directory: CInt
+        let name: String
+        let path: String
+        /// The backends whose lines it holds; nil: every backend (the global file).
+        let backends: Set<String>?
+        var written: [String]?
+        var failed = false
+    }
+
+    private var targets: [Target]
+    private let render: (String?) -> String
+    private let fingerprint: () -> [String: [String]]
+    private let report: (String) -> Void
+    private let stopping = Atomic<Bool>(false)
+    private var thread: OSThread?
+
+    /// Nil when no backend loads a state file. `render(backend)` is `show servers state [backend]`;
+    /// `fingerprint()` the state that matters, as text per backend.
+    init?(_ configuration: Configuration, render: @escaping (String?) -> String, fingerprint: @escaping () -> [String: [String]],
+          report: @escaping (String) -> Void) {
+        var everyBackend: Set<String> = []
+        var someBackends: [String: Set<String>] = [:]
+        for backend in configuration.backends {
+            guard let path = ServerStateFile.path(for: backend, configuration.global) else { continue }
+            if backend.serverStateSource == .global { everyBackend.insert(path) } else { someBackends[path, default: []].insert(backend.name) }
+        }
+        var targets: [Target] = []
+        for path in everyBackend.union(someBackends.keys).sorted() {
+            let backends = everyBackend.contains(path) ? nil : someBackends[path]
+            let slash = path.lastIndex(of: "/")
+            let directory = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
+            let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else {
+                report("server-state file '\(path)': cannot open its directory (\(SystemError(code: errno, call: "open").reason)); states will not be saved")
+                continue
+            }
+            targets.append(Target(directory: fd, name: slash.map { String(path[path.index(after: $0)...]) } ?? path, path: path, backends: backends))
+        }
+        guard !targets.isEmpty else { return nil }
+        self.targets = targets
+        self.render = render
+        self.fingerprint = fingerprint
+        self.report = report
+    }
+
+    deinit { for t in targets { closeDescriptor(t.directory) } }
+
+    var descriptors: [CInt] { targets.map(\.directory) }
+
+    func start() throws(SystemError) {
+        thread = try OSThread.spawn { [self] in
+            var ticks = 0
+            while !stopping.load(ordering: .acquiring) {
+                if ticks % 10 == 0 { saveChanged() }
+                ticks += 1
+                usleep(100_000)
+            }
+        }
+    }
+
+    /// Stops the thread and saves what changed since its last pass.
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        thread?.join()
+        thread = nil
+        saveChanged()
+    }
+
+    private func saveChanged() {
+        let now = fingerprint()
+        for t in targets.indices {
+            let state = (targets[t].backends.map { Array($0) } ?? Array(now.keys)).sorted().flatMap { now[$0] ?? [] }
+            guard state != targets[t].written else { continue }
+            let text = targets[t].backends.map { names in
+                // One backend's lines under one header: the version and header of the first render.
+                let parts = names.sorted().map { render($0).split(separator: "\n", omittingEmptySubsequences: false) }
+                return (parts.first.map { Array($0.prefix(2)) } ?? []).joined(separator: "\n") + "\n"
+                    + parts.flatMap { $0.dropFirst(2).filter { !$0.isEmpty } }.map { $0 + "\n" }.joined()
+            } ?? render(nil)
+            if write(text, to: targets[t]) {
+                targets[t].written = state
+                targets[t].failed = false
+            } else {
+                targets[t].written = nil
+            }
+        }
+    }
+
+    private func write(_ text: String, to target: Target) -> Bool {
+        let temporary = ".\(target.name).tmp-\(getpid())"
+        let fd = openat(target.directory, temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        var ok = fd >= 0
+        if ok {
+            let bytes = Array(text.utf8)
+            ok = bytes.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                    if n < 0 { if errno == EINTR { continue }; return false }
+                    offset += n
+                }
+                return true
+            }
+            ok = fsync(fd) == 0 && ok
+            closeDescriptor(fd)
+            ok = ok && renameat(target.directory, temporary, target.directory, target.name) == 0
+            if !ok { unlinkat(target.directory, temporary, 0) }
+        }
+        if !ok, !target.failed, let t = targets.firstIndex(where: { $0.path == target.path }) {
+            targets[t].failed = true
+            report("server-state file '\(target.path)': cannot save the servers' states (\(SystemError(code: errno, call: "write").reason)); will try again at the next change")
+        }
+        return ok
     }
 }
