@@ -94,10 +94,13 @@ public final class LoadBalancer: Sendable {
     private static func resolve(_ configuration: Configuration) throws(SluiceError) -> ResolvedPlan {
         var plan = ResolvedPlan(configuration: configuration)
         var problems: [String] = []
+        // `init-addr last`: the addresses saved in the server-state files (read only if asked for).
+        let needsSaved = configuration.backends.contains { $0.servers.contains { $0.initAddress.contains(.last) } }
+        let saved = needsSaved ? ServerStateFile.savedAddresses(configuration) : [:]
         for backend in configuration.backends {
             var servers: [ResolvedPlan.ServerPlan] = []
             for server in backend.servers {
-                guard let (address, unresolved) = serverAddress(server, backend: backend, problems: &problems) else { continue }
+                guard let (address, unresolved) = serverAddress(server, backend: backend, saved: saved[backend.name]?[server.name], problems: &problems) else { continue }
                 do {
                     let check = try server.check.map { check throws(SluiceError) in
                         try CheckPlan(server: server, check: check, serverAddress: address, backend: backend)
@@ -135,7 +138,7 @@ public final class LoadBalancer: Sendable {
     }
 
     /// A server's address by its `init-addr` methods, in order; `unresolved` when `none` was taken.
-    private static func serverAddress(_ server: Server, backend: Backend, problems: inout [String]) -> (SocketAddress, unresolved: Bool)? {
+    private static func serverAddress(_ server: Server, backend: Backend, saved: String?, problems: inout [String]) -> (SocketAddress, unresolved: Bool)? {
         let host = server.endpoint.host ?? "0.0.0.0"
         var failures: [String] = []
         for method in server.initAddress {
@@ -147,7 +150,8 @@ public final class LoadBalancer: Sendable {
                     failures.append("\(error)")
                 }
             case .last:
-                failures.append("init-addr last: Sluice reads no server-state file")
+                if let saved, let address = SocketAddress(ip: saved, port: server.endpoint.port) { return (address, false) }
+                failures.append("init-addr last: no address saved for it in a server-state file")
             case .ip(let ip):
                 if let address = SocketAddress(ip: ip, port: server.endpoint.port) { return (address, false) }
                 failures.append("init-addr \(ip) is not an IP address")

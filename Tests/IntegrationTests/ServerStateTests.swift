@@ -177,5 +177,27 @@ extension Loopback {
         let admin = state.split(separator: "\n").filter { !$0.hasPrefix("#") && $0.split(separator: " ").count > 6 }.map { $0.split(separator: " ")[6] }
         #expect(admin == ["8", "1"], "\(state)")
     }
+
+    /// `init-addr last`: a server whose name no longer resolves starts at the address saved for it.
+    @Test func initAddrLastTakesTheSavedAddress() throws {
+        let server = try TestServer(.identify("saved"))
+        defer { server.stop() }
+        let stateFile = Self.temporaryPath("state")
+        defer { unlink(stateFile) }
+        do {
+            let first = try RunningProxy(Self.config(stateFile: stateFile, port: 0, servers: [server.port]))
+            first.stop()  // saves the states, the address with them
+        }
+        let unresolvable = Self.config(stateFile: stateFile, port: 0, servers: [server.port])
+            .replacingOccurrences(of: "server s1 127.0.0.1:", with: "server s1 sluice-test-no-such-host.invalid:")
+        let proxy = try RunningProxy(unresolvable.replacingOccurrences(of: " weight 10", with: " weight 10 init-addr last,none"))
+        defer { proxy.stop() }
+        let backend = try #require(proxy.balancer.backend(named: "be"))
+        #expect(backend.servers[0].address.ip == "127.0.0.1")
+        #expect(backend.servers[0].admin == .ready)
+        let fd = try Net.connect(proxy.port)
+        defer { close(fd) }
+        #expect(String(decoding: try Net.readToEnd(fd), as: UTF8.self) == "saved\n")
+    }
 }
 }

@@ -12,6 +12,8 @@ enum ServerStateFile {
     struct Entry: Equatable {
         var backend: String
         var server: String
+        /// `srv_addr`: the address it had ("-" when none), for `init-addr last`.
+        var address: String
         var operational: OperationalState
         /// HAProxy's `srv_admin_state` bits, the inherited ones removed.
         var admin: Int
@@ -60,7 +62,7 @@ enum ServerStateFile {
                 problems.append("\(path):\(index + 1): a value is out of range (op state '\(f[5])', admin state '\(f[6])', weights '\(f[7])'/'\(f[8])')")
                 continue
             }
-            entries.append(Entry(backend: f[1], server: f[3], operational: op, admin: admin, userWeight: userWeight, configuredWeight: configuredWeight,
+            entries.append(Entry(backend: f[1], server: f[3], address: f[4], operational: op, admin: admin, userWeight: userWeight, configuredWeight: configuredWeight,
                                  secondsSinceChange: since, checkHealth: health, checkState: checkState))
         }
         if !sawVersion && problems.isEmpty { problems.append("\(path): empty (no version line)") }
@@ -77,6 +79,21 @@ enum ServerStateFile {
         case .global: return global.serverStateFile.map(located)
         case .local(let name): return located(name ?? backend.name)
         }
+    }
+
+    /// The addresses saved for each backend's servers (backend → server → address), for
+    /// `init-addr last`. Unreadable files and lines are skipped here; `apply` reports them.
+    static func savedAddresses(_ configuration: Configuration) -> [String: [String: String]] {
+        var texts: [String: String] = [:]
+        var out: [String: [String: String]] = [:]
+        for backend in configuration.backends {
+            guard let path = path(for: backend, configuration.global) else { continue }
+            if texts[path] == nil { texts[path] = (try? Parser.readFile(path).get()) ?? "" }
+            for entry in parse(texts[path] ?? "", path: path).entries where entry.backend == backend.name && entry.address != "-" {
+                out[backend.name, default: [:]][entry.server] = entry.address
+            }
+        }
+        return out
     }
 
     /// Applies the saved states to the configured servers of every backend that loads them, as

@@ -386,7 +386,8 @@ public enum ProxyProtocolVersion: Int, Hashable, Sendable {
 public enum InitAddressMethod: Hashable, Sendable {
     /// `libc`: resolve the name with the system resolver.
     case libc
-    /// `last`: the address from a server-state file. Sluice reads none, so this never succeeds.
+    /// `last`: the address saved for the server in its backend's server-state file
+    /// (`load-server-state-from-file`).
     case last
     /// `none`: start in maintenance without an address; `set server addr` gives it one.
     case none
