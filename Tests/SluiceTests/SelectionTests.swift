@@ -98,3 +98,70 @@ struct SelectionTests {
         #expect(Self.picks(b, 1, avoiding: 0b111) == ["-"])
     }
 }
+
+/// `hash-type consistent`: the Maglev table.
+struct MaglevTests {
+    static func counts(_ table: [Int32], _ n: Int) -> [Int] {
+        var c = [Int](repeating: 0, count: n)
+        for i in table { c[Int(i)] += 1 }
+        return c
+    }
+
+    @Test func equalWeightsShareTheTableWithinOneSlot() {
+        for n in [1, 2, 3, 7, 100] {
+            let names = (0..<n).map { "srv\($0)" }
+            let table = Maglev.table(names: names, weights: Array(repeating: 1, count: n))
+            #expect(table.count == Maglev.defaultSize)
+            let c = Self.counts(table, n)
+            let share = Maglev.defaultSize / n
+            #expect(c.allSatisfy { abs($0 - share) <= 1 }, "n \(n): \(c.min()!)...\(c.max()!) around \(share)")
+        }
+    }
+
+    @Test func unequalWeightsShareInProportion() {
+        let table = Maglev.table(names: ["a", "b", "c"], weights: [1, 2, 5])
+        let c = Self.counts(table, 3)
+        let unit = Double(Maglev.defaultSize) / 8
+        for (i, w) in [1, 2, 5].enumerated() {
+            #expect(abs(Double(c[i]) - unit * Double(w)) <= Double(w), "server \(i): \(c[i]) slots for weight \(w)")
+        }
+        #expect(!table.contains(where: { $0 < 0 }))
+    }
+
+    @Test func removingOneOfAHundredMovesItsShareAndLittleElse() {
+        let names = (0..<100).map { "web-\($0)" }
+        var weights = Array(repeating: 1, count: 100)
+        let before = Maglev.table(names: names, weights: weights)
+        weights[42] = 0  // DOWN, drained or removed
+        let after = Maglev.table(names: names, weights: weights)
+        let own = before.filter { $0 == 42 }.count
+        let moved = zip(before, after).filter { $0 != $1 }.count
+        let extra = Double(moved - own) / Double(Maglev.defaultSize)
+        print("Maglev, 1 of 100 servers removed: \(own) own slots moved, \(moved - own) others (\(String(format: "%.2f", extra * 100)) % of the table)")
+        #expect(extra <= 0.01)
+        // And it takes its slots back when it returns.
+        #expect(Maglev.table(names: names, weights: Array(repeating: 1, count: 100)) == before)
+    }
+
+    @Test func removingOneOfThreeMovesLittleElse() {
+        let before = Maglev.table(names: ["s0", "s1", "s2"], weights: [1, 1, 1])
+        let after = Maglev.table(names: ["s0", "s1", "s2"], weights: [1, 0, 1])
+        let others = zip(before, after).filter { $0 != 1 && $0 != $1 }.count
+        print("Maglev, 1 of 3 servers removed: \(others) slots of the others moved (\(String(format: "%.2f", Double(others) * 100 / Double(before.count))) %)")
+        #expect(Double(others) / Double(before.count) <= 0.001)
+    }
+
+    @Test func permutedServerListsBuildTheSameTable() {
+        var generator = SystemRandomNumberGenerator()
+        let names = (0..<50).map { "node-\($0)" }
+        let weights = names.map { _ in Int.random(in: 1...5, using: &generator) }
+        let table = Maglev.table(names: names, weights: weights)
+        let order = names.indices.shuffled(using: &generator)
+        let permuted = Maglev.table(names: order.map { names[$0] }, weights: order.map { weights[$0] })
+        // The same server for every key, whatever the listing order.
+        for _ in 0..<10_000 {
+            let key = Int.random(in: 0..<Maglev.defaultSize, using: &generator)
+            #expect(names[Int(table[key])] == names[order[Int(permuted[key])]])
+        }
+    }
+}

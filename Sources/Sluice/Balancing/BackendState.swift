@@ -87,7 +87,8 @@ public final class BackendState: Sendable {
             next.eligible = weights.indices.filter { weights[$0] > 0 }.map(Int32.init)
             switch settings.balance {
             case .roundRobin, .staticRoundRobin: next.order = RoundRobin.schedule(weights: weights)
-            case .source: next.map = SourceHash.map(weights: weights)
+            case .source:
+                next.map = settings.consistentHashing ? Maglev.table(names: servers.map(\.name), weights: weights) : SourceHash.map(weights: weights)
             case .leastConnections, .first: break
             }
             schedule.withLock { $0 = next }
@@ -197,6 +198,8 @@ struct BackendSettings: Sendable {
     /// 0: unset.
     var tunnelTimeoutMs: Int64 = 0
     var balance = BalanceAlgorithm.roundRobin
+    /// `hash-type consistent`: `source` picks through a Maglev table instead of a weight map.
+    var consistentHashing = false
     /// `option srvtcpka`.
     var keepAlive = KeepAliveSettings()
     /// `option nolinger`: close server connections with a reset.
@@ -221,6 +224,7 @@ struct BackendSettings: Sendable {
         serverFinTimeoutMs = backend.serverFinTimeout?.milliseconds ?? 0
         tunnelTimeoutMs = backend.tunnelTimeout?.milliseconds ?? 0
         balance = backend.balance
+        consistentHashing = backend.consistentHashing
         keepAlive = KeepAliveSettings(backend.serverKeepAlive)
         noLinger = backend.noLinger
         abortOnClose = backend.abortOnClose

@@ -261,6 +261,9 @@ public struct Backend: Hashable, Sendable {
     /// ACLs and `stick` rules (persistence). Nil: none.
     public var rules: RuleSet?
     public var balance: BalanceAlgorithm = .roundRobin
+    /// `hash-type consistent`: hashing (`balance source`) through a Maglev table, so that a change
+    /// in the set of servers moves few clients and instances with the same servers agree.
+    public var consistentHashing = false
     public var servers: [Server]
     /// `retries`: connection attempts after the first that fails. Default 3, as HAProxy.
     public var retries: Int = 3

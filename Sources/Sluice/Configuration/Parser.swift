@@ -85,6 +85,7 @@ struct ProxyDraft {
     var queueTimeout: Duration?
     var checkTimeout: Duration?
     var balance: BalanceAlgorithm = .roundRobin
+    var consistentHashing = false
     var retries = 3
     /// `load-server-state-from-file`, and `server-state-file-name` (its own line, any order).
     var serverStateSource: ServerStateSource = .none
@@ -444,6 +445,7 @@ struct Parser {
         for proxy in proxies where proxy.kind == .backend || proxy.kind == .listen {
             var backend = Backend(name: proxy.name, servers: proxy.servers.map(\.0))
             backend.balance = proxy.balance
+            backend.consistentHashing = proxy.consistentHashing
             backend.retries = proxy.retries
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch

@@ -179,12 +179,11 @@ extension Parser {
                 return
             }
             switch words[1] {
-            case "map-based":
+            case "map-based", "consistent":
+                proxy.consistentHashing = words[1] == "consistent"
                 if words.count > 2 {
                     warning(location, keyword: keyword, "'\(words.dropFirst(2).joined(separator: " "))' has no effect: Sluice hashes the client address with its own function (a client keeps its server; which server a given address maps to differs from HAProxy's)")
                 }
-            case "consistent":
-                error(location, keyword: keyword, "'consistent' hashing is not supported yet; use 'hash-type map-based' (a change in the set of servers then moves more clients)")
             default:
                 error(location, keyword: keyword, "unknown method '\(words[1])'; expected map-based or consistent")
             }

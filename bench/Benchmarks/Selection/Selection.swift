@@ -56,6 +56,7 @@ let benchmarks: @Sendable () -> Void = {
     pickBenchmark("pick leastconn, 1000 servers, weights 1-10") { backend(mixed, balance: "leastconn") }
     pickBenchmark("pick first, 3 servers with maxconn") { backend([(1, false), (1, false), (1, false)], balance: "first", serverOptions: "maxconn 10") }
     pickBenchmark("pick source, 1000 servers, weights 1-10") { backend(mixed, balance: "source") }
+    pickBenchmark("pick source hash-type consistent (Maglev), 1000 servers, weights 1-10") { backend(mixed, balance: "source\n  hash-type consistent") }
     pickBenchmark("pick roundrobin with maxconn, 2 servers") { backend([(1, false), (1, false)], serverOptions: "maxconn 100") }
 
     // Rebuilding the schedule: what every health change, weight change or drain costs.
@@ -64,5 +65,12 @@ let benchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations { setup.1.republish() }
     } setup: {
         backend((0..<1000).map { (1 + $0 % 10, false) })
+    }
+    // With `hash-type consistent`, the rebuild is the Maglev table's fill (65,537 slots).
+    Benchmark("republish, 1000 servers, weights 1-10, hash-type consistent (Maglev table)",
+              configuration: .init(metrics: [.wallClock, .mallocCountTotal], scalingFactor: .one)) { benchmark, setup in
+        for _ in benchmark.scaledIterations { setup.1.republish() }
+    } setup: {
+        backend((0..<1000).map { (1 + $0 % 10, false) }, balance: "source\n  hash-type consistent")
     }
 }
