@@ -195,6 +195,26 @@ extension Loopback {
         #expect(zip(chosen, drained).filter { $0 != "s1\n" && $0 != $1 }.count <= 1, "\(chosen) → \(drained)")
     }
 
+    /// `balance random(2)` over real connections: sessions held open on one server steer new ones
+    /// to the other (the busy one gets one only when both draws land on it: a quarter of the time
+    /// with two equal servers, against half with one draw or round-robin).
+    @Test func randomWithTwoDrawsPrefersTheLessLoadedServer() throws {
+        let busy = try TestServer(.holdOpen), idle = try TestServer(.holdOpen)
+        defer { busy.stop(); idle.stop() }
+        let proxy = try RunningProxy(Self.config("  balance random(2)", servers: [("busy", busy.port, "weight 1"), ("idle", idle.port, "weight 1")]))
+        defer { proxy.stop() }
+        let backend = try #require(proxy.balancer.backend(named: "be"))
+        backend.setAdmin(.drain, of: try #require(backend.server(named: "idle")))
+        var held: [CInt] = []
+        defer { for fd in held { close(fd) } }
+        for _ in 0..<20 { held.append(try Net.connect(proxy.port)) }
+        try eventually("20 sessions on busy") { busy.open.load(ordering: .relaxed) == 20 }
+        backend.setAdmin(.ready, of: try #require(backend.server(named: "idle")))
+        for _ in 0..<20 { held.append(try Net.connect(proxy.port)) }
+        try eventually("40 sessions open") { busy.open.load(ordering: .relaxed) + idle.open.load(ordering: .relaxed) == 40 }
+        #expect(idle.open.load(ordering: .relaxed) >= 13, "busy \(busy.open.load(ordering: .relaxed)), idle \(idle.open.load(ordering: .relaxed))")
+    }
+
     /// A server back UP after being DOWN takes a small share at first and its full share once
     /// `slowstart` has passed; `show stat` shows the throttle meanwhile.
     @Test func slowstartRampsTheWeightOfAServerThatCameBackUp() throws {

@@ -165,3 +165,36 @@ struct MaglevTests {
         }
     }
 }
+
+/// `balance random(<draws>)`.
+struct RandomDrawsTests {
+    static func backend(_ weights: [Int], draws: Int) throws -> (LoadBalancer, BackendState) {
+        var text = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n"
+        text += "listen b\n  bind 127.0.0.1:0\n  balance random(\(draws))\n"
+        for (i, w) in weights.enumerated() { text += "  server s\(i) 127.0.0.1:\(1024 + i) weight \(w)\n" }
+        let balancer = try LoadBalancer(configuration: Configuration.parse(text).configuration)
+        return (balancer, try #require(balancer.backend(named: "b")))
+    }
+
+    @Test func anIdleBackendIsSharedInProportionToTheWeights() throws {
+        let (_, b) = try Self.backend([1, 3], draws: 2)
+        var counts = [0, 0]
+        for _ in 0..<8_000 { counts[b.pick()!.name == "s0" ? 0 : 1] += 1 }
+        #expect(abs(Double(counts[1]) / 8_000 - 0.75) < 0.03, "\(counts)")
+    }
+
+    @Test func twoDrawsAvoidTheLoadedServer() throws {
+        let (_, b) = try Self.backend([1, 1, 1, 1], draws: 2)
+        let busy = try #require(b.server(named: "s0"))
+        busy.currentSessions.store(50, ordering: .relaxed)
+        var toBusy = 0
+        for _ in 0..<8_000 where b.pick()!.name == "s0" { toBusy += 1 }
+        // Only when both draws are s0: 1/16 of the picks (against 1/4 with one draw).
+        #expect(abs(Double(toBusy) / 8_000 - 1.0 / 16) < 0.02, "\(toBusy)")
+        let (_, single) = try Self.backend([1, 1, 1, 1], draws: 1)
+        try #require(single.server(named: "s0")).currentSessions.store(50, ordering: .relaxed)
+        var singleToBusy = 0
+        for _ in 0..<8_000 where single.pick()!.name == "s0" { singleToBusy += 1 }
+        #expect(abs(Double(singleToBusy) / 8_000 - 0.25) < 0.03, "\(singleToBusy)")
+    }
+}

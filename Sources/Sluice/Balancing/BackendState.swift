@@ -25,6 +25,8 @@ public final class BackendState: Sendable {
         /// `balance source`: `eligible` entries repeated by weight (reduced by their common
         /// divisor); a client address hash indexes it.
         var map: [Int32] = []
+        /// `balance random(<draws>)`.
+        var draws = 2
     }
 
     private struct Members {
@@ -89,6 +91,9 @@ public final class BackendState: Sendable {
             case .roundRobin, .staticRoundRobin: next.order = RoundRobin.schedule(weights: weights)
             case .source:
                 next.map = settings.consistentHashing ? Maglev.table(names: servers.map(\.name), weights: weights) : SourceHash.map(weights: weights)
+            case .random:
+                next.map = Maglev.table(names: servers.map(\.name), weights: weights)
+                next.draws = settings.randomDraws
             case .leastConnections, .first: break
             }
             schedule.withLock { $0 = next }
@@ -126,6 +131,9 @@ public final class BackendState: Sendable {
             return nil
         case .source:
             return SourceHash.pick(current.servers, current.map, hash: hash, eligible)
+        case .random:
+            return RandomDraws.pick(current.servers, current.map, current.eligible, draws: current.draws,
+                                    seed: UInt64(bitPattern: Int64(cursor.wrappingAdd(1, ordering: .relaxed).oldValue)), eligible)
         }
     }
 
@@ -200,6 +208,8 @@ struct BackendSettings: Sendable {
     var balance = BalanceAlgorithm.roundRobin
     /// `hash-type consistent`: `source` picks through a Maglev table instead of a weight map.
     var consistentHashing = false
+    /// `balance random(<draws>)`.
+    var randomDraws = 2
     /// `option srvtcpka`.
     var keepAlive = KeepAliveSettings()
     /// `option nolinger`: close server connections with a reset.
@@ -225,6 +235,7 @@ struct BackendSettings: Sendable {
         tunnelTimeoutMs = backend.tunnelTimeout?.milliseconds ?? 0
         balance = backend.balance
         consistentHashing = backend.consistentHashing
+        randomDraws = backend.randomDraws
         keepAlive = KeepAliveSettings(backend.serverKeepAlive)
         noLinger = backend.noLinger
         abortOnClose = backend.abortOnClose

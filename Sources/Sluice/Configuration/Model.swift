@@ -250,6 +250,10 @@ public enum BalanceAlgorithm: String, Hashable, Sendable {
     /// server from a table where each server appears `weight` times, so a client keeps its server
     /// while the set of usable servers does not change.
     case source
+    /// `balance random[(<draws>)]`: `draws` servers drawn at random in proportion to their weights
+    /// (through the consistent-hashing table), and the least loaded of them taken: HAProxy's
+    /// "power of two choices" by default.
+    case random
 }
 
 /// The server side of a proxy (`backend`, or the back half of `listen`).
@@ -264,6 +268,8 @@ public struct Backend: Hashable, Sendable {
     /// `hash-type consistent`: hashing (`balance source`) through a Maglev table, so that a change
     /// in the set of servers moves few clients and instances with the same servers agree.
     public var consistentHashing = false
+    /// `balance random(<draws>)`: servers drawn per pick (2 by default).
+    public var randomDraws = 2
     public var servers: [Server]
     /// `retries`: connection attempts after the first that fails. Default 3, as HAProxy.
     public var retries: Int = 3

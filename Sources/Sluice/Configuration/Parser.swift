@@ -86,6 +86,7 @@ struct ProxyDraft {
     var checkTimeout: Duration?
     var balance: BalanceAlgorithm = .roundRobin
     var consistentHashing = false
+    var randomDraws = 2
     var retries = 3
     /// `load-server-state-from-file`, and `server-state-file-name` (its own line, any order).
     var serverStateSource: ServerStateSource = .none
@@ -446,6 +447,7 @@ struct Parser {
             var backend = Backend(name: proxy.name, servers: proxy.servers.map(\.0))
             backend.balance = proxy.balance
             backend.consistentHashing = proxy.consistentHashing
+            backend.randomDraws = proxy.randomDraws
             backend.retries = proxy.retries
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch

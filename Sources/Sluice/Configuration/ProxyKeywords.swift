@@ -162,11 +162,22 @@ extension Parser {
                 error(location, keyword: keyword, "missing algorithm: expected 'balance roundrobin'")
                 return
             }
-            let supported = "supported: roundrobin, static-rr, leastconn, first, source"
-            if let algorithm = BalanceAlgorithm(rawValue: words[1]) {
+            let supported = "supported: roundrobin, static-rr, leastconn, first, source, random"
+            if words[1].hasPrefix("random(") || words[1] == "random" {
+                if words.count > 2 { error(location, keyword: keyword, "'\(words[1])' takes no further arguments") }
+                var draws = 2
+                if words[1] != "random" {
+                    guard words[1].hasSuffix(")"), let n = Int(words[1].dropFirst(7).dropLast()), (1...100).contains(n) else {
+                        return error(location, keyword: keyword, "'\(words[1])': expected random(<draws>) with 1 to 100 draws")
+                    }
+                    draws = n
+                }
+                proxy.balance = .random
+                proxy.randomDraws = draws
+            } else if let algorithm = BalanceAlgorithm(rawValue: words[1]) {
                 if words.count > 2 { error(location, keyword: keyword, "'\(words[1])' takes no arguments") }
                 proxy.balance = algorithm
-            } else if ["random", "hash", "rdp-cookie"].contains(where: { words[1].hasPrefix($0) }) {
+            } else if ["hash", "rdp-cookie"].contains(where: { words[1].hasPrefix($0) }) {
                 error(location, keyword: keyword, "algorithm '\(words[1])' is not supported yet; \(supported)")
             } else if ["uri", "url_param", "hdr"].contains(where: { words[1].hasPrefix($0) }) {
                 error(location, keyword: keyword, "algorithm '\(words[1])' needs HTTP; Sluice balances at Layer 4 (\(supported))")
