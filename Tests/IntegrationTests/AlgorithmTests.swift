@@ -195,6 +195,29 @@ extension Loopback {
         #expect(zip(chosen, drained).filter { $0 != "s1\n" && $0 != $1 }.count <= 1, "\(chosen) → \(drained)")
     }
 
+    /// `hash-balance-factor 150`: one client address (every session hashes to one server) fills
+    /// its server up to 1.5 × the average, then the hash moves on; without it, one server takes all.
+    @Test(arguments: [0, 150])
+    func hashBalanceFactorBoundsTheLoadOfAHotHash(factor: Int) throws {
+        let a = try TestServer(.holdOpen), b = try TestServer(.holdOpen)
+        defer { a.stop(); b.stop() }
+        let proxy = try RunningProxy(Self.config("  balance source\n  hash-type consistent\n  hash-balance-factor \(factor)",
+                                                 servers: [("a", a.port, ""), ("b", b.port, "")]))
+        defer { proxy.stop() }
+        var held: [CInt] = []
+        defer { for fd in held { close(fd) } }
+        for n in 1...20 {
+            held.append(try Net.connect(proxy.port))
+            try eventually("session \(n) reached a server") { a.open.load(ordering: .relaxed) + b.open.load(ordering: .relaxed) == n }
+        }
+        let loads = [a.open.load(ordering: .relaxed), b.open.load(ordering: .relaxed)].sorted()
+        if factor == 0 {
+            #expect(loads == [0, 20])
+        } else {
+            #expect(loads.max()! <= 15, "\(loads)")  // 1.5 × 20 sessions / 2 servers
+        }
+    }
+
     /// `balance random(2)` over real connections: sessions held open on one server steer new ones
     /// to the other (the busy one gets one only when both draws land on it: a quarter of the time
     /// with two equal servers, against half with one draw or round-robin).

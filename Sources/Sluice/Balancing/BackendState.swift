@@ -27,6 +27,9 @@ public final class BackendState: Sendable {
         var map: [Int32] = []
         /// `balance random(<draws>)`.
         var draws = 2
+        /// `hash-balance-factor` (0: off), and the eligible servers' total weight it compares with.
+        var balanceFactor = 0
+        var totalWeight = 0
     }
 
     private struct Members {
@@ -87,6 +90,8 @@ public final class BackendState: Sendable {
                 next.onBackups = true
             }
             next.eligible = weights.indices.filter { weights[$0] > 0 }.map(Int32.init)
+            next.balanceFactor = settings.balanceFactor
+            next.totalWeight = weights.reduce(0, +)
             switch settings.balance {
             case .roundRobin, .staticRoundRobin: next.order = RoundRobin.schedule(weights: weights)
             case .source:
@@ -110,7 +115,8 @@ public final class BackendState: Sendable {
     /// Public to the micro-benchmarks only (`bench/Benchmarks`).
     @_spi(Benchmarks) public func pick(avoiding: UInt64 = 0, hash: UInt32 = 0) -> ServerState? {
         let current = schedule.withLock { $0 }
-        func eligible(_ server: ServerState) -> Bool { avoiding & server.avoidanceBit == 0 && server.isUsable }
+        let bound = BoundedLoad(current)
+        func eligible(_ server: ServerState) -> Bool { avoiding & server.avoidanceBit == 0 && server.isUsable && bound.admits(server) }
         switch current.algorithm {
         case .roundRobin, .staticRoundRobin:
             let order = current.order
@@ -210,6 +216,8 @@ struct BackendSettings: Sendable {
     var consistentHashing = false
     /// `balance random(<draws>)`.
     var randomDraws = 2
+    /// `hash-balance-factor`; 0: off.
+    var balanceFactor = 0
     /// `option srvtcpka`.
     var keepAlive = KeepAliveSettings()
     /// `option nolinger`: close server connections with a reset.
@@ -236,6 +244,7 @@ struct BackendSettings: Sendable {
         balance = backend.balance
         consistentHashing = backend.consistentHashing
         randomDraws = backend.randomDraws
+        balanceFactor = backend.consistentHashing || backend.balance == .random ? backend.balanceFactor : 0
         keepAlive = KeepAliveSettings(backend.serverKeepAlive)
         noLinger = backend.noLinger
         abortOnClose = backend.abortOnClose

@@ -55,3 +55,29 @@ enum Maglev {
 
     private static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 }
+
+/// `hash-balance-factor <f>` (consistent hashing with bounded loads, as HAProxy's
+/// `chash_server_is_eligible`): the sessions in flight, this one included, times `f` %, are the
+/// slots; each server may hold its weight's share of them (rounded up, at least one), and one that
+/// holds its share is passed over — the hash moves on to the next server of the table. The shares
+/// add up to at least the sessions in flight, so some server always has room. Off when `f` is 0.
+struct BoundedLoad {
+    private let factor: Int
+    private let totalWeight: Int
+    private let slots: Int
+
+    init(_ schedule: BackendState.Schedule) {
+        factor = schedule.balanceFactor
+        totalWeight = max(1, schedule.totalWeight)
+        guard factor > 0 else { slots = 0; return }
+        var served = 0
+        for index in schedule.eligible { served += schedule.servers[Int(index)].currentSessions.load(ordering: .relaxed) }
+        slots = ((served + 1) * factor + 99) / 100
+    }
+
+    func admits(_ server: ServerState) -> Bool {
+        guard factor > 0 else { return true }
+        let share = max(1, (server.weight * slots + totalWeight - 1) / totalWeight)
+        return server.currentSessions.load(ordering: .relaxed) < share
+    }
+}

@@ -270,6 +270,9 @@ public struct Backend: Hashable, Sendable {
     public var consistentHashing = false
     /// `balance random(<draws>)`: servers drawn per pick (2 by default).
     public var randomDraws = 2
+    /// `hash-balance-factor <percent>`: with `hash-type consistent` (and `balance random`), no
+    /// server takes more than this percentage of the average load per weight. 0: off.
+    public var balanceFactor = 0
     public var servers: [Server]
     /// `retries`: connection attempts after the first that fails. Default 3, as HAProxy.
     public var retries: Int = 3

@@ -87,6 +87,7 @@ struct ProxyDraft {
     var balance: BalanceAlgorithm = .roundRobin
     var consistentHashing = false
     var randomDraws = 2
+    var balanceFactor = 0
     var retries = 3
     /// `load-server-state-from-file`, and `server-state-file-name` (its own line, any order).
     var serverStateSource: ServerStateSource = .none
@@ -448,6 +449,7 @@ struct Parser {
             backend.balance = proxy.balance
             backend.consistentHashing = proxy.consistentHashing
             backend.randomDraws = proxy.randomDraws
+            backend.balanceFactor = proxy.balanceFactor
             backend.retries = proxy.retries
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch

@@ -16,6 +16,7 @@ enum ProxyKeywords {
         "default-server": SectionKind.backSide,
         "timeout": SectionKind.proxies,
         "retries": SectionKind.backSide,
+        "hash-balance-factor": [.defaults, .backend],
         "load-server-state-from-file": SectionKind.backSide,
         "server-state-file-name": [.backend, .listen],
         "option": SectionKind.proxies,
@@ -69,7 +70,6 @@ enum ProxyKeywords {
     static let notYet: [String: String] = [
         "use-server": "choosing a server by rule is not supported yet",
         "tcp-response": "tcp-response rules are not supported yet",
-        "hash-balance-factor": "bounded-load consistent hashing is not supported yet",
         "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
         "source": "choosing the source address of server connections is not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
@@ -206,6 +206,12 @@ extension Parser {
             proxy.serverTemplate = template
         case "timeout":
             timeoutLine(&proxy, words, location)
+        case "hash-balance-factor":
+            guard expect(words, count: 2, location, usage: "hash-balance-factor <percent>") else { return }
+            guard let factor = Int(words[1]), factor == 0 || (101...10_000).contains(factor) else {
+                return error(location, keyword: keyword, "'\(words[1])' is not 0 (off) or a percentage above 100")
+            }
+            proxy.balanceFactor = factor
         case "load-server-state-from-file":
             guard expect(words, count: 2, location, usage: "load-server-state-from-file global|local|none") else { return }
             switch words[1] {
