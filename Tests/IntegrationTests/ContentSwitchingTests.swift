@@ -251,6 +251,43 @@ extension Loopback {
         #expect(api.execute("clear table fe", level: .user).replyText == RuntimeAPI.permissionDenied)
     }
 
+    /// `sc0_conn_rate(<table>)`: the key counter 0 tracks, looked up in another table (here the one
+    /// counter 1 tracks it in) — the same answers as HAProxy 2.6, connection by connection.
+    @Test func aCounterReadsItsKeyInAnotherTableLikeHAProxy() throws {
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        func config(_ port: Int) -> String {
+            """
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:\(port)
+              stick-table type ip size 1k expire 30s store conn_cur
+              tcp-request connection track-sc0 src
+              tcp-request connection track-sc1 src table rates
+              tcp-request connection reject if { sc0_conn_rate(rates) gt 2 }
+              default_backend be
+            backend rates
+              stick-table type ip size 1k expire 30s store conn_rate(10s)
+            backend be
+              server s 127.0.0.1:\(server.port)
+
+            """
+        }
+        func outcomes(_ port: Int) throws -> [Bool] {
+            try ["127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3"].map { try Self.exchange(port, [], from: $0) == "s\n" }
+        }
+        let proxy = try RunningProxy(config(0))
+        defer { proxy.stop() }
+        let sluice = try outcomes(proxy.port)
+        #expect(sluice == [true, true, false, false, true])
+        if FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: config(port), port: port)
+            defer { haproxy.stop() }
+            #expect(try outcomes(port) == sluice, "HAProxy 2.6 decides differently")
+        }
+    }
+
     /// `stick on src`: each client address keeps its server; a server in maintenance loses its
     /// clients to another, where they then stay. And the MySQL-failover idiom (`size 1 nopurge`,
     /// `stick on dst`): everyone on one server until it fails, then everyone on the next, for good.

@@ -554,8 +554,8 @@ extension Parser {
                 }
             case .counter(.source(let table), let data):
                 checkTable(table, data, location, keyword)
-            case .counter(.tracked(_, let table?), _):
-                report(.error, proxy, location, keyword: keyword, "a table argument to an sc* fetch ('\(table)') is not supported yet; read the tracked table's counters")
+            case .counter(.tracked(_, let table?), let data):
+                checkTable(table, data, location, keyword)
             default:
                 break
             }

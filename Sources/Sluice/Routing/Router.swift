@@ -150,6 +150,8 @@ final class FrontendRouting: Sendable {
         case serverIsUp(ServerState?)
         /// `src_<data>([<table>])`; nil: no such table.
         case sourceCounter(StickTable?, StickData)
+        /// `sc<n>_<data>(<table>)`: the key tracked by counter `n`, looked up in another table.
+        case trackedKeyCounter(slot: Int, StickTable?, StickData)
     }
 
     init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable]) {
@@ -363,6 +365,7 @@ final class FrontendRouting: Sendable {
         case .usableServers(let name): .usableServers(name.map { backends[$0] } ?? defaultBackend)
         case .serverIsUp(let name, let server): .serverIsUp((name.map { backends[$0] } ?? defaultBackend)?.server(named: server))
         case .counter(.source(let name), let data): .sourceCounter(tables[name ?? rules.ownTable ?? ""], data)
+        case .counter(.tracked(let slot, let name?), let data): .trackedKeyCounter(slot: slot, tables[name], data)
         default: .direct(fetch)
         }
     }
@@ -378,6 +381,12 @@ final class FrontendRouting: Sendable {
         case .sourceCounter(let table, let data):
             guard let table, let address = c.sourceIP, let key = StickKey(.ip(address), for: table.spec.keyType) else { return .none(mayChange: false) }
             return table.read(key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
+        case .trackedKeyCounter(let slot, let table, let data):
+            guard let table, let (_, entry) = c.tracked[slot] else {
+                return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
+            }
+            if data == .tracked { return .value(.bool(true), mayChange: false) }
+            return table.read(entry.key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
         }
     }
 
@@ -398,7 +407,7 @@ final class FrontendRouting: Sendable {
         case .bindName: return c.bindName.map { .value(.string($0), mayChange: false) } ?? .none(mayChange: false)
         // Before switching, HAProxy's session backend is the frontend itself (a listen is both).
         case .frontendName, .backendName: return .value(.string(frontendNameBytes), mayChange: false)
-        case .usableServers, .serverIsUp, .counter(.source, _):
+        case .usableServers, .serverIsUp, .counter(.source, _), .counter(.tracked(_, _?), _):
             // Outside ACLs (a `%[…]` backend name, a stick key): looked up now.
             return self.fetch(Self.bind(fetch, rules, defaultBackend, backends, tables), c)
         case .alwaysTrue: return .value(.bool(true), mayChange: false)
@@ -432,7 +441,7 @@ final class FrontendRouting: Sendable {
         case .tlsVersion: return outcome(TLSInspection.version(c.content)) { .int($0) }
         case .tlsHelloType: return outcome(TLSInspection.helloType(c.content)) { .int($0) }
         case .looksLikeHTTP: return outcome(HTTPInspection.request(c.content)) { .bool($0) }
-        case .counter(.tracked(let slot, _), let data):
+        case .counter(.tracked(let slot, nil), let data):
             guard let (table, handle) = c.tracked[slot] else {
                 return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
             }
