@@ -195,6 +195,48 @@ extension Loopback {
         #expect(zip(chosen, drained).filter { $0 != "s1\n" && $0 != $1 }.count <= 1, "\(chosen) → \(drained)")
     }
 
+    /// `balance hash <expr>`: sessions with the same sample go to the same server — the port the
+    /// client reached (`dst_port`, two binds), or its address (`src`, as `balance source`).
+    @Test func hashOnASampleKeepsEachValueOnOneServer() throws {
+        let servers = try (0..<3).map { try TestServer(.identify("s\($0)")) }
+        defer { for s in servers { s.stop() } }
+        let list = servers.enumerated().map { "  server s\($0.offset) 127.0.0.1:\($0.element.port)" }.joined(separator: "\n")
+        let proxy = try RunningProxy("""
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:0
+              bind 127.0.0.1:0
+              default_backend be
+            backend be
+              balance hash dst_port
+            \(list)
+
+            """)
+        defer { proxy.stop() }
+        let ports = proxy.balancer.listeningAddresses(of: "fe").map(\.port)
+        #expect(ports.count == 2)
+        for port in ports {
+            let answers = try (0..<6).map { _ in
+                let fd = try Net.connect(port)
+                defer { close(fd) }
+                return String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+            }
+            #expect(Set(answers).count == 1, "port \(port): \(answers)")
+        }
+        let bySource = try RunningProxy(Self.config("  balance hash src", servers: servers.enumerated().map { ("s\($0.offset)", $0.element.port, "") }))
+        defer { bySource.stop() }
+        var chosen: [String: Set<String>] = [:]
+        for host in 2...13 {
+            for _ in 0..<3 {
+                let fd = try Self.connect(bySource.port, from: "127.0.0.\(host)")
+                defer { close(fd) }
+                chosen["\(host)", default: []].insert(String(decoding: try Net.readToEnd(fd), as: UTF8.self))
+            }
+        }
+        #expect(chosen.values.allSatisfy { $0.count == 1 }, "\(chosen)")
+        #expect(Set(chosen.values.compactMap(\.first)).count > 1, "twelve addresses all hashed to one server")
+    }
+
     /// `hash-balance-factor 150`: one client address (every session hashes to one server) fills
     /// its server up to 1.5 × the average, then the hash moves on; without it, one server takes all.
     @Test(arguments: [0, 150])

@@ -94,7 +94,7 @@ public final class BackendState: Sendable {
             next.totalWeight = weights.reduce(0, +)
             switch settings.balance {
             case .roundRobin, .staticRoundRobin: next.order = RoundRobin.schedule(weights: weights)
-            case .source:
+            case .source, .hash:
                 next.map = settings.consistentHashing ? Maglev.table(names: servers.map(\.name), weights: weights) : SourceHash.map(weights: weights)
             case .random:
                 next.map = Maglev.table(names: servers.map(\.name), weights: weights)
@@ -135,7 +135,7 @@ public final class BackendState: Sendable {
                 if eligible(server) && server.hasFreeSlot { return server }
             }
             return nil
-        case .source:
+        case .source, .hash:
             return SourceHash.pick(current.servers, current.map, hash: hash, eligible)
         case .random:
             return RandomDraws.pick(current.servers, current.map, current.eligible, draws: current.draws,
@@ -218,6 +218,8 @@ struct BackendSettings: Sendable {
     var randomDraws = 2
     /// `hash-balance-factor`; 0: off.
     var balanceFactor = 0
+    /// `balance hash <expr>`: the expression, with an evaluator for it.
+    var hashKey: HashKey?
     /// `option srvtcpka`.
     var keepAlive = KeepAliveSettings()
     /// `option nolinger`: close server connections with a reset.
@@ -244,6 +246,7 @@ struct BackendSettings: Sendable {
         balance = backend.balance
         consistentHashing = backend.consistentHashing
         randomDraws = backend.randomDraws
+        hashKey = backend.hashExpression.map { HashKey(expression: $0, backend: backend.name) }
         balanceFactor = backend.consistentHashing || backend.balance == .random ? backend.balanceFactor : 0
         keepAlive = KeepAliveSettings(backend.serverKeepAlive)
         noLinger = backend.noLinger

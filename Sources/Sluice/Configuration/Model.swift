@@ -254,6 +254,9 @@ public enum BalanceAlgorithm: String, Hashable, Sendable {
     /// (through the consistent-hashing table), and the least loaded of them taken: HAProxy's
     /// "power of two choices" by default.
     case random
+    /// `balance hash <expr>`: a hash of a sample (`src`, `dst_port`, `req.ssl_sni` …) picks the
+    /// server from the same tables as `source` (map-based, or Maglev with `hash-type consistent`).
+    case hash
 }
 
 /// The server side of a proxy (`backend`, or the back half of `listen`).
@@ -270,6 +273,8 @@ public struct Backend: Hashable, Sendable {
     public var consistentHashing = false
     /// `balance random(<draws>)`: servers drawn per pick (2 by default).
     public var randomDraws = 2
+    /// `balance hash <expr>`: the sample hashed.
+    var hashExpression: SampleExpression?
     /// `hash-balance-factor <percent>`: with `hash-type consistent` (and `balance random`), no
     /// server takes more than this percentage of the average load per weight. 0: off.
     public var balanceFactor = 0

@@ -88,6 +88,7 @@ struct ProxyDraft {
     var consistentHashing = false
     var randomDraws = 2
     var balanceFactor = 0
+    var hashExpression: SampleExpression?
     var retries = 3
     /// `load-server-state-from-file`, and `server-state-file-name` (its own line, any order).
     var serverStateSource: ServerStateSource = .none
@@ -450,6 +451,7 @@ struct Parser {
             backend.consistentHashing = proxy.consistentHashing
             backend.randomDraws = proxy.randomDraws
             backend.balanceFactor = proxy.balanceFactor
+            backend.hashExpression = proxy.hashExpression
             backend.retries = proxy.retries
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch

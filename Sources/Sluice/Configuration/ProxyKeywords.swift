@@ -162,7 +162,7 @@ extension Parser {
                 error(location, keyword: keyword, "missing algorithm: expected 'balance roundrobin'")
                 return
             }
-            let supported = "supported: roundrobin, static-rr, leastconn, first, source, random"
+            let supported = "supported: roundrobin, static-rr, leastconn, first, source, random, hash <expression>"
             if words[1].hasPrefix("random(") || words[1] == "random" {
                 if words.count > 2 { error(location, keyword: keyword, "'\(words[1])' takes no further arguments") }
                 var draws = 2
@@ -174,7 +174,15 @@ extension Parser {
                 }
                 proxy.balance = .random
                 proxy.randomDraws = draws
-            } else if let algorithm = BalanceAlgorithm(rawValue: words[1]) {
+            } else if words[1] == "hash" {
+                guard words.count == 3 else { return error(location, keyword: keyword, "usage: balance hash <expression> (e.g. balance hash src)") }
+                switch SampleExpression.parse(words[2], readFile: readFile) {
+                case .success(let expression):
+                    proxy.balance = .hash
+                    proxy.hashExpression = expression
+                case .failure(let e): error(location, keyword: keyword, e.message)
+                }
+            } else if words[1] != "hash", let algorithm = BalanceAlgorithm(rawValue: words[1]) {
                 if words.count > 2 { error(location, keyword: keyword, "'\(words[1])' takes no arguments") }
                 proxy.balance = algorithm
             } else if ["hash", "rdp-cookie"].contains(where: { words[1].hasPrefix($0) }) {

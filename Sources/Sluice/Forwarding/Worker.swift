@@ -434,8 +434,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].policy.backend = settings
         sessions[i].retriesLeft = settings.retries
         sessions[i].queueDeadline = reactor.now + settings.queueTimeoutMs
-        if settings.balance == .source, let peer = sessions[i].context?.source ?? (try? Socket.peerAddress(sessions[i].client)) {
-            sessions[i].sourceHash = SourceHash.hash(peer.ipBytes)
+        if settings.balance == .source || settings.balance == .hash {
+            sessions[i].sourceHash = settings.sessionHash(sessions[i].context, client: sessions[i].client, now: reactor.now)
         }
         guard let stickiness = settings.stickiness else { return connect(i, to: nil) }
         // `stick match`: the server the client's entry names, when it can take the session.

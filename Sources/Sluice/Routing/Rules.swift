@@ -137,6 +137,9 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
         self.ownTable = ownTable
     }
 
+    /// No rules: for evaluating one expression (`balance hash`).
+    static let empty = RuleSet(acls: [], aclNames: [], connectionRules: [], sessionRules: [], contentRules: [], inspectDelayMs: 0, switching: [], ownTable: nil)
+
     public static func == (a: RuleSet, b: RuleSet) -> Bool { a === b }
     public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 
