@@ -45,6 +45,12 @@ enum Maglev {
     static func hash(_ name: String, seed: UInt64) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325 ^ seed
         for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        return mix(h)
+    }
+
+    /// MurmurHash3's 64-bit finaliser: every input bit reaches every output bit.
+    static func mix(_ x: UInt64) -> UInt64 {
+        var h = x
         h ^= h >> 33
         h = h &* 0xFF51_AFD7_ED55_8CCD
         h ^= h >> 33

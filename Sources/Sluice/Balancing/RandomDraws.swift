@@ -13,7 +13,7 @@ enum RandomDraws {
         var bestLoad = 0, bestWeight = 1
         var state = seed &* 0x9E37_79B9_7F4A_7C15
         for _ in 0..<draws {
-            state = mix(state &+ 0x9E37_79B9_7F4A_7C15)
+            state = Maglev.mix(state &+ 0x9E37_79B9_7F4A_7C15)
             let server = servers[Int(table[Int(state % UInt64(table.count))])]
             guard eligible(server), server.hasFreeSlot else { continue }
             // HAProxy's comparison: the later draw unless it serves more per weight (so an idle
@@ -26,16 +26,5 @@ enum RandomDraws {
         }
         // Every draw unusable (full, or already failed for this session): the least loaded of all.
         return best ?? LeastConnections.pick(servers, eligibleIndices, start: Int(truncatingIfNeeded: seed), eligible)
-    }
-
-    /// MurmurHash3's fmix64.
-    private static func mix(_ x: UInt64) -> UInt64 {
-        var h = x
-        h ^= h >> 33
-        h = h &* 0xFF51_AFD7_ED55_8CCD
-        h ^= h >> 33
-        h = h &* 0xC4CE_B9FE_1A85_EC53
-        h ^= h >> 33
-        return h
     }
 }

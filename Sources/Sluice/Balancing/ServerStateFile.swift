@@ -233,8 +233,6 @@ final class ServerStateWriter: @unchecked Sendable {
 
     deinit { for t in targets { closeDescriptor(t.directory) } }
 
-    var descriptors: [CInt] { targets.map(\.directory) }
-
     func start() throws(SystemError) {
         thread = try OSThread.spawn { [self] in
             var ticks = 0
