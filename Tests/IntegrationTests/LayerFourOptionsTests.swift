@@ -76,6 +76,25 @@ extension Loopback {
         b.count >= 16 ? 16 + Int(b[b.startIndex + 14]) << 8 + Int(b[b.startIndex + 15]) : nil
     }
 
+    /// `rate-limit sessions 10`: 25 clients that connect at once are all served, none refused,
+    /// but no faster than ten a second — the others wait in the kernel backlog.
+    @Test func rateLimitSessionsHoldsClientsInTheBacklogAndRefusesNone() throws {
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        let proxy = try RunningProxy("\(tcpDefaults())frontend fe\n  bind 127.0.0.1:0\n  rate-limit sessions 10\n  default_backend be\nbackend be\n  server s 127.0.0.1:\(server.port)\n")
+        defer { proxy.stop() }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let clients = try (0..<25).map { _ in try Net.connect(proxy.port) }
+        defer { for fd in clients { close(fd) } }
+        let answers = try clients.map { String(decoding: try Net.readToEnd($0, timeoutMs: 10_000), as: UTF8.self) }
+        let elapsed = clock.now - started
+        #expect(answers.allSatisfy { $0 == "s\n" })
+        #expect(server.accepted.load(ordering: .relaxed) == 25)
+        // Ten in the first second, then as the sliding window frees room: well over a second in all.
+        #expect(elapsed >= .milliseconds(1_200), "25 sessions at 10/s took only \(elapsed)")
+    }
+
     @Test func sendProxyV1CarriesTheClientAddressThenTheClientsBytes() throws {
         let capture = try CaptureServer()
         let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(capture.port) send-proxy"))

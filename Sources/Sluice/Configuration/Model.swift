@@ -190,6 +190,9 @@ public struct Frontend: Hashable, Sendable {
     /// `maxconn`: sessions this frontend serves at once. HAProxy's default is 262,144 (effectively
     /// the global limit).
     public var maxConnections: Int?
+    /// `rate-limit sessions <n>`: new sessions per second at most; beyond it, clients wait in the
+    /// kernel backlog until the rate (over the last second, sliding) falls below. Nil: no limit.
+    public var sessionRateLimit: Int?
     /// `timeout client`: inactivity on the client side closes the session. Nil: never.
     public var clientTimeout: Duration?
     /// `timeout client-fin`: inactivity on the client side once one direction is closed.

@@ -75,6 +75,8 @@ struct ProxyDraft {
     var binds: [(Bind, SourceLocation)] = []
     var defaultBackend: (String, SourceLocation)?
     var maxConnections: Int?
+    /// `rate-limit sessions`.
+    var sessionRateLimit: Int?
     var backlog: Int?
     var clientTimeout: Duration?
     var clientFinTimeout: Duration?
@@ -535,6 +537,7 @@ struct Parser {
             configuration.frontends[configuration.frontends.count - 1].noLinger = proxy.noLinger
             configuration.frontends[configuration.frontends.count - 1].independentStreams = proxy.independentStreams
             configuration.frontends[configuration.frontends.count - 1].rules = frontRules[proxy.name]
+            configuration.frontends[configuration.frontends.count - 1].sessionRateLimit = proxy.sessionRateLimit
         }
         return configuration
     }

@@ -16,6 +16,7 @@ enum ProxyKeywords {
         "default-server": SectionKind.backSide,
         "timeout": SectionKind.proxies,
         "retries": SectionKind.backSide,
+        "rate-limit": SectionKind.frontSide,
         "hash-balance-factor": [.defaults, .backend],
         "load-server-state-from-file": SectionKind.backSide,
         "server-state-file-name": [.backend, .listen],
@@ -74,7 +75,6 @@ enum ProxyKeywords {
         "source": "choosing the source address of server connections is not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
         "server-template": "server templates (DNS discovery) are not supported yet",
-        "rate-limit": "rate limits are not supported yet",
         "persist": "persistence rules are not supported yet",
         "force-persist": "persistence rules are not supported yet",
         "ignore-persist": "persistence rules are not supported yet",
@@ -214,6 +214,9 @@ extension Parser {
             proxy.serverTemplate = template
         case "timeout":
             timeoutLine(&proxy, words, location)
+        case "rate-limit":
+            guard words.count == 3, words[1] == "sessions" else { return error(location, keyword: keyword, "usage: rate-limit sessions <rate per second>") }
+            proxy.sessionRateLimit = value(ValueParser.integer(words[2], in: 0...10_000_000, what: "rate"), location, keyword: keyword).flatMap { $0 > 0 ? $0 : nil }
         case "hash-balance-factor":
             guard expect(words, count: 2, location, usage: "hash-balance-factor <percent>") else { return }
             guard let factor = Int(words[1]), factor == 0 || (101...10_000).contains(factor) else {

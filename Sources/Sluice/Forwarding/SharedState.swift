@@ -50,6 +50,11 @@ final class ProcessState: Sendable {
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return false
         }
+        if !frontend.sessionRateAllows() {
+            frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
         if let limit, limit.current.wrappingAdd(1, ordering: .relaxed).newValue > limit.maximum {
             limit.current.wrappingSubtract(1, ordering: .relaxed)
             frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
@@ -83,6 +88,22 @@ final class FrontendState: Sendable {
     /// Clients dropped for a missing or malformed PROXY header (`show stat` ereq).
     let failedRequests = Atomic<Int>(0)
     private let policy: Mutex<FrontendPolicy>
+    /// `rate-limit sessions`: the limit (0: none) and the sessions of the last second (sliding).
+    let sessionRateLimit = Atomic<Int>(0)
+    let sessionRate = SharedRate()
+
+    /// Whether `rate-limit sessions` lets one more session in now (HAProxy's
+    /// `freq_ctr_remain` over one second).
+    func sessionRateAllows() -> Bool {
+        let limit = sessionRateLimit.load(ordering: .relaxed)
+        return limit == 0 || sessionRate.rate(now: monotonicMilliseconds(), period: 1000) < limit
+    }
+
+    /// A new session began: counted in the totals and, under `rate-limit sessions`, in the rate.
+    func countSession() {
+        totalConnections.wrappingAdd(1, ordering: .relaxed)
+        if sessionRateLimit.load(ordering: .relaxed) > 0 { sessionRate.add(1, now: monotonicMilliseconds(), period: 1000) }
+    }
     /// Whether the current policy has rules (read at accept without the policy's lock).
     let routingFlag = Atomic<Bool>(false)
     var hasRouting: Bool { routingFlag.load(ordering: .relaxed) }
@@ -109,6 +130,7 @@ final class FrontendState: Sendable {
         maxConnections = Atomic(frontend.maxConnections ?? Int.max)
         policy = Mutex(Self.policy(frontend, backend, routing))
         routingFlag.store(routing != nil, ordering: .relaxed)
+        sessionRateLimit.store(frontend.sessionRateLimit ?? 0, ordering: .relaxed)
     }
 
     private static func policy(_ frontend: Frontend, _ backend: BackendState, _ routing: FrontendRouting?) -> FrontendPolicy {
@@ -125,6 +147,7 @@ final class FrontendState: Sendable {
         policy.withLock { $0 = Self.policy(frontend, backend, routing) }
         routingFlag.store(routing != nil, ordering: .relaxed)
         maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
+        sessionRateLimit.store(frontend.sessionRateLimit ?? 0, ordering: .relaxed)
     }
 }
 

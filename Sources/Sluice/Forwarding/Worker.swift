@@ -403,7 +403,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].clientActivity = reactor.now
         if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
         liveSessions += 1
-        frontend.totalConnections.wrappingAdd(1, ordering: .relaxed)
+        frontend.countSession()
         process.totalConnections.wrappingAdd(1, ordering: .relaxed)
         do {
             try reactor.register(fd, token: token(.client, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
