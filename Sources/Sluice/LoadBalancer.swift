@@ -24,8 +24,8 @@ import Glibc
 /// balancer.wait()
 /// ```
 ///
-/// - Important: `start()` ignores `SIGPIPE` process-wide: `splice(2)` to a socket whose peer has gone
-///   raises it, and a proxy must survive that.
+/// `SIGPIPE`, which `splice(2)` to a socket whose peer has gone raises, is blocked on Sluice's own
+/// threads only: the host program's disposition of it is left alone.
 public final class LoadBalancer: Sendable {
     /// Sluice's version, as `sluice -v` and the runtime API's `show info` report it.
     public static let version = "0.1.0"
@@ -258,7 +258,6 @@ public final class LoadBalancer: Sendable {
     /// and nothing is left half-started.
     /// - Throws: `SluiceError` naming the frontend and address when a bind fails.
     public func start() throws(SluiceError) {
-        signal(SIGPIPE, SIG_IGN)
         let (configuration, frontends, backends) = state.withLock { ($0.configuration, $0.frontends, $0.backends) }
         let threads = max(1, configuration.global.threads)
         let plan = try Self.resolve(configuration)

@@ -44,6 +44,13 @@ struct SluiceCommand: ParsableCommand {
     @Option(name: .customShort("p"), help: ArgumentHelp("Write the pid to this file, as 'pidfile' in global.", valueName: "pidfile"))
     var pidFilePath: String?
 
+    /// The command line is the host program: it ignores SIGPIPE process-wide (its demo servers
+    /// write to clients that may be gone). The library only blocks it on its own threads.
+    static func main() {
+        signal(SIGPIPE, SIG_IGN)
+        main(nil)
+    }
+
     func run() throws {
         if version {
             print("Sluice version \(sluiceVersion)")

@@ -28,6 +28,7 @@ extension Loopback {
     /// killed, so a stuck child fails its test instead of hanging CI.
     static func run(_ arguments: [String], executable: String = sluiceExecutable(), stdin: String? = nil,
                     deadline: Duration = .seconds(60)) throws -> Run {
+        _ = pipeSignalIgnored
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

@@ -132,6 +132,35 @@ extension Loopback {
         }
     }
 
+    /// An embedding program keeps its SIGPIPE disposition: Sluice blocks the signal on its own
+    /// threads (so `splice` to a gone peer returns EPIPE there) instead of ignoring it for the
+    /// whole process.
+    @Test func theHostsSigpipeDispositionIsLeftAloneAndSluiceThreadsBlockIt() throws {
+        func threadsBlockingSigpipe() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").filter { tid in
+                guard let status = try? String(contentsOfFile: "/proc/self/task/\(tid)/status", encoding: .utf8),
+                      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigBlk:") }),
+                      let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+                return mask & (1 << (UInt64(SIGPIPE) - 1)) != 0
+            }.count
+        }
+        let server = try TestServer(.echo)
+        defer { server.stop() }
+        var previous = sigaction()
+        var dfl = sigaction()
+        dfl.__sigaction_handler.sa_handler = SIG_DFL
+        sigaction(SIGPIPE, &dfl, &previous)
+        defer { sigaction(SIGPIPE, &previous, nil) }
+        let before = try threadsBlockingSigpipe()
+        let proxy = try RunningProxy("global\n  nbthread 2\n" + Self.config("", port: 0, server: server.port))
+        var now = sigaction()
+        sigaction(SIGPIPE, nil, &now)
+        // SIG_DFL is handler 0 (SIG_IGN is 1).
+        #expect(withUnsafeBytes(of: now.__sigaction_handler) { $0.load(as: UInt.self) } == 0, "start() changed the process's SIGPIPE disposition")
+        #expect(try threadsBlockingSigpipe() >= before + 2, "the two reactor threads do not block SIGPIPE")
+        proxy.stop()
+    }
+
     /// An embedder's signal path and main path may both wait: the reactor threads are joined once
     /// (joining a joined POSIX thread is undefined behaviour), and every caller returns.
     @Test func waitAndStopMayBeCalledTwiceAndFromTwoThreadsAtOnce() throws {

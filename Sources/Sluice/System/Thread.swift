@@ -18,6 +18,13 @@ struct OSThread: @unchecked Sendable {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         let rc = pthread_create(&handle, nil, { arg in
             guard let arg else { return nil }
+            // `splice(2)` and `write(2)` to a socket whose peer is gone raise SIGPIPE in the
+            // calling thread. Blocked here, it stays pending and the call returns EPIPE, so the
+            // host program's own SIGPIPE disposition is left as it set it.
+            var pipeSignal = sigset_t()
+            sigemptyset(&pipeSignal)
+            sigaddset(&pipeSignal, SIGPIPE)
+            pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
             Unmanaged<Box>.fromOpaque(arg).takeRetainedValue().body()
             return nil
         }, box)

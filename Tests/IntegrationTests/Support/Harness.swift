@@ -17,6 +17,7 @@ final class RunningProxy {
 
     /// `config` must have exactly one frontend; write its bind as `bind 127.0.0.1:0`.
     init(_ config: String, engine: IOEngine = RunningProxy.defaultEngine, logLevel: Logger.Level = .warning) throws {
+        _ = pipeSignalIgnored
         Self.expectHAProxyAccepts(config)
         var parsed = try Configuration.parse(config, file: "test.cfg")
         parsed.configuration.global.ioEngine = engine

@@ -137,6 +137,7 @@ final class SluiceProcess {
     let logPath: String
 
     init(configPath: String, listenPort: Int) throws {
+        _ = pipeSignalIgnored
         logPath = configPath + ".log"
         process.executableURL = URL(fileURLWithPath: sluiceExecutable())
         process.arguments = ["-f", configPath]

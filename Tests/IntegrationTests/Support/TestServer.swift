@@ -57,6 +57,7 @@ final class TestServer: @unchecked Sendable {
 
     /// `port` 0: the kernel picks one; another: that port (to bring a "restarted" server back).
     init(_ behavior: Behavior, port requested: Int = 0) throws {
+        _ = pipeSignalIgnored
         self.behavior = behavior
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: CInt = 1
