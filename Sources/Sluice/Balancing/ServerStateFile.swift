@@ -84,12 +84,12 @@ enum ServerStateFile {
     /// The addresses saved for each backend's servers (backend → server → address), for
     /// `init-addr last`. Unreadable files and lines are skipped here; `apply` reports them.
     static func savedAddresses(_ configuration: Configuration) -> [String: [String: String]] {
-        var texts: [String: String] = [:]
+        var files: [String: [Entry]] = [:]
         var out: [String: [String: String]] = [:]
         for backend in configuration.backends {
             guard let path = path(for: backend, configuration.global) else { continue }
-            if texts[path] == nil { texts[path] = (try? Parser.readFile(path).get()) ?? "" }
-            for entry in parse(texts[path] ?? "", path: path).entries where entry.backend == backend.name && entry.address != "-" {
+            if files[path] == nil { files[path] = (try? Parser.readFile(path).get()).map { parse($0, path: path).entries } ?? [] }
+            for entry in files[path] ?? [] where entry.backend == backend.name && entry.address != "-" {
                 out[backend.name, default: [:]][entry.server] = entry.address
             }
         }

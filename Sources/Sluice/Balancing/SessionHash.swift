@@ -20,7 +20,7 @@ struct HashKey: Sendable {
         switch evaluator.sample(expression, context) {
         case .value(let s, _): return SourceHash.hash(s.bytes)
         case .values(let list) where !list.isEmpty: return SourceHash.hash(list[0].bytes)
-        default: return SourceHash.hash(withUnsafeBytes(of: Self.rotating.wrappingAdd(1, ordering: .relaxed).oldValue) { Array($0) })
+        default: return UInt32(truncatingIfNeeded: Maglev.mix(UInt64(Self.rotating.wrappingAdd(1, ordering: .relaxed).oldValue)))
         }
     }
 }
