@@ -53,6 +53,8 @@ public final class LoadBalancer: Sendable {
         var statsServer: StatsSocketServer?
         /// Saves the servers' states to the server-state files while running.
         var stateWriter: ServerStateWriter?
+        /// Resolves server names with `resolvers` while running.
+        var resolver: Resolver?
     }
 
     /// Builds the balancer's state; resolves server addresses (which may block on DNS).
@@ -177,7 +179,10 @@ public final class LoadBalancer: Sendable {
             for p in plan.servers[backend.name] ?? [] {
                 let admin: AdminState = p.server.isDisabled ? .maintenance : .ready
                 if let old = existing?.server(named: p.server.name), old.isBackup == p.server.isBackup {
-                    if old.address != p.address { old.setAddress(p.address) }
+                    // A name the resolvers answered keeps that answer; the system resolver's may be older.
+                    let keepsDNS = p.server.resolvers != nil && old.resolvedByDNS.load(ordering: .relaxed)
+                    if !keepsDNS && old.address != p.address { old.setAddress(p.address) }
+                    if p.server.resolvers == nil { old.resolvedByDNS.store(false, ordering: .relaxed) }
                     if old.configuredWeight != p.server.weight { old.weightStorage.store(p.server.weight, ordering: .relaxed) }
                     old.configurationStorage.withLock { $0 = p.server }
                     old.maxConnectionsStorage.store(p.server.maxConnections ?? Int.max, ordering: .relaxed)
@@ -336,7 +341,7 @@ public final class LoadBalancer: Sendable {
         }, fingerprint: { [weak self] in
             var states: [String: [String]] = [:]
             for backend in self?.backends ?? [] {
-                states[backend.name] = backend.servers.map { "\(backend.name) \($0.name) \($0.admin) \($0.operational) \($0.weight) \($0.checksEnabled.load(ordering: .relaxed))" }
+                states[backend.name] = backend.servers.map { "\(backend.name) \($0.name) \($0.admin) \($0.operational) \($0.weight) \($0.checksEnabled.load(ordering: .relaxed)) \($0.address)" }
             }
             return states
         }, report: { [logger] in logger.warning("\($0)") }) {
@@ -347,6 +352,7 @@ public final class LoadBalancer: Sendable {
                 logger.warning("cannot start the server-state writer: \(error); states will not be saved")
             }
         }
+        startResolver(configuration, backends)
         if !configuration.global.statsSockets.isEmpty {
             do {
                 let server = try StatsSocketServer(sockets: configuration.global.statsSockets,
@@ -361,6 +367,32 @@ public final class LoadBalancer: Sendable {
                 throw error
             }
         }
+    }
+
+    /// Starts resolving server names (`resolvers`) on the resolver's thread; a reload replaces it.
+    private func startResolver(_ configuration: Configuration, _ backends: [String: BackendState]) {
+        let old = state.withLock { run in
+            defer { run.resolver = nil }
+            return run.resolver
+        }
+        old?.stop()
+        guard let resolver = Resolver(configuration, backends: backends, report: { [logger] in logger.warning("\($0)") }) else { return }
+        do {
+            try resolver.start()
+            state.withLock { $0.resolver = resolver }
+        } catch {
+            logger.warning("cannot start the DNS resolver thread: \(error); server names will not be resolved again")
+        }
+    }
+
+    /// Each name server's `show resolvers` counters in one section (empty when there is none).
+    func resolverCounters(_ section: String) -> [String: Resolver.Counters] {
+        state.withLock { $0.resolver }?.counters(of: section) ?? [:]
+    }
+
+    /// `show resolvers [<section>]`: nil when there is no such section.
+    func resolversReport(_ section: String?) -> String? {
+        state.withLock { $0.resolver }?.show(section)
     }
 
     private static func checkTargets(_ configuration: Configuration, _ backends: [String: BackendState]) -> [(BackendState, Backend)] {
@@ -493,6 +525,7 @@ public final class LoadBalancer: Sendable {
         }
         workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends)))
         state.withLock { $0.addresses = addresses }
+        startResolver(configuration, backends)
         return notices
     }
 
@@ -561,6 +594,10 @@ public final class LoadBalancer: Sendable {
                 return run.statsServer
             }
             stats?.stop()  // removes the socket files
+            state.withLock { run in
+                defer { run.resolver = nil }
+                return run.resolver
+            }?.stop()
             // The states as they are at the end, for the next start.
             state.withLock { run in
                 defer { run.stateWriter = nil }

@@ -99,15 +99,15 @@ struct CompatibilityTests {
         let text = """
             userlist admins
               user admin insecure-password secret
-            resolvers dns
-              nameserver ns1 10.0.0.2:53
-              hold valid 10s
+            mailers alerts
+              mailer smtp1 10.0.0.2:25
+              timeout mail 10s
             peers mypeers
               peer a 10.0.0.1:1024
 
             """ + ParserTests.valid
         #expect(CompatibilityTests.errors(text) == [
-            "t.cfg:3: error: [resolvers 'dns'] 'resolvers': section rejected: DNS resolvers (runtime discovery of server addresses) are not supported yet; Sluice resolves server names once at start and at each reload; its lines are skipped",
+            "t.cfg:3: error: [mailers 'alerts'] 'mailers': section rejected: email alerts are not supported; its lines are skipped",
             "t.cfg:6: error: [peers 'mypeers'] 'peers': section rejected: peers (stick-table synchronisation) are not supported; its lines are skipped",
         ])
         let parsed = try? Configuration.parse("userlist admins\n  user admin insecure-password x\n" + ParserTests.valid, file: "t.cfg")

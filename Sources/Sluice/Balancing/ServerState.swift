@@ -78,6 +78,9 @@ public final class ServerState: Sendable {
     /// Started in maintenance by `init-addr none` because its name did not resolve; the first
     /// `set server addr` gives it an address and takes it out of maintenance (HAProxy's RMAINT).
     let awaitingAddress = Atomic<Bool>(false)
+    /// Its address came from a DNS answer (`resolvers`): a reload keeps it instead of the one the
+    /// system resolver gives at reload.
+    let resolvedByDNS = Atomic<Bool>(false)
     /// Consecutive connection failures seen on traffic, for `observe layer4`.
     let observedErrors = Atomic<Int>(0)
 
@@ -215,7 +218,7 @@ public final class ServerState: Sendable {
     /// or `UP 1/3` / `DOWN 1/2` while a transition is in progress.
     public var status: String {
         switch admin {
-        case .maintenance: return "MAINT"
+        case .maintenance: return awaitingAddress.load(ordering: .relaxed) ? "MAINT (resolution)" : "MAINT"
         case .drain where operational.acceptsTraffic: return "DRAIN"
         default: break
         }

@@ -6,6 +6,8 @@ public struct Configuration: Hashable, Sendable {
     public var backends: [Backend]
     /// `stick-table` declarations, each named after its proxy.
     public var stickTables: [StickTableSpec] = []
+    /// `resolvers` sections: the name servers servers' names are resolved with while running.
+    public var resolvers: [Resolvers] = []
 
     public init(global: Global = Global(), frontends: [Frontend] = [], backends: [Backend] = []) {
         self.global = global
@@ -370,8 +372,21 @@ public struct Server: Hashable, Sendable {
     /// full value over this time (HAProxy's meaning; never at start). Nil: full weight at once.
     public var slowStart: Duration?
     /// `resolve-prefer ipv6`: take an IPv6 address when a name has both families. Default: IPv4
-    /// (HAProxy's default of ipv6 applies to its DNS resolvers, which Sluice does not have).
+    /// at start (the system resolver), IPv6 with `resolvers`, as HAProxy.
     public var preferIPv6: Bool = false
+    /// `resolvers <name>`: the server's name is resolved again while running with that section's
+    /// name servers. Nil: resolved at start (and at each reload) only.
+    public var resolvers: String?
+    /// `resolve-net`: among the addresses a name resolves to, those in these networks come first.
+    public var resolveNetworks: [String] = []
+    /// `resolve-opts allow-dup-ip`: this server may take an address another server of its backend
+    /// already has (by default it may not, as HAProxy).
+    public var allowDuplicateAddress: Bool = false
+    /// `resolve-opts ignore-weight`: SRV weights do not change this server's weight.
+    public var ignoreSRVWeight: Bool = false
+    /// `server-template`: the template's name prefix, which groups its slots (their addresses are
+    /// handed out together, each address to one slot). Nil for a `server` line.
+    public var templatePrefix: String?
 
     public init(name: String, endpoint: Endpoint, weight: Int = 1, isBackup: Bool = false,
                 isDisabled: Bool = false, check: ServerCheck? = nil) {
@@ -413,6 +428,40 @@ public enum InitAddressMethod: Hashable, Sendable {
     case none
     /// An IP address to use as it is.
     case ip(String)
+}
+
+/// A `resolvers` section.
+public struct Resolvers: Hashable, Sendable {
+    public struct Nameserver: Hashable, Sendable {
+        public var name: String
+        public var address: String
+        public var port: Int
+        /// `tcp@`: queries go over TCP (otherwise UDP, with TCP when an answer is truncated).
+        public var overTCP: Bool
+    }
+    public var name: String
+    public var nameservers: [Nameserver] = []
+    /// `resolve_retries`: queries sent for one resolution before it fails. Default 3.
+    public var retries: Int = 3
+    /// `timeout resolve`: how often due resolutions are looked for. Default 1 s.
+    public var resolveTimeout: Duration = .seconds(1)
+    /// `timeout retry`: how long a query waits for an answer before it is sent again. Default 1 s.
+    public var retryTimeout: Duration = .seconds(1)
+    /// `hold valid`: how long a valid answer stands before the name is asked again. Default 10 s.
+    public var holdValid: Duration = .seconds(10)
+    /// `hold nx|refused|timeout|other`: how long after the last valid answer such a failure is
+    /// ignored (the server keeps its address and state); after it, the server goes to maintenance.
+    /// Default 30 s each.
+    public var holdNX: Duration = .seconds(30)
+    public var holdRefused: Duration = .seconds(30)
+    public var holdTimeout: Duration = .seconds(30)
+    public var holdOther: Duration = .seconds(30)
+    /// `hold obsolete`: how long an address missing from new answers keeps its template slot. Default 0.
+    public var holdObsolete: Duration = .zero
+    /// `accepted_payload_size`: the EDNS0 payload size announced (512: no EDNS0). Default 512.
+    public var acceptedPayloadSize: Int = 512
+
+    public init(name: String) { self.name = name }
 }
 
 /// HAProxy's `on-error` actions.

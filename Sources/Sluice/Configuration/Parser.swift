@@ -29,7 +29,7 @@ extension Configuration {
 
 /// Sections of HAProxy's that Sluice does not read.
 enum ForeignSection: String {
-    case resolvers, peers, userlist, program, mailers, ring, cache
+    case peers, userlist, program, mailers, ring, cache
     case httpErrors = "http-errors", logForward = "log-forward", fcgiApp = "fcgi-app", crtStore = "crt-store"
 
     /// Why the section changes nothing for a tcp-mode proxy; nil when it would, and is refused.
@@ -46,7 +46,6 @@ enum ForeignSection: String {
 
     var refusal: String {
         switch self {
-        case .resolvers: "DNS resolvers (runtime discovery of server addresses) are not supported yet; Sluice resolves server names once at start and at each reload"
         case .peers: "peers (stick-table synchronisation) are not supported"
         case .program: "Sluice runs no external programs; start them with your service manager"
         case .mailers: "email alerts are not supported"
@@ -149,7 +148,12 @@ struct ServerTemplate {
     var maxQueue: Int?
     var proxyProtocol: ProxyProtocolVersion?
     var initAddress: [InitAddressMethod] = [.libc]
-    var preferIPv6 = false
+    /// `resolve-prefer`; nil: HAProxy's default (IPv6 with `resolvers`, IPv4 otherwise).
+    var preferIPv6: Bool?
+    var resolvers: String?
+    var resolveNetworks: [String] = []
+    var allowDuplicateAddress = false
+    var ignoreSRVWeight = false
     var slowStart: Duration?
     var track: TrackTarget?
     var checkSendProxy = false
@@ -172,6 +176,11 @@ struct Parser {
     /// `defaults <name>` sections, for `from <name>`.
     private var namedDefaults: [String: ProxyDraft] = [:]
     private var section: SectionKind?
+    /// `resolvers` sections with where each starts; `inResolvers` while lines belong to the last one.
+    private(set) var resolverSections: [(Resolvers, SourceLocation)] = []
+    /// Sections with a `nameserver` line, valid or not ("no nameserver" would only repeat its error).
+    var sectionsNamingNameservers: Set<String> = []
+    private var inResolvers = false
     /// Set while the current section is one whose lines are skipped (after an error in its header).
     private var skippingSection = false
 
@@ -193,7 +202,9 @@ struct Parser {
                 continue
             }
             guard let first = words.first else { continue }
-            if let foreign = ForeignSection(rawValue: first) {
+            if first == "resolvers" {
+                openResolvers(words, location)
+            } else if let foreign = ForeignSection(rawValue: first) {
                 openForeignSection(foreign, words, location)
             } else if let kind = SectionKind(rawValue: first) {
                 openSection(kind, words, location)
@@ -206,6 +217,7 @@ struct Parser {
     private mutating func openSection(_ kind: SectionKind, _ words: [String], _ location: SourceLocation) {
         section = kind
         skippingSection = false
+        inResolvers = false
         currentSectionLabel = kind == .global ? "global" : words.count > 1 ? "\(kind.rawValue) '\(words[1])'" : kind.rawValue
         switch kind {
         case .global:
@@ -270,6 +282,7 @@ struct Parser {
     private mutating func openForeignSection(_ kind: ForeignSection, _ words: [String], _ location: SourceLocation) {
         section = nil
         skippingSection = true
+        inResolvers = false
         currentSectionLabel = words.count > 1 ? "\(kind.rawValue) '\(words[1])'" : kind.rawValue
         if let why = kind.unusedBecause {
             warning(location, keyword: kind.rawValue, "section accepted and not used: \(why)")
@@ -278,8 +291,31 @@ struct Parser {
         }
     }
 
+    /// `resolvers <name>`: its lines go to `resolversKeyword` until the next section.
+    private mutating func openResolvers(_ words: [String], _ location: SourceLocation) {
+        section = nil
+        currentSectionLabel = words.count > 1 ? "resolvers '\(words[1])'" : "resolvers"
+        guard words.count == 2 else {
+            error(location, keyword: "resolvers", words.count < 2 ? "needs a name: 'resolvers <name>'" : "unexpected '\(words[2])' after the section name")
+            skippingSection = true
+            inResolvers = false
+            return
+        }
+        if let first = resolverSections.first(where: { $0.0.name == words[1] }) {
+            error(location, keyword: "resolvers", "a resolvers section named '\(words[1])' is already at \(first.1)")
+        }
+        skippingSection = false
+        inResolvers = true
+        resolverSections.append((Resolvers(name: words[1]), location))
+    }
+
     private mutating func keywordLine(_ words: [String], _ location: SourceLocation) {
         if skippingSection { return }
+        if inResolvers, var (draft, start) = resolverSections.popLast() {
+            resolversKeyword(&draft, words, location)
+            resolverSections.append((draft, start))
+            return
+        }
         guard let section else {
             error(location, keyword: words[0], "appears before any section; start with 'global', 'defaults', 'frontend', 'backend' or 'listen'")
             return
@@ -377,6 +413,22 @@ struct Parser {
                     }
                     current = (backendName, next)
                 }
+            }
+        }
+    }
+
+    /// Every `resolvers` section has a name server; every server's `resolvers` names a section.
+    private mutating func validateResolvers(_ configuration: inout Configuration) {
+        for (section, location) in resolverSections where section.nameservers.isEmpty && !sectionsNamingNameservers.contains(section.name) {
+            diagnostics.append(ConfigDiagnostic(.error, location, section: "resolvers '\(section.name)'", keyword: "resolvers",
+                "has no nameserver: add 'nameserver <name> <ip>[:port]' or 'parse-resolv-conf'"))
+        }
+        configuration.resolvers = resolverSections.map(\.0)
+        for proxy in proxies where proxy.kind == .backend || proxy.kind == .listen {
+            for (server, location) in proxy.servers {
+                guard let name = server.resolvers, !resolverSections.contains(where: { $0.0.name == name }) else { continue }
+                diagnostics.append(ConfigDiagnostic(.error, location, section: proxy.label, keyword: server.templatePrefix == nil ? "server" : "server-template",
+                    "'resolvers \(name)' for server '\(server.name)': no resolvers section named '\(name)'"))
             }
         }
     }
@@ -484,6 +536,7 @@ struct Parser {
             configuration.backends.append(backend)
         }
         validateTracking(configuration)
+        validateResolvers(&configuration)
         configuration.stickTables = proxies.compactMap { $0.routing.stickTable?.0 }
         // Rules, once every backend and table is known: a listen's serve both of its sides.
         var frontRules: [String: RuleSet] = [:]

@@ -13,6 +13,7 @@ enum ProxyKeywords {
         "balance": SectionKind.backSide,
         "hash-type": SectionKind.backSide,
         "server": [.backend, .listen],
+        "server-template": [.backend, .listen],
         "default-server": SectionKind.backSide,
         "timeout": SectionKind.proxies,
         "retries": SectionKind.backSide,
@@ -74,7 +75,6 @@ enum ProxyKeywords {
         "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
         "source": "choosing the source address of server connections is not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
-        "server-template": "server templates (DNS discovery) are not supported yet",
         "persist": "persistence rules are not supported yet",
         "force-persist": "persistence rules are not supported yet",
         "ignore-persist": "persistence rules are not supported yet",
@@ -208,6 +208,8 @@ extension Parser {
             }
         case "server":
             serverLine(&proxy, words, location)
+        case "server-template":
+            serverTemplateLine(&proxy, words, location)
         case "default-server":
             var template = proxy.serverTemplate
             serverParameters(&template, words.dropFirst(1), location, keyword: "default-server")

@@ -17,12 +17,54 @@ extension Parser {
         var template = proxy.serverTemplate
         serverParameters(&template, words.dropFirst(3), location, keyword: "server", serverName: name)
         guard let endpoint else { return }
-        if endpoint.host == nil {
-            error(location, keyword: "server", "server '\(name)' needs a host, not the wildcard '\(words[2])'")
+        guard let server = makeServer(name, endpoint, words[2], template, location, keyword: "server") else { return }
+        proxy.servers.append((server, location))
+    }
+
+    /// `server-template <prefix> <num | low-high> <fqdn>[:<port>] [param*]`: servers `<prefix><n>`
+    /// sharing one name, whose addresses `resolvers` hand out (each address to one of them).
+    mutating func serverTemplateLine(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        guard words.count >= 4 else {
+            error(location, keyword: "server-template", "expected 'server-template <prefix> <num | range> <fqdn>[:<port>] [params]'")
             return
         }
+        let errorsBefore = errorCount
+        defer { if errorCount > errorsBefore { proxy.serverRefused = true } }
+        let prefix = words[1]
+        var numbers: ClosedRange<Int>?
+        let bounds = words[2].split(separator: "-", omittingEmptySubsequences: false)
+        if bounds.count == 1, let n = Int(bounds[0]), n >= 1 {
+            numbers = 1...n
+        } else if bounds.count == 2, let low = Int(bounds[0]), let high = Int(bounds[1]), low >= 0, low <= high {
+            numbers = low...high
+        }
+        if numbers == nil {
+            error(location, keyword: "server-template", "'\(words[2])' is neither a number of servers (1 or more) nor a range '<low>-<high>' with low <= high")
+        }
+        if let range = numbers, range.count > 10_000 {
+            error(location, keyword: "server-template", "\(range.count) servers are too many for one template (at most 10000)")
+            numbers = nil
+        }
+        let endpoint = value(ValueParser.serverEndpoint(words[3]), location, keyword: "server-template")
+        var template = proxy.serverTemplate
+        serverParameters(&template, words.dropFirst(4), location, keyword: "server-template", serverName: "\(prefix)*")
+        guard let endpoint, let numbers else { return }
+        for n in numbers {
+            guard var server = makeServer("\(prefix)\(n)", endpoint, words[3], template, location, keyword: "server-template") else { return }
+            server.templatePrefix = prefix
+            proxy.servers.append((server, location))
+        }
+    }
+
+    /// A server from its name, address and parameters; nil (with an error) when they do not fit.
+    private mutating func makeServer(_ name: String, _ endpoint: Endpoint, _ text: String, _ template: ServerTemplate,
+                                     _ location: SourceLocation, keyword: String) -> Server? {
+        if endpoint.host == nil {
+            error(location, keyword: keyword, "server '\(name)' needs a host, not the wildcard '\(text)'")
+            return nil
+        }
         if endpoint.port == 0 && template.checkEnabled && template.check.port == nil {
-            error(location, keyword: "server", "server '\(name)' has no port, so 'check' needs 'port <n>' (the port to check)")
+            error(location, keyword: keyword, "server '\(name)' has no port, so 'check' needs 'port <n>' (the port to check)")
         }
         var server = Server(
             name: name, endpoint: endpoint, weight: template.weight, isBackup: template.isBackup,
@@ -36,11 +78,16 @@ extension Parser {
         server.maxQueue = template.maxQueue
         server.proxyProtocol = template.proxyProtocol
         server.initAddress = template.initAddress
-        server.preferIPv6 = template.preferIPv6
+        server.resolvers = template.resolvers
+        // HAProxy prefers IPv6 for names its resolvers look up, IPv4 at start through libc.
+        server.preferIPv6 = template.preferIPv6 ?? (template.resolvers != nil)
+        server.resolveNetworks = template.resolveNetworks
+        server.allowDuplicateAddress = template.allowDuplicateAddress
+        server.ignoreSRVWeight = template.ignoreSRVWeight
         server.slowStart = template.slowStart
         server.track = template.track
         server.checkSendProxy = template.checkSendProxy
-        proxy.servers.append((server, location))
+        return server
     }
 
     /// Parameters shared by `server` and `default-server`, with HAProxy's names and ranges.
@@ -154,9 +201,28 @@ extension Parser {
             case "resolve-prefer":
                 switch arg {
                 case "ipv4": t.preferIPv6 = false
-                case "ipv6": t.preferIPv6 = false
+                case "ipv6": t.preferIPv6 = true
                 default: error(location, keyword: keyword, "'resolve-prefer \(arg)'\(who): expected ipv4 or ipv6")
                 }
+            case "resolvers":
+                t.resolvers = arg
+            case "resolve-opts":
+                for option in arg.split(separator: ",") {
+                    switch option {
+                    case "allow-dup-ip": t.allowDuplicateAddress = true
+                    case "prevent-dup-ip": t.allowDuplicateAddress = false
+                    case "ignore-weight": t.ignoreSRVWeight = true
+                    default: error(location, keyword: keyword, "'resolve-opts \(arg)'\(who): '\(option)' is not allow-dup-ip, prevent-dup-ip or ignore-weight")
+                    }
+                }
+            case "resolve-net":
+                var networks: [String] = []
+                for network in arg.split(separator: ",").map(String.init) {
+                    if IPNetwork(network) != nil { networks.append(network) } else {
+                        error(location, keyword: keyword, "'resolve-net \(arg)'\(who): '\(network)' is not an IPv4 or IPv6 network such as 10.0.0.0/8")
+                    }
+                }
+                t.resolveNetworks = networks
             case "cookie", "redir", "ws":
                 warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it needs HTTP, and Sluice balances at Layer 4")
             case "pool-max-conn", "pool-low-conn", "pool-purge-delay", "max-reuse":
@@ -167,8 +233,6 @@ extension Parser {
                 warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it tunes TLS to the server, which Sluice does not originate ('ssl' is not supported)")
             case "ssl", "check-ssl":
                 error(location, keyword: keyword, "'\(param)'\(who): TLS to servers is not supported; Sluice forwards the client's bytes untouched")
-            case "resolvers", "resolve-opts", "resolve-net":
-                error(location, keyword: keyword, "'\(param)'\(who): DNS resolvers are not supported yet; Sluice resolves server names at start and at each reload")
             case _ where ServerKeywords.notYet[param] != nil:
                 error(location, keyword: keyword, "server parameter '\(param)'\(who) is not supported yet: \(ServerKeywords.notYet[param] ?? "")")
             default:

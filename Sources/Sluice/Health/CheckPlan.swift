@@ -1,8 +1,10 @@
 /// Where and how often one server is checked, resolved from its configuration.
 struct CheckPlan: Sendable {
-    /// The check's destination: the server's address, or `addr`/`port` (or a leading
-    /// `tcp-check connect port`) instead.
-    let address: SocketAddress
+    /// `addr`: checks go there instead of the server's address. Nil: they follow the server's
+    /// address, which `set server addr` and DNS answers may change.
+    let fixedAddress: SocketAddress?
+    /// `port` (or a leading `tcp-check connect port`): checks go to this port. Nil: the server's.
+    let port: Int?
     let rise: Int
     let fall: Int
     let intervalMs: Int64
@@ -10,24 +12,29 @@ struct CheckPlan: Sendable {
     let downIntervalMs: Int64
 
     init(server: Server, check: ServerCheck, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
-        var address = serverAddress
+        var fixed: SocketAddress?
         if let host = check.address {
             do {
-                address = try SocketAddress.resolve(host: host, port: serverAddress.port)
+                fixed = try SocketAddress.resolve(host: host, port: serverAddress.port)
             } catch {
                 throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve check addr \(host): \(error)")
             }
         }
-        if let port = check.port { address = address.with(port: port) }
-        if case .tcp(let rules) = backend.healthCheck, case .connect(let port?)? = rules.first {
-            address = address.with(port: port)
-        }
-        self.address = address
+        var port = check.port
+        if case .tcp(let rules) = backend.healthCheck, case .connect(let p?)? = rules.first { port = p }
+        fixedAddress = fixed
+        self.port = port
         rise = check.rise
         fall = check.fall
         intervalMs = check.interval.milliseconds
         fastIntervalMs = (check.fastInterval ?? check.interval).milliseconds
         downIntervalMs = (check.downInterval ?? check.interval).milliseconds
+    }
+
+    /// Where the check connects when the server is at `serverAddress`.
+    func address(serverAddress: SocketAddress) -> SocketAddress {
+        let base = fixedAddress ?? serverAddress
+        return port.map { base.with(port: $0) } ?? base
     }
 
     /// HAProxy's choice of interval: `downinter` while down, `fastinter` during a transition.

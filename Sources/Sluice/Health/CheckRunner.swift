@@ -258,7 +258,7 @@ final class CheckRunner {
         let fd: CInt
         let done: Bool
         do {
-            (fd, done) = try Socket.connect(to: targets[t].plan.address)
+            (fd, done) = try Socket.connect(to: targets[t].plan.address(serverAddress: server.address))
         } catch {
             finish(t, CheckResult(status: .layer4Connection, info: error.reason))
             return

@@ -116,3 +116,40 @@ struct IntervalSet<Value: FixedWidthInteger & UnsignedInteger & Sendable>: Senda
         return low > 0 && value <= highs[low - 1]
     }
 }
+
+/// One network, `address[/bits]` (IPv4 also with a dotted mask), as `resolve-net` lists them.
+struct IPNetwork: Hashable, Sendable {
+    let address: IPAddress
+    let bits: Int
+
+    init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = IPAddress(parts[0]) else { return nil }
+        let width = if case .v4 = address { 32 } else { 128 }
+        var bits = width
+        if parts.count == 2 {
+            if let b = Int(parts[1]), (0...width).contains(b) {
+                bits = b
+            } else if width == 32, case .v4(let m)? = IPAddress(parts[1]), (~m & (~m &+ 1)) == 0 {
+                bits = m.nonzeroBitCount
+            } else {
+                return nil
+            }
+        }
+        self.address = address
+        self.bits = bits
+    }
+
+    func contains(_ candidate: IPAddress) -> Bool {
+        switch (address, candidate) {
+        case (.v4(let n), .v4(let a)):
+            let (low, high) = IntervalSet<UInt32>.network(n, bits: bits)
+            return (low...high).contains(a)
+        case (.v6(let n), .v6(let a)):
+            let (low, high) = IntervalSet<UInt128>.network(n, bits: bits)
+            return (low...high).contains(a)
+        default:
+            return false
+        }
+    }
+}

@@ -39,6 +39,7 @@ struct RuntimeAPI: Sendable {
         ("show info", .user, "show info                               : report information about the running process"),
         ("show stat", .user, "show stat                               : report counters for each proxy and server (CSV)"),
         ("show servers state", .user, "show servers state [<backend>]          : dump volatile server information"),
+        ("show resolvers", .user, "show resolvers [<resolvers section id>] : dumps counters from all resolvers section and associated name servers"),
         ("show backend", .user, "show backend                            : list backends in the current running config"),
         ("show sess", .user, "show sess                               : report a summary of the sessions"),
         ("show table", .user, "show table [<name>] [data.<type> <op> <v>]* | [key <k>] : report table usage stats or dump a table's contents"),
@@ -82,6 +83,8 @@ struct RuntimeAPI: Sendable {
             let rows = StatsCSV.rows(frontends: balancer.frontendStates, backends: balancer.backends, now: now)
             return .reply(([StatsCSV.header] + rows).joined(separator: "\n") + "\n\n")
         case "show servers state": return .reply(showServersState(args.first))
+        case "show resolvers":
+            return .reply(balancer.resolversReport(args.first) ?? (args.first == nil ? "\n" : "Can't find that resolvers section\n"))
         case "show backend": return .reply((["# name"] + balancer.backends.map(\.name)).joined(separator: "\n") + "\n\n")
         case "show sess": return .reply(showSessions())
         case "show table": return .reply(showTable(args))
@@ -169,7 +172,11 @@ struct RuntimeAPI: Sendable {
         let now = monotonicMilliseconds()
         for (b, backend) in backends.enumerated() where only == nil || backend.name == only {
             for server in backend.servers {
-                let admin: Int = switch server.admin { case .ready: 0; case .maintenance: 1; case .drain: 8 }
+                let awaiting = server.awaitingAddress.load(ordering: .relaxed)
+                // HAProxy's bits: 0x01 forced maintenance, 0x08 drain, 0x20 maintenance for want of an address.
+                let admin: Int = switch server.admin { case .ready: 0; case .maintenance: awaiting ? 0x20 : 1; case .drain: 8 }
+                let configuration = server.configuration
+                let fqdn = configuration.resolvers != nil ? configuration.endpoint.host ?? "-" : "-"
                 let check = server.lastCheck
                 let checkStatus: Int = switch check.status {
                 case .initial: 1; case .layer4OK: 5; case .layer4Timeout: 6; case .layer4Connection: 7
@@ -180,11 +187,11 @@ struct RuntimeAPI: Sendable {
                 let plan = server.checkPlan
                 let checkState = plan == nil ? 0 : server.checksEnabled.load(ordering: .relaxed) ? 6 : 2
                 lines.append([
-                    "\(b + 1)", backend.name, "\(server.ordinal + 1)", server.name, server.address.ip,
+                    "\(b + 1)", backend.name, "\(server.ordinal + 1)", server.name, awaiting ? "-" : server.address.ip,
                     "\(server.operational.rawValue)", "\(admin)", "\(server.weight)", "\(server.configuredWeight)",
                     "\((now - server.lastChange.load(ordering: .relaxed)) / 1000)", "\(checkStatus)", "\(result)",
-                    "\(server.health.load(ordering: .relaxed))", "\(checkState)", "0", "0", "0", "-", "\(server.address.port)",
-                    "-", "0", "\(plan?.address.port ?? 0)", plan.map { $0.address.ip } ?? "-", "-", "0",
+                    "\(server.health.load(ordering: .relaxed))", "\(checkState)", "0", "0", "0", fqdn, "\(server.address.port)",
+                    "-", "0", "\(plan.map { $0.address(serverAddress: server.address).port } ?? 0)", plan.map { $0.address(serverAddress: server.address).ip } ?? "-", "-", "0",
                 ].joined(separator: " "))
             }
         }

@@ -115,6 +115,18 @@ enum Socket {
         throw SystemError(code: err, call: "connect", operand: address.description)
     }
 
+    /// A non-blocking UDP socket connected to `address` (so only its datagrams arrive, and an ICMP
+    /// refusal shows as `ECONNREFUSED`). The corresponding system calls are `socket(2)`, `connect(2)`.
+    static func connectedDatagram(to address: SocketAddress) throws(SystemError) -> CInt {
+        let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_DGRAM.rawValue)) }
+        guard address.withSockaddr({ Glibc.connect(fd, $0, $1) }) == 0 else {
+            let err = errno
+            closeDescriptor(fd)
+            throw SystemError(code: err, call: "connect", operand: address.description)
+        }
+        return fd
+    }
+
     /// The pending error of a socket (the outcome of a non-blocking connect), or nil.
     /// The corresponding system call is `getsockopt(2)` with `SO_ERROR`.
     static func pendingError(_ fd: CInt) -> CInt? {

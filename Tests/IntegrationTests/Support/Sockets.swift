@@ -11,11 +11,11 @@ enum Net {
         init(_ d: String) { description = d }
     }
 
-    static func address(_ port: Int) -> sockaddr_in {
+    static func address(_ port: Int, host: String = "127.0.0.1") -> sockaddr_in {
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_port = in_port_t(UInt16(port).bigEndian)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        a.sin_addr.s_addr = inet_addr(host)
         return a
     }
 

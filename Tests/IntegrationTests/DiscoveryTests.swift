@@ -1,0 +1,375 @@
+import Foundation
+import Testing
+import Synchronization
+@_spi(Benchmarks) import Sluice
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// DNS discovery end to end: a real name server (dnsmasq) on loopback, servers on their own
+/// loopback addresses (127.0.0.x, one port), and Sluice's resolver following the answers while
+/// clients keep connecting.
+extension Loopback {
+@Suite(.enabled(if: DNSServer.available, "needs dnsmasq (scripts/test installs dnsmasq-base)"))
+struct DNSDiscoveryTests {
+    static func config(dnsPort: Int, backend: String, resolversExtra: String = "", frontendPort: Int = 0, global: String = "") -> String {
+        """
+        global
+        \(global)
+        resolvers dns
+          nameserver ns1 127.0.0.1:\(dnsPort)
+          timeout resolve 100ms
+          timeout retry 100ms
+          hold valid 100ms
+        \(resolversExtra)
+        \(tcpDefaults())
+        frontend fe
+          bind 127.0.0.1:\(frontendPort)
+          default_backend be
+        backend be
+        \(backend)
+
+        """
+    }
+
+    /// Whom `count` new connections reach (each server says its name), in order.
+    static func names(_ port: Int, _ count: Int) throws -> [String] {
+        try (0..<count).map { _ in
+            let fd = try Net.connect(port)
+            defer { close(fd) }
+            return String(decoding: try Net.readToEnd(fd), as: UTF8.self).trimmingCharacters(in: .newlines)
+        }
+    }
+
+    /// Names resolve at start; an address that changes under load moves new sessions to the new
+    /// address without one failure, and a session opened before the change still echoes after it.
+    @Test func anAddressChangeUnderLoadFailsNoRequestAndKeepsOpenSessions() throws {
+        let old = try TestServer(.echo, host: "127.0.0.2")
+        let new = try TestServer(.echo, port: old.port, host: "127.0.0.3")
+        defer { old.stop(); new.stop() }
+        let dns = try DNSServer(hosts: [("127.0.0.2", "app.test")])
+        defer { dns.stop() }
+        let proxy = try RunningProxy(Self.config(dnsPort: dns.port, backend: "  server app app.test:\(old.port) resolvers dns init-addr none"))
+        defer { proxy.stop() }
+        let server = try #require(proxy.balancer.backend(named: "be")?.servers.first)
+        try eventually("app.test resolved") { server.admin == .ready && server.address.ip == "127.0.0.2" }
+
+        let long = try Net.connect(proxy.port)
+        defer { close(long) }
+        try Net.sendAll(long, "before\n")
+        #expect(try Net.read(long, count: 7) == Array("before\n".utf8))
+
+        let stop = Atomic<Bool>(false)
+        let failures = Atomic<Int>(0), done = Atomic<Int>(0)
+        let port = proxy.port
+        let clients = (0..<8).map { c in
+            Thread {
+                var i = 0
+                while !stop.load(ordering: .relaxed) {
+                    i += 1
+                    let message = Array("client \(c) request \(i)\n".utf8)
+                    do {
+                        let fd = try Net.connect(port)
+                        defer { close(fd) }
+                        try Net.sendAll(fd, message)
+                        shutdown(fd, Int32(SHUT_WR))
+                        if try Net.readToEnd(fd) != message { failures.add(1, ordering: .relaxed) }
+                    } catch {
+                        failures.add(1, ordering: .relaxed)
+                    }
+                    done.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        for client in clients { client.start() }
+        try eventually("requests flow") { done.load(ordering: .relaxed) >= 200 }
+        try dns.setHosts([("127.0.0.3", "app.test")], waitFor: "app.test")
+        try eventually("Sluice follows the new address") { server.address.ip == "127.0.0.3" }
+        let atChange = done.load(ordering: .relaxed)
+        try eventually("requests reach the new address") { new.accepted.load(ordering: .relaxed) >= 100 && done.load(ordering: .relaxed) >= atChange + 100 }
+        stop.store(true, ordering: .relaxed)
+        try eventually("clients finished") { clients.allSatisfy(\.isFinished) }
+        #expect(failures.load(ordering: .relaxed) == 0, "of \(done.load(ordering: .relaxed)) requests")
+        #expect(old.accepted.load(ordering: .relaxed) >= 200)
+
+        try Net.sendAll(long, "after\n")
+        #expect(try Net.read(long, count: 6) == Array("after\n".utf8), "the session opened before the change continues")
+        let counters = try #require(proxy.balancer.resolverCounters("dns")["ns1"])
+        #expect(counters.valid >= 2 && counters.update >= 2 && counters.invalid == 0)
+        let state = proxy.balancer.runtimeReply("show servers state be")
+        #expect(state.contains(" app 127.0.0.3 ") && state.contains(" app.test \(old.port) "), "\(state)")
+    }
+
+    /// `server-template`: the answer's addresses fill the slots, each address once; slots without
+    /// one are in maintenance, as HAProxy shows them. Scaling 2 → 5 → 2 sends traffic to exactly
+    /// the live instances, and HAProxy 2.6 against the same name server agrees slot for slot.
+    @Test func aTemplateScalesWithTheAnswerAndHAProxyAgrees() throws {
+        let servers = try (2...6).reduce(into: [TestServer]()) { list, n in
+            list.append(try TestServer(.identify("10.\(n)"), port: list.first?.port ?? 0, host: "127.0.0.\(n)"))
+        }
+        defer { for s in servers { s.stop() } }
+        let port = servers[0].port
+        func hosts(_ ns: [Int]) -> [(ip: String, name: String)] { ns.map { ("127.0.0.\($0)", "app.test") } }
+        let dns = try DNSServer(hosts: hosts([2, 3]))
+        defer { dns.stop() }
+        let backend = "  server-template web 5 app.test:\(port) resolvers dns init-addr none"
+        let proxy = try RunningProxy(Self.config(dnsPort: dns.port, backend: backend))
+        defer { proxy.stop() }
+        let be = try #require(proxy.balancer.backend(named: "be"))
+        func live() -> Set<String> { Set(be.servers.filter { $0.admin == .ready }.map(\.address.ip)) }
+
+        try eventually("two slots filled") { live() == ["127.0.0.2", "127.0.0.3"] }
+        #expect(be.servers.filter { $0.admin == .maintenance }.count == 3)
+        #expect(Set(try Self.names(proxy.port, 20)) == ["10.2", "10.3"])
+        let stat = proxy.balancer.runtimeReply("show stat")
+        #expect(stat.split(separator: "\n").filter { $0.hasPrefix("be,web") && $0.contains(",MAINT (resolution),") }.count == 3, "\(stat)")
+
+        try dns.setHosts(hosts([2, 3, 4, 5, 6]), waitFor: "app.test")
+        try eventually("five slots filled") { live().count == 5 }
+        #expect(Set(try Self.names(proxy.port, 25)) == ["10.2", "10.3", "10.4", "10.5", "10.6"])
+
+        // HAProxy, started now against the same name server, fills the same five.
+        let haproxyPort = try Net.closedPort()
+        let socket = ServerStateTests.temporaryPath("haproxy.sock")
+        defer { unlink(socket) }
+        let haproxy = try HAProxyProcess(config: Self.config(dnsPort: dns.port, backend: backend, frontendPort: haproxyPort,
+                                                             global: "  stats socket \(socket) level admin"), port: haproxyPort)
+        defer { haproxy.stop() }
+        func addresses(_ state: String) -> Set<String> {
+            Set(state.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: " ")
+                return f.count > 6 && f[3].hasPrefix("web") && f[6] == "0" ? String(f[4]) : nil
+            })
+        }
+        try eventually("HAProxy fills its five slots") { addresses(try StatsClient.ask(socket, "show servers state be")).count == 5 }
+        #expect(addresses(try StatsClient.ask(socket, "show servers state be")) == addresses(proxy.balancer.runtimeReply("show servers state be")))
+
+        try dns.setHosts(hosts([5, 6]), waitFor: "app.test")
+        try eventually("back to two") { live() == ["127.0.0.5", "127.0.0.6"] }
+        #expect(Set(try Self.names(proxy.port, 20)) == ["10.5", "10.6"])
+        try eventually("HAProxy agrees") {
+            addresses(try StatsClient.ask(socket, "show servers state be")) == ["127.0.0.5", "127.0.0.6"]
+        }
+    }
+
+    /// SRV records give each slot its address (from the additional section), port and weight
+    /// (HAProxy's mapping: weight / 256 + 1); `resolve-opts ignore-weight` keeps the configured one.
+    @Test func srvRecordsGiveAddressPortAndWeight() throws {
+        let light = try TestServer(.identify("light"), host: "127.0.0.2")
+        let heavy = try TestServer(.identify("heavy"), host: "127.0.0.3")
+        defer { light.stop(); heavy.stop() }
+        let dns = try DNSServer(hosts: [], options: [
+            "srv-host=_app._tcp.svc.test,t1.test,\(light.port),0,100",
+            "srv-host=_app._tcp.svc.test,t2.test,\(heavy.port),0,1000",
+            "host-record=t1.test,127.0.0.2",
+            "host-record=t2.test,127.0.0.3",
+        ])
+        defer { dns.stop() }
+        let proxy = try RunningProxy(Self.config(dnsPort: dns.port, backend: """
+              server-template s 3 _app._tcp.svc.test resolvers dns init-addr none
+            backend fixed
+              server-template f 2 _app._tcp.svc.test resolvers dns init-addr none resolve-opts ignore-weight weight 7
+            """))
+        defer { proxy.stop() }
+        let be = try #require(proxy.balancer.backend(named: "be"))
+        try eventually("two slots from SRV") { be.servers.filter { $0.admin == .ready }.count == 2 }
+        let ready = be.servers.filter { $0.admin == .ready }
+        #expect(Set(ready.map { "\($0.address)/\($0.weight)" }) == ["127.0.0.2:\(light.port)/1", "127.0.0.3:\(heavy.port)/4"])
+        #expect(be.servers.filter { $0.admin == .maintenance }.count == 1)
+        let names = try Self.names(proxy.port, 50)
+        #expect(names.filter { $0 == "heavy" }.count == 40 && names.filter { $0 == "light" }.count == 10)
+        let fixed = try #require(proxy.balancer.backend(named: "fixed"))
+        try eventually("ignore-weight slots filled") { fixed.servers.allSatisfy { $0.admin == .ready } }
+        #expect(fixed.servers.map(\.weight) == [7, 7])
+    }
+
+    /// NXDOMAIN changes nothing until `hold nx` has passed since the last valid answer; then the
+    /// server goes to maintenance and comes back with the next valid answer. A dead name server
+    /// (nothing listening) is the same with `hold timeout`, and blocks nothing: the other servers
+    /// serve throughout.
+    @Test func failuresWaitForTheirHoldAndADeadNameserverBlocksNothing() throws {
+        let named = try TestServer(.identify("named"), host: "127.0.0.2")
+        let orphan = try TestServer(.identify("orphan"), port: named.port, host: "127.0.0.3")
+        defer { named.stop(); orphan.stop() }
+        let dns = try DNSServer(hosts: [("127.0.0.2", "app.test")])
+        defer { dns.stop() }
+        let deadPort = try DNSServer.freeUDPPort()
+        let proxy = try RunningProxy(Self.config(dnsPort: dns.port, backend: """
+              server app app.test:\(named.port) resolvers dns init-addr none
+              server lost lost.test:\(named.port) resolvers dead init-addr 127.0.0.3
+            """, resolversExtra: """
+              hold nx 2s
+            resolvers dead
+              nameserver gone 127.0.0.1:\(deadPort)
+              timeout retry 100ms
+              hold valid 100ms
+              hold timeout 1500ms
+            """))
+        defer { proxy.stop() }
+        let be = try #require(proxy.balancer.backend(named: "be"))
+        let (app, lost) = (be.servers[0], be.servers[1])
+        try eventually("app.test resolved") { app.admin == .ready }
+        let start = ContinuousClock.now
+        #expect(lost.admin == .ready && lost.address.ip == "127.0.0.3", "init-addr <ip> until the hold ends")
+
+        try dns.setHosts([], waitFor: "app.test")
+        let nxSeen = ContinuousClock.now
+        try eventually("NXDOMAIN answered") { (proxy.balancer.resolverCounters("dns")["ns1"]?.nx ?? 0) > 0 }
+        #expect(app.admin == .ready, "within hold nx the server keeps its address and state")
+        #expect(Set(try Self.names(proxy.port, 4)).isSubset(of: ["named", "orphan"]))
+        try eventually("maintenance after hold nx") { app.admin == .maintenance }
+        #expect(ContinuousClock.now - nxSeen >= .milliseconds(1700), "hold nx 2s, less one 'hold valid' and a query")
+        #expect(app.address.ip == "127.0.0.2", "the last address is kept")
+        #expect(app.status == "MAINT (resolution)")
+
+        // The dead name server: its server keeps init-addr's address for hold timeout, then rests.
+        try eventually("the dead name server's hold ends") { lost.admin == .maintenance }
+        #expect(ContinuousClock.now - start >= .milliseconds(1400))
+        let dead = try #require(proxy.balancer.resolverCounters("dead")["gone"])
+        #expect(dead.timeout >= 3 && dead.valid == 0)
+
+        try dns.setHosts([("127.0.0.2", "app.test")], waitFor: "app.test")
+        try eventually("back with the next valid answer") { app.admin == .ready }
+        #expect(try Self.names(proxy.port, 3) == ["named", "named", "named"])
+    }
+
+    /// A responder that sends garbage, truncated and mis-addressed answers over UDP and the real
+    /// one only over TCP (after a truncated UDP answer, as large answers do): every bad message is
+    /// counted and dropped, the TCP fallback finds the address, and forwarding never stops.
+    @Test func aHostileResponderIsCountedAndTheTCPFallbackWins() throws {
+        let before = try TestServer(.identify("before"), host: "127.0.0.2")
+        let after = try TestServer(.identify("after"), port: before.port, host: "127.0.0.3")
+        defer { before.stop(); after.stop() }
+        let responder = try HostileResponder(answer: [127, 0, 0, 3])
+        defer { responder.stop() }
+        let proxy = try RunningProxy(Self.config(dnsPort: responder.port, backend: "  server app app.test:\(before.port) resolvers dns init-addr 127.0.0.2 resolve-prefer ipv4"))
+        defer { proxy.stop() }
+        let server = try #require(proxy.balancer.backend(named: "be")?.servers.first)
+        var served = 0
+        try eventually("the TCP answer is applied") {
+            served += try Self.names(proxy.port, 1).count
+            return server.address.ip == "127.0.0.3"
+        }
+        #expect(served >= 1)
+        #expect(try Self.names(proxy.port, 3) == ["after", "after", "after"])
+        let c = try #require(proxy.balancer.resolverCounters("dns")["ns1"])
+        #expect(c.invalid >= 3 && c.outdated >= 1 && c.truncated >= 1 && c.valid >= 1, "\(c)")
+        #expect(responder.tcpQueries.load(ordering: .relaxed) >= 1)
+    }
+
+    /// Health checks go to the server's current address: a DNS answer or `set server addr` moves
+    /// them along with the traffic.
+    @Test func checksFollowTheServersAddress() throws {
+        let live = try TestServer(.identify("live"), host: "127.0.0.2")
+        defer { live.stop() }
+        let proxy = try RunningProxy("""
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:0
+              default_backend be
+            backend be
+              server s1 127.0.0.1:\(try Net.closedPort()) check inter 100ms fall 1 rise 1
+
+            """)
+        defer { proxy.stop() }
+        let server = try #require(proxy.balancer.backend(named: "be")?.servers.first)
+        try eventually("DOWN at the closed port") { server.operational == .stopped }
+        #expect(proxy.balancer.runtimeReply("set server be/s1 addr 127.0.0.2 port \(live.port)").hasPrefix("IP changed from '127.0.0.1' to '127.0.0.2'"))
+        try eventually("UP at the new address") { server.operational == .running }
+        #expect(try Self.names(proxy.port, 2) == ["live", "live"])
+    }
+}
+}
+
+/// A name server that misbehaves on UDP (garbage, a truncated copy, a wrong ID, an answer for
+/// another name, a pointer loop, then the real answer with the TC bit) and answers properly only
+/// over TCP on the same port.
+final class HostileResponder: @unchecked Sendable {
+    let port: Int
+    let tcpQueries = Atomic<Int>(0)
+    private let udp: CInt
+    private let tcp: CInt
+    private let stopping = Atomic<Bool>(false)
+    private var thread: Thread?
+
+    init(answer: [UInt8]) throws {
+        port = try DNSServer.freeUDPPort()
+        udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: CInt = 1
+        setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        for fd in [udp, tcp] {
+            var address = Net.address(port)
+            guard withUnsafePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }) == 0 else {
+                throw Net.Failure("hostile responder bind: \(String(cString: strerror(errno)))")
+            }
+        }
+        listen(tcp, 16)
+        thread = Thread { [self] in serve(answer) }
+        thread?.start()
+    }
+
+    private func serve(_ answer: [UInt8]) {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !stopping.load(ordering: .relaxed) {
+                var fds = [pollfd(fd: udp, events: Int16(POLLIN), revents: 0), pollfd(fd: tcp, events: Int16(POLLIN), revents: 0)]
+                guard poll(&fds, 2, 50) > 0 else { continue }
+                if fds[0].revents != 0 {
+                    var peer = sockaddr_storage()
+                    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                    let n = withUnsafeMutablePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(udp, &buffer, buffer.count, 0, $0, &length) } }
+                    guard n >= 12 else { continue }
+                    let query = Array(buffer[0..<n])
+                    let good = Self.answer(to: query, address: answer)
+                    var wrongID = good; wrongID[0] ^= 0xFF
+                    var otherName = Self.answer(to: DNSMessage.query(id: UInt16(query[0]) << 8 | UInt16(query[1]), name: "other.test", type: .a) ?? [], address: answer)
+                    otherName[0] = query[0]; otherName[1] = query[1]
+                    var loop = good
+                    loop[good.count - 16] = 0xC0; loop[good.count - 15] = UInt8(good.count - 16)
+                    var truncated = good; truncated[2] |= 0x02
+                    for message in [[0xDE, 0xAD, 0xBE, 0xEF], Array(good.prefix(good.count - 3)), wrongID, otherName, loop, truncated] {
+                        _ = withUnsafePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(udp, message, message.count, 0, $0, length) } }
+                    }
+                }
+                if fds[1].revents != 0 {
+                    let client = accept(tcp, nil, nil)
+                    guard client >= 0 else { continue }
+                    var timeout = timeval(tv_sec: 1, tv_usec: 0)
+                    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                    let n = recv(client, &buffer, buffer.count, 0)
+                    if n > 14 {
+                        tcpQueries.add(1, ordering: .relaxed)
+                        let good = Self.answer(to: Array(buffer[2..<n]), address: answer)
+                        let framed = [UInt8(good.count >> 8), UInt8(good.count & 0xFF)] + good
+                        _ = send(client, framed, framed.count, Int32(MSG_NOSIGNAL))
+                    }
+                    close(client)
+                }
+            }
+    }
+
+    /// The query turned into a response with one A record pointing back at the question.
+    static func answer(to query: [UInt8], address: [UInt8]) -> [UInt8] {
+        guard query.count >= 12 else { return [] }
+        var out = Array(query.prefix { _ in true })
+        // Drop an OPT record if the query had one: keep header + question only.
+        var end = 12
+        while end < out.count && out[end] != 0 { end += Int(out[end]) + 1 }
+        end += 5
+        out = Array(out.prefix(end))
+        out[2] = 0x81; out[3] = 0x80
+        out[6] = 0; out[7] = 1; out[8] = 0; out[9] = 0; out[10] = 0; out[11] = 0
+        out += [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4] + address
+        return out
+    }
+
+    func stop() {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        while thread?.isFinished == false { usleep(10_000) }
+        close(udp)
+        close(tcp)
+    }
+
+    deinit { stop() }
+}
