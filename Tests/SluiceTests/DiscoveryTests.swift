@@ -152,6 +152,27 @@ struct DiscoveryTests {
         #expect(services.first?.addresses == [[127, 0, 0, 5]])
     }
 
+    /// Real answers from dnsmasq (the fuzz target's seeds, made by `Fuzz/DNSAnswer/capture`).
+    @Test func realAnswersFromDnsmasqReadAsTheyWereMeant() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/DNSAnswer/corpus")
+        func read(_ name: String) throws -> DNSResponse { try DNSMessage.parse(Array(try Data(contentsOf: corpus.appendingPathComponent(name)))).get() }
+        func ips(_ r: DNSResponse, _ name: String, _ type: DNSRecordType) -> Set<String> {
+            Set(r.addresses(of: name, type: type).compactMap { IPAddress(bytes: $0)?.description })
+        }
+        #expect(ips(try read("a-two-addresses"), "app.test", .a) == ["10.0.0.1", "10.0.0.2"])
+        #expect(ips(try read("a-edns"), "app.test", .a) == ["10.0.0.1", "10.0.0.2"])
+        #expect(ips(try read("aaaa"), "app.test", .aaaa) == ["fd00::1"])
+        let cname = try read("cname-to-a")
+        #expect(cname.hasAlias(for: "www.test") && ips(cname, "www.test", .a) == ["10.0.0.1", "10.0.0.2"])
+        let nodata = try read("nodata")
+        #expect(nodata.rcode == 0 && nodata.answers.isEmpty)
+        #expect(try read("nxdomain").rcode == 3)
+        let srv = try read("srv-with-additional").services(of: "_app._tcp.svc.test")
+        #expect(Set(srv.map { "\($0.target):\($0.port) p\($0.priority) w\($0.weight) \($0.addresses.compactMap { IPAddress(bytes: $0)?.description })" })
+            == ["t1.test:8080 p0 w100 [\"10.0.0.5\"]", "t2.test:8081 p10 w600 [\"10.0.0.6\"]"])
+    }
+
     @Test func hostileMessagesAreErrorsNeverTraps() throws {
         let good = Self.response(id: 1, name: "a.example", type: .a, answers: [(.a, [10, 0, 0, 1])])
         #expect((try? DNSMessage.parse(good).get())?.answers.count == 1)
