@@ -639,6 +639,92 @@ public final class LoadBalancer: Sendable {
         state.withLock { run in run.configuration.stickTables.compactMap { run.tables[$0.name] } }
     }
 
+    // MARK: Servers added and removed at run time
+
+    /// Adds a server to a running backend (`add server`), as HAProxy 2.6 does: in maintenance,
+    /// with health checks disabled, until `setAdmin(.ready…)` (`enable server`) and
+    /// `setHealthChecks(enabled: true…)` (`enable health`). A host name instead of an address is not
+    /// resolved: the server waits for `set server addr`. A reload keeps only the servers its
+    /// configuration names, so add the server to the file too.
+    /// - Throws: `SluiceError` with HAProxy's sentence when the backend or the name does not fit.
+    @discardableResult
+    public func addServer(_ server: Server, to backendName: String) throws(SluiceError) -> ServerState {
+        let (backend, configuration) = state.withLock { ($0.backends[backendName], $0.configuration) }
+        guard let backend, let declared = configuration.backend(named: backendName) else { throw SluiceError("No such backend.") }
+        if backend.server(named: server.name) != nil { throw SluiceError("Already exists a server with the same name in backend.") }
+        if !declared.consistentHashing && (declared.balance == .source || declared.balance == .hash) {
+            throw SluiceError("Backend must use a dynamic load balancing to support dynamic servers.")
+        }
+        let host = server.endpoint.host ?? "0.0.0.0"
+        let resolved = SocketAddress(ip: host, port: server.endpoint.port)
+        let address = resolved ?? SocketAddress(ip: "0.0.0.0", port: server.endpoint.port)!
+        var followed: ServerState?
+        if let track = server.track {
+            guard let target = (track.backend.flatMap { self.backend(named: $0) } ?? backend).server(named: track.server),
+                  configuration.backend(named: track.backend ?? backendName)?.servers.contains(where: { $0.name == track.server }) == true else {
+                throw SluiceError("unable to find required server '\(track)' to track (only servers of the configuration may be tracked).")
+            }
+            followed = target
+        }
+        let check = try server.check.map { check throws(SluiceError) in
+            try CheckPlan(server: server, check: check, serverAddress: address, backend: declared)
+        }
+        let state = ServerState(name: server.name, ordinal: backend.nextOrdinal(), address: address, weight: server.weight,
+                                isBackup: server.isBackup, admin: .maintenance, configuration: server, checkPlan: check)
+        state.checksEnabled.store(false, ordering: .relaxed)
+        state.awaitingAddress.store(resolved == nil, ordering: .relaxed)
+        if let followed {
+            followed.trackers.withLock { $0.append((backend, state)) }
+            state.operationalStorage.store(followed.operational.rawValue, ordering: .relaxed)
+        }
+        backend.append(state)
+        refreshChecks()
+        logger.notice("New server \(backendName)/\(server.name) registered (\(resolved.map(\.description) ?? "no address yet"), in maintenance)")
+        return state
+    }
+
+    /// Removes a server from a running backend (`del server`): only in maintenance, with no
+    /// session and nothing waiting for it, and followed by no other server (HAProxy's rules).
+    /// - Throws: `SluiceError` with HAProxy's sentence when it may not go.
+    public func removeServer(named name: String, from backendName: String) throws(SluiceError) {
+        guard let backend = backend(named: backendName) else { throw SluiceError("No such backend.") }
+        guard let server = backend.server(named: name) else { throw SluiceError("No such server.") }
+        guard server.admin == .maintenance else { throw SluiceError("Only servers in maintenance mode can be deleted.") }
+        guard server.currentSessions.load(ordering: .acquiring) == 0, backend.queueLength(of: server) == 0 else {
+            throw SluiceError("Server still has connections attached to it, cannot remove it.")
+        }
+        guard server.trackers.withLock({ $0.isEmpty }) else { throw SluiceError("Server is tracked by other servers, cannot remove it.") }
+        // It no longer follows anyone (`track`).
+        for other in backends { for followed in other.servers { followed.trackers.withLock { $0.removeAll { $0.1 === server } } } }
+        backend.remove(server)
+        // A session that raced the check may still point at it: keep the object alive.
+        state.withLock { $0.retired.append(server) }
+        refreshChecks()
+        logger.notice("Server \(backendName)/\(name) deleted")
+    }
+
+    /// `set server <b>/<s> fqdn <name>`: the resolvers look up the new name from now on (the
+    /// server keeps its address until an answer for the new name arrives). The reply's sentence.
+    public func setFQDN(_ name: String, of server: ServerState, in backend: BackendState) -> String {
+        let old = server.configuration
+        guard old.resolvers != nil else {
+            return "set server <b>/<s> fqdn failed because no resolution is configured.\n"
+        }
+        guard DNSMessage.encode(name: name) != nil, SocketAddress(ip: name, port: 1) == nil, !name.hasPrefix("_") else {
+            return "set server <b>/<s> fqdn failed because '\(name)' is not a host name.\n"
+        }
+        server.configurationStorage.withLock { $0.endpoint.host = name }
+        let (configuration, backends) = state.withLock { ($0.configuration, $0.backends) }
+        startResolver(configuration, backends)
+        return "\(backend.name)/\(server.name) changed its FQDN from \(old.endpoint.host ?? "(none)") to \(name) by 'stats socket command'\n"
+    }
+
+    /// Gives the check reactor the servers as they are now.
+    private func refreshChecks() {
+        let (configuration, backends, workers) = state.withLock { ($0.configuration, $0.backends, $0.workers) }
+        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends)))
+    }
+
     /// Closes every session of a server on every reactor (`shutdown sessions server`).
     public func shutdownSessions(of server: ServerState) {
         let workers = state.withLock { $0.workers }

@@ -60,37 +60,14 @@ struct DNSDiscoveryTests {
         try Net.sendAll(long, "before\n")
         #expect(try Net.read(long, count: 7) == Array("before\n".utf8))
 
-        let stop = Atomic<Bool>(false)
-        let failures = Atomic<Int>(0), done = Atomic<Int>(0)
-        let port = proxy.port
-        let clients = (0..<8).map { c in
-            Thread {
-                var i = 0
-                while !stop.load(ordering: .relaxed) {
-                    i += 1
-                    let message = Array("client \(c) request \(i)\n".utf8)
-                    do {
-                        let fd = try Net.connect(port)
-                        defer { close(fd) }
-                        try Net.sendAll(fd, message)
-                        shutdown(fd, Int32(SHUT_WR))
-                        if try Net.readToEnd(fd) != message { failures.add(1, ordering: .relaxed) }
-                    } catch {
-                        failures.add(1, ordering: .relaxed)
-                    }
-                    done.add(1, ordering: .relaxed)
-                }
-            }
-        }
-        for client in clients { client.start() }
-        try eventually("requests flow") { done.load(ordering: .relaxed) >= 200 }
+        let load = EchoLoad(port: proxy.port, clients: 8)
+        try eventually("requests flow") { load.done >= 200 }
         try dns.setHosts([("127.0.0.3", "app.test")], waitFor: "app.test")
         try eventually("Sluice follows the new address") { server.address.ip == "127.0.0.3" }
-        let atChange = done.load(ordering: .relaxed)
-        try eventually("requests reach the new address") { new.accepted.load(ordering: .relaxed) >= 100 && done.load(ordering: .relaxed) >= atChange + 100 }
-        stop.store(true, ordering: .relaxed)
-        try eventually("clients finished") { clients.allSatisfy(\.isFinished) }
-        #expect(failures.load(ordering: .relaxed) == 0, "of \(done.load(ordering: .relaxed)) requests")
+        let atChange = load.done
+        try eventually("requests reach the new address") { new.accepted.load(ordering: .relaxed) >= 100 && load.done >= atChange + 100 }
+        let (failures, done) = try load.finish()
+        #expect(failures == 0, "of \(done) requests")
         #expect(old.accepted.load(ordering: .relaxed) >= 200)
 
         try Net.sendAll(long, "after\n")
@@ -258,6 +235,29 @@ struct DNSDiscoveryTests {
         #expect(responder.tcpQueries.load(ordering: .relaxed) >= 1)
     }
 
+    /// `set server … fqdn`: the resolvers look up the new name, and the server follows its answer.
+    @Test func setServerFQDNResolvesTheNewName() throws {
+        let first = try TestServer(.identify("first"), host: "127.0.0.2")
+        let second = try TestServer(.identify("second"), port: first.port, host: "127.0.0.3")
+        defer { first.stop(); second.stop() }
+        let dns = try DNSServer(hosts: [("127.0.0.2", "one.test"), ("127.0.0.3", "two.test")])
+        defer { dns.stop() }
+        let proxy = try RunningProxy(Self.config(dnsPort: dns.port, backend: """
+              server app one.test:\(first.port) resolvers dns init-addr none
+              server fixed 127.0.0.1:1 disabled
+            """))
+        defer { proxy.stop() }
+        let server = try #require(proxy.balancer.backend(named: "be")?.servers.first)
+        try eventually("one.test resolved") { server.admin == .ready }
+        #expect(try Self.names(proxy.port, 2) == ["first", "first"])
+        #expect(proxy.balancer.runtimeReply("set server be/app fqdn two.test") == "be/app changed its FQDN from one.test to two.test by 'stats socket command'\n")
+        try eventually("two.test resolved") { server.address.ip == "127.0.0.3" }
+        #expect(try Self.names(proxy.port, 2) == ["second", "second"])
+        #expect(proxy.balancer.runtimeReply("show servers state be").contains(" two.test \(first.port) "))
+        #expect(proxy.balancer.runtimeReply("set server be/fixed fqdn two.test") == "set server <b>/<s> fqdn failed because no resolution is configured.\n")
+        #expect(proxy.balancer.runtimeReply("set server be/app fqdn 10.0.0.1").contains("is not a host name"))
+    }
+
     /// Health checks go to the server's current address: a DNS answer or `set server addr` moves
     /// them along with the traffic.
     @Test func checksFollowTheServersAddress() throws {
@@ -280,6 +280,134 @@ struct DNSDiscoveryTests {
         #expect(try Self.names(proxy.port, 2) == ["live", "live"])
     }
 }
+}
+
+/// `add server` and `del server` (HAProxy 2.6's dynamic servers) while clients keep connecting:
+/// no request fails, a new server takes traffic only once enabled, and it can go only from
+/// maintenance with no session left. HAProxy gives the same answers to the same commands.
+extension Loopback {
+@Suite struct DynamicServerTests {
+    @Test func addAndDeleteServersUnderLoadFailNothing() throws {
+        let one = try TestServer(.echo)
+        let two = try TestServer(.echo)
+        defer { one.stop(); two.stop() }
+        let config = { (port: Int, global: String) in """
+            global
+            \(global)
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:\(port)
+              default_backend be
+            backend be
+              server s1 127.0.0.1:\(one.port)
+            backend hashed
+              balance source
+              server h1 127.0.0.1:\(one.port)
+
+            """ }
+        let proxy = try RunningProxy(config(0, ""))
+        defer { proxy.stop() }
+        let be = try #require(proxy.balancer.backend(named: "be"))
+        let load = EchoLoad(port: proxy.port, clients: 8)
+        var replies: [String] = []
+        func ask(_ command: String) -> String {
+            let reply = proxy.balancer.runtimeReply(command)
+            replies.append(reply)
+            return reply
+        }
+        try eventually("requests flow") { load.done >= 100 }
+        #expect(ask("add server be/s2 127.0.0.1:\(two.port) check inter 100ms") == "New server registered.\n")
+        #expect(ask("add server be/s2 127.0.0.1:\(two.port)") == "Already exists a server with the same name in backend.\n")
+        let s2 = try #require(be.server(named: "s2"))
+        #expect(s2.admin == .maintenance && !s2.checksEnabled.load(ordering: .relaxed), "HAProxy's dynamic servers start in maintenance, checks off")
+        let before = load.done
+        try eventually("more requests") { load.done >= before + 100 }
+        #expect(two.accepted.load(ordering: .relaxed) == 0, "no traffic before 'enable server'")
+        #expect(ask("enable health be/s2") == "\n")
+        #expect(ask("enable server be/s2") == "\n")
+        try eventually("s2 takes traffic") { two.accepted.load(ordering: .relaxed) >= 100 }
+        #expect(ask("del server be/s2") == "Only servers in maintenance mode can be deleted.\n")
+        #expect(ask("disable server be/s2") == "\n")
+        var deleted = ""
+        try eventually("s2's last sessions end") {
+            deleted = proxy.balancer.runtimeReply("del server be/s2")
+            return deleted != "Server still has connections attached to it, cannot remove it.\n"
+        }
+        replies.append(deleted)
+        #expect(deleted == "Server deleted.\n")
+        #expect(be.server(named: "s2") == nil)
+        let after = two.accepted.load(ordering: .relaxed)
+        let mark = load.done
+        try eventually("more requests after the deletion") { load.done >= mark + 100 }
+        #expect(two.accepted.load(ordering: .relaxed) == after)
+        #expect(ask("add server hashed/x 127.0.0.1:1") == "Backend must use a dynamic load balancing to support dynamic servers.\n")
+        #expect(ask("add server nowhere/x 127.0.0.1:1") == "No such backend.\n")
+        #expect(ask("del server be/s9") == "No such server.\n")
+        #expect(proxy.balancer.runtimeReply("add server be/s3 127.0.0.1:1 init-addr last") == "'init-addr' option is not accepted for dynamic server\n")
+        #expect(proxy.balancer.runtimeReply("add server be/s3 127.0.0.1:1 frob").contains("'frob'"))
+        let (failures, done) = try load.finish()
+        #expect(failures == 0, "of \(done) requests")
+
+        // HAProxy 2.6, same configuration, same commands: the same answers.
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else { return }
+        let port = try Net.closedPort()
+        let socket = ServerStateTests.temporaryPath("haproxy.sock")
+        defer { unlink(socket) }
+        let haproxy = try HAProxyProcess(config: config(port, "  stats socket \(socket) level admin"), port: port)
+        defer { haproxy.stop() }
+        let commands = ["add server be/s2 127.0.0.1:\(two.port) check inter 100ms", "add server be/s2 127.0.0.1:\(two.port)",
+                        "enable health be/s2", "enable server be/s2", "del server be/s2", "disable server be/s2", "del server be/s2",
+                        "add server hashed/x 127.0.0.1:1", "add server nowhere/x 127.0.0.1:1", "del server be/s9"]
+        let theirs = try commands.map { try StatsClient.ask(socket, $0) }
+        #expect(theirs.map(Self.sentence) == replies.map(Self.sentence))
+    }
+
+    /// A reply without the blank line HAProxy ends some answers with.
+    static func sentence(_ reply: String) -> String { reply.trimmingCharacters(in: .whitespacesAndNewlines) }
+}
+}
+
+/// Clients that each connect, send one line, half-close and expect it echoed, in a loop, until
+/// `finish()`; every error or wrong echo is a failure.
+final class EchoLoad: @unchecked Sendable {
+    private let stop = Atomic<Bool>(false)
+    private let failures = Atomic<Int>(0)
+    private let completed = Atomic<Int>(0)
+    private var threads: [Thread] = []
+
+    init(port: Int, clients: Int) {
+        threads = (0..<clients).map { c in
+            Thread { [self] in
+                var i = 0
+                while !stop.load(ordering: .relaxed) {
+                    i += 1
+                    let message = Array("client \(c) request \(i)\n".utf8)
+                    do {
+                        let fd = try Net.connect(port)
+                        defer { close(fd) }
+                        try Net.sendAll(fd, message)
+                        shutdown(fd, Int32(SHUT_WR))
+                        if try Net.readToEnd(fd) != message { failures.add(1, ordering: .relaxed) }
+                    } catch {
+                        failures.add(1, ordering: .relaxed)
+                    }
+                    completed.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        for thread in threads { thread.start() }
+    }
+
+    var done: Int { completed.load(ordering: .relaxed) }
+
+    /// Stops the clients and waits for them; returns (failures, requests).
+    func finish() throws -> (failures: Int, done: Int) {
+        stop.store(true, ordering: .relaxed)
+        try eventually("clients finished") { threads.allSatisfy(\.isFinished) }
+        return (failures.load(ordering: .relaxed), completed.load(ordering: .relaxed))
+    }
+
+    deinit { stop.store(true, ordering: .relaxed) }
 }
 
 /// A name server that misbehaves on UDP (garbage, a truncated copy, a wrong ID, an answer for

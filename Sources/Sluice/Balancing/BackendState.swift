@@ -183,6 +183,18 @@ public final class BackendState: Sendable {
         republish()
     }
 
+    /// `add server`: one more member, same policy.
+    func append(_ server: ServerState) {
+        members.withLock { $0.servers.append(server) }
+        republish()
+    }
+
+    /// `del server`: the member leaves (its sessions, if any, keep their pointer to it).
+    func remove(_ server: ServerState) {
+        members.withLock { $0.servers.removeAll { $0 === server } }
+        republish()
+    }
+
     /// A reload's `stick` rules (built once every backend and table exists).
     func setStickiness(_ stickiness: FrontendRouting?) {
         members.withLock { $0.settings.stickiness = stickiness }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension Parser {
     /// `server <name> <address>:<port> [param*]`
     mutating func serverLine(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
@@ -284,4 +288,30 @@ enum ServerKeywords {
         "log-proto": "log servers", "shard": "peers", "guid": "GUIDs", "check-reuse-pool": "connection reuse",
         "hash-key": "consistent-hash keys", "idle-ping": "idle pings", "strict-maxconn": "strict maxconn",
     ]
+}
+
+extension Server {
+    /// Parameters a server added at run time may not have (HAProxy's list for `add server`, less
+    /// what Sluice refuses anyway): its address is given as it is, and it inherits nothing.
+    static let notForDynamicServers: Set<String> = ["init-addr", "resolvers", "resolve-prefer", "resolve-net", "resolve-opts", "cookie", "redir"]
+
+    /// A server for `add server <backend>/<name> <address>[:<port>] [param*]`, read with the
+    /// `server` line's keywords but without `default-server` (as HAProxy). The failure is the
+    /// sentence to answer.
+    public static func dynamic(name: String, arguments: [String]) -> Result<Server, SluiceError> {
+        guard let address = arguments.first else {
+            return .failure(SluiceError("'server' expects <name> and <addr>[:<port>] as arguments."))
+        }
+        if let refused = arguments.dropFirst().first(where: { notForDynamicServers.contains($0) }) {
+            return .failure(SluiceError("'\(refused)' option is not accepted for dynamic server"))
+        }
+        var parser = Parser(readFile: { _ in .failure(SystemError(code: ENOENT, call: "open")) })
+        var draft = ProxyDraft(kind: .backend, name: "", location: SourceLocation(file: "add server", line: 1))
+        parser.serverLine(&draft, ["server", name, address] + arguments.dropFirst(), SourceLocation(file: "add server", line: 1))
+        if let problem = parser.diagnostics.first(where: { $0.severity == .error }) {
+            return .failure(SluiceError(problem.message))
+        }
+        guard let server = draft.servers.first?.0 else { return .failure(SluiceError("'server' expects <name> and <addr>[:<port>] as arguments.")) }
+        return .success(server)
+    }
 }

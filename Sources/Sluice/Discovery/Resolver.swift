@@ -152,9 +152,11 @@ final class Resolver: @unchecked Sendable {
             guard let state = backends[backend.name] else { continue }
             var templates: [String: (Server, [Member])] = [:]
             var order: [String] = []
-            for server in backend.servers {
-                guard let name = server.resolvers, let host = server.endpoint.host, SocketAddress(ip: host, port: 1) == nil,
-                      let live = state.server(named: server.name) else { continue }
+            for declared in backend.servers {
+                // The live server's line: `set server fqdn` may have renamed it.
+                guard let live = state.server(named: declared.name) else { continue }
+                let server = live.configuration
+                guard let name = server.resolvers, let host = server.endpoint.host, SocketAddress(ip: host, port: 1) == nil else { continue }
                 guard let section = configuration.resolvers.firstIndex(where: { $0.name == name }) else { continue }
                 if let prefix = server.templatePrefix {
                     let key = "\(section) \(prefix)"

@@ -48,6 +48,8 @@ struct RuntimeAPI: Sendable {
         ("wait-drained", .operator, "wait-drained <bk>/<srv> [timeout <t>] [shutdown-after] : wait until a server has no session (Sluice extension)"),
         ("set weight", .admin, "set weight <bk>/<srv> (<w>|<w>%)        : change a server's weight (deprecated)"),
         ("set server", .admin, "set server <bk>/<srv> state|weight|addr|health : change a server's state, weight or address"),
+        ("add server", .admin, "add server <bk>/<srv> <addr>[:<port>] [params] : create a new server (in maintenance)"),
+        ("del server", .admin, "del server <bk>/<srv>                   : remove a server in maintenance without sessions"),
         ("disable server", .admin, "disable server <bk>/<srv>               : disable a server for maintenance (use 'set server' instead)"),
         ("enable server", .admin, "enable server <bk>/<srv>                : enable a disabled server (use 'set server' instead)"),
         ("disable health", .admin, "disable health <bk>/<srv>               : disable health checks"),
@@ -95,6 +97,28 @@ struct RuntimeAPI: Sendable {
             guard args.count == 2 else { return .reply("Require 'backend/server' and 'weight' or 'weight%'.\n") }
             return withServer(args[0]) { backend, server in .reply(setWeight(args[1], backend, server)) }
         case "set server": return setServer(args)
+        case "add server":
+            guard let path = args.first, let slash = path.firstIndex(of: "/") else { return .reply("Require 'backend/server'.\n") }
+            let (backend, name) = (String(path[..<slash]), String(path[path.index(after: slash)...]))
+            guard !name.isEmpty else { return .reply("Require 'backend/server'.\n") }
+            switch Server.dynamic(name: name, arguments: Array(args.dropFirst())) {
+            case .failure(let error): return .reply(error.message + "\n")
+            case .success(let server):
+                do {
+                    try balancer.addServer(server, to: backend)
+                    return .reply("New server registered.\n")
+                } catch {
+                    return .reply(error.message + "\n")
+                }
+            }
+        case "del server":
+            guard let path = args.first, let slash = path.firstIndex(of: "/") else { return .reply("Require 'backend/server'.\n") }
+            do {
+                try balancer.removeServer(named: String(path[path.index(after: slash)...]), from: String(path[..<slash]))
+                return .reply("Server deleted.\n")
+            } catch {
+                return .reply(error.message + "\n")
+            }
         case "disable server":
             return withServer(args.first) { backend, server in backend.setAdmin(.maintenance, of: server); return .reply("\n") }
         case "enable server":
@@ -266,7 +290,10 @@ struct RuntimeAPI: Sendable {
                 default: return .reply("'set server <srv> health' expects 'up', 'stopping', or 'down'.\n")
                 }
                 return .reply("\n")
-            case "agent", "fqdn", "check-addr", "check-port", "ssl", "agent-addr", "agent-port", "agent-send":
+            case "fqdn":
+                guard args.count == 3 else { return .reply("'set server <srv> fqdn' expects a FQDN.\n") }
+                return .reply(balancer.setFQDN(args[2], of: server, in: backend))
+            case "agent", "check-addr", "check-port", "ssl", "agent-addr", "agent-port", "agent-send":
                 return .reply("'set server <srv> \(args[1])' is not supported by Sluice.\n")
             default:
                 return .reply(usage)
