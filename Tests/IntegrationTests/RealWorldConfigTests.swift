@@ -22,6 +22,8 @@ extension Loopback {
         /// Sends a request through the proxy's port and checks the answer.
         var probe: (Int) throws -> Void
         var keep: [AnyObject]
+        /// Other text to replace (e.g. a name's port, where DNS gives the address).
+        var rewrite: [(String, String)] = []
     }
 
     static func stand(for file: String) throws -> Stand {
@@ -73,6 +75,14 @@ extension Loopback {
                 let reply = try read(port, ProtocolCheck.clientHello(unixTime: 0), count: 1)
                 #expect(reply == [0x15] || reply == [0x16])
             }, keep: [tls])
+        case "docker-redis-dns.cfg":
+            // Docker's DNS server is dnsmasq on loopback; tasks.redis resolves to 127.0.0.1, where
+            // the real Redis listens on its own port.
+            let redis = try RealServer.redis()
+            let dns = try DNSServer(hosts: [("127.0.0.1", "tasks.redis")], options: ["local=/redis/"])
+            return Stand(ports: ["127.0.0.11:53": dns.port], probe: { port throws in
+                #expect(try read(port, Array("PING\r\n".utf8), count: 7) == Array("+PONG\r\n".utf8))
+            }, keep: [redis, dns], rewrite: [("tasks.redis:6379", "tasks.redis:\(redis.port)")])
         case "rabbitmq.cfg":
             let servers = try (1...3).map { _ in try TestServer(.echo) }
             var ports: [String: Int] = [:]
@@ -109,6 +119,7 @@ extension Loopback {
         for (address, loopback) in stand.ports where address.contains(":") {
             out = out.replacingOccurrences(of: " \(address)", with: " 127.0.0.1:\(loopback)")
         }
+        for (from, to) in stand.rewrite { out = out.replacingOccurrences(of: from, with: to) }
         if let api = stand.ports["8008"] { out = out.replacingOccurrences(of: "check port 8008", with: "check port \(api)") }
         let lines = out.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
@@ -133,7 +144,11 @@ extension Loopback {
     func passesBothCheckersRunsAndMovesTraffic(_ file: String) throws {
         let text = try String(contentsOf: Self.directory.appendingPathComponent(file), encoding: .utf8)
         let stand = try Self.stand(for: file)
-        defer { for case let server as RealServer in stand.keep { server.stop() }; for case let server as TestServer in stand.keep { server.stop() } }
+        defer {
+            for case let server as RealServer in stand.keep { server.stop() }
+            for case let server as TestServer in stand.keep { server.stop() }
+            for case let server as DNSServer in stand.keep { server.stop() }
+        }
 
         // sluice -c on the file as written (host names need not resolve for the syntax), and on
         // the pointed copy with the real command line, which resolves.
@@ -163,6 +178,13 @@ extension Loopback {
         let checked = balancer.backends.flatMap { backend in backend.servers.filter { $0.isChecked && $0.admin == .ready } }
         try eventually(timeout: .seconds(20), "every checked server of \(file) passes its check") {
             checked.allSatisfy { $0.lastCheck.status.passed && $0.operational == .running }
+        }
+        // Servers found through DNS: each such backend has one resolved and UP.
+        try eventually(timeout: .seconds(20), "the DNS-named servers of \(file) resolve and come UP") {
+            balancer.backends.allSatisfy { backend in
+                !backend.servers.contains { $0.configuration.resolvers != nil }
+                    || backend.servers.contains { $0.admin == .ready && $0.operational == .running && (!$0.isChecked || $0.lastCheck.status.passed) }
+            }
         }
         for frontend in configuration.frontends {
             guard let address = balancer.listeningAddresses(of: frontend.name).first else { continue }
