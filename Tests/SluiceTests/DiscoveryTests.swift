@@ -55,6 +55,27 @@ struct DiscoveryTests {
         #expect(servers[0].preferIPv6 && !servers[3].preferIPv6 && !servers[4].preferIPv6)
     }
 
+    @Test func parseResolvConfAddsTheSystemsNameServersInPlace() throws {
+        let text = """
+            resolvers sys
+              nameserver first 10.0.0.1
+              parse-resolv-conf
+              nameserver last 10.0.0.9:5353
+            frontend fe
+              bind :80
+              default_backend be
+            backend be
+              server a a.local:80 resolvers sys
+
+            """
+        let resolvConf = "# generated\nsearch example.org\nnameserver 192.0.2.53\nnameserver 2001:db8::53\noptions ndots:2\nnameserver not-an-ip\n"
+        let parsed = try Configuration.parse([(file: "t.cfg", text: text)], readFile: { path in
+            path == "/etc/resolv.conf" ? .success(resolvConf) : .failure(SystemError(code: ENOENT, call: "open"))
+        })
+        #expect(parsed.configuration.resolvers.first?.nameservers.map { "\($0.name)=\($0.address):\($0.port)" }
+            == ["first=10.0.0.1:53", "192.0.2.53=192.0.2.53:53", "2001:db8::53=2001:db8::53:53", "last=10.0.0.9:5353"])
+    }
+
     @Test func discoveryMistakesNameFileLineAndKeywordAllInOneRun() {
         let errors = ParserTests.errors("""
             resolvers empty

@@ -81,6 +81,8 @@ public final class ServerState: Sendable {
     /// Its address came from a DNS answer (`resolvers`): a reload keeps it instead of the one the
     /// system resolver gives at reload.
     let resolvedByDNS = Atomic<Bool>(false)
+    /// The host an SRV record gave it (its `srv_fqdn`); nil otherwise.
+    let dnsTarget = Mutex<String?>(nil)
     /// Consecutive connection failures seen on traffic, for `observe layer4`.
     let observedErrors = Atomic<Int>(0)
 

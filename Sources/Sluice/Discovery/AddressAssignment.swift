@@ -5,6 +5,8 @@ struct DNSTarget: Hashable, Sendable {
     var port: Int?
     /// SRV: the record's weight (0...65535); nil for A/AAAA.
     var srvWeight: Int?
+    /// SRV: the target host the record names (`show servers state`'s `srv_fqdn`).
+    var name: String?
 
     /// The same place: address and port (a weight change does not move a slot).
     func same(as other: DNSTarget) -> Bool { ip == other.ip && port == other.port }

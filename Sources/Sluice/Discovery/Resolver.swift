@@ -292,6 +292,11 @@ final class Resolver: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return
             }
+            // Larger than the payload size announced: not what was asked for (HAProxy's too_big).
+            if count > max(512, sections[s].settings.acceptedPayloadSize) {
+                ns.counters.withLock { $0.tooBig += 1 }
+                continue
+            }
             handle(Array(buffer[0..<count]), section: s, nameserver: n, overTCP: false)
         }
     }
@@ -331,14 +336,16 @@ final class Resolver: @unchecked Sendable {
                 for service in response.services(of: resolution.name).sorted(by: { $0.priority < $1.priority }) {
                     for bytes in service.addresses {
                         guard let ip = IPAddress(bytes: bytes) else { continue }
-                        targets.append(DNSTarget(ip: ip, port: Int(service.port), srvWeight: Int(service.weight)))
+                        targets.append(DNSTarget(ip: ip, port: Int(service.port), srvWeight: Int(service.weight), name: service.target))
                     }
                 }
             } else {
                 targets = response.addresses(of: resolution.name, type: query.type).compactMap { IPAddress(bytes: $0) }.map { DNSTarget(ip: $0) }
             }
             if targets.isEmpty {
-                ns.counters.withLock { $0.anyError += 1 }
+                // A CNAME whose target has no address in the answer is HAProxy's cname_error.
+                let dangling = response.hasAlias(for: resolution.name)
+                ns.counters.withLock { if dangling { $0.cnameError += 1 } else { $0.anyError += 1 } }
                 failure = .other
             }
         case 3:
@@ -446,6 +453,7 @@ final class Resolver: @unchecked Sendable {
                 let old = before == nil ? "(none)" : server.address.ip
                 server.setAddress(address)
                 server.resolvedByDNS.store(true, ordering: .relaxed)
+                server.dnsTarget.withLock { $0 = target.name }
                 changed = true
                 report("\(member.backend.name)/\(server.name) changed its IP from \(old) to \(address.ip) by \(by).")
             }

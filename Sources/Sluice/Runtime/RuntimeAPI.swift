@@ -200,7 +200,11 @@ struct RuntimeAPI: Sendable {
                 // HAProxy's bits: 0x01 forced maintenance, 0x08 drain, 0x20 maintenance for want of an address.
                 let admin: Int = switch server.admin { case .ready: 0; case .maintenance: awaiting ? 0x20 : 1; case .drain: 8 }
                 let configuration = server.configuration
-                let fqdn = configuration.resolvers != nil ? configuration.endpoint.host ?? "-" : "-"
+                // HAProxy: a name resolved at run time is the FQDN; an SRV name is the record, and
+                // the FQDN the host the record named.
+                let name = configuration.resolvers != nil ? configuration.endpoint.host : nil
+                let srvRecord = name.flatMap { $0.hasPrefix("_") ? $0 : nil }
+                let fqdn = srvRecord == nil ? name ?? "-" : server.dnsTarget.withLock { $0 } ?? "-"
                 let check = server.lastCheck
                 let checkStatus: Int = switch check.status {
                 case .initial: 1; case .layer4OK: 5; case .layer4Timeout: 6; case .layer4Connection: 7
@@ -215,7 +219,7 @@ struct RuntimeAPI: Sendable {
                     "\(server.operational.rawValue)", "\(admin)", "\(server.weight)", "\(server.configuredWeight)",
                     "\((now - server.lastChange.load(ordering: .relaxed)) / 1000)", "\(checkStatus)", "\(result)",
                     "\(server.health.load(ordering: .relaxed))", "\(checkState)", "0", "0", "0", fqdn, "\(server.address.port)",
-                    "-", "0", "\(plan.map { $0.address(serverAddress: server.address).port } ?? 0)", plan.map { $0.address(serverAddress: server.address).ip } ?? "-", "-", "0",
+                    srvRecord ?? "-", "0", "\(plan.map { $0.address(serverAddress: server.address).port } ?? 0)", plan.map { $0.address(serverAddress: server.address).ip } ?? "-", "-", "0",
                 ].joined(separator: " "))
             }
         }
