@@ -122,6 +122,9 @@ struct SluiceCommand: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
+        // systemd's `Type=notify`: the socket is connected now, before chroot hides its path.
+        let (notifier, notifyProblem) = ServiceNotifier.fromEnvironment()
+        if let notifyProblem { logger.warning("\(notifyProblem)") }
         var pidFile: PidFile?
         do {
             if let path = pidFilePath ?? global.pidFile { pidFile = try PidFile(path: path) }
@@ -135,6 +138,8 @@ struct SluiceCommand: ParsableCommand {
         }
         logger.notice("Sluice \(sluiceVersion) started (pid \(getpid())\(global.daemon || daemonFlag ? ", in the background" : ""))")
         daemon.take()?.ready()
+        func status() -> String { "serving: \(balancer.currentSessions) session(s), \(balancer.backends.count) backend(s)" }
+        notifier?.ready(status: status())
         defer {
             if let problem = pidFile.take()?.remove() { logger.warning("\(problem)") }
         }
@@ -146,6 +151,8 @@ struct SluiceCommand: ParsableCommand {
             switch received {
             case SIGHUP, SIGUSR2:
                 let name = received == SIGHUP ? "SIGHUP" : "SIGUSR2"
+                notifier?.reloading()
+                defer { notifier?.ready(status: status()) }
                 do {
                     let notices = try balancer.reloadFromSource()
                     logger.notice("\(name): configuration reloaded from \(paths.joined(separator: ", "))")
@@ -157,6 +164,7 @@ struct SluiceCommand: ParsableCommand {
                 if !stopping {
                     stopping = true
                     logger.notice("stopping: no new connections; \(balancer.currentSessions) session(s) finishing")
+                    notifier?.stopping(status: "stopping: \(balancer.currentSessions) session(s) finishing")
                     balancer.stop(graceful: true)
                     let pid = getpid()
                     spawnWaiter { balancer.wait(); kill(pid, SIGALRM) }

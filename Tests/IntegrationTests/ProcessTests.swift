@@ -32,6 +32,38 @@ extension Loopback {
 
     static func alive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 }
 
+    /// systemd's `Type=notify` protocol, heard on a datagram socket the test owns as `NOTIFY_SOCKET`:
+    /// READY=1 once listening, RELOADING=1 with MONOTONIC_USEC then READY=1 around a reload,
+    /// STOPPING=1 at stop, each with a STATUS= line.
+    @Test func systemdHearsReadyReloadingAndStopping() throws {
+        let server = try TestServer(.identify("one"))
+        defer { server.stop() }
+        let listener = try NotifyListener()
+        defer { listener.close() }
+        let port = try Net.closedPort()
+        let path = try CommandLineTests.write(Self.config("", port: port, server: server.port))
+        let sluice = try SluiceProcess(configPath: path, listenPort: port, environment: ["NOTIFY_SOCKET": listener.path])
+        defer { _ = sluice.stop() }
+        let ready = try listener.next()
+        #expect(ready.contains("READY=1") && ready.contains("MAINPID=\(sluice.process.processIdentifier)") && ready.contains("STATUS=serving: "), "\(ready)")
+        #expect(try Self.answer(port) == "one\n")
+
+        var before = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &before)
+        sluice.signal(SIGHUP)
+        let reloading = try listener.next()
+        #expect(reloading.contains("RELOADING=1"), "\(reloading)")
+        let usec = reloading.split(separator: "\n").first { $0.hasPrefix("MONOTONIC_USEC=") }.flatMap { Int64($0.dropFirst("MONOTONIC_USEC=".count)) }
+        let now = Int64(before.tv_sec) * 1_000_000 + Int64(before.tv_nsec) / 1000
+        #expect(usec.map { $0 >= now && $0 < now + 10_000_000 } == true, "MONOTONIC_USEC is CLOCK_MONOTONIC at the reload: \(reloading)")
+        #expect(try listener.next().contains("READY=1"))
+
+        sluice.signal(SIGTERM)
+        let stopping = try listener.next()
+        #expect(stopping.contains("STOPPING=1") && stopping.contains("STATUS=stopping"), "\(stopping)")
+        #expect(waitForExit(sluice.process) == 0)
+    }
+
     @Test func daemonReturnsOnceListeningAndThePidfileNamesTheRunningProcessUntilSIGTERM() throws {
         let server = try TestServer(.identify("one"))
         defer { server.stop() }
@@ -192,4 +224,34 @@ extension Loopback {
         #expect(run.stderr.contains("sluice.cfg:3: error: [global] 'group': no group named 'no-such-group-sluice' on this system"))
     }
 }
+}
+
+/// The systemd side of `Type=notify`: a datagram socket whose path goes in `NOTIFY_SOCKET`.
+final class NotifyListener {
+    let path: String
+    private let fd: CInt
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-notify-\(UUID().uuidString.prefix(8))").path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0 else { throw Net.Failure("bind \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// The next notification, waiting up to `timeoutMs`.
+    func next(timeoutMs: Int = 10_000) throws -> String {
+        guard Net.waitReadable(fd, timeoutMs: timeoutMs) else { throw Net.Failure("no notification within \(timeoutMs) ms") }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        guard n > 0 else { throw Net.Failure("recv: \(String(cString: strerror(errno)))") }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+
+    func close() {
+        Glibc.close(fd)
+        unlink(path)
+    }
 }

@@ -136,11 +136,12 @@ final class SluiceProcess {
     let process = Process()
     let logPath: String
 
-    init(configPath: String, listenPort: Int) throws {
+    init(configPath: String, listenPort: Int, environment: [String: String] = [:]) throws {
         _ = pipeSignalIgnored
         logPath = configPath + ".log"
         process.executableURL = URL(fileURLWithPath: sluiceExecutable())
         process.arguments = ["-f", configPath]
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
