@@ -74,6 +74,11 @@ struct DiscoveryTests {
         })
         #expect(parsed.configuration.resolvers.first?.nameservers.map { "\($0.name)=\($0.address):\($0.port)" }
             == ["first=10.0.0.1:53", "192.0.2.53=192.0.2.53:53", "2001:db8::53=2001:db8::53:53", "last=10.0.0.9:5353"])
+        // `resolvers default` without such a section: HAProxy's implicit one, from /etc/resolv.conf.
+        let implicit = try Configuration.parse([(file: "t.cfg", text: text.replacingOccurrences(of: "a.local:80 resolvers sys", with: "a.local:80 resolvers default"))],
+                                               readFile: { _ in .success(resolvConf) })
+        #expect(implicit.configuration.resolvers.map(\.name) == ["sys", "default"])
+        #expect(implicit.configuration.resolvers.last?.nameservers.map(\.address) == ["192.0.2.53", "2001:db8::53"])
     }
 
     @Test func discoveryMistakesNameFileLineAndKeywordAllInOneRun() {

@@ -177,7 +177,7 @@ struct Parser {
     private var namedDefaults: [String: ProxyDraft] = [:]
     private var section: SectionKind?
     /// `resolvers` sections with where each starts; `inResolvers` while lines belong to the last one.
-    private(set) var resolverSections: [(Resolvers, SourceLocation)] = []
+    var resolverSections: [(Resolvers, SourceLocation)] = []
     /// Sections with a `nameserver` line, valid or not ("no nameserver" would only repeat its error).
     var sectionsNamingNameservers: Set<String> = []
     private var inResolvers = false
@@ -422,6 +422,14 @@ struct Parser {
         for (section, location) in resolverSections where section.nameservers.isEmpty && !sectionsNamingNameservers.contains(section.name) {
             diagnostics.append(ConfigDiagnostic(.error, location, section: "resolvers '\(section.name)'", keyword: "resolvers",
                 "has no nameserver: add 'nameserver <name> <ip>[:port]' or 'parse-resolv-conf'"))
+        }
+        // HAProxy makes a section named `default` from /etc/resolv.conf when the file has none.
+        if !resolverSections.contains(where: { $0.0.name == "default" }),
+           proxies.contains(where: { $0.servers.contains { $0.0.resolvers == "default" } }),
+           case .success(let servers) = systemNameservers(), !servers.isEmpty {
+            var section = Resolvers(name: "default")
+            section.nameservers = servers
+            resolverSections.append((section, SourceLocation(file: "/etc/resolv.conf", line: 1)))
         }
         configuration.resolvers = resolverSections.map(\.0)
         for proxy in proxies where proxy.kind == .backend || proxy.kind == .listen {

@@ -18,17 +18,9 @@ extension Parser {
             if let server = nameserver(words[1], words[2], location) { section.nameservers.append(server) }
         case "parse-resolv-conf":
             guard expect(words, count: 1, location, usage: "parse-resolv-conf") else { return }
-            switch readFile("/etc/resolv.conf") {
-            case .success(let text):
-                for line in text.lines {
-                    let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-                    guard fields.count >= 2, fields[0] == "nameserver" else { continue }
-                    let host = String(fields[1])
-                    guard SocketAddress(ip: host, port: 53) != nil else { continue }
-                    section.nameservers.append(.init(name: host, address: host, port: 53, overTCP: false))
-                }
-            case .failure(let failure):
-                error(location, keyword: keyword, "cannot read /etc/resolv.conf: \(failure.reason)")
+            switch systemNameservers() {
+            case .success(let servers): section.nameservers += servers
+            case .failure(let failure): error(location, keyword: keyword, "cannot read /etc/resolv.conf: \(failure.reason)")
             }
         case "resolve_retries":
             guard expect(words, count: 2, location, usage: "resolve_retries <nb>") else { return }
@@ -66,6 +58,18 @@ extension Parser {
             }
         default:
             error(location, keyword: keyword, "unknown keyword in a resolvers section; Sluice reads nameserver, parse-resolv-conf, resolve_retries, timeout resolve|retry, hold <status> and accepted_payload_size")
+        }
+    }
+
+    /// The `nameserver` lines of `/etc/resolv.conf` (those with an IP address), as name servers
+    /// named after their address.
+    func systemNameservers() -> Result<[Resolvers.Nameserver], SystemError> {
+        readFile("/etc/resolv.conf").map { text in
+            text.lines.compactMap { line in
+                let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                guard fields.count >= 2, fields[0] == "nameserver", SocketAddress(ip: String(fields[1]), port: 53) != nil else { return nil }
+                return .init(name: String(fields[1]), address: String(fields[1]), port: 53, overTCP: false)
+            }
         }
     }
 
