@@ -26,8 +26,17 @@ final class URingReactor: Reactor {
     private let data: UnsafeMutablePointer<UInt64>
     private let results: UnsafeMutablePointer<Int32>
     private let flags: UnsafeMutablePointer<UInt32>
-    /// User data of completions nobody waits for (poll removals).
-    private static let ignoredToken: UInt64 = .max - 1
+    /// Poll removals in flight: their user data → the token of the poll they remove. The kernel
+    /// refuses a removal with EALREADY when it finds the poll in the middle of completing an event
+    /// (its task work pending, as `IORING_SETUP_DEFER_TASKRUN` leaves it until the next wait); a
+    /// multishot poll then re-arms and lives on, holding its socket open after the session closed
+    /// it (measured: a server reset during a transfer left 2 client sockets in 6 open, forever). So
+    /// such a removal is sent again until the poll is gone.
+    private var removals: [UInt64: UInt64] = [:]
+    private var removalSequence: UInt32 = 0
+    /// User data of removals: a range session, listener and check tokens do not reach in practice
+    /// (a worker token of generation 0x3FFF_FFFF), told apart by `removals` anyway.
+    private static let removalBase: UInt64 = 0xFFFF_FFFF_0000_0000
     private static let wakeupToken: UInt64 = .max
 
     private(set) var now: Int64 = monotonicMilliseconds()
@@ -81,7 +90,15 @@ final class URingReactor: Reactor {
             _ = CShims_uring_submit_and_wait(ring, 0)
             unsubmitted.removeAll(keepingCapacity: true)
         }
-        _ = CShims_uring_poll_remove(ring, token, Self.ignoredToken)
+        remove(token)
+    }
+
+    /// Queues the removal of the poll whose user data is `token`.
+    private func remove(_ token: UInt64) {
+        removalSequence &+= 1
+        let id = Self.removalBase | UInt64(removalSequence)
+        removals[id] = token
+        _ = CShims_uring_poll_remove(ring, token, id)
     }
 
     func arm(at deadline: Int64, token: UInt64) { core.arm(at: deadline, token: token) }
@@ -104,7 +121,11 @@ final class URingReactor: Reactor {
                 for i in 0..<n {
                     let token = data[i]
                     let result = results[i]
-                    if token == Self.ignoredToken { continue }
+                    if let target = removals.removeValue(forKey: token) {
+                        // 0: removed; ENOENT: it had ended; EALREADY: it was completing, try again.
+                        if result == -EALREADY { remove(target) }
+                        continue
+                    }
                     if flags[i] & CShims_IORING_CQE_F_MORE == 0 {
                         // The request ended: removed (ECANCELED/ENOENT), or ended by the kernel.
                         if let poll = polls[token] {
