@@ -164,6 +164,32 @@ struct DNSDiscoveryTests {
         #expect(fixed.servers.map(\.weight) == [7, 7])
     }
 
+    /// SRV records without addresses in the additional section (some name servers send none):
+    /// Sluice resolves each target host itself, as HAProxy does, and the slots take the addresses
+    /// with the records' ports and weights.
+    @Test func srvTargetsWithoutAdditionalRecordsAreResolvedThemselves() throws {
+        let light = try TestServer(.identify("light"), host: "127.0.0.2")
+        let heavy = try TestServer(.identify("heavy"), host: "127.0.0.3")
+        defer { light.stop(); heavy.stop() }
+        let dns = try ScriptedNameServer([
+            "_app._tcp.svc.test": [.srv(priority: 0, weight: 100, port: UInt16(light.port), target: "t1.svc.test"),
+                                   .srv(priority: 0, weight: 1000, port: UInt16(heavy.port), target: "t2.svc.test")],
+            "t1.svc.test": [.a("127.0.0.2")],
+            "t2.svc.test": [.a("127.0.0.3")],
+        ])
+        defer { dns.stop() }
+        let proxy = try RunningProxy(Self.config(dnsPort: dns.port, backend: "  server-template s 3 _app._tcp.svc.test resolvers dns init-addr none"))
+        defer { proxy.stop() }
+        let be = try #require(proxy.balancer.backend(named: "be"))
+        try eventually("both targets resolved") { be.servers.filter { $0.admin == .ready }.count == 2 }
+        #expect(Set(be.servers.filter { $0.admin == .ready }.map { "\($0.address)/\($0.weight)" })
+            == ["127.0.0.2:\(light.port)/1", "127.0.0.3:\(heavy.port)/4"])
+        let asked = dns.queries.withLock { Set($0) }
+        #expect(asked.isSuperset(of: ["_app._tcp.svc.test 33", "t1.svc.test 1", "t2.svc.test 1"]), "\(asked)")
+        let names = try Self.names(proxy.port, 25)
+        #expect(names.filter { $0 == "heavy" }.count == 20 && names.filter { $0 == "light" }.count == 5)
+    }
+
     /// NXDOMAIN changes nothing until `hold nx` has passed since the last valid answer; then the
     /// server goes to maintenance and comes back with the next valid answer. A dead name server
     /// (nothing listening) is the same with `hold timeout`, and blocks nothing: the other servers

@@ -100,6 +100,16 @@ final class Resolver: @unchecked Sendable {
         /// Template slots whose address left the answers, since when (for `hold obsolete`).
         var missingSince: [ObjectIdentifier: Int64] = [:]
         var reportedOverflow = false
+        /// SRV: the last valid answer's records, and each target host's addresses (from the
+        /// answer's additional section, or else from the target's own resolution, as HAProxy).
+        var services: [(priority: UInt16, weight: UInt16, port: UInt16, target: String)] = []
+        var targetAddresses: [String: [IPAddress]] = [:]
+        /// SRV: targets being resolved by a child resolution.
+        var children: [String: Resolution] = [:]
+        /// A target host's resolution: the SRV resolution it serves (it sets no server itself).
+        weak var parent: Resolution?
+        /// Left the parent's answer: removed from the loop.
+        var retired = false
 
         init(section: Int, server: Server, members: [Member], now: Int64) {
             self.section = section
@@ -112,6 +122,30 @@ final class Resolver: @unchecked Sendable {
             isTemplate = server.templatePrefix != nil
             self.members = members
             lastValid = now  // as HAProxy: the hold periods count from start
+        }
+
+        /// The resolution of an SRV target host named without an address in the answer.
+        init(target: String, of parent: Resolution, now: Int64) {
+            section = parent.section
+            name = target
+            isSRV = false
+            preferIPv6 = parent.preferIPv6
+            networks = []
+            allowDuplicates = true
+            ignoreWeight = true
+            isTemplate = false
+            members = []
+            lastValid = now
+            self.parent = parent
+        }
+
+        /// SRV: every place the records give whose target host has an address.
+        var serviceTargets: [DNSTarget] {
+            services.flatMap { service in
+                (targetAddresses[service.target] ?? []).map {
+                    DNSTarget(ip: $0, port: Int(service.port), srvWeight: Int(service.weight), name: service.target)
+                }
+            }
         }
     }
 
@@ -205,6 +239,7 @@ final class Resolver: @unchecked Sendable {
         while !stopping.load(ordering: .acquiring) {
             let now = monotonicMilliseconds()
             var wake = now + 100
+            resolutions.removeAll { $0.retired && $0.query == nil }
             for r in resolutions.indices {
                 wake = min(wake, tick(r, now: now))
             }
@@ -333,11 +368,20 @@ final class Resolver: @unchecked Sendable {
         switch response.rcode {
         case 0:
             if query.type == .srv {
-                for service in response.services(of: resolution.name).sorted(by: { $0.priority < $1.priority }) {
-                    for bytes in service.addresses {
-                        guard let ip = IPAddress(bytes: bytes) else { continue }
-                        targets.append(DNSTarget(ip: ip, port: Int(service.port), srvWeight: Int(service.weight), name: service.target))
-                    }
+                let services = response.services(of: resolution.name).sorted { ($0.priority, $0.target, $0.port) < ($1.priority, $1.target, $1.port) }
+                resolution.services = services.map { ($0.priority, $0.weight, $0.port, $0.target) }
+                for service in services where !service.addresses.isEmpty {
+                    resolution.targetAddresses[service.target] = service.addresses.compactMap { IPAddress(bytes: $0) }
+                }
+                adoptTargets(resolution, services.filter { $0.addresses.isEmpty }.map(\.target), now: now)
+                targets = resolution.serviceTargets
+                // Records whose hosts are still being resolved: valid, applied once they answer.
+                if targets.isEmpty && !services.isEmpty {
+                    ns.counters.withLock { $0.valid += 1 }
+                    resolution.query = nil
+                    resolution.lastValid = now
+                    resolution.nextDue = now + max(section.settings.holdValid.milliseconds, section.settings.resolveTimeout.milliseconds)
+                    return
                 }
             } else {
                 targets = response.addresses(of: resolution.name, type: query.type).compactMap { IPAddress(bytes: $0) }.map { DNSTarget(ip: $0) }
@@ -367,7 +411,12 @@ final class Resolver: @unchecked Sendable {
             resolution.lastValid = now
             resolution.nextDue = now + max(section.settings.holdValid.milliseconds, section.settings.resolveTimeout.milliseconds)
             let by = "\(section.settings.name)/\(section.nameservers[n].name)"
-            if apply(resolution, targets, by: query.type == .srv ? "DNS additional record" : by, now: now) {
+            if resolution.retired { return }
+            if let parent = resolution.parent {
+                // A target host of an SRV answer: its addresses go to the SRV's servers.
+                parent.targetAddresses[resolution.name] = targets.map(\.ip)
+                if apply(parent, parent.serviceTargets, by: by, now: now) { ns.counters.withLock { $0.update += 1 } }
+            } else if apply(resolution, targets, by: query.type == .srv ? "DNS additional record" : by, now: now) {
                 ns.counters.withLock { $0.update += 1 }
             }
             return
@@ -391,8 +440,33 @@ final class Resolver: @unchecked Sendable {
         let section = sections[resolution.section]
         resolution.query = nil
         resolution.nextDue = now + max(section.settings.holdValid.milliseconds, section.settings.resolveTimeout.milliseconds)
-        guard now - resolution.lastValid >= section.hold(failure) else { return }
+        guard now - resolution.lastValid >= section.hold(failure), !resolution.retired else { return }
+        if let parent = resolution.parent {
+            // A target host that no longer resolves: its places leave the SRV's servers.
+            if parent.targetAddresses.removeValue(forKey: resolution.name) != nil {
+                _ = apply(parent, parent.serviceTargets, by: "DNS cache", now: now)
+            }
+            return
+        }
         for member in resolution.members { resolutionMaintenance(member, failure.reason) }
+    }
+
+    /// SRV targets named without an address get a resolution of their own; targets the answer no
+    /// longer names lose theirs.
+    private func adoptTargets(_ resolution: Resolution, _ unresolved: [String], now: Int64) {
+        let named = Set(resolution.services.map(\.target))
+        for (target, child) in resolution.children where !named.contains(target) || !unresolved.contains(target) {
+            child.retired = true
+            resolution.children[target] = nil
+            if !named.contains(target) { resolution.targetAddresses[target] = nil }
+        }
+        for target in unresolved where resolution.children[target] == nil {
+            guard resolution.children.count < 256 else { break }
+            let child = Resolution(target: target, of: resolution, now: now)
+            resolution.children[target] = child
+            resolutions.append(child)
+        }
+        for target in resolution.targetAddresses.keys where !named.contains(target) { resolution.targetAddresses[target] = nil }
     }
 
     private func resolutionMaintenance(_ member: Member, _ reason: String) {

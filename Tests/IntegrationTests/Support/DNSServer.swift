@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 @testable import Sluice
 #if canImport(Glibc)
 import Glibc
@@ -124,4 +125,95 @@ final class DNSServer {
         }
         throw Net.Failure("no port free for both UDP and TCP")
     }
+}
+
+/// A name server answering over UDP from records the test gives: A records and SRV records
+/// (without additional records, so the resolver has to look the targets up itself, as some
+/// servers make it). Unknown names are NXDOMAIN; a known name without records of the asked type is
+/// an empty NOERROR answer.
+final class ScriptedNameServer: @unchecked Sendable {
+    enum Record {
+        case a(String)
+        case srv(priority: UInt16, weight: UInt16, port: UInt16, target: String)
+    }
+
+    let port: Int
+    let queries = Mutex<[String]>([])
+    private let records: [String: [Record]]
+    private let fd: CInt
+    private let stopping = Atomic<Bool>(false)
+    private var thread: Thread?
+
+    init(_ records: [String: [Record]]) throws {
+        self.records = records
+        port = try DNSServer.freeUDPPort()
+        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = Net.address(port)
+        guard withUnsafePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }) == 0 else {
+            throw Net.Failure("scripted name server bind: \(String(cString: strerror(errno)))")
+        }
+        thread = Thread { [self] in serve() }
+        thread?.start()
+    }
+
+    private func serve() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !stopping.load(ordering: .relaxed) {
+            guard Net.waitReadable(fd, timeoutMs: 50) else { continue }
+            var peer = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = withUnsafeMutablePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buffer, buffer.count, 0, $0, &length) } }
+            guard n > 12, let reply = answer(Array(buffer[0..<n])) else { continue }
+            _ = withUnsafePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, reply, reply.count, 0, $0, length) } }
+        }
+    }
+
+    /// The response to `query`: its header and question, then the matching records.
+    private func answer(_ query: [UInt8]) -> [UInt8]? {
+        var labels: [String] = []
+        var i = 12
+        while i < query.count, query[i] != 0 {
+            let count = Int(query[i])
+            guard i + 1 + count <= query.count else { return nil }
+            labels.append(String(decoding: query[(i + 1)...(i + count)], as: UTF8.self).lowercased())
+            i += 1 + count
+        }
+        guard i + 5 <= query.count else { return nil }
+        let name = labels.joined(separator: ".")
+        let type = UInt16(query[i + 1]) << 8 | UInt16(query[i + 2])
+        queries.withLock { $0.append("\(name) \(type)") }
+        var out = Array(query[0..<(i + 5)])
+        out[2] = 0x81; out[3] = 0x80
+        out[6] = 0; out[7] = 0; out[8] = 0; out[9] = 0; out[10] = 0; out[11] = 0
+        guard let known = records[name] else {
+            out[3] |= 3  // NXDOMAIN
+            return out
+        }
+        var count = 0
+        for record in known {
+            switch record {
+            case .a(let ip) where type == 1:
+                guard let parsed = IPAddress(ip), case .v4(let v) = parsed else { continue }
+                out += [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)]
+                count += 1
+            case .srv(let priority, let weight, let port, let target) where type == 33:
+                let encoded = DNSMessage.encode(name: target) ?? [0]
+                let rdata = [UInt8(priority >> 8), UInt8(priority & 0xFF), UInt8(weight >> 8), UInt8(weight & 0xFF), UInt8(port >> 8), UInt8(port & 0xFF)] + encoded
+                out += [0xC0, 12, 0, 33, 0, 1, 0, 0, 0, 5, UInt8(rdata.count >> 8), UInt8(rdata.count & 0xFF)] + rdata
+                count += 1
+            default:
+                continue
+            }
+        }
+        out[7] = UInt8(count)
+        return out
+    }
+
+    func stop() {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        while thread?.isFinished == false { usleep(10_000) }
+        close(fd)
+    }
+
+    deinit { stop() }
 }
