@@ -55,6 +55,8 @@ public final class LoadBalancer: Sendable {
         var stateWriter: ServerStateWriter?
         /// Resolves server names with `resolvers` while running.
         var resolver: Resolver?
+        /// Announces state changes to `events` subscribers.
+        let events: EventHub
     }
 
     /// Builds the balancer's state; resolves server addresses (which may block on DNS).
@@ -62,8 +64,10 @@ public final class LoadBalancer: Sendable {
     /// - Throws: `SluiceError` when a server or check address cannot be resolved.
     public init(configuration: Configuration, logger: Logger = Logger(label: "sluice")) throws(SluiceError) {
         self.logger = logger
+        let hub = EventHub()
+        self.hub = hub
         self.process = ProcessState(configuration.global)
-        var run = RunState(configuration: configuration)
+        var run = RunState(configuration: configuration, events: hub)
         let plan = try Self.resolve(configuration)
         Self.apply(plan, to: &run)
         // Saved server states (`load-server-state-from-file`) apply before any traffic. Reloads keep
@@ -75,6 +79,20 @@ public final class LoadBalancer: Sendable {
 
     /// What the operator should know from the start, such as server-state lines that were skipped.
     public let startupNotices: [String]
+
+    private let hub: EventHub
+
+    /// State changes as they happen: server health (with the check's verdict), admin state, weight
+    /// and address, servers added and removed, reloads applied or refused. Each call is a new
+    /// subscription. A subscriber that does not keep up keeps the newest `bufferingNewest` events;
+    /// the older ones are dropped and counted in `droppedEvents` — no thread of the balancer ever
+    /// waits for a subscriber. The sequence ends when the balancer has stopped (`wait()`).
+    public func events(bufferingNewest limit: Int = 1024) -> AsyncStream<BalancerEvent> {
+        hub.subscribe(bufferingNewest: limit)
+    }
+
+    /// Events subscribers' full buffers dropped so far.
+    public var droppedEvents: Int { hub.dropped.load(ordering: .relaxed) }
 
     // MARK: Building and reloading state
 
@@ -207,7 +225,7 @@ public final class LoadBalancer: Sendable {
                 }
                 existing.replace(servers: servers, settings: settings)
             } else {
-                run.backends[backend.name] = BackendState(name: backend.name, servers: servers, settings: settings)
+                run.backends[backend.name] = BackendState(name: backend.name, servers: servers, settings: settings, events: run.events)
             }
         }
         // `track`: each followed server learns its followers, which start in its state.
@@ -477,6 +495,17 @@ public final class LoadBalancer: Sendable {
     /// - Throws: `SluiceError` when the new configuration cannot be applied; the old one keeps running.
     @discardableResult
     public func reload(_ configuration: Configuration) throws(SluiceError) -> [String] {
+        do {
+            let notices = try applyReload(configuration)
+            hub.publish(.reloaded(notices: notices))
+            return notices
+        } catch {
+            hub.publish(.reloadFailed(reason: error.message))
+            throw error
+        }
+    }
+
+    private func applyReload(_ configuration: Configuration) throws(SluiceError) -> [String] {
         let plan = try Self.resolve(configuration)
         var notices: [String] = []
         let (old, started, threads, oldAddresses) = state.withLock { ($0.configuration, $0.started, $0.workers.count, $0.addresses) }
@@ -603,6 +632,7 @@ public final class LoadBalancer: Sendable {
                 defer { run.stateWriter = nil }
                 return run.stateWriter
             }?.stop()
+            hub.finish()
         }
     }
 
@@ -679,6 +709,7 @@ public final class LoadBalancer: Sendable {
         }
         backend.append(state)
         refreshChecks()
+        hub.publish(.serverAdded(backend: backendName, server: server.name))
         logger.notice("New server \(backendName)/\(server.name) registered (\(resolved.map(\.description) ?? "no address yet"), in maintenance)")
         return state
     }
@@ -700,6 +731,7 @@ public final class LoadBalancer: Sendable {
         // A session that raced the check may still point at it: keep the object alive.
         state.withLock { $0.retired.append(server) }
         refreshChecks()
+        hub.publish(.serverRemoved(backend: backendName, server: name))
         logger.notice("Server \(backendName)/\(name) deleted")
     }
 

@@ -56,8 +56,12 @@ public final class BackendState: Sendable {
     let dequeuedSessions = Atomic<Int>(0)
     let dequeuedWaitMs = Atomic<Int>(0)
 
-    init(name: String, servers: [ServerState], settings: BackendSettings) {
+    /// Where state changes are announced (`LoadBalancer.events`); nil in unit tests.
+    let events: EventHub?
+
+    init(name: String, servers: [ServerState], settings: BackendSettings, events: EventHub? = nil) {
         self.name = name
+        self.events = events
         self.members = Mutex(Members(servers: servers, settings: settings, nextOrdinal: servers.count))
         republish()
     }
@@ -146,9 +150,13 @@ public final class BackendState: Sendable {
     /// How many primaries can take sessions now.
     var usablePrimaries: Int { schedule.withLock { $0.usablePrimaries } }
 
-    /// Changes a server's admin state and republishes.
-    public func setAdmin(_ state: AdminState, of server: ServerState) {
-        if server.admin != state { server.lastChange.store(monotonicMilliseconds(), ordering: .relaxed) }
+    /// Changes a server's admin state and republishes. `reason` goes with the event.
+    public func setAdmin(_ state: AdminState, of server: ServerState, reason: String? = nil) {
+        let before = server.admin
+        if before != state {
+            server.lastChange.store(monotonicMilliseconds(), ordering: .relaxed)
+            events?.publish(.serverAdmin(backend: name, server: server.name, from: before, to: state, reason: reason))
+        }
         server.adminStorage.store(state.rawValue, ordering: .releasing)
         republish()
         if !server.isUsable { redistribute(from: server) }
@@ -157,19 +165,21 @@ public final class BackendState: Sendable {
     /// Changes a server's weight (0...256) and republishes.
     public func setWeight(_ weight: Int, of server: ServerState) {
         precondition((0...256).contains(weight), "weight \(weight) for server '\(server.name)' is outside 0...256")
-        server.weightStorage.store(weight, ordering: .relaxed)
+        let before = server.weightStorage.exchange(weight, ordering: .relaxed)
+        if before != weight { events?.publish(.serverWeight(backend: name, server: server.name, from: before, to: weight)) }
         republish()
     }
 
-    /// Changes a server's health state and republishes.
-    func setOperational(_ state: OperationalState, of server: ServerState) {
-        server.operationalStorage.store(state.rawValue, ordering: .releasing)
+    /// Changes a server's health state and republishes. `reason`: the check's verdict, if one decided.
+    func setOperational(_ state: OperationalState, of server: ServerState, reason: String? = nil) {
+        let before = OperationalState(rawValue: server.operationalStorage.exchange(state.rawValue, ordering: .acquiringAndReleasing)) ?? .running
+        if before != state { events?.publish(.serverHealth(backend: name, server: server.name, from: before, to: state, reason: reason)) }
         republish()
         if !server.isUsable { redistribute(from: server) }
         // `track`: followers take the same state (and pass it on to theirs).
         for (backend, follower) in server.trackers.withLock({ $0 }) where follower.operational != state {
             follower.lastChange.store(monotonicMilliseconds(), ordering: .relaxed)
-            backend.setOperational(state, of: follower)
+            backend.setOperational(state, of: follower, reason: "tracking \(name)/\(server.name)")
         }
     }
 
@@ -181,6 +191,13 @@ public final class BackendState: Sendable {
             m.settings = settings
         }
         republish()
+    }
+
+    /// Moves a server to a new address for new sessions and checks; `by` says who (events, logs).
+    func setAddress(_ address: SocketAddress, of server: ServerState, by: String) {
+        let before = server.address
+        server.setAddress(address)
+        if before != address { events?.publish(.serverAddress(backend: name, server: server.name, from: before.description, to: address.description, by: by)) }
     }
 
     /// `add server`: one more member, same policy.

@@ -473,7 +473,7 @@ final class Resolver: @unchecked Sendable {
         let server = member.server
         guard server.admin != .maintenance, !server.awaitingAddress.load(ordering: .relaxed) else { return }
         server.awaitingAddress.store(true, ordering: .relaxed)
-        member.backend.setAdmin(.maintenance, of: server)
+        member.backend.setAdmin(.maintenance, of: server, reason: reason)
         report("Server \(member.backend.name)/\(server.name) is going DOWN for maintenance (\(reason)).")
     }
 
@@ -525,7 +525,7 @@ final class Resolver: @unchecked Sendable {
             let before = current(member)
             if before.map({ !$0.same(as: target) }) ?? true, let address = SocketAddress(ip: target.ip.description, port: port(member, target)) {
                 let old = before == nil ? "(none)" : server.address.ip
-                server.setAddress(address)
+                member.backend.setAddress(address, of: server, by: by)
                 server.resolvedByDNS.store(true, ordering: .relaxed)
                 server.dnsTarget.withLock { $0 = target.name }
                 changed = true
@@ -535,7 +535,7 @@ final class Resolver: @unchecked Sendable {
                 member.backend.setWeight(min(weight, 256), of: server)
             }
             if server.awaitingAddress.exchange(false, ordering: .relaxed) {
-                member.backend.setAdmin(.ready, of: server)
+                member.backend.setAdmin(.ready, of: server, reason: "resolves again")
                 report("Server \(member.backend.name)/\(server.name) ('\(resolution.name)') is UP/READY (resolves again).")
             }
         }

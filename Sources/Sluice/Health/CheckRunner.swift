@@ -449,7 +449,7 @@ final class CheckRunner {
                 ramping.append((backend, server))
                 armRamp()
             }
-            backend.setOperational(after, of: server)
+            backend.setOperational(after, of: server, reason: "\(result)")
         }
         guard let transition else { return }
         server.lastChange.store(reactor.now, ordering: .relaxed)

@@ -30,6 +30,8 @@ struct RuntimeAPI: Sendable {
     }
 
     static let permissionDenied = "Permission denied\n"
+    /// The reason events give for a change made here (HAProxy's words in its logs).
+    static let byRuntimeAPI = "stats socket command"
 
     /// Commands with their level and HAProxy-style help line.
     static let commands: [(words: String, level: StatsSocket.Level, help: String)] = [
@@ -120,9 +122,9 @@ struct RuntimeAPI: Sendable {
                 return .reply(error.message + "\n")
             }
         case "disable server":
-            return withServer(args.first) { backend, server in backend.setAdmin(.maintenance, of: server); return .reply("\n") }
+            return withServer(args.first) { backend, server in backend.setAdmin(.maintenance, of: server, reason: Self.byRuntimeAPI); return .reply("\n") }
         case "enable server":
-            return withServer(args.first) { backend, server in backend.setAdmin(.ready, of: server); return .reply("\n") }
+            return withServer(args.first) { backend, server in backend.setAdmin(.ready, of: server, reason: Self.byRuntimeAPI); return .reply("\n") }
         case "disable health", "enable health":
             let enable = known.words == "enable health"
             return withServer(args.first) { backend, server in
@@ -265,9 +267,9 @@ struct RuntimeAPI: Sendable {
             switch args[1] {
             case "state":
                 switch args[2] {
-                case "ready": backend.setAdmin(.ready, of: server)
-                case "drain": backend.setAdmin(.drain, of: server)
-                case "maint": backend.setAdmin(.maintenance, of: server)
+                case "ready": backend.setAdmin(.ready, of: server, reason: Self.byRuntimeAPI)
+                case "drain": backend.setAdmin(.drain, of: server, reason: Self.byRuntimeAPI)
+                case "maint": backend.setAdmin(.maintenance, of: server, reason: Self.byRuntimeAPI)
                 default: return .reply("'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n")
                 }
                 return .reply("\n")
@@ -283,14 +285,14 @@ struct RuntimeAPI: Sendable {
                 }
                 guard let address = SocketAddress(ip: args[2], port: port) else { return .reply("Invalid addr '\(args[2])': expected an IPv4 or IPv6 address.\n") }
                 let old = server.address
-                server.setAddress(address)
-                if server.awaitingAddress.exchange(false, ordering: .relaxed) { backend.setAdmin(.ready, of: server) }
+                backend.setAddress(address, of: server, by: "stats socket command")
+                if server.awaitingAddress.exchange(false, ordering: .relaxed) { backend.setAdmin(.ready, of: server, reason: Self.byRuntimeAPI) }
                 return .reply("IP changed from '\(old.ip)' to '\(address.ip)'" + (old.port != port ? ", port changed from '\(old.port)' to '\(port)'" : "") + " by 'stats socket command'\n")
             case "health":
                 switch args[2] {
-                case "up": backend.setOperational(.running, of: server)
-                case "down": backend.setOperational(.stopped, of: server)
-                case "stopping": backend.setOperational(.stopping, of: server)
+                case "up": backend.setOperational(.running, of: server, reason: Self.byRuntimeAPI)
+                case "down": backend.setOperational(.stopped, of: server, reason: Self.byRuntimeAPI)
+                case "stopping": backend.setOperational(.stopping, of: server, reason: Self.byRuntimeAPI)
                 default: return .reply("'set server <srv> health' expects 'up', 'stopping', or 'down'.\n")
                 }
                 return .reply("\n")

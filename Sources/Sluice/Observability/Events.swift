@@ -1,0 +1,58 @@
+import Synchronization
+
+/// Something that changed in a running balancer, for an embedding program (`LoadBalancer.events`).
+public enum BalancerEvent: Sendable, Equatable {
+    /// Health checks (or a followed server, or `set server health`) changed a server's state;
+    /// `reason` is the check's verdict when a check decided.
+    case serverHealth(backend: String, server: String, from: OperationalState, to: OperationalState, reason: String?)
+    /// The admin state changed: the runtime API, the library, DNS resolution, a state file.
+    case serverAdmin(backend: String, server: String, from: AdminState, to: AdminState, reason: String?)
+    case serverWeight(backend: String, server: String, from: Int, to: Int)
+    /// `by`: what changed it (`stats socket command`, `dns/ns1`, `DNS additional record` …).
+    case serverAddress(backend: String, server: String, from: String, to: String, by: String)
+    case serverAdded(backend: String, server: String)
+    case serverRemoved(backend: String, server: String)
+    /// A reload was applied, with its notices for the operator.
+    case reloaded(notices: [String])
+    /// A reload was refused; the running configuration is unchanged.
+    case reloadFailed(reason: String)
+}
+
+/// Hands events to every subscriber without ever waiting: each subscriber has a bounded buffer
+/// that keeps the newest events, and what a slow subscriber misses is counted, so a reactor, the
+/// check runner or the resolver never waits for an embedding program.
+final class EventHub: Sendable {
+    private let subscribers = Mutex<[UInt64: AsyncStream<BalancerEvent>.Continuation]>([:])
+    private let nextID = Atomic<UInt64>(0)
+    /// Whether anyone listens: publishers skip building events otherwise.
+    private let listening = Atomic<Int>(0)
+    /// Events a subscriber's full buffer dropped (the oldest ones).
+    let dropped = Atomic<Int>(0)
+
+    var hasSubscribers: Bool { listening.load(ordering: .relaxed) > 0 }
+
+    func subscribe(bufferingNewest limit: Int) -> AsyncStream<BalancerEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: BalancerEvent.self, bufferingPolicy: .bufferingNewest(max(1, limit)))
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
+        subscribers.withLock { $0[id] = continuation }
+        listening.add(1, ordering: .relaxed)
+        continuation.onTermination = { [weak self] _ in
+            guard let self else { return }
+            if subscribers.withLock({ $0.removeValue(forKey: id) }) != nil { listening.subtract(1, ordering: .relaxed) }
+        }
+        return stream
+    }
+
+    func publish(_ event: @autoclosure () -> BalancerEvent) {
+        guard hasSubscribers else { return }
+        let event = event()
+        for continuation in subscribers.withLock({ Array($0.values) }) {
+            if case .dropped = continuation.yield(event) { dropped.add(1, ordering: .relaxed) }
+        }
+    }
+
+    /// Ends every subscriber's sequence (the balancer stopped).
+    func finish() {
+        for continuation in subscribers.withLock({ Array($0.values) }) { continuation.finish() }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Synchronization
+import Testing
+@_spi(Benchmarks) import Sluice
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `LoadBalancer.events`: what an embedding program hears, in order, and that a subscriber that
+/// does not read costs a bounded buffer and counted drops, never a wait.
+extension Loopback {
+@Suite struct EventTests {
+    /// Collects a stream's events on a task of its own.
+    final class Collector: Sendable {
+        final class Received: Sendable { let events = Mutex<[BalancerEvent]>([]) }
+        private let received = Received()
+        private let task: Task<Void, Never>
+
+        init(_ stream: AsyncStream<BalancerEvent>) {
+            let received = received
+            task = Task { for await event in stream { received.events.withLock { $0.append(event) } } }
+        }
+
+        var all: [BalancerEvent] { received.events.withLock { $0 } }
+        func cancel() { task.cancel() }
+    }
+
+    static func config(_ servers: String) -> String {
+        """
+        \(tcpDefaults())
+        frontend fe
+          bind 127.0.0.1:0
+          default_backend be
+        backend be
+        \(servers)
+
+        """
+    }
+
+    @Test func healthAdminWeightAddressAndReloadsAreAnnounced() throws {
+        let up = try TestServer(.identify("up"))
+        let other = try TestServer(.identify("other"), host: "127.0.0.2")
+        defer { up.stop(); other.stop() }
+        let dead = try Net.closedPort()
+        let text = Self.config("""
+              server s1 127.0.0.1:\(up.port)
+              server s2 127.0.0.1:\(dead) check inter 100ms fall 1 rise 1
+            """)
+        let proxy = try RunningProxy(text)
+        defer { proxy.stop() }
+        let collector = Collector(proxy.balancer.events())
+        defer { collector.cancel() }
+        try eventually("s2 found DOWN by its check") {
+            collector.all.contains { event in
+                if case .serverHealth("be", "s2", .running, .stopped, let reason?) = event { return reason.contains("Layer4") }
+                return false
+            }
+        }
+        _ = proxy.balancer.runtimeReply("set server be/s1 state drain")
+        _ = proxy.balancer.runtimeReply("set server be/s1 weight 5")
+        _ = proxy.balancer.runtimeReply("set server be/s1 addr 127.0.0.2 port \(other.port)")
+        let parsed = try Configuration.parse(text + "backend extra\n  server x 127.0.0.1:1\n", file: "t.cfg")
+        var configuration = parsed.configuration
+        configuration.global.ioEngine = proxy.balancer.configuration.global.ioEngine
+        try proxy.balancer.reload(configuration)
+        var broken = configuration
+        broken.backends[0].servers[0].endpoint = Endpoint(host: "no-such-host.invalid", port: 80)
+        #expect(throws: SluiceError.self) { try proxy.balancer.reload(broken) }
+        try eventually("the reload refused") { collector.all.contains { if case .reloadFailed = $0 { true } else { false } } }
+        let events = collector.all.filter { if case .serverHealth = $0 { false } else { true } }
+        #expect(Array(events.prefix(4)) == [
+            .serverAdmin(backend: "be", server: "s1", from: .ready, to: .drain, reason: "stats socket command"),
+            .serverWeight(backend: "be", server: "s1", from: 1, to: 5),
+            .serverAddress(backend: "be", server: "s1", from: "127.0.0.1:\(up.port)", to: "127.0.0.2:\(other.port)", by: "stats socket command"),
+            .reloaded(notices: []),
+        ])
+        #expect(events.count == 5, "\(events)")
+        if case .reloadFailed(let reason) = events.last { #expect(reason.contains("no-such-host.invalid")) } else { Issue.record("no reloadFailed: \(events)") }
+    }
+
+    @Test func aSubscriberThatDoesNotReadKeepsTheNewestAndTheRestIsCounted() throws {
+        let up = try TestServer(.identify("up"))
+        defer { up.stop() }
+        let proxy = try RunningProxy(Self.config("  server s1 127.0.0.1:\(up.port)"))
+        defer { proxy.stop() }
+        let stalled = proxy.balancer.events(bufferingNewest: 8)
+        for weight in 1...100 { _ = proxy.balancer.runtimeReply("set server be/s1 weight \(weight % 2 == 0 ? 2 : 3)") }
+        #expect(proxy.balancer.droppedEvents == 100 - 8)
+        // What is left is the newest eight, in order.
+        let collector = Collector(stalled)
+        defer { collector.cancel() }
+        try eventually("the buffered events arrive") { collector.all.count == 8 }
+        #expect(collector.all.last == .serverWeight(backend: "be", server: "s1", from: 3, to: 2))
+        #expect(try Net.connect(proxy.port) >= 0, "the balancer never waited for the subscriber")
+    }
+}
+}
