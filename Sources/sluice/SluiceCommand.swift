@@ -13,9 +13,13 @@ struct SluiceCommand: ParsableCommand {
         commandName: "sluice",
         abstract: "A Layer-4 TCP load balancer that reads HAProxy's tcp-mode configuration.",
         discussion: """
-            Runs in the foreground and logs to standard error. SIGINT, SIGTERM and SIGUSR1 stop \
-            accepting and let sessions finish (bounded by hard-stop-after); a second SIGINT or SIGTERM \
-            closes everything at once.
+            Runs in the foreground (unless -D or 'daemon') and logs to standard error. SIGHUP or \
+            SIGUSR2 reloads the -f files in-process, dropping nothing (a file with errors is refused \
+            and the running configuration stays). SIGINT, SIGTERM and SIGUSR1 stop accepting and let \
+            sessions finish (bounded by hard-stop-after); a second SIGINT or SIGTERM closes \
+            everything at once. Under systemd (NOTIFY_SOCKET set, Type=notify) it reports READY, \
+            RELOADING and STOPPING. The README documents every configuration keyword and runtime \
+            API command.
             """,
         subcommands: [Demo.self, DemoBackend.self]
     )
