@@ -96,3 +96,46 @@ extension Loopback {
     }
 }
 }
+
+import Logging
+import ServiceLifecycle
+
+/// `LoadBalancer` in a swift-service-lifecycle `ServiceGroup`: it serves once the group runs,
+/// a graceful shutdown of the group lets an open session finish, and `run()` returns after.
+extension Loopback {
+@Suite struct ServiceLifecycleTests {
+    @Test func aServiceGroupRunsTheBalancerAndItsGracefulShutdownDrainsIt() async throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        _ = pipeSignalIgnored
+        var parsed = try Configuration.parse(EventTests.config("  server s1 127.0.0.1:\(echo.port)"), file: "t.cfg")
+        parsed.configuration.global.ioEngine = RunningProxy.defaultEngine
+        let balancer = try LoadBalancer(configuration: parsed.configuration, logger: Logger(label: "service-test"))
+        let group = ServiceGroup(services: [balancer], logger: Logger(label: "group"))
+        let running = Task { try await group.run() }
+        var port = 0
+        try eventually("the balancer listens") {
+            port = balancer.listeningAddresses(of: "fe").first?.port ?? 0
+            return port != 0
+        }
+        let session = try Net.connect(port)
+        defer { close(session) }
+        try Net.sendAll(session, "before\n")
+        #expect(try Net.read(session, count: 7) == Array("before\n".utf8))
+
+        await group.triggerGracefulShutdown()
+        try eventually("the balancer drains") { balancer.listeningAddresses(of: "fe").isEmpty || (try? Net.connect(port)).map { close($0); return false } ?? true }
+        // Draining: no new session, the open one goes on.
+        try eventually("new connections are refused") { (try? Net.connect(port)).map { close($0); return false } ?? true }
+        try Net.sendAll(session, "after\n")
+        #expect(try Net.read(session, count: 6) == Array("after\n".utf8))
+        #expect(!running.isCancelled)
+        // The client's FIN reaches the server, whose FIN comes back: the last session ends, and its
+        // socket really closes (io_uring's last poll removals are completed when the loop ends).
+        shutdown(session, Int32(SHUT_WR))
+        _ = try Net.readToEnd(session)
+        try await running.value  // returns once the last session has ended
+        #expect(balancer.currentSessions == 0)
+    }
+}
+}

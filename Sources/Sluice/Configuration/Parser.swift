@@ -311,7 +311,8 @@ struct Parser {
 
     private mutating func keywordLine(_ words: [String], _ location: SourceLocation) {
         if skippingSection { return }
-        if inResolvers, var (draft, start) = resolverSections.popLast() {
+        if inResolvers, let (open, start) = resolverSections.popLast() {
+            var draft = open
             resolversKeyword(&draft, words, location)
             resolverSections.append((draft, start))
             return

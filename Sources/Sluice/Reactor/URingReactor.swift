@@ -145,5 +145,27 @@ final class URingReactor: Reactor {
             core.fireTimers(now: now, handler)
             moreWork = handler.endOfTurn()
         }
+        finishRemovals()
+    }
+
+    /// After the loop: the removals of the last turn (the last sessions of a graceful stop) are
+    /// still queued, and until they complete their polls keep the closed sockets open — for as long
+    /// as the ring lives, which in an embedding program is as long as the balancer object. So they
+    /// are submitted and waited for here (a bounded number of rounds, resending on EALREADY).
+    private func finishRemovals() {
+        var rounds = 0
+        while !removals.isEmpty && rounds < 100 {
+            rounds += 1
+            _ = CShims_uring_submit_and_wait(ring, 10)
+            unsubmitted.removeAll(keepingCapacity: true)
+            while true {
+                let n = Int(CShims_uring_reap(ring, data, results, flags, UInt32(batch)))
+                for i in 0..<n {
+                    guard let target = removals.removeValue(forKey: data[i]) else { continue }
+                    if results[i] == -EALREADY { remove(target) }
+                }
+                if n < batch { break }
+            }
+        }
     }
 }

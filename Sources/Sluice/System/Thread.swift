@@ -35,6 +35,11 @@ struct OSThread: @unchecked Sendable {
         return OSThread(handle: handle)
     }
 
+    /// Lets the thread's resources go when it ends, for a thread nobody joins.
+    func detach() {
+        _ = pthread_detach(handle)
+    }
+
     func join() {
         _ = pthread_join(handle, nil)
     }
