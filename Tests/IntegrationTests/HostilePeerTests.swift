@@ -200,15 +200,34 @@ extension Loopback {
         try other.expectBackToBaseline("server resets")
     }
 
-    /// 2,000 clients at once in front of `maxconn 50`: the rest wait in the backlog and every one
-    /// is served in turn; nothing is left open afterwards.
+    /// Half-open sessions: the client sends its request and its FIN, then neither reads nor closes;
+    /// the server keeps its side open and never answers. `timeout client-fin`/`server-fin` end them.
+    @Test func halfOpenSessionsEndByTheirFinTimeouts() throws {
+        let holder = try TestServer(.holdOpen)
+        defer { holder.stop() }
+        let stand = try Stand(servers: "  server s1 127.0.0.1:\(holder.port)", timeouts: "1s")
+        defer { stand.stop() }
+        let clients = try (0..<20).map { _ in try Net.connect(stand.port) }
+        defer { for fd in clients { close(fd) } }
+        for fd in clients {
+            try Net.sendAll(fd, "request\n")
+            shutdown(fd, Int32(SHUT_WR))
+        }
+        // (The holding server keeps even the connections Sluice has closed: it counts them all.)
+        try eventually("the server holds every session") { holder.accepted.load(ordering: .relaxed) >= 20 }
+        for fd in clients { #expect(try Net.readToEnd(fd, timeoutMs: 5_000, resetEnds: true).isEmpty, "the client's side is closed") }
+        try stand.expectBackToBaseline("half-open sessions")
+    }
+
+    /// 10,000 clients at once in front of `maxconn 50`: the rest wait in the backlog (or retry
+    /// their SYN) and every one is served in turn; nothing is left open afterwards.
     @Test func aBurstFarBeyondMaxconnIsServedInTurn() throws {
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         let stand = try Stand(servers: "  server s1 127.0.0.1:\(echo.port)", frontend: "  maxconn 50\n  backlog 4096", timeouts: "30s")
         defer { stand.stop() }
-        let result = try EchoSwarm.run(port: stand.port, connections: 2_000, payload: { _ in 512 })
-        #expect(result.completed == 2_000 && result.mismatched == 0, "\(result.failed.prefix(5))")
+        let result = try EchoSwarm.run(port: stand.port, connections: 10_000, payload: { _ in 512 })
+        #expect(result.completed == 10_000 && result.mismatched == 0, "\(result.failed.prefix(5))")
         try stand.expectBackToBaseline("the burst")
     }
 
