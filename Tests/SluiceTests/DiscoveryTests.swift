@@ -225,6 +225,14 @@ struct DiscoveryTests {
         for _ in 0..<128 { long += [1, 0x61] }
         long += [0, 0, 1, 0, 1]
         #expect(DNSMessage.parse(long).failure == .malformed("name longer than 255 bytes"))
+        // A label with a dot or a byte outside printable ASCII (found by the fuzzer: replaced by
+        // U+FFFD, such bytes made the text name longer than 255 bytes).
+        var dotted = good
+        dotted[13] = UInt8(ascii: ".")
+        #expect(DNSMessage.parse(dotted).failure == .malformed("a label with a byte a host name cannot have"))
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/DNSAnswer/corpus/regression-non-ascii-label")
+        #expect(DNSMessage.parse(Array(try Data(contentsOf: corpus))).failure == .malformed("a label with a byte a host name cannot have"))
         // Random bytes: any outcome but a trap.
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<2_000 {

@@ -162,7 +162,13 @@ enum DNSMessage {
                     guard position + 1 + count <= bytes.count else { throw .truncatedMessage }
                     length += count + 1
                     guard length < DNSMessage.maxNameLength else { throw .malformed("name longer than 255 bytes") }
-                    labels.append(String(decoding: bytes[(position + 1)...(position + count)], as: UTF8.self))
+                    let label = bytes[(position + 1)...(position + count)]
+                    // Host names are printable ASCII without dots inside a label: anything else
+                    // could pass for another name once written as text (a label "a.b" reads as two).
+                    guard label.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ".") }) else {
+                        throw .malformed("a label with a byte a host name cannot have")
+                    }
+                    labels.append(String(decoding: label, as: UTF8.self))
                     position += 1 + count
                 case 0xC0:
                     guard position + 1 < bytes.count else { throw .truncatedMessage }
