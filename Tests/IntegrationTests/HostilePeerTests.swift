@@ -259,15 +259,15 @@ extension Loopback {
 }
 }
 
-/// Accepts and writes 64 KiB chunks to every connection until it fails (the peer is gone).
-final class FloodServer: @unchecked Sendable {
+/// A loopback listener that hands each accepted connection to `serve` (on the accepting thread,
+/// or on a thread of its own when `threadPerConnection`), until `stop()`.
+class AcceptingServer: @unchecked Sendable {
     let port: Int
-    let sent = Atomic<Int>(0)
+    let stopping = Atomic<Bool>(false)
     private let listener: CInt
-    private let stopping = Atomic<Bool>(false)
     private var thread: Thread?
 
-    init() throws {
+    init(threadPerConnection: Bool, serve: @escaping @Sendable (AcceptingServer, CInt) -> Void) throws {
         _ = pipeSignalIgnored
         (listener, port) = try Net.listener()
         thread = Thread { [self] in
@@ -275,16 +275,7 @@ final class FloodServer: @unchecked Sendable {
                 guard Net.waitReadable(listener, timeoutMs: 50) else { continue }
                 let fd = accept(listener, nil, nil)
                 guard fd >= 0 else { continue }
-                Thread { [self] in
-                    let chunk = [UInt8](repeating: 0x42, count: 64 << 10)
-                    var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-                    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                    while !stopping.load(ordering: .relaxed) {
-                        let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                        if n > 0 { sent.add(n, ordering: .relaxed) } else if n < 0 && errno != EAGAIN && errno != EINTR { break }
-                    }
-                    close(fd)
-                }.start()
+                if threadPerConnection { Thread { serve(self, fd) }.start() } else { serve(self, fd) }
             }
         }
         thread?.start()
@@ -297,37 +288,38 @@ final class FloodServer: @unchecked Sendable {
     }
 }
 
-/// Reads `after` bytes from each connection, then resets it.
-final class ResettingServer: @unchecked Sendable {
-    let port: Int
-    private let listener: CInt
-    private let stopping = Atomic<Bool>(false)
-    private var thread: Thread?
+/// Writes 64 KiB chunks to every connection until that fails (the peer is gone).
+final class FloodServer: AcceptingServer, @unchecked Sendable {
+    let sent = Atomic<Int>(0)
 
-    init(after: Int) throws {
-        (listener, port) = try Net.listener()
-        thread = Thread { [self] in
-            var buffer = [UInt8](repeating: 0, count: 64 << 10)
-            while !stopping.load(ordering: .relaxed) {
-                guard Net.waitReadable(listener, timeoutMs: 50) else { continue }
-                let fd = accept(listener, nil, nil)
-                guard fd >= 0 else { continue }
-                var got = 0
-                while got < after, Net.waitReadable(fd, timeoutMs: 2_000) {
-                    let n = recv(fd, &buffer, buffer.count, 0)
-                    if n <= 0 { break }
-                    got += n
-                }
-                Loopback.HostilePeerTests.reset(fd)
+    init() throws {
+        try super.init(threadPerConnection: true) { server, fd in
+            guard let flood = server as? FloodServer else { return }
+            let chunk = [UInt8](repeating: 0x42, count: 64 << 10)
+            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            while !flood.stopping.load(ordering: .relaxed) {
+                let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { flood.sent.add(n, ordering: .relaxed) } else if n < 0 && errno != EAGAIN && errno != EINTR { break }
             }
+            close(fd)
         }
-        thread?.start()
     }
+}
 
-    func stop() {
-        guard !stopping.exchange(true, ordering: .relaxed) else { return }
-        while thread?.isFinished == false { usleep(10_000) }
-        close(listener)
+/// Reads `after` bytes from each connection, then resets it.
+final class ResettingServer: AcceptingServer, @unchecked Sendable {
+    init(after: Int) throws {
+        try super.init(threadPerConnection: false) { _, fd in
+            var buffer = [UInt8](repeating: 0, count: 64 << 10)
+            var got = 0
+            while got < after, Net.waitReadable(fd, timeoutMs: 2_000) {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n <= 0 { break }
+                got += n
+            }
+            Loopback.HostilePeerTests.reset(fd)
+        }
     }
 }
 

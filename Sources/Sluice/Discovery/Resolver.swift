@@ -60,6 +60,12 @@ final class Resolver: @unchecked Sendable {
             self.settings = settings
             self.nameservers = nameservers
         }
+        /// When a name answered (or failed) now is asked again: HAProxy's `hold valid`, looked
+        /// for every `timeout resolve`.
+        func nextResolution(after now: Int64) -> Int64 {
+            now + max(settings.holdValid.milliseconds, settings.resolveTimeout.milliseconds)
+        }
+
         func hold(_ failure: Failure) -> Int64 {
             switch failure {
             case .nx: settings.holdNX.milliseconds
@@ -378,9 +384,7 @@ final class Resolver: @unchecked Sendable {
                 // Records whose hosts are still being resolved: valid, applied once they answer.
                 if targets.isEmpty && !services.isEmpty {
                     ns.counters.withLock { $0.valid += 1 }
-                    resolution.query = nil
-                    resolution.lastValid = now
-                    resolution.nextDue = now + max(section.settings.holdValid.milliseconds, section.settings.resolveTimeout.milliseconds)
+                    answered(resolution, section, now: now)
                     return
                 }
             } else {
@@ -407,9 +411,7 @@ final class Resolver: @unchecked Sendable {
                 $0.valid += 1
                 if response.hasAlias(for: resolution.name) { $0.cname += 1 }
             }
-            resolution.query = nil
-            resolution.lastValid = now
-            resolution.nextDue = now + max(section.settings.holdValid.milliseconds, section.settings.resolveTimeout.milliseconds)
+            answered(resolution, section, now: now)
             let by = "\(section.settings.name)/\(section.nameservers[n].name)"
             if resolution.retired { return }
             if let parent = resolution.parent {
@@ -433,13 +435,20 @@ final class Resolver: @unchecked Sendable {
         }
     }
 
+    /// A valid answer ends the query; the name is asked again after `hold valid`.
+    private func answered(_ resolution: Resolution, _ section: Section, now: Int64) {
+        resolution.query = nil
+        resolution.lastValid = now
+        resolution.nextDue = section.nextResolution(after: now)
+    }
+
     /// No valid answer: nothing changes within `hold <status>` of the last valid one; after it,
     /// the servers go to maintenance with their last address.
     private func conclude(_ r: Int, failure: Failure, now: Int64) {
         let resolution = resolutions[r]
         let section = sections[resolution.section]
         resolution.query = nil
-        resolution.nextDue = now + max(section.settings.holdValid.milliseconds, section.settings.resolveTimeout.milliseconds)
+        resolution.nextDue = section.nextResolution(after: now)
         guard now - resolution.lastValid >= section.hold(failure), !resolution.retired else { return }
         if let parent = resolution.parent {
             // A target host that no longer resolves: its places leave the SRV's servers.

@@ -92,28 +92,13 @@ final class PatternSet: Sendable {
                 guard let address = IPAddress(parts[0]) else {
                     return "'\(text)' is not an IP address or network (host names are not resolved in patterns; use addresses)"
                 }
-                switch address {
-                case .v4(let a):
-                    var bits = 32
-                    if parts.count == 2 {
-                        if let b = Int(parts[1]), (0...32).contains(b) {
-                            bits = b
-                        } else if let mask = IPAddress(parts[1]), case .v4(let m) = mask, (~m & (~m &+ 1)) == 0 {
-                            bits = m.nonzeroBitCount
-                        } else {
-                            return "'\(text)': bad netmask '\(parts[1])'"
-                        }
-                    }
-                    ranges4.append(IntervalSet<UInt32>.network(a, bits: bits))
-                case .v6(let a):
-                    var bits = 128
-                    if parts.count == 2 {
-                        guard let b = Int(parts[1]), (0...128).contains(b) else {
-                            return "'\(text)': an IPv6 netmask is a bit count 0-128"
-                        }
-                        bits = b
-                    }
-                    ranges6.append(IntervalSet<UInt128>.network(a, bits: bits))
+                guard let network = IPNetwork(text) else {
+                    if case .v4 = address { return "'\(text)': bad netmask '\(parts[1])'" }
+                    return "'\(text)': an IPv6 netmask is a bit count 0-128"
+                }
+                switch network.address {
+                case .v4(let a): ranges4.append(IntervalSet<UInt32>.network(a, bits: network.bits))
+                case .v6(let a): ranges6.append(IntervalSet<UInt128>.network(a, bits: network.bits))
                 }
             case .bin:
                 guard let bytes = Self.hex(text) else { return "'\(text)' is not an even number of hexadecimal digits" }

@@ -100,9 +100,7 @@ struct RuntimeAPI: Sendable {
             return withServer(args[0]) { backend, server in .reply(setWeight(args[1], backend, server)) }
         case "set server": return setServer(args)
         case "add server":
-            guard let path = args.first, let slash = path.firstIndex(of: "/") else { return .reply("Require 'backend/server'.\n") }
-            let (backend, name) = (String(path[..<slash]), String(path[path.index(after: slash)...]))
-            guard !name.isEmpty else { return .reply("Require 'backend/server'.\n") }
+            guard let (backend, name) = Self.serverPath(args.first), !name.isEmpty else { return .reply("Require 'backend/server'.\n") }
             switch Server.dynamic(name: name, arguments: Array(args.dropFirst())) {
             case .failure(let error): return .reply(error.message + "\n")
             case .success(let server):
@@ -114,9 +112,9 @@ struct RuntimeAPI: Sendable {
                 }
             }
         case "del server":
-            guard let path = args.first, let slash = path.firstIndex(of: "/") else { return .reply("Require 'backend/server'.\n") }
+            guard let (backend, name) = Self.serverPath(args.first) else { return .reply("Require 'backend/server'.\n") }
             do {
-                try balancer.removeServer(named: String(path[path.index(after: slash)...]), from: String(path[..<slash]))
+                try balancer.removeServer(named: name, from: backend)
                 return .reply("Server deleted.\n")
             } catch {
                 return .reply(error.message + "\n")
@@ -239,10 +237,16 @@ struct RuntimeAPI: Sendable {
         return lines.joined(separator: "\n") + "\n\n"
     }
 
+    /// `<backend>/<server>` split at its first slash; nil without one.
+    private static func serverPath(_ argument: String?) -> (backend: String, server: String)? {
+        guard let argument, let slash = argument.firstIndex(of: "/") else { return nil }
+        return (String(argument[..<slash]), String(argument[argument.index(after: slash)...]))
+    }
+
     private func withServer(_ argument: String?, _ body: (BackendState, ServerState) -> Outcome) -> Outcome {
-        guard let argument, let slash = argument.firstIndex(of: "/") else { return .reply("Require 'backend/server'.\n") }
-        guard let backend = balancer.backend(named: String(argument[..<slash])) else { return .reply("No such backend.\n") }
-        guard let server = backend.server(named: String(argument[argument.index(after: slash)...])) else { return .reply("No such server.\n") }
+        guard let (backendName, serverName) = Self.serverPath(argument) else { return .reply("Require 'backend/server'.\n") }
+        guard let backend = balancer.backend(named: backendName) else { return .reply("No such backend.\n") }
+        guard let server = backend.server(named: serverName) else { return .reply("No such server.\n") }
         return body(backend, server)
     }
 
