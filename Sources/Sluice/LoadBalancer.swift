@@ -50,6 +50,9 @@ public final class LoadBalancer: Sendable {
         /// Bound addresses per frontend (with the kernel's port where the configuration said 0).
         var addresses: [String: [SocketAddress]] = [:]
         var started = false
+        /// `stop` was called: `show info` says `Stopping: 1` (a keepalived check then gives the
+        /// address up before the listeners are gone).
+        var stopping = false
         var statsServer: StatsSocketServer?
         /// Saves the servers' states to the server-state files while running.
         var stateWriter: ServerStateWriter?
@@ -585,6 +588,9 @@ public final class LoadBalancer: Sendable {
     /// The configuration in force (the last one applied by `init` or `reload`).
     public var configuration: Configuration { state.withLock { $0.configuration } }
 
+    /// True once `stop` has been called.
+    public var isStopping: Bool { state.withLock { $0.stopping } }
+
     /// The addresses a frontend listens on (with the kernel's port where the configuration said 0).
     public func listeningAddresses(of frontend: String) -> [SocketAddress] {
         state.withLock { $0.addresses[frontend] ?? [] }
@@ -595,7 +601,10 @@ public final class LoadBalancer: Sendable {
     /// - Parameter graceful: true (the default) stops accepting and lets sessions finish, bounded by
     ///   `hard-stop-after`; false closes every session at once.
     public func stop(graceful: Bool = true) {
-        let (workers, limit) = state.withLock { ($0.workers, $0.configuration.global.hardStopAfter?.milliseconds) }
+        let (workers, limit) = state.withLock { run in
+            run.stopping = true
+            return (run.workers, run.configuration.global.hardStopAfter?.milliseconds)
+        }
         for worker in workers { worker.post(graceful ? .stopGracefully(hardStopAfterMs: limit) : .stopNow) }
     }
 

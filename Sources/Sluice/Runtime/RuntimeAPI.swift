@@ -178,6 +178,7 @@ struct RuntimeAPI: Sendable {
             "Uptime_sec: \(uptime)", "Maxconn: \(max == Int.max ? 0 : max)", "CurrConns: \(balancer.currentSessions)",
             "CumConns: \(balancer.totalSessions)", "PipesUsed: \(balancer.pipesOpen)",
             "DescriptorExhaustions: \(balancer.descriptorExhaustions)",
+            "Stopping: \(balancer.isStopping ? 1 : 0)",
         ]
         return lines.joined(separator: "\n") + "\n\n"
     }

@@ -31,7 +31,7 @@ final class DNSServer {
         try (["local=/test/"] + options).map { $0 + "\n" }.joined().write(toFile: conf, atomically: true, encoding: .utf8)
         port = try Self.freeUDPPort()
         let pidFile = directory + "/pid"
-        let status = try Self.run(Self.path, ["--port=\(port)", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
+        let status = try Spawn.run(Self.path, ["--port=\(port)", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
                                               "--addn-hosts=\(hostsFile)", "--conf-file=\(conf)", "--user=root", "--pid-file=\(pidFile)",
                                               "--log-facility=\(directory)/log"])
         guard status == 0, let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
@@ -63,28 +63,6 @@ final class DNSServer {
     }
 
     deinit { stop() }
-
-    /// Runs a program to its exit with no signal blocked or ignored (a Foundation `Process`
-    /// passes on the test runner's blocked signals, and dnsmasq would never see its SIGHUP).
-    private static func run(_ path: String, _ arguments: [String]) throws -> Int32 {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, path, nil, &attributes, argv, environ)
-        guard rc == 0 else { throw Net.Failure("posix_spawn \(path): \(String(cString: strerror(rc)))") }
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        return (status >> 8) & 0xFF
-    }
 
     private static func write(_ hosts: [(ip: String, name: String)], to path: String) throws {
         try hosts.map { "\($0.ip) \($0.name)\n" }.joined().write(toFile: path, atomically: true, encoding: .utf8)
