@@ -102,6 +102,30 @@ extension Loopback {
         }
     }
 
+    /// `sluice cli`: the answer on standard output and exit 0; a socket nobody serves, exit 1 with
+    /// the reason (what keepalived's `check_sluice` relies on).
+    @Test func cliAsksARuntimeSocketAndSaysWhenNobodyAnswers() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let path = RuntimeAPITests.socketPath()
+        let proxy = try RunningProxy("""
+            global
+              stats socket \(path) level admin
+            listen fe
+              bind 127.0.0.1:0
+              server one 127.0.0.1:\(echo.port)
+            """)
+        let answered = try Self.run(["cli", "-S", path, "show", "servers", "state", "fe"])
+        #expect(answered.status == 0, "\(answered.stderr)")
+        #expect(answered.stdout.contains("fe 1 one 127.0.0.1 2 0 1 1 "), "\(answered.stdout)")
+        proxy.stop()
+        let gone = try Self.run(["cli", "-S", path, "show", "info"])
+        #expect(gone.status == 1)
+        #expect(gone.stderr.contains("sluice cli: \(path): "), "\(gone.stderr)")
+        let silent = try Self.run(["cli", "-S", path])
+        #expect(silent.status != 0 && silent.stderr.contains("no command"))
+    }
+
     @Test func missingFileIsAnErrorNamingIt() throws {
         let run = try Self.run(["-c", "-f", "/nonexistent/sluice.cfg"])
         #expect(run.status == 1)

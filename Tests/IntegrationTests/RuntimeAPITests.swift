@@ -138,6 +138,32 @@ extension Loopback {
         #expect(try Net.readToEnd(stuck).isEmpty)
     }
 
+    /// keepalived's `check_sluice` relies on this: while a graceful stop lets sessions finish, the
+    /// socket still answers and `show info` says `Stopping: 1` (HAProxy's field), so the host gives
+    /// its shared address up before the listeners are gone.
+    @Test func showInfoSaysStoppingDuringAGracefulStop() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let path = Self.socketPath()
+        let proxy = try RunningProxy("""
+            global
+              stats socket \(path) level admin
+            listen fe
+              bind 127.0.0.1:0
+              server one 127.0.0.1:\(echo.port)
+            """)
+        defer { proxy.stop() }
+        #expect(try StatsClient.ask(path, "show info").contains("\nStopping: 0\n"))
+        let long = try Net.connect(proxy.port)
+        defer { close(long) }
+        try Net.sendAll(long, "hello\n")
+        #expect(String(decoding: try Net.read(long, count: 6), as: UTF8.self) == "hello\n")
+        proxy.balancer.stop(graceful: true)
+        #expect(try StatsClient.ask(path, "show info").contains("\nStopping: 1\n"))
+        try Net.sendAll(long, "still\n")
+        #expect(String(decoding: try Net.read(long, count: 6), as: UTF8.self) == "still\n", "the old session goes on")
+    }
+
     @Test func maintenanceAndReadyAndDisableEnableServerChangeRotation() throws {
         let s = try Setup()
         defer { s.stop() }
