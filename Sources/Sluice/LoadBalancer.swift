@@ -60,6 +60,8 @@ public final class LoadBalancer: Sendable {
         var resolver: Resolver?
         /// Announces state changes to `events` subscribers.
         let events: EventHub
+        /// Carries `log` lines to their targets.
+        let logs: LogSink
     }
 
     /// Builds the balancer's state; resolves server addresses (which may block on DNS).
@@ -70,7 +72,9 @@ public final class LoadBalancer: Sendable {
         let hub = EventHub()
         self.hub = hub
         self.process = ProcessState(configuration.global)
-        var run = RunState(configuration: configuration, events: hub)
+        let logs = LogSink()
+        self.logs = logs
+        var run = RunState(configuration: configuration, events: hub, logs: logs)
         let plan = try Self.resolve(configuration)
         Self.apply(plan, to: &run)
         // Saved server states (`load-server-state-from-file`) apply before any traffic. Reloads keep
@@ -84,6 +88,8 @@ public final class LoadBalancer: Sendable {
     public let startupNotices: [String]
 
     private let hub: EventHub
+    /// The `log` lines' writer; its `dropped` counter is `show info` DroppedLogs.
+    let logs: LogSink
 
     /// State changes as they happen: server health (with the check's verdict), admin state, weight
     /// and address, servers added and removed, reloads applied or refused. Each call is a new
@@ -231,6 +237,12 @@ public final class LoadBalancer: Sendable {
                 run.backends[backend.name] = BackendState(name: backend.name, servers: servers, settings: settings, events: run.events)
             }
         }
+        let globalTag = configuration.global.logTag ?? "sluice"
+        run.logs.setHostName(configuration.global.logHostname)
+        for backend in configuration.backends {
+            let route = run.logs.route(backend.logTargets, tag: backend.logTag ?? globalTag)
+            run.backends[backend.name]?.log.withLock { $0 = route.map { ($0, run.logs.shared) } }
+        }
         // `track`: each followed server learns its followers, which start in its state.
         for backend in run.backends.values { for server in backend.servers { server.trackers.withLock { $0.removeAll() } } }
         for backend in configuration.backends {
@@ -263,10 +275,11 @@ public final class LoadBalancer: Sendable {
             let routing = frontend.rules.map {
                 FrontendRouting(rules: $0, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables)
             }
+            let log = frontend.logging.flatMap { run.logs.route($0.targets, tag: $0.tag, logging: $0) }
             if let existing = run.frontends[frontend.name] {
-                existing.update(frontend, backend: backend, routing: routing)
+                existing.update(frontend, backend: backend, routing: routing, log: log)
             } else {
-                run.frontends[frontend.name] = FrontendState(frontend, backend: backend, routing: routing)
+                run.frontends[frontend.name] = FrontendState(frontend, backend: backend, routing: routing, log: log)
             }
         }
         for (name, frontend) in run.frontends where !configuration.frontends.contains(where: { $0.name == name }) {
@@ -300,7 +313,8 @@ public final class LoadBalancer: Sendable {
         func makeWorkers(_ engine: IOEngine) throws(SystemError) -> [Worker] {
             var workers: [Worker] = []
             for w in 0..<threads {
-                workers.append(try Worker(process: process, listeners: listenersByWorker[w], engine: engine, logger: logger))
+                workers.append(try Worker(process: process, listeners: listenersByWorker[w], engine: engine, logger: logger,
+                                          logs: logs.makeRing()))
             }
             return workers
         }
@@ -326,6 +340,12 @@ public final class LoadBalancer: Sendable {
             broadcast: { command in for w in everyone { w.post(command) } })
         checkWorker.checks?.configure(Self.checkTargets(configuration, backends))
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
+        do {
+            try logs.start()
+        } catch {
+            for list in listenersByWorker { for l in list { closeDescriptor(l.fd) } }
+            throw SluiceError("cannot start the log writer thread: \(error)")
+        }
         var started: [OSThread] = []
         let cpuMap = configuration.global.cpuMap
         for (n, worker) in workers.enumerated() {
@@ -642,6 +662,7 @@ public final class LoadBalancer: Sendable {
                 return run.stateWriter
             }?.stop()
             hub.finish()
+            logs.stop()  // after the reactors: their last lines are written
         }
     }
 

@@ -58,6 +58,16 @@ public final class BackendState: Sendable {
 
     /// Where state changes are announced (`LoadBalancer.events`); nil in unit tests.
     let events: EventHub?
+    /// The backend's `log` targets (with `log global`, the global ones) and the ring to them:
+    /// where server state changes are logged, besides the balancer's logger. Nil: no `log`.
+    let log = Mutex<(LogRoute, LogRing)?>(nil)
+
+    /// Sends `text` to the backend's `log` targets at syslog `level` (1 alert: a server is DOWN;
+    /// 0 emerg: no server left; 5 notice: UP and other changes — HAProxy's levels).
+    func announce(level: Int, _ text: String) {
+        guard let (route, ring) = log.withLock({ $0 }) else { return }
+        ring.log(route, level: level, text)
+    }
 
     init(name: String, servers: [ServerState], settings: BackendSettings, events: EventHub? = nil) {
         self.name = name

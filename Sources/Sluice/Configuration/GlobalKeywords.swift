@@ -55,6 +55,14 @@ enum GlobalKeywords {
     ]
 }
 
+extension GlobalKeywords {
+    static var systemHostName: String {
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count) == 0 else { return "localhost" }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
 extension Parser {
     mutating func globalKeyword(_ words: [String], _ location: SourceLocation) {
         let keyword = words[0]
@@ -101,8 +109,16 @@ extension Parser {
             if let engine = IOEngine(rawValue: words[1]) { global.ioEngine = engine } else {
                 error(location, keyword: keyword, "'\(words[1])' is not an engine; expected epoll or io_uring (a Sluice extension)")
             }
-        case "log", "log-send-hostname", "log-tag", "log-format":
-            warning(location, keyword: keyword, "log targets are not supported yet; Sluice logs to standard error")
+        case "log":
+            if let target = logTarget(words, location) { global.logTargets.append(target) }
+        case "log-tag":
+            guard expect(words, count: 2, location, usage: "log-tag <string>") else { return }
+            global.logTag = words[1]
+        case "log-send-hostname":
+            guard words.count <= 2 else { return error(location, keyword: keyword, "usage: log-send-hostname [<string>]") }
+            global.logHostname = words.count == 2 ? words[1] : GlobalKeywords.systemHostName
+        case "log-format":
+            error(location, keyword: keyword, "belongs in a proxy (and custom log formats are not supported yet)")
         case "daemon":
             guard expect(words, count: 1, location, usage: "daemon") else { return }
             global.daemon = true

@@ -28,6 +28,13 @@ public struct Global: Hashable, Sendable {
     public var threads: Int = 1
     /// `stats socket` lines: parsed and validated; served by the runtime API.
     public var statsSockets: [StatsSocket] = []
+    /// `log` lines: where proxies with `log global` send their lines.
+    public var logTargets: [LogTarget] = []
+    /// `log-tag`: the program name in syslog headers ("sluice" when unset).
+    public var logTag: String?
+    /// `log-send-hostname [<name>]`: the host name in `rfc3164`/`rfc5424` headers (and `rfc3164`
+    /// becomes the default format). Nil: "localhost" / "-", as HAProxy.
+    public var logHostname: String?
     /// `hard-stop-after`: after a graceful stop begins, close what remains after this long. Nil: wait.
     public var hardStopAfter: Duration?
     /// `maxpipes`: pipes the process may hold at once, across reactors. Nil: `maxconn / 4` as HAProxy,
@@ -211,6 +218,9 @@ public struct Frontend: Hashable, Sendable {
     /// ACLs, `tcp-request` rules and `use_backend` rules. Nil: every connection goes to
     /// `defaultBackend`.
     public var rules: RuleSet?
+    /// `log` lines (or `log global`) with `option tcplog`, `option dontlognull`, `log-tag`: how
+    /// sessions are logged. Nil: they are not.
+    public var logging: SessionLogging?
 
     public init(name: String, binds: [Bind], defaultBackend: String, maxConnections: Int? = nil,
                 clientTimeout: Duration? = nil, clientFinTimeout: Duration? = nil) {
@@ -317,6 +327,11 @@ public struct Backend: Hashable, Sendable {
     /// `option abortonclose`: a client that closes while its session waits in a queue or for
     /// its server connection is dropped at once instead of being connected (HAProxy's meaning).
     public var abortOnClose: Bool = false
+    /// `log` lines (with `log global`, the global ones): where server state changes are logged,
+    /// besides the balancer's own logger.
+    public var logTargets: [LogTarget] = []
+    /// `log-tag` of the backend (or the global one).
+    public var logTag: String?
 
     public init(name: String, servers: [Server]) {
         self.name = name

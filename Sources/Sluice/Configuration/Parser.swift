@@ -124,6 +124,8 @@ struct ProxyDraft {
     var serverKeepAliveTuning = TCPKeepAlive()
     /// `acl`, `tcp-request`, `use_backend`, `stick-table`.
     var routing = RoutingDraft()
+    /// `log`, `log global`, `no log`, `log-tag`, `option tcplog`, `option dontlognull`.
+    var log = LogDraft()
 
     enum CheckKind { case tcpConnect, http, tcp, protocolCheck(ProtocolCheck) }
 
@@ -445,6 +447,10 @@ struct Parser {
     /// Cross-section checks, then the typed configuration.
     private mutating func validate() -> Configuration {
         if global.userID != nil && global.groupID == nil { global.groupID = implicitGroup }
+        if global.logHostname != nil {
+            // `log-send-hostname` makes rfc3164 the default format (HAProxy's rule).
+            for i in global.logTargets.indices where !global.logTargets[i].formatGiven { global.logTargets[i].format = .rfc3164 }
+        }
         var configuration = Configuration(global: global)
         section = nil
         currentSectionLabel = nil
@@ -529,6 +535,8 @@ struct Parser {
             backend.noLinger = proxy.noLinger
             backend.abortOnClose = proxy.abortOnClose
             backend.independentStreams = proxy.independentStreams
+            backend.logTargets = logTargets(of: proxy)
+            backend.logTag = proxy.log.tag ?? global.logTag
             switch proxy.checkKind {
             case .tcpConnect: backend.healthCheck = .tcpConnect
             case .http: backend.healthCheck = .http(proxy.httpCheck)
@@ -600,7 +608,24 @@ struct Parser {
             configuration.frontends[configuration.frontends.count - 1].independentStreams = proxy.independentStreams
             configuration.frontends[configuration.frontends.count - 1].rules = frontRules[proxy.name]
             configuration.frontends[configuration.frontends.count - 1].sessionRateLimit = proxy.sessionRateLimit
+            let targets = logTargets(of: proxy)
+            if !targets.isEmpty {
+                var logging = SessionLogging(targets: targets, tag: proxy.log.tag ?? global.logTag ?? "sluice")
+                logging.style = proxy.log.style
+                logging.dontLogNull = proxy.log.dontLogNull
+                configuration.frontends[configuration.frontends.count - 1].logging = logging
+            }
         }
         return configuration
+    }
+
+    /// A proxy's own `log` lines, after the global ones when it says `log global` (HAProxy's order).
+    private func logTargets(of proxy: ProxyDraft) -> [LogTarget] {
+        var targets = proxy.log.usesGlobal ? global.logTargets : []
+        for var target in proxy.log.targets {
+            if global.logHostname != nil && !target.formatGiven { target.format = .rfc3164 }
+            targets.append(target)
+        }
+        return targets
     }
 }

@@ -28,6 +28,7 @@ enum ProxyKeywords {
         "maxconn": SectionKind.frontSide,
         "backlog": SectionKind.frontSide,
         "log": SectionKind.proxies,
+        "log-tag": SectionKind.proxies,
         "description": SectionKind.realProxies,
         "clitcpka-idle": SectionKind.frontSide, "clitcpka-intvl": SectionKind.frontSide, "clitcpka-cnt": SectionKind.frontSide,
         "srvtcpka-idle": SectionKind.backSide, "srvtcpka-intvl": SectionKind.backSide, "srvtcpka-cnt": SectionKind.backSide,
@@ -84,7 +85,6 @@ enum ProxyKeywords {
         "filter": "filters are not supported",
         "log-format": "custom log formats are not supported yet",
         "error-log-format": "custom log formats are not supported yet",
-        "log-tag": "log tags are not supported yet",
         "log-format-sd": "custom log formats are not supported yet",
         "bind-process": "removed in HAProxy 2.5; Sluice runs as one process",
         "disabled": "a disabled proxy is not supported yet; comment the proxy out",
@@ -248,8 +248,12 @@ extension Parser {
         case "option":
             optionLine(&proxy, Array(words.dropFirst()), negated: false, location)
         case "no":
+            if words.count >= 2 && words[1] == "log" {
+                proxyLogLine(&proxy, Array(words.dropFirst()), negated: true, location)
+                return
+            }
             guard words.count >= 3, words[1] == "option" else {
-                error(location, keyword: "no", "expected 'no option <name>'")
+                error(location, keyword: "no", "expected 'no option <name>' or 'no log'")
                 return
             }
             optionLine(&proxy, Array(words.dropFirst(2)), negated: true, location)
@@ -258,7 +262,10 @@ extension Parser {
         case "tcp-check":
             tcpCheckLine(&proxy, words, location)
         case "log":
-            warning(location, keyword: keyword, "log targets are not supported yet; Sluice logs to standard error")
+            proxyLogLine(&proxy, words, negated: false, location)
+        case "log-tag":
+            guard expect(words, count: 2, location, usage: "log-tag <string>") else { return }
+            proxy.log.tag = words[1]
         case "description":
             break  // free text for humans; nothing to do at Layer 4
         case "id":
@@ -463,8 +470,14 @@ extension Parser {
             proxy.checkKind = negated ? .tcpConnect : .tcp
         case "splice-auto", "splice-request", "splice-response":
             break  // Sluice always splices (unless 'nosplice' in global): the option is already in effect.
-        case "tcplog", "dontlognull", "log-health-checks", "logasap", "log-separate-errors", "httpslog", "socket-stats", "contstats":
-            warning(location, keyword: keyword, "logging options are not supported yet; Sluice logs to standard error")
+        case "tcplog":
+            // HAProxy refuses the negation too: a defaults' tcplog cannot be undone in a proxy.
+            if negated { return error(location, keyword: keyword, "negation is not supported for option 'tcplog' (as in HAProxy)") }
+            proxy.log.style = .tcplog
+        case "dontlognull":
+            proxy.log.dontLogNull = !negated
+        case "log-health-checks", "logasap", "log-separate-errors", "httpslog", "socket-stats", "contstats":
+            warning(location, keyword: keyword, "not supported yet: sessions are logged as 'option tcplog' (or at accept without it), health changes as UP/DOWN transitions")
         case "tcpka":
             if proxy.kind != .backend { proxy.clientKeepAlive = !negated }
             if proxy.kind != .frontend { proxy.serverKeepAlive = !negated }

@@ -170,6 +170,12 @@ final class Resolver: @unchecked Sendable {
     private var resolutions: [Resolution] = []
     private var exchanges: [Exchange] = []
     private let report: @Sendable (String) -> Void
+
+    /// A change of one of `backend`'s servers: to the balancer's logger and the backend's `log`.
+    private func report(_ backend: BackendState, _ text: String) {
+        report(text)
+        backend.announce(level: 5, text)
+    }
     private let stopping = Atomic<Bool>(false)
     private var thread: OSThread?
     private var nextID = UInt16.random(in: .min ... .max)
@@ -483,7 +489,7 @@ final class Resolver: @unchecked Sendable {
         guard server.admin != .maintenance, !server.awaitingAddress.load(ordering: .relaxed) else { return }
         server.awaitingAddress.store(true, ordering: .relaxed)
         member.backend.setAdmin(.maintenance, of: server, reason: reason)
-        report("Server \(member.backend.name)/\(server.name) is going DOWN for maintenance (\(reason)).")
+        report(member.backend, "Server \(member.backend.name)/\(server.name) is going DOWN for maintenance (\(reason)).")
     }
 
     /// Gives the answer's addresses to the resolution's servers; true when one changed.
@@ -538,14 +544,14 @@ final class Resolver: @unchecked Sendable {
                 server.resolvedByDNS.store(true, ordering: .relaxed)
                 server.dnsTarget.withLock { $0 = target.name }
                 changed = true
-                report("\(member.backend.name)/\(server.name) changed its IP from \(old) to \(address.ip) by \(by).")
+                report(member.backend, "\(member.backend.name)/\(server.name) changed its IP from \(old) to \(address.ip) by \(by).")
             }
             if !resolution.ignoreWeight, let weight = target.serverWeight, server.weight != min(weight, 256) {
                 member.backend.setWeight(min(weight, 256), of: server)
             }
             if server.awaitingAddress.exchange(false, ordering: .relaxed) {
                 member.backend.setAdmin(.ready, of: server, reason: "resolves again")
-                report("Server \(member.backend.name)/\(server.name) ('\(resolution.name)') is UP/READY (resolves again).")
+                report(member.backend, "Server \(member.backend.name)/\(server.name) ('\(resolution.name)') is UP/READY (resolves again).")
             }
         }
         return changed

@@ -284,6 +284,8 @@ struct Session {
     /// Rules' state (addresses from a PROXY header, tracked stick-table entries); nil for sessions
     /// of frontends without rules, which pay one pointer for it.
     var context: SessionContext?
+    /// What `option tcplog` records of the session; nil when its frontend does not log so.
+    var log: SessionLog?
     var policy = SessionPolicy()
     /// Connection attempts left after the current one (`retries`).
     var retriesLeft = 0
@@ -346,17 +348,19 @@ extension Session {
         case .descriptorWait: return min(phaseDeadline, queueDeadline)
         case .queued: return queueDeadline
         case .established:
-            let tunnel = policy.backend.tunnelTimeoutMs
-            var clientLimit = tunnel > 0 ? tunnel : policy.clientTimeoutMs
-            var serverLimit = tunnel > 0 ? tunnel : policy.backend.serverTimeoutMs
-            if isHalfClosed {
-                if policy.clientFinTimeoutMs > 0 { clientLimit = policy.clientFinTimeoutMs }
-                if policy.backend.serverFinTimeoutMs > 0 { serverLimit = policy.backend.serverFinTimeoutMs }
-            }
-            var due = Int64.max
-            if clientLimit > 0 { due = min(due, clientActivity + clientLimit) }
-            if serverLimit > 0 { due = min(due, serverActivity + serverLimit) }
-            return due
+            return min(inactivityDeadlines.client, inactivityDeadlines.server)
         }
+    }
+
+    /// When each side's inactivity timeout ends an established session (`Int64.max`: never).
+    var inactivityDeadlines: (client: Int64, server: Int64) {
+        let tunnel = policy.backend.tunnelTimeoutMs
+        var clientLimit = tunnel > 0 ? tunnel : policy.clientTimeoutMs
+        var serverLimit = tunnel > 0 ? tunnel : policy.backend.serverTimeoutMs
+        if isHalfClosed {
+            if policy.clientFinTimeoutMs > 0 { clientLimit = policy.clientFinTimeoutMs }
+            if policy.backend.serverFinTimeoutMs > 0 { serverLimit = policy.backend.serverFinTimeoutMs }
+        }
+        return (clientLimit > 0 ? clientActivity + clientLimit : .max, serverLimit > 0 ? serverActivity + serverLimit : .max)
     }
 }

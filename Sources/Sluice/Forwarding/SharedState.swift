@@ -104,9 +104,10 @@ final class FrontendState: Sendable {
         totalConnections.wrappingAdd(1, ordering: .relaxed)
         if sessionRateLimit.load(ordering: .relaxed) > 0 { sessionRate.add(1, now: monotonicMilliseconds(), period: 1000) }
     }
-    /// Whether the current policy has rules (read at accept without the policy's lock).
-    let routingFlag = Atomic<Bool>(false)
-    var hasRouting: Bool { routingFlag.load(ordering: .relaxed) }
+    /// Whether the current policy reads the client's address — rules, or session logs (read at
+    /// accept without the policy's lock: then `accept4` returns it, no `getpeername` later).
+    let peerFlag = Atomic<Bool>(false)
+    var wantsPeer: Bool { peerFlag.load(ordering: .relaxed) }
 
     /// What a new session of this frontend takes: where it goes and its client-side timeouts.
     struct FrontendPolicy: Sendable {
@@ -123,29 +124,31 @@ final class FrontendState: Sendable {
         var independentStreams: Bool
         /// ACLs and rules; nil when every session goes to `backend`.
         var routing: FrontendRouting?
+        /// Where sessions are logged, and how; nil when the frontend has no `log`.
+        var log: LogRoute?
     }
 
-    init(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?) {
+    init(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?) {
         name = frontend.name
         maxConnections = Atomic(frontend.maxConnections ?? Int.max)
-        policy = Mutex(Self.policy(frontend, backend, routing))
-        routingFlag.store(routing != nil, ordering: .relaxed)
+        policy = Mutex(Self.policy(frontend, backend, routing, log))
+        peerFlag.store(routing != nil || log != nil, ordering: .relaxed)
         sessionRateLimit.store(frontend.sessionRateLimit ?? 0, ordering: .relaxed)
     }
 
-    private static func policy(_ frontend: Frontend, _ backend: BackendState, _ routing: FrontendRouting?) -> FrontendPolicy {
+    private static func policy(_ frontend: Frontend, _ backend: BackendState, _ routing: FrontendRouting?, _ log: LogRoute?) -> FrontendPolicy {
         FrontendPolicy(backend: backend, clientTimeoutMs: frontend.clientTimeout?.milliseconds ?? 0,
                        clientFinTimeoutMs: frontend.clientFinTimeout?.milliseconds ?? 0,
                        keepAlive: KeepAliveSettings(frontend.clientKeepAlive), noLinger: frontend.noLinger,
-                       independentStreams: frontend.independentStreams, routing: routing)
+                       independentStreams: frontend.independentStreams, routing: routing, log: log)
     }
 
     var current: FrontendPolicy { policy.withLock { $0 } }
 
     /// A reload: new sessions follow the new configuration.
-    func update(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?) {
-        policy.withLock { $0 = Self.policy(frontend, backend, routing) }
-        routingFlag.store(routing != nil, ordering: .relaxed)
+    func update(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?) {
+        policy.withLock { $0 = Self.policy(frontend, backend, routing, log) }
+        peerFlag.store(routing != nil || log != nil, ordering: .relaxed)
         maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
         sessionRateLimit.store(frontend.sessionRateLimit ?? 0, ordering: .relaxed)
     }

@@ -40,6 +40,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     /// Where the copy path receives before sending: one per reactor, allocated once.
     private let scratch: UnsafeMutableRawBufferPointer
     private let logger: Logger
+    /// This reactor's way to the `log` targets.
+    private let logs: LogRing
     private let commands = Mutex<[WorkerCommand]>([])
     private var draining = false
     private var pausedListeners = 0
@@ -61,10 +63,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     private static let resumeTimer = Token(.worker, index: 0).raw
     private static let hardStopTimer = Token(.worker, index: 1).raw
 
-    init(process: ProcessState, listeners: [Listener], engine: IOEngine, logger: Logger) throws(SystemError) {
+    init(process: ProcessState, listeners: [Listener], engine: IOEngine, logger: Logger, logs: LogRing) throws(SystemError) {
         self.process = process
         self.listeners = listeners
         self.logger = logger
+        self.logs = logs
         switch engine {
         case .epoll: self.reactor = try EpollReactor()
         case .ioUring: self.reactor = try URingReactor()
@@ -83,7 +86,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         checks?.start()
         reactor.run(self)
         checks?.stop()
-        for i in sessions.indices where sessions[i].state != .free { close(i, reset: false) }
+        for i in sessions.indices where sessions[i].state != .free { close(i, reset: false, cause: .killed) }
         closeListeners()
         pool.drain()
     }
@@ -123,7 +126,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 inspect(i)
             } else if end != .open && sessions[i].policy.backend.abortOnClose {
                 // `option abortonclose`: the client left before its server connection was made.
-                close(i, reset: false)
+                close(i, reset: false, cause: .client)
             }
         } else {
             if readable { sessions[i].serverReadable = true }
@@ -170,23 +173,23 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         case .queued:
             // `timeout queue`: no slot came in time (HAProxy answers 503 in HTTP; a TCP client is closed).
             logger.notice("backend '\(backend(of: i).name)': no server slot within timeout queue; closing a client of frontend '\(frontend(of: i).name)'")
-            close(i, reset: false)
+            close(i, reset: false, cause: .serverTimeout)
         case .descriptorWait:
             if now >= sessions[i].queueDeadline {
                 logger.warning("frontend '\(frontend(of: i).name)': no descriptor for a server connection within timeout queue; closing the client")
-                close(i, reset: false)
+                close(i, reset: false, cause: .resource)
             } else {
                 retry(i)
             }
         case .established:
-            close(i, reset: false)
+            close(i, reset: false, cause: sessions[i].timedOutSide)
         case .inspecting:
             // `timeout client` ends the wait as it ends any idle client; the inspect delay lets the rules decide.
             if sessions[i].policy.clientTimeoutMs > 0 && now >= sessions[i].clientActivity + sessions[i].policy.clientTimeoutMs {
                 if sessions[i].context?.expectsProxyHeader == true {
                     frontend(of: i).count(.badProxyHeader("none complete within timeout client"), logger: logger)
                 }
-                close(i, reset: false)
+                close(i, reset: false, cause: .clientTimeout)
             } else {
                 inspect(i, expired: true)
             }
@@ -213,12 +216,12 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             case .stopNow:
                 draining = true
                 closeListeners()
-                for i in sessions.indices where sessions[i].state != .free { close(i, reset: false) }
+                for i in sessions.indices where sessions[i].state != .free { close(i, reset: false, cause: .killed) }
                 reactor.stop()
             case .shutdownSessions(let server):
                 for i in sessions.indices where sessions[i].state != .free && sessions[i].server >= 0
                     && sessions[i].serverRef?.takeUnretainedValue() === server {
-                    close(i, reset: false)
+                    close(i, reset: false, cause: .killed)
                 }
             case .observedFailure(let server):
                 checks?.observedFailure(of: server)
@@ -289,8 +292,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let frontend = listeners[l].frontend
         let limit = listeners[l].limit
         let bind = listeners[l].bind
-        // Rules read the client's address: take it from accept4 rather than getpeername later.
-        let wantsPeer = bind.acceptProxy || frontend.hasRouting
+        // Rules and logs read the client's address: take it from accept4 rather than getpeername later.
+        let wantsPeer = bind.acceptProxy || frontend.wantsPeer
         var peer: SocketAddress?
         for _ in 0..<acceptBatch {
             guard process.admit(frontend, limit) else {
@@ -401,6 +404,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].bindLimit = limit.map { Unmanaged.passUnretained($0) }
         sessions[i].policy = SessionPolicy(policy, BackendSettings())  // the backend's part: `route`
         sessions[i].clientActivity = reactor.now
+        if let route = policy.log { sessions[i].log = logs.sessionStarted(route, client: fd, peer: peer, local: bind.address, frontend: frontend.name, now: reactor.now) }
         if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
         liveSessions += 1
         frontend.countSession()
@@ -410,7 +414,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         } catch {
             logger.error("frontend '\(frontend.name)': cannot watch a new client: \(error)")
             sessions[i].backendRef = Unmanaged.passUnretained(policy.backend)
-            close(i, reset: true)
+            close(i, reset: true, cause: .resource)
             return
         }
         if case .proceed(let backend) = outcome {
@@ -433,6 +437,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].backendRef = Unmanaged.passUnretained(backend)
         sessions[i].policy.backend = settings
         sessions[i].retriesLeft = settings.retries
+        sessions[i].log?.routedAt = reactor.now
         sessions[i].queueDeadline = reactor.now + settings.queueTimeoutMs
         if settings.balance == .source || settings.balance == .hash {
             sessions[i].sourceHash = settings.sessionHash(sessions[i].context, client: sessions[i].client, now: reactor.now)
@@ -457,7 +462,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             route(i, to: backend)
         case .close(let reason):
             frontend(of: i).count(reason, logger: logger)
-            close(i, reset: false)
+            close(i, reset: false, cause: reason.terminationCause)
         }
     }
 
@@ -502,11 +507,12 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 return
             case .unavailable:
                 logger.notice("backend '\(backend.name)' has no server available; closing a client of frontend '\(frontend(of: i).name)'")
-                close(i, reset: false)
+                close(i, reset: false, cause: .server)
                 return
             }
         }
         sessions[i].serverRef = Unmanaged.passUnretained(server)
+        sessions[i].log?.connectStarting(now: reactor.now)
         let fd: CInt
         let connected: Bool
         var address = server.address
@@ -540,7 +546,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             try reactor.register(fd, token: token(.server, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
         } catch {
             logger.error("backend '\(backend.name)': cannot watch a server connection: \(error)")
-            close(i, reset: true)
+            close(i, reset: true, cause: .resource)
             return
         }
         if connected {
@@ -579,7 +585,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 sessions[i].toServer.queue(header, capacity: scratch.count)
             } catch {
                 logger.debug("session \(i): \(error); the client left before its PROXY header was sent")
-                close(i, reset: true)
+                close(i, reset: true, cause: .client)
                 return
             }
         }
@@ -587,6 +593,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             stickiness.storeSticky(context, server: server)  // `stick store-request` / `stick on`
         }
         sessions[i].state = .established
+        sessions[i].log?.connectedAt = reactor.now
         sessions[i].clientActivity = reactor.now
         sessions[i].serverActivity = reactor.now
         arm(i)
@@ -616,7 +623,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].triedServers |= server.avoidanceBit
         guard sessions[i].retriesLeft > 0 else {
             logger.notice("\(error); no retries left, closing the client")
-            close(i, reset: false)
+            close(i, reset: false, cause: error.code == ETIMEDOUT ? .serverTimeout : .server)
             return
         }
         sessions[i].retriesLeft -= 1
@@ -666,10 +673,10 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if fromClient + toClient > 0, let context = sessions[i].context, context.countsBytes { context.addBytes(received: fromClient, sent: toClient, now: now) }
         if case .failed(let error) = upstream {
             logger.debug("session \(i): \(error); resetting both sides")
-            close(i, reset: true)
+            close(i, reset: true, cause: sessions[i].serverEnd == .failed ? .server : .client)
         } else if case .failed(let error) = downstream {
             logger.debug("session \(i): \(error); resetting both sides")
-            close(i, reset: true)
+            close(i, reset: true, cause: sessions[i].clientEnd == .failed ? .client : .server)
         } else if sessions[i].isFinished {
             close(i, reset: false)
         } else if (sessions[i].toClient.finForwarded && sessions[i].policy.clientNoLinger)
@@ -691,7 +698,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     /// Ends a session: closes both sockets (with RST when `reset`, to pass a reset on), returns
     /// pipes, frees the slot and resumes accepting if a limit had paused it.
-    private func close(_ i: Int, reset: Bool) {
+    private func close(_ i: Int, reset: Bool, cause: TerminationCause = .normal) {
         var session = sessions[i]
         // Out of the queue before the client sees its close: whoever reacts to it sees no waiter.
         if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
@@ -706,6 +713,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             if reset || session.policy.backend.noLinger { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
             backend(of: i).releaseSlot(of: server(of: i))
         }
+        if let log = session.log { logs.sessionEnded(log, session, cause: cause, frontend: frontend(of: i), process: process, now: reactor.now) }
         session.context?.release(now: reactor.now)
         process.release(frontend(of: i), session.bindLimit?.takeUnretainedValue())
         let generation = session.generation

@@ -460,9 +460,12 @@ final class CheckRunner {
         case .wentDown:
             server.downTransitions.wrappingAdd(1, ordering: .relaxed)
             server.downSince.store(reactor.now, ordering: .relaxed)
-            logger.warning("Server \(backend.name)/\(server.name) is DOWN, \(result). \(primaries) active and \(backups) backup servers left. \(sessions) sessions active, 0 requeued, 0 remaining in queue.")
+            let down = "Server \(backend.name)/\(server.name) is DOWN, \(result). \(primaries) active and \(backups) backup servers left. \(sessions) sessions active, 0 requeued, 0 remaining in queue."
+            logger.warning("\(down)")
+            backend.announce(level: 1, down)
             if primaries + backups == 0 {
                 logger.error("backend '\(backend.name)' has no server available!")
+                backend.announce(level: 0, "backend '\(backend.name)' has no server available!")
             }
             if server.configuration.shutdownSessionsWhenDown {
                 broadcast(.shutdownSessions(server))
@@ -470,7 +473,9 @@ final class CheckRunner {
         case .wentUp:
             let since = server.downSince.exchange(0, ordering: .relaxed)
             if since > 0 { server.downtimeMs.wrappingAdd(reactor.now - since, ordering: .relaxed) }
-            logger.notice("Server \(backend.name)/\(server.name) is UP, \(result). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue.")
+            let up = "Server \(backend.name)/\(server.name) is UP, \(result). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue."
+            logger.notice("\(up)")
+            backend.announce(level: 5, up)
             if server.configuration.shutdownBackupSessionsWhenUp && !server.isBackup {
                 for backup in backend.servers where backup.isBackup {
                     broadcast(.shutdownSessions(backup))

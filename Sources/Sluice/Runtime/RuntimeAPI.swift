@@ -178,15 +178,13 @@ struct RuntimeAPI: Sendable {
             "Uptime_sec: \(uptime)", "Maxconn: \(max == Int.max ? 0 : max)", "CurrConns: \(balancer.currentSessions)",
             "CumConns: \(balancer.totalSessions)", "PipesUsed: \(balancer.pipesOpen)",
             "DescriptorExhaustions: \(balancer.descriptorExhaustions)",
+            "DroppedLogs: \(balancer.logs.dropped.load(ordering: .relaxed))",
             "Stopping: \(balancer.isStopping ? 1 : 0)",
         ]
         return lines.joined(separator: "\n") + "\n\n"
     }
 
-    private static var hostName: String {
-        var name = [CChar](repeating: 0, count: 256)
-        return gethostname(&name, name.count) == 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-    }
+    private static var hostName: String { GlobalKeywords.systemHostName }
 
     private func pad2(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
 

@@ -1,0 +1,288 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// HAProxy's log lines, from reactors to syslog servers, UNIX datagram sockets (`/dev/log`),
+/// standard output or standard error, without ever making a reactor wait.
+///
+/// A reactor formats its line and appends it to its own bounded ring (`LogRing`): a mutex only
+/// the reactor and the writer take, held for an append. One writer thread empties the rings
+/// every 10 ms, puts each target's syslog header in front (`format`), and sends with
+/// non-blocking calls. A full ring or a target that cannot take a line drops it, counted in
+/// `dropped` (`show info` DroppedLogs) — logging never slows forwarding down.
+final class LogSink: @unchecked Sendable {
+    /// Records each ring holds before it drops (about 1 MiB of lines).
+    static let ringCapacity = 8192
+
+    private let state = Mutex<SinkState>(SinkState())
+    /// Lines lost: a ring was full, or a target refused a line (would block, or failed).
+    let dropped = Atomic<Int>(0)
+    /// `log-send-hostname` (nil: "localhost" in rfc3164, "-" in rfc5424).
+    private let hostName = Mutex<String?>(nil)
+    private var thread: OSThread?
+    private let stopping = Atomic<Bool>(false)
+
+    private struct SinkState {
+        var rings: [LogRing] = []
+        /// Destinations opened, by what they are: routes of successive reloads share them.
+        var endpoints: [LogTarget.Destination: LogEndpoint] = [:]
+    }
+
+    /// The ring of the balancer's occasional lines (server state changes from checks, the
+    /// resolver, the runtime API), shared by those threads.
+    private(set) var shared: LogRing!
+
+    init() {
+        shared = makeRing()
+    }
+
+    /// A ring for one producer thread (a reactor, or the balancer's other threads together).
+    func makeRing() -> LogRing {
+        let ring = LogRing(sink: self)
+        state.withLock { $0.rings.append(ring) }
+        return ring
+    }
+
+    func setHostName(_ name: String?) { hostName.withLock { $0 = name } }
+
+    /// The destinations `targets` name, opened once and shared; nil when there are none.
+    func route(_ targets: [LogTarget], tag: String, logging: SessionLogging? = nil) -> LogRoute? {
+        guard !targets.isEmpty else { return nil }
+        let endpoints = state.withLock { sink in
+            targets.map { target in
+                let endpoint = sink.endpoints[target.destination] ?? LogEndpoint(target.destination)
+                sink.endpoints[target.destination] = endpoint
+                return (endpoint, target)
+            }
+        }
+        return LogRoute(targets: endpoints, tag: tag, logging: logging)
+    }
+
+    /// Starts the writer thread.
+    func start() throws(SystemError) {
+        guard thread == nil else { return }
+        let pid = getpid()  // after `daemon`'s fork: the process that logs
+        thread = try OSThread.spawn { [self] in
+            var formatter = LogFormatter(pid: pid)
+            while true {
+                let last = stopping.load(ordering: .acquiring)
+                formatter.hostName = hostName.withLock { $0 }
+                let rings = state.withLock { $0.rings }
+                for ring in rings {
+                    for record in ring.take() { write(record, with: &formatter) }
+                }
+                if last { return }
+                usleep(10_000)
+            }
+        }
+    }
+
+    /// Writes what the rings hold, then stops the writer.
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        thread?.join()
+        thread = nil
+        stopping.store(false, ordering: .releasing)
+    }
+
+    deinit {
+        for endpoint in state.withLock({ $0.endpoints.values }) { endpoint.close() }
+    }
+
+    private func write(_ record: LogRecord, with formatter: inout LogFormatter) {
+        for (endpoint, target) in record.route.targets where Int(record.level) <= target.maxLevel {
+            let line = formatter.line(record, target: target, tag: record.route.tag)
+            if !endpoint.send(line) { dropped.wrappingAdd(1, ordering: .relaxed) }
+        }
+    }
+}
+
+/// One producer's lines on their way to the writer.
+final class LogRing: @unchecked Sendable {
+    private let records = Mutex<[LogRecord]>([])
+    private unowned let sink: LogSink
+
+    fileprivate init(sink: LogSink) {
+        self.sink = sink
+        records.withLock { $0.reserveCapacity(64) }
+    }
+
+    /// Queues a line of `route` at syslog `level` (0 emerg … 7 debug), stamped now.
+    func log(_ route: LogRoute, level: Int, _ text: String) {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        let record = LogRecord(route: route, level: UInt8(level), seconds: Int(time.tv_sec), micros: Int32(time.tv_nsec / 1000), text: text)
+        let kept = records.withLock { list in
+            guard list.count < LogSink.ringCapacity else { return false }
+            list.append(record)
+            return true
+        }
+        if !kept { sink.dropped.wrappingAdd(1, ordering: .relaxed) }
+    }
+
+    fileprivate func take() -> [LogRecord] {
+        records.withLock { list in
+            guard !list.isEmpty else { return [] }
+            var taken: [LogRecord] = []
+            taken.reserveCapacity(list.count)
+            swap(&taken, &list)
+            return taken
+        }
+    }
+}
+
+/// A line waiting in a ring.
+struct LogRecord {
+    let route: LogRoute
+    let level: UInt8
+    /// When it was logged (wall clock).
+    let seconds: Int
+    let micros: Int32
+    let text: String
+}
+
+/// Where one proxy's lines go, with the tag they carry; for a frontend, how it logs sessions.
+final class LogRoute: Sendable {
+    let targets: [(LogEndpoint, LogTarget)]
+    let tag: String
+    /// Nil for a backend (server state changes only).
+    let logging: SessionLogging?
+
+    init(targets: [(LogEndpoint, LogTarget)], tag: String, logging: SessionLogging?) {
+        self.targets = targets
+        self.tag = tag
+        self.logging = logging
+    }
+}
+
+/// An opened destination: a descriptor and, for sockets, the address each datagram goes to.
+final class LogEndpoint: @unchecked Sendable {
+    private let fd: CInt
+    private let ownsDescriptor: Bool
+    private var address = sockaddr_storage()
+    private var addressLength: socklen_t = 0
+
+    init(_ destination: LogTarget.Destination) {
+        switch destination {
+        case .standardOutput:
+            fd = 1
+            ownsDescriptor = false
+        case .standardError:
+            fd = 2
+            ownsDescriptor = false
+        case .unixDatagram(let path):
+            fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            ownsDescriptor = true
+            var un = sockaddr_un()
+            un.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8.prefix(MemoryLayout.size(ofValue: un.sun_path) - 1))
+            withUnsafeMutableBytes(of: &un.sun_path) { raw in
+                raw.copyBytes(from: bytes)
+                raw[bytes.count] = 0
+            }
+            withUnsafeMutableBytes(of: &address) { raw in withUnsafeBytes(of: un) { raw.copyMemory(from: $0) } }
+            addressLength = socklen_t(MemoryLayout<sockaddr_un>.size)
+        case .udp(let ip, let port):
+            // The parser accepted only IP literals.
+            let target = SocketAddress(ip: ip, port: port)!
+            fd = socket(target.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            ownsDescriptor = true
+            target.withSockaddr { pointer, length in
+                withUnsafeMutableBytes(of: &address) { $0.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: Int(length))) }
+                addressLength = length
+            }
+        }
+    }
+
+    /// Sends one line; false when it was not taken (the counter of dropped lines grows).
+    func send(_ line: [UInt8]) -> Bool {
+        guard fd >= 0 else { return false }
+        if addressLength == 0 {
+            // stdout/stderr: one write per line, as HAProxy's fd@ targets (atomic up to PIPE_BUF).
+            var written = 0
+            while written < line.count {
+                let n = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return false }
+                written += n
+            }
+            return true
+        }
+        let sent = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { to in
+                line.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), to, addressLength) }
+            }
+        }
+        return sent == line.count
+    }
+
+    func close() {
+        if ownsDescriptor && fd >= 0 { _ = Glibc.close(fd) }
+    }
+}
+
+/// Puts a target's syslog header in front of a line, as HAProxy 2.6 writes them (checked against
+/// its output on this machine: `local` `<134>Dec  1 12:48:36 haproxy[21668]: …`, `rfc5424`
+/// `<142>1 2026-12-01T12:48:36.323874+00:00 - haproxy 21668 - - …`, and so on).
+struct LogFormatter {
+    let pid: Int32
+    var hostName: String?
+    /// The broken-down local time of the last record's second, reused within that second.
+    private var second = -1
+    private var parts = tm()
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    init(pid: Int32) { self.pid = pid }
+
+    mutating func line(_ record: LogRecord, target: LogTarget, tag: String) -> [UInt8] {
+        let level = max(Int(record.level), target.minLevel)
+        let priority = "<\(target.facility * 8 + level)>"
+        var header: String
+        switch target.format {
+        case .local: header = "\(priority)\(legacyTime(record)) \(tag)[\(pid)]: "
+        case .rfc3164: header = "\(priority)\(legacyTime(record)) \(hostName ?? "localhost") \(tag)[\(pid)]: "
+        case .rfc5424: header = "\(priority)1 \(isoTime(record)) \(hostName ?? "-") \(tag) \(pid) - - "
+        case .priority: header = priority
+        case .short: header = "<\(level)>"
+        case .timed: header = "<\(level)>\(isoTime(record)) "
+        case .iso: header = "\(isoTime(record)) "
+        case .raw: header = ""
+        }
+        var bytes = Array(header.utf8)
+        bytes.append(contentsOf: record.text.utf8)
+        // `len` bounds what a syslog server receives; stdout/stderr lines are not truncated (HAProxy).
+        if case .udp = target.destination, bytes.count > target.maxLength - 1 { bytes.removeLast(bytes.count - (target.maxLength - 1)) }
+        if case .unixDatagram = target.destination, bytes.count > target.maxLength - 1 { bytes.removeLast(bytes.count - (target.maxLength - 1)) }
+        bytes.append(0x0A)
+        return bytes
+    }
+
+    private mutating func local(_ record: LogRecord) -> tm {
+        if record.seconds != second {
+            var t = time_t(record.seconds)
+            localtime_r(&t, &parts)
+            second = record.seconds
+        }
+        return parts
+    }
+
+    /// `Dec  1 12:48:36`.
+    private mutating func legacyTime(_ record: LogRecord) -> String {
+        let t = local(record)
+        let day = t.tm_mday < 10 ? " \(t.tm_mday)" : "\(t.tm_mday)"
+        return "\(Self.months[Int(t.tm_mon)]) \(day) \(pad(t.tm_hour)):\(pad(t.tm_min)):\(pad(t.tm_sec))"
+    }
+
+    /// `2026-12-01T12:48:36.323874+00:00`.
+    private mutating func isoTime(_ record: LogRecord) -> String {
+        let t = local(record)
+        let offset = t.tm_gmtoff / 60
+        let sign = offset < 0 ? "-" : "+"
+        let micros = String(record.micros)
+        return "\(t.tm_year + 1900)-\(pad(t.tm_mon + 1))-\(pad(t.tm_mday))T\(pad(t.tm_hour)):\(pad(t.tm_min)):\(pad(t.tm_sec))."
+            + String(repeating: "0", count: 6 - micros.count) + micros + "\(sign)\(pad(Int32(abs(offset) / 60))):\(pad(Int32(abs(offset) % 60)))"
+    }
+
+    private func pad(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+}

@@ -1,0 +1,148 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a session ended, as the first letter of HAProxy's termination state.
+enum TerminationCause: UInt8 {
+    /// `-`: ended normally (each side closed its half).
+    case normal = 0x2D
+    /// `C`: the client aborted (reset, or closed while waiting under `option abortonclose`).
+    case client = 0x43
+    /// `S`: the server aborted, refused the connection, or no server was available.
+    case server = 0x53
+    /// `c`: `timeout client` (or the inspect delay without a complete PROXY header).
+    case clientTimeout = 0x63
+    /// `s`: `timeout server`, `timeout connect`, `timeout queue`.
+    case serverTimeout = 0x73
+    /// `P`: the proxy refused it (`tcp-request … reject`, a bad PROXY header).
+    case proxy = 0x50
+    /// `R`: a resource ran out (descriptors).
+    case resource = 0x52
+    /// `K`: killed by the administrator (`shutdown sessions`, a hard stop).
+    case killed = 0x4B
+}
+
+/// What `option tcplog` needs of a session beyond what forwarding keeps: the client's address, when
+/// it came, and the timers of its way to a server. Allocated only for frontends that log with
+/// `option tcplog` (one pointer in the session otherwise).
+final class SessionLog {
+    let route: LogRoute
+    let peer: SocketAddress?
+    /// Monotonic and wall-clock time of the accept.
+    let acceptedAt: Int64
+    let acceptedSeconds: Int
+    let acceptedMillis: Int
+    /// When the session was given a backend, its first connect began, its server connection was
+    /// established (monotonic ms; -1: not yet).
+    var routedAt: Int64 = -1
+    var connectStartedAt: Int64 = -1
+    var connectedAt: Int64 = -1
+    /// Sessions ahead of this one in the server's queue when it joined it.
+    var queuePosition = 0
+
+    init(route: LogRoute, peer: SocketAddress?, now: Int64) {
+        self.route = route
+        self.peer = peer
+        acceptedAt = now
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        acceptedSeconds = Int(time.tv_sec)
+        acceptedMillis = Int(time.tv_nsec / 1_000_000)
+    }
+
+    /// The first connect attempt (retries and redispatches count into Tc).
+    func connectStarting(now: Int64) {
+        if connectStartedAt < 0 { connectStartedAt = now }
+    }
+
+    /// HAProxy's TCP log line: `%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq`.
+    func tcplogLine(frontend: String, backend: String?, server: String?, end: TerminationCause, phase: UInt8, now: Int64,
+                    bytesToClient: Int, counts: (process: Int, frontend: Int, backend: Int, server: Int), retries: Int,
+                    client address: SocketAddress? = nil) -> String {
+        let tw = connectStartedAt >= 0 && routedAt >= 0 ? connectStartedAt - routedAt : -1
+        let tc = connectedAt >= 0 ? connectedAt - connectStartedAt : -1
+        let state = String(decoding: [end.rawValue, end == .normal && phase == 0x44 ? 0x2D : phase], as: UTF8.self)
+        // A PROXY header's source when the client sent one (`accept-proxy`), as HAProxy.
+        let client = (address ?? peer).map { "\($0.ip):\($0.port)" } ?? "-:-"
+        return "\(client) [\(Self.acceptDate(acceptedSeconds, acceptedMillis))] \(frontend) \(backend ?? frontend)/\(server ?? "<NOSRV>") "
+            + "\(tw)/\(tc)/\(now - acceptedAt) \(bytesToClient) \(state) "
+            + "\(counts.process)/\(counts.frontend)/\(counts.backend)/\(counts.server)/\(retries) \(queuePosition)/0"
+    }
+
+    /// Without `option tcplog`, HAProxy logs a TCP session once, at accept.
+    static func connectLine(peer: SocketAddress?, local: SocketAddress?, frontend: String) -> String {
+        "Connect from \(peer.map { "\($0.ip):\($0.port)" } ?? "unknown") to \(local.map { "\($0.ip):\($0.port)" } ?? "unknown") (\(frontend)/TCP)"
+    }
+
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    /// `01/Dec/2026:12:48:36.324` (local time, as HAProxy's `%t`).
+    static func acceptDate(_ seconds: Int, _ millis: Int) -> String {
+        var t = time_t(seconds)
+        var parts = tm()
+        localtime_r(&t, &parts)
+        func pad(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+        return "\(pad(parts.tm_mday))/\(months[Int(parts.tm_mon)])/\(parts.tm_year + 1900):\(pad(parts.tm_hour)):\(pad(parts.tm_min)):\(pad(parts.tm_sec)).\(ms)"
+    }
+}
+
+extension Session.State {
+    /// The second letter of HAProxy's termination state: where the session was when it ended.
+    var terminationPhase: UInt8 {
+        switch self {
+        case .inspecting, .free: 0x52  // R: waiting for the client's data (rules, PROXY header)
+        case .queued: 0x51  // Q
+        case .connecting, .retryWait, .descriptorWait: 0x43  // C
+        case .established: 0x44  // D
+        }
+    }
+}
+
+extension Session {
+    /// Which side's inactivity timeout ended an established session (the earlier deadline).
+    var timedOutSide: TerminationCause {
+        let due = inactivityDeadlines
+        return due.client <= due.server ? .clientTimeout : .serverTimeout
+    }
+}
+
+extension LogRing {
+    /// A new session of a frontend that logs. Without `option tcplog`, HAProxy's line is written
+    /// now; with it, the returned state collects what the line at the end needs.
+    func sessionStarted(_ route: LogRoute, client: CInt, peer: SocketAddress?, local: SocketAddress?, frontend: String, now: Int64) -> SessionLog? {
+        guard let logging = route.logging else { return nil }
+        if logging.style == .tcplog { return SessionLog(route: route, peer: peer, now: now) }
+        log(route, level: 6, SessionLog.connectLine(peer: peer, local: local ?? (try? Socket.localAddress(client)), frontend: frontend))
+        return nil
+    }
+
+    /// The tcplog line of a session that ends now, unless `option dontlognull` leaves out sessions
+    /// whose client sent nothing. Called once the server's slot is released, before the frontend's
+    /// (HAProxy's order: `%ac`/`%fc` count the session, `%bc`/`%sc` no longer do).
+    func sessionEnded(_ log: SessionLog, _ session: Session, cause: TerminationCause, frontend: FrontendState,
+                      process: ProcessState, now: Int64) {
+        guard let logging = log.route.logging, !(logging.dontLogNull && session.toServer.total == 0 && cause == .normal) else { return }
+        // Before rules chose a backend HAProxy names the frontend; a server that was tried is
+        // named even if it refused (`<NOSRV>`: none was ever chosen).
+        let backend = log.routedAt >= 0 ? session.backendRef?.takeUnretainedValue() : nil
+        let server = session.serverRef?.takeUnretainedValue()
+        var backendSessions = backend?.queuedCount.load(ordering: .relaxed) ?? 0
+        for s in backend?.servers ?? [] { backendSessions += s.currentSessions.load(ordering: .relaxed) }
+        let line = log.tcplogLine(
+            frontend: frontend.name, backend: backend?.name, server: server?.name, end: cause,
+            phase: session.state.terminationPhase, now: now, bytesToClient: session.toClient.total,
+            counts: (process.currentConnections.load(ordering: .relaxed), frontend.currentConnections.load(ordering: .relaxed),
+                     backendSessions, server?.currentSessions.load(ordering: .relaxed) ?? 0),
+            retries: session.policy.backend.retries - session.retriesLeft, client: session.context?.source)
+        self.log(log.route, level: 6, line)
+    }
+}
+
+extension SessionContext.CloseReason {
+    /// Refused by a rule or for its PROXY header: the proxy ended it; a socket error: the client.
+    var terminationCause: TerminationCause {
+        if case .clientError = self { return .client }
+        return .proxy
+    }
+}

@@ -1,0 +1,226 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A syslog server on 127.0.0.1 over UDP: every datagram it receives, in order.
+final class SyslogReceiver: @unchecked Sendable {
+    let port: Int
+    private let fd: CInt
+    private let received = Mutex<[String]>([])
+    private let stopping = Atomic<Bool>(false)
+    private var thread: Thread?
+
+    init() throws {
+        let socketFD = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = Net.address(0)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0 else { throw Net.Failure("bind UDP: \(String(cString: strerror(errno)))") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketFD, $0, &length) } }
+        fd = socketFD
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let thread = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while !stopping.load(ordering: .relaxed) {
+                var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&ready, 1, 50) > 0 else { continue }
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n > 0 { received.withLock { $0.append(String(decoding: buffer[..<n], as: UTF8.self)) } }
+            }
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    var lines: [String] { received.withLock { $0 } }
+
+    /// Waits until `count` datagrams have arrived, then returns them all.
+    func wait(for count: Int, timeout: Duration = .seconds(10)) throws -> [String] {
+        try eventually(timeout: timeout, "\(count) log lines on port \(port) (have \(lines.count): \(lines))") { lines.count >= count }
+        return lines
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        while thread?.isFinished == false { usleep(1000) }
+        close(fd)
+    }
+
+    deinit { stop() }
+}
+
+extension Loopback {
+/// HAProxy's logs: `log` targets with each header format, the `Connect from` line and
+/// `option tcplog`'s line with its termination states, compared with HAProxy 2.6 on the same
+/// configuration in the same run; `option dontlognull`; server state changes in a backend's log;
+/// and a real syslog daemon (rsyslog) receiving over UDP and a UNIX datagram socket.
+@Suite struct LoggingTests {
+    /// The parts of a line that differ between two runs (times, pids, ports, timers), made equal.
+    static func normalized(_ line: String, ports: [Int: String]) -> String {
+        var text = line
+        for (port, name) in ports { text = text.replacingOccurrences(of: ":\(port) ", with: ":<\(name)> ") }
+        let patterns: [(String, String)] = [
+            (#"[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d"#, "<date>"),
+            (#"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d"#, "<iso>"),
+            (#"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\]"#, "[<accept>]"),
+            (#"lb\[\d+\]"#, "lb[<pid>]"), (#" lb \d+ - - "#, " lb <pid> - - "),
+            (#"127\.0\.0\.1:\d+ \["#, "127.0.0.1:<cport> ["), (#"from 127\.0\.0\.1:\d+ to"#, "from 127.0.0.1:<cport> to"),
+            (#" -?\d+/-?\d+/\d+ "#, " <Tw>/<Tc>/<Tt> "),
+        ]
+        for (pattern, replacement) in patterns {
+            text = text.replacingOccurrences(of: pattern, with: replacement, options: .regularExpression)
+        }
+        return text
+    }
+
+    @Test func linesMatchHAProxysInEveryFormatAndTerminationState() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else {
+            Issue.record("HAProxy is not installed (scripts/test installs it)")
+            return
+        }
+        let echo = try TestServer(.echo), silent = try TestServer(.holdOpen)
+        defer { echo.stop(); silent.stop() }
+        let refused = try Net.closedPort()
+        let sluiceLogs = try SyslogReceiver(), haproxyLogs = try SyslogReceiver()
+        defer { sluiceLogs.stop(); haproxyLogs.stop() }
+        // Each frontend is one case; `fe`'s port is different for the two balancers.
+        let names = ["connect", "normal", "refused", "clienttimeout", "servertimeout", "rejected", "null", "reset"]
+        let sluiceSocket = RuntimeAPITests.socketPath(), haproxySocket = RuntimeAPITests.socketPath()
+        func config(logPort: Int, ports: [Int], socket: String) -> String {
+            let formats = ["local", "rfc3164", "rfc5424", "priority", "short", "timed", "iso", "raw"]
+            return """
+                global
+                  stats socket \(socket) level admin
+                  log-tag lb
+                \(formats.map { "  log 127.0.0.1:\(logPort) format \($0) local0 info" }.joined(separator: "\n"))
+                defaults
+                  mode tcp
+                  log global
+                  timeout connect 1s
+                  timeout client 5s
+                  timeout server 5s
+                frontend connect
+                  bind 127.0.0.1:\(ports[0])
+                  default_backend echo
+                frontend normal
+                  option tcplog
+                  bind 127.0.0.1:\(ports[1])
+                  default_backend echo
+                frontend refused
+                  option tcplog
+                  bind 127.0.0.1:\(ports[2])
+                  default_backend refused
+                frontend clienttimeout
+                  option tcplog
+                  timeout client 300ms
+                  bind 127.0.0.1:\(ports[3])
+                  default_backend silent
+                frontend servertimeout
+                  option tcplog
+                  bind 127.0.0.1:\(ports[4])
+                  default_backend slow
+                frontend rejected
+                  option tcplog
+                  tcp-request inspect-delay 1s
+                  tcp-request content reject if { req.len gt 0 }
+                  bind 127.0.0.1:\(ports[5])
+                  default_backend echo
+                frontend null
+                  option tcplog
+                  option dontlognull
+                  bind 127.0.0.1:\(ports[6])
+                  default_backend echo
+                frontend reset
+                  option tcplog
+                  bind 127.0.0.1:\(ports[7])
+                  default_backend silent
+                backend echo
+                  server e1 127.0.0.1:\(echo.port)
+                backend refused
+                  retries 0
+                  server r1 127.0.0.1:\(refused)
+                backend silent
+                  server s1 127.0.0.1:\(silent.port)
+                backend slow
+                  timeout server 300ms
+                  server s1 127.0.0.1:\(silent.port)
+
+                """
+        }
+        let sluicePorts = try names.map { _ in try Net.closedPort() }
+        let haproxyPorts = try names.map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(config(logPort: sluiceLogs.port, ports: sluicePorts, socket: sluiceSocket))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(logPort: haproxyLogs.port, ports: haproxyPorts, socket: haproxySocket), port: haproxyPorts[0])
+        defer { haproxy.stop() }
+
+        /// The same clients against each balancer, one case at a time; the lines each case writes.
+        func run(_ ports: [Int], _ logs: SyslogReceiver, socket: String) throws -> [[String]] {
+            var perCase: [[String]] = []
+            var seen = logs.lines.count
+            // A case's lines: the 8 it must write (one per format); one more would show up as a
+            // difference in the next case. The next case starts once the balancer has closed
+            // every session (the counters in the line would otherwise depend on timing).
+            func collect(_ expected: Int) throws {
+                try eventually("no session open") { try StatsClient.ask(socket, "show info").contains("\nCurrConns: 0\n") }
+                let all = try logs.wait(for: seen + expected)
+                perCase.append(Array(all[seen...]))
+                seen = all.count
+            }
+            func exchange(_ port: Int, _ text: String) throws -> [UInt8] {
+                let fd = try Net.connect(port)
+                defer { close(fd) }
+                try Net.sendAll(fd, text)
+                shutdown(fd, Int32(SHUT_WR))
+                return try Net.readToEnd(fd, resetEnds: true)
+            }
+            #expect(try exchange(ports[0], "hello") == Array("hello".utf8))
+            try collect(8)
+            #expect(try exchange(ports[1], "hello") == Array("hello".utf8))
+            try collect(8)
+            _ = try exchange(ports[2], "hello")
+            try collect(8)
+            // Idle client, server holds: `timeout client` (300 ms) ends it.
+            let idle = try Net.connect(ports[3])
+            _ = try Net.readToEnd(idle, timeoutMs: 5000, resetEnds: true)
+            close(idle)
+            try collect(8)
+            // The client sent something, the server never answers: `timeout server` (300 ms).
+            let waiting = try Net.connect(ports[4])
+            try Net.sendAll(waiting, "anyone?")
+            _ = try Net.readToEnd(waiting, timeoutMs: 5000, resetEnds: true)
+            close(waiting)
+            try collect(8)
+            _ = try exchange(ports[5], "no entry")
+            try collect(8)
+            // dontlognull: a probe that sends nothing is not logged; the next session is.
+            close(try Net.connect(ports[6]))
+            #expect(try exchange(ports[6], "data") == Array("data".utf8))
+            try collect(8)
+            // The client resets in the middle of a session.
+            let resetting = try Net.connect(ports[7])
+            try Net.sendAll(resetting, "partial")
+            usleep(100_000)
+            var hard = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(resetting, SOL_SOCKET, SO_LINGER, &hard, socklen_t(MemoryLayout<linger>.size))
+            close(resetting)
+            try collect(8)
+            return perCase
+        }
+        let sluiceLines = try run(sluicePorts, sluiceLogs, socket: sluiceSocket)
+        let haproxyLines = try run(haproxyPorts, haproxyLogs, socket: haproxySocket)
+        var portNames: [Int: String] = [echo.port: "echo", silent.port: "silent", refused: "refused"]
+        for (n, name) in names.enumerated() {
+            portNames[sluicePorts[n]] = "fe"
+            portNames[haproxyPorts[n]] = "fe"
+            let ours = sluiceLines[n].map { Self.normalized($0, ports: portNames) }
+            let theirs = haproxyLines[n].map { Self.normalized($0, ports: portNames) }
+            #expect(ours == theirs, "frontend '\(name)': Sluice wrote\n\(sluiceLines[n].joined())\nHAProxy 2.6 wrote\n\(haproxyLines[n].joined())")
+        }
+    }
+}
+}
