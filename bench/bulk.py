@@ -6,7 +6,7 @@ Reported per contender and direction: median Gbit/s with min-max, and the proxy'
 per GB (utime+stime from /proc/PID/stat). A run where other processes used noticeable CPU is
 flagged, and a result whose rounds were mostly noisy is not claimed.
 """
-import argparse, json, os, platform, resource, shutil, signal, socket, statistics, subprocess, tempfile, time
+import argparse, json, os, platform, resource, shutil, signal, socket, statistics, subprocess, tempfile, threading, time
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -142,6 +142,39 @@ RULES = os.environ.get("RULES") == "1"
 if RULES:
     KINDS += ("haproxy-rules", "sluice-rules", "sluice-uring-rules")
 
+# LOGS=1 adds each proxy again logging every session with `option tcplog` to a syslog server on
+# UDP (a thread of this script that reads and counts the lines): what logging costs, against the
+# same proxy without it and against HAProxy logging the same way.
+LOGS = os.environ.get("LOGS") == "1"
+if LOGS:
+    KINDS += ("haproxy-logs", "sluice-logs", "sluice-uring-logs")
+VARIANTS = ("rules", "logs")
+_log_sink = {}
+
+
+def log_sink_port():
+    """The UDP port of the syslog sink, started on first use; `_log_sink["lines"]` counts datagrams."""
+    if "port" not in _log_sink:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sock.bind(("127.0.0.1", 0))
+        _log_sink.update(port=sock.getsockname()[1], lines=0)
+
+        def drain():
+            while True:
+                sock.recv(65536)
+                _log_sink["lines"] += 1
+        threading.Thread(target=drain, daemon=True).start()
+    return _log_sink["port"]
+
+
+def base_kind(kind):
+    """The proxy a contender is: its kind without the variant (`-rules`, `-logs`) or `-base`."""
+    for suffix in ("-base",) + tuple("-" + v for v in VARIANTS):
+        kind = kind.removesuffix(suffix)
+    return kind
+
+
 RULE_SET = """  stick-table type ip size 100k expire 30s store conn_cur,conn_rate(10s)
   acl internal src 10.0.0.0/8 192.168.0.0/16 172.16.0.0/12
   acl blocked src 203.0.113.0/24 198.51.100.0/24
@@ -175,7 +208,7 @@ def launcher(work, procs):
 def engine_line(kind):
     """Sluice's one extension in a contender's `global`: `sluice` is epoll, `sluice-uring` io_uring
     (the default where available); HAProxy's kinds get nothing."""
-    return {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(kind.removesuffix("-base").removesuffix("-rules"), "")
+    return {"sluice": "  io-engine epoll\n", "sluice-uring": "  io-engine io_uring\n"}.get(base_kind(kind), "")
 
 
 def contender(kind, threads):
@@ -188,10 +221,12 @@ def config(kind, listen_port, server_port, pipesize, threads):
     # already on.
     engine = engine_line(kind)
     tuned = kind != "haproxy-default"
+    logs = kind.endswith("-logs")
     return f"""global
 {engine}  maxconn 1000
   nbthread {threads}
-""" + (f"""  maxpipes 256
+""" + (f"""  log 127.0.0.1:{log_sink_port()} local0
+""" if logs else "") + (f"""  maxpipes 256
   tune.pipesize {pipesize}
 """ if tuned else "") + """
 defaults
@@ -204,7 +239,9 @@ defaults
 """ if tuned else "") + f"""
 listen bench
   bind 127.0.0.1:{listen_port}
-""" + (RULE_SET if kind.endswith("-rules") else "") + f"""  server s1 127.0.0.1:{server_port}
+""" + ("""  log global
+  option tcplog
+""" if logs else "") + (RULE_SET if kind.endswith("-rules") else "") + f"""  server s1 127.0.0.1:{server_port}
 """ + (f"""
 backend spare
   server s1 127.0.0.1:{server_port}
@@ -240,8 +277,9 @@ def comparisons(thread_counts, value, noisy, metrics):
     for threads in thread_counts:
         for engine in ("sluice", "sluice-uring"):
             pairs = [(engine, base) for base in ("haproxy", "haproxy-default") + ((engine + "-base",) if BASELINE else ())]
-            if RULES:
-                pairs += [(engine + "-rules", "haproxy-rules"), (engine + "-rules", engine)]
+            for variant in VARIANTS:
+                if f"haproxy-{variant}" in KINDS:
+                    pairs += [(f"{engine}-{variant}", f"haproxy-{variant}"), (f"{engine}-{variant}", engine)]
             for kind, base in pairs:
                 s, h = contender(kind, threads), contender(base, threads)
                 parts = [f"{label} {value(s, m) / value(h, m):.2f}x" for m, label in metrics
@@ -249,9 +287,9 @@ def comparisons(thread_counts, value, noisy, metrics):
                 if parts:
                     lines.append(f"- {s} / {h}: " + ", ".join(parts)
                                  + ("  (NOISY: most rounds had other CPU load; not a result)" if noisy(s, h) else ""))
-    if RULES:
+    for variant in (v for v in VARIANTS if f"haproxy-{v}" in KINDS):
         for threads in thread_counts:
-            s, h = contender("haproxy-rules", threads), contender("haproxy", threads)
+            s, h = contender(f"haproxy-{variant}", threads), contender("haproxy", threads)
             parts = [f"{label} {value(s, m) / value(h, m):.2f}x" for m, label in metrics if value(s, m) is not None and value(h, m)]
             if parts:
                 lines.append(f"- {s} / {h}: " + ", ".join(parts))

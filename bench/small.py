@@ -12,6 +12,7 @@ Sluice); medians and min-max are reported, and rounds where other processes used
 import argparse, os, re, shutil, statistics, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
+import bulk  # noqa: E402
 from bulk import (free_port, stop_all, machine_info, write_results, start_contenders,  # noqa: E402
                   thread_counts, comparisons, Measurement, launcher)
 
@@ -153,29 +154,34 @@ def main():
         lines += [line.replace("- ", f"- {workload}: ", 1)
                   for line in comparisons(args.threads, value, noisy, [("rps", "req/s"), ("cpu_us", "CPU per request"), ("p99", "p99")])]
     lines += rule_costs(runs, names)
+    if bulk.LOGS:
+        lines.append(f"- syslog lines the sink received over the whole run: {bulk._log_sink.get('lines', 0)}")
     write_results(args.out, "http", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)
 
 
 def rule_costs(runs, names):
-    """With RULES=1: what the rule set adds to each proxy's CPU per request, from the rounds'
-    pairs (a contender with rules and the same one without, measured minutes apart at most), so
-    that the proxies' costs of the same rules compare in microseconds."""
+    """With RULES=1 or LOGS=1: what the rule set (or logging every session) adds to each proxy's
+    CPU per request, from the rounds' pairs (a contender with the variant and the same one without,
+    measured minutes apart at most), so that the proxies' costs of the same work compare in
+    microseconds."""
     lines = []
-    for workload in ("keepalive", "churn"):
-        for base in ("haproxy", "sluice", "sluice-uring"):
-            if f"{base}-rules" not in names:
-                continue
-            def per_round(name, key):
-                return {x["round"]: x[key] for x in runs if x["contender"] == name and x["workload"] == workload and x[key] is not None}
-            cells = []
-            for key, label in (("proxy_cpu_us_per_request", "CPU"), ("proxy_user_us_per_request", "user CPU")):
-                plain, rules = per_round(base, key), per_round(f"{base}-rules", key)
-                deltas = [rules[r] - plain[r] for r in plain if r in rules]
-                if deltas:
-                    cells.append(f"{label} {statistics.median(deltas):+.1f} us ({min(deltas):+.1f} to {max(deltas):+.1f})")
-            if cells:
-                lines.append(f"- {workload}: the rules add to {base}, per request, median of the rounds' differences: " + ", ".join(cells))
+    for variant, what in (("rules", "the rules add"), ("logs", "logging adds")):
+        for workload in ("keepalive", "churn"):
+            for base in ("haproxy", "sluice", "sluice-uring"):
+                if f"{base}-{variant}" not in names:
+                    continue
+
+                def per_round(name, key):
+                    return {x["round"]: x[key] for x in runs if x["contender"] == name and x["workload"] == workload and x[key] is not None}
+                cells = []
+                for key, label in (("proxy_cpu_us_per_request", "CPU"), ("proxy_user_us_per_request", "user CPU")):
+                    plain, varied = per_round(base, key), per_round(f"{base}-{variant}", key)
+                    deltas = [varied[r] - plain[r] for r in plain if r in varied]
+                    if deltas:
+                        cells.append(f"{label} {statistics.median(deltas):+.1f} us ({min(deltas):+.1f} to {max(deltas):+.1f})")
+                if cells:
+                    lines.append(f"- {workload}: {what} to {base}, per request, median of the rounds' differences: " + ", ".join(cells))
     return ([""] + lines) if lines else []
 
 

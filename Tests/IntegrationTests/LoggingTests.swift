@@ -224,3 +224,114 @@ extension Loopback {
     }
 }
 }
+
+/// rsyslogd from Debian, on a UDP port and a UNIX datagram socket of its own, writing
+/// `facility.severity tag |message|` lines to a file the test reads.
+final class RsyslogServer {
+    static let path = "/usr/sbin/rsyslogd"
+    static var available: Bool { FileManager.default.isExecutableFile(atPath: path) }
+
+    let directory: String
+    let port: Int
+    var socketPath: String { directory + "/log.sock" }
+    private let output: String
+    private let pid: pid_t
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-rs-\(UUID().uuidString.prefix(6))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        output = directory + "/out.log"
+        port = try DNSServer.freeUDPPort()
+        let conf = directory + "/rsyslog.conf"
+        try """
+            global(workDirectory="\(directory)")
+            module(load="imudp")
+            module(load="imuxsock" SysSock.Use="off")
+            input(type="imudp" address="127.0.0.1" port="\(port)")
+            input(type="imuxsock" Socket="\(directory)/log.sock")
+            template(name="line" type="string" string="%syslogfacility-text%.%syslogseverity-text% %syslogtag% |%msg%|\\n")
+            *.* action(type="omfile" file="\(output)" template="line")
+
+            """.write(toFile: conf, atomically: true, encoding: .utf8)
+        pid = try Spawn.start(Self.path, ["-n", "-f", conf, "-i", directory + "/pid"], output: directory + "/rsyslogd.out")
+        // Ready once a probe sent over UDP reaches the file.
+        let probe = try SyslogReceiver.sender()
+        defer { close(probe) }
+        try eventually("rsyslogd writes what it receives on port \(port)") {
+            SyslogReceiver.send(probe, "<134>Dec  1 00:00:00 probe[1]: ready", port: port)
+            return lines.contains { $0.contains("ready") } && FileManager.default.fileExists(atPath: socketPath)
+        }
+    }
+
+    var lines: [String] {
+        ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    func stop() {
+        Spawn.stop(pid)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+extension SyslogReceiver {
+    static func sender() throws -> CInt {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw Net.Failure("socket: \(String(cString: strerror(errno)))") }
+        return fd
+    }
+
+    static func send(_ fd: CInt, _ text: String, port: Int) {
+        var address = Net.address(port)
+        _ = text.withCString { bytes in
+            withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes, strlen(bytes), 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+    }
+}
+
+extension Loopback.LoggingTests {
+    /// A real syslog daemon: session lines over UDP at info; a server going DOWN reaches both
+    /// targets as an alert — on the UNIX socket capped at crit by its minimum level, and the
+    /// session lines filtered out there by its maximum level (notice).
+    @Test(.enabled(if: RsyslogServer.available, "needs rsyslogd (scripts/test installs rsyslog)"))
+    func rsyslogReceivesSessionsAndServerStatesOverUDPAndAUNIXSocket() throws {
+        let rsyslog = try RsyslogServer()
+        defer { rsyslog.stop() }
+        let echo = try TestServer(.echo), doomed = try TestServer(.echo)
+        defer { echo.stop() }
+        let proxy = try RunningProxy("""
+            global
+              log 127.0.0.1:\(rsyslog.port) local0
+              log \(rsyslog.socketPath) local1 notice crit
+              log-tag sluice-test
+            defaults
+              mode tcp
+              log global
+              timeout connect 1s
+              timeout client 5s
+              timeout server 5s
+            frontend fe
+              option tcplog
+              bind 127.0.0.1:0
+              default_backend be
+            backend be
+              server doomed 127.0.0.1:\(doomed.port) check inter 100ms fall 1 rise 1
+              server echo 127.0.0.1:\(echo.port) check inter 100ms fall 1 rise 1 backup
+            """)
+        defer { proxy.stop() }
+        let fd = try Net.connect(proxy.port)
+        try Net.sendAll(fd, "ping")
+        shutdown(fd, Int32(SHUT_WR))
+        #expect(try Net.readToEnd(fd) == Array("ping".utf8))
+        close(fd)
+        try eventually("the session's line over UDP") { rsyslog.lines.contains { $0.hasPrefix("local0.info sluice-test[") && $0.contains(" fe be/doomed ") } }
+        doomed.stop()
+        try eventually("the DOWN line on both targets") {
+            rsyslog.lines.contains { $0.hasPrefix("local0.alert sluice-test[") && $0.contains("| Server be/doomed is DOWN, reason: Layer4 connection problem") }
+                && rsyslog.lines.contains { $0.hasPrefix("local1.crit sluice-test[") && $0.contains("| Server be/doomed is DOWN, reason:") }
+        }
+        let lines = rsyslog.lines
+        #expect(!lines.contains { $0.hasPrefix("local1.info") }, "the UNIX target takes notice and more severe only: \(lines)")
+        let session = try #require(lines.first { $0.hasPrefix("local0.info") && $0.contains(" fe be/doomed ") })
+        #expect(session.range(of: #"\| 127\.0\.0\.1:\d+ \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\] fe be/doomed \d+/\d+/\d+ 4 -- 1/1/0/0/0 0/0\|$"#, options: .regularExpression) != nil, "\(session)")
+    }
+}

@@ -61,10 +61,17 @@ struct CompatibilityTests {
         #expect(backend.servers.map(\.maxConnections) == [250, 250])
         #expect(backend.servers.map(\.maxQueue) == [256, 256])
         let warned = Set(parsed.warnings.compactMap(\.keyword))
-        for keyword in ["log", "stats socket", "ca-base", "crt-base", "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites",
-                        "ssl-default-bind-options", "option httplog", "option dontlognull", "errorfile", "option tcplog"] {
+        for keyword in ["stats socket", "ca-base", "crt-base", "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites",
+                        "ssl-default-bind-options", "option httplog", "errorfile"] {
             #expect(warned.contains(keyword), "no warning for '\(keyword)'")
         }
+        // The logs go where HAProxy would send them: both /dev/log lines, tcplog, no null sessions.
+        #expect(!warned.contains("log") && !warned.contains("option tcplog") && !warned.contains("option dontlognull"))
+        let logging = try #require(parsed.configuration.frontends.first?.logging)
+        #expect(logging.targets.map(\.destination) == [.unixDatagram(path: "/dev/log"), .unixDatagram(path: "/dev/log")])
+        #expect(logging.targets.map(\.facility) == [16, 17] && logging.targets.map(\.maxLevel) == [7, 5])
+        #expect(logging.style == .tcplog && logging.dontLogNull && logging.tag == "sluice")
+        #expect(backend.logTargets.count == 2)
         // One warning per errorfile line, naming both tcp proxies that ignore it.
         #expect(parsed.warnings.filter { $0.keyword == "errorfile" }.map(\.location.line) == [24, 25])
         #expect(parsed.warnings.first { $0.keyword == "errorfile" }?.message.contains("frontend 'kube-apiserver', backend 'kube-apiserver'") == true)

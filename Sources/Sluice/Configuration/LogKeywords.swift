@@ -94,8 +94,13 @@ struct LogDraft {
     var usesGlobal = false
     var targets: [LogTarget] = []
     var tag: String?
-    var style: SessionLogging.Style = .connect
+    /// `option tcplog`.
+    var tcplog = false
+    /// `option httplog` in a tcp proxy: HAProxy falls back to tcplog, with a warning at this line.
+    var httplog: SourceLocation?
     var dontLogNull = false
+
+    var style: SessionLogging.Style { tcplog || httplog != nil ? .tcplog : .connect }
 
     var isEmpty: Bool { !usesGlobal && targets.isEmpty }
 }

@@ -473,6 +473,10 @@ struct Parser {
                     "rejected: this proxy runs in mode http\(inherited ? " (set at \(modeLine))" : ""), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice"))
                 continue
             }
+            if let httplog = proxy.log.httplog, proxy.kind != .backend {
+                diagnostics.append(ConfigDiagnostic(.warning, httplog, section: nil, keyword: "option httplog",
+                    "not usable with \(proxy.label) (needs 'mode http'); falling back to 'option tcplog', as HAProxy"))
+            }
             for use in proxy.httpOnly {
                 if ignored[use.location] == nil { ignoredOrder.append(use.location) }
                 ignored[use.location, default: (use.keyword, [])].proxies.append(proxy.label)

@@ -51,7 +51,7 @@ enum ProxyKeywords {
 
     /// Options that only mean something to a proxy in mode http.
     static let httpOnlyOptions: Set<String> = [
-        "httplog", "forwardfor", "httpclose", "http-server-close", "http-keep-alive", "forceclose", "http-pretend-keepalive",
+        "forwardfor", "httpclose", "http-server-close", "http-keep-alive", "forceclose", "http-pretend-keepalive",
         "http-buffer-request", "originalto", "http-use-htx", "http-ignore-probes", "accept-invalid-http-request",
         "accept-invalid-http-response", "http-no-delay", "http-use-proxy-header", "http-restrict-req-hdr-names",
         "h1-case-adjust-bogus-client", "h1-case-adjust-bogus-server", "checkcache", "http_proxy", "prefer-last-server",
@@ -473,7 +473,10 @@ extension Parser {
         case "tcplog":
             // HAProxy refuses the negation too: a defaults' tcplog cannot be undone in a proxy.
             if negated { return error(location, keyword: keyword, "negation is not supported for option 'tcplog' (as in HAProxy)") }
-            proxy.log.style = .tcplog
+            proxy.log.tcplog = true
+        case "httplog":
+            // In a tcp proxy HAProxy logs as with 'option tcplog' (its warning comes with the proxies).
+            proxy.log.httplog = negated ? nil : location
         case "dontlognull":
             proxy.log.dontLogNull = !negated
         case "log-health-checks", "logasap", "log-separate-errors", "httpslog", "socket-stats", "contstats":

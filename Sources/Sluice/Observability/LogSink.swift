@@ -101,24 +101,33 @@ final class LogSink: @unchecked Sendable {
 /// One producer's lines on their way to the writer.
 final class LogRing: @unchecked Sendable {
     private let records = Mutex<[LogRecord]>([])
-    private unowned let sink: LogSink
+    /// Weak: a backend (reachable from an embedder) may outlive its balancer.
+    private weak let sink: LogSink?
 
     fileprivate init(sink: LogSink) {
         self.sink = sink
         records.withLock { $0.reserveCapacity(64) }
     }
 
+    /// Dates of this ring's session lines. Only its reactor uses it (the shared ring writes no
+    /// session lines).
+    @exclusivity(unchecked) var clock = LogClock()
+
     /// Queues a line of `route` at syslog `level` (0 emerg … 7 debug), stamped now.
     func log(_ route: LogRoute, level: Int, _ text: String) {
+        log(route, level: level, bytes: Array(text.utf8))
+    }
+
+    func log(_ route: LogRoute, level: Int, bytes: [UInt8]) {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
-        let record = LogRecord(route: route, level: UInt8(level), seconds: Int(time.tv_sec), micros: Int32(time.tv_nsec / 1000), text: text)
+        let record = LogRecord(route: route, level: UInt8(level), seconds: Int(time.tv_sec), micros: Int32(time.tv_nsec / 1000), text: bytes)
         let kept = records.withLock { list in
             guard list.count < LogSink.ringCapacity else { return false }
             list.append(record)
             return true
         }
-        if !kept { sink.dropped.wrappingAdd(1, ordering: .relaxed) }
+        if !kept { sink?.dropped.wrappingAdd(1, ordering: .relaxed) }
     }
 
     fileprivate func take() -> [LogRecord] {
@@ -139,7 +148,7 @@ struct LogRecord {
     /// When it was logged (wall clock).
     let seconds: Int
     let micros: Int32
-    let text: String
+    let text: [UInt8]
 }
 
 /// Where one proxy's lines go, with the tag they carry; for a frontend, how it logs sessions.
@@ -226,63 +235,53 @@ final class LogEndpoint: @unchecked Sendable {
 /// its output on this machine: `local` `<134>Dec  1 12:48:36 haproxy[21668]: …`, `rfc5424`
 /// `<142>1 2026-12-01T12:48:36.323874+00:00 - haproxy 21668 - - …`, and so on).
 struct LogFormatter {
-    let pid: Int32
+    let pid: Int
     var hostName: String?
-    /// The broken-down local time of the last record's second, reused within that second.
-    private var second = -1
-    private var parts = tm()
-    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    private var clock = LogClock()
 
-    init(pid: Int32) { self.pid = pid }
+    init(pid: Int32) { self.pid = Int(pid) }
 
     mutating func line(_ record: LogRecord, target: LogTarget, tag: String) -> [UInt8] {
         let level = max(Int(record.level), target.minLevel)
-        let priority = "<\(target.facility * 8 + level)>"
-        var header: String
-        switch target.format {
-        case .local: header = "\(priority)\(legacyTime(record)) \(tag)[\(pid)]: "
-        case .rfc3164: header = "\(priority)\(legacyTime(record)) \(hostName ?? "localhost") \(tag)[\(pid)]: "
-        case .rfc5424: header = "\(priority)1 \(isoTime(record)) \(hostName ?? "-") \(tag) \(pid) - - "
-        case .priority: header = priority
-        case .short: header = "<\(level)>"
-        case .timed: header = "<\(level)>\(isoTime(record)) "
-        case .iso: header = "\(isoTime(record)) "
-        case .raw: header = ""
+        var line = LineBuilder(capacity: 64 + record.text.count)
+        func priority(_ line: inout LineBuilder) {
+            line.append(byte: 0x3C); line.append(target.facility * 8 + level); line.append(byte: 0x3E)
         }
-        var bytes = Array(header.utf8)
-        bytes.append(contentsOf: record.text.utf8)
-        // `len` bounds what a syslog server receives; stdout/stderr lines are not truncated (HAProxy).
-        if case .udp = target.destination, bytes.count > target.maxLength - 1 { bytes.removeLast(bytes.count - (target.maxLength - 1)) }
-        if case .unixDatagram = target.destination, bytes.count > target.maxLength - 1 { bytes.removeLast(bytes.count - (target.maxLength - 1)) }
+        func program(_ line: inout LineBuilder) {
+            line.append(tag); line.append(byte: 0x5B); line.append(pid); line.append("]: ")
+        }
+        switch target.format {
+        case .local:
+            priority(&line); clock.legacy(record.seconds, into: &line); line.append(byte: 0x20); program(&line)
+        case .rfc3164:
+            priority(&line); clock.legacy(record.seconds, into: &line); line.append(byte: 0x20)
+            line.append(hostName ?? "localhost"); line.append(byte: 0x20); program(&line)
+        case .rfc5424:
+            priority(&line); line.append("1 "); clock.iso(record.seconds, micros: Int(record.micros), into: &line)
+            line.append(byte: 0x20); line.append(hostName ?? "-"); line.append(byte: 0x20); line.append(tag)
+            line.append(byte: 0x20); line.append(pid); line.append(" - - ")
+        case .priority:
+            priority(&line)
+        case .short:
+            line.append(byte: 0x3C); line.append(level); line.append(byte: 0x3E)
+        case .timed:
+            line.append(byte: 0x3C); line.append(level); line.append(byte: 0x3E)
+            clock.iso(record.seconds, micros: Int(record.micros), into: &line); line.append(byte: 0x20)
+        case .iso:
+            clock.iso(record.seconds, micros: Int(record.micros), into: &line); line.append(byte: 0x20)
+        case .raw:
+            break
+        }
+        line.append(record.text)
+        var bytes = line.bytes
+        // `len` bounds what a syslog socket receives; stdout/stderr lines are not truncated (HAProxy).
+        switch target.destination {
+        case .udp, .unixDatagram:
+            if bytes.count > target.maxLength - 1 { bytes.removeLast(bytes.count - (target.maxLength - 1)) }
+        case .standardOutput, .standardError:
+            break
+        }
         bytes.append(0x0A)
         return bytes
     }
-
-    private mutating func local(_ record: LogRecord) -> tm {
-        if record.seconds != second {
-            var t = time_t(record.seconds)
-            localtime_r(&t, &parts)
-            second = record.seconds
-        }
-        return parts
-    }
-
-    /// `Dec  1 12:48:36`.
-    private mutating func legacyTime(_ record: LogRecord) -> String {
-        let t = local(record)
-        let day = t.tm_mday < 10 ? " \(t.tm_mday)" : "\(t.tm_mday)"
-        return "\(Self.months[Int(t.tm_mon)]) \(day) \(pad(t.tm_hour)):\(pad(t.tm_min)):\(pad(t.tm_sec))"
-    }
-
-    /// `2026-12-01T12:48:36.323874+00:00`.
-    private mutating func isoTime(_ record: LogRecord) -> String {
-        let t = local(record)
-        let offset = t.tm_gmtoff / 60
-        let sign = offset < 0 ? "-" : "+"
-        let micros = String(record.micros)
-        return "\(t.tm_year + 1900)-\(pad(t.tm_mon + 1))-\(pad(t.tm_mday))T\(pad(t.tm_hour)):\(pad(t.tm_min)):\(pad(t.tm_sec))."
-            + String(repeating: "0", count: 6 - micros.count) + micros + "\(sign)\(pad(Int32(abs(offset) / 60))):\(pad(Int32(abs(offset) % 60)))"
-    }
-
-    private func pad(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
 }

@@ -33,12 +33,12 @@ final class SessionLog {
     let acceptedSeconds: Int
     let acceptedMillis: Int
     /// When the session was given a backend, its first connect began, its server connection was
-    /// established (monotonic ms; -1: not yet).
-    var routedAt: Int64 = -1
-    var connectStartedAt: Int64 = -1
-    var connectedAt: Int64 = -1
-    /// Sessions ahead of this one in the server's queue when it joined it.
-    var queuePosition = 0
+    /// established (monotonic ms; -1: not yet). Only the session's reactor touches them.
+    @exclusivity(unchecked) var routedAt: Int64 = -1
+    @exclusivity(unchecked) var connectStartedAt: Int64 = -1
+    @exclusivity(unchecked) var connectedAt: Int64 = -1
+    /// Sessions ahead of this one in the server's queue when it joined it (not tracked yet: 0).
+    let queuePosition = 0
 
     init(route: LogRoute, peer: SocketAddress?, now: Int64) {
         self.route = route
@@ -58,32 +58,34 @@ final class SessionLog {
     /// HAProxy's TCP log line: `%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq`.
     func tcplogLine(frontend: String, backend: String?, server: String?, end: TerminationCause, phase: UInt8, now: Int64,
                     bytesToClient: Int, counts: (process: Int, frontend: Int, backend: Int, server: Int), retries: Int,
-                    client address: SocketAddress? = nil) -> String {
+                    client address: SocketAddress? = nil, clock: inout LogClock) -> [UInt8] {
         let tw = connectStartedAt >= 0 && routedAt >= 0 ? connectStartedAt - routedAt : -1
         let tc = connectedAt >= 0 ? connectedAt - connectStartedAt : -1
-        let state = String(decoding: [end.rawValue, end == .normal && phase == 0x44 ? 0x2D : phase], as: UTF8.self)
+        var line = LineBuilder()
         // A PROXY header's source when the client sent one (`accept-proxy`), as HAProxy.
-        let client = (address ?? peer).map { "\($0.ip):\($0.port)" } ?? "-:-"
-        return "\(client) [\(Self.acceptDate(acceptedSeconds, acceptedMillis))] \(frontend) \(backend ?? frontend)/\(server ?? "<NOSRV>") "
-            + "\(tw)/\(tc)/\(now - acceptedAt) \(bytesToClient) \(state) "
-            + "\(counts.process)/\(counts.frontend)/\(counts.backend)/\(counts.server)/\(retries) \(queuePosition)/0"
+        if let client = address ?? peer { line.append(address: client) } else { line.append("-:-") }
+        line.append(" [")
+        clock.acceptDate(acceptedSeconds, millis: acceptedMillis, into: &line)
+        line.append("] "); line.append(frontend); line.append(byte: 0x20)
+        line.append(backend ?? frontend); line.append(byte: 0x2F); line.append(server ?? "<NOSRV>"); line.append(byte: 0x20)
+        line.append(Int(tw)); line.append(byte: 0x2F); line.append(Int(tc)); line.append(byte: 0x2F); line.append(Int(now - acceptedAt))
+        line.append(byte: 0x20); line.append(bytesToClient); line.append(byte: 0x20)
+        line.append(byte: end.rawValue); line.append(byte: end == .normal && phase == 0x44 ? 0x2D : phase); line.append(byte: 0x20)
+        line.append(counts.process); line.append(byte: 0x2F); line.append(counts.frontend); line.append(byte: 0x2F)
+        line.append(counts.backend); line.append(byte: 0x2F); line.append(counts.server); line.append(byte: 0x2F)
+        line.append(retries); line.append(byte: 0x20); line.append(queuePosition); line.append("/0")
+        return line.bytes
     }
 
     /// Without `option tcplog`, HAProxy logs a TCP session once, at accept.
-    static func connectLine(peer: SocketAddress?, local: SocketAddress?, frontend: String) -> String {
-        "Connect from \(peer.map { "\($0.ip):\($0.port)" } ?? "unknown") to \(local.map { "\($0.ip):\($0.port)" } ?? "unknown") (\(frontend)/TCP)"
-    }
-
-    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-    /// `01/Dec/2026:12:48:36.324` (local time, as HAProxy's `%t`).
-    static func acceptDate(_ seconds: Int, _ millis: Int) -> String {
-        var t = time_t(seconds)
-        var parts = tm()
-        localtime_r(&t, &parts)
-        func pad(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-        return "\(pad(parts.tm_mday))/\(months[Int(parts.tm_mon)])/\(parts.tm_year + 1900):\(pad(parts.tm_hour)):\(pad(parts.tm_min)):\(pad(parts.tm_sec)).\(ms)"
+    static func connectLine(peer: SocketAddress?, local: SocketAddress?, frontend: String) -> [UInt8] {
+        var line = LineBuilder()
+        line.append("Connect from ")
+        if let peer { line.append(address: peer) } else { line.append("unknown") }
+        line.append(" to ")
+        if let local { line.append(address: local) } else { line.append("unknown") }
+        line.append(" ("); line.append(frontend); line.append("/TCP)")
+        return line.bytes
     }
 }
 
@@ -113,16 +115,17 @@ extension LogRing {
     func sessionStarted(_ route: LogRoute, client: CInt, peer: SocketAddress?, local: SocketAddress?, frontend: String, now: Int64) -> SessionLog? {
         guard let logging = route.logging else { return nil }
         if logging.style == .tcplog { return SessionLog(route: route, peer: peer, now: now) }
-        log(route, level: 6, SessionLog.connectLine(peer: peer, local: local ?? (try? Socket.localAddress(client)), frontend: frontend))
+        log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: local ?? (try? Socket.localAddress(client)), frontend: frontend))
         return nil
     }
 
     /// The tcplog line of a session that ends now, unless `option dontlognull` leaves out sessions
-    /// whose client sent nothing. Called once the server's slot is released, before the frontend's
-    /// (HAProxy's order: `%ac`/`%fc` count the session, `%bc`/`%sc` no longer do).
+    /// whose client sent nothing (whatever ended them, as HAProxy). Called once the server's slot
+    /// is released, before the frontend's (HAProxy's order: `%ac`/`%fc` count the session,
+    /// `%bc`/`%sc` no longer do).
     func sessionEnded(_ log: SessionLog, _ session: Session, cause: TerminationCause, frontend: FrontendState,
                       process: ProcessState, now: Int64) {
-        guard let logging = log.route.logging, !(logging.dontLogNull && session.toServer.total == 0 && cause == .normal) else { return }
+        guard let logging = log.route.logging, !(logging.dontLogNull && session.toServer.total == 0) else { return }
         // Before rules chose a backend HAProxy names the frontend; a server that was tried is
         // named even if it refused (`<NOSRV>`: none was ever chosen).
         let backend = log.routedAt >= 0 ? session.backendRef?.takeUnretainedValue() : nil
@@ -134,8 +137,8 @@ extension LogRing {
             phase: session.state.terminationPhase, now: now, bytesToClient: session.toClient.total,
             counts: (process.currentConnections.load(ordering: .relaxed), frontend.currentConnections.load(ordering: .relaxed),
                      backendSessions, server?.currentSessions.load(ordering: .relaxed) ?? 0),
-            retries: session.policy.backend.retries - session.retriesLeft, client: session.context?.source)
-        self.log(log.route, level: 6, line)
+            retries: session.policy.backend.retries - session.retriesLeft, client: session.context?.source, clock: &clock)
+        self.log(log.route, level: 6, bytes: line)
     }
 }
 
