@@ -58,6 +58,9 @@ public final class LoadBalancer: Sendable {
         var stateWriter: ServerStateWriter?
         /// Resolves server names with `resolvers` while running.
         var resolver: Resolver?
+        /// Serves the `mode http` statistics proxies (page, CSV, Prometheus).
+        var statsPages: StatsPageServer?
+        var statsPageAddresses: [String: [SocketAddress]] = [:]
         /// Announces state changes to `events` subscribers.
         let events: EventHub
         /// Carries `log` lines to their targets.
@@ -310,6 +313,13 @@ public final class LoadBalancer: Sendable {
         let opened = try openListeners(plan, threads: threads, keep: [:])
         let listenersByWorker = opened.listeners(frontends)
         let addresses = opened.addresses
+        let pages: (StatsPageServer, [String: [SocketAddress]])?
+        do {
+            pages = try openStatsPages(configuration.statsPages)
+        } catch {
+            for list in listenersByWorker { for l in list { closeDescriptor(l.fd) } }
+            throw error
+        }
         func makeWorkers(_ engine: IOEngine) throws(SystemError) -> [Worker] {
             var workers: [Worker] = []
             for w in 0..<threads {
@@ -342,6 +352,7 @@ public final class LoadBalancer: Sendable {
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
         do {
             try logs.start()
+            try pages?.0.start()
         } catch {
             for list in listenersByWorker { for l in list { closeDescriptor(l.fd) } }
             throw SluiceError("cannot start the log writer thread: \(error)")
@@ -372,6 +383,8 @@ public final class LoadBalancer: Sendable {
             $0.threads = started
             $0.addresses = addresses
             $0.started = true
+            $0.statsPages = pages?.0
+            $0.statsPageAddresses = pages?.1 ?? [:]
         }
         if let writer = ServerStateWriter(configuration, render: { [weak self] backend in
             guard let self else { return "" }
@@ -532,8 +545,19 @@ public final class LoadBalancer: Sendable {
         let plan = try Self.resolve(configuration)
         var notices: [String] = []
         let (old, started, threads, oldAddresses) = state.withLock { ($0.configuration, $0.started, $0.workers.count, $0.addresses) }
-        if old.global != configuration.global {
+        // `log` lines apply at once (each proxy's targets are rebuilt); other global settings wait.
+        func withoutLogs(_ global: Global) -> Global {
+            var g = global
+            g.logTargets = []
+            g.logTag = nil
+            g.logHostname = nil
+            return g
+        }
+        if withoutLogs(old.global) != withoutLogs(configuration.global) {
             notices.append("global settings changed; they take effect when Sluice restarts")
+        }
+        if old.statsPages != configuration.statsPages {
+            notices.append("statistics proxies changed; they take effect when Sluice restarts")
         }
         guard started else {
             state.withLock { Self.apply(plan, to: &$0) }
@@ -611,6 +635,50 @@ public final class LoadBalancer: Sendable {
     /// True once `stop` has been called.
     public var isStopping: Bool { state.withLock { $0.stopping } }
 
+    /// HAProxy's Prometheus exporter's page (`haproxy_*` metrics) for this balancer, as a
+    /// statistics proxy serves it at its `/metrics`.
+    public func prometheusMetrics() -> String {
+        var info = ""
+        if case .reply(let text) = RuntimeAPI(balancer: self, version: Self.version).execute("show info", level: .admin) { info = text }
+        let rows = StatsCSV.fields(frontends: frontendStates, backends: backends, now: monotonicMilliseconds())
+        return PrometheusExporter.render(info: info, rows: rows, version: "Sluice \(Self.version)")
+    }
+
+    /// The addresses a statistics proxy (`mode http` with `stats` or the Prometheus exporter)
+    /// listens on, with the kernel's port where the configuration said 0.
+    public func statsPageAddresses(of name: String) -> [SocketAddress] {
+        state.withLock { $0.statsPageAddresses[name] ?? [] }
+    }
+
+    /// Binds the statistics proxies' addresses (before any thread starts, so a conflict is
+    /// reported by `start`); nil when there are none.
+    private func openStatsPages(_ pages: [StatsPage]) throws(SluiceError) -> (StatsPageServer, [String: [SocketAddress]])? {
+        guard !pages.isEmpty else { return nil }
+        var listeners: [StatsPageServer.Listener] = []
+        var addresses: [String: [SocketAddress]] = [:]
+        do {
+            for page in pages {
+                for bind in page.binds {
+                    let address = try SocketAddress.resolve(host: bind.endpoint.host ?? "0.0.0.0", port: bind.endpoint.port)
+                    let fd = try Socket.listen(on: address, backlog: bind.backlog ?? 128, reusePort: false).release()
+                    listeners.append(.init(fd: fd, page: page))
+                    addresses[page.name, default: []].append((try? Socket.localAddress(fd)) ?? address)
+                }
+            }
+        } catch {
+            for l in listeners { closeDescriptor(l.fd) }
+            throw SluiceError("statistics proxy: cannot listen: \(error)")
+        }
+        let sources = StatsPageServer.Sources(
+            metrics: { [weak self] in self?.prometheusMetrics() ?? "" },
+            rows: { [weak self] in
+                guard let self else { return [] }
+                return StatsCSV.fields(frontends: self.frontendStates, backends: self.backends, now: monotonicMilliseconds())
+            },
+            version: Self.version)
+        return (StatsPageServer(listeners: listeners, sources: sources), addresses)
+    }
+
     /// The addresses a frontend listens on (with the kernel's port where the configuration said 0).
     public func listeningAddresses(of frontend: String) -> [SocketAddress] {
         state.withLock { $0.addresses[frontend] ?? [] }
@@ -652,6 +720,10 @@ public final class LoadBalancer: Sendable {
                 return run.statsServer
             }
             stats?.stop()  // removes the socket files
+            state.withLock { run in
+                defer { run.statsPages = nil }
+                return run.statsPages
+            }?.stop()
             state.withLock { run in
                 defer { run.resolver = nil }
                 return run.resolver

@@ -8,6 +8,8 @@ public struct Configuration: Hashable, Sendable {
     public var stickTables: [StickTableSpec] = []
     /// `resolvers` sections: the name servers servers' names are resolved with while running.
     public var resolvers: [Resolvers] = []
+    /// `mode http` proxies that only serve statistics (page, CSV, Prometheus).
+    public var statsPages: [StatsPage] = []
 
     public init(global: Global = Global(), frontends: [Frontend] = [], backends: [Backend] = []) {
         self.global = global

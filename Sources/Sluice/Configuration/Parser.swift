@@ -126,6 +126,9 @@ struct ProxyDraft {
     var routing = RoutingDraft()
     /// `log`, `log global`, `no log`, `log-tag`, `option tcplog`, `option dontlognull`.
     var log = LogDraft()
+    /// `stats …` and `http-request …` lines with their words: a mode http proxy made only of these
+    /// is a statistics page.
+    var statsLines: [([String], SourceLocation)] = []
 
     enum CheckKind { case tcpConnect, http, tcp, protocolCheck(ProtocolCheck) }
 
@@ -464,6 +467,10 @@ struct Parser {
         var ignored: [SourceLocation: (keyword: String, proxies: [String])] = [:]
         var ignoredOrder: [SourceLocation] = []
         for proxy in proxies {
+            if proxy.mode == "http" && Self.isStatsOnly(proxy) {
+                configuration.statsPages.append(Self.statsPage(proxy, diagnostics: &diagnostics))
+                continue
+            }
             if proxy.mode == "http" {
                 // Defaults come before the proxies that use them: a mode line before the proxy's own
                 // line was inherited, and the error names it; one inside the proxy is the error's line.
@@ -518,7 +525,7 @@ struct Parser {
             if front { seenFront[proxy.name] = seenFront[proxy.name] ?? proxy }
             if back { seenBack[proxy.name] = seenBack[proxy.name] ?? proxy }
         }
-        for proxy in proxies where proxy.kind == .backend || proxy.kind == .listen {
+        for proxy in proxies where (proxy.kind == .backend || proxy.kind == .listen) && !(proxy.mode == "http" && Self.isStatsOnly(proxy)) {
             var backend = Backend(name: proxy.name, servers: proxy.servers.map(\.0))
             backend.balance = proxy.balance
             backend.consistentHashing = proxy.consistentHashing
@@ -571,7 +578,7 @@ struct Parser {
         for (t, table) in configuration.stickTables.enumerated() where stickTablesWithServers.contains(table.name) {
             configuration.stickTables[t].stored[.serverID] = 0
         }
-        for proxy in proxies where proxy.kind == .frontend || proxy.kind == .listen {
+        for proxy in proxies where (proxy.kind == .frontend || proxy.kind == .listen) && !(proxy.mode == "http" && Self.isStatsOnly(proxy)) {
             if proxy.binds.isEmpty && !proxy.bindRefused {
                 diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,
                     "has no 'bind' line, so it would never receive a connection"))
@@ -597,7 +604,7 @@ struct Parser {
             } else if proxy.servers.isEmpty && !proxy.serverRefused {
                 let statsPage = proxy.httpOnly.contains { $0.keyword == "stats" }
                 diagnostics.append(diag(proxy, proxy.location, keyword: "listen", statsPage
-                    ? "has no 'server' line, so every connection would fail: its 'stats' page needs mode http, which Sluice does not serve; remove this proxy and read statistics from the runtime API ('show stat' on the stats socket)"
+                    ? "has no 'server' line, so every connection would fail: a statistics page needs 'mode http' in this proxy (Sluice serves a mode http proxy made only of 'stats' and 'http-request use-service prometheus-exporter' lines)"
                     : "has no 'server' line, so every connection would fail"))
             }
             configuration.frontends.append(Frontend(

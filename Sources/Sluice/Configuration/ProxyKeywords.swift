@@ -101,6 +101,7 @@ extension Parser {
     mutating func proxyKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
         let keyword = words[0]
         if ProxyKeywords.httpOnly.contains(keyword) {
+            if keyword == "stats" || keyword == "http-request" { proxy.statsLines.append((words, location)) }
             proxy.httpOnly.append((keyword, location))
             return
         }

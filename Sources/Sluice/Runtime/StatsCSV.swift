@@ -26,18 +26,24 @@ enum StatsCSV {
 
     /// Every row, in configuration order: frontends, then each backend's servers and its BACKEND row.
     static func rows(frontends: [FrontendState], backends: [BackendState], now: Int64) -> [String] {
-        var out: [String] = []
+        fields(frontends: frontends, backends: backends, now: now).map(render)
+    }
+
+    /// The rows as column name → value (only the columns that have one): what `show stat` and the
+    /// Prometheus exporter both print.
+    static func fields(frontends: [FrontendState], backends: [BackendState], now: Int64) -> [[String: String]] {
+        var out: [[String: String]] = []
         for (id, frontend) in frontends.enumerated() {
             let current = frontend.currentConnections.load(ordering: .relaxed)
             let limit = frontend.maxConnections.load(ordering: .relaxed)
             let total = frontend.totalConnections.load(ordering: .relaxed)
-            out.append(render([
+            out.append([
                 "pxname": frontend.name, "svname": "FRONTEND", "scur": "\(current)", "smax": "",
                 "slim": limit == Int.max ? "" : "\(limit)", "stot": "\(total)", "status": "OPEN",
                 "pid": "1", "iid": "\(id + 1)", "sid": "0", "type": "0", "mode": "tcp", "conn_tot": "\(total)",
                 "dcon": "\(frontend.deniedConnections.load(ordering: .relaxed))", "dreq": "\(frontend.deniedRequests.load(ordering: .relaxed))",
                 "ereq": "\(frontend.failedRequests.load(ordering: .relaxed))", "dses": "\(frontend.deniedSessions.load(ordering: .relaxed))",
-            ]))
+            ])
         }
         for (b, backend) in backends.enumerated() {
             let servers = backend.servers
@@ -54,10 +60,10 @@ enum StatsCSV {
                 totals.bytesIn += stats.bytesIn
                 totals.bytesOut += stats.bytesOut
                 lastSession = max(lastSession, server.lastSessionAt.load(ordering: .relaxed))
-                out.append(render(serverRow(server, stats: stats, backend: backend, iid: b + 1, now: now)))
+                out.append(serverRow(server, stats: stats, backend: backend, iid: b + 1, now: now))
             }
             let usable = servers.filter(\.isUsable)
-            out.append(render([
+            out.append([
                 "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queueLength())",
                 "qmax": "\(backend.queueMax.load(ordering: .relaxed))",
                 "qtime": "\(averageWait(backend.dequeuedSessions, backend.dequeuedWaitMs))",
@@ -70,7 +76,7 @@ enum StatsCSV {
                 "pid": "1", "iid": "\(b + 1)", "sid": "0", "lbtot": "\(totals.totalSessions)", "type": "1",
                 "lastsess": lastSession == 0 ? "-1" : "\((now - lastSession) / 1000)",
                 "mode": "tcp", "algo": backend.settings.balance.rawValue, "conn_tot": "\(totals.totalSessions)",
-            ]))
+            ])
         }
         return out
     }

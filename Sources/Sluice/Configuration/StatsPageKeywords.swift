@@ -1,0 +1,99 @@
+/// A `mode http` proxy whose only job is HAProxy's statistics: `stats enable|uri|auth|realm|refresh`
+/// and `http-request use-service prometheus-exporter`. Sluice serves it with a small HTTP/1.1
+/// responder of its own; any other use of `mode http` stays refused.
+public struct StatsPage: Hashable, Sendable {
+    public var name: String
+    public var binds: [Bind]
+    /// Where the statistics page answers (`stats uri`; `/haproxy?stats` with `stats enable`);
+    /// nil: no page.
+    public var uri: String?
+    /// Where the Prometheus exporter answers: a path (`if { path /metrics }`), "" for every
+    /// request (no condition); nil: no exporter.
+    public var prometheusPath: String?
+    /// `stats auth <user>:<password>`: Basic authentication for the page (not the exporter, as
+    /// HAProxy's rules apply only to the page). Empty: none.
+    public var users: [String: String] = [:]
+    /// `stats realm`.
+    public var realm = "HAProxy Statistics"
+    /// `stats refresh`: the page reloads itself this often.
+    public var refresh: Duration?
+    /// `stats hide-version`.
+    public var hideVersion = false
+
+    public init(name: String, binds: [Bind]) {
+        self.name = name
+        self.binds = binds
+    }
+}
+
+extension Parser {
+    /// Whether a `mode http` proxy only serves statistics: no server, no backend, and no HTTP
+    /// keyword but `stats` and `http-request` lines.
+    static func isStatsOnly(_ proxy: ProxyDraft) -> Bool {
+        proxy.kind != .backend && proxy.servers.isEmpty && proxy.defaultBackend == nil && !proxy.statsLines.isEmpty
+            && proxy.httpOnly.allSatisfy { ["stats", "http-request"].contains($0.keyword) }
+    }
+
+    /// The page a stats-only proxy describes; its mistakes are added to `diagnostics`.
+    static func statsPage(_ proxy: ProxyDraft, diagnostics: inout [ConfigDiagnostic]) -> StatsPage {
+        var page = StatsPage(name: proxy.name, binds: proxy.binds.map(\.0))
+        var refused = false
+        func problem(_ location: SourceLocation, _ keyword: String, _ message: String, warning: Bool = false) {
+            diagnostics.append(ConfigDiagnostic(warning ? .warning : .error, location, section: proxy.label, keyword: keyword, message))
+            if !warning { refused = true }
+        }
+        for (words, location) in proxy.statsLines {
+            if words[0] == "http-request" {
+                guard words.count >= 3, words[1] == "use-service", words[2] == "prometheus-exporter" else {
+                    problem(location, "http-request", "a stats proxy serves only 'http-request use-service prometheus-exporter [if { path <path> }]'")
+                    continue
+                }
+                let condition = Array(words.dropFirst(3))
+                if condition.isEmpty {
+                    page.prometheusPath = ""
+                } else if condition.count == 5, condition[0] == "if", condition[1] == "{", condition[2] == "path", condition[4] == "}" {
+                    page.prometheusPath = condition[3]
+                } else {
+                    problem(location, "http-request", "the exporter's condition must be 'if { path <path> }' (or none); got '\(condition.joined(separator: " "))'")
+                }
+                continue
+            }
+            let sub = words.count > 1 ? words[1] : ""
+            switch sub {
+            case "enable":
+                page.uri = page.uri ?? "/haproxy?stats"
+            case "uri" where words.count == 3:
+                page.uri = words[2]
+            case "realm" where words.count >= 3:
+                page.realm = words[2...].joined(separator: " ")
+            case "auth" where words.count == 3:
+                guard let colon = words[2].firstIndex(of: ":") else {
+                    problem(location, "stats auth", "expected '<user>:<password>'")
+                    continue
+                }
+                page.users[String(words[2][..<colon])] = String(words[2][words[2].index(after: colon)...])
+                page.uri = page.uri ?? "/haproxy?stats"
+            case "refresh" where words.count == 3:
+                guard let time = Duration(haproxyTime: words[2]) else {
+                    problem(location, "stats refresh", "'\(words[2])' is not a time")
+                    continue
+                }
+                page.refresh = time
+            case "hide-version":
+                page.hideVersion = true
+            case "show-legends", "show-node", "show-desc", "show-modules":
+                problem(location, "stats \(sub)", "Sluice's page shows every proxy's table without legends, node or description", warning: true)
+            case "admin":
+                problem(location, "stats admin", "not supported yet: the page is read-only; change servers through the runtime API ('set server …')")
+            case "scope":
+                problem(location, "stats scope", "not supported yet: the page shows every proxy")
+            default:
+                problem(location, "stats", "'\(words.joined(separator: " "))' is not a stats page setting Sluice knows")
+            }
+        }
+        if page.uri == nil && page.prometheusPath == nil && !refused {
+            problem(proxy.location, "stats", "this mode http proxy enables neither the statistics page ('stats enable' or 'stats uri') nor the Prometheus exporter")
+        }
+        return page
+    }
+}

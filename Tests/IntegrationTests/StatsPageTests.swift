@@ -1,0 +1,181 @@
+import Foundation
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One Prometheus text page: each family's type, and each sample (name with labels) → value.
+struct PrometheusPage {
+    var types: [String: String] = [:]
+    var samples: [String: Double] = [:]
+
+    init(_ text: String) {
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# TYPE ") {
+                let parts = line.split(separator: " ")
+                if parts.count == 4 { types[String(parts[2])] = String(parts[3]) }
+            } else if !line.hasPrefix("#"), let space = line.lastIndex(of: " ") {
+                samples[String(line[..<space])] = Double(line[line.index(after: space)...])
+            }
+        }
+    }
+
+    /// The family a sample belongs to.
+    static func family(_ sample: String) -> String { String(sample.prefix { $0 != "{" }) }
+}
+
+extension Loopback {
+/// The statistics proxy: HAProxy's Prometheus exporter (names, types, labels and values compared
+/// with HAProxy 2.6's own exporter on the same configuration, and read by the Prometheus client
+/// library's parser), `show stat`'s CSV and the HTML page behind `stats auth`.
+@Suite struct StatsPageTests {
+    /// A plain HTTP/1.1 GET; the status code and body.
+    static func get(_ port: Int, _ target: String, authorization: String? = nil) throws -> (status: Int, body: String) {
+        let fd = try Net.connect(port)
+        defer { close(fd) }
+        try Net.sendAll(fd, "GET \(target) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + (authorization.map { "Authorization: \($0)\r\n" } ?? "") + "\r\n")
+        let text = String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+        let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+        let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+        return (status, body)
+    }
+
+    static func config(frontendPort: Int, statsPort: Int, up: Int, down: Int, global: String = "") -> String {
+        """
+        global
+          nbthread 1
+        \(global)
+        defaults
+          mode tcp
+          timeout connect 1s
+          timeout client 5s
+          timeout server 5s
+        frontend fe
+          bind 127.0.0.1:\(frontendPort)
+          default_backend be
+        backend be
+          server up 127.0.0.1:\(up) check inter 100ms
+          server down 127.0.0.1:\(down) check inter 100ms fall 1
+          server spare 127.0.0.1:\(up) backup weight 7
+        listen stats
+          mode http
+          bind 127.0.0.1:\(statsPort)
+          stats enable
+          stats uri /stats
+          stats auth admin:s3cret
+          http-request use-service prometheus-exporter if { path /metrics }
+
+        """
+    }
+
+    @Test func metricsHaveHAProxysNamesTypesLabelsAndValues() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else {
+            Issue.record("HAProxy is not installed (scripts/test installs it)")
+            return
+        }
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let down = try Net.closedPort()
+        let ports = try (0..<4).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(Self.config(frontendPort: ports[0], statsPort: ports[1], up: echo.port, down: down))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: Self.config(frontendPort: ports[2], statsPort: ports[3], up: echo.port, down: down), port: ports[2])
+        defer { haproxy.stop() }
+        // Both see `down` DOWN, then serve 5 sessions each.
+        for port in [ports[1], ports[3]] {
+            try eventually("'down' is DOWN") { try Self.get(port, "/metrics").body.contains("haproxy_server_status{proxy=\"be\",server=\"down\",state=\"DOWN\"} 1") }
+        }
+        for port in [ports[0], ports[2]] {
+            for _ in 0..<5 {
+                let fd = try Net.connect(port)
+                try Net.sendAll(fd, "x")
+                shutdown(fd, Int32(SHUT_WR))
+                #expect(try Net.readToEnd(fd) == Array("x".utf8))
+                close(fd)
+            }
+        }
+        try eventually("both closed their sessions") {
+            let a = PrometheusPage(try Self.get(ports[1], "/metrics").body), b = PrometheusPage(try Self.get(ports[3], "/metrics").body)
+            return a.samples["haproxy_backend_current_sessions{proxy=\"be\"}"] == 0 && b.samples["haproxy_backend_current_sessions{proxy=\"be\"}"] == 0
+        }
+        let oursText = try Self.get(ports[1], "/metrics").body
+        let ours = PrometheusPage(oursText), theirs = PrometheusPage(try Self.get(ports[3], "/metrics").body)
+
+        // Every family Sluice writes is HAProxy's, with HAProxy's type, and every sample of the
+        // configuration's proxies exists in HAProxy's page with the same labels.
+        for (family, type) in ours.types {
+            #expect(theirs.types[family] == type, "\(family): Sluice \(type), HAProxy \(theirs.types[family] ?? "absent")")
+        }
+        for sample in ours.samples.keys where !sample.hasPrefix("haproxy_process_") {
+            #expect(theirs.samples[sample] != nil, "\(sample) is not in HAProxy's page")
+        }
+        // What dashboards plot is there, with the same values.
+        let equal = [
+            "haproxy_frontend_sessions_total{proxy=\"fe\"}", "haproxy_frontend_current_sessions{proxy=\"fe\"}",
+            "haproxy_frontend_status{proxy=\"fe\",state=\"UP\"}", "haproxy_frontend_connections_total{proxy=\"fe\"}",
+            "haproxy_backend_sessions_total{proxy=\"be\"}", "haproxy_backend_status{proxy=\"be\",state=\"UP\"}",
+            "haproxy_backend_active_servers{proxy=\"be\"}", "haproxy_backend_backup_servers{proxy=\"be\"}",
+            "haproxy_backend_bytes_in_total{proxy=\"be\"}", "haproxy_backend_bytes_out_total{proxy=\"be\"}",
+            "haproxy_server_sessions_total{proxy=\"be\",server=\"up\"}", "haproxy_server_sessions_total{proxy=\"be\",server=\"down\"}",
+            "haproxy_server_status{proxy=\"be\",server=\"up\",state=\"UP\"}", "haproxy_server_status{proxy=\"be\",server=\"down\",state=\"DOWN\"}",
+            "haproxy_server_status{proxy=\"be\",server=\"spare\",state=\"UP\"}",
+            "haproxy_server_check_status{proxy=\"be\",server=\"up\",state=\"L4OK\"}",
+            "haproxy_server_check_status{proxy=\"be\",server=\"down\",state=\"L4CON\"}",
+            "haproxy_server_weight{proxy=\"be\",server=\"spare\"}", "haproxy_server_current_sessions{proxy=\"be\",server=\"up\"}",
+            "haproxy_server_connection_errors_total{proxy=\"be\",server=\"down\"}", "haproxy_server_check_up_down_total{proxy=\"be\",server=\"down\"}",
+            "haproxy_process_nbthread",
+        ]
+        for sample in equal {
+            #expect(ours.samples[sample] != nil && ours.samples[sample] == theirs.samples[sample],
+                    "\(sample): Sluice \(ours.samples[sample].map { "\($0)" } ?? "absent"), HAProxy \(theirs.samples[sample].map { "\($0)" } ?? "absent")")
+        }
+        #expect(ours.samples["haproxy_frontend_sessions_total{proxy=\"fe\"}"] == 5)
+
+        // The Prometheus client library reads the page (scripts/test installs prometheus_client).
+        let parser = Process()
+        parser.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        parser.arguments = ["python3", "-c", "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nprint(sum(len(f.samples) for f in p(sys.stdin.read())))"]
+        let input = Pipe(), output = Pipe()
+        parser.standardInput = input
+        parser.standardOutput = output
+        parser.standardError = output
+        try parser.run()
+        input.fileHandleForWriting.write(Data(oursText.utf8))
+        try input.fileHandleForWriting.close()
+        let parsed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(waitForExit(parser, deadline: .seconds(30)) == 0, "prometheus_client refused the page: \(parsed)")
+        #expect(Int(parsed) == ours.samples.count, "the parser read \(parsed) samples of \(ours.samples.count)")
+    }
+
+    @Test func thePageAndItsCSVNeedTheUserAndShowWhatShowStatShows() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let down = try Net.closedPort()
+        let socket = RuntimeAPITests.socketPath()
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(Self.config(frontendPort: ports[0], statsPort: ports[1], up: echo.port, down: down, global: "  stats socket \(socket) level admin"))
+        defer { proxy.stop() }
+        #expect(proxy.balancer.statsPageAddresses(of: "stats").map(\.port) == [ports[1]])
+        #expect(try Self.get(ports[1], "/stats").status == 401)
+        #expect(try Self.get(ports[1], "/stats", authorization: "Basic YWRtaW46d3Jvbmc=").status == 401)  // admin:wrong
+        #expect(try Self.get(ports[1], "/elsewhere").status == 503)
+        let auth = "Basic YWRtaW46czNjcmV0"  // admin:s3cret
+        try eventually("'down' is DOWN") {
+            let stat = try StatsClient.ask(socket, "show stat")
+            return stat.contains("be,down,") && stat.contains(",DOWN,")
+        }
+        let csv = try Self.get(ports[1], "/stats;csv", authorization: auth)
+        #expect(csv.status == 200)
+        let shown = try StatsClient.ask(socket, "show stat").split(separator: "\n").map { $0.split(separator: ",").prefix(2).joined(separator: ",") }
+        #expect(csv.body.split(separator: "\n").map { $0.split(separator: ",").prefix(2).joined(separator: ",") } == shown)
+        let page = try Self.get(ports[1], "/stats", authorization: auth)
+        #expect(page.status == 200 && page.body.hasPrefix("<!DOCTYPE html>"))
+        for (server, state) in [("up", "up"), ("down", "down"), ("spare", "up")] {
+            #expect(page.body.contains("<tr class=\"\(state)\"><td class=\"name\">\(server)</td>"), "\(server) shown \(state)")
+        }
+        // The exporter answers without the user, as HAProxy's rules run before the page.
+        #expect(try Self.get(ports[1], "/metrics").status == 200)
+    }
+}
+}
