@@ -148,8 +148,36 @@ if RULES:
 LOGS = os.environ.get("LOGS") == "1"
 if LOGS:
     KINDS += ("haproxy-logs", "sluice-logs", "sluice-uring-logs")
-VARIANTS = ("rules", "logs")
+# METRICS=1 adds each proxy again with a statistics proxy serving HAProxy's Prometheus exporter,
+# scraped once a second by a thread of this script for the whole run: what being scraped costs.
+METRICS = os.environ.get("METRICS") == "1"
+if METRICS:
+    KINDS += ("haproxy-metrics", "sluice-metrics", "sluice-uring-metrics")
+VARIANTS = ("rules", "logs", "metrics")
 _log_sink = {}
+_scraped = {"ports": [], "scrapes": 0, "failures": 0}
+
+
+def scrape_port():
+    """A port for a contender's exporter; the scraper thread (started on first use) fetches
+    /metrics from every such port once a second."""
+    port = free_port()
+    if not _scraped["ports"]:
+        def scrape():
+            while True:
+                time.sleep(1)
+                for p in list(_scraped["ports"]):
+                    try:
+                        with socket.create_connection(("127.0.0.1", p), timeout=2) as c:
+                            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                            while c.recv(65536):
+                                pass
+                        _scraped["scrapes"] += 1
+                    except OSError:
+                        _scraped["failures"] += 1
+        threading.Thread(target=scrape, daemon=True).start()
+    _scraped["ports"].append(port)
+    return port
 
 
 def log_sink_port():
@@ -245,7 +273,12 @@ listen bench
 """ + (f"""
 backend spare
   server s1 127.0.0.1:{server_port}
-""" if kind.endswith("-rules") else "")
+""" if kind.endswith("-rules") else "") + (f"""
+listen stats
+  mode http
+  bind 127.0.0.1:{scrape_port()}
+  http-request use-service prometheus-exporter if {{ path /metrics }}
+""" if kind.endswith("-metrics") else "")
 
 
 def start_contenders(start, work, sluice, backend_port, pipesize, thread_counts):

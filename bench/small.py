@@ -156,6 +156,8 @@ def main():
     lines += rule_costs(runs, names)
     if bulk.LOGS:
         lines.append(f"- syslog lines the sink received over the whole run: {bulk._log_sink.get('lines', 0)}")
+    if bulk.METRICS:
+        lines.append(f"- exporter scrapes over the whole run: {bulk._scraped['scrapes']} answered, {bulk._scraped['failures']} failed")
     write_results(args.out, "http", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
     shutil.rmtree(work, ignore_errors=True)
 
@@ -166,7 +168,7 @@ def rule_costs(runs, names):
     measured minutes apart at most), so that the proxies' costs of the same work compare in
     microseconds."""
     lines = []
-    for variant, what in (("rules", "the rules add"), ("logs", "logging adds")):
+    for variant, what in (("rules", "the rules add"), ("logs", "logging adds"), ("metrics", "being scraped every second adds")):
         for workload in ("keepalive", "churn"):
             for base in ("haproxy", "sluice", "sluice-uring"):
                 if f"{base}-{variant}" not in names:

@@ -199,6 +199,7 @@ extension Loopback {
             try collect(8)
             // dontlognull: a probe that sends nothing is not logged; the next session is.
             close(try Net.connect(ports[6]))
+            try eventually("the probe's session is closed") { try StatsClient.ask(socket, "show info").contains("\nCurrConns: 0\n") }
             #expect(try exchange(ports[6], "data") == Array("data".utf8))
             try collect(8)
             // The client resets in the middle of a session.
