@@ -287,31 +287,6 @@ final class EventLog: LogHandler, @unchecked Sendable {
     func recent(_ n: Int) -> [String] { lines.withLock { Array($0.suffix(n)) } }
 }
 
-/// Puts the terminal in non-canonical, no-echo mode for single-key input; Ctrl-C still signals.
-final class RawTerminal {
-    private var saved = termios()
-
-    init() {
-        tcgetattr(0, &saved)
-        var raw = saved
-        raw.c_lflag &= ~tcflag_t(ICANON | ECHO)
-        tcsetattr(0, TCSANOW, &raw)
-        _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK)
-        print("\u{1B}[?25l", terminator: "")  // hide the cursor
-    }
-
-    func readKey() -> Character? {
-        var byte: UInt8 = 0
-        return read(0, &byte, 1) == 1 ? Character(Unicode.Scalar(byte)) : nil
-    }
-
-    func restore() {
-        tcsetattr(0, TCSANOW, &saved)
-        _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) & ~O_NONBLOCK)
-        print("\u{1B}[?25h", terminator: "")
-    }
-}
-
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -21,7 +21,7 @@ struct SluiceCommand: ParsableCommand {
             RELOADING and STOPPING. The README documents every configuration keyword and runtime \
             API command.
             """,
-        subcommands: [Demo.self, DemoBackend.self, RuntimeClient.self]
+        subcommands: [Demo.self, DemoBackend.self, RuntimeClient.self, Top.self]
     )
 
     @Option(name: .customShort("f"), help: ArgumentHelp("Configuration file or directory of *.cfg files; repeat to concatenate, as HAProxy.", valueName: "file"))

@@ -175,7 +175,7 @@ extension Parser {
             rest = address[address.index(after: at)...]
             switch scheme {
             case "unix":
-                return .unixDatagram(path: String(rest))
+                return unixPath(String(rest), location)
             case "udp", "udp4", "udp6", "ipv4", "ipv6":
                 break
             case "fd":
@@ -189,7 +189,7 @@ extension Parser {
                 return nil
             }
         } else if address.hasPrefix("/") {
-            return .unixDatagram(path: address)
+            return unixPath(address, location)
         }
         // `ip`, `ip:port`, `[v6]:port`, or a bare IPv6 address ending in ':' before its port.
         var host = String(rest), port = 514
@@ -217,6 +217,14 @@ extension Parser {
             return nil
         }
         return .udp(ip: host, port: port)
+    }
+
+    private mutating func unixPath(_ path: String, _ location: SourceLocation) -> LogTarget.Destination? {
+        guard path.utf8.count < 108 else {
+            error(location, keyword: "log", "'\(path)' is longer than a UNIX socket path may be (107 bytes)")
+            return nil
+        }
+        return .unixDatagram(path: path)
     }
 
     /// `log …`, `log global`, `no log` in a proxy.

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The terminal in non-canonical, no-echo mode for single-key input (Ctrl-C still signals), with
+/// the cursor hidden; `fullScreen` also takes the alternate screen without line wrap (`sluice
+/// top`). `restore` puts everything back.
+final class RawTerminal {
+    private var saved = termios()
+    private let fullScreen: Bool
+    /// The terminal's width (120 when it does not say).
+    let columns: Int
+
+    init(fullScreen: Bool = false) {
+        self.fullScreen = fullScreen
+        tcgetattr(0, &saved)
+        var raw = saved
+        raw.c_lflag &= ~tcflag_t(ICANON | ECHO)
+        tcsetattr(0, TCSANOW, &raw)
+        _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK)
+        var size = winsize()
+        columns = ioctl(1, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 120
+        write(fullScreen ? "\u{1B}[?1049h\u{1B}[?25l\u{1B}[?7l" : "\u{1B}[?25l")
+    }
+
+    /// A key already typed, or nil.
+    func readKey() -> Character? {
+        var byte: UInt8 = 0
+        return read(0, &byte, 1) == 1 ? Character(Unicode.Scalar(byte)) : nil
+    }
+
+    /// The next key within `waitingMs` ("up"/"down" for the arrow keys), or nil.
+    func key(waitingMs: Int32) -> String? {
+        var ready = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+        guard poll(&ready, 1, waitingMs) > 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 8)
+        let n = read(0, &buffer, buffer.count)
+        guard n > 0 else { return n == 0 ? "q" : nil }
+        if n >= 3 && buffer[0] == 0x1B && buffer[1] == 0x5B {
+            return buffer[2] == 0x41 ? "up" : buffer[2] == 0x42 ? "down" : nil
+        }
+        return String(decoding: buffer[..<1], as: UTF8.self)
+    }
+
+    /// Redraws the whole screen from the top left.
+    func draw(_ lines: [String]) {
+        write("\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\r\n") + "\u{1B}[J")
+    }
+
+    func restore() {
+        write(fullScreen ? "\u{1B}[?7h\u{1B}[?25h\u{1B}[?1049l" : "\u{1B}[?25h")
+        tcsetattr(0, TCSANOW, &saved)
+        _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) & ~O_NONBLOCK)
+    }
+
+    private func write(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = Glibc.write(1, $0.baseAddress, $0.count) }
+    }
+}
