@@ -108,13 +108,7 @@ extension Loopback {
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         let path = RuntimeAPITests.socketPath()
-        let proxy = try RunningProxy("""
-            global
-              stats socket \(path) level admin
-            listen fe
-              bind 127.0.0.1:0
-              server one 127.0.0.1:\(echo.port)
-            """)
+        let proxy = try RuntimeAPITests.listenProxy(socket: path, servers: [echo])
         let answered = try Self.run(["cli", "-S", path, "show", "servers", "state", "fe"])
         #expect(answered.status == 0, "\(answered.stderr)")
         #expect(answered.stdout.contains("fe 1 one 127.0.0.1 2 0 1 1 "), "\(answered.stdout)")

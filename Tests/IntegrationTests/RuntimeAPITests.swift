@@ -39,6 +39,18 @@ extension Loopback {
         FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8)).sock").path
     }
 
+    /// `listen fe` in front of `servers` (named one, two, …) with an admin socket at `path`.
+    static func listenProxy(socket path: String, servers: [TestServer]) throws -> RunningProxy {
+        let names = ["one", "two", "three"]
+        return try RunningProxy("""
+            global
+              stats socket \(path) level admin
+            listen fe
+              bind 127.0.0.1:0
+            \(zip(names, servers).map { "  server \($0) 127.0.0.1:\($1.port)" }.joined(separator: "\n"))
+            """)
+    }
+
     /// Two identifying servers behind one frontend, with a stats socket at `level`.
     struct Setup {
         let a: TestServer, b: TestServer
@@ -96,14 +108,7 @@ extension Loopback {
         let echo = try TestServer(.echo), other = try TestServer(.echo)
         defer { echo.stop(); other.stop() }
         let path = Self.socketPath()
-        let proxy = try RunningProxy("""
-            global
-              stats socket \(path) level admin
-            listen fe
-              bind 127.0.0.1:0
-              server one 127.0.0.1:\(echo.port)
-              server two 127.0.0.1:\(other.port)
-            """)
+        let proxy = try Self.listenProxy(socket: path, servers: [echo, other])
         let long = try Net.connect(proxy.port)  // goes to `one` (first in rotation)
         try Net.sendAll(long, "hello\n")
         #expect(String(decoding: try Net.read(long, count: 6), as: UTF8.self) == "hello\n")
@@ -145,13 +150,7 @@ extension Loopback {
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         let path = Self.socketPath()
-        let proxy = try RunningProxy("""
-            global
-              stats socket \(path) level admin
-            listen fe
-              bind 127.0.0.1:0
-              server one 127.0.0.1:\(echo.port)
-            """)
+        let proxy = try Self.listenProxy(socket: path, servers: [echo])
         defer { proxy.stop() }
         #expect(try StatsClient.ask(path, "show info").contains("\nStopping: 0\n"))
         let long = try Net.connect(proxy.port)
