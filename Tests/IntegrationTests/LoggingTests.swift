@@ -89,7 +89,7 @@ extension Loopback {
         defer { sluiceLogs.stop(); haproxyLogs.stop() }
         // Each frontend is one case; `fe`'s port is different for the two balancers.
         let names = ["connect", "normal", "refused", "clienttimeout", "servertimeout", "rejected", "null", "reset"]
-        let sluiceSocket = RuntimeAPITests.socketPath(), haproxySocket = RuntimeAPITests.socketPath()
+        let sluiceSocket = Loopback.RuntimeAPITests.socketPath(), haproxySocket = Loopback.RuntimeAPITests.socketPath()
         func config(logPort: Int, ports: [Int], socket: String) -> String {
             let formats = ["local", "rfc3164", "rfc5424", "priority", "short", "timed", "iso", "raw"]
             return """
@@ -334,5 +334,87 @@ extension Loopback.LoggingTests {
         #expect(!lines.contains { $0.hasPrefix("local1.info") }, "the UNIX target takes notice and more severe only: \(lines)")
         let session = try #require(lines.first { $0.hasPrefix("local0.info") && $0.contains(" fe be/doomed ") })
         #expect(session.range(of: #"\| 127\.0\.0\.1:\d+ \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\] fe be/doomed \d+/\d+/\d+ 4 -- 1/1/0/0/0 0/0\|$"#, options: .regularExpression) != nil, "\(session)")
+    }
+}
+
+extension Loopback.LoggingTests {
+    /// `%sq/%bq` and the counters of sessions that waited for a server at its `maxconn`: the same
+    /// three clients through Sluice and HAProxy 2.6, the same three lines.
+    @Test func queuedSessionsLogTheirPlaceInTheQueueLikeHAProxy() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else {
+            Issue.record("HAProxy is not installed (scripts/test installs it)")
+            return
+        }
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let sluiceLogs = try SyslogReceiver(), haproxyLogs = try SyslogReceiver()
+        defer { sluiceLogs.stop(); haproxyLogs.stop() }
+        func config(logPort: Int, port: Int, socket: String) -> String {
+            """
+            global
+              nbthread 1
+              stats socket \(socket) level admin
+              log 127.0.0.1:\(logPort) format raw local0
+            defaults
+              mode tcp
+              log global
+              option tcplog
+              timeout connect 1s
+              timeout client 5s
+              timeout server 5s
+              timeout queue 5s
+            frontend queued
+              bind 127.0.0.1:\(port)
+              default_backend one
+            backend one
+              server s1 127.0.0.1:\(echo.port) maxconn 1
+
+            """
+        }
+        let sluicePort = try Net.closedPort(), haproxyPort = try Net.closedPort()
+        let sluiceSocket = Loopback.RuntimeAPITests.socketPath(), haproxySocket = Loopback.RuntimeAPITests.socketPath()
+        let proxy = try RunningProxy(config(logPort: sluiceLogs.port, port: sluicePort, socket: sluiceSocket))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(logPort: haproxyLogs.port, port: haproxyPort, socket: haproxySocket), port: haproxyPort)
+        defer { haproxy.stop() }
+
+        func run(_ port: Int, _ socket: String, _ logs: SyslogReceiver) throws -> [String] {
+            func backendQueue() throws -> String? {
+                try StatsClient.ask(socket, "show stat").split(separator: "\n").first { $0.hasPrefix("one,BACKEND,") }?
+                    .split(separator: ",", omittingEmptySubsequences: false).dropFirst(2).first.map(String.init)
+            }
+            // One at a time, so that the order is theirs to keep: a holds the slot, b then c wait.
+            var clients: [CInt] = []
+            for (n, text) in ["a", "b", "c"].enumerated() {
+                let fd = try Net.connect(port)
+                try Net.sendAll(fd, text)
+                clients.append(fd)
+                if n == 0 {
+                    #expect(String(decoding: try Net.read(fd, count: 1), as: UTF8.self) == "a")
+                } else {
+                    try eventually("\(text) waits in the backend's queue") { try backendQueue() == "\(n)" }
+                }
+            }
+            for (n, (fd, text)) in zip(clients, ["a", "b", "c"]).enumerated() {
+                if n > 0 { #expect(String(decoding: try Net.read(fd, count: 1), as: UTF8.self) == text) }
+                shutdown(fd, Int32(SHUT_WR))
+                _ = try Net.readToEnd(fd)
+                close(fd)
+                _ = try logs.wait(for: n + 1)
+            }
+            return logs.lines
+        }
+        func lines(_ who: String, _ port: Int, _ socket: String, _ logs: SyslogReceiver) throws -> [String] {
+            do {
+                return try run(port, socket, logs).map { Loopback.LoggingTests.normalized($0, ports: [port: "fe"]) }
+            } catch {
+                Issue.record("\(who): \(error); its lines: \(logs.lines)")
+                throw error
+            }
+        }
+        let ours = try lines("Sluice", sluicePort, sluiceSocket, sluiceLogs)
+        let theirs = try lines("HAProxy", haproxyPort, haproxySocket, haproxyLogs)
+        #expect(ours == theirs, "Sluice wrote\n\(ours.joined())\nHAProxy 2.6 wrote\n\(theirs.joined())")
+        #expect(ours.map { $0.split(separator: " ").last.map(String.init) ?? "" } == ["0/0\n", "0/1\n", "0/2\n"])
     }
 }

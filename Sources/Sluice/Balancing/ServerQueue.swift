@@ -32,7 +32,8 @@ extension BackendState {
         /// A slot of this server is the session's: connect (and release it when done).
         case server(ServerState)
         /// Every usable server is at its `maxconn`: the session waits; its waker is called.
-        case queued
+        /// `ahead`: sessions already waiting in the queue it joined (`%sq` or `%bq` of its log line).
+        case queued(ahead: Int, inServerQueue: Bool)
         /// No server is usable at all.
         case unavailable
     }
@@ -45,25 +46,28 @@ extension BackendState {
         let chosen = pick(avoiding: avoiding, hash: hash) ?? (avoiding != 0 ? pick(hash: hash) : nil)
         if let chosen, chosen.claimSlot() { return .server(chosen) }
         let entry = QueuedSession(waker: waker, token: token, since: now)
-        let queued: Bool = queues.withLock { q in
+        let queued: (ahead: Int, inServerQueue: Bool)? = queues.withLock { q in
+            let position: (Int, Bool)
             if let chosen, chosen.isUsable, q.count(of: chosen) < chosen.maxQueueStorage.load(ordering: .relaxed) {
                 // Bound to its server (source hashing): wait for that server, up to its maxqueue.
+                position = (q.count(of: chosen), true)
                 q.servers[chosen.ordinal, default: []].append(entry)
                 chosen.queueMax.store(max(chosen.queueMax.load(ordering: .relaxed), q.count(of: chosen)), ordering: .relaxed)
             } else if chosen != nil || servers.contains(where: { $0.isUsable }) {
                 // Any server will do (or the bound one's queue is full: HAProxy redispatches).
+                position = (q.backend.count, false)
                 q.backend.append(entry)
                 queueMax.store(max(queueMax.load(ordering: .relaxed), q.backend.count), ordering: .relaxed)
             } else {
-                return false
+                return nil
             }
             queuedCount.wrappingAdd(1, ordering: .relaxed)
-            return true
+            return position
         }
-        guard queued else { return .unavailable }
+        guard let queued else { return .unavailable }
         // A slot may have been freed between the pick and the queueing: hand it on now.
         dispatch()
-        return .queued
+        return .queued(ahead: queued.ahead, inServerQueue: queued.inServerQueue)
     }
 
     /// Gives a session's slot back and hands it to the oldest session waiting for it.

@@ -500,7 +500,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                                   waker: self, token: token(.client, i), now: reactor.now) {
             case .server(let assigned):
                 server = assigned
-            case .queued:
+            case .queued(let ahead, let inServerQueue):
+                sessions[i].log?.queued(ahead: ahead, inServerQueue: inServerQueue)
                 sessions[i].state = .queued
                 sessions[i].queueDeadline = reactor.now + sessions[i].policy.backend.queueTimeoutMs
                 arm(i)
@@ -702,6 +703,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         var session = sessions[i]
         // Out of the queue before the client sees its close: whoever reacts to it sees no waiter.
         if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
+        if let log = session.log { logs.sessionEnded(log, session, cause: cause, frontend: frontend(of: i), process: process, now: reactor.now) }
         session.toServer.releaseResources(into: &pool)
         session.toClient.releaseResources(into: &pool)
         if session.client >= 0 {
@@ -713,7 +715,6 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             if reset || session.policy.backend.noLinger { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
             backend(of: i).releaseSlot(of: server(of: i))
         }
-        if let log = session.log { logs.sessionEnded(log, session, cause: cause, frontend: frontend(of: i), process: process, now: reactor.now) }
         session.context?.release(now: reactor.now)
         process.release(frontend(of: i), session.bindLimit?.takeUnretainedValue())
         let generation = session.generation

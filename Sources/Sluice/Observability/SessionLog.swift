@@ -37,8 +37,16 @@ final class SessionLog {
     @exclusivity(unchecked) var routedAt: Int64 = -1
     @exclusivity(unchecked) var connectStartedAt: Int64 = -1
     @exclusivity(unchecked) var connectedAt: Int64 = -1
-    /// Sessions ahead of this one in the server's queue when it joined it (not tracked yet: 0).
-    let queuePosition = 0
+    /// Its place when it joined the server's queue or the backend's (`%sq`, `%bq`; the queues are
+    /// FIFO); 0 when it never waited.
+    @exclusivity(unchecked) var serverQueuePosition = 0
+    @exclusivity(unchecked) var backendQueuePosition = 0
+
+    /// HAProxy counts the session itself among those processed up to its turn: the first in a
+    /// queue logs 1.
+    func queued(ahead: Int, inServerQueue: Bool) {
+        if inServerQueue { serverQueuePosition = ahead + 1 } else { backendQueuePosition = ahead + 1 }
+    }
 
     init(route: LogRoute, peer: SocketAddress?, now: Int64) {
         self.route = route
@@ -73,7 +81,7 @@ final class SessionLog {
         line.append(byte: end.rawValue); line.append(byte: end == .normal && phase == 0x44 ? 0x2D : phase); line.append(byte: 0x20)
         line.append(counts.process); line.append(byte: 0x2F); line.append(counts.frontend); line.append(byte: 0x2F)
         line.append(counts.backend); line.append(byte: 0x2F); line.append(counts.server); line.append(byte: 0x2F)
-        line.append(retries); line.append(byte: 0x20); line.append(queuePosition); line.append("/0")
+        line.append(retries); line.append(byte: 0x20); line.append(serverQueuePosition); line.append(byte: 0x2F); line.append(backendQueuePosition)
         return line.bytes
     }
 
@@ -120,9 +128,9 @@ extension LogRing {
     }
 
     /// The tcplog line of a session that ends now, unless `option dontlognull` leaves out sessions
-    /// whose client sent nothing (whatever ended them, as HAProxy). Called once the server's slot
-    /// is released, before the frontend's (HAProxy's order: `%ac`/`%fc` count the session,
-    /// `%bc`/`%sc` no longer do).
+    /// whose client sent nothing (whatever ended them, as HAProxy). Called before its server slot
+    /// is released (releasing it hands it to a queued session at once): `%ac`/`%fc` count the
+    /// session, `%bc`/`%sc` do not — HAProxy's counts at that moment, before its queue moves.
     func sessionEnded(_ log: SessionLog, _ session: Session, cause: TerminationCause, frontend: FrontendState,
                       process: ProcessState, now: Int64) {
         guard let logging = log.route.logging, !(logging.dontLogNull && session.toServer.total == 0) else { return }
@@ -130,13 +138,15 @@ extension LogRing {
         // named even if it refused (`<NOSRV>`: none was ever chosen).
         let backend = log.routedAt >= 0 ? session.backendRef?.takeUnretainedValue() : nil
         let server = session.serverRef?.takeUnretainedValue()
-        var backendSessions = backend?.queuedCount.load(ordering: .relaxed) ?? 0
+        // Its own slot (held while it had a server connection) is not counted.
+        let own = session.server >= 0 ? 1 : 0
+        var backendSessions = (backend?.queuedCount.load(ordering: .relaxed) ?? 0) - own
         for s in backend?.servers ?? [] { backendSessions += s.currentSessions.load(ordering: .relaxed) }
         let line = log.tcplogLine(
             frontend: frontend.name, backend: backend?.name, server: server?.name, end: cause,
             phase: session.state.terminationPhase, now: now, bytesToClient: session.toClient.total,
             counts: (process.currentConnections.load(ordering: .relaxed), frontend.currentConnections.load(ordering: .relaxed),
-                     backendSessions, server?.currentSessions.load(ordering: .relaxed) ?? 0),
+                     max(0, backendSessions), max(0, (server?.currentSessions.load(ordering: .relaxed) ?? 0) - own)),
             retries: session.policy.backend.retries - session.retriesLeft, client: session.context?.source, clock: &clock)
         self.log(log.route, level: 6, bytes: line)
     }
