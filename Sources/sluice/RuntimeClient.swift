@@ -44,11 +44,6 @@ struct RuntimeClient: ParsableCommand {
 
     struct Failure: Error { let message: String }
 
-    private static func now() -> Int64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Int64(t.tv_sec) * 1000 + Int64(t.tv_nsec) / 1_000_000
-    }
 
     /// Connects, sends `line`, and reads until the server closes (the runtime API closes after one
     /// command unless in interactive mode).
@@ -68,7 +63,7 @@ struct RuntimeClient: ParsableCommand {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else { throw Failure(message: "\(path): \(String(cString: strerror(errno)))") }
-        let deadline = Self.now() + Int64(timeoutMs)
+        let deadline = monotonicNow() + Int64(timeoutMs)
         let request = Array((line + "\n").utf8)
         var sent = 0
         while sent < request.count {
@@ -79,7 +74,7 @@ struct RuntimeClient: ParsableCommand {
         var answer: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
-            let left = deadline - Self.now()
+            let left = deadline - monotonicNow()
             guard left > 0 else { throw Failure(message: "\(path): no complete answer within \(timeoutMs) ms") }
             var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let r = poll(&ready, 1, Int32(left))
@@ -94,4 +89,11 @@ struct RuntimeClient: ParsableCommand {
         guard !answer.isEmpty else { throw Failure(message: "\(path): closed without an answer") }
         return answer
     }
+}
+
+/// Monotonic milliseconds, for the command line's deadlines and rates.
+func monotonicNow() -> Int64 {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Int64(t.tv_sec) * 1000 + Int64(t.tv_nsec) / 1_000_000
 }

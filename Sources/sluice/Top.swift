@@ -47,7 +47,7 @@ struct Top: ParsableCommand {
         var message = ""
         var next = Int64(0)
         while true {
-            let now = TopView.now()
+            let now = monotonicNow()
             if now >= next {
                 do { try view.refresh() } catch { message = "\(error)" }
                 next = now + Int64(every.components.seconds * 1000 + every.components.attoseconds / 1_000_000_000_000_000)
@@ -56,7 +56,7 @@ struct Top: ParsableCommand {
             lines.append("")
             lines.append("↑/↓ select  d drain  r ready  m maint  q quit" + (message.isEmpty ? "" : "   — " + message))
             terminal.draw(lines)
-            guard let key = terminal.key(waitingMs: Int32(max(0, next - TopView.now()))) else { continue }
+            guard let key = terminal.key(waitingMs: Int32(max(0, next - monotonicNow()))) else { continue }
             switch key {
             case "q", "\u{03}": return
             case "j", "down": view.move(1)
@@ -92,12 +92,6 @@ struct TopView {
 
     init(socket: String) { self.socket = socket }
 
-    static func now() -> Int64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Int64(t.tv_sec) * 1000 + Int64(t.tv_nsec) / 1_000_000
-    }
-
     mutating func refresh() throws {
         let infoText = String(decoding: try RuntimeClient.ask(socket, "show info", timeoutMs: 2000), as: UTF8.self)
         info = [:]
@@ -114,7 +108,7 @@ struct TopView {
             for (name, value) in zip(columns, Self.fields(String(line))) where !value.isEmpty { row[name] = value }
             return row
         }
-        let now = Self.now()
+        let now = monotonicNow()
         for row in rows {
             let key = Self.key(row)
             let current = (time: now, stot: Double(row["stot"] ?? "") ?? 0, bin: Double(row["bin"] ?? "") ?? 0, bout: Double(row["bout"] ?? "") ?? 0)

@@ -320,6 +320,16 @@ extension Loopback {
 
 /// HAProxy itself on a configuration, for side-by-side behaviour.
 final class HAProxyProcess {
+    /// Whether HAProxy is installed; a test that compares with it records an issue when it is not
+    /// (scripts/test installs it).
+    static func requireInstalled(sourceLocation: Testing.SourceLocation = #_sourceLocation) -> Bool {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else {
+            Issue.record("HAProxy is not installed (scripts/test installs it)", sourceLocation: sourceLocation)
+            return false
+        }
+        return true
+    }
+
     let process = Process()
 
     init(config: String, port: Int) throws {

@@ -78,10 +78,7 @@ extension Loopback {
     }
 
     @Test func linesMatchHAProxysInEveryFormatAndTerminationState() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else {
-            Issue.record("HAProxy is not installed (scripts/test installs it)")
-            return
-        }
+        guard HAProxyProcess.requireInstalled() else { return }
         let echo = try TestServer(.echo), silent = try TestServer(.holdOpen)
         defer { echo.stop(); silent.stop() }
         let refused = try Net.closedPort()
@@ -341,10 +338,7 @@ extension Loopback.LoggingTests {
     /// `%sq/%bq` and the counters of sessions that waited for a server at its `maxconn`: the same
     /// three clients through Sluice and HAProxy 2.6, the same three lines.
     @Test func queuedSessionsLogTheirPlaceInTheQueueLikeHAProxy() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else {
-            Issue.record("HAProxy is not installed (scripts/test installs it)")
-            return
-        }
+        guard HAProxyProcess.requireInstalled() else { return }
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         let sluiceLogs = try SyslogReceiver(), haproxyLogs = try SyslogReceiver()

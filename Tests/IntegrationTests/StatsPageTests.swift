@@ -70,10 +70,7 @@ extension Loopback {
     }
 
     @Test func metricsHaveHAProxysNamesTypesLabelsAndValues() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else {
-            Issue.record("HAProxy is not installed (scripts/test installs it)")
-            return
-        }
+        guard HAProxyProcess.requireInstalled() else { return }
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         let down = try Net.closedPort()
