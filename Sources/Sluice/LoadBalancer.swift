@@ -278,7 +278,14 @@ public final class LoadBalancer: Sendable {
             let routing = frontend.rules.map {
                 FrontendRouting(rules: $0, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables)
             }
-            let log = frontend.logging.flatMap { run.logs.route($0.targets, tag: $0.tag, logging: $0) }
+            let log = frontend.logging.flatMap { logging in
+                // `%[sample]` parts of a log-format are fetched as the frontend's rules fetch.
+                var evaluator = routing
+                if case .format(let format) = logging.style, format.hasSamples, evaluator == nil {
+                    evaluator = FrontendRouting(rules: .empty, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables)
+                }
+                return run.logs.route(logging.targets, tag: logging.tag, logging: logging, evaluator: evaluator)
+            }
             if let existing = run.frontends[frontend.name] {
                 existing.update(frontend, backend: backend, routing: routing, log: log)
             } else {

@@ -124,6 +124,79 @@ struct LogConfigurationTests {
         #expect(warnings == ["t.cfg:6: warning: 'option httplog': not usable with frontend 'fe' (needs 'mode http'); falling back to 'option tcplog', as HAProxy"])
     }
 
+    /// `log-format`: the last of it, `option tcplog` and `option httplog` wins (one format per
+    /// proxy, as HAProxy); its variables, flags and samples compile; the options around it.
+    @Test func logFormatsCompileAndReplaceEachOther() throws {
+        func logging(_ lines: String, defaults: String = "") throws -> SessionLogging? {
+            try Self.frontendLogging("global\n  log 127.0.0.1 local0\ndefaults\n  log global\n\(defaults)\nfrontend fe\n\(lines)\n  bind :80\n  default_backend be\nbackend be\n  server a 127.0.0.1:8080\n")
+        }
+        let custom = try #require(try logging("  option tcplog\n  log-format \"%ci %{+Q}b %[src,lower] %%\"\n  option logasap\n  option log-separate-errors\n  option dontlog-normal"))
+        guard case .format(let format) = custom.style else { Issue.record("no format: \(custom.style)"); return }
+        #expect(format.text == "%ci %{+Q}b %[src,lower] %%" && format.hasSamples && !format.waitsForEnd)
+        #expect(format.items.count == 7)  // ci, separator, b, separator, sample, separator, "%"
+        #expect(custom.logAsap && custom.separateErrors && custom.dontLogNormal)
+        #expect(try logging("  log-format %ci\n  option tcplog")?.style == .tcplog)
+        #expect(try logging("  option httplog\n  log-format %ci")?.style != .tcplog)
+        // Inherited from defaults, replaced by the proxy's own line.
+        #expect(try logging("", defaults: "  log-format %ci\\ %Tt")?.style != .tcplog)
+        #expect(try logging("  option tcplog", defaults: "  log-format %ci")?.style == .tcplog)
+        #expect(LogFormat.tcplog.waitsForEnd && !LogFormat.tcplog.hasSamples)
+    }
+
+    @Test func logFormatMistakesAreToldAsHAProxyTellsThem() throws {
+        let cases: [(String, String)] = [
+            ("%ci\\ %zz", "t.cfg:3: error: [frontend 'fe'] 'log-format': no such format variable 'zz'. If you wanted to emit the '%' character verbatim, you need to use '%%'"),
+            ("%r", "'log-format': format variable 'r' is reserved for HTTP mode"),
+            ("100%\\ done", "unexpected variable name near ' ' at position 4 line : '100% done'. Maybe you want to write a single '%', use the syntax '%%'"),
+            ("%{+Q}", "parse argument modifier without variable name near '%{+Q}'"),
+            ("%[src", "missing ']' after 'src'"),
+            ("%[nosuchfetch]", "failed to parse sample expression <nosuchfetch>"),
+            ("%ci %b", "expects only one argument, don't forget to escape spaces"),
+        ]
+        for (format, expected) in cases {
+            let errors = ParserTests.errors("frontend fe\n  bind :80\n  log-format \(format)\n  default_backend be\nbackend be\n  server a 127.0.0.1:8080\n")
+            #expect(errors.count == 1 && errors[0].contains(expected), "\(format): \(errors)")
+        }
+        // Backends ignore it (with HAProxy's warning); a defaults' format replaced is said.
+        let parsed = try Configuration.parse("""
+            defaults
+              option tcplog
+              log-format %ci
+            frontend fe
+              bind :80
+              default_backend be
+            backend be
+              log-format %ci
+              option logasap
+              server a 127.0.0.1:8080
+            """, file: "t.cfg")
+        #expect(parsed.warnings.map(\.description).filter { $0.contains("log") } == [
+            "t.cfg:3: warning: [defaults] 'log-format': overrides the previous 'option tcplog' in the defaults section (as HAProxy)",
+            "t.cfg:8: warning: [backend 'be'] 'log-format': ignored in a backend: sessions are logged in their frontend's format (as HAProxy)",
+            "t.cfg:9: warning: [backend 'be'] 'option logasap': ignored in a backend: it applies to the frontends that log sessions (as HAProxy)",
+            "t.cfg:3: warning: [frontend 'fe'] log format ignored for frontend 'fe' since it has no log address (as HAProxy)",
+        ])
+    }
+
+    /// HAProxy's `lf_text_len` and `lf_ip`: quoting, RFC 5424 escapes, `-` for nothing, hexadecimal.
+    @Test func valuesAreWrittenWithTheirFlags() throws {
+        func text(_ value: String, _ flags: LogFormat.Flags) -> String {
+            var line = LineBuilder()
+            line.append(text: Array(value.utf8), flags)
+            return String(decoding: line.bytes, as: UTF8.self)
+        }
+        #expect(text("a\"b\\c]d", [.mandatory, .escape]) == #"a\"b\\c\]d"#)
+        #expect(text("x", [.mandatory, .quote]) == #""x""#)
+        #expect(text("", [.mandatory]) == "-" && text("", [.mandatory, .quote]) == #""""# && text("", []) == "")
+        var line = LineBuilder()
+        let address = try SocketAddress.resolve(host: "10.1.2.254", port: 443)
+        line.append(ipOf: address, [.hex]); line.append(byte: 0x20)
+        line.append(portOf: address, [.hex]); line.append(byte: 0x20)
+        line.append(ipOf: address, [.quote]); line.append(byte: 0x20)
+        line.append(hex: 0xABC, width: 4)
+        #expect(String(decoding: line.bytes, as: UTF8.self) == #"0A0102FE 01BB "10.1.2.254" 0ABC"#)
+    }
+
     /// A ring that the writer does not empty keeps `ringCapacity` lines and counts the rest:
     /// logging never waits.
     @Test func aFullRingDropsAndCounts() throws {

@@ -7,6 +7,8 @@ import Synchronization
 /// `republish()`, which builds a new schedule. Reactors never wait on each other for a pick.
 public final class BackendState: Sendable {
     public let name: String
+    /// `name` as log lines write it.
+    let nameBytes: [UInt8]
 
     /// Which servers receive new sessions, in order. Replaced whole by `republish()`.
     struct Schedule: Sendable {
@@ -71,6 +73,7 @@ public final class BackendState: Sendable {
 
     init(name: String, servers: [ServerState], settings: BackendSettings, events: EventHub? = nil) {
         self.name = name
+        nameBytes = Array(name.utf8)
         self.events = events
         self.members = Mutex(Members(servers: servers, settings: settings, nextOrdinal: servers.count))
         republish()

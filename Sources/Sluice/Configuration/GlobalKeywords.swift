@@ -118,7 +118,7 @@ extension Parser {
             guard words.count <= 2 else { return error(location, keyword: keyword, "usage: log-send-hostname [<string>]") }
             global.logHostname = words.count == 2 ? words[1] : GlobalKeywords.systemHostName
         case "log-format":
-            error(location, keyword: keyword, "belongs in a proxy (and custom log formats are not supported yet)")
+            error(location, keyword: keyword, "belongs in a proxy: defaults, frontend or listen")
         case "daemon":
             guard expect(words, count: 1, location, usage: "daemon") else { return }
             global.daemon = true

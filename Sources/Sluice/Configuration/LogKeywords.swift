@@ -69,16 +69,27 @@ public struct LogTarget: Hashable, Sendable {
 public struct SessionLogging: Hashable, Sendable {
     /// What each session's line says.
     public enum Style: Hashable, Sendable {
-        /// Without `option tcplog`: one line at accept, `Connect from <client> to <address> (<frontend>/TCP)`.
+        /// Without `option tcplog` or `log-format`: one line at accept, `Connect from <client> to <address> (<frontend>/TCP)`.
         case connect
-        /// `option tcplog`: one line at the end, HAProxy's TCP log format.
-        case tcplog
+        /// `log-format <string>`: one line per session in that format.
+        case format(LogFormat)
+
+        /// `option tcplog`: HAProxy's TCP log format.
+        public static var tcplog: Style { .format(.tcplog) }
     }
 
     public var targets: [LogTarget]
     public var style: Style = .connect
     /// `option dontlognull`: sessions that moved no byte from the client are not logged.
     public var dontLogNull = false
+    /// `option logasap`: the line is written as soon as the server connection is established
+    /// (`%Tt` and `%B` then say `+` what they had so far), not when the session ends.
+    public var logAsap = false
+    /// `option log-separate-errors`: sessions with an error, a timeout, a retry or a redispatch are
+    /// logged at level `err` instead of `info`.
+    public var separateErrors = false
+    /// `option dontlog-normal`: only those sessions are logged.
+    public var dontLogNormal = false
     /// `log-tag` of the proxy (or the global one; "sluice" by default).
     public var tag: String
 
@@ -94,13 +105,26 @@ struct LogDraft {
     var usesGlobal = false
     var targets: [LogTarget] = []
     var tag: String?
-    /// `option tcplog`.
-    var tcplog = false
-    /// `option httplog` in a tcp proxy: HAProxy falls back to tcplog, with a warning at this line.
-    var httplog: SourceLocation?
+    /// The session line's format, the last of `option tcplog`, `option httplog` and `log-format`
+    /// (HAProxy keeps one format string per proxy).
+    var format: FormatSource?
     var dontLogNull = false
+    var logAsap = false
+    var separateErrors = false
+    var dontLogNormal = false
 
-    var style: SessionLogging.Style { tcplog || httplog != nil ? .tcplog : .connect }
+    enum FormatSource {
+        case tcplog(SourceLocation)
+        /// `option httplog` in a tcp proxy: HAProxy falls back to tcplog, with a warning at this line.
+        case httplog(SourceLocation)
+        case custom(String, SourceLocation)
+
+        var location: SourceLocation {
+            switch self {
+            case .tcplog(let l), .httplog(let l), .custom(_, let l): l
+            }
+        }
+    }
 
     var isEmpty: Bool { !usesGlobal && targets.isEmpty }
 }

@@ -220,8 +220,9 @@ public struct Frontend: Hashable, Sendable {
     /// ACLs, `tcp-request` rules and `use_backend` rules. Nil: every connection goes to
     /// `defaultBackend`.
     public var rules: RuleSet?
-    /// `log` lines (or `log global`) with `option tcplog`, `option dontlognull`, `log-tag`: how
-    /// sessions are logged. Nil: they are not.
+    /// `log` lines (or `log global`) with `option tcplog` or `log-format`, `option dontlognull`,
+    /// `logasap`, `log-separate-errors`, `dontlog-normal`, `log-tag`: how sessions are logged.
+    /// Nil: they are not.
     public var logging: SessionLogging?
 
     public init(name: String, binds: [Bind], defaultBackend: String, maxConnections: Int? = nil,
@@ -332,6 +333,9 @@ public struct Backend: Hashable, Sendable {
     /// `log` lines (with `log global`, the global ones): where server state changes are logged,
     /// besides the balancer's own logger.
     public var logTargets: [LogTarget] = []
+    /// `option log-health-checks`: every change of a server's check result or health is logged
+    /// (`Health check for server be/s failed, reason: …, status: 2/3 UP.`), not only UP and DOWN.
+    public var logHealthChecks: Bool = false
     /// `log-tag` of the backend (or the global one).
     public var logTag: String?
 

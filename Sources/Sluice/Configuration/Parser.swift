@@ -115,6 +115,8 @@ struct ProxyDraft {
     var noLinger = false
     var abortOnClose = false
     var independentStreams = false
+    /// `option log-health-checks`.
+    var logHealthChecks = false
     /// `clitcpka-*` / `srvtcpka-*`: probe timing when keep-alive is on.
     /// A `bind` line of this proxy had an error: "no bind" would only repeat it.
     var bindRefused = false
@@ -480,7 +482,7 @@ struct Parser {
                     "rejected: this proxy runs in mode http\(inherited ? " (set at \(modeLine))" : ""), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice"))
                 continue
             }
-            if let httplog = proxy.log.httplog, proxy.kind != .backend {
+            if case .httplog(let httplog) = proxy.log.format, proxy.kind != .backend {
                 diagnostics.append(ConfigDiagnostic(.warning, httplog, section: nil, keyword: "option httplog",
                     "not usable with \(proxy.label) (needs 'mode http'); falling back to 'option tcplog', as HAProxy"))
             }
@@ -548,6 +550,7 @@ struct Parser {
             backend.independentStreams = proxy.independentStreams
             backend.logTargets = logTargets(of: proxy)
             backend.logTag = proxy.log.tag ?? global.logTag
+            backend.logHealthChecks = proxy.logHealthChecks
             switch proxy.checkKind {
             case .tcpConnect: backend.healthCheck = .tcpConnect
             case .http: backend.healthCheck = .http(proxy.httpCheck)
@@ -620,10 +623,28 @@ struct Parser {
             configuration.frontends[configuration.frontends.count - 1].rules = frontRules[proxy.name]
             configuration.frontends[configuration.frontends.count - 1].sessionRateLimit = proxy.sessionRateLimit
             let targets = logTargets(of: proxy)
+            // The format is read whether or not there is a target (HAProxy reports its mistakes
+            // and warns that it is ignored without one).
+            var style = SessionLogging.Style.connect
+            switch proxy.log.format {
+            case nil: break
+            case .tcplog, .httplog: style = .tcplog
+            case .custom(let text, let location):
+                switch LogFormat.parse(text, readFile: readFile) {
+                case .success(let format): style = .format(format)
+                case .failure(let e): report(.error, proxy, location, keyword: "log-format", e.message)
+                }
+            }
+            if targets.isEmpty, let location = proxy.log.format?.location {
+                report(.warning, proxy, location, keyword: nil, "log format ignored for \(proxy.label) since it has no log address (as HAProxy)")
+            }
             if !targets.isEmpty {
                 var logging = SessionLogging(targets: targets, tag: proxy.log.tag ?? global.logTag ?? "sluice")
-                logging.style = proxy.log.style
+                logging.style = style
                 logging.dontLogNull = proxy.log.dontLogNull
+                logging.logAsap = proxy.log.logAsap
+                logging.separateErrors = proxy.log.separateErrors
+                logging.dontLogNormal = proxy.log.dontLogNormal
                 configuration.frontends[configuration.frontends.count - 1].logging = logging
             }
         }

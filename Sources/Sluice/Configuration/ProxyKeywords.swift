@@ -29,6 +29,7 @@ enum ProxyKeywords {
         "backlog": SectionKind.frontSide,
         "log": SectionKind.proxies,
         "log-tag": SectionKind.proxies,
+        "log-format": SectionKind.proxies,
         "description": SectionKind.realProxies,
         "clitcpka-idle": SectionKind.frontSide, "clitcpka-intvl": SectionKind.frontSide, "clitcpka-cnt": SectionKind.frontSide,
         "srvtcpka-idle": SectionKind.backSide, "srvtcpka-intvl": SectionKind.backSide, "srvtcpka-cnt": SectionKind.backSide,
@@ -83,9 +84,8 @@ enum ProxyKeywords {
         "email-alert": "email alerts are not supported",
         "declare": "stick-table declarations are not supported yet",
         "filter": "filters are not supported",
-        "log-format": "custom log formats are not supported yet",
-        "error-log-format": "custom log formats are not supported yet",
-        "log-format-sd": "custom log formats are not supported yet",
+        "error-log-format": "a format for connection errors before a session exists is not supported; they are logged with the session's 'log-format'",
+        "log-format-sd": "structured data (RFC 5424 SD) log formats are not supported; use 'log-format'",
         "bind-process": "removed in HAProxy 2.5; Sluice runs as one process",
         "disabled": "a disabled proxy is not supported yet; comment the proxy out",
         "enabled": "'enabled' is not supported yet",
@@ -267,6 +267,18 @@ extension Parser {
         case "log-tag":
             guard expect(words, count: 2, location, usage: "log-tag <string>") else { return }
             proxy.log.tag = words[1]
+        case "log-format":
+            guard words.count == 2 else {
+                return error(location, keyword: keyword, words.count < 2 ? "expects an argument" : "expects only one argument, don't forget to escape spaces ('\\ ') or to quote the format (as HAProxy)")
+            }
+            guard proxy.kind != .backend else {
+                return warning(location, keyword: keyword, "ignored in a backend: sessions are logged in their frontend's format (as HAProxy)")
+            }
+            if proxy.kind == .defaults, let previous = proxy.log.format {
+                let name = switch previous { case .tcplog: "option tcplog"; case .httplog: "option httplog"; case .custom: "log-format" }
+                warning(location, keyword: keyword, "overrides the previous '\(name)' in the defaults section (as HAProxy)")
+            }
+            proxy.log.format = .custom(words[1], location)
         case "description":
             break  // free text for humans; nothing to do at Layer 4
         case "id":
@@ -474,14 +486,36 @@ extension Parser {
         case "tcplog":
             // HAProxy refuses the negation too: a defaults' tcplog cannot be undone in a proxy.
             if negated { return error(location, keyword: keyword, "negation is not supported for option 'tcplog' (as in HAProxy)") }
-            proxy.log.tcplog = true
+            proxy.log.format = .tcplog(location)
         case "httplog":
             // In a tcp proxy HAProxy logs as with 'option tcplog' (its warning comes with the proxies).
-            proxy.log.httplog = negated ? nil : location
+            if !negated {
+                proxy.log.format = .httplog(location)
+            } else if case .httplog = proxy.log.format {
+                proxy.log.format = nil
+            }
         case "dontlognull":
             proxy.log.dontLogNull = !negated
-        case "log-health-checks", "logasap", "log-separate-errors", "httpslog", "socket-stats", "contstats":
-            warning(location, keyword: keyword, "not supported yet: sessions are logged as 'option tcplog' (or at accept without it), health changes as UP/DOWN transitions")
+        case "logasap", "log-separate-errors", "dontlog-normal":
+            // HAProxy: frontend options; in a backend a warning, and no effect.
+            guard proxy.kind != .backend else {
+                return warning(location, keyword: keyword, "ignored in a backend: it applies to the frontends that log sessions (as HAProxy)")
+            }
+            switch name {
+            case "logasap": proxy.log.logAsap = !negated
+            case "log-separate-errors": proxy.log.separateErrors = !negated
+            default: proxy.log.dontLogNormal = !negated
+            }
+        case "log-health-checks":
+            guard proxy.kind != .frontend else {
+                return warning(location, keyword: keyword, "ignored in a frontend: it applies to the backends whose servers are checked (as HAProxy)")
+            }
+            proxy.logHealthChecks = !negated
+        case "httpslog":
+            // A TLS-terminating HTTP format: nothing of it applies to a tcp proxy.
+            error(location, keyword: keyword, "rejected: 'option httpslog' needs 'mode http' and TLS termination; use 'option tcplog' or 'log-format'")
+        case "socket-stats", "contstats":
+            warning(location, keyword: keyword, "accepted without effect: Sluice keeps its statistics per proxy and server, updated as data moves")
         case "tcpka":
             if proxy.kind != .backend { proxy.clientKeepAlive = !negated }
             if proxy.kind != .frontend { proxy.serverKeepAlive = !negated }

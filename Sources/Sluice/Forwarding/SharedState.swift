@@ -75,6 +75,10 @@ final class ProcessState: Sendable {
 /// its backend and timeouts.
 final class FrontendState: Sendable {
     let name: String
+    /// `name` as log lines write it.
+    let nameBytes: [UInt8]
+    /// Session lines written (`%lc`).
+    let logCount = Atomic<Int>(0)
     /// `maxconn` of the frontend; `Int.max` when unset. The runtime API may change it.
     let maxConnections: Atomic<Int>
     let currentConnections = Atomic<Int>(0)
@@ -130,6 +134,7 @@ final class FrontendState: Sendable {
 
     init(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?) {
         name = frontend.name
+        nameBytes = Array(frontend.name.utf8)
         maxConnections = Atomic(frontend.maxConnections ?? Int.max)
         policy = Mutex(Self.policy(frontend, backend, routing, log))
         peerFlag.store(routing != nil || log != nil, ordering: .relaxed)

@@ -404,11 +404,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].bindLimit = limit.map { Unmanaged.passUnretained($0) }
         sessions[i].policy = SessionPolicy(policy, BackendSettings())  // the backend's part: `route`
         sessions[i].clientActivity = reactor.now
-        if let route = policy.log { sessions[i].log = logs.sessionStarted(route, client: fd, peer: peer, local: bind.address, frontend: frontend.name, now: reactor.now) }
+        let serial = process.totalConnections.wrappingAdd(1, ordering: .relaxed).oldValue
+        if let route = policy.log { sessions[i].log = logs.sessionStarted(route, client: fd, peer: peer, local: bind.address, bindName: bind.name, frontend: frontend.name, serial: serial, now: reactor.now) }
         if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
         liveSessions += 1
         frontend.countSession()
-        process.totalConnections.wrappingAdd(1, ordering: .relaxed)
         do {
             try reactor.register(fd, token: token(.client, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
         } catch {
@@ -594,7 +594,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             stickiness.storeSticky(context, server: server)  // `stick store-request` / `stick on`
         }
         sessions[i].state = .established
-        sessions[i].log?.connectedAt = reactor.now
+        if let log = sessions[i].log { logs.sessionConnected(log, sessions[i], frontend: frontend(of: i), process: process, now: reactor.now) }
         sessions[i].clientActivity = reactor.now
         sessions[i].serverActivity = reactor.now
         arm(i)
@@ -636,6 +636,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
            let other = backend.pick(avoiding: sessions[i].triedServers) {
             logger.debug("\(error); redispatching to \(backend.name)/\(other.name)")
             server.redispatches.wrappingAdd(1, ordering: .relaxed)
+            sessions[i].log?.redispatched = true
             connect(i, to: other)
             return
         }

@@ -19,6 +19,8 @@ final class CheckRunner {
         let checkTimeoutMs: Int64
         /// `timeout connect`, which bounds the connect when `timeout check` is set.
         let connectTimeoutMs: Int64
+        /// `option log-health-checks`: every change of the result or the health is logged.
+        let logsEveryChange: Bool
         var counter: HealthCounter
         var nextAt: Int64
         // The probe in progress.
@@ -107,7 +109,7 @@ final class CheckRunner {
                     backend: state, server: server, plan: plan, proto: proto,
                     checkTimeoutMs: config.checkTimeout?.milliseconds ?? 0,
                     connectTimeoutMs: config.effectiveConnectTimeout.milliseconds,
-                    counter: counter, nextAt: 0))
+                    logsEveryChange: config.logHealthChecks, counter: counter, nextAt: 0))
             }
         }
         if started { start() }
@@ -424,7 +426,11 @@ final class CheckRunner {
     /// Applies a result to the health counter and publishes any change.
     private func record(_ t: Int, _ result: CheckResult) {
         let server = targets[t].server
-        server.lastCheckStorage.withLock { $0 = result }
+        let previous = server.lastCheckStorage.withLock { last in
+            defer { last = result }
+            return last.status
+        }
+        let health = targets[t].counter.value
         let transition: HealthCounter.Transition?
         if result.status.passed {
             transition = targets[t].counter.success()
@@ -432,7 +438,19 @@ final class CheckRunner {
             server.failedChecks.wrappingAdd(1, ordering: .relaxed)
             transition = targets[t].counter.failure()
         }
+        if targets[t].logsEveryChange && (result.status != previous || targets[t].counter.value != health) {
+            logCheck(t, result)
+        }
         publish(t, transition: transition, result)
+    }
+
+    /// `option log-health-checks`: HAProxy's line for a check whose result or effect changed.
+    private func logCheck(_ t: Int, _ result: CheckResult) {
+        let server = targets[t].server, counter = targets[t].counter
+        let state = counter.isUp ? (server.weight > 0 ? "UP" : "DRAIN") : "DOWN"
+        let line = "Health check for \(server.isBackup ? "backup " : "")server \(targets[t].backend.name)/\(server.name) \(result.status.passed ? "succeeded" : "failed"), \(result), status: \(counter.progress) \(state)."
+        logger.warning("\(line)")
+        targets[t].backend.announce(level: 5, line)
     }
 
     private func publish(_ t: Int, transition: HealthCounter.Transition?, _ result: CheckResult) {
@@ -456,16 +474,18 @@ final class CheckRunner {
         let primaries = backend.servers.filter { !$0.isBackup && $0.isUsable }.count
         let backups = backend.servers.filter { $0.isBackup && $0.isUsable }.count
         let sessions = server.currentSessions.load(ordering: .relaxed)
+        // With `option log-health-checks` the check's line already gave the reason (as HAProxy).
+        let reason = targets[t].logsEveryChange ? "" : ", \(result)"
         switch transition {
         case .wentDown:
             server.downTransitions.wrappingAdd(1, ordering: .relaxed)
             server.downSince.store(reactor.now, ordering: .relaxed)
-            let down = "Server \(backend.name)/\(server.name) is DOWN, \(result). \(primaries) active and \(backups) backup servers left. \(sessions) sessions active, 0 requeued, 0 remaining in queue."
+            let down = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) is DOWN\(reason). \(primaries) active and \(backups) backup servers left. \(sessions) sessions active, 0 requeued, 0 remaining in queue."
             logger.warning("\(down)")
             backend.announce(level: 1, down)
             if primaries + backups == 0 {
                 logger.error("backend '\(backend.name)' has no server available!")
-                backend.announce(level: 0, "backend '\(backend.name)' has no server available!")
+                backend.announce(level: 0, "backend \(backend.name) has no server available!")  // HAProxy's log line has no quotes (its alert does)
             }
             if server.configuration.shutdownSessionsWhenDown {
                 broadcast(.shutdownSessions(server))
@@ -473,7 +493,7 @@ final class CheckRunner {
         case .wentUp:
             let since = server.downSince.exchange(0, ordering: .relaxed)
             if since > 0 { server.downtimeMs.wrappingAdd(reactor.now - since, ordering: .relaxed) }
-            let up = "Server \(backend.name)/\(server.name) is UP, \(result). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue."
+            let up = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) is UP\(reason). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue."
             logger.notice("\(up)")
             backend.announce(level: 5, up)
             if server.configuration.shutdownBackupSessionsWhenUp && !server.isBackup {

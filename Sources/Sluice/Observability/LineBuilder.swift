@@ -128,6 +128,25 @@ struct LogClock {
         line.append(isoOffset)
     }
 
+    /// `01/Dec/2026:12:48:36 +0000` (HAProxy's `%T`, in UTC) or with the local offset (`%Tl`).
+    static func date(_ seconds: Int, local: Bool, into line: inout LineBuilder) {
+        var t = time_t(seconds)
+        var parts = tm()
+        if local { localtime_r(&t, &parts) } else { gmtime_r(&t, &parts) }
+        line.append(Int(parts.tm_mday), width: 2); line.append(byte: 0x2F)
+        line.append(months[Int(parts.tm_mon)]); line.append(byte: 0x2F)
+        line.append(Int(parts.tm_year) + 1900, width: 4); line.append(byte: 0x3A)
+        line.append(Int(parts.tm_hour), width: 2); line.append(byte: 0x3A)
+        line.append(Int(parts.tm_min), width: 2); line.append(byte: 0x3A)
+        line.append(Int(parts.tm_sec), width: 2); line.append(byte: 0x20)
+        let offset = local ? Int(parts.tm_gmtoff) / 60 : 0
+        line.append(byte: offset < 0 ? 0x2D : 0x2B)
+        line.append(abs(offset) / 60, width: 2); line.append(abs(offset) % 60, width: 2)
+    }
+
+    /// The system's host name (`%H`).
+    static let hostName = Array(GlobalKeywords.systemHostName.utf8)
+
     /// `01/Dec/2026:12:48:36.324` (HAProxy's `%t`).
     mutating func acceptDate(_ seconds: Int, millis: Int, into line: inout LineBuilder) {
         update(seconds)

@@ -47,7 +47,7 @@ final class LogSink: @unchecked Sendable {
     func setHostName(_ name: String?) { hostName.withLock { $0 = name } }
 
     /// The destinations `targets` name, opened once and shared; nil when there are none.
-    func route(_ targets: [LogTarget], tag: String, logging: SessionLogging? = nil) -> LogRoute? {
+    func route(_ targets: [LogTarget], tag: String, logging: SessionLogging? = nil, evaluator: FrontendRouting? = nil) -> LogRoute? {
         guard !targets.isEmpty else { return nil }
         let endpoints = state.withLock { sink in
             targets.map { target in
@@ -56,7 +56,7 @@ final class LogSink: @unchecked Sendable {
                 return (endpoint, target)
             }
         }
-        return LogRoute(targets: endpoints, tag: tag, logging: logging)
+        return LogRoute(targets: endpoints, tag: tag, logging: logging, evaluator: evaluator)
     }
 
     /// Starts the writer thread.
@@ -157,11 +157,26 @@ final class LogRoute: Sendable {
     let tag: String
     /// Nil for a backend (server state changes only).
     let logging: SessionLogging?
+    /// The frontend's fetches, for a `log-format` with `%[sample]` parts.
+    let evaluator: FrontendRouting?
+    /// The session line's format; nil: the `Connect from` line at accept.
+    let format: LogFormat?
+    /// The line is written when the server connection is established (`option logasap`, or a
+    /// format with nothing that waits for the end).
+    let logsAtConnect: Bool
 
-    init(targets: [(LogEndpoint, LogTarget)], tag: String, logging: SessionLogging?) {
+    init(targets: [(LogEndpoint, LogTarget)], tag: String, logging: SessionLogging?, evaluator: FrontendRouting? = nil) {
         self.targets = targets
         self.tag = tag
         self.logging = logging
+        self.evaluator = evaluator
+        if case .format(let format) = logging?.style {
+            self.format = format
+            logsAtConnect = logging?.logAsap == true || !format.waitsForEnd
+        } else {
+            format = nil
+            logsAtConnect = false
+        }
     }
 }
 

@@ -22,9 +22,9 @@ enum TerminationCause: UInt8 {
     case killed = 0x4B
 }
 
-/// What `option tcplog` needs of a session beyond what forwarding keeps: the client's address, when
-/// it came, and the timers of its way to a server. Allocated only for frontends that log with
-/// `option tcplog` (one pointer in the session otherwise).
+/// What a session's `log-format` (or `option tcplog`) line needs beyond what forwarding keeps: the
+/// client's address, when it came, and the timers of its way to a server. Allocated only for
+/// frontends that log with a format (one pointer in the session otherwise).
 final class SessionLog {
     let route: LogRoute
     let peer: SocketAddress?
@@ -41,6 +41,14 @@ final class SessionLog {
     /// FIFO); 0 when it never waited.
     @exclusivity(unchecked) var serverQueuePosition = 0
     @exclusivity(unchecked) var backendQueuePosition = 0
+    /// `%rc` says `+` once the session went to another server (`option redispatch`).
+    @exclusivity(unchecked) var redispatched = false
+    /// The line was written when the server connection was established (`option logasap`).
+    @exclusivity(unchecked) var written = false
+    /// `%rt`: the process's session counter when it was accepted.
+    let serial: Int
+    /// `so_name` for the format's samples when the session has no rules context (nil otherwise).
+    let bindName: [UInt8]?
 
     /// HAProxy counts the session itself among those processed up to its turn: the first in a
     /// queue logs 1.
@@ -48,9 +56,11 @@ final class SessionLog {
         if inServerQueue { serverQueuePosition = ahead + 1 } else { backendQueuePosition = ahead + 1 }
     }
 
-    init(route: LogRoute, peer: SocketAddress?, now: Int64) {
+    init(route: LogRoute, peer: SocketAddress?, bindName: [UInt8]?, serial: Int, now: Int64) {
         self.route = route
         self.peer = peer
+        self.bindName = bindName
+        self.serial = serial
         acceptedAt = now
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
@@ -63,26 +73,112 @@ final class SessionLog {
         if connectStartedAt < 0 { connectStartedAt = now }
     }
 
-    /// HAProxy's TCP log line: `%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq`.
-    func tcplogLine(frontend: String, backend: String?, server: String?, end: TerminationCause, phase: UInt8, now: Int64,
-                    bytesToClient: Int, counts: (process: Int, frontend: Int, backend: Int, server: Int), retries: Int,
-                    client address: SocketAddress? = nil, clock: inout LogClock) -> [UInt8] {
-        let tw = connectStartedAt >= 0 && routedAt >= 0 ? connectStartedAt - routedAt : -1
-        let tc = connectedAt >= 0 ? connectedAt - connectStartedAt : -1
+    /// The session's line in its frontend's `log-format` (or `option tcplog`), as HAProxy 2.6's
+    /// `sess_build_logline` writes each variable in a tcp proxy. `asap`: written when the server
+    /// connection was established (`option logasap`): `%Tt`, `%Tu` and `%B` get HAProxy's `+`.
+    /// `atConnect`: written as the server connection is established, not at the end.
+    func line(_ format: LogFormat, _ session: Session, frontend: FrontendState, end: TerminationCause, phase: UInt8, now: Int64,
+              asap: Bool, atConnect: Bool, process: ProcessState, clock: inout LogClock) -> [UInt8] {
+        // Before rules chose a backend HAProxy names the frontend; a server that was tried is
+        // named even if it refused (`<NOSRV>`: none was ever chosen).
+        let backend = routedAt >= 0 ? session.backendRef?.takeUnretainedValue() : nil
+        let server = session.serverRef?.takeUnretainedValue()
+        // At the end, its own slot (held while it had a server connection) is not counted in
+        // `%bc`/`%sc`: HAProxy has released it.
+        let own = session.server >= 0 && !atConnect ? 1 : 0
+        let total = Int(now - acceptedAt)
         var line = LineBuilder()
-        // A PROXY header's source when the client sent one (`accept-proxy`), as HAProxy.
-        if let client = address ?? peer { line.append(address: client) } else { line.append("-:-") }
-        line.append(" [")
-        clock.acceptDate(acceptedSeconds, millis: acceptedMillis, into: &line)
-        line.append("] "); line.append(frontend); line.append(byte: 0x20)
-        line.append(backend ?? frontend); line.append(byte: 0x2F); line.append(server ?? "<NOSRV>"); line.append(byte: 0x20)
-        line.append(Int(tw)); line.append(byte: 0x2F); line.append(Int(tc)); line.append(byte: 0x2F); line.append(Int(now - acceptedAt))
-        line.append(byte: 0x20); line.append(bytesToClient); line.append(byte: 0x20)
-        line.append(byte: end.rawValue); line.append(byte: end == .normal && phase == 0x44 ? 0x2D : phase); line.append(byte: 0x20)
-        line.append(counts.process); line.append(byte: 0x2F); line.append(counts.frontend); line.append(byte: 0x2F)
-        line.append(counts.backend); line.append(byte: 0x2F); line.append(counts.server); line.append(byte: 0x2F)
-        line.append(retries); line.append(byte: 0x20); line.append(serverQueuePosition); line.append(byte: 0x2F); line.append(backendQueuePosition)
+        var lastIsSpace = true
+        for item in format.items {
+            switch item {
+            case .separator:
+                if !lastIsSpace { line.append(byte: 0x20) }
+                lastIsSpace = true
+                continue
+            case .text(let bytes):
+                line.append(bytes)
+            case .sample(let expression, let flags):
+                var text: [UInt8] = []
+                if let evaluator = route.evaluator {
+                    let context = session.context ?? SessionContext(client: session.client, bindName: bindName, routing: nil, now: now, peer: peer)
+                    context.final = true
+                    switch evaluator.sample(expression, context) {
+                    case .value(let s, _): text = s.bytes
+                    case .values(let list): text = list.first?.bytes ?? []
+                    case .none: break
+                    }
+                }
+                line.append(text: text, flags)
+            case .variable(let variable, let flags):
+                switch variable {
+                // A PROXY header's addresses when the client sent one (`accept-proxy`), as HAProxy.
+                case .ci: line.append(ipOf: session.context?.source ?? peer, flags)
+                case .cp: line.append(portOf: session.context?.source ?? peer, flags)
+                case .fi: line.append(ipOf: frontendAddress(session), flags)
+                case .fp: line.append(portOf: frontendAddress(session), flags)
+                case .bi: line.append(ipOf: session.server >= 0 ? try? Socket.localAddress(session.server) : nil, flags)
+                case .bp: line.append(portOf: session.server >= 0 ? try? Socket.localAddress(session.server) : nil, flags)
+                case .si: line.append(ipOf: session.server >= 0 ? server?.address : nil, flags)
+                case .sp: line.append(portOf: session.server >= 0 ? server?.address : nil, flags)
+                case .t: clock.acceptDate(acceptedSeconds, millis: acceptedMillis, into: &line)
+                case .T: LogClock.date(acceptedSeconds, local: false, into: &line)
+                case .Tl: LogClock.date(acceptedSeconds, local: true, into: &line)
+                case .Ts: flags.contains(.hex) ? line.append(hex: UInt64(acceptedSeconds), width: 4) : line.append(acceptedSeconds)
+                case .ms: flags.contains(.hex) ? line.append(hex: UInt64(acceptedMillis), width: 2) : line.append(acceptedMillis, width: 3)
+                case .f: line.append(text: frontend.nameBytes, flags)
+                case .ft:
+                    if flags.contains(.quote) { line.append(byte: 0x22) }
+                    line.append(frontend.nameBytes)
+                    if flags.contains(.quote) { line.append(byte: 0x22) }
+                case .b: line.append(text: backend?.nameBytes ?? frontend.nameBytes, flags)
+                case .s: line.append(text: server?.name.utf8 ?? "<NOSRV>".utf8, flags)
+                case .sslc, .sslv, .ID: line.append(text: [UInt8](), flags)  // no TLS termination, no unique-id
+                case .H: line.append(text: LogClock.hostName, flags)
+                case .pid: flags.contains(.hex) ? line.append(hex: UInt64(getpid()), width: 4) : line.append(Int(getpid()))
+                case .rt: flags.contains(.hex) ? line.append(hex: UInt64(serial), width: 4) : line.append(serial)
+                case .lc:
+                    let count = frontend.logCount.load(ordering: .relaxed)
+                    flags.contains(.hex) ? line.append(hex: UInt64(count), width: 4) : line.append(count)
+                case .Th: line.append(0)  // no handshake before the session (no TLS; a PROXY header counts in Tt)
+                case .Tw: line.append(connectStartedAt >= 0 && routedAt >= 0 ? Int(connectStartedAt - routedAt) : -1)
+                case .Tc: line.append(connectedAt >= 0 ? Int(connectedAt - connectStartedAt) : -1)
+                case .Td: line.append(connectedAt >= 0 ? Int(now - connectedAt) : -1)
+                case .Tt, .Tu:
+                    if asap { line.append(byte: 0x2B) }
+                    line.append(total)
+                case .ST: line.append(0)
+                case .B:
+                    if asap { line.append(byte: 0x2B) }
+                    line.append(session.toClient.total)
+                case .U: line.append(session.toServer.total)
+                case .ts, .tsc:
+                    line.append(byte: end.rawValue)
+                    line.append(byte: end == .normal && phase == 0x44 ? 0x2D : phase)
+                    if variable == .tsc { line.append("--") }
+                case .ac: line.append(process.currentConnections.load(ordering: .relaxed))
+                case .fc: line.append(frontend.currentConnections.load(ordering: .relaxed))
+                case .bc:
+                    var sessions = (backend?.queuedCount.load(ordering: .relaxed) ?? 0) - own
+                    for s in backend?.servers ?? [] { sessions += s.currentSessions.load(ordering: .relaxed) }
+                    line.append(max(0, sessions))
+                case .sc: line.append(max(0, (server?.currentSessions.load(ordering: .relaxed) ?? 0) - own))
+                case .rc:
+                    if redispatched { line.append(byte: 0x2B) }
+                    line.append(session.policy.backend.retries - session.retriesLeft)
+                case .sq: line.append(serverQueuePosition)
+                case .bq: line.append(backendQueuePosition)
+                case .hr, .hrl, .hs, .hsl: continue  // no captures at Layer 4: nothing, not even '-'
+                }
+            }
+            lastIsSpace = false
+        }
         return line.bytes
+    }
+
+    /// The address the client reached (`%fi`/`%fp`): a PROXY header's destination, else the socket's.
+    private func frontendAddress(_ session: Session) -> SocketAddress? {
+        if let context = session.context { return context.destination }
+        return session.client >= 0 ? try? Socket.localAddress(session.client) : nil
     }
 
     /// Without `option tcplog`, HAProxy logs a TCP session once, at accept.
@@ -118,37 +214,48 @@ extension Session {
 }
 
 extension LogRing {
-    /// A new session of a frontend that logs. Without `option tcplog`, HAProxy's line is written
-    /// now; with it, the returned state collects what the line at the end needs.
-    func sessionStarted(_ route: LogRoute, client: CInt, peer: SocketAddress?, local: SocketAddress?, frontend: String, now: Int64) -> SessionLog? {
-        guard let logging = route.logging else { return nil }
-        if logging.style == .tcplog { return SessionLog(route: route, peer: peer, now: now) }
+    /// A new session of a frontend that logs. Without a format, HAProxy's line is written now;
+    /// with one, the returned state collects what its line needs.
+    func sessionStarted(_ route: LogRoute, client: CInt, peer: SocketAddress?, local: SocketAddress?, bindName: [UInt8]?,
+                        frontend: String, serial: Int, now: Int64) -> SessionLog? {
+        if let format = route.format {
+            return SessionLog(route: route, peer: peer, bindName: format.hasSamples ? bindName : nil, serial: serial, now: now)
+        }
         log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: local ?? (try? Socket.localAddress(client)), frontend: frontend))
         return nil
     }
 
-    /// The tcplog line of a session that ends now, unless `option dontlognull` leaves out sessions
-    /// whose client sent nothing (whatever ended them, as HAProxy). Called before its server slot
-    /// is released (releasing it hands it to a queued session at once): `%ac`/`%fc` count the
-    /// session, `%bc`/`%sc` do not — HAProxy's counts at that moment, before its queue moves.
+    /// The server connection is established: the line is written now under `option logasap` (or
+    /// a format that waits for nothing), with the termination state `--`, as HAProxy.
+    func sessionConnected(_ log: SessionLog, _ session: Session, frontend: FrontendState, process: ProcessState, now: Int64) {
+        log.connectedAt = now
+        guard log.route.logsAtConnect else { return }
+        write(log, session, cause: .normal, phase: 0x2D, atConnect: true, frontend: frontend, process: process, now: now)
+        log.written = true
+    }
+
+    /// The line of a session that ends now, unless it was written at connect, or `option
+    /// dontlognull` leaves out sessions whose client sent nothing (whatever ended them, as
+    /// HAProxy). Called before its server slot is released (releasing it hands it to a queued
+    /// session at once): `%ac`/`%fc` count the session, `%bc`/`%sc` do not — HAProxy's counts at
+    /// that moment, before its queue moves.
     func sessionEnded(_ log: SessionLog, _ session: Session, cause: TerminationCause, frontend: FrontendState,
                       process: ProcessState, now: Int64) {
-        guard let logging = log.route.logging, !(logging.dontLogNull && session.toServer.total == 0) else { return }
-        // Before rules chose a backend HAProxy names the frontend; a server that was tried is
-        // named even if it refused (`<NOSRV>`: none was ever chosen).
-        let backend = log.routedAt >= 0 ? session.backendRef?.takeUnretainedValue() : nil
-        let server = session.serverRef?.takeUnretainedValue()
-        // Its own slot (held while it had a server connection) is not counted.
-        let own = session.server >= 0 ? 1 : 0
-        var backendSessions = (backend?.queuedCount.load(ordering: .relaxed) ?? 0) - own
-        for s in backend?.servers ?? [] { backendSessions += s.currentSessions.load(ordering: .relaxed) }
-        let line = log.tcplogLine(
-            frontend: frontend.name, backend: backend?.name, server: server?.name, end: cause,
-            phase: session.state.terminationPhase, now: now, bytesToClient: session.toClient.total,
-            counts: (process.currentConnections.load(ordering: .relaxed), frontend.currentConnections.load(ordering: .relaxed),
-                     max(0, backendSessions), max(0, (server?.currentSessions.load(ordering: .relaxed) ?? 0) - own)),
-            retries: session.policy.backend.retries - session.retriesLeft, client: session.context?.source, clock: &clock)
-        self.log(log.route, level: 6, bytes: line)
+        guard !log.written, let logging = log.route.logging, !(logging.dontLogNull && session.toServer.total == 0) else { return }
+        write(log, session, cause: cause, phase: session.state.terminationPhase, atConnect: false, frontend: frontend, process: process, now: now)
+    }
+
+    private func write(_ log: SessionLog, _ session: Session, cause: TerminationCause, phase: UInt8, atConnect: Bool, frontend: FrontendState,
+                       process: ProcessState, now: Int64) {
+        guard let logging = log.route.logging, let format = log.route.format else { return }
+        // HAProxy's `strm_log`: an error, a timeout, a retry or a redispatch is not normal.
+        let retried = session.policy.backend.retries != session.retriesLeft
+        let failed = cause != .normal || retried || log.redispatched
+        if logging.dontLogNormal && !failed { return }
+        let line = log.line(format, session, frontend: frontend, end: cause, phase: phase, now: now,
+                            asap: logging.logAsap, atConnect: atConnect, process: process, clock: &clock)
+        frontend.logCount.wrappingAdd(1, ordering: .relaxed)
+        self.log(log.route, level: logging.separateErrors && failed ? 3 : 6, bytes: line)
     }
 }
 
