@@ -647,7 +647,7 @@ public final class LoadBalancer: Sendable {
     public func prometheusMetrics() -> String {
         var info = ""
         if case .reply(let text) = RuntimeAPI(balancer: self, version: Self.version).execute("show info", level: .admin) { info = text }
-        let rows = StatsCSV.fields(frontends: frontendStates, backends: backends, now: monotonicMilliseconds())
+        let rows = StatsCSV.fields(statistics())
         return PrometheusExporter.render(info: info, rows: rows, version: "Sluice \(Self.version)")
     }
 
@@ -680,7 +680,7 @@ public final class LoadBalancer: Sendable {
             metrics: { [weak self] in self?.prometheusMetrics() ?? "" },
             rows: { [weak self] in
                 guard let self else { return [] }
-                return StatsCSV.fields(frontends: self.frontendStates, backends: self.backends, now: monotonicMilliseconds())
+                return StatsCSV.fields(self.statistics())
             },
             version: Self.version)
         return (StatsPageServer(listeners: listeners, sources: sources), addresses)

@@ -174,5 +174,41 @@ extension Loopback {
         // The exporter answers without the user, as HAProxy's rules run before the page.
         #expect(try Self.get(ports[1], "/metrics").status == 200)
     }
+
+    /// `LoadBalancer.statistics()`: the typed values behind `show stat`, after known traffic.
+    @Test func theTypedSnapshotCountsWhatHappened() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let down = try Net.closedPort()
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(Self.config(frontendPort: ports[0], statsPort: ports[1], up: echo.port, down: down))
+        defer { proxy.stop() }
+        try eventually("'down' is DOWN") { proxy.balancer.statistics().backend(named: "be")?.servers[1].status == "DOWN" }
+        for _ in 0..<3 {
+            let fd = try Net.connect(ports[0])
+            try Net.sendAll(fd, "hello")
+            shutdown(fd, Int32(SHUT_WR))
+            #expect(try Net.readToEnd(fd) == Array("hello".utf8))
+            close(fd)
+        }
+        try eventually("every session closed") { proxy.balancer.statistics().frontend(named: "fe")?.currentSessions == 0 }
+        let snapshot = proxy.balancer.statistics()
+        let frontend = try #require(snapshot.frontend(named: "fe"))
+        #expect(frontend.totalSessions == 3 && frontend.sessionLimit == nil && frontend.deniedConnections == 0)
+        let backend = try #require(snapshot.backend(named: "be"))
+        #expect(backend.servers.map(\.name) == ["up", "down", "spare"])
+        let (up, dead, spare) = (backend.servers[0], backend.servers[1], backend.servers[2])
+        #expect(up.sessions.totalSessions == 3 && up.sessions.bytesIn == 15 && up.sessions.bytesOut == 15 && up.sessions.maxSessions >= 1)
+        #expect(up.status == "UP" && up.operational == .running && up.check?.lastResult.status == .layer4OK && up.check?.rise == 2)
+        #expect(dead.status == "DOWN" && dead.check?.lastResult.status == .layer4Connection && dead.check?.health == 0)
+        #expect(dead.check?.downTransitions == 1 && dead.sessions.totalSessions == 0)
+        #expect(spare.isBackup && spare.weight == 7 && spare.check == nil && spare.status == "no check")
+        #expect(backend.totals.totalSessions == 3 && backend.totals.bytesIn == 15 && backend.isUp)
+        #expect(backend.activeServers == 1 && backend.backupServers == 1 && backend.weight == 8 && backend.algorithm == .roundRobin)
+        #expect(backend.secondsSinceLastSession == 0 && dead.secondsSinceLastSession == nil)
+        // `show stat` is rendered from it: its rows carry the same numbers.
+        let rows = StatsCSV.fields(snapshot)
+        #expect(rows.first { $0["svname"] == "up" }?["stot"] == "3" && rows.first { $0["svname"] == "BACKEND" }?["bin"] == "15")
+    }
 }
 }

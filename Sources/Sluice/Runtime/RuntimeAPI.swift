@@ -83,8 +83,7 @@ struct RuntimeAPI: Sendable {
         case "quit": return .quit
         case "show info": return .reply(showInfo())
         case "show stat":
-            let now = monotonicMilliseconds()
-            let rows = StatsCSV.rows(frontends: balancer.frontendStates, backends: balancer.backends, now: now)
+            let rows = StatsCSV.rows(balancer.statistics())
             return .reply(([StatsCSV.header] + rows).joined(separator: "\n") + "\n\n")
         case "show servers state": return .reply(showServersState(args.first))
         case "show resolvers":

@@ -1,4 +1,3 @@
-import Synchronization
 /// `show stat`: HAProxy 2.6's CSV, one row per frontend, server and backend. Tools read columns by
 /// name, so the header is HAProxy's exactly; columns Sluice does not track stay empty, as HAProxy
 /// leaves columns that do not apply.
@@ -25,99 +24,73 @@ enum StatsCSV {
     }
 
     /// Every row, in configuration order: frontends, then each backend's servers and its BACKEND row.
-    static func rows(frontends: [FrontendState], backends: [BackendState], now: Int64) -> [String] {
-        fields(frontends: frontends, backends: backends, now: now).map(render)
+    static func rows(_ snapshot: StatisticsSnapshot) -> [String] {
+        fields(snapshot).map(render)
     }
 
-    /// The rows as column name → value (only the columns that have one): what `show stat` and the
-    /// Prometheus exporter both print.
-    static func fields(frontends: [FrontendState], backends: [BackendState], now: Int64) -> [[String: String]] {
+    /// The rows as column name → value (only the columns that have one): what `show stat`, the
+    /// statistics page and the Prometheus exporter print.
+    static func fields(_ snapshot: StatisticsSnapshot) -> [[String: String]] {
         var out: [[String: String]] = []
-        for (id, frontend) in frontends.enumerated() {
-            let current = frontend.currentConnections.load(ordering: .relaxed)
-            let limit = frontend.maxConnections.load(ordering: .relaxed)
-            let total = frontend.totalConnections.load(ordering: .relaxed)
+        for (id, frontend) in snapshot.frontends.enumerated() {
             out.append([
-                "pxname": frontend.name, "svname": "FRONTEND", "scur": "\(current)", "smax": "",
-                "slim": limit == Int.max ? "" : "\(limit)", "stot": "\(total)", "status": "OPEN",
-                "pid": "1", "iid": "\(id + 1)", "sid": "0", "type": "0", "mode": "tcp", "conn_tot": "\(total)",
-                "dcon": "\(frontend.deniedConnections.load(ordering: .relaxed))", "dreq": "\(frontend.deniedRequests.load(ordering: .relaxed))",
-                "ereq": "\(frontend.failedRequests.load(ordering: .relaxed))", "dses": "\(frontend.deniedSessions.load(ordering: .relaxed))",
+                "pxname": frontend.name, "svname": "FRONTEND", "scur": "\(frontend.currentSessions)", "smax": "",
+                "slim": frontend.sessionLimit.map(String.init) ?? "", "stot": "\(frontend.totalSessions)", "status": "OPEN",
+                "pid": "1", "iid": "\(id + 1)", "sid": "0", "type": "0", "mode": "tcp", "conn_tot": "\(frontend.totalSessions)",
+                "dcon": "\(frontend.deniedConnections)", "dreq": "\(frontend.deniedRequests)",
+                "ereq": "\(frontend.failedRequests)", "dses": "\(frontend.deniedSessions)",
             ])
         }
-        for (b, backend) in backends.enumerated() {
-            let servers = backend.servers
-            var totals = ServerStatistics(currentSessions: 0, maxSessions: 0, totalSessions: 0, connectErrors: 0,
-                                          retries: 0, redispatches: 0, bytesIn: 0, bytesOut: 0)
-            var lastSession: Int64 = 0
-            for server in servers {
-                let stats = server.statistics
-                totals.currentSessions += stats.currentSessions
-                totals.totalSessions += stats.totalSessions
-                totals.connectErrors += stats.connectErrors
-                totals.retries += stats.retries
-                totals.redispatches += stats.redispatches
-                totals.bytesIn += stats.bytesIn
-                totals.bytesOut += stats.bytesOut
-                lastSession = max(lastSession, server.lastSessionAt.load(ordering: .relaxed))
-                out.append(serverRow(server, stats: stats, backend: backend, iid: b + 1, now: now))
-            }
-            let usable = servers.filter(\.isUsable)
+        for (b, backend) in snapshot.backends.enumerated() {
+            for server in backend.servers { out.append(serverRow(server, backend: backend.name, iid: b + 1)) }
+            let totals = backend.totals
             out.append([
-                "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queueLength())",
-                "qmax": "\(backend.queueMax.load(ordering: .relaxed))",
-                "qtime": "\(averageWait(backend.dequeuedSessions, backend.dequeuedWaitMs))",
-                "scur": "\(totals.currentSessions)", "stot": "\(totals.totalSessions)",
+                "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queued)", "qmax": "\(backend.maxQueued)",
+                "qtime": "\(backend.averageQueueMs)", "scur": "\(totals.currentSessions)", "stot": "\(totals.totalSessions)",
                 "bin": "\(totals.bytesIn)", "bout": "\(totals.bytesOut)", "econ": "\(totals.connectErrors)", "eresp": "0",
                 "wretr": "\(totals.retries)", "wredis": "\(totals.redispatches)",
-                "status": usable.isEmpty ? "DOWN" : "UP", "weight": "\(usable.reduce(0) { $0 + $1.weight })",
-                "act": "\(usable.filter { !$0.isBackup }.count)", "bck": "\(usable.filter(\.isBackup).count)",
-                "chkdown": "\(servers.reduce(0) { $0 + $1.downTransitionCount })",
+                "status": backend.isUp ? "UP" : "DOWN", "weight": "\(backend.weight)",
+                "act": "\(backend.activeServers)", "bck": "\(backend.backupServers)", "chkdown": "\(backend.downTransitions)",
                 "pid": "1", "iid": "\(b + 1)", "sid": "0", "lbtot": "\(totals.totalSessions)", "type": "1",
-                "lastsess": lastSession == 0 ? "-1" : "\((now - lastSession) / 1000)",
-                "mode": "tcp", "algo": backend.settings.balance.rawValue, "conn_tot": "\(totals.totalSessions)",
+                "lastsess": backend.secondsSinceLastSession.map(String.init) ?? "-1",
+                "mode": "tcp", "algo": backend.algorithm.rawValue, "conn_tot": "\(totals.totalSessions)",
             ])
         }
         return out
     }
 
-    /// `qtime`: the mean wait in a queue, in milliseconds, of the sessions that waited.
-    private static func averageWait(_ count: borrowing Atomic<Int>, _ total: borrowing Atomic<Int>) -> Int {
-        let n = count.load(ordering: .relaxed)
-        return n == 0 ? 0 : total.load(ordering: .relaxed) / n
-    }
-
-    static func serverRow(_ server: ServerState, stats: ServerStatistics, backend: BackendState, iid: Int, now: Int64) -> [String: String] {
+    private static func serverRow(_ server: ServerSnapshot, backend: String, iid: Int) -> [String: String] {
+        let stats = server.sessions
         var row: [String: String] = [
-            "pxname": backend.name, "svname": server.name, "qcur": "\(backend.queueLength(of: server))",
-            "qmax": "\(server.queueMax.load(ordering: .relaxed))", "qtime": "\(averageWait(server.dequeuedSessions, server.dequeuedWaitMs))",
-            "slim": server.maxConnections.map(String.init) ?? "",
-            "throttle": server.throttlePercent(now: now).map(String.init) ?? "",
-            "tracked": server.configuration.track.map { "\($0.backend ?? backend.name)/\($0.server)" } ?? "",
-            "qlimit": server.maxQueueStorage.load(ordering: .relaxed) == Int.max ? "" : "\(server.maxQueueStorage.load(ordering: .relaxed))",
+            "pxname": backend, "svname": server.name, "qcur": "\(server.queued)",
+            "qmax": "\(server.maxQueued)", "qtime": "\(server.averageQueueMs)",
+            "slim": server.sessionLimit.map(String.init) ?? "",
+            "throttle": server.throttlePercent.map(String.init) ?? "",
+            "tracked": server.tracked ?? "",
+            "qlimit": server.queueLimit.map(String.init) ?? "",
             "scur": "\(stats.currentSessions)", "smax": "\(stats.maxSessions)", "stot": "\(stats.totalSessions)",
             "bin": "\(stats.bytesIn)", "bout": "\(stats.bytesOut)", "dresp": "0", "econ": "\(stats.connectErrors)",
             "eresp": "0", "wretr": "\(stats.retries)", "wredis": "\(stats.redispatches)",
-            "status": server.status, "weight": "\(server.effectiveWeight(now: now))",
+            "status": server.status, "weight": "\(server.effectiveWeight)",
             "act": server.isBackup ? "0" : "1", "bck": server.isBackup ? "1" : "0",
-            "lastchg": "\((now - server.lastChange.load(ordering: .relaxed)) / 1000)",
+            "lastchg": "\(server.secondsSinceLastChange)",
             "pid": "1", "iid": "\(iid)", "sid": "\(server.ordinal + 1)", "lbtot": "\(stats.totalSessions)", "type": "2",
-            "lastsess": server.lastSessionAt.load(ordering: .relaxed) == 0 ? "-1" : "\((now - server.lastSessionAt.load(ordering: .relaxed)) / 1000)",
+            "lastsess": server.secondsSinceLastSession.map(String.init) ?? "-1",
             "addr": server.address.description, "mode": "tcp", "uweight": "\(server.weight)",
         ]
-        if let plan = server.checkPlan, server.checksEnabled.load(ordering: .relaxed) {
-            let check = server.lastCheck
-            row["chkfail"] = "\(server.failedChecks.load(ordering: .relaxed))"
-            row["chkdown"] = "\(server.downTransitionCount)"
-            row["downtime"] = "\(server.downtimeSeconds(now: now))"
-            row["check_status"] = check.status.rawValue
-            row["check_code"] = check.code.map(String.init) ?? ""
-            row["check_duration"] = check.status == .initial ? "" : "\(check.durationMs)"
-            row["last_chk"] = check.info
-            row["check_desc"] = check.status.reason
-            row["check_rise"] = "\(plan.rise)"
-            row["check_fall"] = "\(plan.fall)"
-            row["check_health"] = "\(server.health.load(ordering: .relaxed))"
+        if let check = server.check {
+            let last = check.lastResult
+            row["chkfail"] = "\(check.failedChecks)"
+            row["chkdown"] = "\(check.downTransitions)"
+            row["downtime"] = "\(check.downtimeSeconds)"
+            row["check_status"] = last.status.rawValue
+            row["check_code"] = last.code.map(String.init) ?? ""
+            row["check_duration"] = last.status == .initial ? "" : "\(last.durationMs)"
+            row["last_chk"] = last.info
+            row["check_desc"] = last.status.reason
+            row["check_rise"] = "\(check.rise)"
+            row["check_fall"] = "\(check.fall)"
+            row["check_health"] = "\(check.health)"
         }
         return row
     }

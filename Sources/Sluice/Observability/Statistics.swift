@@ -1,0 +1,197 @@
+/// What a running balancer has done and how its servers stand, as values: the numbers `show stat`
+/// prints (its CSV, the statistics page and the Prometheus exporter are rendered from this), taken
+/// at one instant from counters the reactors update without locks.
+///
+/// ```swift
+/// let snapshot = balancer.statistics()
+/// for backend in snapshot.backends {
+///     for server in backend.servers where server.status != "UP" {
+///         print("\(backend.name)/\(server.name): \(server.status), last check \(server.check?.lastResult.description ?? "-")")
+///     }
+/// }
+/// ```
+public struct StatisticsSnapshot: Hashable, Sendable {
+    /// In configuration order.
+    public var frontends: [FrontendStatistics]
+    /// In configuration order, each with its servers.
+    public var backends: [BackendStatistics]
+
+    /// Reads every counter now (`now`: monotonic milliseconds, for the ages and rates).
+    init(frontends: [FrontendState], backends: [BackendState], now: Int64) {
+        self.frontends = frontends.map { FrontendStatistics($0) }
+        self.backends = backends.map { BackendStatistics($0, now: now) }
+    }
+
+    /// A frontend or backend by name.
+    public func frontend(named name: String) -> FrontendStatistics? { frontends.first { $0.name == name } }
+    public func backend(named name: String) -> BackendStatistics? { backends.first { $0.name == name } }
+}
+
+/// One frontend: its sessions and what its rules refused.
+public struct FrontendStatistics: Hashable, Sendable {
+    public var name: String
+    public var currentSessions: Int
+    /// The frontend's `maxconn` (as the runtime API may have changed it); nil: none.
+    public var sessionLimit: Int?
+    public var totalSessions: Int
+    /// Connections refused by `tcp-request connection reject` (`show stat` `dcon`).
+    public var deniedConnections: Int
+    /// Sessions refused by `tcp-request session reject` (`dses`).
+    public var deniedSessions: Int
+    /// Sessions refused by `tcp-request content reject` (`dreq`).
+    public var deniedRequests: Int
+    /// Clients dropped for a missing or malformed PROXY header (`ereq`).
+    public var failedRequests: Int
+
+    init(_ frontend: FrontendState) {
+        name = frontend.name
+        currentSessions = frontend.currentConnections.load(ordering: .relaxed)
+        let limit = frontend.maxConnections.load(ordering: .relaxed)
+        sessionLimit = limit == Int.max ? nil : limit
+        totalSessions = frontend.totalConnections.load(ordering: .relaxed)
+        deniedConnections = frontend.deniedConnections.load(ordering: .relaxed)
+        deniedSessions = frontend.deniedSessions.load(ordering: .relaxed)
+        deniedRequests = frontend.deniedRequests.load(ordering: .relaxed)
+        failedRequests = frontend.failedRequests.load(ordering: .relaxed)
+    }
+}
+
+/// One backend: its servers, their sums, and its queue.
+public struct BackendStatistics: Hashable, Sendable {
+    public var name: String
+    public var algorithm: BalanceAlgorithm
+    public var servers: [ServerSnapshot]
+    /// The servers' counters summed (`maxSessions` is not summed: 0).
+    public var totals: ServerStatistics
+    /// Sessions waiting for any server of the backend (`qcur`), the most at once (`qmax`), and the
+    /// mean wait of those that waited, in milliseconds (`qtime`).
+    public var queued: Int
+    public var maxQueued: Int
+    public var averageQueueMs: Int
+    /// Whether a server can take a session (`status` UP/DOWN).
+    public var isUp: Bool
+    /// The usable servers' weights summed.
+    public var weight: Int
+    /// Usable primary and backup servers (`act`, `bck`).
+    public var activeServers: Int
+    public var backupServers: Int
+    /// Times its servers went DOWN (`chkdown`).
+    public var downTransitions: Int
+    /// Since the last session began, in seconds; nil: none yet.
+    public var secondsSinceLastSession: Int?
+
+    init(_ backend: BackendState, now: Int64) {
+        name = backend.name
+        algorithm = backend.settings.balance
+        let states = backend.servers
+        servers = states.map { ServerSnapshot($0, in: backend, now: now) }
+        totals = ServerStatistics(currentSessions: 0, maxSessions: 0, totalSessions: 0, connectErrors: 0,
+                                  retries: 0, redispatches: 0, bytesIn: 0, bytesOut: 0)
+        for s in servers.map(\.sessions) {
+            totals.currentSessions += s.currentSessions
+            totals.totalSessions += s.totalSessions
+            totals.connectErrors += s.connectErrors
+            totals.retries += s.retries
+            totals.redispatches += s.redispatches
+            totals.bytesIn += s.bytesIn
+            totals.bytesOut += s.bytesOut
+        }
+        queued = backend.queueLength()
+        maxQueued = backend.queueMax.load(ordering: .relaxed)
+        averageQueueMs = averageWait(backend.dequeuedSessions.load(ordering: .relaxed), backend.dequeuedWaitMs.load(ordering: .relaxed))
+        let usable = states.filter(\.isUsable)
+        isUp = !usable.isEmpty
+        weight = usable.reduce(0) { $0 + $1.weight }
+        activeServers = usable.filter { !$0.isBackup }.count
+        backupServers = usable.filter(\.isBackup).count
+        downTransitions = states.reduce(0) { $0 + $1.downTransitionCount }
+        let last = states.map { $0.lastSessionAt.load(ordering: .relaxed) }.max() ?? 0
+        secondsSinceLastSession = last == 0 ? nil : Int((now - last) / 1000)
+    }
+}
+
+/// One server: its state as `show stat` words it, its counters, its queue and its last check.
+public struct ServerSnapshot: Hashable, Sendable {
+    public var name: String
+    public var address: SocketAddress
+    public var isBackup: Bool
+    /// HAProxy's status text: `UP`, `DOWN`, `UP 1/3`, `DRAIN`, `MAINT`, `NOLB`, `no check` …
+    public var status: String
+    public var admin: AdminState
+    public var operational: OperationalState
+    /// The weight set (`uweight`) and the one in effect now (lower during `slowstart`).
+    public var weight: Int
+    public var effectiveWeight: Int
+    public var sessions: ServerStatistics
+    /// `maxconn`; nil: none.
+    public var sessionLimit: Int?
+    /// Sessions waiting for this server, the most at once, `maxqueue` (nil: none), mean wait (ms).
+    public var queued: Int
+    public var maxQueued: Int
+    public var queueLimit: Int?
+    public var averageQueueMs: Int
+    /// `slowstart`'s ramp in percent while it lasts.
+    public var throttlePercent: Int?
+    /// `track`: the server whose state it follows (`backend/server`).
+    public var tracked: String?
+    /// Since the last change of state, and since the last session began (nil: none yet), in seconds.
+    public var secondsSinceLastChange: Int
+    public var secondsSinceLastSession: Int?
+    /// Nil when the server is not checked (or its checks are disabled).
+    public var check: CheckStatistics?
+    /// Its number in the backend, from 0 in configuration order (`sid` − 1).
+    let ordinal: Int
+
+    init(_ server: ServerState, in backend: BackendState, now: Int64) {
+        name = server.name
+        ordinal = server.ordinal
+        address = server.address
+        isBackup = server.isBackup
+        status = server.status
+        admin = server.admin
+        operational = server.operational
+        weight = server.weight
+        effectiveWeight = server.effectiveWeight(now: now)
+        sessions = server.statistics
+        sessionLimit = server.maxConnections
+        queued = backend.queueLength(of: server)
+        maxQueued = server.queueMax.load(ordering: .relaxed)
+        let limit = server.maxQueueStorage.load(ordering: .relaxed)
+        queueLimit = limit == Int.max ? nil : limit
+        averageQueueMs = averageWait(server.dequeuedSessions.load(ordering: .relaxed), server.dequeuedWaitMs.load(ordering: .relaxed))
+        throttlePercent = server.throttlePercent(now: now)
+        tracked = server.configuration.track.map { "\($0.backend ?? backend.name)/\($0.server)" }
+        secondsSinceLastChange = Int((now - server.lastChange.load(ordering: .relaxed)) / 1000)
+        let last = server.lastSessionAt.load(ordering: .relaxed)
+        secondsSinceLastSession = last == 0 ? nil : Int((now - last) / 1000)
+        if let plan = server.checkPlan, server.checksEnabled.load(ordering: .relaxed) {
+            check = CheckStatistics(lastResult: server.lastCheck, failedChecks: server.failedChecks.load(ordering: .relaxed),
+                                    downTransitions: server.downTransitionCount, downtimeSeconds: Int(server.downtimeSeconds(now: now)),
+                                    rise: plan.rise, fall: plan.fall, health: server.health.load(ordering: .relaxed))
+        }
+    }
+}
+
+/// A checked server's health checks.
+public struct CheckStatistics: Hashable, Sendable {
+    public var lastResult: CheckResult
+    public var failedChecks: Int
+    public var downTransitions: Int
+    /// Seconds spent DOWN in all.
+    public var downtimeSeconds: Int
+    public var rise: Int
+    public var fall: Int
+    /// HAProxy's health counter: 0 … rise + fall − 1, UP from `rise`.
+    public var health: Int
+}
+
+/// The mean wait in a queue, in milliseconds, of the sessions that waited.
+private func averageWait(_ count: Int, _ total: Int) -> Int { count == 0 ? 0 : total / count }
+
+extension LoadBalancer {
+    /// Every frontend's, backend's and server's statistics now, as typed values (what `show stat`
+    /// prints).
+    public func statistics() -> StatisticsSnapshot {
+        StatisticsSnapshot(frontends: frontendStates, backends: backends, now: monotonicMilliseconds())
+    }
+}
