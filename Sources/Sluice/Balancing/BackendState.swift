@@ -6,6 +6,7 @@ import Synchronization
 /// (health checks, the runtime API, a reload) change a server's state or the membership and call
 /// `republish()`, which builds a new schedule. Reactors never wait on each other for a pick.
 public final class BackendState: Sendable {
+    /// The backend's name (its `backend` or `listen` line).
     public let name: String
     /// `name` as log lines write it.
     let nameBytes: [UInt8]

@@ -9,6 +9,7 @@ public enum AdminState: UInt8, Sendable, CustomStringConvertible {
     /// No new sessions; checks stop. `disabled` in the configuration starts here.
     case maintenance = 2
 
+    /// HAProxy's word for it in `show servers state` and logs.
     public var description: String {
         switch self {
         case .ready: "READY"
@@ -29,6 +30,7 @@ public enum OperationalState: UInt8, Sendable, CustomStringConvertible {
     /// Up but going down: checks are failing, fewer than `fall` times yet.
     case stopping = 3
 
+    /// As `show stat` writes it.
     public var description: String {
         switch self {
         case .stopped: "DOWN"
@@ -45,16 +47,19 @@ public enum OperationalState: UInt8, Sendable, CustomStringConvertible {
 /// A server's live state, shared by every reactor. Fields are atomics: reactors update counters
 /// without locks; state changes go through the owning `BackendState`, which republishes its schedule.
 public final class ServerState: Sendable {
+    /// The name on its `server` line, unique in its backend.
     public let name: String
     /// A number unique within the backend, for life: sessions mark servers they failed to reach
     /// with bit `ordinal % 64`.
     let ordinal: Int
+    /// `backup`: it takes sessions only when no primary server is usable (or with `option allbackups`).
     public let isBackup: Bool
     private let addressStorage: Mutex<SocketAddress>
 
     /// The server's configuration line, for its policies (`observe`, `on-marked-down` …); a reload
     /// may replace it.
     let configurationStorage: Mutex<Server>
+    /// The `server` line it runs with now (a reload may replace it).
     public var configuration: Server { configurationStorage.withLock { $0 } }
     /// Where and how often checks run; nil without `check`. A reload may replace it.
     let checkPlanStorage: Mutex<CheckPlan?>
@@ -206,8 +211,11 @@ public final class ServerState: Sendable {
 
     var avoidanceBit: UInt64 { 1 << UInt64(ordinal & 63) }
 
+    /// The weight set by the configuration or `set server … weight` (HAProxy's `uweight`); 0 takes it out of rotation.
     public var weight: Int { weightStorage.load(ordering: .relaxed) }
+    /// What the operator decided: ready, drain or maintenance.
     public var admin: AdminState { AdminState(rawValue: adminStorage.load(ordering: .acquiring)) ?? .ready }
+    /// What the health checks (or a followed server) decided.
     public var operational: OperationalState { OperationalState(rawValue: operationalStorage.load(ordering: .acquiring)) ?? .running }
 
     /// The latest health check's outcome (`.initial` before the first, or without `check`).
@@ -274,12 +282,20 @@ public final class ServerState: Sendable {
 
 /// Counters of one server at one instant.
 public struct ServerStatistics: Hashable, Sendable {
+    /// Sessions connected to the server now (`scur`).
     public var currentSessions: Int
+    /// The most at once (`smax`).
     public var maxSessions: Int
+    /// Sessions sent to it since start (`stot`).
     public var totalSessions: Int
+    /// Connection attempts that failed (`econ`).
     public var connectErrors: Int
+    /// Connection attempts made again to it (`wretr`).
     public var retries: Int
+    /// Sessions that went elsewhere after failing to reach it (`wredis`).
     public var redispatches: Int
+    /// Bytes from clients to it (`bin`).
     public var bytesIn: Int
+    /// Bytes from it to clients (`bout`).
     public var bytesOut: Int
 }

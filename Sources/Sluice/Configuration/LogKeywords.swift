@@ -1,5 +1,6 @@
 /// Where and how log lines go: HAProxy's `log` lines, in `global` and in proxies.
 public struct LogTarget: Hashable, Sendable {
+    /// Where lines are sent.
     public enum Destination: Hashable, Sendable, CustomStringConvertible {
         /// `stdout` / `fd@1`.
         case standardOutput
@@ -10,6 +11,7 @@ public struct LogTarget: Hashable, Sendable {
         /// A syslog server over UDP: `<ip>[:port]`, `udp@…`, `udp4@…`, `udp6@…` (port 514 by default).
         case udp(ip: String, port: Int)
 
+        /// As a `log` line writes it.
         public var description: String {
             switch self {
             case .standardOutput: "stdout"
@@ -47,10 +49,13 @@ public struct LogTarget: Hashable, Sendable {
     /// The 8 levels, most severe first (their number is their syslog severity).
     public static let levels = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]
 
+    /// The address of the `log` line.
     public var destination: Destination
     /// `len`: longer lines are truncated to this many bytes (header included). 80–65535.
     public var maxLength: Int = 1024
+    /// `format`: the header before each line.
     public var format: Format = .local
+    /// The syslog facility, 0 (`kern`) to 23 (`local7`): an index into `facilities`.
     public var facility: Int
     /// Only messages at least this severe are sent (7, debug: all).
     public var maxLevel: Int = 7
@@ -59,6 +64,7 @@ public struct LogTarget: Hashable, Sendable {
     /// The line named its `format` (`log-send-hostname` changes only the default one).
     var formatGiven = false
 
+    /// A target at HAProxy's defaults: `len 1024`, `format local`, every level.
     public init(destination: Destination, facility: Int) {
         self.destination = destination
         self.facility = facility
@@ -78,7 +84,9 @@ public struct SessionLogging: Hashable, Sendable {
         public static var tcplog: Style { .format(.tcplog) }
     }
 
+    /// Where the lines go: the global targets with `log global`, then the proxy's own.
     public var targets: [LogTarget]
+    /// What each session's line says and when it is written.
     public var style: Style = .connect
     /// `option dontlognull`: sessions that moved no byte from the client are not logged.
     public var dontLogNull = false
@@ -93,6 +101,7 @@ public struct SessionLogging: Hashable, Sendable {
     /// `log-tag` of the proxy (or the global one; "sluice" by default).
     public var tag: String
 
+    /// Sessions logged at accept (`Connect from …`) to `targets`, tagged `tag`.
     public init(targets: [LogTarget], tag: String) {
         self.targets = targets
         self.tag = tag

@@ -1,8 +1,11 @@
 /// A complete balancer configuration: what `sluice -f` reads, and what an embedding program may
 /// build in code. Plain values; nothing here touches a socket.
 public struct Configuration: Hashable, Sendable {
+    /// The `global` section.
     public var global: Global
+    /// The client side of each `frontend` and `listen`, in file order.
     public var frontends: [Frontend]
+    /// The server side of each `backend` and `listen`, in file order.
     public var backends: [Backend]
     /// `stick-table` declarations, each named after its proxy.
     public var stickTables: [StickTableSpec] = []
@@ -11,6 +14,7 @@ public struct Configuration: Hashable, Sendable {
     /// `mode http` proxies that only serve statistics (page, CSV, Prometheus).
     public var statsPages: [StatsPage] = []
 
+    /// A configuration built in code. Every frontend's `defaultBackend` must name one of `backends`.
     public init(global: Global = Global(), frontends: [Frontend] = [], backends: [Backend] = []) {
         self.global = global
         self.frontends = frontends
@@ -78,12 +82,14 @@ public struct Global: Hashable, Sendable {
     public var bufferSize: Int = 16384
     /// `node` and `description`: names shown by the runtime API's `show info`.
     public var node: String?
+    /// `description`: free text shown by `show info`.
     public var description: String?
     /// `stats timeout`: an idle runtime-API connection is closed after this long. Default 10 s.
     public var statsTimeout: Duration = .seconds(10)
     /// `stats maxconn`: runtime-API connections served at once; more wait. Default 10, as HAProxy.
     public var statsMaxConnections: Int = 10
 
+    /// HAProxy's defaults: one thread, no `maxconn`, no runtime socket.
     public init() {}
 }
 
@@ -96,6 +102,7 @@ public struct CPUMapping: Hashable, Sendable {
     /// `auto:`: the n-th thread gets the n-th CPU instead of the whole set.
     public var automatic: Bool
 
+    /// One `cpu-map` line.
     public init(threads: [Int], cpus: [Int], automatic: Bool) {
         self.threads = threads
         self.cpus = cpus
@@ -119,10 +126,20 @@ public struct CPUMapping: Hashable, Sendable {
 
 /// `stats socket <path> [mode <octal>] [level user|operator|admin]`.
 public struct StatsSocket: Hashable, Sendable {
-    public enum Level: String, Hashable, Sendable { case user, `operator`, admin }
+    /// `level`: what the socket's clients may do.
+    public enum Level: String, Hashable, Sendable {
+        /// Read-only commands that reveal nothing sensitive.
+        case user
+        /// Reading everything, and harmless changes (`clear counters`).
+        case `operator`
+        /// Every command: server states, weights, addresses, shutting sessions down.
+        case admin
+    }
+    /// The UNIX socket's path.
     public var path: String
     /// Permission bits for the socket file; default 0600.
     public var mode: Int = 0o600
+    /// `level`; `operator` by default, as HAProxy.
     public var level: Level = .operator
     /// Owner of the socket file (`uid`/`user`); nil: the process's.
     public var owner: Owner?
@@ -131,10 +148,13 @@ public struct StatsSocket: Hashable, Sendable {
 
     /// A numeric id or a name to look up when the socket is created.
     public enum Owner: Hashable, Sendable {
+        /// A numeric id (`uid`/`gid`).
         case id(Int)
+        /// A name looked up when the socket is created (`user`/`group`).
         case name(String)
     }
 
+    /// A socket at `path` with the given permission bits and level.
     public init(path: String, mode: Int = 0o600, level: Level = .operator) {
         self.path = path
         self.mode = mode
@@ -144,14 +164,18 @@ public struct StatsSocket: Hashable, Sendable {
 
 /// A host (IP literal or name; nil is the wildcard `*`) and a port, as written in the configuration.
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    /// An IP address or a host name; nil or `*`: every address.
     public var host: String?
+    /// The TCP port; 0 lets the kernel choose (`LoadBalancer.listeningAddresses(of:)` tells which).
     public var port: Int
 
+    /// `host:port`.
     public init(host: String?, port: Int) {
         self.host = host
         self.port = port
     }
 
+    /// `host:port` (`[host]:port` for IPv6, `*:port` for every address).
     public var description: String {
         guard let host else { return "*:\(port)" }
         return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
@@ -160,6 +184,7 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 
 /// A listening address (`bind`).
 public struct Bind: Hashable, Sendable {
+    /// The address to listen on.
     public var endpoint: Endpoint
     /// `backlog`: the kernel's accept queue length. Nil: the frontend's `maxconn`, as HAProxy does,
     /// and at least 1,024.
@@ -186,6 +211,7 @@ public struct Bind: Hashable, Sendable {
     /// addresses then stand for the client's everywhere but in `tcp-request connection` rules.
     public var acceptProxy = false
 
+    /// A bind on `endpoint` with HAProxy's defaults for the other parameters.
     public init(endpoint: Endpoint, backlog: Int? = nil) {
         self.endpoint = endpoint
         self.backlog = backlog
@@ -194,7 +220,9 @@ public struct Bind: Hashable, Sendable {
 
 /// The client side of a proxy (`frontend`, or the front half of `listen`).
 public struct Frontend: Hashable, Sendable {
+    /// The frontend's name (its `frontend` or `listen` line).
     public var name: String
+    /// Where it listens (`bind` lines, each address with its parameters).
     public var binds: [Bind]
     /// The backend that receives every connection.
     public var defaultBackend: String
@@ -225,6 +253,7 @@ public struct Frontend: Hashable, Sendable {
     /// Nil: they are not.
     public var logging: SessionLogging?
 
+    /// A frontend sending every session to `defaultBackend`.
     public init(name: String, binds: [Bind], defaultBackend: String, maxConnections: Int? = nil,
                 clientTimeout: Duration? = nil, clientFinTimeout: Duration? = nil) {
         self.name = name
@@ -240,10 +269,14 @@ public struct Frontend: Hashable, Sendable {
 /// `clitcpka-idle|intvl|cnt`): `SO_KEEPALIVE`, and `TCP_KEEPIDLE`/`TCP_KEEPINTVL`/`TCP_KEEPCNT`
 /// where set (nil: the kernel's `net.ipv4.tcp_keepalive_*`).
 public struct TCPKeepAlive: Hashable, Sendable {
+    /// `TCP_KEEPIDLE`: idle time before the first probe; nil: the system's.
     public var idle: Duration?
+    /// `TCP_KEEPINTVL`: time between probes; nil: the system's.
     public var interval: Duration?
+    /// `TCP_KEEPCNT`: probes unanswered before the connection is dropped; nil: the system's.
     public var count: Int?
 
+    /// Keep-alive probes with these settings (nil: the system's).
     public init(idle: Duration? = nil, interval: Duration? = nil, count: Int? = nil) {
         self.idle = idle
         self.interval = interval
@@ -279,12 +312,14 @@ public enum BalanceAlgorithm: String, Hashable, Sendable {
 
 /// The server side of a proxy (`backend`, or the back half of `listen`).
 public struct Backend: Hashable, Sendable {
+    /// The backend's name (its `backend` or `listen` line).
     public var name: String
     /// `load-server-state-from-file` (+ `server-state-file-name`): where the servers' states come
     /// from when Sluice starts.
     public var serverStateSource: ServerStateSource = .none
     /// ACLs and `stick` rules (persistence). Nil: none.
     public var rules: RuleSet?
+    /// `balance`: how a server is chosen for a new session.
     public var balance: BalanceAlgorithm = .roundRobin
     /// `hash-type consistent`: hashing (`balance source`) through a Maglev table, so that a change
     /// in the set of servers moves few clients and instances with the same servers agree.
@@ -296,6 +331,7 @@ public struct Backend: Hashable, Sendable {
     /// `hash-balance-factor <percent>`: with `hash-type consistent` (and `balance random`), no
     /// server takes more than this percentage of the average load per weight. 0: off.
     public var balanceFactor = 0
+    /// Its `server` lines (and the servers of `server-template` lines), in order.
     public var servers: [Server]
     /// `retries`: connection attempts after the first that fails. Default 3, as HAProxy.
     public var retries: Int = 3
@@ -339,6 +375,7 @@ public struct Backend: Hashable, Sendable {
     /// `log-tag` of the backend (or the global one).
     public var logTag: String?
 
+    /// A backend with HAProxy's defaults: round-robin, 3 retries, no timeouts but `timeout connect` 5 s.
     public init(name: String, servers: [Server]) {
         self.name = name
         self.servers = servers
@@ -350,7 +387,9 @@ public struct Backend: Hashable, Sendable {
 
 /// A backend server (`server` line).
 public struct Server: Hashable, Sendable {
+    /// The server's name, unique in its backend.
     public var name: String
+    /// Its address and port.
     public var endpoint: Endpoint
     /// `weight`: share of traffic relative to the other servers, 0...256. Default 1. Zero takes no
     /// new connections.
@@ -409,6 +448,7 @@ public struct Server: Hashable, Sendable {
     /// handed out together, each address to one slot). Nil for a `server` line.
     public var templatePrefix: String?
 
+    /// A server line.
     public init(name: String, endpoint: Endpoint, weight: Int = 1, isBackup: Bool = false,
                 isDisabled: Bool = false, check: ServerCheck? = nil) {
         self.name = name
@@ -422,20 +462,27 @@ public struct Server: Hashable, Sendable {
 
 /// The server another one follows (`track`).
 public struct TrackTarget: Hashable, Sendable, CustomStringConvertible {
+    /// The followed server's backend; nil: the same backend.
     public var backend: String?
+    /// The followed server's name.
     public var server: String
 
+    /// `track [<backend>/]<server>`.
     public init(backend: String?, server: String) {
         self.backend = backend
         self.server = server
     }
 
+    /// As the `track` parameter writes it.
     public var description: String { backend.map { "\($0)/\(server)" } ?? server }
 }
 
 /// The PROXY protocol's versions (`send-proxy`, `send-proxy-v2`).
 public enum ProxyProtocolVersion: Int, Hashable, Sendable {
-    case v1 = 1, v2 = 2
+    /// The text header (`PROXY TCP4 …\r\n`).
+    case v1 = 1
+    /// The binary header.
+    case v2 = 2
 }
 
 /// One method of `init-addr`.
@@ -453,14 +500,20 @@ public enum InitAddressMethod: Hashable, Sendable {
 
 /// A `resolvers` section.
 public struct Resolvers: Hashable, Sendable {
+    /// One `nameserver <name> <address>:<port>` line.
     public struct Nameserver: Hashable, Sendable {
+        /// Its name in the section.
         public var name: String
+        /// Its IP address.
         public var address: String
+        /// Its port (53 by default).
         public var port: Int
         /// `tcp@`: queries go over TCP (otherwise UDP, with TCP when an answer is truncated).
         public var overTCP: Bool
     }
+    /// The section's name, as servers' `resolvers` parameter names it.
     public var name: String
+    /// Queried in turn.
     public var nameservers: [Nameserver] = []
     /// `resolve_retries`: queries sent for one resolution before it fails. Default 3.
     public var retries: Int = 3
@@ -474,14 +527,18 @@ public struct Resolvers: Hashable, Sendable {
     /// ignored (the server keeps its address and state); after it, the server goes to maintenance.
     /// Default 30 s each.
     public var holdNX: Duration = .seconds(30)
+    /// `hold refused`.
     public var holdRefused: Duration = .seconds(30)
+    /// `hold timeout`.
     public var holdTimeout: Duration = .seconds(30)
+    /// `hold other`.
     public var holdOther: Duration = .seconds(30)
     /// `hold obsolete`: how long an address missing from new answers keeps its template slot. Default 0.
     public var holdObsolete: Duration = .zero
     /// `accepted_payload_size`: the EDNS0 payload size announced (512: no EDNS0). Default 512.
     public var acceptedPayloadSize: Int = 512
 
+    /// A section with HAProxy's defaults and no name server yet.
     public init(name: String) { self.name = name }
 }
 
@@ -514,6 +571,7 @@ public struct ServerCheck: Hashable, Sendable {
     /// `fall`: consecutive failures that take a server down. Default 3.
     public var fall: Int = 3
 
+    /// HAProxy's defaults: every 2 s, rise 2, fall 3, to the server's own address.
     public init() {}
 }
 
@@ -546,13 +604,20 @@ public enum ProtocolCheck: Hashable, Sendable {
     case ldap
 }
 
+/// `option httpchk` with its `http-check send` and `http-check expect` lines.
 public struct HTTPCheck: Hashable, Sendable {
+    /// The request's method; `OPTIONS` by default, as HAProxy.
     public var method: String = "OPTIONS"
+    /// The request's target.
     public var uri: String = "/"
+    /// The request's version.
     public var version: String = "HTTP/1.0"
+    /// `http-check send hdr <name> <value>` lines.
     public var headers: [(name: String, value: String)] = []
+    /// `http-check expect`; nil: a 2xx or 3xx status passes.
     public var expect: HTTPExpectation?
 
+    /// `option httpchk` alone: `OPTIONS / HTTP/1.0`, any 2xx or 3xx passes.
     public init() {}
 
     public static func == (a: HTTPCheck, b: HTTPCheck) -> Bool {
@@ -567,18 +632,29 @@ public struct HTTPCheck: Hashable, Sendable {
 }
 
 /// `http-check expect`. Without one, any 2xx or 3xx status passes.
+/// `http-check expect [!] status|rstatus|string|rstring <pattern>`.
 public enum HTTPExpectation: Hashable, Sendable {
+    /// `status <codes>`: the status is one of these (ranges like `200-299`).
     case status([ClosedRange<Int>], negated: Bool)
+    /// `rstatus <regex>`: the status matches.
     case statusRegex(String, negated: Bool)
+    /// `string <text>`: the body contains it.
     case string(String, negated: Bool)
+    /// `rstring <regex>`: the body matches.
     case stringRegex(String, negated: Bool)
 }
 
+/// A `tcp-check` line: the check is a conversation run in order.
 public enum TCPCheckRule: Hashable, Sendable {
+    /// `connect [port <n>]`: where the conversation goes (the server's port when nil).
     case connect(port: Int?)
+    /// `send <text>` / `send-binary <hex>`.
     case send([UInt8])
+    /// `expect [!] string <text>`: what arrived contains it.
     case expectString(String, negated: Bool)
+    /// `expect [!] rstring <regex>`.
     case expectRegex(String, negated: Bool)
+    /// `expect [!] binary <hex>`.
     case expectBinary([UInt8], negated: Bool)
 }
 
@@ -592,6 +668,7 @@ extension Duration {
 
 /// `load-server-state-from-file global|local|none`.
 public enum ServerStateSource: Hashable, Sendable {
+    /// `none`: servers start from the configuration alone.
     case none
     /// The global `server-state-file`.
     case global

@@ -1,5 +1,6 @@
 /// A configuration read from text, with the warnings its reading produced.
 public struct ParsedConfiguration: Sendable {
+    /// What runs.
     public var configuration: Configuration
     /// Keywords accepted but without effect at Layer 4, and similar notices. Never empty-handed:
     /// each names file:line and the keyword.

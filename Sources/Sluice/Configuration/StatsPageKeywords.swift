@@ -2,7 +2,9 @@
 /// and `http-request use-service prometheus-exporter`. Sluice serves it with a small HTTP/1.1
 /// responder of its own; any other use of `mode http` stays refused.
 public struct StatsPage: Hashable, Sendable {
+    /// The proxy's name.
     public var name: String
+    /// Where it listens.
     public var binds: [Bind]
     /// Where the statistics page answers (`stats uri`; `/haproxy?stats` with `stats enable`);
     /// nil: no page.
@@ -20,6 +22,7 @@ public struct StatsPage: Hashable, Sendable {
     /// `stats hide-version`.
     public var hideVersion = false
 
+    /// A statistics proxy serving the defaults: the page at `/`, no user, no exporter.
     public init(name: String, binds: [Bind]) {
         self.name = name
         self.binds = binds

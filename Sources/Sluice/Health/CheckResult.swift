@@ -1,17 +1,28 @@
 /// The outcome of one health check, in HAProxy's vocabulary (`check_status` in `show stat`).
 public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
+    /// HAProxy's check statuses that Layer-4 checks produce, by their `show stat` codes.
     public enum Status: String, Hashable, Sendable {
         /// Not checked yet.
         case initial = "INI"
+        /// The connection was accepted (a plain TCP check passed).
         case layer4OK = "L4OK"
+        /// The connection was not established in time.
         case layer4Timeout = "L4TOUT"
+        /// The connection was refused or failed.
         case layer4Connection = "L4CON"
+        /// A TLS hello check passed.
         case layer6OK = "L6OK"
+        /// The TLS hello got no answer in time.
         case layer6Timeout = "L6TOUT"
+        /// The TLS hello's answer was not TLS.
         case layer6Response = "L6RSP"
+        /// The protocol check passed.
         case layer7OK = "L7OK"
+        /// The server answered with a failing status (an HTTP 503, a MySQL error …).
         case layer7Status = "L7STS"
+        /// The answer was not what the protocol says (or did not match `expect`).
         case layer7Response = "L7RSP"
+        /// The answer did not come in time.
         case layer7Timeout = "L7TOUT"
 
         /// HAProxy's sentence for the status, used in transition logs.
@@ -31,9 +42,11 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
             }
         }
 
+        /// Whether the check passed.
         public var passed: Bool { self == .layer4OK || self == .layer6OK || self == .layer7OK }
     }
 
+    /// The verdict.
     public var status: Status
     /// The HTTP status code, for HTTP checks that got one.
     public var code: Int?
@@ -42,6 +55,7 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
     /// Milliseconds from connect to verdict.
     public var durationMs: Int64
 
+    /// A result as a check, `set server health` or a test reports it.
     public init(status: Status, code: Int? = nil, info: String = "", durationMs: Int64 = 0) {
         self.status = status
         self.code = code

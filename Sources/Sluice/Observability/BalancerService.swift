@@ -16,6 +16,7 @@ import Glibc
 /// (then every session is closed at once), and returns once every thread of the balancer has
 /// ended. A failed start throws.
 extension LoadBalancer: Service {
+    /// Starts the balancer and serves until the service group shuts down (see above).
     public func run() async throws {
         try start()
         await withTaskCancellationHandler {

@@ -7,10 +7,13 @@ public enum BalancerEvent: Sendable, Equatable {
     case serverHealth(backend: String, server: String, from: OperationalState, to: OperationalState, reason: String?)
     /// The admin state changed: the runtime API, the library, DNS resolution, a state file.
     case serverAdmin(backend: String, server: String, from: AdminState, to: AdminState, reason: String?)
+    /// The weight changed (`set server … weight`, the library, a reload).
     case serverWeight(backend: String, server: String, from: Int, to: Int)
     /// `by`: what changed it (`stats socket command`, `dns/ns1`, `DNS additional record` …).
     case serverAddress(backend: String, server: String, from: String, to: String, by: String)
+    /// `add server` (or `LoadBalancer.addServer`): the server exists, in maintenance.
     case serverAdded(backend: String, server: String)
+    /// `del server` (or `LoadBalancer.removeServer`).
     case serverRemoved(backend: String, server: String)
     /// A reload was applied, with its notices for the operator.
     case reloaded(notices: [String])

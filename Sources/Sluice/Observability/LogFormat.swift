@@ -19,6 +19,7 @@ public struct LogFormat: Hashable, Sendable {
 
     /// HAProxy's `option tcplog`.
     public static let tcplogText = "%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq"
+    /// `option tcplog`: `tcplogText` compiled.
     public static let tcplog: LogFormat = {
         guard case .success(let format) = LogFormat.parse(tcplogText, readFile: Parser.readFile) else {
             preconditionFailure("HAProxy's tcplog format must parse")

@@ -22,17 +22,21 @@ public struct StatisticsSnapshot: Hashable, Sendable {
         self.backends = backends.map { BackendStatistics($0, now: now) }
     }
 
-    /// A frontend or backend by name.
+    /// A frontend by name.
     public func frontend(named name: String) -> FrontendStatistics? { frontends.first { $0.name == name } }
+    /// A backend by name.
     public func backend(named name: String) -> BackendStatistics? { backends.first { $0.name == name } }
 }
 
 /// One frontend: its sessions and what its rules refused.
 public struct FrontendStatistics: Hashable, Sendable {
+    /// The frontend's name.
     public var name: String
+    /// Sessions open now (`scur`).
     public var currentSessions: Int
     /// The frontend's `maxconn` (as the runtime API may have changed it); nil: none.
     public var sessionLimit: Int?
+    /// Sessions since start (`stot`).
     public var totalSessions: Int
     /// Connections refused by `tcp-request connection reject` (`show stat` `dcon`).
     public var deniedConnections: Int
@@ -58,22 +62,27 @@ public struct FrontendStatistics: Hashable, Sendable {
 
 /// One backend: its servers, their sums, and its queue.
 public struct BackendStatistics: Hashable, Sendable {
+    /// The backend's name.
     public var name: String
+    /// `balance`.
     public var algorithm: BalanceAlgorithm
+    /// In configuration order (servers added at run time last).
     public var servers: [ServerSnapshot]
     /// The servers' counters summed (`maxSessions` is not summed: 0).
     public var totals: ServerStatistics
-    /// Sessions waiting for any server of the backend (`qcur`), the most at once (`qmax`), and the
-    /// mean wait of those that waited, in milliseconds (`qtime`).
+    /// Sessions waiting for any server of the backend now (`qcur`).
     public var queued: Int
+    /// The most that waited at once (`qmax`).
     public var maxQueued: Int
+    /// The mean wait of the sessions that waited, in milliseconds (`qtime`).
     public var averageQueueMs: Int
     /// Whether a server can take a session (`status` UP/DOWN).
     public var isUp: Bool
     /// The usable servers' weights summed.
     public var weight: Int
-    /// Usable primary and backup servers (`act`, `bck`).
+    /// Usable primary servers (`act`).
     public var activeServers: Int
+    /// Usable backup servers (`bck`).
     public var backupServers: Int
     /// Times its servers went DOWN (`chkdown`).
     public var downTransitions: Int
@@ -112,30 +121,41 @@ public struct BackendStatistics: Hashable, Sendable {
 
 /// One server: its state as `show stat` words it, its counters, its queue and its last check.
 public struct ServerSnapshot: Hashable, Sendable {
+    /// The server's name.
     public var name: String
+    /// Where sessions go now (DNS or `set server addr` may have changed it).
     public var address: SocketAddress
+    /// `backup`.
     public var isBackup: Bool
     /// HAProxy's status text: `UP`, `DOWN`, `UP 1/3`, `DRAIN`, `MAINT`, `NOLB`, `no check` …
     public var status: String
+    /// What the operator decided.
     public var admin: AdminState
+    /// What the checks decided.
     public var operational: OperationalState
-    /// The weight set (`uweight`) and the one in effect now (lower during `slowstart`).
+    /// The weight set (`uweight`).
     public var weight: Int
+    /// The weight in effect now (lower while `slowstart` ramps it).
     public var effectiveWeight: Int
+    /// Its counters.
     public var sessions: ServerStatistics
     /// `maxconn`; nil: none.
     public var sessionLimit: Int?
-    /// Sessions waiting for this server, the most at once, `maxqueue` (nil: none), mean wait (ms).
+    /// Sessions waiting for this server now (`qcur`).
     public var queued: Int
+    /// The most that waited at once (`qmax`).
     public var maxQueued: Int
+    /// `maxqueue`; nil: none.
     public var queueLimit: Int?
+    /// The mean wait of the sessions that waited, in milliseconds (`qtime`).
     public var averageQueueMs: Int
     /// `slowstart`'s ramp in percent while it lasts.
     public var throttlePercent: Int?
     /// `track`: the server whose state it follows (`backend/server`).
     public var tracked: String?
-    /// Since the last change of state, and since the last session began (nil: none yet), in seconds.
+    /// Seconds since the last change of state (`lastchg`).
     public var secondsSinceLastChange: Int
+    /// Seconds since the last session began (`lastsess`); nil: none yet.
     public var secondsSinceLastSession: Int?
     /// Nil when the server is not checked (or its checks are disabled).
     public var check: CheckStatistics?
@@ -174,12 +194,17 @@ public struct ServerSnapshot: Hashable, Sendable {
 
 /// A checked server's health checks.
 public struct CheckStatistics: Hashable, Sendable {
+    /// The last check's verdict, code, text and duration.
     public var lastResult: CheckResult
+    /// Checks that failed since start (`chkfail`).
     public var failedChecks: Int
+    /// Times the checks took it DOWN (`chkdown`).
     public var downTransitions: Int
     /// Seconds spent DOWN in all.
     public var downtimeSeconds: Int
+    /// `rise`: successes that bring it UP.
     public var rise: Int
+    /// `fall`: failures that take it DOWN.
     public var fall: Int
     /// HAProxy's health counter: 0 … rise + fall − 1, UP from `rise`.
     public var health: Int

@@ -8,6 +8,7 @@ import Glibc
 public struct PidFile: ~Copyable {
     private let directory: CInt
     private let name: String
+    /// The file's path as given.
     public let path: String
 
     /// Writes `getpid()` and a newline to `path`, replacing what was there.

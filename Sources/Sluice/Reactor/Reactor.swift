@@ -31,7 +31,9 @@ protocol Reactor: AnyObject {
 
 /// Which reactor backend runs the reactors (`io-engine` in `global`, a Sluice extension).
 public enum IOEngine: String, Hashable, Sendable, CaseIterable {
+    /// Readiness through `epoll(7)`, then `splice(2)` and `recv`/`send` calls.
     case epoll
+    /// Completions through `io_uring(7)`: fewer system calls per event (the default where the kernel allows it).
     case ioUring = "io_uring"
 
     /// Whether this kernel lets the process use the engine (io_uring may be disabled by sysctl

@@ -263,5 +263,6 @@ final class PatternSet: Sendable {
         set = PatternSet(builder)
     }
 
+    /// Whether an address (host byte order) is in one of the networks.
     public func contains(ipv4 address: UInt32) -> Bool { set.matches(.ip(.v4(address))) }
 }

@@ -504,6 +504,7 @@ enum HTTPInspection {
     let peer: SocketAddress
     let local: SocketAddress
 
+    /// A probe of `frontend`'s rules for a client at `source:port` reaching `destinationPort`; nil without such a frontend or rules.
     public init?(_ balancer: LoadBalancer, frontend name: String, source: String, port: Int, destinationPort: Int) {
         guard let frontend = balancer.frontendState(named: name), let routing = frontend.current.routing,
               let peer = SocketAddress(ip: source, port: port), let local = SocketAddress(ip: "127.0.0.1", port: destinationPort) else { return nil }

@@ -143,6 +143,7 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     public static func == (a: RuleSet, b: RuleSet) -> Bool { a === b }
     public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 
+    /// How many ACLs and rules of each kind.
     public var description: String {
         "\(aclNames.count) ACL(s), \(connectionRules.count) connection, \(sessionRules.count) session and \(contentRules.count) content rule(s), \(switching.count) use_backend rule(s)"
     }

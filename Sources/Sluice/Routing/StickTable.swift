@@ -74,9 +74,20 @@ enum StickData: Hashable, Sendable {
 
 /// `stick-table type … size … expire … store …`, as declared.
 public struct StickTableSpec: Hashable, Sendable {
-    public enum KeyType: Hashable, Sendable { case ipv4, ipv6, integer, string(length: Int) }
+    /// `type`: what the table's keys are.
+    public enum KeyType: Hashable, Sendable {
+        /// `type ip`.
+        case ipv4
+        /// `type ipv6`.
+        case ipv6
+        /// `type integer`.
+        case integer
+        /// `type string [len <n>]`: keys are cut to `length` bytes.
+        case string(length: Int)
+    }
     /// The proxy that declares it; tables are named after their proxy.
     public var name: String
+    /// `type`.
     public var keyType: KeyType
     /// `size`: entries at most; the least recently used unreferenced entry makes room.
     public var size: Int

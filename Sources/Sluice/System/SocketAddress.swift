@@ -129,6 +129,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// `ip:port`, or `[ip]:port` for IPv6.
     public var description: String { family == AF_INET6 ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
 
     /// The IP in network byte order: 4 bytes for IPv4, 16 for IPv6.

@@ -13,6 +13,7 @@ public struct SystemError: Error, Hashable, CustomStringConvertible, Sendable {
     /// What the call acted on (an address, a path), when known.
     public let operand: String?
 
+    /// A failure of `call` with `errno` `code`, on `operand` when there is one.
     public init(code: CInt, call: String, operand: String? = nil) {
         self.code = code
         self.call = call
@@ -28,6 +29,7 @@ public struct SystemError: Error, Hashable, CustomStringConvertible, Sendable {
     /// The errno's symbolic name, e.g. `ECONNREFUSED`, for the codes a proxy meets.
     public var name: String { Self.names[code] ?? "errno \(code)" }
 
+    /// `call(operand): strerror(code)`.
     public var description: String {
         let what = operand.map { " \($0)" } ?? ""
         return "\(call)\(what): \(reason) (\(name))"
@@ -53,7 +55,9 @@ public struct SystemError: Error, Hashable, CustomStringConvertible, Sendable {
 /// The outcome of a non-blocking call: done, or it would have blocked.
 @frozen
 public enum IOResult<T: Sendable>: Sendable {
+    /// The call did its work and returned this.
     case processed(T)
+    /// The call would have waited (`EAGAIN`): try again when the descriptor is ready.
     case wouldBlock
 }
 
