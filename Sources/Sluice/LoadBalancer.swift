@@ -289,7 +289,7 @@ public final class LoadBalancer: Sendable {
             if let existing = run.frontends[frontend.name] {
                 existing.update(frontend, backend: backend, routing: routing, log: log)
             } else {
-                run.frontends[frontend.name] = FrontendState(frontend, backend: backend, routing: routing, log: log)
+                run.frontends[frontend.name] = FrontendState(frontend, backend: backend, routing: routing, log: log, events: run.events)
             }
         }
         for (name, frontend) in run.frontends where !configuration.frontends.contains(where: { $0.name == name }) {

@@ -82,6 +82,43 @@ extension Loopback {
         if case .reloadFailed(let reason) = events.last { #expect(reason.contains("no-such-host.invalid")) } else { Issue.record("no reloadFailed: \(events)") }
     }
 
+    /// A frontend at its `maxconn` stops accepting (the next client waits in the backlog) and
+    /// says so; it says when it accepts again, and the waiting client is then served.
+    @Test func aFrontendAtItsLimitAnnouncesThePauseAndTheResumption() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let proxy = try RunningProxy("""
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:0
+              maxconn 1
+              default_backend be
+            backend be
+              server s1 127.0.0.1:\(echo.port)
+
+            """)
+        defer { proxy.stop() }
+        let collector = Collector(proxy.balancer.events())
+        defer { collector.cancel() }
+        let first = try Net.connect(proxy.port)
+        try Net.sendAll(first, "one")
+        #expect(try Net.read(first, count: 3) == Array("one".utf8))
+        let second = try Net.connect(proxy.port)  // completes in the kernel's backlog
+        defer { close(second) }
+        try Net.sendAll(second, "two")
+        try eventually("the pause announced") { collector.all.contains(.acceptingPaused(frontend: "fe", limit: .frontend)) }
+        #expect(!collector.all.contains { if case .acceptingResumed = $0 { true } else { false } })
+        close(first)
+        #expect(try Net.read(second, count: 3) == Array("two".utf8), "the waiting client is served once the first leaves")
+        try eventually("the resumption announced") {
+            collector.all.contains { if case .acceptingResumed(frontend: "fe", let after) = $0 { after >= 0 } else { false } }
+        }
+        let limits = collector.all.filter {
+            switch $0 { case .acceptingPaused, .acceptingResumed: true; default: false }
+        }
+        #expect(limits.count == 2, "one pause, one resumption: \(limits)")
+    }
+
     @Test func aSubscriberThatDoesNotReadKeepsTheNewestAndTheRestIsCounted() throws {
         let up = try TestServer(.identify("up"))
         defer { up.stop() }

@@ -40,28 +40,30 @@ final class ProcessState: Sendable {
 
     /// Takes one connection slot in the process, the frontend and the bind, or returns false at a
     /// `maxconn`.
-    func admit(_ frontend: FrontendState, _ limit: ConnectionLimit?) -> Bool {
+    /// Counts one more session against every limit it is under; the limit that refuses it, if any
+    /// (nothing is counted then).
+    func admit(_ frontend: FrontendState, _ limit: ConnectionLimit?) -> AcceptLimit? {
         if currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > maxConnections {
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            return false
+            return .process
         }
         if frontend.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > frontend.maxConnections.load(ordering: .relaxed) {
             frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            return false
+            return .frontend
         }
         if !frontend.sessionRateAllows() {
             frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            return false
+            return .sessionRate
         }
         if let limit, limit.current.wrappingAdd(1, ordering: .relaxed).newValue > limit.maximum {
             limit.current.wrappingSubtract(1, ordering: .relaxed)
             frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            return false
+            return .bind
         }
-        return true
+        return nil
     }
 
     func release(_ frontend: FrontendState, _ limit: ConnectionLimit?) {
@@ -103,6 +105,34 @@ final class FrontendState: Sendable {
         return limit == 0 || sessionRate.rate(now: monotonicMilliseconds(), period: 1000) < limit
     }
 
+    /// Where pauses and resumptions of accepting are announced (`LoadBalancer.events`).
+    let events: EventHub?
+    /// Listeners of this frontend paused now, over every reactor; when the last pause was
+    /// announced (monotonic ms), and whether its resumption is owed.
+    private let pausedListeners = Atomic<Int>(0)
+    private let lastAnnounced = Atomic<Int64>(Int64.min / 2)
+    private let resumptionOwed = Atomic<Bool>(false)
+    private let pausedAt = Atomic<Int64>(0)
+
+    /// A reactor stopped accepting on one of its listeners: when it is the frontend's first,
+    /// subscribers hear it — at most once a second (a frontend held at its limit pauses and resumes
+    /// as each session ends), each announced pause followed by its resumption.
+    func listenerPaused(_ reason: AcceptLimit, now: Int64) {
+        guard pausedListeners.wrappingAdd(1, ordering: .relaxed).oldValue == 0, let events, events.hasSubscribers,
+              now - lastAnnounced.load(ordering: .relaxed) >= 1000 else { return }
+        lastAnnounced.store(now, ordering: .relaxed)
+        pausedAt.store(now, ordering: .relaxed)
+        resumptionOwed.store(true, ordering: .relaxed)
+        events.publish(.acceptingPaused(frontend: name, limit: reason))
+    }
+
+    /// A paused listener accepts again: when none is left paused, an announced pause ends.
+    func listenerResumed(now: Int64) {
+        guard pausedListeners.wrappingSubtract(1, ordering: .relaxed).newValue == 0,
+              resumptionOwed.exchange(false, ordering: .relaxed) else { return }
+        events?.publish(.acceptingResumed(frontend: name, afterMs: Int(now - pausedAt.load(ordering: .relaxed))))
+    }
+
     /// A new session began: counted in the totals and, under `rate-limit sessions`, in the rate.
     func countSession() {
         totalConnections.wrappingAdd(1, ordering: .relaxed)
@@ -132,8 +162,9 @@ final class FrontendState: Sendable {
         var log: LogRoute?
     }
 
-    init(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?) {
+    init(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?, events: EventHub? = nil) {
         name = frontend.name
+        self.events = events
         nameBytes = Array(frontend.name.utf8)
         maxConnections = Atomic(frontend.maxConnections ?? Int.max)
         policy = Mutex(Self.policy(frontend, backend, routing, log))

@@ -231,7 +231,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                     reactor.unwatch(listeners[l].fd, token: Token(.listener, index: l).raw)
                     closeDescriptor(listeners[l].fd)
                     listeners[l].fd = -1
-                    if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1 }
+                    if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1; listeners[l].frontend.listenerResumed(now: reactor.now) }
                 }
                 for listener in add {
                     if draining {
@@ -296,8 +296,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let wantsPeer = bind.acceptProxy || frontend.wantsPeer
         var peer: SocketAddress?
         for _ in 0..<acceptBatch {
-            guard process.admit(frontend, limit) else {
-                pause(l)
+            if let refused = process.admit(frontend, limit) {
+                pause(l, refused)
                 return
             }
             let fd: CInt
@@ -315,7 +315,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                     // The connection stays in the kernel's backlog; existing sessions go on.
                     process.noteDescriptorExhaustion()
                     logExhaustion("accept on frontend '\(frontend.name)': \(error); pausing accepts until descriptors free up")
-                    pause(l)
+                    pause(l, .descriptors)
                     return
                 }
                 continue  // ECONNABORTED, EPROTO …: that client is gone, the next may not be
@@ -326,10 +326,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     }
 
     /// Stops accepting on a listener; its connections wait in the kernel backlog.
-    private func pause(_ l: Int) {
+    private func pause(_ l: Int, _ limit: AcceptLimit) {
         if !listeners[l].paused {
             listeners[l].paused = true
             pausedListeners += 1
+            listeners[l].frontend.listenerPaused(limit, now: reactor.now)
         }
         // A slot may free on another thread, or a descriptor anywhere: look again soon.
         if !resumeTimerArmed {
@@ -343,6 +344,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         for l in listeners.indices where listeners[l].paused {
             listeners[l].paused = false
             pausedListeners -= 1
+            listeners[l].frontend.listenerResumed(now: reactor.now)
             accept(from: l)  // edge-triggered: the backlog will not signal again by itself
         }
     }
@@ -352,7 +354,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             reactor.unwatch(listeners[l].fd, token: Token(.listener, index: l).raw)
             closeDescriptor(listeners[l].fd)
             listeners[l].fd = -1
-            if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1 }
+            if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1; listeners[l].frontend.listenerResumed(now: reactor.now) }
         }
         pendingAccepts.removeAll()
     }
@@ -530,7 +532,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 logExhaustion("backend '\(backend.name)': no descriptor left for a server connection (\(error)); clients wait up to timeout queue")
                 sessions[i].state = .descriptorWait
                 sessions[i].phaseDeadline = reactor.now + resumeIntervalMs
-                for l in listeners.indices where listeners[l].fd >= 0 { pause(l) }
+                for l in listeners.indices where listeners[l].fd >= 0 { pause(l, .descriptors) }
                 arm(i)
             } else {
                 server.totalSessions.wrappingAdd(1, ordering: .relaxed)

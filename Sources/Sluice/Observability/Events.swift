@@ -19,6 +19,25 @@ public enum BalancerEvent: Sendable, Equatable {
     case reloaded(notices: [String])
     /// A reload was refused; the running configuration is unchanged.
     case reloadFailed(reason: String)
+    /// A frontend stopped accepting: new connections wait in the kernel's backlog until a session
+    /// ends (or descriptors free up). At most one a second per frontend is announced.
+    case acceptingPaused(frontend: String, limit: AcceptLimit)
+    /// The frontend accepts again, after the pause announced before.
+    case acceptingResumed(frontend: String, afterMs: Int)
+}
+
+/// The limit that made a frontend stop accepting.
+public enum AcceptLimit: String, Sendable, Equatable {
+    /// The global `maxconn`: the process holds as many sessions as it may.
+    case process
+    /// The frontend's `maxconn`.
+    case frontend
+    /// A `bind … maxconn`.
+    case bind
+    /// `rate-limit sessions`: the frontend accepted as many sessions as it may this second.
+    case sessionRate
+    /// No descriptor left for a new connection (the process's or the system's limit).
+    case descriptors
 }
 
 /// Hands events to every subscriber without ever waiting: each subscriber has a bounded buffer
