@@ -647,8 +647,8 @@ public final class LoadBalancer: Sendable {
     public func prometheusMetrics() -> String {
         var info = ""
         if case .reply(let text) = RuntimeAPI(balancer: self, version: Self.version).execute("show info", level: .admin) { info = text }
-        let rows = StatsCSV.fields(statistics())
-        return PrometheusExporter.render(info: info, rows: rows, version: "Sluice \(Self.version)")
+        let snapshot = statistics()
+        return PrometheusExporter.render(info: info, rows: StatsCSV.fields(snapshot), backends: snapshot.backends, version: "Sluice \(Self.version)")
     }
 
     /// The addresses a statistics proxy (`mode http` with `stats` or the Prometheus exporter)

@@ -410,5 +410,8 @@ extension Loopback.LoggingTests {
         let theirs = try lines("HAProxy", haproxyPort, haproxySocket, haproxyLogs)
         #expect(ours == theirs, "Sluice wrote\n\(ours.joined())\nHAProxy 2.6 wrote\n\(theirs.joined())")
         #expect(ours.map { $0.split(separator: " ").last.map(String.init) ?? "" } == ["0/0\n", "0/1\n", "0/2\n"])
+        // The two that waited are in the backend's queue-time histogram (`sluice_backend_queue_time_seconds`).
+        let waits = proxy.balancer.statistics().backend(named: "one")?.queueTime
+        #expect(waits?.count == 2 && waits?.cumulativeCounts.count == 19, "\(String(describing: waits))")
     }
 }

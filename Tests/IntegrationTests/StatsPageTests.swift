@@ -101,10 +101,10 @@ extension Loopback {
 
         // Every family Sluice writes is HAProxy's, with HAProxy's type, and every sample of the
         // configuration's proxies exists in HAProxy's page with the same labels.
-        for (family, type) in ours.types {
+        for (family, type) in ours.types where !family.hasPrefix("sluice_") {
             #expect(theirs.types[family] == type, "\(family): Sluice \(type), HAProxy \(theirs.types[family] ?? "absent")")
         }
-        for sample in ours.samples.keys where !sample.hasPrefix("haproxy_process_") {
+        for sample in ours.samples.keys where !sample.hasPrefix("haproxy_process_") && !sample.hasPrefix("sluice_") {
             #expect(theirs.samples[sample] != nil, "\(sample) is not in HAProxy's page")
         }
         // What dashboards plot is there, with the same values.
@@ -128,6 +128,19 @@ extension Loopback {
                     "\(sample): Sluice \(ours.samples[sample].map { "\($0)" } ?? "absent"), HAProxy \(theirs.samples[sample].map { "\($0)" } ?? "absent")")
         }
         #expect(ours.samples["haproxy_frontend_sessions_total{proxy=\"fe\"}"] == 5)
+        // Sluice's own histograms: real buckets (cumulative, ending at +Inf = _count), per backend.
+        for (name, count) in [("connect_time", 5.0), ("session_duration", 5.0), ("queue_time", 0.0)] {
+            let family = "sluice_backend_\(name)_seconds"
+            #expect(ours.types[family] == "histogram")
+            let buckets = ours.samples.filter { $0.key.hasPrefix(family + "_bucket{proxy=\"be\",") }
+            #expect(buckets.count == 19, "\(family): \(buckets.count) buckets")
+            #expect(ours.samples[family + "_bucket{proxy=\"be\",le=\"+Inf\"}"] == count && ours.samples[family + "_count{proxy=\"be\"}"] == count)
+            let ordered = oursText.split(separator: "\n").filter { $0.hasPrefix(family + "_bucket{proxy=\"be\",") }.compactMap { Double($0.split(separator: " ").last!) }
+            #expect(ordered == ordered.sorted(), "\(family): buckets are cumulative")
+            #expect((ours.samples[family + "_sum{proxy=\"be\"}"] ?? -1) >= 0)
+        }
+        // Loopback sessions that last a few milliseconds: every one under 5 s.
+        #expect(ours.samples["sluice_backend_session_duration_seconds_bucket{proxy=\"be\",le=\"5\"}"] == 5)
 
         // The Prometheus client library reads the page (scripts/test installs prometheus_client).
         let parser = Process()
@@ -206,6 +219,8 @@ extension Loopback {
         #expect(backend.totals.totalSessions == 3 && backend.totals.bytesIn == 15 && backend.isUp)
         #expect(backend.activeServers == 1 && backend.backupServers == 1 && backend.weight == 8 && backend.algorithm == .roundRobin)
         #expect(backend.secondsSinceLastSession == 0 && dead.secondsSinceLastSession == nil)
+        #expect(backend.connectTime.count == 3 && backend.sessionDuration.count == 3 && backend.queueTime.count == 0)
+        #expect(backend.sessionDuration.bounds.first == .milliseconds(1) && backend.sessionDuration.bounds.last == .seconds(3600))
         // `show stat` is rendered from it: its rows carry the same numbers.
         let rows = StatsCSV.fields(snapshot)
         #expect(rows.first { $0["svname"] == "up" }?["stot"] == "3" && rows.first { $0["svname"] == "BACKEND" }?["bin"] == "15")

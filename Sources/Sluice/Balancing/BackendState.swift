@@ -58,6 +58,12 @@ public final class BackendState: Sendable {
     let queueMax = Atomic<Int>(0)
     let dequeuedSessions = Atomic<Int>(0)
     let dequeuedWaitMs = Atomic<Int>(0)
+    /// Histograms of the time to connect to a server (the successful attempt), of sessions'
+    /// lengths (from accept to close, for sessions that reached a server) and of waits in the
+    /// queue (the `sluice_backend_*_seconds` metrics).
+    let connectTime = DurationHistogram()
+    let sessionDuration = DurationHistogram()
+    let queueTime = DurationHistogram()
 
     /// Where state changes are announced (`LoadBalancer.events`); nil in unit tests.
     let events: EventHub?

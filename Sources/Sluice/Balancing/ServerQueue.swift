@@ -111,6 +111,7 @@ extension BackendState {
             server.dequeuedWaitMs.wrappingAdd(waited, ordering: .relaxed)
             dequeuedSessions.wrappingAdd(1, ordering: .relaxed)
             dequeuedWaitMs.wrappingAdd(waited, ordering: .relaxed)
+            queueTime.observe(Int64(waited))
             entry.waker.dequeued(entry.token, to: server, of: self)
         }
     }

@@ -305,6 +305,10 @@ struct Session {
     var serverEnd = PeerEnd.open
 
     /// Monotonic milliseconds of the last byte moved on each side.
+    /// When it was accepted, and when its current connection attempt began (monotonic ms): the
+    /// backend's session-duration and connect-time histograms.
+    var startedAt: Int64 = 0
+    var connectStartedAt: Int64 = 0
     var clientActivity: Int64 = 0
     var serverActivity: Int64 = 0
     /// When the current phase (connect, retry wait, descriptor wait) must end.

@@ -405,6 +405,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].frontendRef = Unmanaged.passUnretained(frontend)
         sessions[i].bindLimit = limit.map { Unmanaged.passUnretained($0) }
         sessions[i].policy = SessionPolicy(policy, BackendSettings())  // the backend's part: `route`
+        sessions[i].startedAt = reactor.now
         sessions[i].clientActivity = reactor.now
         let serial = process.totalConnections.wrappingAdd(1, ordering: .relaxed).oldValue
         if let route = policy.log { sessions[i].log = logs.sessionStarted(route, client: fd, peer: peer, local: bind.address, bindName: bind.name, frontend: frontend.name, serial: serial, now: reactor.now) }
@@ -515,6 +516,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             }
         }
         sessions[i].serverRef = Unmanaged.passUnretained(server)
+        sessions[i].connectStartedAt = reactor.now
         sessions[i].log?.connectStarting(now: reactor.now)
         let fd: CInt
         let connected: Bool
@@ -597,6 +599,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         }
         sessions[i].state = .established
         if let log = sessions[i].log { logs.sessionConnected(log, sessions[i], frontend: frontend(of: i), process: process, now: reactor.now) }
+        backend(of: i).connectTime.observe(reactor.now - sessions[i].connectStartedAt)
         sessions[i].clientActivity = reactor.now
         sessions[i].serverActivity = reactor.now
         arm(i)
@@ -707,6 +710,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         // Out of the queue before the client sees its close: whoever reacts to it sees no waiter.
         if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
         if let log = session.log { logs.sessionEnded(log, session, cause: cause, frontend: frontend(of: i), process: process, now: reactor.now) }
+        if session.state == .established { backend(of: i).sessionDuration.observe(reactor.now - session.startedAt) }
         session.toServer.releaseResources(into: &pool)
         session.toClient.releaseResources(into: &pool)
         if session.client >= 0 {

@@ -50,6 +50,8 @@ enum PrometheusExporter {
         Column(column: "check_duration", name: "check_duration_seconds", type: .gauge, kinds: [.server], millis: true, help: "Duration of the last health check."),
         Column(column: "lastsess", name: "last_session_seconds", type: .gauge, kinds: [.backend, .server], help: "Seconds since the last session (-1: none)."),
         Column(column: "qtime", name: "queue_time_average_seconds", type: .gauge, kinds: [.backend, .server], millis: true, help: "Mean time in the queue."),
+        Column(column: "ctime", name: "connect_time_average_seconds", type: .gauge, kinds: [.backend], millis: true, help: "Mean time to connect to a server."),
+        Column(column: "ttime", name: "total_time_average_seconds", type: .gauge, kinds: [.backend], millis: true, help: "Mean session length."),
         Column(column: "conn_tot", name: "connections_total", type: .counter, kinds: [.frontend], help: "Connections accepted."),
         Column(column: "dcon", name: "denied_connections_total", type: .counter, kinds: [.frontend], help: "Connections refused by tcp-request connection rules."),
         Column(column: "dses", name: "denied_sessions_total", type: .counter, kinds: [.frontend], help: "Sessions refused by tcp-request session rules."),
@@ -77,7 +79,14 @@ enum PrometheusExporter {
     ]
 
     /// The whole page. `info` is `show info`'s text, `rows` `show stat`'s rows as fields.
-    static func render(info: String, rows: [[String: String]], version: String) -> String {
+    /// Sluice's own histograms, per backend, after HAProxy's families.
+    static let histograms: [(name: String, help: String, value: KeyPath<BackendStatistics, DurationHistogramSnapshot> & Sendable)] = [
+        ("sluice_backend_connect_time_seconds", "Time to establish the server connection (the attempt that succeeded).", \.connectTime),
+        ("sluice_backend_session_duration_seconds", "Length of the sessions that reached a server, from accept to close.", \.sessionDuration),
+        ("sluice_backend_queue_time_seconds", "Time spent in a queue by the sessions that waited for a server.", \.queueTime),
+    ]
+
+    static func render(info: String, rows: [[String: String]], backends: [BackendStatistics], version: String) -> String {
         var out = ""
         var infoFields: [String: String] = [:]
         for line in info.split(separator: "\n") {
@@ -113,6 +122,19 @@ enum PrometheusExporter {
                     return "\(prefix)\(column.name){\(labels(row, kind))} \(format(column.millis ? value / 1000 : value))"
                 }
                 if !samples.isEmpty { family(&out, prefix + column.name, column.type, column.help, samples) }
+            }
+        }
+        for histogram in histograms where !backends.isEmpty {
+            out += "# HELP \(histogram.name) \(histogram.help)\n# TYPE \(histogram.name) histogram\n"
+            for backend in backends {
+                let h = backend[keyPath: histogram.value]
+                let proxy = "proxy=\"\(escape(backend.name))\""
+                for (bound, count) in zip(h.bounds, h.cumulativeCounts) {
+                    out += "\(histogram.name)_bucket{\(proxy),le=\"\(format(Double(bound.milliseconds) / 1000))\"} \(count)\n"
+                }
+                out += "\(histogram.name)_bucket{\(proxy),le=\"+Inf\"} \(h.count)\n"
+                out += "\(histogram.name)_sum{\(proxy)} \(format(Double(h.sum.milliseconds) / 1000))\n"
+                out += "\(histogram.name)_count{\(proxy)} \(h.count)\n"
             }
         }
         return out

@@ -88,6 +88,12 @@ public struct BackendStatistics: Hashable, Sendable {
     public var downTransitions: Int
     /// Since the last session began, in seconds; nil: none yet.
     public var secondsSinceLastSession: Int?
+    /// Time to connect to a server (the attempt that succeeded), for every session that did.
+    public var connectTime: DurationHistogramSnapshot
+    /// Sessions' lengths, from accept to close, for those that reached a server.
+    public var sessionDuration: DurationHistogramSnapshot
+    /// Waits in the backend's or a server's queue, for sessions that waited and got a server.
+    public var queueTime: DurationHistogramSnapshot
 
     init(_ backend: BackendState, now: Int64) {
         name = backend.name
@@ -116,6 +122,9 @@ public struct BackendStatistics: Hashable, Sendable {
         downTransitions = states.reduce(0) { $0 + $1.downTransitionCount }
         let last = states.map { $0.lastSessionAt.load(ordering: .relaxed) }.max() ?? 0
         secondsSinceLastSession = last == 0 ? nil : Int((now - last) / 1000)
+        connectTime = backend.connectTime.snapshot
+        sessionDuration = backend.sessionDuration.snapshot
+        queueTime = backend.queueTime.snapshot
     }
 }
 

@@ -46,7 +46,8 @@ enum StatsCSV {
             let totals = backend.totals
             out.append([
                 "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queued)", "qmax": "\(backend.maxQueued)",
-                "qtime": "\(backend.averageQueueMs)", "scur": "\(totals.currentSessions)", "stot": "\(totals.totalSessions)",
+                "qtime": "\(backend.averageQueueMs)", "ctime": "\(backend.connectTime.meanMs)",
+                "ttime": "\(backend.sessionDuration.meanMs)", "scur": "\(totals.currentSessions)", "stot": "\(totals.totalSessions)",
                 "bin": "\(totals.bytesIn)", "bout": "\(totals.bytesOut)", "econ": "\(totals.connectErrors)", "eresp": "0",
                 "wretr": "\(totals.retries)", "wredis": "\(totals.redispatches)",
                 "status": backend.isUp ? "UP" : "DOWN", "weight": "\(backend.weight)",
