@@ -181,11 +181,89 @@ extension Loopback {
         #expect(csv.body.split(separator: "\n").map { $0.split(separator: ",").prefix(2).joined(separator: ",") } == shown)
         let page = try Self.get(ports[1], "/stats", authorization: auth)
         #expect(page.status == 200 && page.body.hasPrefix("<!DOCTYPE html>"))
-        for (server, state) in [("up", "up"), ("down", "down"), ("spare", "up")] {
-            #expect(page.body.contains("<tr class=\"\(state)\"><td class=\"name\">\(server)</td>"), "\(server) shown \(state)")
+        for (server, style) in [("up", "active_up"), ("down", "active_down"), ("spare", "backup_no_check")] {
+            #expect(page.body.contains("<tr class=\"\(style)\"><td class=ac><a name=\"be/\(server)\">"), "\(server) shown \(style)")
         }
         // The exporter answers without the user, as HAProxy's rules run before the page.
         #expect(try Self.get(ports[1], "/metrics").status == 200)
+    }
+
+    static let chromium = "/usr/bin/chromium"
+
+    /// The page as a browser shows it: Chromium from Debian, headless, loads it; its DOM has one
+    /// row per server with HAProxy's class and the status `show stat` gives, and its screenshot
+    /// is painted in HAProxy's colours for those states.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: chromium), "needs Chromium (scripts/test installs it)"))
+    func aHeadlessBrowserShowsTheStatesThatShowStatGives() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let down = try Net.closedPort()
+        let socket = RuntimeAPITests.socketPath()
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let config = Self.config(frontendPort: ports[0], statsPort: ports[1], up: echo.port, down: down, global: "  stats socket \(socket) level admin")
+            .replacingOccurrences(of: "  stats auth admin:s3cret\n", with: "") + "backend maint\n  server m1 127.0.0.1:\(echo.port) disabled\n"
+        let proxy = try RunningProxy(config)
+        defer { proxy.stop() }
+        try eventually("'down' is DOWN") { try StatsClient.ask(socket, "show stat").contains("be,down,") && proxy.balancer.statistics().backend(named: "be")?.servers[1].status == "DOWN" }
+        var statuses: [String: String] = [:]
+        for line in try StatsClient.ask(socket, "show stat").split(separator: "\n").dropFirst() {
+            let fields: [String] = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            if fields.count > 17 { statuses[fields[0] + "/" + fields[1]] = fields[17] }
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-chromium-\(UUID().uuidString.prefix(6))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func browser(_ arguments: [String]) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.chromium)
+            process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                                 "--user-data-dir=\(directory)/profile", "--window-size=1400,700"] + arguments + ["http://127.0.0.1:\(ports[1])/stats"]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            #expect(waitForExit(process, deadline: .seconds(60)) == 0, "chromium \(arguments) failed")
+            return String(decoding: data, as: UTF8.self)
+        }
+        // The DOM after the browser parsed it: each server's row class and status cell.
+        let dom = try browser(["--dump-dom"])
+        let pattern = try NSRegularExpression(pattern: #"<tr class="([a-z_]+)"><td class="ac"><a name="([^"]+)"></a>.*?</tr>"#, options: [.dotMatchesLineSeparators])
+        var shown: [String: (style: String, status: String)] = [:]
+        for match in pattern.matches(in: dom, range: NSRange(dom.startIndex..., in: dom)) {
+            let row = String(dom[Range(match.range, in: dom)!])
+            let name = String(dom[Range(match.range(at: 2), in: dom)!])
+            let cells = row.components(separatedBy: "<td").dropFirst().map { cell in
+                cell.replacingOccurrences(of: #"<[^>]*>"#, with: "", options: .regularExpression).drop { $0 != ">" }.dropFirst()
+            }
+            // The status is the 22nd cell after the name (HAProxy's Server group).
+            if cells.count > 22 { shown[name] = (String(dom[Range(match.range(at: 1), in: dom)!]), String(cells[22])) }
+        }
+        #expect(Set(shown.keys) == Set(statuses.keys), "rows in the browser: \(shown.keys.sorted()), in show stat: \(statuses.keys.sorted())")
+        for (server, status) in statuses {
+            #expect(shown[server]?.status == status, "\(server): the browser shows '\(shown[server]?.status ?? "nothing")', show stat says '\(status)'")
+        }
+        #expect(shown["be/up"]?.style == "active_up" && shown["be/down"]?.style == "active_down")
+        #expect(shown["be/spare"]?.style == "backup_no_check" && shown["maint/m1"]?.style == "maintain")
+        // The screenshot: painted, in HAProxy's colours for UP, DOWN, no check and MAINT rows.
+        _ = try browser(["--screenshot=\(directory)/page.png"])
+        let counter = Process()
+        counter.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        counter.arguments = ["python3", "-c", """
+            import sys
+            from PIL import Image
+            image = Image.open(sys.argv[1]).convert("RGB")
+            colours = image.getcolors(maxcolors=1 << 20)
+            count = {rgb: n for n, rgb in colours}
+            print(image.size[0], image.size[1], *[count.get(c, 0) for c in [(0xc0, 0xff, 0xc0), (0xff, 0x90, 0x90), (0xe0, 0xe0, 0xe0), (0xc0, 0x78, 0x20)]])
+            """, "\(directory)/page.png"]
+        let counted = Pipe()
+        counter.standardOutput = counted
+        try counter.run()
+        let numbers = String(decoding: counted.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(waitForExit(counter, deadline: .seconds(30)) == 0)
+        #expect(numbers.count == 6 && numbers[0] == 1400 && numbers[1] == 700, "screenshot size: \(numbers)")
+        #expect(numbers.count == 6 && numbers[2...].allSatisfy { $0 > 500 }, "pixels of active_up, active_down, no_check, maintain: \(numbers.dropFirst(2))")
     }
 
     /// `LoadBalancer.statistics()`: the typed values behind `show stat`, after known traffic.

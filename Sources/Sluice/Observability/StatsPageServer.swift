@@ -202,52 +202,107 @@ final class StatsPageServer: @unchecked Sendable {
     }
 }
 
-/// The statistics page: one table per proxy with its frontend, servers and backend, coloured by
-/// state as HAProxy's page colours them.
+/// The statistics page in HAProxy 2.6's layout: per proxy a title table and a table whose columns
+/// are grouped as HAProxy groups them (Queue, Session rate, Sessions, Bytes, Denied, Errors,
+/// Warnings, Server), rows classed and coloured as HAProxy's (`active_up`, `backup_down`,
+/// `maintain` …), from the same fields as `show stat`. Columns Sluice does not count stay empty.
 enum StatsHTML {
+    /// The cells after the name, in HAProxy's order: the `show stat` column each shows.
+    private static let cells = ["qcur", "qmax", "qlimit", "rate", "rate_max", "rate_lim", "scur", "smax", "slim", "stot", "lbtot", "lastsess",
+                                "bin", "bout", "dreq", "dresp", "ereq", "econ", "eresp", "wretr", "wredis",
+                                "status", "last_chk", "weight", "act", "bck", "chkfail", "chkdown", "downtime", "throttle"]
+
     static func page(rows: [[String: String]], page: StatsPage, version: String, refresh: Duration?) -> String {
         var html = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Statistics Report for Sluice</title>\n"
         if let refresh { html += "<meta http-equiv=\"refresh\" content=\"\(refresh.components.seconds)\">\n" }
         html += """
             <style>
-            body { font-family: arial, helvetica, sans-serif; font-size: 12px; }
-            table { border-collapse: collapse; margin-bottom: 1em; }
-            th, td { border: 1px solid #999; padding: 1px 4px; text-align: right; }
-            th.pxname { background: #b00040; color: #ffff40; text-align: left; }
-            td.name { text-align: left; }
-            tr.frontend, tr.backend { background: #eee; font-weight: bold; }
-            tr.up { background: #c0ffc0; } tr.down { background: #ff9090; } tr.maint { background: #c07820; }
-            tr.drain { background: #20a0ff; } tr.nolb, tr.going { background: #ffffa0; }
+            body { font-family: arial, helvetica, sans-serif; font-size: 12px; font-weight: normal; color: black; background: white; }
+            th, td { font-size: 10px; }
+            h1 { font-size: x-large; margin-bottom: 0.5em; }
+            .titre { background: #20D0D0; color: #000000; font-weight: bold; text-align: center; }
+            .frontend { background: #e8e8d0; }
+            .backend { background: #e8e8d0; }
+            .active_down { background: #ff9090; }
+            .active_going_up { background: #ffd020; }
+            .active_going_down { background: #ffffa0; }
+            .active_up { background: #c0ffc0; }
+            .active_nolb { background: #20a0ff; }
+            .active_draining { background: #20a0FF; }
+            .active_no_check { background: #e0e0e0; }
+            .backup_down { background: #ff9090; }
+            .backup_going_up { background: #ff80ff; }
+            .backup_going_down { background: #c060ff; }
+            .backup_up { background: #b0d0ff; }
+            .backup_nolb { background: #90b0e0; }
+            .backup_draining { background: #cc9900; }
+            .backup_no_check { background: #e0e0e0; }
+            .maintain { background: #c07820; }
+            a.px:link, a.px:visited { color: #ffff40; text-decoration: none; }
+            a.lfsb:link, a.lfsb:visited { color: #000000; text-decoration: none; }
+            table.tbl { border-collapse: collapse; border-style: none; }
+            table.tbl td { text-align: right; border: 1px solid gray; padding: 2px 3px; white-space: nowrap; }
+            table.tbl td.ac { text-align: center; }
+            table.tbl th { border: 1px solid gray; }
+            table.tbl th.pxname { background: #b00040; color: #ffff40; font-weight: bold; border-style: solid solid none solid; padding: 2px 3px; white-space: nowrap; }
+            table.tbl th.empty { border-style: none; empty-cells: hide; background: white; }
             </style></head><body>
             <h1>Statistics Report for Sluice\(page.hideVersion ? "" : " \(escape(version))")</h1>\n
             """
         var proxies: [String] = []
         for row in rows where !proxies.contains(row["pxname"] ?? "") { proxies.append(row["pxname"] ?? "") }
-        let columns: [(String, String)] = [("status", "Status"), ("weight", "Wght"), ("act", "Act"), ("bck", "Bck"), ("qcur", "Queue"),
-                                           ("scur", "Cur"), ("smax", "Max"), ("slim", "Limit"), ("stot", "Total"), ("bin", "Bytes in"),
-                                           ("bout", "Bytes out"), ("econ", "Conn errors"), ("wretr", "Retries"), ("wredis", "Redispatches"),
-                                           ("check_status", "Last check"), ("lastchg", "Since change (s)"), ("downtime", "Downtime (s)")]
         for proxy in proxies {
-            html += "<table><tr><th class=\"pxname\" colspan=\"\(columns.count + 1)\">\(escape(proxy))</th></tr>\n<tr><th></th>"
-            html += columns.map { "<th>\($0.1)</th>" }.joined() + "</tr>\n"
+            let name = escape(proxy)
+            html += """
+                <table class="tbl" width="100%"><tr class="titre"><th class="pxname" width="10%"><a name="\(name)"></a><a class=px href="#\(name)">\(name)</a></th><th class="empty" width="90%"></th></tr></table>
+                <table class="tbl" width="100%">
+                <tr class="titre"><th rowspan=2></th><th colspan=3>Queue</th><th colspan=3>Session rate</th><th colspan=6>Sessions</th><th colspan=2>Bytes</th><th colspan=2>Denied</th><th colspan=3>Errors</th><th colspan=2>Warnings</th><th colspan=9>Server</th></tr>
+                <tr class="titre"><th>Cur</th><th>Max</th><th>Limit</th><th>Cur</th><th>Max</th><th>Limit</th><th>Cur</th><th>Max</th><th>Limit</th><th>Total</th><th>LbTot</th><th>Last</th><th>In</th><th>Out</th><th>Req</th><th>Resp</th><th>Req</th><th>Conn</th><th>Resp</th><th>Retr</th><th>Redis</th><th>Status</th><th>LastChk</th><th>Wght</th><th>Act</th><th>Bck</th><th>Chk</th><th>Dwn</th><th>Dwntme</th><th>Thrtle</th></tr>\n
+                """
             for row in rows where row["pxname"] == proxy {
-                let name = row["svname"] ?? ""
-                let status = row["status"] ?? ""
-                let kind = name == "FRONTEND" ? "frontend" : name == "BACKEND" ? "backend" : cssClass(status)
-                html += "<tr class=\"\(kind)\"><td class=\"name\">\(escape(name))</td>"
-                html += columns.map { "<td>\(escape(row[$0.0] ?? ""))</td>" }.joined() + "</tr>\n"
+                let server = row["svname"] ?? ""
+                let style = server == "FRONTEND" ? "frontend" : server == "BACKEND" ? "backend" : rowClass(row)
+                let anchor = "\(name)/\(escape(server))"
+                html += "<tr class=\"\(style)\"><td class=ac><a name=\"\(anchor)\"></a><a class=lfsb href=\"#\(anchor)\">\(server == "FRONTEND" ? "Frontend" : server == "BACKEND" ? "Backend" : escape(server))</a></td>"
+                for column in cells {
+                    var value = row[column] ?? ""
+                    if column == "last_chk", let check = row["check_status"], !check.isEmpty {
+                        value = check + (row["check_duration"].map { $0.isEmpty ? "" : " in \($0)ms" } ?? "")
+                    }
+                    if column == "lastsess" && value == "-1" { value = "" }
+                    html += column == "status" || column == "last_chk" ? "<td class=ac>\(escape(value))</td>" : "<td>\(escape(value))</td>"
+                }
+                html += "</tr>\n"
             }
-            html += "</table>\n"
+            html += "</table><p>\n"
         }
         return html + "</body></html>\n"
     }
 
-    private static func cssClass(_ status: String) -> String {
-        if status.hasPrefix("MAINT") { return "maint" }
-        if status.hasPrefix("DRAIN") { return "drain" }
-        if status.hasPrefix("NOLB") { return "nolb" }
-        if status.hasPrefix("DOWN") { return status == "DOWN" ? "down" : "going" }
-        return status == "UP" || status == "no check" ? "up" : "going"
+    /// HAProxy's row class for a server: `active_` or `backup_` and its state, `maintain` in
+    /// maintenance (its `stats_dump_fields_html` rules).
+    static func rowClass(_ row: [String: String]) -> String {
+        let status = row["status"] ?? ""
+        if status.hasPrefix("MAINT") { return "maintain" }
+        let style: String
+        if status == "DOWN" || status == "DOWN (agent)" {
+            style = "down"
+        } else if status.hasPrefix("DOWN ") {
+            style = "going_up"
+        } else if status == "DRAIN" {
+            style = "draining"
+        } else if status.hasPrefix("NOLB ") {
+            style = "going_down"
+        } else if status == "NOLB" {
+            style = "nolb"
+        } else if status == "no check" {
+            style = "no_check"
+        } else if (row["chkfail"] ?? "").isEmpty || Int(row["check_health"] ?? "") == (Int(row["check_rise"] ?? "") ?? 0) + (Int(row["check_fall"] ?? "") ?? 0) - 1 {
+            style = (Int(row["weight"] ?? "") ?? 0) > 0 ? "up" : "draining"
+        } else {
+            style = "going_down"
+        }
+        return (row["bck"] == "1" ? "backup_" : "active_") + style
     }
 
     static func escape(_ text: String) -> String {
