@@ -682,6 +682,10 @@ public final class LoadBalancer: Sendable {
                 guard let self else { return [] }
                 return StatsCSV.fields(self.statistics())
             },
+            command: { [weak self] command in
+                guard let self, case .reply(let text) = RuntimeAPI(balancer: self, version: Self.version).execute(command, level: .admin) else { return "no reply" }
+                return text
+            },
             version: Self.version)
         return (StatsPageServer(listeners: listeners, sources: sources), addresses)
     }

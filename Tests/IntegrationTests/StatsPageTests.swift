@@ -41,6 +41,18 @@ extension Loopback {
         return (status, body)
     }
 
+    /// A form POST (`application/x-www-form-urlencoded`); the status code and the `Location`.
+    static func post(_ port: Int, _ target: String, _ body: String, authorization: String? = nil) throws -> (status: Int, location: String?) {
+        let fd = try Net.connect(port)
+        defer { close(fd) }
+        try Net.sendAll(fd, "POST \(target) HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                        + "Content-Length: \(body.utf8.count)\r\n" + (authorization.map { "Authorization: \($0)\r\n" } ?? "") + "\r\n" + body)
+        let text = String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+        let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+        let location = text.split(separator: "\r\n").first { $0.hasPrefix("Location: ") }.map { String($0.dropFirst(10)) }
+        return (status, location)
+    }
+
     static func config(frontendPort: Int, statsPort: Int, up: Int, down: Int, global: String = "") -> String {
         """
         global
@@ -186,6 +198,47 @@ extension Loopback {
         }
         // The exporter answers without the user, as HAProxy's rules run before the page.
         #expect(try Self.get(ports[1], "/metrics").status == 200)
+    }
+
+    /// `stats admin if LOCALHOST`: the authenticated user gets HAProxy's checkboxes and actions,
+    /// and a POST of the form changes the servers as the runtime API would, answered with HAProxy's
+    /// outcome codes; a client outside the condition gets no form and `DENY`.
+    @Test func theAdminFormChangesServersForAnAuthenticatedUserWithinTheCondition() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let down = try Net.closedPort()
+        let socket = RuntimeAPITests.socketPath()
+        let ports = try (0..<3).map { _ in try Net.closedPort() }
+        let config = Self.config(frontendPort: ports[0], statsPort: ports[1], up: echo.port, down: down, global: "  stats socket \(socket) level admin")
+            + "  stats admin if LOCALHOST\nlisten outsiders\n  mode http\n  bind 127.0.0.1:\(ports[2])\n  stats enable\n  stats uri /stats\n"
+            + "  stats auth admin:s3cret\n  stats admin if { src 10.0.0.0/8 }\n"
+        let proxy = try RunningProxy(config)
+        defer { proxy.stop() }
+        let auth = "Basic YWRtaW46czNjcmV0"  // admin:s3cret
+        func status(_ server: String) throws -> String {
+            try StatsClient.ask(socket, "show stat").split(separator: "\n").first { $0.hasPrefix("be,\(server),") }
+                .map { String($0.split(separator: ",", omittingEmptySubsequences: false)[17]) } ?? "absent"
+        }
+        let page = try Self.get(ports[1], "/stats", authorization: auth).body
+        #expect(page.contains("<form method=\"post\">") && page.contains("<input class='be-checkbox' type=\"checkbox\" name=\"s\" value=\"up\">"))
+        #expect(page.contains("<option value=\"drain\">Set state to DRAIN</option>") && page.contains("<input type=\"hidden\" name=\"b\" value=\"be\">"))
+        // Two servers drained at once, as the form sends them.
+        #expect(try Self.post(ports[1], "/stats", "s=up&s=spare&action=drain&b=be", authorization: auth) == (303, "/stats;st=DONE"))
+        #expect(try status("up") == "DRAIN" && status("spare") == "DRAIN")
+        #expect(try Self.get(ports[1], "/stats;st=DONE", authorization: auth).body.contains("<div class=active_up><a class=lfsb href=\"/stats\" title=\"Remove this message\">[X]</a> Action processed successfully.</div>"))
+        // HAProxy's `#<id>` for the backend, one unknown server: partly done.
+        let iid = try StatsClient.ask(socket, "show stat").split(separator: "\n").first { $0.hasPrefix("be,BACKEND,") }
+            .map { String($0.split(separator: ",", omittingEmptySubsequences: false)[27]) } ?? ""
+        #expect(try Self.post(ports[1], "/stats", "s=up&s=nosuch&action=ready&b=%23\(iid)", authorization: auth) == (303, "/stats;st=PART"))
+        #expect(try status("up") == "UP")
+        #expect(try Self.post(ports[1], "/stats", "s=up&action=explode&b=be", authorization: auth) == (303, "/stats;st=ERRP"))
+        #expect(try Self.post(ports[1], "/stats", "action=maint&b=be", authorization: auth) == (303, "/stats;st=NONE"))
+        #expect(try Self.post(ports[1], "/stats", "s=up&action=maint&b=be").status == 401)
+        #expect(try status("up") == "UP" && status("spare") == "DRAIN")
+        // Outside the condition: the same user sees no form, and the POST is denied.
+        #expect(try !Self.get(ports[2], "/stats", authorization: auth).body.contains("<form"))
+        #expect(try Self.post(ports[2], "/stats", "s=spare&action=ready&b=be", authorization: auth) == (303, "/stats;st=DENY"))
+        #expect(try status("spare") == "DRAIN")
     }
 
     static let chromium = "/usr/bin/chromium"

@@ -41,9 +41,26 @@ struct StatsPageConfigurationTests {
         #expect(parsed.configuration.frontends.map(\.name) == ["fe"] && parsed.configuration.backends.map(\.name) == ["be"])
     }
 
+    /// `stats admin`: the conditions such pages use, and never without an authenticated user.
+    @Test func adminConditionsAreReadAndNeedAUser() throws {
+        func admin(_ lines: String) throws -> (StatsPage.AdminAccess?, [String]) {
+            let parsed = try Configuration.parse(Self.tcp + "listen stats\n  mode http\n  bind :8404\n  stats enable\n\(lines)\n", file: "t.cfg")
+            return (parsed.configuration.statsPages.first?.admin, parsed.warnings.filter { $0.keyword == "stats admin" }.map(\.description))
+        }
+        #expect(try admin("  stats auth a:b\n  stats admin if TRUE").0 == .everyone)
+        #expect(try admin("  stats auth a:b\n  stats admin unless FALSE").0 == .everyone)
+        #expect(try admin("  stats auth a:b\n  stats admin if FALSE").0 == nil)
+        #expect(try admin("  stats auth a:b\n  stats admin if LOCALHOST").0 == .from(["127.0.0.0/8"]))
+        #expect(try admin("  stats auth a:b\n  stats admin unless { src 10.0.0.0/8 192.168.1.1 }").0 == .notFrom(["10.0.0.0/8", "192.168.1.1"]))
+        let (open, warnings) = try admin("  stats admin if TRUE")
+        #expect(open == nil && warnings == ["t.cfg:10: warning: [listen 'stats'] 'stats admin': ignored: without 'stats auth' anyone who reaches the page could change servers; Sluice lets only an authenticated user do so"])
+    }
+
     @Test func whatThePageDoesNotDoIsToldWithItsLine() {
         let cases: [(String, String)] = [
-            ("  stats admin if TRUE", "t.cfg:9: error: [listen 'stats'] 'stats admin': not supported yet"),
+            ("  stats enable\n  stats auth a:b\n  stats admin if { path /x }", "t.cfg:11: error: [listen 'stats'] 'stats admin': '{ path /x }': expected 'stats admin if|unless TRUE|FALSE|LOCALHOST|{ src <network>… }'"),
+            ("  stats enable\n  stats auth a:b\n  stats admin if { src 10.0.0.300 }", "t.cfg:11: error: [listen 'stats'] 'stats admin': '10.0.0.300' is not an IP address or network"),
+            ("  stats enable\n  stats auth a:b\n  stats admin", "t.cfg:11: error: [listen 'stats'] 'stats admin': expected 'stats admin if|unless"),
             ("  stats scope fe", "t.cfg:9: error: [listen 'stats'] 'stats scope': not supported yet"),
             ("  http-request use-service prometheus-exporter if { path_beg /m }", "t.cfg:9: error: [listen 'stats'] 'http-request': the exporter's condition must be 'if { path <path> }'"),
             ("  http-request deny", "t.cfg:9: error: [listen 'stats'] 'http-request': a stats proxy serves only"),

@@ -21,6 +21,19 @@ public struct StatsPage: Hashable, Sendable {
     public var refresh: Duration?
     /// `stats hide-version`.
     public var hideVersion = false
+    /// `stats admin if|unless <condition>`: who may change servers from the page (its checkboxes
+    /// and actions, as HAProxy's). Nil: nobody. Only an authenticated user (`stats auth`) ever may.
+    public var admin: AdminAccess?
+
+    /// The clients a `stats admin` condition lets change servers, by source address.
+    public enum AdminAccess: Hashable, Sendable {
+        /// `if TRUE` (or `unless FALSE`).
+        case everyone
+        /// `if LOCALHOST` (127.0.0.0/8), `if { src <networks> }`.
+        case from([String])
+        /// `unless LOCALHOST`, `unless { src <networks> }`.
+        case notFrom([String])
+    }
 
     /// A statistics proxy serving the defaults: the page at `/`, no user, no exporter.
     public init(name: String, binds: [Bind]) {
@@ -41,6 +54,7 @@ extension Parser {
     static func statsPage(_ proxy: ProxyDraft, diagnostics: inout [ConfigDiagnostic]) -> StatsPage {
         var page = StatsPage(name: proxy.name, binds: proxy.binds.map(\.0))
         var refused = false
+        var adminLine: ([String], SourceLocation)?
         func problem(_ location: SourceLocation, _ keyword: String, _ message: String, warning: Bool = false) {
             diagnostics.append(ConfigDiagnostic(warning ? .warning : .error, location, section: proxy.label, keyword: keyword, message))
             if !warning { refused = true }
@@ -87,16 +101,48 @@ extension Parser {
             case "show-legends", "show-node", "show-desc", "show-modules":
                 problem(location, "stats \(sub)", "Sluice's page shows every proxy's table without legends, node or description", warning: true)
             case "admin":
-                problem(location, "stats admin", "not supported yet: the page is read-only; change servers through the runtime API ('set server …')")
+                adminLine = (words, location)
             case "scope":
                 problem(location, "stats scope", "not supported yet: the page shows every proxy")
             default:
                 problem(location, "stats", "'\(words.joined(separator: " "))' is not a stats page setting Sluice knows")
             }
         }
+        if let (words, location) = adminLine {
+            switch adminAccess(Array(words.dropFirst(2)), negated: words.count > 2 && words[2] == "unless", valid: words.count > 2 && ["if", "unless"].contains(words[2])) {
+            case .failure(let e): problem(location, "stats admin", e.message)
+            case .success(let access) where page.users.isEmpty && access != nil:
+                problem(location, "stats admin", "ignored: without 'stats auth' anyone who reaches the page could change servers; Sluice lets only an authenticated user do so", warning: true)
+            case .success(let access): page.admin = access
+            }
+        }
         if page.uri == nil && page.prometheusPath == nil && !refused {
             problem(proxy.location, "stats", "this mode http proxy enables neither the statistics page ('stats enable' or 'stats uri') nor the Prometheus exporter")
         }
         return page
+    }
+
+    /// `stats admin if|unless <condition>` with the conditions such pages use: `TRUE`, `FALSE`,
+    /// `LOCALHOST`, `{ src <network>… }`. Nil: nobody.
+    static func adminAccess(_ condition: [String], negated: Bool, valid: Bool) -> Result<StatsPage.AdminAccess?, ValueError> {
+        let usage = "expected 'stats admin if|unless TRUE|FALSE|LOCALHOST|{ src <network>… }'"
+        guard valid, condition.count >= 2 else { return .failure(ValueError(usage)) }
+        let terms = Array(condition.dropFirst())
+        let networks: [String]
+        switch terms {
+        case ["TRUE"]: return .success(negated ? nil : .everyone)
+        case ["FALSE"]: return .success(negated ? .everyone : nil)
+        case ["LOCALHOST"]: networks = ["127.0.0.0/8"]
+        default:
+            guard terms.count >= 4, terms.first == "{", terms[1] == "src", terms.last == "}" else {
+                return .failure(ValueError("'\(terms.joined(separator: " "))': \(usage) (Sluice evaluates the page's conditions on the client's address only)"))
+            }
+            networks = Array(terms[2..<(terms.count - 1)])
+        }
+        var builder = PatternSet.Builder(method: .ip)
+        for network in networks where builder.add(network, ignoreCase: false) != nil {
+            return .failure(ValueError("'\(network)' is not an IP address or network"))
+        }
+        return .success(negated ? .notFrom(networks) : .from(networks))
     }
 }

@@ -5,14 +5,17 @@ import Glibc
 #endif
 
 /// HTTP/1.1 for the statistics proxies (`StatsPage`): the Prometheus exporter, `show stat`'s CSV
-/// (`<uri>;csv`) and an HTML page, on the proxies' own `bind` addresses. One thread and poll(2),
-/// never a reactor: a scrape costs the data path nothing but reading its atomic counters. One
-/// request per connection (`Connection: close`), heads up to 8 KiB, 10 s to send one.
+/// (`<uri>;csv`), an HTML page and its admin form (`stats admin`: a POST of HAProxy's form fields),
+/// on the proxies' own `bind` addresses. One thread and poll(2), never a reactor: a scrape costs
+/// the data path nothing but reading its atomic counters. One request per connection
+/// (`Connection: close`), heads up to 8 KiB, bodies up to 16 KiB, 10 s to send one.
 final class StatsPageServer: @unchecked Sendable {
     /// What the pages show, taken when a request comes.
     struct Sources: Sendable {
         let metrics: @Sendable () -> String
         let rows: @Sendable () -> [[String: String]]
+        /// Runs a runtime-API command at admin level (the page's actions); its reply.
+        let command: @Sendable (String) -> String
         let version: String
     }
 
@@ -20,6 +23,9 @@ final class StatsPageServer: @unchecked Sendable {
         let fd: CInt
         let page: StatsPage
     }
+
+    /// Each page's `stats admin` networks, compiled once (by proxy name).
+    private let adminNetworks: [String: PatternSet]
 
     private let listeners: [Listener]
     private let sources: Sources
@@ -36,6 +42,17 @@ final class StatsPageServer: @unchecked Sendable {
     init(listeners: [Listener], sources: Sources) {
         self.listeners = listeners
         self.sources = sources
+        var networks: [String: PatternSet] = [:]
+        for page in listeners.map(\.page) {
+            switch page.admin {
+            case .from(let list), .notFrom(let list):
+                var builder = PatternSet.Builder(method: .ip)
+                for network in list { _ = builder.add(network, ignoreCase: false) }
+                networks[page.name] = PatternSet(builder)
+            default: break
+            }
+        }
+        adminNetworks = networks
     }
 
     func start() throws(SystemError) {
@@ -82,11 +99,18 @@ final class StatsPageServer: @unchecked Sendable {
                     if n > 0 {
                         client.head += buffer[..<n]
                         if let end = Self.headEnd(client.head) {
-                            respond(client.fd, Array(client.head[..<end]), page: client.page)
-                            close(client.fd)
-                            continue
-                        }
-                        if client.head.count > 8192 {
+                            let length = Self.contentLength(client.head[..<end])
+                            if length > 16_384 {
+                                send(client.fd, status: "413 Content Too Large", type: "text/plain", body: "request body too large\n")
+                                close(client.fd)
+                                continue
+                            }
+                            if client.head.count >= end + 4 + length {
+                                respond(client.fd, Array(client.head[..<end]), body: Array(client.head[(end + 4)..<(end + 4 + length)]), page: client.page)
+                                close(client.fd)
+                                continue
+                            }
+                        } else if client.head.count > 8192 {
                             send(client.fd, status: "431 Request Header Fields Too Large", type: "text/plain", body: "request head too large\n")
                             close(client.fd)
                             continue
@@ -107,6 +131,14 @@ final class StatsPageServer: @unchecked Sendable {
         for client in clients { close(client.fd) }
     }
 
+    /// The head's `Content-Length` (0 without one).
+    private static func contentLength(_ head: ArraySlice<UInt8>) -> Int {
+        for line in String(decoding: head, as: UTF8.self).split(separator: "\r\n") where line.lowercased().hasPrefix("content-length:") {
+            return Int(line.dropFirst("content-length:".count).trimmingPrefix(" ")) ?? Int.max
+        }
+        return 0
+    }
+
     /// Where the request head ends (the blank line), if it has.
     private static func headEnd(_ bytes: [UInt8]) -> Int? {
         guard bytes.count >= 4 else { return nil }
@@ -114,14 +146,14 @@ final class StatsPageServer: @unchecked Sendable {
         return nil
     }
 
-    private func respond(_ fd: CInt, _ head: [UInt8], page: StatsPage) {
+    private func respond(_ fd: CInt, _ head: [UInt8], body: [UInt8], page: StatsPage) {
         let lines = String(decoding: head, as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
         let request = lines.first.map { $0.split(separator: " ") } ?? []
         guard request.count == 3, request[2].hasPrefix("HTTP/1.") else {
             return send(fd, status: "400 Bad Request", type: "text/plain", body: "bad request\n")
         }
         let method = request[0], target = String(request[1])
-        guard method == "GET" || method == "HEAD" else {
+        guard method == "GET" || method == "HEAD" || (method == "POST" && page.uri.map { target.hasPrefix($0) } == true) else {
             return send(fd, status: "405 Method Not Allowed", type: "text/plain", body: "only GET and HEAD\n", headOnly: false)
         }
         let headOnly = method == "HEAD"
@@ -143,13 +175,91 @@ final class StatsPageServer: @unchecked Sendable {
             }
         }
         let options = target.dropFirst(uri.count).split(separator: ";").map(String.init)
+        let admin = mayAdminister(fd, page)
+        if method == "POST" {
+            // HAProxy's answer to its form: back to the page, with the outcome in `;st=`.
+            let outcome = admin ? administer(body) : "DENY"
+            return send(fd, status: "303 See Other", type: "text/plain", body: "", extra: "Location: \(uri);st=\(outcome)\r\n")
+        }
         let rows = sources.rows()
         if options.contains("csv") {
             let csv = ([StatsCSV.header] + rows.map(StatsCSV.render)).joined(separator: "\n") + "\n"
             return send(fd, status: "200 OK", type: "text/plain", body: csv, headOnly: headOnly)
         }
         let refresh = options.contains("norefresh") ? nil : page.refresh
-        send(fd, status: "200 OK", type: "text/html", body: StatsHTML.page(rows: rows, page: page, version: sources.version, refresh: refresh), headOnly: headOnly)
+        let outcome = options.first { $0.hasPrefix("st=") }.map { String($0.dropFirst(3)) }
+        send(fd, status: "200 OK", type: "text/html",
+             body: StatsHTML.page(rows: rows, page: page, version: sources.version, refresh: refresh, admin: admin, outcome: outcome), headOnly: headOnly)
+    }
+
+    /// `stats admin`: the client's address meets the condition (it is authenticated already: a
+    /// page with an admin condition always has `stats auth`).
+    private func mayAdminister(_ fd: CInt, _ page: StatsPage) -> Bool {
+        guard let access = page.admin, !page.users.isEmpty else { return false }
+        if case .everyone = access { return true }
+        guard let peer = try? Socket.peerAddress(fd), let networks = adminNetworks[page.name] else { return false }
+        let inside = networks.matches(.ip(IPAddress(peer)))
+        if case .notFrom = access { return !inside }
+        return inside
+    }
+
+    /// HAProxy's form: `s=<server>` (several), `action=<action>`, `b=<backend>` (or `#<id>`,
+    /// its `show stat` iid); each server's change as the runtime API makes it. HAProxy's
+    /// outcome codes: DONE, PART (some servers unknown), ERRP (bad parameters), NONE (no server).
+    private func administer(_ body: [UInt8]) -> String {
+        var servers: [String] = [], action: String?, backend: String?
+        for pair in String(decoding: body, as: UTF8.self).split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, let key = Self.urlDecoded(parts[0]), let value = Self.urlDecoded(parts[1]) else { return "ERRP" }
+            switch key {
+            case "s": servers.append(value)
+            case "action": action = value
+            case "b": backend = value
+            default: break
+            }
+        }
+        let commands: [String: (String) -> String] = [
+            "ready": { "set server \($0) state ready" }, "drain": { "set server \($0) state drain" }, "maint": { "set server \($0) state maint" },
+            "dhlth": { "disable health \($0)" }, "ehlth": { "enable health \($0)" }, "hrunn": { "set server \($0) health up" },
+            "hnolb": { "set server \($0) health stopping" }, "hdown": { "set server \($0) health down" },
+            "shutdown": { "shutdown sessions server \($0)" },
+        ]
+        guard let action, let command = commands[action], var backend, !backend.isEmpty else { return "ERRP" }
+        if backend.hasPrefix("#") {
+            // The backend's `iid`, as the page's hidden field gives it.
+            let rows = sources.rows().filter { $0["svname"] == "BACKEND" }
+            guard let name = rows.first(where: { "#" + ($0["iid"] ?? "") == backend })?["pxname"] else { return "ERRP" }
+            backend = name
+        }
+        guard !servers.isEmpty else { return "NONE" }
+        var done = 0
+        for server in servers {
+            let reply = sources.command(command("\(backend)/\(server)"))
+            if reply.allSatisfy({ $0 == "\n" || $0 == " " }) { done += 1 }
+        }
+        return done == servers.count ? "DONE" : done == 0 ? "ERRP" : "PART"
+    }
+
+    /// `application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte.
+    static func urlDecoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var i = text.utf8.startIndex
+        let utf8 = text.utf8
+        while i < utf8.endIndex {
+            let c = utf8[i]
+            if c == UInt8(ascii: "+") {
+                bytes.append(0x20)
+            } else if c == UInt8(ascii: "%") {
+                let hex = utf8[utf8.index(after: i)...].prefix(2)
+                guard hex.count == 2, let value = UInt8(String(decoding: hex, as: UTF8.self), radix: 16) else { return nil }
+                bytes.append(value)
+                i = utf8.index(i, offsetBy: 2)
+            } else {
+                bytes.append(c)
+            }
+            i = utf8.index(after: i)
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     private func send(_ fd: CInt, status: String, type: String, body: String, extra: String = "", headOnly: Bool = false) {
@@ -212,7 +322,23 @@ enum StatsHTML {
                                 "bin", "bout", "dreq", "dresp", "ereq", "econ", "eresp", "wretr", "wredis",
                                 "status", "last_chk", "weight", "act", "bck", "chkfail", "chkdown", "downtime", "throttle"]
 
-    static func page(rows: [[String: String]], page: StatsPage, version: String, refresh: Duration?) -> String {
+    /// The message HAProxy shows after an admin action (`;st=<code>`): its row class and text.
+    static let outcomes: [String: (String, String)] = [
+        "DONE": ("active_up", "Action processed successfully."),
+        "NONE": ("active_going_down", "Nothing has changed."),
+        "PART": ("active_going_down", "Action partially processed.<br>Some server names are probably unknown or ambiguous (duplicated names in the backend)."),
+        "ERRP": ("active_down", "Action not processed because of invalid parameters.<ul><li>The action is maybe unknown.</li><li>Invalid key parameter (empty or too long).</li><li>The backend name is probably unknown or ambiguous (duplicated names).</li><li>Some server names are probably unknown or ambiguous (duplicated names in the backend).</li></ul>"),
+        "DENY": ("active_down", "<b>Action denied.</b>"),
+    ]
+
+    /// HAProxy's actions on checked servers (the agent's are left out: Sluice has no agent checks).
+    static let actions = [("ready", "Set state to READY"), ("drain", "Set state to DRAIN"), ("maint", "Set state to MAINT"),
+                          ("dhlth", "Health: disable checks"), ("ehlth", "Health: enable checks"), ("hrunn", "Health: force UP"),
+                          ("hnolb", "Health: force NOLB"), ("hdown", "Health: force DOWN"), ("shutdown", "Kill Sessions")]
+
+    /// `admin`: the requester may change servers (a form per backend, HAProxy's checkboxes and
+    /// actions); `outcome`: the `;st=` code of the last action, shown above the tables.
+    static func page(rows: [[String: String]], page: StatsPage, version: String, refresh: Duration?, admin: Bool = false, outcome: String? = nil) -> String {
         var html = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Statistics Report for Sluice</title>\n"
         if let refresh { html += "<meta http-equiv=\"refresh\" content=\"\(refresh.components.seconds)\">\n" }
         html += """
@@ -249,21 +375,34 @@ enum StatsHTML {
             </style></head><body>
             <h1>Statistics Report for Sluice\(page.hideVersion ? "" : " \(escape(version))")</h1>\n
             """
+        if let outcome, let (style, text) = outcomes[outcome] {
+            html += "<p><div class=\(style)><a class=lfsb href=\"\(escape(page.uri ?? "/"))\" title=\"Remove this message\">[X]</a> \(text)</div>\n"
+        }
         var proxies: [String] = []
         for row in rows where !proxies.contains(row["pxname"] ?? "") { proxies.append(row["pxname"] ?? "") }
         for proxy in proxies {
             let name = escape(proxy)
+            let servers = rows.filter { $0["pxname"] == proxy && $0["svname"] != "FRONTEND" && $0["svname"] != "BACKEND" }
+            let form = admin && !servers.isEmpty
+            if form { html += "<form method=\"post\">" }
+            let check = !admin ? "" : form
+                ? "<th rowspan=2 width=1><input type=\"checkbox\" onclick=\"for(c in document.getElementsByClassName('\(name)-checkbox')) document.getElementsByClassName('\(name)-checkbox').item(c).checked = this.checked\"></th>"
+                : "<th rowspan=2></th>"
             html += """
                 <table class="tbl" width="100%"><tr class="titre"><th class="pxname" width="10%"><a name="\(name)"></a><a class=px href="#\(name)">\(name)</a></th><th class="empty" width="90%"></th></tr></table>
                 <table class="tbl" width="100%">
-                <tr class="titre"><th rowspan=2></th><th colspan=3>Queue</th><th colspan=3>Session rate</th><th colspan=6>Sessions</th><th colspan=2>Bytes</th><th colspan=2>Denied</th><th colspan=3>Errors</th><th colspan=2>Warnings</th><th colspan=9>Server</th></tr>
+                <tr class="titre">\(check)<th rowspan=2></th><th colspan=3>Queue</th><th colspan=3>Session rate</th><th colspan=6>Sessions</th><th colspan=2>Bytes</th><th colspan=2>Denied</th><th colspan=3>Errors</th><th colspan=2>Warnings</th><th colspan=9>Server</th></tr>
                 <tr class="titre"><th>Cur</th><th>Max</th><th>Limit</th><th>Cur</th><th>Max</th><th>Limit</th><th>Cur</th><th>Max</th><th>Limit</th><th>Total</th><th>LbTot</th><th>Last</th><th>In</th><th>Out</th><th>Req</th><th>Resp</th><th>Req</th><th>Conn</th><th>Resp</th><th>Retr</th><th>Redis</th><th>Status</th><th>LastChk</th><th>Wght</th><th>Act</th><th>Bck</th><th>Chk</th><th>Dwn</th><th>Dwntme</th><th>Thrtle</th></tr>\n
                 """
             for row in rows where row["pxname"] == proxy {
                 let server = row["svname"] ?? ""
                 let style = server == "FRONTEND" ? "frontend" : server == "BACKEND" ? "backend" : rowClass(row)
                 let anchor = "\(name)/\(escape(server))"
-                html += "<tr class=\"\(style)\"><td class=ac><a name=\"\(anchor)\"></a><a class=lfsb href=\"#\(anchor)\">\(server == "FRONTEND" ? "Frontend" : server == "BACKEND" ? "Backend" : escape(server))</a></td>"
+                html += "<tr class=\"\(style)\">"
+                if admin {
+                    html += server == "FRONTEND" || server == "BACKEND" ? "<td></td>" : "<td><input class='\(name)-checkbox' type=\"checkbox\" name=\"s\" value=\"\(escape(server))\"></td>"
+                }
+                html += "<td class=ac><a name=\"\(anchor)\"></a><a class=lfsb href=\"#\(anchor)\">\(server == "FRONTEND" ? "Frontend" : server == "BACKEND" ? "Backend" : escape(server))</a></td>"
                 for column in cells {
                     var value = row[column] ?? ""
                     if column == "last_chk", let check = row["check_status"], !check.isEmpty {
@@ -274,7 +413,13 @@ enum StatsHTML {
                 }
                 html += "</tr>\n"
             }
-            html += "</table><p>\n"
+            html += "</table>"
+            if form {
+                html += "Choose the action to perform on the checked servers : <select name=action><option value=\"\"></option>"
+                html += actions.map { "<option value=\"\($0.0)\">\($0.1)</option>" }.joined()
+                html += "</select><input type=\"hidden\" name=\"b\" value=\"\(name)\">&nbsp;<input type=\"submit\" value=\"Apply\"></form>"
+            }
+            html += "<p>\n"
         }
         return html + "</body></html>\n"
     }
