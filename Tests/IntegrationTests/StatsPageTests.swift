@@ -241,6 +241,54 @@ extension Loopback {
         #expect(try status("spare") == "DRAIN")
     }
 
+    /// `show stat typed`/`json` and the page's `;json`: every field Sluice prints exists in
+    /// HAProxy 2.6's output for the same configuration, with the same position, tags and type;
+    /// the key fields have the same values.
+    @Test func typedAndJSONStatisticsCarryHAProxysFieldMetadata() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        let down = try Net.closedPort()
+        let ports = try (0..<4).map { _ in try Net.closedPort() }
+        let sockets = [RuntimeAPITests.socketPath(), RuntimeAPITests.socketPath()]
+        let proxy = try RunningProxy(Self.config(frontendPort: ports[0], statsPort: ports[1], up: echo.port, down: down, global: "  stats socket \(sockets[0]) level admin"))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: Self.config(frontendPort: ports[2], statsPort: ports[3], up: echo.port, down: down, global: "  stats socket \(sockets[1]) level admin"), port: ports[2])
+        defer { haproxy.stop() }
+        for socket in sockets { try eventually("'down' is DOWN") { try StatsClient.ask(socket, "show stat").contains(",DOWN,") } }
+        /// (object, field) → (position, origin/nature/scope, type, value) from `show stat json`.
+        func fields(_ json: String) throws -> [String: [String]] {
+            let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[[String: Any]]])
+            var out: [String: [String]] = [:]
+            for row in rows {
+                let server = row.first { ($0["field"] as? [String: Any])?["name"] as? String == "svname" }.flatMap { ($0["value"] as? [String: Any])?["value"] as? String } ?? ""
+                for field in row {
+                    let f = field["field"] as? [String: Any], tags = field["tags"] as? [String: String], value = field["value"] as? [String: Any]
+                    let key = "\(field["objType"] as? String ?? "")/\(server)/\(f?["name"] as? String ?? "")"
+                    out[key] = ["\(f?["pos"] ?? "")", tags?["origin"] ?? "", tags?["nature"] ?? "", tags?["scope"] ?? "", value?["type"] as? String ?? "", "\(value?["value"] ?? "")"]
+                }
+            }
+            return out
+        }
+        let ours = try fields(try StatsClient.ask(sockets[0], "show stat json"))
+        let theirs = try fields(try StatsClient.ask(sockets[1], "show stat json"))
+        #expect(ours.count > 60, "\(ours.count) fields")
+        for (key, mine) in ours {
+            guard let haproxys = theirs[key] else { Issue.record("\(key) is not in HAProxy's output"); continue }
+            #expect(mine.prefix(5) == haproxys.prefix(5), "\(key): Sluice \(mine), HAProxy \(haproxys)")
+        }
+        for key in ["Frontend/FRONTEND/status", "Server/up/status", "Server/down/status", "Server/down/check_status", "Server/up/weight",
+                    "Server/spare/weight", "Frontend/FRONTEND/stot", "Server/up/addr", "Backend/BACKEND/algo"] {
+            #expect(ours[key]?.last != nil && ours[key]?.last == theirs[key]?.last, "\(key): Sluice \(ours[key] ?? []), HAProxy \(theirs[key] ?? [])")
+        }
+        // The typed form says the same, a line per field; the page's `;json` is `show stat json`.
+        let typed = try StatsClient.ask(sockets[0], "show stat typed").split(separator: "\n")
+        #expect(typed.count == ours.count && typed.contains { $0.hasPrefix("S.") && $0.contains(".status.1:SGP:str:UP") })
+        let page = try Self.get(ports[1], "/stats;json", authorization: "Basic YWRtaW46czNjcmV0")
+        #expect(page.status == 200)
+        #expect(try Set(fields(page.body).keys) == Set(ours.keys))
+    }
+
     static let chromium = "/usr/bin/chromium"
 
     /// The page as a browser shows it: Chromium from Debian, headless, loads it; its DOM has one

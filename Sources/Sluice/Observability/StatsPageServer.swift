@@ -182,6 +182,9 @@ final class StatsPageServer: @unchecked Sendable {
             return send(fd, status: "303 See Other", type: "text/plain", body: "", extra: "Location: \(uri);st=\(outcome)\r\n")
         }
         let rows = sources.rows()
+        if options.contains("json") {
+            return send(fd, status: "200 OK", type: "application/json", body: StatsTyped.json(rows), headOnly: headOnly)
+        }
         if options.contains("csv") {
             let csv = ([StatsCSV.header] + rows.map(StatsCSV.render)).joined(separator: "\n") + "\n"
             return send(fd, status: "200 OK", type: "text/plain", body: csv, headOnly: headOnly)

@@ -39,7 +39,7 @@ struct RuntimeAPI: Sendable {
         ("prompt", .user, "prompt                                  : toggle interactive mode with prompt"),
         ("quit", .user, "quit                                    : disconnect"),
         ("show info", .user, "show info                               : report information about the running process"),
-        ("show stat", .user, "show stat                               : report counters for each proxy and server (CSV)"),
+        ("show stat", .user, "show stat [typed|json]                  : report counters for each proxy and server (CSV, typed or JSON)"),
         ("show servers state", .user, "show servers state [<backend>]          : dump volatile server information"),
         ("show resolvers", .user, "show resolvers [<resolvers section id>] : dumps counters from all resolvers section and associated name servers"),
         ("show backend", .user, "show backend                            : list backends in the current running config"),
@@ -83,8 +83,10 @@ struct RuntimeAPI: Sendable {
         case "quit": return .quit
         case "show info": return .reply(showInfo())
         case "show stat":
-            let rows = StatsCSV.rows(balancer.statistics())
-            return .reply(([StatsCSV.header] + rows).joined(separator: "\n") + "\n\n")
+            let fields = StatsCSV.fields(balancer.statistics())
+            if args.contains("json") { return .reply(StatsTyped.json(fields) + "\n") }
+            if args.contains("typed") { return .reply(StatsTyped.typed(fields) + "\n") }
+            return .reply(([StatsCSV.header] + fields.map(StatsCSV.render)).joined(separator: "\n") + "\n\n")
         case "show servers state": return .reply(showServersState(args.first))
         case "show resolvers":
             return .reply(balancer.resolversReport(args.first) ?? (args.first == nil ? "\n" : "Can't find that resolvers section\n"))
