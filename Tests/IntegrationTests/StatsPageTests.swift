@@ -196,6 +196,9 @@ extension Loopback {
         for (server, style) in [("up", "active_up"), ("down", "active_down"), ("spare", "backup_no_check")] {
             #expect(page.body.contains("<tr class=\"\(style)\"><td class=ac><a name=\"be/\(server)\">"), "\(server) shown \(style)")
         }
+        // `;up` hides the DOWN server (not the backup, not the proxies' own rows).
+        let up = try Self.get(ports[1], "/stats;csv;up", authorization: auth).body
+        #expect(!up.contains("be,down,") && up.contains("be,up,") && up.contains("be,spare,") && up.contains("be,BACKEND,") && up.contains("fe,FRONTEND,"))
         // The exporter answers without the user, as HAProxy's rules run before the page.
         #expect(try Self.get(ports[1], "/metrics").status == 200)
     }
@@ -211,7 +214,7 @@ extension Loopback {
         let ports = try (0..<3).map { _ in try Net.closedPort() }
         let config = Self.config(frontendPort: ports[0], statsPort: ports[1], up: echo.port, down: down, global: "  stats socket \(socket) level admin")
             + "  stats admin if LOCALHOST\nlisten outsiders\n  mode http\n  bind 127.0.0.1:\(ports[2])\n  stats enable\n  stats uri /stats\n"
-            + "  stats auth admin:s3cret\n  stats admin if { src 10.0.0.0/8 }\n"
+            + "  stats auth admin:s3cret\n  stats admin if { src 10.0.0.0/8 }\n  stats scope be\n"
         let proxy = try RunningProxy(config)
         defer { proxy.stop() }
         let auth = "Basic YWRtaW46czNjcmV0"  // admin:s3cret
@@ -235,6 +238,8 @@ extension Loopback {
         #expect(try Self.post(ports[1], "/stats", "action=maint&b=be", authorization: auth) == (303, "/stats;st=NONE"))
         #expect(try Self.post(ports[1], "/stats", "s=up&action=maint&b=be").status == 401)
         #expect(try status("up") == "UP" && status("spare") == "DRAIN")
+        // `stats scope be`: only that proxy's rows.
+        #expect(try Self.get(ports[2], "/stats;csv", authorization: auth).body.split(separator: "\n").dropFirst().allSatisfy { $0.hasPrefix("be,") })
         // Outside the condition: the same user sees no form, and the POST is denied.
         #expect(try !Self.get(ports[2], "/stats", authorization: auth).body.contains("<form"))
         #expect(try Self.post(ports[2], "/stats", "s=spare&action=ready&b=be", authorization: auth) == (303, "/stats;st=DENY"))

@@ -61,7 +61,7 @@ struct StatsPageConfigurationTests {
             ("  stats enable\n  stats auth a:b\n  stats admin if { path /x }", "t.cfg:11: error: [listen 'stats'] 'stats admin': '{ path /x }': expected 'stats admin if|unless TRUE|FALSE|LOCALHOST|{ src <network>… }'"),
             ("  stats enable\n  stats auth a:b\n  stats admin if { src 10.0.0.300 }", "t.cfg:11: error: [listen 'stats'] 'stats admin': '10.0.0.300' is not an IP address or network"),
             ("  stats enable\n  stats auth a:b\n  stats admin", "t.cfg:11: error: [listen 'stats'] 'stats admin': expected 'stats admin if|unless"),
-            ("  stats scope fe", "t.cfg:9: error: [listen 'stats'] 'stats scope': not supported yet"),
+            ("  stats scope", "t.cfg:9: error: [listen 'stats'] 'stats': 'stats scope' is not a stats page setting"),
             ("  http-request use-service prometheus-exporter if { path_beg /m }", "t.cfg:9: error: [listen 'stats'] 'http-request': the exporter's condition must be 'if { path <path> }'"),
             ("  http-request deny", "t.cfg:9: error: [listen 'stats'] 'http-request': a stats proxy serves only"),
             ("  stats auth nobody", "t.cfg:9: error: [listen 'stats'] 'stats auth': expected '<user>:<password>'"),

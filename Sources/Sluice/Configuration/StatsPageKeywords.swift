@@ -21,6 +21,9 @@ public struct StatsPage: Hashable, Sendable {
     public var refresh: Duration?
     /// `stats hide-version`.
     public var hideVersion = false
+    /// `stats scope <proxy>` lines: the page (its CSV and JSON) shows only these proxies. Empty:
+    /// every proxy.
+    public var scope: [String] = []
     /// `stats admin if|unless <condition>`: who may change servers from the page (its checkboxes
     /// and actions, as HAProxy's). Nil: nobody. Only an authenticated user (`stats auth`) ever may.
     public var admin: AdminAccess?
@@ -102,8 +105,9 @@ extension Parser {
                 problem(location, "stats \(sub)", "Sluice's page shows every proxy's table without legends, node or description", warning: true)
             case "admin":
                 adminLine = (words, location)
-            case "scope":
-                problem(location, "stats scope", "not supported yet: the page shows every proxy")
+            case "scope" where words.count == 3:
+                // `.` is the statistics proxy itself, which has no row of its own in Sluice.
+                page.scope.append(words[2] == "." ? proxy.name : words[2])
             default:
                 problem(location, "stats", "'\(words.joined(separator: " "))' is not a stats page setting Sluice knows")
             }

@@ -181,7 +181,15 @@ final class StatsPageServer: @unchecked Sendable {
             let outcome = admin ? administer(body) : "DENY"
             return send(fd, status: "303 See Other", type: "text/plain", body: "", extra: "Location: \(uri);st=\(outcome)\r\n")
         }
-        let rows = sources.rows()
+        // `stats scope` keeps its proxies; `;up` hides the servers that are DOWN or in maintenance.
+        var rows = sources.rows()
+        if !page.scope.isEmpty { rows = rows.filter { page.scope.contains($0["pxname"] ?? "") } }
+        if options.contains("up") {
+            rows = rows.filter { row in
+                let status = row["status"] ?? ""
+                return row["type"] != "2" || !(status.hasPrefix("DOWN") || status.hasPrefix("MAINT"))
+            }
+        }
         if options.contains("json") {
             return send(fd, status: "200 OK", type: "application/json", body: StatsTyped.json(rows), headOnly: headOnly)
         }
