@@ -876,6 +876,14 @@ public final class LoadBalancer: Sendable {
         for worker in workers { worker.post(.shutdownSessions(server)) }
     }
 
+    /// `set maxconn frontend <name> <n>`: the frontend's session limit from now on (0 or nil: none).
+    /// - Throws: `SluiceError` when there is no such frontend.
+    public func setMaxConnections(_ limit: Int?, ofFrontend name: String) throws(SluiceError) {
+        guard let frontend = frontendState(named: name) else { throw SluiceError("No such frontend.") }
+        let value = limit ?? 0
+        frontend.maxConnections.store(value <= 0 ? Int.max : value, ordering: .relaxed)
+    }
+
     /// Turns a server's health checks off (it is then considered UP) or back on.
     public func setHealthChecks(enabled: Bool, of server: ServerState, in backend: BackendState) {
         server.checksEnabled.store(enabled, ordering: .relaxed)

@@ -82,6 +82,35 @@ extension Loopback {
         if case .reloadFailed(let reason) = events.last { #expect(reason.contains("no-such-host.invalid")) } else { Issue.record("no reloadFailed: \(events)") }
     }
 
+    /// The runtime API's server and frontend changes as typed methods: each takes effect and is
+    /// announced as the socket command's would be.
+    @Test func typedMethodsChangeAddressHealthAndLimits() throws {
+        let up = try TestServer(.identify("up"))
+        let other = try TestServer(.identify("other"), host: "127.0.0.2")
+        defer { up.stop(); other.stop() }
+        let proxy = try RunningProxy(Self.config("  server s1 127.0.0.1:\(up.port)"))
+        defer { proxy.stop() }
+        let collector = Collector(proxy.balancer.events())
+        defer { collector.cancel() }
+        let backend = try #require(proxy.balancer.backend(named: "be")), s1 = try #require(backend.server(named: "s1"))
+        backend.setAddress(try #require(SocketAddress(ip: "127.0.0.2", port: other.port)), of: s1)
+        #expect(try BalancingTests.whoAnswers(proxy.port) == "other")
+        backend.setHealth(.stopped, of: s1)
+        #expect(proxy.balancer.statistics().backend(named: "be")?.servers.first?.operational == .stopped)
+        backend.setHealth(.running, of: s1)
+        try proxy.balancer.setMaxConnections(3, ofFrontend: "fe")
+        #expect(proxy.balancer.statistics().frontend(named: "fe")?.sessionLimit == 3)
+        try proxy.balancer.setMaxConnections(nil, ofFrontend: "fe")
+        #expect(proxy.balancer.statistics().frontend(named: "fe")?.sessionLimit == nil)
+        #expect(throws: SluiceError.self) { try proxy.balancer.setMaxConnections(1, ofFrontend: "nosuch") }
+        try eventually("the changes announced") { collector.all.count >= 3 }
+        #expect(Array(collector.all.prefix(3)) == [
+            .serverAddress(backend: "be", server: "s1", from: "127.0.0.1:\(up.port)", to: "127.0.0.2:\(other.port)", by: "library"),
+            .serverHealth(backend: "be", server: "s1", from: .running, to: .stopped, reason: "library"),
+            .serverHealth(backend: "be", server: "s1", from: .stopped, to: .running, reason: "library"),
+        ])
+    }
+
     /// A frontend at its `maxconn` stops accepting (the next client waits in the backlog) and
     /// says so; it says when it accepts again, and the waiting client is then served.
     @Test func aFrontendAtItsLimitAnnouncesThePauseAndTheResumption() throws {

@@ -213,6 +213,18 @@ public final class BackendState: Sendable {
         republish()
     }
 
+    /// `set server <b>/<s> addr <ip> port <p>`: new sessions and checks go to `address`; the
+    /// sessions in flight stay where they are.
+    public func setAddress(_ address: SocketAddress, of server: ServerState) {
+        setAddress(address, of: server, by: "library")
+    }
+
+    /// `set server <b>/<s> health up|stopping|down`: the server's health as if its checks had
+    /// decided it (the next check result applies as usual).
+    public func setHealth(_ state: OperationalState, of server: ServerState) {
+        setOperational(state, of: server, reason: "library")
+    }
+
     /// Moves a server to a new address for new sessions and checks; `by` says who (events, logs).
     func setAddress(_ address: SocketAddress, of server: ServerState, by: String) {
         let before = server.address

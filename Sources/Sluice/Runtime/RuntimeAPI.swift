@@ -135,9 +135,9 @@ struct RuntimeAPI: Sendable {
             return withServer(args.first) { _, server in balancer.shutdownSessions(of: server); return .reply("\n") }
         case "set maxconn frontend":
             guard args.count == 2 else { return .reply("Frontend name expected.\n") }
-            guard let frontend = balancer.frontendState(named: args[0]) else { return .reply("No such frontend.\n") }
+            guard balancer.frontendState(named: args[0]) != nil else { return .reply("No such frontend.\n") }
             guard let value = Int(args[1]), value >= 0 else { return .reply("Integer value expected.\n") }
-            frontend.maxConnections.store(value == 0 ? Int.max : value, ordering: .relaxed)
+            try? balancer.setMaxConnections(value, ofFrontend: args[0])
             return .reply("\n")
         case "wait-drained": return waitDrained(args)
         case "reload":
