@@ -82,6 +82,34 @@ extension Loopback {
         if case .reloadFailed(let reason) = events.last { #expect(reason.contains("no-such-host.invalid")) } else { Issue.record("no reloadFailed: \(events)") }
     }
 
+    /// Clients that wait past `timeout queue` are closed and announced, counted, once a second.
+    @Test func sessionsThatOutwaitTheQueueAreAnnounced() throws {
+        let holder = try TestServer(.holdOpen)
+        defer { holder.stop() }
+        let proxy = try RunningProxy("""
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:0
+              default_backend be
+            backend be
+              timeout queue 200ms
+              server s1 127.0.0.1:\(holder.port) maxconn 1
+
+            """)
+        defer { proxy.stop() }
+        let collector = Collector(proxy.balancer.events())
+        defer { collector.cancel() }
+        let first = try Net.connect(proxy.port)  // holds the only slot
+        defer { close(first) }
+        try eventually("the first session holds the slot") { proxy.balancer.statistics().backend(named: "be")?.servers.first?.sessions.currentSessions == 1 }
+        let waiting = try (0..<2).map { _ in try Net.connect(proxy.port) }
+        defer { waiting.forEach { close($0) } }
+        for fd in waiting { _ = try Net.readToEnd(fd, timeoutMs: 5000, resetEnds: true) }  // closed after 200 ms
+        try eventually("the timeout announced") { collector.all.contains { if case .queueTimedOut(backend: "be", _) = $0 { true } else { false } } }
+        let counted = collector.all.reduce(0) { if case .queueTimedOut(_, let n) = $1 { $0 + n } else { $0 } }
+        #expect((1...2).contains(counted), "\(collector.all)")
+    }
+
     /// The runtime API's server and frontend changes as typed methods: each takes effect and is
     /// announced as the socket command's would be.
     @Test func typedMethodsChangeAddressHealthAndLimits() throws {

@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 
 /// The live state of one backend, shared by every reactor, for the life of the process.
@@ -211,6 +212,23 @@ public final class BackendState: Sendable {
             m.settings = settings
         }
         republish()
+    }
+
+    /// Sessions closed for waiting past `timeout queue` since the last announcement, and when that
+    /// was (monotonic ms).
+    private let queueTimeouts = Atomic<Int>(0)
+    private let queueTimeoutsAnnounced = Atomic<Int64>(Int64.min / 2)
+
+    /// A session found no server slot within `timeout queue` and is closed. Said (a notice and an
+    /// event) at most once a second per backend, with the number closed since the previous one:
+    /// a backend that overflows would otherwise say it for every client.
+    func queueTimedOut(frontend: String, now: Int64, logger: Logger) {
+        queueTimeouts.wrappingAdd(1, ordering: .relaxed)
+        let last = queueTimeoutsAnnounced.load(ordering: .relaxed)
+        guard now - last >= 1000, queueTimeoutsAnnounced.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        let count = queueTimeouts.exchange(0, ordering: .relaxed)
+        logger.notice("backend '\(name)': \(count) client(s) found no server slot within timeout queue and were closed (the last of frontend '\(frontend)')")
+        events?.publish(.queueTimedOut(backend: name, sessions: count))
     }
 
     /// `set server <b>/<s> addr <ip> port <p>`: new sessions and checks go to `address`; the

@@ -172,7 +172,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             retry(i)
         case .queued:
             // `timeout queue`: no slot came in time (HAProxy answers 503 in HTTP; a TCP client is closed).
-            logger.notice("backend '\(backend(of: i).name)': no server slot within timeout queue; closing a client of frontend '\(frontend(of: i).name)'")
+            backend(of: i).queueTimedOut(frontend: frontend(of: i).name, now: now, logger: logger)
             close(i, reset: false, cause: .serverTimeout)
         case .descriptorWait:
             if now >= sessions[i].queueDeadline {

@@ -24,6 +24,9 @@ public enum BalancerEvent: Sendable, Equatable {
     case acceptingPaused(frontend: String, limit: AcceptLimit)
     /// The frontend accepts again, after the pause announced before.
     case acceptingResumed(frontend: String, afterMs: Int)
+    /// Sessions waited past `timeout queue` without a server slot and were closed: at most one
+    /// event a second per backend, `sessions` counting those closed since the previous one.
+    case queueTimedOut(backend: String, sessions: Int)
 }
 
 /// The limit that made a frontend stop accepting.
