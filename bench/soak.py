@@ -31,6 +31,7 @@ import argparse, json, os, random, re, select, signal, socket, statistics, subpr
 sys.path.insert(0, os.path.dirname(__file__))
 from bulk import free_port, wait_listening, machine_info, write_results  # noqa: E402
 from small import parse_wrk  # noqa: E402
+from checks import ask  # noqa: E402
 
 NGINX = """worker_processes 1;
 master_process off;
@@ -124,21 +125,6 @@ def sluice_config(work, web, idle, bulk, iperf, ports, with_fourth):
     held = "\n".join(f"  server {n} 127.0.0.1:{ports[n]}" for n in ["s1", "s2", "s3"])
     with open(f"{work}/sluice.cfg", "w") as f:
         f.write(SLUICE.format(dir=work, web=web, idle=idle, bulk=bulk, iperf=iperf, servers=servers, held=held, server_timeout=SERVER_TIMEOUT))
-
-
-def ask(path, command):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(5)
-    s.connect(path)
-    s.sendall(command.encode() + b"\n")
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-    s.close()
-    return out.decode()
 
 
 class Record:
