@@ -320,17 +320,8 @@ extension Loopback {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         func browser(_ arguments: [String]) throws -> String {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Self.chromium)
-            process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-                                 "--user-data-dir=\(directory)/profile", "--window-size=1400,700"] + arguments + ["http://127.0.0.1:\(ports[1])/stats"]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            #expect(waitForExit(process, deadline: .seconds(60)) == 0, "chromium \(arguments) failed")
-            return String(decoding: data, as: UTF8.self)
+            try Spawn.output(Self.chromium, ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                                             "--user-data-dir=\(directory)/profile", "--window-size=1400,700"] + arguments + ["http://127.0.0.1:\(ports[1])/stats"])
         }
         // The DOM after the browser parsed it: each server's row class and status cell.
         let dom = try browser(["--dump-dom"])
@@ -353,21 +344,15 @@ extension Loopback {
         #expect(shown["be/spare"]?.style == "backup_no_check" && shown["maint/m1"]?.style == "maintain")
         // The screenshot: painted, in HAProxy's colours for UP, DOWN, no check and MAINT rows.
         _ = try browser(["--screenshot=\(directory)/page.png"])
-        let counter = Process()
-        counter.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        counter.arguments = ["python3", "-c", """
+        let counted = try Spawn.output("/usr/bin/env", ["python3", "-c", """
             import sys
             from PIL import Image
             image = Image.open(sys.argv[1]).convert("RGB")
             colours = image.getcolors(maxcolors=1 << 20)
             count = {rgb: n for n, rgb in colours}
             print(image.size[0], image.size[1], *[count.get(c, 0) for c in [(0xc0, 0xff, 0xc0), (0xff, 0x90, 0x90), (0xe0, 0xe0, 0xe0), (0xc0, 0x78, 0x20)]])
-            """, "\(directory)/page.png"]
-        let counted = Pipe()
-        counter.standardOutput = counted
-        try counter.run()
-        let numbers = String(decoding: counted.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        #expect(waitForExit(counter, deadline: .seconds(30)) == 0)
+            """, "\(directory)/page.png"])
+        let numbers = counted.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
         #expect(numbers.count == 6 && numbers[0] == 1400 && numbers[1] == 700, "screenshot size: \(numbers)")
         #expect(numbers.count == 6 && numbers[2...].allSatisfy { $0 > 500 }, "pixels of active_up, active_down, no_check, maintain: \(numbers.dropFirst(2))")
     }

@@ -55,13 +55,12 @@ public final class BackendState: Sendable {
     /// How many sessions wait in any of `queues`: a free slot looks at the queues only when this is
     /// not zero.
     let queuedCount = Atomic<Int>(0)
-    /// Most sessions ever waiting in the backend's queue (`qmax`), and the dequeued ones' wait (`qtime`).
+    /// Most sessions ever waiting in the backend's queue (`qmax`).
     let queueMax = Atomic<Int>(0)
-    let dequeuedSessions = Atomic<Int>(0)
-    let dequeuedWaitMs = Atomic<Int>(0)
     /// Histograms of the time to connect to a server (the successful attempt), of sessions'
     /// lengths (from accept to close, for sessions that reached a server) and of waits in the
-    /// queue (the `sluice_backend_*_seconds` metrics).
+    /// queue (the `sluice_backend_*_seconds` metrics; `show stat`'s `qtime`, `ctime` and `ttime`
+    /// are their means).
     let connectTime = DurationHistogram()
     let sessionDuration = DurationHistogram()
     let queueTime = DurationHistogram()

@@ -109,8 +109,6 @@ extension BackendState {
             let waited = max(0, Int(monotonicMilliseconds() - entry.since))
             server.dequeuedSessions.wrappingAdd(1, ordering: .relaxed)
             server.dequeuedWaitMs.wrappingAdd(waited, ordering: .relaxed)
-            dequeuedSessions.wrappingAdd(1, ordering: .relaxed)
-            dequeuedWaitMs.wrappingAdd(waited, ordering: .relaxed)
             queueTime.observe(Int64(waited))
             entry.waker.dequeued(entry.token, to: server, of: self)
         }

@@ -87,6 +87,9 @@ final class SessionLog {
         // `%bc`/`%sc`: HAProxy has released it.
         let own = session.server >= 0 && !atConnect ? 1 : 0
         let total = Int(now - acceptedAt)
+        // Looked up once per line, when the format names them.
+        lazy var context = session.context ?? SessionContext(client: session.client, bindName: bindName, routing: nil, now: now, peer: peer)
+        lazy var serverSide = session.server >= 0 ? try? Socket.localAddress(session.server) : nil
         var line = LineBuilder()
         var lastIsSpace = true
         for item in format.items {
@@ -100,7 +103,6 @@ final class SessionLog {
             case .sample(let expression, let flags):
                 var text: [UInt8] = []
                 if let evaluator = route.evaluator {
-                    let context = session.context ?? SessionContext(client: session.client, bindName: bindName, routing: nil, now: now, peer: peer)
                     context.final = true
                     switch evaluator.sample(expression, context) {
                     case .value(let s, _): text = s.bytes
@@ -116,8 +118,8 @@ final class SessionLog {
                 case .cp: line.append(portOf: session.context?.source ?? peer, flags)
                 case .fi: line.append(ipOf: frontendAddress(session), flags)
                 case .fp: line.append(portOf: frontendAddress(session), flags)
-                case .bi: line.append(ipOf: session.server >= 0 ? try? Socket.localAddress(session.server) : nil, flags)
-                case .bp: line.append(portOf: session.server >= 0 ? try? Socket.localAddress(session.server) : nil, flags)
+                case .bi: line.append(ipOf: serverSide, flags)
+                case .bp: line.append(portOf: serverSide, flags)
                 case .si: line.append(ipOf: session.server >= 0 ? server?.address : nil, flags)
                 case .sp: line.append(portOf: session.server >= 0 ? server?.address : nil, flags)
                 case .t: clock.acceptDate(acceptedSeconds, millis: acceptedMillis, into: &line)

@@ -113,7 +113,8 @@ public struct BackendStatistics: Hashable, Sendable {
         }
         queued = backend.queueLength()
         maxQueued = backend.queueMax.load(ordering: .relaxed)
-        averageQueueMs = averageWait(backend.dequeuedSessions.load(ordering: .relaxed), backend.dequeuedWaitMs.load(ordering: .relaxed))
+        queueTime = backend.queueTime.snapshot
+        averageQueueMs = Int(queueTime.meanMs)
         let usable = states.filter(\.isUsable)
         isUp = !usable.isEmpty
         weight = usable.reduce(0) { $0 + $1.weight }
@@ -124,7 +125,6 @@ public struct BackendStatistics: Hashable, Sendable {
         secondsSinceLastSession = last == 0 ? nil : Int((now - last) / 1000)
         connectTime = backend.connectTime.snapshot
         sessionDuration = backend.sessionDuration.snapshot
-        queueTime = backend.queueTime.snapshot
     }
 }
 
