@@ -248,7 +248,7 @@ extension Loopback {
         #expect(try Self.exchange(proxy.port, [], from: "127.0.0.2") == "s\n")
         _ = api.execute("clear table fe key 127.0.0.2", level: .admin)
         #expect(try Self.exchange(proxy.port, [], from: "127.0.0.2") == "s\n")
-        #expect(api.execute("clear table fe", level: .user).replyText == RuntimeAPI.permissionDenied)
+        #expect(api.execute("clear table fe", level: .user).replyText == RuntimeCommand.permissionDenied)
     }
 
     /// `sc0_conn_rate(<table>)`: the key counter 0 tracks, looked up in another table (here the one

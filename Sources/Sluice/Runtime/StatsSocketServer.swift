@@ -299,7 +299,7 @@ final class StatsSocketServer: @unchecked Sendable {
             }
             let line = String(decoding: c.input[..<newline], as: UTF8.self)
             c.input.removeSubrange(...newline)
-            c.pending = RuntimeAPI.split(line)
+            c.pending = RuntimeCommand.split(line)
             if c.pending.isEmpty { endOfLine(&c) }
         }
     }

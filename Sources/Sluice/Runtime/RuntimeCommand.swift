@@ -1,0 +1,328 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A runtime-API command line, read: which command, at which level, with its arguments checked.
+/// Reading needs no running balancer (`Fuzz/RuntimeCommand` feeds it any bytes); `RuntimeAPI`
+/// looks the names up and acts. HAProxy answers an unknown backend or server before a bad
+/// argument, so a command on a server carries its arguments' refusal instead of being one.
+enum RuntimeCommand: Sendable {
+    /// Answered without the balancer: help, an unknown command, a permission or a syntax refusal.
+    case reply(String)
+    case prompt
+    case quit
+    case showInfo
+    case showStat(StatFormat)
+    case showServersState(backend: String?)
+    case showResolvers(section: String?)
+    case showBackends
+    case showSessions
+    /// The words after the table name are read against the table's types (`TableSelection`).
+    case showTable(name: String?, selection: ArraySlice<String>)
+    case clearTable(name: String?, selection: ArraySlice<String>)
+    /// A command on one server: `path` is nil without a `<backend>/<server>` argument.
+    case server(ServerPath?, Result<ServerAction, Refusal>)
+    case addServer(ServerPath, Server)
+    case deleteServer(ServerPath)
+    case setMaxConnections(frontend: String, Result<Int, Refusal>)
+    case reload
+
+    enum StatFormat: Sendable { case csv, typed, json }
+
+    /// What a command does to the server it names.
+    enum ServerAction: Sendable, Equatable {
+        case getWeight
+        case setWeight(Weight)
+        case setAdmin(Admin)
+        case setHealth(Health)
+        /// `set server … addr <ip> [port <p>]`: `ip` is a valid address; nil port keeps the server's.
+        case setAddress(ip: String, port: Int?)
+        case setFQDN(String)
+        case setHealthChecks(enabled: Bool)
+        case shutdownSessions
+        case waitDrained(timeoutMs: Int64, shutdownAfter: Bool)
+    }
+
+    enum Admin: Sendable { case ready, drain, maintenance }
+    enum Health: Sendable { case up, stopping, down }
+
+    /// `<w>` or `<w>%` of the configured weight; `text` as written, for the refusal of a result
+    /// outside 0–256 (known once the server is).
+    struct Weight: Sendable, Equatable {
+        let value: Int
+        let percent: Bool
+        let text: String
+
+        init?(_ text: String) {
+            guard let value = Int(text.hasSuffix("%") ? String(text.dropLast()) : text) else { return nil }
+            (self.value, percent, self.text) = (value, text.hasSuffix("%"), text)
+        }
+
+        static func refusal(_ text: String) -> Refusal {
+            Refusal("Weight '\(text)' is not a valid value: expected 0 to 256 (or a percentage of the initial weight).\n")
+        }
+
+        /// The weight for a server configured with `configured`, or the refusal.
+        func resolve(configured: Int) -> Result<Int, Refusal> {
+            let weight = percent ? configured * value / 100 : value
+            return (0...256).contains(weight) ? .success(weight) : .failure(Self.refusal(text))
+        }
+    }
+
+    /// A reply that refuses the command, as the caller reads it (ends with a newline).
+    struct Refusal: Error, Sendable, Equatable {
+        let text: String
+        init(_ text: String) { self.text = text }
+    }
+
+    /// `<backend>/<server>`, split at the first slash.
+    struct ServerPath: Sendable, Equatable {
+        let backend: String
+        let server: String
+
+        init?(_ argument: String?) {
+            guard let argument, let slash = argument.firstIndex(of: "/") else { return nil }
+            backend = String(argument[..<slash])
+            server = String(argument[argument.index(after: slash)...])
+        }
+    }
+
+    static let permissionDenied = "Permission denied\n"
+    static let requireServer = "Require 'backend/server'.\n"
+
+    /// The commands, their level and HAProxy-style help line.
+    static let commands: [(words: [String], level: StatsSocket.Level, help: String)] = ([
+        ("help", .user, "help                                    : this message"),
+        ("prompt", .user, "prompt                                  : toggle interactive mode with prompt"),
+        ("quit", .user, "quit                                    : disconnect"),
+        ("show info", .user, "show info                               : report information about the running process"),
+        ("show stat", .user, "show stat [typed|json]                  : report counters for each proxy and server (CSV, typed or JSON)"),
+        ("show servers state", .user, "show servers state [<backend>]          : dump volatile server information"),
+        ("show resolvers", .user, "show resolvers [<resolvers section id>] : dumps counters from all resolvers section and associated name servers"),
+        ("show backend", .user, "show backend                            : list backends in the current running config"),
+        ("show sess", .user, "show sess                               : report a summary of the sessions"),
+        ("show table", .user, "show table [<name>] [data.<type> <op> <v>]* | [key <k>] : report table usage stats or dump a table's contents"),
+        ("clear table", .operator, "clear table <name> [data.<type> <op> <v>]* | [key <k>] : remove entries from a table"),
+        ("get weight", .user, "get weight <bk>/<srv>                   : report a server's current weight"),
+        ("wait-drained", .operator, "wait-drained <bk>/<srv> [timeout <t>] [shutdown-after] : wait until a server has no session (Sluice extension)"),
+        ("set weight", .admin, "set weight <bk>/<srv> (<w>|<w>%)        : change a server's weight (deprecated)"),
+        ("set server", .admin, "set server <bk>/<srv> state|weight|addr|health : change a server's state, weight or address"),
+        ("add server", .admin, "add server <bk>/<srv> <addr>[:<port>] [params] : create a new server (in maintenance)"),
+        ("del server", .admin, "del server <bk>/<srv>                   : remove a server in maintenance without sessions"),
+        ("disable server", .admin, "disable server <bk>/<srv>               : disable a server for maintenance (use 'set server' instead)"),
+        ("enable server", .admin, "enable server <bk>/<srv>                : enable a disabled server (use 'set server' instead)"),
+        ("disable health", .admin, "disable health <bk>/<srv>               : disable health checks"),
+        ("enable health", .admin, "enable health <bk>/<srv>                : enable health checks"),
+        ("shutdown sessions server", .admin, "shutdown sessions server <bk>/<srv>     : kill sessions on a server"),
+        ("set maxconn frontend", .admin, "set maxconn frontend <frontend> <value>  : change a frontend's maxconn setting"),
+        ("reload", .admin, "reload                                  : re-read the configuration files (Sluice: in-process, nothing dropped)"),
+    ] as [(String, StatsSocket.Level, String)]).map { (words: $0.0.split(separator: " ").map(String.init), level: $0.1, help: $0.2) }
+
+    /// Splits a request line into commands (`;` separates them, as HAProxy).
+    static func split(_ line: String) -> [String] {
+        line.split(separator: ";").map { $0.trimmingBlanks() }.filter { !$0.isEmpty }
+    }
+
+    /// Reads one command (one `;`-separated part of a line) for a client at `level`.
+    static func parse(_ command: String, level: StatsSocket.Level) -> RuntimeCommand {
+        let words = command.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        guard !words.isEmpty else { return .reply("") }
+        guard let known = commands.first(where: { words.starts(with: $0.words) }) else { return .reply(unknown(words[0])) }
+        guard level.permits(known.level) else { return .reply(permissionDenied) }
+        let args = Array(words.dropFirst(known.words.count))
+        switch known.words.joined(separator: " ") {
+        case "help":
+            return .reply("The following commands are valid at this level:\n"
+                + commands.filter { level.permits($0.level) }.map { "  " + $0.help }.joined(separator: "\n") + "\n\n")
+        case "prompt": return .prompt
+        case "quit": return .quit
+        case "show info": return .showInfo
+        case "show stat": return .showStat(args.contains("json") ? .json : args.contains("typed") ? .typed : .csv)
+        case "show servers state": return .showServersState(backend: args.first)
+        case "show resolvers": return .showResolvers(section: args.first)
+        case "show backend": return .showBackends
+        case "show sess": return .showSessions
+        case "show table": return .showTable(name: args.first, selection: args.dropFirst())
+        case "clear table": return .clearTable(name: args.first, selection: args.dropFirst())
+        case "get weight": return .server(ServerPath(args.first), .success(.getWeight))
+        case "set weight":
+            guard args.count == 2 else { return .reply("Require 'backend/server' and 'weight' or 'weight%'.\n") }
+            return .server(ServerPath(args[0]), weight(args[1]))
+        case "set server": return .server(ServerPath(args.first), serverChange(args))
+        case "add server":
+            guard let path = ServerPath(args.first), !path.server.isEmpty else { return .reply(requireServer) }
+            switch Server.dynamic(name: path.server, arguments: Array(args.dropFirst())) {
+            case .failure(let error): return .reply(error.message + "\n")
+            case .success(let server): return .addServer(path, server)
+            }
+        case "del server":
+            guard let path = ServerPath(args.first) else { return .reply(requireServer) }
+            return .deleteServer(path)
+        case "disable server": return .server(ServerPath(args.first), .success(.setAdmin(.maintenance)))
+        case "enable server": return .server(ServerPath(args.first), .success(.setAdmin(.ready)))
+        case "disable health": return .server(ServerPath(args.first), .success(.setHealthChecks(enabled: false)))
+        case "enable health": return .server(ServerPath(args.first), .success(.setHealthChecks(enabled: true)))
+        case "shutdown sessions server": return .server(ServerPath(args.first), .success(.shutdownSessions))
+        case "set maxconn frontend":
+            guard args.count == 2 else { return .reply("Frontend name expected.\n") }
+            guard let value = Int(args[1]), value >= 0 else { return .setMaxConnections(frontend: args[0], .failure(Refusal("Integer value expected.\n"))) }
+            return .setMaxConnections(frontend: args[0], .success(value))
+        case "wait-drained": return .server(ServerPath(args.first), waitDrained(args.dropFirst()))
+        case "reload": return .reload
+        default: preconditionFailure("runtime command '\(known.words)' has no parser")
+        }
+    }
+
+    private static func unknown(_ first: String) -> String {
+        var matches = commands.filter { $0.words[0].hasPrefix(first) || $0.words.contains(first) }
+        if matches.isEmpty { matches = commands }
+        return "Unknown command, but maybe one of the following ones is a better match:\n"
+            + matches.prefix(8).map { "  " + $0.help }.joined(separator: "\n") + "\n\n"
+    }
+
+    private static func weight(_ text: String) -> Result<ServerAction, Refusal> {
+        Weight(text).map { .success(.setWeight($0)) } ?? .failure(Weight.refusal(text))
+    }
+
+    /// `set server <bk>/<srv> state|weight|addr|health|fqdn …`.
+    private static func serverChange(_ args: [String]) -> Result<ServerAction, Refusal> {
+        let usage = Refusal("'set server <srv>' only supports 'agent', 'health', 'state', 'weight', 'addr', 'fqdn', 'check-addr' and 'check-port'.\n")
+        guard args.count >= 3 else { return .failure(usage) }
+        switch args[1] {
+        case "state":
+            switch args[2] {
+            case "ready": return .success(.setAdmin(.ready))
+            case "drain": return .success(.setAdmin(.drain))
+            case "maint": return .success(.setAdmin(.maintenance))
+            default: return .failure(Refusal("'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n"))
+            }
+        case "weight": return weight(args[2])
+        case "addr":
+            var port: Int?
+            if args.count == 5 && args[3] == "port" {
+                guard let p = Int(args[4]), (1...65535).contains(p) else { return .failure(Refusal("Invalid port '\(args[4])'.\n")) }
+                port = p
+            } else if args.count != 3 {
+                return .failure(Refusal("'set server <srv> addr' expects <addr> [port <port>].\n"))
+            }
+            guard SocketAddress(ip: args[2], port: port ?? 1) != nil else { return .failure(invalidAddress(args[2])) }
+            return .success(.setAddress(ip: args[2], port: port))
+        case "health":
+            switch args[2] {
+            case "up": return .success(.setHealth(.up))
+            case "down": return .success(.setHealth(.down))
+            case "stopping": return .success(.setHealth(.stopping))
+            default: return .failure(Refusal("'set server <srv> health' expects 'up', 'stopping', or 'down'.\n"))
+            }
+        case "fqdn":
+            guard args.count == 3 else { return .failure(Refusal("'set server <srv> fqdn' expects a FQDN.\n")) }
+            return .success(.setFQDN(args[2]))
+        case "agent", "check-addr", "check-port", "ssl", "agent-addr", "agent-port", "agent-send":
+            return .failure(Refusal("'set server <srv> \(args[1])' is not supported by Sluice.\n"))
+        default:
+            return .failure(usage)
+        }
+    }
+
+    static func invalidAddress(_ text: String) -> Refusal {
+        Refusal("Invalid addr '\(text)': expected an IPv4 or IPv6 address.\n")
+    }
+
+    /// `wait-drained <bk>/<srv> [timeout <time>] [shutdown-after]`; 10 s by default.
+    private static func waitDrained(_ args: ArraySlice<String>) -> Result<ServerAction, Refusal> {
+        var timeoutMs: Int64 = 10_000
+        var shutdownAfter = false
+        var rest = args
+        while let word = rest.popFirst() {
+            switch word {
+            case "timeout":
+                guard let text = rest.popFirst(), case .success(let d) = ValueParser.time(text) else {
+                    return .failure(Refusal("'wait-drained' expects 'timeout <time>' such as 30s.\n"))
+                }
+                timeoutMs = d.milliseconds
+            case "shutdown-after":
+                shutdownAfter = true
+            default:
+                return .failure(Refusal("'wait-drained <bk>/<srv> [timeout <time>] [shutdown-after]': unexpected '\(word)'.\n"))
+            }
+        }
+        return .success(.waitDrained(timeoutMs: timeoutMs, shutdownAfter: shutdownAfter))
+    }
+}
+
+/// What follows a table's name in `show table` / `clear table`: `key <k>`, or `data.<type> <op> <v>`
+/// filters, read against the table's key type and stored data.
+struct TableSelection: Sendable {
+    var key: StickKey?
+    var filters: [(data: StickData, op: String, value: Int64)] = []
+
+    static func parse(_ args: ArraySlice<String>, keyType: StickTableSpec.KeyType, stored: (StickData) -> Bool) -> Result<TableSelection, RuntimeCommand.Refusal> {
+        let onlyKeyOrData = RuntimeCommand.Refusal("Optional argument only supports \"data.<store_data_type>\" and key <key>\n")
+        var selection = TableSelection()
+        var rest = args
+        while let word = rest.popFirst() {
+            if word == "key" {
+                guard let text = rest.popFirst(), selection.filters.isEmpty else { return .failure(onlyKeyOrData) }
+                let sample: Sample
+                switch keyType {
+                case .ipv4, .ipv6:
+                    guard let address = IPAddress(text) else { return .failure(RuntimeCommand.Refusal("Invalid key\n")) }
+                    sample = .ip(address)
+                case .integer:
+                    guard let v = Int64(text) else { return .failure(RuntimeCommand.Refusal("Invalid key\n")) }
+                    sample = .int(v)
+                case .string: sample = .string(Array(text.utf8))
+                }
+                guard let key = StickKey(sample, for: keyType) else { return .failure(RuntimeCommand.Refusal("Invalid key\n")) }
+                selection.key = key
+            } else if word.hasPrefix("data.") {
+                guard rest.count >= 2, let data = StickData(fetchSuffix: String(word.dropFirst(5))), stored(data) else {
+                    return .failure(RuntimeCommand.Refusal("Data type not stored in this table\n"))
+                }
+                let op = rest.removeFirst()
+                guard ["eq", "ne", "le", "ge", "lt", "gt"].contains(op) else {
+                    return .failure(RuntimeCommand.Refusal("Require a valid filter operator (eq, ne, le, ge, lt, gt)\n"))
+                }
+                guard let value = Int64(rest.removeFirst()) else { return .failure(RuntimeCommand.Refusal("Require a valid integer value to compare against\n")) }
+                selection.filters.append((data, op, value))
+            } else {
+                return .failure(onlyKeyOrData)
+            }
+        }
+        return .success(selection)
+    }
+
+    func matches(_ key: StickKey, _ values: [(StickData, Int64)]) -> Bool {
+        if let wanted = self.key, key != wanted { return false }
+        return filters.allSatisfy { filter in
+            guard let v = values.first(where: { $0.0 == filter.data })?.1 else { return false }
+            switch filter.op {
+            case "eq": return v == filter.value
+            case "ne": return v != filter.value
+            case "le": return v <= filter.value
+            case "ge": return v >= filter.value
+            case "lt": return v < filter.value
+            default: return v > filter.value
+            }
+        }
+    }
+}
+
+extension StatsSocket.Level {
+    /// Whether this level may run a command that needs `required`.
+    func permits(_ required: StatsSocket.Level) -> Bool {
+        func rank(_ l: StatsSocket.Level) -> Int { l == .user ? 0 : l == .operator ? 1 : 2 }
+        return rank(self) >= rank(required)
+    }
+}
+
+extension StringProtocol {
+    /// Without spaces, tabs and line ends at either end ("\r\n" is one `Character` in Swift).
+    func trimmingBlanks() -> String {
+        func blank(_ c: Character) -> Bool { c == " " || c == "\t" || c == "\r" || c == "\n" || c == "\r\n" }
+        var s = Substring(self)
+        while let f = s.first, blank(f) { s = s.dropFirst() }
+        while let l = s.last, blank(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
