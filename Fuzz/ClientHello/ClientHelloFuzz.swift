@@ -1,7 +1,6 @@
-// libFuzzer target: the TLS ClientHello parsers behind req.ssl_sni, req.ssl_alpn, req.ssl_ver and
-// req.ssl_hello_type. Built and run by scripts/fuzz; seeds in corpus/ (real hellos, see capture).
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+// libFuzzer target `ClientHello`: the TLS ClientHello parsers behind req.ssl_sni, req.ssl_alpn, req.ssl_ver and
+// req.ssl_hello_type. Built (with the others, into one binary: Fuzz/Driver.swift) and run by scripts/fuzz; seeds in corpus/ (real hellos, see capture).
+func fuzzClientHello(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let buffer = UnsafeRawBufferPointer(start: data, count: size)
     if case .value(let hello) = TLSInspection.clientHello(buffer) {
         // A value must be made of bytes that arrived: a name is never longer than the input.

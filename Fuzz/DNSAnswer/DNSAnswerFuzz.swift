@@ -1,8 +1,7 @@
-// libFuzzer target: the DNS answer parser of Sluice's resolver (`resolvers` sections), and what
-// the resolver reads from a parsed answer. Built and run by scripts/fuzz; seeds in corpus/
+// libFuzzer target `DNSAnswer`: the DNS answer parser of Sluice's resolver (`resolvers` sections), and what
+// the resolver reads from a parsed answer. Built (with the others, into one binary: Fuzz/Driver.swift) and run by scripts/fuzz; seeds in corpus/
 // (real dnsmasq answers, made by Fuzz/DNSAnswer/capture).
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+func fuzzDNSAnswer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     guard case .success(let response) = DNSMessage.parse(bytes) else { return 0 }
     precondition(response.questionName.utf8.count <= DNSMessage.maxNameLength, "a name over 255 bytes")

@@ -1,8 +1,7 @@
-// libFuzzer target: the configuration tokenizer and parser (`sluice -c`, reloads) on any bytes.
+// libFuzzer target `Configuration`: the configuration tokenizer and parser (`sluice -c`, reloads) on any bytes.
 // Every input either parses or fails with diagnostics that name a line of the input; nothing traps.
-// Built and run by scripts/fuzz; seeds in corpus/ (the repository's example configurations).
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+// Built (with the others, into one binary: Fuzz/Driver.swift) and run by scripts/fuzz; seeds in corpus/ (the repository's example configurations).
+func fuzzConfiguration(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
     let lines = text.lines.count
     do {
@@ -13,11 +12,4 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
     return 0
-}
-
-/// The configuration names the reactor engine; the reactors themselves are not built into this
-/// target, so the type stands alone here (the same cases as `Reactor/Reactor.swift`).
-public enum IOEngine: String, Hashable, Sendable, CaseIterable {
-    case epoll
-    case ioUring = "io_uring"
 }
