@@ -18,7 +18,7 @@ final class EpollReactor: Reactor {
     static let wakeupToken: UInt64 = .max
 
     /// The loop's clock, refreshed once per turn.
-    private(set) var now: Int64 = monotonicMilliseconds()
+    @exclusivity(unchecked) private(set) var now: Int64 = monotonicMilliseconds()
 
     init() throws(SystemError) {
         epoll = Descriptor(taking: try syscallBlocking("epoll_create1") { CShims_epoll_create() })

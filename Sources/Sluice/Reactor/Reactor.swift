@@ -73,7 +73,7 @@ func monotonicMilliseconds() -> Int64 {
 /// the stop flag. Everything but `wake()` and `stop()` runs on the reactor's thread.
 final class ReactorCore {
     let wakeupFD: Descriptor
-    private var timers = TimerHeap()
+    @exclusivity(unchecked) private var timers = TimerHeap()
     private let stopRequested = Atomic<Bool>(false)
 
     init() throws(SystemError) {

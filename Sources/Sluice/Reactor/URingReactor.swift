@@ -16,12 +16,12 @@ final class URingReactor: Reactor {
     private let core: ReactorCore
     /// Active polls, so one that ends without `IORING_CQE_F_MORE` (the kernel may end a multishot
     /// request, e.g. on overflow) can be armed again. Token → descriptor and events.
-    private var polls: [UInt64: (fd: CInt, events: UInt32)] = [:]
+    @exclusivity(unchecked) private var polls: [UInt64: (fd: CInt, events: UInt32)] = [:]
     /// Polls queued and not yet submitted. Their requests name the descriptor by number, so one
     /// whose descriptor is closed before the submission is submitted first: otherwise the number,
     /// reused by the next accept, would carry the dead session's poll, and the kernel would keep
     /// that new socket open after its own session closed it (the poll holds a file reference).
-    private var unsubmitted: Set<UInt64> = []
+    @exclusivity(unchecked) private var unsubmitted: Set<UInt64> = []
     private let batch = 256
     private let data: UnsafeMutablePointer<UInt64>
     private let results: UnsafeMutablePointer<Int32>
@@ -32,14 +32,14 @@ final class URingReactor: Reactor {
     /// multishot poll then re-arms and lives on, holding its socket open after the session closed
     /// it (measured: a server reset during a transfer left 2 client sockets in 6 open, forever). So
     /// such a removal is sent again until the poll is gone.
-    private var removals: [UInt64: UInt64] = [:]
-    private var removalSequence: UInt32 = 0
+    @exclusivity(unchecked) private var removals: [UInt64: UInt64] = [:]
+    @exclusivity(unchecked) private var removalSequence: UInt32 = 0
     /// User data of removals: a range session, listener and check tokens do not reach in practice
     /// (a worker token of generation 0x3FFF_FFFF), told apart by `removals` anyway.
     private static let removalBase: UInt64 = 0xFFFF_FFFF_0000_0000
     private static let wakeupToken: UInt64 = .max
 
-    private(set) var now: Int64 = monotonicMilliseconds()
+    @exclusivity(unchecked) private(set) var now: Int64 = monotonicMilliseconds()
 
     /// Whether this kernel lets the process create an io_uring (it may be disabled by sysctl or seccomp).
     static var isAvailable: Bool { CShims_uring_probe() == 1 }

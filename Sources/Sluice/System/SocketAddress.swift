@@ -93,12 +93,9 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The port, in host byte order.
     public var port: Int {
-        withUnsafeBytes(of: storage) { raw in
-            if family == AF_INET {
-                return Int(UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port))
-            }
-            return Int(UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port))
-        }
+        // `sin_port` and `sin6_port` are both the two bytes after the family, in network order: read
+        // in place (a `withUnsafeBytes(of: storage)` copies the 128-byte storage first).
+        Int(UInt8(bitPattern: storage.__ss_padding.0)) << 8 | Int(UInt8(bitPattern: storage.__ss_padding.1))
     }
 
     /// The same address with another port.
