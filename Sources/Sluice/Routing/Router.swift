@@ -90,23 +90,33 @@ final class SessionContext {
     /// The session ended: tracked entries count one connection fewer.
     func release(now: Int64) {
         tracked.forEach { $0.table.release($0.handle, now: now) }
-        tracked = TrackedCounters()
+        tracked.removeAll()
     }
+
+    deinit { tracked.removeAll() }
 }
 
-/// The stick-table entries a session tracks (`track-sc0`, `-sc1`, `-sc2`), without an allocation.
+/// The stick-table entries a session tracks (`track-sc0`, `-sc1`, `-sc2`), without an allocation
+/// and without reference counting on reads: an entry is retained once when tracked and released by
+/// `removeAll` (the session's end); its table lives as long as the routing that tracked it.
 struct TrackedCounters {
-    typealias Entry = (table: StickTable, handle: StickTable.Handle)
+    struct Entry {
+        let tableReference: Unmanaged<StickTable>
+        let handleReference: Unmanaged<StickTable.Handle>
+        var table: StickTable { tableReference.takeUnretainedValue() }
+        var handle: StickTable.Handle { handleReference.takeUnretainedValue() }
+    }
     private var slots: (Entry?, Entry?, Entry?) = (nil, nil, nil)
 
-    subscript(slot: Int) -> Entry? {
-        get { slot == 0 ? slots.0 : slot == 1 ? slots.1 : slots.2 }
-        set {
-            switch slot {
-            case 0: slots.0 = newValue
-            case 1: slots.1 = newValue
-            default: slots.2 = newValue
-            }
+    subscript(slot: Int) -> Entry? { slot == 0 ? slots.0 : slot == 1 ? slots.1 : slots.2 }
+
+    /// Counter `slot` now tracks `handle` of `table`.
+    mutating func track(_ slot: Int, _ table: StickTable, _ handle: StickTable.Handle) {
+        let entry = Entry(tableReference: .passUnretained(table), handleReference: .passRetained(handle))
+        switch slot {
+        case 0: slots.0 = entry
+        case 1: slots.1 = entry
+        default: slots.2 = entry
         }
     }
 
@@ -114,6 +124,12 @@ struct TrackedCounters {
         if let e = slots.0 { body(e) }
         if let e = slots.1 { body(e) }
         if let e = slots.2 { body(e) }
+    }
+
+    /// Lets every entry go.
+    mutating func removeAll() {
+        forEach { $0.handleReference.release() }
+        slots = (nil, nil, nil)
     }
 }
 
@@ -129,19 +145,10 @@ final class FrontendRouting: Sendable {
     let defaultBackend: BackendState?
     let backends: [String: BackendState]
     let tables: [String: StickTable]
-    /// `rules.acls` with the backends, servers and tables their fetches name looked up once.
-    private let lines: [[BoundLine]]
-    /// The table of each `track-sc` action of the connection, session and content rules.
-    private let trackTables: [[StickTable?]]
+    /// The rules compiled for evaluation, bound to the backends, servers and tables they name.
+    private let program: RuleProgram
 
-    /// An ACL line bound to the running balancer: evaluating it takes no lookup by name.
-    struct BoundLine: Sendable {
-        let fetch: BoundFetch
-        let converters: [Converter]
-        /// Owned by `rules` (which the routing holds): read without reference counting.
-        unowned(unsafe) let patterns: PatternSet
-    }
-
+    /// A fetch bound to the running balancer: evaluating it takes no lookup by name.
     enum BoundFetch: Sendable {
         case direct(Fetch)
         /// `nbsrv(<backend>)`; nil: no such backend.
@@ -161,15 +168,8 @@ final class FrontendRouting: Sendable {
         self.defaultBackend = defaultBackend
         self.backends = backends
         self.tables = tables
-        lines = rules.acls.map {
-            $0.map { BoundLine(fetch: Self.bind($0.expression.fetch, rules, defaultBackend, backends, tables), converters: $0.expression.converters, patterns: $0.patterns) }
-        }
-        trackTables = [rules.connectionRules, rules.sessionRules, rules.contentRules].map { list in
-            list.map { rule in
-                guard case .track(_, _, let name) = rule.action else { return nil }
-                return tables[name ?? rules.ownTable ?? ""]
-            }
-        }
+        program = RuleProgram(rules, bind: { Self.bind($0, rules, defaultBackend, backends, tables) },
+                              table: { tables[$0 ?? rules.ownTable ?? ""] }, backend: { backends[$0] })
     }
 
     enum Decision: Equatable {
@@ -203,26 +203,24 @@ final class FrontendRouting: Sendable {
     /// `use_backend` rules, with the data as it stands (HAProxy evaluates them as final): the first
     /// rule that matches and names an existing backend, else the default.
     func chooseBackend(_ context: SessionContext) -> BackendState {
-        if rules.switching.isEmpty, let defaultBackend { return defaultBackend }
+        if program.switches.isEmpty, let defaultBackend { return defaultBackend }
         let wasFinal = context.final
         context.final = true
         defer { context.final = wasFinal }
-        for rule in rules.switching {
-            if let condition = rule.condition, !holds(condition, context) { continue }
-            switch rule.target {
-            case .fixed(let name):
-                if let backend = backends[name] { return backend }
-            case .format(let parts):
-                var name = ""
-                for part in parts {
-                    switch part {
-                    case .text(let t): name += t
-                    case .sample(let e):
-                        if case .value(let s, _) = sample(e, context) { name += String(decoding: s.bytes, as: UTF8.self) }
-                    }
+        for index in program.switches.indices {
+            let rule = program.switches[index]
+            guard holds(rule.condition, context) else { continue }
+            if let backend = rule.backend { return backend.takeUnretainedValue() }
+            guard rule.isFormat, case .format(let parts) = rules.switching[index].target else { continue }
+            var name = ""
+            for part in parts {
+                switch part {
+                case .text(let t): name += t
+                case .sample(let e):
+                    if case .value(let s, _) = sample(e, context) { name += String(decoding: s.bytes, as: UTF8.self) }
                 }
-                if let backend = backends[name] { return backend }
             }
+            if let backend = backends[name] { return backend }
         }
         guard let defaultBackend else { preconditionFailure("backend-side rules choose no backend") }
         return defaultBackend
@@ -234,8 +232,8 @@ final class FrontendRouting: Sendable {
     /// (HAProxy also sends persistent sessions to a draining server; Sluice's drain takes none.)
     func stickyServer(_ context: SessionContext, in backend: BackendState) -> ServerState? {
         context.final = true
-        for rule in rules.stickRules where rule.matches {
-            if let condition = rule.condition, !holds(condition, context) { continue }
+        for (index, rule) in rules.stickRules.enumerated() where rule.matches {
+            guard holds(program.stickConditions[index], context) else { continue }
             guard let table = tables[rule.table ?? rules.ownTable ?? ""], case .value(let s, _) = sample(rule.key, context),
                   let key = StickKey(s, for: table.spec.keyType), let id = table.server(for: key, now: context.now) else { continue }
             if let server = backend.servers.first(where: { Int64($0.ordinal + 1) == id }), server.isUsable { return server }
@@ -248,10 +246,9 @@ final class FrontendRouting: Sendable {
     func storeSticky(_ context: SessionContext, server: ServerState) {
         context.final = true
         var stored: Set<String> = []
-        for rule in rules.stickRules where rule.stores {
+        for (index, rule) in rules.stickRules.enumerated() where rule.stores {
             let name = rule.table ?? rules.ownTable ?? ""
-            guard !stored.contains(name) else { continue }
-            if let condition = rule.condition, !holds(condition, context) { continue }
+            guard !stored.contains(name), holds(program.stickConditions[index], context) else { continue }
             guard let table = tables[name], case .value(let s, _) = sample(rule.key, context),
                   let key = StickKey(s, for: table.spec.keyType) else { continue }
             table.store(key, server: Int64(server.ordinal + 1), now: context.now)
@@ -260,42 +257,45 @@ final class FrontendRouting: Sendable {
     }
 
     private func run(_ stage: Int, _ context: SessionContext) -> Decision {
-        let list = stage == 0 ? rules.connectionRules : stage == 1 ? rules.sessionRules : rules.contentRules
+        let list = stage == 0 ? program.connectionRules : stage == 1 ? program.sessionRules : program.contentRules
         for index in list.indices {
-            if let condition = list[index].condition {
-                let verdict = evaluate(condition, context)
+            let rule = list[index]
+            if rule.condition.count >= 0 {
+                let verdict = evaluate(rule.condition, context)
                 if verdict == .miss { return .wait }
-                if (verdict == .pass) == condition.unless { continue }
+                if (verdict == .pass) == rule.condition.unless { continue }
             }
-            switch list[index].action {
+            switch rule.action {
             case .accept: return .accept
             case .reject: return .reject
             case .expectProxy: context.expectsProxyHeader = true
-            case .track(let slot, let key, _):
-                guard context.tracked[slot] == nil, let table = trackTables[stage][index],
-                      case .value(let s, _) = sample(key, context), let k = StickKey(s, for: table.spec.keyType),
+            case .track(let slot, let key, let unmanaged):
+                guard context.tracked[slot] == nil, let table = unmanaged?.takeUnretainedValue(),
+                      case .value(let s, _) = sample(program.trackKeys[Int(key)], context), let k = StickKey(s, for: table.spec.keyType),
                       let handle = table.track(k, now: context.now) else { continue }
-                context.tracked[slot] = (table, handle)
+                context.tracked.track(slot, table, handle)
                 context.didTrack(table)
             case .incrementGPC0(let slot):
-                if let (table, handle) = context.tracked[slot] { table.incrementGPC0(handle, now: context.now) }
+                if let entry = context.tracked[slot] { entry.table.incrementGPC0(entry.handle, now: context.now) }
             }
         }
         return .accept
     }
 
-    private func holds(_ condition: Condition, _ context: SessionContext) -> Bool {
-        (evaluate(condition, context) == .pass) != condition.unless
+    /// Whether a rule with this condition applies (one without a condition always does).
+    private func holds(_ condition: RuleProgram.Condition, _ context: SessionContext) -> Bool {
+        condition.count < 0 || (evaluate(condition, context) == .pass) != condition.unless
     }
 
     /// HAProxy's `acl_exec_cond`: alternatives ORed, terms ANDed, over three values.
-    func evaluate(_ condition: Condition, _ context: SessionContext) -> Verdict {
-        guard !condition.terms.isEmpty else { return .fail }
+    private func evaluate(_ condition: RuleProgram.Condition, _ context: SessionContext) -> Verdict {
+        guard condition.count > 0 else { return .fail }
         var result = Verdict.fail
         var suite = Verdict.pass
-        for i in condition.terms.indices {
-            let term = condition.terms[i]
-            if term.startsAlternative && i > 0 {
+        let first = Int(condition.start)
+        for i in first..<(first + Int(condition.count)) {
+            let term = program.terms[i]
+            if term.startsAlternative && i > first {
                 result = Verdict(raw: result.raw | suite.raw)
                 if result == .pass { return .pass }
                 suite = .pass
@@ -310,23 +310,23 @@ final class FrontendRouting: Sendable {
 
     /// One ACL: its lines ORed; a line whose sample may still change is a miss, not a fail.
     private func test(_ acl: Int, _ context: SessionContext) -> Verdict {
-        lines[acl].withUnsafeBufferPointer { lines in
-            var result = Verdict.fail
-            for k in lines.indices {
-                var fetched = fetch(lines[k].fetch, context)
-                if !lines[k].converters.isEmpty { fetched = convert(fetched, lines[k].converters) }
-                switch fetched {
-                case .none(let mayChange):
-                    if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
-                case .value(let s, let mayChange):
-                    if lines[k].patterns.matches(s) { return .pass }
-                    if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
-                case .values(let list):
-                    if list.contains(where: lines[k].patterns.matches) { return .pass }
-                }
+        let range = program.acls[acl]
+        var result = Verdict.fail
+        for k in Int(range.start)..<Int(range.start + range.count) {
+            let line = program.lines[k]
+            var fetched = fetch(line.fetch, context)
+            if line.converters >= 0 { fetched = convert(fetched, program.converterLists[Int(line.converters)]) }
+            switch fetched {
+            case .none(let mayChange):
+                if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
+            case .value(let s, let mayChange):
+                if line.patterns.matches(s) { return .pass }
+                if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
+            case .values(let list):
+                if list.contains(where: line.patterns.matches) { return .pass }
             }
-            return result
         }
+        return result
     }
 
     // MARK: Fetching
@@ -370,24 +370,46 @@ final class FrontendRouting: Sendable {
         }
     }
 
+    private func fetch(_ operand: RuleProgram.Operand, _ c: SessionContext) -> Fetched {
+        switch operand {
+        case .direct(let index): return fetch(program.fetches[Int(index)], c)
+        case .usableServers(let backend): return usableServers(backend?.takeUnretainedValue())
+        case .serverIsUp(let server): return serverIsUp(server?.takeUnretainedValue())
+        case .sourceCounter(let table, let data): return sourceCounter(table?.takeUnretainedValue(), data, c)
+        case .trackedKeyCounter(let slot, let table, let data): return trackedKeyCounter(slot, table?.takeUnretainedValue(), data, c)
+        }
+    }
+
     private func fetch(_ bound: BoundFetch, _ c: SessionContext) -> Fetched {
         switch bound {
         case .direct(let fetch): return self.fetch(fetch, c)
-        case .usableServers(let backend):
-            // The schedule's eligible servers: the usable primaries with a weight, else the backups.
-            return backend.map { .value(.int(Int64($0.schedule.withLock { $0.eligible.count })), mayChange: false) } ?? .none(mayChange: false)
-        case .serverIsUp(let server):
-            return server.map { .value(.bool($0.admin != .maintenance && $0.operational.acceptsTraffic), mayChange: false) } ?? .none(mayChange: false)
-        case .sourceCounter(let table, let data):
-            guard let table, let address = c.sourceIP, let key = StickKey(.ip(address), for: table.spec.keyType) else { return .none(mayChange: false) }
-            return table.read(key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
-        case .trackedKeyCounter(let slot, let table, let data):
-            guard let table, let (_, entry) = c.tracked[slot] else {
-                return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
-            }
-            if data == .tracked { return .value(.bool(true), mayChange: false) }
-            return table.read(entry.key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
+        case .usableServers(let backend): return usableServers(backend)
+        case .serverIsUp(let server): return serverIsUp(server)
+        case .sourceCounter(let table, let data): return sourceCounter(table, data, c)
+        case .trackedKeyCounter(let slot, let table, let data): return trackedKeyCounter(slot, table, data, c)
         }
+    }
+
+    /// The schedule's eligible servers: the usable primaries with a weight, else the backups.
+    private func usableServers(_ backend: BackendState?) -> Fetched {
+        backend.map { .value(.int(Int64($0.schedule.withLock { $0.eligible.count })), mayChange: false) } ?? .none(mayChange: false)
+    }
+
+    private func serverIsUp(_ server: ServerState?) -> Fetched {
+        server.map { .value(.bool($0.admin != .maintenance && $0.operational.acceptsTraffic), mayChange: false) } ?? .none(mayChange: false)
+    }
+
+    private func sourceCounter(_ table: StickTable?, _ data: StickData, _ c: SessionContext) -> Fetched {
+        guard let table, let address = c.sourceIP, let key = StickKey(.ip(address), for: table.spec.keyType) else { return .none(mayChange: false) }
+        return table.read(key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
+    }
+
+    private func trackedKeyCounter(_ slot: Int, _ table: StickTable?, _ data: StickData, _ c: SessionContext) -> Fetched {
+        guard let table, let entry = c.tracked[slot]?.handle else {
+            return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
+        }
+        if data == .tracked { return .value(.bool(true), mayChange: false) }
+        return table.read(entry.key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
     }
 
     private func fetch(_ fetch: Fetch, _ c: SessionContext) -> Fetched {
@@ -442,10 +464,10 @@ final class FrontendRouting: Sendable {
         case .tlsHelloType: return outcome(TLSInspection.helloType(c.content)) { .int($0) }
         case .looksLikeHTTP: return outcome(HTTPInspection.request(c.content)) { .bool($0) }
         case .counter(.tracked(let slot, nil), let data):
-            guard let (table, handle) = c.tracked[slot] else {
+            guard let tracked = c.tracked[slot] else {
                 return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
             }
-            return table.read(handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
+            return tracked.table.read(tracked.handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
         }
     }
 }

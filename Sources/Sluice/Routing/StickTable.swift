@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A counter a stick table keeps per key (`store <type>`), and the fetches that read it.
-enum StickData: Hashable, Sendable {
+enum StickData: UInt8, Hashable, Sendable {
     case connectionsCurrent, connectionsTotal, connectionRate
     case sessionsTotal, sessionRate
     case gpc0, gpc0Rate
@@ -267,6 +267,10 @@ final class StickTable: Sendable {
     private let shards: [Locked]
     private let expireMs: Int64
     private let periods: Periods
+    /// The stored types, a bit each (read on every `sc*_`/`src_*` fetch: no hashing).
+    private let storedTypes: UInt32
+    /// Whether this table stores any byte counter (then the sessions it tracks report their transfers).
+    let countsBytes: Bool
     /// Each thread's entries by key (`pthread_getspecific`); the table owns the caches.
     private let cacheKey: pthread_key_t?
     private let caches = Mutex<[LocalCache]>([])
@@ -333,6 +337,8 @@ final class StickTable: Sendable {
         let count = spec.size >= 4096 ? 16 : 1
         shards = (0..<count).map { _ in Locked(Shard(capacity: max(1, spec.size / count))) }
         expireMs = spec.expire?.milliseconds ?? .max
+        storedTypes = spec.stored.keys.reduce(0) { $0 | 1 << $1.rawValue }
+        countsBytes = StickData.byteTypes.contains { spec.stored[$0] != nil }
         periods = Periods(connection: spec.stored[.connectionRate], session: spec.stored[.sessionRate], gpc0: spec.stored[.gpc0Rate],
                           bytesIn: spec.stored[.bytesInRate], bytesOut: spec.stored[.bytesOutRate])
         var key = pthread_key_t()
@@ -394,13 +400,16 @@ final class StickTable: Sendable {
     /// A counter of a tracked entry (applying `inc_gpc0`/`clr_gpc0`); nil when the table does not
     /// store that type.
     func read(_ entry: Handle, _ data: StickData, now: Int64) -> Int64? {
-        guard data == .tracked || spec.stored[data.stored] != nil else { return nil }
+        guard data == .tracked || stores(data) else { return nil }
         return value(entry, data, now: now)
     }
 
+    /// Whether the table stores what a fetch of `data` reads.
+    func stores(_ data: StickData) -> Bool { storedTypes & 1 << data.stored.rawValue != 0 }
+
     /// A counter of `key`'s entry without tracking it; 0 when there is no entry (HAProxy's `src_*`).
     func read(_ key: StickKey, _ data: StickData, now: Int64) -> Int64? {
-        guard spec.stored[data.stored] != nil else { return nil }
+        guard stores(data) else { return nil }
         guard let entry = pinned(key, now: now, create: data == .incrementGPC0) else { return 0 }
         defer { entry.unpin(now: now, touch: false) }
         return value(entry, data, now: now)
@@ -424,8 +433,6 @@ final class StickTable: Sendable {
         return true
     }
 
-    /// Whether this table stores any byte counter.
-    var countsBytes: Bool { StickData.byteTypes.contains { spec.stored[$0] != nil } }
 
     /// Bytes a tracked session moved: `received` from the client, `sent` to it.
     func addBytes(_ entry: Handle, received: Int, sent: Int, now: Int64) {
