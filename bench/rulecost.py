@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--proxies", default="haproxy,sluice", help="which of haproxy and sluice to count (both for the comparison)")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "haproxy", "nginx"):
@@ -108,7 +109,8 @@ def main():
     results, dumps = {}, {}
     try:
         wait_listening(backend, nginx)
-        for kind in ("haproxy", "haproxy-rules", "sluice", "sluice-rules"):
+        proxies = args.proxies.split(",")
+        for kind in [k for p in proxies for k in (p, f"{p}-rules")]:
             t, dumps[kind] = measure(kind, sluice, work, backend, args.connections, args.warmup)
             results[kind] = {e: t.get(e, 0) / args.connections for e in EVENTS}
             print(f"{kind}: {results[kind]['Ir']:.0f} instructions per connection", flush=True)
@@ -127,12 +129,14 @@ def main():
     lines += ["", "**What the rules add** (rules minus plain):", "",
               "| proxy | instructions | L1 data misses | last-level misses |", "|---|---|---|---|"]
     added = {}
-    for proxy in ("haproxy", "sluice"):
+    for proxy in proxies:
         added[proxy] = {e: results[f"{proxy}-rules"][e] - results[proxy][e] for e in EVENTS}
         lines.append(row(proxy, added[proxy]))
-    if added["haproxy"]["Ir"] > 0:
+    if len(added) == 2 and added["haproxy"]["Ir"] > 0:
         lines += ["", f"Sluice / HAProxy, added instructions: {added['sluice']['Ir'] / added['haproxy']['Ir']:.2f}x; "
                   f"whole connection with rules: {results['sluice-rules']['Ir'] / results['haproxy-rules']['Ir']:.2f}x"]
+    if "sluice" not in proxies:
+        return write_results(args.out, "rulecost", "\n".join(lines), {"per_connection": results, "added": added})
     plain, rules = own_instructions(dumps["sluice"]), own_instructions(dumps["sluice-rules"])
     grown = sorted(((rules.get(f, 0) - plain.get(f, 0)) / args.connections, f) for f in set(plain) | set(rules))[::-1][:15]
     lines += ["", "Sluice's functions whose own instructions grow most with the rules (per connection):", ""]

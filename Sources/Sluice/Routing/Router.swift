@@ -372,6 +372,8 @@ final class FrontendRouting: Sendable {
 
     private func fetch(_ operand: RuleProgram.Operand, _ c: SessionContext) -> Fetched {
         switch operand {
+        case .simple(let simple): return fetch(simple, c)
+        case .trackedCounter(let slot, let data): return trackedCounter(slot, data, c)
         case .direct(let index): return fetch(program.fetches[Int(index)], c)
         case .usableServers(let backend): return usableServers(backend?.takeUnretainedValue())
         case .serverIsUp(let server): return serverIsUp(server?.takeUnretainedValue())
@@ -414,28 +416,13 @@ final class FrontendRouting: Sendable {
 
     private func fetch(_ fetch: Fetch, _ c: SessionContext) -> Fetched {
         let waiting = !c.final
-        func outcome<T>(_ o: TLSInspection.Outcome<T>, _ make: (T) -> Sample) -> Fetched {
-            switch o {
-            case .value(let v): .value(make(v), mayChange: false)
-            case .none: .none(mayChange: false)
-            case .incomplete: .none(mayChange: waiting)
-            }
-        }
         switch fetch {
-        case .src: return c.sourceIP.map { .value(.ip($0), mayChange: false) } ?? .none(mayChange: false)
-        case .srcPort: return c.source.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
-        case .dst: return c.destination.map { .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
-        case .dstPort: return c.destination.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
-        case .bindName: return c.bindName.map { .value(.string($0), mayChange: false) } ?? .none(mayChange: false)
-        // Before switching, HAProxy's session backend is the frontend itself (a listen is both).
-        case .frontendName, .backendName: return .value(.string(frontendNameBytes), mayChange: false)
+        case .src, .srcPort, .dst, .dstPort, .bindName, .frontendName, .backendName, .alwaysTrue, .alwaysFalse, .waitEnd, .requestLength,
+             .tlsServerName, .tlsProtocols, .tlsVersion, .tlsHelloType, .looksLikeHTTP:
+            return self.fetch(RuleProgram.Simple(fetch)!, c)
         case .usableServers, .serverIsUp, .counter(.source, _), .counter(.tracked(_, _?), _):
             // Outside ACLs (a `%[…]` backend name, a stick key): looked up now.
             return self.fetch(Self.bind(fetch, rules, defaultBackend, backends, tables), c)
-        case .alwaysTrue: return .value(.bool(true), mayChange: false)
-        case .alwaysFalse: return .value(.bool(false), mayChange: false)
-        case .waitEnd: return c.final ? .value(.bool(true), mayChange: false) : .none(mayChange: true)
-        case .requestLength: return .value(.int(Int64(c.content.count)), mayChange: waiting)
         case .payload(let offset, let length):
             let data = c.content
             if length == 0 {
@@ -452,6 +439,31 @@ final class FrontendRouting: Sendable {
             guard start >= 0, size <= 65_536 else { return .none(mayChange: false) }
             guard start + size <= data.count else { return .none(mayChange: waiting) }
             return .value(.binary(Array(data[start..<(start + size)])), mayChange: false)
+        case .counter(.tracked(let slot, nil), let data): return trackedCounter(slot, data, c)
+        }
+    }
+
+    private func fetch(_ fetch: RuleProgram.Simple, _ c: SessionContext) -> Fetched {
+        let waiting = !c.final
+        func outcome<T>(_ o: TLSInspection.Outcome<T>, _ make: (T) -> Sample) -> Fetched {
+            switch o {
+            case .value(let v): .value(make(v), mayChange: false)
+            case .none: .none(mayChange: false)
+            case .incomplete: .none(mayChange: waiting)
+            }
+        }
+        switch fetch {
+        case .src: return c.sourceIP.map { .value(.ip($0), mayChange: false) } ?? .none(mayChange: false)
+        case .srcPort: return c.source.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
+        case .dst: return c.destination.map { .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
+        case .dstPort: return c.destination.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
+        case .bindName: return c.bindName.map { .value(.string($0), mayChange: false) } ?? .none(mayChange: false)
+        // Before switching, HAProxy's session backend is the frontend itself (a listen is both).
+        case .name: return .value(.string(frontendNameBytes), mayChange: false)
+        case .alwaysTrue: return .value(.bool(true), mayChange: false)
+        case .alwaysFalse: return .value(.bool(false), mayChange: false)
+        case .waitEnd: return c.final ? .value(.bool(true), mayChange: false) : .none(mayChange: true)
+        case .requestLength: return .value(.int(Int64(c.content.count)), mayChange: waiting)
         case .tlsServerName, .tlsProtocols:
             switch c.clientHello() {
             case .value(let hello):
@@ -463,12 +475,15 @@ final class FrontendRouting: Sendable {
         case .tlsVersion: return outcome(TLSInspection.version(c.content)) { .int($0) }
         case .tlsHelloType: return outcome(TLSInspection.helloType(c.content)) { .int($0) }
         case .looksLikeHTTP: return outcome(HTTPInspection.request(c.content)) { .bool($0) }
-        case .counter(.tracked(let slot, nil), let data):
-            guard let tracked = c.tracked[slot] else {
-                return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
-            }
-            return tracked.table.read(tracked.handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
         }
+    }
+
+    /// `sc<n>_<data>` in the counter's own table.
+    private func trackedCounter(_ slot: Int, _ data: StickData, _ c: SessionContext) -> Fetched {
+        guard let tracked = c.tracked[slot] else {
+            return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
+        }
+        return tracked.table.read(tracked.handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
     }
 }
 

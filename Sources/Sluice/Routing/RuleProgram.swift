@@ -13,7 +13,11 @@ final class RuleProgram: @unchecked Sendable {
 
     /// What a line fetches, bound to the running balancer.
     enum Operand {
-        /// A fetch that names nothing (`src`, `req.ssl_sni`, `sc0_conn_rate` …): `fetches[index]`.
+        /// A fetch without arguments (`src`, `dst_port`, `req.ssl_sni` …), as a plain value.
+        case simple(Simple)
+        /// `sc<n>_<data>` of the counter's own table.
+        case trackedCounter(slot: Int, StickData)
+        /// Another fetch that names nothing (`req.payload(0,5)` …): `fetches[index]`.
         case direct(Int32)
         /// `nbsrv(<backend>)`; nil: no such backend.
         case usableServers(Unmanaged<BackendState>?)
@@ -23,6 +27,34 @@ final class RuleProgram: @unchecked Sendable {
         case sourceCounter(Unmanaged<StickTable>?, StickData)
         /// `sc<n>_<data>(<table>)`: the key tracked by counter `n`, looked up in another table.
         case trackedKeyCounter(slot: Int, Unmanaged<StickTable>?, StickData)
+    }
+
+    /// The fetches without arguments: reading one copies no `Fetch` (an enum whose other cases
+    /// carry strings, so that every copy of it goes through an outlined copy).
+    enum Simple: UInt8 {
+        case src, srcPort, dst, dstPort, bindName, name, alwaysTrue, alwaysFalse, waitEnd, requestLength
+        case tlsServerName, tlsProtocols, tlsVersion, tlsHelloType, looksLikeHTTP
+
+        init?(_ fetch: Fetch) {
+            switch fetch {
+            case .src: self = .src
+            case .srcPort: self = .srcPort
+            case .dst: self = .dst
+            case .dstPort: self = .dstPort
+            case .bindName: self = .bindName
+            case .frontendName, .backendName: self = .name
+            case .alwaysTrue: self = .alwaysTrue
+            case .alwaysFalse: self = .alwaysFalse
+            case .waitEnd: self = .waitEnd
+            case .requestLength: self = .requestLength
+            case .tlsServerName: self = .tlsServerName
+            case .tlsProtocols: self = .tlsProtocols
+            case .tlsVersion: self = .tlsVersion
+            case .tlsHelloType: self = .tlsHelloType
+            case .looksLikeHTTP: self = .looksLikeHTTP
+            default: return nil
+            }
+        }
     }
 
     /// An ACL: `lines[start..<start+count]`, ORed.
@@ -89,8 +121,14 @@ final class RuleProgram: @unchecked Sendable {
                 let operand: Operand
                 switch bind(test.expression.fetch) {
                 case .direct(let fetch):
-                    operand = .direct(Int32(fetches.count))
-                    fetches.append(fetch)
+                    if let simple = Simple(fetch) {
+                        operand = .simple(simple)
+                    } else if case .counter(.tracked(let slot, nil), let data) = fetch {
+                        operand = .trackedCounter(slot: slot, data)
+                    } else {
+                        operand = .direct(Int32(fetches.count))
+                        fetches.append(fetch)
+                    }
                 case .usableServers(let b): operand = .usableServers(unmanaged(b))
                 case .serverIsUp(let s): operand = .serverIsUp(unmanaged(s))
                 case .sourceCounter(let t, let data): operand = .sourceCounter(unmanaged(t), data)

@@ -74,8 +74,8 @@ enum Socket {
 
     private static func address(of fd: CInt, _ call: StaticString,
                                 _ get: (CInt, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> CInt) throws(SystemError) -> SocketAddress {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        var storage = sockaddr_in6()  // room for an IPv4 or IPv6 address, all a SocketAddress holds
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         _ = try syscallBlocking(call) {
             withUnsafeMutableBytes(of: &storage) { raw in
                 get(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
@@ -93,8 +93,8 @@ enum Socket {
 
     /// `accept`, also returning the client's address (no `getpeername` later).
     static func accept(_ listener: CInt, peer: inout SocketAddress?) throws(SystemError) -> IOResult<CInt> {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        var storage = sockaddr_in6()  // room for an IPv4 or IPv6 address, all a SocketAddress holds
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         let result = try syscall("accept4") {
             withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { CShims_accept4_nonblock_peer(listener, $0, &length) } }
         }

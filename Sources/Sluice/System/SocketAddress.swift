@@ -3,16 +3,18 @@ import CShims
 import Glibc
 #endif
 
-/// An IPv4 or IPv6 socket address, stored as the kernel wants it.
+/// An IPv4 or IPv6 socket address, stored as the kernel wants it: in a `sockaddr_in6`, the larger
+/// of the two (28 bytes, where a `sockaddr_storage` is 128: sessions, logs and rules copy addresses,
+/// and a copy that size is a `memcpy` call).
 public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
-    private var storage: sockaddr_storage
+    private var storage: sockaddr_in6
     /// The length of the valid part of `storage`.
     let length: socklen_t
 
     /// An address from a numeric IP literal (`127.0.0.1`, `::1`) and a port; nil if `ip` is not one.
     public init?(ip: String, port: Int) {
         precondition((0...65535).contains(port), "port \(port) is outside 0...65535")
-        var storage = sockaddr_storage()
+        var storage = sockaddr_in6()
         var v4 = in_addr()
         var v6 = in6_addr()
         if inet_pton(AF_INET, ip, &v4) == 1 {
@@ -79,23 +81,23 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         return address
     }
 
-    /// Reads the address the kernel filled in, e.g. after `getsockname`.
-    init(storage: sockaddr_storage, length: socklen_t) {
+    /// The address the kernel filled in, e.g. by `getsockname` or `accept4` given a `sockaddr_in6`
+    /// (room for either family).
+    init(storage: sockaddr_in6, length: socklen_t) {
         self.storage = storage
-        self.length = length
+        self.length = min(length, socklen_t(MemoryLayout<sockaddr_in6>.size))
     }
 
     /// 0.0.0.0 or ::, which a listener binds to accept on every address.
     var isWildcard: Bool { ipBytes.allSatisfy { $0 == 0 } }
 
     /// `AF_INET` or `AF_INET6`.
-    var family: CInt { CInt(storage.ss_family) }
+    var family: CInt { CInt(storage.sin6_family) }
 
     /// The port, in host byte order.
     public var port: Int {
-        // `sin_port` and `sin6_port` are both the two bytes after the family, in network order: read
-        // in place (a `withUnsafeBytes(of: storage)` copies the 128-byte storage first).
-        Int(UInt8(bitPattern: storage.__ss_padding.0)) << 8 | Int(UInt8(bitPattern: storage.__ss_padding.1))
+        // `sin_port` is where `sin6_port` is: the two bytes after the family, in network order.
+        Int(UInt16(bigEndian: storage.sin6_port))
     }
 
     /// The same address with another port.
