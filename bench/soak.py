@@ -276,9 +276,7 @@ def sni(port, stop, record):
             raw.settimeout(10)
             with context.wrap_socket(raw, server_hostname=name) as c:
                 c.sendall(REQUEST)
-                data = b""
-                while chunk := c.recv(65536):
-                    data += chunk
+                data = read_all(c)
         server = re.search(rb"\r\nX-Server: (\w+)\r\n", data)
         if not (data.startswith(b"HTTP/1.1 200") and data.endswith(b"x\n") and server):
             return f"{name}: answer of {len(data)} bytes"

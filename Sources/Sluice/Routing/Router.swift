@@ -148,19 +148,6 @@ final class FrontendRouting: Sendable {
     /// The rules compiled for evaluation, bound to the backends, servers and tables they name.
     private let program: RuleProgram
 
-    /// A fetch bound to the running balancer: evaluating it takes no lookup by name.
-    enum BoundFetch: Sendable {
-        case direct(Fetch)
-        /// `nbsrv(<backend>)`; nil: no such backend.
-        case usableServers(BackendState?)
-        /// `srv_is_up(<backend>/<server>)`; nil: no such server.
-        case serverIsUp(ServerState?)
-        /// `src_<data>([<table>])`; nil: no such table.
-        case sourceCounter(StickTable?, StickData)
-        /// `sc<n>_<data>(<table>)`: the key tracked by counter `n`, looked up in another table.
-        case trackedKeyCounter(slot: Int, StickTable?, StickData)
-    }
-
     init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable]) {
         self.rules = rules
         self.frontendName = frontendName
@@ -168,8 +155,7 @@ final class FrontendRouting: Sendable {
         self.defaultBackend = defaultBackend
         self.backends = backends
         self.tables = tables
-        program = RuleProgram(rules, bind: { Self.bind($0, rules, defaultBackend, backends, tables) },
-                              table: { tables[$0 ?? rules.ownTable ?? ""] }, backend: { backends[$0] })
+        program = RuleProgram(rules, defaultBackend: defaultBackend, backends: backends, tables: tables)
     }
 
     enum Decision: Equatable {
@@ -211,7 +197,7 @@ final class FrontendRouting: Sendable {
             let rule = program.switches[index]
             guard holds(rule.condition, context) else { continue }
             if let backend = rule.backend { return backend.takeUnretainedValue() }
-            guard rule.isFormat, case .format(let parts) = rules.switching[index].target else { continue }
+            guard case .format(let parts) = rules.switching[index].target else { continue }
             var name = ""
             for part in parts {
                 switch part {
@@ -359,17 +345,6 @@ final class FrontendRouting: Sendable {
         }
     }
 
-    private static func bind(_ fetch: Fetch, _ rules: RuleSet, _ defaultBackend: BackendState?, _ backends: [String: BackendState],
-                             _ tables: [String: StickTable]) -> BoundFetch {
-        switch fetch {
-        case .usableServers(let name): .usableServers(name.map { backends[$0] } ?? defaultBackend)
-        case .serverIsUp(let name, let server): .serverIsUp((name.map { backends[$0] } ?? defaultBackend)?.server(named: server))
-        case .counter(.source(let name), let data): .sourceCounter(tables[name ?? rules.ownTable ?? ""], data)
-        case .counter(.tracked(let slot, let name?), let data): .trackedKeyCounter(slot: slot, tables[name], data)
-        default: .direct(fetch)
-        }
-    }
-
     private func fetch(_ operand: RuleProgram.Operand, _ c: SessionContext) -> Fetched {
         switch operand {
         case .simple(let simple): return fetch(simple, c)
@@ -379,16 +354,6 @@ final class FrontendRouting: Sendable {
         case .serverIsUp(let server): return serverIsUp(server?.takeUnretainedValue())
         case .sourceCounter(let table, let data): return sourceCounter(table?.takeUnretainedValue(), data, c)
         case .trackedKeyCounter(let slot, let table, let data): return trackedKeyCounter(slot, table?.takeUnretainedValue(), data, c)
-        }
-    }
-
-    private func fetch(_ bound: BoundFetch, _ c: SessionContext) -> Fetched {
-        switch bound {
-        case .direct(let fetch): return self.fetch(fetch, c)
-        case .usableServers(let backend): return usableServers(backend)
-        case .serverIsUp(let server): return serverIsUp(server)
-        case .sourceCounter(let table, let data): return sourceCounter(table, data, c)
-        case .trackedKeyCounter(let slot, let table, let data): return trackedKeyCounter(slot, table, data, c)
         }
     }
 
@@ -422,7 +387,7 @@ final class FrontendRouting: Sendable {
             return self.fetch(RuleProgram.Simple(fetch)!, c)
         case .usableServers, .serverIsUp, .counter(.source, _), .counter(.tracked(_, _?), _):
             // Outside ACLs (a `%[…]` backend name, a stick key): looked up now.
-            return self.fetch(Self.bind(fetch, rules, defaultBackend, backends, tables), c)
+            return self.fetch(RuleProgram.named(fetch, rules, defaultBackend: defaultBackend, backends: backends, tables: tables)!, c)
         case .payload(let offset, let length):
             let data = c.content
             if length == 0 {

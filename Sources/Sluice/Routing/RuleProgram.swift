@@ -27,6 +27,16 @@ final class RuleProgram: @unchecked Sendable {
         case sourceCounter(Unmanaged<StickTable>?, StickData)
         /// `sc<n>_<data>(<table>)`: the key tracked by counter `n`, looked up in another table.
         case trackedKeyCounter(slot: Int, Unmanaged<StickTable>?, StickData)
+
+        /// The object a named operand refers to.
+        var object: AnyObject? {
+            switch self {
+            case .usableServers(let b): b?.takeUnretainedValue()
+            case .serverIsUp(let s): s?.takeUnretainedValue()
+            case .sourceCounter(let t, _), .trackedKeyCounter(_, let t, _): t?.takeUnretainedValue()
+            case .simple, .trackedCounter, .direct: nil
+            }
+        }
     }
 
     /// The fetches without arguments: reading one copies no `Fetch` (an enum whose other cases
@@ -84,12 +94,11 @@ final class RuleProgram: @unchecked Sendable {
         case track(slot: Int, key: Int32, table: Unmanaged<StickTable>?)
     }
 
-    /// A `use_backend` rule: a backend named outright (nil: none by that name), or a `%[…]` name
-    /// built at the session (`rules.switching[index]`).
+    /// A `use_backend` rule: the backend it names outright; nil for none by that name, or for a
+    /// `%[…]` name built at the session (`rules.switching[index]`).
     struct Switch {
         let condition: Condition
         let backend: Unmanaged<BackendState>?
-        let isFormat: Bool
     }
 
     let lines: UnsafeMutableBufferPointer<Line>
@@ -106,7 +115,22 @@ final class RuleProgram: @unchecked Sendable {
     /// What the unmanaged references point to.
     private let anchors: [AnyObject]
 
-    init(_ rules: RuleSet, bind: (Fetch) -> FrontendRouting.BoundFetch, table: (String?) -> StickTable?, backend: (String) -> BackendState?) {
+    /// The operand of a fetch that names a backend, server or table, looked up (a nil reference: it
+    /// names none that exists); nil for a fetch that names nothing. The objects are the running
+    /// balancer's, which the caller's routing holds.
+    static func named(_ fetch: Fetch, _ rules: RuleSet, defaultBackend: BackendState?, backends: [String: BackendState],
+                      tables: [String: StickTable]) -> Operand? {
+        func unmanaged<T: AnyObject>(_ object: T?) -> Unmanaged<T>? { object.map { .passUnretained($0) } }
+        switch fetch {
+        case .usableServers(let name): return .usableServers(unmanaged(name.map { backends[$0] } ?? defaultBackend))
+        case .serverIsUp(let name, let server): return .serverIsUp(unmanaged((name.map { backends[$0] } ?? defaultBackend)?.server(named: server)))
+        case .counter(.source(let name), let data): return .sourceCounter(unmanaged(tables[name ?? rules.ownTable ?? ""]), data)
+        case .counter(.tracked(let slot, let name?), let data): return .trackedKeyCounter(slot: slot, unmanaged(tables[name]), data)
+        default: return nil
+        }
+    }
+
+    init(_ rules: RuleSet, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable]) {
         var anchors: [AnyObject] = []
         func unmanaged<T: AnyObject>(_ object: T?) -> Unmanaged<T>? {
             guard let object else { return nil }
@@ -118,21 +142,18 @@ final class RuleProgram: @unchecked Sendable {
         for acl in rules.acls {
             acls.append(ACL(start: Int32(lines.count), count: Int32(acl.count)))
             for test in acl {
+                let fetch = test.expression.fetch
                 let operand: Operand
-                switch bind(test.expression.fetch) {
-                case .direct(let fetch):
-                    if let simple = Simple(fetch) {
-                        operand = .simple(simple)
-                    } else if case .counter(.tracked(let slot, nil), let data) = fetch {
-                        operand = .trackedCounter(slot: slot, data)
-                    } else {
-                        operand = .direct(Int32(fetches.count))
-                        fetches.append(fetch)
-                    }
-                case .usableServers(let b): operand = .usableServers(unmanaged(b))
-                case .serverIsUp(let s): operand = .serverIsUp(unmanaged(s))
-                case .sourceCounter(let t, let data): operand = .sourceCounter(unmanaged(t), data)
-                case .trackedKeyCounter(let slot, let t, let data): operand = .trackedKeyCounter(slot: slot, unmanaged(t), data)
+                if let named = Self.named(fetch, rules, defaultBackend: defaultBackend, backends: backends, tables: tables) {
+                    operand = named
+                    if let object = named.object { anchors.append(object) }
+                } else if let simple = Simple(fetch) {
+                    operand = .simple(simple)
+                } else if case .counter(.tracked(let slot, nil), let data) = fetch {
+                    operand = .trackedCounter(slot: slot, data)
+                } else {
+                    operand = .direct(Int32(fetches.count))
+                    fetches.append(fetch)
                 }
                 var converters: Int32 = -1
                 if !test.expression.converters.isEmpty {
@@ -157,7 +178,7 @@ final class RuleProgram: @unchecked Sendable {
                 case .expectProxy: action = .expectProxy
                 case .incrementGPC0(let slot): action = .incrementGPC0(slot: slot)
                 case .track(let slot, let key, let name):
-                    action = .track(slot: slot, key: Int32(trackKeys.count), table: unmanaged(table(name)))
+                    action = .track(slot: slot, key: Int32(trackKeys.count), table: unmanaged(tables[name ?? rules.ownTable ?? ""]))
                     trackKeys.append(key)
                 }
                 return Rule(condition: compile(rule.condition), action: action)
@@ -165,8 +186,8 @@ final class RuleProgram: @unchecked Sendable {
         }
         switches = .allocate(copying: rules.switching.map { rule in
             let condition = compile(rule.condition)
-            if case .fixed(let name) = rule.target { return Switch(condition: condition, backend: unmanaged(backend(name)), isFormat: false) }
-            return Switch(condition: condition, backend: nil, isFormat: true)
+            guard case .fixed(let name) = rule.target else { return Switch(condition: condition, backend: nil) }
+            return Switch(condition: condition, backend: unmanaged(backends[name]))
         })
         (connectionRules, sessionRules, contentRules) = (stages[0], stages[1], stages[2])
         stickConditions = .allocate(copying: rules.stickRules.map { compile($0.condition) })
