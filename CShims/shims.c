@@ -105,6 +105,13 @@ int CShims_get_affinity_count(void) {
     return CPU_COUNT(&set);
 }
 
+int CShims_set_thread_name(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof(cut) - 1);
+    cut[sizeof(cut) - 1] = 0;
+    return pthread_setname_np(pthread_self(), cut);
+}
+
 int CShims_set_linger_zero(int fd) {
     struct linger l = {.l_onoff = 1, .l_linger = 0};
     return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));

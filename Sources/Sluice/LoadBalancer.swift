@@ -370,7 +370,7 @@ public final class LoadBalancer: Sendable {
             let cpus = CPUMapping.cpus(of: n + 1, in: cpuMap)
             let logger = self.logger
             do {
-                started.append(try OSThread.spawn {
+                started.append(try OSThread.spawn("sluice-worker\(n)") {
                     if let cpus, let problem = CPUAffinity.pin(cpus) { logger.warning("\(problem)") }
                     worker.run()
                 })

@@ -234,7 +234,7 @@ final class ServerStateWriter: @unchecked Sendable {
     deinit { for t in targets { closeDescriptor(t.directory) } }
 
     func start() throws(SystemError) {
-        thread = try OSThread.spawn { [self] in
+        thread = try OSThread.spawn("sluice-state") { [self] in
             var ticks = 0
             while !stopping.load(ordering: .acquiring) {
                 if ticks % 10 == 0 { saveChanged() }

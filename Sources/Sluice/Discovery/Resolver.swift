@@ -235,7 +235,7 @@ final class Resolver: @unchecked Sendable {
                 }
             }
         }
-        thread = try OSThread.spawn { [self] in run() }
+        thread = try OSThread.spawn("sluice-dns") { [self] in run() }
     }
 
     /// Stops the thread (within 100 ms) and waits for it.

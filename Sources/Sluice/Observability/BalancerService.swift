@@ -34,7 +34,7 @@ extension LoadBalancer: Service {
     private func waitWithoutBlocking() async {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             do {
-                try OSThread.spawn { [self] in
+                try OSThread.spawn("sluice-wait") { [self] in
                     wait()
                     done.resume()
                 }.detach()

@@ -63,7 +63,7 @@ final class LogSink: @unchecked Sendable {
     func start() throws(SystemError) {
         guard thread == nil else { return }
         let pid = getpid()  // after `daemon`'s fork: the process that logs
-        thread = try OSThread.spawn { [self] in
+        thread = try OSThread.spawn("sluice-log") { [self] in
             var formatter = LogFormatter(pid: pid)
             while true {
                 let last = stopping.load(ordering: .acquiring)

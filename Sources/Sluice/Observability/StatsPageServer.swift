@@ -58,7 +58,7 @@ final class StatsPageServer: @unchecked Sendable {
     func start() throws(SystemError) {
         guard pipe(&wake) == 0 else { throw SystemError(code: errno, call: "pipe") }
         for fd in wake { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        thread = try OSThread.spawn { [self] in serve() }
+        thread = try OSThread.spawn("sluice-stats") { [self] in serve() }
     }
 
     func stop() {

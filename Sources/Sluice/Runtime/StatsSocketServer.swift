@@ -139,7 +139,7 @@ final class StatsSocketServer: @unchecked Sendable {
     func start() throws(SluiceError) {
         guard pipe(&wake) == 0 else { throw SluiceError("stats socket: cannot create a wakeup pipe: \(SystemError(code: errno, call: "pipe"))") }
         do {
-            thread = try OSThread.spawn { [self] in self.loop() }
+            thread = try OSThread.spawn("sluice-cli") { [self] in self.loop() }
         } catch {
             throw SluiceError("stats socket: cannot start its thread: \(error)")
         }

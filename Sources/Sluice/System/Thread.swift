@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShims
 
 /// A joinable POSIX thread running one closure: reactors get a thread each, not a task, because
 /// they block in `epoll_wait`.
@@ -9,13 +10,15 @@ struct OSThread: @unchecked Sendable {
     private let handle: pthread_t
 
     private final class Box {
+        let name: String
         let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
+        init(_ name: String, _ body: @escaping () -> Void) { (self.name, self.body) = (name, body) }
     }
 
-    static func spawn(_ body: @escaping @Sendable () -> Void) throws(SystemError) -> OSThread {
+    /// `name` (at most 15 bytes: the kernel's limit) is what `top -H`, `ps -L` and debuggers show.
+    static func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) throws(SystemError) -> OSThread {
         var handle = pthread_t()
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let box = Unmanaged.passRetained(Box(name, body)).toOpaque()
         let rc = pthread_create(&handle, nil, { arg in
             guard let arg else { return nil }
             // `splice(2)` and `write(2)` to a socket whose peer is gone raise SIGPIPE in the
@@ -25,7 +28,9 @@ struct OSThread: @unchecked Sendable {
             sigemptyset(&pipeSignal)
             sigaddset(&pipeSignal, SIGPIPE)
             pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
-            Unmanaged<Box>.fromOpaque(arg).takeRetainedValue().body()
+            let box = Unmanaged<Box>.fromOpaque(arg).takeRetainedValue()
+            _ = CShims_set_thread_name(box.name)
+            box.body()
             return nil
         }, box)
         guard rc == 0 else {
