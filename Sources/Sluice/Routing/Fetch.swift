@@ -107,7 +107,8 @@ enum Fetch: Sendable, Hashable {
     }
 
     private static func counterFetch(_ name: String, _ args: [String]) -> Result<Fetch, ValueError> {
-        func data(_ suffix: Substring) -> StickData? { StickData(fetchSuffix: String(suffix)) }
+        // `gpc0` names the stored type; HAProxy's fetch of it is `*_get_gpc0` (`sc0_gpc0` is unknown to it).
+        func data(_ suffix: Substring) -> StickData? { suffix == "gpc0" ? nil : StickData(fetchSuffix: String(suffix)) }
         if name.hasPrefix("src_"), let d = data(name.dropFirst(4)) {
             guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a table name")) }
             return .success(.counter(.source(table: args.first), d))
@@ -127,6 +128,7 @@ enum Fetch: Sendable, Hashable {
             || name.hasPrefix("hdr") || name.hasPrefix("req.hdr") || name.hasPrefix("path") || name.hasPrefix("url") || name.hasPrefix("ssl_") || name.hasPrefix("http_") {
             return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, srv_is_up, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, sc*/src_* counters)"))
         }
+        if name.hasSuffix("_gpc0") { return .failure(ValueError("unknown fetch '\(name)' (the counter is read with '\(name.dropLast(4))get_gpc0')")) }
         return .failure(ValueError("unknown fetch '\(name)'"))
     }
 }

@@ -181,7 +181,7 @@ final class PatternSet: Sendable {
             return (sample.integer ?? 0) != 0
         case .int:
             guard let v = sample.integer else { return false }
-            return integers.contains { $0.matches(v) }
+            return matches(integer: v)
         case .len:
             let length = Int64(sample.bytes.count)
             return integers.contains { $0.matches(length) }
@@ -194,28 +194,44 @@ final class PatternSet: Sendable {
                 address = a
             default: return false
             }
-            switch address {
-            case .v4(let a):
-                return networks4.contains(a) || (!networks6.isEmpty && networks6.contains(address.asV6))
-            case .v6(let a):
-                if networks6.contains(a) { return true }
-                if let v4 = address.embeddedV4 { return networks4.contains(v4) }
-                return false
-            }
+            return matches(address: address)
+        case .str, .bin, .reg, .beg, .end, .sub, .dir, .dom:
+            return matches(bytes: sample.bytes)
+        }
+    }
+
+    /// `-m int` (and `len`) on an integer.
+    func matches(integer v: Int64) -> Bool { integers.contains { $0.matches(v) } }
+
+    /// `-m ip` on an address: an IPv4 address also matches IPv6 networks as `::ffff:a.b.c.d`, and
+    /// an IPv4-mapped IPv6 address IPv4 networks.
+    func matches(address: IPAddress) -> Bool {
+        switch address {
+        case .v4(let a):
+            return networks4.contains(a) || (!networks6.isEmpty && networks6.contains(address.asV6))
+        case .v6(let a):
+            if networks6.contains(a) { return true }
+            if let v4 = address.embeddedV4 { return networks4.contains(v4) }
+            return false
+        }
+    }
+
+    /// The string methods (`str bin reg beg end sub dir dom`) on a sample's bytes.
+    func matches(bytes: [UInt8]) -> Bool {
+        switch method {
         case .str, .bin:
-            let bytes = sample.bytes
             if fewExact.map({ $0.contains(bytes) }) ?? exact.contains(bytes) { return true }
             return !exactFolded.isEmpty && exactFolded.contains(Builder.lower(bytes))
         case .reg:
-            let bytes = sample.bytes
             return regexes.contains { $0.matches(bytes) }
         case .beg, .end, .sub, .dir, .dom:
-            let bytes = sample.bytes
             let folded = strings.contains { $0.ignoreCase } ? Builder.lower(bytes) : bytes
             return strings.contains { pattern in
                 let subject = pattern.ignoreCase ? folded : bytes
                 return Self.match(method, subject, pattern.bytes)
             }
+        case .found, .bool, .int, .len, .ip:
+            return false
         }
     }
 

@@ -84,12 +84,12 @@ final class SessionContext {
 
     /// Bytes moved for this session, for the tracked entries that count them.
     func addBytes(received: Int, sent: Int, now: Int64) {
-        tracked.forEach { $0.table.addBytes($0.handle, received: received, sent: sent, now: now) }
+        tracked.forEach { $0.with { $0.addBytes($1, received: received, sent: sent, now: now) } }
     }
 
     /// The session ended: tracked entries count one connection fewer.
     func release(now: Int64) {
-        tracked.forEach { $0.table.release($0.handle, now: now) }
+        tracked.forEach { $0.with { $0.release($1, now: now) } }
         tracked.removeAll()
     }
 
@@ -103,8 +103,13 @@ struct TrackedCounters {
     struct Entry {
         let tableReference: Unmanaged<StickTable>
         let handleReference: Unmanaged<StickTable.Handle>
-        var table: StickTable { tableReference.takeUnretainedValue() }
-        var handle: StickTable.Handle { handleReference.takeUnretainedValue() }
+
+        /// The table and the entry, borrowed for `body` (no reference counting: the routing holds
+        /// the table, this session the entry).
+        @inline(__always)
+        func with<R>(_ body: (StickTable, StickTable.Handle) -> R) -> R {
+            tableReference._withUnsafeGuaranteedRef { table in handleReference._withUnsafeGuaranteedRef { body(table, $0) } }
+        }
     }
     private var slots: (Entry?, Entry?, Entry?) = (nil, nil, nil)
 
@@ -148,14 +153,16 @@ final class FrontendRouting: Sendable {
     /// The rules compiled for evaluation, bound to the backends, servers and tables they name.
     private let program: RuleProgram
 
-    init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable]) {
+    /// `shaped: false` tests every ACL line the general way (the tests compare the two).
+    init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable],
+         shaped: Bool = true) {
         self.rules = rules
         self.frontendName = frontendName
         frontendNameBytes = Array(frontendName.utf8)
         self.defaultBackend = defaultBackend
         self.backends = backends
         self.tables = tables
-        program = RuleProgram(rules, defaultBackend: defaultBackend, backends: backends, tables: tables)
+        program = RuleProgram(rules, defaultBackend: defaultBackend, backends: backends, tables: tables, shaped: shaped)
     }
 
     enum Decision: Equatable {
@@ -177,7 +184,7 @@ final class FrontendRouting: Sendable {
         context.final = true
         let decision = rules.sessionRules.isEmpty ? .accept : run(1, context)
         if decision != .reject {
-            context.tracked.forEach { $0.table.countSession($0.handle, now: context.now) }
+            context.tracked.forEach { $0.with { $0.countSession($1, now: context.now) } }
         }
         return decision
     }
@@ -221,7 +228,7 @@ final class FrontendRouting: Sendable {
         for (index, rule) in rules.stickRules.enumerated() where rule.matches {
             guard holds(program.stickConditions[index], context) else { continue }
             guard let table = tables[rule.table ?? rules.ownTable ?? ""], case .value(let s, _) = sample(rule.key, context),
-                  let key = StickKey(s, for: table.spec.keyType), let id = table.server(for: key, now: context.now) else { continue }
+                  let key = StickKey(s, for: table.keyType), let id = table.server(for: key, now: context.now) else { continue }
             if let server = backend.servers.first(where: { Int64($0.ordinal + 1) == id }), server.isUsable { return server }
         }
         return nil
@@ -236,7 +243,7 @@ final class FrontendRouting: Sendable {
             let name = rule.table ?? rules.ownTable ?? ""
             guard !stored.contains(name), holds(program.stickConditions[index], context) else { continue }
             guard let table = tables[name], case .value(let s, _) = sample(rule.key, context),
-                  let key = StickKey(s, for: table.spec.keyType) else { continue }
+                  let key = StickKey(s, for: table.keyType) else { continue }
             table.store(key, server: Int64(server.ordinal + 1), now: context.now)
             stored.insert(name)
         }
@@ -255,17 +262,22 @@ final class FrontendRouting: Sendable {
             case .accept: return .accept
             case .reject: return .reject
             case .expectProxy: context.expectsProxyHeader = true
-            case .track(let slot, let key, let unmanaged):
-                guard context.tracked[slot] == nil, let table = unmanaged?.takeUnretainedValue(),
-                      case .value(let s, _) = sample(program.trackKeys[Int(key)], context), let k = StickKey(s, for: table.spec.keyType),
-                      let handle = table.track(k, now: context.now) else { continue }
-                context.tracked.track(slot, table, handle)
-                context.didTrack(table)
+            case .track(let slot, let key, let table):
+                guard context.tracked[slot] == nil, let table else { continue }
+                table._withUnsafeGuaranteedRef { track(slot, program.trackKeys[Int(key)], in: $0, context) }
             case .incrementGPC0(let slot):
-                if let entry = context.tracked[slot] { entry.table.incrementGPC0(entry.handle, now: context.now) }
+                context.tracked[slot]?.with { $0.incrementGPC0($1, now: context.now) }
             }
         }
         return .accept
+    }
+
+    /// `track-sc<slot> <key>`: counter `slot` tracks the key's entry of `table`.
+    private func track(_ slot: Int, _ key: RuleProgram.Key, in table: StickTable, _ context: SessionContext) {
+        guard case .value(let s, _) = fetch(key.fetch, converters: key.converters, context), let k = StickKey(s, for: table.keyType),
+              let handle = table.track(k, now: context.now) else { return }
+        context.tracked.track(slot, table, handle)
+        context.didTrack(table)
     }
 
     /// Whether a rule with this condition applies (one without a condition always does).
@@ -294,22 +306,44 @@ final class FrontendRouting: Sendable {
         return Verdict(raw: result.raw | suite.raw)
     }
 
+    /// Every ACL's verdict for this context, in declaration order (for the tests).
+    func verdicts(_ context: SessionContext) -> [Verdict] { program.acls.indices.map { test($0, context) } }
+
     /// One ACL: its lines ORed; a line whose sample may still change is a miss, not a fail.
     private func test(_ acl: Int, _ context: SessionContext) -> Verdict {
         let range = program.acls[acl]
         var result = Verdict.fail
         for k in Int(range.start)..<Int(range.start + range.count) {
             let line = program.lines[k]
-            var fetched = fetch(line.fetch, context)
-            if line.converters >= 0 { fetched = convert(fetched, program.converterLists[Int(line.converters)]) }
-            switch fetched {
+            // Values that cannot change, compared without a `Sample` (`RuleProgram.Shape`).
+            switch line.shape {
+            case .integer:
+                guard let v = integer(line.fetch, context) else { continue }
+                if line.patterns._withUnsafeGuaranteedRef({ $0.matches(integer: v) }) { return .pass }
+                continue
+            case .address:
+                let address: IPAddress?
+                if case .simple(.src) = line.fetch { address = context.sourceIP } else { address = context.destination.map(IPAddress.init) }
+                guard let address else { continue }
+                if line.patterns._withUnsafeGuaranteedRef({ $0.matches(address: address) }) { return .pass }
+                continue
+            case .name:
+                let name: [UInt8]?
+                if case .simple(.name) = line.fetch { name = frontendNameBytes } else { name = context.bindName }
+                guard let name else { continue }
+                if line.patterns._withUnsafeGuaranteedRef({ $0.matches(bytes: name) }) { return .pass }
+                continue
+            case .general:
+                break
+            }
+            switch fetch(line.fetch, converters: line.converters, context) {
             case .none(let mayChange):
                 if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
             case .value(let s, let mayChange):
-                if line.patterns.matches(s) { return .pass }
+                if line.patterns._withUnsafeGuaranteedRef({ $0.matches(s) }) { return .pass }
                 if mayChange && !context.final { result = Verdict(raw: result.raw | Verdict.miss.raw) }
             case .values(let list):
-                if list.contains(where: line.patterns.matches) { return .pass }
+                if line.patterns._withUnsafeGuaranteedRef({ patterns in list.contains(where: patterns.matches) }) { return .pass }
             }
         }
         return result
@@ -345,38 +379,59 @@ final class FrontendRouting: Sendable {
         }
     }
 
+    /// A compiled operand's sample, through its converters (`converterLists[converters]`, -1: none).
+    private func fetch(_ operand: RuleProgram.Operand, converters: Int32, _ c: SessionContext) -> Fetched {
+        let fetched = fetch(operand, c)
+        return converters < 0 ? fetched : convert(fetched, program.converterLists[Int(converters)])
+    }
+
+    /// The objects an operand names are borrowed, not retained: the program keeps them alive.
     private func fetch(_ operand: RuleProgram.Operand, _ c: SessionContext) -> Fetched {
+        let absent = Fetched.none(mayChange: false)
         switch operand {
         case .simple(let simple): return fetch(simple, c)
         case .trackedCounter(let slot, let data): return trackedCounter(slot, data, c)
         case .direct(let index): return fetch(program.fetches[Int(index)], c)
-        case .usableServers(let backend): return usableServers(backend?.takeUnretainedValue())
-        case .serverIsUp(let server): return serverIsUp(server?.takeUnretainedValue())
-        case .sourceCounter(let table, let data): return sourceCounter(table?.takeUnretainedValue(), data, c)
-        case .trackedKeyCounter(let slot, let table, let data): return trackedKeyCounter(slot, table?.takeUnretainedValue(), data, c)
+        case .usableServers(let backend): return backend.map { .value(.int($0._withUnsafeGuaranteedRef(usableServers)), mayChange: false) } ?? absent
+        case .serverIsUp(let server): return server.map { .value(.bool($0._withUnsafeGuaranteedRef(serverIsUp)), mayChange: false) } ?? absent
+        case .sourceCounter(let table, let data): return table?._withUnsafeGuaranteedRef { sourceCounter($0, data, c) } ?? absent
+        case .trackedKeyCounter(let slot, let table, let data):
+            guard let table else { return absent }
+            return table._withUnsafeGuaranteedRef { trackedKeyCounter(slot, $0, data, c) }
+        }
+    }
+
+    /// An integer-valued operand (`RuleProgram.Shape.integer`) as `-m int` reads it (booleans as 0
+    /// and 1); nil for no value.
+    private func integer(_ operand: RuleProgram.Operand, _ c: SessionContext) -> Int64? {
+        switch operand {
+        case .simple(.srcPort): return c.source.map { Int64($0.port) }
+        case .simple(.dstPort): return c.destination.map { Int64($0.port) }
+        case .trackedCounter(let slot, let data):
+            guard let tracked = c.tracked[slot] else { return data == .tracked ? 0 : nil }
+            return tracked.with { $0.read($1, data, now: c.now) }.map { data == .tracked ? 1 : $0 }
+        case .usableServers(let backend): return backend?._withUnsafeGuaranteedRef(usableServers)
+        case .serverIsUp(let server): return server?._withUnsafeGuaranteedRef { serverIsUp($0) ? 1 : 0 }
+        default: return nil
         }
     }
 
     /// The schedule's eligible servers: the usable primaries with a weight, else the backups.
-    private func usableServers(_ backend: BackendState?) -> Fetched {
-        backend.map { .value(.int(Int64($0.schedule.withLock { $0.eligible.count })), mayChange: false) } ?? .none(mayChange: false)
-    }
+    private func usableServers(_ backend: BackendState) -> Int64 { Int64(backend.schedule.withLock { $0.eligible.count }) }
 
-    private func serverIsUp(_ server: ServerState?) -> Fetched {
-        server.map { .value(.bool($0.admin != .maintenance && $0.operational.acceptsTraffic), mayChange: false) } ?? .none(mayChange: false)
-    }
+    private func serverIsUp(_ server: ServerState) -> Bool { server.admin != .maintenance && server.operational.acceptsTraffic }
 
-    private func sourceCounter(_ table: StickTable?, _ data: StickData, _ c: SessionContext) -> Fetched {
-        guard let table, let address = c.sourceIP, let key = StickKey(.ip(address), for: table.spec.keyType) else { return .none(mayChange: false) }
+    private func sourceCounter(_ table: StickTable, _ data: StickData, _ c: SessionContext) -> Fetched {
+        guard let address = c.sourceIP, let key = StickKey(.ip(address), for: table.keyType) else { return .none(mayChange: false) }
         return table.read(key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
     }
 
-    private func trackedKeyCounter(_ slot: Int, _ table: StickTable?, _ data: StickData, _ c: SessionContext) -> Fetched {
-        guard let table, let entry = c.tracked[slot]?.handle else {
+    private func trackedKeyCounter(_ slot: Int, _ table: StickTable, _ data: StickData, _ c: SessionContext) -> Fetched {
+        guard let entry = c.tracked[slot] else {
             return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
         }
         if data == .tracked { return .value(.bool(true), mayChange: false) }
-        return table.read(entry.key, data, now: c.now).map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
+        return entry.with { _, handle in table.read(handle.key, data, now: c.now) }.map { .value(.int($0), mayChange: false) } ?? .none(mayChange: false)
     }
 
     private func fetch(_ fetch: Fetch, _ c: SessionContext) -> Fetched {
@@ -448,7 +503,7 @@ final class FrontendRouting: Sendable {
         guard let tracked = c.tracked[slot] else {
             return data == .tracked ? .value(.bool(false), mayChange: false) : .none(mayChange: false)
         }
-        return tracked.table.read(tracked.handle, data, now: c.now).map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
+        return tracked.with { $0.read($1, data, now: c.now) }.map { .value(data == .tracked ? .bool(true) : .int($0), mayChange: false) } ?? .none(mayChange: false)
     }
 }
 

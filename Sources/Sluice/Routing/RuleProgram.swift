@@ -8,7 +8,44 @@ final class RuleProgram: @unchecked Sendable {
     struct Line {
         let fetch: Operand
         let converters: Int32
-        unowned(unsafe) let patterns: PatternSet
+        let patterns: Unmanaged<PatternSet>
+        let shape: Shape
+    }
+
+    /// How a line is tested. Most lines fetch a value that cannot change (an address, a port, a
+    /// counter, a name) and compare it by the method that fits its type; those skip the general
+    /// `Sample`, whose string cases make every copy of it reference-counted.
+    enum Shape: UInt8 {
+        /// `-m int` on a port, a counter, `nbsrv` or `srv_is_up`, without converters.
+        case integer
+        /// `-m ip` on `src` or `dst`, without converters.
+        case address
+        /// A string method on `fe_name`, `be_name` or `so_name`, without converters.
+        case name
+        /// Anything else: a `Sample` through the converters, then the patterns.
+        case general
+
+        init(_ fetch: Operand, converters: Int32, method: MatchMethod) {
+            self = .general
+            guard converters < 0 else { return }
+            switch (fetch, method) {
+            case (.simple(.srcPort), .int), (.simple(.dstPort), .int), (.trackedCounter, .int), (.usableServers, .int), (.serverIsUp, .int):
+                self = .integer
+            case (.simple(.src), .ip), (.simple(.dst), .ip):
+                self = .address
+            case (.simple(.name), .str), (.simple(.name), .beg), (.simple(.name), .end), (.simple(.name), .sub), (.simple(.name), .reg),
+                 (.simple(.bindName), .str), (.simple(.bindName), .beg), (.simple(.bindName), .end), (.simple(.bindName), .sub), (.simple(.bindName), .reg):
+                self = .name
+            default:
+                break
+            }
+        }
+    }
+
+    /// A `track-sc*` key: a fetch and its converters, as a line's.
+    struct Key {
+        let fetch: Operand
+        let converters: Int32
     }
 
     /// What a line fetches, bound to the running balancer.
@@ -111,7 +148,7 @@ final class RuleProgram: @unchecked Sendable {
     let stickConditions: UnsafeMutableBufferPointer<Condition>
     let fetches: [Fetch]
     let converterLists: [[Converter]]
-    let trackKeys: [SampleExpression]
+    let trackKeys: UnsafeMutableBufferPointer<Key>
     /// What the unmanaged references point to.
     private let anchors: [AnyObject]
 
@@ -130,38 +167,43 @@ final class RuleProgram: @unchecked Sendable {
         }
     }
 
-    init(_ rules: RuleSet, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable]) {
+    init(_ rules: RuleSet, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable], shaped: Bool = true) {
         var anchors: [AnyObject] = []
         func unmanaged<T: AnyObject>(_ object: T?) -> Unmanaged<T>? {
             guard let object else { return nil }
             anchors.append(object)
             return .passUnretained(object)
         }
-        var fetches: [Fetch] = [], converterLists: [[Converter]] = [], trackKeys: [SampleExpression] = []
+        var fetches: [Fetch] = [], converterLists: [[Converter]] = [], trackKeys: [Key] = []
         var lines: [Line] = [], acls: [ACL] = [], terms: [Sluice.Condition.Term] = []
+        func compile(_ expression: SampleExpression) -> Key {
+            let fetch = expression.fetch
+            let operand: Operand
+            if let named = Self.named(fetch, rules, defaultBackend: defaultBackend, backends: backends, tables: tables) {
+                operand = named
+                if let object = named.object { anchors.append(object) }
+            } else if let simple = Simple(fetch) {
+                operand = .simple(simple)
+            } else if case .counter(.tracked(let slot, nil), let data) = fetch {
+                operand = .trackedCounter(slot: slot, data)
+            } else {
+                operand = .direct(Int32(fetches.count))
+                fetches.append(fetch)
+            }
+            var converters: Int32 = -1
+            if !expression.converters.isEmpty {
+                converters = Int32(converterLists.count)
+                converterLists.append(expression.converters)
+            }
+            return Key(fetch: operand, converters: converters)
+        }
         for acl in rules.acls {
             acls.append(ACL(start: Int32(lines.count), count: Int32(acl.count)))
             for test in acl {
-                let fetch = test.expression.fetch
-                let operand: Operand
-                if let named = Self.named(fetch, rules, defaultBackend: defaultBackend, backends: backends, tables: tables) {
-                    operand = named
-                    if let object = named.object { anchors.append(object) }
-                } else if let simple = Simple(fetch) {
-                    operand = .simple(simple)
-                } else if case .counter(.tracked(let slot, nil), let data) = fetch {
-                    operand = .trackedCounter(slot: slot, data)
-                } else {
-                    operand = .direct(Int32(fetches.count))
-                    fetches.append(fetch)
-                }
-                var converters: Int32 = -1
-                if !test.expression.converters.isEmpty {
-                    converters = Int32(converterLists.count)
-                    converterLists.append(test.expression.converters)
-                }
+                let compiled = compile(test.expression)
                 anchors.append(test.patterns)
-                lines.append(Line(fetch: operand, converters: converters, patterns: test.patterns))
+                lines.append(Line(fetch: compiled.fetch, converters: compiled.converters, patterns: .passUnretained(test.patterns),
+                                  shape: shaped ? Shape(compiled.fetch, converters: compiled.converters, method: test.patterns.method) : .general))
             }
         }
         func compile(_ condition: Sluice.Condition?) -> Condition {
@@ -179,7 +221,7 @@ final class RuleProgram: @unchecked Sendable {
                 case .incrementGPC0(let slot): action = .incrementGPC0(slot: slot)
                 case .track(let slot, let key, let name):
                     action = .track(slot: slot, key: Int32(trackKeys.count), table: unmanaged(tables[name ?? rules.ownTable ?? ""]))
-                    trackKeys.append(key)
+                    trackKeys.append(compile(key))
                 }
                 return Rule(condition: compile(rule.condition), action: action)
             })
@@ -194,7 +236,8 @@ final class RuleProgram: @unchecked Sendable {
         self.lines = .allocate(copying: lines)
         self.acls = .allocate(copying: acls)
         self.terms = .allocate(copying: terms)
-        (self.fetches, self.converterLists, self.trackKeys, self.anchors) = (fetches, converterLists, trackKeys, anchors)
+        self.trackKeys = .allocate(copying: trackKeys)
+        (self.fetches, self.converterLists, self.anchors) = (fetches, converterLists, anchors)
     }
 
     deinit {
@@ -206,6 +249,7 @@ final class RuleProgram: @unchecked Sendable {
         contentRules.deallocate()
         switches.deallocate()
         stickConditions.deallocate()
+        trackKeys.deallocate()
     }
 }
 

@@ -264,6 +264,8 @@ final class StickEntry: Sendable {
 /// tracked when every entry is in use (HAProxy's behaviour).
 final class StickTable: Sendable {
     let spec: StickTableSpec
+    /// `spec.keyType`, read on every key made for the table.
+    let keyType: StickTableSpec.KeyType
     private let shards: [Locked]
     private let expireMs: Int64
     private let periods: Periods
@@ -334,6 +336,7 @@ final class StickTable: Sendable {
 
     init(_ spec: StickTableSpec) {
         self.spec = spec
+        keyType = spec.keyType
         let count = spec.size >= 4096 ? 16 : 1
         shards = (0..<count).map { _ in Locked(Shard(capacity: max(1, spec.size / count))) }
         expireMs = spec.expire?.milliseconds ?? .max
@@ -349,14 +352,14 @@ final class StickTable: Sendable {
         if let cacheKey { pthread_key_delete(cacheKey) }
     }
 
-    /// This thread's cache (made on its first use of the table).
-    private var local: LocalCache? {
+    /// This thread's cache (made on its first use of the table), unretained: the table owns it.
+    private var local: Unmanaged<LocalCache>? {
         guard let cacheKey else { return nil }
-        if let p = pthread_getspecific(cacheKey) { return Unmanaged<LocalCache>.fromOpaque(p).takeUnretainedValue() }
+        if let p = pthread_getspecific(cacheKey) { return Unmanaged<LocalCache>.fromOpaque(p) }
         let cache = LocalCache(size: spec.size)
         caches.withLock { $0.append(cache) }
         pthread_setspecific(cacheKey, Unmanaged.passUnretained(cache).toOpaque())
-        return cache
+        return .passUnretained(cache)
     }
 
     private func shard(of key: StickKey) -> Int { shards.count == 1 ? 0 : Int(UInt(bitPattern: key.hashValue) % UInt(shards.count)) }
@@ -364,14 +367,16 @@ final class StickTable: Sendable {
     /// `key`'s entry, pinned: from this thread's cache, or under the shard's lock (created when
     /// `create`, making room as needed). Nil when absent and not created, or when the table is full.
     private func pinned(_ key: StickKey, now: Int64, create: Bool) -> StickEntry? {
-        let cache = local
-        if let entry = cache?[key] {
-            if entry.pin(now: now, expireMs: expireMs) { return entry }
-            cache?[key] = nil
+        guard let cache = local else { return shards[shard(of: key)].withLock { find(&$0, key, now: now, create: create) } }
+        return cache._withUnsafeGuaranteedRef { cache in
+            if let entry = cache[key] {
+                if entry.pin(now: now, expireMs: expireMs) { return entry }
+                cache[key] = nil
+            }
+            guard let entry = shards[shard(of: key)].withLock({ find(&$0, key, now: now, create: create) }) else { return nil }
+            cache[key] = entry
+            return entry
         }
-        guard let entry = shards[shard(of: key)].withLock({ find(&$0, key, now: now, create: create) }) else { return nil }
-        cache?[key] = entry
-        return entry
     }
 
     /// Starts tracking `key` for a connection: the entry (created if needed) counts one more current
