@@ -105,11 +105,11 @@ int CShims_get_affinity_count(void) {
     return CPU_COUNT(&set);
 }
 
-int CShims_set_thread_name(const char *name) {
+int CShims_set_thread_name(pthread_t thread, const char *name) {
     char cut[16];
     strncpy(cut, name, sizeof(cut) - 1);
     cut[sizeof(cut) - 1] = 0;
-    return pthread_setname_np(pthread_self(), cut);
+    return pthread_setname_np(thread, cut);
 }
 
 int CShims_set_linger_zero(int fd) {

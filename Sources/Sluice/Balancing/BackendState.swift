@@ -44,8 +44,19 @@ public final class BackendState: Sendable {
     }
 
     private let members: Mutex<Members>
+    /// The schedule as published: replaced whole, read through one reference (a pick retains that,
+    /// not each of the schedule's arrays).
+    final class PublishedSchedule: Sendable {
+        let value: Schedule
+        init(_ value: Schedule) { self.value = value }
+    }
+
     /// Held only to swap the schedule, so a pick never waits while a new one is built.
-    let schedule = Mutex(Schedule())
+    private let published = Mutex(PublishedSchedule(Schedule()))
+
+    /// The current schedule. Read its fields in place (`current.value.order[i]`): the fields of an
+    /// immutable object are borrowed, where a copy of the `Schedule` would retain each array.
+    var current: PublishedSchedule { published.withLock { $0 } }
     /// Serialises writers for the whole rebuild (milliseconds for a 1,000-server backend with mixed
     /// weights): the last republish reads the latest states, and publishes last.
     private let publisher = Mutex(())
@@ -125,7 +136,11 @@ public final class BackendState: Sendable {
                 next.draws = settings.randomDraws
             case .leastConnections, .first: break
             }
-            schedule.withLock { $0 = next }
+            let replaced = published.withLock { current in
+                defer { current = PublishedSchedule(next) }
+                return current
+            }
+            _ = replaced  // the old schedule is freed here, outside the lock
         }
         // New capacity (a server came up, a weight or maxconn grew) goes to waiting sessions first.
         if queuedCount.load(ordering: .relaxed) > 0 { dispatch() }
@@ -138,37 +153,38 @@ public final class BackendState: Sendable {
     /// skipped, except by `source`, whose client then waits for its own server.
     /// Public to the micro-benchmarks only (`bench/Benchmarks`).
     @_spi(Benchmarks) public func pick(avoiding: UInt64 = 0, hash: UInt32 = 0) -> ServerState? {
-        let current = schedule.withLock { $0 }
-        let bound = BoundedLoad(current)
+        let published = current
+        let bound = BoundedLoad(published)
         func eligible(_ server: ServerState) -> Bool { avoiding & server.avoidanceBit == 0 && server.isUsable && bound.admits(server) }
-        switch current.algorithm {
+        switch published.value.algorithm {
         case .roundRobin, .staticRoundRobin:
-            let order = current.order
-            guard !order.isEmpty else { return nil }
+            let count = published.value.order.count
+            guard count > 0 else { return nil }
             let start = cursor.wrappingAdd(1, ordering: .relaxed).oldValue
-            for step in 0..<order.count {
-                let server = current.servers[Int(order[Int(UInt(bitPattern: start &+ step) % UInt(order.count))])]
+            for step in 0..<count {
+                let server = published.value.servers[Int(published.value.order[Int(UInt(bitPattern: start &+ step) % UInt(count))])]
                 if eligible(server) && server.hasFreeSlot { return server }
             }
             return nil
         case .leastConnections:
-            return LeastConnections.pick(current.servers, current.eligible, start: cursor.wrappingAdd(1, ordering: .relaxed).oldValue, eligible)
+            return LeastConnections.pick(published.value.servers, published.value.eligible, start: cursor.wrappingAdd(1, ordering: .relaxed).oldValue, eligible)
         case .first:
-            for index in current.eligible {
-                let server = current.servers[Int(index)]
+            for index in published.value.eligible {
+                let server = published.value.servers[Int(index)]
                 if eligible(server) && server.hasFreeSlot { return server }
             }
             return nil
         case .source, .hash:
-            return SourceHash.pick(current.servers, current.map, hash: hash, eligible)
+            return SourceHash.pick(published.value.servers, published.value.map, hash: hash, eligible)
         case .random:
+            let current = published.value
             return RandomDraws.pick(current.servers, current.map, current.eligible, draws: current.draws,
                                     seed: UInt64(bitPattern: Int64(cursor.wrappingAdd(1, ordering: .relaxed).oldValue)), eligible)
         }
     }
 
     /// How many primaries can take sessions now.
-    var usablePrimaries: Int { schedule.withLock { $0.usablePrimaries } }
+    var usablePrimaries: Int { current.value.usablePrimaries }
 
     /// Changes a server's admin state and republishes. `reason` goes with the event.
     public func setAdmin(_ state: AdminState, of server: ServerState, reason: String? = nil) {

@@ -72,12 +72,13 @@ struct BoundedLoad {
     private let totalWeight: Int
     private let slots: Int
 
-    init(_ schedule: BackendState.Schedule) {
-        factor = schedule.balanceFactor
-        totalWeight = max(1, schedule.totalWeight)
+    /// (Read in place from the published schedule: a copy of it would retain each of its arrays.)
+    init(_ published: BackendState.PublishedSchedule) {
+        factor = published.value.balanceFactor
+        totalWeight = max(1, published.value.totalWeight)
         guard factor > 0 else { slots = 0; return }
         var served = 0
-        for index in schedule.eligible { served += schedule.servers[Int(index)].currentSessions.load(ordering: .relaxed) }
+        for index in published.value.eligible { served += published.value.servers[Int(index)].currentSessions.load(ordering: .relaxed) }
         slots = ((served + 1) * factor + 99) / 100
     }
 

@@ -118,9 +118,9 @@ extension BackendState {
     /// full, as `source` may choose) the first eligible server with a free slot.
     private func pickWithFreeSlot() -> ServerState? {
         if let server = pick(), server.hasFreeSlot { return server }
-        let current = schedule.withLock { $0 }
-        for index in current.eligible {
-            let server = current.servers[Int(index)]
+        let published = current
+        for index in published.value.eligible {
+            let server = published.value.servers[Int(index)]
             if server.isUsable && server.hasFreeSlot { return server }
         }
         return nil

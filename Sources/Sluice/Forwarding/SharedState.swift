@@ -144,22 +144,35 @@ final class FrontendState: Sendable {
     var wantsPeer: Bool { peerFlag.load(ordering: .relaxed) }
 
     /// What a new session of this frontend takes: where it goes and its client-side timeouts.
-    struct FrontendPolicy: Sendable {
-        var backend: BackendState
+    /// Immutable, replaced whole by a reload: a new session retains it once (a struct of it was
+    /// copied, one retain per reference it holds, under the lock).
+    final class FrontendPolicy: Sendable {
+        let backend: BackendState
         /// 0 means no limit.
-        var clientTimeoutMs: Int64
+        let clientTimeoutMs: Int64
         /// 0: unset (the client timeout applies).
-        var clientFinTimeoutMs: Int64
+        let clientFinTimeoutMs: Int64
         /// `option clitcpka`.
-        var keepAlive: KeepAliveSettings
+        let keepAlive: KeepAliveSettings
         /// `option nolinger`: close client connections with a reset.
-        var noLinger: Bool
+        let noLinger: Bool
         /// `option independent-streams`: only bytes from the client refresh `timeout client`.
-        var independentStreams: Bool
+        let independentStreams: Bool
         /// ACLs and rules; nil when every session goes to `backend`.
-        var routing: FrontendRouting?
+        let routing: FrontendRouting?
         /// Where sessions are logged, and how; nil when the frontend has no `log`.
-        var log: LogRoute?
+        let log: LogRoute?
+
+        init(_ frontend: Frontend, _ backend: BackendState, _ routing: FrontendRouting?, _ log: LogRoute?) {
+            self.backend = backend
+            clientTimeoutMs = frontend.clientTimeout?.milliseconds ?? 0
+            clientFinTimeoutMs = frontend.clientFinTimeout?.milliseconds ?? 0
+            keepAlive = KeepAliveSettings(frontend.clientKeepAlive)
+            noLinger = frontend.noLinger
+            independentStreams = frontend.independentStreams
+            self.routing = routing
+            self.log = log
+        }
     }
 
     init(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?, events: EventHub? = nil) {
@@ -167,23 +180,21 @@ final class FrontendState: Sendable {
         self.events = events
         nameBytes = Array(frontend.name.utf8)
         maxConnections = Atomic(frontend.maxConnections ?? Int.max)
-        policy = Mutex(Self.policy(frontend, backend, routing, log))
+        policy = Mutex(FrontendPolicy(frontend, backend, routing, log))
         peerFlag.store(routing != nil || log != nil, ordering: .relaxed)
         sessionRateLimit.store(frontend.sessionRateLimit ?? 0, ordering: .relaxed)
-    }
-
-    private static func policy(_ frontend: Frontend, _ backend: BackendState, _ routing: FrontendRouting?, _ log: LogRoute?) -> FrontendPolicy {
-        FrontendPolicy(backend: backend, clientTimeoutMs: frontend.clientTimeout?.milliseconds ?? 0,
-                       clientFinTimeoutMs: frontend.clientFinTimeout?.milliseconds ?? 0,
-                       keepAlive: KeepAliveSettings(frontend.clientKeepAlive), noLinger: frontend.noLinger,
-                       independentStreams: frontend.independentStreams, routing: routing, log: log)
     }
 
     var current: FrontendPolicy { policy.withLock { $0 } }
 
     /// A reload: new sessions follow the new configuration.
     func update(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?) {
-        policy.withLock { $0 = Self.policy(frontend, backend, routing, log) }
+        let next = FrontendPolicy(frontend, backend, routing, log)
+        let replaced = policy.withLock { current in
+            defer { current = next }
+            return current
+        }
+        _ = replaced  // freed outside the lock
         peerFlag.store(routing != nil || log != nil, ordering: .relaxed)
         maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
         sessionRateLimit.store(frontend.sessionRateLimit ?? 0, ordering: .relaxed)

@@ -417,7 +417,7 @@ final class FrontendRouting: Sendable {
     }
 
     /// The schedule's eligible servers: the usable primaries with a weight, else the backups.
-    private func usableServers(_ backend: BackendState) -> Int64 { Int64(backend.schedule.withLock { $0.eligible.count }) }
+    private func usableServers(_ backend: BackendState) -> Int64 { Int64(backend.current.value.eligible.count) }
 
     private func serverIsUp(_ server: ServerState) -> Bool { server.admin != .maintenance && server.operational.acceptsTraffic }
 
