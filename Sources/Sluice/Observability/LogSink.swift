@@ -1,3 +1,4 @@
+import CShims
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -8,8 +9,9 @@ import Glibc
 ///
 /// A reactor formats its line and appends it to its own bounded ring (`LogRing`): a mutex only
 /// the reactor and the writer take, held for an append. One writer thread empties the rings
-/// every 10 ms, puts each target's syslog header in front (`format`), and sends with
-/// non-blocking calls. A full ring or a target that cannot take a line drops it, counted in
+/// every 10 ms while lines come, puts each target's syslog header in front (`format`), and sends
+/// with non-blocking calls; when a pass finds nothing it sleeps until the next line wakes it (an
+/// eventfd, written once per sleep: an idle balancer has no periodic wakeup from logging). A full ring or a target that cannot take a line drops it, counted in
 /// `dropped` (`show info` DroppedLogs) — logging never slows forwarding down.
 final class LogSink: @unchecked Sendable {
     /// Records each ring holds before it drops (about 1 MiB of lines).
@@ -22,6 +24,10 @@ final class LogSink: @unchecked Sendable {
     private let hostName = Mutex<String?>(nil)
     private var thread: OSThread?
     private let stopping = Atomic<Bool>(false)
+    /// The writer found nothing and waits on `wakeup`; the first producer to see it writes there.
+    private let idle = Atomic<Bool>(false)
+    /// Nil when no eventfd could be had: the writer then polls every 10 ms, as before it slept.
+    private let wakeup: CInt?
 
     private struct SinkState {
         var rings: [LogRing] = []
@@ -34,7 +40,32 @@ final class LogSink: @unchecked Sendable {
     private(set) var shared: LogRing!
 
     init() {
+        let fd = CShims_eventfd_nonblock()
+        wakeup = fd >= 0 ? fd : nil
         shared = makeRing()
+    }
+
+    /// A producer queued a line: wakes the writer if it sleeps. Any thread.
+    fileprivate func lineQueued() {
+        guard let wakeup, idle.load(ordering: .sequentiallyConsistent), idle.exchange(false, ordering: .sequentiallyConsistent) else { return }
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeup, &one, 8)
+    }
+
+    /// The writer, after a pass that found nothing: sleeps until a line is queued or `stop()`. A
+    /// line queued between the pass and `idle` is seen by the check that follows it.
+    private func sleepUntilALine(_ rings: [LogRing]) {
+        guard let wakeup else { usleep(10_000); return }
+        idle.store(true, ordering: .sequentiallyConsistent)
+        if rings.contains(where: { !$0.isEmpty }) || stopping.load(ordering: .sequentiallyConsistent) {
+            idle.store(false, ordering: .sequentiallyConsistent)
+            return
+        }
+        var fds = pollfd(fd: wakeup, events: Int16(POLLIN), revents: 0)
+        _ = poll(&fds, 1, 1000)  // (a bound, in case a ring was added while asleep)
+        var value: UInt64 = 0
+        _ = read(wakeup, &value, 8)
+        idle.store(false, ordering: .sequentiallyConsistent)
     }
 
     /// A ring for one producer thread (a reactor, or the balancer's other threads together).
@@ -69,18 +100,25 @@ final class LogSink: @unchecked Sendable {
                 let last = stopping.load(ordering: .acquiring)
                 formatter.hostName = hostName.withLock { $0 }
                 let rings = state.withLock { $0.rings }
+                var written = 0
                 for ring in rings {
-                    for record in ring.take() { write(record, with: &formatter) }
+                    let records = ring.take()
+                    written += records.count
+                    for record in records { write(record, with: &formatter) }
                 }
                 if last { return }
-                usleep(10_000)
+                if written > 0 { usleep(10_000) } else { sleepUntilALine(rings) }
             }
         }
     }
 
     /// Writes what the rings hold, then stops the writer.
     func stop() {
-        stopping.store(true, ordering: .releasing)
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        if let wakeup {
+            var one: UInt64 = 1
+            _ = Glibc.write(wakeup, &one, 8)
+        }
         thread?.join()
         thread = nil
         stopping.store(false, ordering: .releasing)
@@ -88,6 +126,7 @@ final class LogSink: @unchecked Sendable {
 
     deinit {
         for endpoint in state.withLock({ $0.endpoints.values }) { endpoint.close() }
+        if let wakeup { close(wakeup) }
     }
 
     private func write(_ record: LogRecord, with formatter: inout LogFormatter) {
@@ -127,8 +166,10 @@ final class LogRing: @unchecked Sendable {
             list.append(record)
             return true
         }
-        if !kept { sink?.dropped.wrappingAdd(1, ordering: .relaxed) }
+        if kept { sink?.lineQueued() } else { sink?.dropped.wrappingAdd(1, ordering: .relaxed) }
     }
+
+    fileprivate var isEmpty: Bool { records.withLock { $0.isEmpty } }
 
     fileprivate func take() -> [LogRecord] {
         records.withLock { list in
