@@ -105,11 +105,11 @@ int CShims_get_affinity_count(void) {
     return CPU_COUNT(&set);
 }
 
-int CShims_set_thread_name(pthread_t thread, const char *name) {
+int CShims_set_thread_name(unsigned long thread, const char *name) {
     char cut[16];
     strncpy(cut, name, sizeof(cut) - 1);
     cut[sizeof(cut) - 1] = 0;
-    return pthread_setname_np(thread, cut);
+    return pthread_setname_np((pthread_t)thread, cut);
 }
 
 int CShims_set_linger_zero(int fd) {

@@ -10,7 +10,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <pthread.h>
 
 #ifdef __linux__
 #include <sys/epoll.h>
@@ -79,8 +78,10 @@ int CShims_bind_to_device(int fd, const char *name);
 int CShims_set_affinity(const int *cpus, int count);
 /// How many CPUs the calling thread may run on, or -1.
 int CShims_get_affinity_count(void);
-/// Names a thread (at most 15 bytes; longer names are cut), as `top -H` and `ps -L` show it.
-int CShims_set_thread_name(pthread_t thread, const char *name);
+/// Names a thread (a `pthread_t`; at most 15 bytes, longer names are cut), as `top -H` and `ps -L`
+/// show it. (pthread.h is not included here: pulling it into this module hid Glibc's MSG_NOSIGNAL
+/// from Swift files in a clean build.)
+int CShims_set_thread_name(unsigned long thread, const char *name);
 /// SO_LINGER with a zero timeout: close() then sends RST, used to propagate a reset.
 int CShims_set_linger_zero(int fd);
 
