@@ -1,3 +1,4 @@
+import CShims
 import Synchronization
 #if canImport(Glibc)
 import Glibc

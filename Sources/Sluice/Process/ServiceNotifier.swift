@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShims
 
 /// systemd's notification protocol (`sd_notify(3)`, `Type=notify` units): newline-separated
 /// `KEY=value` assignments in one datagram to the UNIX socket named by `$NOTIFY_SOCKET` (a path, or

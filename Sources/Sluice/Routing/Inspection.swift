@@ -1,3 +1,4 @@
+import CShims
 import Logging
 
 /// A session's way from accept to a backend when its frontend has rules or its bind expects a
