@@ -155,6 +155,12 @@ extension Loopback {
         let haproxy = try HAProxyProcess(config: config(logPort: haproxyLogs.port, ports: haproxyPorts, socket: haproxySocket), port: haproxyPorts[0])
         defer { haproxy.stop() }
 
+        /// The case `run` is at, for a failure's message (which balancer, which case).
+        var step = ""
+        func labelled(_ balancer: String, _ body: () throws -> [[String]]) throws -> [[String]] {
+            do { return try body() } catch { throw Net.Failure("\(balancer), case '\(step)': \(error)") }
+        }
+
         /// The same clients against each balancer, one case at a time; the lines each case writes.
         func run(_ ports: [Int], _ logs: SyslogReceiver, socket: String) throws -> [[String]] {
             var perCase: [[String]] = []
@@ -175,31 +181,39 @@ extension Loopback {
                 shutdown(fd, Int32(SHUT_WR))
                 return try Net.readToEnd(fd, resetEnds: true)
             }
+            step = names[0]
             #expect(try exchange(ports[0], "hello") == Array("hello".utf8))
             try collect(8)
+            step = names[1]
             #expect(try exchange(ports[1], "hello") == Array("hello".utf8))
             try collect(8)
+            step = names[2]
             _ = try exchange(ports[2], "hello")
             try collect(8)
             // Idle client, server holds: `timeout client` (300 ms) ends it.
+            step = names[3]
             let idle = try Net.connect(ports[3])
             _ = try Net.readToEnd(idle, timeoutMs: 5000, resetEnds: true)
             close(idle)
             try collect(8)
             // The client sent something, the server never answers: `timeout server` (300 ms).
+            step = names[4]
             let waiting = try Net.connect(ports[4])
             try Net.sendAll(waiting, "anyone?")
             _ = try Net.readToEnd(waiting, timeoutMs: 5000, resetEnds: true)
             close(waiting)
             try collect(8)
+            step = names[5]
             _ = try exchange(ports[5], "no entry")
             try collect(8)
             // dontlognull: a probe that sends nothing is not logged; the next session is.
+            step = names[6]
             close(try Net.connect(ports[6]))
             try eventually("the probe's session is closed") { try StatsClient.ask(socket, "show info").contains("\nCurrConns: 0\n") }
             #expect(try exchange(ports[6], "data") == Array("data".utf8))
             try collect(8)
             // The client resets in the middle of a session.
+            step = names[7]
             let resetting = try Net.connect(ports[7])
             try Net.sendAll(resetting, "partial")
             usleep(100_000)
@@ -209,8 +223,8 @@ extension Loopback {
             try collect(8)
             return perCase
         }
-        let sluiceLines = try run(sluicePorts, sluiceLogs, socket: sluiceSocket)
-        let haproxyLines = try run(haproxyPorts, haproxyLogs, socket: haproxySocket)
+        let sluiceLines = try labelled("Sluice") { try run(sluicePorts, sluiceLogs, socket: sluiceSocket) }
+        let haproxyLines = try labelled("HAProxy") { try run(haproxyPorts, haproxyLogs, socket: haproxySocket) }
         var portNames: [Int: String] = [echo.port: "echo", silent.port: "silent", refused: "refused"]
         for (n, name) in names.enumerated() {
             portNames[sluicePorts[n]] = "fe"
