@@ -136,11 +136,7 @@ public final class BackendState: Sendable {
                 next.draws = settings.randomDraws
             case .leastConnections, .first: break
             }
-            let replaced = published.withLock { current in
-                defer { current = PublishedSchedule(next) }
-                return current
-            }
-            _ = replaced  // the old schedule is freed here, outside the lock
+            _ = published.replace(with: PublishedSchedule(next))  // the old one is freed here, outside the lock
         }
         // New capacity (a server came up, a weight or maxconn grew) goes to waiting sessions first.
         if queuedCount.load(ordering: .relaxed) > 0 { dispatch() }
@@ -177,8 +173,7 @@ public final class BackendState: Sendable {
         case .source, .hash:
             return SourceHash.pick(published.value.servers, published.value.map, hash: hash, eligible)
         case .random:
-            let current = published.value
-            return RandomDraws.pick(current.servers, current.map, current.eligible, draws: current.draws,
+            return RandomDraws.pick(published.value.servers, published.value.map, published.value.eligible, draws: published.value.draws,
                                     seed: UInt64(bitPattern: Int64(cursor.wrappingAdd(1, ordering: .relaxed).oldValue)), eligible)
         }
     }

@@ -189,12 +189,7 @@ final class FrontendState: Sendable {
 
     /// A reload: new sessions follow the new configuration.
     func update(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?) {
-        let next = FrontendPolicy(frontend, backend, routing, log)
-        let replaced = policy.withLock { current in
-            defer { current = next }
-            return current
-        }
-        _ = replaced  // freed outside the lock
+        _ = policy.replace(with: FrontendPolicy(frontend, backend, routing, log))  // the old one is freed outside the lock
         peerFlag.store(routing != nil || log != nil, ordering: .relaxed)
         maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
         sessionRateLimit.store(frontend.sessionRateLimit ?? 0, ordering: .relaxed)

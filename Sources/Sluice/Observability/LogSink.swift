@@ -47,7 +47,12 @@ final class LogSink: @unchecked Sendable {
 
     /// A producer queued a line: wakes the writer if it sleeps. Any thread.
     fileprivate func lineQueued() {
-        guard let wakeup, idle.load(ordering: .sequentiallyConsistent), idle.exchange(false, ordering: .sequentiallyConsistent) else { return }
+        guard idle.load(ordering: .sequentiallyConsistent), idle.exchange(false, ordering: .sequentiallyConsistent) else { return }
+        wakeWriter()
+    }
+
+    private func wakeWriter() {
+        guard let wakeup else { return }
         var one: UInt64 = 1
         _ = Glibc.write(wakeup, &one, 8)
     }
@@ -115,10 +120,7 @@ final class LogSink: @unchecked Sendable {
     /// Writes what the rings hold, then stops the writer.
     func stop() {
         stopping.store(true, ordering: .sequentiallyConsistent)
-        if let wakeup {
-            var one: UInt64 = 1
-            _ = Glibc.write(wakeup, &one, 8)
-        }
+        wakeWriter()
         thread?.join()
         thread = nil
         stopping.store(false, ordering: .releasing)
