@@ -65,6 +65,8 @@ final class RealServer {
         pid = 0
         let port = port
         try? eventually("\(name) stops listening") { try Loopback.LayerFourOptionsTests.ss(["-ltnH", "sport = :\(port)"]).isEmpty }
+        // Its scratch directory goes too (a MariaDB one is 121 MB: left behind, they filled the disk).
+        try? FileManager.default.removeItem(atPath: dir)
     }
 
     deinit { stop() }
