@@ -92,6 +92,7 @@ class Measurement:
         load = children_cpu_seconds() - self.children0
         other = system_busy() - self.busy0 - own - load
         return {"wall_s": wall, "proxy_cpu_s": (cpu_seconds(self.proxy.pid) - self.proxy0) if self.proxy else None,
+                "machine_cpu_s": system_busy() - self.busy0,
                 "proxy_user_cpu_s": (cpu_split(self.proxy.pid)[0] - self.user0) if self.proxy else None,
                 "known_processes_cpu_s": own, "load_generator_cpu_s": load, "other_cpu_s": other,
                 "noisy": other > NOISE_LIMIT * wall}
@@ -222,6 +223,18 @@ RULE_SET = """  stick-table type ip size 100k expire 30s store conn_cur,conn_rat
 """
 
 
+# PIN=1 (bulk only): every proxy runs on CPU 0 and both iperf3 ends on CPU 1, the layout of a proxy
+# given its own core. Unpinned, three busy processes share two cores and the scheduler settles into
+# one of two states per round (both ends on one core, or not), which moves every contender's figures
+# by up to 2x between rounds.
+PINNED = {"proxy": "0", "load": "1"} if os.environ.get("PIN") == "1" else None
+
+
+def pinned(command, role):
+    """`command` run on the CPU of `role` (`proxy` or `load`) under PIN=1, else unchanged."""
+    return ["taskset", "-c", PINNED[role]] + command if PINNED else command
+
+
 def launcher(work, procs):
     """A `start(command, port)` that runs a server or proxy with its stderr in `work`, records it in
     `procs` (for the CPU accounting and `stop_all`) and returns once it listens on `port`."""
@@ -293,7 +306,7 @@ def start_contenders(start, work, sluice, backend_port, pipesize, thread_counts)
                 f.write(config(kind, port, backend_port, pipesize, threads))
             binary = BASELINE if kind.endswith("-base") else sluice
             command = ["haproxy", "-db", "-f", path] if kind.startswith("haproxy") else [binary, "-q", "-f", path]
-            contenders[contender(kind, threads)] = (start(command, port), port)
+            contenders[contender(kind, threads)] = (start(pinned(command, "proxy"), port), port)
     return contenders
 
 
@@ -338,7 +351,7 @@ def comparisons(thread_counts, value, noisy, metrics):
 
 
 def run_iperf(port, seconds, reverse):
-    args = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J", "-O", "1"]
+    args = pinned(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J", "-O", "1"], "load")
     if reverse:
         args.append("-R")
     # The iperf3 server serves one test at a time and may still be tearing down the readiness
@@ -366,13 +379,15 @@ def main():
                     help="nbthread for every proxy; a list (1,2) runs each proxy at each count")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
+    if PINNED and (max(args.threads) > 1 or (os.cpu_count() or 1) < 2):
+        ap.error("PIN=1 puts each proxy on one core: it needs nbthread 1 and at least 2 cores")
 
     work = tempfile.mkdtemp(prefix="sluice-bench-")
     iperf_port = free_port()
     procs = []
     start = launcher(work, procs)
     try:
-        start(["iperf3", "-s", "-p", str(iperf_port)], iperf_port)
+        start(pinned(["iperf3", "-s", "-p", str(iperf_port)], "load"), iperf_port)
         contenders = start_contenders(start, work, args.sluice, iperf_port, args.pipesize, args.threads)
         names = list(contenders)
         runs = []
@@ -386,9 +401,11 @@ def main():
                     run = {"round": r + 1, "contender": name, "direction": "download" if reverse else "upload",
                            "gbit_per_s": gbps, "bytes": nbytes, **measurement.finish()}
                     run["proxy_cpu_s_per_gb"] = run["proxy_cpu_s"] / (nbytes / 1e9) if proc else None
+                    run["machine_cpu_s_per_gb"] = run["machine_cpu_s"] / (nbytes / 1e9)
                     runs.append(run)
                     print(f"round {r+1} {name:17s} {run['direction']:8s} {gbps:6.2f} Gbit/s"
-                          + (f"  {run['proxy_cpu_s_per_gb']:.3f} CPU-s/GB" if proc else ""), flush=True)
+                          + (f"  {run['proxy_cpu_s_per_gb']:.3f} CPU-s/GB" if proc else "")
+                          + f"  machine {run['machine_cpu_s_per_gb']:.3f} CPU-s/GB", flush=True)
     finally:
         stop_all(procs)
 
@@ -404,20 +421,29 @@ def main():
             table[f"{name}/{direction}"] = {
                 "gbit_per_s": summary(name, direction, "gbit_per_s"),
                 "proxy_cpu_s_per_gb": summary(name, direction, "proxy_cpu_s_per_gb"),
+                "machine_cpu_s_per_gb": summary(name, direction, "machine_cpu_s_per_gb"),
                 "noisy_rounds": sum(1 for x in runs if x["contender"] == name and x["direction"] == direction and x["noisy"]),
             }
 
     machine = machine_info()
     threads = ",".join(map(str, args.threads))
+    layout = (f"; proxies pinned to CPU {PINNED['proxy']}, both iperf3 ends to CPU {PINNED['load']} (PIN=1)" if PINNED
+              else "; nothing pinned")
     lines = [f"# Bulk throughput, iperf3 one stream, {args.rounds} rounds x {args.seconds} s, nbthread {threads}, pipes {args.pipesize} B",
-             "", f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}", "",
-             "| contender | direction | Gbit/s median (min-max) | proxy CPU-s/GB median (min-max) | noisy rounds |",
-             "|---|---|---|---|---|"]
+             "", f"Machine: {machine['cores']} cores, kernel {machine['kernel']}; {machine['haproxy']}{layout}", "",
+             "Machine CPU is every CPU second the machine spent (both iperf3 ends, the proxy, kernel threads) per GB moved:",
+             "on loopback the kernel charges a connection's receive processing to whichever process holds the socket or",
+             "raises the softirq, so the proxy's own figure moves with timing while the machine's total does not.", "",
+             "| contender | direction | Gbit/s median (min-max) | proxy CPU-s/GB median (min-max) | machine CPU-s/GB median (min-max) | noisy rounds |",
+             "|---|---|---|---|---|---|"]
+
+    def cell(c):
+        return f"{c['median']:.3f} ({c['min']:.3f}-{c['max']:.3f})" if c else "-"
     for key, row in table.items():
-        g, c = row["gbit_per_s"], row["proxy_cpu_s_per_gb"]
-        cpu = f"{c['median']:.3f} ({c['min']:.3f}-{c['max']:.3f})" if c else "-"
+        g = row["gbit_per_s"]
         name, direction = key.split("/")
-        lines.append(f"| {name} | {direction} | {g['median']:.2f} ({g['min']:.2f}-{g['max']:.2f}) | {cpu} | {row['noisy_rounds']}/{g['n']} |")
+        lines.append(f"| {name} | {direction} | {g['median']:.2f} ({g['min']:.2f}-{g['max']:.2f}) | {cell(row['proxy_cpu_s_per_gb'])} "
+                     f"| {cell(row['machine_cpu_s_per_gb'])} | {row['noisy_rounds']}/{g['n']} |")
     lines.append("")
     for direction in ("upload", "download"):
         def value(name, metric):
@@ -427,8 +453,10 @@ def main():
         def noisy(a, b):
             return table[f"{a}/{direction}"]["noisy_rounds"] + table[f"{b}/{direction}"]["noisy_rounds"] > args.rounds
         lines += [line.replace("- ", f"- {direction}: ", 1)
-                  for line in comparisons(args.threads, value, noisy, [("gbit_per_s", "throughput"), ("proxy_cpu_s_per_gb", "CPU per GB")])]
-    write_results(args.out, "bulk", "\n".join(lines), {"machine": machine, "args": vars(args), "runs": runs, "summary": table})
+                  for line in comparisons(args.threads, value, noisy, [("gbit_per_s", "throughput"), ("proxy_cpu_s_per_gb", "CPU per GB"),
+                                                                        ("machine_cpu_s_per_gb", "machine CPU per GB")])]
+    write_results(args.out, "bulk", "\n".join(lines), {"machine": machine, "args": vars(args), "pinned": PINNED, "runs": runs,
+                                                         "summary": table})
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -83,6 +83,8 @@ def main():
     ap.add_argument("--wrk-threads", type=int, default=None, help="wrk -t (default: the largest nbthread)")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
+    if os.environ.get("PIN") == "1":
+        ap.error("PIN=1 is for bench/run bulk (wrk and nginx are not pinned here)")
     wrk_threads = args.wrk_threads or max(args.threads)
 
     work, nginx_port = nginx_site("sluice-http-")
