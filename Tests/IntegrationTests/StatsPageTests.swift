@@ -81,6 +81,87 @@ extension Loopback {
         """
     }
 
+    /// One server's `show stat` fields, by column name.
+    static func serverFields(_ socket: String, proxy: String, server: String) throws -> [String: String] {
+        let lines = try StatsClient.ask(socket, "show stat").split(separator: "\n")
+        guard let header = lines.first?.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false) else { return [:] }
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count >= header.count, fields[0] == proxy, fields[1] == server else { continue }
+            return Dictionary(zip(header.map(String.init), fields.map(String.init)), uniquingKeysWith: { a, _ in a })
+        }
+        return [:]
+    }
+
+    /// A check in progress as HAProxy shows it (management.txt 9.1, field 36: "If a check is
+    /// currently running, the last known status will be reported, prefixed with "* ""; its text is
+    /// cleared when it starts), while the Prometheus state stays the last status. Both proxies check
+    /// the same silent server in the same run: each check times out (L7TOUT), and the next one runs
+    /// for a second.
+    @Test func aCheckInProgressShowsTheLastStatusAfterAStarAsHAProxyDoes() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let silent = try TestServer(.holdOpen)
+        defer { silent.stop() }
+        func config(_ bind: Int, _ stats: Int, _ socket: String) -> String {
+            """
+            global
+              stats socket \(socket) level admin
+            defaults
+              mode tcp
+              timeout connect 1s
+              timeout client 5s
+              timeout server 5s
+            listen fe
+              bind 127.0.0.1:\(bind)
+              option httpchk GET /alive
+              timeout check 1s
+              server s 127.0.0.1:\(silent.port) check inter 200ms fall 1
+            listen stats
+              mode http
+              bind 127.0.0.1:\(stats)
+              http-request use-service prometheus-exporter if { path /metrics }
+
+            """
+        }
+        let ports = try (0..<4).map { _ in try Net.closedPort() }
+        let sockets = [Loopback.RuntimeAPITests.socketPath(), Loopback.RuntimeAPITests.socketPath()]
+        let proxy = try RunningProxy(config(ports[0], ports[1], sockets[0]))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[2], ports[3], sockets[1]), port: ports[2])
+        defer { haproxy.stop() }
+        let timedOut = "haproxy_server_check_status{proxy=\"fe\",server=\"s\",state=\"L7TOUT\"}"
+        for (name, socket, stats) in [("Sluice", sockets[0], ports[1]), ("HAProxy", sockets[1], ports[3])] {
+            // Two `show stat` around one scrape, both in the same check (a check runs 1 s, the gap
+            // between checks is 200 ms).
+            var during: [String: String] = [:], again: [String: String] = [:]
+            var state: Double?
+            try eventually(timeout: .seconds(15), "\(name): a check after a timed-out one is running") {
+                during = try Self.serverFields(socket, proxy: "fe", server: "s")
+                state = PrometheusPage(try Self.get(stats, "/metrics").body).samples[timedOut]
+                again = try Self.serverFields(socket, proxy: "fe", server: "s")
+                return during["check_status"] == "* L7TOUT" && again["check_status"] == "* L7TOUT"
+            }
+            #expect(during["last_chk"] == "", "\(name): \(during)")
+            #expect(during["check_desc"] == "Layer7 timeout", "\(name): \(during)")
+            #expect(during["status"] == "DOWN", "\(name): \(during)")
+            #expect(state == 1, "\(name): the state label is the last status, without the star")
+            try eventually(timeout: .seconds(5), "\(name): the check ends") {
+                during = try Self.serverFields(socket, proxy: "fe", server: "s")
+                return during["check_status"] == "L7TOUT"
+            }
+        }
+        // The typed snapshot says the same, and that a check ended clears it.
+        let server = try #require(proxy.balancer.backend(named: "fe")?.server(named: "s"))
+        var seen: (running: Bool, ended: Bool) = (false, false)
+        try eventually(timeout: .seconds(5), "the snapshot shows a check running, then none") {
+            let check = proxy.balancer.statistics().backend(named: "fe")?.servers.first?.check
+            if check?.inProgress == true && check?.lastResult.status == .layer7Timeout { seen.running = true }
+            if seen.running && check?.inProgress == false { seen.ended = true }
+            return seen.running && seen.ended
+        }
+        #expect(server.lastCheck.status == .layer7Timeout)
+    }
+
     @Test func metricsHaveHAProxysNamesTypesLabelsAndValues() throws {
         guard HAProxyProcess.requireInstalled() else { return }
         let echo = try TestServer(.echo)

@@ -68,8 +68,9 @@ public final class ServerState: Sendable {
     let checksEnabled = Atomic<Bool>(true)
     /// HAProxy's health counter value (see `HealthCounter`); written by the check reactor only.
     let health: Atomic<Int>
-    /// The latest check's outcome.
-    let lastCheckStorage = Mutex<CheckResult>(CheckResult(status: .initial))
+    /// The latest check's outcome, and whether a check is running now; one lock so that a reader
+    /// never sees a new result still marked as running.
+    let checkStorage = Mutex<CheckProgress>(CheckProgress())
     /// Failed checks (`chkfail`) and UP→DOWN transitions (`chkdown`).
     let failedChecks = Atomic<Int>(0)
     let downTransitions = Atomic<Int>(0)
@@ -219,7 +220,10 @@ public final class ServerState: Sendable {
     public var operational: OperationalState { OperationalState(rawValue: operationalStorage.load(ordering: .acquiring)) ?? .running }
 
     /// The latest health check's outcome (`.initial` before the first, or without `check`).
-    public var lastCheck: CheckResult { lastCheckStorage.withLock { $0 } }
+    public var lastCheck: CheckResult { checkStorage.withLock { $0.last } }
+
+    /// Whether a health check of this server is running now (HAProxy's `"* "` before `check_status`).
+    public var checkInProgress: Bool { checkStorage.withLock { $0.running } }
 
     /// UP→DOWN transitions so far (`chkdown`).
     public var downTransitionCount: Int { downTransitions.load(ordering: .relaxed) }

@@ -71,3 +71,9 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
         return text + ", check duration: \(durationMs)ms"
     }
 }
+
+/// A server's latest check result and whether the next one is under way, kept together.
+struct CheckProgress {
+    var last = CheckResult(status: .initial)
+    var running = false
+}

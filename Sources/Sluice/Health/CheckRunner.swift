@@ -134,6 +134,7 @@ final class CheckRunner {
             closeDescriptor(targets[t].fd)
             targets[t].fd = -1
         }
+        targets[t].server.checkStorage.withLock { $0.running = false }
         bumpGeneration(t)
     }
 
@@ -245,6 +246,7 @@ final class CheckRunner {
             return
         }
         bumpGeneration(t)
+        server.checkStorage.withLock { $0.running = true }
         targets[t].started = reactor.now
         targets[t].connected = false
         targets[t].out = []
@@ -426,9 +428,10 @@ final class CheckRunner {
     /// Applies a result to the health counter and publishes any change.
     private func record(_ t: Int, _ result: CheckResult) {
         let server = targets[t].server
-        let previous = server.lastCheckStorage.withLock { last in
-            defer { last = result }
-            return last.status
+        let previous = server.checkStorage.withLock { check in
+            // A probe still runs when a failure observed on traffic is recorded (`on-error fail-check`).
+            defer { check = CheckProgress(last: result, running: targets[t].fd >= 0) }
+            return check.last.status
         }
         let health = targets[t].counter.value
         let transition: HealthCounter.Transition?

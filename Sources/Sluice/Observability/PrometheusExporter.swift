@@ -111,7 +111,7 @@ enum PrometheusExporter {
                 let checked = kindRows.filter { !($0["check_status"] ?? "").isEmpty }
                 if !checked.isEmpty {
                     family(&out, prefix + "check_status", .gauge, "Status of the last health check, per state label value.", checked.flatMap { row in
-                        let current = row["check_status"] ?? ""
+                        let current = String((row["check_status"] ?? "").trimmingPrefix("* "))
                         return checkStates.map { "\(prefix)check_status{\(labels(row, kind)),state=\"\($0)\"} \($0 == current ? 1 : 0)" }
                     })
                 }

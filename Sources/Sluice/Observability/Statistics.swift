@@ -194,7 +194,8 @@ public struct ServerSnapshot: Hashable, Sendable {
         let last = server.lastSessionAt.load(ordering: .relaxed)
         secondsSinceLastSession = last == 0 ? nil : Int((now - last) / 1000)
         if let plan = server.checkPlan, server.checksEnabled.load(ordering: .relaxed) {
-            check = CheckStatistics(lastResult: server.lastCheck, failedChecks: server.failedChecks.load(ordering: .relaxed),
+            let progress = server.checkStorage.withLock { $0 }
+            check = CheckStatistics(lastResult: progress.last, inProgress: progress.running, failedChecks: server.failedChecks.load(ordering: .relaxed),
                                     downTransitions: server.downTransitionCount, downtimeSeconds: Int(server.downtimeSeconds(now: now)),
                                     rise: plan.rise, fall: plan.fall, health: server.health.load(ordering: .relaxed))
         }
@@ -205,6 +206,8 @@ public struct ServerSnapshot: Hashable, Sendable {
 public struct CheckStatistics: Hashable, Sendable {
     /// The last check's verdict, code, text and duration.
     public var lastResult: CheckResult
+    /// A check is running now: `show stat` shows `"* "` before the last status and no text yet, as HAProxy.
+    public var inProgress: Bool
     /// Checks that failed since start (`chkfail`).
     public var failedChecks: Int
     /// Times the checks took it DOWN (`chkdown`).

@@ -84,10 +84,13 @@ enum StatsCSV {
             row["chkfail"] = "\(check.failedChecks)"
             row["chkdown"] = "\(check.downTransitions)"
             row["downtime"] = "\(check.downtimeSeconds)"
-            row["check_status"] = last.status.rawValue
+            // HAProxy (management.txt, 9.1, field 36): "If a check is currently running, the last
+            // known status will be reported, prefixed with "* "", and the check's text is cleared
+            // when it starts.
+            row["check_status"] = (check.inProgress ? "* " : "") + last.status.rawValue
             row["check_code"] = last.code.map(String.init) ?? ""
             row["check_duration"] = last.status == .initial ? "" : "\(last.durationMs)"
-            row["last_chk"] = last.info
+            row["last_chk"] = check.inProgress ? "" : last.info
             row["check_desc"] = last.status.reason
             row["check_rise"] = "\(check.rise)"
             row["check_fall"] = "\(check.fall)"
