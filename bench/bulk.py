@@ -90,9 +90,10 @@ class Measurement:
         wall = time.time() - self.t0
         own = sum(tree_cpu_seconds(p.pid) for p in self.procs) - self.own0
         load = children_cpu_seconds() - self.children0
-        other = system_busy() - self.busy0 - own - load
+        busy = system_busy() - self.busy0
+        other = busy - own - load
         return {"wall_s": wall, "proxy_cpu_s": (cpu_seconds(self.proxy.pid) - self.proxy0) if self.proxy else None,
-                "machine_cpu_s": system_busy() - self.busy0,
+                "machine_cpu_s": busy,
                 "proxy_user_cpu_s": (cpu_split(self.proxy.pid)[0] - self.user0) if self.proxy else None,
                 "known_processes_cpu_s": own, "load_generator_cpu_s": load, "other_cpu_s": other,
                 "noisy": other > NOISE_LIMIT * wall}
@@ -224,9 +225,9 @@ RULE_SET = """  stick-table type ip size 100k expire 30s store conn_cur,conn_rat
 
 
 # PIN=1 (bulk only): every proxy runs on CPU 0 and both iperf3 ends on CPU 1, the layout of a proxy
-# given its own core. Unpinned, three busy processes share two cores and the scheduler settles into
-# one of two states per round (both ends on one core, or not), which moves every contender's figures
-# by up to 2x between rounds.
+# given its own core. Unpinned, three busy processes share two cores and a round's figures depend on
+# where the scheduler puts them: one contender's CPU per GB ranged 2x within a run, against +-15 %
+# pinned (bench/results/bulk-20261202-003936.md and -003435.md).
 PINNED = {"proxy": "0", "load": "1"} if os.environ.get("PIN") == "1" else None
 
 
