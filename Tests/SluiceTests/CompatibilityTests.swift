@@ -101,6 +101,8 @@ struct CompatibilityTests {
         #expect(parsed.configuration.frontends.first?.binds.first?.endpoint == Endpoint(host: "127.0.0.1", port: 3306))
         #expect(parsed.warnings.map(\.description).contains("t.cfg:5: warning: [defaults] 'contimeout': removed from HAProxy in 2.1; applied as 'timeout connect'; write that instead"))
         #expect(parsed.warnings.contains { $0.keyword == "nbproc" && $0.message.contains("one process") })
+        #expect(parsed.warnings.map(\.description).contains(
+            "t.cfg:9: warning: [listen 'db'] 'listen': an address after the name is refused by HAProxy 2.6 (\"please use the 'bind' keyword for listening addresses\"); applied as 'bind 127.0.0.1:3306'; write that instead"))
         #expect(CompatibilityTests.errors("global\n  nbproc 4\n" + ParserTests.valid)
             == ["t.cfg:2: error: [global] 'nbproc': 'nbproc 4': Sluice runs as one process (HAProxy removed 'nbproc' in 2.5); use 'nbthread 4' for more cores"])
     }

@@ -271,7 +271,8 @@ struct Parser {
             draft.name = name
             draft.location = location
             if kind != .backend, let address = rest.first {
-                // HAProxy's legacy `listen|frontend <name> <address>` form.
+                // HAProxy's legacy `listen|frontend <name> <address>` form, which HAProxy 2.6 refuses.
+                warning(location, keyword: kind.rawValue, "an address after the name is refused by HAProxy 2.6 (\"please use the 'bind' keyword for listening addresses\"); applied as '\((["bind"] + rest).joined(separator: " "))'; write that instead")
                 addBind(&draft, address, Array(rest.dropFirst()), location)
             } else if !rest.isEmpty {
                 error(location, keyword: kind.rawValue, "unexpected '\(rest[0])' after the \(kind.rawValue) name")
