@@ -163,14 +163,10 @@ extension Loopback {
 
     /// `status` and `last_chk` of each server, from `show stat`.
     static func verdicts(_ socket: String) throws -> [String: (status: String, info: String)] {
-        let lines = try StatsClient.ask(socket, "show stat").split(separator: "\n")
-        guard let header = lines.first?.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false) else { return [:] }
-        guard let status = header.firstIndex(of: "check_status"), let info = header.firstIndex(of: "last_chk") else { return [:] }
         var out: [String: (String, String)] = [:]
-        for line in lines.dropFirst() {
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-            guard fields.count > max(status, info), fields[1] == "good" || fields[1] == "wrong" else { continue }
-            out[String(fields[1])] = (String(fields[status]), String(fields[info]))
+        for row in try StatsClient.showStat(socket) {
+            guard let server = row["svname"], server == "good" || server == "wrong", let status = row["check_status"], let info = row["last_chk"] else { continue }
+            out[server] = (status, info)
         }
         return out
     }

@@ -31,6 +31,15 @@ enum StatsClient {
         try Net.sendAll(fd, request.hasSuffix("\n") ? request : request + "\n")
         return String(decoding: try Net.readToEnd(fd, timeoutMs: timeoutMs), as: UTF8.self)
     }
+
+    /// `show stat`'s rows, each by column name (HAProxy's or Sluice's socket).
+    static func showStat(_ path: String) throws -> [[String: String]] {
+        let lines = try ask(path, "show stat").split(separator: "\n")
+        guard let header = lines.first?.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false).map(String.init) else { return [] }
+        return lines.dropFirst().map { line in
+            Dictionary(zip(header, line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)), uniquingKeysWith: { first, _ in first })
+        }
+    }
 }
 
 extension Loopback {

@@ -83,14 +83,7 @@ extension Loopback {
 
     /// One server's `show stat` fields, by column name.
     static func serverFields(_ socket: String, proxy: String, server: String) throws -> [String: String] {
-        let lines = try StatsClient.ask(socket, "show stat").split(separator: "\n")
-        guard let header = lines.first?.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false) else { return [:] }
-        for line in lines.dropFirst() {
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-            guard fields.count >= header.count, fields[0] == proxy, fields[1] == server else { continue }
-            return Dictionary(zip(header.map(String.init), fields.map(String.init)), uniquingKeysWith: { a, _ in a })
-        }
-        return [:]
+        try StatsClient.showStat(socket).first { $0["pxname"] == proxy && $0["svname"] == server } ?? [:]
     }
 
     /// A check in progress as HAProxy shows it (management.txt 9.1, field 36: "If a check is
