@@ -315,12 +315,28 @@ def thread_counts(text):
     return [int(x) for x in str(text).split(",")]
 
 
-def comparisons(thread_counts, value, noisy, metrics):
+def comparisons(thread_counts, value, noisy, metrics, per_round=None):
     """The ratio lines every workload reports: each Sluice engine against HAProxy's best and default
     configurations at the same thread count, and each proxy's scaling from the fewest threads to
     the most. `value(name, metric)` is a median or None; `noisy(a, b)` says whether most rounds of
-    the pair were noisy. `metrics` is [(metric, label)]."""
+    the pair were noisy. `metrics` is [(metric, label)].
+
+    `per_round(name, metric)` ({round: value}), when given, adds the paired view of each ratio
+    against HAProxy: the ratio within each round (the two ran a minute apart at most, so the slow
+    drift of a shared machine cancels), as its median, min-max, and the rounds above 1.0."""
     lines = []
+
+    def paired(s, h, m):
+        if per_round is None:
+            return ""
+        a, b = per_round(s, m), per_round(h, m)
+        ratios = sorted(a[r] / b[r] for r in a if b.get(r))
+        if len(ratios) < 2:
+            return ""
+        above = sum(1 for x in ratios if x > 1.0)
+        return (f" (per round {statistics.median(ratios):.2f}x, {ratios[0]:.2f}-{ratios[-1]:.2f}, "
+                f"above 1.0 in {above}/{len(ratios)})")
+
     for threads in thread_counts:
         for engine in ("sluice", "sluice-uring"):
             pairs = [(engine, base) for base in ("haproxy", "haproxy-default") + ((engine + "-base",) if BASELINE else ())]
@@ -329,7 +345,7 @@ def comparisons(thread_counts, value, noisy, metrics):
                     pairs += [(f"{engine}-{variant}", f"haproxy-{variant}"), (f"{engine}-{variant}", engine)]
             for kind, base in pairs:
                 s, h = contender(kind, threads), contender(base, threads)
-                parts = [f"{label} {value(s, m) / value(h, m):.2f}x" for m, label in metrics
+                parts = [f"{label} {value(s, m) / value(h, m):.2f}x" + paired(s, h, m) for m, label in metrics
                          if value(s, m) is not None and value(h, m)]
                 if parts:
                     lines.append(f"- {s} / {h}: " + ", ".join(parts)
@@ -453,9 +469,12 @@ def main():
 
         def noisy(a, b):
             return table[f"{a}/{direction}"]["noisy_rounds"] + table[f"{b}/{direction}"]["noisy_rounds"] > args.rounds
+        def per_round(name, metric):
+            return {x["round"]: x[metric] for x in runs
+                    if x["contender"] == name and x["direction"] == direction and x.get(metric) is not None}
         lines += [line.replace("- ", f"- {direction}: ", 1)
                   for line in comparisons(args.threads, value, noisy, [("gbit_per_s", "throughput"), ("proxy_cpu_s_per_gb", "CPU per GB"),
-                                                                        ("machine_cpu_s_per_gb", "machine CPU per GB")])]
+                                                                        ("machine_cpu_s_per_gb", "machine CPU per GB")], per_round)]
     write_results(args.out, "bulk", "\n".join(lines), {"machine": machine, "args": vars(args), "pinned": PINNED, "runs": runs,
                                                          "summary": table})
     shutil.rmtree(work, ignore_errors=True)

@@ -153,8 +153,13 @@ def main():
 
         def noisy(a, b):
             return table[f"{workload}/{a}"]["noisy"] + table[f"{workload}/{b}"]["noisy"] > args.rounds
+        def per_round(name, metric):
+            key = {"cpu_us": "proxy_cpu_us_per_request", "p99": "p99_ms"}.get(metric, metric)
+            return {x["round"]: x[key] for x in runs
+                    if x["contender"] == name and x["workload"] == workload and x[key] is not None}
         lines += [line.replace("- ", f"- {workload}: ", 1)
-                  for line in comparisons(args.threads, value, noisy, [("rps", "req/s"), ("cpu_us", "CPU per request"), ("p99", "p99")])]
+                  for line in comparisons(args.threads, value, noisy, [("rps", "req/s"), ("cpu_us", "CPU per request"), ("p99", "p99")],
+                                          per_round)]
     lines += rule_costs(runs, names)
     if bulk.LOGS:
         lines.append(f"- syslog lines the sink received over the whole run: {bulk._log_sink.get('lines', 0)}")
