@@ -124,6 +124,7 @@ public final class LoadBalancer: Sendable {
 
     /// Resolves every address; every failure is reported, not only the first.
     private static func resolve(_ configuration: Configuration) throws(SluiceError) -> ResolvedPlan {
+        let configuration = configuration.numbered()
         var plan = ResolvedPlan(configuration: configuration)
         var problems: [String] = []
         // `init-addr last`: the addresses saved in the server-state files (read only if asked for).
@@ -215,6 +216,7 @@ public final class LoadBalancer: Sendable {
                     if p.server.resolvers == nil { old.resolvedByDNS.store(false, ordering: .relaxed) }
                     if old.configuredWeight != p.server.weight { old.weightStorage.store(p.server.weight, ordering: .relaxed) }
                     old.configurationStorage.withLock { $0 = p.server }
+                    if let id = p.server.id { old.idStorage.store(id, ordering: .relaxed) }
                     old.maxConnectionsStorage.store(p.server.maxConnections ?? Int.max, ordering: .relaxed)
                     old.maxQueueStorage.store(p.server.maxQueue ?? Int.max, ordering: .relaxed)
                     old.slowStartMs.store(p.server.slowStart?.milliseconds ?? 0, ordering: .relaxed)
@@ -239,6 +241,8 @@ public final class LoadBalancer: Sendable {
             } else {
                 run.backends[backend.name] = BackendState(name: backend.name, servers: servers, settings: settings, events: run.events)
             }
+            if let id = backend.id { run.backends[backend.name]?.idStorage.store(id, ordering: .relaxed) }
+            if let place = backend.declaration { run.backends[backend.name]?.declaration.store(place, ordering: .relaxed) }
         }
         let globalTag = configuration.global.logTag ?? "sluice"
         run.logs.setHostName(configuration.global.logHostname)
@@ -396,7 +400,7 @@ public final class LoadBalancer: Sendable {
         if let writer = ServerStateWriter(configuration, render: { [weak self] backend in
             guard let self else { return "" }
             if case .reply(let text) = RuntimeAPI(balancer: self, version: Self.version).execute("show servers state" + (backend.map { " " + $0 } ?? ""), level: .admin) {
-                return text
+                return text + "\n"  // with the empty line that ends it on the socket, as `socat` would save it
             }
             return ""
         }, fingerprint: { [weak self] in
@@ -757,8 +761,8 @@ public final class LoadBalancer: Sendable {
     /// (commands that wait, such as `wait-drained`, are refused). For the micro-benchmarks.
     @_spi(Benchmarks) public func runtimeReply(_ command: String) -> String {
         switch RuntimeAPI(balancer: self, version: Self.version).execute(command, level: .admin) {
-        case .reply(let text): text
-        case .togglePrompt, .quit, .waitDrained: "not available in-process\n"
+        case .reply(let text): text + "\n"  // the empty line that ends every answer on the socket
+        case .togglePrompt, .quit, .waitDrained: "not available in-process\n\n"
         }
     }
 
@@ -816,11 +820,13 @@ public final class LoadBalancer: Sendable {
                                 isBackup: server.isBackup, admin: .maintenance, configuration: server, checkPlan: check)
         state.checksEnabled.store(false, ordering: .relaxed)
         state.awaitingAddress.store(resolved == nil, ordering: .relaxed)
+        if let holder = backend.append(state, id: server.id) {
+            throw SluiceError("'id' : custom id \(server.id ?? 0) already used ('server \(holder)').")
+        }
         if let followed {
             followed.trackers.withLock { $0.append((backend, state)) }
             state.operationalStorage.store(followed.operational.rawValue, ordering: .relaxed)
         }
-        backend.append(state)
         refreshChecks()
         hub.publish(.serverAdded(backend: backendName, server: server.name))
         logger.notice("New server \(backendName)/\(server.name) registered (\(resolved.map(\.description) ?? "no address yet"), in maintenance)")

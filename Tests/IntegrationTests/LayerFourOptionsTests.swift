@@ -274,7 +274,7 @@ extension Loopback {
         defer { proxy.stop() }
         let s = try #require(proxy.balancer.backend(named: "be")?.server(named: "s"))
         #expect(s.admin == .maintenance)
-        #expect(proxy.balancer.runtimeReply("set server be/s addr 127.0.0.1") == "IP changed from '0.0.0.0' to '127.0.0.1' by 'stats socket command'\n")
+        #expect(proxy.balancer.runtimeReply("set server be/s addr 127.0.0.1") == "IP changed from '0.0.0.0' to '127.0.0.1' by 'stats socket command'\n\n")
         #expect(s.admin == .ready)
         let fd = try Net.connect(proxy.port)
         defer { close(fd) }

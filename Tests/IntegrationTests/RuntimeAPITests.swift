@@ -32,9 +32,25 @@ enum StatsClient {
         return String(decoding: try Net.readToEnd(fd, timeoutMs: timeoutMs), as: UTF8.self)
     }
 
-    /// `show stat`'s rows, each by column name (HAProxy's or Sluice's socket).
-    static func showStat(_ path: String) throws -> [[String: String]] {
-        let lines = try ask(path, "show stat").split(separator: "\n")
+    /// A configuration's start for tests that compare with HAProxy: an admin socket at `socket`
+    /// and tcp defaults (connect 1 s, client and server 5 s).
+    static func preamble(socket: String) -> String {
+        """
+        global
+          stats socket \(socket) level admin
+        defaults
+          mode tcp
+          timeout connect 1s
+          timeout client 5s
+          timeout server 5s
+
+        """
+    }
+
+    /// `show stat`'s rows, each by column name (HAProxy's or Sluice's socket); `command` may add
+    /// a selector and flags.
+    static func showStat(_ path: String, _ command: String = "show stat") throws -> [[String: String]] {
+        let lines = try ask(path, command).split(separator: "\n")
         guard let header = lines.first?.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false).map(String.init) else { return [] }
         return lines.dropFirst().map { line in
             Dictionary(zip(header, line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)), uniquingKeysWith: { first, _ in first })
@@ -91,6 +107,82 @@ extension Loopback {
         func stop() { proxy.stop(); a.stop(); b.stop() }
     }
 
+    /// Proxy and server ids (`id`, else HAProxy's numbering: the statistics proxy counts, an
+    /// explicit id moves the cursor too) and `show stat`'s selector and flags, against HAProxy 2.6
+    /// running the same configuration in the same test: every row's `iid`/`sid`, the rows each
+    /// selection keeps, `show servers state`'s ids, and the refusals.
+    @Test func idsAndShowStatSelectionsMatchHAProxy() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.echo)
+        defer { server.stop() }
+        func config(_ ports: ArraySlice<Int>, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            listen stats
+              mode http
+              bind 127.0.0.1:\(ports[ports.startIndex])
+              http-request use-service prometheus-exporter if { path /metrics }
+            frontend fe
+              bind 127.0.0.1:\(ports[ports.startIndex + 1])
+              default_backend be
+            backend be
+              id 1
+              server s1 127.0.0.1:\(server.port)
+              server s2 127.0.0.1:\(server.port) id 1
+              server s3 127.0.0.1:\(server.port)
+            listen li
+              bind 127.0.0.1:\(ports[ports.startIndex + 2])
+              server a 127.0.0.1:\(server.port)
+              server b 127.0.0.1:\(server.port) disabled
+
+            """
+        }
+        let ports = try (0..<6).map { _ in try Net.closedPort() }
+        let sockets = [Self.socketPath(), Self.socketPath()]
+        let proxy = try RunningProxy(config(ports[0..<3], sockets[0]))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[3..<6], sockets[1]), port: ports[5])
+        defer { haproxy.stop() }
+        // Sluice serves the statistics proxy apart and gives it no rows; HAProxy's are left out.
+        func rows(_ socket: String, _ command: String) throws -> [String] {
+            try StatsClient.showStat(socket, command).filter { $0["pxname"] != "stats" }
+                .map { "\($0["pxname"] ?? "?")/\($0["svname"] ?? "?") iid=\($0["iid"] ?? "?") sid=\($0["sid"] ?? "?")" }
+        }
+        let all = try rows(sockets[0], "show stat")
+        #expect(all == ["fe/FRONTEND iid=3 sid=0", "be/s1 iid=1 sid=2", "be/s2 iid=1 sid=1", "be/s3 iid=1 sid=4", "be/BACKEND iid=1 sid=0",
+                        "li/FRONTEND iid=5 sid=0", "li/a iid=5 sid=1", "li/b iid=5 sid=2", "li/BACKEND iid=5 sid=0"])
+        for command in ["show stat", "show stat 1 4 -1", "show stat be 6 2", "show stat -1 1 -1", "show stat li 7 -1 no-maint",
+                        "show stat -1 4 -1 up", "show stat 99 7 -1", "show stat domain proxy 5 3 -1", "show stat -1 2 -1 typed"] {
+            if command.hasSuffix("typed") {
+                // Typed lines carry the ids in their prefix (`S.<iid>.<sid>.…`).
+                let prefixes = { (socket: String) throws -> Set<String> in
+                    Set(try StatsClient.ask(socket, command).split(separator: "\n").map { $0.split(separator: ".").prefix(3).joined(separator: ".") })
+                }
+                let sluice = try prefixes(sockets[0]), theirs = try prefixes(sockets[1])
+                #expect(sluice.isSubset(of: theirs) && sluice == ["B.1.0", "B.5.0"], "\(command): Sluice \(sluice), HAProxy \(theirs)")
+                continue
+            }
+            #expect(try rows(sockets[0], command) == (try rows(sockets[1], command)), "\(command)")
+        }
+        for command in ["show stat x 4 -1", "show stat domain dns"] {
+            #expect(try StatsClient.ask(sockets[0], command) == (try StatsClient.ask(sockets[1], command)), "\(command)")
+        }
+        // `show servers state`: be_id and srv_id.
+        func ids(_ socket: String) throws -> [String] {
+            try StatsClient.ask(socket, "show servers state").split(separator: "\n").dropFirst(2)
+                .map { $0.split(separator: " ").prefix(4).joined(separator: " ") }
+        }
+        #expect(try ids(sockets[0]) == (try ids(sockets[1])))
+        #expect(try ids(sockets[0]) == ["1 be 2 s1", "1 be 1 s2", "1 be 4 s3", "5 li 1 a", "5 li 2 b"])
+        // A server added at run time takes the smallest free id, or its own; one in use is refused.
+        for socket in sockets {
+            #expect(try StatsClient.ask(socket, "add server be/s4 127.0.0.1:\(server.port)") == "New server registered.\n\n")
+            #expect(try StatsClient.ask(socket, "add server be/s5 127.0.0.1:\(server.port) id 9") == "New server registered.\n\n")
+        }
+        #expect(try rows(sockets[0], "show stat be 4 -1") == (try rows(sockets[1], "show stat be 4 -1")))
+        #expect(try rows(sockets[0], "show stat be 4 -1").suffix(2) == ["be/s4 iid=1 sid=3", "be/s5 iid=1 sid=9"])
+        #expect(try StatsClient.ask(sockets[0], "add server be/s6 127.0.0.1:\(server.port) id 9") == "'id' : custom id 9 already used ('server s5').\n\n")
+    }
+
     @Test func showStatUsesHAProxysExactHeaderAndOneRowPerFrontendServerAndBackend() throws {
         let s = try Setup()
         defer { s.stop() }
@@ -140,15 +232,15 @@ extension Loopback {
         try Net.sendAll(waiter, "wait-drained fe/one timeout 10s\n")
         #expect(!Net.waitReadable(waiter, timeoutMs: 200), "answered while a session was still open")
         close(long)
-        #expect(String(decoding: try Net.readToEnd(waiter), as: UTF8.self) == "Server fe/one is drained: 0 sessions.\n")
+        #expect(String(decoding: try Net.readToEnd(waiter), as: UTF8.self) == "Server fe/one is drained: 0 sessions.\n\n")
         // A timeout reports the remainder, and shutdown-after closes it.
         #expect(try StatsClient.ask(path, "set server fe/one state ready; set server fe/two state maint") == "\n\n")
         let stuck = try Net.connect(proxy.port)
         defer { close(stuck) }
         try Net.sendAll(stuck, "x")
         _ = try Net.read(stuck, count: 1)
-        #expect(try StatsClient.ask(path, "wait-drained fe/one timeout 200ms") == "Server fe/one still has 1 session(s) at the timeout.\n")
-        #expect(try StatsClient.ask(path, "wait-drained fe/one timeout 100ms shutdown-after") == "Server fe/one still had 1 session(s) at the timeout; they were shut down.\n")
+        #expect(try StatsClient.ask(path, "wait-drained fe/one timeout 200ms") == "Server fe/one still has 1 session(s) at the timeout.\n\n")
+        #expect(try StatsClient.ask(path, "wait-drained fe/one timeout 100ms shutdown-after") == "Server fe/one still had 1 session(s) at the timeout; they were shut down.\n\n")
         #expect(try Net.readToEnd(stuck).isEmpty)
     }
 
@@ -192,19 +284,19 @@ extension Loopback {
         #expect(try (0..<8).map { _ in try s.who() }.filter { $0 == "a" }.count == 6)
         #expect(try s.ask("set weight be/a 0%") == "\n")
         #expect(Set(try (0..<3).map { _ in try s.who() }) == ["b"])
-        #expect(try s.ask("get weight be/a") == "0 (initial 1)\n")
+        #expect(try s.ask("get weight be/a") == "0 (initial 1)\n\n")
         #expect(try s.ask("set server be/a weight 300").hasPrefix("Weight '300' is not a valid value"))
         // Point `a` at b's port: new sessions for `a` now reach server b.
         #expect(try s.ask("set server be/a weight 1") == "\n")
-        #expect(try s.ask("set server be/a addr 127.0.0.1 port \(s.b.port)") == "IP changed from '127.0.0.1' to '127.0.0.1', port changed from '\(s.a.port)' to '\(s.b.port)' by 'stats socket command'\n")
+        #expect(try s.ask("set server be/a addr 127.0.0.1 port \(s.b.port)") == "IP changed from '127.0.0.1' to '127.0.0.1', port changed from '\(s.a.port)' to '\(s.b.port)' by 'stats socket command'\n\n")
         #expect(Set(try (0..<4).map { _ in try s.who() }) == ["b"])
     }
 
     @Test func userLevelMayReadButNotChange() throws {
         let s = try Setup(level: "user")
         defer { s.stop() }
-        #expect(try s.ask("disable server be/a") == "Permission denied\n")
-        #expect(try s.ask("set server be/a state maint") == "Permission denied\n")
+        #expect(try s.ask("disable server be/a") == "Permission denied\n\n")
+        #expect(try s.ask("set server be/a state maint") == "Permission denied\n\n")
         #expect(try s.ask("show info").contains("Name: Sluice"))
         #expect(try s.ask("show info").contains("\nnode: "))
         #expect(s.backend.server(named: "a")?.admin == .ready)
@@ -215,12 +307,12 @@ extension Loopback {
         let s = try Setup()
         defer { s.stop() }
         #expect(try s.ask("frobnicate now").hasPrefix("Unknown command, but maybe one of the following ones is a better match:\n"))
-        #expect(try s.ask("disable server") == "Require 'backend/server'.\n")
-        #expect(try s.ask("disable server nope/a") == "No such backend.\n")
-        #expect(try s.ask("disable server be/nope") == "No such server.\n")
-        #expect(try s.ask("set server be/a state sideways") == "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n")
+        #expect(try s.ask("disable server") == "Require 'backend/server'.\n\n")
+        #expect(try s.ask("disable server nope/a") == "No such backend.\n\n")
+        #expect(try s.ask("disable server be/nope") == "No such server.\n\n")
+        #expect(try s.ask("set server be/a state sideways") == "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n\n")
         #expect(try s.ask("set server be/a").hasPrefix("'set server <srv>' only supports"))
-        #expect(try s.ask("set maxconn frontend nope 10") == "No such frontend.\n")
+        #expect(try s.ask("set maxconn frontend nope 10") == "No such frontend.\n\n")
         #expect(try s.ask(String(repeating: "x", count: 70_000)).hasPrefix("Line too long"))
         let garbage = String(decoding: (0..<200).map { UInt8(($0 * 37) % 256) }.filter { $0 != 10 }, as: UTF8.self)
         #expect(try s.ask(garbage).hasPrefix("Unknown command"))
@@ -233,12 +325,16 @@ extension Loopback {
         defer { s.stop() }
         let fd = try StatsClient.connect(s.path)
         defer { close(fd) }
+        // As HAProxy 2.6: every command's answer, even an empty one, ends with an empty line and
+        // the prompt, also between the commands of one line.
         try Net.sendAll(fd, "prompt\n")
-        #expect(String(decoding: try Net.read(fd, count: 2), as: UTF8.self) == "> ")
+        #expect(String(decoding: try Net.read(fd, count: 3), as: UTF8.self) == "\n> ")
         try Net.sendAll(fd, "disable server be/a\n")
         #expect(String(decoding: try Net.read(fd, count: 3), as: UTF8.self) == "\n> ")
         try Net.sendAll(fd, "show backend\n")
         #expect(String(decoding: try Net.read(fd, count: 13), as: UTF8.self) == "# name\nbe\n\n> ")
+        try Net.sendAll(fd, "get weight be/b;get weight be/nope\n")
+        #expect(String(decoding: try Net.read(fd, count: 36), as: UTF8.self) == "1 (initial 1)\n\n> No such server.\n\n> ")
         try Net.sendAll(fd, "quit\n")
         #expect(try Net.readToEnd(fd).isEmpty)
         #expect(s.backend.server(named: "a")?.admin == .maintenance)

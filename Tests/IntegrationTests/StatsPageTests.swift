@@ -96,14 +96,7 @@ extension Loopback {
         let silent = try TestServer(.holdOpen)
         defer { silent.stop() }
         func config(_ bind: Int, _ stats: Int, _ socket: String) -> String {
-            """
-            global
-              stats socket \(socket) level admin
-            defaults
-              mode tcp
-              timeout connect 1s
-              timeout client 5s
-              timeout server 5s
+            StatsClient.preamble(socket: socket) + """
             listen fe
               bind 127.0.0.1:\(bind)
               option httpchk GET /alive

@@ -164,6 +164,49 @@ struct ParserTests {
         _ = try Configuration.parse("frontend app\n  bind :80\n  default_backend app\nbackend app\n  server a 10.0.0.1:80\n")
     }
 
+    @Test func proxiesAndServersAreNumberedAsHAProxyNumbersThem() throws {
+        // HAProxy 2.6: explicit ids stay; the others take the first free number from a cursor that
+        // moves one past every proxy (server) in declaration order. The statistics proxy counts.
+        let parsed = try Configuration.parse("""
+            listen stats
+              mode http
+              bind :8404
+              http-request use-service prometheus-exporter if { path /metrics }
+            frontend fe
+              bind :80
+              default_backend be
+            backend be
+              id 1
+              server s1 10.0.0.1:80
+              server s2 10.0.0.2:80 id 1
+              server s3 10.0.0.3:80
+            listen li
+              bind :81
+              server a 10.0.0.4:80
+            """, file: "t.cfg").configuration
+        #expect(parsed.frontends.map { "\($0.name)=\($0.id ?? 0)" } == ["fe=3", "li=5"])
+        #expect(parsed.backends.map { "\($0.name)=\($0.id ?? 0)" } == ["be=1", "li=5"])
+        #expect(parsed.backends[0].servers.map { $0.id ?? 0 } == [2, 1, 4])
+        #expect(Numbering.assign([nil, 3, nil, nil, 1, nil]) == [2, 3, 4, 5, 1, 7])  // the cursor passes the explicit 1 too
+        #expect(Numbering.firstFree([1, 2, 4]) == 3)
+        // Built in Swift without ids: frontends, then the backends; a listen's halves share one.
+        let built = Configuration(frontends: [Frontend(name: "li", binds: [], defaultBackend: "li"),
+                                              Frontend(name: "fe", binds: [], defaultBackend: "be")],
+                                  backends: [Backend(name: "be", servers: [Server(name: "x", endpoint: Endpoint(host: "10.0.0.1", port: 80))]),
+                                             Backend(name: "li", servers: [])]).numbered()
+        #expect(built.frontends.map(\.id) == [1, 2] && built.backends.map(\.id) == [3, 1] && built.backends[0].servers[0].id == 1)
+    }
+
+    @Test func idsMustBeUniqueWithHAProxysWords() {
+        #expect(Self.errors(Self.valid + "  id 7\nlisten li\n  id 7\n  bind :81\n  server b 10.0.0.2:80\n") == [
+            "t.cfg:8: error: [listen 'li'] 'id': listen li reuses same custom id as backend be (declared at t.cfg:4)"])
+        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 id 4\n  server c 10.0.0.3:80 id 4\n") == [
+            "t.cfg:7: error: [backend 'be'] 'server': 'id': custom id 4 already used at t.cfg:6 ('server b')"])
+        #expect(Self.errors(Self.valid + "  default-server id 2\n") == [
+            "t.cfg:6: error: [backend 'be'] 'default-server': 'id' names one server: it is not accepted on 'default-server'"])
+        #expect(Self.errors(Self.valid + "  id 0\n") == ["t.cfg:6: error: [backend 'be'] 'id': id 0 is outside 1...2147483647"])
+    }
+
     @Test func defaultBackendNamingAMissingBackend() {
         #expect(Self.errors("frontend fe\n  bind :80\n  default_backend nope\n") == ["t.cfg:3: error: [frontend 'fe'] 'default_backend': no backend named 'nope' exists"])
     }

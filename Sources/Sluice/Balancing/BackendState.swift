@@ -11,6 +11,12 @@ public final class BackendState: Sendable {
     public let name: String
     /// `name` as log lines write it.
     let nameBytes: [UInt8]
+    /// HAProxy's proxy id (`id`, else numbered in declaration order): `show stat`'s `iid`,
+    /// `show servers state`'s `be_id`. A reload may renumber it.
+    public var id: Int { idStorage.load(ordering: .relaxed) }
+    let idStorage = Atomic<Int>(0)
+    /// Its section's place among the proxy sections (`show stat`'s order).
+    let declaration = Atomic<Int>(0)
 
     /// Which servers receive new sessions, in order. Replaced whole by `republish()`.
     struct Schedule: Sendable {
@@ -261,9 +267,17 @@ public final class BackendState: Sendable {
     }
 
     /// `add server`: one more member, same policy.
-    func append(_ server: ServerState) {
-        members.withLock { $0.servers.append(server) }
-        republish()
+    /// `add server`: the server joins with its id: `explicit`, else the smallest one free (as
+    /// HAProxy). Returns the name of the member holding `explicit` when it is taken, and adds nothing.
+    func append(_ server: ServerState, id explicit: Int?) -> String? {
+        let holder: String? = members.withLock { m in
+            if let explicit, let holder = m.servers.first(where: { $0.id == explicit }) { return holder.name }
+            server.idStorage.store(explicit ?? Numbering.firstFree(Set(m.servers.map(\.id))), ordering: .relaxed)
+            m.servers.append(server)
+            return nil
+        }
+        if holder == nil { republish() }
+        return holder
     }
 
     /// `del server`: the member leaves (its sessions, if any, keep their pointer to it).

@@ -52,6 +52,10 @@ public final class ServerState: Sendable {
     /// A number unique within the backend, for life: sessions mark servers they failed to reach
     /// with bit `ordinal % 64`.
     let ordinal: Int
+    /// HAProxy's server id (`id`, else numbered as HAProxy numbers servers): `show stat`'s `sid`,
+    /// `show servers state`'s `srv_id`, what `stick` rules store. A reload may renumber it.
+    public var id: Int { idStorage.load(ordering: .relaxed) }
+    let idStorage: Atomic<Int>
     /// `backup`: it takes sessions only when no primary server is usable (or with `option allbackups`).
     public let isBackup: Bool
     private let addressStorage: Mutex<SocketAddress>
@@ -139,6 +143,7 @@ public final class ServerState: Sendable {
         self.health = Atomic(checkPlan?.rise ?? 1)
         self.name = name
         self.ordinal = ordinal
+        self.idStorage = Atomic(configuration?.id ?? ordinal + 1)
         self.addressStorage = Mutex(address)
         self.isBackup = isBackup
         self.weightStorage = Atomic(weight)

@@ -222,6 +222,12 @@ public struct Bind: Hashable, Sendable {
 public struct Frontend: Hashable, Sendable {
     /// The frontend's name (its `frontend` or `listen` line).
     public var name: String
+    /// HAProxy's proxy id (`id`): `show stat`'s `iid`, the proxy selector of `show stat <iid> …`.
+    /// nil: numbered when the balancer starts, as HAProxy numbers proxies (see `Configuration.numbered()`).
+    public var id: Int?
+    /// Where its section is among the configuration's proxy sections: `show stat` lists proxies
+    /// in this order, as HAProxy does. nil: after those that have one, in array order.
+    var declaration: Int?
     /// Where it listens (`bind` lines, each address with its parameters).
     public var binds: [Bind]
     /// The backend that receives every connection.
@@ -314,6 +320,11 @@ public enum BalanceAlgorithm: String, Hashable, Sendable {
 public struct Backend: Hashable, Sendable {
     /// The backend's name (its `backend` or `listen` line).
     public var name: String
+    /// HAProxy's proxy id (`id`): `show stat`'s `iid` and `show servers state`'s `be_id`; a
+    /// `listen` section's frontend and backend share it. nil: numbered when the balancer starts.
+    public var id: Int?
+    /// Where its section is among the proxy sections (see `Frontend.declaration`).
+    var declaration: Int?
     /// `load-server-state-from-file` (+ `server-state-file-name`): where the servers' states come
     /// from when Sluice starts.
     public var serverStateSource: ServerStateSource = .none
@@ -389,6 +400,10 @@ public struct Backend: Hashable, Sendable {
 public struct Server: Hashable, Sendable {
     /// The server's name, unique in its backend.
     public var name: String
+    /// HAProxy's server id (`id`), unique in its backend: `show stat`'s `sid`, `show servers
+    /// state`'s `srv_id`, and what `stick` rules store as `server_id`. nil: numbered when the
+    /// balancer starts, as HAProxy numbers servers (see `Configuration.numbered()`).
+    public var id: Int?
     /// Its address and port.
     public var endpoint: Endpoint
     /// `weight`: share of traffic relative to the other servers, 0...256. Default 1. Zero takes no

@@ -72,6 +72,8 @@ struct ProxyDraft {
     var kind: SectionKind
     var name: String
     var location: SourceLocation
+    /// `id`: the proxy's number (`show stat`'s `iid`), and where it was set.
+    var id: (Int, SourceLocation)?
     var binds: [(Bind, SourceLocation)] = []
     var defaultBackend: (String, SourceLocation)?
     var maxConnections: Int?
@@ -142,6 +144,8 @@ struct ProxyDraft {
 
 /// What `default-server` sets and each `server` line starts from.
 struct ServerTemplate {
+    /// `id` (a `server` line only).
+    var id: Int?
     var observeLayer4 = false
     var errorLimit = 10
     var onError = ObservedErrorAction.failCheck
@@ -516,6 +520,18 @@ struct Parser {
                     "missing timeouts: \(missing.map { "'timeout \($0)'" }.joined(separator: ", ")). A dead peer would then hold its session forever\(missing.contains("connect") ? " (Sluice bounds connect at 5 s)" : ""), as HAProxy warns", .warning))
             }
         }
+        // Proxy ids: explicit ones unique (HAProxy's words), the others numbered in declaration order.
+        var idOwners: [Int: ProxyDraft] = [:]
+        for proxy in proxies {
+            guard let (id, location) = proxy.id else { continue }
+            if let other = idOwners[id] {
+                diagnostics.append(diag(proxy, location, keyword: "id",
+                    "\(proxy.kind.rawValue) \(proxy.name) reuses same custom id as \(other.kind.rawValue) \(other.name) (declared at \(other.location))"))
+            } else {
+                idOwners[id] = proxy
+            }
+        }
+        let proxyIDs = Numbering.assign(proxies.map { $0.id?.0 })
         var seenFront: [String: ProxyDraft] = [:]
         var seenBack: [String: ProxyDraft] = [:]
         for proxy in proxies {
@@ -529,8 +545,10 @@ struct Parser {
             if front { seenFront[proxy.name] = seenFront[proxy.name] ?? proxy }
             if back { seenBack[proxy.name] = seenBack[proxy.name] ?? proxy }
         }
-        for proxy in proxies where (proxy.kind == .backend || proxy.kind == .listen) && !(proxy.mode == "http" && Self.isStatsOnly(proxy)) {
+        for (p, proxy) in proxies.enumerated() where (proxy.kind == .backend || proxy.kind == .listen) && !(proxy.mode == "http" && Self.isStatsOnly(proxy)) {
             var backend = Backend(name: proxy.name, servers: proxy.servers.map(\.0))
+            backend.id = proxyIDs[p]
+            backend.declaration = p
             backend.balance = proxy.balance
             backend.consistentHashing = proxy.consistentHashing
             backend.randomDraws = proxy.randomDraws
@@ -566,6 +584,17 @@ struct Parser {
                 }
                 names[server.name] = names[server.name] ?? location
             }
+            var serverIDs: [Int: (String, SourceLocation)] = [:]
+            for (server, location) in proxy.servers {
+                guard let id = server.id else { continue }
+                if let (other, at) = serverIDs[id] {
+                    diagnostics.append(diag(proxy, location, keyword: "server", "'id': custom id \(id) already used at \(at) ('server \(other)')"))
+                } else {
+                    serverIDs[id] = (server.name, location)
+                }
+            }
+            let numbers = Numbering.assign(backend.servers.map(\.id))
+            for s in backend.servers.indices { backend.servers[s].id = numbers[s] }
             configuration.backends.append(backend)
         }
         validateTracking(configuration)
@@ -583,7 +612,7 @@ struct Parser {
         for (t, table) in configuration.stickTables.enumerated() where stickTablesWithServers.contains(table.name) {
             configuration.stickTables[t].stored[.serverID] = 0
         }
-        for proxy in proxies where (proxy.kind == .frontend || proxy.kind == .listen) && !(proxy.mode == "http" && Self.isStatsOnly(proxy)) {
+        for (p, proxy) in proxies.enumerated() where (proxy.kind == .frontend || proxy.kind == .listen) && !(proxy.mode == "http" && Self.isStatsOnly(proxy)) {
             if proxy.binds.isEmpty && !proxy.bindRefused {
                 diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,
                     "has no 'bind' line, so it would never receive a connection"))
@@ -619,6 +648,8 @@ struct Parser {
                     return b
                 }, defaultBackend: target, maxConnections: proxy.maxConnections,
                 clientTimeout: proxy.clientTimeout, clientFinTimeout: proxy.clientFinTimeout))
+            configuration.frontends[configuration.frontends.count - 1].id = proxyIDs[p]
+            configuration.frontends[configuration.frontends.count - 1].declaration = p
             configuration.frontends[configuration.frontends.count - 1].clientKeepAlive = proxy.clientKeepAlive ? proxy.clientKeepAliveTuning : nil
             configuration.frontends[configuration.frontends.count - 1].noLinger = proxy.noLinger
             configuration.frontends[configuration.frontends.count - 1].independentStreams = proxy.independentStreams

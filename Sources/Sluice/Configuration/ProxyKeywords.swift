@@ -283,7 +283,9 @@ extension Parser {
             break  // free text for humans; nothing to do at Layer 4
         case "id":
             guard expect(words, count: 2, location, usage: "id <number>") else { return }
-            _ = value(ValueParser.integer(words[1], in: 1...Int(Int32.max), what: "id"), location, keyword: keyword)
+            if let id = value(ValueParser.integer(words[1], in: 1...Int(Int32.max), what: "id"), location, keyword: keyword) {
+                proxy.id = (id, location)
+            }
         case "clitcpka-idle", "clitcpka-intvl", "srvtcpka-idle", "srvtcpka-intvl":
             guard expect(words, count: 2, location, usage: "\(keyword) <time>") else { return }
             guard let time = timeValue(words[1], location, keyword: keyword) else { return }

@@ -507,7 +507,7 @@ extension Parser {
             case "server_id":
                 spec.stored[.serverID] = 0
             case "server_key", "server_name":
-                warning(location, keyword: "stick-table", "'\(name)' is never set: Sluice's 'stick' rules store server_id (the server's ordinal)")
+                warning(location, keyword: "stick-table", "'\(name)' is never set: Sluice's 'stick' rules store server_id (the server's id)")
             default:
                 error(location, keyword: "stick-table", "data type '\(name)' is not supported yet (conn_cur, conn_cnt, conn_rate, sess_cnt, sess_rate, gpc0, gpc0_rate, bytes_in_cnt, bytes_in_rate, bytes_out_cnt, bytes_out_rate)")
             }

@@ -73,6 +73,7 @@ extension Parser {
         var server = Server(
             name: name, endpoint: endpoint, weight: template.weight, isBackup: template.isBackup,
             isDisabled: template.isDisabled, check: template.checkEnabled ? template.check : nil)
+        server.id = template.id
         server.observeLayer4 = template.observeLayer4
         server.errorLimit = template.errorLimit
         server.onError = template.onError
@@ -166,7 +167,11 @@ extension Parser {
                     error(location, keyword: keyword, "'on-marked-up \(arg)'\(who): expected shutdown-backup-sessions")
                 }
             case "id":
-                _ = value(ValueParser.integer(arg, in: 1...Int(Int32.max), what: "id"), location, keyword: keyword)
+                if keyword != "server" {
+                    error(location, keyword: keyword, "'id' names one server: it is not accepted on '\(keyword)'")
+                } else {
+                    t.id = value(ValueParser.integer(arg, in: 1...Int(Int32.max), what: "id"), location, keyword: keyword) ?? t.id
+                }
             case "maxconn":
                 t.maxConnections = value(ValueParser.integer(arg, in: 0...1_000_000, what: "maxconn"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
             case "maxqueue":

@@ -77,6 +77,10 @@ final class ProcessState: Sendable {
 /// its backend and timeouts.
 final class FrontendState: Sendable {
     let name: String
+    /// HAProxy's proxy id (`show stat`'s `iid`); a reload may renumber it.
+    let id: Atomic<Int>
+    /// Its section's place among the proxy sections (`show stat`'s order).
+    let declaration: Atomic<Int>
     /// `name` as log lines write it.
     let nameBytes: [UInt8]
     /// Session lines written (`%lc`).
@@ -177,6 +181,8 @@ final class FrontendState: Sendable {
 
     init(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?, events: EventHub? = nil) {
         name = frontend.name
+        id = Atomic(frontend.id ?? 0)
+        declaration = Atomic(frontend.declaration ?? 0)
         self.events = events
         nameBytes = Array(frontend.name.utf8)
         maxConnections = Atomic(frontend.maxConnections ?? Int.max)
@@ -190,6 +196,8 @@ final class FrontendState: Sendable {
     /// A reload: new sessions follow the new configuration.
     func update(_ frontend: Frontend, backend: BackendState, routing: FrontendRouting?, log: LogRoute?) {
         _ = policy.replace(with: FrontendPolicy(frontend, backend, routing, log))  // the old one is freed outside the lock
+        if let number = frontend.id { id.store(number, ordering: .relaxed) }
+        if let place = frontend.declaration { declaration.store(place, ordering: .relaxed) }
         peerFlag.store(routing != nil || log != nil, ordering: .relaxed)
         maxConnections.store(frontend.maxConnections ?? Int.max, ordering: .relaxed)
         sessionRateLimit.store(frontend.sessionRateLimit ?? 0, ordering: .relaxed)

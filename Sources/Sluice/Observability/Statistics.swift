@@ -32,6 +32,10 @@ public struct StatisticsSnapshot: Hashable, Sendable {
 public struct FrontendStatistics: Hashable, Sendable {
     /// The frontend's name.
     public var name: String
+    /// HAProxy's proxy id (`iid`).
+    public var id: Int
+    /// Its section's place among the proxy sections (`show stat`'s order).
+    var declaration: Int
     /// Sessions open now (`scur`).
     public var currentSessions: Int
     /// The frontend's `maxconn` (as the runtime API may have changed it); nil: none.
@@ -49,6 +53,8 @@ public struct FrontendStatistics: Hashable, Sendable {
 
     init(_ frontend: FrontendState) {
         name = frontend.name
+        id = frontend.id.load(ordering: .relaxed)
+        declaration = frontend.declaration.load(ordering: .relaxed)
         currentSessions = frontend.currentConnections.load(ordering: .relaxed)
         let limit = frontend.maxConnections.load(ordering: .relaxed)
         sessionLimit = limit == Int.max ? nil : limit
@@ -64,6 +70,10 @@ public struct FrontendStatistics: Hashable, Sendable {
 public struct BackendStatistics: Hashable, Sendable {
     /// The backend's name.
     public var name: String
+    /// HAProxy's proxy id (`iid`).
+    public var id: Int
+    /// Its section's place among the proxy sections (`show stat`'s order).
+    var declaration: Int
     /// `balance`.
     public var algorithm: BalanceAlgorithm
     /// In configuration order (servers added at run time last).
@@ -97,6 +107,8 @@ public struct BackendStatistics: Hashable, Sendable {
 
     init(_ backend: BackendState, now: Int64) {
         name = backend.name
+        id = backend.id
+        declaration = backend.declaration.load(ordering: .relaxed)
         algorithm = backend.settings.balance
         let states = backend.servers
         servers = states.map { ServerSnapshot($0, in: backend, now: now) }
@@ -168,12 +180,12 @@ public struct ServerSnapshot: Hashable, Sendable {
     public var secondsSinceLastSession: Int?
     /// Nil when the server is not checked (or its checks are disabled).
     public var check: CheckStatistics?
-    /// Its number in the backend, from 0 in configuration order (`sid` − 1).
-    let ordinal: Int
+    /// HAProxy's server id (`sid`).
+    public var id: Int
 
     init(_ server: ServerState, in backend: BackendState, now: Int64) {
         name = server.name
-        ordinal = server.ordinal
+        id = server.id
         address = server.address
         isBackup = server.isBackup
         status = server.status

@@ -229,7 +229,7 @@ final class FrontendRouting: Sendable {
             guard holds(program.stickConditions[index], context) else { continue }
             guard let table = tables[rule.table ?? rules.ownTable ?? ""], case .value(let s, _) = sample(rule.key, context),
                   let key = StickKey(s, for: table.keyType), let id = table.server(for: key, now: context.now) else { continue }
-            if let server = backend.servers.first(where: { Int64($0.ordinal + 1) == id }), server.isUsable { return server }
+            if let server = backend.servers.first(where: { Int64($0.id) == id }), server.isUsable { return server }
         }
         return nil
     }
@@ -244,7 +244,7 @@ final class FrontendRouting: Sendable {
             guard !stored.contains(name), holds(program.stickConditions[index], context) else { continue }
             guard let table = tables[name], case .value(let s, _) = sample(rule.key, context),
                   let key = StickKey(s, for: table.keyType) else { continue }
-            table.store(key, server: Int64(server.ordinal + 1), now: context.now)
+            table.store(key, server: Int64(server.id), now: context.now)
             stored.insert(name)
         }
     }

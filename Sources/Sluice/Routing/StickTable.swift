@@ -10,7 +10,7 @@ enum StickData: UInt8, Hashable, Sendable {
     case gpc0, gpc0Rate
     /// Bytes from the client (`bytes_in_*`) and to it (`bytes_out_*`) while tracked.
     case bytesInTotal, bytesInRate, bytesOutTotal, bytesOutRate
-    /// The server a `stick` rule stored for the key (its ordinal + 1).
+    /// The server a `stick` rule stored for the key (its id, `ServerState.id`).
     case serverID
     /// Fetch-only: whether the counter slot tracks an entry (`sc0_tracked`).
     case tracked
@@ -217,7 +217,7 @@ final class StickEntry: Sendable {
     let sessionRate = SharedRate()
     let gpc0 = Atomic<Int64>(0)
     let gpc0Rate = SharedRate()
-    /// The server a `stick` rule stored (its ordinal + 1; 0: none).
+    /// The server a `stick` rule stored (its id; 0: none).
     let serverID = Atomic<Int64>(0)
     let bytesIn = Atomic<Int64>(0)
     let bytesInRate = SharedRate()

@@ -29,6 +29,10 @@ struct RuntimeAPI: Sendable {
         let shutdownAfter: Bool
     }
 
+    /// `add server` refusals HAProxy 2.6 gives as bare sentences (`cli_err` before it parses the
+    /// server); the others end with a newline.
+    static let bareAddServerRefusals: Set<String> = ["No such backend.", "Backend must use a dynamic load balancing to support dynamic servers."]
+
     /// The reason events give for a change made here (HAProxy's words in its logs).
     static let byRuntimeAPI = "stats socket command"
 
@@ -43,17 +47,26 @@ struct RuntimeAPI: Sendable {
         case .prompt: return .togglePrompt
         case .quit: return .quit
         case .showInfo: return .reply(showInfo())
-        case .showStat(let format):
-            let fields = StatsCSV.fields(balancer.statistics())
-            switch format {
+        case .showStat(let request):
+            let snapshot = balancer.statistics()
+            var selection = StatSelection(hideDown: request.hideDown, hideMaintenance: request.hideMaintenance)
+            if let proxy = request.proxy {
+                // HAProxy: a proxy of that name, else the number; 0 (no number) is no proxy.
+                let id = snapshot.frontends.first { $0.name == proxy }?.id ?? snapshot.backends.first { $0.name == proxy }?.id
+                    ?? RuntimeCommand.atoi(proxy)
+                guard id != 0 else { return .reply("No such proxy.\n") }
+                selection.scope = .init(proxy: id, types: request.types, server: request.server)
+            }
+            let fields = StatsCSV.fields(snapshot, selecting: selection)
+            switch request.format {
             case .json: return .reply(StatsTyped.json(fields) + "\n")
-            case .typed: return .reply(StatsTyped.typed(fields) + "\n")
-            case .csv: return .reply(([StatsCSV.header] + fields.map(StatsCSV.render)).joined(separator: "\n") + "\n\n")
+            case .typed: return .reply(StatsTyped.typed(fields))
+            case .csv: return .reply(([StatsCSV.header] + fields.map(StatsCSV.render)).joined(separator: "\n") + "\n")
             }
         case .showServersState(let backend): return .reply(showServersState(backend))
         case .showResolvers(let section):
-            return .reply(balancer.resolversReport(section) ?? (section == nil ? "\n" : "Can't find that resolvers section\n"))
-        case .showBackends: return .reply((["# name"] + balancer.backends.map(\.name)).joined(separator: "\n") + "\n\n")
+            return .reply(balancer.resolversReport(section) ?? (section == nil ? "" : "Can't find that resolvers section\n"))
+        case .showBackends: return .reply((["# name"] + balancer.backends.map(\.name)).joined(separator: "\n") + "\n")
         case .showSessions: return .reply(showSessions())
         case .showTable(let name, let selection): return .reply(showTable(name, selection))
         case .clearTable(let name, let selection): return .reply(clearTable(name, selection))
@@ -70,14 +83,16 @@ struct RuntimeAPI: Sendable {
                 try balancer.addServer(server, to: path.backend)
                 return .reply("New server registered.\n")
             } catch {
-                return .reply(error.message + "\n")
+                // HAProxy answers its first checks (the backend, its algorithm) with a bare
+                // sentence, and what fails later with an alert line, which ends with a newline.
+                return .reply(error.message + (Self.bareAddServerRefusals.contains(error.message) ? "" : "\n"))
             }
         case .deleteServer(let path):
             do {
                 try balancer.removeServer(named: path.server, from: path.backend)
-                return .reply("Server deleted.\n")
+                return .reply("Server deleted.")  // HAProxy's answers here are bare sentences
             } catch {
-                return .reply(error.message + "\n")
+                return .reply(error.message)
             }
         case .setMaxConnections(let frontend, let value):
             guard balancer.frontendState(named: frontend) != nil else { return .reply("No such frontend.\n") }
@@ -85,7 +100,7 @@ struct RuntimeAPI: Sendable {
             case .failure(let refusal): return .reply(refusal.text)
             case .success(let value):
                 try? balancer.setMaxConnections(value, ofFrontend: frontend)
-                return .reply("\n")
+                return .reply("")
             }
         case .reload:
             do {
@@ -125,7 +140,7 @@ struct RuntimeAPI: Sendable {
         case .waitDrained(let timeoutMs, let shutdownAfter):
             return .waitDrained(DrainWait(backend: backend, server: server, deadline: monotonicMilliseconds() + timeoutMs, shutdownAfter: shutdownAfter))
         }
-        return .reply("\n")
+        return .reply("")
     }
 
     // MARK: Commands
@@ -145,7 +160,7 @@ struct RuntimeAPI: Sendable {
             "DroppedLogs: \(balancer.logs.dropped.load(ordering: .relaxed))",
             "Stopping: \(balancer.isStopping ? 1 : 0)",
         ]
-        return lines.joined(separator: "\n") + "\n\n"
+        return lines.joined(separator: "\n") + "\n"
     }
 
     private static var hostName: String { GlobalKeywords.systemHostName }
@@ -157,7 +172,7 @@ struct RuntimeAPI: Sendable {
         let backends = balancer.backends
         if let only, !backends.contains(where: { $0.name == only }) { return "Can't find backend.\n" }
         let now = monotonicMilliseconds()
-        for (b, backend) in backends.enumerated() where only == nil || backend.name == only {
+        for backend in backends where only == nil || backend.name == only {
             for server in backend.servers {
                 let awaiting = server.awaitingAddress.load(ordering: .relaxed)
                 // HAProxy's bits: 0x01 forced maintenance, 0x08 drain, 0x20 maintenance for want of an address.
@@ -178,7 +193,7 @@ struct RuntimeAPI: Sendable {
                 let plan = server.checkPlan
                 let checkState = plan == nil ? 0 : server.checksEnabled.load(ordering: .relaxed) ? 6 : 2
                 lines.append([
-                    "\(b + 1)", backend.name, "\(server.ordinal + 1)", server.name, awaiting ? "-" : server.address.ip,
+                    "\(backend.id)", backend.name, "\(server.id)", server.name, awaiting ? "-" : server.address.ip,
                     "\(server.operational.rawValue)", "\(admin)", "\(server.weight)", "\(server.configuredWeight)",
                     "\((now - server.lastChange.load(ordering: .relaxed)) / 1000)", "\(checkStatus)", "\(result)",
                     "\(server.health.load(ordering: .relaxed))", "\(checkState)", "0", "0", "0", fqdn, "\(server.address.port)",
@@ -186,7 +201,7 @@ struct RuntimeAPI: Sendable {
                 ].joined(separator: " "))
             }
         }
-        return lines.joined(separator: "\n") + "\n\n"
+        return lines.joined(separator: "\n") + "\n"
     }
 
     private func showSessions() -> String {
@@ -197,6 +212,6 @@ struct RuntimeAPI: Sendable {
                 if current > 0 { lines.append("be=\(backend.name) srv=\(server.name) sessions=\(current)") }
             }
         }
-        return lines.joined(separator: "\n") + "\n\n"
+        return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -12,7 +12,7 @@ enum RuntimeCommand: Sendable {
     case prompt
     case quit
     case showInfo
-    case showStat(StatFormat)
+    case showStat(StatRequest)
     case showServersState(backend: String?)
     case showResolvers(section: String?)
     case showBackends
@@ -28,6 +28,22 @@ enum RuntimeCommand: Sendable {
     case reload
 
     enum StatFormat: Sendable { case csv, typed, json }
+
+    /// `show stat [domain proxy] [{<iid>|<proxy>} <type> <sid>] [typed|json] [up|no-maint]`, read
+    /// as HAProxy 2.6 reads it (`cli_parse_show_stat`): three words after the domain are the
+    /// selector, whatever they are; other words are flags, and unknown ones are skipped.
+    struct StatRequest: Sendable, Equatable {
+        var format = StatFormat.csv
+        /// The proxy selector as written (a name, or a number, `-1` for every proxy), the object
+        /// types (1 frontends, 2 backends, 4 servers, ORed; -1 all) and the server id (-1 all).
+        var proxy: String?
+        var types = -1
+        var server = -1
+        /// `up`: servers DOWN and not coming up, or in maintenance, are left out.
+        var hideDown = false
+        /// `no-maint`: servers in maintenance are left out.
+        var hideMaintenance = false
+    }
 
     /// What a command does to the server it names.
     enum ServerAction: Sendable, Equatable {
@@ -96,7 +112,7 @@ enum RuntimeCommand: Sendable {
         ("prompt", .user, "prompt                                  : toggle interactive mode with prompt"),
         ("quit", .user, "quit                                    : disconnect"),
         ("show info", .user, "show info                               : report information about the running process"),
-        ("show stat", .user, "show stat [typed|json]                  : report counters for each proxy and server (CSV, typed or JSON)"),
+        ("show stat", .user, "show stat [{<iid>|<proxy>} <type> <sid>] [typed|json] [up|no-maint] : report counters for each proxy and server (CSV, typed or JSON)"),
         ("show servers state", .user, "show servers state [<backend>]          : dump volatile server information"),
         ("show resolvers", .user, "show resolvers [<resolvers section id>] : dumps counters from all resolvers section and associated name servers"),
         ("show backend", .user, "show backend                            : list backends in the current running config"),
@@ -118,6 +134,55 @@ enum RuntimeCommand: Sendable {
         ("reload", .admin, "reload                                  : re-read the configuration files (Sluice: in-process, nothing dropped)"),
     ] as [(String, StatsSocket.Level, String)]).map { (words: $0.0.split(separator: " ").map(String.init), level: $0.1, help: $0.2) }
 
+    /// `show stat`'s words after the command (see `StatRequest`).
+    static func statRequest(_ words: [String]) -> RuntimeCommand {
+        var args = words[...]
+        if args.first == "domain" {
+            switch args.dropFirst().first {
+            case "proxy": args = args.dropFirst(2)
+            case "resolvers": return .reply("Sluice gives the resolvers' counters with 'show resolvers', not 'show stat domain resolvers'.\n")
+            default: return .reply("Invalid statistics domain.\n")
+            }
+        }
+        var request = StatRequest()
+        if args.count >= 3 {
+            let selector = Array(args.prefix(3))
+            request.proxy = selector[0]
+            request.types = atoi(selector[1])
+            request.server = atoi(selector[2])
+            args = args.dropFirst(3)
+        }
+        for word in args {
+            switch word {
+            case "typed": request.format = .typed
+            case "json": request.format = .json
+            case "up": request.hideDown = true
+            case "no-maint": request.hideMaintenance = true
+            case "desc": return .reply("Sluice does not print the fields' descriptions ('desc'); the typed and JSON forms are otherwise HAProxy's.\n")
+            default: break  // HAProxy skips words it does not know
+            }
+        }
+        return .showStat(request)
+    }
+
+    /// C's `atoi`, which HAProxy reads these numbers with: an optional sign and the digits that
+    /// follow, 0 when there are none ("abc" → 0, "3x" → 3).
+    static func atoi(_ text: String) -> Int {
+        var digits = Substring(text.drop { $0 == " " || $0 == "\t" })
+        var sign = 1
+        if let first = digits.first, first == "-" || first == "+" {
+            sign = first == "-" ? -1 : 1
+            digits = digits.dropFirst()
+        }
+        var value = 0
+        for c in digits {
+            guard let d = c.wholeNumberValue, c.isASCII else { break }
+            value = value &* 10 &+ d
+            if value > Int(Int32.max) { break }
+        }
+        return sign * value
+    }
+
     /// Splits a request line into commands (`;` separates them, as HAProxy).
     static func split(_ line: String) -> [String] {
         line.split(separator: ";").map { $0.trimmingBlanks() }.filter { !$0.isEmpty }
@@ -133,11 +198,11 @@ enum RuntimeCommand: Sendable {
         switch known.words.joined(separator: " ") {
         case "help":
             return .reply("The following commands are valid at this level:\n"
-                + commands.filter { level.permits($0.level) }.map { "  " + $0.help }.joined(separator: "\n") + "\n\n")
+                + commands.filter { level.permits($0.level) }.map { "  " + $0.help }.joined(separator: "\n") + "\n")
         case "prompt": return .prompt
         case "quit": return .quit
         case "show info": return .showInfo
-        case "show stat": return .showStat(args.contains("json") ? .json : args.contains("typed") ? .typed : .csv)
+        case "show stat": return statRequest(args)
         case "show servers state": return .showServersState(backend: args.first)
         case "show resolvers": return .showResolvers(section: args.first)
         case "show backend": return .showBackends
@@ -150,13 +215,13 @@ enum RuntimeCommand: Sendable {
             return .server(ServerPath(args[0]), weight(args[1]))
         case "set server": return .server(ServerPath(args.first), serverChange(args))
         case "add server":
-            guard let path = ServerPath(args.first), !path.server.isEmpty else { return .reply(requireServer) }
+            guard let path = ServerPath(args.first), !path.server.isEmpty else { return .reply(String(requireServer.dropLast())) }  // bare, as HAProxy's here
             switch Server.dynamic(name: path.server, arguments: Array(args.dropFirst())) {
             case .failure(let error): return .reply(error.message + "\n")
             case .success(let server): return .addServer(path, server)
             }
         case "del server":
-            guard let path = ServerPath(args.first) else { return .reply(requireServer) }
+            guard let path = ServerPath(args.first) else { return .reply(String(requireServer.dropLast())) }
             return .deleteServer(path)
         case "disable server": return .server(ServerPath(args.first), .success(.setAdmin(.maintenance)))
         case "enable server": return .server(ServerPath(args.first), .success(.setAdmin(.ready)))
@@ -177,7 +242,7 @@ enum RuntimeCommand: Sendable {
         var matches = commands.filter { $0.words[0].hasPrefix(first) || $0.words.contains(first) }
         if matches.isEmpty { matches = commands }
         return "Unknown command, but maybe one of the following ones is a better match:\n"
-            + matches.prefix(8).map { "  " + $0.help }.joined(separator: "\n") + "\n\n"
+            + matches.prefix(8).map { "  " + $0.help }.joined(separator: "\n") + "\n"
     }
 
     private static func weight(_ text: String) -> Result<ServerAction, Refusal> {

@@ -1,3 +1,35 @@
+/// Which rows `show stat` prints: HAProxy 2.6's selector (`<iid> <type> <sid>`) and its `up` and
+/// `no-maint` flags, applied as HAProxy's `stats_dump_proxy_to_buffer` applies them.
+struct StatSelection {
+    enum RowType: Int { case frontend = 0, backend = 1, server = 2 }
+    struct Scope {
+        /// A proxy id, or -1 for every proxy.
+        var proxy: Int
+        /// Bits `1 << RowType` (1 frontends, 2 backends, 4 servers); -1 for all.
+        var types: Int
+        /// A server id, or -1 for every server.
+        var server: Int
+    }
+    var scope: Scope?
+    var hideDown = false
+    var hideMaintenance = false
+
+    func includes(proxy: Int, type: RowType) -> Bool {
+        guard let scope else { return true }
+        return (scope.proxy == -1 || scope.proxy == proxy) && scope.types & (1 << type.rawValue) != 0
+    }
+
+    func includes(_ server: ServerSnapshot, of proxy: Int) -> Bool {
+        if let scope, !includes(proxy: proxy, type: .server) || (scope.server != -1 && scope.server != server.id) { return false }
+        let maintenance = server.admin == .maintenance
+        if hideMaintenance && maintenance { return false }
+        // `up`: left out in maintenance, or DOWN with no check coming up (HAProxy: stopped, and
+        // no check enabled or its health at 0).
+        if hideDown && (maintenance || (server.operational == .stopped && (server.check?.health ?? 0) == 0)) { return false }
+        return true
+    }
+}
+
 /// `show stat`: HAProxy 2.6's CSV, one row per frontend, server and backend. Tools read columns by
 /// name, so the header is HAProxy's exactly; columns Sluice does not track stay empty, as HAProxy
 /// leaves columns that do not apply.
@@ -30,19 +62,23 @@ enum StatsCSV {
 
     /// The rows as column name → value (only the columns that have one): what `show stat`, the
     /// statistics page and the Prometheus exporter print.
-    static func fields(_ snapshot: StatisticsSnapshot) -> [[String: String]] {
+    static func fields(_ snapshot: StatisticsSnapshot, selecting selection: StatSelection = StatSelection()) -> [[String: String]] {
         var out: [[String: String]] = []
-        for (id, frontend) in snapshot.frontends.enumerated() {
+        func add(_ frontend: FrontendStatistics) {
+            guard selection.includes(proxy: frontend.id, type: .frontend) else { return }
             out.append([
                 "pxname": frontend.name, "svname": "FRONTEND", "scur": "\(frontend.currentSessions)", "smax": "",
                 "slim": frontend.sessionLimit.map(String.init) ?? "", "stot": "\(frontend.totalSessions)", "status": "OPEN",
-                "pid": "1", "iid": "\(id + 1)", "sid": "0", "type": "0", "mode": "tcp", "conn_tot": "\(frontend.totalSessions)",
+                "pid": "1", "iid": "\(frontend.id)", "sid": "0", "type": "0", "mode": "tcp", "conn_tot": "\(frontend.totalSessions)",
                 "dcon": "\(frontend.deniedConnections)", "dreq": "\(frontend.deniedRequests)",
                 "ereq": "\(frontend.failedRequests)", "dses": "\(frontend.deniedSessions)",
             ])
         }
-        for (b, backend) in snapshot.backends.enumerated() {
-            for server in backend.servers { out.append(serverRow(server, backend: backend.name, iid: b + 1)) }
+        func add(_ backend: BackendStatistics) {
+            for server in backend.servers where selection.includes(server, of: backend.id) {
+                out.append(serverRow(server, backend: backend.name, iid: backend.id))
+            }
+            guard selection.includes(proxy: backend.id, type: .backend) else { return }
             let totals = backend.totals
             out.append([
                 "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queued)", "qmax": "\(backend.maxQueued)",
@@ -52,10 +88,18 @@ enum StatsCSV {
                 "wretr": "\(totals.retries)", "wredis": "\(totals.redispatches)",
                 "status": backend.isUp ? "UP" : "DOWN", "weight": "\(backend.weight)",
                 "act": "\(backend.activeServers)", "bck": "\(backend.backupServers)", "chkdown": "\(backend.downTransitions)",
-                "pid": "1", "iid": "\(b + 1)", "sid": "0", "lbtot": "\(totals.totalSessions)", "type": "1",
+                "pid": "1", "iid": "\(backend.id)", "sid": "0", "lbtot": "\(totals.totalSessions)", "type": "1",
                 "lastsess": backend.secondsSinceLastSession.map(String.init) ?? "-1",
                 "mode": "tcp", "algo": backend.algorithm.rawValue, "conn_tot": "\(totals.totalSessions)",
             ])
+        }
+        // Proxy by proxy in declaration order, as HAProxy: FRONTEND, then servers and BACKEND (a
+        // `listen` gives all of them in a row).
+        var f = snapshot.frontends.sorted { $0.declaration < $1.declaration }[...]
+        var b = snapshot.backends.sorted { $0.declaration < $1.declaration }[...]
+        while let next = [f.first?.declaration, b.first?.declaration].compactMap({ $0 }).min() {
+            if let frontend = f.first, frontend.declaration == next { add(frontend); f.removeFirst() }
+            if let backend = b.first, backend.declaration == next { add(backend); b.removeFirst() }
         }
         return out
     }
@@ -75,7 +119,7 @@ enum StatsCSV {
             "status": server.status, "weight": "\(server.effectiveWeight)",
             "act": server.isBackup ? "0" : "1", "bck": server.isBackup ? "1" : "0",
             "lastchg": "\(server.secondsSinceLastChange)",
-            "pid": "1", "iid": "\(iid)", "sid": "\(server.ordinal + 1)", "lbtot": "\(stats.totalSessions)", "type": "2",
+            "pid": "1", "iid": "\(iid)", "sid": "\(server.id)", "lbtot": "\(stats.totalSessions)", "type": "2",
             "lastsess": server.secondsSinceLastSession.map(String.init) ?? "-1",
             "addr": server.address.description, "mode": "tcp", "uweight": "\(server.weight)",
         ]

@@ -9,7 +9,8 @@ import Glibc
 /// own so that a slow or hostile client never touches forwarding.
 ///
 /// As HAProxy: one request line per connection unless the client sends `prompt` (interactive mode,
-/// `> ` before each line, `quit` to leave); several commands on one line are separated by `;`.
+/// `quit` to leave); several commands on one line are separated by `;`. Each command's answer is
+/// followed by an empty line, and in interactive mode by the prompt `> ` after it.
 final class StatsSocketServer: @unchecked Sendable {
     // Mutable state is touched only by the server's thread, after `start()`; `stop()` joins it.
     private struct Listener {
@@ -262,6 +263,7 @@ final class StatsSocketServer: @unchecked Sendable {
                 guard let reply = check(wait) else { return }
                 c.output += Array(reply.utf8)
                 c.wait = nil
+                endOfCommand(&c)
                 if c.pending.isEmpty { endOfLine(&c) }
             }
             if let command = c.pending.first {
@@ -275,6 +277,7 @@ final class StatsSocketServer: @unchecked Sendable {
                     return
                 case .waitDrained(let wait): c.wait = wait
                 }
+                if c.wait == nil { endOfCommand(&c) }
                 if c.pending.isEmpty && c.wait == nil { endOfLine(&c) }
                 continue
             }
@@ -300,17 +303,22 @@ final class StatsSocketServer: @unchecked Sendable {
             let line = String(decoding: c.input[..<newline], as: UTF8.self)
             c.input.removeSubrange(...newline)
             c.pending = RuntimeCommand.split(line)
-            if c.pending.isEmpty { endOfLine(&c) }
+            if c.pending.isEmpty {
+                if c.prompt { c.output += Array("> ".utf8) }  // an empty line: a new prompt
+                endOfLine(&c)
+            }
         }
     }
 
-    /// After a request line: a prompt in interactive mode, else the connection closes, as HAProxy.
+    /// After each command's output, as HAProxy's CLI: an empty line, then in interactive mode
+    /// the prompt ("\n> "), so a reader knows where each answer ends.
+    private func endOfCommand(_ c: inout Connection) {
+        c.output += Array((c.prompt ? "\n> " : "\n").utf8)
+    }
+
+    /// After a request line: the connection closes unless in interactive mode, as HAProxy.
     private func endOfLine(_ c: inout Connection) {
-        if c.prompt {
-            c.output += Array("> ".utf8)
-        } else {
-            c.closeWhenFlushed = true
-        }
+        if !c.prompt { c.closeWhenFlushed = true }
     }
 
     /// The answer to a `wait-drained`, or nil while it must keep waiting.

@@ -18,8 +18,8 @@ extension RuntimeAPI {
 
     func showTable(_ name: String?, _ args: ArraySlice<String>) -> String {
         let tables = balancer.stickTables
-        guard let name else { return tables.map { summary($0) + "\n" }.joined() + "\n" }
-        guard let table = tables.first(where: { $0.spec.name == name }) else { return "Unknown table\n" }
+        guard let name else { return tables.map { summary($0) + "\n" }.joined() }
+        guard let table = tables.first(where: { $0.spec.name == name }) else { return "No such table\n" }
         let chosen: TableSelection
         switch selection(args, table) {
         case .failure(let refusal): return refusal.text
@@ -36,12 +36,12 @@ extension RuntimeAPI {
             }
             out += line + "\n"
         }
-        return out + "\n"
+        return out
     }
 
     func clearTable(_ name: String?, _ args: ArraySlice<String>) -> String {
         guard let name else { return "Missing table name.\n" }
-        guard let table = balancer.stickTables.first(where: { $0.spec.name == name }) else { return "Unknown table\n" }
+        guard let table = balancer.stickTables.first(where: { $0.spec.name == name }) else { return "No such table\n" }
         switch selection(args, table) {
         case .failure(let refusal): return refusal.text
         case .success(let chosen):
@@ -50,7 +50,7 @@ extension RuntimeAPI {
             } else {
                 for row in table.rows(now: monotonicMilliseconds()) where chosen.matches(row.key, row.values) { table.clear(key: row.key) }
             }
-            return "\n"
+            return ""
         }
     }
 }
