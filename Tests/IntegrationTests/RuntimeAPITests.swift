@@ -183,6 +183,44 @@ extension Loopback {
         #expect(try StatsClient.ask(sockets[0], "add server be/s6 127.0.0.1:\(server.port) id 9") == "'id' : custom id 9 already used ('server s5').\n\n")
     }
 
+    /// Answers word for word and newline for newline, against HAProxy 2.6 given the same commands
+    /// in the same order: refusals, reports, and the empty line that ends every answer (some of
+    /// HAProxy's sentences carry a newline of their own, some do not).
+    @Test func answersMatchHAProxyByteForByte() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.echo)
+        defer { server.stop() }
+        func config(_ port: Int, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              default_backend be
+            backend be
+              server s1 127.0.0.1:\(server.port)
+              server s2 127.0.0.1:\(server.port)
+
+            """
+        }
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let sockets = [Self.socketPath(), Self.socketPath()]
+        let proxy = try RunningProxy(config(ports[0], sockets[0]))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[1], sockets[1]), port: ports[1])
+        defer { haproxy.stop() }
+        let other = server.port == 65535 ? 1 : server.port + 1
+        for command in ["get weight be/s1", "get weight be/nope", "get weight nope/s1", "get weight", "set weight be/s1 x", "set weight be/s1",
+                        "set weight be/s1 5x", "set weight be/s1 300", "set weight be/s1 -5%", "set weight be/s1 50%", "get weight be/s1",
+                        "set weight", "set server be/s1 addr 127.0.0.1", "set server be/s1 addr 127.0.0.1 port \(other)",
+                        "set server be/s1 addr 127.0.0.1 port \(server.port)", "set server be/s1 addr bogus", "set server be/s1 state bogus",
+                        "set server nope/s1 state ready", "disable server be/nope", "enable health be/s1", "disable health be/s1",
+                        "set maxconn frontend nope 10", "add server be", "del server be", "add server nope/x 127.0.0.1:1", "del server be/nope",
+                        "del server be/s1", "show servers state nope", "show table nope", "clear table nope",
+                        "get weight be/s1;get weight be/s2", "set server be/s2 state drain;get weight be/s2", "show stat x 4 -1",
+                        "show stat domain dns"] {
+            #expect(try StatsClient.ask(sockets[0], command) == (try StatsClient.ask(sockets[1], command)), "\(command)")
+        }
+    }
+
     @Test func showStatUsesHAProxysExactHeaderAndOneRowPerFrontendServerAndBackend() throws {
         let s = try Setup()
         defer { s.stop() }
@@ -285,10 +323,10 @@ extension Loopback {
         #expect(try s.ask("set weight be/a 0%") == "\n")
         #expect(Set(try (0..<3).map { _ in try s.who() }) == ["b"])
         #expect(try s.ask("get weight be/a") == "0 (initial 1)\n\n")
-        #expect(try s.ask("set server be/a weight 300").hasPrefix("Weight '300' is not a valid value"))
+        #expect(try s.ask("set server be/a weight 300") == "Absolute weight can only be between 0 and 256 inclusive.\n\n")
         // Point `a` at b's port: new sessions for `a` now reach server b.
         #expect(try s.ask("set server be/a weight 1") == "\n")
-        #expect(try s.ask("set server be/a addr 127.0.0.1 port \(s.b.port)") == "IP changed from '127.0.0.1' to '127.0.0.1', port changed from '\(s.a.port)' to '\(s.b.port)' by 'stats socket command'\n\n")
+        #expect(try s.ask("set server be/a addr 127.0.0.1 port \(s.b.port)") == "no need to change the addr, port changed from '\(s.a.port)' to '\(s.b.port)' by 'stats socket command'\n\n")
         #expect(Set(try (0..<4).map { _ in try s.who() }) == ["b"])
     }
 

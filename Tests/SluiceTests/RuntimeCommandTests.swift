@@ -28,8 +28,14 @@ struct RuntimeCommandTests {
         }
         #expect(timeout == 120_000 && shutdown)
         guard case .server(_, .success(.setWeight(let w))) = Self.parse("set weight api/s1 50%") else { Issue.record("not a weight"); return }
-        #expect(w.resolve(configured: 10) == .success(5))
-        #expect(w.resolve(configured: 1000) == .failure(RuntimeCommand.Weight.refusal("50%")))
+        #expect(w.resolve(configured: 10) == 5)
+        #expect(w.resolve(configured: 1000) == 256)  // HAProxy caps a relative weight
+        // HAProxy's refusals, word for word.
+        for (text, refusal) in [("", "Require <weight> or <weight%>.\n"), ("x", "Empty weight string empty or preceded by garbage"),
+                                ("-5%", "Relative weight must be positive.\n"), ("300", "Absolute weight can only be between 0 and 256 inclusive.\n"),
+                                ("5x", "Trailing garbage in weight string")] {
+            #expect(RuntimeCommand.Weight.parse(text) == .failure(RuntimeCommand.Refusal(refusal)), "\(text)")
+        }
     }
 
     /// HAProxy answers an unknown backend or server before a bad argument: the refusal of the
@@ -48,7 +54,7 @@ struct RuntimeCommandTests {
     }
 
     @Test func syntaxRefusalsPermissionsAndUnknownCommandsAreReplies() {
-        #expect(Self.reply(Self.parse("set weight api/s1")) == "Require 'backend/server' and 'weight' or 'weight%'.\n")
+        #expect(Self.reply(Self.parse("set weight")) == RuntimeCommand.requireServer)
         #expect(Self.reply(Self.parse("add server nopath 127.0.0.1:80")) == "Require 'backend/server'.")  // bare here, as HAProxy's add/del server
         #expect(Self.reply(Self.parse("add server api/s3 127.0.0.1:80 cookie c1")) == "'cookie' option is not accepted for dynamic server\n")
         #expect(Self.reply(Self.parse("set server api/s1 state drain", .operator)) == RuntimeCommand.permissionDenied)

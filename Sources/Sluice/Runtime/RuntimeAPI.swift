@@ -116,10 +116,7 @@ struct RuntimeAPI: Sendable {
         switch action {
         case .getWeight: return .reply("\(server.weight) (initial \(server.configuredWeight))\n")
         case .setWeight(let weight):
-            switch weight.resolve(configured: server.configuredWeight) {
-            case .failure(let refusal): return .reply(refusal.text)
-            case .success(let value): backend.setWeight(value, of: server)
-            }
+            backend.setWeight(weight.resolve(configured: server.configuredWeight), of: server)
         case .setAdmin(let admin):
             let state: AdminState = switch admin { case .ready: .ready; case .drain: .drain; case .maintenance: .maintenance }
             backend.setAdmin(state, of: server, reason: Self.byRuntimeAPI)
@@ -129,12 +126,21 @@ struct RuntimeAPI: Sendable {
         case .setAddress(let ip, let port):
             let old = server.address
             guard let address = SocketAddress(ip: ip, port: port ?? old.port) else { return .reply(RuntimeCommand.invalidAddress(ip).text) }
-            backend.setAddress(address, of: server, by: Self.byRuntimeAPI)
-            if server.awaitingAddress.exchange(false, ordering: .relaxed) { backend.setAdmin(.ready, of: server, reason: Self.byRuntimeAPI) }
-            return .reply("IP changed from '\(old.ip)' to '\(address.ip)'" + (old.port != address.port ? ", port changed from '\(old.port)' to '\(address.port)'" : "") + " by '\(Self.byRuntimeAPI)'\n")
+            let awaiting = server.awaitingAddress.load(ordering: .relaxed)
+            // HAProxy's report: what changed, or that nothing needed to.
+            var report = [address.ip == old.ip && !awaiting ? "no need to change the addr" : "IP changed from '\(old.ip)' to '\(ip)'"]
+            if let port { report.append(port == old.port ? "no need to change the port" : "port changed from '\(old.port)' to '\(port)'") }
+            if address != old || awaiting {
+                backend.setAddress(address, of: server, by: Self.byRuntimeAPI)
+                if server.awaitingAddress.exchange(false, ordering: .relaxed) { backend.setAdmin(.ready, of: server, reason: Self.byRuntimeAPI) }
+            }
+            return .reply(report.joined(separator: ", ") + " by '\(Self.byRuntimeAPI)'\n")
         case .setFQDN(let name): return .reply(balancer.setFQDN(name, of: server, in: backend))
         case .setHealthChecks(let enabled):
-            guard server.checkPlan != nil else { return .reply("Health checks are not configured on this server, cannot enable.\n") }
+            guard server.checkPlan != nil else {
+                // HAProxy's words; disabling what is not there is no error.
+                return .reply(enabled ? "Health check was not configured on this server, cannot enable.\n" : "")
+            }
             balancer.setHealthChecks(enabled: enabled, of: server, in: backend)
         case .shutdownSessions: balancer.shutdownSessions(of: server)
         case .waitDrained(let timeoutMs, let shutdownAfter):

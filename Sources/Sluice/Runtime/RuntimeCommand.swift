@@ -62,26 +62,34 @@ enum RuntimeCommand: Sendable {
     enum Admin: Sendable { case ready, drain, maintenance }
     enum Health: Sendable { case up, stopping, down }
 
-    /// `<w>` or `<w>%` of the configured weight; `text` as written, for the refusal of a result
-    /// outside 0–256 (known once the server is).
+    /// `<w>` (0–256) or `<w>%` of the configured weight, read and refused as HAProxy 2.6's
+    /// `server_parse_weight_change_request` does, word for word (some of its sentences end with a
+    /// newline, some do not).
     struct Weight: Sendable, Equatable {
         let value: Int
         let percent: Bool
-        let text: String
 
-        init?(_ text: String) {
-            guard let value = Int(text.hasSuffix("%") ? String(text.dropLast()) : text) else { return nil }
-            (self.value, percent, self.text) = (value, text.hasSuffix("%"), text)
+        static func parse(_ text: String) -> Result<Weight, Refusal> {
+            guard !text.isEmpty else { return .failure(Refusal("Require <weight> or <weight%>.\n")) }
+            var rest = Substring(text.drop { $0 == " " || $0 == "\t" })
+            let negative = rest.first == "-"
+            if rest.first == "-" || rest.first == "+" { rest = rest.dropFirst() }
+            let digits = rest.prefix { $0.isASCII && $0.isNumber }
+            guard !digits.isEmpty else { return .failure(Refusal("Empty weight string empty or preceded by garbage")) }
+            let magnitude = Int(digits.prefix(12)) ?? Int.max
+            let value = negative ? -magnitude : magnitude
+            rest = rest.dropFirst(digits.count)
+            if rest == "%" {
+                return value < 0 ? .failure(Refusal("Relative weight must be positive.\n")) : .success(Weight(value: min(value, 25600), percent: true))
+            }
+            guard (0...256).contains(value) else { return .failure(Refusal("Absolute weight can only be between 0 and 256 inclusive.\n")) }
+            guard rest.isEmpty else { return .failure(Refusal("Trailing garbage in weight string")) }
+            return .success(Weight(value: value, percent: false))
         }
 
-        static func refusal(_ text: String) -> Refusal {
-            Refusal("Weight '\(text)' is not a valid value: expected 0 to 256 (or a percentage of the initial weight).\n")
-        }
-
-        /// The weight for a server configured with `configured`, or the refusal.
-        func resolve(configured: Int) -> Result<Int, Refusal> {
-            let weight = percent ? configured * value / 100 : value
-            return (0...256).contains(weight) ? .success(weight) : .failure(Self.refusal(text))
+        /// The weight for a server configured with `configured` (a percentage caps at 256).
+        func resolve(configured: Int) -> Int {
+            percent ? min(256, configured * value / 100) : value
         }
     }
 
@@ -211,8 +219,8 @@ enum RuntimeCommand: Sendable {
         case "clear table": return .clearTable(name: args.first, selection: args.dropFirst())
         case "get weight": return .server(ServerPath(args.first), .success(.getWeight))
         case "set weight":
-            guard args.count == 2 else { return .reply("Require 'backend/server' and 'weight' or 'weight%'.\n") }
-            return .server(ServerPath(args[0]), weight(args[1]))
+            guard let path = args.first else { return .reply(requireServer) }
+            return .server(ServerPath(path), weight(args.count > 1 ? args[1] : ""))
         case "set server": return .server(ServerPath(args.first), serverChange(args))
         case "add server":
             guard let path = ServerPath(args.first), !path.server.isEmpty else { return .reply(String(requireServer.dropLast())) }  // bare, as HAProxy's here
@@ -246,7 +254,7 @@ enum RuntimeCommand: Sendable {
     }
 
     private static func weight(_ text: String) -> Result<ServerAction, Refusal> {
-        Weight(text).map { .success(.setWeight($0)) } ?? .failure(Weight.refusal(text))
+        Weight.parse(text).map { .setWeight($0) }
     }
 
     /// `set server <bk>/<srv> state|weight|addr|health|fqdn …`.
@@ -290,7 +298,7 @@ enum RuntimeCommand: Sendable {
     }
 
     static func invalidAddress(_ text: String) -> Refusal {
-        Refusal("Invalid addr '\(text)': expected an IPv4 or IPv6 address.\n")
+        Refusal("Invalid addr '\(text)' by 'stats socket command'\n")  // HAProxy's words
     }
 
     /// `wait-drained <bk>/<srv> [timeout <time>] [shutdown-after]`; 10 s by default.
