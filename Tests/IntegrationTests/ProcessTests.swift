@@ -32,6 +32,42 @@ extension Loopback {
 
     static func alive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 }
 
+    /// CPU seconds (in clock ticks) the process's reactor thread has used, from `/proc`.
+    static func workerTicks(_ pid: pid_t) throws -> Int {
+        for task in try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") {
+            let comm = try String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)
+            guard comm.hasPrefix("sluice-worker0") else { continue }
+            let stat = try String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8)
+            // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+            let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+            return Int(fields[11])! + Int(fields[12])!
+        }
+        throw Net.Failure("no reactor thread in \(pid)")
+    }
+
+    /// `busy-polling` (HAProxy's global option): the reactor polls instead of sleeping, so an idle
+    /// balancer's reactor thread runs all the time; without it the thread sleeps. Both run side by
+    /// side until the busy one has used 300 ms of CPU; the other must have used almost none, and
+    /// both forward. `no busy-polling` turns it off again.
+    @Test func busyPollingKeepsTheReactorRunningAndOnlyThen() throws {
+        let server = try TestServer(.identify("one"))
+        defer { server.stop() }
+        var running: [(SluiceProcess, Int)] = []
+        defer { for (sluice, _) in running { _ = sluice.stop() } }
+        for global in ["  busy-polling\n  nbthread 1", "  busy-polling\n  no busy-polling\n  nbthread 1"] {
+            let port = try Net.closedPort()
+            let path = try CommandLineTests.write(Self.config(global, port: port, server: server.port))
+            running.append((try SluiceProcess(configPath: path, listenPort: port), port))
+        }
+        for (_, port) in running { #expect(try Self.answer(port) == "one\n") }
+        let (busy, idle) = (running[0].0.process.processIdentifier, running[1].0.process.processIdentifier)
+        let (busyStart, idleStart) = (try Self.workerTicks(busy), try Self.workerTicks(idle))
+        try eventually(timeout: .seconds(20), "the busy-polling reactor uses CPU while idle") {
+            try Self.workerTicks(busy) - busyStart >= 30
+        }
+        #expect(try Self.workerTicks(idle) - idleStart <= 3, "the sleeping reactor used CPU without traffic")
+    }
+
     /// systemd's `Type=notify` protocol, heard on a datagram socket the test owns as `NOTIFY_SOCKET`:
     /// READY=1 once listening, RELOADING=1 with MONOTONIC_USEC then READY=1 around a reload,
     /// STOPPING=1 at stop, each with a STATUS= line.

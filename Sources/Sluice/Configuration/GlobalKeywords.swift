@@ -21,7 +21,6 @@ enum GlobalKeywords {
         "tune.chksize": "removed from HAProxy; checks read up to 16 KiB of reply",
         "tune.maxaccept": "Sluice accepts up to 64 connections per listener per loop turn, then serves sessions",
         "tune.maxpollevents": "Sluice's reactors size their event batches themselves",
-        "busy-polling": "Sluice's reactors sleep in the kernel until there is work",
         "numa-cpu-mapping": "use 'cpu-map' to place reactor threads",
         "quiet": "Sluice prints nothing at start unless something is wrong; use 'sluice -q' to hide notices",
         "localpeer": "Sluice has no peers (stick-table synchronisation)",
@@ -93,6 +92,12 @@ extension Parser {
         case "nosplice":
             guard expect(words, count: 1, location, usage: "nosplice") else { return }
             global.noSplice = true
+        case "busy-polling":
+            guard expect(words, count: 1, location, usage: "busy-polling") else { return }
+            global.busyPolling = true
+        case "no" where words.count > 1 && words[1] == "busy-polling":
+            guard expect(words, count: 2, location, usage: "no busy-polling") else { return }
+            global.busyPolling = false
         case "spread-checks":
             guard expect(words, count: 2, location, usage: "spread-checks <0..50>") else { return }
             global.spreadChecks = value(ValueParser.integer(words[1], in: 0...50, what: "spread-checks"), location, keyword: keyword) ?? 0

@@ -51,6 +51,10 @@ public struct Global: Hashable, Sendable {
     public var pipeSize: Int = 1 << 20
     /// `nosplice`: forward through user-space buffers instead of pipes.
     public var noSplice: Bool = false
+    /// `busy-polling`: the reactors never sleep; each wait for events polls with a zero timeout,
+    /// as HAProxy's option does, for the microseconds a sleeping thread takes to wake (in virtual
+    /// machines, on CPUs that scale their frequency). Each reactor thread then uses a whole core.
+    public var busyPolling: Bool = false
     /// `spread-checks`: percent of random jitter added to check intervals (0...50).
     public var spreadChecks: Int = 0
     /// `io-engine epoll|io_uring` (a Sluice extension): how reactors learn that sockets are ready.

@@ -12,6 +12,8 @@ final class ProcessState: Sendable {
     let pipesOpen = Atomic<Int>(0)
     let pipeSize: Int
     let noSplice: Bool
+    /// `busy-polling`: reactors wait with a zero timeout.
+    let busyPolling: Bool
     /// `tune.bufsize`: the copy path's buffer.
     let bufferSize: Int
     /// Times accept or connect found no descriptor left (EMFILE/ENFILE).
@@ -22,6 +24,7 @@ final class ProcessState: Sendable {
         maxPipes = global.maxPipes ?? (global.maxConnections.map { max($0 / 4, 16) } ?? 1024)
         pipeSize = global.pipeSize
         noSplice = global.noSplice
+        busyPolling = global.busyPolling
         bufferSize = global.bufferSize
     }
 

@@ -71,8 +71,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         self.logger = logger
         self.logs = logs
         switch engine {
-        case .epoll: self.reactor = try EpollReactor()
-        case .ioUring: self.reactor = try URingReactor()
+        case .epoll: self.reactor = try EpollReactor(busyPolling: process.busyPolling)
+        case .ioUring: self.reactor = try URingReactor(busyPolling: process.busyPolling)
         }
         self.pool = PipePool(size: process.pipeSize, keep: 64, process: process)
         self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: process.bufferSize, alignment: 64)

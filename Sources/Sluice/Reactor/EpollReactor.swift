@@ -20,9 +20,9 @@ final class EpollReactor: Reactor {
     /// The loop's clock, refreshed once per turn.
     @exclusivity(unchecked) private(set) var now: Int64 = monotonicMilliseconds()
 
-    init() throws(SystemError) {
+    init(busyPolling: Bool = false) throws(SystemError) {
         epoll = Descriptor(taking: try syscallBlocking("epoll_create1") { CShims_epoll_create() })
-        core = try ReactorCore()
+        core = try ReactorCore(busyPolling: busyPolling)
         events = UnsafeMutableRawPointer.allocate(byteCount: CShims_epoll_event_size() * maxEvents, alignment: 16)
         try register(core.wakeupFD.rawValue, token: Self.wakeupToken, events: CShims_EPOLLIN | CShims_EPOLLET)
     }

@@ -75,9 +75,12 @@ final class ReactorCore {
     let wakeupFD: Descriptor
     @exclusivity(unchecked) private var timers = TimerHeap()
     private let stopRequested = Atomic<Bool>(false)
+    /// `busy-polling`: every wait polls (timeout 0) instead of sleeping.
+    private let busyPolling: Bool
 
-    init() throws(SystemError) {
+    init(busyPolling: Bool = false) throws(SystemError) {
         wakeupFD = Descriptor(taking: try syscallBlocking("eventfd") { CShims_eventfd_nonblock() })
+        self.busyPolling = busyPolling
     }
 
     var isStopping: Bool { stopRequested.load(ordering: .acquiring) }
@@ -105,9 +108,10 @@ final class ReactorCore {
         handler.handleWakeup()
     }
 
-    /// How long the next wait may block, in milliseconds: 0 when work is pending, -1 for no limit.
+    /// How long the next wait may block, in milliseconds: 0 when work is pending or with
+    /// `busy-polling`, -1 for no limit.
     func waitTimeout(moreWork: Bool) -> CInt {
-        if moreWork { return 0 }
+        if moreWork || busyPolling { return 0 }
         guard let next = timers.nextDeadline else { return -1 }
         return CInt(clamping: max(0, next - monotonicMilliseconds()))
     }

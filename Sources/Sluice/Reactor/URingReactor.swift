@@ -44,7 +44,7 @@ final class URingReactor: Reactor {
     /// Whether this kernel lets the process create an io_uring (it may be disabled by sysctl or seccomp).
     static var isAvailable: Bool { CShims_uring_probe() == 1 }
 
-    init(entries: UInt32 = 4096) throws(SystemError) {
+    init(entries: UInt32 = 4096, busyPolling: Bool = false) throws(SystemError) {
         var error: CInt = 0
         var used: CInt = 0
         guard let ring = CShims_uring_create(entries, &error, &used) else {
@@ -53,7 +53,7 @@ final class URingReactor: Reactor {
         self.ring = ring
         self.setupFlags = used
         do {
-            core = try ReactorCore()
+            core = try ReactorCore(busyPolling: busyPolling)
         } catch {
             CShims_uring_destroy(ring)
             throw error
