@@ -95,7 +95,8 @@ final class URingReactor: Reactor {
 
     /// Queues the removal of the poll whose user data is `token`.
     private func remove(_ token: UInt64) {
-        removalSequence &+= 1
+        // 1 ... 0xFFFF_FFFE: the last value would make the id the wakeup token's.
+        removalSequence = removalSequence >= UInt32.max - 1 ? 1 : removalSequence + 1
         let id = Self.removalBase | UInt64(removalSequence)
         removals[id] = token
         _ = CShims_uring_poll_remove(ring, token, id)
@@ -125,6 +126,7 @@ final class URingReactor: Reactor {
                     // told apart without hashing (a mutating lookup per completion, measured at ~1 %
                     // of the reactor's CPU on small keep-alive requests).
                     if token >= Self.removalBase && token != Self.wakeupToken, let target = removals.removeValue(forKey: token) {
+                        // (No removal id is the wakeup token's: see `remove`.)
                         // 0: removed; ENOENT: it had ended; EALREADY: it was completing, try again.
                         if result == -EALREADY { remove(target) }
                         continue

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -95,15 +96,25 @@ enum Net {
         return out
     }
 
-    /// A port that refuses connections: bound, then closed, so nothing listens there.
+    /// A port that refuses connections: bound, then closed, so nothing listens there. Never the same
+    /// port twice in one test process: tests run in parallel, and two proxies told the same port
+    /// would both bind it (Sluice and HAProxy listen with SO_REUSEPORT) and share its connections;
+    /// the likeliest cause of the resets `aBurstFarBeyondMaxconnIsServedInTurn` saw once in CI
+    /// (clients reset after 0 bytes, as when a listener closes with connections in its queue).
     static func closedPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = address(0)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        let port = localPort(fd)
-        close(fd)
-        return port
+        while true {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var a = address(0)
+            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            let port = localPort(fd)
+            close(fd)
+            guard port != 0 else { throw Failure("bind to port 0: \(String(cString: strerror(errno)))") }
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
     }
+
+    /// Every port `closedPort()` has returned in this process.
+    private static let handedOut = Mutex<Set<Int>>([])
 
     static func localPort(_ fd: CInt) -> Int {
         var a = sockaddr_in()
