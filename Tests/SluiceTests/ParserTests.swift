@@ -199,7 +199,7 @@ struct ParserTests {
 
     @Test func idsMustBeUniqueWithHAProxysWords() {
         #expect(Self.errors(Self.valid + "  id 7\nlisten li\n  id 7\n  bind :81\n  server b 10.0.0.2:80\n") == [
-            "t.cfg:8: error: [listen 'li'] 'id': listen li reuses same custom id as backend be (declared at t.cfg:4)"])
+            "t.cfg:8: error: [listen 'li'] 'id': proxy li reuses same custom id as backend be (declared at t.cfg:4)"])
         #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 id 4\n  server c 10.0.0.3:80 id 4\n") == [
             "t.cfg:7: error: [backend 'be'] 'server': 'id': custom id 4 already used at t.cfg:6 ('server b')"])
         #expect(Self.errors(Self.valid + "  default-server id 2\n") == [

@@ -65,6 +65,10 @@ enum SectionKind: String, CaseIterable {
     static let frontSide: Set<SectionKind> = [.defaults, .frontend, .listen]
     static let backSide: Set<SectionKind> = [.defaults, .backend, .listen]
     static let realProxies: Set<SectionKind> = [.frontend, .backend, .listen]
+
+    /// How HAProxy's messages name a proxy of this kind (`proxy_type_str`): a `listen` section,
+    /// both frontend and backend, is a "proxy".
+    var haproxyTypeName: String { self == .listen ? "proxy" : rawValue }
 }
 
 /// Settings that a `defaults` section passes to the proxies after it, and that a proxy accumulates.
@@ -526,7 +530,7 @@ struct Parser {
             guard let (id, location) = proxy.id else { continue }
             if let other = idOwners[id] {
                 diagnostics.append(diag(proxy, location, keyword: "id",
-                    "\(proxy.kind.rawValue) \(proxy.name) reuses same custom id as \(other.kind.rawValue) \(other.name) (declared at \(other.location))"))
+                    "\(proxy.kind.haproxyTypeName) \(proxy.name) reuses same custom id as \(other.kind.haproxyTypeName) \(other.name) (declared at \(other.location))"))
             } else {
                 idOwners[id] = proxy
             }
