@@ -8,6 +8,12 @@
 
 Contenders alternate within each round (direct, HAProxy with its best splice configuration,
 Sluice); medians and min-max are reported, and rounds where other processes used CPU are flagged (see bulk.Measurement).
+
+Every process here runs in this script's session. With the kernel's autogroup scheduling
+(/proc/sys/kernel/sched_autogroup_enabled, on by default), each session shares the CPU as one group,
+so where processes are started decides what a proxy gets: in a probe with nginx and the proxies in
+one session, wrk in a second and one proxy in a third of its own, that proxy served 1.2x the
+requests/s of the same binary in nginx's session. Compare contenders only when started alike.
 """
 import argparse, os, re, shutil, statistics, subprocess, sys, tempfile
 
