@@ -16,7 +16,7 @@ extension Loopback {
     }
 
     static func write(_ text: String, name: String = "sluice.cfg") throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-test-\(UUID().uuidString)")
+        let dir = TestFiles.folder.appendingPathComponent("sluice-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent(name).path
         try text.write(toFile: path, atomically: true, encoding: .utf8)

@@ -93,7 +93,7 @@ extension Loopback {
     @Test func sniRoutesThroughAMapFileLikeHAProxy() throws {
         let servers = try ["a", "b", "default"].map { try TestServer(.identify($0)) }
         defer { for s in servers { s.stop() } }
-        let map = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-sni-\(UUID().uuidString.prefix(8)).map").path
+        let map = TestFiles.folder.appendingPathComponent("sluice-sni-\(UUID().uuidString.prefix(8)).map").path
         try "# SNI -> backend\na.example  be_a\nb.example  be_b\n".write(toFile: map, atomically: true, encoding: .utf8)
         defer { unlink(map) }
         func config(_ port: Int) -> String {
@@ -424,7 +424,7 @@ struct TLSCertificate {
     let key: String
 
     init() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tls-\(UUID().uuidString.prefix(8))").path
+        let dir = TestFiles.folder.appendingPathComponent("sluice-tls-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         certificate = dir + "/cert.pem"
         key = dir + "/key.pem"

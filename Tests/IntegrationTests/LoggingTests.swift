@@ -250,7 +250,7 @@ final class RsyslogServer {
     private let pid: pid_t
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-rs-\(UUID().uuidString.prefix(6))").path
+        directory = TestFiles.folder.appendingPathComponent("sluice-rs-\(UUID().uuidString.prefix(6))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         output = directory + "/out.log"
         port = try DNSServer.freeUDPPort()

@@ -104,7 +104,7 @@ extension Loopback {
         let server = try TestServer(.identify("one"))
         defer { server.stop() }
         let port = try Net.closedPort()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-daemon-\(UUID().uuidString.prefix(8))").path
+        let dir = TestFiles.folder.appendingPathComponent("sluice-daemon-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let pidfile = dir + "/sluice.pid"
         let path = try CommandLineTests.write(Self.config("  daemon\n  pidfile \(pidfile)", port: port, server: server.port))
@@ -145,7 +145,7 @@ extension Loopback {
         let two = try TestServer(.identify("two"))
         defer { one.stop(); two.stop() }
         let port = try Net.closedPort()
-        let jail = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-jail-\(UUID().uuidString.prefix(8))").path
+        let jail = TestFiles.folder.appendingPathComponent("sluice-jail-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: jail, withIntermediateDirectories: true)
         let nobody = try #require(getpwnam("nobody")).pointee
         let global = "  user nobody\n  chroot \(jail)"
@@ -273,7 +273,7 @@ final class NotifyListener {
     private let fd: CInt
 
     init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-notify-\(UUID().uuidString.prefix(8))").path
+        path = TestFiles.folder.appendingPathComponent("sluice-notify-\(UUID().uuidString.prefix(8))").path
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)

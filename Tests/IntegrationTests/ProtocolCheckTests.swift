@@ -24,7 +24,7 @@ final class RealServer {
          _ command: (Int, String) -> [String]) throws {
         self.name = name
         port = try Net.closedPort()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(name)-\(UUID().uuidString.prefix(8))").path
+        let dir = TestFiles.folder.appendingPathComponent("sluice-\(name)-\(UUID().uuidString.prefix(8))").path
         self.dir = dir
         self.pidFile = pidFile.map { "\(dir)/\($0)" }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

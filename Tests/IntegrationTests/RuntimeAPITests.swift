@@ -61,7 +61,7 @@ enum StatsClient {
 extension Loopback {
 @Suite struct RuntimeAPITests {
     static func socketPath() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8)).sock").path
+        TestFiles.folder.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8)).sock").path
     }
 
     /// `listen fe` in front of `servers` (named one, two, …) with an admin socket at `path`.

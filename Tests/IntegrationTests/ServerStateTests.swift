@@ -26,7 +26,7 @@ extension Loopback {
     }
 
     static func temporaryPath(_ name: String) -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8))-\(name)").path
+        TestFiles.folder.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8))-\(name)").path
     }
 
     /// HAProxy 2.6 saves the states (drain, maintenance, a weight set at run time); Sluice starts

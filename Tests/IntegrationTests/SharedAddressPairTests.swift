@@ -104,7 +104,7 @@ final class Lab {
 
     init(advert: Double) throws {
         self.advert = advert
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent(prefix).path
+        directory = TestFiles.folder.appendingPathComponent(prefix).path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let bridge = namespace("bridge")
         try addNamespace(bridge)

@@ -383,7 +383,7 @@ extension Loopback {
             let fields: [String] = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             if fields.count > 17 { statuses[fields[0] + "/" + fields[1]] = fields[17] }
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-chromium-\(UUID().uuidString.prefix(6))").path
+        let directory = TestFiles.folder.appendingPathComponent("sluice-chromium-\(UUID().uuidString.prefix(6))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         func browser(_ arguments: [String]) throws -> String {

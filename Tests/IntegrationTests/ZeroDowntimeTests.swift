@@ -238,7 +238,7 @@ extension Loopback {
         defer { holder.stop() }
         for (signal, hardStop) in [(SIGTERM, ""), (SIGUSR1, ""), (SIGINT, "  hard-stop-after 300ms\n")] {
             let port = try Net.closedPort()
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-stop-\(UUID().uuidString.prefix(8))")
+            let dir = TestFiles.folder.appendingPathComponent("sluice-stop-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let path = dir.appendingPathComponent("sluice.cfg").path
             try "global\n\(hardStop)listen fe\n  bind 127.0.0.1:\(port)\n  server s 127.0.0.1:\(holder.port)\n".write(toFile: path, atomically: true, encoding: .utf8)

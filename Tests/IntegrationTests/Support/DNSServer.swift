@@ -21,7 +21,7 @@ final class DNSServer {
     private var pid: pid_t = 0
 
     init(hosts: [(ip: String, name: String)], options: [String] = []) throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dns-\(UUID().uuidString.prefix(8))").path
+        let directory = TestFiles.folder.appendingPathComponent("sluice-dns-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         hostsFile = directory + "/hosts"
         try Self.write(hosts, to: hostsFile)

@@ -37,7 +37,7 @@ final class RunningProxy {
     /// a port for Sluice, becomes a fixed one for the check.
     static func expectHAProxyAccepts(_ config: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else { return }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-haproxy-c-\(UUID().uuidString.prefix(8)).cfg").path
+        let path = TestFiles.folder.appendingPathComponent("sluice-haproxy-c-\(UUID().uuidString.prefix(8)).cfg").path
         defer { unlink(path) }
         let text = config.replacingOccurrences(of: ":0\n", with: ":45999\n").replacingOccurrences(of: ":0 ", with: ":45999 ") + "\n"
         guard (try? text.write(toFile: path, atomically: true, encoding: .utf8)) != nil else { return }

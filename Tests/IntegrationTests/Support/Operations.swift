@@ -12,7 +12,7 @@ final class ProcessBackends {
     private(set) var ports: [String: Int] = [:]
 
     init(_ names: [String]) throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-ops-\(UUID().uuidString.prefix(8))").path
+        dir = TestFiles.folder.appendingPathComponent("sluice-ops-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         self.names = names
         for name in names {

@@ -41,7 +41,7 @@ enum Spawn {
 
     /// Runs `path` to its exit and returns what it wrote; throws unless it exits with 0.
     static func output(_ path: String, _ arguments: [String]) throws -> String {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-spawn-\(UUID().uuidString.prefix(8))").path
+        let file = TestFiles.folder.appendingPathComponent("sluice-spawn-\(UUID().uuidString.prefix(8))").path
         defer { unlink(file) }
         let status = try run(path, arguments, output: file)
         let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
