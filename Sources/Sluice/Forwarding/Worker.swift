@@ -18,6 +18,10 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let limit: ConnectionLimit?
         let bind: BindTraits
         var paused = false
+        /// Taken off pause to see whether its limit moved; its frontend still counts it paused
+        /// until it accepts a connection or finds its backlog empty (`resumed`). If it pauses
+        /// again first, nothing is announced: the frontend never stopped being full.
+        var retrying = false
     }
 
     /// What a bind line tells its sessions: its name (`so_name`) and `accept-proxy`.
@@ -234,6 +238,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                     closeDescriptor(listeners[l].fd)
                     listeners[l].fd = -1
                     if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1; listeners[l].frontend.listenerResumed(now: reactor.now) }
+            resumed(l)  // closed while retried: no longer paused either
                 }
                 for listener in add {
                     if draining {
@@ -307,9 +312,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 switch try wantsPeer ? Socket.accept(listeners[l].fd, peer: &peer) : Socket.accept(listeners[l].fd) {
                 case .wouldBlock:
                     process.release(frontend, limit)
+                    resumed(l)
                     return
                 case .processed(let accepted):
                     fd = accepted
+                    resumed(l)
                 }
             } catch {
                 process.release(frontend, limit)
@@ -332,7 +339,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if !listeners[l].paused {
             listeners[l].paused = true
             pausedListeners += 1
-            listeners[l].frontend.listenerPaused(limit, now: reactor.now)
+            if listeners[l].retrying {
+                listeners[l].retrying = false  // still full: it stays paused for its frontend
+            } else {
+                listeners[l].frontend.listenerPaused(limit, now: reactor.now)
+            }
         }
         // A slot may free on another thread, or a descriptor anywhere: look again soon.
         if !resumeTimerArmed {
@@ -346,9 +357,19 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         for l in listeners.indices where listeners[l].paused {
             listeners[l].paused = false
             pausedListeners -= 1
-            listeners[l].frontend.listenerResumed(now: reactor.now)
+            // Its frontend hears of it once it accepts again (`resumed`): the timer retries every
+            // 20 ms while the limit may have moved on another thread, mostly to find it has not.
+            listeners[l].retrying = true
             accept(from: l)  // edge-triggered: the backlog will not signal again by itself
         }
+    }
+
+    /// A listener being retried accepts again (a connection, or an empty backlog): now its
+    /// frontend hears that it resumed.
+    private func resumed(_ l: Int) {
+        guard listeners[l].retrying else { return }
+        listeners[l].retrying = false
+        listeners[l].frontend.listenerResumed(now: reactor.now)
     }
 
     private func closeListeners() {
