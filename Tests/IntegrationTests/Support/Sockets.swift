@@ -96,24 +96,42 @@ enum Net {
         return out
     }
 
-    /// A port that refuses connections: bound, then closed, so nothing listens there. Never the same
-    /// port twice in one test process: tests run in parallel, and two proxies told the same port
-    /// would both bind it (Sluice and HAProxy listen with SO_REUSEPORT) and share its connections;
-    /// the likeliest cause of the resets `aBurstFarBeyondMaxconnIsServedInTurn` saw once in CI
-    /// (clients reset after 0 bytes, as when a listener closes with connections in its queue).
+    /// A port that refuses connections, for a test to give a proxy or to find closed. Never the same
+    /// port twice in one test process, and never one the kernel hands out itself: tests run in
+    /// parallel, and two proxies told the same port would both bind it (Sluice and HAProxy listen
+    /// with SO_REUSEPORT) and share its connections — and a port taken from the kernel by binding
+    /// port 0 and closing could be handed again to the next test that binds port 0 (a server, an
+    /// in-process proxy). So ports come from below the ephemeral range
+    /// (`net.ipv4.ip_local_port_range`, 32768–60999 by default), from a cursor each process
+    /// starts at random, and only ones that bind now. Likely causes of two rare CI failures:
+    /// `aBurstFarBeyondMaxconnIsServedInTurn`'s clients reset after 0 bytes, and an idle client
+    /// through HAProxy never closed in `LoggingTests`, as if another listener had its connection.
     static func closedPort() throws -> Int {
-        while true {
+        let range = portRange
+        for _ in 0..<range.count {
+            let port = portCursor.withLock { cursor in
+                defer { cursor = cursor + 1 == range.upperBound ? range.lowerBound : cursor + 1 }
+                return cursor
+            }
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var a = address(0)
-            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            let port = localPort(fd)
+            var a = address(port)
+            let bound = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             close(fd)
-            guard port != 0 else { throw Failure("bind to port 0: \(String(cString: strerror(errno)))") }
-            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+            if bound == 0 { return port }
         }
+        throw Failure("no free port in \(range.lowerBound)..<\(range.upperBound)")
     }
 
-    /// Every port `closedPort()` has returned in this process.
+    /// Ports below the kernel's ephemeral range (above 10000), or above it if it starts too low.
+    private static let portRange: Range<Int> = {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let bounds = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        let (low, high) = bounds.count == 2 ? (bounds[0], bounds[1]) : (32768, 60999)
+        return low - 10000 >= 2000 ? 10000..<low : (high + 1)..<65536
+    }()
+    private static let portCursor = Mutex<Int>(portRange.lowerBound + Int.random(in: 0..<portRange.count))
+    /// Every port `closedPort()` has tried in this process.
     private static let handedOut = Mutex<Set<Int>>([])
 
     static func localPort(_ fd: CInt) -> Int {
