@@ -154,6 +154,17 @@ public final class BackendState: Sendable {
     /// slot, or the one the client's address hashes to (`hash`). Servers at their `maxconn` are
     /// skipped, except by `source`, whose client then waits for its own server.
     /// Public to the micro-benchmarks only (`bench/Benchmarks`).
+    /// Where a session goes after a failed connect to `server`, following HAProxy: with
+    /// `option redispatch`, elsewhere at once when more than one primary is usable (round-robin),
+    /// on the last retry, or when the server is no longer usable; and a checked server that has not
+    /// been checked yet was never shown healthy (nothing asked to stick to it), so its failure goes
+    /// elsewhere even without the option. Nil: retry the same server.
+    func redispatchTarget(after server: ServerState, redispatch: Bool, retriesLeft: Int, avoiding tried: UInt64) -> ServerState? {
+        let neverChecked = server.isChecked && server.lastCheck.status == .initial
+        guard (redispatch && (usablePrimaries > 1 || retriesLeft == 0 || !server.isUsable)) || neverChecked else { return nil }
+        return pick(avoiding: tried)
+    }
+
     @_spi(Benchmarks) public func pick(avoiding: UInt64 = 0, hash: UInt32 = 0) -> ServerState? {
         let published = current
         let bound = BoundedLoad(published)

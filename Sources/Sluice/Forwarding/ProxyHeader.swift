@@ -10,6 +10,13 @@ enum ProxyHeader {
     /// v2's LOCAL command: the connection was made by the proxy itself (a health check), no addresses.
     static let localCommand: [UInt8] = signature + [0x20, 0x00, 0x00, 0x00]
 
+    /// The header for a session's server: the client's addresses, from its own PROXY header
+    /// (`accept-proxy`, kept in `context`) when it sent one, else from its socket.
+    static func forClient(_ client: CInt, context: SessionContext?, version: ProxyProtocolVersion) throws -> [UInt8] {
+        bytes(version, source: try context?.source ?? Socket.peerAddress(client),
+              destination: try context?.destination ?? Socket.localAddress(client))
+    }
+
     /// The header for a connection from `source` to `destination` (the client's peer and local
     /// addresses). Addresses of different families (which one socket never has) are sent as
     /// `UNKNOWN` (v1) or `AF_UNSPEC` (v2), which the specification allows.

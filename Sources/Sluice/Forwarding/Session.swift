@@ -341,6 +341,22 @@ extension Session {
 }
 
 extension Session {
+    /// Records what a pump pass moved: each side's activity (bytes read from it, and bytes written
+    /// to it unless `option independent-streams`: then only what it sends proves it alive), the
+    /// server's byte counters, and the stick-table counters (what the client sent, not a PROXY
+    /// header added for the server, and what it was sent).
+    mutating func account(toServer: Int, fromClient: Int, toClient: Int, fromServer: Int, now: Int64) {
+        if fromClient > 0 || (toClient > 0 && !policy.clientIndependent) { clientActivity = now }
+        if fromServer > 0 || (toServer > 0 && !policy.backend.independentStreams) { serverActivity = now }
+        if toServer + toClient > 0, let ref = serverRef {
+            ref._withUnsafeGuaranteedRef { server in
+                if toServer > 0 { server.bytesIn.wrappingAdd(toServer, ordering: .relaxed) }
+                if toClient > 0 { server.bytesOut.wrappingAdd(toClient, ordering: .relaxed) }
+            }
+        }
+        if fromClient + toClient > 0, let context, context.countsBytes { context.addBytes(received: fromClient, sent: toClient, now: now) }
+    }
+
     /// When the session must be looked at next: the end of its connect/retry/queue phase, or the
     /// moment one side has been idle for its timeout (HAProxy's `timeout client`/`server`,
     /// replaced by `tunnel` once connected, and by `client-fin`/`server-fin` once half-closed).

@@ -9,36 +9,11 @@ import Glibc
 ///
 /// Confined to its thread: everything but `post(_:)` runs there, so the data path takes no lock.
 final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
-    struct Listener: Sendable {
-        var fd: CInt
-        let frontend: FrontendState
-        /// Frontend and configured address, to match listeners across reloads.
-        var key: String
-        /// `bind … maxconn`, shared with the other reactors' listeners for the same address.
-        let limit: ConnectionLimit?
-        let bind: BindTraits
-        var paused = false
-        /// Taken off pause to see whether its limit moved; its frontend still counts it paused
-        /// until it accepts a connection or finds its backlog empty (`resumed`). If it pauses
-        /// again first, nothing is announced: the frontend never stopped being full.
-        var retrying = false
-    }
-
-    /// What a bind line tells its sessions: its name (`so_name`) and `accept-proxy`.
-    struct BindTraits: Sendable {
-        /// `name`, as `so_name` samples it.
-        let name: [UInt8]?
-        let acceptProxy: Bool
-        /// The bound address when it is a specific one (not a wildcard): a session's destination
-        /// without `getsockname`.
-        let address: SocketAddress?
-    }
-
     let reactor: any Reactor
     // Reactor-thread state (other threads go through `commands`): no dynamic exclusivity checks,
     // which cost ~7,700 instructions per proxied connection (callgrind, bench/rulecost.py).
     private let process: ProcessState
-    @exclusivity(unchecked) private var listeners: [Listener]
+    @exclusivity(unchecked) private var listeners: ListenerSet
     @exclusivity(unchecked) private var sessions: [Session] = []
     @exclusivity(unchecked) private var freeSlots: [Int32] = []
     @exclusivity(unchecked) private(set) var liveSessions = 0
@@ -50,7 +25,6 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     private let logs: LogRing
     private let commands = Mutex<[WorkerCommand]>([])
     @exclusivity(unchecked) private var draining = false
-    @exclusivity(unchecked) private var pausedListeners = 0
     @exclusivity(unchecked) private var resumeTimerArmed = false
     /// Listeners whose backlog was not emptied in one go (fairness); accepted from next turn.
     @exclusivity(unchecked) private var pendingAccepts: [Int] = []
@@ -71,7 +45,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     init(process: ProcessState, listeners: [Listener], engine: IOEngine, logger: Logger, logs: LogRing) throws(SystemError) {
         self.process = process
-        self.listeners = listeners
+        self.listeners = ListenerSet(listeners)
         self.logger = logger
         self.logs = logs
         switch engine {
@@ -80,7 +54,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         }
         self.pool = PipePool(size: process.pipeSize, keep: 64, process: process)
         self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: process.bufferSize, alignment: 64)
-        for (i, listener) in self.listeners.enumerated() {
+        for (i, listener) in listeners.enumerated() {
             try reactor.register(listener.fd, token: Token(.listener, index: i).raw, events: CShims_EPOLLIN | CShims_EPOLLET)
         }
     }
@@ -232,28 +206,20 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             case .observedFailure(let server):
                 checks?.observedFailure(of: server)
             case .updateListeners(let add, let removeKeys, let renamed):
-                for l in listeners.indices { if let key = renamed[listeners[l].key] { listeners[l].key = key } }
-                for l in listeners.indices where listeners[l].fd >= 0 && removeKeys.contains(listeners[l].key) {
-                    reactor.unwatch(listeners[l].fd, token: Token(.listener, index: l).raw)
-                    closeDescriptor(listeners[l].fd)
-                    listeners[l].fd = -1
-                    if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1; listeners[l].frontend.listenerResumed(now: reactor.now) }
-            resumed(l)  // closed while retried: no longer paused either
-                }
+                listeners.rename(renamed)
+                for l in listeners.indices where removeKeys.contains(listeners[l].key) { closeListener(l) }
                 for listener in add {
                     if draining {
                         closeDescriptor(listener.fd)
                         continue
                     }
-                    listeners.append(listener)
-                    let l = listeners.count - 1
+                    let l = listeners.append(listener)
                     do {
                         try reactor.register(listener.fd, token: Token(.listener, index: l).raw, events: CShims_EPOLLIN | CShims_EPOLLET)
                         accept(from: l)  // connections may already wait in its backlog
                     } catch {
                         logger.error("frontend '\(listener.frontend.name)': cannot watch a new listener: \(error)")
-                        closeDescriptor(listener.fd)
-                        listeners[l].fd = -1
+                        if let fd = listeners.close(l, now: reactor.now) { closeDescriptor(fd) }
                     }
                 }
             case .configureChecks(let backends):
@@ -312,11 +278,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 switch try wantsPeer ? Socket.accept(listeners[l].fd, peer: &peer) : Socket.accept(listeners[l].fd) {
                 case .wouldBlock:
                     process.release(frontend, limit)
-                    resumed(l)
+                    listeners.resumed(l, now: reactor.now)
                     return
                 case .processed(let accepted):
                     fd = accepted
-                    resumed(l)
+                    listeners.resumed(l, now: reactor.now)
                 }
             } catch {
                 process.release(frontend, limit)
@@ -336,15 +302,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     /// Stops accepting on a listener; its connections wait in the kernel backlog.
     private func pause(_ l: Int, _ limit: AcceptLimit) {
-        if !listeners[l].paused {
-            listeners[l].paused = true
-            pausedListeners += 1
-            if listeners[l].retrying {
-                listeners[l].retrying = false  // still full: it stays paused for its frontend
-            } else {
-                listeners[l].frontend.listenerPaused(limit, now: reactor.now)
-            }
-        }
+        listeners.pause(l, limit, now: reactor.now)
         // A slot may free on another thread, or a descriptor anywhere: look again soon.
         if !resumeTimerArmed {
             resumeTimerArmed = true
@@ -353,32 +311,20 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     }
 
     private func resumeListeners() {
-        guard pausedListeners > 0 else { return }
-        for l in listeners.indices where listeners[l].paused {
-            listeners[l].paused = false
-            pausedListeners -= 1
-            // Its frontend hears of it once it accepts again (`resumed`): the timer retries every
-            // 20 ms while the limit may have moved on another thread, mostly to find it has not.
-            listeners[l].retrying = true
+        guard listeners.pausedCount > 0 else { return }
+        for l in listeners.retryPaused() {
             accept(from: l)  // edge-triggered: the backlog will not signal again by itself
         }
     }
 
-    /// A listener being retried accepts again (a connection, or an empty backlog): now its
-    /// frontend hears that it resumed.
-    private func resumed(_ l: Int) {
-        guard listeners[l].retrying else { return }
-        listeners[l].retrying = false
-        listeners[l].frontend.listenerResumed(now: reactor.now)
+    private func closeListener(_ l: Int) {
+        guard let fd = listeners.close(l, now: reactor.now) else { return }
+        reactor.unwatch(fd, token: Token(.listener, index: l).raw)
+        closeDescriptor(fd)
     }
 
     private func closeListeners() {
-        for l in listeners.indices where listeners[l].fd >= 0 {
-            reactor.unwatch(listeners[l].fd, token: Token(.listener, index: l).raw)
-            closeDescriptor(listeners[l].fd)
-            listeners[l].fd = -1
-            if listeners[l].paused { listeners[l].paused = false; pausedListeners -= 1; listeners[l].frontend.listenerResumed(now: reactor.now) }
-        }
+        for l in listeners.indices { closeListener(l) }
         pendingAccepts.removeAll()
     }
 
@@ -606,10 +552,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             // `send-proxy(-v2)`: the header goes first, through the same path as bytes the server
             // could not take at once, so a short write needs no special case.
             do {
-                // The client's addresses: from its own PROXY header (`accept-proxy`) when it sent one.
-                let client = sessions[i].client, context = sessions[i].context
-                let header = ProxyHeader.bytes(version, source: try context?.source ?? Socket.peerAddress(client),
-                                               destination: try context?.destination ?? Socket.localAddress(client))
+                let header = try ProxyHeader.forClient(sessions[i].client, context: sessions[i].context, version: version)
                 sessions[i].toServer.queue(header, capacity: scratch.count)
             } catch {
                 logger.debug("session \(i): \(error); the client left before its PROXY header was sent")
@@ -629,9 +572,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         forward(i)
     }
 
-    /// A connection attempt failed: retry the same server after a pause, or redispatch at once,
-    /// following HAProxy: with `option redispatch`, go elsewhere immediately when more than one
-    /// primary is usable (round-robin), on the last retry, or when the server is no longer usable.
+    /// A connection attempt failed: retry the same server after a pause, or redispatch at once
+    /// where HAProxy would (`BackendState.redispatchTarget`).
     private func connectFailed(_ i: Int, _ error: SystemError, slotHeld: Bool = true) {
         let backend = backend(of: i)
         let server = server(of: i)
@@ -657,11 +599,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         }
         sessions[i].retriesLeft -= 1
         let policy = sessions[i].policy.backend
-        // A checked server that has not been checked yet was never shown healthy: nothing asked to
-        // stick to it, so its failure goes elsewhere even without `option redispatch`.
-        let neverChecked = server.isChecked && server.lastCheck.status == .initial
-        if (policy.redispatch && (backend.usablePrimaries > 1 || sessions[i].retriesLeft == 0 || !server.isUsable)) || neverChecked,
-           let other = backend.pick(avoiding: sessions[i].triedServers) {
+        if let other = backend.redispatchTarget(after: server, redispatch: policy.redispatch, retriesLeft: sessions[i].retriesLeft,
+                                                avoiding: sessions[i].triedServers) {
             logger.debug("\(error); redispatching to \(backend.name)/\(other.name)")
             server.redispatches.wrappingAdd(1, ordering: .relaxed)
             sessions[i].log?.redispatched = true
@@ -688,19 +627,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let wasHalfClosed = sessions[i].isHalfClosed
         let upstream = sessions[i].pumpToServer(pool: &pool, splice: splice, scratch: scratch, moved: &toServer, read: &fromClient)
         let downstream = sessions[i].pumpToClient(pool: &pool, splice: splice, scratch: scratch, moved: &toClient, read: &fromServer)
-        let now = reactor.now
-        // Activity on a side: bytes read from it, and bytes written to it unless
-        // `option independent-streams` (then only what it sends proves it alive).
-        if fromClient > 0 || (toClient > 0 && !sessions[i].policy.clientIndependent) { sessions[i].clientActivity = now }
-        if fromServer > 0 || (toServer > 0 && !sessions[i].policy.backend.independentStreams) { sessions[i].serverActivity = now }
-        if toServer + toClient > 0, let ref = sessions[i].serverRef {
-            ref._withUnsafeGuaranteedRef { server in
-                if toServer > 0 { server.bytesIn.wrappingAdd(toServer, ordering: .relaxed) }
-                if toClient > 0 { server.bytesOut.wrappingAdd(toClient, ordering: .relaxed) }
-            }
-        }
-        // Stick tables count what the client sent (not a PROXY header added for the server) and what it was sent.
-        if fromClient + toClient > 0, let context = sessions[i].context, context.countsBytes { context.addBytes(received: fromClient, sent: toClient, now: now) }
+        sessions[i].account(toServer: toServer, fromClient: fromClient, toClient: toClient, fromServer: fromServer, now: reactor.now)
         if case .failed(let error) = upstream {
             logger.debug("session \(i): \(error); resetting both sides")
             close(i, reset: true, cause: sessions[i].serverEnd == .failed ? .server : .client)
@@ -752,7 +679,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].generation = generation
         freeSlots.append(Int32(i))
         liveSessions -= 1
-        if pausedListeners > 0 && !draining { resumeListeners() }
+        if listeners.pausedCount > 0 && !draining { resumeListeners() }
         if draining && liveSessions == 0 { reactor.stop() }
     }
 
