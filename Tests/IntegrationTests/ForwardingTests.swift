@@ -76,6 +76,17 @@ extension Loopback {
         #expect(accepted == 1000)
     }
 
+    /// The default accepts one connection per listener per loop turn; a burst must be drained just the
+    /// same with no limit (a negative `tune.maxaccept`) or a larger one.
+    @Test(arguments: ["-1", "64"])
+    func aBurstIsServedWhateverTheAcceptBatch(maxaccept: String) throws {
+        let (result, accepted) = try Self.echoSwarm(engine: .preferred, global: "  tune.maxaccept \(maxaccept)", connections: 1000,
+                                                    payload: { 1000 + ($0 * 7919) % 60_000 })
+        #expect(result.failed == [])
+        #expect(result.completed == 1000)
+        #expect(accepted == 1000)
+    }
+
     @Test(arguments: IOEngine.allCases)
     func sameWorkloadWithoutSpliceUsesCopyBuffers(engine: IOEngine) throws {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel

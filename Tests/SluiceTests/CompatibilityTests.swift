@@ -211,6 +211,26 @@ struct CompatibilityTests {
             == ["t.cfg:2: error: [global] 'user': no user named 'no-such-user-here' on this system"])
     }
 
+    /// `tune.maxaccept` as HAProxy 2.6 reads it (checked with `haproxy -c`): 0 means the default, a
+    /// negative number no limit, above INT_MAX an error, and a second line keeps the first value.
+    @Test func tuneMaxacceptIsReadAsHAProxyReadsIt() throws {
+        func parsed(_ lines: String) throws -> (Global, [String]) {
+            let p = try Configuration.parse("global\n" + lines + ParserTests.valid, file: "t.cfg")
+            return (p.configuration.global, p.warnings.filter { $0.keyword == "tune.maxaccept" }.map(\.description))
+        }
+        #expect(try parsed("").0.maxAccept == nil)
+        #expect(try parsed("  tune.maxaccept 16\n").0.maxAccept == 16)
+        #expect(try parsed("  tune.maxaccept -1\n").0.maxAccept == -1)
+        let (twice, warnings) = try parsed("  tune.maxaccept 8\n  tune.maxaccept 2\n")
+        #expect(twice.maxAccept == 8)
+        #expect(warnings == ["t.cfg:3: warning: [global] 'tune.maxaccept': already specified; the first value (8) stays, as in HAProxy"])
+        #expect(try parsed("  tune.maxaccept 0\n  tune.maxaccept 2\n").0.maxAccept == 2)
+        #expect(CompatibilityTests.errors("global\n  tune.maxaccept 3000000000\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'tune.maxaccept': expects -1 or an integer from 0 to INT_MAX (2147483647)"])
+        #expect(CompatibilityTests.errors("global\n  tune.maxaccept many\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'tune.maxaccept': tune.maxaccept 'many' is not a whole number"])
+    }
+
     @Test func aListenWithDefaultBackendSendsItsConnectionsThere() throws {
         let c = try Configuration.parse("listen l 127.0.0.1:80\n  default_backend be\n  server own 10.0.0.9:80\n" + ParserTests.valid).configuration
         #expect(c.frontends.first { $0.name == "l" }?.defaultBackend == "be")

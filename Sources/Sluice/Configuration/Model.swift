@@ -49,6 +49,12 @@ public struct Global: Hashable, Sendable {
     /// `tune.pipesize`: bytes of pipe buffer asked for each pipe. Default 1 MiB (measured: pipe
     /// size dominates splice throughput, see DESIGN.md).
     public var pipeSize: Int = 1 << 20
+    /// `tune.maxaccept`: connections a listener accepts in a row before its reactor serves the
+    /// sessions it has; the rest wait for the next loop turn. Nil or 0: 1 (HAProxy 2.6's default is
+    /// 4; with a new connection per request from 10 to 400 clients, 1 served as many connections per
+    /// second as 4 within the noise, and 2–13 % more than 64, measured side by side: see the README);
+    /// negative: no limit, as HAProxy.
+    public var maxAccept: Int?
     /// `nosplice`: forward through user-space buffers instead of pipes.
     public var noSplice: Bool = false
     /// `busy-polling`: the reactors never sleep; each wait for events polls with a zero timeout,

@@ -12,6 +12,8 @@ final class ProcessState: Sendable {
     let pipesOpen = Atomic<Int>(0)
     let pipeSize: Int
     let noSplice: Bool
+    /// `tune.maxaccept`: accepts per listener per loop turn.
+    let acceptBatch: Int
     /// `busy-polling`: reactors wait with a zero timeout.
     let busyPolling: Bool
     /// `tune.bufsize`: the copy path's buffer.
@@ -24,6 +26,11 @@ final class ProcessState: Sendable {
         maxPipes = global.maxPipes ?? (global.maxConnections.map { max($0 / 4, 16) } ?? 1024)
         pipeSize = global.pipeSize
         noSplice = global.noSplice
+        acceptBatch = switch global.maxAccept ?? 0 {
+        case 0: 1
+        case ..<0: Int.max
+        case let n: n
+        }
         busyPolling = global.busyPolling
         bufferSize = global.bufferSize
     }

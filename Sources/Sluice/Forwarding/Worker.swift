@@ -36,8 +36,6 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     /// Sends a command to the worker that runs health checks.
     var toCheckWorker: (@Sendable (WorkerCommand) -> Void)?
 
-    /// How many connections one listener accepts per turn before sessions get a turn.
-    private let acceptBatch = 64
     /// While paused for a limit on another thread or for descriptors, look again this often.
     private let resumeIntervalMs: Int64 = 20
     private static let resumeTimer = Token(.worker, index: 0).raw
@@ -84,7 +82,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     func handleEvent(token raw: UInt64, events: UInt32) {
         let token = Token(raw: raw)
         if token.kind == .listener {
-            accept(from: token.index)
+            // A listener that had more waiting than `tune.maxaccept` is already due at the end of
+            // the turn: it accepts there, once, after the sessions' events.
+            if !pendingAccepts.contains(token.index) { accept(from: token.index) }
             return
         }
         if token.kind == .worker {
@@ -268,7 +268,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         // Rules and logs read the client's address: take it from accept4 rather than getpeername later.
         let wantsPeer = bind.acceptProxy || frontend.wantsPeer
         var peer: SocketAddress?
-        for _ in 0..<acceptBatch {
+        for _ in 0..<process.acceptBatch {
             if let refused = process.admit(frontend, limit) {
                 pause(l, refused)
                 return
@@ -297,7 +297,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             }
             startSession(client: fd, frontend: frontend, limit: limit, bind: bind, peer: peer)
         }
-        pendingAccepts.append(l)
+        if !pendingAccepts.contains(l) { pendingAccepts.append(l) }
     }
 
     /// Stops accepting on a listener; its connections wait in the kernel backlog.
