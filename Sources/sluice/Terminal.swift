@@ -29,17 +29,27 @@ final class RawTerminal {
         return read(0, &byte, 1) == 1 ? Character(Unicode.Scalar(byte)) : nil
     }
 
-    /// The next key within `waitingMs` ("up"/"down" for the arrow keys), or nil.
+    /// Bytes read and not yet returned as keys: one read can bring several (fast typing, a paste,
+    /// key repeat), and each is a key.
+    private var typed: ArraySlice<UInt8> = []
+
+    /// The next key within `waitingMs` ("up"/"down" for the arrow keys, nil for another escape
+    /// sequence), or nil.
     func key(waitingMs: Int32) -> String? {
-        var ready = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
-        guard poll(&ready, 1, waitingMs) > 0 else { return nil }
-        var buffer = [UInt8](repeating: 0, count: 8)
-        let n = read(0, &buffer, buffer.count)
-        guard n > 0 else { return n == 0 ? "q" : nil }
-        if n >= 3 && buffer[0] == 0x1B && buffer[1] == 0x5B {
-            return buffer[2] == 0x41 ? "up" : buffer[2] == 0x42 ? "down" : nil
+        if typed.isEmpty {
+            var ready = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, waitingMs) > 0 else { return nil }
+            var buffer = [UInt8](repeating: 0, count: 64)
+            let n = read(0, &buffer, buffer.count)
+            guard n > 0 else { return n == 0 ? "q" : nil }
+            typed = buffer[..<n]
         }
-        return String(decoding: buffer[..<1], as: UTF8.self)
+        if typed.count >= 3 && typed.first == 0x1B && typed.dropFirst().first == 0x5B {
+            let code = typed.dropFirst(2).first
+            typed = typed.dropFirst(3)
+            return code == 0x41 ? "up" : code == 0x42 ? "down" : nil
+        }
+        return String(decoding: [typed.removeFirst()], as: UTF8.self)
     }
 
     /// Redraws the whole screen from the top left.

@@ -64,22 +64,25 @@ extension Loopback {
                                   "\(sluiceExecutable()) top -S \(stand.socket) --interval 200ms"])
         defer { _ = try? Spawn.run(Self.tmux, ["-L", label, "kill-server"]) }
         func screen() -> String { (try? Spawn.output(Self.tmux, ["-L", label, "capture-pane", "-p", "-t", "top"])) ?? "" }
-        func keys(_ k: String) throws { try Spawn.run(Self.tmux, ["-L", label, "send-keys", "-t", "top", k]) }
-        do {
-            try eventually("top shows the servers") { screen().contains("  a ") && screen().contains("BACKEND") }
-        } catch {
-            Issue.record("the screen:\n\(screen())")
-            throw error
+        /// Types `k` in one write: top must take every key of what one read returns.
+        func keys(_ k: String...) throws { try Spawn.run(Self.tmux, ["-L", label, "send-keys", "-t", "top"] + k) }
+        /// Waits for `condition`; on a timeout the failure shows what top had on the screen.
+        func eventuallyShowing(_ what: String, _ condition: () throws -> Bool) throws {
+            do {
+                try eventually(what, condition)
+            } catch {
+                Issue.record("the screen:\n\(screen())")
+                throw error
+            }
         }
-        try keys("j")  // from the first row to the first server, `a`
-        try keys("d")
-        try eventually("a is drained") {
+        try eventuallyShowing("top shows the servers") { screen().contains("  a ") && screen().contains("BACKEND") }
+        try keys("j", "d")  // from the first row to the first server, `a`, and drain it
+        try eventuallyShowing("a is drained") {
             try StatsClient.ask(stand.socket, "show stat").split(separator: "\n").contains { $0.hasPrefix("be,a,") && $0.contains(",DRAIN,") }
         }
-        try eventually("top says so") { screen().contains("set server be/a state drain: done") }
-        try keys("j")  // `b`
-        try keys("m")
-        try eventually("b is in maintenance") { stand.proxy.balancer.backend(named: "be")?.server(named: "b")?.admin == .maintenance }
+        try eventuallyShowing("top says so") { screen().contains("set server be/a state drain: done") }
+        try keys("j", "m")  // `b`, to maintenance
+        try eventuallyShowing("b is in maintenance") { stand.proxy.balancer.backend(named: "be")?.server(named: "b")?.admin == .maintenance }
         try keys("q")
         try eventually("top has quit") { (try? Spawn.run(Self.tmux, ["-L", label, "has-session", "-t", "top"])) != 0 }
     }
