@@ -25,6 +25,7 @@ final class RawTerminal {
 
     /// A key already typed, or nil.
     func readKey() -> Character? {
+        if !typed.isEmpty { return Character(Unicode.Scalar(typed.removeFirst())) }
         var byte: UInt8 = 0
         return read(0, &byte, 1) == 1 ? Character(Unicode.Scalar(byte)) : nil
     }
@@ -44,8 +45,8 @@ final class RawTerminal {
             guard n > 0 else { return n == 0 ? "q" : nil }
             typed = buffer[..<n]
         }
-        if typed.count >= 3 && typed.first == 0x1B && typed.dropFirst().first == 0x5B {
-            let code = typed.dropFirst(2).first
+        if typed.count >= 3 && typed.starts(with: [0x1B, 0x5B]) {  // ESC [ A|B|…
+            let code = typed[typed.startIndex + 2]
             typed = typed.dropFirst(3)
             return code == 0x41 ? "up" : code == 0x42 ? "down" : nil
         }

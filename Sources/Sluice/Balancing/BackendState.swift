@@ -148,12 +148,6 @@ public final class BackendState: Sendable {
         if queuedCount.load(ordering: .relaxed) > 0 { dispatch() }
     }
 
-    /// A usable server for a new session, not in `avoiding` (a bit per `ServerState.ordinal`
-    /// modulo 64, for servers a session already failed to reach), or nil when none is. By the
-    /// backend's algorithm: the next in round-robin order, the least loaded, the first with a free
-    /// slot, or the one the client's address hashes to (`hash`). Servers at their `maxconn` are
-    /// skipped, except by `source`, whose client then waits for its own server.
-    /// Public to the micro-benchmarks only (`bench/Benchmarks`).
     /// Where a session goes after a failed connect to `server`, following HAProxy: with
     /// `option redispatch`, elsewhere at once when more than one primary is usable (round-robin),
     /// on the last retry, or when the server is no longer usable; and a checked server that has not
@@ -165,6 +159,12 @@ public final class BackendState: Sendable {
         return pick(avoiding: tried)
     }
 
+    /// A usable server for a new session, not in `avoiding` (a bit per `ServerState.ordinal`
+    /// modulo 64, for servers a session already failed to reach), or nil when none is. By the
+    /// backend's algorithm: the next in round-robin order, the least loaded, the first with a free
+    /// slot, or the one the client's address hashes to (`hash`). Servers at their `maxconn` are
+    /// skipped, except by `source`, whose client then waits for its own server.
+    /// Public to the micro-benchmarks only (`bench/Benchmarks`).
     @_spi(Benchmarks) public func pick(avoiding: UInt64 = 0, hash: UInt32 = 0) -> ServerState? {
         let published = current
         let bound = BoundedLoad(published)

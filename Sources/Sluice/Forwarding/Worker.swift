@@ -26,7 +26,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     private let commands = Mutex<[WorkerCommand]>([])
     @exclusivity(unchecked) private var draining = false
     @exclusivity(unchecked) private var resumeTimerArmed = false
-    /// Listeners whose backlog was not emptied in one go (fairness); accepted from next turn.
+    /// Listeners that accepted `tune.maxaccept` connections and may have more waiting: each accepts
+    /// again at the end of the turn, after the sessions' events, and every turn after until its
+    /// backlog is empty. No listener is in it twice.
     @exclusivity(unchecked) private var pendingAccepts: [Int] = []
     /// Sessions that used their read budget with bytes possibly left (token of the session).
     @exclusivity(unchecked) private var pendingSessions: [UInt64] = []
