@@ -187,6 +187,8 @@ int CShims_uring_submit_and_wait(struct io_uring *ring, int timeout_ms) {
     return r < 0 ? r : 0;
 }
 
+unsigned CShims_uring_cq_ready(struct io_uring *ring) { return io_uring_cq_ready(ring); }
+
 unsigned CShims_uring_reap(struct io_uring *ring, uint64_t *data, int32_t *result, uint32_t *flags, unsigned max) {
     struct io_uring_cqe *cqes[256];
     if (max > 256) max = 256;

@@ -110,6 +110,8 @@ int CShims_uring_poll_remove(struct io_uring *ring, uint64_t target, uint64_t da
 int CShims_uring_submit_and_wait(struct io_uring *ring, int timeout_ms);
 /// Copies up to `max` completions out and marks them seen; returns how many.
 unsigned CShims_uring_reap(struct io_uring *ring, uint64_t *data, int32_t *result, uint32_t *flags, unsigned max);
+/// Completions posted and not yet reaped.
+unsigned CShims_uring_cq_ready(struct io_uring *ring);
 
 #endif // __linux__
 #endif // CSHIMS_H

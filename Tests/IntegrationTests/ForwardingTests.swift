@@ -87,6 +87,19 @@ extension Loopback {
         #expect(accepted == 1000)
     }
 
+    /// `tune.maxpollevents 1`: a reactor takes one event per loop turn and leaves the rest queued in
+    /// the kernel (epoll's ready list, the io_uring's completion queue) for the turns after; none
+    /// may be lost or wait for a new one to arrive.
+    @Test(arguments: IOEngine.allCases)
+    func oneEventPerTurnLosesNone(engine: IOEngine) throws {
+        guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
+        let (result, accepted) = try Self.echoSwarm(engine: engine, global: "  tune.maxpollevents 1", connections: 300,
+                                                    payload: { 1000 + ($0 * 7919) % 60_000 })
+        #expect(result.failed == [])
+        #expect(result.completed == 300)
+        #expect(accepted == 300)
+    }
+
     @Test(arguments: IOEngine.allCases)
     func sameWorkloadWithoutSpliceUsesCopyBuffers(engine: IOEngine) throws {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel

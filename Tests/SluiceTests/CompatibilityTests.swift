@@ -231,6 +231,24 @@ struct CompatibilityTests {
             == ["t.cfg:2: error: [global] 'tune.maxaccept': tune.maxaccept 'many' is not a whole number"])
     }
 
+    @Test func tuneMaxpolleventsIsReadAsHAProxyReadsIt() throws {
+        func parsed(_ lines: String) throws -> (Global, [String]) {
+            let p = try Configuration.parse("global\n" + lines + ParserTests.valid, file: "t.cfg")
+            return (p.configuration.global, p.warnings.filter { $0.keyword == "tune.maxpollevents" }.map(\.description))
+        }
+        #expect(ProcessState(try parsed("").0).pollEvents == 256)
+        #expect(ProcessState(try parsed("  tune.maxpollevents 16\n").0).pollEvents == 16)
+        #expect(ProcessState(try parsed("  tune.maxpollevents -3\n").0).pollEvents == 256)  // HAProxy: <= 0 is the default
+        let (twice, warnings) = try parsed("  tune.maxpollevents 8\n  tune.maxpollevents 2\n")
+        #expect(twice.maxPollEvents == 8)
+        #expect(warnings == ["t.cfg:3: warning: [global] 'tune.maxpollevents': already specified; the first value (8) stays, as in HAProxy"])
+        #expect(try parsed("  tune.maxpollevents 0\n  tune.maxpollevents 2\n").0.maxPollEvents == 2)
+        #expect(CompatibilityTests.errors("global\n  tune.maxpollevents 2000000\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'tune.maxpollevents': 2000000 events per poll is above 1000000"])
+        #expect(CompatibilityTests.errors("global\n  tune.maxpollevents lots\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'tune.maxpollevents': tune.maxpollevents 'lots' is not a whole number"])
+    }
+
     @Test func aListenWithDefaultBackendSendsItsConnectionsThere() throws {
         let c = try Configuration.parse("listen l 127.0.0.1:80\n  default_backend be\n  server own 10.0.0.9:80\n" + ParserTests.valid).configuration
         #expect(c.frontends.first { $0.name == "l" }?.defaultBackend == "be")

@@ -19,7 +19,6 @@ enum GlobalKeywords {
         "noreuseport": "Sluice needs SO_REUSEPORT for one listener per thread and reloads in-process",
         "nbproc": "Sluice runs as one process (HAProxy removed 'nbproc' in 2.5); use 'nbthread' for more cores",
         "tune.chksize": "removed from HAProxy; checks read up to 16 KiB of reply",
-        "tune.maxpollevents": "Sluice's reactors size their event batches themselves",
         "numa-cpu-mapping": "use 'cpu-map' to place reactor threads",
         "quiet": "Sluice prints nothing at start unless something is wrong; use 'sluice -q' to hide notices",
         "localpeer": "Sluice has no peers (stick-table synchronisation)",
@@ -101,6 +100,19 @@ extension Parser {
                 return error(location, keyword: keyword, "expects -1 or an integer from 0 to INT_MAX (2147483647)")
             }
             global.maxAccept = n
+        case "tune.maxpollevents":
+            guard expect(words, count: 2, location, usage: "tune.maxpollevents <number>") else { return }
+            if let first = global.maxPollEvents, first != 0 {
+                // HAProxy 2.6 keeps the first value, with the same words.
+                return warning(location, keyword: keyword, "already specified; the first value (\(first)) stays, as in HAProxy")
+            }
+            guard let n = Int(words[1]) else {
+                return error(location, keyword: keyword, "tune.maxpollevents '\(words[1])' is not a whole number")
+            }
+            guard n <= ProcessState.maxPollEventsLimit else {
+                return error(location, keyword: keyword, "\(n) events per poll is above \(ProcessState.maxPollEventsLimit)")
+            }
+            global.maxPollEvents = n
         case "nosplice":
             guard expect(words, count: 1, location, usage: "nosplice") else { return }
             global.noSplice = true

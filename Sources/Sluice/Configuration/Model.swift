@@ -55,6 +55,10 @@ public struct Global: Hashable, Sendable {
     /// second as 4 within the noise, and 2–13 % more than 64, measured side by side: see the README);
     /// negative: no limit, as HAProxy.
     public var maxAccept: Int?
+    /// `tune.maxpollevents`: events a reactor takes from the kernel per loop turn, at most (one
+    /// `epoll_wait`, or completions reaped from the io_uring); more stay queued for the next turn,
+    /// after timers and deferred work. Nil, 0 or negative: 256 (HAProxy 2.6's default is 200).
+    public var maxPollEvents: Int?
     /// `nosplice`: forward through user-space buffers instead of pipes.
     public var noSplice: Bool = false
     /// `busy-polling`: the reactors never sleep; each wait for events polls with a zero timeout,

@@ -49,8 +49,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         self.logger = logger
         self.logs = logs
         switch engine {
-        case .epoll: self.reactor = try EpollReactor(busyPolling: process.busyPolling)
-        case .ioUring: self.reactor = try URingReactor(busyPolling: process.busyPolling)
+        case .epoll: self.reactor = try EpollReactor(maxEvents: process.pollEvents, busyPolling: process.busyPolling)
+        case .ioUring: self.reactor = try URingReactor(maxEvents: process.pollEvents, busyPolling: process.busyPolling)
         }
         self.pool = PipePool(size: process.pipeSize, keep: 64, process: process)
         self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: process.bufferSize, alignment: 64)

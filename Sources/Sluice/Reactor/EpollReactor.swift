@@ -13,14 +13,17 @@ final class EpollReactor: Reactor {
     private let epoll: Descriptor
     private let core: ReactorCore
     private let events: UnsafeMutableRawPointer
-    private let maxEvents = 256
+    /// Events taken per `epoll_wait` (`tune.maxpollevents`).
+    private let maxEvents: Int
     /// Token reserved for the eventfd; the handler never sees it.
     static let wakeupToken: UInt64 = .max
 
     /// The loop's clock, refreshed once per turn.
     @exclusivity(unchecked) private(set) var now: Int64 = monotonicMilliseconds()
 
-    init(busyPolling: Bool = false) throws(SystemError) {
+    init(maxEvents: Int = ProcessState.defaultPollEvents, busyPolling: Bool = false) throws(SystemError) {
+        precondition(maxEvents > 0, "tune.maxpollevents must be positive")
+        self.maxEvents = maxEvents
         epoll = Descriptor(taking: try syscallBlocking("epoll_create1") { CShims_epoll_create() })
         core = try ReactorCore(busyPolling: busyPolling)
         events = UnsafeMutableRawPointer.allocate(byteCount: CShims_epoll_event_size() * maxEvents, alignment: 16)

@@ -22,7 +22,10 @@ final class URingReactor: Reactor {
     /// reused by the next accept, would carry the dead session's poll, and the kernel would keep
     /// that new socket open after its own session closed it (the poll holds a file reference).
     @exclusivity(unchecked) private var unsubmitted: Set<UInt64> = []
+    /// Completions copied out of the ring at once.
     private let batch = 256
+    /// Completions handled per loop turn (`tune.maxpollevents`); the rest wait for the next turn.
+    private let maxEvents: Int
     private let data: UnsafeMutablePointer<UInt64>
     private let results: UnsafeMutablePointer<Int32>
     private let flags: UnsafeMutablePointer<UInt32>
@@ -44,7 +47,9 @@ final class URingReactor: Reactor {
     /// Whether this kernel lets the process create an io_uring (it may be disabled by sysctl or seccomp).
     static var isAvailable: Bool { CShims_uring_probe() == 1 }
 
-    init(entries: UInt32 = 4096, busyPolling: Bool = false) throws(SystemError) {
+    init(entries: UInt32 = 4096, maxEvents: Int = ProcessState.defaultPollEvents, busyPolling: Bool = false) throws(SystemError) {
+        precondition(maxEvents > 0, "tune.maxpollevents must be positive")
+        self.maxEvents = maxEvents
         var error: CInt = 0
         var used: CInt = 0
         guard let ring = CShims_uring_create(entries, &error, &used) else {
@@ -116,9 +121,12 @@ final class URingReactor: Reactor {
             precondition(r == 0 || r == -ETIME || r == -EINTR || r == -EAGAIN || r == -EBUSY,
                          "io_uring wait: \(SystemError(code: -r, call: "io_uring_enter"))")
             now = monotonicMilliseconds()
-            while true {
-                let n = Int(CShims_uring_reap(ring, data, results, flags, UInt32(batch)))
+            var taken = 0
+            while taken < maxEvents {
+                let asked = min(batch, maxEvents - taken)
+                let n = Int(CShims_uring_reap(ring, data, results, flags, UInt32(asked)))
                 if n == 0 { break }
+                taken += n
                 for i in 0..<n {
                     let token = data[i]
                     let result = results[i]
@@ -145,10 +153,11 @@ final class URingReactor: Reactor {
                         handler.handleEvent(token: token, events: UInt32(bitPattern: result))
                     }
                 }
-                if n < batch { break }
+                if n < asked { break }
             }
             core.fireTimers(now: now, handler)
             moreWork = handler.endOfTurn()
+            if taken == maxEvents && CShims_uring_cq_ready(ring) > 0 { moreWork = true }  // the rest, next turn
         }
         finishRemovals()
     }
