@@ -406,7 +406,7 @@ public final class LoadBalancer: Sendable {
         }, fingerprint: { [weak self] in
             var states: [String: [String]] = [:]
             for backend in self?.backends ?? [] {
-                states[backend.name] = backend.servers.map { "\(backend.name) \($0.name) \($0.admin) \($0.operational) \($0.weight) \($0.checksEnabled.load(ordering: .relaxed)) \($0.address)" }
+                states[backend.name] = backend.servers.map { "\(backend.name) \($0.name) \($0.admin) \($0.operational) \($0.weight) \($0.checksEnabled.load(ordering: .relaxed)) \($0.address) \($0.checkPlan.map { "\($0.port ?? 0) \($0.fixedAddress?.ip ?? "-")" } ?? "")" }
             }
             return states
         }, report: { [logger] in logger.warning("\($0)") }) {

@@ -221,6 +221,67 @@ extension Loopback {
         }
     }
 
+    /// `set server … check-port` and `check-addr`: HAProxy's answers word for word (its checks in its
+    /// order), `show servers state`'s srv_check_port and srv_check_addr as HAProxy prints them, and
+    /// the checks really move: a check port with nothing behind it takes the server DOWN while its
+    /// traffic port is alive, and `check-port 0` gives the checks back the server's port.
+    @Test func checkPortAndAddressMoveTheChecksAndAnswerAsHAProxy() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.echo)
+        let checkTarget = try TestServer(.echo)
+        defer { server.stop(); checkTarget.stop() }
+        func config(_ port: Int, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              default_backend be
+            backend be
+              server s1 127.0.0.1:\(server.port) check inter 100ms rise 1 fall 1
+              server s2 127.0.0.1:\(server.port)
+
+            """
+        }
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let sockets = [Self.socketPath(), Self.socketPath()]
+        let proxy = try RunningProxy(config(ports[0], sockets[0]))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[1], sockets[1]), port: ports[1])
+        defer { haproxy.stop() }
+        /// srv_check_port and srv_check_addr of each server line.
+        func checkFields(_ socket: String) throws -> [String] {
+            try StatsClient.ask(socket, "show servers state be").split(separator: "\n").dropFirst(2).map {
+                $0.split(separator: " ")[21...22].joined(separator: " ")
+            }
+        }
+        #expect(try checkFields(sockets[0]) == ["0 -", "0 -"])
+        let closed = try Net.closedPort()
+        for command in ["set server be/s1 check-port", "set server be/s1 check-addr", "set server be/s1 check-port abc",
+                        "set server be/s1 check-port 70000", "set server be/s1 check-port -1", "set server be/s2 check-port 80",
+                        "set server be/s1 check-addr bogus", "set server be/s1 check-addr localhost", "set server be/s1 check-addr 127.0.0.1 port x",
+                        "set server be/s1 check-addr 127.0.0.1", "set server be/s1 check-port \(closed)"] {
+            #expect(try StatsClient.ask(sockets[0], command) == (try StatsClient.ask(sockets[1], command)), "\(command)")
+        }
+        #expect(try checkFields(sockets[0]) == ["\(closed) 127.0.0.1", "0 -"])
+        #expect(try checkFields(sockets[0]) == (try checkFields(sockets[1])))
+        let s1 = try #require(proxy.balancer.backend(named: "be")?.servers.first)
+        try eventually("s1 is DOWN: its checks go to a closed port") { s1.operational == .stopped }
+        let before = checkTarget.accepted.load(ordering: .relaxed)
+        _ = try StatsClient.ask(sockets[0], "set server be/s1 check-addr 127.0.0.1 port \(checkTarget.port)")
+        try eventually("s1 is UP: checked on the new port") { s1.operational == .running }
+        #expect(checkTarget.accepted.load(ordering: .relaxed) > before)
+        _ = try StatsClient.ask(sockets[0], "set server be/s1 check-port \(closed)")
+        try eventually("s1 is DOWN again") { s1.operational == .stopped }
+        #expect(try StatsClient.ask(sockets[0], "set server be/s1 check-port 0") == "\n")
+        try eventually("s1 is UP: 'check-port 0' checks the server's own port again") { s1.operational == .running }
+        #expect(try checkFields(sockets[0]) == ["0 127.0.0.1", "0 -"])
+        // Once health checks are disabled, HAProxy refuses to move them.
+        _ = try StatsClient.ask(sockets[0], "disable health be/s1")
+        _ = try StatsClient.ask(sockets[1], "disable health be/s1")
+        #expect(try StatsClient.ask(sockets[0], "set server be/s1 check-port 9") == (try StatsClient.ask(sockets[1], "set server be/s1 check-port 9")))
+        // Sluice refuses words HAProxy would ignore after the address.
+        #expect(try StatsClient.ask(sockets[0], "set server be/s2 check-addr 127.0.0.1 prt 3") == "'set server <srv> check-addr' expects <addr> [port <port>].\n\n")
+    }
+
     @Test func showStatUsesHAProxysExactHeaderAndOneRowPerFrontendServerAndBackend() throws {
         let s = try Setup()
         defer { s.stop() }

@@ -66,6 +66,47 @@ extension Loopback {
         #expect(servers.map { $0.accepted.load(ordering: .relaxed) } == [0, 0, 3])
     }
 
+    /// Where checks go (`set server … check-port|check-addr`) is saved in HAProxy's srv_check_port
+    /// and srv_check_addr, and restored at start as HAProxy restores it; a check port and address
+    /// equal to the server's own (what earlier Sluice versions wrote) follow the server instead.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs HAProxy"))
+    func checkPortAndAddressSavedByHAProxyApplyAtStart() throws {
+        let servers = try (0..<3).map { _ in try TestServer(.identify("x")) }
+        defer { for s in servers { s.stop() } }
+        let stateFile = Self.temporaryPath("state")
+        let socket = Self.temporaryPath("haproxy.sock")
+        defer { unlink(stateFile); unlink(socket) }
+        let port = try Net.closedPort()
+        let checked = " check inter 1h"
+        let haproxy = try HAProxyProcess(config: Self.config(stateFile: stateFile, port: port, servers: servers.map(\.port),
+                                                             extraGlobal: "  stats socket \(socket) level admin", check: checked), port: port)
+        defer { haproxy.stop() }
+        for command in ["set server be/s1 check-port \(servers[2].port)", "set server be/s2 check-addr 127.0.0.2 port 81"] {
+            #expect(try StatsClient.ask(socket, command) == "\n")
+        }
+        let saved = try StatsClient.ask(socket, "show servers state")
+        try saved.write(toFile: stateFile, atomically: true, encoding: .utf8)
+        haproxy.stop()
+
+        let proxy = try RunningProxy(Self.config(stateFile: stateFile, port: 0, servers: servers.map(\.port), check: checked))
+        defer { proxy.stop() }
+        #expect(proxy.balancer.startupNotices.isEmpty, "\(proxy.balancer.startupNotices)")
+        let plans = try #require(proxy.balancer.backend(named: "be")).servers.map { $0.checkPlan }
+        #expect(plans.map { $0?.port } == [servers[2].port, 81, nil])
+        #expect(plans.map { $0?.fixedAddress?.ip } == [nil, "127.0.0.2", nil])
+        func checkFields(_ text: String) -> [String] {
+            text.split(separator: "\n").dropFirst(2).map { $0.split(separator: " ")[21...22].joined(separator: " ") }
+        }
+        #expect(checkFields(proxy.balancer.runtimeReply("show servers state")) == checkFields(saved))
+
+        // A line as earlier Sluice versions wrote it: the check port and address are the server's.
+        let old = "1\n# header\n1 be 1 s1 10.0.0.5 2 0 10 10 7 6 3 4 6 0 0 0 - 8080 - 0 8080 10.0.0.5 - 0\n"
+        let entry = try #require(ServerStateFile.parse(old, path: "old").entries.first)
+        #expect(entry.checkPort == nil && entry.checkAddress == nil)
+        let bad = "1\n1 be 1 s1 10.0.0.5 2 0 10 10 7 6 3 4 6 0 0 0 - 8080 - 0 99999 nowhere - 0\n"
+        #expect(ServerStateFile.parse(bad, path: "bad").problems == ["bad:2: the check port '99999' or address 'nowhere' is not valid"])
+    }
+
     /// Sluice's own `show servers state` round-trips, a checked server that was DOWN starts DOWN
     /// (no session reaches it before a check says otherwise), and what does not fit is named and
     /// skipped.

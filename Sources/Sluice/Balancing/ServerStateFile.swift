@@ -22,6 +22,10 @@ enum ServerStateFile {
         var secondsSinceChange: Int64
         var checkHealth: Int
         var checkState: Int
+        /// `srv_check_port` and `srv_check_addr` when set (`set server … check-port|check-addr`, or
+        /// `port`/`addr` on the server line); nil for "0" and "-", or a file without them.
+        var checkPort: Int? = nil
+        var checkAddress: SocketAddress? = nil
     }
 
     /// `srv_admin_state` bits (HAProxy's SRV_ADMF_*).
@@ -62,8 +66,20 @@ enum ServerStateFile {
                 problems.append("\(path):\(index + 1): a value is out of range (op state '\(f[5])', admin state '\(f[6])', weights '\(f[7])'/'\(f[8])')")
                 continue
             }
+            // srv_check_port and srv_check_addr: fields 22 and 23, when the file has them. Ones equal
+            // to the server's own port and address (fields 19 and 5) follow the server: earlier Sluice
+            // versions wrote where checks went rather than what was set, and pinning those would keep
+            // checks on an address that DNS or a reload later moves the server away from.
+            let checkPort = f.count > 21 ? Int(f[21]) : 0
+            let checkAddress = f.count > 22 && f[22] != "-" ? SocketAddress(ip: f[22], port: 0) : nil
+            guard let checkPort, (0...65535).contains(checkPort), f.count <= 22 || f[22] == "-" || checkAddress != nil else {
+                problems.append("\(path):\(index + 1): the check port '\(f[21])' or address '\(f.count > 22 ? f[22] : "-")' is not valid")
+                continue
+            }
             entries.append(Entry(backend: f[1], server: f[3], address: f[4], operational: op, admin: admin, userWeight: userWeight, configuredWeight: configuredWeight,
-                                 secondsSinceChange: since, checkHealth: health, checkState: checkState))
+                                 secondsSinceChange: since, checkHealth: health, checkState: checkState,
+                                 checkPort: checkPort == 0 || (f.count > 18 && f[18] == f[21]) ? nil : checkPort,
+                                 checkAddress: checkAddress.flatMap { f[22] == f[4] ? nil : $0 }))
         }
         if !sawVersion && problems.isEmpty { problems.append("\(path): empty (no version line)") }
         return (entries, problems)
@@ -126,13 +142,16 @@ enum ServerStateFile {
                     notices.append("server-state file '\(path)': no server '\(entry.server)' in backend '\(backend.name)'; its state is skipped")
                     continue
                 }
-                apply(entry, to: server, configured: configured, in: state, now: now)
+                if let notice = apply(entry, to: server, configured: configured, in: state, now: now) {
+                    notices.append("server-state file '\(path)': \(backend.name)/\(entry.server): \(notice)")
+                }
             }
         }
         return notices
     }
 
-    private static func apply(_ e: Entry, to server: ServerState, configured: Server, in backend: BackendState, now: Int64) {
+    /// Returns what could not be applied, if anything.
+    private static func apply(_ e: Entry, to server: ServerState, configured: Server, in backend: BackendState, now: Int64) -> String? {
         // Health: only a checked server has one to restore (one without checks is UP whenever it is
         // not in maintenance, before and after).
         if let plan = server.checkPlan {
@@ -167,6 +186,15 @@ enum ServerStateFile {
         // The weight set at run time, unless the configured weight changed meanwhile.
         if e.configuredWeight == configured.weight { backend.setWeight(e.userWeight, of: server) }
         server.lastChange.store(now - e.secondsSinceChange * 1000, ordering: .relaxed)
+        // Where checks go, as HAProxy: the saved check port and address, on a checked server.
+        if e.checkPort != nil || e.checkAddress != nil {
+            guard server.checkPlan != nil else { return "health checks are not enabled on this server; its check port and address are not restored" }
+            server.checkPlanStorage.withLock { plan in
+                if let address = e.checkAddress { plan?.fixedAddress = address }
+                if let port = e.checkPort { plan?.port = port }
+            }
+        }
+        return nil
     }
 }
 

@@ -1,10 +1,12 @@
 /// Where and how often one server is checked, resolved from its configuration.
 struct CheckPlan: Sendable {
-    /// `addr`: checks go there instead of the server's address. Nil: they follow the server's
-    /// address, which `set server addr` and DNS answers may change.
-    let fixedAddress: SocketAddress?
-    /// `port` (or a leading `tcp-check connect port`): checks go to this port. Nil: the server's.
-    let port: Int?
+    /// `addr` (or `set server … check-addr`): checks go there instead of the server's address.
+    /// Nil: they follow the server's address, which `set server addr` and DNS answers may change.
+    var fixedAddress: SocketAddress?
+    /// `port` (or `set server … check-port`): checks go to this port. Nil: the server's.
+    var port: Int?
+    /// A leading `tcp-check connect port`: it wins over `port`, as in HAProxy.
+    let rulePort: Int?
     let rise: Int
     let fall: Int
     let intervalMs: Int64
@@ -20,10 +22,11 @@ struct CheckPlan: Sendable {
                 throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve check addr \(host): \(error)")
             }
         }
-        var port = check.port
-        if case .tcp(let rules) = backend.healthCheck, case .connect(let p?)? = rules.first { port = p }
+        var rulePort: Int?
+        if case .tcp(let rules) = backend.healthCheck, case .connect(let p?)? = rules.first { rulePort = p }
         fixedAddress = fixed
-        self.port = port
+        port = check.port
+        self.rulePort = rulePort
         rise = check.rise
         fall = check.fall
         intervalMs = check.interval.milliseconds
@@ -33,8 +36,7 @@ struct CheckPlan: Sendable {
 
     /// Where the check connects when the server is at `serverAddress`.
     func address(serverAddress: SocketAddress) -> SocketAddress {
-        let base = fixedAddress ?? serverAddress
-        return port.map { base.with(port: $0) } ?? base
+        (fixedAddress ?? serverAddress).with(port: rulePort ?? port ?? serverAddress.port)
     }
 
     /// HAProxy's choice of interval: `downinter` while down, `fastinter` during a transition.

@@ -262,7 +262,8 @@ final class CheckRunner {
         let fd: CInt
         let done: Bool
         do {
-            (fd, done) = try Socket.connect(to: targets[t].plan.address(serverAddress: server.address))
+            // The server's plan as it is now: `set server … check-addr|check-port` changes it.
+            (fd, done) = try Socket.connect(to: (server.checkPlan ?? targets[t].plan).address(serverAddress: server.address))
         } catch {
             finish(t, CheckResult(status: .layer4Connection, info: error.reason))
             return

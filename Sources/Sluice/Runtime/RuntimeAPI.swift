@@ -136,6 +136,26 @@ struct RuntimeAPI: Sendable {
             }
             return .reply(report.joined(separator: ", ") + " by '\(Self.byRuntimeAPI)'\n")
         case .setFQDN(let name): return .reply(balancer.setFQDN(name, of: server, in: backend))
+        case .setCheckTarget(let address, let port):
+            // HAProxy 2.6's `srv_update_check_addr_port`, its checks in its order and its words (which
+            // carry no newline of their own: the answer ends with the one that ends every answer).
+            guard server.checkPlan != nil, server.checksEnabled.load(ordering: .relaxed) else {
+                return .reply("health checks are not enabled on this server")
+            }
+            let ip = address.flatMap { SocketAddress(ip: $0, port: 0) }
+            if let address, ip == nil { return .reply("invalid addr '\(address)'") }
+            var newPort: Int?
+            if let port {
+                guard let p = Int(port) else { return .reply("provided port is not an integer") }
+                guard (0...65535).contains(p) else { return .reply("provided port is invalid") }
+                // A server without a port of its own (the client's destination port) needs one to check.
+                if p == 0 && server.address.port == 0 { return .reply("can't unset 'port' since MAPPORTS is in use") }
+                newPort = p
+            }
+            server.checkPlanStorage.withLock { plan in
+                if let ip { plan?.fixedAddress = ip }
+                if let newPort { plan?.port = newPort == 0 ? nil : newPort }
+            }
         case .setHealthChecks(let enabled):
             guard server.checkPlan != nil else {
                 // HAProxy's words; disabling what is not there is no error.
@@ -203,7 +223,7 @@ struct RuntimeAPI: Sendable {
                     "\(server.operational.rawValue)", "\(admin)", "\(server.weight)", "\(server.configuredWeight)",
                     "\((now - server.lastChange.load(ordering: .relaxed)) / 1000)", "\(checkStatus)", "\(result)",
                     "\(server.health.load(ordering: .relaxed))", "\(checkState)", "0", "0", "0", fqdn, "\(server.address.port)",
-                    srvRecord ?? "-", "0", "\(plan.map { $0.address(serverAddress: server.address).port } ?? 0)", plan.map { $0.address(serverAddress: server.address).ip } ?? "-", "-", "0",
+                    srvRecord ?? "-", "0", "\(plan?.port ?? 0)", plan?.fixedAddress?.ip ?? "-", "-", "0",
                 ].joined(separator: " "))
             }
         }

@@ -54,6 +54,9 @@ enum RuntimeCommand: Sendable {
         /// `set server … addr <ip> [port <p>]`: `ip` is a valid address; nil port keeps the server's.
         case setAddress(ip: String, port: Int?)
         case setFQDN(String)
+        /// `set server … check-addr <ip> [port <p>]` / `check-port <p>`: the words as given, checked
+        /// against the server in HAProxy's order (checks enabled, then the address, then the port).
+        case setCheckTarget(address: String?, port: String?)
         case setHealthChecks(enabled: Bool)
         case shutdownSessions
         case waitDrained(timeoutMs: Int64, shutdownAfter: Bool)
@@ -130,7 +133,7 @@ enum RuntimeCommand: Sendable {
         ("get weight", .user, "get weight <bk>/<srv>                   : report a server's current weight"),
         ("wait-drained", .operator, "wait-drained <bk>/<srv> [timeout <t>] [shutdown-after] : wait until a server has no session (Sluice extension)"),
         ("set weight", .admin, "set weight <bk>/<srv> (<w>|<w>%)        : change a server's weight (deprecated)"),
-        ("set server", .admin, "set server <bk>/<srv> state|weight|addr|health : change a server's state, weight or address"),
+        ("set server", .admin, "set server <bk>/<srv> state|weight|addr|health|fqdn|check-addr|check-port : change a server's state, weight, address or check target"),
         ("add server", .admin, "add server <bk>/<srv> <addr>[:<port>] [params] : create a new server (in maintenance)"),
         ("del server", .admin, "del server <bk>/<srv>                   : remove a server in maintenance without sessions"),
         ("disable server", .admin, "disable server <bk>/<srv>               : disable a server for maintenance (use 'set server' instead)"),
@@ -257,9 +260,13 @@ enum RuntimeCommand: Sendable {
         Weight.parse(text).map { .setWeight($0) }
     }
 
-    /// `set server <bk>/<srv> state|weight|addr|health|fqdn …`.
+    /// `set server <bk>/<srv> state|weight|addr|health|fqdn|check-addr|check-port …`.
     private static func serverChange(_ args: [String]) -> Result<ServerAction, Refusal> {
         let usage = Refusal("'set server <srv>' only supports 'agent', 'health', 'state', 'weight', 'addr', 'fqdn', 'check-addr' and 'check-port'.\n")
+        if args.count == 2 && args[1] == "check-port" { return .failure(Refusal("set server <b>/<s> check-port requires a port.\n")) }
+        if args.count == 2 && args[1] == "check-addr" {
+            return .failure(Refusal("set server <b>/<s> check-addr requires an address and optionally a port.\n"))
+        }
         guard args.count >= 3 else { return .failure(usage) }
         switch args[1] {
         case "state":
@@ -290,7 +297,15 @@ enum RuntimeCommand: Sendable {
         case "fqdn":
             guard args.count == 3 else { return .failure(Refusal("'set server <srv> fqdn' expects a FQDN.\n")) }
             return .success(.setFQDN(args[2]))
-        case "agent", "check-addr", "check-port", "ssl", "agent-addr", "agent-port", "agent-send":
+        case "check-port":
+            guard args.count == 3 else { return .failure(Refusal("'set server <srv> check-port' expects <port>.\n")) }
+            return .success(.setCheckTarget(address: nil, port: args[2]))
+        case "check-addr":
+            // HAProxy ignores words after the address that are not `port <p>`; Sluice refuses them.
+            if args.count == 5 && args[3] == "port" { return .success(.setCheckTarget(address: args[2], port: args[4])) }
+            guard args.count == 3 else { return .failure(Refusal("'set server <srv> check-addr' expects <addr> [port <port>].\n")) }
+            return .success(.setCheckTarget(address: args[2], port: nil))
+        case "agent", "ssl", "agent-addr", "agent-port", "agent-send":
             return .failure(Refusal("'set server <srv> \(args[1])' is not supported by Sluice.\n"))
         default:
             return .failure(usage)
