@@ -216,7 +216,8 @@ extension Loopback {
                         "set maxconn frontend nope 10", "add server be", "del server be", "add server nope/x 127.0.0.1:1", "del server be/nope",
                         "del server be/s1", "show servers state nope", "show table nope", "clear table nope",
                         "get weight be/s1;get weight be/s2", "set server be/s2 state drain;get weight be/s2", "show stat x 4 -1",
-                        "show stat domain dns"] {
+                        "show stat domain dns", "set maxconn frontend", "set maxconn frontend nope", "set maxconn frontend nope x",
+                        "set maxconn frontend fe", "set maxconn frontend fe -1", "set maxconn frontend fe 0"] {
             #expect(try StatsClient.ask(sockets[0], command) == (try StatsClient.ask(sockets[1], command)), "\(command)")
         }
     }

@@ -240,9 +240,13 @@ enum RuntimeCommand: Sendable {
         case "enable health": return .server(ServerPath(args.first), .success(.setHealthChecks(enabled: true)))
         case "shutdown sessions server": return .server(ServerPath(args.first), .success(.shutdownSessions))
         case "set maxconn frontend":
-            guard args.count == 2 else { return .reply("Frontend name expected.\n") }
-            guard let value = Int(args[1]), value >= 0 else { return .setMaxConnections(frontend: args[0], .failure(Refusal("Integer value expected.\n"))) }
-            return .setMaxConnections(frontend: args[0], .success(value))
+            // HAProxy 2.6's order and words: the name, the frontend, then the value. It reads the value
+            // with `atoi` (a word is 0) and ignores more words; Sluice refuses both.
+            guard let name = args.first else { return .reply("A frontend name is expected.\n") }
+            guard args.count <= 2 else { return .setMaxConnections(frontend: name, .failure(Refusal("'set maxconn frontend' expects <frontend> <value>.\n"))) }
+            guard args.count == 2, let value = Int(args[1]) else { return .setMaxConnections(frontend: name, .failure(Refusal("Integer value expected.\n"))) }
+            guard value >= 0 else { return .setMaxConnections(frontend: name, .failure(Refusal("Value out of range.\n"))) }
+            return .setMaxConnections(frontend: name, .success(value))
         case "wait-drained": return .server(ServerPath(args.first), waitDrained(args.dropFirst()))
         case "reload": return .reload
         default: preconditionFailure("runtime command '\(known.words)' has no parser")
