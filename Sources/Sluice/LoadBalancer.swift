@@ -271,8 +271,8 @@ public final class LoadBalancer: Sendable {
         }
         run.tables = tables
         for backend in configuration.backends {
-            run.backends[backend.name]?.setStickiness(backend.rules.flatMap { rules in
-                rules.stickRules.isEmpty ? nil : FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:], tables: tables)
+            run.backends[backend.name]?.setServerRules(backend.rules.flatMap { rules in
+                rules.stickRules.isEmpty && rules.serverRules.isEmpty ? nil : FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:], tables: tables)
             })
         }
         for frontend in configuration.frontends {

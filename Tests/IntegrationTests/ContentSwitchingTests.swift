@@ -133,6 +133,84 @@ extension Loopback {
         }
     }
 
+    /// HAProxy's `use-server` example: servers of weight 0, out of the rotation, reached by SNI; a
+    /// `%[…]` name; the rest load-balanced — the same choices as HAProxy 2.6 on the same file. A
+    /// server in maintenance is passed over, and a `%[…]` name that names no server ends the rules.
+    @Test func useServerRoutesByNameWithinOneBackendLikeHAProxy() throws {
+        let servers = try ["a", "b", "t", "default"].map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        func config(_ port: Int) -> String {
+            """
+            \(tcpDefaults(client: "10s", server: "10s"))
+            listen tls
+              bind 127.0.0.1:\(port)
+              tcp-request inspect-delay 2s
+              tcp-request content accept if { req.ssl_hello_type 1 }
+              use-server a if { req.ssl_sni -i a.example }
+              use-server b if { req.ssl_sni -m end .b.example }
+              use-server %[req.ssl_sni,lower] if { req.ssl_sni -m found }
+              server a 127.0.0.1:\(servers[0].port) weight 0
+              server b 127.0.0.1:\(servers[1].port) weight 0
+              server tls13.example 127.0.0.1:\(servers[2].port) weight 0
+              server default 127.0.0.1:\(servers[3].port)
+
+            """
+        }
+        let h = Self.hellos
+        func routes(_ port: Int) throws -> [String] {
+            try ["curl-sni-h2", "curl-http1.1", "openssl-tls13", "curl-no-sni"].map { try Self.exchange(port, h.bytes($0)) }
+                + [try Self.exchange(port, Array("SSH-2.0-OpenSSH_9.2\r\n".utf8))]
+        }
+        let proxy = try RunningProxy(config(0))
+        defer { proxy.stop() }
+        // a.example, shop.b.example, tls13.example (by its own name), no SNI, no TLS.
+        let sluice = try routes(proxy.port)
+        #expect(sluice == ["a\n", "b\n", "t\n", "default\n", "default\n"])
+        if FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: config(port), port: port)
+            defer { haproxy.stop() }
+            #expect(try routes(port) == sluice, "HAProxy 2.6 routes differently")
+        }
+        // `a` in maintenance: its rule is passed over; the `%[…]` rule names `a.example`, no server,
+        // which ends the rules: the algorithm's server.
+        let backend = try #require(proxy.balancer.backend(named: "tls"))
+        backend.setAdmin(.maintenance, of: try #require(backend.server(named: "a")))
+        let reachedA = servers[0].accepted.load(ordering: .relaxed)
+        #expect(try Self.exchange(proxy.port, h.bytes("curl-sni-h2")) == "default\n")
+        #expect(servers[0].accepted.load(ordering: .relaxed) == reachedA)
+    }
+
+    /// A `use-server` target at its `maxconn` keeps its sessions: they wait in its own queue and
+    /// are served when it frees a slot, never sent to the other servers.
+    @Test func useServerWaitsForItsServerAtMaxconn() throws {
+        let echo = try TestServer(.echo)
+        let other = try TestServer(.identify("other"))
+        defer { echo.stop(); other.stop() }
+        let proxy = try RunningProxy("""
+            \(tcpDefaults(client: "10s", server: "10s"))
+            listen l
+              bind 127.0.0.1:0
+              timeout queue 10s
+              use-server e if { src 127.0.0.1 }
+              server e 127.0.0.1:\(echo.port) weight 0 maxconn 1
+              server other 127.0.0.1:\(other.port)
+
+            """)
+        defer { proxy.stop() }
+        let first = try Net.connect(proxy.port)
+        try Net.sendAll(first, Array("1".utf8))
+        #expect(try Net.read(first, count: 1) == Array("1".utf8))
+        let second = try Net.connect(proxy.port)
+        defer { close(second) }
+        try Net.sendAll(second, Array("2".utf8))
+        let server = try #require(proxy.balancer.backend(named: "l")?.server(named: "e"))
+        try eventually("the second session waits in e's queue") { server.queueMax.load(ordering: .relaxed) == 1 }
+        close(first)
+        #expect(try Net.read(second, count: 1) == Array("2".utf8))
+        #expect(other.accepted.load(ordering: .relaxed) == 0)
+    }
+
     /// End to end with real TLS: nginx terminates it behind Sluice, which only peeks at the hello.
     @Test func sniRoutesRealTLSClientsToNginx() throws {
         let certificate = try TLSCertificate()

@@ -249,6 +249,20 @@ struct CompatibilityTests {
             == ["t.cfg:2: error: [global] 'tune.maxpollevents': tune.maxpollevents 'lots' is not a whole number"])
     }
 
+    @Test func useServerNeedsAConditionAndAServerOfItsOwnProxy() throws {
+        let base = "listen l 127.0.0.1:80\n  server a 10.0.0.1:80 weight 0\n  server b 10.0.0.2:80\n"
+        let c = try Configuration.parse(base + "  use-server a if { src 10.0.0.0/8 }\n  use-server %[src] unless TRUE\n").configuration
+        #expect(c.backends.first { $0.name == "l" }?.rules?.serverRules.count == 2)
+        #expect(CompatibilityTests.errors(base + "  use-server a\n")
+            == ["t.cfg:4: error: [listen 'l'] 'use-server': requires either 'if' or 'unless' followed by a condition (as in HAProxy)"])
+        #expect(CompatibilityTests.errors(base + "  use-server nope if TRUE\n")
+            == ["t.cfg:4: error: [listen 'l'] 'use-server': no server named 'nope' in listen 'l'"])
+        #expect(CompatibilityTests.errors(base + "  use-server a b if TRUE\n")
+            == ["t.cfg:4: error: [listen 'l'] 'use-server': expected 'use-server <server> {if|unless} <condition>'"])
+        #expect(CompatibilityTests.errors("frontend f 127.0.0.1:81\n  use-server a if TRUE\n  default_backend l\n" + base).first?
+            .contains("'use-server': is not allowed in a 'frontend' section") == true)
+    }
+
     @Test func aListenWithDefaultBackendSendsItsConnectionsThere() throws {
         let c = try Configuration.parse("listen l 127.0.0.1:80\n  default_backend be\n  server own 10.0.0.9:80\n" + ParserTests.valid).configuration
         #expect(c.frontends.first { $0.name == "l" }?.defaultBackend == "be")

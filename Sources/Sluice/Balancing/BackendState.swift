@@ -153,9 +153,12 @@ public final class BackendState: Sendable {
     /// on the last retry, or when the server is no longer usable; and a checked server that has not
     /// been checked yet was never shown healthy (nothing asked to stick to it), so its failure goes
     /// elsewhere even without the option. Nil: retry the same server.
-    func redispatchTarget(after server: ServerState, redispatch: Bool, retriesLeft: Int, avoiding tried: UInt64) -> ServerState? {
+    /// A `direct` session (`use-server`) leaves its server only on the last retry or when the server
+    /// can no longer take it, as HAProxy's sessions assigned outright do.
+    func redispatchTarget(after server: ServerState, direct: Bool = false, redispatch: Bool, retriesLeft: Int, avoiding tried: UInt64) -> ServerState? {
         let neverChecked = server.isChecked && server.lastCheck.status == .initial
-        guard (redispatch && (usablePrimaries > 1 || retriesLeft == 0 || !server.isUsable)) || neverChecked else { return nil }
+        let leave = direct ? retriesLeft == 0 || !server.takesDirectSessions : usablePrimaries > 1 || retriesLeft == 0 || !server.isUsable
+        guard (redispatch && leave) || neverChecked else { return nil }
         return pick(avoiding: tried)
     }
 
@@ -297,9 +300,9 @@ public final class BackendState: Sendable {
         republish()
     }
 
-    /// A reload's `stick` rules (built once every backend and table exists).
-    func setStickiness(_ stickiness: FrontendRouting?) {
-        members.withLock { $0.settings.stickiness = stickiness }
+    /// A reload's `use-server` and `stick` rules (built once every backend and table exists).
+    func setServerRules(_ rules: FrontendRouting?) {
+        members.withLock { $0.settings.serverRules = rules }
     }
 
     /// A fresh ordinal for a server joining this backend.
@@ -342,8 +345,8 @@ struct BackendSettings: Sendable {
     var abortOnClose = false
     /// `option independent-streams`: only bytes from the server refresh `timeout server`.
     var independentStreams = false
-    /// `stick` rules: persistence through stick tables.
-    var stickiness: FrontendRouting?
+    /// `use-server` rules, and `stick` rules (persistence through stick tables).
+    var serverRules: FrontendRouting?
 
     /// Nothing allowed: a free session slot's placeholder.
     init() {}

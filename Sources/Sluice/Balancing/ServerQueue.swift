@@ -40,8 +40,27 @@ extension BackendState {
 
     /// Chooses a server for a session and claims a slot on it, or queues the session (HAProxy's
     /// assign_server_and_queue). `preferred` (a retry's server) is taken when it has a free slot.
-    func assign(preferring preferred: ServerState?, avoiding: UInt64, hash: UInt32, waker: any SessionWaker,
-                token: UInt64, now: Int64) -> Assignment {
+    /// `direct`: `preferred` is the session's by a `use-server` rule: taken whatever its weight,
+    /// and when it is full the session waits in its own queue (up to its `maxqueue`; beyond, it
+    /// goes to the algorithm with `redispatch`, else it is refused, as HAProxy).
+    func assign(preferring preferred: ServerState?, direct: Bool = false, redispatch: Bool = false, avoiding: UInt64, hash: UInt32,
+                waker: any SessionWaker, token: UInt64, now: Int64) -> Assignment {
+        if direct, let preferred, preferred.takesDirectSessions {
+            if preferred.claimSlot() { return .server(preferred) }
+            let ahead: Int? = queues.withLock { q in
+                let count = q.count(of: preferred)
+                guard count < preferred.maxQueueStorage.load(ordering: .relaxed) else { return nil }
+                q.servers[preferred.ordinal, default: []].append(QueuedSession(waker: waker, token: token, since: now))
+                preferred.queueMax.store(max(preferred.queueMax.load(ordering: .relaxed), count + 1), ordering: .relaxed)
+                queuedCount.wrappingAdd(1, ordering: .relaxed)
+                return count
+            }
+            if let ahead {
+                dispatch()  // a slot may have been freed meanwhile
+                return .queued(ahead: ahead, inServerQueue: true)
+            }
+            guard redispatch else { return .unavailable }
+        }
         if let preferred, preferred.isUsable, preferred.claimSlot() { return .server(preferred) }
         let chosen = pick(avoiding: avoiding, hash: hash) ?? (avoiding != 0 ? pick(hash: hash) : nil)
         if let chosen, chosen.claimSlot() { return .server(chosen) }
@@ -86,7 +105,9 @@ extension BackendState {
                 // backend queue's head with the server the algorithm picks.
                 var best: (since: Int64, server: ServerState, fromServerQueue: Bool)?
                 let candidates = freed.map { [$0] } ?? servers
-                for server in candidates where server.isUsable {
+                // A server's own queue holds sessions bound to it (by `balance source`, or by
+                // `use-server` whatever the server's weight).
+                for server in candidates where server.takesDirectSessions {
                     if let head = q.servers[server.ordinal]?.first, server.hasFreeSlot, best.map({ head.since < $0.since }) ?? true {
                         best = (head.since, server, true)
                     }

@@ -263,6 +263,10 @@ public final class ServerState: Sendable {
 
     /// Ready, healthy and with a weight: may receive new sessions.
     public var isUsable: Bool { admin == .ready && operational.acceptsTraffic && weight > 0 }
+    /// Whether `use-server` may send it a session: UP and ready, whatever its weight (HAProxy's way
+    /// to reach a server kept out of the rotation with weight 0). Unlike HAProxy, a draining server
+    /// takes none: drain means no new session in Sluice.
+    var takesDirectSessions: Bool { admin == .ready && operational.acceptsTraffic }
 
     /// Counts a session opened to this server (its slot was claimed with `claimSlot()`).
     @inline(__always)

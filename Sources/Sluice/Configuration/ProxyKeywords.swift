@@ -9,6 +9,7 @@ enum ProxyKeywords {
         "tcp-request": SectionKind.proxies,
         "stick-table": SectionKind.realProxies,
         "stick": [.backend, .listen],
+        "use-server": [.backend, .listen],
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
         "hash-type": SectionKind.backSide,
@@ -72,7 +73,6 @@ enum ProxyKeywords {
 
     /// Keywords HAProxy has in tcp mode that Sluice does not implement yet.
     static let notYet: [String: String] = [
-        "use-server": "choosing a server by rule is not supported yet",
         "tcp-response": "tcp-response rules are not supported yet",
         "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
         "source": "choosing the source address of server connections is not supported yet",
@@ -155,6 +155,7 @@ extension Parser {
         case "use_backend": useBackendKeyword(&proxy, words, location)
         case "stick-table": stickTableKeyword(&proxy, words, location)
         case "stick": stickKeyword(&proxy, words, location)
+        case "use-server": useServerKeyword(&proxy, words, location)
         case "default_backend":
             guard expect(words, count: 2, location, usage: "default_backend <backend>") else { return }
             proxy.defaultBackend = (words[1], location)

@@ -37,11 +37,14 @@ struct RoutingDraft {
     var sessionRules: [RuleDraft] = []
     var contentRules: [RuleDraft] = []
     var switching: [SwitchDraft] = []
+    /// `use-server` rules (the target is a server of this proxy).
+    var serverRules: [SwitchDraft] = []
     var inspectDelay: Duration?
     var stickTable: (StickTableSpec, SourceLocation)?
 
     var isEmpty: Bool {
         acls.isEmpty && connectionRules.isEmpty && sessionRules.isEmpty && contentRules.isEmpty && switching.isEmpty && stickRules.isEmpty
+            && serverRules.isEmpty
     }
 
     mutating func addACL(_ name: String, _ test: ACLTest) {
@@ -339,7 +342,7 @@ extension Parser {
         }
         var target = SwitchRule.Target.fixed(name)
         if name.contains("%[") {
-            guard let parts = formatParts(name, location) else { return }
+            guard let parts = formatParts(name, location, keyword: "use_backend") else { return }
             target = .format(parts)
         }
         var condition: RoutingDraft.ConditionDraft?
@@ -350,19 +353,41 @@ extension Parser {
         proxy.routing.switching.append(.init(target: target, condition: condition, location: location))
     }
 
+    // MARK: use-server
+
+    /// `use-server <server> {if|unless} <condition>`: HAProxy requires the condition.
+    mutating func useServerKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        let (nameWords, conditionWords) = splitCondition(words.dropFirst())
+        guard nameWords.count == 1, let name = nameWords.first else {
+            error(location, keyword: "use-server", "expected 'use-server <server> {if|unless} <condition>'")
+            return
+        }
+        guard let conditionWords else {
+            error(location, keyword: "use-server", "requires either 'if' or 'unless' followed by a condition (as in HAProxy)")
+            return
+        }
+        var target = SwitchRule.Target.fixed(name)
+        if name.contains("%[") {
+            guard let parts = formatParts(name, location, keyword: "use-server") else { return }
+            target = .format(parts)
+        }
+        guard let condition = self.condition(&proxy, conditionWords, location, keyword: "use-server") else { return }
+        proxy.routing.serverRules.append(.init(target: target, condition: condition, location: location))
+    }
+
     /// A log-format name: literal text and `%[sample]` parts.
-    private mutating func formatParts(_ text: String, _ location: SourceLocation) -> [SwitchRule.FormatPart]? {
+    private mutating func formatParts(_ text: String, _ location: SourceLocation, keyword: String) -> [SwitchRule.FormatPart]? {
         var parts: [SwitchRule.FormatPart] = []
         var rest = Substring(text)
         while let percent = rest.indices.first(where: { rest[$0] == "%" && rest.index(after: $0) < rest.endIndex && rest[rest.index(after: $0)] == "[" }) {
             let open = percent..<rest.index(percent, offsetBy: 2)
             if open.lowerBound > rest.startIndex { parts.append(.text(String(rest[..<open.lowerBound]))) }
             guard let close = rest[open.upperBound...].firstIndex(of: "]") else {
-                error(location, keyword: "use_backend", "'\(text)': '%[' without its ']'")
+                error(location, keyword: keyword, "'\(text)': '%[' without its ']'")
                 return nil
             }
             switch SampleExpression.parse(String(rest[open.upperBound..<close]), readFile: readFile) {
-            case .failure(let e): error(location, keyword: "use_backend", e.message); return nil
+            case .failure(let e): error(location, keyword: keyword, e.message); return nil
             case .success(let e): parts.append(.sample(e))
             }
             rest = rest[rest.index(after: close)...]
@@ -644,9 +669,20 @@ extension Parser {
             }
             stickRules.append(rule)
         }
+        var serverRules: [ServerRule] = []
+        for rule in draft.serverRules {
+            if case .fixed(let name) = rule.target, configuration.backend(named: proxy.name)?.servers.contains(where: { $0.name == name }) != true {
+                report(.error, proxy, rule.location, keyword: "use-server", "no server named '\(name)' in \(proxy.label)")
+            }
+            if case .format(let parts) = rule.target {
+                for case .sample(let e) in parts { checkFetch(e.fetch, rule.location, "use-server") }
+            }
+            serverRules.append(ServerRule(target: rule.target, condition: resolve(rule.condition, keyword: "use-server")))
+        }
         guard errorCount == errorsBefore else { return nil }
         let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, sessionRules: session, contentRules: content,
-                          inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, stickRules: stickRules, ownTable: ownTable)
+                          inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, stickRules: stickRules,
+                          serverRules: serverRules, ownTable: ownTable)
         // HAProxy's warnings for rules that read data no one waits for.
         if let first = draft.contentRules.first, draft.inspectDelay == nil, content.contains(where: { uses($0.condition, \.readsContent) }) {
             report(.warning, proxy, first.location, keyword: "tcp-request content",

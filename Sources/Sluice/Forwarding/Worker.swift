@@ -416,12 +416,22 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if settings.balance == .source || settings.balance == .hash {
             sessions[i].sourceHash = settings.sessionHash(sessions[i].context, client: sessions[i].client, now: reactor.now)
         }
-        guard let stickiness = settings.stickiness else { return connect(i, to: nil) }
-        // `stick match`: the server the client's entry names, when it can take the session.
-        let context = sessions[i].context ?? SessionContext(client: sessions[i].client, bindName: nil, routing: nil, now: reactor.now)
-        sessions[i].context = context
-        context.now = reactor.now
-        connect(i, to: stickiness.stickyServer(context, in: backend))
+        // The backend's rules, on the data the frontend inspected (`SessionContext.advance` leaves it
+        // in the scratch buffer for them): `use-server`, then `stick match`.
+        var target: ServerState?
+        if let rules = settings.serverRules {
+            let context = sessions[i].context ?? SessionContext(client: sessions[i].client, bindName: nil, routing: nil, now: reactor.now)
+            sessions[i].context = context
+            context.now = reactor.now
+            if let server = rules.directServer(context, in: backend) {
+                target = server
+                sessions[i].direct = true
+            } else {
+                target = rules.stickyServer(context, in: backend)
+            }
+        }
+        sessions[i].context?.content = UnsafeRawBufferPointer(start: nil, count: 0)
+        connect(i, to: target)
     }
 
     /// A session waiting for its PROXY header or for its content rules to decide.
@@ -470,8 +480,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if slotHeld, let target {
             server = target
         } else {
-            switch backend.assign(preferring: target, avoiding: sessions[i].triedServers, hash: sessions[i].sourceHash,
-                                  waker: self, token: token(.client, i), now: reactor.now) {
+            switch backend.assign(preferring: target, direct: sessions[i].direct, redispatch: sessions[i].policy.backend.redispatch,
+                                  avoiding: sessions[i].triedServers, hash: sessions[i].sourceHash, waker: self, token: token(.client, i), now: reactor.now) {
             case .server(let assigned):
                 server = assigned
             case .queued(let ahead, let inServerQueue):
@@ -562,8 +572,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 return
             }
         }
-        if let stickiness = sessions[i].policy.backend.stickiness, let context = sessions[i].context {
-            stickiness.storeSticky(context, server: server)  // `stick store-request` / `stick on`
+        if let rules = sessions[i].policy.backend.serverRules, let context = sessions[i].context {
+            rules.storeSticky(context, server: server)  // `stick store-request` / `stick on`
         }
         sessions[i].state = .established
         if let log = sessions[i].log { logs.sessionConnected(log, sessions[i], frontend: frontend(of: i), process: process, now: reactor.now) }
@@ -601,8 +611,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         }
         sessions[i].retriesLeft -= 1
         let policy = sessions[i].policy.backend
-        if let other = backend.redispatchTarget(after: server, redispatch: policy.redispatch, retriesLeft: sessions[i].retriesLeft,
-                                                avoiding: sessions[i].triedServers) {
+        if let other = backend.redispatchTarget(after: server, direct: sessions[i].direct, redispatch: policy.redispatch,
+                                                retriesLeft: sessions[i].retriesLeft, avoiding: sessions[i].triedServers) {
+            sessions[i].direct = false
             logger.debug("\(error); redispatching to \(backend.name)/\(other.name)")
             server.redispatches.wrappingAdd(1, ordering: .relaxed)
             sessions[i].log?.redispatched = true
@@ -619,7 +630,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     private func retry(_ i: Int) {
         let previous = sessions[i].serverRef?.takeUnretainedValue()
         // A server that was drained or put in maintenance meanwhile is never retried.
-        connect(i, to: previous?.isUsable == true ? previous : nil)
+        let again = sessions[i].direct ? previous?.takesDirectSessions == true : previous?.isUsable == true
+        if !again { sessions[i].direct = false }
+        connect(i, to: again ? previous : nil)
     }
 
     /// Moves bytes both ways; closes the session when both directions are done or one fails.

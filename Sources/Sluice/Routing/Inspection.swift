@@ -75,13 +75,19 @@ extension SessionContext {
             }
             guard let routing else { return .proceed(fallback) }
             content = data
-            defer { content = UnsafeRawBufferPointer(start: nil, count: 0) }
             // HAProxy's rule: the data are final once the client closed, the buffer is full or the delay is over.
             final = ended || count >= window.count || expired || routing.rules.inspectDelayMs == 0
             switch routing.contentRules(self) {
-            case .wait: return .wait
-            case .reject: return .close(.deniedContent)
-            case .accept: return .proceed(routing.chooseBackend(self))
+            case .wait:
+                content = UnsafeRawBufferPointer(start: nil, count: 0)
+                return .wait
+            case .reject:
+                content = UnsafeRawBufferPointer(start: nil, count: 0)
+                return .close(.deniedContent)
+            case .accept:
+                // The data stay for the chosen backend's `use-server` rules; the worker clears them
+                // once it has routed the session, before the scratch buffer is used again.
+                return .proceed(routing.chooseBackend(self))
             }
         }
     }

@@ -205,21 +205,46 @@ final class FrontendRouting: Sendable {
             guard holds(rule.condition, context) else { continue }
             if let backend = rule.backend { return backend.takeUnretainedValue() }
             guard case .format(let parts) = rules.switching[index].target else { continue }
-            var name = ""
-            for part in parts {
-                switch part {
-                case .text(let t): name += t
-                case .sample(let e):
-                    if case .value(let s, _) = sample(e, context) { name += String(decoding: s.bytes, as: UTF8.self) }
-                }
-            }
-            if let backend = backends[name] { return backend }
+            if let backend = backends[name(parts, context)] { return backend }
         }
         guard let defaultBackend else { preconditionFailure("backend-side rules choose no backend") }
         return defaultBackend
     }
 
-    // MARK: Persistence (`stick` rules of a backend)
+    /// A `%[…]` name, built from the session.
+    private func name(_ parts: [SwitchRule.FormatPart], _ context: SessionContext) -> String {
+        var name = ""
+        for part in parts {
+            switch part {
+            case .text(let t): name += t
+            case .sample(let e):
+                if case .value(let s, _) = sample(e, context) { name += String(decoding: s.bytes, as: UTF8.self) }
+            }
+        }
+        return name
+    }
+
+    // MARK: A backend's choice of server (`use-server`, then `stick` rules)
+
+    /// `use-server`: the server of the first rule that matches and names a server able to take the
+    /// session (`ServerState.takesDirectSessions`), evaluated as final on the data the frontend
+    /// inspected. A `%[…]` name that names no server ends the rules (HAProxy's rule), and the
+    /// session goes on to `stick match` and the algorithm.
+    func directServer(_ context: SessionContext, in backend: BackendState) -> ServerState? {
+        guard !program.serverConditions.isEmpty else { return nil }
+        context.final = true
+        for (index, rule) in rules.serverRules.enumerated() {
+            guard holds(program.serverConditions[index], context) else { continue }
+            switch rule.target {
+            case .fixed(let name):
+                if let server = backend.server(named: name), server.takesDirectSessions { return server }
+            case .format(let parts):
+                guard let server = backend.server(named: name(parts, context)) else { return nil }
+                if server.takesDirectSessions { return server }
+            }
+        }
+        return nil
+    }
 
     /// `stick match`: the server the first applicable rule's entry names, when it is usable.
     /// (HAProxy also sends persistent sessions to a draining server; Sluice's drain takes none.)

@@ -146,6 +146,8 @@ final class RuleProgram: @unchecked Sendable {
     let switches: UnsafeMutableBufferPointer<Switch>
     /// The conditions of a backend's `stick` rules, in their order.
     let stickConditions: UnsafeMutableBufferPointer<Condition>
+    /// The conditions of a backend's `use-server` rules, in their order.
+    let serverConditions: UnsafeMutableBufferPointer<Condition>
     let fetches: [Fetch]
     let converterLists: [[Converter]]
     let trackKeys: UnsafeMutableBufferPointer<Key>
@@ -233,6 +235,7 @@ final class RuleProgram: @unchecked Sendable {
         })
         (connectionRules, sessionRules, contentRules) = (stages[0], stages[1], stages[2])
         stickConditions = .allocate(copying: rules.stickRules.map { compile($0.condition) })
+        serverConditions = .allocate(copying: rules.serverRules.map { compile($0.condition) })
         self.lines = .allocate(copying: lines)
         self.acls = .allocate(copying: acls)
         self.terms = .allocate(copying: terms)
@@ -249,6 +252,7 @@ final class RuleProgram: @unchecked Sendable {
         contentRules.deallocate()
         switches.deallocate()
         stickConditions.deallocate()
+        serverConditions.deallocate()
         trackKeys.deallocate()
     }
 }

@@ -106,6 +106,13 @@ struct SwitchRule: Sendable {
     var condition: Condition?
 }
 
+/// `use-server <name> if|unless <condition>` in a backend: the server a matching session goes
+/// to, before `stick match` and the algorithm; the name may be a `%[fetch]` format.
+struct ServerRule: Sendable {
+    var target: SwitchRule.Target
+    var condition: Condition?
+}
+
 /// A frontend's routing: its ACLs, `tcp-request` rules, inspection delay and `use_backend` rules.
 /// Immutable once parsed; compared by identity (a reload builds a new one).
 public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
@@ -120,12 +127,14 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     let switching: [SwitchRule]
     /// `stick` rules, for the backend side of the proxy.
     let stickRules: [StickRule]
+    /// `use-server` rules, for the backend side of the proxy.
+    let serverRules: [ServerRule]
     /// The table of this proxy (`stick-table` in the frontend itself), for `track-sc` and `src_*`
     /// without a `table` argument.
     let ownTable: String?
 
     init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], sessionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
-         switching: [SwitchRule], stickRules: [StickRule] = [], ownTable: String?) {
+         switching: [SwitchRule], stickRules: [StickRule] = [], serverRules: [ServerRule] = [], ownTable: String?) {
         self.acls = acls
         self.aclNames = aclNames
         self.connectionRules = connectionRules
@@ -134,6 +143,7 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
         self.inspectDelayMs = inspectDelayMs
         self.switching = switching
         self.stickRules = stickRules
+        self.serverRules = serverRules
         self.ownTable = ownTable
     }
 
