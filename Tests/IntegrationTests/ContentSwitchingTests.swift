@@ -211,6 +211,64 @@ extension Loopback {
         #expect(other.accepted.load(ordering: .relaxed) == 0)
     }
 
+    /// HAProxy's Terminal Services farm: wait for the RDP cookie, hash the user's `mstshash` to a
+    /// server (the same user lands on the same server), and send a client whose connection broker
+    /// gave it a routing token (`msts=<address>.<port>.0000`) to the server it names — as HAProxy
+    /// 2.6 does on the same file.
+    @Test func rdpCookieBalancesAndPersistsLikeHAProxy() throws {
+        let servers = try ["s1", "s2", "s3"].map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        func config(_ port: Int) -> String {
+            """
+            \(tcpDefaults(client: "10s", server: "10s"))
+            listen tse-farm
+              bind 127.0.0.1:\(port)
+              tcp-request inspect-delay 5s
+              tcp-request content accept if RDP_COOKIE
+              persist rdp-cookie
+              balance rdp-cookie
+              server s1 127.0.0.1:\(servers[0].port)
+              server s2 127.0.0.1:\(servers[1].port)
+              server s3 127.0.0.1:\(servers[2].port)
+
+            """
+        }
+        /// The client's X.224 Connection Request (TPKT and X.224 headers, 11 bytes) with its cookie
+        /// line, then its RDP negotiation request.
+        func connectionRequest(_ cookie: String?) -> [UInt8] {
+            [3, 0, 0, 0, 0, 0xE0, 0, 0, 0, 0, 0] + Array((cookie.map { "Cookie: \($0)\r\n" } ?? "").utf8) + [1, 0, 8, 0, 3, 0, 0, 0]
+        }
+        // 127.0.0.1 as the number HAProxy reads (the address's bytes in memory order), the port byte-swapped.
+        let token = "msts=16777343.\(UInt16(servers[1].port).byteSwapped).0000"
+        let proxy = try RunningProxy(config(0))
+        defer { proxy.stop() }
+        let users = (1...12).map { "mstshash=user\($0)" }
+        var first: [String] = []
+        for user in users { first.append(try Self.exchange(proxy.port, connectionRequest(user))) }
+        for (user, server) in zip(users, first) {
+            #expect(try Self.exchange(proxy.port, connectionRequest(user)) == server, "\(user) moved")
+        }
+        #expect(Set(first).count > 1, "every user hashed to one server: \(first)")
+        for _ in 0..<3 {  // not round-robin's luck: every time
+            #expect(try Self.exchange(proxy.port, connectionRequest(token)) == "s2\n")
+        }
+        // A request without a cookie is not held for the delay: the algorithm's choice, at once.
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(try Self.exchange(proxy.port, connectionRequest(nil)).hasPrefix("s"))
+        #expect(clock.now - started < .seconds(2))
+        if FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: config(port), port: port)
+            defer { haproxy.stop() }
+            for _ in 0..<3 {
+                #expect(try Self.exchange(port, connectionRequest(token)) == "s2\n", "HAProxy 2.6 reads the routing token differently")
+            }
+            let again = try users.map { try Self.exchange(port, connectionRequest($0)) }
+            #expect(try users.map { try Self.exchange(port, connectionRequest($0)) } == again, "HAProxy keeps users on their servers too")
+        }
+    }
+
     /// End to end with real TLS: nginx terminates it behind Sluice, which only peeks at the hello.
     @Test func sniRoutesRealTLSClientsToNginx() throws {
         let certificate = try TLSCertificate()

@@ -263,6 +263,23 @@ struct CompatibilityTests {
             .contains("'use-server': is not allowed in a 'frontend' section") == true)
     }
 
+    @Test func rdpCookieBalanceAndPersistenceAreReadAsHAProxyReadsThem() throws {
+        let base = "listen l 127.0.0.1:80\n  server a 10.0.0.1:3389\n"
+        func backend(_ lines: String) throws -> Backend? {
+            try Configuration.parse(base + lines).configuration.backends.first { $0.name == "l" }
+        }
+        #expect(try backend("  balance rdp-cookie\n")?.hashExpression?.fetch == .rdpCookie(name: "mstshash"))
+        #expect(try backend("  balance rdp-cookie(user)\n")?.hashExpression?.fetch == .rdpCookie(name: "user"))
+        #expect(try backend("  persist rdp-cookie\n")?.rdpPersistence == "msts")
+        #expect(try backend("  persist rdp-cookie(token)\n")?.rdpPersistence == "token")
+        #expect(try Configuration.parse("defaults\n  mode tcp\n  persist rdp-cookie\n" + base).configuration.backends.first?.rdpPersistence == "msts")
+        #expect(CompatibilityTests.errors(base + "  balance rdp-cookie()\n")
+            == ["t.cfg:3: error: [listen 'l'] 'balance': 'rdp-cookie()': expected rdp-cookie or rdp-cookie(<name>)"])
+        #expect(CompatibilityTests.errors(base + "  persist cookie\n")
+            == ["t.cfg:3: error: [listen 'l'] 'persist': expected 'persist rdp-cookie' or 'persist rdp-cookie(<name>)' (the only kind HAProxy has)"])
+        #expect(CompatibilityTests.errors(base + "  tcp-request content accept if RDP_COOKIE\n  acl u req_rdp_cookie(mstshash) -m beg adm\n").isEmpty)
+    }
+
     @Test func aListenWithDefaultBackendSendsItsConnectionsThere() throws {
         let c = try Configuration.parse("listen l 127.0.0.1:80\n  default_backend be\n  server own 10.0.0.9:80\n" + ParserTests.valid).configuration
         #expect(c.frontends.first { $0.name == "l" }?.defaultBackend == "be")

@@ -232,6 +232,38 @@ struct ProxyProtocolTests {
     }
 }
 
+/// The RDP cookie, read as HAProxy 2.6's `fetch_rdp_cookie_name` reads it.
+struct RDPCookieTests {
+    /// An X.224 Connection Request with `line` after its 11 header bytes.
+    static func request(_ line: String) -> [UInt8] { [3, 0, 0, 0, 0, 0xE0, 0, 0, 0, 0, 0] + Array(line.utf8) }
+
+    static func find(_ bytes: [UInt8], _ name: String?) -> String? {
+        bytes.withUnsafeBytes { data in
+            switch RDPCookie.find(data, name: name.map { Array($0.utf8) }) {
+            case .value(let r): String(decoding: data[r], as: UTF8.self)
+            case .none: "none"
+            case .incomplete: "incomplete"
+            }
+        }
+    }
+
+    @Test func namedAnyAndIncomplete() {
+        let full = Self.request("Cookie: mstshash=alice\r\n") + [1, 0, 8, 0, 3, 0, 0, 0]
+        #expect(Self.find(full, "mstshash") == "alice")
+        #expect(Self.find(full, "MSTSHASH") == "alice")  // names compare without case, as HAProxy
+        #expect(Self.find(full, nil) == "alice")
+        #expect(Self.find(full, "msts") == "none")
+        #expect(Self.find(Self.request("cOOKIE:mstshash=bob\r\n"), "mstshash") == "bob")
+        #expect(Self.find(Self.request("Cookie: mstshash=alice\r"), "mstshash") == "incomplete")
+        #expect(Self.find(Self.request("Cookie: mstsh"), "mstshash") == "incomplete")
+        #expect(Self.find(Array(Self.request("Cookie").prefix(15)), nil) == "incomplete")
+        #expect(Self.find(Self.request("Cookie: mstshash=alice\rx"), "mstshash") == "none")
+        #expect(Self.find(Self.request("Cookie: mstshash=alice\nx"), "mstshash") == "incomplete")  // only CR ends a value
+        #expect(Self.find(Self.request("Cookie: noequals\r\n"), nil) == "none")
+        #expect(Self.find(Self.request("GET / HTTP/1.1\r\n"), nil) == "none")
+    }
+}
+
 struct MapConverterTests {
     static func map(_ name: String, _ text: String, default fallback: String? = nil) -> Result<MapTable, ValueError> {
         MapTable.load(name, path: "/maps/t.map", default: fallback) { path in

@@ -347,6 +347,8 @@ struct BackendSettings: Sendable {
     var independentStreams = false
     /// `use-server` rules, and `stick` rules (persistence through stick tables).
     var serverRules: FrontendRouting?
+    /// `persist rdp-cookie`: the cookie's name.
+    var rdpPersistence: [UInt8]?
 
     /// Nothing allowed: a free session slot's placeholder.
     init() {}
@@ -364,6 +366,7 @@ struct BackendSettings: Sendable {
         consistentHashing = backend.consistentHashing
         randomDraws = backend.randomDraws
         hashKey = backend.hashExpression.map { HashKey(expression: $0, backend: backend.name) }
+        rdpPersistence = backend.rdpPersistence.map { Array($0.utf8) }
         balanceFactor = backend.consistentHashing || backend.balance == .random ? backend.balanceFactor : 0
         keepAlive = KeepAliveSettings(backend.serverKeepAlive)
         noLinger = backend.noLinger

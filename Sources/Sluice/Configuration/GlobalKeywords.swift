@@ -109,8 +109,8 @@ extension Parser {
             guard let n = Int(words[1]) else {
                 return error(location, keyword: keyword, "tune.maxpollevents '\(words[1])' is not a whole number")
             }
-            guard n <= ProcessState.maxPollEventsLimit else {
-                return error(location, keyword: keyword, "\(n) events per poll is above \(ProcessState.maxPollEventsLimit)")
+            guard n <= Global.maxPollEventsLimit else {
+                return error(location, keyword: keyword, "\(n) events per poll is above \(Global.maxPollEventsLimit)")
             }
             global.maxPollEvents = n
         case "nosplice":

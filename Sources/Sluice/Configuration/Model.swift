@@ -59,6 +59,10 @@ public struct Global: Hashable, Sendable {
     /// `epoll_wait`, or completions reaped from the io_uring); more stay queued for the next turn,
     /// after timers and deferred work. Nil, 0 or negative: 256 (HAProxy 2.6's default is 200).
     public var maxPollEvents: Int?
+    static let defaultPollEvents = 256
+    /// The largest `tune.maxpollevents` accepted (an epoll reactor holds an array of that many
+    /// events, 12 bytes each).
+    static let maxPollEventsLimit = 1_000_000
     /// `nosplice`: forward through user-space buffers instead of pipes.
     public var noSplice: Bool = false
     /// `busy-polling`: the reactors never sleep; each wait for events polls with a zero timeout,
@@ -353,6 +357,9 @@ public struct Backend: Hashable, Sendable {
     public var randomDraws = 2
     /// `balance hash <expr>`: the sample hashed.
     var hashExpression: SampleExpression?
+    /// `persist rdp-cookie[(<name>)]`: a session whose RDP routing token (cookie `msts` by default)
+    /// names a server of this backend by address and port goes to that server.
+    public var rdpPersistence: String?
     /// `hash-balance-factor <percent>`: with `hash-type consistent` (and `balance random`), no
     /// server takes more than this percentage of the average load per weight. 0: off.
     public var balanceFactor = 0

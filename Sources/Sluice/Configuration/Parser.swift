@@ -97,6 +97,8 @@ struct ProxyDraft {
     var randomDraws = 2
     var balanceFactor = 0
     var hashExpression: SampleExpression?
+    /// `persist rdp-cookie[(<name>)]`: the cookie's name.
+    var rdpPersistence: String?
     var retries = 3
     /// `load-server-state-from-file`, and `server-state-file-name` (its own line, any order).
     var serverStateSource: ServerStateSource = .none
@@ -558,6 +560,7 @@ struct Parser {
             backend.randomDraws = proxy.randomDraws
             backend.balanceFactor = proxy.balanceFactor
             backend.hashExpression = proxy.hashExpression
+            backend.rdpPersistence = proxy.rdpPersistence
             backend.retries = proxy.retries
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch

@@ -1,5 +1,12 @@
 /// Which proxy sections accept each keyword, as in HAProxy's keyword matrix.
 enum ProxyKeywords {
+    /// `rdp-cookie` (the default name) or `rdp-cookie(<name>)`; nil when malformed or empty.
+    static func rdpCookieName(_ word: String, default name: String) -> String? {
+        if word == "rdp-cookie" { return name }
+        guard word.hasPrefix("rdp-cookie("), word.hasSuffix(")"), word.count > "rdp-cookie()".count else { return nil }
+        return String(word.dropFirst("rdp-cookie(".count).dropLast())
+    }
+
     static let allowed: [String: Set<SectionKind>] = [
         "mode": SectionKind.proxies,
         "bind": [.frontend, .listen],
@@ -9,6 +16,7 @@ enum ProxyKeywords {
         "tcp-request": SectionKind.proxies,
         "stick-table": SectionKind.realProxies,
         "stick": [.backend, .listen],
+        "persist": SectionKind.backSide,
         "use-server": [.backend, .listen],
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
@@ -77,7 +85,6 @@ enum ProxyKeywords {
         "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
         "source": "choosing the source address of server connections is not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
-        "persist": "persistence rules are not supported yet",
         "force-persist": "persistence rules are not supported yet",
         "ignore-persist": "persistence rules are not supported yet",
         "external-check": "external checks (a program per check) are not supported",
@@ -155,6 +162,12 @@ extension Parser {
         case "use_backend": useBackendKeyword(&proxy, words, location)
         case "stick-table": stickTableKeyword(&proxy, words, location)
         case "stick": stickKeyword(&proxy, words, location)
+        case "persist":
+            // HAProxy's only persistence of this kind: `persist rdp-cookie[(<name>)]`, cookie `msts` by default.
+            guard words.count == 2, words[1].hasPrefix("rdp-cookie"), let name = ProxyKeywords.rdpCookieName(words[1], default: "msts") else {
+                return error(location, keyword: keyword, "expected 'persist rdp-cookie' or 'persist rdp-cookie(<name>)' (the only kind HAProxy has)")
+            }
+            proxy.rdpPersistence = name
         case "use-server": useServerKeyword(&proxy, words, location)
         case "default_backend":
             guard expect(words, count: 2, location, usage: "default_backend <backend>") else { return }
@@ -164,7 +177,7 @@ extension Parser {
                 error(location, keyword: keyword, "missing algorithm: expected 'balance roundrobin'")
                 return
             }
-            let supported = "supported: roundrobin, static-rr, leastconn, first, source, random, hash <expression>"
+            let supported = "supported: roundrobin, static-rr, leastconn, first, source, random, hash <expression>, rdp-cookie"
             if words[1].hasPrefix("random(") || words[1] == "random" {
                 if words.count > 2 { error(location, keyword: keyword, "'\(words[1])' takes no further arguments") }
                 var draws = 2
@@ -176,6 +189,14 @@ extension Parser {
                 }
                 proxy.balance = .random
                 proxy.randomDraws = draws
+            } else if words[1].hasPrefix("rdp-cookie") {
+                guard words.count == 2 else { return error(location, keyword: keyword, "'\(words[1])' takes no further arguments") }
+                // HAProxy: the cookie `mstshash` unless named; sessions without it go round-robin.
+                guard let name = ProxyKeywords.rdpCookieName(words[1], default: "mstshash") else {
+                    return error(location, keyword: keyword, "'\(words[1])': expected rdp-cookie or rdp-cookie(<name>)")
+                }
+                proxy.balance = .hash
+                proxy.hashExpression = SampleExpression(fetch: .rdpCookie(name: name))
             } else if words[1] == "hash" {
                 guard words.count == 3 else { return error(location, keyword: keyword, "usage: balance hash <expression> (e.g. balance hash src)") }
                 switch SampleExpression.parse(words[2], readFile: readFile) {
@@ -187,7 +208,7 @@ extension Parser {
             } else if words[1] != "hash", let algorithm = BalanceAlgorithm(rawValue: words[1]) {
                 if words.count > 2 { error(location, keyword: keyword, "'\(words[1])' takes no arguments") }
                 proxy.balance = algorithm
-            } else if ["hash", "rdp-cookie"].contains(where: { words[1].hasPrefix($0) }) {
+            } else if words[1].hasPrefix("hash") {
                 error(location, keyword: keyword, "algorithm '\(words[1])' is not supported yet; \(supported)")
             } else if ["uri", "url_param", "hdr"].contains(where: { words[1].hasPrefix($0) }) {
                 error(location, keyword: keyword, "algorithm '\(words[1])' needs HTTP; Sluice balances at Layer 4 (\(supported))")

@@ -67,13 +67,14 @@ enum PredefinedACL {
         case "REQ_CONTENT": return make(.requestLength, .int, ["gt", "0"])
         case "WAIT_END": return make(.waitEnd, .bool, [])
         case "HTTP": return make(.looksLikeHTTP, .bool, [])
+        case "RDP_COOKIE": return make(.rdpCookieCount(name: nil), .int, ["gt", "0"])
         default: return nil
         }
     }
 
     static let needHTTP: Set<String> = ["HTTP_1.0", "HTTP_1.1", "HTTP_2.0", "HTTP_CONTENT", "HTTP_URL_ABS", "HTTP_URL_SLASH", "HTTP_URL_STAR",
                                         "METH_CONNECT", "METH_DELETE", "METH_GET", "METH_HEAD", "METH_OPTIONS", "METH_POST", "METH_PUT",
-                                        "METH_TRACE", "RDP_COOKIE"]
+                                        "METH_TRACE"]
 }
 
 extension Parser {

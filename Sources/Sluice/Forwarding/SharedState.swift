@@ -16,10 +16,6 @@ final class ProcessState: Sendable {
     let acceptBatch: Int
     /// `tune.maxpollevents`: events per reactor turn.
     let pollEvents: Int
-    static let defaultPollEvents = 256
-    /// The largest `tune.maxpollevents` accepted (an epoll reactor holds an array of that many
-    /// events, 12 bytes each).
-    static let maxPollEventsLimit = 1_000_000
     /// `busy-polling`: reactors wait with a zero timeout.
     let busyPolling: Bool
     /// `tune.bufsize`: the copy path's buffer.
@@ -37,7 +33,7 @@ final class ProcessState: Sendable {
         case ..<0: Int.max
         case let n: n
         }
-        pollEvents = (global.maxPollEvents ?? 0) > 0 ? global.maxPollEvents! : Self.defaultPollEvents
+        pollEvents = (global.maxPollEvents ?? 0) > 0 ? global.maxPollEvents! : Global.defaultPollEvents
         busyPolling = global.busyPolling
         bufferSize = global.bufferSize
     }

@@ -416,22 +416,16 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if settings.balance == .source || settings.balance == .hash {
             sessions[i].sourceHash = settings.sessionHash(sessions[i].context, client: sessions[i].client, now: reactor.now)
         }
-        // The backend's rules, on the data the frontend inspected (`SessionContext.advance` leaves it
-        // in the scratch buffer for them): `use-server`, then `stick match`.
-        var target: ServerState?
-        if let rules = settings.serverRules {
-            let context = sessions[i].context ?? SessionContext(client: sessions[i].client, bindName: nil, routing: nil, now: reactor.now)
-            sessions[i].context = context
-            context.now = reactor.now
-            if let server = rules.directServer(context, in: backend) {
-                target = server
-                sessions[i].direct = true
-            } else {
-                target = rules.stickyServer(context, in: backend)
-            }
+        // The backend's own rules, on the data the frontend inspected (`SessionContext.advance` leaves
+        // it in the scratch buffer for them, and it is forgotten before the buffer is used again).
+        if settings.serverRules != nil && sessions[i].context == nil {
+            sessions[i].context = SessionContext(client: sessions[i].client, bindName: nil, routing: nil, now: reactor.now)
         }
+        sessions[i].context?.now = reactor.now
+        let choice = settings.ruleTarget(sessions[i].context, in: backend)
+        sessions[i].direct = choice?.direct ?? false
         sessions[i].context?.content = UnsafeRawBufferPointer(start: nil, count: 0)
-        connect(i, to: target)
+        connect(i, to: choice?.server)
     }
 
     /// A session waiting for its PROXY header or for its content rules to decide.
@@ -484,6 +478,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                                   avoiding: sessions[i].triedServers, hash: sessions[i].sourceHash, waker: self, token: token(.client, i), now: reactor.now) {
             case .server(let assigned):
                 server = assigned
+                if assigned !== target { sessions[i].direct = false }  // its server could not take it after all
             case .queued(let ahead, let inServerQueue):
                 sessions[i].log?.queued(ahead: ahead, inServerQueue: inServerQueue)
                 sessions[i].state = .queued

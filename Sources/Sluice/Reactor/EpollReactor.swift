@@ -21,7 +21,7 @@ final class EpollReactor: Reactor {
     /// The loop's clock, refreshed once per turn.
     @exclusivity(unchecked) private(set) var now: Int64 = monotonicMilliseconds()
 
-    init(maxEvents: Int = ProcessState.defaultPollEvents, busyPolling: Bool = false) throws(SystemError) {
+    init(maxEvents: Int = Global.defaultPollEvents, busyPolling: Bool = false) throws(SystemError) {
         precondition(maxEvents > 0, "tune.maxpollevents must be positive")
         self.maxEvents = maxEvents
         epoll = Descriptor(taking: try syscallBlocking("epoll_create1") { CShims_epoll_create() })

@@ -47,7 +47,7 @@ final class URingReactor: Reactor {
     /// Whether this kernel lets the process create an io_uring (it may be disabled by sysctl or seccomp).
     static var isAvailable: Bool { CShims_uring_probe() == 1 }
 
-    init(entries: UInt32 = 4096, maxEvents: Int = ProcessState.defaultPollEvents, busyPolling: Bool = false) throws(SystemError) {
+    init(entries: UInt32 = 4096, maxEvents: Int = Global.defaultPollEvents, busyPolling: Bool = false) throws(SystemError) {
         precondition(maxEvents > 0, "tune.maxpollevents must be positive")
         self.maxEvents = maxEvents
         var error: CInt = 0

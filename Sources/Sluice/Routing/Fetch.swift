@@ -15,6 +15,10 @@ enum Fetch: Sendable, Hashable {
     case payloadLengthValue(offset: Int, length: Int, dataOffset: Int?, relative: Bool)
     case tlsServerName, tlsVersion, tlsHelloType, tlsProtocols
     case looksLikeHTTP
+    /// `req.rdp_cookie([<name>])`: the value of the RDP cookie (`RDPCookie`); any name when nil.
+    case rdpCookie(name: String?)
+    /// `req.rdp_cookie_cnt([<name>])`: 1 when the request carries that cookie, else 0.
+    case rdpCookieCount(name: String?)
     /// A stick counter's data: `sc<n>_<data>` / `sc_<data>(<n>[,table])` on the session's tracked
     /// entry, `src_<data>([table])` on the entry of the client's address.
     case counter(CounterSource, StickData)
@@ -27,7 +31,8 @@ enum Fetch: Sendable, Hashable {
     /// Whether the value depends on the bytes the client sends (content inspection).
     var readsContent: Bool {
         switch self {
-        case .requestLength, .payload, .payloadLengthValue, .tlsServerName, .tlsVersion, .tlsHelloType, .tlsProtocols, .looksLikeHTTP, .waitEnd: true
+        case .requestLength, .payload, .payloadLengthValue, .tlsServerName, .tlsVersion, .tlsHelloType, .tlsProtocols, .looksLikeHTTP, .waitEnd,
+             .rdpCookie, .rdpCookieCount: true
         default: false
         }
     }
@@ -37,9 +42,9 @@ enum Fetch: Sendable, Hashable {
     var defaultMatch: MatchMethod? {
         switch self {
         case .src, .dst: .ip
-        case .srcPort, .dstPort, .usableServers, .requestLength, .tlsVersion, .tlsHelloType, .counter: .int
+        case .srcPort, .dstPort, .usableServers, .requestLength, .tlsVersion, .tlsHelloType, .counter, .rdpCookieCount: .int
         case .serverIsUp, .alwaysTrue, .alwaysFalse, .waitEnd, .looksLikeHTTP: .bool
-        case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols: .str
+        case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols, .rdpCookie: .str
         case .payload, .payloadLengthValue: nil
         }
     }
@@ -78,6 +83,10 @@ enum Fetch: Sendable, Hashable {
         case "req.ssl_hello_type", "req_ssl_hello_type": return none(.tlsHelloType)
         case "req.ssl_alpn": return none(.tlsProtocols)
         case "req.proto_http", "req_proto_http": return none(.looksLikeHTTP)
+        case "req.rdp_cookie", "rdp_cookie", "req_rdp_cookie", "req.rdp_cookie_cnt", "rdp_cookie_cnt", "req_rdp_cookie_cnt":
+            guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a cookie name")) }
+            let cookie = args.first.flatMap { $0.isEmpty ? nil : $0 }
+            return .success(name.hasSuffix("_cnt") ? .rdpCookieCount(name: cookie) : .rdpCookie(name: cookie))
         case "nbsrv":
             guard args.count <= 1 else { return .failure(ValueError("'nbsrv' takes at most one backend name")) }
             return .success(.usableServers(backend: args.first))
@@ -124,9 +133,9 @@ enum Fetch: Sendable, Hashable {
             guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a table name")) }
             return .success(.counter(.tracked(slot: slot, table: args.first), d))
         }
-        if ["req.ssl_ec_ext", "req.ssl_st_ext", "req.rdp_cookie", "req.rdp_cookie_cnt", "rdp_cookie", "req.ver", "base", "path", "url", "hdr", "method"].contains(name)
+        if ["req.ssl_ec_ext", "req.ssl_st_ext", "req.ver", "base", "path", "url", "hdr", "method"].contains(name)
             || name.hasPrefix("hdr") || name.hasPrefix("req.hdr") || name.hasPrefix("path") || name.hasPrefix("url") || name.hasPrefix("ssl_") || name.hasPrefix("http_") {
-            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, srv_is_up, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, sc*/src_* counters)"))
+            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, srv_is_up, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, req.rdp_cookie, sc*/src_* counters)"))
         }
         if name.hasSuffix("_gpc0") { return .failure(ValueError("unknown fetch '\(name)' (the counter is read with '\(name.dropLast(4))get_gpc0')")) }
         return .failure(ValueError("unknown fetch '\(name)'"))

@@ -224,7 +224,7 @@ final class FrontendRouting: Sendable {
         return name
     }
 
-    // MARK: A backend's choice of server (`use-server`, then `stick` rules)
+    // MARK: A backend's choice of server (`use-server`, `persist rdp-cookie`, `stick` rules)
 
     /// `use-server`: the server of the first rule that matches and names a server able to take the
     /// session (`ServerState.takesDirectSessions`), evaluated as final on the data the frontend
@@ -485,6 +485,16 @@ final class FrontendRouting: Sendable {
             guard start + size <= data.count else { return .none(mayChange: waiting) }
             return .value(.binary(Array(data[start..<(start + size)])), mayChange: false)
         case .counter(.tracked(let slot, nil), let data): return trackedCounter(slot, data, c)
+        case .rdpCookie(let name), .rdpCookieCount(let name):
+            let outcome = RDPCookie.find(c.content, name: name.map { Array($0.utf8) })
+            if case .rdpCookieCount = fetch {
+                return outcome == .incomplete && waiting ? .none(mayChange: true) : .value(.int(outcome == .none || outcome == .incomplete ? 0 : 1), mayChange: false)
+            }
+            switch outcome {
+            case .value(let range): return .value(.string(Array(c.content[range])), mayChange: false)
+            case .none: return .none(mayChange: false)
+            case .incomplete: return .none(mayChange: waiting)
+            }
         }
     }
 
@@ -599,5 +609,20 @@ enum HTTPInspection {
         defer { context.release(now: context.now) }
         guard case .proceed(let backend) = context.start(acceptProxy: false, fallback: frontend.current.backend) else { return nil }
         return backend.name
+    }
+}
+
+extension BackendSettings {
+    /// The server a backend's own rules give a session, in HAProxy's order: `use-server`, then
+    /// `persist rdp-cookie` (both assign it outright: `direct`), then `stick match`. Nil: the
+    /// algorithm chooses.
+    func ruleTarget(_ context: SessionContext?, in backend: BackendState) -> (server: ServerState, direct: Bool)? {
+        guard let context else { return nil }
+        if let server = serverRules?.directServer(context, in: backend) { return (server, true) }
+        if let cookie = rdpPersistence, let token = RDPCookie.routingToken(context.content, name: cookie),
+           let server = backend.servers.first(where: { $0.address.ip == token.ip && $0.address.port == token.port && $0.takesDirectSessions }) {
+            return (server, true)
+        }
+        return serverRules?.stickyServer(context, in: backend).map { ($0, false) }
     }
 }
