@@ -259,7 +259,7 @@ struct ParserTests {
     }
 
     @Test func unsupportedButValidHAProxyKeywordsSaySoInsteadOfBeingIgnored() {
-        #expect(Self.errors(Self.valid + "  balance rdp-cookie\n") == ["t.cfg:6: error: [backend 'be'] 'balance': algorithm 'rdp-cookie' is not supported yet; supported: roundrobin, static-rr, leastconn, first, source, random, hash <expression>"])
+        #expect(Self.errors(Self.valid + "  balance url_param user\n") == ["t.cfg:6: error: [backend 'be'] 'balance': algorithm 'url_param' needs HTTP; Sluice balances at Layer 4 (supported: roundrobin, static-rr, leastconn, first, source, random, hash <expression>, rdp-cookie)"])
         #expect(Self.errors(Self.valid + "  balance hash hdr(host)\n").first?.contains("fetch 'hdr' is not supported") == true)
         #expect(Self.errors(Self.valid + "  balance random(0)\n") == ["t.cfg:6: error: [backend 'be'] 'balance': 'random(0)': expected random(<draws>) with 1 to 100 draws"])
         #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 agent-check\n") == ["t.cfg:6: error: [backend 'be'] 'server': server parameter 'agent-check' for server 'b' is not supported yet: agent checks"])
