@@ -60,6 +60,20 @@ enum StatsClient {
 
 extension Loopback {
 @Suite struct RuntimeAPITests {
+    /// Sluice and HAProxy 2.6 on the same configuration, each with its own port and admin socket
+    /// (`config(port, socket)`): `sockets[0]` is Sluice's, `sockets[1]` HAProxy's. The caller stops both.
+    static func sideBySide(_ config: (Int, String) -> String) throws -> (proxy: RunningProxy, haproxy: HAProxyProcess, sockets: [String]) {
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let sockets = [socketPath(), socketPath()]
+        let proxy = try RunningProxy(config(ports[0], sockets[0]))
+        do {
+            return (proxy, try HAProxyProcess(config: config(ports[1], sockets[1]), port: ports[1]), sockets)
+        } catch {
+            proxy.stop()
+            throw error
+        }
+    }
+
     static func socketPath() -> String {
         TestFiles.folder.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8)).sock").path
     }
@@ -201,12 +215,8 @@ extension Loopback {
 
             """
         }
-        let ports = try (0..<2).map { _ in try Net.closedPort() }
-        let sockets = [Self.socketPath(), Self.socketPath()]
-        let proxy = try RunningProxy(config(ports[0], sockets[0]))
-        defer { proxy.stop() }
-        let haproxy = try HAProxyProcess(config: config(ports[1], sockets[1]), port: ports[1])
-        defer { haproxy.stop() }
+        let (proxy, haproxy, sockets) = try Self.sideBySide(config)
+        defer { proxy.stop(); haproxy.stop() }
         let other = server.port == 65535 ? 1 : server.port + 1
         for command in ["get weight be/s1", "get weight be/nope", "get weight nope/s1", "get weight", "set weight be/s1 x", "set weight be/s1",
                         "set weight be/s1 5x", "set weight be/s1 300", "set weight be/s1 -5%", "set weight be/s1 50%", "get weight be/s1",
@@ -242,12 +252,8 @@ extension Loopback {
 
             """
         }
-        let ports = try (0..<2).map { _ in try Net.closedPort() }
-        let sockets = [Self.socketPath(), Self.socketPath()]
-        let proxy = try RunningProxy(config(ports[0], sockets[0]))
-        defer { proxy.stop() }
-        let haproxy = try HAProxyProcess(config: config(ports[1], sockets[1]), port: ports[1])
-        defer { haproxy.stop() }
+        let (proxy, haproxy, sockets) = try Self.sideBySide(config)
+        defer { proxy.stop(); haproxy.stop() }
         /// srv_check_port and srv_check_addr of each server line.
         func checkFields(_ socket: String) throws -> [String] {
             try StatsClient.ask(socket, "show servers state be").split(separator: "\n").dropFirst(2).map {

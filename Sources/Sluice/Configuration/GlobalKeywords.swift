@@ -88,31 +88,15 @@ extension Parser {
                 }
             }
         case "tune.maxaccept":
-            guard expect(words, count: 2, location, usage: "tune.maxaccept <number>") else { return }
-            if let first = global.maxAccept, first != 0 {
-                // HAProxy 2.6 keeps the first value, with the same words.
-                return warning(location, keyword: keyword, "already specified; the first value (\(first)) stays, as in HAProxy")
+            if let n = firstNumber(words, location, keyword: keyword, current: global.maxAccept, limit: Int(Int32.max),
+                                   tooLarge: { _ in "expects -1 or an integer from 0 to INT_MAX (2147483647)" }) {
+                global.maxAccept = n
             }
-            guard let n = Int(words[1]) else {
-                return error(location, keyword: keyword, "tune.maxaccept '\(words[1])' is not a whole number")
-            }
-            guard n <= Int(Int32.max) else {
-                return error(location, keyword: keyword, "expects -1 or an integer from 0 to INT_MAX (2147483647)")
-            }
-            global.maxAccept = n
         case "tune.maxpollevents":
-            guard expect(words, count: 2, location, usage: "tune.maxpollevents <number>") else { return }
-            if let first = global.maxPollEvents, first != 0 {
-                // HAProxy 2.6 keeps the first value, with the same words.
-                return warning(location, keyword: keyword, "already specified; the first value (\(first)) stays, as in HAProxy")
+            if let n = firstNumber(words, location, keyword: keyword, current: global.maxPollEvents, limit: Global.maxPollEventsLimit,
+                                   tooLarge: { "\($0) events per poll is above \(Global.maxPollEventsLimit)" }) {
+                global.maxPollEvents = n
             }
-            guard let n = Int(words[1]) else {
-                return error(location, keyword: keyword, "tune.maxpollevents '\(words[1])' is not a whole number")
-            }
-            guard n <= Global.maxPollEventsLimit else {
-                return error(location, keyword: keyword, "\(n) events per poll is above \(Global.maxPollEventsLimit)")
-            }
-            global.maxPollEvents = n
         case "nosplice":
             guard expect(words, count: 1, location, usage: "nosplice") else { return }
             global.noSplice = true
@@ -213,6 +197,28 @@ extension Parser {
                 error(location, keyword: keyword, "unknown keyword in the 'global' section")
             }
         }
+    }
+
+    /// `tune.maxaccept`, `tune.maxpollevents`: a whole number up to `limit`, read as HAProxy 2.6
+    /// reads these: a second line keeps the first value (unless that was 0), with a warning. Nil
+    /// when nothing is to be stored (the diagnostic is reported).
+    private mutating func firstNumber(_ words: [String], _ location: SourceLocation, keyword: String, current: Int?, limit: Int,
+                                      tooLarge: (Int) -> String) -> Int? {
+        guard expect(words, count: 2, location, usage: "\(keyword) <number>") else { return nil }
+        if let first = current, first != 0 {
+            // HAProxy 2.6 keeps the first value, with the same words.
+            warning(location, keyword: keyword, "already specified; the first value (\(first)) stays, as in HAProxy")
+            return nil
+        }
+        guard let n = Int(words[1]) else {
+            error(location, keyword: keyword, "\(keyword) '\(words[1])' is not a whole number")
+            return nil
+        }
+        guard n <= limit else {
+            error(location, keyword: keyword, tooLarge(n))
+            return nil
+        }
+        return n
     }
 
     /// A user or group id from a number or a name in the system's databases (HAProxy reads
