@@ -153,7 +153,7 @@ public final class BackendState: Sendable {
     /// on the last retry, or when the server is no longer usable; and a checked server that has not
     /// been checked yet was never shown healthy (nothing asked to stick to it), so its failure goes
     /// elsewhere even without the option. Nil: retry the same server.
-    /// A `direct` session (`use-server`) leaves its server only on the last retry or when the server
+    /// A `direct` session (assigned outright) leaves its server only on the last retry or when the server
     /// can no longer take it, as HAProxy's sessions assigned outright do.
     func redispatchTarget(after server: ServerState, direct: Bool = false, redispatch: Bool, retriesLeft: Int, avoiding tried: UInt64) -> ServerState? {
         let neverChecked = server.isChecked && server.lastCheck.status == .initial

@@ -40,7 +40,7 @@ extension BackendState {
 
     /// Chooses a server for a session and claims a slot on it, or queues the session (HAProxy's
     /// assign_server_and_queue). `preferred` (a retry's server) is taken when it has a free slot.
-    /// `direct`: `preferred` is the session's by a `use-server` rule: taken whatever its weight,
+    /// `direct`: `preferred` was assigned outright (`use-server`, `persist rdp-cookie`): taken whatever its weight,
     /// and when it is full the session waits in its own queue (up to its `maxqueue`; beyond, it
     /// goes to the algorithm with `redispatch`, else it is refused, as HAProxy).
     func assign(preferring preferred: ServerState?, direct: Bool = false, redispatch: Bool = false, avoiding: UInt64, hash: UInt32,
@@ -105,8 +105,8 @@ extension BackendState {
                 // backend queue's head with the server the algorithm picks.
                 var best: (since: Int64, server: ServerState, fromServerQueue: Bool)?
                 let candidates = freed.map { [$0] } ?? servers
-                // A server's own queue holds sessions bound to it (by `balance source`, or by
-                // `use-server` whatever the server's weight).
+                // A server's own queue holds sessions bound to it (by `balance source`, or assigned
+                // outright whatever the server's weight).
                 for server in candidates where server.takesDirectSessions {
                     if let head = q.servers[server.ordinal]?.first, server.hasFreeSlot, best.map({ head.since < $0.since }) ?? true {
                         best = (head.since, server, true)

@@ -293,7 +293,8 @@ struct Session {
     var triedServers: UInt64 = 0
     /// `balance source`: the hash of the client's address.
     var sourceHash: UInt32 = 0
-    /// A `use-server` rule chose the server: retries stay with it (see `BackendState.redispatchTarget`).
+    /// The server was assigned outright (`use-server`, `persist rdp-cookie`): retries stay with it
+    /// (see `BackendState.redispatchTarget`).
     var direct = false
 
     var toServer = Direction()

@@ -488,7 +488,9 @@ final class FrontendRouting: Sendable {
         case .rdpCookie(let name), .rdpCookieCount(let name):
             let outcome = RDPCookie.find(c.content, name: name.map { Array($0.utf8) })
             if case .rdpCookieCount = fetch {
-                return outcome == .incomplete && waiting ? .none(mayChange: true) : .value(.int(outcome == .none || outcome == .incomplete ? 0 : 1), mayChange: false)
+                if outcome == .incomplete && waiting { return .none(mayChange: true) }
+                if case .value = outcome { return .value(.int(1), mayChange: false) }
+                return .value(.int(0), mayChange: false)
             }
             switch outcome {
             case .value(let range): return .value(.string(Array(c.content[range])), mayChange: false)
