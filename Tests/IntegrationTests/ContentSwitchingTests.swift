@@ -269,6 +269,54 @@ extension Loopback {
         }
     }
 
+    /// HAProxy's own RDP example: round-robin, but `stick on req.rdp_cookie(mstshash)` in a string
+    /// table keeps each user on the server of their first connection — a key on the data the
+    /// frontend inspected, taken when the session is routed and stored once it is connected. The
+    /// same property holds on HAProxy 2.6 with the same file.
+    @Test func stickOnTheRDPUserKeepsEachUserOnTheirFirstServer() throws {
+        let servers = try ["s1", "s2", "s3"].map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        func config(_ port: Int) -> String {
+            """
+            \(tcpDefaults(client: "10s", server: "10s"))
+            listen tse-farm
+              bind 127.0.0.1:\(port)
+              tcp-request inspect-delay 5s
+              tcp-request content accept if RDP_COOKIE
+              persist rdp-cookie
+              stick-table type string size 204800
+              stick on req.rdp_cookie(mstshash)
+              server s1 127.0.0.1:\(servers[0].port)
+              server s2 127.0.0.1:\(servers[1].port)
+              server s3 127.0.0.1:\(servers[2].port)
+
+            """
+        }
+        func request(_ user: String) -> [UInt8] {
+            [3, 0, 0, 0, 0, 0xE0, 0, 0, 0, 0, 0] + Array("Cookie: mstshash=\(user)\r\n".utf8) + [1, 0, 8, 0, 3, 0, 0, 0]
+        }
+        /// Each user's server on first contact, after checking that two more connections land there.
+        func placements(_ port: Int) throws -> [String] {
+            // Five users: not a multiple of three, so plain round-robin would move them on the next pass.
+            let users = (1...5).map { "user\($0)" }
+            let first = try users.map { try Self.exchange(port, request($0)) }
+            for _ in 0..<2 {
+                #expect(try users.map { try Self.exchange(port, request($0)) } == first, "a user moved")
+            }
+            return first
+        }
+        let proxy = try RunningProxy(config(0))
+        defer { proxy.stop() }
+        // Round-robin spreads the five first contacts over the three servers.
+        #expect(Set(try placements(proxy.port)).count == 3)
+        if FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: config(port), port: port)
+            defer { haproxy.stop() }
+            #expect(Set(try placements(port)).count == 3, "HAProxy 2.6 spreads and sticks differently")
+        }
+    }
+
     /// End to end with real TLS: nginx terminates it behind Sluice, which only peeks at the hello.
     @Test func sniRoutesRealTLSClientsToNginx() throws {
         let certificate = try TLSCertificate()

@@ -656,17 +656,14 @@ extension Parser {
             checkTable(rule.table, nil, draftRule.location, "stick")
             if let name = rule.table ?? ownTable { stickTablesWithServers.insert(name) }
             checkFetch(rule.key.fetch, draftRule.location, "stick")
-            if rule.key.fetch.readsContent {
-                report(.error, proxy, draftRule.location, keyword: "stick", "'stick' keys on the client's data are not supported yet; use a Layer-4 fetch such as src or dst")
-            }
             rule.condition = resolve(draftRule.condition, keyword: "stick")
             if uses(rule.condition, { fetch in
                 switch fetch {
                 case .usableServers, .serverIsUp: true
-                default: fetch.readsContent
+                default: false
                 }
             }) {
-                report(.error, proxy, draftRule.location, keyword: "stick", "conditions of 'stick' rules may not use nbsrv, srv_is_up or the client's data yet")
+                report(.error, proxy, draftRule.location, keyword: "stick", "conditions of 'stick' rules may not use nbsrv or srv_is_up yet")
             }
             stickRules.append(rule)
         }

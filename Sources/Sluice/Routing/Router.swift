@@ -27,6 +27,9 @@ final class SessionContext {
     @exclusivity(unchecked) var now: Int64 = 0
     /// `accept-proxy` (or `expect-proxy`): a PROXY header comes before any data.
     @exclusivity(unchecked) var expectsProxyHeader = false
+    /// `stick store-request` / `stick on`: the keys taken when the session was routed (while the
+    /// inspected data are there), stored with its server once it is connected.
+    @exclusivity(unchecked) var stickStores: [(table: StickTable, key: StickKey)] = []
 
     /// The ClientHello parsed from `content`, kept while no new byte arrives (every TLS fetch of
     /// every rule reads it).
@@ -259,19 +262,23 @@ final class FrontendRouting: Sendable {
         return nil
     }
 
-    /// `stick store-request` / `stick on`, once connected: the key now sticks to `server` (the first
-    /// applicable rule per table, as HAProxy).
-    func storeSticky(_ context: SessionContext, server: ServerState) {
+    /// `stick store-request` / `stick on`, when the session is routed: the key of the first
+    /// applicable rule per table (as HAProxy), kept in the context until `storeSticky`.
+    func captureStores(_ context: SessionContext) {
         context.final = true
-        var stored: Set<String> = []
         for (index, rule) in rules.stickRules.enumerated() where rule.stores {
             let name = rule.table ?? rules.ownTable ?? ""
-            guard !stored.contains(name), holds(program.stickConditions[index], context) else { continue }
-            guard let table = tables[name], case .value(let s, _) = sample(rule.key, context),
+            guard let table = tables[name], !context.stickStores.contains(where: { $0.table === table }),
+                  holds(program.stickConditions[index], context), case .value(let s, _) = sample(rule.key, context),
                   let key = StickKey(s, for: table.keyType) else { continue }
-            table.store(key, server: Int64(server.id), now: context.now)
-            stored.insert(name)
+            context.stickStores.append((table, key))
         }
+    }
+
+    /// Once connected: the captured keys now stick to `server`.
+    func storeSticky(_ context: SessionContext, server: ServerState) {
+        for (table, key) in context.stickStores { table.store(key, server: Int64(server.id), now: context.now) }
+        context.stickStores.removeAll()
     }
 
     private func run(_ stage: Int, _ context: SessionContext) -> Decision {
@@ -620,6 +627,7 @@ extension BackendSettings {
     /// algorithm chooses.
     func ruleTarget(_ context: SessionContext?, in backend: BackendState) -> (server: ServerState, direct: Bool)? {
         guard let context else { return nil }
+        serverRules?.captureStores(context)
         if let server = serverRules?.directServer(context, in: backend) { return (server, true) }
         if let cookie = rdpPersistence, let token = RDPCookie.routingToken(context.content, name: cookie),
            let server = backend.servers.first(where: { $0.address.ip == token.ip && $0.address.port == token.port && $0.takesDirectSessions }) {
