@@ -73,6 +73,8 @@ const int CShims_SO_REUSEADDR = SO_REUSEADDR;
 const int CShims_SO_ERROR = SO_ERROR;
 const int CShims_SO_LINGER = SO_LINGER;
 const int CShims_TCP_NODELAY = TCP_NODELAY;
+/* <linux/in.h>'s value; glibc's <netinet/in.h> may not define it. */
+const int CShims_IP_BIND_ADDRESS_NO_PORT = 24;
 const int CShims_IPV6_V6ONLY = IPV6_V6ONLY;
 const int CShims_MSG_NOSIGNAL = MSG_NOSIGNAL;
 const int CShims_SO_KEEPALIVE = SO_KEEPALIVE;

@@ -59,6 +59,9 @@ extern const int CShims_SO_REUSEADDR;
 extern const int CShims_SO_ERROR;
 extern const int CShims_SO_LINGER;
 extern const int CShims_TCP_NODELAY;
+/// Binding an address with port 0 leaves the port to `connect(2)` (Linux 4.2+), so the address's
+/// ports are shared across destinations instead of reserved at bind.
+extern const int CShims_IP_BIND_ADDRESS_NO_PORT;
 extern const int CShims_IPV6_V6ONLY;
 extern const int CShims_MSG_NOSIGNAL;
 extern const int CShims_SO_KEEPALIVE;

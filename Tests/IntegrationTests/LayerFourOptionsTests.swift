@@ -141,6 +141,44 @@ extension Loopback {
         }
     }
 
+    /// `source`: server connections and health checks leave from that address — the backend's, or
+    /// a server's own, which wins — as with HAProxy 2.6 on the same file; an address the host does
+    /// not have fails the connect (and only that server's), the balancer goes on.
+    @Test func sourceBindsServerConnectionsAndChecksLikeHAProxy() throws {
+        let server = try TestServer(.peerAddress)
+        defer { server.stop() }
+        func config(_ port: Int) -> String {
+            Self.proxy("server s 127.0.0.1:\(server.port) check inter 100ms", options: "  source 127.0.0.2", port: port)
+        }
+        func from(_ port: Int) throws -> String {
+            let fd = try Net.connect(port)
+            defer { close(fd) }
+            return String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+        }
+        let proxy = try RunningProxy(config(0))
+        #expect(try from(proxy.port) == "127.0.0.2\n")
+        let s = try #require(proxy.balancer.backend(named: "be")?.servers.first)
+        try eventually("a health check passed from 127.0.0.2") { s.lastCheck.status == .layer4OK }
+        proxy.stop()
+        if FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: config(port), port: port)
+            defer { haproxy.stop() }
+            #expect(try from(port) == "127.0.0.2\n", "HAProxy 2.6 binds differently")
+        }
+        // A server's own source wins over the backend's.
+        let own = try RunningProxy(Self.proxy("server s 127.0.0.1:\(server.port) source 127.0.0.3", options: "  source 127.0.0.2"))
+        #expect(try from(own.port) == "127.0.0.3\n")
+        own.stop()
+        // 192.0.2.1 (TEST-NET-1) is no address of this host: bind fails, the client is closed, and
+        // the checks, which leave from there too, take the server DOWN.
+        let unbound = try RunningProxy(Self.proxy("server s 127.0.0.1:\(server.port) check inter 100ms fall 1", options: "  source 192.0.2.1\n  retries 0"))
+        defer { unbound.stop() }
+        #expect(try from(unbound.port) == "")
+        let down = try #require(unbound.balancer.backend(named: "be")?.servers.first)
+        try eventually("checks from an address the host lacks fail") { down.operational == .stopped }
+    }
+
     @Test func keepAliveProbesAreOnForClientAndServerSocketsWithTheConfiguredTiming() throws {
         let server = try TestServer(.holdOpen)
         defer { server.stop() }

@@ -280,6 +280,24 @@ struct CompatibilityTests {
         #expect(CompatibilityTests.errors(base + "  tcp-request content accept if RDP_COOKIE\n  acl u req_rdp_cookie(mstshash) -m beg adm\n").isEmpty)
     }
 
+    @Test func sourceIsReadAsHAProxyWritesIt() throws {
+        let base = "listen l 127.0.0.1:80\n  server a 10.0.0.1:3389"
+        func backend(_ server: String, _ lines: String = "") throws -> Backend? {
+            try Configuration.parse(base + server + "\n" + lines).configuration.backends.first { $0.name == "l" }
+        }
+        #expect(try backend("", "  source 10.0.0.5\n")?.source == SourceBinding(address: SocketAddress(ip: "10.0.0.5", port: 0)!))
+        #expect(try backend("", "  source 10.0.0.5:4000 interface eth1\n")?.source
+            == SourceBinding(address: SocketAddress(ip: "10.0.0.5", port: 4000)!, interface: "eth1"))
+        #expect(try backend("", "  source 0.0.0.0\n")?.source == nil)
+        #expect(try backend(" source ::1")?.servers.first?.source == SourceBinding(address: SocketAddress(ip: "::1", port: 0)!))
+        #expect(try backend(" source 10.0.0.6 interface eth2 weight 3")?.servers.first?.source?.interface == "eth2")
+        #expect(CompatibilityTests.errors(base + "\n  source 10.0.0.5 usesrc clientip\n")
+            == ["t.cfg:3: error: [listen 'l'] 'source': 'usesrc' (transparent proxying) is not supported yet"])
+        #expect(CompatibilityTests.errors(base + " source 10.0.0.5:1000-2000\n").first?.contains("port ranges are not supported yet") == true)
+        #expect(CompatibilityTests.errors(base + " source gateway.example\n").first?.contains("a source is a numeric address") == true)
+        #expect(CompatibilityTests.errors(base + " interface eth0\n") == ["t.cfg:2: error: [listen 'l'] 'server': 'interface' for server 'a' belongs after 'source <addr>'"])
+    }
+
     @Test func aListenWithDefaultBackendSendsItsConnectionsThere() throws {
         let c = try Configuration.parse("listen l 127.0.0.1:80\n  default_backend be\n  server own 10.0.0.9:80\n" + ParserTests.valid).configuration
         #expect(c.frontends.first { $0.name == "l" }?.defaultBackend == "be")

@@ -349,6 +349,8 @@ struct BackendSettings: Sendable {
     var serverRules: FrontendRouting?
     /// `persist rdp-cookie`: the cookie's name.
     var rdpPersistence: [UInt8]?
+    /// `source` in the backend (a server's own `source` wins).
+    var source: SourceBinding?
 
     /// Nothing allowed: a free session slot's placeholder.
     init() {}
@@ -367,6 +369,7 @@ struct BackendSettings: Sendable {
         randomDraws = backend.randomDraws
         hashKey = backend.hashExpression.map { HashKey(expression: $0, backend: backend.name) }
         rdpPersistence = backend.rdpPersistence.map { Array($0.utf8) }
+        source = backend.source
         balanceFactor = backend.consistentHashing || backend.balance == .random ? backend.balanceFactor : 0
         keepAlive = KeepAliveSettings(backend.serverKeepAlive)
         noLinger = backend.noLinger

@@ -65,6 +65,8 @@ public final class ServerState: Sendable {
     let configurationStorage: Mutex<Server>
     /// The `server` line it runs with now (a reload may replace it).
     public var configuration: Server { configurationStorage.withLock { $0 } }
+    /// `source` on its line (read per connection: only that field is copied).
+    var source: SourceBinding? { configurationStorage.withLock { $0.source } }
     /// Where and how often checks run; nil without `check`. A reload may replace it.
     let checkPlanStorage: Mutex<CheckPlan?>
     var checkPlan: CheckPlan? { checkPlanStorage.withLock { $0 } }

@@ -360,6 +360,8 @@ public struct Backend: Hashable, Sendable {
     /// `persist rdp-cookie[(<name>)]`: a session whose RDP routing token (cookie `msts` by default)
     /// names a server of this backend by address and port goes to that server.
     public var rdpPersistence: String?
+    /// `source`: where connections to this backend's servers come from (a server's own wins).
+    public var source: SourceBinding?
     /// `hash-balance-factor <percent>`: with `hash-type consistent` (and `balance random`), no
     /// server takes more than this percentage of the average load per weight. 0: off.
     public var balanceFactor = 0
@@ -456,6 +458,8 @@ public struct Server: Hashable, Sendable {
     /// `send-proxy` / `send-proxy-v2`: the PROXY-protocol header sent to the server before the
     /// client's bytes, carrying the client's address. Nil: none.
     public var proxyProtocol: ProxyProtocolVersion?
+    /// `source` on the server line: where connections to it (and its checks) come from.
+    public var source: SourceBinding?
     /// `check-send-proxy`: health checks send the PROXY header too (v1 with the check
     /// connection's addresses, v2 as the LOCAL command), for servers that require it.
     public var checkSendProxy: Bool = false
@@ -710,4 +714,18 @@ public enum ServerStateSource: Hashable, Sendable {
     case global
     /// `server-state-file-name <file>`; nil: the backend's name. Relative to `server-state-base`.
     case local(String?)
+}
+
+/// `source <addr>[:<port>] [interface <name>]` (backend or server): where connections to servers,
+/// and health checks, come from.
+public struct SourceBinding: Sendable, Hashable {
+    /// Bound before connecting; port 0 lets the kernel choose it at connect time.
+    public var address: SocketAddress
+    /// `interface`: the connections leave through this device (`SO_BINDTODEVICE`).
+    public var interface: String?
+
+    public init(address: SocketAddress, interface: String? = nil) {
+        self.address = address
+        self.interface = interface
+    }
 }

@@ -99,6 +99,7 @@ struct ProxyDraft {
     var hashExpression: SampleExpression?
     /// `persist rdp-cookie[(<name>)]`: the cookie's name.
     var rdpPersistence: String?
+    var source: SourceBinding?
     var retries = 3
     /// `load-server-state-from-file`, and `server-state-file-name` (its own line, any order).
     var serverStateSource: ServerStateSource = .none
@@ -175,6 +176,7 @@ struct ServerTemplate {
     var slowStart: Duration?
     var track: TrackTarget?
     var checkSendProxy = false
+    var source: SourceBinding?
 }
 
 struct Parser {
@@ -561,6 +563,7 @@ struct Parser {
             backend.balanceFactor = proxy.balanceFactor
             backend.hashExpression = proxy.hashExpression
             backend.rdpPersistence = proxy.rdpPersistence
+            backend.source = proxy.source
             backend.retries = proxy.retries
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch

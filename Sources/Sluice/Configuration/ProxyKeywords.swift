@@ -17,6 +17,7 @@ enum ProxyKeywords {
         "stick-table": SectionKind.realProxies,
         "stick": [.backend, .listen],
         "persist": SectionKind.backSide,
+        "source": SectionKind.backSide,
         "use-server": [.backend, .listen],
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
@@ -83,7 +84,6 @@ enum ProxyKeywords {
     static let notYet: [String: String] = [
         "tcp-response": "tcp-response rules are not supported yet",
         "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
-        "source": "choosing the source address of server connections is not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
         "force-persist": "persistence rules are not supported yet",
         "ignore-persist": "persistence rules are not supported yet",
@@ -162,6 +162,20 @@ extension Parser {
         case "use_backend": useBackendKeyword(&proxy, words, location)
         case "stick-table": stickTableKeyword(&proxy, words, location)
         case "stick": stickKeyword(&proxy, words, location)
+        case "source":
+            // `source <addr>[:<port>] [interface <name>]`; `usesrc` (transparent proxying) is refused.
+            guard words.count == 2 || (words.count == 4 && words[2] == "interface") else {
+                let usesrc = words.contains("usesrc")
+                return error(location, keyword: keyword, usesrc ? "'usesrc' (transparent proxying) is not supported yet"
+                             : "expected 'source <addr>[:<port>] [interface <name>]'")
+            }
+            switch ValueParser.sourceAddress(words[1]) {
+            case .failure(let e): error(location, keyword: keyword, e.message)
+            case .success(let address):
+                let interface = words.count == 4 ? words[3] : nil
+                proxy.source = address.map { SourceBinding(address: $0, interface: interface) }
+                    ?? interface.map { SourceBinding(address: SocketAddress(ip: "0.0.0.0", port: 0)!, interface: $0) }
+            }
         case "persist":
             // HAProxy's only persistence of this kind: `persist rdp-cookie[(<name>)]`, cookie `msts` by default.
             guard words.count == 2, words[1].hasPrefix("rdp-cookie"), let name = ProxyKeywords.rdpCookieName(words[1], default: "msts") else {

@@ -92,6 +92,7 @@ extension Parser {
         server.slowStart = template.slowStart
         server.track = template.track
         server.checkSendProxy = template.checkSendProxy
+        server.source = template.source
         return server
     }
 
@@ -116,6 +117,19 @@ extension Parser {
                 arg = a
             }
             switch param {
+            case "source":
+                // `source <addr>[:<port>] [interface <name>]`; `usesrc` (transparent proxying) is refused.
+                switch ValueParser.sourceAddress(arg) {
+                case .failure(let e): error(location, keyword: keyword, "source\(who): \(e.message)")
+                case .success(let address): t.source = address.map { SourceBinding(address: $0) }
+                }
+            case "interface":
+                guard i >= params.startIndex + 2 && params[i - 2] == "source" else {
+                    error(location, keyword: keyword, "'interface'\(who) belongs after 'source <addr>'")
+                    break
+                }
+                if t.source == nil { t.source = SourceBinding(address: SocketAddress(ip: "0.0.0.0", port: 0)!) }
+                t.source?.interface = arg
             case "check": t.checkEnabled = true
             case "no-check": t.checkEnabled = false
             case "backup": t.isBackup = true
@@ -267,7 +281,7 @@ enum ServerKeywords {
         "weight", "port", "addr", "inter", "fastinter", "downinter", "rise", "fall", "id", "observe", "error-limit", "on-error",
         "on-marked-down", "on-marked-up", "maxconn", "maxqueue", "minconn", "slowstart", "init-addr", "resolve-prefer", "resolvers",
         "resolve-opts", "resolve-net", "cookie", "redir", "pool-max-conn", "pool-low-conn", "pool-purge-delay", "max-reuse", "track",
-        "agent-port", "agent-addr", "agent-inter", "agent-send", "source", "usesrc", "proto", "check-proto", "namespace", "socks4",
+        "agent-port", "agent-addr", "agent-inter", "agent-send", "source", "interface", "usesrc", "proto", "check-proto", "namespace", "socks4",
         "verify", "sni", "ca-file", "crt", "ciphers", "ciphersuites", "crl-file", "alpn", "npn", "check-sni", "check-alpn", "curves",
         "sigalgs", "client-sigalgs", "ssl-min-ver", "ssl-max-ver", "verifyhost", "ws", "log-proto", "shard", "tcp-ut", "guid",
         "set-proxy-v2-tlv-fmt", "proxy-v2-options", "check-reuse-pool", "hash-key", "idle-ping", "strict-maxconn",
@@ -285,7 +299,7 @@ enum ServerKeywords {
         "minconn": "dynamic limits (minconn/fullconn); use a fixed 'maxconn'",
         "agent-check": "agent checks", "agent-port": "agent checks", "agent-addr": "agent checks", "agent-inter": "agent checks",
         "agent-send": "agent checks",
-        "source": "choosing the source address of server connections", "usesrc": "choosing the source address of server connections",
+        "usesrc": "transparent proxying (presenting another source address to the server)",
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
         "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",
         "tfo": "TCP Fast Open to servers", "tcp-ut": "TCP user timeouts to servers",

@@ -103,6 +103,21 @@ enum ValueParser {
         return .success(Endpoint(host: hostString, port: port))
     }
 
+    /// A `source` address: a numeric IP, alone (`10.0.0.5`, `::1`) or with a port (`10.0.0.5:0`,
+    /// `[::1]:4000`); nil for the wildcard (`0.0.0.0`, `*`, `::`) with port 0, which changes nothing.
+    static func sourceAddress(_ text: String) -> Result<SocketAddress?, ValueError> {
+        if let bare = SocketAddress(ip: text, port: 0) { return .success(bare.isWildcard ? nil : bare) }
+        guard text.contains(":") else { return .failure(ValueError("'\(text)': a source is a numeric address (no name)")) }
+        switch endpoint(text, allowZeroPort: true) {
+        case .failure(let e): return .failure(e)
+        case .success(let e):
+            guard let address = SocketAddress(ip: e.host ?? "0.0.0.0", port: e.port) else {
+                return .failure(ValueError("'\(text)': a source is a numeric address (no name)"))
+            }
+            return .success(address.isWildcard && e.port == 0 ? nil : address)
+        }
+    }
+
     /// A `server` address: as `endpoint`, but the port may be left out (`host` or `host:`), which
     /// means the port the client connected to (port 0 here), as HAProxy.
     static func serverEndpoint(_ text: String) -> Result<Endpoint, ValueError> {

@@ -501,7 +501,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             address = address.with(port: local.port)  // a server without a port: the client's destination port
         }
         do {
-            (fd, connected) = try Socket.connect(to: address)
+            (fd, connected) = try Socket.connect(to: address, from: server.source ?? sessions[i].policy.backend.source)
         } catch {
             backend.releaseSlot(of: server)
             if error.isDescriptorExhaustion {

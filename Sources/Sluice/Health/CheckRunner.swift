@@ -263,7 +263,8 @@ final class CheckRunner {
         let done: Bool
         do {
             // The server's plan as it is now: `set server … check-addr|check-port` changes it.
-            (fd, done) = try Socket.connect(to: (server.checkPlan ?? targets[t].plan).address(serverAddress: server.address))
+            (fd, done) = try Socket.connect(to: (server.checkPlan ?? targets[t].plan).address(serverAddress: server.address),
+                                            from: server.source ?? targets[t].backend.settings.source)
         } catch {
             finish(t, CheckResult(status: .layer4Connection, info: error.reason))
             return

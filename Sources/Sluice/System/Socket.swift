@@ -104,15 +104,37 @@ enum Socket {
 
     /// Starts a non-blocking connect. Returns the socket and whether the connection is already
     /// established (loopback sometimes is). The corresponding system calls are `socket(2)`, `connect(2)`.
-    static func connect(to address: SocketAddress) throws(SystemError) -> (fd: CInt, connected: Bool) {
+    /// `source`: bound (and tied to its interface) before connecting.
+    static func connect(to address: SocketAddress, from source: SourceBinding? = nil) throws(SystemError) -> (fd: CInt, connected: Bool) {
         let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
         setNoDelay(fd)
+        if let source {
+            do {
+                try bind(fd, to: source)
+            } catch {
+                closeDescriptor(fd)
+                throw error
+            }
+        }
         let r = address.withSockaddr { Glibc.connect(fd, $0, $1) }
         if r == 0 { return (fd, true) }
         let err = errno
         if err == EINPROGRESS || err == EINTR { return (fd, false) }
         closeDescriptor(fd)
         throw SystemError(code: err, call: "connect", operand: address.description)
+    }
+
+    /// `source <addr>[:<port>] [interface <name>]`. The corresponding system calls are `setsockopt(2)`
+    /// (`SO_BINDTODEVICE`, `IP_BIND_ADDRESS_NO_PORT`) and `bind(2)`.
+    private static func bind(_ fd: CInt, to source: SourceBinding) throws(SystemError) {
+        if let device = source.interface {
+            guard CShims_bind_to_device(fd, device) == 0 else { throw SystemError(code: errno, call: "setsockopt(SO_BINDTODEVICE)", operand: device) }
+        }
+        if source.address.isWildcard && source.address.port == 0 { return }
+        if source.address.port == 0 { _ = CShims_setsockopt_int(fd, Int32(IPPROTO_IP), CShims_IP_BIND_ADDRESS_NO_PORT, 1) }
+        guard source.address.withSockaddr({ Glibc.bind(fd, $0, $1) }) == 0 else {
+            throw SystemError(code: errno, call: "bind", operand: source.address.description)
+        }
     }
 
     /// A non-blocking UDP socket connected to `address` (so only its datagrams arrive, and an ICMP

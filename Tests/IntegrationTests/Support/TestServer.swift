@@ -25,6 +25,8 @@ final class TestServer: @unchecked Sendable {
         case partialHTTP
         /// Answers each `PING` with `reply` (a Redis-like health endpoint).
         case pong(String)
+        /// Sends the address the connection came from (`getpeername`) and a newline, then FIN.
+        case peerAddress
     }
 
     let port: Int
@@ -120,6 +122,13 @@ final class TestServer: @unchecked Sendable {
                     switch behavior {
                     case .identify(let name): c.out = Array((name + "\n").utf8)
                     case .halfCloseFirst(let greeting): c.out = Array(greeting.utf8)
+                    case .peerAddress:
+                        var peer = sockaddr_in()
+                        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                        _ = withUnsafeMutablePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) } }
+                        var text = [CChar](repeating: 0, count: 32)
+                        inet_ntop(AF_INET, &peer.sin_addr, &text, 32)
+                        c.out = Array((String(cString: text) + "\n").utf8)
                     default: break
                     }
                     conns.append(c)
@@ -180,7 +189,7 @@ final class TestServer: @unchecked Sendable {
                 let flushed = c.outOffset >= c.out.count
                 if !dead && flushed && !c.finSent {
                     switch behavior {
-                    case .identify, .halfCloseFirst:
+                    case .identify, .halfCloseFirst, .peerAddress:
                         shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
                     case .http where c.answered:
                         shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
