@@ -211,6 +211,28 @@ extension Loopback {
         #expect(other.accepted.load(ordering: .relaxed) == 0)
     }
 
+    /// HAProxy's Terminal Services farm in front of `servers` (s1, s2, s3): wait for the RDP cookie,
+    /// `persist rdp-cookie`, and `choice` (how sessions without a routing token are spread).
+    static func rdpFarm(_ port: Int, _ servers: [TestServer], _ choice: String) -> String {
+        """
+        \(tcpDefaults(client: "10s", server: "10s"))
+        listen tse-farm
+          bind 127.0.0.1:\(port)
+          tcp-request inspect-delay 5s
+          tcp-request content accept if RDP_COOKIE
+          persist rdp-cookie
+          \(choice)
+        \(servers.enumerated().map { "  server s\($0.offset + 1) 127.0.0.1:\($0.element.port)" }.joined(separator: "\n"))
+
+        """
+    }
+
+    /// An RDP client's X.224 Connection Request (TPKT and X.224 headers, 11 bytes) with its cookie
+    /// line (`<name>=<value>`, none when nil), then its RDP negotiation request.
+    static func rdpConnectionRequest(_ cookie: String?) -> [UInt8] {
+        [3, 0, 0, 0, 0, 0xE0, 0, 0, 0, 0, 0] + Array((cookie.map { "Cookie: \($0)\r\n" } ?? "").utf8) + [1, 0, 8, 0, 3, 0, 0, 0]
+    }
+
     /// HAProxy's Terminal Services farm: wait for the RDP cookie, hash the user's `mstshash` to a
     /// server (the same user lands on the same server), and send a client whose connection broker
     /// gave it a routing token (`msts=<address>.<port>.0000`) to the server it names — as HAProxy
@@ -218,26 +240,8 @@ extension Loopback {
     @Test func rdpCookieBalancesAndPersistsLikeHAProxy() throws {
         let servers = try ["s1", "s2", "s3"].map { try TestServer(.identify($0)) }
         defer { for s in servers { s.stop() } }
-        func config(_ port: Int) -> String {
-            """
-            \(tcpDefaults(client: "10s", server: "10s"))
-            listen tse-farm
-              bind 127.0.0.1:\(port)
-              tcp-request inspect-delay 5s
-              tcp-request content accept if RDP_COOKIE
-              persist rdp-cookie
-              balance rdp-cookie
-              server s1 127.0.0.1:\(servers[0].port)
-              server s2 127.0.0.1:\(servers[1].port)
-              server s3 127.0.0.1:\(servers[2].port)
-
-            """
-        }
-        /// The client's X.224 Connection Request (TPKT and X.224 headers, 11 bytes) with its cookie
-        /// line, then its RDP negotiation request.
-        func connectionRequest(_ cookie: String?) -> [UInt8] {
-            [3, 0, 0, 0, 0, 0xE0, 0, 0, 0, 0, 0] + Array((cookie.map { "Cookie: \($0)\r\n" } ?? "").utf8) + [1, 0, 8, 0, 3, 0, 0, 0]
-        }
+        func config(_ port: Int) -> String { Self.rdpFarm(port, servers, "balance rdp-cookie") }
+        func connectionRequest(_ cookie: String?) -> [UInt8] { Self.rdpConnectionRequest(cookie) }
         // 127.0.0.1 as the number HAProxy reads (the address's bytes in memory order), the port byte-swapped.
         let token = "msts=16777343.\(UInt16(servers[1].port).byteSwapped).0000"
         let proxy = try RunningProxy(config(0))
@@ -277,24 +281,9 @@ extension Loopback {
         let servers = try ["s1", "s2", "s3"].map { try TestServer(.identify($0)) }
         defer { for s in servers { s.stop() } }
         func config(_ port: Int) -> String {
-            """
-            \(tcpDefaults(client: "10s", server: "10s"))
-            listen tse-farm
-              bind 127.0.0.1:\(port)
-              tcp-request inspect-delay 5s
-              tcp-request content accept if RDP_COOKIE
-              persist rdp-cookie
-              stick-table type string size 204800
-              stick on req.rdp_cookie(mstshash)
-              server s1 127.0.0.1:\(servers[0].port)
-              server s2 127.0.0.1:\(servers[1].port)
-              server s3 127.0.0.1:\(servers[2].port)
-
-            """
+            Self.rdpFarm(port, servers, "stick-table type string size 204800\n  stick on req.rdp_cookie(mstshash)")
         }
-        func request(_ user: String) -> [UInt8] {
-            [3, 0, 0, 0, 0, 0xE0, 0, 0, 0, 0, 0] + Array("Cookie: mstshash=\(user)\r\n".utf8) + [1, 0, 8, 0, 3, 0, 0, 0]
-        }
+        func request(_ user: String) -> [UInt8] { Self.rdpConnectionRequest("mstshash=\(user)") }
         /// Each user's server on first contact, after checking that two more connections land there.
         func placements(_ port: Int) throws -> [String] {
             // Five users: not a multiple of three, so plain round-robin would move them on the next pass.

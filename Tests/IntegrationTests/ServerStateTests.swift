@@ -25,6 +25,23 @@ extension Loopback {
         """
     }
 
+    /// HAProxy 2.6 on `config` with an admin socket, given `commands`; what `show servers state`
+    /// then says is written to `stateFile` (as a reload script saves it) and returned with the
+    /// commands' answers. HAProxy is stopped before this returns.
+    static func savedByHAProxy(_ stateFile: String, servers: [TestServer], check: String = "",
+                               commands: [String]) throws -> (saved: String, answers: [String]) {
+        let socket = temporaryPath("haproxy.sock")
+        defer { unlink(socket) }
+        let port = try Net.closedPort()
+        let haproxy = try HAProxyProcess(config: config(stateFile: stateFile, port: port, servers: servers.map(\.port),
+                                                        extraGlobal: "  stats socket \(socket) level admin", check: check), port: port)
+        defer { haproxy.stop() }
+        let answers = try commands.map { try StatsClient.ask(socket, $0) }
+        let saved = try StatsClient.ask(socket, "show servers state")
+        try saved.write(toFile: stateFile, atomically: true, encoding: .utf8)
+        return (saved, answers)
+    }
+
     static func temporaryPath(_ name: String) -> String {
         TestFiles.folder.appendingPathComponent("sluice-\(UUID().uuidString.prefix(8))-\(name)").path
     }
@@ -37,19 +54,10 @@ extension Loopback {
         let servers = try (0..<3).map { _ in try TestServer(.identify("x")) }
         defer { for s in servers { s.stop() } }
         let stateFile = Self.temporaryPath("state")
-        let socket = Self.temporaryPath("haproxy.sock")
-        defer { unlink(stateFile); unlink(socket) }
-        let port = try Net.closedPort()
-        let haproxy = try HAProxyProcess(config: Self.config(stateFile: stateFile, port: port, servers: servers.map(\.port),
-                                                             extraGlobal: "  stats socket \(socket) level admin"), port: port)
-        defer { haproxy.stop() }
-        for command in ["set server be/s1 state drain", "set server be/s2 state maint", "set server be/s3 weight 4"] {
-            _ = try StatsClient.ask(socket, command)
-        }
-        let saved = try StatsClient.ask(socket, "show servers state")
+        defer { unlink(stateFile) }
+        let (saved, _) = try Self.savedByHAProxy(stateFile, servers: servers,
+                                                 commands: ["set server be/s1 state drain", "set server be/s2 state maint", "set server be/s3 weight 4"])
         #expect(saved.hasPrefix("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state"))
-        try saved.write(toFile: stateFile, atomically: true, encoding: .utf8)
-        haproxy.stop()
 
         let proxy = try RunningProxy(Self.config(stateFile: stateFile, port: 0, servers: servers.map(\.port)))
         defer { proxy.stop() }
@@ -74,19 +82,11 @@ extension Loopback {
         let servers = try (0..<3).map { _ in try TestServer(.identify("x")) }
         defer { for s in servers { s.stop() } }
         let stateFile = Self.temporaryPath("state")
-        let socket = Self.temporaryPath("haproxy.sock")
-        defer { unlink(stateFile); unlink(socket) }
-        let port = try Net.closedPort()
+        defer { unlink(stateFile) }
         let checked = " check inter 1h"
-        let haproxy = try HAProxyProcess(config: Self.config(stateFile: stateFile, port: port, servers: servers.map(\.port),
-                                                             extraGlobal: "  stats socket \(socket) level admin", check: checked), port: port)
-        defer { haproxy.stop() }
-        for command in ["set server be/s1 check-port \(servers[2].port)", "set server be/s2 check-addr 127.0.0.2 port 81"] {
-            #expect(try StatsClient.ask(socket, command) == "\n")
-        }
-        let saved = try StatsClient.ask(socket, "show servers state")
-        try saved.write(toFile: stateFile, atomically: true, encoding: .utf8)
-        haproxy.stop()
+        let (saved, answers) = try Self.savedByHAProxy(stateFile, servers: servers, check: checked, commands: [
+            "set server be/s1 check-port \(servers[2].port)", "set server be/s2 check-addr 127.0.0.2 port 81"])
+        #expect(answers == ["\n", "\n"])
 
         let proxy = try RunningProxy(Self.config(stateFile: stateFile, port: 0, servers: servers.map(\.port), check: checked))
         defer { proxy.stop() }
