@@ -289,7 +289,9 @@ struct CompatibilityTests {
         #expect(try backend("", "  source 10.0.0.5:4000 interface eth1\n")?.source
             == SourceBinding(address: SocketAddress(ip: "10.0.0.5", port: 4000)!, interface: "eth1"))
         #expect(try backend("", "  source 0.0.0.0\n")?.source == nil)
-        #expect(try backend(" source ::1")?.servers.first?.source == SourceBinding(address: SocketAddress(ip: "::1", port: 0)!))
+        #expect(try backend(" source [::1]")?.servers.first?.source == SourceBinding(address: SocketAddress(ip: "::1", port: 0)!))
+        #expect(try backend(" source ::1:4000")?.servers.first?.source == SourceBinding(address: SocketAddress(ip: "::1", port: 4000)!))
+        #expect(!CompatibilityTests.errors(base + " source ::1\n").isEmpty)  // HAProxy: invalid address: ':' in '::1'
         #expect(try backend(" source 10.0.0.6 interface eth2 weight 3")?.servers.first?.source?.interface == "eth2")
         #expect(CompatibilityTests.errors(base + "\n  source 10.0.0.5 usesrc clientip\n")
             == ["t.cfg:3: error: [listen 'l'] 'source': 'usesrc' (transparent proxying) is not supported yet"])

@@ -103,10 +103,12 @@ enum ValueParser {
         return .success(Endpoint(host: hostString, port: port))
     }
 
-    /// A `source` address: a numeric IP, alone (`10.0.0.5`, `::1`) or with a port (`10.0.0.5:0`,
-    /// `[::1]:4000`); nil for the wildcard (`0.0.0.0`, `*`, `::`) with port 0, which changes nothing.
+    /// A `source` address, as HAProxy reads it: a numeric IP, alone (`10.0.0.5`, `[::1]`) or with a
+    /// port (`10.0.0.5:0`, `[::1]:4000`, `::1:4000`: the last colon separates the port, so a bare
+    /// `::1` is refused, as by HAProxy); nil for the wildcard with port 0, which changes nothing.
     static func sourceAddress(_ text: String) -> Result<SocketAddress?, ValueError> {
-        if let bare = SocketAddress(ip: text, port: 0) { return .success(bare.isWildcard ? nil : bare) }
+        let bareText = text.hasPrefix("[") && text.hasSuffix("]") ? String(text.dropFirst().dropLast()) : text.contains(":") ? nil : text
+        if let bareText, let bare = SocketAddress(ip: bareText, port: 0) { return .success(bare.isWildcard ? nil : bare) }
         guard text.contains(":") else { return .failure(ValueError("'\(text)': a source is a numeric address (no name)")) }
         switch endpoint(text, allowZeroPort: true) {
         case .failure(let e): return .failure(e)
