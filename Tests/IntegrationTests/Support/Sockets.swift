@@ -103,9 +103,10 @@ enum Net {
     /// port 0 and closing could be handed again to the next test that binds port 0 (a server, an
     /// in-process proxy). So ports come from below the ephemeral range
     /// (`net.ipv4.ip_local_port_range`, 32768–60999 by default), from a cursor each process
-    /// starts at random, and only ones that bind now. Likely causes of two rare CI failures:
-    /// `aBurstFarBeyondMaxconnIsServedInTurn`'s clients reset after 0 bytes, and an idle client
-    /// through HAProxy never closed in `LoggingTests`, as if another listener had its connection.
+    /// starts at random, and only ones that bind now. Likely cause of a rare CI failure:
+    /// `aBurstFarBeyondMaxconnIsServedInTurn`'s clients reset after 0 bytes. (An idle client
+    /// through HAProxy that "never closed" in `LoggingTests` was the test's own 5 s wait racing
+    /// HAProxy's 5 s server timeout: see that test.)
     static func closedPort() throws -> Int {
         let range = portRange
         for _ in 0..<range.count {
