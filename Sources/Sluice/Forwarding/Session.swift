@@ -296,6 +296,9 @@ struct Session {
     /// The server was assigned outright (`use-server`, `persist rdp-cookie`): retries stay with it
     /// (see `BackendState.redispatchTarget`).
     var direct = false
+    /// The first inactivity timeout that shut a side while the session went on (`c`/`s`, else
+    /// `-`): it is what the session's log reports at its end, as HAProxy's first error.
+    var timedOut = TerminationCause.normal
 
     var toServer = Direction()
     var toClient = Direction()
@@ -322,7 +325,8 @@ struct Session {
     var armedDeadline: Int64 = .max
 
     var isFinished: Bool { toServer.isDone && toClient.isDone }
-    /// One direction has closed: the `-fin` timeouts apply.
+    /// One direction has closed: deadlines may move earlier (a `-fin` timeout, or a side no longer
+    /// read that has bytes waiting for it).
     var isHalfClosed: Bool { toServer.sourceClosed || toClient.sourceClosed }
 }
 
@@ -361,8 +365,7 @@ extension Session {
     }
 
     /// When the session must be looked at next: the end of its connect/retry/queue phase, or the
-    /// moment one side has been idle for its timeout (HAProxy's `timeout client`/`server`,
-    /// replaced by `tunnel` once connected, and by `client-fin`/`server-fin` once half-closed).
+    /// moment one side has been idle for its timeout (see `inactivityDeadlines`).
     var deadline: Int64 {
         switch state {
         case .free: return .max
@@ -371,19 +374,46 @@ extension Session {
         case .descriptorWait: return min(phaseDeadline, queueDeadline)
         case .queued: return queueDeadline
         case .established:
-            return min(inactivityDeadlines.client, inactivityDeadlines.server)
+            let due = inactivityDeadlines
+            return min(due.client, due.server)
         }
     }
 
-    /// When each side's inactivity timeout ends an established session (`Int64.max`: never).
+    /// When each side's inactivity timeout runs out (`Int64.max`: never), as HAProxy 2.6 keeps
+    /// them: a side has a read timeout while it is read and a write timeout while bytes wait for
+    /// it, both `timeout client`/`server` (`tunnel` once connected), the read timeout becoming
+    /// `client-fin`/`server-fin` once that side was sent a FIN. What expired is told by
+    /// `expiry(of:)`.
     var inactivityDeadlines: (client: Int64, server: Int64) {
         let tunnel = policy.backend.tunnelTimeoutMs
-        var clientLimit = tunnel > 0 ? tunnel : policy.clientTimeoutMs
-        var serverLimit = tunnel > 0 ? tunnel : policy.backend.serverTimeoutMs
-        if isHalfClosed {
-            if policy.clientFinTimeoutMs > 0 { clientLimit = policy.clientFinTimeoutMs }
-            if policy.backend.serverFinTimeoutMs > 0 { serverLimit = policy.backend.serverFinTimeoutMs }
-        }
-        return (clientLimit > 0 ? clientActivity + clientLimit : .max, serverLimit > 0 ? serverActivity + serverLimit : .max)
+        let client = Self.inactivityDeadline(
+            activity: clientActivity, limit: tunnel > 0 ? tunnel : policy.clientTimeoutMs, finLimit: policy.clientFinTimeoutMs,
+            read: !toServer.sourceClosed, sentFin: toClient.finForwarded, waiting: toClient.held > 0)
+        let server = Self.inactivityDeadline(
+            activity: serverActivity, limit: tunnel > 0 ? tunnel : policy.backend.serverTimeoutMs, finLimit: policy.backend.serverFinTimeoutMs,
+            read: !toClient.sourceClosed, sentFin: toServer.finForwarded, waiting: toServer.held > 0)
+        return (client, server)
+    }
+
+    private static func inactivityDeadline(activity: Int64, limit: Int64, finLimit: Int64, read: Bool, sentFin: Bool, waiting: Bool) -> Int64 {
+        var due = Int64.max
+        let readLimit = sentFin && finLimit > 0 ? finLimit : limit
+        if read && readLimit > 0 { due = activity + readLimit }
+        if waiting && limit > 0 { due = min(due, activity + limit) }
+        return due
+    }
+
+    /// What an expired inactivity timeout of a side means: bytes waited for it (a write timeout:
+    /// the session is aborted), or it sent nothing (a read timeout: it is no longer read, and the
+    /// other side is sent a FIN once what it was owed is written).
+    enum Expiry { case none, read, write }
+
+    func expiry(ofClient client: Bool, now: Int64) -> Expiry {
+        let due = inactivityDeadlines
+        guard (client ? due.client : due.server) <= now else { return .none }
+        let toSide = client ? toClient : toServer
+        let limit = policy.backend.tunnelTimeoutMs > 0 ? policy.backend.tunnelTimeoutMs : (client ? policy.clientTimeoutMs : policy.backend.serverTimeoutMs)
+        let activity = client ? clientActivity : serverActivity
+        return toSide.held > 0 && limit > 0 && activity + limit <= now ? .write : .read
     }
 }

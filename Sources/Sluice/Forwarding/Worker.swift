@@ -164,7 +164,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 retry(i)
             }
         case .established:
-            close(i, reset: false, cause: sessions[i].timedOutSide)
+            expireIdleSides(i, now: now)
         case .inspecting:
             // `timeout client` ends the wait as it ends any idle client; the inspect delay lets the rules decide.
             if sessions[i].policy.clientTimeoutMs > 0 && now >= sessions[i].clientActivity + sessions[i].policy.clientTimeoutMs {
@@ -634,7 +634,6 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     private func forward(_ i: Int) {
         let splice = !process.noSplice
         var toServer = 0, fromClient = 0, toClient = 0, fromServer = 0
-        let wasHalfClosed = sessions[i].isHalfClosed
         let upstream = sessions[i].pumpToServer(pool: &pool, splice: splice, scratch: scratch, moved: &toServer, read: &fromClient)
         let downstream = sessions[i].pumpToClient(pool: &pool, splice: splice, scratch: scratch, moved: &toClient, read: &fromServer)
         sessions[i].account(toServer: toServer, fromClient: fromClient, toClient: toClient, fromServer: fromServer, now: reactor.now)
@@ -652,8 +651,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             // instead of staying half-open.
             close(i, reset: false)
         } else {
-            if !wasHalfClosed && sessions[i].isHalfClosed {
-                arm(i)  // the -fin timeouts may be shorter
+            if sessions[i].isHalfClosed {
+                arm(i)  // a -fin timeout, or bytes waiting for a side no longer read, may be due sooner
             }
             if case .yielded = upstream {
                 pendingSessions.append(token(.client, i))
@@ -663,10 +662,33 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         }
     }
 
+    /// An established session's side stayed idle past its timeout, handled as HAProxy 2.6 does:
+    /// when bytes waited for that side, the session is aborted; when it only sent nothing, it is no
+    /// longer read and the other side is sent a FIN once owed bytes are written, while the other
+    /// way goes on until it ends or times out in turn (a late answer still reaches a silent client).
+    /// The first such timeout is what the log reports (`cD`/`sD`).
+    private func expireIdleSides(_ i: Int, now: Int64) {
+        for side in [TerminationCause.clientTimeout, .serverTimeout] {
+            switch sessions[i].expiry(ofClient: side == .clientTimeout, now: now) {
+            case .none:
+                continue
+            case .write:
+                close(i, reset: false, cause: side)
+                return
+            case .read:
+                if sessions[i].timedOut == .normal { sessions[i].timedOut = side }
+                if side == .clientTimeout { sessions[i].toServer.sourceClosed = true } else { sessions[i].toClient.sourceClosed = true }
+            }
+        }
+        forward(i)  // sends the FIN, closes the session when both ways are done, re-arms otherwise
+    }
+
     /// Ends a session: closes both sockets (with RST when `reset`, to pass a reset on), returns
     /// pipes, frees the slot and resumes accepting if a limit had paused it.
     private func close(_ i: Int, reset: Bool, cause: TerminationCause = .normal) {
         var session = sessions[i]
+        // HAProxy's termination state keeps the first error: a timeout that shut a side earlier.
+        let cause = session.timedOut == .normal ? cause : session.timedOut
         // Out of the queue before the client sees its close: whoever reacts to it sees no waiter.
         if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
         if let log = session.log { logs.sessionEnded(log, session, cause: cause, frontend: frontend(of: i), process: process, now: reactor.now) }

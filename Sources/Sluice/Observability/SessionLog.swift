@@ -207,14 +207,6 @@ extension Session.State {
     }
 }
 
-extension Session {
-    /// Which side's inactivity timeout ended an established session (the earlier deadline).
-    var timedOutSide: TerminationCause {
-        let due = inactivityDeadlines
-        return due.client <= due.server ? .clientTimeout : .serverTimeout
-    }
-}
-
 extension LogRing {
     /// A new session of a frontend that logs. Without a format, HAProxy's line is written now;
     /// with one, the returned state collects what its line needs.

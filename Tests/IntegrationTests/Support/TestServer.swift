@@ -27,6 +27,8 @@ final class TestServer: @unchecked Sendable {
         case pong(String)
         /// Sends the address the connection came from (`getpeername`) and a newline, then FIN.
         case peerAddress
+        /// Reads until the client's FIN, then sends `reply` and FIN (a late answer).
+        case answerAtEnd(String)
     }
 
     let port: Int
@@ -170,6 +172,7 @@ final class TestServer: @unchecked Sendable {
                         }
                     } else if r == 0 {
                         c.readClosed = true
+                        if case .answerAtEnd(let reply) = behavior { c.out += Array(reply.utf8) }
                     } else if errno != EAGAIN && errno != EINTR {
                         dead = true
                     }
@@ -195,7 +198,7 @@ final class TestServer: @unchecked Sendable {
                         shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
                     case .partialHTTP where c.answered:
                         dead = true  // close mid-response
-                    case .echo where c.readClosed:
+                    case .echo where c.readClosed, .answerAtEnd where c.readClosed:
                         shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
                     default: break
                     }
