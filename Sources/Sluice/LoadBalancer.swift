@@ -357,7 +357,8 @@ public final class LoadBalancer: Sendable {
         let checkWorker = workers[0]
         let everyone = workers
         checkWorker.checks = CheckRunner(
-            reactor: checkWorker.reactor, spreadChecks: configuration.global.spreadChecks, logger: logger,
+            reactor: checkWorker.reactor, spreadChecks: configuration.global.spreadChecks,
+            serverBuffers: configuration.global.serverBuffers, logger: logger,
             broadcast: { command in for w in everyone { w.post(command) } })
         checkWorker.checks?.configure(Self.checkTargets(configuration, backends))
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }

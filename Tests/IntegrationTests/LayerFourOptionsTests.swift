@@ -179,6 +179,41 @@ extension Loopback {
         try eventually("checks from an address the host lacks fail") { down.operational == .stopped }
     }
 
+    /// `tune.rcvbuf.*`/`tune.sndbuf.*`: the proxy's sockets toward the client and toward the server
+    /// have the sizes asked for (`ss -m` shows them doubled, the kernel's bookkeeping share), the
+    /// same as HAProxy 2.6's on the same file.
+    @Test func socketBufferSizesAreSetOnClientAndServerSocketsLikeHAProxy() throws {
+        let global = "global\n  tune.rcvbuf.client 16384\n  tune.sndbuf.client 24576\n  tune.rcvbuf.server 32768\n  tune.sndbuf.server 40960\n"
+        /// (rb, tb) of the proxy's socket toward the client and toward the server.
+        func sizes(_ port: Int, _ server: TestServer) throws -> [String] {
+            let client = try Net.connect(port)
+            defer { close(client) }
+            try eventually("the server has the connection") { server.open.load(ordering: .relaxed) == 1 }
+            // Each socket is two lines with -m: the addresses, then skmem:(r0,rb<n>,t0,tb<n>,…).
+            func skmem(_ filter: String) throws -> String {
+                let lines = try Self.ss(["-tmnH", "state", "established", filter])
+                guard let line = lines.first(where: { $0.contains("skmem:") }) else { return "no socket for \(filter)" }
+                let fields = line.split(whereSeparator: { "(),".contains($0) }).map(String.init)
+                return fields.filter { $0.hasPrefix("rb") || $0.hasPrefix("tb") }.joined(separator: " ")
+            }
+            return [try skmem("sport = :\(port)"), try skmem("dport = :\(server.port)")]
+        }
+        let expected = ["rb32768 tb49152", "rb65536 tb81920"]
+        let server = try TestServer(.holdOpen)
+        defer { server.stop() }
+        let proxy = try RunningProxy(global + Self.proxy("server s 127.0.0.1:\(server.port)"))
+        #expect(try sizes(proxy.port, server) == expected)
+        proxy.stop()
+        if HAProxyProcess.requireInstalled() {
+            let other = try TestServer(.holdOpen)
+            defer { other.stop() }
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: global + Self.proxy("server s 127.0.0.1:\(other.port)", port: port), port: port)
+            defer { haproxy.stop() }
+            #expect(try sizes(port, other) == expected, "HAProxy 2.6 sets them differently")
+        }
+    }
+
     @Test func keepAliveProbesAreOnForClientAndServerSocketsWithTheConfiguredTiming() throws {
         let server = try TestServer(.holdOpen)
         defer { server.stop() }

@@ -249,6 +249,29 @@ struct CompatibilityTests {
             == ["t.cfg:2: error: [global] 'tune.maxpollevents': tune.maxpollevents 'lots' is not a whole number"])
     }
 
+    @Test func socketBufferSizesAreReadAsHAProxyReadsThem() throws {
+        func parsed(_ lines: String) throws -> (Global, [String]) {
+            let p = try Configuration.parse("global\n" + lines + ParserTests.valid, file: "t.cfg")
+            return (p.configuration.global, p.warnings.filter { $0.keyword?.hasPrefix("tune.") == true }.map(\.description))
+        }
+        let all = try parsed("  tune.rcvbuf.client 8192\n  tune.sndbuf.client 4096\n  tune.rcvbuf.server 65536\n  tune.sndbuf.server 0\n").0
+        #expect(all.clientBuffers == SocketBufferSizes(receive: 8192, send: 4096))
+        #expect(all.serverBuffers == SocketBufferSizes(receive: 65536, send: 0))
+        #expect(all.serverBuffers.isSet && !SocketBufferSizes(receive: 0, send: 0).isSet)
+        // HAProxy 2.6 keeps the first value, unless it was 0.
+        let (twice, warnings) = try parsed("  tune.sndbuf.server 4096\n  tune.sndbuf.server 8192\n")
+        #expect(twice.serverBuffers.send == 4096)
+        #expect(warnings == ["t.cfg:3: warning: [global] 'tune.sndbuf.server': already specified; the first value (4096) stays, as in HAProxy"])
+        #expect(try parsed("  tune.rcvbuf.client 0\n  tune.rcvbuf.client 2048\n").0.clientBuffers.receive == 2048)
+        // HAProxy reads these with atol: "64k" is 64 bytes and "-5" a negative size; Sluice refuses both.
+        #expect(CompatibilityTests.errors("global\n  tune.rcvbuf.client 64k\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'tune.rcvbuf.client': tune.rcvbuf.client '64k' is not a whole number"])
+        #expect(CompatibilityTests.errors("global\n  tune.sndbuf.client -5\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'tune.sndbuf.client': expects a size in bytes from 0 to INT_MAX (2147483647)"])
+        #expect(CompatibilityTests.errors("global\n  tune.rcvbuf.server 3000000000\n" + ParserTests.valid)
+            == ["t.cfg:2: error: [global] 'tune.rcvbuf.server': expects a size in bytes from 0 to INT_MAX (2147483647)"])
+    }
+
     @Test func useServerNeedsAConditionAndAServerOfItsOwnProxy() throws {
         let base = "listen l 127.0.0.1:80\n  server a 10.0.0.1:80 weight 0\n  server b 10.0.0.2:80\n"
         let c = try Configuration.parse(base + "  use-server a if { src 10.0.0.0/8 }\n  use-server %[src] unless TRUE\n").configuration

@@ -42,10 +42,6 @@ enum GlobalKeywords {
         "wurfl-data-file": "device detection needs HTTP",
         "51degrees-data-file": "device detection needs HTTP",
         "deviceatlas-json-file": "device detection needs HTTP",
-        "tune.rcvbuf.client": "socket buffer sizes are not configurable yet",
-        "tune.rcvbuf.server": "socket buffer sizes are not configurable yet",
-        "tune.sndbuf.client": "socket buffer sizes are not configurable yet",
-        "tune.sndbuf.server": "socket buffer sizes are not configurable yet",
         "default-path": "relative paths are read from the current directory",
         "cluster-secret": "QUIC and PROXY-protocol authentication are not supported",
         "stats-file": "not supported",
@@ -96,6 +92,21 @@ extension Parser {
             if let n = firstNumber(words, location, keyword: keyword, current: global.maxPollEvents, limit: Global.maxPollEventsLimit,
                                    tooLarge: { "\($0) events per poll is above \(Global.maxPollEventsLimit)" }) {
                 global.maxPollEvents = n
+            }
+        case "tune.rcvbuf.client", "tune.sndbuf.client", "tune.rcvbuf.server", "tune.sndbuf.server":
+            let client = keyword.hasSuffix(".client"), receive = keyword.hasPrefix("tune.rcvbuf")
+            let sizes = client ? global.clientBuffers : global.serverBuffers
+            guard let n = firstNumber(words, location, keyword: keyword, current: receive ? sizes.receive : sizes.send, limit: Int(Int32.max),
+                                      tooLarge: { _ in "expects a size in bytes from 0 to INT_MAX (2147483647)" }) else { return }
+            guard n >= 0 else {
+                error(location, keyword: keyword, "expects a size in bytes from 0 to INT_MAX (2147483647)")
+                return
+            }
+            switch (client, receive) {
+            case (true, true): global.clientBuffers.receive = n
+            case (true, false): global.clientBuffers.send = n
+            case (false, true): global.serverBuffers.receive = n
+            case (false, false): global.serverBuffers.send = n
             }
         case "nosplice":
             guard expect(words, count: 1, location, usage: "nosplice") else { return }

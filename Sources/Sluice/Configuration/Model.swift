@@ -65,6 +65,12 @@ public struct Global: Hashable, Sendable {
     static let maxPollEventsLimit = 1_000_000
     /// `nosplice`: forward through user-space buffers instead of pipes.
     public var noSplice: Bool = false
+    /// `tune.rcvbuf.client`, `tune.sndbuf.client`: the kernel buffer sizes of client sockets, set
+    /// after each accept (nil or 0: the kernel's auto-tuning).
+    public var clientBuffers = SocketBufferSizes()
+    /// `tune.rcvbuf.server`, `tune.sndbuf.server`: the same for connections to servers and their
+    /// health checks, set before the connect.
+    public var serverBuffers = SocketBufferSizes()
     /// `busy-polling`: the reactors never sleep; each wait for events polls with a zero timeout,
     /// as HAProxy's option does, for the microseconds a sleeping thread takes to wake (in virtual
     /// machines, on CPUs that scale their frequency). Each reactor thread then uses a whole core.
@@ -728,4 +734,19 @@ public struct SourceBinding: Sendable, Hashable {
         self.address = address
         self.interface = interface
     }
+}
+
+/// `SO_RCVBUF`/`SO_SNDBUF` for one side's sockets (HAProxy's `tune.rcvbuf.*`/`tune.sndbuf.*`).
+public struct SocketBufferSizes: Hashable, Sendable {
+    /// Bytes; nil (or 0, as HAProxy) leaves the kernel's auto-tuning.
+    public var receive: Int?
+    public var send: Int?
+
+    public init(receive: Int? = nil, send: Int? = nil) {
+        self.receive = receive
+        self.send = send
+    }
+
+    /// Whether any size is set (else sockets are left alone).
+    var isSet: Bool { (receive ?? 0) > 0 || (send ?? 0) > 0 }
 }

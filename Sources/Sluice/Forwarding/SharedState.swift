@@ -20,6 +20,9 @@ final class ProcessState: Sendable {
     let busyPolling: Bool
     /// `tune.bufsize`: the copy path's buffer.
     let bufferSize: Int
+    /// `tune.rcvbuf.*`/`tune.sndbuf.*`: kernel buffer sizes of client and server sockets.
+    let clientBuffers: SocketBufferSizes
+    let serverBuffers: SocketBufferSizes
     /// Times accept or connect found no descriptor left (EMFILE/ENFILE).
     let descriptorExhaustions = Atomic<Int>(0)
 
@@ -36,6 +39,8 @@ final class ProcessState: Sendable {
         pollEvents = (global.maxPollEvents ?? 0) > 0 ? global.maxPollEvents! : Global.defaultPollEvents
         busyPolling = global.busyPolling
         bufferSize = global.bufferSize
+        clientBuffers = global.clientBuffers
+        serverBuffers = global.serverBuffers
     }
 
     func reservePipe() -> Bool {

@@ -381,6 +381,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let serial = process.totalConnections.wrappingAdd(1, ordering: .relaxed).oldValue
         if let route = policy.log { sessions[i].log = logs.sessionStarted(route, client: fd, peer: peer, local: bind.address, bindName: bind.name, frontend: frontend.name, serial: serial, now: reactor.now) }
         if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
+        if process.clientBuffers.isSet { Socket.setBufferSizes(fd, process.clientBuffers) }
         liveSessions += 1
         frontend.countSession()
         do {
@@ -501,7 +502,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             address = address.with(port: local.port)  // a server without a port: the client's destination port
         }
         do {
-            (fd, connected) = try Socket.connect(to: address, from: server.source ?? sessions[i].policy.backend.source)
+            (fd, connected) = try Socket.connect(to: address, from: server.source ?? sessions[i].policy.backend.source, buffers: process.serverBuffers)
         } catch {
             backend.releaseSlot(of: server)
             if error.isDescriptorExhaustion {

@@ -76,13 +76,16 @@ final class CheckRunner {
     private var readBuffer = [UInt8](repeating: 0, count: 4096)
     private let logger: Logger
     private let spreadPercent: Int
+    /// `tune.rcvbuf.server`/`tune.sndbuf.server`, which HAProxy applies to its checks too.
+    private let serverBuffers: SocketBufferSizes
     private let broadcast: @Sendable (WorkerCommand) -> Void
 
-    init(reactor: any Reactor, spreadChecks: Int, logger: Logger,
+    init(reactor: any Reactor, spreadChecks: Int, serverBuffers: SocketBufferSizes = SocketBufferSizes(), logger: Logger,
          broadcast: @escaping @Sendable (WorkerCommand) -> Void) {
         self.reactor = reactor
         self.logger = logger
         self.spreadPercent = spreadChecks
+        self.serverBuffers = serverBuffers
         self.broadcast = broadcast
     }
 
@@ -264,7 +267,7 @@ final class CheckRunner {
         do {
             // The server's plan as it is now: `set server … check-addr|check-port` changes it.
             (fd, done) = try Socket.connect(to: (server.checkPlan ?? targets[t].plan).address(serverAddress: server.address),
-                                            from: server.source ?? targets[t].backend.settings.source)
+                                            from: server.source ?? targets[t].backend.settings.source, buffers: serverBuffers)
         } catch {
             finish(t, CheckResult(status: .layer4Connection, info: error.reason))
             return

@@ -105,9 +105,11 @@ enum Socket {
     /// Starts a non-blocking connect. Returns the socket and whether the connection is already
     /// established (loopback sometimes is). The corresponding system calls are `socket(2)`, `connect(2)`.
     /// `source`: bound (and tied to its interface) before connecting.
-    static func connect(to address: SocketAddress, from source: SourceBinding? = nil) throws(SystemError) -> (fd: CInt, connected: Bool) {
+    static func connect(to address: SocketAddress, from source: SourceBinding? = nil,
+                        buffers: SocketBufferSizes = SocketBufferSizes()) throws(SystemError) -> (fd: CInt, connected: Bool) {
         let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
         setNoDelay(fd)
+        if buffers.isSet { setBufferSizes(fd, buffers) }  // before connect: the receive size sets the window scale
         if let source {
             do {
                 try bind(fd, to: source)
@@ -159,6 +161,13 @@ enum Socket {
 
     static func setNoDelay(_ fd: CInt) {
         _ = CShims_setsockopt_int(fd, Int32(IPPROTO_TCP), CShims_TCP_NODELAY, 1)
+    }
+
+    /// `SO_RCVBUF`/`SO_SNDBUF` where a size is set (the kernel doubles the value for its bookkeeping
+    /// and clamps it to `net.core.rmem_max`/`wmem_max`, as for HAProxy).
+    static func setBufferSizes(_ fd: CInt, _ sizes: SocketBufferSizes) {
+        if let n = sizes.receive, n > 0 { _ = CShims_setsockopt_int(fd, SOL_SOCKET, Int32(SO_RCVBUF), Int32(n)) }
+        if let n = sizes.send, n > 0 { _ = CShims_setsockopt_int(fd, SOL_SOCKET, Int32(SO_SNDBUF), Int32(n)) }
     }
 
     /// Turns TCP keep-alive probes on (`SO_KEEPALIVE`) with the timing given in whole seconds
