@@ -129,10 +129,44 @@ struct ParserTests {
         _ = try Configuration.parse(Self.valid.replacingOccurrences(of: "\n", with: "\r\n"), file: "t.cfg")
     }
 
-    @Test func keywordInTheWrongSectionSaysWhereItBelongs() {
-        #expect(Self.errors(Self.valid + "  bind :81\n") == ["t.cfg:6: error: [backend 'be'] 'bind': is not allowed in a 'backend' section (it belongs in frontend, listen)"])
+    /// HAProxy 2.6 ignores, with a warning, a backend's keyword in a frontend and a frontend's in a
+    /// backend (`haproxy -c` passes), but refuses servers in a frontend and anything misplaced in
+    /// defaults or global. So does Sluice, and an ignored keyword changes nothing.
+    @Test func keywordInTheWrongSectionIsIgnoredOrRefusedAsHAProxyDoes() throws {
+        let misplaced = """
+            frontend fe
+              bind :80
+              balance source
+              timeout server 1s
+              option redispatch
+              default_backend be
+            backend be
+              bind :81
+              timeout client 2s
+              maxconn 5
+              server a 10.0.0.1:80
+
+            """
+        let parsed = try Configuration.parse(misplaced, file: "t.cfg")
+        #expect(parsed.warnings.map(\.description).filter { $0.contains("capability") } == [
+            "t.cfg:3: warning: [frontend 'fe'] 'balance': ignored because frontend 'fe' has no backend capability (as HAProxy)",
+            "t.cfg:4: warning: [frontend 'fe'] 'timeout server': ignored because frontend 'fe' has no backend capability (as HAProxy)",
+            "t.cfg:5: warning: [frontend 'fe'] 'option redispatch': ignored because frontend 'fe' has no backend capability (as HAProxy)",
+            "t.cfg:8: warning: [backend 'be'] 'bind': ignored because backend 'be' has no frontend capability (as HAProxy)",
+            "t.cfg:9: warning: [backend 'be'] 'timeout client': ignored because backend 'be' has no frontend capability (as HAProxy)",
+            "t.cfg:10: warning: [backend 'be'] 'maxconn': ignored because backend 'be' has no frontend capability (as HAProxy); maybe you want a server's 'maxconn'",
+        ])
+        let c = parsed.configuration
+        #expect(c.frontends.map { $0.binds.count } == [1])
+        #expect(c.backends.first?.balance == .roundRobin)
+        #expect(c.backends.first?.serverTimeout == nil && c.backends.first?.redispatch == false)
+        #expect(c.frontends.first?.clientTimeout == nil)
         #expect(Self.errors("global\n  balance roundrobin\n" + Self.valid) == ["t.cfg:2: error: [global] 'balance': is not allowed in the 'global' section (it belongs in defaults, backend, listen)"])
-        #expect(Self.errors(Self.valid + "  timeout client 5s\n") == ["t.cfg:6: error: [backend 'be'] 'timeout client': is not allowed in a 'backend' section (it belongs in defaults, frontend, listen)"])
+        #expect(Self.errors("defaults\n  bind :81\n" + Self.valid) == ["t.cfg:2: error: [defaults] 'bind': is not allowed in a 'defaults' section (it belongs in frontend, listen)"])
+        #expect(Self.errors("frontend f2\n  bind :82\n  server b 10.0.0.2:80\n  default_backend be\n" + Self.valid)
+            == ["t.cfg:3: error: [frontend 'f2'] 'server': is not allowed in a 'frontend' section (it belongs in backend, listen)"])
+        #expect(Self.errors(Self.valid + "  tcp-request connection reject\n")
+            == ["t.cfg:6: error: [backend 'be'] 'tcp-request connection': is not allowed because backend 'be' is not a frontend (as in HAProxy)"])
     }
 
     @Test func ioEngineIsLeftToTheDefaultUnlessNamed() throws {

@@ -99,6 +99,11 @@ enum ProxyKeywords {
         "guid": "not supported",
     ]
 
+    /// Keywords a frontend or backend without the capability for them makes HAProxy refuse
+    /// (`'server' not allowed because frontend 'f' has no backend capability`, and `use-server`,
+    /// which then names no server of the frontend); the others it ignores with a warning.
+    static let refusedWithoutCapability: Set<String> = ["server", "server-template", "default-server", "use-server"]
+
     static func describe(_ sections: Set<SectionKind>) -> String {
         SectionKind.allCases.filter { sections.contains($0) }.map(\.rawValue).joined(separator: ", ")
     }
@@ -135,10 +140,7 @@ extension Parser {
             }
             return
         }
-        guard allowed.contains(proxy.kind) else {
-            error(location, keyword: keyword, "is not allowed in a '\(proxy.kind.rawValue)' section (it belongs in \(ProxyKeywords.describe(allowed)))")
-            return
-        }
+        guard allowed.contains(proxy.kind) else { return misplaced(keyword, allowed, proxy, location) }
         switch keyword {
         case "mode":
             guard expect(words, count: 2, location, usage: "mode tcp") else { return }
@@ -418,10 +420,7 @@ extension Parser {
             }
             return
         }
-        guard allowed.contains(proxy.kind) else {
-            error(location, keyword: keyword, "is not allowed in a '\(proxy.kind.rawValue)' section (it belongs in \(ProxyKeywords.describe(allowed)))")
-            return
-        }
+        guard allowed.contains(proxy.kind) else { return misplaced(keyword, allowed, proxy, location) }
         guard words.count == 3 else {
             error(location, keyword: keyword, words.count < 3 ? "missing time: expected '\(keyword) <time>'" : "too many arguments: expected '\(keyword) <time>'")
             return
@@ -475,8 +474,17 @@ extension Parser {
         }
     }
 
+    /// A keyword in a section that may not hold it. As HAProxy 2.6 does, a frontend ignores a
+    /// backend's keyword (and a backend a frontend's) with a warning, except the few HAProxy
+    /// refuses (`ProxyKeywords.refusedWithoutCapability`); anywhere else it is an error.
     private mutating func misplaced(_ keyword: String, _ allowed: Set<SectionKind>, _ proxy: ProxyDraft, _ location: SourceLocation) {
-        error(location, keyword: keyword, "is not allowed in a '\(proxy.kind.rawValue)' section (it belongs in \(ProxyKeywords.describe(allowed)))")
+        let other: SectionKind = proxy.kind == .frontend ? .backend : .frontend
+        guard proxy.kind == .frontend || proxy.kind == .backend, allowed.contains(other) || allowed.contains(.listen),
+              !ProxyKeywords.refusedWithoutCapability.contains(keyword) else {
+            return error(location, keyword: keyword, "is not allowed in a '\(proxy.kind.rawValue)' section (it belongs in \(ProxyKeywords.describe(allowed)))")
+        }
+        let hint = keyword == "maxconn" ? "; maybe you want a server's 'maxconn'" : ""
+        warning(location, keyword: keyword, "ignored because \(proxy.kind.rawValue) '\(proxy.name)' has no \(other.rawValue) capability (as HAProxy)\(hint)")
     }
 
     private mutating func optionLine(_ proxy: inout ProxyDraft, _ words: [String], negated: Bool, _ location: SourceLocation) {
@@ -487,8 +495,7 @@ extension Parser {
         let keyword = (negated ? "no option " : "option ") + name
         let backOnly: Set<String> = ["redispatch", "allbackups", "httpchk", "tcp-check"]
         if backOnly.contains(name) && !SectionKind.backSide.contains(proxy.kind) {
-            error(location, keyword: keyword, "is not allowed in a '\(proxy.kind.rawValue)' section (it belongs in \(ProxyKeywords.describe(SectionKind.backSide)))")
-            return
+            return misplaced(keyword, SectionKind.backSide, proxy, location)
         }
         switch name {
         case "redispatch":

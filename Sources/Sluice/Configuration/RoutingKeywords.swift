@@ -262,7 +262,9 @@ extension Parser {
             return
         }
         if proxy.kind == .backend {
-            error(location, keyword: keyword, "rules in a backend are not supported yet; put them in the frontend")
+            error(location, keyword: keyword, stage == "content"
+                  ? "content rules in a backend are not supported yet; put them in the frontend"
+                  : "is not allowed because backend '\(proxy.name)' is not a frontend (as in HAProxy)")
             return
         }
         let (actionWords, conditionWords) = splitCondition(words[2...])
