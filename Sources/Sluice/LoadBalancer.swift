@@ -357,7 +357,7 @@ public final class LoadBalancer: Sendable {
         let checkWorker = workers[0]
         let everyone = workers
         checkWorker.checks = CheckRunner(
-            reactor: checkWorker.reactor, spreadChecks: configuration.global.spreadChecks,
+            reactor: checkWorker.reactor, spreadChecks: configuration.global.spreadChecks, maxSpread: configuration.global.maxSpreadChecks,
             serverBuffers: configuration.global.serverBuffers, logger: logger,
             broadcast: { command in for w in everyone { w.post(command) } })
         checkWorker.checks?.configure(Self.checkTargets(configuration, backends))

@@ -464,6 +464,41 @@ extension Loopback {
     /// `stick on src`: each client address keeps its server; a server in maintenance loses its
     /// clients to another, where they then stay. And the MySQL-failover idiom (`size 1 nopurge`,
     /// `stick on dst`): everyone on one server until it fails, then everyone on the next, for good.
+    /// `non-stick`: sessions sent to that server are not stored, so a client that round-robin put
+    /// there is placed again next time, and sticks only once it lands on a server that stores;
+    /// `stick` on a server line undoes a `default-server non-stick`. The same on HAProxy 2.6.
+    @Test func nonStickServersAreNeverStoredLikeHAProxy() throws {
+        let servers = try ["a", "b"].map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        func config(_ port: Int) -> String {
+            """
+            \(tcpDefaults())
+            listen fe
+              bind 127.0.0.1:\(port)
+              balance roundrobin
+              stick-table type ip size 10 expire 30m
+              stick on src
+              default-server non-stick
+              server a 127.0.0.1:\(servers[0].port)
+              server b 127.0.0.1:\(servers[1].port) stick
+
+            """
+        }
+        func sequence(_ port: Int) throws -> [String] {
+            try (0..<5).map { _ in try Self.exchange(port, [], from: "127.0.0.2") }
+        }
+        let proxy = try RunningProxy(config(0))
+        defer { proxy.stop() }
+        // a (not stored), then b (stored), then b for good.
+        #expect(try sequence(proxy.port) == ["a\n", "b\n", "b\n", "b\n", "b\n"])
+        if HAProxyProcess.requireInstalled() {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: config(port), port: port)
+            defer { haproxy.stop() }
+            #expect(try sequence(port) == ["a\n", "b\n", "b\n", "b\n", "b\n"], "HAProxy 2.6 stores differently")
+        }
+    }
+
     @Test func stickOnKeepsClientsOnTheirServerAndFailsOverForGood() throws {
         let servers = try ["a", "b"].map { try TestServer(.identify($0)) }
         defer { for s in servers { s.stop() } }

@@ -293,10 +293,41 @@ struct ParserTests {
     }
 
     @Test func unsupportedButValidHAProxyKeywordsSaySoInsteadOfBeingIgnored() {
-        #expect(Self.errors(Self.valid + "  balance url_param user\n") == ["t.cfg:6: error: [backend 'be'] 'balance': algorithm 'url_param' needs HTTP; Sluice balances at Layer 4 (supported: roundrobin, static-rr, leastconn, first, source, random, hash <expression>, rdp-cookie)"])
         #expect(Self.errors(Self.valid + "  balance hash hdr(host)\n").first?.contains("fetch 'hdr' is not supported") == true)
         #expect(Self.errors(Self.valid + "  balance random(0)\n") == ["t.cfg:6: error: [backend 'be'] 'balance': 'random(0)': expected random(<draws>) with 1 to 100 draws"])
         #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 agent-check\n") == ["t.cfg:6: error: [backend 'be'] 'server': server parameter 'agent-check' for server 'b' is not supported yet: agent checks"])
+    }
+
+    /// What HAProxy 2.6 accepts in a tcp-mode file and Sluice now does too (each line passes
+    /// `haproxy -c`): a Layer 7 hash falls back to round-robin with a warning, as in HAProxy;
+    /// pollers, schedulers and Lua or variable sizes have no meaning for Sluice (a warning says
+    /// why); HTTP-only keywords are ignored in tcp mode, as HAProxy does.
+    @Test func haproxysTCPModeLeniencyIsKept() throws {
+        let l7 = try Configuration.parse("defaults\n  balance url_param user\n" + Self.valid, file: "t.cfg")
+        #expect(l7.configuration.backends.first?.balance == .roundRobin)
+        #expect(l7.warnings.map(\.description).contains("t.cfg:2: warning: [defaults] 'balance': 'url_param user' is a Layer 7 hash, which needs 'mode http': round-robin is used instead, as HAProxy falls back to"))
+        let globals = ["noepoll", "nopoll", "nogetaddrinfo", "tune.idletimer 1000", "tune.recv_enough 10000", "tune.listener.multi-queue on",
+                       "tune.runqueue-depth 100", "tune.sched.low-latency on", "tune.lua.maxmem 10", "tune.vars.global-max-size 1000"]
+        let parsed = try Configuration.parse("global\n" + globals.map { "  \($0)\n" }.joined() + Self.valid, file: "t.cfg")
+        let warned = Set(parsed.warnings.filter { $0.description.contains("has no effect") }.compactMap(\.keyword))
+        #expect(warned == Set(globals.map { String($0.split(separator: " ")[0]) }))
+        let http = try Configuration.parse("defaults\n  retry-on conn-failure\n  dynamic-cookie-key k\n" + Self.valid, file: "t.cfg")
+        #expect(http.warnings.filter { $0.description.contains("requires HTTP mode") }.count == 2)
+        #expect(try Configuration.parse("global\n  max-spread-checks 250ms\n" + Self.valid, file: "t.cfg").configuration.global.maxSpreadChecks == .milliseconds(250))
+    }
+
+    @Test func serverStickinessAndUserTimeoutAreRead() throws {
+        let c = try Configuration.parse("""
+            backend be
+              default-server non-stick tcp-ut 2s no-agent-check no-tfo
+              server a 10.0.0.1:80
+              server b 10.0.0.2:80 stick tcp-ut 500ms
+
+            """, file: "t.cfg").configuration
+        let servers = try #require(c.backends.first?.servers)
+        #expect(servers.map(\.nonStick) == [true, false])
+        #expect(servers.map(\.userTimeout) == [.seconds(2), .milliseconds(500)])
+        #expect(Self.errors("backend be\n  server a 10.0.0.1:80 tcp-ut 0\n").first?.contains("'tcp-ut' for server 'a' must be greater than zero") == true)
     }
 
     @Test func harmlessLayer7LeftoversAreWarningsNamingTheLine() throws {

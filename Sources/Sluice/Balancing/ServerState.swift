@@ -65,8 +65,11 @@ public final class ServerState: Sendable {
     let configurationStorage: Mutex<Server>
     /// The `server` line it runs with now (a reload may replace it).
     public var configuration: Server { configurationStorage.withLock { $0 } }
-    /// `source` on its line (read per connection: only that field is copied).
-    var source: SourceBinding? { configurationStorage.withLock { $0.source } }
+    /// What its line says about each connection to it, read per connection (only these fields
+    /// are copied): `source`, and `tcp-ut` in milliseconds (0: the kernel's).
+    var connectSettings: (source: SourceBinding?, userTimeoutMs: Int) {
+        configurationStorage.withLock { ($0.source, $0.userTimeout.map { Int($0.milliseconds) } ?? 0) }
+    }
     /// Where and how often checks run; nil without `check`. A reload may replace it.
     let checkPlanStorage: Mutex<CheckPlan?>
     var checkPlan: CheckPlan? { checkPlanStorage.withLock { $0 } }

@@ -27,6 +27,20 @@ enum GlobalKeywords {
         "profiling.memory": "Sluice has no memory profiler",
         "set-dumpable": "Sluice does not change the dumpable flag",
         "expose-experimental-directives": "Sluice has no experimental directives",
+        "noepoll": "it keeps HAProxy off epoll; Sluice's engines are io_uring (the default) and epoll, chosen with 'io-engine'",
+        "nopoll": "it keeps HAProxy off poll(); Sluice never uses poll()",
+        "nogetaddrinfo": "it makes HAProxy resolve names with gethostbyname; Sluice resolves with getaddrinfo at start and with its own resolvers at run time",
+        "tune.idletimer": "it tunes when HAProxy splices a stream; Sluice splices a direction once a read fills its buffer",
+        "tune.recv_enough": "it tunes HAProxy's buffer reads; Sluice reads up to 'tune.bufsize' at once",
+        "tune.listener.multi-queue": "it spreads HAProxy's accepted connections over threads; each Sluice thread accepts on its own listener",
+        "tune.runqueue-depth": "it tunes HAProxy's task scheduler; a Sluice reactor handles up to 'tune.maxpollevents' events per turn",
+        "tune.sched.low-latency": "it tunes HAProxy's task scheduler; a Sluice reactor handles events in arrival order",
+    ]
+    /// Prefixes of keywords for features Sluice refuses wherever they are used, so that the
+    /// setting alone changes nothing.
+    static let unusedFeaturePrefixes: [(prefix: String, why: String)] = [
+        ("tune.lua.", "Lua scripting is not supported ('lua-load' is refused)"),
+        ("tune.vars.", "Sluice has no variables ('set-var' is refused)"),
     ]
     /// Keywords Sluice refuses, and why.
     static let refused: [String: String] = [
@@ -120,6 +134,9 @@ extension Parser {
         case "spread-checks":
             guard expect(words, count: 2, location, usage: "spread-checks <0..50>") else { return }
             global.spreadChecks = value(ValueParser.integer(words[1], in: 0...50, what: "spread-checks"), location, keyword: keyword) ?? 0
+        case "max-spread-checks":
+            guard expect(words, count: 2, location, usage: "max-spread-checks <time>") else { return }
+            global.maxSpreadChecks = timeValue(words[1], location, keyword: keyword)
         case "hard-stop-after":
             guard expect(words, count: 2, location, usage: "hard-stop-after <time>") else { return }
             global.hardStopAfter = timeValue(words[1], location, keyword: keyword)
@@ -202,6 +219,8 @@ extension Parser {
                 warning(location, keyword: keyword, "has no effect: it configures TLS termination, and Sluice forwards TLS untouched at Layer 4")
             } else if GlobalKeywords.httpPrefixes.contains(where: keyword.hasPrefix) {
                 warning(location, keyword: keyword, "has no effect: it configures HTTP processing, and Sluice balances at Layer 4")
+            } else if let unused = GlobalKeywords.unusedFeaturePrefixes.first(where: { keyword.hasPrefix($0.prefix) }) {
+                warning(location, keyword: keyword, "has no effect: \(unused.why)")
             } else if ProxyKeywords.allowed[keyword] != nil {
                 error(location, keyword: keyword, "is not allowed in the 'global' section (it belongs in \(ProxyKeywords.describe(ProxyKeywords.allowed[keyword] ?? [])))")
             } else {

@@ -77,6 +77,9 @@ public struct Global: Hashable, Sendable {
     public var busyPolling: Bool = false
     /// `spread-checks`: percent of random jitter added to check intervals (0...50).
     public var spreadChecks: Int = 0
+    /// `max-spread-checks`: an upper bound on how long the first checks of all servers are
+    /// spread over at start (Sluice spreads them over the shortest `inter`, at most 1 s). Nil: none.
+    public var maxSpreadChecks: Duration?
     /// `io-engine epoll|io_uring` (a Sluice extension): how reactors learn that sockets are ready.
     /// Data moves with inline `splice(2)`/`recv`/`send` either way. nil: `IOEngine.preferred`.
     public var ioEngine: IOEngine?
@@ -469,6 +472,13 @@ public struct Server: Hashable, Sendable {
     /// `check-send-proxy`: health checks send the PROXY header too (v1 with the check
     /// connection's addresses, v2 as the LOCAL command), for servers that require it.
     public var checkSendProxy: Bool = false
+    /// `non-stick`: sessions sent to this server are never stored in a stick table (`stick on`,
+    /// `stick store-request`); `stick` undoes a `default-server non-stick`. Matching still may
+    /// send a client here.
+    public var nonStick: Bool = false
+    /// `tcp-ut <time>`: how long data sent to the server (or a check's) may stay unacknowledged
+    /// before the connection fails (`TCP_USER_TIMEOUT`). Nil: the kernel's.
+    public var userTimeout: Duration?
     /// `init-addr`: how the address is found at start, tried in order. Default `[.libc]`.
     public var initAddress: [InitAddressMethod] = [.libc]
     /// `track [<backend>/]<server>`: this server has no check of its own and follows that

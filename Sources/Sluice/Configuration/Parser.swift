@@ -176,6 +176,8 @@ struct ServerTemplate {
     var slowStart: Duration?
     var track: TrackTarget?
     var checkSendProxy = false
+    var nonStick = false
+    var userTimeout: Duration?
     var source: SourceBinding?
 }
 

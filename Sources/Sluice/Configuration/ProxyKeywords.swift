@@ -58,6 +58,7 @@ enum ProxyKeywords {
         "http-request", "http-response", "http-after-response", "http-error", "cookie", "redirect", "errorfile", "errorfiles",
         "errorloc", "errorloc302", "errorloc303", "capture", "stats", "compression", "unique-id-format", "unique-id-header",
         "monitor-uri", "monitor-net", "http-reuse", "http-send-name-header", "use-fcgi-app", "max-keep-alive-queue",
+        "retry-on", "dynamic-cookie-key",
     ]
 
     /// Options that only mean something to a proxy in mode http.
@@ -227,7 +228,9 @@ extension Parser {
             } else if words[1].hasPrefix("hash") {
                 error(location, keyword: keyword, "algorithm '\(words[1])' is not supported yet; \(supported)")
             } else if ["uri", "url_param", "hdr"].contains(where: { words[1].hasPrefix($0) }) {
-                error(location, keyword: keyword, "algorithm '\(words[1])' needs HTTP; Sluice balances at Layer 4 (\(supported))")
+                // HAProxy 2.6 in tcp mode: "Layer 7 hash not possible … Falling back to round robin."
+                warning(location, keyword: keyword, "'\(words.dropFirst().joined(separator: " "))' is a Layer 7 hash, which needs 'mode http': round-robin is used instead, as HAProxy falls back to")
+                proxy.balance = .roundRobin
             } else {
                 error(location, keyword: keyword, "unknown algorithm '\(words[1])'; \(supported)")
             }

@@ -92,6 +92,8 @@ extension Parser {
         server.slowStart = template.slowStart
         server.track = template.track
         server.checkSendProxy = template.checkSendProxy
+        server.nonStick = template.nonStick
+        server.userTimeout = template.userTimeout
         server.source = template.source
         return server
     }
@@ -250,8 +252,12 @@ extension Parser {
                 warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it needs HTTP, and Sluice balances at Layer 4")
             case "pool-max-conn", "pool-low-conn", "pool-purge-delay", "max-reuse":
                 warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it tunes HTTP connection reuse, and Sluice gives each client its own server connection")
-            case "non-stick":
-                warning(location, keyword: keyword, "'non-stick'\(who) has no effect: Sluice has no stick tables")
+            case "non-stick": t.nonStick = true
+            case "stick": t.nonStick = false
+            case "tcp-ut":
+                t.userTimeout = positiveTime(arg, location, keyword: keyword, what: "'tcp-ut'\(who)")
+            case "no-agent-check", "no-tfo":
+                break  // the default: Sluice never runs agent checks nor opens server connections with TCP Fast Open
             case _ where ServerKeywords.tlsParameters.contains(param):
                 warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it tunes TLS to the server, which Sluice does not originate ('ssl' is not supported)")
             case "ssl", "check-ssl":
@@ -302,7 +308,7 @@ enum ServerKeywords {
         "usesrc": "transparent proxying (presenting another source address to the server)",
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
         "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",
-        "tfo": "TCP Fast Open to servers", "tcp-ut": "TCP user timeouts to servers",
+        "tfo": "TCP Fast Open to servers",
         "set-proxy-v2-tlv-fmt": "custom PROXY-protocol TLVs", "proxy-v2-options": "PROXY-protocol v2 TLVs",
         "log-proto": "log servers", "shard": "peers", "guid": "GUIDs", "check-reuse-pool": "connection reuse",
         "hash-key": "consistent-hash keys", "idle-ping": "idle pings", "strict-maxconn": "strict maxconn",

@@ -502,7 +502,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             address = address.with(port: local.port)  // a server without a port: the client's destination port
         }
         do {
-            (fd, connected) = try Socket.connect(to: address, from: server.source ?? sessions[i].policy.backend.source, buffers: process.serverBuffers)
+            let settings = server.connectSettings
+            (fd, connected) = try Socket.connect(to: address, from: settings.source ?? sessions[i].policy.backend.source, buffers: process.serverBuffers,
+                                                 userTimeoutMs: settings.userTimeoutMs)
         } catch {
             backend.releaseSlot(of: server)
             if error.isDescriptorExhaustion {

@@ -78,10 +78,13 @@ final class CheckRunner {
     private let spreadPercent: Int
     /// `tune.rcvbuf.server`/`tune.sndbuf.server`, which HAProxy applies to its checks too.
     private let serverBuffers: SocketBufferSizes
+    /// `max-spread-checks` in milliseconds (`Int64.max`: none).
+    private let maxSpreadMs: Int64
     private let broadcast: @Sendable (WorkerCommand) -> Void
 
-    init(reactor: any Reactor, spreadChecks: Int, serverBuffers: SocketBufferSizes = SocketBufferSizes(), logger: Logger,
+    init(reactor: any Reactor, spreadChecks: Int, maxSpread: Duration? = nil, serverBuffers: SocketBufferSizes = SocketBufferSizes(), logger: Logger,
          broadcast: @escaping @Sendable (WorkerCommand) -> Void) {
+        self.maxSpreadMs = maxSpread?.milliseconds ?? .max
         self.reactor = reactor
         self.logger = logger
         self.spreadPercent = spreadChecks
@@ -150,13 +153,13 @@ final class CheckRunner {
 
     var isEmpty: Bool { targets.isEmpty }
 
-    /// Schedules the first checks, spread over the first interval (at most one second) so that many
-    /// servers are not checked in the same instant.
+    /// Schedules the first checks, spread over the first interval (at most one second, and at most
+    /// `max-spread-checks`) so that many servers are not checked in the same instant.
     func start() {
         started = true
         let now = reactor.now
         for t in targets.indices {
-            let window = min(targets[t].plan.intervalMs, 1000)
+            let window = min(targets[t].plan.intervalMs, 1000, maxSpreadMs)
             targets[t].nextAt = now + window * Int64(t) / Int64(max(targets.count, 1))
             reactor.arm(at: targets[t].nextAt, token: token(t))
         }
@@ -266,8 +269,10 @@ final class CheckRunner {
         let done: Bool
         do {
             // The server's plan as it is now: `set server … check-addr|check-port` changes it.
+            let settings = server.connectSettings
             (fd, done) = try Socket.connect(to: (server.checkPlan ?? targets[t].plan).address(serverAddress: server.address),
-                                            from: server.source ?? targets[t].backend.settings.source, buffers: serverBuffers)
+                                            from: settings.source ?? targets[t].backend.settings.source, buffers: serverBuffers,
+                                            userTimeoutMs: settings.userTimeoutMs)
         } catch {
             finish(t, CheckResult(status: .layer4Connection, info: error.reason))
             return

@@ -277,7 +277,10 @@ final class FrontendRouting: Sendable {
 
     /// Once connected: the captured keys now stick to `server`.
     func storeSticky(_ context: SessionContext, server: ServerState) {
-        for (table, key) in context.stickStores { table.store(key, server: Int64(server.id), now: context.now) }
+        // `non-stick`: keys taken for a session of this server are dropped, as HAProxy's store rules do.
+        if !server.configuration.nonStick {
+            for (table, key) in context.stickStores { table.store(key, server: Int64(server.id), now: context.now) }
+        }
         context.stickStores.removeAll()
     }
 

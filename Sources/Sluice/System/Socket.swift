@@ -105,11 +105,12 @@ enum Socket {
     /// Starts a non-blocking connect. Returns the socket and whether the connection is already
     /// established (loopback sometimes is). The corresponding system calls are `socket(2)`, `connect(2)`.
     /// `source`: bound (and tied to its interface) before connecting.
-    static func connect(to address: SocketAddress, from source: SourceBinding? = nil,
-                        buffers: SocketBufferSizes = SocketBufferSizes()) throws(SystemError) -> (fd: CInt, connected: Bool) {
+    static func connect(to address: SocketAddress, from source: SourceBinding? = nil, buffers: SocketBufferSizes = SocketBufferSizes(),
+                        userTimeoutMs: Int = 0) throws(SystemError) -> (fd: CInt, connected: Bool) {
         let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
         setNoDelay(fd)
         if buffers.isSet { setBufferSizes(fd, buffers) }  // before connect: the receive size sets the window scale
+        if userTimeoutMs > 0 { _ = CShims_setsockopt_int(fd, Int32(IPPROTO_TCP), CShims_TCP_USER_TIMEOUT, Int32(clamping: userTimeoutMs)) }
         if let source {
             do {
                 try bind(fd, to: source)
