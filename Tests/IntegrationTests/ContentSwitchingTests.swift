@@ -464,6 +464,65 @@ extension Loopback {
     /// `stick on src`: each client address keeps its server; a server in maintenance loses its
     /// clients to another, where they then stay. And the MySQL-failover idiom (`size 1 nopurge`,
     /// `stick on dst`): everyone on one server until it fails, then everyone on the next, for good.
+    /// The overflow pattern: `use_backend` to a second farm once the first is full, by `be_conn`
+    /// (sessions of the backend) and by `connslots` (free connection and queue slots), on Sluice and
+    /// on HAProxy 2.6 with the same file; each client keeps its session open.
+    @Test func overflowToASecondFarmByBackendLoadLikeHAProxy() throws {
+        let servers = try ["primary", "limited", "overflow"].map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        func config(_ ports: [Int]) -> String {
+            """
+            \(tcpDefaults(connect: "5s", client: "10s", server: "10s"))
+            frontend byconn
+              bind 127.0.0.1:\(ports[0])
+              use_backend overflow if { be_conn(primary) ge 2 }
+              default_backend primary
+            frontend byslots
+              bind 127.0.0.1:\(ports[1])
+              acl full connslots(limited) lt 2
+              use_backend overflow if full
+              default_backend limited
+            backend primary
+              server p 127.0.0.1:\(servers[0].port)
+            backend limited
+              timeout queue 5s
+              server l 127.0.0.1:\(servers[1].port) maxconn 2 maxqueue 1
+            backend overflow
+              server o 127.0.0.1:\(servers[2].port)
+
+            """
+        }
+        /// The name each of three clients in a row gets (nil: still waiting), the first ones held open.
+        func names(_ port: Int) throws -> [String?] {
+            var held: [CInt] = []
+            defer { for fd in held { close(fd) } }
+            var seen: [String?] = []
+            for _ in 0..<3 {
+                let fd = try Net.connect(port)
+                held.append(fd)
+                seen.append(Net.waitReadable(fd, timeoutMs: 1_000) ? String(decoding: try Net.read(fd, count: 2), as: UTF8.self) : nil)
+            }
+            return seen
+        }
+        // be_conn(primary): two sessions there, the third overflows. connslots(limited): two slots
+        // and one place in the server's own queue (3, 2, then 1 left), so the third overflows. (A
+        // session waiting for any server joins the backend's queue, which connslots does not count,
+        // in HAProxy as in Sluice.)
+        let expected: [[String?]] = [["pr", "pr", "ov"], ["li", "li", "ov"]]
+        let proxy = try RunningProxy(config([0, 0]))
+        defer { proxy.stop() }
+        let ports = proxy.balancer.listeningAddresses(of: "byconn").map(\.port) + proxy.balancer.listeningAddresses(of: "byslots").map(\.port)
+        let got = try ports.map(names)
+        #expect(got == expected, "\(got)")
+        if HAProxyProcess.requireInstalled() {
+            let ports = try [Net.closedPort(), Net.closedPort()]
+            let haproxy = try HAProxyProcess(config: config(ports), port: ports[0])
+            defer { haproxy.stop() }
+            let haproxyGot = try ports.map(names)
+            #expect(haproxyGot == expected, "HAProxy 2.6: \(haproxyGot)")
+        }
+    }
+
     /// `non-stick`: sessions sent to that server are not stored, so a client that round-robin put
     /// there is placed again next time, and sticks only once it lands on a server that stores;
     /// `stick` on a server line undoes a `default-server non-stick`. The same on HAProxy 2.6.

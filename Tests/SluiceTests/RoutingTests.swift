@@ -6,6 +6,41 @@ import Testing
 /// parsers (on real captured hellos and on every truncation and mutation of them), stick tables,
 /// and the configuration errors rules can have.
 struct PatternTests {
+    /// `int`, `bool`, `str`, `ipv4`, `ipv6`, `env`, `hostname`, `nbproc`: values fixed when the file
+    /// is read, with the match method HAProxy gives each type; `ipmask` keeps an address's network.
+    @Test func constantFetchesAndIPMask() throws {
+        func constant(_ text: String) -> Fetch.Constant?? {
+            guard case .success(.constant(let c)) = Fetch.parse(text) else { return nil }
+            return .some(c)
+        }
+        #expect(constant("int(-5)") == .some(.int(-5)))
+        #expect(constant("bool(true)") == .some(.bool(true)))
+        #expect(constant("str(a b)") == .some(.string(Array("a b".utf8))))
+        #expect(constant("ipv4(10.1.2.3)") == .some(.ip(IPAddress("10.1.2.3")!)))
+        #expect(constant("ipv6(::1)") == .some(.ip(IPAddress("::1")!)))
+        #expect(constant("nbproc") == .some(.int(1)))
+        setenv("SLUICE_TEST_ENV", "on", 1)
+        #expect(constant("env(SLUICE_TEST_ENV)") == .some(.string(Array("on".utf8))))
+        #expect(constant("env(SLUICE_TEST_UNSET_VARIABLE)") == .some(nil))
+        for bad in ["int(x)", "bool(maybe)", "ipv4(::1)", "ipv6(10.0.0.1)", "str", "env()"] {
+            guard case .failure = Fetch.parse(bad) else { Issue.record("'\(bad)' parsed"); continue }
+        }
+        #expect(try Fetch.parse("int(3)").get().defaultMatch == .int)
+        #expect(try Fetch.parse("ipv4(1.2.3.4)").get().defaultMatch == .ip)
+        #expect(try Fetch.parse("be_conn(b)").get() == .backendLoad(.sessions, backend: "b"))
+        #expect(try Fetch.parse("connslots").get() == .backendLoad(.freeSlots, backend: nil))
+
+        let mask = try Converter.parse("ipmask(24)", readFile: Parser.readFile).get()
+        #expect(mask.apply(.ip(IPAddress("10.1.2.3")!))?.bytes == Array("10.1.2.0".utf8))
+        #expect(mask.apply(.ip(IPAddress("2001:db8::1")!)) == nil)  // no mask6: no IPv6 sample, as HAProxy
+        let both = try Converter.parse("ipmask(255.255.0.0,ffff:ffff::)", readFile: Parser.readFile).get()
+        #expect(both.apply(.ip(IPAddress("10.1.2.3")!))?.bytes == Array("10.1.0.0".utf8))
+        #expect(both.apply(.ip(IPAddress("2001:db8:1:2::1")!))?.bytes == Array("2001:db8::".utf8))
+        #expect(try Converter.parse("ipmask(24,64)", readFile: Parser.readFile).get().apply(.string(Array("2001:db8:1:2:3::9".utf8)))?.bytes
+            == Array("2001:db8:1:2::".utf8))
+        if case .success = Converter.parse("ipmask(33)", readFile: Parser.readFile) { Issue.record("ipmask(33) parsed") }
+    }
+
     static func set(_ method: MatchMethod, _ patterns: [String], ignoreCase: Bool = false, versions: Bool = false) throws -> PatternSet {
         var b = PatternSet.Builder(method: method)
         b.dottedVersions = versions

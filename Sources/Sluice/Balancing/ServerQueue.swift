@@ -184,3 +184,41 @@ extension BackendState {
         queues.withLock { q in server.map { q.count(of: $0) } ?? q.backend.count }
     }
 }
+
+extension BackendState {
+    /// What `nbsrv`, `be_conn`, `be_conn_free`, `queue`, `avg_queue` and `connslots` read of this
+    /// backend now, computed as HAProxy 2.6's `smp_fetch_*` (backend.c) do.
+    func load(_ kind: BackendLoad) -> Int64 {
+        let queued = Int64(queuedCount.load(ordering: .relaxed))
+        switch kind {
+        case .usableServers:
+            return Int64(current.value.eligible.count)
+        case .queued:
+            return queued
+        case .sessions:
+            return servers.reduce(queued) { $0 + Int64($1.currentSessions.load(ordering: .relaxed)) }
+        case .averageQueue:
+            let usable = load(.usableServers)
+            return usable > 0 ? (queued + usable - 1) / usable : queued * 2
+        case .freeConnections:
+            let published = current.value
+            var free: Int64 = 0
+            for index in published.eligible {
+                let server = published.servers[Int(index)]
+                guard let limit = server.maxConnections else { return -1 }  // one unlimited server: HAProxy's -1
+                free += Int64(max(0, limit - server.currentSessions.load(ordering: .relaxed)))
+            }
+            return free
+        case .freeSlots:
+            return queues.withLock { q in
+                var free: Int64 = 0
+                for server in servers where server.admin != .maintenance && server.operational != .stopped {
+                    let queueLimit = server.maxQueueStorage.load(ordering: .relaxed)
+                    guard let limit = server.maxConnections, queueLimit != Int.max else { return -1 }
+                    free += Int64(limit - server.currentSessions.load(ordering: .relaxed)) + Int64(queueLimit - q.count(of: server))
+                }
+                return free
+            }
+        }
+    }
+}

@@ -573,8 +573,8 @@ extension Parser {
         }
         func checkFetch(_ fetch: Fetch, _ location: SourceLocation, _ keyword: String) {
             switch fetch {
-            case .usableServers(let backend?) where configuration.backend(named: backend) == nil:
-                report(.error, proxy, location, keyword: keyword, "nbsrv(\(backend)): no backend named '\(backend)'")
+            case .backendLoad(let load, let backend?) where configuration.backend(named: backend) == nil:
+                report(.error, proxy, location, keyword: keyword, "\(load.fetchName)(\(backend)): no backend named '\(backend)'")
             case .serverIsUp(let backend, let server):
                 let b = backend ?? proxy.defaultBackend?.0 ?? proxy.name
                 if configuration.backend(named: b)?.servers.contains(where: { $0.name == server }) != true {
@@ -661,11 +661,11 @@ extension Parser {
             rule.condition = resolve(draftRule.condition, keyword: "stick")
             if uses(rule.condition, { fetch in
                 switch fetch {
-                case .usableServers, .serverIsUp: true
+                case .backendLoad, .serverIsUp: true
                 default: false
                 }
             }) {
-                report(.error, proxy, draftRule.location, keyword: "stick", "conditions of 'stick' rules may not use nbsrv or srv_is_up yet")
+                report(.error, proxy, draftRule.location, keyword: "stick", "conditions of 'stick' rules may not use a backend's load (nbsrv, be_conn …) or srv_is_up yet")
             }
             stickRules.append(rule)
         }

@@ -1,10 +1,19 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A Layer-4 sample fetch (HAProxy section 7.3): where an ACL, a `track-sc` key or a dynamic
 /// `use_backend` name takes its value from.
 enum Fetch: Sendable, Hashable {
     case src, srcPort, dst, dstPort
     case bindName, frontendName, backendName
-    /// `nbsrv([<backend>])`: usable servers of the backend (the session's when nil).
-    case usableServers(backend: String?)
+    /// `nbsrv`, `be_conn`, `be_conn_free`, `queue`, `avg_queue`, `connslots` (`[<backend>]`): the
+    /// load of a backend (the session's when nil).
+    case backendLoad(BackendLoad, backend: String?)
+    /// `int(<n>)`, `bool(<b>)`, `str(<s>)`, `ipv4(<ip>)`, `ipv6(<ip>)`, `env(<name>)`, `hostname`,
+    /// `nbproc`, `proc`: a value fixed when the configuration is read (nil: no sample, as an
+    /// unset variable of `env`).
+    case constant(Constant?)
     /// `srv_is_up([<backend>/]<server>)`.
     case serverIsUp(backend: String?, server: String)
     case alwaysTrue, alwaysFalse
@@ -22,6 +31,19 @@ enum Fetch: Sendable, Hashable {
     /// A stick counter's data: `sc<n>_<data>` / `sc_<data>(<n>[,table])` on the session's tracked
     /// entry, `src_<data>([table])` on the entry of the client's address.
     case counter(CounterSource, StickData)
+
+    enum Constant: Sendable, Hashable {
+        case int(Int64), bool(Bool), string([UInt8]), ip(IPAddress)
+
+        var sample: Sample {
+            switch self {
+            case .int(let v): .int(v)
+            case .bool(let v): .bool(v)
+            case .string(let v): .string(v)
+            case .ip(let v): .ip(v)
+            }
+        }
+    }
 
     enum CounterSource: Sendable, Hashable {
         case tracked(slot: Int, table: String?)
@@ -42,7 +64,11 @@ enum Fetch: Sendable, Hashable {
     var defaultMatch: MatchMethod? {
         switch self {
         case .src, .dst: .ip
-        case .srcPort, .dstPort, .usableServers, .requestLength, .tlsVersion, .tlsHelloType, .counter, .rdpCookieCount: .int
+        case .srcPort, .dstPort, .backendLoad, .requestLength, .tlsVersion, .tlsHelloType, .counter, .rdpCookieCount: .int
+        case .constant(.int?), .constant(nil): .int
+        case .constant(.bool?): .bool
+        case .constant(.string?): .str
+        case .constant(.ip?): .ip
         case .serverIsUp, .alwaysTrue, .alwaysFalse, .waitEnd, .looksLikeHTTP: .bool
         case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols, .rdpCookie: .str
         case .payload, .payloadLengthValue: nil
@@ -87,9 +113,44 @@ enum Fetch: Sendable, Hashable {
             guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a cookie name")) }
             let cookie = args.first.flatMap { $0.isEmpty ? nil : $0 }
             return .success(name.hasSuffix("_cnt") ? .rdpCookieCount(name: cookie) : .rdpCookie(name: cookie))
-        case "nbsrv":
-            guard args.count <= 1 else { return .failure(ValueError("'nbsrv' takes at most one backend name")) }
-            return .success(.usableServers(backend: args.first))
+        case "nbsrv", "be_conn", "be_conn_free", "queue", "avg_queue", "connslots":
+            guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most one backend name")) }
+            let load: BackendLoad = switch name {
+            case "nbsrv": .usableServers
+            case "be_conn": .sessions
+            case "be_conn_free": .freeConnections
+            case "queue": .queued
+            case "avg_queue": .averageQueue
+            default: .freeSlots
+            }
+            return .success(.backendLoad(load, backend: args.first.flatMap { $0.isEmpty ? nil : $0 }))
+        case "int":
+            guard args.count == 1, let v = Int64(args[0]) else { return .failure(ValueError("'int' takes one integer")) }
+            return .success(.constant(.int(v)))
+        case "bool":
+            guard args.count == 1, let v = ["0": false, "1": true, "false": false, "true": true][args[0].lowercased()] else {
+                return .failure(ValueError("'bool' takes 0, 1, true or false"))
+            }
+            return .success(.constant(.bool(v)))
+        case "str":
+            guard args.count == 1 else { return .failure(ValueError("'str' takes one string")) }
+            return .success(.constant(.string(Array(args[0].utf8))))
+        case "ipv4", "ipv6":
+            let ip = args.count == 1 ? IPAddress(args[0]) : nil
+            let isV4: Bool? = ip.map { if case .v4 = $0 { true } else { false } }
+            guard let ip, isV4 == (name == "ipv4") else {
+                return .failure(ValueError("'\(name)' takes one \(name == "ipv4" ? "IPv4" : "IPv6") address"))
+            }
+            return .success(.constant(.ip(ip)))
+        case "env":
+            guard args.count == 1, !args[0].isEmpty else { return .failure(ValueError("'env' takes a variable name")) }
+            return .success(.constant(getenv(args[0]).map { .string(Array(String(cString: $0).utf8)) }))
+        case "hostname":
+            var buffer = [CChar](repeating: 0, count: 256)
+            guard gethostname(&buffer, buffer.count) == 0 else { return .success(.constant(nil)) }
+            return none(.constant(.string(Array(String(cString: buffer).utf8))))
+        case "nbproc", "proc":
+            return none(.constant(.int(1)))  // Sluice runs as one process
         case "srv_is_up":
             guard args.count == 1 else { return .failure(ValueError("'srv_is_up' takes '[<backend>/]<server>'")) }
             let parts = args[0].split(separator: "/", maxSplits: 1).map(String.init)
@@ -135,7 +196,7 @@ enum Fetch: Sendable, Hashable {
         }
         if ["req.ssl_ec_ext", "req.ssl_st_ext", "req.ver", "base", "path", "url", "hdr", "method"].contains(name)
             || name.hasPrefix("hdr") || name.hasPrefix("req.hdr") || name.hasPrefix("path") || name.hasPrefix("url") || name.hasPrefix("ssl_") || name.hasPrefix("http_") {
-            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, srv_is_up, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, req.rdp_cookie, sc*/src_* counters)"))
+            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, be_conn, be_conn_free, queue, avg_queue, connslots, srv_is_up, int, str, bool, ipv4, ipv6, env, hostname, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, req.rdp_cookie, sc*/src_* counters)"))
         }
         if name.hasSuffix("_gpc0") { return .failure(ValueError("unknown fetch '\(name)' (the counter is read with '\(name.dropLast(4))get_gpc0')")) }
         return .failure(ValueError("unknown fetch '\(name)'"))
@@ -147,6 +208,8 @@ enum Converter: Sendable, Hashable {
     case lower, upper
     /// `map*(<file>[,<default>])`.
     case map(MapTable)
+    /// `ipmask(<mask4>[,<mask6>])`: the address's network (IPv6 needs `mask6`, as in HAProxy).
+    case ipMask(v4: UInt32, v6: UInt128?)
 
     /// The converted sample; nil when there is none (a map without default that finds nothing:
     /// as if nothing had been fetched).
@@ -155,6 +218,18 @@ enum Converter: Sendable, Hashable {
         case .lower: return .string(sample.bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 })
         case .upper: return .string(sample.bytes.map { $0 >= 97 && $0 <= 122 ? $0 & ~0x20 : $0 })
         case .map(let table): return table.lookUp(sample)
+        case .ipMask(let mask4, let mask6):
+            let address: IPAddress?
+            switch sample {
+            case .ip(let a): address = a
+            case .string(let b), .binary(let b): address = IPAddress(String(decoding: b, as: UTF8.self))
+            case .int, .bool: address = nil
+            }
+            switch address {
+            case .v4(let a)?: return .ip(.v4(a & mask4))
+            case .v6(let a)?: return mask6.map { .ip(.v6(a & $0)) }
+            case nil: return nil
+            }
         }
     }
 
@@ -165,8 +240,24 @@ enum Converter: Sendable, Hashable {
         case "upper": return .success(.upper)
         default: break
         }
+        if text.hasPrefix("ipmask(") && text.hasSuffix(")") {
+            let arguments = text.dropFirst("ipmask(".count).dropLast().split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
+            guard (1...2).contains(arguments.count), let v4 = IPNetwork("0.0.0.0/" + arguments[0]), case .v4 = v4.address else {
+                return .failure(ValueError("'\(text)': expected ipmask(<mask4>[,<mask6>]), masks as a length (24) or dotted (255.255.255.0)"))
+            }
+            var v6: UInt128?
+            if arguments.count == 2 {
+                guard let network = IPNetwork("::/" + arguments[1]) ?? IPAddress(arguments[1]).flatMap({ a in
+                    if case .v6(let m) = a, (~m & (~m &+ 1)) == 0 { IPNetwork("::/\(m.nonzeroBitCount)") } else { nil }
+                }) else {
+                    return .failure(ValueError("'\(text)': the IPv6 mask '\(arguments[1])' is not a length (64) nor a mask (ffff:ffff::)"))
+                }
+                v6 = network.bits == 0 ? 0 : ~UInt128(0) << (128 - network.bits)
+            }
+            return .success(.ipMask(v4: v4.bits == 0 ? 0 : ~UInt32(0) << (32 - v4.bits), v6: v6))
+        }
         guard text.hasPrefix("map"), let open = text.firstIndex(of: "("), text.hasSuffix(")") else {
-            return .failure(ValueError("converter '\(text)' is not supported (supported: lower, upper, map, map_str, map_beg, map_sub, map_dir, map_dom, map_end, map_reg, map_int, map_ip, and their _int forms)"))
+            return .failure(ValueError("converter '\(text)' is not supported (supported: lower, upper, ipmask, map, map_str, map_beg, map_sub, map_dir, map_dom, map_end, map_reg, map_int, map_ip, and their _int forms)"))
         }
         let name = String(text[..<open])
         let arguments = text[text.index(after: open)..<text.index(before: text.endIndex)].split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
@@ -293,5 +384,33 @@ extension String {
         while s.first == " " { s = s.dropFirst() }
         while s.last == " " { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// What a backend-load fetch reads (HAProxy 2.6's `smp_fetch_*` in backend.c).
+enum BackendLoad: UInt8, Sendable, Hashable {
+    /// `nbsrv`: usable servers (the active ones with a weight, else the backups).
+    case usableServers
+    /// `be_conn`: sessions of the backend: connecting, connected or queued.
+    case sessions
+    /// `be_conn_free`: free `maxconn` slots of the usable servers; -1 when one has no `maxconn`.
+    case freeConnections
+    /// `queue`: sessions waiting in the backend's and its servers' queues.
+    case queued
+    /// `avg_queue`: `queue` per usable server, rounded up; twice `queue` without any.
+    case averageQueue
+    /// `connslots`: free connection and queue slots of the servers that are not down; -1 when
+    /// one has no `maxconn` or no `maxqueue`.
+    case freeSlots
+
+    var fetchName: String {
+        switch self {
+        case .usableServers: "nbsrv"
+        case .sessions: "be_conn"
+        case .freeConnections: "be_conn_free"
+        case .queued: "queue"
+        case .averageQueue: "avg_queue"
+        case .freeSlots: "connslots"
+        }
     }
 }

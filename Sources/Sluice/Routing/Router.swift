@@ -427,7 +427,7 @@ final class FrontendRouting: Sendable {
         case .simple(let simple): return fetch(simple, c)
         case .trackedCounter(let slot, let data): return trackedCounter(slot, data, c)
         case .direct(let index): return fetch(program.fetches[Int(index)], c)
-        case .usableServers(let backend): return backend.map { .value(.int($0._withUnsafeGuaranteedRef(usableServers)), mayChange: false) } ?? absent
+        case .backendLoad(let load, let backend): return backend.map { b in .value(.int(b._withUnsafeGuaranteedRef { $0.load(load) }), mayChange: false) } ?? absent
         case .serverIsUp(let server): return server.map { .value(.bool($0._withUnsafeGuaranteedRef(serverIsUp)), mayChange: false) } ?? absent
         case .sourceCounter(let table, let data): return table?._withUnsafeGuaranteedRef { sourceCounter($0, data, c) } ?? absent
         case .trackedKeyCounter(let slot, let table, let data):
@@ -445,14 +445,12 @@ final class FrontendRouting: Sendable {
         case .trackedCounter(let slot, let data):
             guard let tracked = c.tracked[slot] else { return data == .tracked ? 0 : nil }
             return tracked.with { $0.read($1, data, now: c.now) }.map { data == .tracked ? 1 : $0 }
-        case .usableServers(let backend): return backend?._withUnsafeGuaranteedRef(usableServers)
+        case .backendLoad(let load, let backend): return backend?._withUnsafeGuaranteedRef { $0.load(load) }
         case .serverIsUp(let server): return server?._withUnsafeGuaranteedRef { serverIsUp($0) ? 1 : 0 }
         default: return nil
         }
     }
 
-    /// The schedule's eligible servers: the usable primaries with a weight, else the backups.
-    private func usableServers(_ backend: BackendState) -> Int64 { Int64(backend.current.value.eligible.count) }
 
     private func serverIsUp(_ server: ServerState) -> Bool { server.admin != .maintenance && server.operational.acceptsTraffic }
 
@@ -475,7 +473,9 @@ final class FrontendRouting: Sendable {
         case .src, .srcPort, .dst, .dstPort, .bindName, .frontendName, .backendName, .alwaysTrue, .alwaysFalse, .waitEnd, .requestLength,
              .tlsServerName, .tlsProtocols, .tlsVersion, .tlsHelloType, .looksLikeHTTP:
             return self.fetch(RuleProgram.Simple(fetch)!, c)
-        case .usableServers, .serverIsUp, .counter(.source, _), .counter(.tracked(_, _?), _):
+        case .constant(let value):
+            return value.map { .value($0.sample, mayChange: false) } ?? .none(mayChange: false)
+        case .backendLoad, .serverIsUp, .counter(.source, _), .counter(.tracked(_, _?), _):
             // Outside ACLs (a `%[…]` backend name, a stick key): looked up now.
             return self.fetch(RuleProgram.named(fetch, rules, defaultBackend: defaultBackend, backends: backends, tables: tables)!, c)
         case .payload(let offset, let length):

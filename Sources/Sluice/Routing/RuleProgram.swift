@@ -16,7 +16,7 @@ final class RuleProgram: @unchecked Sendable {
     /// counter, a name) and compare it by the method that fits its type; those skip the general
     /// `Sample`, whose string cases make every copy of it reference-counted.
     enum Shape: UInt8 {
-        /// `-m int` on a port, a counter, `nbsrv` or `srv_is_up`, without converters.
+        /// `-m int` on a port, a counter, a backend's load or `srv_is_up`, without converters.
         case integer
         /// `-m ip` on `src` or `dst`, without converters.
         case address
@@ -29,7 +29,7 @@ final class RuleProgram: @unchecked Sendable {
             self = .general
             guard converters < 0 else { return }
             switch (fetch, method) {
-            case (.simple(.srcPort), .int), (.simple(.dstPort), .int), (.trackedCounter, .int), (.usableServers, .int), (.serverIsUp, .int):
+            case (.simple(.srcPort), .int), (.simple(.dstPort), .int), (.trackedCounter, .int), (.backendLoad, .int), (.serverIsUp, .int):
                 self = .integer
             case (.simple(.src), .ip), (.simple(.dst), .ip):
                 self = .address
@@ -56,8 +56,8 @@ final class RuleProgram: @unchecked Sendable {
         case trackedCounter(slot: Int, StickData)
         /// Another fetch that names nothing (`req.payload(0,5)` …): `fetches[index]`.
         case direct(Int32)
-        /// `nbsrv(<backend>)`; nil: no such backend.
-        case usableServers(Unmanaged<BackendState>?)
+        /// `nbsrv(<backend>)`, `be_conn(<backend>)` …; nil: no such backend.
+        case backendLoad(BackendLoad, Unmanaged<BackendState>?)
         /// `srv_is_up(<backend>/<server>)`; nil: no such server.
         case serverIsUp(Unmanaged<ServerState>?)
         /// `src_<data>([<table>])`; nil: no such table.
@@ -68,7 +68,7 @@ final class RuleProgram: @unchecked Sendable {
         /// The object a named operand refers to.
         var object: AnyObject? {
             switch self {
-            case .usableServers(let b): b?.takeUnretainedValue()
+            case .backendLoad(_, let b): b?.takeUnretainedValue()
             case .serverIsUp(let s): s?.takeUnretainedValue()
             case .sourceCounter(let t, _), .trackedKeyCounter(_, let t, _): t?.takeUnretainedValue()
             case .simple, .trackedCounter, .direct: nil
@@ -161,7 +161,7 @@ final class RuleProgram: @unchecked Sendable {
                       tables: [String: StickTable]) -> Operand? {
         func unmanaged<T: AnyObject>(_ object: T?) -> Unmanaged<T>? { object.map { .passUnretained($0) } }
         switch fetch {
-        case .usableServers(let name): return .usableServers(unmanaged(name.map { backends[$0] } ?? defaultBackend))
+        case .backendLoad(let load, let name): return .backendLoad(load, unmanaged(name.map { backends[$0] } ?? defaultBackend))
         case .serverIsUp(let name, let server): return .serverIsUp(unmanaged((name.map { backends[$0] } ?? defaultBackend)?.server(named: server)))
         case .counter(.source(let name), let data): return .sourceCounter(unmanaged(tables[name ?? rules.ownTable ?? ""]), data)
         case .counter(.tracked(let slot, let name?), let data): return .trackedKeyCounter(slot: slot, unmanaged(tables[name]), data)
