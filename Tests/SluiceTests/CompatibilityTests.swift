@@ -272,6 +272,29 @@ struct CompatibilityTests {
             == ["t.cfg:2: error: [global] 'tune.rcvbuf.server': expects a size in bytes from 0 to INT_MAX (2147483647)"])
     }
 
+    /// `option redispatch <interval>`, as HAProxy 2.6's `stream_choose_redispatch` counts retries:
+    /// every nth when positive, a multiple of `retries + 1 + n` when negative (-1: the last retry),
+    /// never for 0 (the other reasons to leave a server still apply).
+    @Test func redispatchIntervalPicksTheRetriesThatGoElsewhere() throws {
+        func due(_ interval: Int, retries: Int = 3) -> [Int] {
+            (1...retries).filter { BackendState.redispatchDue(retry: $0, retries: retries, interval: interval) }
+        }
+        #expect(due(-1) == [3])
+        #expect(due(-2) == [2])
+        #expect(due(1) == [1, 2, 3])
+        #expect(due(2, retries: 5) == [2, 4])
+        #expect(due(0) == [])
+        #expect(due(-4) == [])  // 3 + 1 - 4 = 0: none
+        func interval(_ line: String) throws -> Int? {
+            try Configuration.parse("listen l 127.0.0.1:80\n  \(line)\n  server a 10.0.0.1:80\n", file: "t.cfg").configuration.backends.first?.redispatchInterval
+        }
+        #expect(try interval("option redispatch") == -1)
+        #expect(try interval("option redispatch 1") == 1)
+        #expect(try interval("option redispatch -2") == -2)
+        #expect(CompatibilityTests.errors("listen l 127.0.0.1:80\n  option redispatch often\n  server a 10.0.0.1:80\n")
+            == ["t.cfg:2: error: [listen 'l'] 'option redispatch': 'often' is not a whole number (the interval: redispatch every <n>th retry, or the -<n>th from the last)"])
+    }
+
     @Test func useServerNeedsAConditionAndAServerOfItsOwnProxy() throws {
         let base = "listen l 127.0.0.1:80\n  server a 10.0.0.1:80 weight 0\n  server b 10.0.0.2:80\n"
         let c = try Configuration.parse(base + "  use-server a if { src 10.0.0.0/8 }\n  use-server %[src] unless TRUE\n").configuration

@@ -150,16 +150,26 @@ public final class BackendState: Sendable {
 
     /// Where a session goes after a failed connect to `server`, following HAProxy: with
     /// `option redispatch`, elsewhere at once when more than one primary is usable (round-robin),
-    /// on the last retry, or when the server is no longer usable; and a checked server that has not
-    /// been checked yet was never shown healthy (nothing asked to stick to it), so its failure goes
-    /// elsewhere even without the option. Nil: retry the same server.
-    /// A `direct` session (assigned outright) leaves its server only on the last retry or when the server
-    /// can no longer take it, as HAProxy's sessions assigned outright do.
-    func redispatchTarget(after server: ServerState, direct: Bool = false, redispatch: Bool, retriesLeft: Int, avoiding tried: UInt64) -> ServerState? {
+    /// on the retries its interval names (by default the last), or when the server is no longer
+    /// usable; and a checked server that has not been checked yet was never shown healthy (nothing
+    /// asked to stick to it), so its failure goes elsewhere even without the option. Nil: retry the
+    /// same server. A `direct` session (assigned outright) leaves its server only on those retries
+    /// or when the server can no longer take it, as HAProxy's sessions assigned outright do.
+    func redispatchTarget(after server: ServerState, direct: Bool = false, policy: BackendSettings, retriesLeft: Int, avoiding tried: UInt64) -> ServerState? {
         let neverChecked = server.isChecked && server.lastCheck.status == .initial
-        let leave = direct ? retriesLeft == 0 || !server.takesDirectSessions : usablePrimaries > 1 || retriesLeft == 0 || !server.isUsable
+        let due = Self.redispatchDue(retry: policy.retries - retriesLeft, retries: policy.retries, interval: Int(policy.redispatchInterval))
+        let leave = direct ? due || !server.takesDirectSessions : usablePrimaries > 1 || due || !server.isUsable
+        let redispatch = policy.redispatch
         guard (redispatch && leave) || neverChecked else { return nil }
         return pick(avoiding: tried)
+    }
+
+    /// Whether retry number `retry` (1 for the first) is one `option redispatch <interval>` sends
+    /// elsewhere: HAProxy's `stream_choose_redispatch` (every `interval`th when positive; when
+    /// negative, those whose number is a multiple of `retries + 1 + interval`, so -1 is the last).
+    static func redispatchDue(retry: Int, retries: Int, interval: Int) -> Bool {
+        let period = interval > 0 ? interval : retries + 1 + interval
+        return interval != 0 && period > 0 && retry > 0 && retry % period == 0
     }
 
     /// A usable server for a new session, not in `avoiding` (a bit per `ServerState.ordinal`
@@ -319,6 +329,8 @@ public final class BackendState: Sendable {
 struct BackendSettings: Sendable {
     var retries = 0
     var redispatch = false
+    /// `option redispatch <interval>` (-1: the last retry).
+    var redispatchInterval: Int32 = -1
     var allBackups = false
     var connectTimeoutMs: Int64 = 0
     var queueTimeoutMs: Int64 = 0
@@ -358,6 +370,7 @@ struct BackendSettings: Sendable {
     init(_ backend: Backend) {
         retries = backend.retries
         redispatch = backend.redispatch
+        redispatchInterval = Int32(clamping: backend.redispatchInterval)
         allBackups = backend.allBackups
         connectTimeoutMs = backend.effectiveConnectTimeout.milliseconds
         queueTimeoutMs = (backend.queueTimeout ?? backend.effectiveConnectTimeout).milliseconds

@@ -380,6 +380,10 @@ public struct Backend: Hashable, Sendable {
     public var retries: Int = 3
     /// `option redispatch`: retries may go to another server.
     public var redispatch: Bool = false
+    /// `option redispatch <interval>`: besides the other reasons (see `BackendState.redispatchTarget`),
+    /// which retries go elsewhere: every `n`th retry when positive, the `-n`th from the end when
+    /// negative (-1, the default: the last retry), none of them for 0.
+    public var redispatchInterval: Int = -1
     /// `option allbackups`: when no primary is usable, spread load over every usable backup instead
     /// of using only the first.
     public var allBackups: Bool = false

@@ -105,6 +105,7 @@ struct ProxyDraft {
     var serverStateSource: ServerStateSource = .none
     var serverStateFileName: String?
     var redispatch = false
+    var redispatchInterval = -1
     var allBackups = false
     var serverTemplate = ServerTemplate()
     var servers: [(Server, SourceLocation)] = []
@@ -569,6 +570,7 @@ struct Parser {
             backend.retries = proxy.retries
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch
+            backend.redispatchInterval = proxy.redispatchInterval
             backend.allBackups = proxy.allBackups
             backend.connectTimeout = proxy.connectTimeout
             backend.serverTimeout = proxy.serverTimeout

@@ -503,8 +503,14 @@ extension Parser {
         switch name {
         case "redispatch":
             if words.count > 2 { error(location, keyword: keyword, "too many arguments") }
+            proxy.redispatchInterval = -1
             if words.count == 2 {
-                error(location, keyword: keyword, "a redispatch interval is not supported yet; write 'option redispatch'")
+                if let n = Int(words[1]), let interval = Int32(exactly: n) {
+                    proxy.redispatchInterval = Int(interval)
+                } else {
+                    // HAProxy reads it with atol (a word is 0, which disables the interval); refused here.
+                    error(location, keyword: keyword, "'\(words[1])' is not a whole number (the interval: redispatch every <n>th retry, or the -<n>th from the last)")
+                }
             }
             proxy.redispatch = !negated
         case "allbackups":

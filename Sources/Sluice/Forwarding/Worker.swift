@@ -609,7 +609,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         }
         sessions[i].retriesLeft -= 1
         let policy = sessions[i].policy.backend
-        if let other = backend.redispatchTarget(after: server, direct: sessions[i].direct, redispatch: policy.redispatch,
+        if let other = backend.redispatchTarget(after: server, direct: sessions[i].direct, policy: policy,
                                                 retriesLeft: sessions[i].retriesLeft, avoiding: sessions[i].triedServers) {
             sessions[i].direct = false
             logger.debug("\(error); redispatching to \(backend.name)/\(other.name)")
