@@ -53,6 +53,11 @@ extension Loopback {
         let deadState = try #require(proxy.balancer.backend(named: "fe")?.server(named: "dead"))
         #expect(deadState.statistics.connectErrors >= 25)
         #expect(deadState.statistics.redispatches >= 25)
+        // The backend counts each session once (`stot`, as HAProxy's backend cum_conn); servers
+        // count each one they were given, the redispatched ones twice in all (`lbtot`).
+        let backend = try #require(proxy.balancer.statistics().backends.first { $0.name == "fe" })
+        #expect(backend.sessionsSinceStart == 90)
+        #expect(backend.totals.totalSessions == 90 + deadState.statistics.totalSessions)
     }
 
     @Test func withoutRedispatchAFailedConnectRetriesTheSameServerThenGivesUp() throws {

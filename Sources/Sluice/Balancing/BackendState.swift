@@ -71,6 +71,9 @@ public final class BackendState: Sendable {
     let queues = Mutex(Queues())
     /// How many sessions wait in any of `queues`: a free slot looks at the queues only when this is
     /// not zero.
+    /// Sessions given to this backend since start (`stot`, HAProxy's `cum_conn` of a backend: once per
+    /// session, whatever its retries and redispatches).
+    let routedSessions = Atomic<Int>(0)
     let queuedCount = Atomic<Int>(0)
     /// Most sessions ever waiting in the backend's queue (`qmax`).
     let queueMax = Atomic<Int>(0)

@@ -410,6 +410,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let settings = backend.settings
         sessions[i].state = .connecting
         sessions[i].backendRef = Unmanaged.passUnretained(backend)
+        backend.routedSessions.wrappingAdd(1, ordering: .relaxed)
         sessions[i].policy.backend = settings
         sessions[i].retriesLeft = settings.retries
         sessions[i].log?.routedAt = reactor.now

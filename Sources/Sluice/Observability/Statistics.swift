@@ -78,8 +78,11 @@ public struct BackendStatistics: Hashable, Sendable {
     public var algorithm: BalanceAlgorithm
     /// In configuration order (servers added at run time last).
     public var servers: [ServerSnapshot]
-    /// The servers' counters summed (`maxSessions` is not summed: 0).
+    /// The servers' counters summed (`maxSessions` is not summed: 0). `totalSessions` there counts
+    /// a session once per server it was sent to (`lbtot`); `sessionsSinceStart` counts it once.
     public var totals: ServerStatistics
+    /// Sessions given to the backend since start (`stot`).
+    public var sessionsSinceStart: Int
     /// Sessions waiting for any server of the backend now (`qcur`).
     public var queued: Int
     /// The most that waited at once (`qmax`).
@@ -123,6 +126,7 @@ public struct BackendStatistics: Hashable, Sendable {
             totals.bytesIn += s.bytesIn
             totals.bytesOut += s.bytesOut
         }
+        sessionsSinceStart = backend.routedSessions.load(ordering: .relaxed)
         queued = backend.queueLength()
         maxQueued = backend.queueMax.load(ordering: .relaxed)
         queueTime = backend.queueTime.snapshot

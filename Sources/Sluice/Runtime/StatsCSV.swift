@@ -83,14 +83,14 @@ enum StatsCSV {
             out.append([
                 "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queued)", "qmax": "\(backend.maxQueued)",
                 "qtime": "\(backend.averageQueueMs)", "ctime": "\(backend.connectTime.meanMs)",
-                "ttime": "\(backend.sessionDuration.meanMs)", "scur": "\(totals.currentSessions)", "stot": "\(totals.totalSessions)",
+                "ttime": "\(backend.sessionDuration.meanMs)", "scur": "\(totals.currentSessions)", "stot": "\(backend.sessionsSinceStart)",
                 "bin": "\(totals.bytesIn)", "bout": "\(totals.bytesOut)", "econ": "\(totals.connectErrors)", "eresp": "0",
                 "wretr": "\(totals.retries)", "wredis": "\(totals.redispatches)",
                 "status": backend.isUp ? "UP" : "DOWN", "weight": "\(backend.weight)",
                 "act": "\(backend.activeServers)", "bck": "\(backend.backupServers)", "chkdown": "\(backend.downTransitions)",
                 "pid": "1", "iid": "\(backend.id)", "sid": "0", "lbtot": "\(totals.totalSessions)", "type": "1",
                 "lastsess": backend.secondsSinceLastSession.map(String.init) ?? "-1",
-                "mode": "tcp", "algo": backend.algorithm.rawValue, "conn_tot": "\(totals.totalSessions)",
+                "mode": "tcp", "algo": backend.algorithm.rawValue,
             ])
         }
         // Proxy by proxy in declaration order, as HAProxy: FRONTEND, then servers and BACKEND (a
