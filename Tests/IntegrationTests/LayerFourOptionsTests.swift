@@ -358,6 +358,43 @@ extension Loopback {
         #expect(serverGotFin == independent, "the client's timeout \(independent ? "did not shut" : "shut") its side")
     }
 
+    /// `bind <addr>:<low>-<high>` listens on every port of the range, and `ipv4@`/`ipv6@` prefixes
+    /// name the family, as HAProxy reads them (the same file passes `haproxy -c`).
+    @Test func bindPortRangesAndFamilyPrefixesListenAsHAProxy() throws {
+        func errors(_ text: String) -> [String] {
+            do {
+                _ = try Configuration.parse(text, file: "t.cfg")
+                return []
+            } catch {
+                return error.errors.map(\.description)
+            }
+        }
+        func bindable(_ port: Int) -> Bool {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var a = Net.address(port)
+            return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+        }
+        var low = 0
+        for _ in 0..<100 {
+            let p = try Net.closedPort()
+            if p + 2 <= 65535 && bindable(p + 1) && bindable(p + 2) { low = p; break }
+        }
+        try #require(low > 0, "no three free ports in a row")
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        let proxy = try RunningProxy(Self.proxy("server s ipv4@127.0.0.1:\(server.port)")
+            .replacingOccurrences(of: "bind 127.0.0.1:0", with: "bind ipv4@127.0.0.1:\(low)-\(low + 2)"))
+        defer { proxy.stop() }
+        for port in low...(low + 2) {
+            let fd = try Net.connect(port)
+            defer { close(fd) }
+            #expect(String(decoding: try Net.readToEnd(fd), as: UTF8.self) == "s\n", "port \(port)")
+        }
+        #expect(errors("frontend f\n  bind 127.0.0.1:90-80\n").first == "t.cfg:2: error: [frontend 'f'] 'bind': '127.0.0.1:90-80': a port range is <low>-<high>, from 1 to 65535, low first")
+        #expect(errors("frontend f\n  bind ipv4@::1:80\n").first == "t.cfg:2: error: [frontend 'f'] 'bind': 'ipv4@::1:80': ::1 is not an IPv4 address")
+    }
+
     /// `bind … maxconn 2`: a third client waits in the backlog until one of the first two leaves.
     @Test func bindMaxconnHoldsTheRestInTheBacklog() throws {
         let server = try TestServer(.silent)

@@ -350,7 +350,7 @@ extension Parser {
         // one run reports every problem on the line.
         let errorsBefore = errorCount
         defer { if errorCount > errorsBefore { proxy.bindRefused = true } }
-        let endpoints = address.split(separator: ",").map { value(ValueParser.endpoint(String($0), allowZeroPort: true), location, keyword: "bind") }
+        let endpoints: [Endpoint] = address.split(separator: ",").flatMap { value(ValueParser.bindEndpoints(String($0)), location, keyword: "bind") ?? [] }
         var bind = Bind(endpoint: Endpoint(host: nil, port: 0))
         var i = 0
         // Every parameter is looked at, so one run reports every problem on the line.
@@ -402,7 +402,6 @@ extension Parser {
             i += needsValue.contains(option) ? 2 : 1
         }
         for endpoint in endpoints {
-            guard let endpoint else { continue }
             bind.endpoint = endpoint
             proxy.binds.append((bind, location))
         }

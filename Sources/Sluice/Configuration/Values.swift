@@ -54,10 +54,22 @@ enum ValueParser {
 
     /// An address with a port, in the forms HAProxy accepts for `bind` and `server`:
     /// `1.2.3.4:80`, `[::1]:80`, `::1:80` (the last colon separates the port), `*:80`, `:80`,
-    /// `name:80`. A port of 0 is accepted only when `allowZeroPort` (a `bind` that lets the kernel pick).
+    /// `name:80`, each with an optional `ipv4@` or `ipv6@` prefix (the family: a numeric address
+    /// must be of it, and `ipv6@` makes the wildcard `::`). A port of 0 is accepted only when
+    /// `allowZeroPort` (a `bind` that lets the kernel pick).
     static func endpoint(_ text: String, allowZeroPort: Bool) -> Result<Endpoint, ValueError> {
+        for (prefix, v6) in [("ipv4@", false), ("ipv6@", true)] where text.hasPrefix(prefix) {
+            return endpoint(String(text.dropFirst(prefix.count)), allowZeroPort: allowZeroPort).flatMap { e in
+                guard let host = e.host else { return .success(v6 ? Endpoint(host: "::", port: e.port) : e) }
+                if let address = IPAddress(host) {
+                    let isV6 = if case .v6 = address { true } else { false }
+                    guard isV6 == v6 else { return .failure(ValueError("'\(text)': \(host) is not an \(v6 ? "IPv6" : "IPv4") address")) }
+                }
+                return .success(e)
+            }
+        }
         if text.hasPrefix("/") || text.contains("@") {
-            return .failure(ValueError("'\(text)': UNIX sockets and address prefixes (ipv4@, unix@, fd@ …) are not supported yet; use IP:port"))
+            return .failure(ValueError("'\(text)': UNIX sockets and address prefixes other than ipv4@ and ipv6@ (unix@, abns@, fd@ …) are not supported yet; use IP:port"))
         }
         var host: Substring
         var portText: Substring
@@ -101,6 +113,21 @@ enum ValueParser {
             }
         }
         return .success(Endpoint(host: hostString, port: port))
+    }
+
+    /// A `bind` address: `endpoint`'s forms, or a port range `<low>-<high>` (`:8000-8009`), one
+    /// listener per port, as HAProxy.
+    static func bindEndpoints(_ text: String) -> Result<[Endpoint], ValueError> {
+        guard let colon = text.lastIndex(of: ":"), text[text.index(after: colon)...].contains("-") else {
+            return endpoint(text, allowZeroPort: true).map { [$0] }
+        }
+        let bounds = text[text.index(after: colon)...].split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2, let low = Int(bounds[0]), let high = Int(bounds[1]), 1 <= low, low <= high, high <= 65535 else {
+            return .failure(ValueError("'\(text)': a port range is <low>-<high>, from 1 to 65535, low first"))
+        }
+        return endpoint(String(text[...colon]) + String(low), allowZeroPort: true).map { first in
+            (low...high).map { Endpoint(host: first.host, port: $0) }
+        }
     }
 
     /// A `source` address, as HAProxy reads it: a numeric IP, alone (`10.0.0.5`, `[::1]`) or with a
