@@ -22,7 +22,8 @@ struct Direction {
     var held = 0
     /// A `recv` filled the scratch buffer: this direction carries bulk and splices from now on.
     var bulk = false
-    /// The source sent FIN.
+    /// Nothing more is read from the source: it sent FIN, or its inactivity timeout shut it (as
+    /// HAProxy's read timeout does). The destination gets a FIN once `held` is written.
     var sourceClosed = false
     /// We sent FIN to the destination after everything before it was written.
     var finForwarded = false
