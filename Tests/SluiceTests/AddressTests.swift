@@ -10,6 +10,10 @@ struct AddressTests {
         (":80", Endpoint(host: nil, port: 80)),
         ("[::]:443", Endpoint(host: "::", port: 443)),
         ("api.internal:8080", Endpoint(host: "api.internal", port: 8080)),
+        ("ipv4@1.2.3.4:80", Endpoint(host: "1.2.3.4", port: 80)),
+        ("ipv4@:80", Endpoint(host: nil, port: 80)),
+        ("ipv6@:80", Endpoint(host: "::", port: 80)),
+        ("ipv6@[::1]:80", Endpoint(host: "::1", port: 80)),
     ])
     func endpointFormsHAProxyAccepts(text: String, expected: Endpoint) throws {
         #expect(try ValueParser.endpoint(text, allowZeroPort: false).get() == expected)
@@ -24,7 +28,9 @@ struct AddressTests {
         ("[::1:80", "missing ']'"),
         ("[fe80::zz]:80", "not a valid IPv6 address"),
         ("/run/app.sock", "UNIX sockets"),
-        ("ipv4@1.2.3.4:80", "address prefixes"),
+        ("unix@/run/app.sock", "address prefixes other than ipv4@ and ipv6@"),
+        ("ipv4@::1:80", "is not an IPv4 address"),
+        ("ipv6@1.2.3.4:80", "is not an IPv6 address"),
         ("1.2.3.4:80-90", "port ranges"),
     ])
     func malformedEndpointsSayWhatIsWrong(text: String, fragment: String) {
