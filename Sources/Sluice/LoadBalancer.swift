@@ -358,6 +358,7 @@ public final class LoadBalancer: Sendable {
         let everyone = workers
         checkWorker.checks = CheckRunner(
             reactor: checkWorker.reactor, spreadChecks: configuration.global.spreadChecks, maxSpread: configuration.global.maxSpreadChecks,
+            neverSendLocal: configuration.global.pp2NeverSendLocal,
             serverBuffers: configuration.global.serverBuffers, logger: logger,
             broadcast: { command in for w in everyone { w.post(command) } })
         checkWorker.checks?.configure(Self.checkTargets(configuration, backends))

@@ -211,10 +211,10 @@ extension Loopback {
     }
 
     /// What a check sends first to a silent server, from HAProxy (`haproxy: true`) or from Sluice.
-    static func firstBytes(_ option: String, _ serverParameters: String = "", haproxy: Bool) throws -> [UInt8] {
+    static func firstBytes(_ option: String, _ serverParameters: String = "", global: String = "", haproxy: Bool) throws -> [UInt8] {
         let capture = try CaptureServer()
         let bind = haproxy ? try Net.closedPort() : 0
-        let config = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:\(bind)\n  \(option)\n  server s 127.0.0.1:\(capture.port) check inter 10s \(serverParameters)\n"
+        let config = (global.isEmpty ? "" : "global\n  \(global)\n") + "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:\(bind)\n  \(option)\n  server s 127.0.0.1:\(capture.port) check inter 10s \(serverParameters)\n"
         let runner: AnyObject = haproxy ? try HAProxyProcess(config: config, port: bind) : try RunningProxy(config)
         defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
         let fd = try capture.accept()
@@ -246,14 +246,21 @@ extension Loopback {
     }
 
     /// `check-send-proxy`: v1 names the check connection's addresses (the ports differ),
-    /// v2 is the LOCAL command; a plain connect check sends the header too.
+    /// v2 is the LOCAL command, or with `pp2-never-send-local` the PROXY command with those
+    /// addresses; a plain connect check sends the header too.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs haproxy"),
-          arguments: [("option redis-check", "send-proxy check-send-proxy"), ("option redis-check", "send-proxy-v2 check-send-proxy"),
-                      ("", "send-proxy-v2 check-send-proxy")])
-    func checkSendProxyIsHAProxysHeader(_ option: String, _ parameters: String) throws {
-        let theirs = try Self.firstBytes(option, parameters, haproxy: true)
-        let ours = try Self.firstBytes(option, parameters, haproxy: false)
+          arguments: [("option redis-check", "send-proxy check-send-proxy", ""), ("option redis-check", "send-proxy-v2 check-send-proxy", ""),
+                      ("", "send-proxy-v2 check-send-proxy", ""), ("option redis-check", "send-proxy-v2 check-send-proxy", "pp2-never-send-local")])
+    func checkSendProxyIsHAProxysHeader(_ option: String, _ parameters: String, _ global: String) throws {
+        let theirs = try Self.firstBytes(option, parameters, global: global, haproxy: true)
+        let ours = try Self.firstBytes(option, parameters, global: global, haproxy: false)
         func normalised(_ bytes: [UInt8]) -> String {
+            // A v2 PROXY command (with pp2-never-send-local): the ports (bytes 24–27) vary.
+            if bytes.count >= 28 && bytes[12] == 0x21 && bytes[13] == 0x11 {
+                var fixed = bytes
+                for k in 24..<28 { fixed[k] = 0 }
+                return fixed.map { String($0) }.joined(separator: ",")
+            }
             // "PROXY TCP4 127.0.0.1 127.0.0.1 <local port> <server port>": the local port varies.
             var fields = String(decoding: bytes, as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false).map(String.init)
             // The check's own port, and the capture server's (each run has its own).

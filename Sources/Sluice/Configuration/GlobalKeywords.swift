@@ -134,6 +134,9 @@ extension Parser {
         case "spread-checks":
             guard expect(words, count: 2, location, usage: "spread-checks <0..50>") else { return }
             global.spreadChecks = value(ValueParser.integer(words[1], in: 0...50, what: "spread-checks"), location, keyword: keyword) ?? 0
+        case "pp2-never-send-local":
+            guard expect(words, count: 1, location, usage: "pp2-never-send-local") else { return }
+            global.pp2NeverSendLocal = true
         case "max-spread-checks":
             guard expect(words, count: 2, location, usage: "max-spread-checks <time>") else { return }
             global.maxSpreadChecks = timeValue(words[1], location, keyword: keyword)

@@ -80,6 +80,10 @@ public struct Global: Hashable, Sendable {
     /// `max-spread-checks`: an upper bound on how long the first checks of all servers are
     /// spread over at start (Sluice spreads them over the shortest `inter`, at most 1 s). Nil: none.
     public var maxSpreadChecks: Duration?
+    /// `pp2-never-send-local`: health checks of `send-proxy-v2 check-send-proxy` servers send the
+    /// PROXY command with the check connection's addresses instead of the LOCAL command (HAProxy's
+    /// behaviour before 2.2, for servers that mishandle LOCAL).
+    public var pp2NeverSendLocal: Bool = false
     /// `io-engine epoll|io_uring` (a Sluice extension): how reactors learn that sockets are ready.
     /// Data moves with inline `splice(2)`/`recv`/`send` either way. nil: `IOEngine.preferred`.
     public var ioEngine: IOEngine?

@@ -80,11 +80,14 @@ final class CheckRunner {
     private let serverBuffers: SocketBufferSizes
     /// `max-spread-checks` in milliseconds (`Int64.max`: none).
     private let maxSpreadMs: Int64
+    /// `pp2-never-send-local`.
+    private let neverSendLocal: Bool
     private let broadcast: @Sendable (WorkerCommand) -> Void
 
-    init(reactor: any Reactor, spreadChecks: Int, maxSpread: Duration? = nil, serverBuffers: SocketBufferSizes = SocketBufferSizes(), logger: Logger,
-         broadcast: @escaping @Sendable (WorkerCommand) -> Void) {
+    init(reactor: any Reactor, spreadChecks: Int, maxSpread: Duration? = nil, neverSendLocal: Bool = false,
+         serverBuffers: SocketBufferSizes = SocketBufferSizes(), logger: Logger, broadcast: @escaping @Sendable (WorkerCommand) -> Void) {
         self.maxSpreadMs = maxSpread?.milliseconds ?? .max
+        self.neverSendLocal = neverSendLocal
         self.reactor = reactor
         self.logger = logger
         self.spreadPercent = spreadChecks
@@ -313,17 +316,14 @@ final class CheckRunner {
     }
 
     /// HAProxy 2.6's header on a check connection: v1 names the check connection's own addresses;
-    /// v2 sends the LOCAL command (no addresses), as its `pp2-never-send-local` note describes.
+    /// v2 sends the LOCAL command (no addresses), as its `pp2-never-send-local` note describes,
+    /// unless that option asks for the PROXY command with the check connection's addresses.
     private func proxyHeader(_ t: Int) -> [UInt8] {
         let server = targets[t].server.configuration
         guard server.checkSendProxy, let version = server.proxyProtocol else { return [] }
-        switch version {
-        case .v2:
-            return ProxyHeader.localCommand
-        case .v1:
-            guard let local = try? Socket.localAddress(targets[t].fd), let remote = try? Socket.peerAddress(targets[t].fd) else { return [] }
-            return ProxyHeader.bytes(.v1, source: local, destination: remote)
-        }
+        if version == .v2 && !neverSendLocal { return ProxyHeader.localCommand }
+        guard let local = try? Socket.localAddress(targets[t].fd), let remote = try? Socket.peerAddress(targets[t].fd) else { return [] }
+        return ProxyHeader.bytes(version, source: local, destination: remote)
     }
 
     /// Sends what is queued, reads what arrived, and judges when it can.
