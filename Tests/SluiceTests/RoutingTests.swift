@@ -27,6 +27,7 @@ struct PatternTests {
         }
         #expect(try Fetch.parse("int(3)").get().defaultMatch == .int)
         #expect(try Fetch.parse("ipv4(1.2.3.4)").get().defaultMatch == .ip)
+        #expect(try Fetch.parse("env(SLUICE_TEST_UNSET_VARIABLE)").get().defaultMatch == .str)  // a string, even unset
         #expect(try Fetch.parse("be_conn(b)").get() == .backendLoad(.sessions, backend: "b"))
         #expect(try Fetch.parse("connslots").get() == .backendLoad(.freeSlots, backend: nil))
 

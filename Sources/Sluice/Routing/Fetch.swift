@@ -65,9 +65,9 @@ enum Fetch: Sendable, Hashable {
         switch self {
         case .src, .dst: .ip
         case .srcPort, .dstPort, .backendLoad, .requestLength, .tlsVersion, .tlsHelloType, .counter, .rdpCookieCount: .int
-        case .constant(.int?), .constant(nil): .int
+        case .constant(.int?): .int
         case .constant(.bool?): .bool
-        case .constant(.string?): .str
+        case .constant(.string?), .constant(nil): .str  // nil: an unset `env` variable, a string
         case .constant(.ip?): .ip
         case .serverIsUp, .alwaysTrue, .alwaysFalse, .waitEnd, .looksLikeHTTP: .bool
         case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols, .rdpCookie: .str
