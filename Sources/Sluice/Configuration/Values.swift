@@ -61,9 +61,8 @@ enum ValueParser {
         for (prefix, v6) in [("ipv4@", false), ("ipv6@", true)] where text.hasPrefix(prefix) {
             return endpoint(String(text.dropFirst(prefix.count)), allowZeroPort: allowZeroPort).flatMap { e in
                 guard let host = e.host else { return .success(v6 ? Endpoint(host: "::", port: e.port) : e) }
-                if let address = IPAddress(host) {
-                    let isV6 = if case .v6 = address { true } else { false }
-                    guard isV6 == v6 else { return .failure(ValueError("'\(text)': \(host) is not an \(v6 ? "IPv6" : "IPv4") address")) }
+                if let address = IPAddress(host), address.isV4 == v6 {
+                    return .failure(ValueError("'\(text)': \(host) is not an \(v6 ? "IPv6" : "IPv4") address"))
                 }
                 return .success(e)
             }

@@ -386,14 +386,19 @@ extension Session {
     /// `client-fin`/`server-fin` once that side was sent a FIN. What expired is told by
     /// `expiry(of:)`.
     var inactivityDeadlines: (client: Int64, server: Int64) {
-        let tunnel = policy.backend.tunnelTimeoutMs
         let client = Self.inactivityDeadline(
-            activity: clientActivity, limit: tunnel > 0 ? tunnel : policy.clientTimeoutMs, finLimit: policy.clientFinTimeoutMs,
+            activity: clientActivity, limit: inactivityLimit(client: true), finLimit: policy.clientFinTimeoutMs,
             read: !toServer.sourceClosed, sentFin: toClient.finForwarded, waiting: toClient.held > 0)
         let server = Self.inactivityDeadline(
-            activity: serverActivity, limit: tunnel > 0 ? tunnel : policy.backend.serverTimeoutMs, finLimit: policy.backend.serverFinTimeoutMs,
+            activity: serverActivity, limit: inactivityLimit(client: false), finLimit: policy.backend.serverFinTimeoutMs,
             read: !toClient.sourceClosed, sentFin: toServer.finForwarded, waiting: toServer.held > 0)
         return (client, server)
+    }
+
+    /// A side's timeout before any FIN: `timeout tunnel` when set, else `timeout client`/`server`.
+    private func inactivityLimit(client: Bool) -> Int64 {
+        let tunnel = policy.backend.tunnelTimeoutMs
+        return tunnel > 0 ? tunnel : client ? policy.clientTimeoutMs : policy.backend.serverTimeoutMs
     }
 
     private static func inactivityDeadline(activity: Int64, limit: Int64, finLimit: Int64, read: Bool, sentFin: Bool, waiting: Bool) -> Int64 {
@@ -413,7 +418,7 @@ extension Session {
         let due = inactivityDeadlines
         guard (client ? due.client : due.server) <= now else { return .none }
         let toSide = client ? toClient : toServer
-        let limit = policy.backend.tunnelTimeoutMs > 0 ? policy.backend.tunnelTimeoutMs : (client ? policy.clientTimeoutMs : policy.backend.serverTimeoutMs)
+        let limit = inactivityLimit(client: client)
         let activity = client ? clientActivity : serverActivity
         return toSide.held > 0 && limit > 0 && activity + limit <= now ? .write : .read
     }

@@ -115,14 +115,7 @@ enum Fetch: Sendable, Hashable {
             return .success(name.hasSuffix("_cnt") ? .rdpCookieCount(name: cookie) : .rdpCookie(name: cookie))
         case "nbsrv", "be_conn", "be_conn_free", "queue", "avg_queue", "connslots":
             guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most one backend name")) }
-            let load: BackendLoad = switch name {
-            case "nbsrv": .usableServers
-            case "be_conn": .sessions
-            case "be_conn_free": .freeConnections
-            case "queue": .queued
-            case "avg_queue": .averageQueue
-            default: .freeSlots
-            }
+            guard let load = BackendLoad.allCases.first(where: { $0.fetchName == name }) else { preconditionFailure("'\(name)' has no BackendLoad") }
             return .success(.backendLoad(load, backend: args.first.flatMap { $0.isEmpty ? nil : $0 }))
         case "int":
             guard args.count == 1, let v = Int64(args[0]) else { return .failure(ValueError("'int' takes one integer")) }
@@ -136,9 +129,7 @@ enum Fetch: Sendable, Hashable {
             guard args.count == 1 else { return .failure(ValueError("'str' takes one string")) }
             return .success(.constant(.string(Array(args[0].utf8))))
         case "ipv4", "ipv6":
-            let ip = args.count == 1 ? IPAddress(args[0]) : nil
-            let isV4: Bool? = ip.map { if case .v4 = $0 { true } else { false } }
-            guard let ip, isV4 == (name == "ipv4") else {
+            guard args.count == 1, let ip = IPAddress(args[0]), ip.isV4 == (name == "ipv4") else {
                 return .failure(ValueError("'\(name)' takes one \(name == "ipv4" ? "IPv4" : "IPv6") address"))
             }
             return .success(.constant(.ip(ip)))
@@ -388,7 +379,7 @@ extension String {
 }
 
 /// What a backend-load fetch reads (HAProxy 2.6's `smp_fetch_*` in backend.c).
-enum BackendLoad: UInt8, Sendable, Hashable {
+enum BackendLoad: UInt8, Sendable, Hashable, CaseIterable {
     /// `nbsrv`: usable servers (the active ones with a weight, else the backups).
     case usableServers
     /// `be_conn`: sessions of the backend: connecting, connected or queued.

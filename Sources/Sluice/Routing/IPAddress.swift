@@ -22,6 +22,10 @@ enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         self = .v6(withUnsafeBytes(of: v6) { Self.load128($0) })
     }
 
+    var isV4: Bool {
+        if case .v4 = self { true } else { false }
+    }
+
     init(_ address: SocketAddress) {
         // Straight from the sockaddr: every `src`/`dst` test and stick key reads it (no array).
         self = address.withSockaddr { pointer, _ in
