@@ -152,10 +152,7 @@ extension Loopback {
     func serverResetIsPassedOnToTheClient(engine: IOEngine) throws {
         guard engine.isAvailable else { return }  // io_uring may be disabled on this kernel
         // A server that accepts and immediately resets: SO_LINGER 0 then close.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = Net.address(0)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        listen(listener, 16)
+        let listener = try Net.rawListener()
         defer { close(listener) }
         let proxy = try RunningProxy(Self.config(servers: [Net.localPort(listener)]), engine: engine)
         let fd = try Net.connect(proxy.port)

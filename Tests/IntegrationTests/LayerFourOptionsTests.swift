@@ -220,10 +220,7 @@ extension Loopback {
     @Test func serverUserTimeoutEndsASessionWhoseServerStopsTakingData() throws {
         // A server whose connections are never accepted: the kernel takes bytes until the window
         // closes, then nothing more (zero-window probes, which TCP_USER_TIMEOUT bounds).
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = Net.address(0)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        listen(listener, 16)
+        let listener = try Net.rawListener()
         defer { close(listener) }
         func config(_ port: Int) -> String { Self.proxy("server s 127.0.0.1:\(Net.localPort(listener)) tcp-ut 500ms", port: port) }
         /// Pushes bytes until the proxy stops taking them, then waits (up to 8 s) for it to end the session.
@@ -369,16 +366,10 @@ extension Loopback {
                 return error.errors.map(\.description)
             }
         }
-        func bindable(_ port: Int) -> Bool {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var a = Net.address(port)
-            return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
-        }
         var low = 0
         for _ in 0..<100 {
             let p = try Net.closedPort()
-            if p + 2 <= 65535 && bindable(p + 1) && bindable(p + 2) { low = p; break }
+            if p + 2 <= 65535 && Net.isFree(p + 1) && Net.isFree(p + 2) { low = p; break }
         }
         try #require(low > 0, "no three free ports in a row")
         let server = try TestServer(.identify("s"))

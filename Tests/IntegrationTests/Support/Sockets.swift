@@ -20,6 +20,31 @@ enum Net {
         return a
     }
 
+    /// Binds `fd` to 127.0.0.1:`port` (0: the kernel picks); whether it worked.
+    static func bindLoopback(_ fd: CInt, port: Int) -> Bool {
+        var a = address(port)
+        return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+
+    /// Whether 127.0.0.1:`port` can be bound now.
+    static func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        return bindLoopback(fd, port: port)
+    }
+
+    /// A listening socket on 127.0.0.1 at a port the kernel picks (`localPort`), which the test
+    /// accepts from itself, or never: the kernel then completes handshakes and takes bytes until
+    /// each connection's window closes.
+    static func rawListener() throws -> CInt {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard bindLoopback(fd, port: 0), listen(fd, 16) == 0 else {
+            close(fd)
+            throw Failure("cannot listen on 127.0.0.1: \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
     /// A connected blocking TCP socket to 127.0.0.1:port.
     static func connect(_ port: Int) throws -> CInt {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -115,11 +140,7 @@ enum Net {
                 return cursor
             }
             guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var a = address(port)
-            let bound = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            close(fd)
-            if bound == 0 { return port }
+            if isFree(port) { return port }
         }
         throw Failure("no free port in \(range.lowerBound)..<\(range.upperBound)")
     }
