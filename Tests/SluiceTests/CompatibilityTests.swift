@@ -286,31 +286,31 @@ struct CompatibilityTests {
         #expect(due(0) == [])
         #expect(due(-4) == [])  // 3 + 1 - 4 = 0: none
         func interval(_ line: String) throws -> Int? {
-            try Configuration.parse("listen l 127.0.0.1:80\n  \(line)\n  server a 10.0.0.1:80\n", file: "t.cfg").configuration.backends.first?.redispatchInterval
+            try Configuration.parse(Self.listen + "  \(line)\n  server a 10.0.0.1:80\n", file: "t.cfg").configuration.backends.first?.redispatchInterval
         }
         #expect(try interval("option redispatch") == -1)
         #expect(try interval("option redispatch 1") == 1)
         #expect(try interval("option redispatch -2") == -2)
-        #expect(CompatibilityTests.errors("listen l 127.0.0.1:80\n  option redispatch often\n  server a 10.0.0.1:80\n")
-            == ["t.cfg:2: error: [listen 'l'] 'option redispatch': 'often' is not a whole number (the interval: redispatch every <n>th retry, or the -<n>th from the last)"])
+        #expect(CompatibilityTests.errors(Self.listen + "  option redispatch often\n  server a 10.0.0.1:80\n")
+            == ["t.cfg:3: error: [listen 'l'] 'option redispatch': 'often' is not a whole number (the interval: redispatch every <n>th retry, or the -<n>th from the last)"])
     }
 
     @Test func useServerNeedsAConditionAndAServerOfItsOwnProxy() throws {
-        let base = "listen l 127.0.0.1:80\n  server a 10.0.0.1:80 weight 0\n  server b 10.0.0.2:80\n"
+        let base = Self.listen + "  server a 10.0.0.1:80 weight 0\n  server b 10.0.0.2:80\n"
         let c = try Configuration.parse(base + "  use-server a if { src 10.0.0.0/8 }\n  use-server %[src] unless TRUE\n").configuration
         #expect(c.backends.first { $0.name == "l" }?.rules?.serverRules.count == 2)
         #expect(CompatibilityTests.errors(base + "  use-server a\n")
-            == ["t.cfg:4: error: [listen 'l'] 'use-server': requires either 'if' or 'unless' followed by a condition (as in HAProxy)"])
+            == ["t.cfg:5: error: [listen 'l'] 'use-server': requires either 'if' or 'unless' followed by a condition (as in HAProxy)"])
         #expect(CompatibilityTests.errors(base + "  use-server nope if TRUE\n")
-            == ["t.cfg:4: error: [listen 'l'] 'use-server': no server named 'nope' in listen 'l'"])
+            == ["t.cfg:5: error: [listen 'l'] 'use-server': no server named 'nope' in listen 'l'"])
         #expect(CompatibilityTests.errors(base + "  use-server a b if TRUE\n")
-            == ["t.cfg:4: error: [listen 'l'] 'use-server': expected 'use-server <server> {if|unless} <condition>'"])
-        #expect(CompatibilityTests.errors("frontend f 127.0.0.1:81\n  use-server a if TRUE\n  default_backend l\n" + base).first?
+            == ["t.cfg:5: error: [listen 'l'] 'use-server': expected 'use-server <server> {if|unless} <condition>'"])
+        #expect(CompatibilityTests.errors("frontend f\n  bind 127.0.0.1:81\n  use-server a if TRUE\n  default_backend l\n" + base).first?
             .contains("'use-server': is not allowed in a 'frontend' section") == true)
     }
 
     @Test func rdpCookieBalanceAndPersistenceAreReadAsHAProxyReadsThem() throws {
-        let base = "listen l 127.0.0.1:80\n  server a 10.0.0.1:3389\n"
+        let base = Self.listen + "  server a 10.0.0.1:3389\n"
         func backend(_ lines: String) throws -> Backend? {
             try Configuration.parse(base + lines).configuration.backends.first { $0.name == "l" }
         }
@@ -320,14 +320,14 @@ struct CompatibilityTests {
         #expect(try backend("  persist rdp-cookie(token)\n")?.rdpPersistence == "token")
         #expect(try Configuration.parse("defaults\n  mode tcp\n  persist rdp-cookie\n" + base).configuration.backends.first?.rdpPersistence == "msts")
         #expect(CompatibilityTests.errors(base + "  balance rdp-cookie()\n")
-            == ["t.cfg:3: error: [listen 'l'] 'balance': 'rdp-cookie()': expected rdp-cookie or rdp-cookie(<name>)"])
+            == ["t.cfg:4: error: [listen 'l'] 'balance': 'rdp-cookie()': expected rdp-cookie or rdp-cookie(<name>)"])
         #expect(CompatibilityTests.errors(base + "  persist cookie\n")
-            == ["t.cfg:3: error: [listen 'l'] 'persist': expected 'persist rdp-cookie' or 'persist rdp-cookie(<name>)' (the only kind HAProxy has)"])
+            == ["t.cfg:4: error: [listen 'l'] 'persist': expected 'persist rdp-cookie' or 'persist rdp-cookie(<name>)' (the only kind HAProxy has)"])
         #expect(CompatibilityTests.errors(base + "  tcp-request content accept if RDP_COOKIE\n  acl u req_rdp_cookie(mstshash) -m beg adm\n").isEmpty)
     }
 
     @Test func sourceIsReadAsHAProxyWritesIt() throws {
-        let base = "listen l 127.0.0.1:80\n  server a 10.0.0.1:3389"
+        let base = Self.listen + "  server a 10.0.0.1:3389"
         func backend(_ server: String, _ lines: String = "") throws -> Backend? {
             try Configuration.parse(base + server + "\n" + lines).configuration.backends.first { $0.name == "l" }
         }
@@ -340,10 +340,10 @@ struct CompatibilityTests {
         #expect(!CompatibilityTests.errors(base + " source ::1\n").isEmpty)  // HAProxy: invalid address: ':' in '::1'
         #expect(try backend(" source 10.0.0.6 interface eth2 weight 3")?.servers.first?.source?.interface == "eth2")
         #expect(CompatibilityTests.errors(base + "\n  source 10.0.0.5 usesrc clientip\n")
-            == ["t.cfg:3: error: [listen 'l'] 'source': 'usesrc' (transparent proxying) is not supported yet"])
+            == ["t.cfg:4: error: [listen 'l'] 'source': 'usesrc' (transparent proxying) is not supported yet"])
         #expect(CompatibilityTests.errors(base + " source 10.0.0.5:1000-2000\n").first?.contains("port ranges are not supported yet") == true)
         #expect(CompatibilityTests.errors(base + " source gateway.example\n").first?.contains("a source is a numeric address") == true)
-        #expect(CompatibilityTests.errors(base + " interface eth0\n") == ["t.cfg:2: error: [listen 'l'] 'server': 'interface' for server 'a' belongs after 'source <addr>'"])
+        #expect(CompatibilityTests.errors(base + " interface eth0\n") == ["t.cfg:3: error: [listen 'l'] 'server': 'interface' for server 'a' belongs after 'source <addr>'"])
     }
 
     @Test func aListenWithDefaultBackendSendsItsConnectionsThere() throws {
@@ -366,4 +366,7 @@ struct CompatibilityTests {
     }
 
     static func errors(_ text: String) -> [String] { ParserTests.errors(text) }
+
+    /// A listen section as HAProxy 2.6 accepts it (it refuses `listen <name> <address>`).
+    static let listen = "listen l\n  bind 127.0.0.1:80\n"
 }

@@ -318,6 +318,9 @@ struct ParserTests {
 
     @Test func serverStickinessAndUserTimeoutAreRead() throws {
         let c = try Configuration.parse("""
+            frontend fe
+              bind :80
+              default_backend be
             backend be
               default-server non-stick tcp-ut 2s no-agent-check no-tfo
               server a 10.0.0.1:80
