@@ -204,7 +204,8 @@ public final class LoadBalancer: Sendable {
     private static func apply(_ plan: ResolvedPlan, to run: inout RunState) {
         let configuration = plan.configuration
         for backend in configuration.backends {
-            let settings = BackendSettings(backend)
+            var settings = BackendSettings(backend)
+            settings.fullConnections = configuration.fullConnections(of: backend, unlimited: max(DescriptorLimit.current / 2, 1))
             let existing = run.backends[backend.name]
             var servers: [ServerState] = []
             for p in plan.servers[backend.name] ?? [] {
@@ -218,6 +219,7 @@ public final class LoadBalancer: Sendable {
                     old.configurationStorage.withLock { $0 = p.server }
                     if let id = p.server.id { old.idStorage.store(id, ordering: .relaxed) }
                     old.maxConnectionsStorage.store(p.server.maxConnections ?? Int.max, ordering: .relaxed)
+                    old.minConnectionsStorage.store(p.server.minConnections ?? 0, ordering: .relaxed)
                     old.maxQueueStorage.store(p.server.maxQueue ?? Int.max, ordering: .relaxed)
                     old.slowStartMs.store(p.server.slowStart?.milliseconds ?? 0, ordering: .relaxed)
                     old.checkPlanStorage.withLock { $0 = p.check }

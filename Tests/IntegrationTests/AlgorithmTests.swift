@@ -87,6 +87,74 @@ extension Loopback {
         #expect(qmax == 18)
     }
 
+    /// `minconn` with `fullconn`: the server's limit follows the backend's sessions (queued ones
+    /// included): at least `minconn`, `maxconn` × sessions / `fullconn` on the way, `maxconn` from
+    /// `fullconn` on (here max(1, sessions / 2) up to 3). Six clients arrive, then three leave, on
+    /// Sluice and HAProxy 2.6 with the same file. They differ on arrival, on purpose: Sluice gives
+    /// the oldest waiting session a slot as soon as the limit allows it, HAProxy only when a
+    /// session ends; once sessions leave, both hold the same sessions at the server and in queue.
+    @Test func minconnLimitFollowsTheBackendsLoadLikeHAProxy() throws {
+        let server = try TestServer(.silent)
+        defer { server.stop() }
+        func config(_ port: Int, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            listen fe
+              bind 127.0.0.1:\(port)
+              timeout queue 30s
+              fullconn 6
+              server s 127.0.0.1:\(server.port) minconn 1 maxconn 3
+
+            """
+        }
+        /// Sessions at the server and waiting, once `total` are accounted for.
+        func state(_ socket: String, total: Int) throws -> [Int] {
+            var seen: [Int] = []
+            try eventually("\(total) sessions at the server or waiting") {
+                let rows = try StatsClient.showStat(socket)
+                let current = Int(rows.first { $0["svname"] == "s" }?["scur"] ?? "") ?? -1
+                let queued = Int(rows.first { $0["svname"] == "BACKEND" }?["qcur"] ?? "") ?? -1
+                seen = [current, queued]
+                return current + queued == total
+            }
+            return seen
+        }
+        func run(_ port: Int, _ socket: String) throws -> (arrivals: [[Int]], departures: [[Int]]) {
+            var clients: [CInt] = []
+            defer { for fd in clients { close(fd) } }
+            var arrivals: [[Int]] = []
+            for k in 1...6 {
+                clients.append(try Net.connect(port))
+                arrivals.append(try state(socket, total: k))
+            }
+            // The first three clients are at the server by then on both: FIFO.
+            var departures: [[Int]] = []
+            for k in 0..<3 {
+                close(clients[k])
+                clients[k] = -1
+                departures.append(try state(socket, total: 5 - k))
+            }
+            clients.removeAll { $0 < 0 }
+            return (arrivals, departures)
+        }
+        let departures = [[3, 2], [2, 2], [2, 1]]
+        let socket = RuntimeAPITests.socketPath()
+        let proxy = try RunningProxy(config(0, socket))
+        defer { proxy.stop() }
+        let sluice = try run(proxy.port, socket)
+        #expect(sluice.arrivals == [[1, 0], [1, 1], [1, 2], [2, 2], [2, 3], [3, 3]], "\(sluice.arrivals)")
+        #expect(sluice.departures == departures, "\(sluice.departures)")
+        #expect(try StatsClient.showStat(socket).first { $0["svname"] == "BACKEND" }?["slim"] == "6", "a backend's slim is its fullconn")
+        if HAProxyProcess.requireInstalled() {
+            let port = try Net.closedPort(), socket = RuntimeAPITests.socketPath()
+            let haproxy = try HAProxyProcess(config: config(port, socket), port: port)
+            defer { haproxy.stop() }
+            let reference = try run(port, socket)
+            #expect(reference.arrivals == [[1, 0], [1, 1], [1, 2], [1, 3], [1, 4], [1, 5]], "HAProxy 2.6: \(reference.arrivals)")
+            #expect(reference.departures == departures, "HAProxy 2.6: \(reference.departures)")
+            #expect(try StatsClient.showStat(socket).first { $0["svname"] == "BACKEND" }?["slim"] == "6")
+        }
+    }
+
     @Test func aQueuedSessionIsClosedAtTimeoutQueueAndLeavesTheQueue() throws {
         let server = try TestServer(.holdOpen)
         defer { server.stop() }

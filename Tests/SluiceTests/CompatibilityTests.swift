@@ -295,6 +295,76 @@ struct CompatibilityTests {
             == ["t.cfg:3: error: [listen 'l'] 'option redispatch': 'often' is not a whole number (the interval: redispatch every <n>th retry, or the -<n>th from the last)"])
     }
 
+    /// `minconn`/`fullconn` as HAProxy 2.6 reads them: a `minconn` at or above `maxconn` (or
+    /// without one) is the fixed limit; `fullconn` defaults to 10 % of the `maxconn` of the
+    /// frontends that route to the backend (default_backend, a listen's own, a fixed use_backend).
+    @Test func minconnAndFullconnAreReadAsHAProxy() throws {
+        func server(_ parameters: String) throws -> Server? {
+            try Configuration.parse(Self.listen + "  server a 10.0.0.1:80 \(parameters)\n", file: "t.cfg").configuration.backends.first?.servers.first
+        }
+        #expect(try server("minconn 2 maxconn 8").map { [$0.minConnections, $0.maxConnections] } == [2, 8])
+        #expect(try server("minconn 8 maxconn 2").map { [$0.minConnections, $0.maxConnections] } == [nil, 8])
+        #expect(try server("minconn 4").map { [$0.minConnections, $0.maxConnections] } == [nil, 4])
+        #expect(try server("maxconn 4 minconn 4").map { [$0.minConnections, $0.maxConnections] } == [nil, 4])
+        #expect(try server("maxconn 4").map { [$0.minConnections, $0.maxConnections] } == [nil, 4])
+        let c = try Configuration.parse("""
+            global
+              maxconn 1000
+            defaults
+              mode tcp
+            frontend a
+              bind 127.0.0.1:80
+              maxconn 95
+              use_backend other if { src 10.0.0.0/8 }
+              use_backend other if { src 11.0.0.0/8 }
+              use_backend %[str(x)]
+              default_backend be
+            frontend b
+              bind 127.0.0.1:81
+              default_backend be
+            backend be
+              server a 10.0.0.1:80 minconn 1 maxconn 5
+            backend other
+              server a 10.0.0.1:80
+            backend fixed
+              fullconn 7
+              server a 10.0.0.1:80
+            listen alone
+              bind 127.0.0.1:82
+              server a 10.0.0.1:80
+
+            """, file: "t.cfg").configuration
+        func full(_ name: String) throws -> Int { c.fullConnections(of: try #require(c.backend(named: name)), unlimited: 10_000) }
+        #expect(try full("be") == 110)     // (95 + 1000 + 9) / 10
+        #expect(try full("other") == 10)   // a's 95, once
+        #expect(try full("fixed") == 7)
+        #expect(try full("alone") == 100)  // the global maxconn
+        #expect(try Configuration.parse(Self.listen + "  fullconn 0\n  server a 10.0.0.1:80\n", file: "t.cfg").configuration.backends.first?.fullConnections == nil)
+        #expect(CompatibilityTests.errors(Self.listen + "  fullconn -5\n  server a 10.0.0.1:80\n").count == 1)
+        #expect(CompatibilityTests.errors(Self.listen + "  fullconn\n  server a 10.0.0.1:80\n").count == 1)
+    }
+
+    /// `ServerState.sessionLimit`, HAProxy's `srv_dynamic_maxconn`: the ramp between `minconn`
+    /// and `maxconn` by the backend's sessions against `fullconn`, and a slow start's share of it.
+    @Test func dynamicServerLimitsFollowHAProxysFormula() throws {
+        var configuration = Server(name: "s", endpoint: Endpoint(host: "10.0.0.1", port: 80))
+        configuration.maxConnections = 100
+        configuration.minConnections = 10
+        let server = ServerState(name: "s", ordinal: 0, address: SocketAddress(ip: "10.0.0.1", port: 80)!, weight: 1, isBackup: false,
+                                 admin: .ready, configuration: configuration)
+        func limit(_ sessions: Int, now: Int64 = 1_000) -> Int { server.sessionLimit(SlotBudget(sessions: sessions, full: 1_000, now: now)) }
+        #expect(server.hasDynamicLimit)
+        #expect(server.sessionLimit(.fixed) == 100)
+        #expect([0, 50, 100, 500, 999, 1_000, 5_000].map { limit($0) } == [10, 10, 10, 50, 99, 100, 100])
+        // Four seconds into a ten-second slow start: 40 % of that.
+        server.slowStartMs.store(10_000, ordering: .relaxed)
+        server.rampStart.store(1_000, ordering: .relaxed)
+        #expect([limit(500, now: 5_000), limit(5_000, now: 5_000), limit(0, now: 1_000), limit(5_000, now: 11_000)] == [20, 40, 1, 100])
+        let plain = ServerState(name: "p", ordinal: 1, address: SocketAddress(ip: "10.0.0.2", port: 80)!, weight: 1, isBackup: false, admin: .ready)
+        #expect(!plain.hasDynamicLimit)
+        #expect(plain.sessionLimit(SlotBudget(sessions: 5, full: 10, now: 0)) == Int.max)
+    }
+
     @Test func useServerNeedsAConditionAndAServerOfItsOwnProxy() throws {
         let base = Self.listen + "  server a 10.0.0.1:80 weight 0\n  server b 10.0.0.2:80\n"
         let c = try Configuration.parse(base + "  use-server a if { src 10.0.0.0/8 }\n  use-server %[src] unless TRUE\n").configuration

@@ -75,6 +75,9 @@ public final class BackendState: Sendable {
     /// session, whatever its retries and redispatches).
     let routedSessions = Atomic<Int>(0)
     let queuedCount = Atomic<Int>(0)
+    /// The backend's `fullconn` when one of its servers has a limit that moves (`minconn`, or
+    /// `maxconn` with `slowstart`), else 0: every limit is its `maxconn`. Set by `republish()`.
+    private let dynamicFullConnections = Atomic<Int>(0)
     /// Most sessions ever waiting in the backend's queue (`qmax`).
     let queueMax = Atomic<Int>(0)
     /// Histograms of the time to connect to a server (the successful attempt), of sessions'
@@ -119,6 +122,7 @@ public final class BackendState: Sendable {
     @_spi(Benchmarks) public func republish() {
         publisher.withLock { _ in
             let (servers, settings) = members.withLock { ($0.servers, $0.settings) }
+            dynamicFullConnections.store(servers.contains { $0.hasDynamicLimit } ? max(1, settings.fullConnections) : 0, ordering: .relaxed)
             let primaries = servers.filter { !$0.isBackup && $0.isUsable }
             let now = monotonicMilliseconds()
             var next = Schedule(servers: servers, usablePrimaries: primaries.count, algorithm: settings.balance)
@@ -181,7 +185,12 @@ public final class BackendState: Sendable {
     /// slot, or the one the client's address hashes to (`hash`). Servers at their `maxconn` are
     /// skipped, except by `source`, whose client then waits for its own server.
     /// Public to the micro-benchmarks only (`bench/Benchmarks`).
+    /// `budget`: what the servers' limits depend on (nil: the backend now, with one more session).
     @_spi(Benchmarks) public func pick(avoiding: UInt64 = 0, hash: UInt32 = 0) -> ServerState? {
+        pick(avoiding: avoiding, hash: hash, budget: slotBudget(placing: 1))
+    }
+
+    func pick(avoiding: UInt64 = 0, hash: UInt32 = 0, budget: SlotBudget) -> ServerState? {
         let published = current
         let bound = BoundedLoad(published)
         func eligible(_ server: ServerState) -> Bool { avoiding & server.avoidanceBit == 0 && server.isUsable && bound.admits(server) }
@@ -192,23 +201,33 @@ public final class BackendState: Sendable {
             let start = cursor.wrappingAdd(1, ordering: .relaxed).oldValue
             for step in 0..<count {
                 let server = published.value.servers[Int(published.value.order[Int(UInt(bitPattern: start &+ step) % UInt(count))])]
-                if eligible(server) && server.hasFreeSlot { return server }
+                if eligible(server) && server.hasFreeSlot(budget) { return server }
             }
             return nil
         case .leastConnections:
-            return LeastConnections.pick(published.value.servers, published.value.eligible, start: cursor.wrappingAdd(1, ordering: .relaxed).oldValue, eligible)
+            return LeastConnections.pick(published.value.servers, published.value.eligible, start: cursor.wrappingAdd(1, ordering: .relaxed).oldValue, budget: budget, eligible)
         case .first:
             for index in published.value.eligible {
                 let server = published.value.servers[Int(index)]
-                if eligible(server) && server.hasFreeSlot { return server }
+                if eligible(server) && server.hasFreeSlot(budget) { return server }
             }
             return nil
         case .source, .hash:
             return SourceHash.pick(published.value.servers, published.value.map, hash: hash, eligible)
         case .random:
             return RandomDraws.pick(published.value.servers, published.value.map, published.value.eligible, draws: published.value.draws,
-                                    seed: UInt64(bitPattern: Int64(cursor.wrappingAdd(1, ordering: .relaxed).oldValue)), eligible)
+                                    seed: UInt64(bitPattern: Int64(cursor.wrappingAdd(1, ordering: .relaxed).oldValue)), budget: budget, eligible)
         }
+    }
+
+    /// What the servers' limits depend on now, counting `placing` sessions not yet in the backend's
+    /// queue or on a server (HAProxy counts a session in `beconn` from its assignment to the
+    /// backend until it is freed).
+    @inline(__always)
+    func slotBudget(placing: Int) -> SlotBudget {
+        let full = dynamicFullConnections.load(ordering: .relaxed)
+        guard full > 0 else { return .fixed }
+        return SlotBudget(sessions: Int(load(.sessions)) + placing, full: full, now: monotonicMilliseconds())
     }
 
     /// How many primaries can take sessions now.
@@ -350,6 +369,8 @@ struct BackendSettings: Sendable {
     var randomDraws = 2
     /// `hash-balance-factor`; 0: off.
     var balanceFactor = 0
+    /// `fullconn`, as given or HAProxy's default (`Configuration.fullConnections(of:unlimited:)`).
+    var fullConnections = 1
     /// `balance hash <expr>`: the expression, with an evaluator for it.
     var hashKey: HashKey?
     /// `option srvtcpka`.

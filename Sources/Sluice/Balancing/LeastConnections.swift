@@ -3,14 +3,14 @@
 /// counts as equally loaded). Ties go round-robin: the scan starts at a rotating offset.
 enum LeastConnections {
     /// Scans `candidates` (indices into `servers`); no allocation.
-    static func pick(_ servers: [ServerState], _ candidates: [Int32], start: Int, _ eligible: (ServerState) -> Bool) -> ServerState? {
+    static func pick(_ servers: [ServerState], _ candidates: [Int32], start: Int, budget: SlotBudget, _ eligible: (ServerState) -> Bool) -> ServerState? {
         guard !candidates.isEmpty else { return nil }
         let now = monotonicMilliseconds()
         var best: ServerState?
         var bestLoad = 0, bestWeight = 1
         for step in 0..<candidates.count {
             let server = servers[Int(candidates[Int(UInt(bitPattern: start &+ step) % UInt(candidates.count))])]
-            guard eligible(server), server.hasFreeSlot else { continue }
+            guard eligible(server), server.hasFreeSlot(budget) else { continue }
             let load = server.currentSessions.load(ordering: .relaxed) + 1
             let weight = server.effectiveWeight(now: now)
             // load/weight < bestLoad/bestWeight, without division.

@@ -45,8 +45,12 @@ extension BackendState {
     /// goes to the algorithm with `redispatch`, else it is refused, as HAProxy).
     func assign(preferring preferred: ServerState?, direct: Bool = false, redispatch: Bool = false, avoiding: UInt64, hash: UInt32,
                 waker: any SessionWaker, token: UInt64, now: Int64) -> Assignment {
+        // The limits as they are when the session arrives; the dispatch after queueing uses the
+        // same, so a session queues behind others rather than taking a slot that only its own
+        // arrival opened (HAProxy's queue moves when a session ends, not when one arrives).
+        let budget = slotBudget(placing: 1)
         if direct, let preferred, preferred.takesDirectSessions {
-            if preferred.claimSlot() { return .server(preferred) }
+            if preferred.claimSlot(budget) { return .server(preferred) }
             let ahead: Int? = queues.withLock { q in
                 let count = q.count(of: preferred)
                 guard count < preferred.maxQueueStorage.load(ordering: .relaxed) else { return nil }
@@ -56,14 +60,18 @@ extension BackendState {
                 return count
             }
             if let ahead {
-                dispatch()  // a slot may have been freed meanwhile
+                dispatch(budget: budget)  // a slot may have been freed meanwhile
                 return .queued(ahead: ahead, inServerQueue: true)
             }
             guard redispatch else { return .unavailable }
         }
-        if let preferred, preferred.isUsable, preferred.claimSlot() { return .server(preferred) }
-        let chosen = pick(avoiding: avoiding, hash: hash) ?? (avoiding != 0 ? pick(hash: hash) : nil)
-        if let chosen, chosen.claimSlot() { return .server(chosen) }
+        if let preferred, preferred.isUsable, preferred.claimSlot(budget) { return .server(preferred) }
+        // With sessions waiting in the backend's queue, round-robin and first know every server is
+        // full: the session waits behind them (HAProxy's assign_server), so a limit that grew
+        // serves the oldest first.
+        let behindOthers = budget.isFixed ? false : queues.withLock { !$0.backend.isEmpty } && current.value.algorithm.queuesBehindWaiting
+        let chosen = behindOthers ? nil : pick(avoiding: avoiding, hash: hash, budget: budget) ?? (avoiding != 0 ? pick(hash: hash, budget: budget) : nil)
+        if let chosen, chosen.claimSlot(budget) { return .server(chosen) }
         let entry = QueuedSession(waker: waker, token: token, since: now)
         let queued: (ahead: Int, inServerQueue: Bool)? = queues.withLock { q in
             let position: (Int, Bool)
@@ -85,19 +93,23 @@ extension BackendState {
         }
         guard let queued else { return .unavailable }
         // A slot may have been freed between the pick and the queueing: hand it on now.
-        dispatch()
+        dispatch(budget: budget)
         return .queued(ahead: queued.ahead, inServerQueue: queued.inServerQueue)
     }
 
     /// Gives a session's slot back and hands it to the oldest session waiting for it.
     func releaseSlot(of server: ServerState) {
         server.releaseSlot()
-        if queuedCount.load(ordering: .relaxed) > 0 { dispatch(preferring: server) }
+        // The leaving session still counts in the backend's load, as in HAProxy's, which frees a
+        // session after it passes its slot on.
+        if queuedCount.load(ordering: .relaxed) > 0 { dispatch(preferring: server, budget: slotBudget(placing: 1)) }
     }
 
     /// Hands free slots to waiting sessions until none can be served: first the sessions waiting
     /// for `preferring` (or any server with a queue), then the backend's queue, oldest first.
-    func dispatch(preferring freed: ServerState? = nil) {
+    /// `budget`: the servers' limits (nil: as they are now).
+    func dispatch(preferring freed: ServerState? = nil, budget: SlotBudget? = nil) {
+        let budget = budget ?? slotBudget(placing: 0)
         while true {
             let next: (QueuedSession, ServerState)? = queues.withLock { q in
                 guard !q.servers.isEmpty || !q.backend.isEmpty else { return nil }
@@ -108,14 +120,14 @@ extension BackendState {
                 // A server's own queue holds sessions bound to it (by `balance source`, or assigned
                 // outright whatever the server's weight).
                 for server in candidates where server.takesDirectSessions {
-                    if let head = q.servers[server.ordinal]?.first, server.hasFreeSlot, best.map({ head.since < $0.since }) ?? true {
+                    if let head = q.servers[server.ordinal]?.first, server.hasFreeSlot(budget), best.map({ head.since < $0.since }) ?? true {
                         best = (head.since, server, true)
                     }
                 }
-                if let head = q.backend.first, best.map({ head.since < $0.since }) ?? true, let server = pickWithFreeSlot() {
+                if let head = q.backend.first, best.map({ head.since < $0.since }) ?? true, let server = pickWithFreeSlot(budget) {
                     best = (head.since, server, false)
                 }
-                guard let best, best.server.claimSlot() else { return nil }
+                guard let best, best.server.claimSlot(budget) else { return nil }
                 let entry: QueuedSession
                 if best.fromServerQueue {
                     entry = q.servers[best.server.ordinal, default: []].removeFirst()
@@ -137,12 +149,12 @@ extension BackendState {
 
     /// A server for a session of the backend's queue: the algorithm's choice, or (when that one is
     /// full, as `source` may choose) the first eligible server with a free slot.
-    private func pickWithFreeSlot() -> ServerState? {
-        if let server = pick(), server.hasFreeSlot { return server }
+    private func pickWithFreeSlot(_ budget: SlotBudget) -> ServerState? {
+        if let server = pick(budget: budget), server.hasFreeSlot(budget) { return server }
         let published = current
         for index in published.value.eligible {
             let server = published.value.servers[Int(index)]
-            if server.isUsable && server.hasFreeSlot { return server }
+            if server.isUsable && server.hasFreeSlot(budget) { return server }
         }
         return nil
     }
@@ -202,11 +214,12 @@ extension BackendState {
             return usable > 0 ? (queued + usable - 1) / usable : queued * 2
         case .freeConnections:
             let published = current.value
+            let budget = slotBudget(placing: 0)
             var free: Int64 = 0
             for index in published.eligible {
                 let server = published.servers[Int(index)]
-                guard let limit = server.maxConnections else { return -1 }  // one unlimited server: HAProxy's -1
-                free += Int64(max(0, limit - server.currentSessions.load(ordering: .relaxed)))
+                guard server.maxConnections != nil else { return -1 }  // one unlimited server: HAProxy's -1
+                free += Int64(max(0, server.sessionLimit(budget) - server.currentSessions.load(ordering: .relaxed)))
             }
             return free
         case .freeSlots:

@@ -118,6 +118,8 @@ public final class ServerState: Sendable {
 
     /// `maxconn`: sessions at once (`Int.max`: no limit); a reload may change it.
     let maxConnectionsStorage: Atomic<Int>
+    /// `minconn` when below `maxconn` (a dynamic limit), else 0; a reload may change it.
+    let minConnectionsStorage: Atomic<Int>
     /// `maxqueue`: sessions that may wait in this server's own queue (`Int.max`: no limit).
     let maxQueueStorage: Atomic<Int>
     /// Most sessions ever waiting in this server's queue (`qmax`).
@@ -155,6 +157,7 @@ public final class ServerState: Sendable {
         self.adminStorage = Atomic(admin.rawValue)
         self.operationalStorage = Atomic(OperationalState.running.rawValue)
         self.maxConnectionsStorage = Atomic(configuration?.maxConnections ?? Int.max)
+        self.minConnectionsStorage = Atomic(configuration?.minConnections ?? 0)
         self.slowStartMs = Atomic(configuration?.slowStart?.milliseconds ?? 0)
         self.maxQueueStorage = Atomic(configuration?.maxQueue ?? Int.max)
     }
@@ -185,14 +188,37 @@ public final class ServerState: Sendable {
         return Int(max(0, now - start) * 100 / length)
     }
 
-    /// Whether a session could be opened here now without exceeding `maxconn`.
-    var hasFreeSlot: Bool { currentSessions.load(ordering: .relaxed) < maxConnectionsStorage.load(ordering: .relaxed) }
-
-    /// Takes one of the server's `maxconn` slots for a session about to connect, or returns false
-    /// when all are taken. Every successful claim is matched by one `releaseSlot()`.
+    /// The most sessions this server takes now (HAProxy's `srv_dynamic_maxconn`): its `maxconn`;
+    /// with `minconn`, while the backend has fewer sessions than its `fullconn`, `maxconn` ×
+    /// sessions / `fullconn` but at least `minconn`; during a slow start, the ramp's share of that,
+    /// at least 1. `Int.max`: no limit.
     @inline(__always)
-    func claimSlot() -> Bool {
-        let limit = maxConnectionsStorage.load(ordering: .relaxed)
+    func sessionLimit(_ budget: SlotBudget) -> Int {
+        let maximum = maxConnectionsStorage.load(ordering: .relaxed)
+        guard maximum != Int.max, !budget.isFixed else { return maximum }
+        var limit = maximum
+        let minimum = minConnectionsStorage.load(ordering: .relaxed)
+        if minimum > 0, minimum < maximum, budget.sessions < budget.full {
+            limit = max(minimum, budget.sessions * maximum / budget.full)
+        }
+        if let percent = throttlePercent(now: budget.now) { limit = max(1, limit * percent / 100) }
+        return limit
+    }
+
+    /// Whether this server's limit moves with the backend's load or a slow start.
+    var hasDynamicLimit: Bool {
+        maxConnectionsStorage.load(ordering: .relaxed) != Int.max
+            && (minConnectionsStorage.load(ordering: .relaxed) > 0 || slowStartMs.load(ordering: .relaxed) > 0)
+    }
+
+    /// Whether a session could be opened here now without exceeding its limit.
+    func hasFreeSlot(_ budget: SlotBudget) -> Bool { currentSessions.load(ordering: .relaxed) < sessionLimit(budget) }
+
+    /// Takes one of the server's slots (`sessionLimit`) for a session about to connect, or returns
+    /// false when all are taken. Every successful claim is matched by one `releaseSlot()`.
+    @inline(__always)
+    func claimSlot(_ budget: SlotBudget) -> Bool {
+        let limit = sessionLimit(budget)
         if limit == Int.max {
             currentSessions.wrappingAdd(1, ordering: .relaxed)
             return true
@@ -316,4 +342,19 @@ public struct ServerStatistics: Hashable, Sendable {
     public var bytesIn: Int
     /// Bytes from it to clients (`bout`).
     public var bytesOut: Int
+}
+
+/// What a server's session limit depends on besides its own settings (`ServerState.sessionLimit`):
+/// the backend's load against its `fullconn` for `minconn`, and the time for `slowstart`.
+struct SlotBudget: Sendable {
+    /// The backend's sessions, queued ones included (HAProxy's `beconn`).
+    let sessions: Int
+    /// The backend's `fullconn`; 0 in `fixed`.
+    let full: Int
+    /// Monotonic milliseconds.
+    let now: Int64
+
+    /// None of the backend's servers has a dynamic limit: each takes its `maxconn`.
+    static let fixed = SlotBudget(sessions: 0, full: 0, now: 0)
+    var isFixed: Bool { full == 0 }
 }

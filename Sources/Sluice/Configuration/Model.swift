@@ -23,6 +23,24 @@ public struct Configuration: Hashable, Sendable {
 
     /// The backend called `name`, if any.
     public func backend(named name: String) -> Backend? { backends.first { $0.name == name } }
+
+    /// The `fullconn` of `backend`: its own, else HAProxy's default, 10 % (rounded up, at least 1)
+    /// of the `maxconn` of the frontends that may route to it, by `default_backend` (a `listen`
+    /// to itself) or by a `use_backend` naming it (a name made from samples counts for none), each
+    /// frontend once. A frontend without `maxconn` counts the global one, and `unlimited` without
+    /// that (HAProxy counts the global `maxconn` it computes from the descriptor limit).
+    public func fullConnections(of backend: Backend, unlimited: Int) -> Int {
+        if let full = backend.fullConnections { return full }
+        var total = 0
+        for frontend in frontends {
+            let targets = frontend.rules?.switching.map { rule -> String? in
+                if case .fixed(let name) = rule.target { return name } else { return nil }
+            } ?? []
+            guard frontend.defaultBackend == backend.name || targets.contains(backend.name) else { continue }
+            total += frontend.maxConnections ?? global.maxConnections ?? unlimited
+        }
+        return max(1, (total + 9) / 10)
+    }
 }
 
 /// Process-wide settings (`global` section).
@@ -345,6 +363,11 @@ public enum BalanceAlgorithm: String, Hashable, Sendable {
     /// `balance hash <expr>`: a hash of a sample (`src`, `dst_port`, `req.ssl_sni` …) picks the
     /// server from the same tables as `source` (map-based, or Maglev with `hash-type consistent`).
     case hash
+
+    /// Whether a session waits behind those in the backend's queue instead of asking the
+    /// algorithm: HAProxy's rule for round-robin, static-rr and first, whose queue means every
+    /// server is full.
+    var queuesBehindWaiting: Bool { self == .roundRobin || self == .staticRoundRobin || self == .first }
 }
 
 /// The server side of a proxy (`backend`, or the back half of `listen`).
@@ -380,6 +403,10 @@ public struct Backend: Hashable, Sendable {
     public var balanceFactor = 0
     /// Its `server` lines (and the servers of `server-template` lines), in order.
     public var servers: [Server]
+    /// `fullconn`: the backend's sessions at which servers with a `minconn` reach their `maxconn`.
+    /// Nil: 10 % of the `maxconn` of the frontends that route here, as HAProxy
+    /// (`Configuration.fullConnections(of:)`).
+    public var fullConnections: Int?
     /// `retries`: connection attempts after the first that fails. Default 3, as HAProxy.
     public var retries: Int = 3
     /// `option redispatch`: retries may go to another server.
@@ -469,6 +496,11 @@ public struct Server: Hashable, Sendable {
     /// `maxconn`: sessions open to this server at once; more wait in the server's queue (or the
     /// backend's), FIFO, bounded by `maxqueue` and `timeout queue`. Nil: no limit.
     public var maxConnections: Int?
+    /// `minconn`: with it, `maxconn` is a dynamic limit that follows the backend's load: at least
+    /// `minconn`, and `maxconn` × the backend's sessions / its `fullconn` up to `maxconn` (HAProxy's
+    /// formula). Nil: `maxconn` is fixed. A `minconn` above `maxconn` (or without one) becomes
+    /// the fixed `maxconn`, as HAProxy.
+    public var minConnections: Int?
     /// `maxqueue`: sessions that may wait for this server; beyond it a session goes to another
     /// server or the backend's queue. Nil: no limit.
     public var maxQueue: Int?

@@ -100,6 +100,8 @@ struct ProxyDraft {
     /// `persist rdp-cookie[(<name>)]`: the cookie's name.
     var rdpPersistence: String?
     var source: SourceBinding?
+    /// `fullconn`.
+    var fullConnections: Int?
     var retries = 3
     /// `load-server-state-from-file`, and `server-state-file-name` (its own line, any order).
     var serverStateSource: ServerStateSource = .none
@@ -165,6 +167,7 @@ struct ServerTemplate {
     var checkEnabled = false
     var check = ServerCheck()
     var maxConnections: Int?
+    var minConnections: Int?
     var maxQueue: Int?
     var proxyProtocol: ProxyProtocolVersion?
     var initAddress: [InitAddressMethod] = [.libc]
@@ -568,6 +571,7 @@ struct Parser {
             backend.rdpPersistence = proxy.rdpPersistence
             backend.source = proxy.source
             backend.retries = proxy.retries
+            backend.fullConnections = proxy.fullConnections
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch
             backend.redispatchInterval = proxy.redispatchInterval

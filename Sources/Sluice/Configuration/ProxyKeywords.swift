@@ -27,6 +27,7 @@ enum ProxyKeywords {
         "default-server": SectionKind.backSide,
         "timeout": SectionKind.proxies,
         "retries": SectionKind.backSide,
+        "fullconn": SectionKind.backSide,
         "rate-limit": SectionKind.frontSide,
         "hash-balance-factor": [.defaults, .backend],
         "load-server-state-from-file": SectionKind.backSide,
@@ -84,7 +85,6 @@ enum ProxyKeywords {
     /// Keywords HAProxy has in tcp mode that Sluice does not implement yet.
     static let notYet: [String: String] = [
         "tcp-response": "tcp-response rules are not supported yet",
-        "fullconn": "dynamic server limits (minconn/fullconn) are not supported; use a fixed server 'maxconn'",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
         "force-persist": "persistence rules are not supported yet",
         "ignore-persist": "persistence rules are not supported yet",
@@ -278,6 +278,10 @@ extension Parser {
         case "server-state-file-name":
             guard words.count <= 2 else { return error(location, keyword: keyword, "usage: server-state-file-name [use-backend-name|<file>]") }
             proxy.serverStateFileName = words.count == 2 && words[1] != "use-backend-name" ? words[1] : nil
+        case "fullconn":
+            guard expect(words, count: 2, location, usage: "fullconn <conns>") else { return }
+            // 0: the default, computed (HAProxy's reading).
+            proxy.fullConnections = value(ValueParser.integer(words[1], in: 0...1_000_000, what: "fullconn"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
         case "retries":
             guard expect(words, count: 2, location, usage: "retries <count>") else { return }
             proxy.retries = value(ValueParser.integer(words[1], in: 0...100, what: "retries"), location, keyword: keyword) ?? proxy.retries

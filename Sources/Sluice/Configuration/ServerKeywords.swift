@@ -79,7 +79,14 @@ extension Parser {
         server.onError = template.onError
         server.shutdownSessionsWhenDown = template.shutdownSessionsWhenDown
         server.shutdownBackupSessionsWhenUp = template.shutdownBackupSessionsWhenUp
-        server.maxConnections = template.maxConnections
+        // HAProxy's reading: a `minconn` above `maxconn` (or without one) is the fixed limit.
+        switch (template.minConnections, template.maxConnections) {
+        case (let minimum?, let maximum) where minimum >= (maximum ?? 0):
+            server.maxConnections = minimum
+        case (let minimum, let maximum):
+            server.maxConnections = maximum
+            server.minConnections = minimum
+        }
         server.maxQueue = template.maxQueue
         server.proxyProtocol = template.proxyProtocol
         server.initAddress = template.initAddress
@@ -190,6 +197,8 @@ extension Parser {
                 }
             case "maxconn":
                 t.maxConnections = value(ValueParser.integer(arg, in: 0...1_000_000, what: "maxconn"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
+            case "minconn":
+                t.minConnections = value(ValueParser.integer(arg, in: 0...1_000_000, what: "minconn"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
             case "maxqueue":
                 t.maxQueue = value(ValueParser.integer(arg, in: 0...1_000_000, what: "maxqueue"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
             case "send-proxy": t.proxyProtocol = .v1
@@ -302,7 +311,6 @@ enum ServerKeywords {
     ]
 
     static let notYet: [String: String] = [
-        "minconn": "dynamic limits (minconn/fullconn); use a fixed 'maxconn'",
         "agent-check": "agent checks", "agent-port": "agent checks", "agent-addr": "agent checks", "agent-inter": "agent checks",
         "agent-send": "agent checks",
         "usesrc": "transparent proxying (presenting another source address to the server)",

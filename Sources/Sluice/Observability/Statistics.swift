@@ -76,6 +76,8 @@ public struct BackendStatistics: Hashable, Sendable {
     var declaration: Int
     /// `balance`.
     public var algorithm: BalanceAlgorithm
+    /// `fullconn`, as given or computed (`slim`, as HAProxy's backend row).
+    public var fullConnections: Int
     /// In configuration order (servers added at run time last).
     public var servers: [ServerSnapshot]
     /// The servers' counters summed (`maxSessions` is not summed: 0). `totalSessions` there counts
@@ -112,7 +114,9 @@ public struct BackendStatistics: Hashable, Sendable {
         name = backend.name
         id = backend.id
         declaration = backend.declaration.load(ordering: .relaxed)
-        algorithm = backend.settings.balance
+        let settings = backend.settings
+        algorithm = settings.balance
+        fullConnections = settings.fullConnections
         let states = backend.servers
         servers = states.map { ServerSnapshot($0, in: backend, now: now) }
         totals = ServerStatistics(currentSessions: 0, maxSessions: 0, totalSessions: 0, connectErrors: 0,

@@ -83,7 +83,7 @@ enum StatsCSV {
             out.append([
                 "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queued)", "qmax": "\(backend.maxQueued)",
                 "qtime": "\(backend.averageQueueMs)", "ctime": "\(backend.connectTime.meanMs)",
-                "ttime": "\(backend.sessionDuration.meanMs)", "scur": "\(totals.currentSessions)", "stot": "\(backend.sessionsSinceStart)",
+                "ttime": "\(backend.sessionDuration.meanMs)", "scur": "\(totals.currentSessions)", "slim": "\(backend.fullConnections)", "stot": "\(backend.sessionsSinceStart)",
                 "bin": "\(totals.bytesIn)", "bout": "\(totals.bytesOut)", "econ": "\(totals.connectErrors)", "eresp": "0",
                 "wretr": "\(totals.retries)", "wredis": "\(totals.redispatches)",
                 "status": backend.isUp ? "UP" : "DOWN", "weight": "\(backend.weight)",
