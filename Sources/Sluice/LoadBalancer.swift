@@ -114,6 +114,7 @@ public final class LoadBalancer: Sendable {
             var server: Server
             var address: SocketAddress
             var check: CheckPlan?
+            var agent: CheckPlan?
             /// `init-addr none` took effect: no address yet.
             var unresolved = false
         }
@@ -138,10 +139,13 @@ public final class LoadBalancer: Sendable {
                     let check = try server.check.map { check throws(SluiceError) in
                         try CheckPlan(server: server, check: check, serverAddress: address, backend: backend)
                     }
+                    let agent = try server.agent.map { agent throws(SluiceError) in
+                        try CheckPlan(agent: agent, server: server, serverAddress: address, backend: backend)
+                    }
                     var server = server
                     // `init-addr none`: no address yet; maintenance until `set server addr`.
                     if unresolved { server.isDisabled = true }
-                    servers.append(.init(server: server, address: address, check: check, unresolved: unresolved))
+                    servers.append(.init(server: server, address: address, check: check, agent: agent, unresolved: unresolved))
                 } catch {
                     problems.append(error.message)
                 }
@@ -223,6 +227,8 @@ public final class LoadBalancer: Sendable {
                     old.maxQueueStorage.store(p.server.maxQueue ?? Int.max, ordering: .relaxed)
                     old.slowStartMs.store(p.server.slowStart?.milliseconds ?? 0, ordering: .relaxed)
                     old.checkPlanStorage.withLock { $0 = p.check }
+                    old.agentPlanStorage.withLock { $0 = p.agent }
+                    if p.agent == nil { old.agentHealth.store(1, ordering: .relaxed) }
                     if p.check == nil && old.operational != .running { existing?.setOperational(.running, of: old) }
                     servers.append(old)
                 } else {
@@ -230,7 +236,7 @@ public final class LoadBalancer: Sendable {
                     let state = ServerState(
                         name: p.server.name, ordinal: existing?.nextOrdinal() ?? servers.count, address: p.address,
                         weight: p.server.weight, isBackup: p.server.isBackup, admin: admin,
-                        configuration: p.server, checkPlan: p.check)
+                        configuration: p.server, checkPlan: p.check, agentPlan: p.agent)
                     state.awaitingAddress.store(p.unresolved, ordering: .relaxed)
                     servers.append(state)
                 }
@@ -820,8 +826,11 @@ public final class LoadBalancer: Sendable {
         let check = try server.check.map { check throws(SluiceError) in
             try CheckPlan(server: server, check: check, serverAddress: address, backend: declared)
         }
+        let agent = try server.agent.map { agent throws(SluiceError) in
+            try CheckPlan(agent: agent, server: server, serverAddress: address, backend: declared)
+        }
         let state = ServerState(name: server.name, ordinal: backend.nextOrdinal(), address: address, weight: server.weight,
-                                isBackup: server.isBackup, admin: .maintenance, configuration: server, checkPlan: check)
+                                isBackup: server.isBackup, admin: .maintenance, configuration: server, checkPlan: check, agentPlan: agent)
         state.checksEnabled.store(false, ordering: .relaxed)
         state.awaitingAddress.store(resolved == nil, ordering: .relaxed)
         if let holder = backend.append(state, id: server.id) {
@@ -902,7 +911,15 @@ public final class LoadBalancer: Sendable {
             backend.setOperational(.running, of: server)
         }
         let workers = state.withLock { $0.workers }
-        workers.first?.post(.checksToggled(server))
+        workers.first?.post(.checksToggled(server, agent: false))
+    }
+
+    /// `disable agent` / `enable agent`: stops or resumes a server's agent checks. A disabled
+    /// agent's health no longer keeps the server DOWN (HAProxy counts only an enabled agent).
+    public func setAgentChecks(enabled: Bool, of server: ServerState) {
+        server.agentEnabled.store(enabled, ordering: .relaxed)
+        let workers = state.withLock { $0.workers }
+        workers.first?.post(.checksToggled(server, agent: true))
     }
 
     /// Sessions open now, across every frontend.

@@ -132,13 +132,13 @@ struct CompatibilityTests {
               bind 300.1.1.1:80 accept-proxy frob v4v6
               default_backend be
             backend be
-              server a 10.0.0.1:99999 agent-check track be/b frob weight 2 ssl
+              server a 10.0.0.1:99999 tfo track be/b frob weight 2 ssl
             """)
         #expect(errors == [
             "t.cfg:2: error: [frontend 'fe'] 'bind': '300.1.1.1' is not a valid IPv4 address",
             "t.cfg:2: error: [frontend 'fe'] 'bind': unknown bind parameter 'frob'",
             "t.cfg:5: error: [backend 'be'] 'server': port 99999 in '10.0.0.1:99999' is outside 1...65535",
-            "t.cfg:5: error: [backend 'be'] 'server': server parameter 'agent-check' for server 'a' is not supported yet: agent checks",
+            "t.cfg:5: error: [backend 'be'] 'server': server parameter 'tfo' for server 'a' is not supported yet: TCP Fast Open to servers",
             "t.cfg:5: error: [backend 'be'] 'server': unknown server parameter 'frob' for server 'a'",
             "t.cfg:5: error: [backend 'be'] 'server': 'ssl' for server 'a': TLS to servers is not supported; Sluice forwards the client's bytes untouched",
         ])
@@ -363,6 +363,44 @@ struct CompatibilityTests {
         let plain = ServerState(name: "p", ordinal: 1, address: SocketAddress(ip: "10.0.0.2", port: 80)!, weight: 1, isBackup: false, admin: .ready)
         #expect(!plain.hasDynamicLimit)
         #expect(plain.sessionLimit(SlotBudget(sessions: 5, full: 10, now: 0)) == Int.max)
+    }
+
+    /// `agent-check` and its parameters as HAProxy 2.6 takes them, `default-server` included.
+    @Test func agentCheckParametersAreReadAsHAProxy() throws {
+        func agent(_ lines: String) throws -> AgentCheck? {
+            try Configuration.parse(Self.listen + lines, file: "t.cfg").configuration.backends.first?.servers.first?.agent
+        }
+        #expect(try agent("  server a 10.0.0.1:80 agent-check agent-port 9999\n") == AgentCheck(port: 9999))
+        #expect(try agent("  server a 10.0.0.1:80 agent-check agent-port 9999 agent-addr 10.0.0.9 agent-inter 5s agent-send \"hi\\n\"\n")
+            == AgentCheck(port: 9999, address: "10.0.0.9", interval: .seconds(5), send: Array("hi\n".utf8)))
+        #expect(try agent("  default-server agent-check agent-port 9999\n  server a 10.0.0.1:80\n") == AgentCheck(port: 9999))
+        #expect(try agent("  default-server agent-check agent-port 9999\n  server a 10.0.0.1:80 no-agent-check\n") == nil)
+        #expect(try agent("  server a 10.0.0.1:80 agent-port 9999\n") == nil)  // the port alone runs no agent, as HAProxy
+        #expect(CompatibilityTests.errors(Self.listen + "  server a 10.0.0.1:80 agent-check\n")
+            == ["t.cfg:3: error: [listen 'l'] 'server': server 'a' has 'agent-check' but no 'agent-port' (HAProxy: \"does not have agent port\")"])
+        #expect(CompatibilityTests.errors(Self.listen + "  server a 10.0.0.1:80 agent-check agent-port 0\n").count == 1)
+    }
+
+    /// An agent's line, read as HAProxy's `tcpcheck_agent_expect_reply`: words in any order and
+    /// case, separated by blanks or commas; the last of a kind wins; `#` starts the description.
+    @Test func agentRepliesAreReadAsHAProxy() throws {
+        func line(_ text: String, closed: Bool = false) -> AgentReply.Reading { AgentReply.read(Array(text.utf8), closed: closed) }
+        #expect(line("up") == .incomplete)
+        #expect(line("up", closed: true) == .truncated)
+        #expect(line("up\0\n") == .truncated)
+        guard case .line(let reply) = line("75%,DRAIN\tmaxconn:30  Down # backend is shutting down\r\nignored") else {
+            Issue.record("no line")
+            return
+        }
+        #expect(reply == AgentReply(health: "Down", admin: .drain, weight: "75%", maxConnections: "30", description: "backend is shutting down"))
+        #expect(!reply.healthIsUp)
+        guard case .line(let last) = line("drain ready 10% 20% up what maint\n") else { return }
+        #expect(last == AgentReply(health: "up", admin: .maintenance, weight: "20%", unknown: "what"))
+        #expect(AgentReply.maxConnections("30") == .success(30))
+        #expect(AgentReply.maxConnections("0") == .success(nil))
+        #expect(AgentReply.maxConnections("") == .failure(.init("Require <maxconn>.")))
+        #expect(AgentReply.maxConnections("x") == .failure(.init("maxconn string empty or preceded by garbage")))
+        #expect(AgentReply.maxConnections("3x") == .failure(.init("Trailing garbage in maxconn string")))
     }
 
     @Test func useServerNeedsAConditionAndAServerOfItsOwnProxy() throws {

@@ -73,6 +73,21 @@ public final class ServerState: Sendable {
     /// Where and how often checks run; nil without `check`. A reload may replace it.
     let checkPlanStorage: Mutex<CheckPlan?>
     var checkPlan: CheckPlan? { checkPlanStorage.withLock { $0 } }
+    /// The agent check's plan (`agent-check`); nil without one.
+    let agentPlanStorage: Mutex<CheckPlan?>
+    var agentPlan: CheckPlan? { agentPlanStorage.withLock { $0 } }
+    /// The agent's health, HAProxy's with rise and fall of 1: 1 until the agent answers `down`,
+    /// `fail` or `stopped` (the server goes DOWN) or fails after connecting; then 0, and the server
+    /// cannot come UP until the agent says `up`.
+    let agentHealth = Atomic<Int>(1)
+    /// An agent holds the server down: configured, enabled, and its health at 0.
+    var agentHoldsDown: Bool { agentHealth.load(ordering: .relaxed) == 0 && hasEnabledAgent }
+    /// The server has an agent check and it is not disabled.
+    var hasEnabledAgent: Bool { agentEnabled.load(ordering: .relaxed) && agentPlan != nil }
+    /// `disable agent` / `enable agent`: whether agent checks run and their health counts.
+    let agentEnabled = Atomic<Bool>(true)
+    /// The agent check's latest result and whether one runs now (`agent_*` of `show stat`).
+    let agentStorage = Mutex(CheckProgress())
     /// False after the runtime API's `disable health`: checks stop and the server counts as UP.
     let checksEnabled = Atomic<Bool>(true)
     /// HAProxy's health counter value (see `HealthCounter`); written by the check reactor only.
@@ -144,7 +159,8 @@ public final class ServerState: Sendable {
     let bytesOut = Atomic<Int>(0)
 
     init(name: String, ordinal: Int, address: SocketAddress, weight: Int, isBackup: Bool, admin: AdminState,
-         configuration: Server? = nil, checkPlan: CheckPlan? = nil) {
+         configuration: Server? = nil, checkPlan: CheckPlan? = nil, agentPlan: CheckPlan? = nil) {
+        self.agentPlanStorage = Mutex(agentPlan)
         self.configurationStorage = Mutex(configuration ?? Server(name: name, endpoint: Endpoint(host: address.ip, port: address.port), weight: weight, isBackup: isBackup))
         self.checkPlanStorage = Mutex(checkPlan)
         self.health = Atomic(checkPlan?.rise ?? 1)
@@ -269,9 +285,10 @@ public final class ServerState: Sendable {
     public var status: String {
         switch admin {
         case .maintenance: return awaitingAddress.load(ordering: .relaxed) ? "MAINT (resolution)" : "MAINT"
-        case .drain where operational.acceptsTraffic: return "DRAIN"
+        case .drain where operational.acceptsTraffic: return hasEnabledAgent ? "DRAIN (agent)" : "DRAIN"
         default: break
         }
+        if !operational.acceptsTraffic && agentHoldsDown { return "DOWN (agent)" }
         if configuration.track != nil { return operational.acceptsTraffic ? "UP" : "DOWN" }
         guard let plan = checkPlan, checksEnabled.load(ordering: .relaxed) else { return "no check" }
         let counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: health.load(ordering: .relaxed))

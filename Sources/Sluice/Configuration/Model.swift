@@ -501,6 +501,8 @@ public struct Server: Hashable, Sendable {
     /// formula). Nil: `maxconn` is fixed. A `minconn` above `maxconn` (or without one) becomes
     /// the fixed `maxconn`, as HAProxy.
     public var minConnections: Int?
+    /// `agent-check`, with its `agent-*` parameters. Nil: no agent.
+    public var agent: AgentCheck?
     /// `maxqueue`: sessions that may wait for this server; beyond it a session goes to another
     /// server or the backend's queue. Nil: no limit.
     public var maxQueue: Int?
@@ -669,6 +671,31 @@ public struct ServerCheck: Hashable, Sendable {
 
     /// HAProxy's defaults: every 2 s, rise 2, fall 3, to the server's own address.
     public init() {}
+}
+
+/// `agent-check`: an auxiliary check of a server, run besides its health check. Each check
+/// connects to the agent, sends `agent-send`, and reads one line whose words set the server's
+/// weight (`75%` of its configured weight), `maxconn:<n>`, admin state (`ready`, `drain`, `maint`)
+/// and health (`up`; `down`, `fail`, `stopped` with an optional `#` description) — HAProxy's
+/// agent protocol. The server is UP only while both its health check and its agent say so; an
+/// agent that cannot be reached changes nothing.
+public struct AgentCheck: Hashable, Sendable {
+    /// `agent-port`.
+    public var port: Int
+    /// `agent-addr`: the agent's address. Nil: the server's.
+    public var address: String?
+    /// `agent-inter`: interval between agent checks (and their timeout without `timeout check`).
+    /// Nil: the server's `inter`.
+    public var interval: Duration?
+    /// `agent-send`: sent verbatim once connected. Empty: nothing.
+    public var send: [UInt8] = []
+
+    public init(port: Int, address: String? = nil, interval: Duration? = nil, send: [UInt8] = []) {
+        self.port = port
+        self.address = address
+        self.interval = interval
+        self.send = send
+    }
 }
 
 /// What an active health check does.

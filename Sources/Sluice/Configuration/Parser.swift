@@ -168,6 +168,12 @@ struct ServerTemplate {
     var check = ServerCheck()
     var maxConnections: Int?
     var minConnections: Int?
+    /// `agent-check` (`no-agent-check` clears it) and the `agent-*` parameters, which count only with it.
+    var agentEnabled = false
+    var agentPort: Int?
+    var agentAddress: String?
+    var agentInterval: Duration?
+    var agentSend: [UInt8] = []
     var maxQueue: Int?
     var proxyProtocol: ProxyProtocolVersion?
     var initAddress: [InitAddressMethod] = [.libc]

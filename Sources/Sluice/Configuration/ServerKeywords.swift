@@ -88,6 +88,13 @@ extension Parser {
             server.minConnections = minimum
         }
         server.maxQueue = template.maxQueue
+        if template.agentEnabled {
+            if let port = template.agentPort {
+                if port > 0 { server.agent = AgentCheck(port: port, address: template.agentAddress, interval: template.agentInterval, send: template.agentSend) }
+            } else {
+                error(location, keyword: keyword, "server '\(name)' has 'agent-check' but no 'agent-port' (HAProxy: \"does not have agent port\")")
+            }
+        }
         server.proxyProtocol = template.proxyProtocol
         server.initAddress = template.initAddress
         server.resolvers = template.resolvers
@@ -265,8 +272,16 @@ extension Parser {
             case "stick": t.nonStick = false
             case "tcp-ut":
                 t.userTimeout = positiveTime(arg, location, keyword: keyword, what: "'tcp-ut'\(who)")
-            case "no-agent-check", "no-tfo":
-                break  // the default: Sluice never runs agent checks nor opens server connections with TCP Fast Open
+            case "agent-check": t.agentEnabled = true
+            case "no-agent-check": t.agentEnabled = false
+            case "agent-port":
+                t.agentPort = value(ValueParser.integer(arg, in: 1...65535, what: "agent-port"), location, keyword: keyword) ?? 0  // 0: refused already
+            case "agent-addr": t.agentAddress = arg
+            case "agent-inter":
+                t.agentInterval = positiveTime(arg, location, keyword: keyword, what: "agent-inter") ?? t.agentInterval
+            case "agent-send": t.agentSend = Array(arg.utf8)
+            case "no-tfo":
+                break  // the default: Sluice never opens server connections with TCP Fast Open
             case _ where ServerKeywords.tlsParameters.contains(param):
                 warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it tunes TLS to the server, which Sluice does not originate ('ssl' is not supported)")
             case "ssl", "check-ssl":
@@ -311,8 +326,6 @@ enum ServerKeywords {
     ]
 
     static let notYet: [String: String] = [
-        "agent-check": "agent checks", "agent-port": "agent checks", "agent-addr": "agent checks", "agent-inter": "agent checks",
-        "agent-send": "agent checks",
         "usesrc": "transparent proxying (presenting another source address to the server)",
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
         "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",

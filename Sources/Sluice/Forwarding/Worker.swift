@@ -226,8 +226,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 }
             case .configureChecks(let backends):
                 checks?.configure(backends)
-            case .checksToggled(let server):
-                checks?.toggled(server)
+            case .checksToggled(let server, let agent):
+                checks?.toggled(server, agent: agent)
             case .dequeued(let raw, let server, let backend):
                 let token = Token(raw: raw)
                 let i = token.index

@@ -14,8 +14,8 @@ enum WorkerCommand: Sendable {
     case updateListeners(add: [Worker.Listener], removeKeys: Set<String>, renamed: [String: String])
     /// A reload: the servers to check, for the worker running checks.
     case configureChecks([(BackendState, Backend)])
-    /// `disable health` / `enable health` on a server, for the worker running checks.
-    case checksToggled(ServerState)
+    /// `disable|enable health` (or `… agent`) on a server, for the worker running checks.
+    case checksToggled(ServerState, agent: Bool)
     /// A queued session (by token) was given a slot of this server.
     case dequeued(UInt64, ServerState, BackendState)
 }

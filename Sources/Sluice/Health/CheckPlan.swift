@@ -34,6 +34,28 @@ struct CheckPlan: Sendable {
         downIntervalMs = (check.downInterval ?? check.interval).milliseconds
     }
 
+    /// An agent check's plan: `agent-addr` (else the server's address, as it moves) and
+    /// `agent-port`, every `agent-inter` (else `inter`); its health turns at once (HAProxy's rise
+    /// and fall of 1 for agents).
+    init(agent: AgentCheck, server: Server, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
+        var fixed: SocketAddress?
+        if let host = agent.address {
+            do {
+                fixed = try SocketAddress.resolve(host: host, port: agent.port)
+            } catch {
+                throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve agent-addr \(host): \(error)")
+            }
+        }
+        fixedAddress = fixed
+        port = agent.port
+        rulePort = nil
+        rise = 1
+        fall = 1
+        intervalMs = (agent.interval ?? server.check?.interval ?? ServerCheck().interval).milliseconds
+        fastIntervalMs = intervalMs
+        downIntervalMs = intervalMs
+    }
+
     /// Where the check connects when the server is at `serverAddress`.
     func address(serverAddress: SocketAddress) -> SocketAddress {
         (fixedAddress ?? serverAddress).with(port: rulePort ?? port ?? serverAddress.port)

@@ -6,6 +6,8 @@ enum CheckProtocol: Sendable {
     case http(request: [UInt8], expectation: HTTPExpectation?, regex: POSIXRegex?)
     /// `option tcp-check`: sends and expectations in order.
     case tcp([TCPStep])
+    /// `agent-check`: `agent-send`, then one line of the agent's words (`AgentReply`).
+    case agent(send: [UInt8])
 
     enum TCPStep: Sendable {
         case send([UInt8])

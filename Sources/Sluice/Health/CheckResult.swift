@@ -24,6 +24,8 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
         case layer7Response = "L7RSP"
         /// The answer did not come in time.
         case layer7Timeout = "L7TOUT"
+        /// An agent answered without a health word: nothing to change.
+        case checked = "CHECKED"
 
         /// HAProxy's sentence for the status, used in transition logs.
         public var reason: String {
@@ -39,6 +41,7 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
             case .layer7Status: "Layer7 wrong status"
             case .layer7Response: "Layer7 invalid response"
             case .layer7Timeout: "Layer7 timeout"
+            case .checked: "No status change"
             }
         }
 

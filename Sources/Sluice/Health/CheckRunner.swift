@@ -11,6 +11,9 @@ import Glibc
 final class CheckRunner {
     /// One checked server and its check in progress.
     private struct Target {
+        /// A server's health check, or its agent check (`agent-check`).
+        enum Role { case health, agent }
+        let role: Role
         let backend: BackendState
         let server: ServerState
         let plan: CheckPlan
@@ -100,7 +103,7 @@ final class CheckRunner {
     func configure(_ backends: [(BackendState, Backend)]) {
         var previous: [ObjectIdentifier: HealthCounter] = [:]
         for t in targets.indices {
-            previous[ObjectIdentifier(targets[t].server)] = targets[t].counter
+            if targets[t].role == .health { previous[ObjectIdentifier(targets[t].server)] = targets[t].counter }
             abandon(t)
         }
         targets.removeAll()
@@ -108,6 +111,13 @@ final class CheckRunner {
             // The protocol was validated when the configuration was resolved.
             guard case .success(let proto) = CheckProtocol.make(config.healthCheck) else { continue }
             for server in state.servers {
+                if let agent = server.agentPlan {
+                    targets.append(Target(
+                        role: .agent, backend: state, server: server, plan: agent, proto: .agent(send: server.configuration.agent?.send ?? []),
+                        checkTimeoutMs: config.checkTimeout?.milliseconds ?? 0, connectTimeoutMs: config.effectiveConnectTimeout.milliseconds,
+                        logsEveryChange: config.logHealthChecks,
+                        counter: HealthCounter(rise: 1, fall: 1, value: server.agentHealth.load(ordering: .relaxed)), nextAt: 0))
+                }
                 guard let plan = server.checkPlan else { continue }
                 // A new server starts at `rise` (UP), or where a server-state file put it.
                 var counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: min(max(server.health.load(ordering: .relaxed), 0), plan.rise + plan.fall - 1))
@@ -115,7 +125,7 @@ final class CheckRunner {
                     counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: old.isUp ? plan.rise + plan.fall - 1 : 0)
                 }
                 targets.append(Target(
-                    backend: state, server: server, plan: plan, proto: proto,
+                    role: .health, backend: state, server: server, plan: plan, proto: proto,
                     checkTimeoutMs: config.checkTimeout?.milliseconds ?? 0,
                     connectTimeoutMs: config.effectiveConnectTimeout.milliseconds,
                     logsEveryChange: config.logHealthChecks, counter: counter, nextAt: 0))
@@ -125,10 +135,12 @@ final class CheckRunner {
     }
 
     /// `disable health` / `enable health`: stop or resume one server's checks.
-    func toggled(_ server: ServerState) {
-        guard let t = targets.firstIndex(where: { $0.server === server }) else { return }
+    func toggled(_ server: ServerState, agent: Bool = false) {
+        let role: Target.Role = agent ? .agent : .health
+        guard let t = targets.firstIndex(where: { $0.server === server && $0.role == role }) else { return }
         abandon(t)
-        if server.checksEnabled.load(ordering: .relaxed) {
+        let enabled = agent ? server.agentEnabled.load(ordering: .relaxed) : server.checksEnabled.load(ordering: .relaxed)
+        if enabled {
             targets[t].nextAt = reactor.now
             reactor.arm(at: targets[t].nextAt, token: token(t))
         } else {
@@ -143,8 +155,17 @@ final class CheckRunner {
             closeDescriptor(targets[t].fd)
             targets[t].fd = -1
         }
-        targets[t].server.checkStorage.withLock { $0.running = false }
+        setRunning(t, false)
         bumpGeneration(t)
+    }
+
+    /// Whether a probe of `t` runs now (`check_status`'s or `agent_status`'s "* ").
+    private func setRunning(_ t: Int, _ running: Bool) {
+        let server = targets[t].server
+        switch targets[t].role {
+        case .health: server.checkStorage.withLock { $0.running = running }
+        case .agent: server.agentStorage.withLock { $0.running = running }
+        }
     }
 
     private func bumpGeneration(_ t: Int) {
@@ -223,7 +244,7 @@ final class CheckRunner {
 
     /// `observe layer4` reached `error-limit` on traffic: apply the server's `on-error` action.
     func observedFailure(of observed: ServerState) {
-        guard let t = targets.firstIndex(where: { $0.server === observed }) else { return }
+        guard let t = targets.firstIndex(where: { $0.server === observed && $0.role == .health }) else { return }
         let server = targets[t].server
         let reason = CheckResult(status: .layer4Connection, info: "\(server.configuration.errorLimit) consecutive connection errors on traffic (observe layer4)")
         switch server.configuration.onError {
@@ -249,13 +270,17 @@ final class CheckRunner {
 
     private func begin(_ t: Int) {
         let server = targets[t].server
-        if server.admin == .maintenance || !server.checksEnabled.load(ordering: .relaxed) {
-            // Maintenance and `disable health` stop checks; look again later in case they end.
+        // Maintenance and `disable health` stop health checks, `disable agent` agent checks (which
+        // go on in maintenance: an agent may end it). Look again later in case that changes.
+        let paused = targets[t].role == .health
+            ? server.admin == .maintenance || !server.checksEnabled.load(ordering: .relaxed)
+            : !server.agentEnabled.load(ordering: .relaxed)
+        if paused {
             schedule(t)
             return
         }
         bumpGeneration(t)
-        server.checkStorage.withLock { $0.running = true }
+        setRunning(t, true)
         targets[t].started = reactor.now
         targets[t].connected = false
         targets[t].out = []
@@ -273,7 +298,8 @@ final class CheckRunner {
         do {
             // The server's plan as it is now: `set server … check-addr|check-port` changes it.
             let settings = server.connectSettings
-            (fd, done) = try Socket.connect(to: (server.checkPlan ?? targets[t].plan).address(serverAddress: server.address),
+            let plan = (targets[t].role == .health ? server.checkPlan : server.agentPlan) ?? targets[t].plan
+            (fd, done) = try Socket.connect(to: plan.address(serverAddress: server.address),
                                             from: settings.source ?? targets[t].backend.settings.source, buffers: serverBuffers,
                                             userTimeoutMs: settings.userTimeoutMs)
         } catch {
@@ -297,11 +323,14 @@ final class CheckRunner {
             targets[t].deadline = reactor.now + targets[t].checkTimeoutMs
             reactor.arm(at: targets[t].deadline, token: token(t))
         }
-        // `check-send-proxy`: the server expects a PROXY header on every connection, checks included.
-        targets[t].out = proxyHeader(t)
+        // `check-send-proxy`: the server expects a PROXY header on every connection, checks included
+        // (not its agent's, as HAProxy).
+        targets[t].out = targets[t].role == .health ? proxyHeader(t) : []
         switch targets[t].proto {
         case .http(let request, _, _):
             targets[t].out += request
+        case .agent(let send):
+            targets[t].out += send
         case .tcp(let steps) where !steps.isEmpty:
             break
         case .connect, .tcp:
@@ -369,6 +398,13 @@ final class CheckRunner {
             switch targets[t].proto {
             case .connect:
                 return
+            case .agent:
+                switch AgentReply.read(targets[t].reply, closed: complete) {
+                case .incomplete: return
+                case .truncated: finishAgent(t, nil)
+                case .line(let reply): finishAgent(t, reply)
+                }
+                return
             case .http(_, let expectation, let regex):
                 if let verdict = CheckProtocol.judgeHTTP(targets[t].reply, complete: complete, expectation: expectation, regex: regex) {
                     finish(t, verdict)
@@ -411,6 +447,17 @@ final class CheckRunner {
         }
     }
 
+    /// An agent's line (nil: it closed before ending one, and the previous verdict stands, as in
+    /// HAProxy) takes effect, then ends the probe.
+    private func finishAgent(_ t: Int, _ reply: AgentReply?) {
+        let server = targets[t].server
+        // An agent disabled while its check ran: the answer is ignored whole, as HAProxy.
+        guard server.agentEnabled.load(ordering: .relaxed) else { return finish(t, CheckResult(status: .checked, info: "agent disabled")) }
+        let result = reply?.apply(to: server, of: targets[t].backend)
+            ?? CheckResult(status: server.agentStorage.withLock { $0.last.status }, info: "Ignoring incomplete line from agent")
+        finish(t, result)
+    }
+
     /// Ends the probe: closes its socket, records the result, schedules the next one.
     private func finish(_ t: Int, _ result: CheckResult) {
         if targets[t].fd >= 0 {
@@ -438,6 +485,10 @@ final class CheckRunner {
     /// Applies a result to the health counter and publishes any change.
     private func record(_ t: Int, _ result: CheckResult) {
         let server = targets[t].server
+        if targets[t].role == .agent {
+            recordAgent(t, result)
+            return
+        }
         let previous = server.checkStorage.withLock { check in
             // A probe still runs when a failure observed on traffic is recorded (`on-error fail-check`).
             defer { check = CheckProgress(last: result, running: targets[t].fd >= 0) }
@@ -461,18 +512,65 @@ final class CheckRunner {
     private func logCheck(_ t: Int, _ result: CheckResult) {
         let server = targets[t].server, counter = targets[t].counter
         let state = counter.isUp ? (server.weight > 0 ? "UP" : "DRAIN") : "DOWN"
-        let line = "Health check for \(server.isBackup ? "backup " : "")server \(targets[t].backend.name)/\(server.name) \(result.status.passed ? "succeeded" : "failed"), \(result), status: \(counter.progress) \(state)."
+        let line = "\(targets[t].role == .agent ? "Agent" : "Health") check for \(server.isBackup ? "backup " : "")server \(targets[t].backend.name)/\(server.name) \(result.status.passed ? "succeeded" : "failed"), \(result), status: \(counter.progress) \(state)."
         logger.warning("\(line)")
         targets[t].backend.announce(level: 5, line)
     }
 
     private func publish(_ t: Int, transition: HealthCounter.Transition?, _ result: CheckResult) {
+        let server = targets[t].server
+        server.health.store(targets[t].counter.value, ordering: .relaxed)
+        let before = server.operational
+        var after = targets[t].counter.operational
+        var transition = transition
+        if server.agentPlan != nil {
+            // An agent that said down keeps the server DOWN whatever its checks say (HAProxy's
+            // check_notify_success), and a change is what the server's state did.
+            if server.agentHoldsDown && after.acceptsTraffic && !before.acceptsTraffic { after = before }
+            transition = before.acceptsTraffic == after.acceptsTraffic ? nil : after.acceptsTraffic ? .wentUp : .wentDown
+        }
+        change(t, from: before, to: after, transition: transition, result)
+    }
+
+    /// Records an agent check's result: `down`, `fail` or `stopped` (L7STS) take the server DOWN;
+    /// `up` (L7OK) brings it UP if its health check agrees and it is not in maintenance; anything
+    /// else (no health word, the agent unreachable or silent) changes no health (HAProxy 2.6).
+    private func recordAgent(_ t: Int, _ result: CheckResult) {
+        let server = targets[t].server
+        let previous = server.agentStorage.withLock { agent in
+            defer { agent = CheckProgress(last: result, running: false) }
+            return agent.last.status
+        }
+        // The runtime API may have forced the agent's health since the last answer.
+        targets[t].counter = HealthCounter(rise: 1, fall: 1, value: server.agentHealth.load(ordering: .relaxed))
+        let health = targets[t].counter.value
+        switch result.status {
+        case .layer7OK: _ = targets[t].counter.success()
+        case .layer7Status: _ = targets[t].counter.failure()
+        default: break
+        }
+        server.agentHealth.store(targets[t].counter.value, ordering: .relaxed)
+        if targets[t].logsEveryChange && (result.status != previous || targets[t].counter.value != health) {
+            logCheck(t, result)
+        }
+        let before = server.operational
+        var after = before
+        if result.status == .layer7Status {
+            after = .stopped
+        } else if result.status == .layer7OK && server.admin != .maintenance {
+            let checked = server.checkPlan.flatMap { plan in
+                server.checksEnabled.load(ordering: .relaxed) ? HealthCounter(rise: plan.rise, fall: plan.fall, value: server.health.load(ordering: .relaxed)) : nil
+            }
+            if checked?.isUp ?? true { after = checked?.operational ?? .running }
+        }
+        let transition: HealthCounter.Transition? = before.acceptsTraffic == after.acceptsTraffic ? nil : after.acceptsTraffic ? .wentUp : .wentDown
+        change(t, from: before, to: after, transition: transition, result)
+    }
+
+    /// Applies a server's new health state, and logs and announces a transition.
+    private func change(_ t: Int, from before: OperationalState, to after: OperationalState, transition: HealthCounter.Transition?, _ result: CheckResult) {
         let backend = targets[t].backend
         let server = targets[t].server
-        let counter = targets[t].counter
-        server.health.store(counter.value, ordering: .relaxed)
-        let before = server.operational
-        let after = counter.operational
         if before != after {
             if !before.acceptsTraffic && after.acceptsTraffic && server.slowStartMs.load(ordering: .relaxed) > 0 {
                 // Back UP: `slowstart` ramps the weight from here (the schedule is rebuilt as it grows).

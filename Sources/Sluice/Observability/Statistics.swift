@@ -188,6 +188,8 @@ public struct ServerSnapshot: Hashable, Sendable {
     public var secondsSinceLastSession: Int?
     /// Nil when the server is not checked (or its checks are disabled).
     public var check: CheckStatistics?
+    /// Its agent check (`agent-check`); nil without one or while it is disabled.
+    public var agent: CheckStatistics?
     /// HAProxy's server id (`sid`).
     public var id: Int
 
@@ -218,6 +220,11 @@ public struct ServerSnapshot: Hashable, Sendable {
             check = CheckStatistics(lastResult: progress.last, inProgress: progress.running, failedChecks: server.failedChecks.load(ordering: .relaxed),
                                     downTransitions: server.downTransitionCount, downtimeSeconds: Int(server.downtimeSeconds(now: now)),
                                     rise: plan.rise, fall: plan.fall, health: server.health.load(ordering: .relaxed))
+        }
+        if let plan = server.agentPlan, server.agentEnabled.load(ordering: .relaxed) {
+            let progress = server.agentStorage.withLock { $0 }
+            agent = CheckStatistics(lastResult: progress.last, inProgress: progress.running, failedChecks: 0, downTransitions: 0, downtimeSeconds: 0,
+                                    rise: plan.rise, fall: plan.fall, health: server.agentHealth.load(ordering: .relaxed))
         }
     }
 }

@@ -233,6 +233,8 @@ final class StatsPageServer: @unchecked Sendable {
             "ready": { "set server \($0) state ready" }, "drain": { "set server \($0) state drain" }, "maint": { "set server \($0) state maint" },
             "dhlth": { "disable health \($0)" }, "ehlth": { "enable health \($0)" }, "hrunn": { "set server \($0) health up" },
             "hnolb": { "set server \($0) health stopping" }, "hdown": { "set server \($0) health down" },
+            "dagent": { "disable agent \($0)" }, "eagent": { "enable agent \($0)" }, "arunn": { "set server \($0) agent up" },
+            "adown": { "set server \($0) agent down" },
             "shutdown": { "shutdown sessions server \($0)" },
         ]
         guard let action, let command = commands[action], var backend, !backend.isEmpty else { return "ERRP" }
@@ -342,10 +344,12 @@ enum StatsHTML {
         "DENY": ("active_down", "<b>Action denied.</b>"),
     ]
 
-    /// HAProxy's actions on checked servers (the agent's are left out: Sluice has no agent checks).
+    /// HAProxy's actions on checked servers, in its order.
     static let actions = [("ready", "Set state to READY"), ("drain", "Set state to DRAIN"), ("maint", "Set state to MAINT"),
                           ("dhlth", "Health: disable checks"), ("ehlth", "Health: enable checks"), ("hrunn", "Health: force UP"),
-                          ("hnolb", "Health: force NOLB"), ("hdown", "Health: force DOWN"), ("shutdown", "Kill Sessions")]
+                          ("hnolb", "Health: force NOLB"), ("hdown", "Health: force DOWN"), ("dagent", "Agent: disable checks"),
+                          ("eagent", "Agent: enable checks"), ("arunn", "Agent: force UP"), ("adown", "Agent: force DOWN"),
+                          ("shutdown", "Kill Sessions")]
 
     /// `admin`: the requester may change servers (a form per backend, HAProxy's checkboxes and
     /// actions); `outcome`: the `;st=` code of the last action, shown above the tables.

@@ -162,6 +162,15 @@ struct RuntimeAPI: Sendable {
                 return .reply(enabled ? "Health check was not configured on this server, cannot enable.\n" : "")
             }
             balancer.setHealthChecks(enabled: enabled, of: server, in: backend)
+        case .setAgentChecks(let enabled):
+            // HAProxy's words; disabling what is not there is no error.
+            guard server.agentPlan != nil else { return .reply(enabled ? "Agent was not configured on this server, cannot enable.\n" : "") }
+            balancer.setAgentChecks(enabled: enabled, of: server)
+        case .setAgentHealth(let up):
+            guard server.agentPlan != nil, server.agentEnabled.load(ordering: .relaxed) else { return .reply("agent checks are not enabled on this server.\n") }
+            // As HAProxy: the agent's health, and the server's state with it, whatever the health check says.
+            server.agentHealth.store(up ? 1 : 0, ordering: .relaxed)
+            backend.setOperational(up ? .running : .stopped, of: server, reason: Self.byRuntimeAPI)
         case .shutdownSessions: balancer.shutdownSessions(of: server)
         case .waitDrained(let timeoutMs, let shutdownAfter):
             return .waitDrained(DrainWait(backend: backend, server: server, deadline: monotonicMilliseconds() + timeoutMs, shutdownAfter: shutdownAfter))
@@ -210,20 +219,24 @@ struct RuntimeAPI: Sendable {
                 let srvRecord = name.flatMap { $0.hasPrefix("_") ? $0 : nil }
                 let fqdn = srvRecord == nil ? name ?? "-" : server.dnsTarget.withLock { $0 } ?? "-"
                 let check = server.lastCheck
+                // HAProxy 2.6's `enum healthcheck_status` (check-t.h), seen as 6 for L4OK from 2.6.12.
                 let checkStatus: Int = switch check.status {
-                case .initial: 1; case .layer4OK: 5; case .layer4Timeout: 6; case .layer4Connection: 7
-                case .layer6OK: 8; case .layer6Timeout: 9; case .layer6Response: 10
-                case .layer7Timeout: 11; case .layer7Response: 12; case .layer7OK: 13; case .layer7Status: 15
+                case .initial: 1; case .checked: 3; case .layer4OK: 6; case .layer4Timeout: 7; case .layer4Connection: 8
+                case .layer6OK: 9; case .layer6Timeout: 10; case .layer6Response: 11
+                case .layer7Timeout: 12; case .layer7Response: 13; case .layer7OK: 15; case .layer7Status: 17
                 }
                 let result = check.status == .initial ? 0 : check.status.passed ? 3 : 2
                 let plan = server.checkPlan
                 let checkState = plan == nil ? 0 : server.checksEnabled.load(ordering: .relaxed) ? 6 : 2
+                // HAProxy's CHK_ST_* bits of the agent: configured 0x02, enabled 0x04, agent 0x10.
+                let agent = server.agentPlan
+                let agentState = agent == nil ? 0 : server.agentEnabled.load(ordering: .relaxed) ? 0x16 : 0x12
                 lines.append([
                     "\(backend.id)", backend.name, "\(server.id)", server.name, awaiting ? "-" : server.address.ip,
                     "\(server.operational.rawValue)", "\(admin)", "\(server.weight)", "\(server.configuredWeight)",
                     "\((now - server.lastChange.load(ordering: .relaxed)) / 1000)", "\(checkStatus)", "\(result)",
-                    "\(server.health.load(ordering: .relaxed))", "\(checkState)", "0", "0", "0", fqdn, "\(server.address.port)",
-                    srvRecord ?? "-", "0", "\(plan?.port ?? 0)", plan?.fixedAddress?.ip ?? "-", "-", "0",
+                    "\(server.health.load(ordering: .relaxed))", "\(checkState)", "\(agentState)", "0", "0", fqdn, "\(server.address.port)",
+                    srvRecord ?? "-", "0", "\(plan?.port ?? 0)", plan?.fixedAddress?.ip ?? "-", agent?.fixedAddress?.ip ?? "-", "\(agent?.port ?? 0)",
                 ].joined(separator: " "))
             }
         }

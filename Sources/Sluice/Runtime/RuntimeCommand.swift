@@ -58,6 +58,10 @@ enum RuntimeCommand: Sendable {
         /// against the server in HAProxy's order (checks enabled, then the address, then the port).
         case setCheckTarget(address: String?, port: String?)
         case setHealthChecks(enabled: Bool)
+        /// `disable agent` / `enable agent`.
+        case setAgentChecks(enabled: Bool)
+        /// `set server … agent up|down`: the agent's verdict, forced.
+        case setAgentHealth(up: Bool)
         case shutdownSessions
         case waitDrained(timeoutMs: Int64, shutdownAfter: Bool)
     }
@@ -140,6 +144,8 @@ enum RuntimeCommand: Sendable {
         ("enable server", .admin, "enable server <bk>/<srv>                : enable a disabled server (use 'set server' instead)"),
         ("disable health", .admin, "disable health <bk>/<srv>               : disable health checks"),
         ("enable health", .admin, "enable health <bk>/<srv>                : enable health checks"),
+        ("disable agent", .admin, "disable agent <bk>/<srv>                : disable agent checks"),
+        ("enable agent", .admin, "enable agent <bk>/<srv>                 : enable agent checks"),
         ("shutdown sessions server", .admin, "shutdown sessions server <bk>/<srv>     : kill sessions on a server"),
         ("set maxconn frontend", .admin, "set maxconn frontend <frontend> <value>  : change a frontend's maxconn setting"),
         ("reload", .admin, "reload                                  : re-read the configuration files (Sluice: in-process, nothing dropped)"),
@@ -238,6 +244,8 @@ enum RuntimeCommand: Sendable {
         case "enable server": return .server(ServerPath(args.first), .success(.setAdmin(.ready)))
         case "disable health": return .server(ServerPath(args.first), .success(.setHealthChecks(enabled: false)))
         case "enable health": return .server(ServerPath(args.first), .success(.setHealthChecks(enabled: true)))
+        case "disable agent": return .server(ServerPath(args.first), .success(.setAgentChecks(enabled: false)))
+        case "enable agent": return .server(ServerPath(args.first), .success(.setAgentChecks(enabled: true)))
         case "shutdown sessions server": return .server(ServerPath(args.first), .success(.shutdownSessions))
         case "set maxconn frontend":
             // HAProxy 2.6's order and words: the name, the frontend, then the value. It reads the value
@@ -309,7 +317,13 @@ enum RuntimeCommand: Sendable {
             if args.count == 5 && args[3] == "port" { return .success(.setCheckTarget(address: args[2], port: args[4])) }
             guard args.count == 3 else { return .failure(Refusal("'set server <srv> check-addr' expects <addr> [port <port>].\n")) }
             return .success(.setCheckTarget(address: args[2], port: nil))
-        case "agent", "ssl", "agent-addr", "agent-port", "agent-send":
+        case "agent":
+            switch args[2] {
+            case "up": return .success(.setAgentHealth(up: true))
+            case "down": return .success(.setAgentHealth(up: false))
+            default: return .failure(Refusal("'set server <srv> agent' expects 'up' or 'down'.\n"))
+            }
+        case "ssl", "agent-addr", "agent-port", "agent-send":
             return .failure(Refusal("'set server <srv> \(args[1])' is not supported by Sluice.\n"))
         default:
             return .failure(usage)

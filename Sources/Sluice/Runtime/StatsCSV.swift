@@ -123,6 +123,18 @@ enum StatsCSV {
             "lastsess": server.secondsSinceLastSession.map(String.init) ?? "-1",
             "addr": server.address.description, "mode": "tcp", "uweight": "\(server.weight)",
         ]
+        if let agent = server.agent {
+            // HAProxy's agent fields: the status (with "* " while one runs), its text, its sentence.
+            let last = agent.lastResult
+            row["agent_status"] = (agent.inProgress ? "* " : "") + last.status.rawValue
+            row["agent_code"] = [.layer7OK, .layer7Status].contains(last.status) ? "0" : ""
+            row["agent_duration"] = last.status == .initial ? "" : "\(last.durationMs)"
+            row["last_agt"] = agent.inProgress ? "" : last.info
+            row["agent_desc"] = last.status.reason
+            row["agent_rise"] = "\(agent.rise)"
+            row["agent_fall"] = "\(agent.fall)"
+            row["agent_health"] = "\(agent.health)"
+        }
         if let check = server.check {
             let last = check.lastResult
             row["chkfail"] = "\(check.failedChecks)"

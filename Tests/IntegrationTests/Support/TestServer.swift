@@ -29,6 +29,9 @@ final class TestServer: @unchecked Sendable {
         case peerAddress
         /// Reads until the client's FIN, then sends `reply` and FIN (a late answer).
         case answerAtEnd(String)
+        /// An agent-check agent: sends `agentReply` as it is at the accept, then FIN; keeps what
+        /// the client sends in `received`.
+        case agent
     }
 
     let port: Int
@@ -44,6 +47,8 @@ final class TestServer: @unchecked Sendable {
     let peakOpen = Atomic<Int>(0)
     /// Bytes received after our FIN, in `halfCloseFirst` mode.
     let received = Mutex<[UInt8]>([])
+    /// What an `agent` sends to each connection.
+    let agentReply = Mutex("up\n")
     /// The status `GET /alive` answers, in `http` mode.
     let alive = Atomic<Int>(200)
     /// Requests for `/alive` served, in `http` mode.
@@ -123,6 +128,7 @@ final class TestServer: @unchecked Sendable {
                     var c = Connection(fd: fd)
                     switch behavior {
                     case .identify(let name): c.out = Array((name + "\n").utf8)
+                    case .agent: c.out = Array(agentReply.withLock { $0 }.utf8)
                     case .halfCloseFirst(let greeting): c.out = Array(greeting.utf8)
                     case .peerAddress:
                         var peer = sockaddr_in()
@@ -147,7 +153,7 @@ final class TestServer: @unchecked Sendable {
                     if r > 0 {
                         switch behavior {
                         case .echo: c.out += buf[0..<r]
-                        case .halfCloseFirst: received.withLock { $0 += buf[0..<r] }
+                        case .halfCloseFirst, .agent: received.withLock { $0 += buf[0..<r] }
                         case .http(let name):
                             c.request += buf[0..<r]
                             if !c.answered, let end = c.request.firstRange(of: Array("\r\n\r\n".utf8)) {
@@ -192,7 +198,7 @@ final class TestServer: @unchecked Sendable {
                 let flushed = c.outOffset >= c.out.count
                 if !dead && flushed && !c.finSent {
                     switch behavior {
-                    case .identify, .halfCloseFirst, .peerAddress:
+                    case .identify, .halfCloseFirst, .peerAddress, .agent:
                         shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
                     case .http where c.answered:
                         shutdown(c.fd, Int32(SHUT_WR)); c.finSent = true
