@@ -48,7 +48,7 @@ import Glibc
         let before = records.filter { $0.started < failedAt }
         let after = records.filter { $0.started >= failedAt }
         #expect(before.count >= 100, "the client ran before the failure")
-        #expect(before.allSatisfy { $0.answer?.via == "192.0.2.11" }, "before the failure lb1 serves every request: \(summary(before))")
+        #expect(before.allSatisfy { $0.answer?.via == "192.0.2.11" }, "before the failure lb1 serves every request: \(summary(before))\n\(lab.logs)")
         let servers = Set(before.compactMap { $0.answer?.server })
         #expect(servers.count == 1, "one client address, one server (balance source): \(servers.sorted())")
 
@@ -66,7 +66,7 @@ import Glibc
         #expect(outage <= bound, "lb2 serves within 3 × advert + 1 s")
         let later = records.filter { $0.started >= takeover }
         #expect(later.count >= 200, "the client went on after the takeover")
-        #expect(later.allSatisfy { $0.answer?.via == "192.0.2.12" }, "after the takeover lb2 serves every request: \(summary(later))")
+        #expect(later.allSatisfy { $0.answer?.via == "192.0.2.12" }, "after the takeover lb2 serves every request: \(summary(later))\n\(lab.logs)")
         #expect(Set(later.compactMap { $0.answer?.server }) == servers, "lb2 sends the client to the server lb1 chose")
         #expect(lab.vrrpState(of: "lb2") == "MASTER" && lab.vrrpState(of: "lb1") == "FAULT",
                 "notify_sluice recorded lb2 MASTER, lb1 FAULT: \(lab.vrrpState(of: "lb2") ?? "-"), \(lab.vrrpState(of: "lb1") ?? "-")")

@@ -128,6 +128,24 @@ struct MaglevTests {
         #expect(!table.contains(where: { $0 < 0 }))
     }
 
+    /// With every server DOWN, a backend hashed through the table (`hash-type consistent`,
+    /// `balance random`) has no server to give, and rebuilding its schedule must not fail: it
+    /// crashed the process when the last server went DOWN (the weights were an empty list).
+    @Test(arguments: [BalanceAlgorithm.source, .random, .hash, .roundRobin, .leastConnections, .first])
+    func aBackendWhoseServersAreAllDownPicksNone(algorithm: BalanceAlgorithm) {
+        var config = Backend(name: "be", servers: [])
+        config.balance = algorithm
+        config.consistentHashing = true
+        let states = (0..<3).map { i in
+            ServerState(name: "s\(i)", ordinal: i, address: SocketAddress(ip: "127.0.0.1", port: 1000 + i)!, weight: 1, isBackup: i == 2, admin: .ready)
+        }
+        let backend = BackendState(name: "be", servers: states, settings: BackendSettings(config))
+        for server in states { backend.setOperational(.stopped, of: server) }
+        #expect(backend.pick(hash: 7) == nil)
+        backend.setOperational(.running, of: states[2])
+        #expect(backend.pick(hash: 7)?.name == "s2", "the backup, once UP")
+    }
+
     @Test func removingOneOfAHundredMovesItsShareAndLittleElse() {
         let names = (0..<100).map { "web-\($0)" }
         var weights = Array(repeating: 1, count: 100)

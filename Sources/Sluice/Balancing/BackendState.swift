@@ -126,7 +126,8 @@ public final class BackendState: Sendable {
             let primaries = servers.filter { !$0.isBackup && $0.isUsable }
             let now = monotonicMilliseconds()
             var next = Schedule(servers: servers, usablePrimaries: primaries.count, algorithm: settings.balance)
-            var weights: [Int] = []
+            // One weight per server, 0 for those not in rotation (all of them when none is usable).
+            var weights = [Int](repeating: 0, count: servers.count)
             if !primaries.isEmpty {
                 weights = servers.map { !$0.isBackup && $0.isUsable ? $0.effectiveWeight(now: now) : 0 }
             } else if settings.allBackups {
