@@ -936,4 +936,12 @@ public final class LoadBalancer: Sendable {
 
     /// Pipes open now (pooled ones included).
     public var pipesOpen: Int { process.pipesOpen.load(ordering: .relaxed) }
+
+    /// `maxconnrate` and `maxsessrate` (0: none), with the connections and sessions accepted over
+    /// the last second under each (nil when there is no limit: the rate is then not counted).
+    public var processRates: (connectionLimit: Int, connections: Int?, sessionLimit: Int, sessions: Int?) {
+        let now = monotonicMilliseconds()
+        return (process.connectionRateLimit, process.connectionRateLimit > 0 ? Int(process.connectionRate.rate(now: now, period: 1000)) : nil,
+                process.sessionRateLimit, process.sessionRateLimit > 0 ? Int(process.sessionRate.rate(now: now, period: 1000)) : nil)
+    }
 }

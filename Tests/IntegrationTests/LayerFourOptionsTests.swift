@@ -95,6 +95,43 @@ extension Loopback {
         #expect(elapsed >= .milliseconds(1_200), "25 sessions at 10/s took only \(elapsed)")
     }
 
+    /// `maxconnrate 10` / `maxsessrate 10` in global: 24 clients that connect at once to two
+    /// frontends are all served, none refused, but no faster than ten a second over the process —
+    /// on Sluice and on HAProxy 2.6 with the same file.
+    @Test(arguments: ["maxconnrate", "maxsessrate"])
+    func globalRateLimitsHoldClientsOfEveryFrontendInTheBacklogLikeHAProxy(keyword: String) throws {
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        func config(_ ports: [Int], _ socket: String) -> String {
+            "global\n  \(keyword) 10\n  stats socket \(socket) level admin\n" + tcpDefaults()
+                + "frontend a\n  bind 127.0.0.1:\(ports[0])\n  default_backend be\nfrontend b\n  bind 127.0.0.1:\(ports[1])\n  default_backend be\n"
+                + "backend be\n  server s 127.0.0.1:\(server.port)\n"
+        }
+        func run(_ ports: [Int]) throws -> Duration {
+            let clock = ContinuousClock()
+            let started = clock.now
+            let clients = try (0..<24).map { try Net.connect(ports[$0 % 2]) }
+            defer { for fd in clients { close(fd) } }
+            let answers = try clients.map { String(decoding: try Net.readToEnd($0, timeoutMs: 10_000), as: UTF8.self) }
+            #expect(answers.allSatisfy { $0 == "s\n" })
+            return clock.now - started
+        }
+        let socket = RuntimeAPITests.socketPath()
+        let proxy = try RunningProxy(config([0, 0], socket))
+        defer { proxy.stop() }
+        let elapsed = try run(["a", "b"].map { proxy.balancer.listeningAddresses(of: $0)[0].port })
+        // Ten in the first second, then as the sliding window frees room: well over a second in all.
+        #expect(elapsed >= .milliseconds(1_200), "24 \(keyword == "maxconnrate" ? "connections" : "sessions") at 10/s took only \(elapsed)")
+        let info = try StatsClient.ask(socket, "show info")
+        #expect(info.contains(keyword == "maxconnrate" ? "\nConnRateLimit: 10\n" : "\nSessRateLimit: 10\n"), "\(info)")
+        guard HAProxyProcess.requireInstalled() else { return }
+        let ports = try [Net.closedPort(), Net.closedPort()]
+        let haproxy = try HAProxyProcess(config: config(ports, RuntimeAPITests.socketPath()), port: ports[0])
+        defer { haproxy.stop() }
+        let reference = try run(ports)
+        #expect(reference >= .milliseconds(1_200), "HAProxy 2.6: 24 at 10/s took \(reference)")
+    }
+
     @Test func sendProxyV1CarriesTheClientAddressThenTheClientsBytes() throws {
         let capture = try CaptureServer()
         let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(capture.port) send-proxy"))

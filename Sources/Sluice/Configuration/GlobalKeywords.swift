@@ -77,6 +77,11 @@ extension Parser {
         case "maxconn":
             guard expect(words, count: 2, location, usage: "maxconn <number>") else { return }
             global.maxConnections = value(ValueParser.integer(words[1], in: 1...1_000_000, what: "maxconn"), location, keyword: keyword)
+        case "maxconnrate", "maxsessrate":
+            guard expect(words, count: 2, location, usage: "\(keyword) <number>") else { return }
+            // 0: no limit, as HAProxy.
+            let limit = value(ValueParser.integer(words[1], in: 0...10_000_000, what: keyword), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
+            if keyword == "maxconnrate" { global.maxConnectionRate = limit } else { global.maxSessionRate = limit }
         case "nbthread":
             guard expect(words, count: 2, location, usage: "nbthread <number>") else { return }
             global.threads = value(ValueParser.integer(words[1], in: 1...64, what: "nbthread"), location, keyword: keyword) ?? 1

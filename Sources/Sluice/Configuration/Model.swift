@@ -48,6 +48,11 @@ public struct Global: Hashable, Sendable {
     /// `maxconn`: sessions the whole process serves at once. Nil: limited by descriptors only
     /// (HAProxy derives it from the descriptor limit).
     public var maxConnections: Int?
+    /// `maxconnrate`: connections the process accepts per second (a sliding second), over every
+    /// frontend; beyond it, listeners stop accepting and clients wait in the kernel backlog. Nil: none.
+    public var maxConnectionRate: Int?
+    /// `maxsessrate`: the same for sessions (connections that passed `tcp-request connection` rules).
+    public var maxSessionRate: Int?
     /// `nbthread`: reactors, one per thread. Default 1.
     public var threads: Int = 1
     /// `stats socket` lines: parsed and validated; served by the runtime API.

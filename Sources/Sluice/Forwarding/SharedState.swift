@@ -26,7 +26,16 @@ final class ProcessState: Sendable {
     /// Times accept or connect found no descriptor left (EMFILE/ENFILE).
     let descriptorExhaustions = Atomic<Int>(0)
 
+    /// `maxconnrate` and `maxsessrate` (0: none), and the connections and sessions of the last
+    /// second (sliding), counted only under a limit.
+    let connectionRateLimit: Int
+    let connectionRate = SharedRate()
+    let sessionRateLimit: Int
+    let sessionRate = SharedRate()
+
     init(_ global: Global) {
+        connectionRateLimit = global.maxConnectionRate ?? 0
+        sessionRateLimit = global.maxSessionRate ?? 0
         maxConnections = global.maxConnections ?? Int.max
         maxPipes = global.maxPipes ?? (global.maxConnections.map { max($0 / 4, 16) } ?? 1024)
         pipeSize = global.pipeSize
@@ -65,6 +74,10 @@ final class ProcessState: Sendable {
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return .process
         }
+        if connectionRateLimit | sessionRateLimit != 0 && !processRatesAllow() {
+            currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            return .processRate
+        }
         if frontend.currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > frontend.maxConnections.load(ordering: .relaxed) {
             frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
@@ -81,7 +94,20 @@ final class ProcessState: Sendable {
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return .bind
         }
+        if connectionRateLimit > 0 { connectionRate.add(1, now: monotonicMilliseconds(), period: 1000) }
         return nil
+    }
+
+    /// Whether `maxconnrate` and `maxsessrate` let one more connection in now.
+    private func processRatesAllow() -> Bool {
+        let now = monotonicMilliseconds()
+        return (connectionRateLimit == 0 || connectionRate.rate(now: now, period: 1000) < connectionRateLimit)
+            && (sessionRateLimit == 0 || sessionRate.rate(now: now, period: 1000) < sessionRateLimit)
+    }
+
+    /// A connection passed the `tcp-request connection` rules: one more session under `maxsessrate`.
+    func countSession() {
+        if sessionRateLimit > 0 { sessionRate.add(1, now: monotonicMilliseconds(), period: 1000) }
     }
 
     func release(_ frontend: FrontendState, _ limit: ConnectionLimit?) {

@@ -384,6 +384,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if process.clientBuffers.isSet { Socket.setBufferSizes(fd, process.clientBuffers) }
         liveSessions += 1
         frontend.countSession()
+        process.countSession()
         do {
             try reactor.register(fd, token: token(.client, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
         } catch {

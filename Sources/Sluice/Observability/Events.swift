@@ -39,6 +39,8 @@ public enum AcceptLimit: String, Sendable, Equatable {
     case bind
     /// `rate-limit sessions`: the frontend accepted as many sessions as it may this second.
     case sessionRate
+    /// The global `maxconnrate` or `maxsessrate`: the process accepted as many as it may this second.
+    case processRate
     /// No descriptor left for a new connection (the process's or the system's limit).
     case descriptors
 }

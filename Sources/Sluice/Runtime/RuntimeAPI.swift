@@ -183,7 +183,8 @@ struct RuntimeAPI: Sendable {
     private func showInfo() -> String {
         let uptime = (monotonicMilliseconds() - balancer.startedAt) / 1000
         let max = balancer.maxSessions
-        let lines = [
+        let rates = balancer.processRates
+        var lines = [
             "Name: Sluice", "Version: \(version)", "Nbthread: \(balancer.configuration.global.threads)", "Nbproc: 1",
             "Process_num: 1", "Pid: \(getpid())",
             // As HAProxy: `node` defaults to the host name, `description` to nothing.
@@ -195,6 +196,11 @@ struct RuntimeAPI: Sendable {
             "DroppedLogs: \(balancer.logs.dropped.load(ordering: .relaxed))",
             "Stopping: \(balancer.isStopping ? 1 : 0)",
         ]
+        // HAProxy's names; a rate is counted only under its limit (`maxconnrate`, `maxsessrate`).
+        if let connections = rates.connections { lines.append("ConnRate: \(connections)") }
+        lines.append("ConnRateLimit: \(rates.connectionLimit)")
+        if let sessions = rates.sessions { lines.append("SessRate: \(sessions)") }
+        lines.append("SessRateLimit: \(rates.sessionLimit)")
         return lines.joined(separator: "\n") + "\n"
     }
 
