@@ -95,8 +95,13 @@ struct SluiceCommand: ParsableCommand {
             return
         }
         let global = parsed.configuration.global
-        if let limit = global.fileLimit, let warning = DescriptorLimit.raise(to: limit) {
-            logger.warning("\(warning)")
+        if let shortfall = DescriptorLimit.apply(wanted: global.fileLimit, ceiling: global.descriptorCeiling) {
+            // HAProxy 2.6 refuses to start there unless `no strict-limits` says otherwise.
+            guard !global.strictLimits else {
+                printError("error: \(shortfall) ('no strict-limits' in global starts anyway, as HAProxy)")
+                throw ExitCode(1)
+            }
+            logger.warning("\(shortfall)")
         }
         // Fork before any thread exists: the child alone starts reactors.
         var daemon: Daemon? = (daemonFlag || global.daemon) && !foreground ? try Daemon.detach(keeping: sources.descriptors) : nil

@@ -188,6 +188,34 @@ extension Loopback {
         #expect(run.stderr.contains("EADDRINUSE"))
     }
 
+    /// `ulimit-n` beyond what the system allows stops the start, as HAProxy 2.6's default
+    /// `strict-limits` does; with `no strict-limits` both start with the limit they could get;
+    /// `fd-hard-limit` lowers the limit the process runs with. Each under `ulimit -n 4000`.
+    @Test func descriptorLimitsAreStrictByDefaultLikeHAProxy() throws {
+        let port = try Net.closedPort()
+        func config(_ global: String) -> String {
+            "global\n\(global)\n" + tcpDefaults() + "listen fe\n  bind 127.0.0.1:\(port)\n  server a 127.0.0.1:1\n"
+        }
+        func under4000(_ executable: String, _ arguments: String, _ text: String) throws -> Run {
+            let path = try Self.write(text)
+            return try Self.run(["-c", "ulimit -n 4000 && exec \"$0\" \(arguments) -f \"$1\"", executable, path], executable: "/bin/sh", deadline: .seconds(10))
+        }
+        let strict = try under4000(sluiceExecutable(), "", config("  ulimit-n 8000"))
+        #expect(strict.status == 1 && strict.stderr.contains("cannot raise the descriptor limit to 8000 (ulimit-n): the hard limit is 4000"), "\(strict)")
+        func openFiles(_ pid: Int32) throws -> String? {
+            try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8).split(separator: "\n")
+                .first { $0.hasPrefix("Max open files") }?.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.map(String.init)
+        }
+        for (global, expected) in [("  ulimit-n 8000\n  no strict-limits", "4000"), ("  fd-hard-limit 1000", "1000")] {
+            let child = try Child(config: config(global), descriptorLimit: 4000, port: port)
+            #expect(try openFiles(child.process.processIdentifier) == expected, "\(global)")
+            #expect(child.stop() == 0)
+        }
+        guard HAProxyProcess.requireInstalled() else { return }
+        let reference = try under4000("/usr/sbin/haproxy", "-db", config("  ulimit-n 8000"))
+        #expect(reference.status != 0 && reference.stderr.contains("Cannot raise FD limit to 8000, limit is 4000."), "HAProxy 2.6: \(reference)")
+    }
+
     /// Starts `sluice -f` under `ulimit -n limit` and waits for it to listen.
     final class Child {
         let process = Process()

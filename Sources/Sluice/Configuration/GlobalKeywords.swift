@@ -48,8 +48,6 @@ enum GlobalKeywords {
         "lua-load-per-thread": "Lua scripting is not supported",
         "lua-prepend-path": "Lua scripting is not supported",
         "unix-bind": "UNIX-socket listeners are not supported yet",
-        "fd-hard-limit": "not supported yet; use 'ulimit-n' or the service manager's limit",
-        "strict-limits": "not supported yet: Sluice warns when 'ulimit-n' cannot be reached",
         "external-check": "external checks (running a program per check) are not supported",
         "thread-group": "thread groups are not supported; Sluice's threads form one group",
         "thread-groups": "thread groups are not supported; Sluice's threads form one group",
@@ -189,6 +187,19 @@ extension Parser {
                 return
             }
             global.chroot = words[1]
+        case "fd-hard-limit":
+            guard expect(words, count: 2, location, usage: "fd-hard-limit <number>") else { return }
+            guard global.descriptorCeiling == nil else {
+                warning(location, keyword: keyword, "already specified; the first one stands (as HAProxy)")
+                return
+            }
+            global.descriptorCeiling = value(ValueParser.integer(words[1], in: 64...100_000_000, what: "fd-hard-limit"), location, keyword: keyword)
+        case "strict-limits":
+            guard expect(words, count: 1, location, usage: "strict-limits") else { return }
+            global.strictLimits = true
+        case "no" where words.count > 1 && words[1] == "strict-limits":
+            guard expect(words, count: 2, location, usage: "no strict-limits") else { return }
+            global.strictLimits = false
         case "ulimit-n":
             guard expect(words, count: 2, location, usage: "ulimit-n <number>") else { return }
             global.fileLimit = value(ValueParser.integer(words[1], in: 64...100_000_000, what: "ulimit-n"), location, keyword: keyword)

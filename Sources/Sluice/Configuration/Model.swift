@@ -129,6 +129,12 @@ public struct Global: Hashable, Sendable {
     public var chroot: String?
     /// `ulimit-n`: the descriptor limit (soft) to raise to, up to the hard limit.
     public var fileLimit: Int?
+    /// `fd-hard-limit`: the most descriptors the process uses, whatever the system allows: the
+    /// soft limit is lowered to it, and a `ulimit-n` above it is not reached. Nil: none.
+    public var descriptorCeiling: Int?
+    /// `strict-limits` (HAProxy 2.6's default; `no strict-limits` turns it off): a `ulimit-n` that
+    /// cannot be reached stops the start instead of a warning.
+    public var strictLimits = true
     /// `cpu-map` lines, in order: which CPUs each reactor thread may run on.
     public var cpuMap: [CPUMapping] = []
     /// `tune.bufsize`: bytes of the copy buffer used before a direction proves bulk (and when

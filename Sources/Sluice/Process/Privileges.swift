@@ -34,21 +34,26 @@ public enum Privileges {
 
 /// HAProxy's `ulimit-n`.
 public enum DescriptorLimit {
-    /// Raises the soft descriptor limit to `wanted`, or as near as the hard limit allows.
-    /// - Returns: a warning when the limit reached is below `wanted`.
-    public static func raise(to wanted: Int) -> String? {
+    /// Sets the soft descriptor limit to `wanted` (`ulimit-n`), or as near as the hard limit and
+    /// `ceiling` (`fd-hard-limit`) allow; without `wanted`, only lowers it to `ceiling`.
+    /// - Returns: what fell short when `wanted` was not reached (HAProxy 2.6 stops there under
+    ///   `strict-limits`, its default, and warns without it).
+    public static func apply(wanted: Int?, ceiling: Int? = nil) -> String? {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
-            return "ulimit-n \(wanted): getrlimit: \(String(cString: strerror(errno)))"
+            return "ulimit-n \(wanted ?? 0): getrlimit: \(String(cString: strerror(errno)))"
         }
-        let target = min(rlim_t(wanted), limit.rlim_max)
-        if target > limit.rlim_cur || rlim_t(wanted) < limit.rlim_cur {
+        let cap = min(rlim_t(ceiling ?? Int.max), limit.rlim_max)
+        let target = min(wanted.map { rlim_t($0) } ?? limit.rlim_cur, cap)
+        if target != limit.rlim_cur {
             limit.rlim_cur = target
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
-                return "ulimit-n \(wanted): setrlimit: \(String(cString: strerror(errno)))"
+                return "ulimit-n \(wanted ?? 0): setrlimit: \(String(cString: strerror(errno)))"
             }
         }
-        return target < rlim_t(wanted) ? "ulimit-n \(wanted): the hard limit is \(limit.rlim_max); using \(target) descriptors" : nil
+        guard let wanted, target < rlim_t(wanted) else { return nil }
+        let why = ceiling.map { rlim_t($0) < limit.rlim_max } == true ? "fd-hard-limit is \(ceiling ?? 0)" : "the hard limit is \(limit.rlim_max)"
+        return "cannot raise the descriptor limit to \(wanted) (ulimit-n): \(why); the limit is \(target)"
     }
 
     /// The current soft limit.
