@@ -206,6 +206,48 @@ extension Loopback {
         #expect(badServer.lastCheck.info == "at step 2 of tcp-check (expect string '+PONG')")
     }
 
+    /// `tcp-check expect rbinary`: the regex sees the reply in upper-case hexadecimal ("+PONG" is
+    /// 2B504F4E47), on Sluice and on HAProxy 2.6 with the same file.
+    @Test func tcpCheckExpectRbinaryMatchesTheReplyInHexadecimalLikeHAProxy() throws {
+        let good = try TestServer(.pong("+PONG\r\n")), bad = try TestServer(.pong("-ERR loading\r\n"))
+        defer { good.stop(); bad.stop() }
+        func config(_ port: Int, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            listen redis
+              bind 127.0.0.1:\(port)
+              option tcp-check
+              tcp-check send PING\\r\\n
+              tcp-check expect rbinary ^2B50(4F|00)4E47
+              server good 127.0.0.1:\(good.port) check inter 100ms
+              server bad 127.0.0.1:\(bad.port) check inter 100ms fall 1
+
+            """
+        }
+        func states(_ socket: String) throws {
+            var seen: [String] = []
+            do {
+                try eventually("good UP with L7OK, bad DOWN") {
+                    let rows = try StatsClient.showStat(socket)
+                    let good = rows.first { $0["svname"] == "good" }, bad = rows.first { $0["svname"] == "bad" }
+                    seen = [good, bad].map { "\($0?["status"] ?? "-") \($0?["check_status"] ?? "-") \($0?["last_chk"] ?? "-")" }
+                    return good?["check_status"] == "L7OK" && good?["status"] == "UP" && bad?["status"] == "DOWN"
+                }
+            } catch {
+                Issue.record("\(socket == haproxySocket ? "HAProxy 2.6" : "Sluice"): \(seen)")
+                throw error
+            }
+        }
+        let socket = RuntimeAPITests.socketPath(), haproxySocket = RuntimeAPITests.socketPath()
+        let proxy = try RunningProxy(config(0, socket))
+        defer { proxy.stop() }
+        try states(socket)
+        guard HAProxyProcess.requireInstalled() else { return }
+        let port = try Net.closedPort()
+        let haproxy = try HAProxyProcess(config: config(port, haproxySocket), port: port)
+        defer { haproxy.stop() }
+        try states(haproxySocket)
+    }
+
     @Test func onMarkedDownShutdownSessionsClosesTheDownServersSessions() throws {
         let s1 = try TestServer(.http("server01"))
         let echo = try TestServer(.holdOpen)  // the data port: holds sessions open

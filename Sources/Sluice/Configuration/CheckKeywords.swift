@@ -121,7 +121,7 @@ extension Parser {
             var negated = false
             if rest.first == "!" { negated = true; rest = rest.dropFirst() }
             guard rest.count == 2, let kind = rest.first, let pattern = rest.last else {
-                error(location, keyword: keyword, "expected 'tcp-check expect [!] string|rstring|binary <pattern>'")
+                error(location, keyword: keyword, "expected 'tcp-check expect [!] string|rstring|binary|rbinary <pattern>'")
                 return
             }
             switch kind {
@@ -130,8 +130,9 @@ extension Parser {
             case "binary":
                 guard let bytes = value(ValueParser.hex(pattern), location, keyword: keyword) else { return }
                 rule = .expectBinary(bytes, negated: negated)
+            case "rbinary": rule = .expectBinaryRegex(pattern, negated: negated)
             default:
-                error(location, keyword: keyword, "'\(kind)' is not supported; supported: string, rstring, binary")
+                error(location, keyword: keyword, "'\(kind)' is not supported; supported: string, rstring, binary, rbinary")
                 return
             }
         case "comment":

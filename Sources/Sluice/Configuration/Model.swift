@@ -790,6 +790,9 @@ public enum TCPCheckRule: Hashable, Sendable {
     case expectRegex(String, negated: Bool)
     /// `expect [!] binary <hex>`.
     case expectBinary([UInt8], negated: Bool)
+    /// `expect [!] rbinary <regex>`: the regex is matched against what arrived written in
+    /// hexadecimal (two upper-case digits a byte, as HAProxy's `dump_binary`).
+    case expectBinaryRegex(String, negated: Bool)
 }
 
 extension Duration {

@@ -21,11 +21,20 @@ enum CheckProtocol: Sendable {
     enum TCPMatcher: Sendable {
         case bytes([UInt8])
         case regex(POSIXRegex)
+        /// `rbinary`: the regex on the reply in upper-case hexadecimal.
+        case hexRegex(POSIXRegex)
+
+        /// Two upper-case hexadecimal digits a byte, as HAProxy's `dump_binary`.
+        static func hex(_ data: [UInt8]) -> [UInt8] {
+            let digits = Array("0123456789ABCDEF".utf8)
+            return data.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }
+        }
 
         func matches(_ data: [UInt8]) -> Bool {
             switch self {
             case .bytes(let needle): data.firstRange(of: needle) != nil
             case .regex(let regex): regex.matches(data)
+            case .hexRegex(let regex): regex.matches(Self.hex(data))
             }
         }
     }
@@ -66,6 +75,9 @@ enum CheckProtocol: Sendable {
                 case .expectRegex(let pattern, let negated):
                     guard let regex = POSIXRegex(pattern) else { return .failure(SluiceError("tcp-check expect: invalid regular expression '\(pattern)'")) }
                     steps.append(.expect(.regex(regex), negated: negated, description: "rstring '\(pattern)'"))
+                case .expectBinaryRegex(let pattern, let negated):
+                    guard let regex = POSIXRegex(pattern) else { return .failure(SluiceError("tcp-check expect: invalid regular expression '\(pattern)'")) }
+                    steps.append(.expect(.hexRegex(regex), negated: negated, description: "rbinary '\(pattern)'"))
                 }
             }
             return .success(.tcp(steps))
