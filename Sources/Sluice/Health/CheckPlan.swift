@@ -14,17 +14,9 @@ struct CheckPlan: Sendable {
     let downIntervalMs: Int64
 
     init(server: Server, check: ServerCheck, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
-        var fixed: SocketAddress?
-        if let host = check.address {
-            do {
-                fixed = try SocketAddress.resolve(host: host, port: serverAddress.port)
-            } catch {
-                throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve check addr \(host): \(error)")
-            }
-        }
         var rulePort: Int?
         if case .tcp(let rules) = backend.healthCheck, case .connect(let p?)? = rules.first { rulePort = p }
-        fixedAddress = fixed
+        fixedAddress = try Self.resolve(check.address, port: serverAddress.port, what: "check addr", server: server, backend: backend)
         port = check.port
         self.rulePort = rulePort
         rise = check.rise
@@ -38,15 +30,7 @@ struct CheckPlan: Sendable {
     /// `agent-port`, every `agent-inter` (else `inter`); its health turns at once (HAProxy's rise
     /// and fall of 1 for agents).
     init(agent: AgentCheck, server: Server, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
-        var fixed: SocketAddress?
-        if let host = agent.address {
-            do {
-                fixed = try SocketAddress.resolve(host: host, port: agent.port)
-            } catch {
-                throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve agent-addr \(host): \(error)")
-            }
-        }
-        fixedAddress = fixed
+        fixedAddress = try Self.resolve(agent.address, port: agent.port, what: "agent-addr", server: server, backend: backend)
         port = agent.port
         rulePort = nil
         rise = 1
@@ -54,6 +38,16 @@ struct CheckPlan: Sendable {
         intervalMs = (agent.interval ?? server.check?.interval ?? ServerCheck().interval).milliseconds
         fastIntervalMs = intervalMs
         downIntervalMs = intervalMs
+    }
+
+    /// `addr` / `agent-addr` resolved once, at start or reload; nil without one.
+    private static func resolve(_ host: String?, port: Int, what: String, server: Server, backend: Backend) throws(SluiceError) -> SocketAddress? {
+        guard let host else { return nil }
+        do {
+            return try SocketAddress.resolve(host: host, port: port)
+        } catch {
+            throw SluiceError("backend '\(backend.name)' server '\(server.name)': cannot resolve \(what) \(host): \(error)")
+        }
     }
 
     /// Where the check connects when the server is at `serverAddress`.

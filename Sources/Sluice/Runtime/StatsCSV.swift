@@ -124,35 +124,32 @@ enum StatsCSV {
             "addr": server.address.description, "mode": "tcp", "uweight": "\(server.weight)",
         ]
         if let agent = server.agent {
-            // HAProxy's agent fields: the status (with "* " while one runs), its text, its sentence.
-            let last = agent.lastResult
-            row["agent_status"] = (agent.inProgress ? "* " : "") + last.status.rawValue
-            row["agent_code"] = [.layer7OK, .layer7Status].contains(last.status) ? "0" : ""
-            row["agent_duration"] = last.status == .initial ? "" : "\(last.durationMs)"
-            row["last_agt"] = agent.inProgress ? "" : last.info
-            row["agent_desc"] = last.status.reason
-            row["agent_rise"] = "\(agent.rise)"
-            row["agent_fall"] = "\(agent.fall)"
-            row["agent_health"] = "\(agent.health)"
+            // An agent's code is 0 once it gave a health word (HAProxy reports codes from L7OK on).
+            let code = [.layer7OK, .layer7Status].contains(agent.lastResult.status) ? "0" : ""
+            checkFields(agent, prefix: "agent", text: "last_agt", code: code, into: &row)
         }
         if let check = server.check {
-            let last = check.lastResult
             row["chkfail"] = "\(check.failedChecks)"
             row["chkdown"] = "\(check.downTransitions)"
             row["downtime"] = "\(check.downtimeSeconds)"
-            // HAProxy (management.txt, 9.1, field 36): "If a check is currently running, the last
-            // known status will be reported, prefixed with "* "", and the check's text is cleared
-            // when it starts.
-            row["check_status"] = (check.inProgress ? "* " : "") + last.status.rawValue
-            row["check_code"] = last.code.map(String.init) ?? ""
-            row["check_duration"] = last.status == .initial ? "" : "\(last.durationMs)"
-            row["last_chk"] = check.inProgress ? "" : last.info
-            row["check_desc"] = last.status.reason
-            row["check_rise"] = "\(check.rise)"
-            row["check_fall"] = "\(check.fall)"
-            row["check_health"] = "\(check.health)"
+            checkFields(check, prefix: "check", text: "last_chk", code: check.lastResult.code.map(String.init) ?? "", into: &row)
         }
         return row
+    }
+
+    /// A health or agent check's fields (`check_*`/`agent_*`). HAProxy (management.txt, 9.1,
+    /// field 36): "If a check is currently running, the last known status will be reported,
+    /// prefixed with "* "", and the check's text is cleared when it starts.
+    private static func checkFields(_ check: CheckStatistics, prefix: String, text: String, code: String, into row: inout [String: String]) {
+        let last = check.lastResult
+        row["\(prefix)_status"] = (check.inProgress ? "* " : "") + last.status.rawValue
+        row["\(prefix)_code"] = code
+        row["\(prefix)_duration"] = last.status == .initial ? "" : "\(last.durationMs)"
+        row[text] = check.inProgress ? "" : last.info
+        row["\(prefix)_desc"] = last.status.reason
+        row["\(prefix)_rise"] = "\(check.rise)"
+        row["\(prefix)_fall"] = "\(check.fall)"
+        row["\(prefix)_health"] = "\(check.health)"
     }
 }
 
