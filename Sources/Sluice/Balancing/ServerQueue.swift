@@ -45,9 +45,10 @@ extension BackendState {
     /// goes to the algorithm with `redispatch`, else it is refused, as HAProxy).
     func assign(preferring preferred: ServerState?, direct: Bool = false, redispatch: Bool = false, avoiding: UInt64, hash: UInt32,
                 waker: any SessionWaker, token: UInt64, now: Int64) -> Assignment {
-        // The limits as they are when the session arrives; the dispatch after queueing uses the
-        // same, so a session queues behind others rather than taking a slot that only its own
-        // arrival opened (HAProxy's queue moves when a session ends, not when one arrives).
+        // The limits as they are with this session counted in the backend's load (HAProxy's
+        // `beconn` counts it from its assignment), computed once: the picks and the dispatch after
+        // queueing use the same. When that load raises a `minconn` limit, the dispatch gives the
+        // new slot to the oldest waiting session (HAProxy waits until a session ends).
         let budget = slotBudget(placing: 1)
         if direct, let preferred, preferred.takesDirectSessions {
             if preferred.claimSlot(budget) { return .server(preferred) }
@@ -69,7 +70,7 @@ extension BackendState {
         // With sessions waiting in the backend's queue, round-robin and first know every server is
         // full: the session waits behind them (HAProxy's assign_server), so a limit that grew
         // serves the oldest first.
-        let behindOthers = budget.isFixed ? false : queues.withLock { !$0.backend.isEmpty } && current.value.algorithm.queuesBehindWaiting
+        let behindOthers = !budget.isFixed && queues.withLock { !$0.backend.isEmpty } && current.value.algorithm.queuesBehindWaiting
         let chosen = behindOthers ? nil : pick(avoiding: avoiding, hash: hash, budget: budget) ?? (avoiding != 0 ? pick(hash: hash, budget: budget) : nil)
         if let chosen, chosen.claimSlot(budget) { return .server(chosen) }
         let entry = QueuedSession(waker: waker, token: token, since: now)
