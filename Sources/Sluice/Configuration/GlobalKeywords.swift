@@ -346,6 +346,7 @@ extension Parser {
             return
         }
         let keyword = "stats \(words[1])"
+        if ["socket", "timeout", "maxconn", "bind-process"].contains(words[1]) { cliProxyPosition = cliProxyPosition ?? proxies.count }
         switch words[1] {
         case "socket":
             guard words.count >= 3 else {

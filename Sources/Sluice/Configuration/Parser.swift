@@ -204,7 +204,11 @@ struct Parser {
     var implicitGroup: UInt32?
     private var sawGlobal = false
     private var defaults = ProxyDraft(kind: .defaults, name: "", location: SourceLocation(file: "", line: 0))
-    private var proxies: [ProxyDraft] = []
+    private(set) var proxies: [ProxyDraft] = []
+    /// How many proxies preceded the first `stats` line of `global`, which creates HAProxy's
+    /// `GLOBAL` proxy (the stats socket's): its id is 0, and it moves the numbering cursor past
+    /// one more entry, so the proxies after it are numbered from 2.
+    var cliProxyPosition: Int?
     /// `defaults <name>` sections, for `from <name>`.
     private var namedDefaults: [String: ProxyDraft] = [:]
     private var section: SectionKind?
@@ -551,7 +555,10 @@ struct Parser {
                 idOwners[id] = proxy
             }
         }
-        let proxyIDs = Numbering.assign(proxies.map { $0.id?.0 })
+        var explicitIDs = proxies.map { $0.id?.0 }
+        if let position = cliProxyPosition { explicitIDs.insert(0, at: position) }
+        var proxyIDs = Numbering.assign(explicitIDs)
+        if let position = cliProxyPosition { proxyIDs.remove(at: position) }
         var seenFront: [String: ProxyDraft] = [:]
         var seenBack: [String: ProxyDraft] = [:]
         for proxy in proxies {
