@@ -119,6 +119,51 @@ int CShims_set_linger_zero(int fd) {
     return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 }
 
+int CShims_set_mark(int fd, unsigned int mark) {
+    return setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+}
+
+int CShims_set_tos(int fd, int tos) {
+    struct sockaddr_storage local;
+    socklen_t length = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &length) < 0) return -1;
+    if (local.ss_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&local)->sin6_addr))
+        return setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
+    return setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+}
+
+int CShims_tcp_info(int fd, uint32_t *out) {
+    struct tcp_info info;
+    socklen_t length = sizeof(info);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) < 0) return -1;
+    out[0] = info.tcpi_rtt;
+    out[1] = info.tcpi_rttvar;
+    out[2] = info.tcpi_unacked;
+    out[3] = info.tcpi_sacked;
+    out[4] = info.tcpi_retrans;
+    out[5] = info.tcpi_fackets;
+    out[6] = info.tcpi_lost;
+    out[7] = info.tcpi_reordering;
+    return 0;
+}
+
+int CShims_silence(int fd) {
+    // What has arrived is read so that the quick ACK acknowledges it: a client retransmitting
+    // unacknowledged data would otherwise draw a reset from the closed socket's successor.
+    char sink[4096];
+    while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {}
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &one, sizeof(one)) == 0) return 1;
+    struct sockaddr_storage local;
+    socklen_t length = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &length) == 0) {
+        if (local.ss_family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_TTL, &one, sizeof(one));
+        if (local.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &one, sizeof(one));
+    }
+    return 0;
+}
+
 int CShims_eventfd_nonblock(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 const uint32_t CShims_IORING_CQE_F_MORE = IORING_CQE_F_MORE;

@@ -85,6 +85,19 @@ int CShims_get_affinity_count(void);
 /// show it. (pthread.h is not included here: pulling it into this module hid Glibc's MSG_NOSIGNAL
 /// from Swift files in a clean build.)
 int CShims_set_thread_name(unsigned long thread, const char *name);
+/// `set-mark`: SO_MARK, the netfilter mark of every packet the socket sends.
+int CShims_set_mark(int fd, unsigned int mark);
+/// `set-tos`: IP_TOS, or IPV6_TCLASS on an IPv6 socket that is not IPv4-mapped (HAProxy's
+/// conn_set_tos).
+int CShims_set_tos(int fd, int tos);
+/// The client connection's kernel counters for the `fc_*` fetches: rtt and rttvar (µs),
+/// unacked, sacked, retrans, fackets, lost, reordering, written to `out[0...7]`. 0, or -1.
+int CShims_tcp_info(int fd, uint32_t *out);
+/// `silent-drop`, as HAProxy's: reads what is pending, acknowledges it at once (TCP_QUICKACK) and
+/// puts the socket in TCP_REPAIR mode, so that closing it sends nothing (needs CAP_NET_ADMIN);
+/// without that right, lowers the TTL (hop limit) to 1 so that the reset dies at the first router.
+/// 1 when the socket was put in repair mode.
+int CShims_silence(int fd);
 /// SO_LINGER with a zero timeout: close() then sends RST, used to propagate a reset.
 int CShims_set_linger_zero(int fd);
 

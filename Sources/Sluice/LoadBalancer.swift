@@ -43,6 +43,10 @@ public final class LoadBalancer: Sendable {
         var backends: [String: BackendState] = [:]
         /// Stick tables by name; a reload keeps a table whose declaration did not change.
         var tables: [String: StickTable] = [:]
+        /// `proc` variables: kept across reloads (HAProxy's new process starts without them).
+        let variables = ProcessVariables()
+        /// The frontends by name for rules that name one (`fe_conn(<frontend>)`).
+        let directory = FrontendDirectory()
         /// Objects a reload removed: sessions may still point at them (unmanaged), so they stay alive.
         var retired: [AnyObject] = []
         var workers: [Worker] = []
@@ -280,7 +284,8 @@ public final class LoadBalancer: Sendable {
         run.tables = tables
         for backend in configuration.backends {
             run.backends[backend.name]?.setServerRules(backend.rules.flatMap { rules in
-                rules.stickRules.isEmpty && rules.serverRules.isEmpty ? nil : FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:], tables: tables)
+                rules.stickRules.isEmpty && rules.serverRules.isEmpty ? nil : FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:],
+                                                                                              tables: tables, variables: run.variables, frontends: run.directory)
             })
         }
         for frontend in configuration.frontends {
@@ -288,13 +293,15 @@ public final class LoadBalancer: Sendable {
                 preconditionFailure("frontend '\(frontend.name)': backend '\(frontend.defaultBackend)' was resolved but not built")
             }
             let routing = frontend.rules.map {
-                FrontendRouting(rules: $0, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables)
+                FrontendRouting(rules: $0, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables,
+                                variables: run.variables, frontends: run.directory)
             }
             let log = frontend.logging.flatMap { logging in
                 // `%[sample]` parts of a log-format are fetched as the frontend's rules fetch.
                 var evaluator = routing
                 if case .format(let format) = logging.style, format.hasSamples, evaluator == nil {
-                    evaluator = FrontendRouting(rules: .empty, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables)
+                    evaluator = FrontendRouting(rules: .empty, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables,
+                                                variables: run.variables, frontends: run.directory)
                 }
                 return run.logs.route(logging.targets, tag: logging.tag, logging: logging, evaluator: evaluator)
             }
@@ -308,6 +315,7 @@ public final class LoadBalancer: Sendable {
             run.retired.append(frontend)
             run.frontends[name] = nil
         }
+        run.directory.publish(run.frontends)
         run.configuration = configuration
     }
 
@@ -342,7 +350,7 @@ public final class LoadBalancer: Sendable {
         func makeWorkers(_ engine: IOEngine) throws(SystemError) -> [Worker] {
             var workers: [Worker] = []
             for w in 0..<threads {
-                workers.append(try Worker(process: process, listeners: listenersByWorker[w], engine: engine, logger: logger,
+                workers.append(try Worker(thread: w, process: process, listeners: listenersByWorker[w], engine: engine, logger: logger,
                                           logs: logs.makeRing()))
             }
             return workers
@@ -477,7 +485,7 @@ public final class LoadBalancer: Sendable {
     /// Sockets opened for a configuration's binds, not yet handed to reactors.
     private struct OpenedListeners {
         /// Per reactor: (frontend name, descriptor, listener key, `bind … maxconn`).
-        var byWorker: [[(frontend: String, fd: CInt, key: String, limit: ConnectionLimit?, bind: Worker.BindTraits)]]
+        var byWorker: [[(frontend: String, fd: CInt, key: String, limit: BindState?, bind: Worker.BindTraits)]]
         var addresses: [String: [SocketAddress]]
 
         func closeAll() { for list in byWorker { for l in list { closeDescriptor(l.fd) } } }
@@ -496,7 +504,9 @@ public final class LoadBalancer: Sendable {
     private func openListeners(_ plan: ResolvedPlan, threads: Int, keep: [String: SocketAddress]) throws(SluiceError) -> OpenedListeners {
         var opened = OpenedListeners(byWorker: Array(repeating: [], count: threads), addresses: [:])
         for frontend in plan.configuration.frontends {
-            for (bind, resolved) in zip(frontend.binds, plan.binds[frontend.name] ?? []) {
+            // HAProxy numbers a frontend's listeners as it numbers proxies.
+            let bindIDs = Numbering.assign(frontend.binds.map(\.id))
+            for (bindIndex, (bind, resolved)) in zip(frontend.binds, plan.binds[frontend.name] ?? []).enumerated() {
                 let key = Self.listenerKey(frontend.name, resolved)
                 if let kept = keep[key] {
                     opened.addresses[frontend.name, default: []].append(kept)
@@ -504,7 +514,7 @@ public final class LoadBalancer: Sendable {
                 }
                 var address = resolved
                 let backlog = bind.backlog ?? max(1024, min(frontend.maxConnections ?? 1024, 65535))
-                let limit = bind.maxConnections.map(ConnectionLimit.init)
+                let limit = BindState(maximum: bind.maxConnections, id: bindIDs[bindIndex])
                 for w in 0..<threads {
                     do {
                         let fd = try Socket.listen(on: address, backlog: backlog, reusePort: true, options: Self.listenOptions(bind, backlog: backlog)).release()
@@ -716,6 +726,7 @@ public final class LoadBalancer: Sendable {
     public func stop(graceful: Bool = true) {
         let (workers, limit) = state.withLock { run in
             run.stopping = true
+            process.stopping.store(true, ordering: .relaxed)
             return (run.workers, run.configuration.global.hardStopAfter?.milliseconds)
         }
         for worker in workers { worker.post(graceful ? .stopGracefully(hardStopAfterMs: limit) : .stopNow) }

@@ -516,8 +516,11 @@ final class HAProxyProcess {
     }
 
     let process = Process()
+    /// The port it was started on.
+    let port: Int
 
     init(config: String, port: Int) throws {
+        self.port = port
         let path = try Loopback.CommandLineTests.write(config, name: "haproxy.cfg")
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/haproxy")
         process.arguments = ["-db", "-f", path]

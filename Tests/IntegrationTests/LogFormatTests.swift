@@ -9,7 +9,8 @@ extension Loopback.LoggingTests {
     /// `log-format` with every Layer-4 variable, its flags and samples; a format that waits for
     /// nothing (written at connect); `option logasap`, `log-separate-errors`, `dontlog-normal`;
     /// `%rc`'s `+` after a redispatch; and `option log-health-checks` — each line compared with
-    /// HAProxy 2.6's on the same configuration in the same run.
+    /// HAProxy 2.6's on the same configuration in the same run (variables and the session and
+    /// connection fetches included).
     @Test func customFormatsEarlyLinesErrorLevelsAndCheckLinesMatchHAProxys() throws {
         guard HAProxyProcess.requireInstalled() else { return }
         let echo = try TestServer(.echo)
@@ -27,6 +28,9 @@ extension Loopback.LoggingTests {
             "%ac/%fc/%bc/%sc/%rc|%sq/%bq|%ID|%sslc|%sslv|%hr%hrl%hs%hsl|%{+Q}ci|%{+X}ci|<%{+X}cp>|%{+Q}f|%{+Q}ft",
             "%{+Q}s|%[src]|%[so_name]|%[dst_port]|%{+Q}[src]|%{-M}ID|%{+Q}ID|%%|x%-y\\ \\ \\ z|%lc|<%T|%Tl|%Ts|%ms>",
             "<%t>|%H|%{+Q}H|<%pid|%{+X}Ts|%{+X}ms|%{+X}pid|%{+X}rt|%rt>|%{+X}lc|%{+Q,+E}o%f|%b|%{-Q}o%s",
+            "%[var(sess.who)]|%[var(txn.pick)]|%[var(txn.none,dflt)]|%{+Q}[var(txn.pick)]",
+            "%[fe_conn]|%[fe_conn(early)]|%[dst_conn]|%[so_id]|%[fe_id]|%[fe_defbe]|%[stopping]|%[fc_rcvd_proxy]|%[fc_src]|%[fc_dst]|%[rand(1)]",
+            "%[fc_unacked]|%[fc_sacked]|%[fc_retrans]|%[fc_lost]|%[fc_reordering]|<%[fc_rtt(us)]|%[fc_src_port]|%[date]|%[date_us]|%[uuid]>",
         ].joined(separator: "\\ ")
         let names = ["all", "asap", "early", "errors", "normal", "quiet", "redispatched"]
         func config(logPort: Int, ports: [Int], socket: String) -> String {
@@ -44,6 +48,8 @@ extension Loopback.LoggingTests {
             frontend all
               bind 127.0.0.1:\(ports[0]) name front
               log-format \(all)
+              tcp-request connection set-var(sess.who) src
+              tcp-request content set-var-fmt(txn.pick) be_%[var(sess.who)]
               default_backend echo
             frontend asap
               bind 127.0.0.1:\(ports[1])

@@ -468,10 +468,14 @@ struct StickTableTests {
 }
 
 struct RoutingConfigurationTests {
+    /// `body` after a tcp `defaults` section of five lines (its first line is line 6 of t.cfg).
+    static func parse(_ body: String) throws(ConfigurationError) -> ParsedConfiguration {
+        try Configuration.parse("defaults\n mode tcp\n timeout client 5s\n timeout connect 1s\n timeout server 5s\n" + body, file: "t.cfg")
+    }
+
     static func errors(_ body: String) -> [String] {
-        let text = "defaults\n mode tcp\n timeout client 5s\n timeout connect 1s\n timeout server 5s\n" + body
         do {
-            _ = try Configuration.parse(text, file: "t.cfg")
+            _ = try parse(body)
             return []
         } catch {
             return error.diagnostics.filter { $0.severity == .error }.map(\.description)
@@ -510,6 +514,122 @@ struct RoutingConfigurationTests {
         // HAProxy 2.6: "unknown fetch method 'sc0_gpc0'" (its fetch is sc0_get_gpc0).
         #expect(errors.contains { $0.hasPrefix("t.cfg:18:") && $0.contains("unknown fetch 'sc0_gpc0' (the counter is read with 'sc0_get_gpc0')") })
         #expect(errors.count == 10, "\(errors)")
+    }
+
+    /// `set-var`, `set-var-fmt`, `unset-var`, `var()`, `silent-drop`, `set-mark`, `set-tos`: what
+    /// HAProxy 2.6 refuses (checked with `haproxy -c`), refused with the line; what it accepts and
+    /// never acts on, accepted with a warning.
+    @Test func variableAndPacketActionMistakesAreReportedWithTheirLine() throws {
+        let errors = Self.errors("""
+        frontend fe
+          bind 127.0.0.1:1
+          tcp-request content set-var(foo.x) src
+          tcp-request content set-var(sess.x,bogus) src
+          tcp-request content set-var(sess.x-y) src
+          tcp-request content set-var(sess.x)
+          tcp-request connection set-var(sess.x) req.ssl_sni
+          tcp-request content set-var-fmt(sess.x) %[src
+          tcp-request content set-var-fmt(sess.x) %ci
+          tcp-request content unset-var(sess.x) src
+          tcp-request content set-mark abc
+          tcp-request content set-mark
+          tcp-request connection set-tos 0x20x
+          tcp-request connection silent-drop x
+          acl a var(x) -m found
+          acl b var(sess.x) 1
+          default_backend be
+        backend be
+          server a 127.0.0.1:2
+        """)
+        let expected = [
+            (8, "invalid variable name 'foo.x'"), (9, "unknown condition \"bogus\""), (10, "invalid character '-'"), (11, "missing fetch method"),
+            (12, "reads the client's data"), (13, "'%[' without its ']'"), (14, "write %[src]"), (15, "only accepts 'if' or 'unless'"),
+            (16, "expected an integer from 0 to 4294967295"), (17, "expects exactly 1 argument"), (18, "expected an integer from 0 to 255"),
+            (19, "'silent-drop' takes no argument"), (20, "invalid variable name 'x'"), (21, "'-m'"),
+        ]
+        for (line, text) in expected {
+            #expect(errors.contains { $0.hasPrefix("t.cfg:\(line):") && $0.contains(text) }, "line \(line): \(errors)")
+        }
+        #expect(errors.count == expected.count, "\(errors)")
+
+        let parsed = try Self.parse("""
+        frontend fe
+          bind 127.0.0.1:1
+          tcp-request connection set-var(txn.x) src
+          tcp-request content set-var(check.x) src
+          tcp-request content set-var(sess.x,ifnotset,ifgt) src,lower
+          tcp-request content set-var-fmt(txn.y) %[src]:%[src_port]
+          tcp-request content set-mark 0x10
+          tcp-request content set-tos 046
+          default_backend be
+        backend be
+          server a 127.0.0.1:2
+        """)
+        #expect(parsed.warnings.map(\.location.line) == [8, 9], "\(parsed.warnings)")
+        #expect(parsed.warnings.first?.message.contains("does not exist yet at 'tcp-request connection'") == true)
+        let rules = try #require(parsed.configuration.frontends.first?.rules)
+        guard case .setTOS(let tos) = rules.contentRules[4].action, case .setMark(let mark) = rules.contentRules[3].action else {
+            Issue.record("\(rules.contentRules.map(\.action))")
+            return
+        }
+        #expect(tos == 0o46 && mark == 16)
+    }
+
+    /// The fetches read from the running process parse as HAProxy reads them; the ones that
+    /// need no session give HAProxy's values and shapes.
+    @Test func sessionFetchesParseAndGiveHAProxysShapes() throws {
+        for name in ["fe_conn", "fe_conn(fe)", "dst_conn", "so_id", "fe_id", "fe_defbe", "stopping", "thread", "rand", "rand(0)", "rand(100)",
+                     "date", "date(-10)", "date(5,ms)", "date(,us)", "date_us", "uuid", "uuid(4)", "fc_rtt", "fc_rtt(us)", "fc_rttvar(ms)",
+                     "fc_unacked", "fc_sacked", "fc_retrans", "fc_fackets", "fc_lost", "fc_reordering", "fc_rcvd_proxy", "fc_src",
+                     "fc_src_port", "fc_dst", "fc_dst_port"] {
+            #expect(throws: Never.self, "\(name)") { try Fetch.parse(name).get() }
+        }
+        for bad in ["rand(x)", "rand(4294967297)", "date(1,ns)", "date(x)", "uuid(3)", "fc_rtt(ns)", "fc_unacked(1)", "so_id(1)"] {
+            #expect(throws: ValueError.self, "\(bad)") { try Fetch.parse(bad).get() }
+        }
+        let routing = FrontendRouting(rules: .empty, frontendName: "fe", defaultBackend: nil, backends: [:], tables: [:])
+        let context = SessionContext(client: -1, bindName: nil, routing: nil, now: 0)
+        func value(_ text: String) throws -> Sample? {
+            guard case .session(let fetch) = try Fetch.parse(text).get() else { return nil }
+            return routing.sample(fetch, context)
+        }
+        #expect(try value("rand(1)")?.integer == 0)
+        #expect(try value("rand(0)")?.integer == 0)
+        let seconds = Int64(Date().timeIntervalSince1970)
+        #expect(try (seconds - 1...seconds + 2).contains(value("date")?.integer ?? 0))
+        #expect(try (seconds * 1000 + 9_000...seconds * 1000 + 12_000).contains(value("date(10000,ms)")?.integer ?? 0))
+        let uuid = try String(decoding: value("uuid")?.bytes ?? [], as: UTF8.self)
+        #expect(uuid.range(of: "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", options: .regularExpression) != nil, "\(uuid)")
+        #expect(try value("stopping")?.integer == 0)
+        #expect(try value("fc_rtt") == nil)  // no connection: no sample, as HAProxy
+        #expect(try value("fe_conn") == nil)  // no session
+    }
+
+    /// `set-var`'s conditions, as HAProxy 2.6's `var_set`: a created variable stays even when a
+    /// later condition stops the assignment; `ifgt` keeps a variable that is not greater than the input.
+    @Test func setVariableConditionsFollowHAProxysVarSet() {
+        func run(_ conditions: VariableConditions, _ sample: Sample, on start: Sample??) -> String {
+            var slot = start
+            conditions.assign(sample, to: &slot)
+            switch slot {
+            case nil: return "absent"
+            case .some(nil): return "unset"
+            case .some(.some(let s)): return String(decoding: s.bytes, as: UTF8.self)
+            }
+        }
+        #expect(run([], .int(3), on: nil) == "3")
+        #expect(run(.ifExists, .int(3), on: nil) == "absent")
+        #expect(run(.ifNotExists, .int(3), on: .some(.int(1))) == "1")
+        #expect(run(.ifNotSet, .int(3), on: .some(.int(1))) == "1")
+        #expect(run(.ifNotSet, .int(3), on: .some(nil)) == "3")
+        #expect(run(.ifSet, .int(3), on: nil) == "unset")  // created, then not set
+        #expect(run(.ifEmpty, .int(3), on: nil) == "unset")  // a scalar is never empty
+        #expect(run(.ifEmpty, .string([]), on: nil) == "")
+        #expect(run(.ifNotEmpty, .string([]), on: .some(.int(1))) == "1")
+        #expect(run(.ifGreater, .int(3), on: .some(.int(5))) == "3")
+        #expect(run(.ifGreater, .int(7), on: .some(.int(5))) == "5")
+        #expect(run(.ifLess, .int(7), on: .some(.int(5))) == "7")
+        #expect(run(.ifGreater, .string(Array("x".utf8)), on: .some(.int(5))) == "x")  // not two integers: set
     }
 
     @Test func conditionsParseAsHAProxysDisjunctiveForm() throws {

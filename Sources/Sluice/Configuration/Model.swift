@@ -267,6 +267,9 @@ public struct Bind: Hashable, Sendable {
     public var maxConnections: Int?
     /// `name <text>`: the bind's name, which the `so_name` fetch returns.
     public var name: String?
+    /// `id <n>`: the bind's id, which the `so_id` fetch returns (by default its place among the
+    /// frontend's binds, from 1, skipping the ids other binds took).
+    public var id: Int?
     /// `accept-proxy`: every connection starts with a PROXY-protocol header (v1 or v2), whose
     /// addresses then stand for the client's everywhere but in `tcp-request connection` rules.
     public var acceptProxy = false

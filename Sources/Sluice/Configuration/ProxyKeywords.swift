@@ -385,7 +385,7 @@ extension Parser {
                 bind.userTimeout = timeValue(arg, location, keyword: "bind")
             case "name": bind.name = arg
             case "id":
-                _ = value(ValueParser.integer(arg, in: 1...Int(Int32.max), what: "bind id"), location, keyword: "bind")
+                bind.id = value(ValueParser.integer(arg, in: 1...Int(Int32.max), what: "bind id"), location, keyword: "bind")
             case "process", "thread":
                 warning(location, keyword: "bind", "'\(option) \(arg)' has no effect: every Sluice reactor thread accepts on every bind")
             case "nice":
@@ -404,6 +404,14 @@ extension Parser {
                 error(location, keyword: "bind", "unknown bind parameter '\(option)'")
             }
             i += needsValue.contains(option) ? 2 : 1
+        }
+        if let id = bind.id {
+            // HAProxy's words.
+            if endpoints.count > 1 {
+                error(location, keyword: "bind", "'id' can only be used with a single socket ('\(address)' is \(endpoints.count))")
+            } else if let other = proxy.binds.first(where: { $0.0.id == id }) {
+                error(location, keyword: "bind", "'id': custom id \(id) already used at \(other.1)")
+            }
         }
         for endpoint in endpoints {
             bind.endpoint = endpoint

@@ -31,6 +31,9 @@ struct RoutingDraft {
     }
 
     var acls: [String: [ACLTest]] = [:]
+    /// Every ACL line's fetch where it was written, checked whether or not a rule uses it (as
+    /// HAProxy checks the arguments of every ACL).
+    var aclFetches: [(fetch: Fetch, location: SourceLocation, keyword: String)] = []
     var stickRules: [StickDraft] = []
     var anonymousCount = 0
     var connectionRules: [RuleDraft] = []
@@ -47,8 +50,9 @@ struct RoutingDraft {
             && serverRules.isEmpty
     }
 
-    mutating func addACL(_ name: String, _ test: ACLTest) {
+    mutating func addACL(_ name: String, _ test: ACLTest, _ location: SourceLocation, keyword: String) {
         acls[name, default: []].append(test)
+        aclFetches.append((test.expression.fetch, location, keyword))
     }
 }
 
@@ -90,7 +94,7 @@ extension Parser {
             error(location, keyword: "acl", "name '\(name)' has the character '\(bad)'; use letters, digits, '-', '_', '.' and ':'")
             return
         }
-        if let test = aclTest(Array(words.dropFirst(2)), location) { proxy.routing.addACL(name, test) }
+        if let test = aclTest(Array(words.dropFirst(2)), location) { proxy.routing.addACL(name, test, location, keyword: "acl") }
     }
 
     /// `<criterion> [flags] [operator] [<value>] ...`, as in an `acl` line or between braces.
@@ -214,7 +218,7 @@ extension Parser {
                 }
                 proxy.routing.anonymousCount += 1
                 let name = "{\(inner.joined(separator: " "))}#\(proxy.routing.anonymousCount)"
-                proxy.routing.addACL(name, test)
+                proxy.routing.addACL(name, test, location, keyword: keyword)
                 current.append((negated, name))
                 negated = false
             default:
@@ -305,14 +309,29 @@ extension Parser {
                 return
             }
             action = .expectProxy
-        case "silent-drop", "set-var", "set-var-fmt", "unset-var", "set-src", "set-dst", "set-src-port", "set-dst-port", "set-mark", "set-tos",
+        case "silent-drop": guard noArguments() else { return }; action = .silentDrop
+        case "set-mark", "set-tos":
+            guard arguments.count == 1 else {
+                error(location, keyword: keyword, "'\(name)' expects exactly 1 argument (integer/hex value)")
+                return
+            }
+            let range: ClosedRange<Int64> = name == "set-mark" ? 0...Int64(UInt32.max) : 0...255
+            guard let value = Self.cInteger(arguments[0]), range.contains(value) else {
+                error(location, keyword: keyword, "'\(name) \(arguments[0])': expected an integer from \(range.lowerBound) to \(range.upperBound), in decimal, hexadecimal (0x…) or octal (0…)")
+                return
+            }
+            action = name == "set-mark" ? .setMark(UInt32(value)) : .setTOS(Int32(value))
+        case _ where (name.hasPrefix("set-var(") || name.hasPrefix("set-var-fmt(") || name.hasPrefix("unset-var(")) && name.hasSuffix(")"):
+            guard let parsed = variableAction(name, arguments, stage: stage, location, keyword: keyword) else { return }
+            action = parsed
+        case "set-src", "set-dst", "set-src-port", "set-dst-port",
              "capture", "sc-set-gpt0", "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
              "set-nice", "set-log-level", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
-            error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: accept, reject, track-sc0/1/2, sc-inc-gpc0\(stage == "connection" ? ", expect-proxy layer4" : ""))")
+            error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
             return
         default:
-            if name.hasPrefix("set-var(") || name.hasPrefix("unset-var(") || name.hasPrefix("sc-") || name.hasPrefix("lua.") {
-                error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: accept, reject, track-sc0/1/2, sc-inc-gpc0)")
+            if name.hasPrefix("sc-") || name.hasPrefix("lua.") || name.hasPrefix("set-var") || name.hasPrefix("unset-var") {
+                error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
             } else {
                 error(location, keyword: keyword, "unknown action '\(name)'")
             }
@@ -328,6 +347,82 @@ extension Parser {
         case "connection": proxy.routing.connectionRules.append(rule)
         case "session": proxy.routing.sessionRules.append(rule)
         default: proxy.routing.contentRules.append(rule)
+        }
+    }
+
+    static func supportedActions(_ stage: String) -> String {
+        "accept, reject, track-sc0/1/2, sc-inc-gpc0, silent-drop, set-mark, set-tos, set-var, set-var-fmt, unset-var" + (stage == "connection" ? ", expect-proxy layer4" : "")
+    }
+
+    /// An integer as C's `strtol` with base 0 reads it: decimal, `0x` hexadecimal or `0` octal.
+    static func cInteger(_ text: String) -> Int64? {
+        var digits = Substring(text)
+        let negative = digits.first == "-"
+        if negative || digits.first == "+" { digits = digits.dropFirst() }
+        var radix = 10
+        if digits.count > 2, digits.lowercased().hasPrefix("0x") { radix = 16; digits = digits.dropFirst(2) }
+        else if digits.count > 1, digits.first == "0" { radix = 8; digits = digits.dropFirst() }
+        guard let value = Int64(digits, radix: radix) else { return nil }
+        return negative ? -value : value
+    }
+
+    /// `set-var(<name>[,<cond>…]) <expr>`, `set-var-fmt(<name>[,<cond>…]) <format>`, `unset-var(<name>)`.
+    private mutating func variableAction(_ name: String, _ arguments: [String], stage: String, _ location: SourceLocation, keyword: String) -> TCPRule.Action? {
+        let open = name.firstIndex(of: "(")!
+        let verb = String(name[..<open])
+        let inner = String(name[name.index(after: open)..<name.index(before: name.endIndex)])
+        let target: (VariableName, VariableConditions)
+        switch VariableConditions.parseTarget(inner) {
+        case .failure(let e): error(location, keyword: keyword, e.message); return nil
+        case .success(let t): target = t
+        }
+        if verb == "unset-var" && inner.contains(",") {
+            error(location, keyword: keyword, "'unset-var' takes only a variable name, found '\(inner)'")
+            return nil
+        }
+        let variable = target.0
+        // HAProxy accepts these and sets nothing when the rule runs: say so.
+        if variable.scope == .check {
+            warning(location, keyword: keyword, "'\(variable)': 'check' variables exist only in health checks; this rule never sets one (as in HAProxy)")
+        } else if stage != "content" && variable.scope != .proc && variable.scope != .sess {
+            warning(location, keyword: keyword, "'\(variable)': a '\(variable.scope.rawValue)' variable does not exist yet at 'tcp-request \(stage)' (only 'proc' and 'sess' do); this rule never sets it (as in HAProxy)")
+        }
+        switch verb {
+        case "unset-var":
+            guard arguments.isEmpty else {
+                error(location, keyword: keyword, "'\(name)' only accepts 'if' or 'unless' after it, found '\(arguments[0])'")
+                return nil
+            }
+            return .unsetVariable(variable)
+        case "set-var":
+            guard arguments.count == 1 else {
+                error(location, keyword: keyword, arguments.isEmpty ? "'\(name)': missing fetch method" : "'\(name) \(arguments[0])' only accepts 'if' or 'unless' after it, found '\(arguments[1])'")
+                return nil
+            }
+            switch SampleExpression.parse(arguments[0], readFile: readFile) {
+            case .failure(let e): error(location, keyword: keyword, e.message); return nil
+            case .success(let expression):
+                if expression.fetch.readsContent && stage != "content" {
+                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
+                    return nil
+                }
+                return .setVariable(variable, target.1, .expression(expression))
+            }
+        default:  // set-var-fmt
+            guard arguments.count <= 1 else {
+                error(location, keyword: keyword, "'\(name) \(arguments[0])' only accepts 'if' or 'unless' after it, found '\(arguments[1])'")
+                return nil
+            }
+            guard let parts = formatParts(arguments.first ?? "", location, keyword: keyword) else { return nil }
+            for case .text(let text) in parts where text.contains("%") {
+                error(location, keyword: keyword, "'\(arguments[0])': Sluice's formats here take literal text and %[<sample>] only (log-format variables such as %ci are not supported; write %[src])")
+                return nil
+            }
+            for case .sample(let expression) in parts where expression.fetch.readsContent && stage != "content" {
+                error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
+                return nil
+            }
+            return .setVariable(variable, target.1, .format(parts))
         }
     }
 
@@ -580,6 +675,8 @@ extension Parser {
                 if configuration.backend(named: b)?.servers.contains(where: { $0.name == server }) != true {
                     report(.error, proxy, location, keyword: keyword, "srv_is_up(\(backend.map { "\($0)/" } ?? "")\(server)): no server '\(server)' in backend '\(b)'")
                 }
+            case .session(.frontendConnections(let name?)) where !proxies.contains(where: { $0.name == name && ($0.kind == .frontend || $0.kind == .listen) }):
+                report(.error, proxy, location, keyword: keyword, "fe_conn(\(name)): no frontend named '\(name)'")
             case .counter(.source(let table), let data):
                 checkTable(table, data, location, keyword)
             case .counter(.tracked(_, let table?), let data):
@@ -588,6 +685,7 @@ extension Parser {
                 break
             }
         }
+        for line in draft.aclFetches { checkFetch(line.fetch, line.location, line.keyword) }
         func resolve(_ c: RoutingDraft.ConditionDraft?, keyword: String) -> Condition? {
             guard let c else { return nil }
             var condition = Condition(unless: c.unless)
@@ -601,7 +699,6 @@ extension Parser {
                     let tests: [ACLTest]
                     if let defined = draft.acls[name] {
                         tests = defined
-                        for test in tests { checkFetch(test.expression.fetch, c.location, keyword) }
                     } else if let predefined = PredefinedACL.test(name) {
                         tests = [predefined]
                     } else if PredefinedACL.needHTTP.contains(name) {
@@ -626,6 +723,10 @@ extension Parser {
                 case .track(_, let key, let table):
                     checkTable(table, nil, rule.location, keyword)
                     checkFetch(key.fetch, rule.location, keyword)
+                case .setVariable(_, _, .expression(let e)):
+                    checkFetch(e.fetch, rule.location, keyword)
+                case .setVariable(_, _, .format(let parts)):
+                    for case .sample(let e) in parts { checkFetch(e.fetch, rule.location, keyword) }
                 default: break
                 }
                 return TCPRule(action: rule.action, condition: resolve(rule.condition, keyword: keyword))

@@ -278,7 +278,7 @@ struct Session {
     var frontendRef: Unmanaged<FrontendState>?
     /// The `bind … maxconn` of the address the client came through, if any (kept alive by the
     /// worker's listener entry, which stays in its array even once closed).
-    var bindLimit: Unmanaged<ConnectionLimit>?
+    var bindLimit: Unmanaged<BindState>?
     var backendRef: Unmanaged<BackendState>?
     /// The server chosen (and, after a failure, the one last tried); nil before the first choice.
     var serverRef: Unmanaged<ServerState>?

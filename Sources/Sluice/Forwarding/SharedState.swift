@@ -25,6 +25,8 @@ final class ProcessState: Sendable {
     let serverBuffers: SocketBufferSizes
     /// Times accept or connect found no descriptor left (EMFILE/ENFILE).
     let descriptorExhaustions = Atomic<Int>(0)
+    /// The balancer is stopping (`stopping` fetch).
+    let stopping = Atomic<Bool>(false)
 
     /// `maxconnrate` and `maxsessrate` (0: none), and the connections and sessions of the last
     /// second (sliding), counted only under a limit.
@@ -69,7 +71,7 @@ final class ProcessState: Sendable {
     /// `maxconn`.
     /// Counts one more session against every limit it is under; the limit that refuses it, if any
     /// (nothing is counted then).
-    func admit(_ frontend: FrontendState, _ limit: ConnectionLimit?) -> AcceptLimit? {
+    func admit(_ frontend: FrontendState, _ limit: BindState?) -> AcceptLimit? {
         if currentConnections.wrappingAdd(1, ordering: .relaxed).newValue > maxConnections {
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return .process
@@ -88,7 +90,7 @@ final class ProcessState: Sendable {
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
             return .sessionRate
         }
-        if let limit, limit.current.wrappingAdd(1, ordering: .relaxed).newValue > limit.maximum {
+        if let limit, limit.current.wrappingAdd(1, ordering: .relaxed).newValue > limit.maximum {  // Int.max: never
             limit.current.wrappingSubtract(1, ordering: .relaxed)
             frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
             currentConnections.wrappingSubtract(1, ordering: .relaxed)
@@ -110,7 +112,7 @@ final class ProcessState: Sendable {
         if sessionRateLimit > 0 { sessionRate.add(1, now: monotonicMilliseconds(), period: 1000) }
     }
 
-    func release(_ frontend: FrontendState, _ limit: ConnectionLimit?) {
+    func release(_ frontend: FrontendState, _ limit: BindState?) {
         limit?.current.wrappingSubtract(1, ordering: .relaxed)
         frontend.currentConnections.wrappingSubtract(1, ordering: .relaxed)
         currentConnections.wrappingSubtract(1, ordering: .relaxed)
@@ -248,11 +250,16 @@ final class FrontendState: Sendable {
     }
 }
 
-/// `bind … maxconn <n>`: sessions accepted through one address at once, shared by the listeners
-/// every reactor has for it.
-final class ConnectionLimit: Sendable {
+/// A bind line's address, shared by the listeners every reactor has for it: the sessions
+/// accepted through it now (`dst_conn`) under its `maxconn` (`Int.max` without one), and its id
+/// (`so_id`).
+final class BindState: Sendable {
     let maximum: Int
     let current = Atomic<Int>(0)
+    let id: Int
 
-    init(_ maximum: Int) { self.maximum = maximum }
+    init(maximum: Int?, id: Int) {
+        self.maximum = maximum ?? Int.max
+        self.id = id
+    }
 }

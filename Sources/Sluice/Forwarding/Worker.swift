@@ -43,7 +43,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     private static let resumeTimer = Token(.worker, index: 0).raw
     private static let hardStopTimer = Token(.worker, index: 1).raw
 
-    init(process: ProcessState, listeners: [Listener], engine: IOEngine, logger: Logger, logs: LogRing) throws(SystemError) {
+    /// The reactor's place among the balancer's, from 0 (the `thread` fetch).
+    let thread: Int
+
+    init(thread: Int, process: ProcessState, listeners: [Listener], engine: IOEngine, logger: Logger, logs: LogRing) throws(SystemError) {
+        self.thread = thread
         self.process = process
         self.listeners = ListenerSet(listeners)
         self.logger = logger
@@ -105,7 +109,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             if sessions[i].state == .established {
                 forward(i)
             } else if sessions[i].state == .inspecting {
-                inspect(i)
+                // Only news from the client runs the rules again (HAProxy evaluates them once at
+                // the connection, then on each arrival): not the writable edge of the registration.
+                if readable { inspect(i) }
             } else if end != .open && sessions[i].policy.backend.abortOnClose {
                 // `option abortonclose`: the client left before its server connection was made.
                 close(i, reset: false, cause: .client)
@@ -343,13 +349,15 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     // MARK: Sessions
 
-    private func startSession(client fd: CInt, frontend: FrontendState, limit: ConnectionLimit?, bind: BindTraits, peer: SocketAddress?) {
+    private func startSession(client fd: CInt, frontend: FrontendState, limit: BindState?, bind: BindTraits, peer: SocketAddress?) {
         let policy = frontend.current
         var context: SessionContext?
         var outcome = SessionContext.Outcome.proceed(policy.backend)
+        let origin = SessionOrigin(frontend: .passUnretained(frontend), bind: limit.map { .passUnretained($0) }, thread: thread, process: .passUnretained(process))
         if policy.routing != nil || bind.acceptProxy {
             let c = SessionContext(client: fd, bindName: bind.name, routing: policy.routing, now: reactor.now,
                                    peer: peer, local: bind.address)
+            c.origin = origin
             outcome = c.start(acceptProxy: bind.acceptProxy, fallback: policy.backend)
             if case .close(let reason) = outcome {
                 // `tcp-request connection|session reject`: not a session, not counted as one (as HAProxy).
@@ -379,7 +387,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].startedAt = reactor.now
         sessions[i].clientActivity = reactor.now
         let serial = process.totalConnections.wrappingAdd(1, ordering: .relaxed).oldValue
-        if let route = policy.log { sessions[i].log = logs.sessionStarted(route, client: fd, peer: peer, local: bind.address, bindName: bind.name, frontend: frontend.name, serial: serial, now: reactor.now) }
+        if let route = policy.log { sessions[i].log = logs.sessionStarted(route, client: fd, peer: peer, local: bind.address, bindName: bind.name, origin: origin, frontend: frontend.name, serial: serial, now: reactor.now) }
         if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
         if process.clientBuffers.isSet { Socket.setBufferSizes(fd, process.clientBuffers) }
         liveSessions += 1

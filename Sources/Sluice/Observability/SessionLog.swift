@@ -47,8 +47,10 @@ final class SessionLog {
     @exclusivity(unchecked) var written = false
     /// `%rt`: the process's session counter when it was accepted.
     let serial: Int
-    /// `so_name` for the format's samples when the session has no rules context (nil otherwise).
+    /// `so_name` and the session's origin (`fe_conn`, `thread` …) for the format's samples when the
+    /// session has no rules context.
     let bindName: [UInt8]?
+    let origin: SessionOrigin?
 
     /// HAProxy counts the session itself among those processed up to its turn: the first in a
     /// queue logs 1.
@@ -56,10 +58,11 @@ final class SessionLog {
         if inServerQueue { serverQueuePosition = ahead + 1 } else { backendQueuePosition = ahead + 1 }
     }
 
-    init(route: LogRoute, peer: SocketAddress?, bindName: [UInt8]?, serial: Int, now: Int64) {
+    init(route: LogRoute, peer: SocketAddress?, bindName: [UInt8]?, origin: SessionOrigin?, serial: Int, now: Int64) {
         self.route = route
         self.peer = peer
         self.bindName = bindName
+        self.origin = origin
         self.serial = serial
         acceptedAt = now
         var time = timespec()
@@ -88,7 +91,11 @@ final class SessionLog {
         let own = session.server >= 0 && !atConnect ? 1 : 0
         let total = Int(now - acceptedAt)
         // Looked up once per line, when the format names them.
-        lazy var context = session.context ?? SessionContext(client: session.client, bindName: bindName, routing: nil, now: now, peer: peer)
+        lazy var context = session.context ?? {
+            let c = SessionContext(client: session.client, bindName: bindName, routing: nil, now: now, peer: peer)
+            c.origin = origin
+            return c
+        }()
         lazy var serverSide = session.server >= 0 ? try? Socket.localAddress(session.server) : nil
         var line = LineBuilder()
         var lastIsSpace = true
@@ -210,10 +217,11 @@ extension Session.State {
 extension LogRing {
     /// A new session of a frontend that logs. Without a format, HAProxy's line is written now;
     /// with one, the returned state collects what its line needs.
-    func sessionStarted(_ route: LogRoute, client: CInt, peer: SocketAddress?, local: SocketAddress?, bindName: [UInt8]?,
+    func sessionStarted(_ route: LogRoute, client: CInt, peer: SocketAddress?, local: SocketAddress?, bindName: [UInt8]?, origin: SessionOrigin,
                         frontend: String, serial: Int, now: Int64) -> SessionLog? {
         if let format = route.format {
-            return SessionLog(route: route, peer: peer, bindName: format.hasSamples ? bindName : nil, serial: serial, now: now)
+            return SessionLog(route: route, peer: peer, bindName: format.hasSamples ? bindName : nil, origin: format.hasSamples ? origin : nil,
+                              serial: serial, now: now)
         }
         log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: local ?? (try? Socket.localAddress(client)), frontend: frontend))
         return nil

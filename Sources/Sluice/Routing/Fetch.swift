@@ -31,6 +31,11 @@ enum Fetch: Sendable, Hashable {
     /// A stick counter's data: `sc<n>_<data>` / `sc_<data>(<n>[,table])` on the session's tracked
     /// entry, `src_<data>([table])` on the entry of the client's address.
     case counter(CounterSource, StickData)
+    /// `var(<scope>.<name>[,<default>])`: a variable set by `set-var`; the default (a string) when
+    /// it is not set.
+    case variable(VariableName, default: [UInt8]?)
+    /// Read from the running process when evaluated (`fe_conn`, `rand`, `fc_rtt` …).
+    case session(SessionFetch)
 
     enum Constant: Sendable, Hashable {
         case int(Int64), bool(Bool), string([UInt8]), ip(IPAddress)
@@ -71,7 +76,8 @@ enum Fetch: Sendable, Hashable {
         case .constant(.ip?): .ip
         case .serverIsUp, .alwaysTrue, .alwaysFalse, .waitEnd, .looksLikeHTTP: .bool
         case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols, .rdpCookie: .str
-        case .payload, .payloadLengthValue: nil
+        case .payload, .payloadLengthValue, .variable: nil  // a variable has any type: HAProxy wants `-m`
+        case .session(let fetch): fetch.defaultMatch
         }
     }
 
@@ -142,6 +148,9 @@ enum Fetch: Sendable, Hashable {
             return none(.constant(.string(Array(String(cString: buffer).utf8))))
         case "nbproc", "proc":
             return none(.constant(.int(1)))  // Sluice runs as one process
+        case "var":
+            guard (1...2).contains(args.count) else { return .failure(ValueError("'var' takes (<scope>.<name>[,<default>])")) }
+            return VariableName.parse(args[0]).map { .variable($0, default: args.count == 2 ? Array(args[1].utf8) : nil) }
         case "srv_is_up":
             guard args.count == 1 else { return .failure(ValueError("'srv_is_up' takes '[<backend>/]<server>'")) }
             let parts = args[0].split(separator: "/", maxSplits: 1).map(String.init)
@@ -163,7 +172,7 @@ enum Fetch: Sendable, Hashable {
                 }
             }
         default:
-            return counterFetch(name, args)
+            return SessionFetch.parse(name, args) ?? counterFetch(name, args)
         }
     }
 
@@ -187,7 +196,7 @@ enum Fetch: Sendable, Hashable {
         }
         if ["req.ssl_ec_ext", "req.ssl_st_ext", "req.ver", "base", "path", "url", "hdr", "method"].contains(name)
             || name.hasPrefix("hdr") || name.hasPrefix("req.hdr") || name.hasPrefix("path") || name.hasPrefix("url") || name.hasPrefix("ssl_") || name.hasPrefix("http_") {
-            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, be_conn, be_conn_free, queue, avg_queue, connslots, srv_is_up, int, str, bool, ipv4, ipv6, env, hostname, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, req.rdp_cookie, sc*/src_* counters)"))
+            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, be_conn, be_conn_free, queue, avg_queue, connslots, srv_is_up, int, str, bool, ipv4, ipv6, env, hostname, var, fe_conn, dst_conn, so_id, fe_id, fe_defbe, stopping, thread, rand, date, date_us, uuid, fc_src, fc_dst, fc_src_port, fc_dst_port, fc_rcvd_proxy, fc_rtt, fc_rttvar, fc_unacked, fc_sacked, fc_retrans, fc_fackets, fc_lost, fc_reordering, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, req.rdp_cookie, sc*/src_* counters)"))
         }
         if name.hasSuffix("_gpc0") { return .failure(ValueError("unknown fetch '\(name)' (the counter is read with '\(name.dropLast(4))get_gpc0')")) }
         return .failure(ValueError("unknown fetch '\(name)'"))

@@ -20,6 +20,8 @@ extension SessionContext {
         case deniedConnection
         case deniedSession
         case deniedContent
+        /// `silent-drop`: the client's socket is silenced (closing it sends nothing).
+        case silentDrop
         case badProxyHeader(String)
         case clientError(SystemError)
     }
@@ -29,14 +31,23 @@ extension SessionContext {
     func start(acceptProxy: Bool, fallback: BackendState) -> Outcome {
         expectsProxyHeader = acceptProxy
         if let routing {
-            if routing.connectionRules(self) == .reject { return .close(.deniedConnection) }
+            switch routing.connectionRules(self) {
+            case .reject: return .close(.deniedConnection)
+            case .drop: return .close(.silentDrop)
+            case .accept, .wait: break
+            }
             if expectsProxyHeader { return .wait }
-            if routing.sessionRules(self) == .reject { return .close(.deniedSession) }
+            if let refused = refusal(routing.sessionRules(self)) { return .close(refused) }
             if !routing.rules.contentRules.isEmpty { return .wait }
             content = UnsafeRawBufferPointer(start: nil, count: 0)
             return .proceed(routing.chooseBackend(self))
         }
         return expectsProxyHeader ? .wait : .proceed(fallback)
+    }
+
+    /// Why `tcp-request session` rules close the client, if they do.
+    private func refusal(_ decision: FrontendRouting.Decision) -> CloseReason? {
+        decision == .reject ? .deniedSession : decision == .drop ? .silentDrop : nil
     }
 
     /// Looks at what the client has sent so far. `expired`: the inspection delay is over;
@@ -69,7 +80,8 @@ extension SessionContext {
                     guard case .processed(header.length)? = consumed else { return .close(.badProxyHeader("the header could not be consumed")) }
                     if let source = header.source, let destination = header.destination { adopt(source: source, destination: destination) }
                     expectsProxyHeader = false
-                    if let routing, routing.sessionRules(self) == .reject { return .close(.deniedSession) }
+                    receivedProxyHeader = true
+                    if let routing, let refused = refusal(routing.sessionRules(self)) { return .close(refused) }
                     continue
                 }
             }
@@ -77,13 +89,14 @@ extension SessionContext {
             content = data
             // HAProxy's rule: the data are final once the client closed, the buffer is full or the delay is over.
             final = ended || count >= window.count || expired || routing.rules.inspectDelayMs == 0
-            switch routing.contentRules(self) {
+            let decision = routing.contentRules(self)
+            switch decision {
             case .wait:
                 content = UnsafeRawBufferPointer(start: nil, count: 0)
                 return .wait
-            case .reject:
+            case .reject, .drop:
                 content = UnsafeRawBufferPointer(start: nil, count: 0)
-                return .close(.deniedContent)
+                return .close(decision == .drop ? .silentDrop : .deniedContent)
             case .accept:
                 // The data stay for the chosen backend's `use-server` rules; the worker clears them
                 // once it has routed the session, before the scratch buffer is used again.
@@ -99,7 +112,8 @@ extension FrontendState {
         switch reason {
         case .deniedConnection: deniedConnections.wrappingAdd(1, ordering: .relaxed)
         case .deniedSession: deniedSessions.wrappingAdd(1, ordering: .relaxed)
-        case .deniedContent: deniedRequests.wrappingAdd(1, ordering: .relaxed)
+        // HAProxy's silent-drop counts a denied request at every stage.
+        case .deniedContent, .silentDrop: deniedRequests.wrappingAdd(1, ordering: .relaxed)
         case .badProxyHeader(let why):
             failedRequests.wrappingAdd(1, ordering: .relaxed)
             logger.notice("frontend '\(name)': closing a client without a valid PROXY header: \(why)")

@@ -1,3 +1,4 @@
+import CShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,6 +31,16 @@ final class SessionContext {
     /// `stick store-request` / `stick on`: the keys taken when the session was routed (while the
     /// inspected data are there), stored with its server once it is connected.
     @exclusivity(unchecked) var stickStores: [(table: StickTable, key: StickKey)] = []
+    /// `set-var`'s `sess`, `txn`, `req` and `res` variables.
+    @exclusivity(unchecked) var variables = SessionVariables()
+    /// The session's frontend, bind, thread and process (`fe_conn`, `dst_conn`, `thread` …); nil
+    /// where rules run outside a session (tests, benchmarks).
+    @exclusivity(unchecked) var origin: SessionOrigin?
+    /// `fc_rcvd_proxy`: a PROXY header was read.
+    @exclusivity(unchecked) var receivedProxyHeader = false
+    /// The connection's own addresses, which a PROXY header does not replace (`fc_src`, `fc_dst`).
+    @exclusivity(unchecked) private var acceptedPeer: SocketAddress?
+    @exclusivity(unchecked) private var acceptedLocal: SocketAddress?
 
     /// The ClientHello parsed from `content`, kept while no new byte arrives (every TLS fetch of
     /// every rule reads it).
@@ -50,6 +61,17 @@ final class SessionContext {
         self.now = now
         if let peer { sourceAddress = .some(peer) }
         if let local { destinationAddress = .some(local) }
+        (acceptedPeer, acceptedLocal) = (peer, local)
+    }
+
+    var connectionSource: SocketAddress? {
+        if acceptedPeer == nil { acceptedPeer = try? Socket.peerAddress(client) }
+        return acceptedPeer
+    }
+
+    var connectionDestination: SocketAddress? {
+        if acceptedLocal == nil { acceptedLocal = try? Socket.localAddress(client) }
+        return acceptedLocal
     }
 
     var source: SocketAddress? {
@@ -78,10 +100,14 @@ final class SessionContext {
 
     /// The addresses a PROXY header carried (nil for `LOCAL`/`UNKNOWN`: the connection's own stay).
     func adopt(source: SocketAddress, destination: SocketAddress) {
+        _ = (connectionSource, connectionDestination)  // the connection's own, before they are replaced
         sourceAddress = .some(source)
         destinationAddress = .some(destination)
         sourceIPCache = nil
     }
+
+    /// `silent-drop`: closing the client's socket from now on sends it nothing (`CShims_silence`).
+    func silence() { _ = CShims_silence(client) }
 
     func didTrack(_ table: StickTable) { countsBytes = countsBytes || table.countsBytes }
 
@@ -153,24 +179,33 @@ final class FrontendRouting: Sendable {
     let defaultBackend: BackendState?
     let backends: [String: BackendState]
     let tables: [String: StickTable]
+    /// `proc` variables: the balancer's, shared by every frontend.
+    let processVariables: ProcessVariables
+    /// The balancer's frontends, for `fe_conn(<frontend>)`.
+    let frontends: FrontendDirectory
     /// The rules compiled for evaluation, bound to the backends, servers and tables they name.
     private let program: RuleProgram
 
     /// `shaped: false` tests every ACL line the general way (the tests compare the two).
     init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable],
-         shaped: Bool = true) {
+         variables: ProcessVariables = ProcessVariables(), frontends: FrontendDirectory = FrontendDirectory(), shaped: Bool = true) {
         self.rules = rules
+        processVariables = variables
+        self.frontends = frontends
         self.frontendName = frontendName
         frontendNameBytes = Array(frontendName.utf8)
         self.defaultBackend = defaultBackend
         self.backends = backends
         self.tables = tables
         program = RuleProgram(rules, defaultBackend: defaultBackend, backends: backends, tables: tables, shaped: shaped)
+        variables.declare(program.assignments.map(\.name).filter { $0.scope == .proc })
     }
 
     enum Decision: Equatable {
         case accept
         case reject
+        /// `silent-drop`: the client's socket is silenced; close it.
+        case drop
         /// More bytes could change the outcome: wait for them or for the inspection delay.
         case wait
     }
@@ -286,6 +321,8 @@ final class FrontendRouting: Sendable {
 
     private func run(_ stage: Int, _ context: SessionContext) -> Decision {
         let list = stage == 0 ? program.connectionRules : stage == 1 ? program.sessionRules : program.contentRules
+        // As HAProxy's `tcp_inspect_request`: every arrival runs the rules again from the first,
+        // and actions before a rule that waits run again.
         for index in list.indices {
             let rule = list[index]
             if rule.condition.count >= 0 {
@@ -296,15 +333,55 @@ final class FrontendRouting: Sendable {
             switch rule.action {
             case .accept: return .accept
             case .reject: return .reject
+            case .silentDrop:
+                context.silence()
+                return .drop
             case .expectProxy: context.expectsProxyHeader = true
             case .track(let slot, let key, let table):
                 guard context.tracked[slot] == nil, let table else { continue }
                 table._withUnsafeGuaranteedRef { track(slot, program.trackKeys[Int(key)], in: $0, context) }
             case .incrementGPC0(let slot):
                 context.tracked[slot]?.with { $0.incrementGPC0($1, now: context.now) }
+            case .setMark(let mark): _ = CShims_set_mark(context.client, mark)
+            case .setTOS(let tos): _ = CShims_set_tos(context.client, tos)
+            case .setVariable(let index): assign(program.assignments[Int(index)], stage: stage, context)
+            case .unsetVariable(let index):
+                let name = program.assignments[Int(index)].name
+                guard Self.exists(name.scope, atStage: stage) else { continue }
+                if name.scope == .proc { processVariables.unset(name) } else { context.variables.unset(name) }
             }
         }
         return .accept
+    }
+
+    /// Whether a variable scope exists when rules of `stage` run: at connection and session rules
+    /// HAProxy has no stream yet, so only `proc` and `sess`; `check` only in health checks.
+    private static func exists(_ scope: VariableName.Scope, atStage stage: Int) -> Bool {
+        scope == .proc || scope == .sess || (stage == 2 && scope != .check)
+    }
+
+    /// `set-var`/`set-var-fmt`: the value is evaluated on the data as they stand (HAProxy's
+    /// SMP_OPT_FINAL); nothing is set when there is no sample.
+    private func assign(_ assignment: RuleProgram.Assignment, stage: Int, _ context: SessionContext) {
+        guard Self.exists(assignment.name.scope, atStage: stage) else { return }
+        let value: Sample
+        switch assignment.value {
+        case .expression(let key):
+            switch fetch(key.fetch, converters: key.converters, context) {
+            case .value(let s, _): value = s
+            case .values(let list):
+                guard let first = list.first else { return }
+                value = first
+            case .none: return
+            }
+        case .format(let parts):
+            value = .string(Array(name(parts, context).utf8))
+        }
+        if assignment.name.scope == .proc {
+            processVariables.set(assignment.name, value, assignment.conditions)
+        } else {
+            context.variables.set(assignment.name, value, assignment.conditions)
+        }
     }
 
     /// `track-sc<slot> <key>`: counter `slot` tracks the key's entry of `table`.
@@ -495,6 +572,10 @@ final class FrontendRouting: Sendable {
             guard start + size <= data.count else { return .none(mayChange: waiting) }
             return .value(.binary(Array(data[start..<(start + size)])), mayChange: false)
         case .counter(.tracked(let slot, nil), let data): return trackedCounter(slot, data, c)
+        case .session(let fetch): return sample(fetch, c).map { .value($0, mayChange: false) } ?? .none(mayChange: false)
+        case .variable(let name, let fallback):
+            let value = name.scope == .proc ? processVariables[name] : name.scope == .check ? nil : c.variables[name]
+            return (value ?? fallback.map(Sample.string)).map { .value($0, mayChange: false) } ?? .none(mayChange: false)
         case .rdpCookie(let name), .rdpCookieCount(let name):
             let outcome = RDPCookie.find(c.content, name: name.map { Array($0.utf8) })
             if case .rdpCookieCount = fetch {

@@ -125,10 +125,26 @@ final class RuleProgram: @unchecked Sendable {
     }
 
     enum Action {
-        case accept, reject, expectProxy
+        case accept, reject, expectProxy, silentDrop
         case incrementGPC0(slot: Int)
         /// `track-sc<slot>`: the key is `trackKeys[key]`; nil table: none by that name.
         case track(slot: Int, key: Int32, table: Unmanaged<StickTable>?)
+        case setMark(UInt32)
+        case setTOS(Int32)
+        /// `set-var`, `set-var-fmt`, `unset-var`: `assignments[index]`.
+        case setVariable(Int32)
+        case unsetVariable(Int32)
+    }
+
+    /// A `set-var` (or `unset-var`: its value is not used) with its expression compiled.
+    struct Assignment {
+        enum Value {
+            case expression(Key)
+            case format([SwitchRule.FormatPart])
+        }
+        let name: VariableName
+        let conditions: VariableConditions
+        let value: Value
     }
 
     /// A `use_backend` rule: the backend it names outright; nil for none by that name, or for a
@@ -151,6 +167,7 @@ final class RuleProgram: @unchecked Sendable {
     let fetches: [Fetch]
     let converterLists: [[Converter]]
     let trackKeys: UnsafeMutableBufferPointer<Key>
+    let assignments: [Assignment]
     /// What the unmanaged references point to.
     private let anchors: [AnyObject]
 
@@ -176,7 +193,7 @@ final class RuleProgram: @unchecked Sendable {
             anchors.append(object)
             return .passUnretained(object)
         }
-        var fetches: [Fetch] = [], converterLists: [[Converter]] = [], trackKeys: [Key] = []
+        var fetches: [Fetch] = [], converterLists: [[Converter]] = [], trackKeys: [Key] = [], assignments: [Assignment] = []
         var lines: [Line] = [], acls: [ACL] = [], terms: [Sluice.Condition.Term] = []
         func compile(_ expression: SampleExpression) -> Key {
             let fetch = expression.fetch
@@ -220,6 +237,18 @@ final class RuleProgram: @unchecked Sendable {
                 case .accept: action = .accept
                 case .reject: action = .reject
                 case .expectProxy: action = .expectProxy
+                case .silentDrop: action = .silentDrop
+                case .setMark(let mark): action = .setMark(mark)
+                case .setTOS(let tos): action = .setTOS(tos)
+                case .setVariable(let name, let conditions, let value):
+                    action = .setVariable(Int32(assignments.count))
+                    switch value {
+                    case .expression(let e): assignments.append(Assignment(name: name, conditions: conditions, value: .expression(compile(e))))
+                    case .format(let parts): assignments.append(Assignment(name: name, conditions: conditions, value: .format(parts)))
+                    }
+                case .unsetVariable(let name):
+                    action = .unsetVariable(Int32(assignments.count))
+                    assignments.append(Assignment(name: name, conditions: [], value: .format([])))
                 case .incrementGPC0(let slot): action = .incrementGPC0(slot: slot)
                 case .track(let slot, let key, let name):
                     action = .track(slot: slot, key: Int32(trackKeys.count), table: unmanaged(tables[name ?? rules.ownTable ?? ""]))
@@ -240,6 +269,7 @@ final class RuleProgram: @unchecked Sendable {
         self.acls = .allocate(copying: acls)
         self.terms = .allocate(copying: terms)
         self.trackKeys = .allocate(copying: trackKeys)
+        self.assignments = assignments
         (self.fetches, self.converterLists, self.anchors) = (fetches, converterLists, anchors)
     }
 

@@ -72,6 +72,22 @@ struct TCPRule: Sendable {
         case incrementGPC0(slot: Int)
         /// `expect-proxy layer4`: read a PROXY-protocol header before anything else.
         case expectProxy
+        /// `silent-drop`: the client's connection disappears without a FIN or a reset.
+        case silentDrop
+        /// `set-mark <mark>`: the netfilter mark of the packets sent to the client.
+        case setMark(UInt32)
+        /// `set-tos <tos>`: the TOS (DSCP) field of the packets sent to the client.
+        case setTOS(Int32)
+        /// `set-var(<name>[,<cond>…]) <expr>` and `set-var-fmt(…) <format>`.
+        case setVariable(VariableName, VariableConditions, VariableValue)
+        /// `unset-var(<name>)`.
+        case unsetVariable(VariableName)
+    }
+
+    /// What `set-var` stores: a sample expression, or (`set-var-fmt`) text with `%[…]` samples.
+    enum VariableValue: Sendable {
+        case expression(SampleExpression)
+        case format([SwitchRule.FormatPart])
     }
 
     var action: Action

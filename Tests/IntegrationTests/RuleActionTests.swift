@@ -1,0 +1,247 @@
+import Foundation
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `tcp-request` actions beyond accept and reject — variables, `silent-drop`, `set-mark`,
+/// `set-tos` — each run through Sluice and HAProxy 2.6 with the same file, from several loopback
+/// source addresses.
+extension Loopback {
+@Suite struct RuleActionTests {
+    /// What a client sees of its connection now: "data", "FIN", "reset", or "silent" (nothing
+    /// arrived). On loopback a FIN or reset the proxy sends is queued before its call returns.
+    static func peerState(_ fd: CInt) -> String {
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+        if n > 0 { return "data" }
+        if n == 0 { return "FIN" }
+        return errno == EAGAIN || errno == EWOULDBLOCK ? "silent" : errno == ECONNRESET ? "reset" : "error \(errno)"
+    }
+
+    /// `frontend fe` with `rules`, in front of `backend be` with one server at `server`, run by
+    /// Sluice and HAProxy 2.6 with the same file (each with an admin socket); `body(name, port,
+    /// socket)` runs for each in turn.
+    static func sideBySide(rules: String, server: Int, _ body: (String, Int, String) throws -> Void) throws {
+        func config(_ port: Int, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+            \(rules)
+              default_backend be
+            backend be
+              server s 127.0.0.1:\(server)
+
+            """
+        }
+        let (proxy, haproxy, sockets) = try RuntimeAPITests.sideBySide(config)
+        defer { proxy.stop(); haproxy.stop() }
+        try body("Sluice", proxy.port, sockets[0])
+        try body("HAProxy", haproxy.port, sockets[1])
+    }
+
+    static func frontendRow(_ socket: String) throws -> [String: String] {
+        try #require(try StatsClient.showStat(socket).first { $0["svname"] == "FRONTEND" && $0["pxname"] == "fe" })
+    }
+
+    /// Session variables set at connection, read by content rules and `use_backend`; a `txn`
+    /// variable at connection is never set; `set-var-fmt` builds a backend's name; `unset-var`
+    /// removes one; a `proc` variable is shared by later sessions and `ifnotset` keeps the first
+    /// value. Every client is routed alike by both proxies.
+    @Test func variablesCarryValuesBetweenRulesAndSessionsLikeHAProxy() throws {
+        let names = ["b", "c", "f", "e", "d"]
+        let servers = try names.map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        func config(_ port: Int, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              tcp-request connection set-var(sess.who) src
+              tcp-request connection set-var(txn.early) int(1)
+              tcp-request session set-var(proc.first,ifnotset) src
+              tcp-request content set-var-fmt(txn.pick) be_%[var(sess.who)]
+              tcp-request content unset-var(sess.who) if { src 127.0.0.5 }
+              tcp-request content reject if { src 127.0.0.5 } { var(sess.who) -m found }
+              use_backend be_early if { var(txn.early) -m found }
+              use_backend be_first if { var(proc.first) -m ip 127.0.0.3 } { src 127.0.0.2 }
+              use_backend %[var(txn.pick)]
+              default_backend be_default
+            backend be_127.0.0.3
+              server b 127.0.0.1:\(servers[0].port)
+            backend be_127.0.0.5
+              server c 127.0.0.1:\(servers[1].port)
+            backend be_first
+              server f 127.0.0.1:\(servers[2].port)
+            backend be_early
+              server e 127.0.0.1:\(servers[3].port)
+            backend be_default
+              server d 127.0.0.1:\(servers[4].port)
+
+            """
+        }
+        let (proxy, haproxy, sockets) = try RuntimeAPITests.sideBySide(config)
+        defer { proxy.stop(); haproxy.stop() }
+        for (name, port) in [("Sluice", proxy.port), ("HAProxy", haproxy.port)] {
+            let answers = try ["127.0.0.3", "127.0.0.2", "127.0.0.5", "127.0.0.4"].map { try ContentSwitchingTests.exchange(port, [], from: $0) }
+            // .3 sets proc.first and goes to be_127.0.0.3; .2 finds .3 in proc.first; .5 passes the
+            // reject (its variable is gone) and reaches be_127.0.0.5; .4 names no backend: default.
+            #expect(answers == ["b\n", "f\n", "c\n", "d\n"], "\(name)")
+        }
+        #expect(try Self.frontendRow(sockets[0])["dreq"] == "0")
+        // The stats socket's `GLOBAL` proxy moves HAProxy's numbering: these proxies are 2 to 7.
+        let ids = try sockets.map { try StatsClient.showStat($0).map { "\($0["pxname"] ?? "?")/\($0["svname"] ?? "?")=\($0["iid"] ?? "?")" } }
+        #expect(ids[0] == ids[1])
+        #expect(ids[0].first == "fe/FRONTEND=2")
+    }
+
+    /// `silent-drop` at connection and at content: the client sees neither a FIN nor a reset,
+    /// the proxy keeps nothing (data sent afterwards draws the kernel's reset), and each drop
+    /// counts as a denied request (`dreq`), as HAProxy counts it. A client the rules let through
+    /// is served.
+    @Test func silentDropLeavesTheClientNothingLikeHAProxy() throws {
+        let server = try TestServer(.identify("served"))
+        defer { server.stop() }
+        let rules = """
+              tcp-request inspect-delay 5s
+              tcp-request connection silent-drop if { src 127.0.0.2 }
+              tcp-request content silent-drop if { req.payload(0,4) -m bin 44524f50 }
+              tcp-request content accept if { req.len ge 4 }
+            """
+        try Self.sideBySide(rules: rules, server: server.port) { name, port, socket in
+            /// What the client saw after the proxy counted `drops` denied requests, then after it sent more.
+            func dropped(_ fd: CInt, drops: Int) throws -> [String] {
+                try eventually("\(name) counts the drop") { try Self.frontendRow(socket)["dreq"] == "\(drops)" }
+                let before = Self.peerState(fd)
+                try Net.sendAll(fd, "more")
+                _ = Net.waitReadable(fd, timeoutMs: 5_000)
+                return [before, Self.peerState(fd)]
+            }
+            let early = try AlgorithmTests.connect(port, from: "127.0.0.2")
+            defer { close(early) }
+            #expect(try dropped(early, drops: 1) == ["silent", "reset"], "\(name): connection rule")
+            let late = try Net.connect(port)
+            defer { close(late) }
+            try Net.sendAll(late, "DROP")
+            #expect(try dropped(late, drops: 2) == ["silent", "reset"], "\(name): content rule")
+            #expect(try ContentSwitchingTests.exchange(port, Array("PASS".utf8)) == "served\n", "\(name)")
+        }
+    }
+
+    /// `set-mark` at connection (for one source) and `set-tos` at content mark the packets the
+    /// proxy sends to the client: `ss` shows the socket's fwmark and TOS, the same for both proxies.
+    @Test func setMarkAndSetTOSMarkTheClientsPacketsLikeHAProxy() throws {
+        let server = try TestServer(.holdOpen)
+        defer { server.stop() }
+        let rules = """
+              tcp-request connection set-mark 0x2a if { src 127.0.0.2 }
+              tcp-request content set-tos 0x20
+            """
+        try Self.sideBySide(rules: rules, server: server.port) { name, port, _ in
+            let opened = server.open.load(ordering: .relaxed)
+            let marked = try AlgorithmTests.connect(port, from: "127.0.0.2")
+            defer { close(marked) }
+            let plain = try AlgorithmTests.connect(port, from: "127.0.0.3")
+            defer { close(plain) }
+            try eventually("\(name) connected both to the server") { server.open.load(ordering: .relaxed) == opened + 2 }
+            /// The proxy's socket toward `client`: its `ss` line with `options`.
+            func socketLine(_ client: CInt, _ options: [String]) throws -> String {
+                let lines = try LayerFourOptionsTests.ss(options + ["state", "established", "sport = :\(port) and dport = :\(Net.localPort(client))"])
+                return lines.first ?? "no socket"
+            }
+            #expect(try socketLine(marked, ["-tneH"]).contains("fwmark:0x2a"), "\(name)")
+            #expect(try !socketLine(plain, ["-tneH"]).contains("fwmark:"), "\(name)")
+            #expect(try socketLine(marked, ["-tnH", "--tos"]).contains("tos:0x20"), "\(name)")
+            #expect(try socketLine(plain, ["-tnH", "--tos"]).contains("tos:0x20"), "\(name)")
+        }
+    }
+
+    /// While a content rule waits for more data, the rules run at once on the connection (no
+    /// data yet) and again from the first on every arrival, as HAProxy's `tcp_inspect_request`
+    /// does: an action before the waiting rule (`sc-inc-gpc0` here, `set-var` alike) acts once
+    /// per evaluation. (I expected HAProxy to go on from the waiting rule; it does that only for
+    /// actions that yield.)
+    @Test func contentRulesRunAgainFromTheFirstOnEveryArrivalLikeHAProxy() throws {
+        let server = try TestServer(.identify("in"))
+        defer { server.stop() }
+        let rules = """
+              stick-table type ip size 10 store gpc0
+              tcp-request inspect-delay 5s
+              tcp-request connection track-sc0 src
+              tcp-request content sc-inc-gpc0(0)
+              tcp-request content accept if { req.len ge 4 }
+            """
+        try Self.sideBySide(rules: rules, server: server.port) { name, port, socket in
+            let fd = try Net.connect(port)
+            defer { close(fd) }
+            try eventually("\(name) ran the rules at the connection") { try StatsClient.ask(socket, "show table fe").contains("gpc0=1") }
+            try Net.sendAll(fd, "a")
+            try eventually("\(name) ran them again for the first byte") { try StatsClient.ask(socket, "show table fe").contains("gpc0=2") }
+            try Net.sendAll(fd, "bcd")  // one segment on loopback: one more evaluation
+            #expect(try Net.read(fd, count: 3) == Array("in\n".utf8), "\(name)")
+            let table = try StatsClient.ask(socket, "show table fe")
+            #expect(table.contains("gpc0=3"), "\(name): \(table)")
+        }
+    }
+
+    /// `so_id` numbers a frontend's binds as HAProxy numbers them (an explicit `id` kept, the
+    /// others the next free number from a cursor that moves past every bind), `dst_conn` counts
+    /// the sessions of one bind and `fe_conn(<frontend>)` those of another frontend: each client
+    /// reaches the same server through both proxies.
+    @Test func bindAndFrontendFetchesRouteLikeHAProxy() throws {
+        let names = ["one", "two", "four", "busy", "other"]
+        let servers = try names.map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        func config(_ ports: ArraySlice<Int>) -> String {
+            let p = Array(ports)
+            // One thread: HAProxy's threads each count a connection in `nbconn` before trying to
+            // accept it, so with two its `dst_conn` may read 2 for a bind's first session.
+            return "global\n  nbthread 1\n" + tcpDefaults() + """
+            frontend fe
+              bind 127.0.0.1:\(p[0])
+              bind 127.0.0.1:\(p[1]) id 1
+              bind 127.0.0.1:\(p[2])
+              use_backend be_busy if { dst_conn ge 2 }
+              use_backend be_other if { fe_conn(other) ge 1 }
+              use_backend be_%[so_id]
+              default_backend be_1
+            frontend other
+              bind 127.0.0.1:\(p[3])
+              default_backend be_1
+            backend be_1
+              server one 127.0.0.1:\(servers[0].port)
+            backend be_2
+              server two 127.0.0.1:\(servers[1].port)
+            backend be_4
+              server four 127.0.0.1:\(servers[2].port)
+            backend be_busy
+              server busy 127.0.0.1:\(servers[3].port)
+            backend be_other
+              server other 127.0.0.1:\(servers[4].port)
+
+            """
+        }
+        let ports = try (0..<8).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(config(ports[0..<4]))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[4..<8]), port: ports[7])
+        defer { haproxy.stop() }
+        for (name, p) in [("Sluice", Array(ports[0..<4])), ("HAProxy", Array(ports[4..<8]))] {
+            func answer(_ port: Int) throws -> String { try ContentSwitchingTests.exchange(port, []) }
+            let numbered = try [answer(p[0]), answer(p[1]), answer(p[2])]
+            #expect(numbered == ["two\n", "one\n", "four\n"], "\(name): so_id")
+            let held = try Net.connect(p[0])
+            defer { close(held) }
+            #expect(try Net.read(held, count: 4) == Array("two\n".utf8))
+            let busy = try answer(p[0]), notBusy = try answer(p[2])
+            #expect(busy == "busy\n", "\(name): dst_conn")
+            #expect(notBusy == "four\n", "\(name): dst_conn counts one bind")
+            let elsewhere = try Net.connect(p[3])
+            defer { close(elsewhere) }
+            #expect(try Net.read(elsewhere, count: 4) == Array("one\n".utf8))
+            let other = try answer(p[2])
+            #expect(other == "other\n", "\(name): fe_conn(other)")
+        }
+    }
+}
+}
