@@ -20,10 +20,11 @@ extension Loopback {
         return errno == EAGAIN || errno == EWOULDBLOCK ? "silent" : errno == ECONNRESET ? "reset" : "error \(errno)"
     }
 
-    /// `frontend fe` with `rules`, in front of `backend be` with one server at `server`, run by
+    /// `frontend fe` with `rules`, in front of `backend be` with one server at `server` (and the
+    /// `extra` sections), run by
     /// Sluice and HAProxy 2.6 with the same file (each with an admin socket); `body(name, port,
     /// socket)` runs for each in turn.
-    static func sideBySide(rules: String, server: Int, _ body: (String, Int, String) throws -> Void) throws {
+    static func sideBySide(rules: String, server: Int, extra: String = "", _ body: (String, Int, String) throws -> Void) throws {
         func config(_ port: Int, _ socket: String) -> String {
             StatsClient.preamble(socket: socket) + """
             frontend fe
@@ -32,6 +33,7 @@ extension Loopback {
               default_backend be
             backend be
               server s 127.0.0.1:\(server)
+            \(extra)
 
             """
         }
@@ -241,6 +243,115 @@ extension Loopback {
             #expect(try Net.read(elsewhere, count: 4) == Array("one\n".utf8))
             let other = try answer(p[2])
             #expect(other == "other\n", "\(name): fe_conn(other)")
+        }
+    }
+
+    /// `declare capture request` and `tcp-request content capture` take request capture slots in
+    /// order; `%hr`, `%hrl` and `capture.req.hdr(<n>)` show them as HAProxy's log line does (cut
+    /// at `len`, `"#{|}` and control bytes written `#XX`, an empty slot as nothing or `-`).
+    @Test func capturesAppearInTheLogLikeHAProxy() throws {
+        let server = try TestServer(.identify("in"))
+        defer { server.stop() }
+        let logs = [try SyslogReceiver(), try SyslogReceiver()]
+        defer { for l in logs { l.stop() } }
+        func config(_ port: Int, _ logPort: Int) -> String {
+            tcpDefaults() + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              log 127.0.0.1:\(logPort) format raw local0
+              log-format "%hr|%hrl|%{+Q}hrl|%[capture.req.hdr(0)]|%[capture.req.hdr(1)]|%[capture.req.hdr(2)]|%[capture.req.hdr(7)]"
+              declare capture request len 8
+              tcp-request inspect-delay 5s
+              tcp-request content capture req.payload(0,6) len 4
+              tcp-request content capture src len 32 if { req.len ge 6 }
+              tcp-request content accept if { req.len ge 6 }
+              default_backend be
+            backend be
+              server s 127.0.0.1:\(server.port)
+
+            """
+        }
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(config(ports[0], logs[0].port))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[1], logs[1].port), port: ports[1])
+        defer { haproxy.stop() }
+        let expected = #"{|A#7CB#7B|127.0.0.1}|- A#7CB#7B 127.0.0.1|"" "A#7CB#7B" "127.0.0.1"|-|A|B{|127.0.0.1|-"# + "\n"
+        for (name, port, log) in [("Sluice", ports[0], logs[0]), ("HAProxy", ports[1], logs[1])] {
+            #expect(try ContentSwitchingTests.exchange(port, Array("A|B{".utf8) + [1, 0x5A]) == "in\n", "\(name)")
+            let line = try log.wait(for: 1).first
+            #expect(line == expected, "\(name)")
+        }
+    }
+
+    /// `req.ssl_ec_ext` and `req.ssl_st_ext` on real and crafted ClientHellos route each client to
+    /// the same server through both proxies (kept in variables, then named in `use_backend`):
+    /// curl offers curves and no session ticket, openssl an empty ticket too.
+    @Test func curvesAndSessionTicketFetchesRouteLikeHAProxy() throws {
+        let names = ["t0c", "t1c", "t2n", "dflt"]
+        let servers = try names.map { try TestServer(.identify($0)) }
+        defer { for s in servers { s.stop() } }
+        let rules = """
+              tcp-request inspect-delay 5s
+              tcp-request content set-var(txn.st) req.ssl_st_ext
+              tcp-request content set-var(txn.ec) req.ssl_ec_ext
+              tcp-request content accept if { req.ssl_hello_type 1 }
+              use_backend be_%[var(txn.st)]_%[var(txn.ec,none)]
+            """
+        let extra = """
+            backend be_0_1
+              server t0c 127.0.0.1:\(servers[0].port)
+            backend be_1_1
+              server t1c 127.0.0.1:\(servers[1].port)
+            backend be_2_none
+              server t2n 127.0.0.1:\(servers[2].port)
+            """
+        try Self.sideBySide(rules: rules, server: servers[3].port, extra: extra) { name, port, _ in
+            // The ClientHello fuzzer's seeds: two real hellos, two crafted ones.
+            let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Fuzz/ClientHello/corpus")
+            let hellos = try ["curl-sni-h2", "openssl-tls13", "crafted-session-ticket", "crafted-no-extensions"].map {
+                Array(try Data(contentsOf: corpus.appendingPathComponent($0)))
+            }
+            let answers = try hellos.map { try ContentSwitchingTests.exchange(port, $0) }
+            #expect(answers == ["t0c\n", "t1c\n", "t2n\n", "dflt\n"], "\(name)")
+        }
+    }
+
+    /// `set-log-level`: the last matching rule sets the line's syslog level (over
+    /// `log-separate-errors`), and `silent` writes no line; the same lines as HAProxy's.
+    @Test func setLogLevelChangesOrSilencesTheLineLikeHAProxy() throws {
+        let server = try TestServer(.identify("in"))
+        defer { server.stop() }
+        let logs = [try SyslogReceiver(), try SyslogReceiver()]
+        defer { for l in logs { l.stop() } }
+        func config(_ port: Int, _ logPort: Int) -> String {
+            tcpDefaults() + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              log 127.0.0.1:\(logPort) format priority local0
+              log-format "line %[var(txn.first)]"
+              tcp-request inspect-delay 5s
+              tcp-request content set-var(txn.first) req.payload(0,1)
+              tcp-request content set-log-level debug if { req.payload(0,1) -m bin 45 }
+              tcp-request content set-log-level err if { req.payload(0,1) -m bin 45 }
+              tcp-request content set-log-level silent if { req.payload(0,1) -m bin 51 }
+              tcp-request content accept if { req.len ge 1 }
+              default_backend be
+            backend be
+              server s 127.0.0.1:\(server.port)
+
+            """
+        }
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(config(ports[0], logs[0].port))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[1], logs[1].port), port: ports[1])
+        defer { haproxy.stop() }
+        for (name, port, log) in [("Sluice", ports[0], logs[0]), ("HAProxy", ports[1], logs[1])] {
+            for first in ["Q", "A", "E"] { #expect(try ContentSwitchingTests.exchange(port, Array(first.utf8)) == "in\n", "\(name)") }
+            // local0 is facility 16: info <134>, err <131>; the silent session wrote nothing.
+            #expect(try log.wait(for: 2) == ["<134>line A\n", "<131>line E\n"], "\(name)")
         }
     }
 }

@@ -181,6 +181,24 @@ struct ClientHelloTests {
         }
     }
 
+    /// `req.ssl_ec_ext` and `req.ssl_st_ext`, as HAProxy's fetches read a hello: curves offered or
+    /// no sample; no session ticket 0, an empty one 1, a ticket 2; no sample without extensions.
+    @Test func curvesAndSessionTicketExtensions() throws {
+        func read(_ bytes: [UInt8]) throws -> (curves: Bool, ticket: Int?, extensions: Bool) {
+            guard case .value(let hello) = Self.parse(bytes) else { throw ValueError("no hello") }
+            return (hello.offersCurves, hello.sessionTicketLength, hello.hasExtensions)
+        }
+        let none = try read(Self.hello("crafted-no-extensions"))
+        #expect(!none.extensions && !none.curves && none.ticket == nil)
+        let empty = try read(Self.hello("crafted-curves-empty-ticket"))
+        #expect(empty.extensions && empty.curves && empty.ticket == 0)
+        let ticket = try read(Self.hello("crafted-session-ticket"))
+        #expect(ticket.extensions && !ticket.curves && ticket.ticket == 3)
+        let curl = try read(Self.hello("curl-sni-h2")), openssl = try read(Self.hello("openssl-tls13"))
+        #expect(curl.curves && curl.ticket == nil)
+        #expect(openssl.curves && openssl.ticket == 0)
+    }
+
     @Test func everyTruncationIsIncompleteNeverAValue() throws {
         for file in ["curl-sni-h2", "openssl-tls13", "openssl-long-name"] {
             let bytes = try Self.hello(file)

@@ -14,6 +14,7 @@ enum ProxyKeywords {
         "acl": SectionKind.realProxies,
         "use_backend": [.frontend, .listen],
         "tcp-request": SectionKind.proxies,
+        "declare": [.frontend, .listen],
         "stick-table": SectionKind.realProxies,
         "stick": [.backend, .listen],
         "persist": SectionKind.backSide,
@@ -90,7 +91,6 @@ enum ProxyKeywords {
         "ignore-persist": "persistence rules are not supported yet",
         "external-check": "external checks (a program per check) are not supported",
         "email-alert": "email alerts are not supported",
-        "declare": "stick-table declarations are not supported yet",
         "filter": "filters are not supported",
         "error-log-format": "a format for connection errors before a session exists is not supported; they are logged with the session's 'log-format'",
         "log-format-sd": "structured data (RFC 5424 SD) log formats are not supported; use 'log-format'",
@@ -103,7 +103,7 @@ enum ProxyKeywords {
     /// Keywords a frontend or backend without the capability for them makes HAProxy refuse
     /// (`'server' not allowed because frontend 'f' has no backend capability`, and `use-server`,
     /// which then names no server of the frontend); the others it ignores with a warning.
-    static let refusedWithoutCapability: Set<String> = ["server", "server-template", "default-server", "use-server"]
+    static let refusedWithoutCapability: Set<String> = ["server", "server-template", "default-server", "use-server", "declare"]
 
     static func describe(_ sections: Set<SectionKind>) -> String {
         SectionKind.allCases.filter { sections.contains($0) }.map(\.rawValue).joined(separator: ", ")
@@ -162,6 +162,7 @@ extension Parser {
             addBind(&proxy, words[1], Array(words.dropFirst(2)), location)
         case "acl": aclKeyword(&proxy, words, location)
         case "tcp-request": tcpRequestKeyword(&proxy, words, location)
+        case "declare": declareKeyword(&proxy, words, location)
         case "use_backend": useBackendKeyword(&proxy, words, location)
         case "stick-table": stickTableKeyword(&proxy, words, location)
         case "stick": stickKeyword(&proxy, words, location)

@@ -44,10 +44,13 @@ struct RoutingDraft {
     var serverRules: [SwitchDraft] = []
     var inspectDelay: Duration?
     var stickTable: (StickTableSpec, SourceLocation)?
+    /// Request capture slots so far: `declare capture request` and `tcp-request content capture`
+    /// each take the next one, in order (HAProxy's `nb_req_cap`).
+    var requestCaptures = 0
 
     var isEmpty: Bool {
         acls.isEmpty && connectionRules.isEmpty && sessionRules.isEmpty && contentRules.isEmpty && switching.isEmpty && stickRules.isEmpty
-            && serverRules.isEmpty
+            && serverRules.isEmpty && requestCaptures == 0
     }
 
     mutating func addACL(_ name: String, _ test: ACLTest, _ location: SourceLocation, keyword: String) {
@@ -324,9 +327,22 @@ extension Parser {
         case _ where (name.hasPrefix("set-var(") || name.hasPrefix("set-var-fmt(") || name.hasPrefix("unset-var(")) && name.hasSuffix(")"):
             guard let parsed = variableAction(name, arguments, stage: stage, location, keyword: keyword) else { return }
             action = parsed
+        case "capture":
+            guard let parsed = captureAction(&proxy, arguments, stage: stage, location, keyword: keyword) else { return }
+            action = parsed
+        case "set-log-level":
+            guard stage == "content" else {
+                error(location, keyword: keyword, "'set-log-level' is not allowed in '\(keyword)' rules (only in 'tcp-request content', as in HAProxy)")
+                return
+            }
+            guard arguments.count == 1, arguments[0] == "silent" || LogTarget.levels.contains(arguments[0]) else {
+                error(location, keyword: keyword, "'set-log-level' expects exactly 1 argument (log level name or 'silent')")
+                return
+            }
+            action = .setLogLevel(LogTarget.levels.firstIndex(of: arguments[0]))
         case "set-src", "set-dst", "set-src-port", "set-dst-port",
-             "capture", "sc-set-gpt0", "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
-             "set-nice", "set-log-level", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
+             "sc-set-gpt0", "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
+             "set-nice", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
             error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
             return
         default:
@@ -351,7 +367,51 @@ extension Parser {
     }
 
     static func supportedActions(_ stage: String) -> String {
-        "accept, reject, track-sc0/1/2, sc-inc-gpc0, silent-drop, set-mark, set-tos, set-var, set-var-fmt, unset-var" + (stage == "connection" ? ", expect-proxy layer4" : "")
+        "accept, reject, track-sc0/1/2, sc-inc-gpc0, silent-drop, set-mark, set-tos, set-var, set-var-fmt, unset-var"
+            + (stage == "connection" ? ", expect-proxy layer4" : stage == "content" ? ", capture, set-log-level" : "")
+    }
+
+    /// `tcp-request content capture <sample> len <length>`: the next request capture slot.
+    private mutating func captureAction(_ proxy: inout ProxyDraft, _ arguments: [String], stage: String, _ location: SourceLocation,
+                                        keyword: String) -> TCPRule.Action? {
+        guard stage == "content" else {
+            error(location, keyword: keyword, "'capture' is not allowed in '\(keyword)' rules (only in 'tcp-request content', as in HAProxy)")
+            return nil
+        }
+        guard arguments.count == 3, arguments[1] == "len" else {
+            error(location, keyword: keyword, "expected 'capture <sample> len <length>' (a positive 'len' argument is mandatory)")
+            return nil
+        }
+        guard let length = Int(arguments[2]), length > 0, length <= 65_536 else {
+            error(location, keyword: keyword, "'capture \(arguments[0]) len \(arguments[2])': the length must be from 1 to 65536")
+            return nil
+        }
+        switch SampleExpression.parse(arguments[0], readFile: readFile) {
+        case .failure(let e):
+            error(location, keyword: keyword, e.message)
+            return nil
+        case .success(let expression):
+            defer { proxy.routing.requestCaptures += 1 }
+            return .capture(expression, length: length, slot: proxy.routing.requestCaptures)
+        }
+    }
+
+    /// `declare capture request|response len <length>`: a capture slot, as HAProxy declares one
+    /// (a request slot is numbered with those of `tcp-request content capture`).
+    mutating func declareKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        guard words.count == 5, words[1] == "capture", words[2] == "request" || words[2] == "response", words[3] == "len" else {
+            error(location, keyword: "declare", "expected 'declare capture request|response len <length>' (Sluice has no other declaration)")
+            return
+        }
+        guard let length = Int(words[4]), length > 0 else {
+            error(location, keyword: "declare capture", "'len \(words[4])': the length must be a positive number")
+            return
+        }
+        if words[2] == "request" {
+            proxy.routing.requestCaptures += 1
+        } else {
+            warning(location, keyword: "declare capture", "a response capture slot stays empty at Layer 4: Sluice does not inspect what servers send")
+        }
     }
 
     /// An integer as C's `strtol` with base 0 reads it: decimal, `0x` hexadecimal or `0` octal.
@@ -727,6 +787,8 @@ extension Parser {
                     checkFetch(e.fetch, rule.location, keyword)
                 case .setVariable(_, _, .format(let parts)):
                     for case .sample(let e) in parts { checkFetch(e.fetch, rule.location, keyword) }
+                case .capture(let e, _, _):
+                    checkFetch(e.fetch, rule.location, keyword)
                 default: break
                 }
                 return TCPRule(action: rule.action, condition: resolve(rule.condition, keyword: keyword))
@@ -783,7 +845,7 @@ extension Parser {
         guard errorCount == errorsBefore else { return nil }
         let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, sessionRules: session, contentRules: content,
                           inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, stickRules: stickRules,
-                          serverRules: serverRules, ownTable: ownTable)
+                          serverRules: serverRules, ownTable: ownTable, requestCaptures: draft.requestCaptures)
         // HAProxy's warnings for rules that read data no one waits for.
         if let first = draft.contentRules.first, draft.inspectDelay == nil, content.contains(where: { uses($0.condition, \.readsContent) }) {
             report(.warning, proxy, first.location, keyword: "tcp-request content",

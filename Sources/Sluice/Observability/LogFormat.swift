@@ -135,7 +135,12 @@ public struct LogFormat: Hashable, Sendable {
                 guard end < bytes.count else { return .failure(ValueError("missing ']' after '\(source)'")) }
                 switch SampleExpression.parse(source, readFile: readFile) {
                 case .failure(let e): return .failure(ValueError("failed to parse sample expression <\(source)> : \(e.message)"))
-                case .success(let expression): items.append(.sample(expression, flags(spec, from: defaults)))
+                case .success(let expression):
+                    // HAProxy's refusal: the client's data are gone when a line is written.
+                    if expression.fetch.readsContent && expression.fetch != .waitEnd {
+                        return .failure(ValueError("sample fetch <\(source)> may not be reliably used here because it needs the client's data ('request buffer'), which is not available when the line is written (HAProxy refuses it too; keep the value in a variable with 'tcp-request content set-var' and log %[var(…)])"))
+                    }
+                    items.append(.sample(expression, flags(spec, from: defaults)))
                 }
                 i = end + 1
                 continue
@@ -187,6 +192,19 @@ extension LineBuilder {
             append(byte: 0x2D)
         }
         if quoted { append(byte: 0x22) }
+    }
+
+    /// A captured value as HAProxy's `lf_encode_string` writes it with its header map: control
+    /// bytes, bytes from 127 and `"#{|}` as `#` and two hexadecimal digits.
+    mutating func append(captured value: [UInt8]) {
+        for b in value {
+            if b < 0x20 || b >= 0x7F || b == 0x22 || b == 0x23 || b == 0x7B || b == 0x7C || b == 0x7D {
+                append(byte: 0x23)
+                append(hex: UInt64(b), width: 2)
+            } else {
+                append(byte: b)
+            }
+        }
     }
 
     /// Upper-case hexadecimal, at least `width` digits (`%04X`).

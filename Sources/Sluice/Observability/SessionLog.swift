@@ -112,8 +112,8 @@ final class SessionLog {
                 if let evaluator = route.evaluator {
                     context.final = true
                     switch evaluator.sample(expression, context) {
-                    case .value(let s, _): text = s.bytes
-                    case .values(let list): text = list.first?.bytes ?? []
+                    case .value(let s, _): text = s.text
+                    case .values(let list): text = list.first?.text ?? []
                     case .none: break
                     }
                 }
@@ -176,7 +176,30 @@ final class SessionLog {
                     line.append(session.policy.backend.retries - session.retriesLeft)
                 case .sq: line.append(serverQueuePosition)
                 case .bq: line.append(backendQueuePosition)
-                case .hr, .hrl, .hs, .hsl: continue  // no captures at Layer 4: nothing, not even '-'
+                case .hr, .hrl:
+                    // `tcp-request content capture` slots, as HAProxy writes request header captures.
+                    let slots = session.context?.routing?.rules.requestCaptures ?? 0
+                    guard slots > 0 else { continue }
+                    let captured = session.context?.captures ?? []
+                    let quoted = flags.contains(.quote)
+                    if variable == .hr {
+                        if quoted { line.append(byte: 0x22) }
+                        line.append(byte: 0x7B)
+                        for slot in 0..<slots {
+                            if slot > 0 { line.append(byte: 0x7C) }
+                            if slot < captured.count, let value = captured[slot] { line.append(captured: value) }
+                        }
+                        line.append(byte: 0x7D)
+                        if quoted { line.append(byte: 0x22) }
+                    } else {
+                        for slot in 0..<slots {
+                            if slot > 0 { line.append(byte: 0x20) }
+                            if quoted { line.append(byte: 0x22) }
+                            if slot < captured.count, let value = captured[slot] { line.append(captured: value) } else if !quoted { line.append(byte: 0x2D) }
+                            if quoted { line.append(byte: 0x22) }
+                        }
+                    }
+                case .hs, .hsl: continue  // no response captures at Layer 4: nothing, not even '-'
                 }
             }
             lastIsSpace = false
@@ -254,10 +277,13 @@ extension LogRing {
         let retried = session.policy.backend.retries != session.retriesLeft
         let failed = cause != .normal || retried || log.redispatched
         if logging.dontLogNormal && !failed { return }
+        // `set-log-level`: this level, whatever `log-separate-errors` says, or no line (`silent`).
+        let override = session.context?.logLevel ?? 0
+        if override < 0 { return }
         let line = log.line(format, session, frontend: frontend, end: cause, phase: phase, now: now,
                             asap: logging.logAsap, atConnect: atConnect, process: process, clock: &clock)
         frontend.logCount.wrappingAdd(1, ordering: .relaxed)
-        self.log(log.route, level: logging.separateErrors && failed ? 3 : 6, bytes: line)
+        self.log(log.route, level: override > 0 ? Int(override) - 1 : logging.separateErrors && failed ? 3 : 6, bytes: line)
     }
 }
 

@@ -21,6 +21,12 @@ enum TLSInspection {
         var serverName: [UInt8]?
         /// The `application_layer_protocol_negotiation` names, in the client's order.
         var protocols: [[UInt8]] = []
+        /// The hello has an extensions block (`req.ssl_ec_ext` and `req.ssl_st_ext` need one).
+        var hasExtensions = false
+        /// `supported_groups` (once `elliptic_curves`, type 10) was sent: `req.ssl_ec_ext`.
+        var offersCurves = false
+        /// `session_ticket` (type 35): nil when absent, else its length: `req.ssl_st_ext`.
+        var sessionTicketLength: Int?
     }
 
     /// The largest handshake message reassembled (HAProxy inspects at most a buffer, 16 kB).
@@ -76,6 +82,7 @@ enum TLSInspection {
         var hello = ClientHello(version: version)
         if r.remaining == 0 { return hello }  // no extensions
         guard let extensionsLength = r.u16(), var extensions = r.sub(Int(extensionsLength)), r.remaining == 0 else { return nil }
+        hello.hasExtensions = true
         // RFC 8446 4.2: no extension twice (checked for the registered types below 128, without allocating).
         var seen: (UInt64, UInt64) = (0, 0)
         while extensions.remaining > 0 {
@@ -97,6 +104,10 @@ enum TLSInspection {
                         hello.serverName = name
                     }
                 }
+            case 10:  // supported_groups
+                hello.offersCurves = true
+            case 35:  // session_ticket
+                hello.sessionTicketLength = Int(length)
             case 16:  // application_layer_protocol_negotiation
                 guard let listLength = body.u16(), listLength >= 2, var list = body.sub(Int(listLength)), body.remaining == 0 else { return nil }
                 while list.remaining > 0 {

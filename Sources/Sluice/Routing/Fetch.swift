@@ -23,6 +23,9 @@ enum Fetch: Sendable, Hashable {
     case payload(offset: Int, length: Int)
     case payloadLengthValue(offset: Int, length: Int, dataOffset: Int?, relative: Bool)
     case tlsServerName, tlsVersion, tlsHelloType, tlsProtocols
+    /// `req.ssl_ec_ext` (true when the hello offers curves; no sample otherwise, as HAProxy) and
+    /// `req.ssl_st_ext` (0 without a session ticket extension, 1 empty, 2 with a ticket).
+    case tlsOffersCurves, tlsSessionTicket
     case looksLikeHTTP
     /// `req.rdp_cookie([<name>])`: the value of the RDP cookie (`RDPCookie`); any name when nil.
     case rdpCookie(name: String?)
@@ -36,6 +39,8 @@ enum Fetch: Sendable, Hashable {
     case variable(VariableName, default: [UInt8]?)
     /// Read from the running process when evaluated (`fe_conn`, `rand`, `fc_rtt` …).
     case session(SessionFetch)
+    /// `capture.req.hdr(<slot>)`: what `tcp-request content capture` put in that slot.
+    case capturedRequest(slot: Int)
 
     enum Constant: Sendable, Hashable {
         case int(Int64), bool(Bool), string([UInt8]), ip(IPAddress)
@@ -59,6 +64,7 @@ enum Fetch: Sendable, Hashable {
     var readsContent: Bool {
         switch self {
         case .requestLength, .payload, .payloadLengthValue, .tlsServerName, .tlsVersion, .tlsHelloType, .tlsProtocols, .looksLikeHTTP, .waitEnd,
+             .tlsOffersCurves, .tlsSessionTicket,
              .rdpCookie, .rdpCookieCount: true
         default: false
         }
@@ -69,13 +75,13 @@ enum Fetch: Sendable, Hashable {
     var defaultMatch: MatchMethod? {
         switch self {
         case .src, .dst: .ip
-        case .srcPort, .dstPort, .backendLoad, .requestLength, .tlsVersion, .tlsHelloType, .counter, .rdpCookieCount: .int
+        case .srcPort, .dstPort, .backendLoad, .requestLength, .tlsVersion, .tlsHelloType, .counter, .rdpCookieCount, .tlsSessionTicket: .int
         case .constant(.int?): .int
         case .constant(.bool?): .bool
         case .constant(.string?), .constant(nil): .str  // nil: an unset `env` variable, a string
         case .constant(.ip?): .ip
-        case .serverIsUp, .alwaysTrue, .alwaysFalse, .waitEnd, .looksLikeHTTP: .bool
-        case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols, .rdpCookie: .str
+        case .serverIsUp, .alwaysTrue, .alwaysFalse, .waitEnd, .looksLikeHTTP, .tlsOffersCurves: .bool
+        case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols, .rdpCookie, .capturedRequest: .str
         case .payload, .payloadLengthValue, .variable: nil  // a variable has any type: HAProxy wants `-m`
         case .session(let fetch): fetch.defaultMatch
         }
@@ -114,6 +120,8 @@ enum Fetch: Sendable, Hashable {
         case "req.ssl_ver", "req_ssl_ver": return none(.tlsVersion)
         case "req.ssl_hello_type", "req_ssl_hello_type": return none(.tlsHelloType)
         case "req.ssl_alpn": return none(.tlsProtocols)
+        case "req.ssl_ec_ext": return none(.tlsOffersCurves)
+        case "req.ssl_st_ext": return none(.tlsSessionTicket)
         case "req.proto_http", "req_proto_http": return none(.looksLikeHTTP)
         case "req.rdp_cookie", "rdp_cookie", "req_rdp_cookie", "req.rdp_cookie_cnt", "rdp_cookie_cnt", "req_rdp_cookie_cnt":
             guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a cookie name")) }
@@ -148,6 +156,9 @@ enum Fetch: Sendable, Hashable {
             return none(.constant(.string(Array(String(cString: buffer).utf8))))
         case "nbproc", "proc":
             return none(.constant(.int(1)))  // Sluice runs as one process
+        case "capture.req.hdr":
+            guard args.count == 1, let slot = Int(args[0]), slot >= 0 else { return .failure(ValueError("'capture.req.hdr' takes a capture slot number, from 0")) }
+            return .success(.capturedRequest(slot: slot))
         case "var":
             guard (1...2).contains(args.count) else { return .failure(ValueError("'var' takes (<scope>.<name>[,<default>])")) }
             return VariableName.parse(args[0]).map { .variable($0, default: args.count == 2 ? Array(args[1].utf8) : nil) }
@@ -194,9 +205,9 @@ enum Fetch: Sendable, Hashable {
             guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a table name")) }
             return .success(.counter(.tracked(slot: slot, table: args.first), d))
         }
-        if ["req.ssl_ec_ext", "req.ssl_st_ext", "req.ver", "base", "path", "url", "hdr", "method"].contains(name)
+        if ["req.ver", "base", "path", "url", "hdr", "method"].contains(name)
             || name.hasPrefix("hdr") || name.hasPrefix("req.hdr") || name.hasPrefix("path") || name.hasPrefix("url") || name.hasPrefix("ssl_") || name.hasPrefix("http_") {
-            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, be_conn, be_conn_free, queue, avg_queue, connslots, srv_is_up, int, str, bool, ipv4, ipv6, env, hostname, var, fe_conn, dst_conn, so_id, fe_id, fe_defbe, stopping, thread, rand, date, date_us, uuid, fc_src, fc_dst, fc_src_port, fc_dst_port, fc_rcvd_proxy, fc_rtt, fc_rttvar, fc_unacked, fc_sacked, fc_retrans, fc_fackets, fc_lost, fc_reordering, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.proto_http, req.rdp_cookie, sc*/src_* counters)"))
+            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, be_conn, be_conn_free, queue, avg_queue, connslots, srv_is_up, int, str, bool, ipv4, ipv6, env, hostname, var, capture.req.hdr, fe_conn, dst_conn, so_id, fe_id, fe_defbe, stopping, thread, rand, date, date_us, uuid, fc_src, fc_dst, fc_src_port, fc_dst_port, fc_rcvd_proxy, fc_rtt, fc_rttvar, fc_unacked, fc_sacked, fc_retrans, fc_fackets, fc_lost, fc_reordering, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.ssl_ec_ext, req.ssl_st_ext, req.proto_http, req.rdp_cookie, sc*/src_* counters)"))
         }
         if name.hasSuffix("_gpc0") { return .failure(ValueError("unknown fetch '\(name)' (the counter is read with '\(name.dropLast(4))get_gpc0')")) }
         return .failure(ValueError("unknown fetch '\(name)'"))

@@ -17,6 +17,13 @@ enum Sample {
         }
     }
 
+    /// The sample cast to a string where HAProxy casts it (a log line, a `%[…]` name, a capture):
+    /// as `bytes`, but a binary ends at its first NUL (HAProxy's `c_bin2str`).
+    var text: [UInt8] {
+        if case .binary(let b) = self, let nul = b.firstIndex(of: 0) { return Array(b[..<nul]) }
+        return bytes
+    }
+
     var integer: Int64? {
         switch self {
         case .int(let v): v

@@ -36,6 +36,14 @@ final class SessionContext {
     /// The session's frontend, bind, thread and process (`fe_conn`, `dst_conn`, `thread` …); nil
     /// where rules run outside a session (tests, benchmarks).
     @exclusivity(unchecked) var origin: SessionOrigin?
+    /// `tcp-request content capture` slots (nil: nothing captured there), sized on first capture.
+    @exclusivity(unchecked) var captures: [[UInt8]?] = []
+    /// A content rule that yielded (a `capture` whose sample could still change): the next
+    /// evaluation goes on from its action, as HAProxy resumes `current_rule`; -1: none.
+    @exclusivity(unchecked) var yieldedContentRule = -1
+    /// `set-log-level`: the level of the session's log line plus one, 0 when not set, -1 for none
+    /// (`silent`), as HAProxy's `logs.level`.
+    @exclusivity(unchecked) var logLevel: Int8 = 0
     /// `fc_rcvd_proxy`: a PROXY header was read.
     @exclusivity(unchecked) var receivedProxyHeader = false
     /// The connection's own addresses, which a PROXY header does not replace (`fc_src`, `fc_dst`).
@@ -256,7 +264,7 @@ final class FrontendRouting: Sendable {
             switch part {
             case .text(let t): name += t
             case .sample(let e):
-                if case .value(let s, _) = sample(e, context) { name += String(decoding: s.bytes, as: UTF8.self) }
+                if case .value(let s, _) = sample(e, context) { name += String(decoding: s.text, as: UTF8.self) }
             }
         }
         return name
@@ -322,10 +330,15 @@ final class FrontendRouting: Sendable {
     private func run(_ stage: Int, _ context: SessionContext) -> Decision {
         let list = stage == 0 ? program.connectionRules : stage == 1 ? program.sessionRules : program.contentRules
         // As HAProxy's `tcp_inspect_request`: every arrival runs the rules again from the first,
-        // and actions before a rule that waits run again.
-        for index in list.indices {
+        // and actions before a rule that waits run again; only an action that yielded is resumed.
+        var start = 0
+        if stage == 2 && context.yieldedContentRule >= 0 {
+            start = context.yieldedContentRule
+            context.yieldedContentRule = -1
+        }
+        for index in start..<list.count {
             let rule = list[index]
-            if rule.condition.count >= 0 {
+            if rule.condition.count >= 0 && !(index == start && start > 0) {
                 let verdict = evaluate(rule.condition, context)
                 if verdict == .miss { return .wait }
                 if (verdict == .pass) == rule.condition.unless { continue }
@@ -342,6 +355,12 @@ final class FrontendRouting: Sendable {
                 table._withUnsafeGuaranteedRef { track(slot, program.trackKeys[Int(key)], in: $0, context) }
             case .incrementGPC0(let slot):
                 context.tracked[slot]?.with { $0.incrementGPC0($1, now: context.now) }
+            case .capture(let i):
+                if !capture(program.captures[Int(i)], context) {
+                    context.yieldedContentRule = index
+                    return .wait
+                }
+            case .setLogLevel(let level): context.logLevel = level < 0 ? -1 : level + 1
             case .setMark(let mark): _ = CShims_set_mark(context.client, mark)
             case .setTOS(let tos): _ = CShims_set_tos(context.client, tos)
             case .setVariable(let index): assign(program.assignments[Int(index)], stage: stage, context)
@@ -352,6 +371,24 @@ final class FrontendRouting: Sendable {
             }
         }
         return .accept
+    }
+
+    /// `capture`: the sample as text, cut at the slot's length (HAProxy's `tcp_action_capture`);
+    /// nothing when there is no sample. False when the sample could still change: the rule yields.
+    private func capture(_ capture: RuleProgram.Capture, _ context: SessionContext) -> Bool {
+        let bytes: [UInt8]
+        switch fetch(capture.key.fetch, converters: capture.key.converters, context) {
+        case .value(let s, let mayChange):
+            if mayChange && !context.final { return false }
+            bytes = s.text
+        case .values(let list):
+            guard let first = list.first else { return true }
+            bytes = first.text
+        case .none: return true
+        }
+        if context.captures.isEmpty { context.captures = Array(repeating: nil, count: rules.requestCaptures) }
+        context.captures[capture.slot] = Array(bytes.prefix(capture.length))
+        return true
     }
 
     /// Whether a variable scope exists when rules of `stage` run: at connection and session rules
@@ -550,6 +587,14 @@ final class FrontendRouting: Sendable {
         case .src, .srcPort, .dst, .dstPort, .bindName, .frontendName, .backendName, .alwaysTrue, .alwaysFalse, .waitEnd, .requestLength,
              .tlsServerName, .tlsProtocols, .tlsVersion, .tlsHelloType, .looksLikeHTTP:
             return self.fetch(RuleProgram.Simple(fetch)!, c)
+        case .tlsOffersCurves, .tlsSessionTicket:
+            switch c.clientHello() {
+            case .value(let hello) where hello.hasExtensions:
+                if fetch == .tlsSessionTicket { return .value(.int(hello.sessionTicketLength.map { $0 > 0 ? 2 : 1 } ?? 0), mayChange: false) }
+                return hello.offersCurves ? .value(.bool(true), mayChange: false) : .none(mayChange: false)
+            case .incomplete: return .none(mayChange: waiting)
+            default: return .none(mayChange: false)
+            }
         case .constant(let value):
             return value.map { .value($0.sample, mayChange: false) } ?? .none(mayChange: false)
         case .backendLoad, .serverIsUp, .counter(.source, _), .counter(.tracked(_, _?), _):
@@ -573,6 +618,9 @@ final class FrontendRouting: Sendable {
             return .value(.binary(Array(data[start..<(start + size)])), mayChange: false)
         case .counter(.tracked(let slot, nil), let data): return trackedCounter(slot, data, c)
         case .session(let fetch): return sample(fetch, c).map { .value($0, mayChange: false) } ?? .none(mayChange: false)
+        case .capturedRequest(let slot):
+            guard slot < c.captures.count, let bytes = c.captures[slot] else { return .none(mayChange: false) }
+            return .value(.string(bytes), mayChange: false)
         case .variable(let name, let fallback):
             let value = name.scope == .proc ? processVariables[name] : name.scope == .check ? nil : c.variables[name]
             return (value ?? fallback.map(Sample.string)).map { .value($0, mayChange: false) } ?? .none(mayChange: false)

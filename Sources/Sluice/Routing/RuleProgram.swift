@@ -134,6 +134,17 @@ final class RuleProgram: @unchecked Sendable {
         /// `set-var`, `set-var-fmt`, `unset-var`: `assignments[index]`.
         case setVariable(Int32)
         case unsetVariable(Int32)
+        /// `capture`: `captures[index]`.
+        case capture(Int32)
+        /// `set-log-level`: the level (0–7), or -1 for `silent`.
+        case setLogLevel(Int8)
+    }
+
+    /// A `capture` with its expression compiled.
+    struct Capture {
+        let key: Key
+        let length: Int
+        let slot: Int
     }
 
     /// A `set-var` (or `unset-var`: its value is not used) with its expression compiled.
@@ -168,6 +179,7 @@ final class RuleProgram: @unchecked Sendable {
     let converterLists: [[Converter]]
     let trackKeys: UnsafeMutableBufferPointer<Key>
     let assignments: [Assignment]
+    let captures: [Capture]
     /// What the unmanaged references point to.
     private let anchors: [AnyObject]
 
@@ -193,7 +205,7 @@ final class RuleProgram: @unchecked Sendable {
             anchors.append(object)
             return .passUnretained(object)
         }
-        var fetches: [Fetch] = [], converterLists: [[Converter]] = [], trackKeys: [Key] = [], assignments: [Assignment] = []
+        var fetches: [Fetch] = [], converterLists: [[Converter]] = [], trackKeys: [Key] = [], assignments: [Assignment] = [], captures: [Capture] = []
         var lines: [Line] = [], acls: [ACL] = [], terms: [Sluice.Condition.Term] = []
         func compile(_ expression: SampleExpression) -> Key {
             let fetch = expression.fetch
@@ -246,6 +258,10 @@ final class RuleProgram: @unchecked Sendable {
                     case .expression(let e): assignments.append(Assignment(name: name, conditions: conditions, value: .expression(compile(e))))
                     case .format(let parts): assignments.append(Assignment(name: name, conditions: conditions, value: .format(parts)))
                     }
+                case .setLogLevel(let level): action = .setLogLevel(Int8(level ?? -1))
+                case .capture(let e, let length, let slot):
+                    action = .capture(Int32(captures.count))
+                    captures.append(Capture(key: compile(e), length: length, slot: slot))
                 case .unsetVariable(let name):
                     action = .unsetVariable(Int32(assignments.count))
                     assignments.append(Assignment(name: name, conditions: [], value: .format([])))
@@ -270,6 +286,7 @@ final class RuleProgram: @unchecked Sendable {
         self.terms = .allocate(copying: terms)
         self.trackKeys = .allocate(copying: trackKeys)
         self.assignments = assignments
+        self.captures = captures
         (self.fetches, self.converterLists, self.anchors) = (fetches, converterLists, anchors)
     }
 

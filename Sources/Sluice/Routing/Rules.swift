@@ -82,6 +82,12 @@ struct TCPRule: Sendable {
         case setVariable(VariableName, VariableConditions, VariableValue)
         /// `unset-var(<name>)`.
         case unsetVariable(VariableName)
+        /// `capture <sample> len <n>`: the sample as text, cut at `length` bytes, in request capture
+        /// slot `slot` (for `%hr`, `%hrl` and `capture.req.hdr(<slot>)`).
+        case capture(SampleExpression, length: Int, slot: Int)
+        /// `set-log-level <level>|silent`: the session's log line at that syslog level (0–7), or
+        /// none (nil).
+        case setLogLevel(Int?)
     }
 
     /// What `set-var` stores: a sample expression, or (`set-var-fmt`) text with `%[…]` samples.
@@ -148,9 +154,11 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     /// The table of this proxy (`stick-table` in the frontend itself), for `track-sc` and `src_*`
     /// without a `table` argument.
     let ownTable: String?
+    /// Request capture slots (`declare capture request` and `tcp-request content capture` lines).
+    let requestCaptures: Int
 
     init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], sessionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
-         switching: [SwitchRule], stickRules: [StickRule] = [], serverRules: [ServerRule] = [], ownTable: String?) {
+         switching: [SwitchRule], stickRules: [StickRule] = [], serverRules: [ServerRule] = [], ownTable: String?, requestCaptures: Int = 0) {
         self.acls = acls
         self.aclNames = aclNames
         self.connectionRules = connectionRules
@@ -161,6 +169,7 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
         self.stickRules = stickRules
         self.serverRules = serverRules
         self.ownTable = ownTable
+        self.requestCaptures = requestCaptures
     }
 
     /// No rules: for evaluating one expression (`balance hash`).
