@@ -354,5 +354,33 @@ extension Loopback {
             #expect(try log.wait(for: 2) == ["<134>line A\n", "<131>line E\n"], "\(name)")
         }
     }
+
+    /// `sc-set-gpt0` (an integer or an expression, kept as HAProxy's unsigned 32 bits) flags a
+    /// tracked client, `sc0_get_gpt0` reads the flag: a flagged client is refused from its second
+    /// connection on; `show table` shows the same entries as HAProxy's. (HAProxy 2.6.12 refuses an
+    /// expression in a `tcp-request connection` sc-set-gpt0 with "internal error, unexpected
+    /// rule->from=0"; Sluice takes it, and the test sets one at content.)
+    @Test func generalPurposeTagFlagsAClientLikeHAProxy() throws {
+        let server = try TestServer(.identify("in"))
+        defer { server.stop() }
+        let rules = """
+              stick-table type ip size 10 store gpt0,gpc0
+              tcp-request connection track-sc0 src
+              tcp-request connection reject if { sc0_get_gpt0 gt 0 }
+              tcp-request connection sc-set-gpt0(0) 1 if { src 127.0.0.3 }
+              tcp-request connection sc-set-gpt0(0) -1 if { src 127.0.0.5 }
+              tcp-request content sc-set-gpt0(0) int(7) if { src 127.0.0.4 }
+            """
+        try Self.sideBySide(rules: rules, server: server.port) { name, port, socket in
+            func answer(_ source: String) throws -> String { try ContentSwitchingTests.exchange(port, [], from: source) }
+            #expect(try ["127.0.0.3", "127.0.0.3", "127.0.0.2", "127.0.0.4", "127.0.0.5"].map(answer) == ["in\n", "", "in\n", "in\n", "in\n"], "\(name)")
+            let table = try StatsClient.ask(socket, "show table fe").split(separator: "\n").dropFirst()
+                .map { $0.split(separator: " ").dropFirst().filter { !$0.hasPrefix("exp=") && !$0.hasPrefix("use=") }.joined(separator: " ") }.sorted()
+            #expect(table == ["key=127.0.0.2 gpt0=0 gpc0=0", "key=127.0.0.3 gpt0=1 gpc0=0", "key=127.0.0.4 gpt0=7 gpc0=0", "key=127.0.0.5 gpt0=4294967295 gpc0=0"],
+                    "\(name)")
+            let flagged = try StatsClient.ask(socket, "show table fe data.gpt0 gt 0").split(separator: "\n").count - 1
+            #expect(flagged == 3, "\(name)")
+        }
+    }
 }
 }

@@ -306,6 +306,22 @@ extension Parser {
                 return
             }
             action = .incrementGPC0(slot: slot)
+        case _ where name.hasPrefix("sc-set-gpt0("):
+            guard name.hasSuffix(")"), let slot = Int(name.dropFirst("sc-set-gpt0(".count).dropLast()), (0...2).contains(slot), arguments.count == 1 else {
+                error(location, keyword: keyword, "expected 'sc-set-gpt0(<0-2>) <int>|<expr>'")
+                return
+            }
+            // HAProxy: an integer is the value, anything else a sample expression.
+            let text = Int64(arguments[0]) != nil ? "int(\(arguments[0]))" : arguments[0]
+            switch SampleExpression.parse(text, readFile: readFile) {
+            case .failure(let e): error(location, keyword: keyword, e.message); return
+            case .success(let value):
+                if value.fetch.readsContent && stage != "content" {
+                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
+                    return
+                }
+                action = .setGPT0(slot: slot, value: value)
+            }
         case "expect-proxy":
             guard stage == "connection", arguments == ["layer4"] else {
                 error(location, keyword: keyword, "expected 'tcp-request connection expect-proxy layer4'")
@@ -341,7 +357,7 @@ extension Parser {
             }
             action = .setLogLevel(LogTarget.levels.firstIndex(of: arguments[0]))
         case "set-src", "set-dst", "set-src-port", "set-dst-port",
-             "sc-set-gpt0", "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
+             "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
              "set-nice", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
             error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
             return
@@ -367,7 +383,7 @@ extension Parser {
     }
 
     static func supportedActions(_ stage: String) -> String {
-        "accept, reject, track-sc0/1/2, sc-inc-gpc0, silent-drop, set-mark, set-tos, set-var, set-var-fmt, unset-var"
+        "accept, reject, track-sc0/1/2, sc-inc-gpc0, sc-set-gpt0, silent-drop, set-mark, set-tos, set-var, set-var-fmt, unset-var"
             + (stage == "connection" ? ", expect-proxy layer4" : stage == "content" ? ", capture, set-log-level" : "")
     }
 
@@ -677,7 +693,7 @@ extension Parser {
                 period = max(1, d.milliseconds)
             }
             switch name {
-            case "conn_cur", "conn_cnt", "sess_cnt", "gpc0", "bytes_in_cnt", "bytes_out_cnt":
+            case "conn_cur", "conn_cnt", "sess_cnt", "gpc0", "gpt0", "bytes_in_cnt", "bytes_out_cnt":
                 spec.stored[StickData(fetchSuffix: name)!] = 0
             case "conn_rate", "sess_rate", "gpc0_rate", "bytes_in_rate", "bytes_out_rate":
                 guard let period else {
@@ -692,7 +708,7 @@ extension Parser {
             case "server_key", "server_name":
                 warning(location, keyword: "stick-table", "'\(name)' is never set: Sluice's 'stick' rules store server_id (the server's id)")
             default:
-                error(location, keyword: "stick-table", "data type '\(name)' is not supported yet (conn_cur, conn_cnt, conn_rate, sess_cnt, sess_rate, gpc0, gpc0_rate, bytes_in_cnt, bytes_in_rate, bytes_out_cnt, bytes_out_rate)")
+                error(location, keyword: "stick-table", "data type '\(name)' is not supported yet (conn_cur, conn_cnt, conn_rate, sess_cnt, sess_rate, gpt0, gpc0, gpc0_rate, bytes_in_cnt, bytes_in_rate, bytes_out_cnt, bytes_out_rate)")
             }
         }
     }
@@ -787,7 +803,7 @@ extension Parser {
                     checkFetch(e.fetch, rule.location, keyword)
                 case .setVariable(_, _, .format(let parts)):
                     for case .sample(let e) in parts { checkFetch(e.fetch, rule.location, keyword) }
-                case .capture(let e, _, _):
+                case .capture(let e, _, _), .setGPT0(_, let e):
                     checkFetch(e.fetch, rule.location, keyword)
                 default: break
                 }

@@ -188,8 +188,9 @@ enum Fetch: Sendable, Hashable {
     }
 
     private static func counterFetch(_ name: String, _ args: [String]) -> Result<Fetch, ValueError> {
-        // `gpc0` names the stored type; HAProxy's fetch of it is `*_get_gpc0` (`sc0_gpc0` is unknown to it).
-        func data(_ suffix: Substring) -> StickData? { suffix == "gpc0" ? nil : StickData(fetchSuffix: String(suffix)) }
+        // `gpc0` and `gpt0` name stored types; HAProxy's fetches of them are `*_get_gpc0` and
+        // `*_get_gpt0` (`sc0_gpc0` is unknown to it).
+        func data(_ suffix: Substring) -> StickData? { suffix == "gpc0" || suffix == "gpt0" ? nil : StickData(fetchSuffix: String(suffix)) }
         if name.hasPrefix("src_"), let d = data(name.dropFirst(4)) {
             guard args.count <= 1 else { return .failure(ValueError("'\(name)' takes at most a table name")) }
             return .success(.counter(.source(table: args.first), d))

@@ -355,6 +355,11 @@ final class FrontendRouting: Sendable {
                 table._withUnsafeGuaranteedRef { track(slot, program.trackKeys[Int(key)], in: $0, context) }
             case .incrementGPC0(let slot):
                 context.tracked[slot]?.with { $0.incrementGPC0($1, now: context.now) }
+            case .setGPT0(let slot, let value):
+                let key = program.trackKeys[Int(value)]
+                guard let tracked = context.tracked[slot],
+                      case .value(let sample, _) = fetch(key.fetch, converters: key.converters, context), let number = sample.integer else { continue }
+                tracked.with { $0.setGPT0($1, number) }
             case .capture(let i):
                 if !capture(program.captures[Int(i)], context) {
                     context.yieldedContentRule = index

@@ -127,6 +127,8 @@ final class RuleProgram: @unchecked Sendable {
     enum Action {
         case accept, reject, expectProxy, silentDrop
         case incrementGPC0(slot: Int)
+        /// `sc-set-gpt0(<slot>)`: the value is `trackKeys[value]`'s sample.
+        case setGPT0(slot: Int, value: Int32)
         /// `track-sc<slot>`: the key is `trackKeys[key]`; nil table: none by that name.
         case track(slot: Int, key: Int32, table: Unmanaged<StickTable>?)
         case setMark(UInt32)
@@ -266,6 +268,9 @@ final class RuleProgram: @unchecked Sendable {
                     action = .unsetVariable(Int32(assignments.count))
                     assignments.append(Assignment(name: name, conditions: [], value: .format([])))
                 case .incrementGPC0(let slot): action = .incrementGPC0(slot: slot)
+                case .setGPT0(let slot, let value):
+                    action = .setGPT0(slot: slot, value: Int32(trackKeys.count))
+                    trackKeys.append(compile(value))
                 case .track(let slot, let key, let name):
                     action = .track(slot: slot, key: Int32(trackKeys.count), table: unmanaged(tables[name ?? rules.ownTable ?? ""]))
                     trackKeys.append(compile(key))

@@ -70,6 +70,8 @@ struct TCPRule: Sendable {
         case track(slot: Int, key: SampleExpression, table: String?)
         /// `sc-inc-gpc0(<slot>)`.
         case incrementGPC0(slot: Int)
+        /// `sc-set-gpt0(<slot>) <int>|<expr>`.
+        case setGPT0(slot: Int, value: SampleExpression)
         /// `expect-proxy layer4`: read a PROXY-protocol header before anything else.
         case expectProxy
         /// `silent-drop`: the client's connection disappears without a FIN or a reset.

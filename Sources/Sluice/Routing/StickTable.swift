@@ -16,6 +16,8 @@ enum StickData: UInt8, Hashable, Sendable {
     case tracked
     /// Fetch-only actions on gpc0 (`sc0_inc_gpc0`, `sc0_clr_gpc0`): return the new (old) value.
     case incrementGPC0, clearGPC0
+    /// General purpose tag 0: an unsigned 32-bit value `sc-set-gpt0` sets (`sc0_get_gpt0`).
+    case gpt0
 
     /// The type's name in `store` and `show table` (`conn_cur`).
     var name: String {
@@ -35,6 +37,7 @@ enum StickData: UInt8, Hashable, Sendable {
         case .tracked: "tracked"
         case .incrementGPC0: "inc_gpc0"
         case .clearGPC0: "clr_gpc0"
+        case .gpt0: "gpt0"
         }
     }
 
@@ -54,6 +57,7 @@ enum StickData: UInt8, Hashable, Sendable {
         case "tracked": self = .tracked
         case "inc_gpc0": self = .incrementGPC0
         case "clr_gpc0": self = .clearGPC0
+        case "gpt0", "get_gpt0": self = .gpt0
         default: return nil
         }
     }
@@ -217,6 +221,7 @@ final class StickEntry: Sendable {
     let sessionRate = SharedRate()
     let gpc0 = Atomic<Int64>(0)
     let gpc0Rate = SharedRate()
+    let gpt0 = Atomic<Int64>(0)
     /// The server a `stick` rule stored (its id; 0: none).
     let serverID = Atomic<Int64>(0)
     let bytesIn = Atomic<Int64>(0)
@@ -447,6 +452,12 @@ final class StickTable: Sendable {
         if let period = periods.bytesOut, sent > 0 { entry.bytesOutRate.add(Int64(sent), now: now, period: period) }
     }
 
+    /// `sc-set-gpt0`: the tag, as HAProxy's unsigned 32 bits; nothing when the table has none.
+    func setGPT0(_ entry: Handle, _ value: Int64) {
+        guard stores(.gpt0) else { return }
+        entry.gpt0.store(value & 0xFFFF_FFFF, ordering: .relaxed)
+    }
+
     /// `sc-inc-gpc0`: one more on gpc0 (and gpc0_rate).
     func incrementGPC0(_ entry: Handle, now: Int64) {
         _ = read(entry, .incrementGPC0, now: now)
@@ -460,6 +471,7 @@ final class StickTable: Sendable {
         case .sessionsTotal: return e.sessionsTotal.load(ordering: .relaxed)
         case .sessionRate: return e.sessionRate.rate(now: now, period: periods.session ?? 1)
         case .gpc0: return e.gpc0.load(ordering: .relaxed)
+        case .gpt0: return e.gpt0.load(ordering: .relaxed)
         case .gpc0Rate: return e.gpc0Rate.rate(now: now, period: periods.gpc0 ?? 1)
         case .bytesInTotal: return e.bytesIn.load(ordering: .relaxed)
         case .bytesInRate: return e.bytesInRate.rate(now: now, period: periods.bytesIn ?? 1)
@@ -574,7 +586,7 @@ final class StickTable: Sendable {
     /// Live entries (expired ones that no session tracks are dropped on the way).
     func rows(now: Int64) -> [Row] {
         // HAProxy's data-type order (its STKTABLE_DT_* numbering).
-        let order = [StickData.serverID, .gpc0, .gpc0Rate, .connectionsTotal, .connectionRate, .connectionsCurrent, .sessionsTotal, .sessionRate,
+        let order = [StickData.serverID, .gpt0, .gpc0, .gpc0Rate, .connectionsTotal, .connectionRate, .connectionsCurrent, .sessionsTotal, .sessionRate,
                      .bytesInTotal, .bytesInRate, .bytesOutTotal, .bytesOutRate]
             .filter { spec.stored[$0] != nil }
         var rows: [Row] = []
