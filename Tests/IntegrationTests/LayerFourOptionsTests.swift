@@ -332,13 +332,19 @@ extension Loopback {
     /// a shut side is closed, not half-closed).
     @Test(arguments: [false, true])
     func noLingerClosesAShutSideAtOnceWithAReset(noLinger: Bool) throws {
-        let server = try TestServer(.identify("bye"))
-        defer { server.stop() }
-        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(server.port)")
+        // The server is the test's own listener: it answers once the client's connect has returned
+        // (a server answering at once could have the reset reach the client inside its connect).
+        let listener = try Net.rawListener()
+        defer { close(listener) }
+        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(Net.localPort(listener))")
             .replacingOccurrences(of: "default_backend be", with: "default_backend be\n" + (noLinger ? "  option nolinger" : "")))
         defer { proxy.stop() }
         let client = try Net.connect(proxy.port)
         defer { close(client) }
+        let server = accept(listener, nil, nil)
+        #expect(server >= 0)
+        try Net.sendAll(server, "bye\n")
+        close(server)
         #expect(try Net.read(client, count: 4) == Array("bye\n".utf8))
         if noLinger {
             try eventually("the session ends while the client is still open") { proxy.balancer.currentSessions == 0 }
