@@ -284,7 +284,7 @@ public final class LoadBalancer: Sendable {
         run.tables = tables
         for backend in configuration.backends {
             run.backends[backend.name]?.setServerRules(backend.rules.flatMap { rules in
-                rules.stickRules.isEmpty && rules.serverRules.isEmpty ? nil : FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:],
+                rules.stickRules.isEmpty && rules.serverRules.isEmpty && rules.contentRules.isEmpty ? nil : FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:],
                                                                                               tables: tables, variables: run.variables, frontends: run.directory)
             })
         }

@@ -382,5 +382,36 @@ extension Loopback {
             #expect(flagged == 3, "\(name)")
         }
     }
+
+    /// A backend's `tcp-request content` rules run as the session is routed to it: `reject`
+    /// (counted in the frontend's `dreq`, as HAProxy), counters tracked in the backend's own
+    /// table, a variable for the log.
+    @Test func backendContentRulesRunWhenASessionIsRoutedLikeHAProxy() throws {
+        let server = try TestServer(.identify("in"))
+        defer { server.stop() }
+        func config(_ port: Int, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              default_backend be
+            backend be
+              stick-table type ip size 10 store gpc0
+              tcp-request content reject if { src 127.0.0.3 }
+              tcp-request content track-sc1 src
+              tcp-request content sc-inc-gpc0(1)
+              server s 127.0.0.1:\(server.port)
+
+            """
+        }
+        let (proxy, haproxy, sockets) = try RuntimeAPITests.sideBySide(config)
+        defer { proxy.stop(); haproxy.stop() }
+        for (name, port, socket) in [("Sluice", proxy.port, sockets[0]), ("HAProxy", haproxy.port, sockets[1])] {
+            let answers = try ["127.0.0.2", "127.0.0.3", "127.0.0.2"].map { try ContentSwitchingTests.exchange(port, [], from: $0) }
+            #expect(answers == ["in\n", "", "in\n"], "\(name)")
+            try eventually("\(name) counts the refusal in the frontend") { try Self.frontendRow(socket)["dreq"] == "1" }
+            let table = try StatsClient.ask(socket, "show table be")
+            #expect(table.contains("key=127.0.0.2 ") && table.contains("gpc0=2") && !table.contains("127.0.0.3"), "\(name): \(table)")
+        }
+    }
 }
 }

@@ -268,10 +268,8 @@ extension Parser {
             error(location, keyword: keyword, "rules in a defaults section are not supported (HAProxy allows them only in named defaults); write them in the frontend or listen")
             return
         }
-        if proxy.kind == .backend {
-            error(location, keyword: keyword, stage == "content"
-                  ? "content rules in a backend are not supported yet; put them in the frontend"
-                  : "is not allowed because backend '\(proxy.name)' is not a frontend (as in HAProxy)")
+        if proxy.kind == .backend && stage != "content" {
+            error(location, keyword: keyword, "is not allowed because backend '\(proxy.name)' is not a frontend (as in HAProxy)")
             return
         }
         let (actionWords, conditionWords) = splitCondition(words[2...])
@@ -390,6 +388,10 @@ extension Parser {
     /// `tcp-request content capture <sample> len <length>`: the next request capture slot.
     private mutating func captureAction(_ proxy: inout ProxyDraft, _ arguments: [String], stage: String, _ location: SourceLocation,
                                         keyword: String) -> TCPRule.Action? {
+        guard proxy.kind != .backend else {
+            error(location, keyword: keyword, "'capture': proxy '\(proxy.name)' has no frontend capability (as in HAProxy)")
+            return nil
+        }
         guard stage == "content" else {
             error(location, keyword: keyword, "'capture' is not allowed in '\(keyword)' rules (only in 'tcp-request content', as in HAProxy)")
             return nil
@@ -821,6 +823,19 @@ extension Parser {
             report(.error, proxy, draftRule.location, keyword: "tcp-request", "this condition reads the client's data, which only 'tcp-request content' rules can wait for")
         }
         let content = rules(draft.contentRules, "tcp-request content")
+        if proxy.kind == .backend {
+            // A backend's content rules run once, as the session is routed to it, on the data the
+            // frontend inspected: they may not wait for more, nor read a backend's load yet.
+            for (draftRule, rule) in zip(draft.contentRules, content) {
+                let waits = uses(rule.condition, \.readsContent) || rule.action.readsContent
+                let load = uses(rule.condition) { if case .backendLoad = $0 { true } else if case .serverIsUp = $0 { true } else { false } }
+                if waits || load {
+                    report(.error, proxy, draftRule.location, keyword: "tcp-request content", waits
+                           ? "a backend's content rules cannot wait for the client's data yet (they run once, when the session is routed here); put this rule in the frontend"
+                           : "a backend's content rules may not use a backend's load (nbsrv, be_conn …) or srv_is_up yet; put this rule in the frontend")
+                }
+            }
+        }
         var switching: [SwitchRule] = []
         for rule in draft.switching {
             if case .fixed(let name) = rule.target, configuration.backend(named: name) == nil {

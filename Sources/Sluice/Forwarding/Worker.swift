@@ -427,12 +427,16 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if settings.balance == .source || settings.balance == .hash {
             sessions[i].sourceHash = settings.sessionHash(sessions[i].context, client: sessions[i].client, now: reactor.now)
         }
-        // The backend's own rules, on the data the frontend inspected (`SessionContext.advance` leaves
-        // it in the scratch buffer for them, and it is forgotten before the buffer is used again).
+        // The backend's own rules (content, `use-server`, `stick`), on the data the frontend inspected
+        // (left in the scratch buffer by `SessionContext.advance`, forgotten before it is used again).
         if settings.serverRules != nil && sessions[i].context == nil {
             sessions[i].context = SessionContext(client: sessions[i].client, bindName: nil, routing: nil, now: reactor.now)
         }
         sessions[i].context?.now = reactor.now
+        if let context = sessions[i].context, let refused = settings.serverRules?.backendContentRules(context) {
+            frontend(of: i).count(refused, logger: logger)  // in the frontend's dreq, as HAProxy
+            return close(i, reset: false, cause: refused.terminationCause)
+        }
         let choice = settings.ruleTarget(sessions[i].context, in: backend)
         sessions[i].direct = choice?.direct ?? false
         sessions[i].context?.content = UnsafeRawBufferPointer(start: nil, count: 0)

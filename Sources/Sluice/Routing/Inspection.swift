@@ -106,6 +106,21 @@ extension SessionContext {
     }
 }
 
+extension FrontendRouting {
+    /// A backend's `tcp-request content` rules, run once as a session is routed to it, on the data
+    /// the frontend inspected (the parser refuses rules that would wait for more). Why the
+    /// session is closed, if they refuse it.
+    func backendContentRules(_ context: SessionContext) -> SessionContext.CloseReason? {
+        guard !rules.contentRules.isEmpty else { return nil }
+        context.final = true
+        switch contentRules(context) {
+        case .reject: return .deniedContent
+        case .drop: return .silentDrop
+        case .accept, .wait: return nil
+        }
+    }
+}
+
 extension FrontendState {
     /// Counts a client closed before it reached a server, where `show stat` reports it.
     func count(_ reason: SessionContext.CloseReason, logger: Logger) {

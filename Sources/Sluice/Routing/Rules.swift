@@ -102,6 +102,17 @@ struct TCPRule: Sendable {
     var condition: Condition?
 }
 
+extension TCPRule.Action {
+    /// Whether the action reads the client's data (and so may wait for it).
+    var readsContent: Bool {
+        switch self {
+        case .track(_, let e, _), .setGPT0(_, let e), .capture(let e, _, _), .setVariable(_, _, .expression(let e)): e.fetch.readsContent
+        case .setVariable(_, _, .format(let parts)): parts.contains { if case .sample(let e) = $0 { e.fetch.readsContent } else { false } }
+        default: false
+        }
+    }
+}
+
 /// `stick match|on|store-request <expr> [table <t>] [if|unless <cond>]` in a backend: persistence.
 struct StickRule: Sendable {
     /// `match` looks the key up before a server is chosen; `store` saves the chosen server once
