@@ -284,8 +284,9 @@ public final class LoadBalancer: Sendable {
         run.tables = tables
         for backend in configuration.backends {
             run.backends[backend.name]?.setServerRules(backend.rules.flatMap { rules in
-                rules.stickRules.isEmpty && rules.serverRules.isEmpty && rules.contentRules.isEmpty ? nil : FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:],
-                                                                                              tables: tables, variables: run.variables, frontends: run.directory)
+                guard !(rules.stickRules.isEmpty && rules.serverRules.isEmpty && rules.contentRules.isEmpty) else { return nil }
+                return FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:], tables: tables,
+                                       variables: run.variables, frontends: run.directory)
             })
         }
         for frontend in configuration.frontends {
@@ -485,7 +486,7 @@ public final class LoadBalancer: Sendable {
     /// Sockets opened for a configuration's binds, not yet handed to reactors.
     private struct OpenedListeners {
         /// Per reactor: (frontend name, descriptor, listener key, `bind … maxconn`).
-        var byWorker: [[(frontend: String, fd: CInt, key: String, limit: BindState?, bind: Worker.BindTraits)]]
+        var byWorker: [[(frontend: String, fd: CInt, key: String, limit: BindState, bind: Worker.BindTraits)]]
         var addresses: [String: [SocketAddress]]
 
         func closeAll() { for list in byWorker { for l in list { closeDescriptor(l.fd) } } }

@@ -4,8 +4,9 @@ extension Worker {
         let frontend: FrontendState
         /// Frontend and configured address, to match listeners across reloads.
         var key: String
-        /// `bind … maxconn`, shared with the other reactors' listeners for the same address.
-        let limit: BindState?
+        /// The bind's sessions, `maxconn` and id, shared with the other reactors' listeners for the
+        /// same address.
+        let limit: BindState
         let bind: BindTraits
         var paused = false
         /// Taken off pause to see whether its limit moved; its frontend still counts it paused

@@ -276,8 +276,8 @@ struct Session {
     var client: CInt = -1
     var server: CInt = -1
     var frontendRef: Unmanaged<FrontendState>?
-    /// The `bind … maxconn` of the address the client came through, if any (kept alive by the
-    /// worker's listener entry, which stays in its array even once closed).
+    /// The bind the client came through: its sessions and `maxconn` (kept alive by the worker's
+    /// listener entry, which stays in its array even once closed).
     var bindLimit: Unmanaged<BindState>?
     var backendRef: Unmanaged<BackendState>?
     /// The server chosen (and, after a failure, the one last tried); nil before the first choice.

@@ -349,11 +349,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     // MARK: Sessions
 
-    private func startSession(client fd: CInt, frontend: FrontendState, limit: BindState?, bind: BindTraits, peer: SocketAddress?) {
+    private func startSession(client fd: CInt, frontend: FrontendState, limit: BindState, bind: BindTraits, peer: SocketAddress?) {
         let policy = frontend.current
         var context: SessionContext?
         var outcome = SessionContext.Outcome.proceed(policy.backend)
-        let origin = SessionOrigin(frontend: .passUnretained(frontend), bind: limit.map { .passUnretained($0) }, thread: thread, process: .passUnretained(process))
+        let origin = SessionOrigin(frontend: .passUnretained(frontend), bind: .passUnretained(limit), thread: thread, process: .passUnretained(process))
         if policy.routing != nil || bind.acceptProxy {
             let c = SessionContext(client: fd, bindName: bind.name, routing: policy.routing, now: reactor.now,
                                    peer: peer, local: bind.address)
@@ -382,7 +382,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].client = fd
         sessions[i].context = context
         sessions[i].frontendRef = Unmanaged.passUnretained(frontend)
-        sessions[i].bindLimit = limit.map { Unmanaged.passUnretained($0) }
+        sessions[i].bindLimit = Unmanaged.passUnretained(limit)
         sessions[i].policy = SessionPolicy(policy, BackendSettings())  // the backend's part: `route`
         sessions[i].startedAt = reactor.now
         sessions[i].clientActivity = reactor.now
@@ -431,6 +431,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         // (left in the scratch buffer by `SessionContext.advance`, forgotten before it is used again).
         if settings.serverRules != nil && sessions[i].context == nil {
             sessions[i].context = SessionContext(client: sessions[i].client, bindName: nil, routing: nil, now: reactor.now)
+            sessions[i].context?.origin = SessionOrigin(frontend: .passUnretained(frontend(of: i)), bind: sessions[i].bindLimit, thread: thread, process: .passUnretained(process))
         }
         sessions[i].context?.now = reactor.now
         if let context = sessions[i].context, let refused = settings.serverRules?.backendContentRules(context) {

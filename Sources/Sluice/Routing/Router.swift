@@ -46,7 +46,8 @@ final class SessionContext {
     @exclusivity(unchecked) var logLevel: Int8 = 0
     /// `fc_rcvd_proxy`: a PROXY header was read.
     @exclusivity(unchecked) var receivedProxyHeader = false
-    /// The connection's own addresses, which a PROXY header does not replace (`fc_src`, `fc_dst`).
+    /// The connection's own addresses, which a PROXY header does not replace (`fc_src`, `fc_dst`):
+    /// from accept when known, else asked of the socket, whose addresses are always its own.
     @exclusivity(unchecked) private var acceptedPeer: SocketAddress?
     @exclusivity(unchecked) private var acceptedLocal: SocketAddress?
 
@@ -108,7 +109,6 @@ final class SessionContext {
 
     /// The addresses a PROXY header carried (nil for `LOCAL`/`UNKNOWN`: the connection's own stay).
     func adopt(source: SocketAddress, destination: SocketAddress) {
-        _ = (connectionSource, connectionDestination)  // the connection's own, before they are replaced
         sourceAddress = .some(source)
         destinationAddress = .some(destination)
         sourceIPCache = nil
