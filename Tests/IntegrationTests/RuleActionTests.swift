@@ -413,5 +413,45 @@ extension Loopback {
             #expect(table.contains("key=127.0.0.2 ") && table.contains("gpc0=2") && !table.contains("127.0.0.3"), "\(name): \(table)")
         }
     }
+
+    /// `set-src` (the port kept), `set-src-port` and `set-dst` change what later rules, the log
+    /// line and the PROXY header sent to the server say of the client; a connection rule's change
+    /// is the connection's too (`fc_src`), a session rule's is not (`fc_dst`): as HAProxy.
+    @Test func setSourceAndDestinationRewriteWhatFollowsLikeHAProxy() throws {
+        let logs = [try SyslogReceiver(), try SyslogReceiver()]
+        defer { for l in logs { l.stop() } }
+        let captures = [try CaptureServer(), try CaptureServer()]
+        func config(_ port: Int, _ logPort: Int, _ serverPort: Int) -> String {
+            tcpDefaults() + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              log 127.0.0.1:\(logPort) format raw local0
+              log-format "%ci:%cp|%fi|%[src]|%[src_port]|%[dst]|%[fc_src]|%[fc_dst]"
+              tcp-request connection set-src ipv4(10.1.2.3) if { src 127.0.0.2 }
+              tcp-request session set-dst str(10.9.9.9)
+              tcp-request content set-src-port int(4444) if { src 10.1.2.3 }
+              default_backend be
+            backend be
+              server s 127.0.0.1:\(serverPort) send-proxy
+
+            """
+        }
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(config(ports[0], logs[0].port, captures[0].port))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[1], logs[1].port, captures[1].port), port: ports[1])
+        defer { haproxy.stop() }
+        for (name, n) in [("Sluice", 0), ("HAProxy", 1)] {
+            let client = try AlgorithmTests.connect(ports[n], from: "127.0.0.2")
+            let server = try captures[n].accept()
+            let expected = "PROXY TCP4 10.1.2.3 10.9.9.9 4444 \(ports[n])\r\n"
+            let header = try Net.read(server, count: expected.utf8.count)
+            #expect(String(decoding: header, as: UTF8.self) == expected, "\(name)")
+            close(server)
+            close(client)
+            let line = try logs[n].wait(for: 1).first
+            #expect(line == "10.1.2.3:4444|10.9.9.9|10.1.2.3|4444|10.9.9.9|10.1.2.3|127.0.0.1\n", "\(name)")
+        }
+    }
 }
 }

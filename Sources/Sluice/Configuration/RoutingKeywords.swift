@@ -354,8 +354,21 @@ extension Parser {
                 return
             }
             action = .setLogLevel(LogTarget.levels.firstIndex(of: arguments[0]))
-        case "set-src", "set-dst", "set-src-port", "set-dst-port",
-             "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
+        case "set-src", "set-dst", "set-src-port", "set-dst-port":
+            guard arguments.count == 1 else {
+                error(location, keyword: keyword, "expected '\(name) <expr>'")
+                return
+            }
+            switch SampleExpression.parse(arguments[0], readFile: readFile) {
+            case .failure(let e): error(location, keyword: keyword, e.message); return
+            case .success(let e):
+                if e.fetch.readsContent && stage != "content" {
+                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
+                    return
+                }
+                action = .setAddress(e, destination: name.hasPrefix("set-dst"), portOnly: name.hasSuffix("-port"))
+            }
+        case "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
              "set-nice", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
             error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
             return
@@ -381,7 +394,7 @@ extension Parser {
     }
 
     static func supportedActions(_ stage: String) -> String {
-        "accept, reject, track-sc0/1/2, sc-inc-gpc0, sc-set-gpt0, silent-drop, set-mark, set-tos, set-var, set-var-fmt, unset-var"
+        "accept, reject, track-sc0/1/2, sc-inc-gpc0, sc-set-gpt0, silent-drop, set-mark, set-tos, set-src, set-dst, set-src-port, set-dst-port, set-var, set-var-fmt, unset-var"
             + (stage == "connection" ? ", expect-proxy layer4" : stage == "content" ? ", capture, set-log-level" : "")
     }
 
@@ -805,7 +818,7 @@ extension Parser {
                     checkFetch(e.fetch, rule.location, keyword)
                 case .setVariable(_, _, .format(let parts)):
                     for case .sample(let e) in parts { checkFetch(e.fetch, rule.location, keyword) }
-                case .capture(let e, _, _), .setGPT0(_, let e):
+                case .capture(let e, _, _), .setGPT0(_, let e), .setAddress(let e, _, _):
                     checkFetch(e.fetch, rule.location, keyword)
                 default: break
                 }

@@ -114,6 +114,36 @@ final class SessionContext {
         sourceIPCache = nil
     }
 
+    /// `set-src`, `set-dst`, `set-src-port`, `set-dst-port`, as HAProxy's: an address sample (an
+    /// IP, a string holding one, an integer as an IPv4 address) replaces the address and keeps the
+    /// port; an integer sample replaces the port (its low 16 bits). Anything else changes nothing.
+    /// `ofConnection`: a `tcp-request connection` rule, which also changes the connection's own
+    /// address (`fc_src`, `fc_dst`), as only it may in HAProxy.
+    func replaceAddress(with sample: Sample, destination: Bool, portOnly: Bool, ofConnection: Bool) {
+        guard let current = destination ? self.destination : source else { return }
+        var ip = current.ip, port = current.port
+        if portOnly {
+            guard let number = sample.integer else { return }
+            port = Int(number & 0xFFFF)
+        } else {
+            switch sample {
+            case .ip(let address): ip = address.description
+            case .string(let text): ip = String(decoding: text, as: UTF8.self)
+            case .int(let v): ip = "\(v >> 24 & 0xFF).\(v >> 16 & 0xFF).\(v >> 8 & 0xFF).\(v & 0xFF)"
+            case .bool, .binary: return
+            }
+        }
+        guard let address = SocketAddress(ip: ip, port: port) else { return }
+        if destination {
+            destinationAddress = .some(address)
+            if ofConnection { acceptedLocal = address }
+        } else {
+            sourceAddress = .some(address)
+            sourceIPCache = nil
+            if ofConnection { acceptedPeer = address }
+        }
+    }
+
     /// `silent-drop`: closing the client's socket from now on sends it nothing (`CShims_silence`).
     func silence() { _ = CShims_silence(client) }
 
@@ -360,6 +390,10 @@ final class FrontendRouting: Sendable {
                 guard let tracked = context.tracked[slot],
                       case .value(let sample, _) = fetch(key.fetch, converters: key.converters, context), let number = sample.integer else { continue }
                 tracked.with { $0.setGPT0($1, number) }
+            case .setAddress(let value, let destination, let portOnly):
+                let key = program.trackKeys[Int(value)]
+                guard case .value(let sample, _) = fetch(key.fetch, converters: key.converters, context) else { continue }
+                context.replaceAddress(with: sample, destination: destination, portOnly: portOnly, ofConnection: stage == 0)
             case .capture(let i):
                 if !capture(program.captures[Int(i)], context) {
                     context.yieldedContentRule = index

@@ -129,6 +129,8 @@ final class RuleProgram: @unchecked Sendable {
         case incrementGPC0(slot: Int)
         /// `sc-set-gpt0(<slot>)`: the value is `trackKeys[value]`'s sample.
         case setGPT0(slot: Int, value: Int32)
+        /// `set-src` …: the new address or port is `trackKeys[value]`'s sample.
+        case setAddress(value: Int32, destination: Bool, portOnly: Bool)
         /// `track-sc<slot>`: the key is `trackKeys[key]`; nil table: none by that name.
         case track(slot: Int, key: Int32, table: Unmanaged<StickTable>?)
         case setMark(UInt32)
@@ -270,6 +272,9 @@ final class RuleProgram: @unchecked Sendable {
                 case .incrementGPC0(let slot): action = .incrementGPC0(slot: slot)
                 case .setGPT0(let slot, let value):
                     action = .setGPT0(slot: slot, value: Int32(trackKeys.count))
+                    trackKeys.append(compile(value))
+                case .setAddress(let value, let destination, let portOnly):
+                    action = .setAddress(value: Int32(trackKeys.count), destination: destination, portOnly: portOnly)
                     trackKeys.append(compile(value))
                 case .track(let slot, let key, let name):
                     action = .track(slot: slot, key: Int32(trackKeys.count), table: unmanaged(tables[name ?? rules.ownTable ?? ""]))

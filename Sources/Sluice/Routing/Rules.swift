@@ -72,6 +72,9 @@ struct TCPRule: Sendable {
         case incrementGPC0(slot: Int)
         /// `sc-set-gpt0(<slot>) <int>|<expr>`.
         case setGPT0(slot: Int, value: SampleExpression)
+        /// `set-src`, `set-dst` (the address, the port kept), `set-src-port`, `set-dst-port`: what
+        /// later rules, the log and `send-proxy` see of the client's addresses.
+        case setAddress(SampleExpression, destination: Bool, portOnly: Bool)
         /// `expect-proxy layer4`: read a PROXY-protocol header before anything else.
         case expectProxy
         /// `silent-drop`: the client's connection disappears without a FIN or a reset.
@@ -106,7 +109,8 @@ extension TCPRule.Action {
     /// Whether the action reads the client's data (and so may wait for it).
     var readsContent: Bool {
         switch self {
-        case .track(_, let e, _), .setGPT0(_, let e), .capture(let e, _, _), .setVariable(_, _, .expression(let e)): e.fetch.readsContent
+        case .track(_, let e, _), .setGPT0(_, let e), .capture(let e, _, _), .setVariable(_, _, .expression(let e)), .setAddress(let e, _, _):
+            e.fetch.readsContent
         case .setVariable(_, _, .format(let parts)): parts.contains { if case .sample(let e) = $0 { e.fetch.readsContent } else { false } }
         default: false
         }
