@@ -378,7 +378,7 @@ public final class LoadBalancer: Sendable {
             neverSendLocal: configuration.global.pp2NeverSendLocal,
             serverBuffers: configuration.global.serverBuffers, logger: logger,
             broadcast: { command in for w in everyone { w.post(command) } })
-        checkWorker.checks?.configure(Self.checkTargets(configuration, backends))
+        checkWorker.checks?.configure(Self.checkTargets(configuration, backends), node: configuration.global.nodeName)
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
         do {
             try logs.start()
@@ -631,7 +631,7 @@ public final class LoadBalancer: Sendable {
         for (w, worker) in workers.enumerated() {
             worker.post(.updateListeners(add: added[w], removeKeys: removedKeys, renamed: renamed))
         }
-        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends)))
+        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends), node: configuration.global.nodeName))
         state.withLock { $0.addresses = addresses }
         startResolver(configuration, backends)
         return notices
@@ -898,7 +898,7 @@ public final class LoadBalancer: Sendable {
     /// Gives the check reactor the servers as they are now.
     private func refreshChecks() {
         let (configuration, backends, workers) = state.withLock { ($0.configuration, $0.backends, $0.workers) }
-        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends)))
+        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends), node: configuration.global.nodeName))
     }
 
     /// Closes every session of a server on every reactor (`shutdown sessions server`).

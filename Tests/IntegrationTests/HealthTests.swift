@@ -267,5 +267,47 @@ extension Loopback {
         #expect(try Net.readToEnd(fd, timeoutMs: 5000).isEmpty)  // closed by Sluice, not by the server
         #expect(server.operational == .stopped)
     }
+
+    /// `http-check send-state`: the check request carries `X-Haproxy-Server-State` with the check's
+    /// view of the server, its address, names, node, weight among the usable servers, sessions and
+    /// queue — the same request, byte for byte, as HAProxy 2.6 sends to the same server.
+    @Test func sendStateTellsTheServerHowTheBalancerSeesItLikeHAProxy() throws {
+        let capture = try CaptureServer()
+        let closed = try Net.closedPort()
+        func config(_ port: Int) -> String {
+            "global\n  node lb1\n" + tcpDefaults() + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              default_backend be
+            backend be
+              option httpchk GET /alive
+              http-check send-state
+              server s1 127.0.0.1:\(capture.port) check inter 1s rise 2 fall 3
+              server s2 127.0.0.1:\(closed) weight 3
+
+            """
+        }
+        /// The first check's request, answered with a 200.
+        func firstRequest() throws -> String {
+            let fd = try capture.accept()
+            defer { close(fd) }
+            var request: [UInt8] = []
+            while !request.suffix(4).elementsEqual("\r\n\r\n".utf8) { request += try Net.read(fd, count: 1) }
+            try Net.sendAll(fd, "HTTP/1.0 200 OK\r\n\r\n")
+            return String(decoding: request, as: UTF8.self)
+        }
+        let expected = "GET /alive HTTP/1.0\r\nx-haproxy-server-state: UP 1/3; address=127.0.0.1; port=\(capture.port); name=be/s1; node=lb1; "
+            + "weight=1/4; scur=0/0; qcur=0\r\n\r\n"
+        let proxy = try RunningProxy(config(0))
+        #expect(try firstRequest() == expected)
+        proxy.stop()
+        if HAProxyProcess.requireInstalled() {
+            let port = try Net.closedPort()
+            let haproxy = try HAProxyProcess(config: config(port), port: port)
+            defer { haproxy.stop() }
+            let request = try firstRequest()
+            #expect(request == expected, "HAProxy 2.6 sends another request")
+        }
+    }
 }
 }

@@ -95,7 +95,7 @@ struct HTTPVerdictTests {
         http.uri = "/alive"
         http.version = "HTTP/1.1"
         http.headers = [("Host", "api.local")]
-        guard case .http(let request, _, _) = try CheckProtocol.make(.http(http)).get() else {
+        guard case .http(let request, _, _, _) = try CheckProtocol.make(.http(http)).get() else {
             Issue.record("expected an HTTP check")
             return
         }

@@ -36,6 +36,12 @@ extension Parser {
                     return
                 }
             }
+        case "send-state":
+            guard args.isEmpty else {
+                error(location, keyword: keyword, "takes no argument")
+                return
+            }
+            check.sendsState = true
         case "expect":
             var rest = args[...]
             var negated = false

@@ -142,6 +142,8 @@ public struct Global: Hashable, Sendable {
     public var bufferSize: Int = 16384
     /// `node` and `description`: names shown by the runtime API's `show info`.
     public var node: String?
+    /// `node`, else the host name, as HAProxy's `global.node` (`show info`, `http-check send-state`).
+    var nodeName: String { node ?? GlobalKeywords.systemHostName }
     /// `description`: free text shown by `show info`.
     public var description: String?
     /// `stats timeout`: an idle runtime-API connection is closed after this long. Default 10 s.
@@ -753,17 +755,20 @@ public struct HTTPCheck: Hashable, Sendable {
     public var headers: [(name: String, value: String)] = []
     /// `http-check expect`; nil: a 2xx or 3xx status passes.
     public var expect: HTTPExpectation?
+    /// `http-check send-state`: each request carries `X-Haproxy-Server-State` (HAProxy's view of
+    /// the server: its check state, address, weight, sessions and queue).
+    public var sendsState = false
 
     /// `option httpchk` alone: `OPTIONS / HTTP/1.0`, any 2xx or 3xx passes.
     public init() {}
 
     public static func == (a: HTTPCheck, b: HTTPCheck) -> Bool {
-        a.method == b.method && a.uri == b.uri && a.version == b.version && a.expect == b.expect
+        a.method == b.method && a.uri == b.uri && a.version == b.version && a.expect == b.expect && a.sendsState == b.sendsState
             && a.headers.elementsEqual(b.headers) { $0.name == $1.name && $0.value == $1.value }
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(method); hasher.combine(uri); hasher.combine(version); hasher.combine(expect)
+        hasher.combine(method); hasher.combine(uri); hasher.combine(version); hasher.combine(expect); hasher.combine(sendsState)
         for h in headers { hasher.combine(h.name); hasher.combine(h.value) }
     }
 }

@@ -230,8 +230,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                         if let fd = listeners.close(l, now: reactor.now) { closeDescriptor(fd) }
                     }
                 }
-            case .configureChecks(let backends):
-                checks?.configure(backends)
+            case .configureChecks(let backends, let node):
+                checks?.configure(backends, node: node)
             case .checksToggled(let server, let agent):
                 checks?.toggled(server, agent: agent)
             case .dequeued(let raw, let server, let backend):

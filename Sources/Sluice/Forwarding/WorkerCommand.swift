@@ -13,7 +13,7 @@ enum WorkerCommand: Sendable {
     /// and know kept ones by their new keys (old key → new).
     case updateListeners(add: [Worker.Listener], removeKeys: Set<String>, renamed: [String: String])
     /// A reload: the servers to check, for the worker running checks.
-    case configureChecks([(BackendState, Backend)])
+    case configureChecks([(BackendState, Backend)], node: String)
     /// `disable|enable health` (or `… agent`) on a server, for the worker running checks.
     case checksToggled(ServerState, agent: Bool)
     /// A queued session (by token) was given a slot of this server.

@@ -3,7 +3,8 @@ enum CheckProtocol: Sendable {
     /// `check` alone: a completed connect passes.
     case connect
     /// `option httpchk`: one request, then judge the status line (or body, for string expectations).
-    case http(request: [UInt8], expectation: HTTPExpectation?, regex: POSIXRegex?)
+    /// `sendsState`: `X-Haproxy-Server-State` goes before the request's final CRLF, built for each check.
+    case http(request: [UInt8], expectation: HTTPExpectation?, regex: POSIXRegex?, sendsState: Bool)
     /// `option tcp-check`: sends and expectations in order.
     case tcp([TCPStep])
     /// `agent-check`: `agent-send`, then one line of the agent's words (`AgentReply`).
@@ -61,7 +62,7 @@ enum CheckProtocol: Sendable {
                 regex = compiled
             default: break
             }
-            return .success(.http(request: Array(request.utf8), expectation: http.expect, regex: regex))
+            return .success(.http(request: Array(request.utf8), expectation: http.expect, regex: regex, sendsState: http.sendsState))
         case .tcp(let rules):
             var steps: [TCPStep] = []
             for rule in rules {

@@ -98,9 +98,13 @@ final class CheckRunner {
         self.broadcast = broadcast
     }
 
+    /// `node` (global), for `http-check send-state`.
+    private var node = ""
+
     /// Sets the servers to check (at start and on each reload). A server that was already checked
     /// keeps its health; checks in progress are abandoned and every check is scheduled anew.
-    func configure(_ backends: [(BackendState, Backend)]) {
+    func configure(_ backends: [(BackendState, Backend)], node: String = GlobalKeywords.systemHostName) {
+        self.node = node
         var previous: [ObjectIdentifier: HealthCounter] = [:]
         for t in targets.indices {
             if targets[t].role == .health { previous[ObjectIdentifier(targets[t].server)] = targets[t].counter }
@@ -327,8 +331,8 @@ final class CheckRunner {
         // (not its agent's, as HAProxy).
         targets[t].out = targets[t].role == .health ? proxyHeader(t) : []
         switch targets[t].proto {
-        case .http(let request, _, _):
-            targets[t].out += request
+        case .http(let request, _, _, let sendsState):
+            targets[t].out += sendsState ? ServerStateHeader.insert(into: request, targets[t].server, of: targets[t].backend, node: node, now: reactor.now) : request
         case .agent(let send):
             targets[t].out += send
         case .tcp(let steps) where !steps.isEmpty:
@@ -405,7 +409,7 @@ final class CheckRunner {
                 case .line(let reply): finishAgent(t, reply)
                 }
                 return
-            case .http(_, let expectation, let regex):
+            case .http(_, let expectation, let regex, _):
                 if let verdict = CheckProtocol.judgeHTTP(targets[t].reply, complete: complete, expectation: expectation, regex: regex) {
                     finish(t, verdict)
                 }

@@ -188,7 +188,7 @@ struct RuntimeAPI: Sendable {
             "Name: Sluice", "Version: \(version)", "Nbthread: \(balancer.configuration.global.threads)", "Nbproc: 1",
             "Process_num: 1", "Pid: \(getpid())",
             // As HAProxy: `node` defaults to the host name, `description` to nothing.
-            "node: \(balancer.configuration.global.node ?? Self.hostName)", "description: \(balancer.configuration.global.description ?? "")",
+            "node: \(balancer.configuration.global.nodeName)", "description: \(balancer.configuration.global.description ?? "")",
             "Uptime: \(uptime / 86400)d \(uptime % 86400 / 3600)h\(pad2(uptime % 3600 / 60))m\(pad2(uptime % 60))s",
             "Uptime_sec: \(uptime)", "Maxconn: \(max == Int.max ? 0 : max)", "CurrConns: \(balancer.currentSessions)",
             "CumConns: \(balancer.totalSessions)", "PipesUsed: \(balancer.pipesOpen)",
@@ -203,8 +203,6 @@ struct RuntimeAPI: Sendable {
         lines.append("SessRateLimit: \(rates.sessionLimit)")
         return lines.joined(separator: "\n") + "\n"
     }
-
-    private static var hostName: String { GlobalKeywords.systemHostName }
 
     private func pad2(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
 

@@ -1,0 +1,34 @@
+/// `http-check send-state`: the `X-Haproxy-Server-State` header HAProxy 2.6 adds to each HTTP
+/// check (its `httpchk_build_status_header`), so that a server can see how the balancer sees it:
+///
+///     x-haproxy-server-state: UP 2/3; address=10.0.0.1; port=80; name=be/s1; node=lb1; weight=1/2; scur=0/0; qcur=0
+enum ServerStateHeader {
+    /// `request` (a check request without a body) with the header before its final CRLF, its name
+    /// in lower case as HAProxy's HTTP/1 output writes it.
+    static func insert(into request: [UInt8], _ server: ServerState, of backend: BackendState, node: String, now: Int64) -> [UInt8] {
+        var out = request
+        out.insert(contentsOf: Array("x-haproxy-server-state: \(value(server, of: backend, node: node, now: now))\r\n".utf8), at: max(0, out.count - 2))
+        return out
+    }
+
+    static func value(_ server: ServerState, of backend: BackendState, node: String, now: Int64) -> String {
+        // The check's own view (not the admin state): UP, DOWN, or the transition and its count.
+        var state = "no check"
+        if let plan = server.checkPlan, server.checksEnabled.load(ordering: .relaxed) {
+            let counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: server.health.load(ordering: .relaxed))
+            switch counter.operational {
+            case .running: state = "UP"
+            case .stopping: state = "UP \(counter.progress)"
+            case .stopped: state = "DOWN"
+            case .starting: state = "DOWN \(counter.progress)"
+            }
+        }
+        let total = backend.servers.filter(\.isUsable).reduce(0) { $0 + $1.weight }
+        let sessions = backend.load(.sessions) - Int64(backend.queueLength())
+        var text = "\(state); address=\(server.address.ip); port=\(server.address.port); name=\(backend.name)/\(server.name); node=\(node)"
+            + "; weight=\(server.effectiveWeight(now: now))/\(total); scur=\(server.currentSessions.load(ordering: .relaxed))/\(sessions)"
+            + "; qcur=\(backend.queueLength(of: server))"
+        if let throttle = server.throttlePercent(now: now) { text += "; throttle=\(throttle)%" }
+        return text
+    }
+}
