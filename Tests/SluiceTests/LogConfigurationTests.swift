@@ -106,6 +106,9 @@ struct LogConfigurationTests {
         #expect(negated.count == 1 && negated[0].contains("t.cfg:4:") && negated[0].contains("negation is not supported for option 'tcplog'"), "\(negated)")
         let global = ParserTests.errors("frontend fe\n  log global extra\n  bind :80\n  default_backend be\nbackend be\n  server a 127.0.0.1:8080\n")
         #expect(global.count == 1 && global[0].contains("t.cfg:2:"), "\(global)")
+        // HAProxy 2.6: "sample fetch <req.payload(0,1)]> may not be reliably used here because it needs 'request buffer'".
+        let content = ParserTests.errors("frontend fe\n  bind :80\n  log-format \"%[req.ssl_sni] %[src]\"\n  default_backend be\nbackend be\n  server a 127.0.0.1:8080\n")
+        #expect(content.count == 1 && content[0].contains("t.cfg:3:") && content[0].contains("may not be reliably used here"), "\(content)")
     }
 
     /// HAProxy's fallback: `option httplog` in a tcp proxy logs as `option tcplog`, with its warning.
