@@ -14,15 +14,21 @@ struct SessionOrigin {
 }
 
 /// The frontends by name, for `fe_conn(<frontend>)`: the rules are compiled before a reload
-/// creates the frontends they may name, so the names are looked up when evaluated.
+/// creates the frontends they may name, so the names are looked up when evaluated. Weak: a
+/// frontend's routing holds the directory, and a frontend holds its routing.
 final class FrontendDirectory: Sendable {
-    private let frontends = Mutex<[String: FrontendState]>([:])
+    private final class Entry: @unchecked Sendable {
+        weak var frontend: FrontendState?
+        init(_ frontend: FrontendState) { self.frontend = frontend }
+    }
+
+    private let frontends = Mutex<[String: Entry]>([:])
 
     init() {}
 
-    func publish(_ all: [String: FrontendState]) { frontends.withLock { $0 = all } }
+    func publish(_ all: [String: FrontendState]) { frontends.withLock { $0 = all.mapValues(Entry.init) } }
 
-    subscript(name: String) -> FrontendState? { frontends.withLock { $0[name] } }
+    subscript(name: String) -> FrontendState? { frontends.withLock { $0[name]?.frontend } }
 }
 
 extension FrontendRouting {
