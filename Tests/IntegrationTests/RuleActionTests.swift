@@ -43,6 +43,34 @@ extension Loopback {
         try body("HAProxy", haproxy.port, sockets[1])
     }
 
+    /// `frontend fe` logging to a receiver of its own (`log 127.0.0.1:<port> <logOptions>`) with
+    /// `lines` (a `log-format`, rules), in front of `backend be` with one server (`server`: its
+    /// address and parameters), run by Sluice and HAProxy 2.6 with the same file; `body(name,
+    /// port, log)` runs for each in turn.
+    static func sideBySideLogging(_ logOptions: String, _ lines: String, server: String, _ body: (String, Int, SyslogReceiver) throws -> Void) throws {
+        let logs = [try SyslogReceiver(), try SyslogReceiver()]
+        defer { for l in logs { l.stop() } }
+        func config(_ port: Int, _ logPort: Int) -> String {
+            tcpDefaults() + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              log 127.0.0.1:\(logPort) \(logOptions)
+            \(lines)
+              default_backend be
+            backend be
+              server s \(server)
+
+            """
+        }
+        let ports = try (0..<2).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(config(ports[0], logs[0].port))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[1], logs[1].port), port: ports[1])
+        defer { haproxy.stop() }
+        try body("Sluice", ports[0], logs[0])
+        try body("HAProxy", ports[1], logs[1])
+    }
+
     static func frontendRow(_ socket: String) throws -> [String: String] {
         try #require(try StatsClient.showStat(socket).first { $0["svname"] == "FRONTEND" && $0["pxname"] == "fe" })
     }
@@ -252,32 +280,16 @@ extension Loopback {
     @Test func capturesAppearInTheLogLikeHAProxy() throws {
         let server = try TestServer(.identify("in"))
         defer { server.stop() }
-        let logs = [try SyslogReceiver(), try SyslogReceiver()]
-        defer { for l in logs { l.stop() } }
-        func config(_ port: Int, _ logPort: Int) -> String {
-            tcpDefaults() + """
-            frontend fe
-              bind 127.0.0.1:\(port)
-              log 127.0.0.1:\(logPort) format raw local0
+        let lines = """
               log-format "%hr|%hrl|%{+Q}hrl|%[capture.req.hdr(0)]|%[capture.req.hdr(1)]|%[capture.req.hdr(2)]|%[capture.req.hdr(7)]"
               declare capture request len 8
               tcp-request inspect-delay 5s
               tcp-request content capture req.payload(0,6) len 4
               tcp-request content capture src len 32 if { req.len ge 6 }
               tcp-request content accept if { req.len ge 6 }
-              default_backend be
-            backend be
-              server s 127.0.0.1:\(server.port)
-
             """
-        }
-        let ports = try (0..<2).map { _ in try Net.closedPort() }
-        let proxy = try RunningProxy(config(ports[0], logs[0].port))
-        defer { proxy.stop() }
-        let haproxy = try HAProxyProcess(config: config(ports[1], logs[1].port), port: ports[1])
-        defer { haproxy.stop() }
         let expected = #"{|A#7CB#7B|127.0.0.1}|- A#7CB#7B 127.0.0.1|"" "A#7CB#7B" "127.0.0.1"|-|A|B{|127.0.0.1|-"# + "\n"
-        for (name, port, log) in [("Sluice", ports[0], logs[0]), ("HAProxy", ports[1], logs[1])] {
+        try Self.sideBySideLogging("format raw local0", lines, server: "127.0.0.1:\(server.port)") { name, port, log throws in
             #expect(try ContentSwitchingTests.exchange(port, Array("A|B{".utf8) + [1, 0x5A]) == "in\n", "\(name)")
             let line = try log.wait(for: 1).first
             #expect(line == expected, "\(name)")
@@ -323,13 +335,7 @@ extension Loopback {
     @Test func setLogLevelChangesOrSilencesTheLineLikeHAProxy() throws {
         let server = try TestServer(.identify("in"))
         defer { server.stop() }
-        let logs = [try SyslogReceiver(), try SyslogReceiver()]
-        defer { for l in logs { l.stop() } }
-        func config(_ port: Int, _ logPort: Int) -> String {
-            tcpDefaults() + """
-            frontend fe
-              bind 127.0.0.1:\(port)
-              log 127.0.0.1:\(logPort) format priority local0
+        let lines = """
               log-format "line %[var(txn.first)]"
               tcp-request inspect-delay 5s
               tcp-request content set-var(txn.first) req.payload(0,1)
@@ -337,18 +343,8 @@ extension Loopback {
               tcp-request content set-log-level err if { req.payload(0,1) -m bin 45 }
               tcp-request content set-log-level silent if { req.payload(0,1) -m bin 51 }
               tcp-request content accept if { req.len ge 1 }
-              default_backend be
-            backend be
-              server s 127.0.0.1:\(server.port)
-
             """
-        }
-        let ports = try (0..<2).map { _ in try Net.closedPort() }
-        let proxy = try RunningProxy(config(ports[0], logs[0].port))
-        defer { proxy.stop() }
-        let haproxy = try HAProxyProcess(config: config(ports[1], logs[1].port), port: ports[1])
-        defer { haproxy.stop() }
-        for (name, port, log) in [("Sluice", ports[0], logs[0]), ("HAProxy", ports[1], logs[1])] {
+        try Self.sideBySideLogging("format priority local0", lines, server: "127.0.0.1:\(server.port)") { name, port, log throws in
             for first in ["Q", "A", "E"] { #expect(try ContentSwitchingTests.exchange(port, Array(first.utf8)) == "in\n", "\(name)") }
             // local0 is facility 16: info <134>, err <131>; the silent session wrote nothing.
             #expect(try log.wait(for: 2) == ["<134>line A\n", "<131>line E\n"], "\(name)")
@@ -384,8 +380,7 @@ extension Loopback {
     }
 
     /// A backend's `tcp-request content` rules run as the session is routed to it: `reject`
-    /// (counted in the frontend's `dreq`, as HAProxy), counters tracked in the backend's own
-    /// table, a variable for the log.
+    /// (counted in the frontend's `dreq`, as HAProxy), counters tracked in the backend's own table.
     @Test func backendContentRulesRunWhenASessionIsRoutedLikeHAProxy() throws {
         let server = try TestServer(.identify("in"))
         defer { server.stop() }
@@ -418,38 +413,22 @@ extension Loopback {
     /// line and the PROXY header sent to the server say of the client; a connection rule's change
     /// is the connection's too (`fc_src`), a session rule's is not (`fc_dst`): as HAProxy.
     @Test func setSourceAndDestinationRewriteWhatFollowsLikeHAProxy() throws {
-        let logs = [try SyslogReceiver(), try SyslogReceiver()]
-        defer { for l in logs { l.stop() } }
-        let captures = [try CaptureServer(), try CaptureServer()]
-        func config(_ port: Int, _ logPort: Int, _ serverPort: Int) -> String {
-            tcpDefaults() + """
-            frontend fe
-              bind 127.0.0.1:\(port)
-              log 127.0.0.1:\(logPort) format raw local0
+        let capture = try CaptureServer()
+        let lines = """
               log-format "%ci:%cp|%fi|%[src]|%[src_port]|%[dst]|%[fc_src]|%[fc_dst]"
               tcp-request connection set-src ipv4(10.1.2.3) if { src 127.0.0.2 }
               tcp-request session set-dst str(10.9.9.9)
               tcp-request content set-src-port int(4444) if { src 10.1.2.3 }
-              default_backend be
-            backend be
-              server s 127.0.0.1:\(serverPort) send-proxy
-
             """
-        }
-        let ports = try (0..<2).map { _ in try Net.closedPort() }
-        let proxy = try RunningProxy(config(ports[0], logs[0].port, captures[0].port))
-        defer { proxy.stop() }
-        let haproxy = try HAProxyProcess(config: config(ports[1], logs[1].port, captures[1].port), port: ports[1])
-        defer { haproxy.stop() }
-        for (name, n) in [("Sluice", 0), ("HAProxy", 1)] {
-            let client = try AlgorithmTests.connect(ports[n], from: "127.0.0.2")
-            let server = try captures[n].accept()
-            let expected = "PROXY TCP4 10.1.2.3 10.9.9.9 4444 \(ports[n])\r\n"
+        try Self.sideBySideLogging("format raw local0", lines, server: "127.0.0.1:\(capture.port) send-proxy") { name, port, log throws in
+            let client = try AlgorithmTests.connect(port, from: "127.0.0.2")
+            let server = try capture.accept()
+            let expected = "PROXY TCP4 10.1.2.3 10.9.9.9 4444 \(port)\r\n"
             let header = try Net.read(server, count: expected.utf8.count)
             #expect(String(decoding: header, as: UTF8.self) == expected, "\(name)")
             close(server)
             close(client)
-            let line = try logs[n].wait(for: 1).first
+            let line = try log.wait(for: 1).first
             #expect(line == "10.1.2.3:4444|10.9.9.9|10.1.2.3|4444|10.9.9.9|10.1.2.3|127.0.0.1\n", "\(name)")
         }
     }
