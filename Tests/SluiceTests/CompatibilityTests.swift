@@ -231,6 +231,21 @@ struct CompatibilityTests {
             == ["t.cfg:2: error: [global] 'tune.maxaccept': tune.maxaccept 'many' is not a whole number"])
     }
 
+    /// `bind … shards`: `by-thread` and any count from `nbthread` up (HAProxy trims it to the
+    /// threads) are Sluice's one socket per reactor; fewer shards than threads are refused, and
+    /// HAProxy's range and words for a bad value (checked with `haproxy -c`).
+    @Test func bindShardsAreOneSocketPerThreadAsHAProxysByThread() {
+        func errors(_ threads: Int, _ shards: String) -> [String] {
+            CompatibilityTests.errors("global\n  nbthread \(threads)\nfrontend fe\n  bind :80 shards \(shards)\n  default_backend be\nbackend be\n  server a 127.0.0.1:8080\n")
+        }
+        for (threads, shards) in [(2, "by-thread"), (2, "2"), (2, "4"), (1, "1"), (1, "64")] {
+            #expect(errors(threads, shards).isEmpty, "nbthread \(threads), shards \(shards)")
+        }
+        #expect(errors(2, "1") == ["t.cfg:4: error: [frontend 'fe'] 'bind': 'shards 1' with nbthread 2 is not supported: Sluice opens one socket per reactor thread, as 'shards by-thread' does (write that, or remove it)"])
+        #expect(errors(1, "0") == ["t.cfg:4: error: [frontend 'fe'] 'bind': 'shards': invalid value 0, allowed range is 1..64 or 'by-thread'"])
+        #expect(errors(1, "x").count == 1)
+    }
+
     @Test func tuneMaxpolleventsIsReadAsHAProxyReadsIt() throws {
         func parsed(_ lines: String) throws -> (Global, [String]) {
             let p = try Configuration.parse("global\n" + lines + ParserTests.valid, file: "t.cfg")

@@ -269,6 +269,9 @@ public struct Bind: Hashable, Sendable {
     public var maxConnections: Int?
     /// `name <text>`: the bind's name, which the `so_name` fetch returns.
     public var name: String?
+    /// `shards <n>`: listening sockets for the line; nil for `by-thread` (one per reactor thread,
+    /// Sluice's only layout: a number of shards below `nbthread` is refused).
+    public var shards: Int?
     /// `id <n>`: the bind's id, which the `so_id` fetch returns (by default its place among the
     /// frontend's binds, from 1, skipping the ids other binds took).
     public var id: Int?

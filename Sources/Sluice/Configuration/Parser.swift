@@ -493,6 +493,15 @@ struct Parser {
                   _ severity: ConfigDiagnostic.Severity = .error) -> ConfigDiagnostic {
             ConfigDiagnostic(severity, location, section: proxy.label, keyword: keyword, message)
         }
+        // `shards`: Sluice gives every reactor thread a listening socket of its own (HAProxy's
+        // `by-thread`); more shards than threads are trimmed to that, as HAProxy trims them.
+        for proxy in proxies {
+            for (bind, location) in proxy.binds {
+                guard let shards = bind.shards, shards < global.threads else { continue }
+                diagnostics.append(diag(proxy, location, keyword: "bind",
+                    "'shards \(shards)' with nbthread \(global.threads) is not supported: Sluice opens one socket per reactor thread, as 'shards by-thread' does (write that, or remove it)"))
+            }
+        }
         // Mode: HTTP-only keywords are ignored with a warning in a tcp proxy, as HAProxy does; a
         // proxy that would run in mode http is refused once. One warning per line, naming every
         // proxy that ignores it (a stock `defaults` section would otherwise warn once per proxy).

@@ -361,7 +361,7 @@ extension Parser {
         // Every parameter is looked at, so one run reports every problem on the line.
         while i < options.count {
             let option = options[i]
-            let needsValue: Set<String> = ["backlog", "interface", "maxconn", "mss", "tcp-ut", "name", "id", "process", "thread", "nice",
+            let needsValue: Set<String> = ["backlog", "interface", "maxconn", "mss", "tcp-ut", "name", "id", "process", "thread", "nice", "shards",
                                            "namespace", "crt", "ca-file", "alpn", "npn", "ciphers", "ciphersuites", "verify", "curves",
                                            "ecdhe", "crl-file", "crt-list", "ssl-min-ver", "ssl-max-ver", "mode", "user", "group", "uid",
                                            "gid", "level", "severity-output", "label", "proto", "accept-netscaler-cip", "quic-cc-algo"]
@@ -385,6 +385,15 @@ extension Parser {
             case "tcp-ut":
                 bind.userTimeout = timeValue(arg, location, keyword: "bind")
             case "name": bind.name = arg
+            case "shards":
+                // HAProxy's words; whether the count fits `nbthread` is checked once `global` is read.
+                if arg != "by-thread" {
+                    guard let n = Int(arg), (1...64).contains(n) else {
+                        error(location, keyword: "bind", "'shards': invalid value \(arg), allowed range is 1..64 or 'by-thread'")
+                        break
+                    }
+                    bind.shards = n
+                }
             case "id":
                 bind.id = value(ValueParser.integer(arg, in: 1...Int(Int32.max), what: "bind id"), location, keyword: "bind")
             case "process", "thread":
