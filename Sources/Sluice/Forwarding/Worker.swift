@@ -519,7 +519,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         do {
             let settings = server.connectSettings
             (fd, connected) = try Socket.connect(to: address, from: settings.source ?? sessions[i].policy.backend.source, buffers: process.serverBuffers,
-                                                 userTimeoutMs: settings.userTimeoutMs)
+                                                 userTimeoutMs: settings.userTimeoutMs, keepAlive: sessions[i].policy.backend.keepAlive)
         } catch {
             backend.releaseSlot(of: server)
             if error.isDescriptorExhaustion {
@@ -537,7 +537,6 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             return
         }
         server.sessionOpened(at: reactor.now)
-        if sessions[i].policy.backend.keepAlive.enabled { Socket.setKeepAlive(fd, sessions[i].policy.backend.keepAlive) }
         sessions[i].server = fd
         sessions[i].state = .connecting
         sessions[i].phaseDeadline = reactor.now + sessions[i].policy.backend.connectTimeoutMs

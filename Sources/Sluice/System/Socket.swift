@@ -106,9 +106,12 @@ enum Socket {
     /// established (loopback sometimes is). The corresponding system calls are `socket(2)`, `connect(2)`.
     /// `source`: bound (and tied to its interface) before connecting.
     static func connect(to address: SocketAddress, from source: SourceBinding? = nil, buffers: SocketBufferSizes = SocketBufferSizes(),
-                        userTimeoutMs: Int = 0) throws(SystemError) -> (fd: CInt, connected: Bool) {
+                        userTimeoutMs: Int = 0, keepAlive: KeepAliveSettings = KeepAliveSettings()) throws(SystemError) -> (fd: CInt, connected: Bool) {
         let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
         setNoDelay(fd)
+        // `option srvtcpka` before connect, as HAProxy: on loopback the handshake completes inside
+        // connect(), and the server may see the connection before a later setsockopt.
+        if keepAlive.enabled { setKeepAlive(fd, keepAlive) }
         if buffers.isSet { setBufferSizes(fd, buffers) }  // before connect: the receive size sets the window scale
         if userTimeoutMs > 0 { _ = CShims_setsockopt_int(fd, Int32(IPPROTO_TCP), CShims_TCP_USER_TIMEOUT, Int32(clamping: userTimeoutMs)) }
         if let source {
