@@ -289,15 +289,8 @@ extension Parser {
                 error(location, keyword: keyword, "expected '\(name) <key> [table <table>]'")
                 return
             }
-            switch SampleExpression.parse(arguments[0], readFile: readFile) {
-            case .failure(let e): error(location, keyword: keyword, e.message); return
-            case .success(let key):
-                if key.fetch.readsContent && stage != "content" {
-                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
-                    return
-                }
-                action = .track(slot: slot, key: key, table: arguments.count == 3 ? arguments[2] : nil)
-            }
+            guard let key = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return }
+            action = .track(slot: slot, key: key, table: arguments.count == 3 ? arguments[2] : nil)
         case _ where name.hasPrefix("sc-inc-gpc0("):
             guard name.hasSuffix(")"), let slot = Int(name.dropFirst("sc-inc-gpc0(".count).dropLast()), (0...2).contains(slot), noArguments() else {
                 error(location, keyword: keyword, "expected 'sc-inc-gpc0(<0-2>)'")
@@ -311,15 +304,8 @@ extension Parser {
             }
             // HAProxy: an integer is the value, anything else a sample expression.
             let text = Int64(arguments[0]) != nil ? "int(\(arguments[0]))" : arguments[0]
-            switch SampleExpression.parse(text, readFile: readFile) {
-            case .failure(let e): error(location, keyword: keyword, e.message); return
-            case .success(let value):
-                if value.fetch.readsContent && stage != "content" {
-                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
-                    return
-                }
-                action = .setGPT0(slot: slot, value: value)
-            }
+            guard let value = stageExpression(text, written: arguments[0], stage: stage, location, keyword: keyword) else { return }
+            action = .setGPT0(slot: slot, value: value)
         case "expect-proxy":
             guard stage == "connection", arguments == ["layer4"] else {
                 error(location, keyword: keyword, "expected 'tcp-request connection expect-proxy layer4'")
@@ -359,15 +345,8 @@ extension Parser {
                 error(location, keyword: keyword, "expected '\(name) <expr>'")
                 return
             }
-            switch SampleExpression.parse(arguments[0], readFile: readFile) {
-            case .failure(let e): error(location, keyword: keyword, e.message); return
-            case .success(let e):
-                if e.fetch.readsContent && stage != "content" {
-                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
-                    return
-                }
-                action = .setAddress(e, destination: name.hasPrefix("set-dst"), portOnly: name.hasSuffix("-port"))
-            }
+            guard let e = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return }
+            action = .setAddress(e, destination: name.hasPrefix("set-dst"), portOnly: name.hasSuffix("-port"))
         case "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
              "set-nice", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
             error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
@@ -391,6 +370,28 @@ extension Parser {
         case "session": proxy.routing.sessionRules.append(rule)
         default: proxy.routing.contentRules.append(rule)
         }
+    }
+
+    /// A rule's sample expression, refused (with the line) when it does not parse or reads the
+    /// client's data at a stage that cannot wait for it. `text` is what is parsed, `written` what
+    /// the line said (they differ for `sc-set-gpt0 <int>`).
+    private mutating func stageExpression(_ text: String, written: String? = nil, stage: String, _ location: SourceLocation,
+                                          keyword: String) -> SampleExpression? {
+        switch SampleExpression.parse(text, readFile: readFile) {
+        case .failure(let e):
+            error(location, keyword: keyword, e.message)
+            return nil
+        case .success(let expression):
+            return fitsStage(expression, written ?? text, stage: stage, location, keyword: keyword) ? expression : nil
+        }
+    }
+
+    /// Connection and session rules cannot wait for the client's data: an expression reading it
+    /// is refused there.
+    private mutating func fitsStage(_ expression: SampleExpression, _ written: String, stage: String, _ location: SourceLocation, keyword: String) -> Bool {
+        guard expression.fetch.readsContent && stage != "content" else { return true }
+        error(location, keyword: keyword, "'\(written)' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
+        return false
     }
 
     static func supportedActions(_ stage: String) -> String {
@@ -490,15 +491,8 @@ extension Parser {
                 error(location, keyword: keyword, arguments.isEmpty ? "'\(name)': missing fetch method" : "'\(name) \(arguments[0])' only accepts 'if' or 'unless' after it, found '\(arguments[1])'")
                 return nil
             }
-            switch SampleExpression.parse(arguments[0], readFile: readFile) {
-            case .failure(let e): error(location, keyword: keyword, e.message); return nil
-            case .success(let expression):
-                if expression.fetch.readsContent && stage != "content" {
-                    error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
-                    return nil
-                }
-                return .setVariable(variable, target.1, .expression(expression))
-            }
+            guard let expression = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return nil }
+            return .setVariable(variable, target.1, .expression(expression))
         default:  // set-var-fmt
             guard arguments.count <= 1 else {
                 error(location, keyword: keyword, "'\(name) \(arguments[0])' only accepts 'if' or 'unless' after it, found '\(arguments[1])'")
@@ -509,10 +503,7 @@ extension Parser {
                 error(location, keyword: keyword, "'\(arguments[0])': Sluice's formats here take literal text and %[<sample>] only (log-format variables such as %ci are not supported; write %[src])")
                 return nil
             }
-            for case .sample(let expression) in parts where expression.fetch.readsContent && stage != "content" {
-                error(location, keyword: keyword, "'\(arguments[0])' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
-                return nil
-            }
+            for case .sample(let expression) in parts where !fitsStage(expression, arguments[0], stage: stage, location, keyword: keyword) { return nil }
             return .setVariable(variable, target.1, .format(parts))
         }
     }
