@@ -502,6 +502,11 @@ extension Loopback {
         #expect(info.st_mode & 0o777 == 0o640)
         #expect(info.st_uid == 1 && info.st_gid == 0)
         #expect(throws: SluiceError.self) { _ = try RunningProxy(config) }
+        // Bound at `<path>.<pid>.tmp` and renamed once listening: only the socket itself is left,
+        // and the refused second start did not disturb it.
+        let directory = (path as NSString).deletingLastPathComponent, name = (path as NSString).lastPathComponent
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(name) } == [name])
+        #expect(try StatsClient.ask(path, "show backend").contains("fe"))
         proxy?.stop()
         proxy = nil
         #expect(access(path, F_OK) != 0, "the socket file was left behind")

@@ -66,39 +66,52 @@ final class StatsSocketServer: @unchecked Sendable {
     }
 
     /// Binds a UNIX socket, refusing a path where a live process still answers and replacing a
-    /// stale one. The corresponding system calls are `socket(2)`, `bind(2)`, `chmod(2)`, `listen(2)`.
+    /// stale one. As HAProxy, the socket is bound at `<path>.<pid>.tmp` and renamed over the path
+    /// (so a stale file is replaced in one step); unlike HAProxy the rename comes after `listen(2)`,
+    /// so a file at the path always accepts: a deploy script may wait for the file, then connect.
+    /// The system calls are `socket(2)`, `bind(2)`, `chmod(2)`, `chown(2)`, `listen(2)`, `rename(2)`.
     private static func listen(_ socket: StatsSocket) throws(SluiceError) -> CInt {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(socket.path.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw SluiceError("stats socket \(socket.path): path longer than \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes")
+        let temporary = "\(socket.path).\(getpid()).tmp"
+        func address(_ path: String) throws(SluiceError) -> sockaddr_un {
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            let capacity = MemoryLayout.size(ofValue: address.sun_path)
+            guard bytes.count < capacity else {
+                throw SluiceError("stats socket \(socket.path): path too long for a UNIX socket (its temporary name '\(temporary)' must fit in \(capacity - 1) bytes)")
+            }
+            withUnsafeMutableBytes(of: &address.sun_path) { raw in
+                raw.copyBytes(from: bytes)
+                raw[bytes.count] = 0
+            }
+            return address
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path)
-            raw[path.count] = 0
-        }
-        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
-        func connectOrBind(_ fd: CInt, bind: Bool) -> CInt {
-            withUnsafePointer(to: &address) {
+        func connectOrBind(_ fd: CInt, _ address: sockaddr_un, bind: Bool) -> CInt {
+            var address = address
+            let length = socklen_t(MemoryLayout<sockaddr_un>.size)
+            return withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind ? Glibc.bind(fd, $0, length) : Glibc.connect(fd, $0, length) }
             }
         }
+        let final = try address(socket.path)
+        let bound = try address(temporary)
         if access(socket.path, F_OK) == 0 {
             let probe = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            let live = connectOrBind(probe, bind: false) == 0
+            let live = connectOrBind(probe, final, bind: false) == 0
             closeDescriptor(probe)
             if live { throw SluiceError("stats socket \(socket.path) is in use by a running process; stop it or choose another path") }
-            unlink(socket.path)
         }
+        unlink(temporary)
         let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SluiceError("stats socket \(socket.path): \(SystemError(code: errno, call: "socket"))") }
-        guard connectOrBind(fd, bind: true) == 0 else {
-            let error = SystemError(code: errno, call: "bind", operand: socket.path)
+        func fail(_ call: String) -> SluiceError {
+            let error = SystemError(code: errno, call: call, operand: socket.path)
             closeDescriptor(fd)
-            throw SluiceError("stats socket: \(error)")
+            unlink(temporary)
+            return SluiceError("stats socket: \(error)")
         }
-        chmod(socket.path, mode_t(socket.mode))
+        guard connectOrBind(fd, bound, bind: true) == 0 else { throw fail("bind") }
+        chmod(temporary, mode_t(socket.mode))
         if socket.owner != nil || socket.group != nil {
             let uid: UInt32, gid: UInt32
             do {
@@ -106,21 +119,13 @@ final class StatsSocketServer: @unchecked Sendable {
                 gid = try resolve(socket.group, path: socket.path, user: false)
             } catch {
                 closeDescriptor(fd)
+                unlink(temporary)
                 throw error
             }
-            if chown(socket.path, uid, gid) != 0 {
-                let error = SystemError(code: errno, call: "chown", operand: socket.path)
-                closeDescriptor(fd)
-                unlink(socket.path)
-                throw SluiceError("stats socket: \(error)")
-            }
+            guard chown(temporary, uid, gid) == 0 else { throw fail("chown") }
         }
-        guard Glibc.listen(fd, 16) == 0 else {
-            let error = SystemError(code: errno, call: "listen", operand: socket.path)
-            closeDescriptor(fd)
-            unlink(socket.path)
-            throw SluiceError("stats socket: \(error)")
-        }
+        guard Glibc.listen(fd, 16) == 0 else { throw fail("listen") }
+        guard rename(temporary, socket.path) == 0 else { throw fail("rename") }
         return fd
     }
 
@@ -132,7 +137,6 @@ final class StatsSocketServer: @unchecked Sendable {
         case .name(let name):
             if user, let entry = getpwnam(name) { return entry.pointee.pw_uid }
             if !user, let entry = getgrnam(name) { return entry.pointee.gr_gid }
-            unlink(path)
             throw SluiceError("stats socket \(path): no \(user ? "user" : "group") named '\(name)'")
         }
     }
