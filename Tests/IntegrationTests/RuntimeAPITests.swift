@@ -487,6 +487,55 @@ extension Loopback {
         try eventually("checks resume and take it down") { server.operational == .stopped }
     }
 
+    /// `stats socket ipv4@<address>:<port>`: the runtime API over TCP, as HAProxy serves it (deploy
+    /// tooling in containers often reaches it that way); the same commands get the same answers
+    /// from both, a change made through it takes effect, and the level holds.
+    @Test func aTCPStatsSocketAnswersAsHAProxysDoes() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        let ports = try (0..<4).map { _ in try Net.closedPort() }
+        func config(_ bind: Int, _ admin: Int, _ user: Int) -> String {
+            """
+            global
+              stats socket ipv4@127.0.0.1:\(admin) level admin
+              stats socket 127.0.0.1:\(user) level user
+            defaults
+              mode tcp
+              timeout connect 1s
+              timeout client 5s
+              timeout server 5s
+            listen fe
+              bind 127.0.0.1:\(bind)
+              server s 127.0.0.1:\(server.port) weight 10
+
+            """
+        }
+        func ask(_ port: Int, _ line: String) throws -> String {
+            let fd = try Net.connect(port)
+            defer { close(fd) }
+            try Net.sendAll(fd, line + "\n")
+            return String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+        }
+        let userPorts = try (0..<2).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(config(0, ports[0], userPorts[0]))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[1], ports[2], userPorts[1]), port: ports[1])
+        defer { haproxy.stop() }
+        var answers: [[String]] = []
+        for (admin, user) in [(ports[0], userPorts[0]), (ports[2], userPorts[1])] {
+            answers.append([
+                try ask(admin, "set weight fe/s 3"),
+                try ask(admin, "get weight fe/s"),
+                try ask(user, "set weight fe/s 5"),
+                try ask(user, "get weight fe/s"),
+            ])
+        }
+        #expect(answers[0] == answers[1], "Sluice \(answers[0]) HAProxy \(answers[1])")
+        #expect(answers[0][1] == "3 (initial 10)\n\n", "\(answers[0])")
+        #expect(proxy.balancer.backend(named: "fe")?.servers.first?.weight == 3)
+    }
+
     @Test func socketFileHasItsModeRefusesASecondOwnerAndIsRemovedOnStop() throws {
         let path = Self.socketPath()
         let config = """

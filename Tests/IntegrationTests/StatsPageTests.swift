@@ -86,6 +86,70 @@ extension Loopback {
         try StatsClient.showStat(socket).first { $0["pxname"] == proxy && $0["svname"] == server } ?? [:]
     }
 
+    /// A statistics proxy under a `defaults` section written for HTTP proxies (keep-alive modes,
+    /// `forwardfor`, HTTP timeouts), as real configurations have it: Sluice serves the page, and the
+    /// settings it takes behave as HAProxy's in the same run — `timeout http-request` ends a
+    /// request that does not come with 408 (or silence, with `option http-ignore-probes`), and
+    /// `maxconn 1` keeps a second client in the backlog until the first connection ends.
+    @Test func aStatsProxyUnderHTTPDefaultsTakesItsTimeoutAndMaxconnLikeHAProxy() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        func config(_ ports: ArraySlice<Int>) -> String {
+            let p = Array(ports)
+            return """
+            defaults
+              mode http
+              option http-server-close
+              option forwardfor
+              timeout connect 1s
+              timeout client 5s
+              timeout server 5s
+              timeout http-request 1s
+              timeout http-keep-alive 1s
+            listen fe
+              mode tcp
+              bind 127.0.0.1:\(p[0])
+              server s 127.0.0.1:\(server.port)
+            listen stats
+              bind 127.0.0.1:\(p[1])
+              maxconn 1
+              stats enable
+              stats uri /stats
+            listen probes
+              bind 127.0.0.1:\(p[2])
+              option http-ignore-probes
+              stats enable
+
+            """
+        }
+        let ports = try (0..<6).map { _ in try Net.closedPort() }
+        let proxy = try RunningProxy(config(ports[0..<3]))
+        defer { proxy.stop() }
+        let haproxy = try HAProxyProcess(config: config(ports[3..<6]), port: ports[3])
+        defer { haproxy.stop() }
+        for (name, stats, probes) in [("Sluice", ports[1], ports[2]), ("HAProxy", ports[4], ports[5])] {
+            #expect(try Self.get(stats, "/stats;csv").body.contains("fe,s,"), "\(name)")
+            // The first client holds the page's one slot and sends nothing: after `timeout
+            // http-request` (1 s, not the client's 5 s) it gets 408, and only then is the second
+            // client, already waiting with a whole request, accepted and answered.
+            let first = try Net.connect(stats)
+            defer { close(first) }
+            let second = try Net.connect(stats)
+            defer { close(second) }
+            try Net.sendAll(second, "GET /stats;csv HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let answer = String(decoding: try Net.readToEnd(second, timeoutMs: 4000), as: UTF8.self)
+            #expect(answer.hasPrefix("HTTP/1.1 200") && answer.contains("fe,s,"), "\(name): \(answer.prefix(80))")
+            #expect(Net.waitReadable(first, timeoutMs: 0), "\(name): the second client was answered while the first still held the slot")
+            let timedOut = String(decoding: try Net.readToEnd(first, timeoutMs: 1000), as: UTF8.self)
+            #expect(timedOut.hasPrefix("HTTP/1.1 408") || timedOut.hasPrefix("HTTP/1.0 408"), "\(name): \(timedOut.prefix(80))")
+            // With `option http-ignore-probes`, an empty connection ends without an answer.
+            let probe = try Net.connect(probes)
+            defer { close(probe) }
+            #expect(try Net.readToEnd(probe, timeoutMs: 4000).isEmpty, "\(name)")
+        }
+    }
+
     /// A check in progress as HAProxy shows it (management.txt 9.1, field 36: "If a check is
     /// currently running, the last known status will be reported, prefixed with "* ""; its text is
     /// cleared when it starts), while the Prometheus state stays the last status. Both proxies check

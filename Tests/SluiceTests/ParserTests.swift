@@ -118,6 +118,27 @@ struct ParserTests {
 
         """
 
+    /// `stats socket` takes HAProxy's TCP form too; a UNIX file's permissions mean nothing there.
+    @Test func statsSocketsAreUNIXPathsOrTCPAddresses() throws {
+        let parsed = try Configuration.parse("""
+            global
+              stats socket unix@/run/a.sock level user
+              stats socket ipv4@127.0.0.1:9999 level admin
+              stats socket *:1999 mode 600 level operator
+            listen fe
+              bind :80
+              server s 127.0.0.1:8080
+
+            """, file: "t.cfg")
+        #expect(parsed.configuration.global.statsSockets.map(\.address) == [
+            .unix(path: "/run/a.sock"), .tcp(Endpoint(host: "127.0.0.1", port: 9999)), .tcp(Endpoint(host: nil, port: 1999)),
+        ])
+        #expect(parsed.configuration.global.statsSockets.map(\.level) == [.user, .admin, .operator])
+        #expect(parsed.warnings.map(\.description).filter { $0.contains("stats socket") } == ["t.cfg:4: warning: [global] 'stats socket': 'mode 600' has no effect on a TCP socket (it sets a UNIX socket file's permissions)"])
+        let errors = Self.errors("global\n  stats socket 127.0.0.1\nlisten fe\n  bind :80\n  server s 127.0.0.1:8080\n")
+        #expect(errors.count == 1 && errors[0].hasPrefix("t.cfg:2: error: [global] 'stats socket': "), "\(errors)")
+    }
+
     @Test func unknownKeywordNamesFileLineSectionAndKeyword() {
         #expect(Self.errors(Self.valid + "  frobnicate 1\n") == ["t.cfg:6: error: [backend 'be'] 'frobnicate': unknown keyword in a 'backend' section"])
     }
@@ -256,6 +277,34 @@ struct ParserTests {
             "t.cfg:3: error: [frontend 'fe'] 'mode http': rejected: this proxy runs in mode http (set at t.cfg:2), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice",
             "t.cfg:6: error: [backend 'be'] 'mode http': rejected: this proxy runs in mode http (set at t.cfg:2), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice",
         ])
+    }
+
+    /// A backend that only holds a stick table forwards nothing, so the mode http it inherits is
+    /// no reason to refuse it; one with servers, or with HTTP lines of its own, still is.
+    @Test func aTableHolderBackendMayInheritModeHTTP() throws {
+        let text = """
+            defaults
+              mode http
+              option forwardfor
+              timeout client 5s
+              timeout server 5s
+              timeout connect 1s
+            frontend fe
+              mode tcp
+              bind :80
+              tcp-request connection track-sc0 src table per_ip
+              default_backend be
+            backend be
+              mode tcp
+              server a 127.0.0.1:8080
+            backend per_ip
+              stick-table type ip size 1m expire 1h store conn_rate(10s)
+
+            """
+        let parsed = try Configuration.parse(text, file: "t.cfg")
+        #expect(parsed.configuration.backends.map(\.name).contains("per_ip"))
+        let own = Self.errors(text + "  option httpclose\n")
+        #expect(own.count == 1 && own[0].hasPrefix("t.cfg:15: error: [backend 'per_ip'] 'mode http': rejected"), "\(own)")
     }
 
     @Test func httpOnlyKeywordsInATCPProxyAreIgnoredWithHAProxysWarningOncePerLine() throws {

@@ -56,6 +56,63 @@ struct StatsPageConfigurationTests {
         #expect(open == nil && warnings == ["t.cfg:10: warning: [listen 'stats'] 'stats admin': ignored: without 'stats auth' anyone who reaches the page could change servers; Sluice lets only an authenticated user do so"])
     }
 
+    /// Real configurations put the statistics proxy under a `defaults` section written for HTTP
+    /// proxies: the page takes `timeout http-request` (else `timeout client`), `maxconn` and
+    /// `option http-ignore-probes`, and says why each other HTTP setting changes nothing for it.
+    @Test func httpDefaultsAreTakenOrIgnoredWithTheirReasonOnAStatsPage() throws {
+        let text = """
+            defaults
+              mode http
+              option http-server-close
+              option forwardfor except 127.0.0.0/8
+              timeout client 30s
+              timeout http-request 10s
+              timeout http-keep-alive 10s
+              errorfile 503 /etc/haproxy/errors/503.http
+            frontend fe
+              mode tcp
+              bind :80
+              default_backend be
+            backend be
+              mode tcp
+              server a 127.0.0.1:8080
+            listen stats
+              bind :8404
+              maxconn 10
+              stats enable
+            listen probes
+              bind :8405
+              timeout http-request 2s
+              no option http-server-close
+              option http-ignore-probes
+              stats enable
+
+            """
+        let parsed = try Configuration.parse(text, file: "t.cfg")
+        let pages = parsed.configuration.statsPages
+        #expect(pages.map(\.name) == ["stats", "probes"])
+        #expect(pages[0].maxConnections == 10 && pages[0].requestTimeout == .seconds(10) && !pages[0].ignoreProbes)
+        #expect(pages[1].maxConnections == nil && pages[1].requestTimeout == .seconds(2) && pages[1].ignoreProbes)
+        let warnings = parsed.warnings.map(\.description).filter { $0.contains("statistics page") }
+        #expect(warnings == [
+            "t.cfg:3: warning: [listen 'stats'] 'option http-server-close': ignored by the statistics page: Sluice's statistics page answers one request per connection, then closes it",
+            "t.cfg:4: warning: [listen 'stats'] 'option forwardfor': ignored by the statistics page: it concerns what is sent to servers, and a statistics page has none",
+            "t.cfg:7: warning: [listen 'stats'] 'timeout http-keep-alive': ignored by the statistics page: Sluice's statistics page answers one request per connection, then closes it",
+            "t.cfg:8: warning: [listen 'stats'] 'errorfile': ignored by the statistics page: Sluice's statistics page answers its errors with short bodies of its own",
+            "t.cfg:4: warning: [listen 'probes'] 'option forwardfor': ignored by the statistics page: it concerns what is sent to servers, and a statistics page has none",
+            "t.cfg:7: warning: [listen 'probes'] 'timeout http-keep-alive': ignored by the statistics page: Sluice's statistics page answers one request per connection, then closes it",
+            "t.cfg:8: warning: [listen 'probes'] 'errorfile': ignored by the statistics page: Sluice's statistics page answers its errors with short bodies of its own",
+        ], "\(warnings)")
+        // Without `timeout http-request`, the client's timeout bounds the request, as in HAProxy.
+        let client = try Configuration.parse(text.replacingOccurrences(of: "  timeout http-request 10s\n", with: ""), file: "t.cfg")
+        #expect(client.configuration.statsPages.first?.requestTimeout == .seconds(30))
+        // A time that is none is an error (HAProxy's too); rules the page would not apply are refused.
+        let bad = ParserTests.errors(text.replacingOccurrences(of: "timeout http-request 10s", with: "timeout http-request soon"))
+        #expect(bad == ["t.cfg:6: error: [defaults] 'timeout http-request': 'soon' is not a time"], "\(bad)")
+        let rules = ParserTests.errors(text.replacingOccurrences(of: "  maxconn 10\n", with: "  tcp-request connection reject if { src 10.0.0.0/8 }\n"))
+        #expect(rules.count == 1 && rules[0].contains("a statistics proxy with 'tcp-request' or 'use_backend' rules is not supported"), "\(rules)")
+    }
+
     @Test func whatThePageDoesNotDoIsToldWithItsLine() {
         let cases: [(String, String)] = [
             ("  stats enable\n  stats auth a:b\n  stats admin if { path /x }", "t.cfg:11: error: [listen 'stats'] 'stats admin': '{ path /x }': expected 'stats admin if|unless TRUE|FALSE|LOCALHOST|{ src <network>… }'"),

@@ -340,7 +340,7 @@ extension Parser {
     }
 
     private mutating func statsKeyword(_ words: [String], _ location: SourceLocation) {
-        let usage = "stats socket <path> [mode <octal>] [level user|operator|admin] [user|uid|group|gid <x>] [expose-fd listeners]"
+        let usage = "stats socket <path>|<address>:<port> [mode <octal>] [level user|operator|admin] [user|uid|group|gid <x>] [expose-fd listeners]"
         guard words.count >= 2 else {
             error(location, keyword: "stats", "missing argument: expected '\(usage)'")
             return
@@ -355,11 +355,12 @@ extension Parser {
             }
             var path = words[2]
             if path.hasPrefix("unix@") { path.removeFirst(5) }
-            if !path.hasPrefix("/") {
-                error(location, keyword: keyword, "'\(words[2])': TCP stats sockets are not supported yet; give a UNIX socket path")
-                return
-            }
             var socket = StatsSocket(path: path)
+            if !path.hasPrefix("/") {
+                // `ipv4@127.0.0.1:9999`, `*:9999`: HAProxy's TCP form of the socket.
+                guard let endpoint = value(ValueParser.endpoint(words[2], allowZeroPort: false), location, keyword: keyword) else { return }
+                socket = StatsSocket(address: .tcp(endpoint))
+            }
             var i = 3
             while i < words.count {
                 let option = words[i]
@@ -368,6 +369,11 @@ extension Parser {
                     return
                 }
                 let arg = words[i + 1]
+                if socket.path == nil && ["mode", "uid", "gid", "user", "group"].contains(option) {
+                    warning(location, keyword: keyword, "'\(option) \(arg)' has no effect on a TCP socket (it sets a UNIX socket file's permissions)")
+                    i += 2
+                    continue
+                }
                 switch option {
                 case "mode":
                     if let mode = Int(arg, radix: 8), (0...0o777).contains(mode) { socket.mode = mode } else {

@@ -186,8 +186,23 @@ public struct CPUMapping: Hashable, Sendable {
     }
 }
 
-/// `stats socket <path> [mode <octal>] [level user|operator|admin]`.
+/// `stats socket <path>|<address>:<port> [mode <octal>] [level user|operator|admin]`.
 public struct StatsSocket: Hashable, Sendable {
+    /// Where the runtime API listens.
+    public enum Address: Hashable, Sendable, CustomStringConvertible {
+        /// A UNIX socket file (`/run/sluice.sock`, `unix@/run/sluice.sock`).
+        case unix(path: String)
+        /// A TCP address (`ipv4@127.0.0.1:9999`, `*:9999`): anyone who reaches it has the level.
+        case tcp(Endpoint)
+
+        public var description: String {
+            switch self {
+            case .unix(let path): path
+            case .tcp(let endpoint): endpoint.description
+            }
+        }
+    }
+
     /// `level`: what the socket's clients may do.
     public enum Level: String, Hashable, Sendable {
         /// Read-only commands that reveal nothing sensitive.
@@ -197,8 +212,11 @@ public struct StatsSocket: Hashable, Sendable {
         /// Every command: server states, weights, addresses, shutting sessions down.
         case admin
     }
-    /// The UNIX socket's path.
-    public var path: String
+    public var address: Address
+    /// The UNIX socket's path; nil for a TCP socket.
+    public var path: String? {
+        if case .unix(let path) = address { path } else { nil }
+    }
     /// Permission bits for the socket file; default 0600.
     public var mode: Int = 0o600
     /// `level`; `operator` by default, as HAProxy.
@@ -216,10 +234,16 @@ public struct StatsSocket: Hashable, Sendable {
         case name(String)
     }
 
-    /// A socket at `path` with the given permission bits and level.
+    /// A UNIX socket at `path` with the given permission bits and level.
     public init(path: String, mode: Int = 0o600, level: Level = .operator) {
-        self.path = path
+        self.address = .unix(path: path)
         self.mode = mode
+        self.level = level
+    }
+
+    /// A socket at `address` with the given level.
+    public init(address: Address, level: Level = .operator) {
+        self.address = address
         self.level = level
     }
 }

@@ -85,6 +85,8 @@ struct ProxyDraft {
     var sessionRateLimit: Int?
     var backlog: Int?
     var clientTimeout: Duration?
+    /// `timeout http-request`: read only by a statistics page (other HTTP use is refused).
+    var httpRequestTimeout: Duration?
     var clientFinTimeout: Duration?
     var connectTimeout: Duration?
     var serverTimeout: Duration?
@@ -150,6 +152,14 @@ struct ProxyDraft {
     static let placeholder = ProxyDraft(kind: .defaults, name: "", location: SourceLocation(file: "", line: 0))
 
     var label: String { kind == .defaults && name.isEmpty ? "defaults" : "\(kind.rawValue) '\(name)'" }
+}
+
+extension Parser {
+    /// Whether a setting of `proxy` written at `location` came from a `defaults` section: those
+    /// come before the proxies that use them.
+    static func isInherited(_ location: SourceLocation, by proxy: ProxyDraft) -> Bool {
+        location.file != proxy.location.file || location.line < proxy.location.line
+    }
 }
 
 /// What `default-server` sets and each `server` line starts from.
@@ -510,13 +520,23 @@ struct Parser {
         for proxy in proxies {
             if proxy.mode == "http" && Self.isStatsOnly(proxy) {
                 configuration.statsPages.append(Self.statsPage(proxy, diagnostics: &diagnostics))
+                if !proxy.log.targets.isEmpty || (proxy.log.usesGlobal && !global.logTargets.isEmpty) {
+                    diagnostics.append(ConfigDiagnostic(.warning, proxy.location, section: proxy.label, keyword: "log",
+                        "requests to a statistics page are not logged by Sluice (HAProxy logs them as this proxy's sessions)"))
+                }
+                continue
+            }
+            // A backend that only holds a stick table for other proxies' rules forwards nothing:
+            // the mode it inherits from an HTTP `defaults` section means nothing to it.
+            if proxy.kind == .backend && proxy.servers.isEmpty && proxy.routing.stickTable != nil
+                && proxy.httpOnly.allSatisfy({ Self.isInherited($0.location, by: proxy) }) && !proxy.serverRefused {
                 continue
             }
             if proxy.mode == "http" {
                 // Defaults come before the proxies that use them: a mode line before the proxy's own
                 // line was inherited, and the error names it; one inside the proxy is the error's line.
                 let modeLine = proxy.modeLocation ?? proxy.location
-                let inherited = modeLine.file != proxy.location.file || modeLine.line < proxy.location.line
+                let inherited = Self.isInherited(modeLine, by: proxy)
                 diagnostics.append(diag(proxy, inherited ? proxy.location : modeLine, keyword: "mode http",
                     "rejected: this proxy runs in mode http\(inherited ? " (set at \(modeLine))" : ""), and Sluice is a Layer-4 (TCP) balancer; add 'mode tcp' to it. HTTP routing, header rewriting and cookies need an HTTP proxy in front of or behind Sluice"))
                 continue

@@ -438,6 +438,11 @@ extension Parser {
         let keyword = "timeout \(name)"
         guard let allowed = ProxyKeywords.timeouts[name] else {
             if ["http-request", "http-keep-alive", "tarpit"].contains(name) {
+                guard words.count == 3, let time = Duration(haproxyTime: words[2]) else {
+                    return error(location, keyword: keyword, words.count == 3 ? "'\(words[2])' is not a time" : "expected '\(keyword) <time>'")
+                }
+                if name == "http-request" { proxy.httpRequestTimeout = time }
+                proxy.httpOnly.removeAll { $0.keyword == keyword }
                 proxy.httpOnly.append((keyword, location))
             } else {
                 error(location, keyword: keyword, "unknown timeout; supported: connect, client, server, tunnel, client-fin, server-fin, queue, check")

@@ -27,6 +27,15 @@ public struct StatsPage: Hashable, Sendable {
     /// `stats admin if|unless <condition>`: who may change servers from the page (its checkboxes
     /// and actions, as HAProxy's). Nil: nobody. Only an authenticated user (`stats auth`) ever may.
     public var admin: AdminAccess?
+    /// `maxconn`: connections the page serves at once; more wait in the listeners' backlog, as
+    /// HAProxy's paused listeners. Nil: Sluice's bound of 256 for all pages together.
+    public var maxConnections: Int?
+    /// How long a client has to send its whole request: `timeout http-request`, else `timeout
+    /// client` (HAProxy's fallback), else 10 s; the connection is then closed without an answer.
+    public var requestTimeout: Duration = .seconds(10)
+    /// `option http-ignore-probes`: a connection that sent nothing before `requestTimeout` is
+    /// closed without the 408 answer.
+    public var ignoreProbes = false
 
     /// The clients a `stats admin` condition lets change servers, by source address.
     public enum AdminAccess: Hashable, Sendable {
@@ -50,8 +59,31 @@ extension Parser {
     /// keyword but `stats` and `http-request` lines.
     static func isStatsOnly(_ proxy: ProxyDraft) -> Bool {
         proxy.kind != .backend && proxy.servers.isEmpty && proxy.defaultBackend == nil && !proxy.statsLines.isEmpty
-            && proxy.httpOnly.allSatisfy { ["stats", "http-request"].contains($0.keyword) }
+            && proxy.httpOnly.allSatisfy { ["stats", "http-request", "timeout http-request", "option http-ignore-probes"].contains($0.keyword) || pageIgnores[$0.keyword] != nil }
     }
+
+    /// HTTP keywords a statistics proxy usually gets from a `defaults` section written for HTTP
+    /// proxies, which change nothing Sluice's page does: accepted on it with a warning saying why.
+    /// Any other HTTP keyword keeps the proxy from being a statistics page (and so is refused).
+    static let pageIgnores: [String: String] = {
+        let oneRequest = "Sluice's statistics page answers one request per connection, then closes it"
+        let noServer = "it concerns what is sent to servers, and a statistics page has none"
+        let ownErrors = "Sluice's statistics page answers its errors with short bodies of its own"
+        var reasons: [String: String] = [:]
+        for keyword in ["option httpclose", "option http-server-close", "option http-keep-alive", "option forceclose",
+                        "option http-pretend-keepalive", "timeout http-keep-alive", "max-keep-alive-queue"] { reasons[keyword] = oneRequest }
+        for keyword in ["option forwardfor", "option originalto", "http-reuse", "http-send-name-header", "option prefer-last-server",
+                        "option persist", "option checkcache", "retry-on", "option http-drop-request-trailers",
+                        "option http-drop-response-trailers", "option h1-case-adjust-bogus-server"] { reasons[keyword] = noServer }
+        for keyword in ["errorfile", "errorfiles", "errorloc", "errorloc302", "errorloc303", "http-error"] { reasons[keyword] = ownErrors }
+        reasons["option http-buffer-request"] = "Sluice's statistics page always reads a request's whole body before answering"
+        reasons["option http-use-htx"] = "it has had no effect since HAProxy 2.1"
+        reasons["option http-no-delay"] = "Sluice's statistics page sends each answer as soon as it is built"
+        reasons["option disable-h2-upgrade"] = "Sluice's statistics page speaks HTTP/1.1 only"
+        reasons["compression"] = "Sluice's statistics page is sent uncompressed"
+        reasons["timeout tarpit"] = "a statistics page has no tarpit rules"
+        return reasons
+    }()
 
     /// The page a stats-only proxy describes; its mistakes are added to `diagnostics`.
     static func statsPage(_ proxy: ProxyDraft, diagnostics: inout [ConfigDiagnostic]) -> StatsPage {
@@ -112,6 +144,18 @@ extension Parser {
                 problem(location, "stats", "'\(words.joined(separator: " "))' is not a stats page setting Sluice knows")
             }
         }
+        for (keyword, location) in proxy.httpOnly {
+            if let reason = pageIgnores[keyword] {
+                problem(location, keyword, "ignored by the statistics page: \(reason)", warning: true)
+            }
+        }
+        if !proxy.routing.connectionRules.isEmpty || !proxy.routing.sessionRules.isEmpty || !proxy.routing.contentRules.isEmpty
+            || !proxy.routing.switching.isEmpty {
+            problem(proxy.location, "tcp-request", "a statistics proxy with 'tcp-request' or 'use_backend' rules is not supported (Sluice's page applies none); put the rules in a tcp proxy in front of it")
+        }
+        page.maxConnections = proxy.maxConnections
+        if let timeout = proxy.httpRequestTimeout ?? proxy.clientTimeout { page.requestTimeout = timeout }
+        page.ignoreProbes = proxy.httpOnly.contains { $0.keyword == "option http-ignore-probes" }
         if let (words, location) = adminLine {
             switch adminAccess(Array(words.dropFirst(2)), negated: words.count > 2 && words[2] == "unless", valid: words.count > 2 && ["if", "unless"].contains(words[2])) {
             case .failure(let e): problem(location, "stats admin", e.message)

@@ -8,7 +8,8 @@ import Glibc
 /// (`<uri>;csv`), an HTML page and its admin form (`stats admin`: a POST of HAProxy's form fields),
 /// on the proxies' own `bind` addresses. One thread and poll(2), never a reactor: a scrape costs
 /// the data path nothing but reading its atomic counters. One request per connection
-/// (`Connection: close`), heads up to 8 KiB, bodies up to 16 KiB, 10 s to send one.
+/// (`Connection: close`), heads up to 8 KiB, bodies up to 16 KiB, `StatsPage.requestTimeout` to
+/// send one; at most `StatsPage.maxConnections` per page and 256 in all at once.
 final class StatsPageServer: @unchecked Sendable {
     /// What the pages show, taken when a request comes.
     struct Sources: Sendable {
@@ -76,17 +77,23 @@ final class StatsPageServer: @unchecked Sendable {
         var clients: [Client] = []
         while true {
             var polls = [pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
-            polls += listeners.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            // A page at its `maxconn` leaves new connections in its listeners' backlog.
+            var open = Dictionary(clients.map { ($0.page.name, 1) }, uniquingKeysWith: +)
+            func room(_ page: StatsPage) -> Int {
+                min(256 - clients.count, page.maxConnections.map { $0 - open[page.name, default: 0] } ?? .max)
+            }
+            polls += listeners.map { pollfd(fd: $0.fd, events: room($0.page) > 0 ? Int16(POLLIN) : 0, revents: 0) }
             polls += clients.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             let now = monotonicMilliseconds()
             let next = clients.map(\.deadline).min().map { max(0, $0 - now) } ?? 1000
             guard poll(&polls, nfds_t(polls.count), Int32(min(next, 1000))) >= 0 || errno == EINTR else { continue }
             if polls[0].revents != 0 { break }
-            for (i, listener) in listeners.enumerated() where polls[1 + i].revents != 0 {
-                while clients.count < 256 {
+            for (i, listener) in listeners.enumerated() where polls[1 + i].revents & Int16(POLLIN) != 0 {
+                while room(listener.page) > 0 {
                     let fd = CShims_accept4_nonblock(listener.fd)
                     guard fd >= 0 else { break }
-                    clients.append(Client(fd: fd, page: listener.page, deadline: monotonicMilliseconds() + 10_000))
+                    clients.append(Client(fd: fd, page: listener.page, deadline: monotonicMilliseconds() + listener.page.requestTimeout.milliseconds))
+                    open[listener.page.name, default: 0] += 1
                 }
             }
             var kept: [Client] = []
@@ -121,6 +128,11 @@ final class StatsPageServer: @unchecked Sendable {
                     }
                 }
                 if after >= client.deadline {
+                    // HAProxy's answer to `timeout http-request`; with `option http-ignore-probes`
+                    // a connection that sent nothing is closed without it.
+                    if !(client.head.isEmpty && client.page.ignoreProbes) {
+                        send(client.fd, status: "408 Request Time-out", type: "text/plain", body: "request timed out\n")
+                    }
                     close(client.fd)
                     continue
                 }

@@ -15,7 +15,7 @@ final class StatsSocketServer: @unchecked Sendable {
     // Mutable state is touched only by the server's thread, after `start()`; `stop()` joins it.
     private struct Listener {
         let fd: CInt
-        let path: String
+        let address: StatsSocket.Address
         let level: StatsSocket.Level
     }
 
@@ -57,7 +57,12 @@ final class StatsSocketServer: @unchecked Sendable {
         self.idleTimeoutMs = idleTimeout.milliseconds
         for socket in sockets {
             do {
-                listeners.append(Listener(fd: try Self.listen(socket), path: socket.path, level: socket.level))
+                let fd: CInt
+                switch socket.address {
+                case .unix(let path): fd = try Self.listen(socket, path: path)
+                case .tcp(let endpoint): fd = try Self.listen(endpoint)
+                }
+                listeners.append(Listener(fd: fd, address: socket.address, level: socket.level))
             } catch {
                 closeListeners()
                 throw error
@@ -70,15 +75,15 @@ final class StatsSocketServer: @unchecked Sendable {
     /// (so a stale file is replaced in one step); unlike HAProxy the rename comes after `listen(2)`,
     /// so a file at the path always accepts: a deploy script may wait for the file, then connect.
     /// The system calls are `socket(2)`, `bind(2)`, `chmod(2)`, `chown(2)`, `listen(2)`, `rename(2)`.
-    private static func listen(_ socket: StatsSocket) throws(SluiceError) -> CInt {
-        let temporary = "\(socket.path).\(getpid()).tmp"
+    private static func listen(_ socket: StatsSocket, path: String) throws(SluiceError) -> CInt {
+        let temporary = "\(path).\(getpid()).tmp"
         func address(_ path: String) throws(SluiceError) -> sockaddr_un {
             var address = sockaddr_un()
             address.sun_family = sa_family_t(AF_UNIX)
             let bytes = Array(path.utf8)
             let capacity = MemoryLayout.size(ofValue: address.sun_path)
             guard bytes.count < capacity else {
-                throw SluiceError("stats socket \(socket.path): path too long for a UNIX socket (its temporary name '\(temporary)' must fit in \(capacity - 1) bytes)")
+                throw SluiceError("stats socket \(path): path too long for a UNIX socket (its temporary name '\(temporary)' must fit in \(capacity - 1) bytes)")
             }
             withUnsafeMutableBytes(of: &address.sun_path) { raw in
                 raw.copyBytes(from: bytes)
@@ -93,19 +98,19 @@ final class StatsSocketServer: @unchecked Sendable {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind ? Glibc.bind(fd, $0, length) : Glibc.connect(fd, $0, length) }
             }
         }
-        let final = try address(socket.path)
+        let final = try address(path)
         let bound = try address(temporary)
-        if access(socket.path, F_OK) == 0 {
+        if access(path, F_OK) == 0 {
             let probe = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             let live = connectOrBind(probe, final, bind: false) == 0
             closeDescriptor(probe)
-            if live { throw SluiceError("stats socket \(socket.path) is in use by a running process; stop it or choose another path") }
+            if live { throw SluiceError("stats socket \(path) is in use by a running process; stop it or choose another path") }
         }
         unlink(temporary)
         let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SluiceError("stats socket \(socket.path): \(SystemError(code: errno, call: "socket"))") }
+        guard fd >= 0 else { throw SluiceError("stats socket \(path): \(SystemError(code: errno, call: "socket"))") }
         func fail(_ call: String) -> SluiceError {
-            let error = SystemError(code: errno, call: call, operand: socket.path)
+            let error = SystemError(code: errno, call: call, operand: path)
             closeDescriptor(fd)
             unlink(temporary)
             return SluiceError("stats socket: \(error)")
@@ -115,8 +120,8 @@ final class StatsSocketServer: @unchecked Sendable {
         if socket.owner != nil || socket.group != nil {
             let uid: UInt32, gid: UInt32
             do {
-                uid = try resolve(socket.owner, path: socket.path, user: true)
-                gid = try resolve(socket.group, path: socket.path, user: false)
+                uid = try resolve(socket.owner, path: path, user: true)
+                gid = try resolve(socket.group, path: path, user: false)
             } catch {
                 closeDescriptor(fd)
                 unlink(temporary)
@@ -125,8 +130,18 @@ final class StatsSocketServer: @unchecked Sendable {
             guard chown(temporary, uid, gid) == 0 else { throw fail("chown") }
         }
         guard Glibc.listen(fd, 16) == 0 else { throw fail("listen") }
-        guard rename(temporary, socket.path) == 0 else { throw fail("rename") }
+        guard rename(temporary, path) == 0 else { throw fail("rename") }
         return fd
+    }
+
+    /// A TCP socket (`stats socket ipv4@127.0.0.1:9999`), as HAProxy's.
+    private static func listen(_ endpoint: Endpoint) throws(SluiceError) -> CInt {
+        do {
+            let address = try SocketAddress.resolve(host: endpoint.host ?? "0.0.0.0", port: endpoint.port)
+            return try Socket.listen(on: address, backlog: 16, reusePort: false).release()
+        } catch {
+            throw SluiceError("stats socket \(endpoint): \(error)")
+        }
     }
 
     /// A user or group id for `chown`; `.max` (-1) leaves it unchanged.
@@ -148,7 +163,7 @@ final class StatsSocketServer: @unchecked Sendable {
         } catch {
             throw SluiceError("stats socket: cannot start its thread: \(error)")
         }
-        for l in listeners { logger.info("runtime API listening on \(l.path) (level \(l.level.rawValue))") }
+        for l in listeners { logger.info("runtime API listening on \(l.address) (level \(l.level.rawValue))") }
     }
 
     /// Stops serving, closes every connection and removes the socket files.
@@ -174,7 +189,7 @@ final class StatsSocketServer: @unchecked Sendable {
     private func closeListeners() {
         for l in listeners {
             closeDescriptor(l.fd)
-            unlink(l.path)
+            if case .unix(let path) = l.address { unlink(path) }
         }
         listeners.removeAll()
     }
