@@ -390,6 +390,48 @@ extension Loopback {
         let theirs = try commands.map { try StatsClient.ask(socket, $0) }
         #expect(theirs == replies)
     }
+
+    /// A backend written without servers, as kind writes its balancer's first configuration: both
+    /// proxies start, show the backend UP (HAProxy counts no server as none down), close each connection at once without a byte, and
+    /// serve once a server is added and enabled. Sluice's other algorithms take the empty backend
+    /// too (`source`, not dynamic, only closes).
+    @Test func anEmptyBackendClosesConnectionsUntilAServerIsAddedAsHAProxy() throws {
+        let echo = try TestServer(.echo)
+        defer { echo.stop() }
+        func config(_ port: Int, _ socket: String, _ balance: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              default_backend be
+            backend be
+              balance \(balance)
+
+            """
+        }
+        func exchange(_ port: Int) throws -> String {
+            let fd = try Net.connect(port)
+            defer { close(fd) }
+            try Net.sendAll(fd, "hello\n")
+            shutdown(fd, Int32(SHUT_WR))
+            return String(decoding: try Net.readToEnd(fd, timeoutMs: 3000, resetEnds: true), as: UTF8.self)
+        }
+        for balance in ["roundrobin", "leastconn", "first", "random", "source"] {
+            let withHAProxy = balance == "roundrobin" && HAProxyProcess.requireInstalled()
+            let (proxy, haproxy, sockets) = try Loopback.RuntimeAPITests.sideBySide { config($0, $1, balance) }
+            defer { proxy.stop(); haproxy.stop() }
+            var contenders = [("Sluice", proxy.port, sockets[0])]
+            if withHAProxy { contenders.append(("HAProxy", haproxy.port, sockets[1])) }
+            for (name, port, socket) in contenders {
+                let row = try StatsClient.showStat(socket).first { $0["pxname"] == "be" && $0["svname"] == "BACKEND" }
+                #expect(row?["status"] == "UP", "\(name) \(balance): \(row ?? [:])")
+                #expect(try exchange(port) == "", "\(name) \(balance)")
+                guard balance != "source" else { continue }
+                #expect(try StatsClient.ask(socket, "add server be/s1 127.0.0.1:\(echo.port)") == "New server registered.\n\n", "\(name) \(balance)")
+                #expect(try StatsClient.ask(socket, "enable server be/s1") == "\n", "\(name) \(balance)")
+                #expect(try exchange(port) == "hello\n", "\(name) \(balance)")
+            }
+        }
+    }
 }
 }
 

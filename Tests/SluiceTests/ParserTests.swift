@@ -266,9 +266,12 @@ struct ParserTests {
         #expect(Self.errors("frontend fe\n  bind :80\n  default_backend nope\n") == ["t.cfg:3: error: [frontend 'fe'] 'default_backend': no backend named 'nope' exists"])
     }
 
-    @Test func backendWithNoServersUsedByAFrontend() {
-        #expect(Self.errors("frontend fe\n  bind :80\n  default_backend be\nbackend be\n  balance roundrobin\n")
-            == ["t.cfg:3: error: [frontend 'fe'] 'default_backend': backend 'be' (at t.cfg:4) has no 'server' line, so every connection would fail"])
+    /// Valid in HAProxy (kind starts its balancer with an empty backend and writes the servers
+    /// later): a warning that says what happens meanwhile.
+    @Test func backendWithNoServersUsedByAFrontend() throws {
+        let parsed = try Configuration.parse("frontend fe\n  bind :80\n  default_backend be\nbackend be\n  balance roundrobin\n", file: "t.cfg")
+        #expect(parsed.warnings.map(\.description).filter { $0.contains("'server' line") }
+            == ["t.cfg:3: warning: [frontend 'fe'] 'default_backend': backend 'be' (at t.cfg:4) has no 'server' line: every connection to it is closed at once until servers are added (by a reload, or the runtime API's 'add server')"])
     }
 
     @Test func aProxyThatWouldRunInModeHTTPIsRejectedOnceWithTheReason() {

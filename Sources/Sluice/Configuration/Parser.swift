@@ -155,6 +155,10 @@ struct ProxyDraft {
 }
 
 extension Parser {
+    /// A backend without servers is valid, as in HAProxy (kind, for one, starts its balancer so and
+    /// writes the servers in later): its connections are closed at once until it has one.
+    static let noServerYet = "every connection to it is closed at once until servers are added (by a reload, or the runtime API's 'add server')"
+
     /// Whether a setting of `proxy` written at `location` came from a `defaults` section: those
     /// come before the proxies that use them.
     static func isInherited(_ location: SourceLocation, by proxy: ProxyDraft) -> Bool {
@@ -693,13 +697,13 @@ struct Parser {
                 if backend.servers.isEmpty && !proxies.contains(where: { $0.name == name && $0.kind != .frontend && $0.serverRefused }) {
                     let where_ = proxies.first { $0.name == name && $0.kind != .frontend }?.location
                     diagnostics.append(diag(proxy, location, keyword: "default_backend",
-                        "backend '\(name)'\(where_.map { " (at \($0))" } ?? "") has no 'server' line, so every connection would fail"))
+                        "backend '\(name)'\(where_.map { " (at \($0))" } ?? "") has no 'server' line: \(Self.noServerYet)", .warning))
                 }
             } else if proxy.servers.isEmpty && !proxy.serverRefused {
                 let statsPage = proxy.httpOnly.contains { $0.keyword == "stats" }
                 diagnostics.append(diag(proxy, proxy.location, keyword: "listen", statsPage
-                    ? "has no 'server' line, so every connection would fail: a statistics page needs 'mode http' in this proxy (Sluice serves a mode http proxy made only of 'stats' and 'http-request use-service prometheus-exporter' lines)"
-                    : "has no 'server' line, so every connection would fail"))
+                    ? "has no 'server' line: \(Self.noServerYet). A statistics page needs 'mode http' in this proxy (Sluice serves a mode http proxy made only of 'stats' and 'http-request use-service prometheus-exporter' lines)"
+                    : "has no 'server' line: \(Self.noServerYet)", .warning))
             }
             configuration.frontends.append(Frontend(
                 name: proxy.name, binds: proxy.binds.map { bind in

@@ -91,7 +91,7 @@ public struct BackendStatistics: Hashable, Sendable {
     public var maxQueued: Int
     /// The mean wait of the sessions that waited, in milliseconds (`qtime`).
     public var averageQueueMs: Int
-    /// Whether a server can take a session (`status` UP/DOWN).
+    /// Whether a server can take a session, or the backend has none (`status` UP/DOWN, as HAProxy).
     public var isUp: Bool
     /// The usable servers' weights summed.
     public var weight: Int
@@ -136,7 +136,8 @@ public struct BackendStatistics: Hashable, Sendable {
         queueTime = backend.queueTime.snapshot
         averageQueueMs = Int(queueTime.meanMs)
         let usable = states.filter(\.isUsable)
-        isUp = !usable.isEmpty
+        // As HAProxy's stats.c: a backend without any server is UP (no server is down).
+        isUp = !usable.isEmpty || states.isEmpty
         weight = usable.reduce(0) { $0 + $1.weight }
         activeServers = usable.filter { !$0.isBackup }.count
         backupServers = usable.filter(\.isBackup).count
