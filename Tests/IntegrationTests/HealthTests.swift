@@ -271,7 +271,89 @@ extension Loopback {
     /// `http-check send-state`: the check request carries `X-Haproxy-Server-State` with the check's
     /// view of the server, its address, names, node, weight among the usable servers, sessions and
     /// queue — the same request, byte for byte, as HAProxy 2.6 sends to the same server.
+    /// `http-check disable-on-404`, HAProxy's graceful-deploy idiom: a server whose check answers
+    /// 404 is soft-stopped (NOLB: no new load-balanced session, a session already there goes on),
+    /// and a 2xx brings it back; a DOWN server stays DOWN on 404. Both proxies in the same run,
+    /// compared on `show stat` and `show servers state`.
+    @Test func disableOn404SoftStopsAServerLikeHAProxy() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let a = try TestServer(.http("a")), b = try TestServer(.http("b"))
+        defer { a.stop(); b.stop() }
+        let (proxy, haproxy, sockets) = try Loopback.RuntimeAPITests.sideBySide { port, socket in
+            StatsClient.preamble(socket: socket) + """
+            listen fe
+              bind 127.0.0.1:\(port)
+              option httpchk GET /alive
+              http-check disable-on-404
+              server a 127.0.0.1:\(a.port) check inter 100ms rise 1 fall 1
+              server b 127.0.0.1:\(b.port) check inter 100ms rise 1 fall 1
+
+            """
+        }
+        defer { proxy.stop(); haproxy.stop() }
+        let contenders = [("Sluice", proxy.port, sockets[0]), ("HAProxy", haproxy.port, sockets[1])]
+        func row(_ socket: String) throws -> [String: String] {
+            try StatsClient.showStat(socket).first { $0["pxname"] == "fe" && $0["svname"] == "a" } ?? [:]
+        }
+        func opState(_ socket: String) throws -> String {
+            let line = try StatsClient.ask(socket, "show servers state fe").split(separator: "\n").first { $0.split(separator: " ").dropFirst(3).first == "a" }
+            return line.map { String($0.split(separator: " ")[5]) } ?? "?"
+        }
+        func get(_ port: Int) throws -> String {
+            let fd = try Net.connect(port)
+            defer { close(fd) }
+            try Net.sendAll(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            return String(decoding: try Net.readToEnd(fd), as: UTF8.self).split(whereSeparator: \.isNewline).last.map(String.init) ?? ""
+        }
+        for (name, _, socket) in contenders {
+            try eventually("\(name): both UP") { try row(socket)["status"] == "UP" }
+        }
+        // A session on `a` before its check says 404, completed after: connect until one lands there.
+        func sessionOnA(_ name: String, _ port: Int) throws -> CInt {
+            for _ in 0..<4 {
+                let (onA, onB) = (a.open.load(ordering: .relaxed), b.open.load(ordering: .relaxed))
+                let fd = try Net.connect(port)
+                try eventually("\(name): the session reached a server") { a.open.load(ordering: .relaxed) > onA || b.open.load(ordering: .relaxed) > onB }
+                if a.open.load(ordering: .relaxed) > onA { return fd }
+                close(fd)
+                try eventually("\(name): b's connection closed") { b.open.load(ordering: .relaxed) == onB }
+            }
+            throw Net.Failure("\(name): no session reached a")
+        }
+        let held = try contenders.map { try sessionOnA($0.0, $0.1) }
+        defer { for fd in held { close(fd) } }
+        a.alive.store(404, ordering: .relaxed)
+        for (index, (name, port, socket)) in contenders.enumerated() {
+            try eventually("\(name): a is NOLB") { try row(socket)["status"] == "NOLB" }
+            let fields = try row(socket)
+            #expect(fields["check_status"] == "L7OKC" && fields["check_code"] == "404", "\(name): \(fields["check_status"] ?? "") \(fields["check_code"] ?? "")")
+            #expect(try opState(socket) == "3", "\(name)")
+            let answers = try (0..<6).map { _ in try get(port) }
+            #expect(answers == Array(repeating: "b", count: 6), "\(name): new sessions go to b only: \(answers)")
+            try Net.sendAll(held[index], "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            let reply = String(decoding: try Net.readToEnd(held[index]), as: UTF8.self)
+            #expect(reply.hasSuffix("\r\n\r\na\n"), "\(name): the session already on a goes on: \(reply)")
+        }
+        a.alive.store(200, ordering: .relaxed)
+        for (name, port, socket) in contenders {
+            try eventually("\(name): a is UP again") { try row(socket)["status"] == "UP" }
+            #expect(try opState(socket) == "2", "\(name)")
+            let answers = try (0..<4).map { _ in try get(port) }
+            #expect(Set(answers) == ["a", "b"], "\(name): \(answers)")
+        }
+        // DOWN first (a 503), then 404: it stays DOWN, the 404 a plain failure.
+        a.alive.store(503, ordering: .relaxed)
+        for (name, _, socket) in contenders { try eventually("\(name): a is DOWN") { try row(socket)["status"] == "DOWN" } }
+        a.alive.store(404, ordering: .relaxed)
+        for (name, _, socket) in contenders {
+            try eventually("\(name): a's check saw the 404") { try row(socket)["check_code"] == "404" }
+            let fields = try row(socket)
+            #expect(fields["status"] == "DOWN" && fields["check_status"] == "L7STS", "\(name): \(fields["status"] ?? "") \(fields["check_status"] ?? "")")
+        }
+    }
+
     @Test func sendStateTellsTheServerHowTheBalancerSeesItLikeHAProxy() throws {
+
         let capture = try CaptureServer()
         let closed = try Net.closedPort()
         func config(_ port: Int) -> String {

@@ -487,6 +487,37 @@ extension Loopback {
         try eventually("checks resume and take it down") { server.operational == .stopped }
     }
 
+    /// `set server … health up|stopping|down` sets HAProxy's states — UP, NOLB, DOWN — with the
+    /// health counter at its top or 0, and `show servers state` writes HAProxy's op state numbers.
+    @Test func setServerHealthGivesHAProxysStatesAndNumbers() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.identify("s"))
+        defer { server.stop() }
+        let (proxy, haproxy, sockets) = try Self.sideBySide { port, socket in
+            StatsClient.preamble(socket: socket) + """
+            listen fe
+              bind 127.0.0.1:\(port)
+              server s 127.0.0.1:\(server.port) check inter 30s rise 2 fall 3
+
+            """
+        }
+        defer { proxy.stop(); haproxy.stop() }
+        var seen: [[String]] = []
+        for socket in sockets {
+            var states: [String] = []
+            for health in ["down", "stopping", "up"] {
+                _ = try StatsClient.ask(socket, "set server fe/s health \(health)")
+                let row = try StatsClient.showStat(socket).first { $0["svname"] == "s" } ?? [:]
+                let line = try StatsClient.ask(socket, "show servers state fe").split(separator: "\n").last ?? ""
+                let fields = line.split(separator: " ")
+                states.append("\(row["status"] ?? "?") op=\(fields.count > 5 ? fields[5] : "?") health=\(fields.count > 12 ? fields[12] : "?")")
+            }
+            seen.append(states)
+        }
+        #expect(seen[0] == seen[1], "Sluice \(seen[0]) HAProxy \(seen[1])")
+        #expect(seen[0] == ["DOWN op=0 health=0", "NOLB op=3 health=4", "UP op=2 health=4"], "\(seen[0])")
+    }
+
     /// `stats socket ipv4@<address>:<port>`: the runtime API over TCP, as HAProxy serves it (deploy
     /// tooling in containers often reaches it that way); the same commands get the same answers
     /// from both, a change made through it takes effect, and the level holds.

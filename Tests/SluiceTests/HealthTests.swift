@@ -15,7 +15,7 @@ struct HealthCounterTests {
         #expect(c.success() == nil)  // already up: back to full health
         #expect(c.operational == .running)
         #expect(c.failure() == nil)
-        #expect(c.operational == .stopping)
+        #expect(c.operational == .running, "UP 2/3 is still running, as in HAProxy")
         #expect(c.progress == "2/3")
         #expect(c.failure() == nil)
         #expect(c.failure() == .wentDown)
@@ -25,7 +25,7 @@ struct HealthCounterTests {
     @Test func fromDownItTakesRiseSuccessesToComeUp() {
         var c = HealthCounter(rise: 3, fall: 2, value: 0)
         #expect(c.success() == nil)
-        #expect(c.operational == .starting)
+        #expect(c.operational == .stopped, "DOWN 1/3 is still stopped, as in HAProxy")
         #expect(c.progress == "1/3")
         #expect(c.success() == nil)
         #expect(c.success() == .wentUp)
@@ -82,6 +82,20 @@ struct HTTPVerdictTests {
         #expect(Self.judge("HTTP/1.1 200 OK\r\n\r\nstate=up\n", .stringRegex("state=(up|ok)", negated: false), regex: "state=(up|ok)")?.status == .layer7OK)
     }
 
+    /// `http-check disable-on-404` on a server that is up: a 404 is HAProxy's conditional pass,
+    /// whatever the expectation; other codes, and a 404 without it, are judged as usual.
+    @Test func aFourOhFourUnderDisableOn404IsAConditionalPass() {
+        func judge(_ reply: String, _ expectation: HTTPExpectation? = nil) -> CheckResult? {
+            CheckProtocol.judgeHTTP(Array(reply.utf8), complete: true, expectation: expectation, regex: nil, conditional404: true)
+        }
+        #expect(judge("HTTP/1.1 404 Not Found\r\n\r\n")?.status == .layer7OKConditional)
+        #expect(judge("HTTP/1.1 404 Not Found\r\n\r\n", .status([200...200], negated: false))?.status == .layer7OKConditional)
+        #expect(judge("HTTP/1.1 200 OK\r\n\r\n")?.status == .layer7OK)
+        #expect(judge("HTTP/1.1 503 Busy\r\n\r\n")?.status == .layer7Status)
+        #expect(Self.judge("HTTP/1.1 404 Not Found\r\n\r\n")?.status == .layer7Status)
+        #expect(CheckResult.Status.layer7OKConditional.passed && CheckResult.Status.layer7OKConditional.rawValue == "L7OKC")
+    }
+
     @Test func truncatedOrForeignRepliesAreInvalid() {
         #expect(Self.judge("HTTP/1.1 20", complete: false) == nil)
         #expect(Self.judge("HTTP/1.1 20")?.status == .layer7Response)
@@ -95,7 +109,7 @@ struct HTTPVerdictTests {
         http.uri = "/alive"
         http.version = "HTTP/1.1"
         http.headers = [("Host", "api.local")]
-        guard case .http(let request, _, _, _) = try CheckProtocol.make(.http(http)).get() else {
+        guard case .http(let request, _, _, _, _) = try CheckProtocol.make(.http(http)).get() else {
             Issue.record("expected an HTTP check")
             return
         }

@@ -301,9 +301,15 @@ public final class BackendState: Sendable {
     }
 
     /// `set server <b>/<s> health up|stopping|down`: the server's health as if its checks had
-    /// decided it (the next check result applies as usual).
+    /// decided it; as HAProxy's CLI, its health counter goes to the top (up, stopping) or to 0
+    /// (down), and the checks that follow count from there.
     public func setHealth(_ state: OperationalState, of server: ServerState) {
-        setOperational(state, of: server, reason: "library")
+        setHealth(state, of: server, reason: "library")
+    }
+
+    func setHealth(_ state: OperationalState, of server: ServerState, reason: String) {
+        if let plan = server.checkPlan { server.health.store(state.isUp ? plan.rise + plan.fall - 1 : 0, ordering: .relaxed) }
+        setOperational(state, of: server, reason: reason)
     }
 
     /// Moves a server to a new address for new sessions and checks; `by` says who (events, logs).

@@ -19,29 +19,36 @@ public enum AdminState: UInt8, Sendable, CustomStringConvertible {
     }
 }
 
-/// What health checks concluded (HAProxy's operational state).
+/// What health checks concluded: HAProxy's operational state, with its numbers (`show servers
+/// state`'s `srv_op_state`). A server UP whose checks are failing but not yet `fall` times is still
+/// `running` ("UP 2/3" is its status, from its health counter), as in HAProxy.
 public enum OperationalState: UInt8, Sendable, CustomStringConvertible {
-    /// Down: checks failed `fall` times in a row.
+    /// Down: checks failed `fall` times in a row, or the runtime API said so.
     case stopped = 0
-    /// Coming up: checks are passing but fewer than `rise` times yet.
+    /// Up and warming up (HAProxy's slow-start state, read from its server-state files); Sluice
+    /// treats it as `running` and ramps weights with `slowstart` instead.
     case starting = 1
-    /// Up. A server without `check` is always here.
+    /// Up. A server without `check` is always here unless the runtime API says otherwise.
     case running = 2
-    /// Up but going down: checks are failing, fewer than `fall` times yet.
+    /// Up, but soft-stopped: no new load-balanced session, while persistent ones (`stick`,
+    /// `use-server`) still reach it. `http-check disable-on-404` puts a server here when it answers
+    /// 404, and `set server <s> health stopping` does; `show stat` says NOLB.
     case stopping = 3
 
-    /// As `show stat` writes it.
+    /// As events and logs write it.
     public var description: String {
         switch self {
         case .stopped: "DOWN"
-        case .starting: "DOWN (rising)"
+        case .starting: "UP (starting)"
         case .running: "UP"
-        case .stopping: "UP (falling)"
+        case .stopping: "NOLB"
         }
     }
 
-    /// Whether new sessions may go to a server in this state.
-    var acceptsTraffic: Bool { self == .running || self == .stopping }
+    /// Up, whether or not it takes load-balanced sessions (HAProxy: not `SRV_ST_STOPPED`).
+    var isUp: Bool { self != .stopped }
+    /// Whether load balancing may pick it (HAProxy's `srv_currently_usable`, for the state).
+    var balances: Bool { self == .running || self == .starting }
 }
 
 /// A server's live state, shared by every reactor. Fields are atomics: reactors update counters
@@ -280,23 +287,29 @@ public final class ServerState: Sendable {
     /// UP→DOWN transitions so far (`chkdown`).
     public var downTransitionCount: Int { downTransitions.load(ordering: .relaxed) }
 
-    /// The status as HAProxy's `show stat` shows it: `MAINT`, `DRAIN`, `no check`, `UP`, `DOWN`,
-    /// or `UP 1/3` / `DOWN 1/2` while a transition is in progress.
+    /// The status as HAProxy's `show stat` shows it (its `stats_fill_sv_stats_computestate`):
+    /// `MAINT`, `DRAIN`, `no check`, `UP`, `NOLB`, `DOWN`, or `UP 1/3`, `NOLB 1/3`, `DRAIN 1/3`,
+    /// `DOWN 1/2` while the health counter is between its ends.
     public var status: String {
-        switch admin {
-        case .maintenance: return awaitingAddress.load(ordering: .relaxed) ? "MAINT (resolution)" : "MAINT"
-        case .drain where operational.acceptsTraffic: return hasEnabledAgent ? "DRAIN (agent)" : "DRAIN"
-        default: break
+        if admin == .maintenance { return awaitingAddress.load(ordering: .relaxed) ? "MAINT (resolution)" : "MAINT" }
+        let state = operational
+        if !state.isUp && agentHoldsDown { return "DOWN (agent)" }
+        let counter = checkPlan.flatMap { plan in
+            checksEnabled.load(ordering: .relaxed) && configuration.track == nil
+                ? HealthCounter(rise: plan.rise, fall: plan.fall, value: health.load(ordering: .relaxed)) : nil
         }
-        if !operational.acceptsTraffic && agentHoldsDown { return "DOWN (agent)" }
-        if configuration.track != nil { return operational.acceptsTraffic ? "UP" : "DOWN" }
-        guard let plan = checkPlan, checksEnabled.load(ordering: .relaxed) else { return "no check" }
-        let counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: health.load(ordering: .relaxed))
-        switch counter.operational {
-        case .running: return "UP"
-        case .stopped: return "DOWN"
-        case .stopping: return "UP \(counter.progress)"
-        case .starting: return "DOWN \(counter.progress)"
+        let going = counter.map { "\($0.value - $0.rise + 1)/\($0.fall)" }
+        let full = counter.map { $0.value == $0.top } ?? true
+        switch state {
+        case .running, .starting:
+            if admin == .drain { return hasEnabledAgent ? "DRAIN (agent)" : full ? "DRAIN" : "DRAIN \(going!)" }
+            if counter == nil { return configuration.track != nil ? "UP" : "no check" }
+            return full ? "UP" : "UP \(going!)"
+        case .stopping:
+            return full ? "NOLB" : "NOLB \(going!)"
+        case .stopped:
+            guard let counter, counter.value > 0 else { return "DOWN" }
+            return "DOWN \(counter.value)/\(counter.rise)"
         }
     }
 
@@ -309,12 +322,13 @@ public final class ServerState: Sendable {
     /// Whether the server is health-checked.
     public var isChecked: Bool { checkPlan != nil }
 
-    /// Ready, healthy and with a weight: may receive new sessions.
-    public var isUsable: Bool { admin == .ready && operational.acceptsTraffic && weight > 0 }
-    /// Whether `use-server` may send it a session: UP and ready, whatever its weight (HAProxy's way
-    /// to reach a server kept out of the rotation with weight 0). Unlike HAProxy, a draining server
+    /// Ready, healthy, not soft-stopped and with a weight: load balancing may pick it.
+    public var isUsable: Bool { admin == .ready && operational.balances && weight > 0 }
+    /// Whether `use-server` or a `stick` match may send it a session: UP (a soft-stopped server
+    /// too) and ready, whatever its weight (HAProxy's way to reach a server kept out of the rotation
+    /// with weight 0). Unlike HAProxy, a draining server
     /// takes none: drain means no new session in Sluice.
-    var takesDirectSessions: Bool { admin == .ready && operational.acceptsTraffic }
+    var takesDirectSessions: Bool { admin == .ready && operational.isUp }
 
     /// Counts a session opened to this server (its slot was claimed with `claimSlot()`).
     @inline(__always)

@@ -161,8 +161,13 @@ enum ServerStateFile {
             switch e.operational {
             case .stopped: health = 0
             case .starting:
-                if plan.rise == 1 { (health, state) = (top, .running) } else if health < 1 || health >= plan.rise { health = plan.rise - 1 }
+                // As HAProxy's srv_state_srv_update: coming up, so DOWN with the health it had.
+                if plan.rise == 1 { (health, state) = (top, .running) } else {
+                    if health < 1 || health >= plan.rise { health = plan.rise - 1 }
+                    state = .stopped
+                }
             case .stopping:
+                // Soft-stopped (NOLB) as HAProxy restores it, its health kept below the top.
                 if plan.fall == 1 { (health, state) = (0, .stopped) } else if health < plan.rise || health > top - 1 { health = plan.rise }
             case .running: health = top
             }

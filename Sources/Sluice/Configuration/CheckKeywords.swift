@@ -42,6 +42,12 @@ extension Parser {
                 return
             }
             check.sendsState = true
+        case "disable-on-404":
+            guard args.isEmpty else {
+                error(location, keyword: keyword, "takes no argument")
+                return
+            }
+            check.disableOn404 = true
         case "expect":
             var rest = args[...]
             var negated = false
@@ -69,7 +75,7 @@ extension Parser {
                 error(location, keyword: keyword, "'\(kind)' is not supported; supported: status, rstatus, string, rstring")
                 return
             }
-        case "disable-on-404", "connect", "set-var", "unset-var", "comment":
+        case "connect", "set-var", "unset-var", "comment":
             error(location, keyword: keyword, "not supported yet by Sluice")
             return
         default:

@@ -751,6 +751,11 @@ public enum HealthCheck: Hashable, Sendable {
     case tcp([TCPCheckRule])
     /// A protocol check (`option redis-check`, `mysql-check` …): HAProxy's conversation and verdicts.
     case protocolCheck(ProtocolCheck)
+
+    /// The HTTP check, if this is one.
+    public var httpCheck: HTTPCheck? {
+        if case .http(let check) = self { check } else { nil }
+    }
 }
 
 /// HAProxy's protocol checks, each a fixed conversation with the server.
@@ -785,17 +790,20 @@ public struct HTTPCheck: Hashable, Sendable {
     /// `http-check send-state`: each request carries `X-Haproxy-Server-State` (HAProxy's view of
     /// the server: its check state, address, weight, sessions and queue).
     public var sendsState = false
+    /// `http-check disable-on-404`: a server that is up and answers 404 is soft-stopped (NOLB: no
+    /// new load-balanced session, persistent ones still) until it answers 2xx or 3xx again.
+    public var disableOn404 = false
 
     /// `option httpchk` alone: `OPTIONS / HTTP/1.0`, any 2xx or 3xx passes.
     public init() {}
 
     public static func == (a: HTTPCheck, b: HTTPCheck) -> Bool {
         a.method == b.method && a.uri == b.uri && a.version == b.version && a.expect == b.expect && a.sendsState == b.sendsState
-            && a.headers.elementsEqual(b.headers) { $0.name == $1.name && $0.value == $1.value }
+            && a.disableOn404 == b.disableOn404 && a.headers.elementsEqual(b.headers) { $0.name == $1.name && $0.value == $1.value }
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(method); hasher.combine(uri); hasher.combine(version); hasher.combine(expect); hasher.combine(sendsState)
+        hasher.combine(method); hasher.combine(uri); hasher.combine(version); hasher.combine(expect); hasher.combine(sendsState); hasher.combine(disableOn404)
         for h in headers { hasher.combine(h.name); hasher.combine(h.value) }
     }
 }

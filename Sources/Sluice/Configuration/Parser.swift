@@ -641,6 +641,10 @@ struct Parser {
             case .tcp: backend.healthCheck = .tcp(proxy.tcpCheckRules)
             case .protocolCheck(let check): backend.healthCheck = .protocolCheck(check)
             }
+            if proxy.httpCheck.disableOn404 && !proxy.servers.isEmpty && backend.healthCheck.httpCheck == nil {
+                diagnostics.append(diag(proxy, proxy.location, keyword: "http-check disable-on-404",
+                    "will be ignored for \(proxy.label) (requires 'option httpchk'), as HAProxy warns", .warning))
+            }
             var names: [String: SourceLocation] = [:]
             for (server, location) in proxy.servers {
                 if let first = names[server.name] {

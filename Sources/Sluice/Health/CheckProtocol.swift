@@ -4,7 +4,8 @@ enum CheckProtocol: Sendable {
     case connect
     /// `option httpchk`: one request, then judge the status line (or body, for string expectations).
     /// `sendsState`: `X-Haproxy-Server-State` goes before the request's final CRLF, built for each check.
-    case http(request: [UInt8], expectation: HTTPExpectation?, regex: POSIXRegex?, sendsState: Bool)
+    /// `disableOn404`: a 404 from a server that is up is a conditional pass (NOLB).
+    case http(request: [UInt8], expectation: HTTPExpectation?, regex: POSIXRegex?, sendsState: Bool, disableOn404: Bool)
     /// `option tcp-check`: sends and expectations in order.
     case tcp([TCPStep])
     /// `agent-check`: `agent-send`, then one line of the agent's words (`AgentReply`).
@@ -62,7 +63,8 @@ enum CheckProtocol: Sendable {
                 regex = compiled
             default: break
             }
-            return .success(.http(request: Array(request.utf8), expectation: http.expect, regex: regex, sendsState: http.sendsState))
+            return .success(.http(request: Array(request.utf8), expectation: http.expect, regex: regex, sendsState: http.sendsState,
+                                  disableOn404: http.disableOn404))
         case .tcp(let rules):
             var steps: [TCPStep] = []
             for rule in rules {
@@ -89,7 +91,9 @@ enum CheckProtocol: Sendable {
 
     /// Judges an HTTP reply. `complete` is true once the server closed or the reply filled `maxReply`.
     /// Returns nil while more bytes are needed.
-    static func judgeHTTP(_ reply: [UInt8], complete: Bool, expectation: HTTPExpectation?, regex: POSIXRegex?) -> CheckResult? {
+    /// `conditional404`: the server is up and `http-check disable-on-404` is on, so a 404 is
+    /// HAProxy's conditional pass whatever the expectation says.
+    static func judgeHTTP(_ reply: [UInt8], complete: Bool, expectation: HTTPExpectation?, regex: POSIXRegex?, conditional404: Bool = false) -> CheckResult? {
         guard let lineEnd = reply.firstIndex(of: UInt8(ascii: "\n")) else {
             return complete ? CheckResult(status: .layer7Response, info: reply.isEmpty ? "empty response" : "no status line") : nil
         }
@@ -102,6 +106,7 @@ enum CheckProtocol: Sendable {
         func verdict(_ pass: Bool, failing: CheckResult.Status = .layer7Status) -> CheckResult {
             pass ? CheckResult(status: .layer7OK, code: code, info: phrase) : CheckResult(status: failing, code: code, info: phrase)
         }
+        if conditional404 && code == 404 { return CheckResult(status: .layer7OKConditional, code: code, info: phrase) }
         switch expectation {
         case nil:
             return verdict((200...399).contains(code))

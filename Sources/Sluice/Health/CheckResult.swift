@@ -18,6 +18,9 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
         case layer6Response = "L6RSP"
         /// The protocol check passed.
         case layer7OK = "L7OK"
+        /// An HTTP check answered 404 under `http-check disable-on-404`: the server is UP but
+        /// soft-stopped (NOLB).
+        case layer7OKConditional = "L7OKC"
         /// The server answered with a failing status (an HTTP 503, a MySQL error …).
         case layer7Status = "L7STS"
         /// The answer was not what the protocol says (or did not match `expect`).
@@ -38,6 +41,7 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
             case .layer6Timeout: "Layer6 timeout"
             case .layer6Response: "Layer6 invalid response"
             case .layer7OK: "Layer7 check passed"
+            case .layer7OKConditional: "Layer7 check conditionally passed"
             case .layer7Status: "Layer7 wrong status"
             case .layer7Response: "Layer7 invalid response"
             case .layer7Timeout: "Layer7 timeout"
@@ -46,7 +50,7 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
         }
 
         /// Whether the check passed.
-        public var passed: Bool { self == .layer4OK || self == .layer6OK || self == .layer7OK }
+        public var passed: Bool { self == .layer4OK || self == .layer6OK || self == .layer7OK || self == .layer7OKConditional }
     }
 
     /// The verdict.

@@ -331,7 +331,7 @@ final class CheckRunner {
         // (not its agent's, as HAProxy).
         targets[t].out = targets[t].role == .health ? proxyHeader(t) : []
         switch targets[t].proto {
-        case .http(let request, _, _, let sendsState):
+        case .http(let request, _, _, let sendsState, _):
             targets[t].out += sendsState ? ServerStateHeader.insert(into: request, targets[t].server, of: targets[t].backend, node: node, now: reactor.now) : request
         case .agent(let send):
             targets[t].out += send
@@ -409,8 +409,9 @@ final class CheckRunner {
                 case .line(let reply): finishAgent(t, reply)
                 }
                 return
-            case .http(_, let expectation, let regex, _):
-                if let verdict = CheckProtocol.judgeHTTP(targets[t].reply, complete: complete, expectation: expectation, regex: regex) {
+            case .http(_, let expectation, let regex, _, let disableOn404):
+                let conditional404 = disableOn404 && targets[t].server.operational.isUp
+                if let verdict = CheckProtocol.judgeHTTP(targets[t].reply, complete: complete, expectation: expectation, regex: regex, conditional404: conditional404) {
                     finish(t, verdict)
                 }
                 return
@@ -498,6 +499,9 @@ final class CheckRunner {
             defer { check = CheckProgress(last: result, running: targets[t].fd >= 0) }
             return check.last.status
         }
+        // The runtime API may have set the health since the last check (`set server … health`).
+        let plan = targets[t].plan
+        targets[t].counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: min(max(server.health.load(ordering: .relaxed), 0), plan.rise + plan.fall - 1))
         let health = targets[t].counter.value
         let transition: HealthCounter.Transition?
         if result.status.passed {
@@ -516,7 +520,7 @@ final class CheckRunner {
     private func logCheck(_ t: Int, _ result: CheckResult) {
         let server = targets[t].server, counter = targets[t].counter
         let state = counter.isUp ? (server.weight > 0 ? "UP" : "DRAIN") : "DOWN"
-        let line = "\(targets[t].role == .agent ? "Agent" : "Health") check for \(server.isBackup ? "backup " : "")server \(targets[t].backend.name)/\(server.name) \(result.status.passed ? "succeeded" : "failed"), \(result), status: \(counter.progress) \(state)."
+        let line = "\(targets[t].role == .agent ? "Agent" : "Health") check for \(server.isBackup ? "backup " : "")server \(targets[t].backend.name)/\(server.name) \(result.status == .layer7OKConditional ? "conditionally " : "")\(result.status.passed ? "succeeded" : "failed"), \(result), status: \(counter.progress) \(state)."
         logger.warning("\(line)")
         targets[t].backend.announce(level: 5, line)
     }
@@ -525,13 +529,25 @@ final class CheckRunner {
         let server = targets[t].server
         server.health.store(targets[t].counter.value, ordering: .relaxed)
         let before = server.operational
-        var after = targets[t].counter.operational
+        // HAProxy's check_notify_*: DOWN once the counter says so; a conditional pass (a 404 with
+        // `http-check disable-on-404`) soft-stops an UP server, a pass brings it back; a failure
+        // that leaves it UP changes nothing, NOLB included.
+        var after: OperationalState
+        if !targets[t].counter.isUp {
+            after = .stopped
+        } else if result.status == .layer7OKConditional {
+            after = server.admin == .maintenance ? before : .stopping
+        } else if result.status.passed || !before.isUp {
+            after = .running
+        } else {
+            after = before
+        }
         var transition = transition
         if server.agentPlan != nil {
             // An agent that said down keeps the server DOWN whatever its checks say (HAProxy's
             // check_notify_success), and a change is what the server's state did.
-            if server.agentHoldsDown && after.acceptsTraffic && !before.acceptsTraffic { after = before }
-            transition = before.acceptsTraffic == after.acceptsTraffic ? nil : after.acceptsTraffic ? .wentUp : .wentDown
+            if server.agentHoldsDown && after.isUp && !before.isUp { after = before }
+            transition = before.isUp == after.isUp ? nil : after.isUp ? .wentUp : .wentDown
         }
         change(t, from: before, to: after, transition: transition, result)
     }
@@ -565,9 +581,10 @@ final class CheckRunner {
             let checked = server.checkPlan.flatMap { plan in
                 server.checksEnabled.load(ordering: .relaxed) ? HealthCounter(rise: plan.rise, fall: plan.fall, value: server.health.load(ordering: .relaxed)) : nil
             }
-            if checked?.isUp ?? true { after = checked?.operational ?? .running }
+            // Only the health checks move a server out of NOLB (HAProxy's check_notify_success).
+            if (checked?.isUp ?? true) && before != .stopping { after = .running }
         }
-        let transition: HealthCounter.Transition? = before.acceptsTraffic == after.acceptsTraffic ? nil : after.acceptsTraffic ? .wentUp : .wentDown
+        let transition: HealthCounter.Transition? = before.isUp == after.isUp ? nil : after.isUp ? .wentUp : .wentDown
         change(t, from: before, to: after, transition: transition, result)
     }
 
@@ -576,7 +593,7 @@ final class CheckRunner {
         let backend = targets[t].backend
         let server = targets[t].server
         if before != after {
-            if !before.acceptsTraffic && after.acceptsTraffic && server.slowStartMs.load(ordering: .relaxed) > 0 {
+            if !before.isUp && after.isUp && server.slowStartMs.load(ordering: .relaxed) > 0 {
                 // Back UP: `slowstart` ramps the weight from here (the schedule is rebuilt as it grows).
                 server.rampStart.store(reactor.now, ordering: .relaxed)
                 ramping.append((backend, server))
@@ -584,13 +601,21 @@ final class CheckRunner {
             }
             backend.setOperational(after, of: server, reason: "\(result)")
         }
-        guard let transition else { return }
-        server.lastChange.store(reactor.now, ordering: .relaxed)
         let primaries = backend.servers.filter { !$0.isBackup && $0.isUsable }.count
         let backups = backend.servers.filter { $0.isBackup && $0.isUsable }.count
-        let sessions = server.currentSessions.load(ordering: .relaxed)
         // With `option log-health-checks` the check's line already gave the reason (as HAProxy).
         let reason = targets[t].logsEveryChange ? "" : ", \(result)"
+        if transition == nil && before != after && before.isUp && after.isUp {
+            // Into NOLB and out of it (HAProxy's srv_update_status words).
+            server.lastChange.store(reactor.now, ordering: .relaxed)
+            let verb = after == .stopping ? "is stopping" : "is UP"
+            let line = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) \(verb)\(reason). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue."
+            logger.notice("\(line)")
+            backend.announce(level: 5, line)
+        }
+        guard let transition else { return }
+        server.lastChange.store(reactor.now, ordering: .relaxed)
+        let sessions = server.currentSessions.load(ordering: .relaxed)
         switch transition {
         case .wentDown:
             server.downTransitions.wrappingAdd(1, ordering: .relaxed)

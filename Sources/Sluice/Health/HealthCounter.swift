@@ -22,11 +22,9 @@ struct HealthCounter: Equatable {
     var top: Int { rise + fall - 1 }
     var isUp: Bool { value >= rise }
 
-    /// The state HAProxy shows: UP, UP going down ("UP 1/3"), DOWN coming up ("DOWN 1/2"), DOWN.
-    var operational: OperationalState {
-        if isUp { return value == top ? .running : .stopping }
-        return value == 0 ? .stopped : .starting
-    }
+    /// The state the checks alone decide (HAProxy's): `running` from `rise` up — "UP 2/3" while
+    /// failures accumulate is still running — else `stopped`.
+    var operational: OperationalState { isUp ? .running : .stopped }
 
     mutating func success() -> Transition? {
         guard value < top else { return nil }

@@ -12,15 +12,17 @@ enum ServerStateHeader {
     }
 
     static func value(_ server: ServerState, of backend: BackendState, node: String, now: Int64) -> String {
-        // The check's own view (not the admin state): UP, DOWN, or the transition and its count.
+        // HAProxy's `httpchk_build_status_header`: the state and the health counter, not the admin
+        // state; NOLB for a soft-stopped server.
         var state = "no check"
         if let plan = server.checkPlan, server.checksEnabled.load(ordering: .relaxed) {
             let counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: server.health.load(ordering: .relaxed))
-            switch counter.operational {
-            case .running: state = "UP"
-            case .stopping: state = "UP \(counter.progress)"
-            case .stopped: state = "DOWN"
-            case .starting: state = "DOWN \(counter.progress)"
+            let operational = server.operational
+            if operational.isUp {
+                let word = operational == .stopping ? "NOLB" : "UP"
+                state = counter.value == counter.top ? word : "\(word) \(counter.value - counter.rise + 1)/\(counter.fall)"
+            } else {
+                state = counter.value > 0 ? "DOWN \(counter.value)/\(counter.rise)" : "DOWN"
             }
         }
         let total = backend.servers.filter(\.isUsable).reduce(0) { $0 + $1.weight }

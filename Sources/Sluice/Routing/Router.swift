@@ -605,7 +605,7 @@ final class FrontendRouting: Sendable {
     }
 
 
-    private func serverIsUp(_ server: ServerState) -> Bool { server.admin != .maintenance && server.operational.acceptsTraffic }
+    private func serverIsUp(_ server: ServerState) -> Bool { server.admin != .maintenance && server.operational.isUp }
 
     private func sourceCounter(_ table: StickTable, _ data: StickData, _ c: SessionContext) -> Fetched {
         guard let address = c.sourceIP, let key = StickKey(.ip(address), for: table.keyType) else { return .none(mayChange: false) }

@@ -122,7 +122,7 @@ struct RuntimeAPI: Sendable {
             backend.setAdmin(state, of: server, reason: Self.byRuntimeAPI)
         case .setHealth(let health):
             let state: OperationalState = switch health { case .up: .running; case .stopping: .stopping; case .down: .stopped }
-            backend.setOperational(state, of: server, reason: Self.byRuntimeAPI)
+            backend.setHealth(state, of: server, reason: Self.byRuntimeAPI)
         case .setAddress(let ip, let port):
             let old = server.address
             guard let address = SocketAddress(ip: ip, port: port ?? old.port) else { return .reply(RuntimeCommand.invalidAddress(ip).text) }
@@ -227,9 +227,10 @@ struct RuntimeAPI: Sendable {
                 let checkStatus: Int = switch check.status {
                 case .initial: 1; case .checked: 3; case .layer4OK: 6; case .layer4Timeout: 7; case .layer4Connection: 8
                 case .layer6OK: 9; case .layer6Timeout: 10; case .layer6Response: 11
-                case .layer7Timeout: 12; case .layer7Response: 13; case .layer7OK: 15; case .layer7Status: 17
+                case .layer7Timeout: 12; case .layer7Response: 13; case .layer7OK: 15; case .layer7OKConditional: 16; case .layer7Status: 17
                 }
-                let result = check.status == .initial ? 0 : check.status.passed ? 3 : 2
+                // CHK_RES_*: failed 2, passed 3, conditionally passed 4.
+                let result = check.status == .initial ? 0 : check.status == .layer7OKConditional ? 4 : check.status.passed ? 3 : 2
                 let plan = server.checkPlan
                 let checkState = plan == nil ? 0 : server.checksEnabled.load(ordering: .relaxed) ? 6 : 2
                 // HAProxy's CHK_ST_* bits of the agent: configured 0x02, enabled 0x04, agent 0x10.

@@ -163,7 +163,7 @@ final class TestServer: @unchecked Sendable {
                                 let status = isAlive ? alive.load(ordering: .relaxed) : 200
                                 if isAlive { aliveRequests.wrappingAdd(1, ordering: .relaxed) }
                                 let body = isAlive ? (status == 200 ? "OK\n" : "unhealthy\n") : name + "\n"
-                                let phrase = status == 200 ? "OK" : status == 503 ? "Service Unavailable" : "Status"
+                                let phrase = status == 200 ? "OK" : status == 503 ? "Service Unavailable" : status == 404 ? "Not Found" : "Status"
                                 c.out = Array("HTTP/1.1 \(status) \(phrase)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8)
                             }
                         case .partialHTTP:
