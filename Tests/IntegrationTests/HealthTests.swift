@@ -159,8 +159,8 @@ extension Loopback {
               server s 127.0.0.1:\(broken.port) check inter 100ms fall 1
             """)
         let server = try #require(proxy.balancer.backend(named: "fe")?.server(named: "s"))
-        try eventually("the check fails") { server.lastCheck.status == .layer7Response }
-        #expect(server.operational == .stopped)
+        // The result is recorded just before the state it causes is published: wait for both.
+        try eventually("the check fails and takes the server down") { server.lastCheck.status == .layer7Response && server.operational == .stopped }
     }
 
     @Test func tcpCheckMarksAClosedPortDown() throws {
@@ -350,6 +350,53 @@ extension Loopback {
             let fields = try row(socket)
             #expect(fields["status"] == "DOWN" && fields["check_status"] == "L7STS", "\(name): \(fields["status"] ?? "") \(fields["check_status"] ?? "")")
         }
+    }
+
+    /// HAProxy 2.2's check rules: `http-check connect port` sends the check elsewhere than the
+    /// server's port, and `http-check send … body` posts a body; the request (with send-state)
+    /// equals HAProxy 2.6's byte for byte — lower-case header names, the state header after the
+    /// configured ones, then `content-length` and `connection: close`.
+    @Test func httpCheckConnectAndBodyMakeHAProxysRequest() throws {
+        let capture = try CaptureServer()
+        let closed = try Net.closedPort()
+        func config(_ port: Int) -> String {
+            "global\n  node lb1\n" + tcpDefaults() + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              default_backend be
+            backend be
+              option httpchk
+              http-check connect port \(capture.port) linger
+              http-check send meth POST uri /health ver HTTP/1.1 hdr Host api.local hdr X-Probe 1 body "{\\"ping\\":1}"
+              http-check send-state
+              http-check expect status 200
+              server s1 127.0.0.1:\(closed) check inter 1s
+
+            """
+        }
+        /// The first check's request (head and body), answered with a 200.
+        func firstRequest() throws -> String {
+            let fd = try capture.accept()
+            defer { close(fd) }
+            var request: [UInt8] = []
+            while !request.suffix(4).elementsEqual("\r\n\r\n".utf8) { request += try Net.read(fd, count: 1) }
+            let head = String(decoding: request, as: UTF8.self)
+            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length: ") }.flatMap { Int($0.dropFirst(16)) } ?? 0
+            request += try Net.read(fd, count: length)
+            try Net.sendAll(fd, "HTTP/1.0 200 OK\r\n\r\n")
+            return String(decoding: request, as: UTF8.self)
+        }
+        let proxy = try RunningProxy(config(0))
+        let ours = try firstRequest()
+        proxy.stop()
+        #expect(ours.hasPrefix("POST /health HTTP/1.1\r\nhost: api.local\r\nx-probe: 1\r\nx-haproxy-server-state: UP 1/3; "), "\(ours)")
+        #expect(ours.hasSuffix("\r\ncontent-length: 10\r\nconnection: close\r\n\r\n{\"ping\":1}"), "\(ours)")
+        guard HAProxyProcess.requireInstalled() else { return }
+        let port = try Net.closedPort()
+        let haproxy = try HAProxyProcess(config: config(port), port: port)
+        defer { haproxy.stop() }
+        let theirs = try firstRequest()
+        #expect(theirs == ours, "HAProxy 2.6 sends another request: \(theirs.debugDescription) vs \(ours.debugDescription)")
     }
 
     @Test func sendStateTellsTheServerHowTheBalancerSeesItLikeHAProxy() throws {

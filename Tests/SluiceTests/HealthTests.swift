@@ -113,6 +113,6 @@ struct HTTPVerdictTests {
             Issue.record("expected an HTTP check")
             return
         }
-        #expect(String(decoding: request, as: UTF8.self) == "GET /alive HTTP/1.1\r\nHost: api.local\r\nConnection: close\r\n\r\n")
+        #expect(String(decoding: request, as: UTF8.self) == "GET /alive HTTP/1.1\r\nhost: api.local\r\nconnection: close\r\n\r\n")
     }
 }

@@ -139,6 +139,28 @@ struct ParserTests {
         #expect(errors.count == 1 && errors[0].hasPrefix("t.cfg:2: error: [global] 'stats socket': "), "\(errors)")
     }
 
+    /// HAProxy 2.2's `http-check connect` and `send … body`, in the one-exchange form Sluice checks
+    /// with; `disable-on-404` without `option httpchk` warns as HAProxy does.
+    @Test func httpCheckConnectBodyAndDisableOn404AreRead() throws {
+        func backend(_ lines: String) -> String {
+            "defaults\n  timeout client 1s\n  timeout server 1s\n  timeout connect 1s\nlisten fe\n  bind :80\n\(lines)\n  server s 127.0.0.1:8080 check\n"
+        }
+        let parsed = try Configuration.parse(backend("""
+              option httpchk
+              http-check connect default port 8008 addr 127.0.0.2 linger
+              http-check send meth POST uri /health body ping
+              http-check disable-on-404
+            """), file: "t.cfg")
+        let check = try #require(parsed.configuration.backends.first?.healthCheck.httpCheck)
+        #expect(check.connect == HTTPCheck.Connect(port: 8008, address: "127.0.0.2"))
+        #expect(check.body == "ping" && check.method == "POST" && check.disableOn404)
+        #expect(Self.errors(backend("  option httpchk\n  http-check connect\n  http-check send uri /\n  http-check connect port 81"))
+                == ["t.cfg:10: error: [listen 'fe'] 'http-check connect': a second connection in one check (several exchanges) is not supported yet; Sluice checks with one request"])
+        #expect(Self.errors(backend("  option httpchk\n  http-check connect ssl")).first?.contains("'ssl' is not supported yet") == true)
+        let tcp = try Configuration.parse(backend("  option tcp-check\n  http-check disable-on-404"), file: "t.cfg")
+        #expect(tcp.warnings.map(\.description).contains("t.cfg:5: warning: [listen 'fe'] 'http-check disable-on-404': will be ignored for listen 'fe' (requires 'option httpchk'), as HAProxy warns"))
+    }
+
     @Test func unknownKeywordNamesFileLineSectionAndKeyword() {
         #expect(Self.errors(Self.valid + "  frobnicate 1\n") == ["t.cfg:6: error: [backend 'be'] 'frobnicate': unknown keyword in a 'backend' section"])
     }

@@ -11,6 +11,7 @@ extension Parser {
         let args = Array(words.dropFirst(2))
         switch words[1] {
         case "send":
+            check.hasExchange = true
             var i = 0
             while i < args.count {
                 guard i + 1 < args.count else {
@@ -28,11 +29,12 @@ extension Parser {
                     }
                     check.headers.append((args[i + 1], args[i + 2]))
                     i += 3
-                case "body", "body-lf", "uri-lf", "hdr-lf":
+                case "body": check.body = args[i + 1]; i += 2
+                case "body-lf", "uri-lf", "hdr-lf":
                     error(location, keyword: keyword, "'\(args[i])' is not supported yet")
                     return
                 default:
-                    error(location, keyword: keyword, "unknown option '\(args[i])'; supported: meth, uri, ver, hdr")
+                    error(location, keyword: keyword, "unknown option '\(args[i])'; supported: meth, uri, ver, hdr, body")
                     return
                 }
             }
@@ -49,6 +51,7 @@ extension Parser {
             }
             check.disableOn404 = true
         case "expect":
+            check.hasExchange = true
             var rest = args[...]
             var negated = false
             if rest.first == "!" { negated = true; rest = rest.dropFirst() }
@@ -75,7 +78,37 @@ extension Parser {
                 error(location, keyword: keyword, "'\(kind)' is not supported; supported: status, rstatus, string, rstring")
                 return
             }
-        case "connect", "set-var", "unset-var", "comment":
+        case "connect":
+            // One exchange per check: a connect may only open the rules, as HAProxy requires
+            // of the first one; its port and address are where the check goes.
+            if check.connect != nil || check.hasExchange {
+                error(location, keyword: keyword, "a second connection in one check (several exchanges) is not supported yet; Sluice checks with one request")
+                return
+            }
+            var connect = HTTPCheck.Connect()
+            var i = 0
+            while i < args.count {
+                switch args[i] {
+                case "default", "linger":
+                    // `default`: the server's own check settings, which Sluice applies anyway;
+                    // `linger`: a clean close, which is how Sluice ends every check.
+                    i += 1
+                case "port" where i + 1 < args.count:
+                    guard let port = value(ValueParser.integer(args[i + 1], in: 1...65535, what: "port"), location, keyword: keyword) else { return }
+                    connect.port = port
+                    i += 2
+                case "addr" where i + 1 < args.count:
+                    guard IPAddress(args[i + 1]) != nil else {
+                        return error(location, keyword: keyword, "'\(args[i + 1])' is not an IP address")
+                    }
+                    connect.address = args[i + 1]
+                    i += 2
+                default:
+                    return error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: default, port <n>, addr <ip>, linger")
+                }
+            }
+            check.connect = connect
+        case "set-var", "unset-var", "comment":
             error(location, keyword: keyword, "not supported yet by Sluice")
             return
         default:

@@ -793,17 +793,36 @@ public struct HTTPCheck: Hashable, Sendable {
     /// `http-check disable-on-404`: a server that is up and answers 404 is soft-stopped (NOLB: no
     /// new load-balanced session, persistent ones still) until it answers 2xx or 3xx again.
     public var disableOn404 = false
+    /// `http-check send … body <string>`: sent after the headers, with its `content-length`.
+    public var body = ""
+    /// `http-check connect`: where the check connects, when it says.
+    public var connect: Connect?
+    /// Whether a `send` or `expect` line came (a later `connect` would open a second exchange).
+    var hasExchange = false
+
+    /// `http-check connect [default] [port <n>] [addr <ip>] [linger]`.
+    public struct Connect: Hashable, Sendable {
+        /// Wins over the server's `port` (as `tcp-check connect port`).
+        public var port: Int?
+        /// Wins over the server's `addr`.
+        public var address: String?
+        public init(port: Int? = nil, address: String? = nil) {
+            self.port = port
+            self.address = address
+        }
+    }
 
     /// `option httpchk` alone: `OPTIONS / HTTP/1.0`, any 2xx or 3xx passes.
     public init() {}
 
     public static func == (a: HTTPCheck, b: HTTPCheck) -> Bool {
         a.method == b.method && a.uri == b.uri && a.version == b.version && a.expect == b.expect && a.sendsState == b.sendsState
-            && a.disableOn404 == b.disableOn404 && a.headers.elementsEqual(b.headers) { $0.name == $1.name && $0.value == $1.value }
+            && a.disableOn404 == b.disableOn404 && a.body == b.body && a.connect == b.connect && a.headers.elementsEqual(b.headers) { $0.name == $1.name && $0.value == $1.value }
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(method); hasher.combine(uri); hasher.combine(version); hasher.combine(expect); hasher.combine(sendsState); hasher.combine(disableOn404)
+        hasher.combine(body); hasher.combine(connect)
         for h in headers { hasher.combine(h.name); hasher.combine(h.value) }
     }
 }

@@ -1,11 +1,12 @@
 /// Where and how often one server is checked, resolved from its configuration.
 struct CheckPlan: Sendable {
-    /// `addr` (or `set server … check-addr`): checks go there instead of the server's address.
+    /// `addr` (or `set server … check-addr`, or `http-check connect addr`): checks go there
+    /// instead of the server's address.
     /// Nil: they follow the server's address, which `set server addr` and DNS answers may change.
     var fixedAddress: SocketAddress?
     /// `port` (or `set server … check-port`): checks go to this port. Nil: the server's.
     var port: Int?
-    /// A leading `tcp-check connect port`: it wins over `port`, as in HAProxy.
+    /// A leading `tcp-check connect port` or `http-check connect port`: it wins over `port`, as in HAProxy.
     let rulePort: Int?
     let rise: Int
     let fall: Int
@@ -16,7 +17,10 @@ struct CheckPlan: Sendable {
     init(server: Server, check: ServerCheck, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
         var rulePort: Int?
         if case .tcp(let rules) = backend.healthCheck, case .connect(let p?)? = rules.first { rulePort = p }
-        fixedAddress = try Self.resolve(check.address, port: serverAddress.port, what: "check addr", server: server, backend: backend)
+        if let connect = backend.healthCheck.httpCheck?.connect { rulePort = connect.port }
+        let ruleAddress = backend.healthCheck.httpCheck?.connect?.address
+        fixedAddress = try Self.resolve(ruleAddress ?? check.address, port: serverAddress.port, what: ruleAddress == nil ? "check addr" : "http-check connect addr",
+                                        server: server, backend: backend)
         port = check.port
         self.rulePort = rulePort
         rise = check.rise

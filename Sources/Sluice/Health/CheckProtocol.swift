@@ -3,9 +3,10 @@ enum CheckProtocol: Sendable {
     /// `check` alone: a completed connect passes.
     case connect
     /// `option httpchk`: one request, then judge the status line (or body, for string expectations).
-    /// `sendsState`: `X-Haproxy-Server-State` goes before the request's final CRLF, built for each check.
+    /// `stateAt`: with `http-check send-state`, where `x-haproxy-server-state` goes (built for each
+    /// check): after the configured headers, before `content-length` and `connection`, as HAProxy.
     /// `disableOn404`: a 404 from a server that is up is a conditional pass (NOLB).
-    case http(request: [UInt8], expectation: HTTPExpectation?, regex: POSIXRegex?, sendsState: Bool, disableOn404: Bool)
+    case http(request: [UInt8], expectation: HTTPExpectation?, regex: POSIXRegex?, stateAt: Int?, disableOn404: Bool)
     /// `option tcp-check`: sends and expectations in order.
     case tcp([TCPStep])
     /// `agent-check`: `agent-send`, then one line of the agent's words (`AgentReply`).
@@ -50,12 +51,16 @@ enum CheckProtocol: Sendable {
         case .tcpConnect:
             return .success(.connect)
         case .http(let http):
+            // As HAProxy 2.6 writes it (its HTX to HTTP/1): header names in lower case, then the
+            // body's length, then `connection: close` for HTTP/1.1 unless a header set one.
             var request = "\(http.method) \(http.uri) \(http.version)\r\n"
-            for header in http.headers { request += "\(header.name): \(header.value)\r\n" }
+            for header in http.headers { request += "\(header.name.lowercased()): \(header.value)\r\n" }
+            let stateAt = http.sendsState ? request.utf8.count : nil
+            if !http.body.isEmpty { request += "content-length: \(http.body.utf8.count)\r\n" }
             if http.version == "HTTP/1.1" && !http.headers.contains(where: { $0.name.lowercased() == "connection" }) {
-                request += "Connection: close\r\n"
+                request += "connection: close\r\n"
             }
-            request += "\r\n"
+            request += "\r\n" + http.body
             var regex: POSIXRegex?
             switch http.expect {
             case .statusRegex(let pattern, _), .stringRegex(let pattern, _):
@@ -63,7 +68,7 @@ enum CheckProtocol: Sendable {
                 regex = compiled
             default: break
             }
-            return .success(.http(request: Array(request.utf8), expectation: http.expect, regex: regex, sendsState: http.sendsState,
+            return .success(.http(request: Array(request.utf8), expectation: http.expect, regex: regex, stateAt: stateAt,
                                   disableOn404: http.disableOn404))
         case .tcp(let rules):
             var steps: [TCPStep] = []

@@ -331,8 +331,8 @@ final class CheckRunner {
         // (not its agent's, as HAProxy).
         targets[t].out = targets[t].role == .health ? proxyHeader(t) : []
         switch targets[t].proto {
-        case .http(let request, _, _, let sendsState, _):
-            targets[t].out += sendsState ? ServerStateHeader.insert(into: request, targets[t].server, of: targets[t].backend, node: node, now: reactor.now) : request
+        case .http(let request, _, _, let stateAt, _):
+            targets[t].out += stateAt.map { ServerStateHeader.insert(into: request, at: $0, targets[t].server, of: targets[t].backend, node: node, now: reactor.now) } ?? request
         case .agent(let send):
             targets[t].out += send
         case .tcp(let steps) where !steps.isEmpty:

@@ -3,11 +3,11 @@
 ///
 ///     x-haproxy-server-state: UP 2/3; address=10.0.0.1; port=80; name=be/s1; node=lb1; weight=1/2; scur=0/0; qcur=0
 enum ServerStateHeader {
-    /// `request` (a check request without a body) with the header before its final CRLF, its name
-    /// in lower case as HAProxy's HTTP/1 output writes it.
-    static func insert(into request: [UInt8], _ server: ServerState, of backend: BackendState, node: String, now: Int64) -> [UInt8] {
+    /// `request` with the header at byte `offset` (after the configured headers), its name in
+    /// lower case as HAProxy's HTTP/1 output writes it.
+    static func insert(into request: [UInt8], at offset: Int, _ server: ServerState, of backend: BackendState, node: String, now: Int64) -> [UInt8] {
         var out = request
-        out.insert(contentsOf: Array("x-haproxy-server-state: \(value(server, of: backend, node: node, now: now))\r\n".utf8), at: max(0, out.count - 2))
+        out.insert(contentsOf: Array("x-haproxy-server-state: \(value(server, of: backend, node: node, now: now))\r\n".utf8), at: min(offset, out.count))
         return out
     }
 
