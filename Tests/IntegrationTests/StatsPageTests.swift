@@ -356,7 +356,9 @@ extension Loopback {
         let page = try Self.get(ports[1], "/stats", authorization: auth).body
         #expect(page.contains("<form method=\"post\">") && page.contains("<input class='be-checkbox' type=\"checkbox\" name=\"s\" value=\"up\">"))
         #expect(page.contains("<option value=\"drain\">Set state to DRAIN</option>") && page.contains("<input type=\"hidden\" name=\"b\" value=\"be\">"))
-        // Two servers drained at once, as the form sends them.
+        // Two servers drained at once, as the form sends them (once the first check has brought
+        // `up` to full health: before it, as in HAProxy, it would read "DRAIN 1/3").
+        try eventually("the first check passed") { try status("up") == "UP" }
         #expect(try Self.post(ports[1], "/stats", "s=up&s=spare&action=drain&b=be", authorization: auth) == (303, "/stats;st=DONE"))
         #expect(try status("up") == "DRAIN" && status("spare") == "DRAIN")
         #expect(try Self.get(ports[1], "/stats;st=DONE", authorization: auth).body.contains("<div class=active_up><a class=lfsb href=\"/stats\" title=\"Remove this message\">[X]</a> Action processed successfully.</div>"))
