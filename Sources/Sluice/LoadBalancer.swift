@@ -41,6 +41,9 @@ public final class LoadBalancer: Sendable {
         /// Every frontend and backend by name, for the life of the balancer.
         var frontends: [String: FrontendState] = [:]
         var backends: [String: BackendState] = [:]
+        /// A frontend without `default_backend` sends what no rule routes here: itself as a
+        /// backend without servers (HAProxy's `s->be = fe`), by frontend name.
+        var standIns: [String: BackendState] = [:]
         /// Stick tables by name; a reload keeps a table whose declaration did not change.
         var tables: [String: StickTable] = [:]
         /// `proc` variables: kept across reloads (HAProxy's new process starts without them).
@@ -160,8 +163,8 @@ public final class LoadBalancer: Sendable {
             plan.servers[backend.name] = servers
         }
         for frontend in configuration.frontends {
-            guard configuration.backend(named: frontend.defaultBackend) != nil else {
-                problems.append("frontend '\(frontend.name)': no backend named '\(frontend.defaultBackend)'")
+            if let name = frontend.defaultBackend, configuration.backend(named: name) == nil {
+                problems.append("frontend '\(frontend.name)': no backend named '\(name)'")
                 continue
             }
             var binds: [SocketAddress] = []
@@ -290,19 +293,27 @@ public final class LoadBalancer: Sendable {
             })
         }
         for frontend in configuration.frontends {
-            guard let backend = run.backends[frontend.defaultBackend] else {
-                preconditionFailure("frontend '\(frontend.name)': backend '\(frontend.defaultBackend)' was resolved but not built")
+            // Without `default_backend`, what no rule routes goes where HAProxy sends it: to the
+            // frontend itself as a backend without servers (closed at once; logged `fe fe/<NOSRV>`).
+            // It is not a backend of the configuration: no `show stat` row, no `use_backend` target.
+            let backend: BackendState
+            if let name = frontend.defaultBackend {
+                guard let named = run.backends[name] else { preconditionFailure("frontend '\(frontend.name)': backend '\(name)' was resolved but not built") }
+                backend = named
+            } else {
+                backend = run.standIns[frontend.name] ?? BackendState(name: frontend.name, servers: [], settings: BackendSettings(), events: run.events)
+                run.standIns[frontend.name] = backend
             }
             let routing = frontend.rules.map {
                 FrontendRouting(rules: $0, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables,
-                                variables: run.variables, frontends: run.directory)
+                                variables: run.variables, frontends: run.directory, namedDefault: frontend.defaultBackend != nil)
             }
             let log = frontend.logging.flatMap { logging in
                 // `%[sample]` parts of a log-format are fetched as the frontend's rules fetch.
                 var evaluator = routing
                 if case .format(let format) = logging.style, format.hasSamples, evaluator == nil {
                     evaluator = FrontendRouting(rules: .empty, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables,
-                                                variables: run.variables, frontends: run.directory)
+                                                variables: run.variables, frontends: run.directory, namedDefault: frontend.defaultBackend != nil)
                 }
                 return run.logs.route(logging.targets, tag: logging.tag, logging: logging, evaluator: evaluator)
             }

@@ -284,6 +284,16 @@ struct ParserTests {
         #expect(Self.errors(Self.valid + "  id 0\n") == ["t.cfg:6: error: [backend 'be'] 'id': id 0 is outside 1...2147483647"])
     }
 
+    /// As HAProxy: a frontend may have `use_backend` rules and no `default_backend` (what no rule
+    /// routes is closed), or neither (a warning: every connection is closed).
+    @Test func aFrontendMayGoWithoutADefaultBackend() throws {
+        let text = "frontend fe\n  bind :80\n  use_backend be\nfrontend bare\n  bind :81\nbackend be\n  server s 127.0.0.1:8080\n"
+        let parsed = try Configuration.parse(text, file: "t.cfg")
+        #expect(parsed.configuration.frontends.map(\.defaultBackend) == [nil, nil])
+        #expect(parsed.warnings.map(\.description).filter { $0.contains("default_backend") }
+                == ["t.cfg:4: warning: [frontend 'bare'] 'frontend': has neither 'default_backend' nor 'use_backend': every connection is closed at once (as in HAProxy)"])
+    }
+
     @Test func defaultBackendNamingAMissingBackend() {
         #expect(Self.errors("frontend fe\n  bind :80\n  default_backend nope\n") == ["t.cfg:3: error: [frontend 'fe'] 'default_backend': no backend named 'nope' exists"])
     }

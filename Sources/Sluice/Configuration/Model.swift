@@ -14,7 +14,7 @@ public struct Configuration: Hashable, Sendable {
     /// `mode http` proxies that only serve statistics (page, CSV, Prometheus).
     public var statsPages: [StatsPage] = []
 
-    /// A configuration built in code. Every frontend's `defaultBackend` must name one of `backends`.
+    /// A configuration built in code. Every frontend's `defaultBackend`, if any, must name one of `backends`.
     public init(global: Global = Global(), frontends: [Frontend] = [], backends: [Backend] = []) {
         self.global = global
         self.frontends = frontends
@@ -322,8 +322,10 @@ public struct Frontend: Hashable, Sendable {
     var declaration: Int?
     /// Where it listens (`bind` lines, each address with its parameters).
     public var binds: [Bind]
-    /// The backend that receives every connection.
-    public var defaultBackend: String
+    /// The backend that receives every connection no `use_backend` rule sends elsewhere. Nil
+    /// (`default_backend` absent, as HAProxy allows): such connections are closed at once, and the
+    /// log names the frontend as their backend (`fe fe/<NOSRV>`), as HAProxy's.
+    public var defaultBackend: String?
     /// `maxconn`: sessions this frontend serves at once. HAProxy's default is 262,144 (effectively
     /// the global limit).
     public var maxConnections: Int?
@@ -352,7 +354,7 @@ public struct Frontend: Hashable, Sendable {
     public var logging: SessionLogging?
 
     /// A frontend sending every session to `defaultBackend`.
-    public init(name: String, binds: [Bind], defaultBackend: String, maxConnections: Int? = nil,
+    public init(name: String, binds: [Bind], defaultBackend: String?, maxConnections: Int? = nil,
                 clientTimeout: Duration? = nil, clientFinTimeout: Duration? = nil) {
         self.name = name
         self.binds = binds

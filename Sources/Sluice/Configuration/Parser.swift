@@ -685,23 +685,27 @@ struct Parser {
                 diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,
                     "has no 'bind' line, so it would never receive a connection"))
             }
-            var target = proxy.name
+            var target: String? = proxy.name
             // A listen is its own backend unless it names another with default_backend, as HAProxy.
             if proxy.kind == .frontend || proxy.defaultBackend != nil {
-                guard let (name, location) = proxy.defaultBackend else {
-                    diagnostics.append(diag(proxy, proxy.location, keyword: "frontend",
-                        "has no 'default_backend'; Sluice routes every connection of a frontend to its default backend"))
-                    continue
-                }
-                target = name
-                guard let backend = configuration.backend(named: name) else {
-                    diagnostics.append(diag(proxy, location, keyword: "default_backend", "no backend named '\(name)' exists"))
-                    continue
-                }
-                if backend.servers.isEmpty && !proxies.contains(where: { $0.name == name && $0.kind != .frontend && $0.serverRefused }) {
-                    let where_ = proxies.first { $0.name == name && $0.kind != .frontend }?.location
-                    diagnostics.append(diag(proxy, location, keyword: "default_backend",
-                        "backend '\(name)'\(where_.map { " (at \($0))" } ?? "") has no 'server' line: \(Self.noServerYet)", .warning))
+                if let (name, location) = proxy.defaultBackend {
+                    target = name
+                    guard let backend = configuration.backend(named: name) else {
+                        diagnostics.append(diag(proxy, location, keyword: "default_backend", "no backend named '\(name)' exists"))
+                        continue
+                    }
+                    if backend.servers.isEmpty && !proxies.contains(where: { $0.name == name && $0.kind != .frontend && $0.serverRefused }) {
+                        let where_ = proxies.first { $0.name == name && $0.kind != .frontend }?.location
+                        diagnostics.append(diag(proxy, location, keyword: "default_backend",
+                            "backend '\(name)'\(where_.map { " (at \($0))" } ?? "") has no 'server' line: \(Self.noServerYet)", .warning))
+                    }
+                } else {
+                    // As HAProxy: what no `use_backend` rule routes is closed at once.
+                    target = nil
+                    if proxy.routing.switching.isEmpty {
+                        diagnostics.append(diag(proxy, proxy.location, keyword: "frontend",
+                            "has neither 'default_backend' nor 'use_backend': every connection is closed at once (as in HAProxy)", .warning))
+                    }
                 }
             } else if proxy.servers.isEmpty && !proxy.serverRefused {
                 let statsPage = proxy.httpOnly.contains { $0.keyword == "stats" }

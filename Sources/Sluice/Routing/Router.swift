@@ -215,6 +215,9 @@ final class FrontendRouting: Sendable {
     /// Nil for a backend's `stick` rules (which choose no backend, and must not hold one: the
     /// backend holds them).
     let defaultBackend: BackendState?
+    /// Whether `defaultBackend` is a `default_backend` (else the frontend's stand-in: `fe_defbe`
+    /// then has no value, as in HAProxy).
+    let namedDefault: Bool
     let backends: [String: BackendState]
     let tables: [String: StickTable]
     /// `proc` variables: the balancer's, shared by every frontend.
@@ -226,8 +229,9 @@ final class FrontendRouting: Sendable {
 
     /// `shaped: false` tests every ACL line the general way (the tests compare the two).
     init(rules: RuleSet, frontendName: String, defaultBackend: BackendState?, backends: [String: BackendState], tables: [String: StickTable],
-         variables: ProcessVariables = ProcessVariables(), frontends: FrontendDirectory = FrontendDirectory(), shaped: Bool = true) {
+         variables: ProcessVariables = ProcessVariables(), frontends: FrontendDirectory = FrontendDirectory(), namedDefault: Bool = true, shaped: Bool = true) {
         self.rules = rules
+        self.namedDefault = namedDefault
         processVariables = variables
         self.frontends = frontends
         self.frontendName = frontendName

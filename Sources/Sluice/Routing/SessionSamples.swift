@@ -42,7 +42,7 @@ extension FrontendRouting {
         case .bindConnections: return origin?.bind.map { .int(Int64($0.takeUnretainedValue().current.load(ordering: .relaxed))) }
         case .bindID: return origin?.bind.map { .int(Int64($0.takeUnretainedValue().id)) }
         case .frontendID: return origin.map { .int(Int64($0.frontend.takeUnretainedValue().id.load(ordering: .relaxed))) }
-        case .defaultBackend: return defaultBackend.map { .string(Array($0.name.utf8)) }
+        case .defaultBackend: return namedDefault ? defaultBackend.map { .string(Array($0.name.utf8)) } : nil
         case .stopping: return .bool(origin?.process.takeUnretainedValue().stopping.load(ordering: .relaxed) ?? false)
         case .thread: return origin.map { .int(Int64($0.thread)) }
         case .random(let range): return .int(Int64((UInt64(UInt32.random(in: .min ... .max)) * range) >> 32))
