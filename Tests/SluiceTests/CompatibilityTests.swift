@@ -114,16 +114,37 @@ struct CompatibilityTests {
             mailers alerts
               mailer smtp1 10.0.0.2:25
               timeout mail 10s
-            peers mypeers
-              peer a 10.0.0.1:1024
 
             """ + ParserTests.valid
         #expect(CompatibilityTests.errors(text) == [
             "t.cfg:3: error: [mailers 'alerts'] 'mailers': section rejected: email alerts are not supported; its lines are skipped",
-            "t.cfg:6: error: [peers 'mypeers'] 'peers': section rejected: peers (stick-table synchronisation) are not supported; its lines are skipped",
         ])
         let parsed = try? Configuration.parse("userlist admins\n  user admin insecure-password x\n" + ParserTests.valid, file: "t.cfg")
         #expect(parsed?.warnings.first?.description == "t.cfg:1: warning: [userlist 'admins'] 'userlist': section accepted and not used: user lists serve HTTP authentication, which needs mode http")
+    }
+
+    /// A `peers` section whose only peer is the local one (HAProxy's way to keep stick tables
+    /// across a reload) is accepted: Sluice reloads in-process and keeps them. A second balancer
+    /// among the peers is refused on its line; a table naming no section is an error.
+    @Test func aPeersSectionWithOnlyTheLocalPeerIsAcceptedAndAnotherBalancerRefused() throws {
+        let table = "backend sticky\n  stick-table type ip size 1m expire 1h peers local\n"
+        let parsed = try Configuration.parse("global\n  localpeer lb1\npeers local\n  peer lb1 127.0.0.1:10000\n" + table + ParserTests.valid, file: "t.cfg")
+        #expect(parsed.configuration.stickTables.map(\.name) == ["sticky"])
+        #expect(parsed.warnings.map(\.description).contains(
+            "t.cfg:3: warning: [peers 'local'] 'peers': only the local peer 'lb1': accepted, as Sluice reloads in-process and keeps its stick tables, which is what HAProxy's local peer is for"))
+        // Without `localpeer`, the host name is the local peer's, as in HAProxy (2.x's `server` form too).
+        let host = Parser.hostName()
+        #expect(CompatibilityTests.errors("peers local\n  bind 127.0.0.1:10000\n  server \(host)\n" + table + ParserTests.valid).isEmpty)
+        #expect(CompatibilityTests.errors("global\n  localpeer lb1\npeers local\n  peer lb1 127.0.0.1:10000\n  peer lb2 10.0.0.2:10000\n" + table + ParserTests.valid)
+                == ["t.cfg:5: error: [peers 'local'] 'peer': 'lb2' at 10.0.0.2:10000 is another balancer (the local peer is 'lb1', the host name or 'localpeer'): synchronising stick tables between balancers is not supported yet"])
+        // As HAProxy: without the local peer the section is removed (a warning), and `disabled`
+        // turns it off; either way nothing is synchronised.
+        let elsewhere = try Configuration.parse("global\n  localpeer lb1\npeers local\n  peer lb7 10.0.0.7:10000\n" + table + ParserTests.valid, file: "t.cfg")
+        #expect(elsewhere.warnings.map(\.description).contains(
+            "t.cfg:3: warning: [peers 'local'] 'peers': removing incomplete section 'peers local' (no peer named 'lb1'), as HAProxy does: it synchronises nothing"))
+        #expect(CompatibilityTests.errors("global\n  localpeer lb1\npeers local\n  disabled\n  peer lb1 127.0.0.1:1\n  peer lb2 10.0.0.2:1\n" + table + ParserTests.valid).isEmpty)
+        #expect(CompatibilityTests.errors("backend sticky\n  stick-table type ip size 1m peers nosuch\n" + ParserTests.valid)
+                == ["t.cfg:2: error: [backend 'sticky'] 'stick-table': 'peers nosuch': no peers section named 'nosuch'"])
     }
 
     @Test func everyUnsupportedServerAndBindParameterIsReportedInOneRun() {

@@ -21,7 +21,6 @@ enum GlobalKeywords {
         "tune.chksize": "removed from HAProxy; checks read up to 16 KiB of reply",
         "numa-cpu-mapping": "use 'cpu-map' to place reactor threads",
         "quiet": "Sluice prints nothing at start unless something is wrong; use 'sluice -q' to hide notices",
-        "localpeer": "Sluice has no peers (stick-table synchronisation)",
         "grace": "Sluice stops accepting at once on a stop signal; sessions then finish, bounded by 'hard-stop-after'",
         "profiling.tasks": "Sluice has no task profiler",
         "profiling.memory": "Sluice has no memory profiler",
@@ -72,6 +71,10 @@ extension Parser {
     mutating func globalKeyword(_ words: [String], _ location: SourceLocation) {
         let keyword = words[0]
         switch keyword {
+        case "localpeer":
+            // The local peer's name in `peers` sections (HAProxy's default: the host name).
+            guard expect(words, count: 2, location, usage: "localpeer <name>") else { return }
+            localPeer = words[1]
         case "maxconn":
             guard expect(words, count: 2, location, usage: "maxconn <number>") else { return }
             global.maxConnections = value(ValueParser.integer(words[1], in: 1...1_000_000, what: "maxconn"), location, keyword: keyword)

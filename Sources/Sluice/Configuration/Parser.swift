@@ -30,7 +30,7 @@ extension Configuration {
 
 /// Sections of HAProxy's that Sluice does not read.
 enum ForeignSection: String {
-    case peers, userlist, program, mailers, ring, cache
+    case userlist, program, mailers, ring, cache
     case httpErrors = "http-errors", logForward = "log-forward", fcgiApp = "fcgi-app", crtStore = "crt-store"
 
     /// Why the section changes nothing for a tcp-mode proxy; nil when it would, and is refused.
@@ -47,7 +47,6 @@ enum ForeignSection: String {
 
     var refusal: String {
         switch self {
-        case .peers: "peers (stick-table synchronisation) are not supported"
         case .program: "Sluice runs no external programs; start them with your service manager"
         case .mailers: "email alerts are not supported"
         case .ring: "log rings are not supported yet"
@@ -231,6 +230,13 @@ struct Parser {
     /// Sections with a `nameserver` line, valid or not ("no nameserver" would only repeat its error).
     var sectionsNamingNameservers: Set<String> = []
     private var inResolvers = false
+    /// `peers` sections; `inPeers` while lines belong to the last one.
+    var peersSections: [PeersDraft] = []
+    private var inPeers = false
+    /// `localpeer` in global: the local peer's name (else the host name, as HAProxy).
+    var localPeer: String?
+    /// Each stick table's `peers <name>`, where it was written and in which section.
+    private(set) var tablePeers: [(name: String, location: SourceLocation, section: String?)] = []
     /// Set while the current section is one whose lines are skipped (after an error in its header).
     private var skippingSection = false
 
@@ -254,6 +260,8 @@ struct Parser {
             guard let first = words.first else { continue }
             if first == "resolvers" {
                 openResolvers(words, location)
+            } else if first == "peers" {
+                openPeers(words, location)
             } else if let foreign = ForeignSection(rawValue: first) {
                 openForeignSection(foreign, words, location)
             } else if let kind = SectionKind(rawValue: first) {
@@ -268,6 +276,7 @@ struct Parser {
         section = kind
         skippingSection = false
         inResolvers = false
+        inPeers = false
         currentSectionLabel = kind == .global ? "global" : words.count > 1 ? "\(kind.rawValue) '\(words[1])'" : kind.rawValue
         switch kind {
         case .global:
@@ -334,6 +343,7 @@ struct Parser {
         section = nil
         skippingSection = true
         inResolvers = false
+        inPeers = false
         currentSectionLabel = words.count > 1 ? "\(kind.rawValue) '\(words[1])'" : kind.rawValue
         if let why = kind.unusedBecause {
             warning(location, keyword: kind.rawValue, "section accepted and not used: \(why)")
@@ -342,9 +352,34 @@ struct Parser {
         }
     }
 
+    /// `peers <name>`: its lines go to `peersKeyword` until the next section.
+    private mutating func openPeers(_ words: [String], _ location: SourceLocation) {
+        section = nil
+        inResolvers = false
+        currentSectionLabel = words.count > 1 ? "peers '\(words[1])'" : "peers"
+        guard words.count == 2 else {
+            error(location, keyword: "peers", words.count < 2 ? "needs a name: 'peers <name>'" : "unexpected '\(words[2])' after the section name")
+            skippingSection = true
+            inPeers = false
+            return
+        }
+        if let first = peersSections.first(where: { $0.name == words[1] }) {
+            error(location, keyword: "peers", "a peers section named '\(words[1])' is already at \(first.location)")
+        }
+        skippingSection = false
+        inPeers = true
+        peersSections.append(PeersDraft(name: words[1], location: location))
+    }
+
+    /// A stick table's `peers <name>`, checked once every section is read.
+    mutating func notePeersReference(_ name: String, _ location: SourceLocation) {
+        tablePeers.append((name, location, currentSectionLabel))
+    }
+
     /// `resolvers <name>`: its lines go to `resolversKeyword` until the next section.
     private mutating func openResolvers(_ words: [String], _ location: SourceLocation) {
         section = nil
+        inPeers = false
         currentSectionLabel = words.count > 1 ? "resolvers '\(words[1])'" : "resolvers"
         guard words.count == 2 else {
             error(location, keyword: "resolvers", words.count < 2 ? "needs a name: 'resolvers <name>'" : "unexpected '\(words[2])' after the section name")
@@ -362,6 +397,11 @@ struct Parser {
 
     private mutating func keywordLine(_ words: [String], _ location: SourceLocation) {
         if skippingSection { return }
+        if inPeers, var draft = peersSections.popLast() {
+            peersKeyword(&draft, words, location)
+            peersSections.append(draft)
+            return
+        }
         if inResolvers, let (open, start) = resolverSections.popLast() {
             var draft = open
             resolversKeyword(&draft, words, location)
@@ -396,6 +436,11 @@ struct Parser {
 
     mutating func error(_ location: SourceLocation, keyword: String?, _ message: String) {
         diagnostics.append(ConfigDiagnostic(.error, location, section: currentSectionLabel, keyword: keyword, message))
+    }
+
+    /// A diagnostic found after reading, against a section by its label.
+    mutating func report(_ severity: ConfigDiagnostic.Severity, section: String?, _ location: SourceLocation, keyword: String?, _ message: String) {
+        diagnostics.append(ConfigDiagnostic(severity, location, section: section, keyword: keyword, message))
     }
 
     /// A diagnostic found after reading, against a proxy's section.
@@ -667,6 +712,7 @@ struct Parser {
         }
         validateTracking(configuration)
         validateResolvers(&configuration)
+        validatePeers()
         configuration.stickTables = proxies.compactMap { $0.routing.stickTable?.0 }
         // Rules, once every backend and table is known: a listen's serve both of its sides.
         var frontRules: [String: RuleSet] = [:]

@@ -665,8 +665,9 @@ extension Parser {
                 guard let list = next() else { error(location, keyword: "stick-table", "'store' needs a list of data types"); return }
                 storeList(&spec, list, location)
             case "peers":
-                error(location, keyword: "stick-table", "'peers' (table synchronisation between balancers) is not supported")
-                _ = next()
+                // Checked once every section is read (`validatePeers`).
+                guard let name = next() else { error(location, keyword: "stick-table", "'peers' needs the name of a peers section"); return }
+                notePeersReference(name, location)
             case "nopurge":
                 spec.noPurge = true
             case "srvkey", "write-to", "recv-only":

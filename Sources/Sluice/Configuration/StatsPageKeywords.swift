@@ -31,7 +31,7 @@ public struct StatsPage: Hashable, Sendable {
     /// HAProxy's paused listeners. Nil: Sluice's bound of 256 for all pages together.
     public var maxConnections: Int?
     /// How long a client has to send its whole request: `timeout http-request`, else `timeout
-    /// client` (HAProxy's fallback), else 10 s; the connection is then closed without an answer.
+    /// client` (HAProxy's fallback), else 10 s; the page then answers 408 and closes, as HAProxy.
     public var requestTimeout: Duration = .seconds(10)
     /// `option http-ignore-probes`: a connection that sent nothing before `requestTimeout` is
     /// closed without the 408 answer.

@@ -601,11 +601,13 @@ final class CheckRunner {
             }
             backend.setOperational(after, of: server, reason: "\(result)")
         }
+        let soft = transition == nil && before != after && before.isUp && after.isUp
+        guard transition != nil || soft else { return }
         let primaries = backend.servers.filter { !$0.isBackup && $0.isUsable }.count
         let backups = backend.servers.filter { $0.isBackup && $0.isUsable }.count
         // With `option log-health-checks` the check's line already gave the reason (as HAProxy).
         let reason = targets[t].logsEveryChange ? "" : ", \(result)"
-        if transition == nil && before != after && before.isUp && after.isUp {
+        if soft {
             // Into NOLB and out of it (HAProxy's srv_update_status words).
             server.lastChange.store(reactor.now, ordering: .relaxed)
             let verb = after == .stopping ? "is stopping" : "is UP"
