@@ -17,12 +17,12 @@ let package = Package(
     ],
     targets: [
         // Thin C wrappers over what Swift cannot import directly (_GNU_SOURCE-only functions,
-        // liburing's macros). Everything in it is a one-line forward.
+        // liburing's macros), and OpenSSL's client for TLS health checks (tls.c).
         .target(
             name: "CShims",
             path: "CShims",
             cSettings: [.define("_GNU_SOURCE")],
-            linkerSettings: [.linkedLibrary("uring")]
+            linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
         .target(
             name: "Sluice",

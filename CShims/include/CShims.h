@@ -129,5 +129,36 @@ unsigned CShims_uring_reap(struct io_uring *ring, uint64_t *data, int32_t *resul
 /// Completions posted and not yet reaped.
 unsigned CShims_uring_cq_ready(struct io_uring *ring);
 
+
+// TLS clients for health checks (`check-ssl`, `http-check connect ssl`), over OpenSSL (tls.c).
+// Not a one-line forward: OpenSSL's host and ALPN setters are macros or need wire formats, and a
+// handshake's outcome is sorted into HAProxy's three reasons here, next to the library.
+struct CShims_tls_settings {
+    int verify;                 // 1: the chain must verify against ca_file (and the name, below)
+    const char *ca_file;        // a PEM file or a directory; "@system-ca": the system's CAs
+    const char *crl_file;       // revocation lists, checked with the chain; NULL: none
+    const char *certificate;    // `crt`: certificate and key (or the key at <path>.key); NULL: none
+    const char *ciphers;        // TLS 1.2 and below; NULL: the library's
+    const char *ciphersuites;   // TLS 1.3; NULL: the library's
+    const char *curves;         // NULL: the library's (and below)
+    const char *sigalgs;
+    const char *client_sigalgs;
+    int min_version;            // TLS1_x_VERSION numbers; 0: the library's bound
+    int max_version;
+};
+/// A context for one server's settings, or NULL with the reason in `error`.
+void *CShims_tls_context(const struct CShims_tls_settings *settings, char *error, size_t length);
+void CShims_tls_context_free(void *context);
+/// A client session over the connected non-blocking socket `fd`. `sni`: sent, and verified when
+/// the context verifies; else `host` (`verifyhost`) is verified. `alpn`: comma-separated, or NULL.
+void *CShims_tls_session(void *context, int fd, const char *sni, const char *host, const char *alpn);
+void CShims_tls_session_free(void *session);
+/// 1: done; 0: call again when the socket is ready; -1: failed, with `reason` 0 (handshake
+/// failure), 1 (the certificate does not name `host`) or 2 (it does not name `sni`).
+int CShims_tls_handshake(void *session, int *reason);
+/// Bytes moved; 0: the peer closed (read only); -1: call again when ready; -2: failed.
+long CShims_tls_read(void *session, void *buffer, size_t length);
+long CShims_tls_write(void *session, const void *buffer, size_t length);
+
 #endif // __linux__
 #endif // CSHIMS_H

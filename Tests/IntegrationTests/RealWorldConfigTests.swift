@@ -35,15 +35,16 @@ extension Loopback {
         }
         switch file {
         case "kubernetes-api.cfg":
-            let servers = try (1...3).map { try TestServer(.http("master\($0)")) }
+            // API servers answer HTTPS only: checked over TLS (`check-ssl`), reached through the
+            // balancer with TLS end to end.
+            let certificate = try TLSCertificate()
+            let servers = try (1...3).map { try Nginx.tls(answer: "master\($0)", certificate: certificate) }
             var ports: [String: Int] = [:]
             for (i, s) in servers.enumerated() { ports["10.0.0.1\(i + 1):6443"] = s.port }
             return Stand(ports: ports, probe: { port throws in
-                let fd = try Net.connect(port)
-                defer { close(fd) }
-                try Net.sendAll(fd, "GET /version HTTP/1.1\r\nHost: k8s\r\nConnection: close\r\n\r\n")
-                let answer = String(decoding: try Net.readToEnd(fd), as: UTF8.self)
-                #expect(answer.hasPrefix("HTTP/1.1 200 OK") && answer.contains("master"), "\(answer)")
+                let curl = try Loopback.CommandLineTests.run(["-sk", "--max-time", "10", "https://127.0.0.1:\(port)/version"],
+                                                             executable: "/usr/bin/curl", deadline: .seconds(20))
+                #expect(curl.stdout.hasPrefix("master"), "\(curl.stdout) \(curl.stderr)")
             }, keep: servers)
         case "mariadb-galera.cfg":
             let db = try RealServer.mariadb()

@@ -156,7 +156,11 @@ struct ParserTests {
         #expect(check.body == "ping" && check.method == "POST" && check.disableOn404)
         #expect(Self.errors(backend("  option httpchk\n  http-check connect\n  http-check send uri /\n  http-check connect port 81"))
                 == ["t.cfg:10: error: [listen 'fe'] 'http-check connect': a second connection in one check (several exchanges) is not supported yet; Sluice checks with one request"])
-        #expect(Self.errors(backend("  option httpchk\n  http-check connect ssl")).first?.contains("'ssl' is not supported yet") == true)
+        // `connect ssl`: every server's checks use TLS, with the connect's SNI and ALPN.
+        let tls = try Configuration.parse("backend b\n  option httpchk\n  http-check connect ssl sni api.test alpn h2\n  server s 127.0.0.1:6443 check verify none\n")
+        #expect(tls.configuration.backends.first?.servers.first?.check?.tls?.sni == "api.test")
+        #expect(tls.configuration.backends.first?.servers.first?.check?.tls?.alpn == "h2")
+        #expect(tls.configuration.backends.first?.servers.first?.check?.tls?.verify == false)
         let tcp = try Configuration.parse(backend("  option tcp-check\n  http-check disable-on-404"), file: "t.cfg")
         #expect(tcp.warnings.map(\.description).contains("t.cfg:5: warning: [listen 'fe'] 'http-check disable-on-404': will be ignored for listen 'fe' (requires 'option httpchk'), as HAProxy warns"))
     }

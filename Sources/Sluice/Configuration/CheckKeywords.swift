@@ -86,6 +86,7 @@ extension Parser {
                 return
             }
             var connect = HTTPCheck.Connect()
+            var tls = (ssl: false, sni: String?.none, alpn: String?.none)
             var i = 0
             while i < args.count {
                 switch args[i] {
@@ -103,11 +104,14 @@ extension Parser {
                     }
                     connect.address = args[i + 1]
                     i += 2
+                case "ssl", "sni", "alpn":
+                    guard connectTLSOption(&tls, args, &i, location, keyword: keyword) else { return }
                 default:
-                    return error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: default, port <n>, addr <ip>, linger")
+                    return error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: default, port <n>, addr <ip>, ssl, sni <name>, alpn <list>, linger")
                 }
             }
             check.connect = connect
+            proxy.checkConnectTLS = tls.ssl ? ConnectTLS(sni: tls.sni, alpn: tls.alpn) : nil
         case "set-var", "unset-var", "comment":
             error(location, keyword: keyword, "not supported yet by Sluice")
             return
@@ -134,10 +138,15 @@ extension Parser {
                 return
             }
             var port: Int?
+            var tls = (ssl: false, sni: String?.none, alpn: String?.none)
             var i = 0
             while i < args.count {
+                if ["ssl", "sni", "alpn"].contains(args[i]) {
+                    guard connectTLSOption(&tls, args, &i, location, keyword: keyword) else { return }
+                    continue
+                }
                 guard args[i] == "port", i + 1 < args.count else {
-                    error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: port <n>")
+                    error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: port <n>, ssl, sni <name>, alpn <list>")
                     return
                 }
                 guard let p = value(ValueParser.integer(args[i + 1], in: 1...65535, what: "port"), location, keyword: keyword) else { return }
@@ -145,6 +154,7 @@ extension Parser {
                 i += 2
             }
             rule = .connect(port: port)
+            proxy.checkConnectTLS = tls.ssl ? ConnectTLS(sni: tls.sni, alpn: tls.alpn) : nil
         case "send":
             guard args.count == 1 else {
                 error(location, keyword: keyword, "expected 'tcp-check send <string>' (quote strings with blanks; \\r\\n escapes work)")

@@ -128,6 +128,8 @@ extension Parser {
             case (false, true): global.serverBuffers.receive = n
             case (false, false): global.serverBuffers.send = n
             }
+        case "ssl-server-verify", "ca-base", "crt-base", "ssl-default-server-ciphers", "ssl-default-server-ciphersuites", "ssl-default-server-options":
+            globalTLSLine(words, location)
         case "nosplice":
             guard expect(words, count: 1, location, usage: "nosplice") else { return }
             global.noSplice = true

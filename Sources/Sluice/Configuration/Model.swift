@@ -713,9 +713,65 @@ public struct ServerCheck: Hashable, Sendable {
     public var rise: Int = 2
     /// `fall`: consecutive failures that take a server down. Default 3.
     public var fall: Int = 3
+    /// `check-ssl` (or a backend's `http-check|tcp-check connect ssl`): checks run over TLS with
+    /// these settings. Nil: plain TCP.
+    public var tls: CheckTLS?
 
     /// HAProxy's defaults: every 2 s, rise 2, fall 3, to the server's own address.
     public init() {}
+}
+
+/// TLS under a server's health checks, as HAProxy's `check-ssl` sets it up: an HTTP check becomes
+/// HTTPS, a connect check a TLS handshake (`L6OK`). Sluice originates TLS for checks only; the
+/// traffic it forwards is never deciphered.
+public struct CheckTLS: Hashable, Sendable {
+    /// `verify required` (HAProxy's default, unless `ssl-server-verify none`): the server's chain
+    /// must verify against `caFile`, and its names against `sni`, else `verifyHost`.
+    public var verify: Bool = true
+    /// `ca-file`: a PEM file, a directory of them, or `@system-ca`.
+    public var caFile: String?
+    /// `crl-file`: revocation lists checked with the chain.
+    public var crlFile: String?
+    /// `verifyhost`: the name the certificate must carry when no SNI is sent.
+    public var verifyHost: String?
+    /// `check-sni` (or `http-check connect … sni`): the name sent in the ClientHello.
+    public var sni: String?
+    /// `check-alpn` (else `alpn`, or `connect … alpn`): protocols offered, comma-separated.
+    public var alpn: String?
+    /// `crt`: a client certificate and its key (or the key at `<crt>.key`).
+    public var certificate: String?
+    /// `ciphers`, `ciphersuites`, `curves`, `sigalgs`, `client-sigalgs`: OpenSSL's lists.
+    public var ciphers: String?
+    public var cipherSuites: String?
+    public var curves: String?
+    public var signatureAlgorithms: String?
+    public var clientSignatureAlgorithms: String?
+    /// `ssl-min-ver`/`ssl-max-ver` (or the `no-…`/`force-…` forms): protocol bounds.
+    public var minVersion: TLSVersion?
+    public var maxVersion: TLSVersion?
+
+    public init() {}
+}
+
+/// HAProxy's protocol version names.
+public enum TLSVersion: String, CaseIterable, Comparable, Hashable, Sendable {
+    case sslv3 = "SSLv3", tlsv10 = "TLSv1.0", tlsv11 = "TLSv1.1", tlsv12 = "TLSv1.2", tlsv13 = "TLSv1.3"
+
+    /// OpenSSL's number for it (SSL3_VERSION, TLS1_VERSION …).
+    var wire: Int32 {
+        switch self {
+        case .sslv3: 0x300
+        case .tlsv10: 0x301
+        case .tlsv11: 0x302
+        case .tlsv12: 0x303
+        case .tlsv13: 0x304
+        }
+    }
+
+    /// The word of `no-tlsv12`, `force-tlsv12`…
+    var flagSuffix: String { String(rawValue.lowercased().filter { $0 != "." }) }
+
+    public static func < (a: TLSVersion, b: TLSVersion) -> Bool { a.wire < b.wire }
 }
 
 /// `agent-check`: an auxiliary check of a server, run besides its health check. Each check

@@ -112,6 +112,10 @@ struct ProxyDraft {
     var allBackups = false
     var serverTemplate = ServerTemplate()
     var servers: [(Server, SourceLocation)] = []
+    /// Each server's TLS words, by name, resolved with the backend's and global's (`TLSKeywords`).
+    var serverTLS: [String: ServerTLSDraft] = [:]
+    /// `http-check connect ssl` / `tcp-check connect ssl`: every checked server's checks use TLS.
+    var checkConnectTLS: ConnectTLS?
     /// Which active check `check` runs: chosen by `option httpchk` / `option tcp-check`.
     var checkKind: CheckKind = .tcpConnect
     var httpCheck = HTTPCheck()
@@ -202,6 +206,7 @@ struct ServerTemplate {
     var nonStick = false
     var userTimeout: Duration?
     var source: SourceBinding?
+    var tls = ServerTLSDraft()
 }
 
 struct Parser {
@@ -211,6 +216,8 @@ struct Parser {
 
     init(readFile: @escaping (String) -> Result<String, SystemError>) { self.readFile = readFile }
     var global = Global()
+    /// `global`'s TLS defaults for checks.
+    var globalTLS = GlobalTLS()
     /// Tables `stick` rules use: they show `server_id`.
     var stickTablesWithServers: Set<String> = []
     /// The primary group of `user`, used when no `group`/`gid` line names one.
@@ -548,6 +555,11 @@ struct Parser {
         var configuration = Configuration(global: global)
         section = nil
         currentSectionLabel = nil
+        for i in proxies.indices where proxies[i].kind == .backend || proxies[i].kind == .listen {
+            var proxy = proxies[i]
+            resolveCheckTLS(&proxy, global: globalTLS)
+            proxies[i] = proxy
+        }
         func diag(_ proxy: ProxyDraft, _ location: SourceLocation, keyword: String?, _ message: String,
                   _ severity: ConfigDiagnostic.Severity = .error) -> ConfigDiagnostic {
             ConfigDiagnostic(severity, location, section: proxy.label, keyword: keyword, message)

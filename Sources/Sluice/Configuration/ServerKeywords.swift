@@ -23,6 +23,7 @@ extension Parser {
         guard let endpoint else { return }
         guard let server = makeServer(name, endpoint, words[2], template, location, keyword: "server") else { return }
         proxy.servers.append((server, location))
+        proxy.serverTLS[name] = template.tls
     }
 
     /// `server-template <prefix> <num | low-high> <fqdn>[:<port>] [param*]`: servers `<prefix><n>`
@@ -57,6 +58,7 @@ extension Parser {
             guard var server = makeServer("\(prefix)\(n)", endpoint, words[3], template, location, keyword: "server-template") else { return }
             server.templatePrefix = prefix
             proxy.servers.append((server, location))
+            proxy.serverTLS[server.name] = template.tls
         }
     }
 
@@ -282,10 +284,10 @@ extension Parser {
             case "agent-send": t.agentSend = Array(arg.utf8)
             case "no-tfo":
                 break  // the default: Sluice never opens server connections with TCP Fast Open
-            case _ where ServerKeywords.tlsParameters.contains(param):
-                warning(location, keyword: keyword, "'\(param)'\(who) has no effect: it tunes TLS to the server, which Sluice does not originate ('ssl' is not supported)")
-            case "ssl", "check-ssl":
-                error(location, keyword: keyword, "'\(param)'\(who): TLS to servers is not supported; Sluice forwards the client's bytes untouched")
+            case _ where tlsParameter(&t.tls, param, arg, location, keyword: keyword, who: who):
+                break
+            case "ssl":
+                error(location, keyword: keyword, "'ssl'\(who): TLS to servers is not supported for forwarded traffic; Sluice forwards the client's bytes untouched (health checks may use TLS: 'check-ssl')")
             case _ where ServerKeywords.notYet[param] != nil:
                 error(location, keyword: keyword, "server parameter '\(param)'\(who) is not supported yet: \(ServerKeywords.notYet[param] ?? "")")
             default:
@@ -317,14 +319,6 @@ enum ServerKeywords {
         "set-proxy-v2-tlv-fmt", "proxy-v2-options", "check-reuse-pool", "hash-key", "idle-ping", "strict-maxconn",
     ]
 
-    /// TLS-to-server parameters: meaningless without `ssl`, which Sluice refuses.
-    static let tlsParameters: Set<String> = [
-        "verify", "sni", "ca-file", "crt", "ciphers", "ciphersuites", "crl-file", "alpn", "npn", "check-sni", "check-alpn", "curves",
-        "sigalgs", "client-sigalgs", "ssl-min-ver", "ssl-max-ver", "verifyhost", "no-sslv3", "no-tlsv10", "no-tlsv11", "no-tlsv12",
-        "no-tlsv13", "force-sslv3", "force-tlsv10", "force-tlsv11", "force-tlsv12", "force-tlsv13", "ssl-reuse", "no-ssl-reuse",
-        "tls-tickets", "no-tls-tickets", "allow-0rtt", "no-ssl", "no-check-ssl", "no-verifyhost", "ssl-default-server-options",
-    ]
-
     static let notYet: [String: String] = [
         "usesrc": "transparent proxying (presenting another source address to the server)",
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
@@ -354,6 +348,11 @@ extension Server {
         var parser = Parser(readFile: { _ in .failure(SystemError(code: ENOENT, call: "open")) })
         var draft = ProxyDraft(kind: .backend, name: "", location: SourceLocation(file: "add server", line: 1))
         parser.serverLine(&draft, ["server", name, address] + arguments.dropFirst(), SourceLocation(file: "add server", line: 1))
+        if let problem = parser.diagnostics.first(where: { $0.severity == .error }) {
+            return .failure(SluiceError(problem.message))
+        }
+        // Without `global`'s TLS words: a dynamic server verifies unless it says `verify none`.
+        parser.resolveCheckTLS(&draft, global: GlobalTLS())
         if let problem = parser.diagnostics.first(where: { $0.severity == .error }) {
             return .failure(SluiceError(problem.message))
         }

@@ -108,8 +108,9 @@ enum CheckProtocol: Sendable {
             return CheckResult(status: .layer7Response, info: "invalid status line")
         }
         let phrase = parts.count > 2 ? String(parts[2]) : ""
+        // HAProxy 2.6 gives the reason phrase of a failure only: a pass has no info (`last_chk`, logs).
         func verdict(_ pass: Bool, failing: CheckResult.Status = .layer7Status) -> CheckResult {
-            pass ? CheckResult(status: .layer7OK, code: code, info: phrase) : CheckResult(status: failing, code: code, info: phrase)
+            pass ? CheckResult(status: .layer7OK, code: code, info: "") : CheckResult(status: failing, code: code, info: phrase)
         }
         if conditional404 && code == 404 { return CheckResult(status: .layer7OKConditional, code: code, info: phrase) }
         switch expectation {

@@ -24,12 +24,17 @@ final class CheckRunner {
         let connectTimeoutMs: Int64
         /// `option log-health-checks`: every change of the result or the health is logged.
         let logsEveryChange: Bool
+        /// `check-ssl`: the server's TLS settings, loaded; nil for plain checks (and agents).
+        let tlsContext: TLSClientContext?
         var counter: HealthCounter
         var nextAt: Int64
         // The probe in progress.
         var generation: UInt32 = 0
         var fd: CInt = -1
         var connected = false
+        /// The TLS session over `fd`; `connected` waits for its handshake, which HAProxy counts
+        /// in the connection (its timeout is the connect's, L6TOUT).
+        var tls: TLSClient?
         var started: Int64 = 0
         var deadline: Int64 = 0
         var out: [UInt8] = []
@@ -119,7 +124,7 @@ final class CheckRunner {
                     targets.append(Target(
                         role: .agent, backend: state, server: server, plan: agent, proto: .agent(send: server.configuration.agent?.send ?? []),
                         checkTimeoutMs: config.checkTimeout?.milliseconds ?? 0, connectTimeoutMs: config.effectiveConnectTimeout.milliseconds,
-                        logsEveryChange: config.logHealthChecks,
+                        logsEveryChange: config.logHealthChecks, tlsContext: nil,
                         counter: HealthCounter(rise: 1, fall: 1, value: server.agentHealth.load(ordering: .relaxed)), nextAt: 0))
                 }
                 guard let plan = server.checkPlan else { continue }
@@ -128,11 +133,22 @@ final class CheckRunner {
                 if let old = previous[ObjectIdentifier(server)] {
                     counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: old.isUp ? plan.rise + plan.fall - 1 : 0)
                 }
+                var tlsContext: TLSClientContext?
+                if let tls = server.configuration.check?.tls {
+                    do {
+                        tlsContext = try TLSClientContext(tls)
+                    } catch {
+                        // The files loaded when the configuration was checked; they may have gone since.
+                        logger.error("backend '\(state.name)' server '\(server.name)': TLS for its checks: \(error); its checks fail until a reload")
+                        server.checkStorage.withLock { $0.last = CheckResult(status: .layer6Response, info: "\(error)") }
+                        continue
+                    }
+                }
                 targets.append(Target(
                     role: .health, backend: state, server: server, plan: plan, proto: proto,
                     checkTimeoutMs: config.checkTimeout?.milliseconds ?? 0,
                     connectTimeoutMs: config.effectiveConnectTimeout.milliseconds,
-                    logsEveryChange: config.logHealthChecks, counter: counter, nextAt: 0))
+                    logsEveryChange: config.logHealthChecks, tlsContext: tlsContext, counter: counter, nextAt: 0))
             }
         }
         if started { start() }
@@ -154,13 +170,20 @@ final class CheckRunner {
 
     /// Drops a check in progress without a verdict.
     private func abandon(_ t: Int) {
+        closeProbe(t)
+        setRunning(t, false)
+        bumpGeneration(t)
+    }
+
+    /// Closes the probe's TLS session and socket, if any.
+    private func closeProbe(_ t: Int) {
+        targets[t].tls?.close()
+        targets[t].tls = nil
         if targets[t].fd >= 0 {
             reactor.unwatch(targets[t].fd, token: token(t))
             closeDescriptor(targets[t].fd)
             targets[t].fd = -1
         }
-        setRunning(t, false)
-        bumpGeneration(t)
     }
 
     /// Whether a probe of `t` runs now (`check_status`'s or `agent_status`'s "* ").
@@ -224,7 +247,7 @@ final class CheckRunner {
                     default: break
                     }
                 }
-                finish(t, CheckResult(status: targets[t].connected ? status : .layer4Timeout, info: info))
+                finish(t, CheckResult(status: targets[t].connected ? status : targets[t].tls != nil ? .layer6Timeout : .layer4Timeout, info: info))
             }
         } else if now >= targets[t].nextAt {
             begin(t)
@@ -234,13 +257,17 @@ final class CheckRunner {
     func handleEvent(index: Int, generation: UInt32, events: UInt32) {
         let t = index - Self.firstIndex
         guard targets.indices.contains(t), targets[t].fd >= 0, targets[t].generation & 0x3FFF_FFFF == generation else { return }
+        if targets[t].tls != nil && !targets[t].connected {
+            handshake(t)
+            return
+        }
         if !targets[t].connected {
             guard events & (CShims_EPOLLOUT | CShims_EPOLLERR | CShims_EPOLLHUP) != 0 else { return }
             if let code = Socket.pendingError(targets[t].fd) {
                 finish(t, CheckResult(status: .layer4Connection, info: String(cString: strerror(code))))
                 return
             }
-            connected(t)
+            transportConnected(t)
             return
         }
         talk(t)
@@ -318,7 +345,27 @@ final class CheckRunner {
             return
         }
         reactor.arm(at: targets[t].deadline, token: token(t))
-        if done { connected(t) }
+        if done { transportConnected(t) }
+    }
+
+    /// The TCP connection is made: the check starts, or first its TLS handshake.
+    private func transportConnected(_ t: Int) {
+        guard let context = targets[t].tlsContext else { return connected(t) }
+        guard let tls = TLSClient(context, fd: targets[t].fd) else {
+            return finish(t, CheckResult(status: .layer6Response, info: "cannot start a TLS session"))
+        }
+        targets[t].tls = tls
+        handshake(t)
+    }
+
+    /// Advances the TLS handshake; failures are HAProxy's L6RSP with its words for the cause.
+    private func handshake(_ t: Int) {
+        guard let tls = targets[t].tls else { return }
+        do {
+            if try tls.handshake() { connected(t) }
+        } catch {
+            finish(t, CheckResult(status: .layer6Response, info: error.failure.info))
+        }
     }
 
     private func connected(_ t: Int) {
@@ -340,12 +387,24 @@ final class CheckRunner {
         case .connect, .tcp:
             // A connect check passes once connected; the header, if any, goes out first (a few
             // bytes on a fresh socket: one send takes them), as HAProxy does.
-            let fd = targets[t].fd
-            if !targets[t].out.isEmpty { _ = try? targets[t].out.withUnsafeBytes { try Socket.send(fd, from: $0) } }
-            finish(t, CheckResult(status: .layer4OK))
+            if !targets[t].out.isEmpty { _ = targets[t].out.withUnsafeBytes { send(t, $0) } }
+            // Over TLS the handshake is what passed: HAProxy's L6OK.
+            finish(t, CheckResult(status: targets[t].tls == nil ? .layer4OK : .layer6OK))
             return
         }
         talk(t)
+    }
+
+    /// Writes to the probe's connection, through its TLS session if it has one; nil on a failure.
+    private func send(_ t: Int, _ bytes: UnsafeRawBufferPointer) -> IOResult<Int>? {
+        if let tls = targets[t].tls { return tls.send(from: bytes) }
+        return try? Socket.send(targets[t].fd, from: bytes)
+    }
+
+    /// Reads from the probe's connection, through its TLS session if it has one; nil on a failure.
+    private func receive(_ t: Int, _ buffer: UnsafeMutableRawBufferPointer) -> IOResult<Int>? {
+        if let tls = targets[t].tls { return tls.receive(into: buffer) }
+        return try? Socket.receive(targets[t].fd, into: buffer)
     }
 
     /// HAProxy 2.6's header on a check connection: v1 names the check connection's own addresses;
@@ -377,8 +436,7 @@ final class CheckRunner {
                 }
             }
             if targets[t].outOffset < targets[t].out.count {
-                let fd = targets[t].fd
-                let result = try? targets[t].out[targets[t].outOffset...].withUnsafeBytes { try Socket.send(fd, from: $0) }
+                let result = targets[t].out[targets[t].outOffset...].withUnsafeBytes { send(t, $0) }
                 switch result {
                 case .processed(let n)?: targets[t].outOffset += n
                 case .wouldBlock?: break
@@ -389,8 +447,7 @@ final class CheckRunner {
             }
             var progressed = false
             while targets[t].reply.count < CheckProtocol.maxReply && !targets[t].peerClosed {
-                let fd = targets[t].fd
-                let result = try? readBuffer.withUnsafeMutableBytes { try Socket.receive(fd, into: $0) }
+                let result = readBuffer.withUnsafeMutableBytes { receive(t, $0) }
                 switch result {
                 case .processed(0)?, nil: targets[t].peerClosed = true
                 case .processed(let n)?: targets[t].reply += readBuffer[0..<n]; progressed = true
@@ -465,11 +522,7 @@ final class CheckRunner {
 
     /// Ends the probe: closes its socket, records the result, schedules the next one.
     private func finish(_ t: Int, _ result: CheckResult) {
-        if targets[t].fd >= 0 {
-            reactor.unwatch(targets[t].fd, token: token(t))
-            closeDescriptor(targets[t].fd)
-            targets[t].fd = -1
-        }
+        closeProbe(t)
         bumpGeneration(t)  // late events and timers of this probe no longer match
         var result = result
         result.durationMs = reactor.now - targets[t].started
