@@ -218,6 +218,9 @@ struct Parser {
     var global = Global()
     /// `global`'s TLS defaults for checks.
     var globalTLS = GlobalTLS()
+    /// Check TLS settings already loaded, and what loading them said: a thousand servers sharing a
+    /// CA bundle load it once.
+    var loadedTLS: [CheckTLS: SluiceError?] = [:]
     /// Tables `stick` rules use: they show `server_id`.
     var stickTablesWithServers: Set<String> = []
     /// The primary group of `user`, used when no `group`/`gid` line names one.

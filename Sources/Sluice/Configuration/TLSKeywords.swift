@@ -186,7 +186,7 @@ extension Parser {
                 unused += draft.given
                 continue
             }
-            switch Self.checkTLS(draft, connect: proxy.checkConnectTLS, global: global) {
+            switch Self.checkTLS(draft, connect: proxy.checkConnectTLS, global: global, loaded: &loadedTLS) {
             case .success(let tls): proxy.servers[j].0.check?.tls = tls
             case .failure(let problem): report(.error, proxy, location, keyword: "server", "'\(server.name)': \(problem.message)")
             }
@@ -199,7 +199,8 @@ extension Parser {
 
     /// One server's check TLS: HAProxy's verify default and refusal, `ca-base`/`crt-base`, the
     /// version bounds, and its files loaded (so a missing one is an error now, not at the first check).
-    static func checkTLS(_ draft: ServerTLSDraft, connect: ConnectTLS?, global: GlobalTLS) -> Result<CheckTLS, SluiceError> {
+    static func checkTLS(_ draft: ServerTLSDraft, connect: ConnectTLS?, global: GlobalTLS,
+                         loaded: inout [CheckTLS: SluiceError?]) -> Result<CheckTLS, SluiceError> {
         var tls = draft.settings
         if !draft.verifyGiven { tls.verify = global.verify }
         if let connect {
@@ -236,11 +237,15 @@ extension Parser {
             // HAProxy 2.6's words (ssl_sock_prepare_srv_ctx).
             return .failure(SluiceError("verify is enabled by default but no CA file specified. If you're running on a LAN where you're certain to trust the server's certificate, please set an explicit 'verify none' statement on the 'server' line, or use 'ssl-server-verify none' in the global section to disable server-side verifications by default."))
         }
-        do {
-            _ = try TLSClientContext(tls)
-        } catch {
-            return .failure(error)
+        if loaded[tls] == nil {
+            do {
+                _ = try TLSClientContext(tls)
+                loaded[tls] = .some(nil)
+            } catch {
+                loaded[tls] = .some(error)
+            }
         }
+        if let problem = loaded[tls] ?? nil { return .failure(problem) }
         return .success(tls)
     }
 }

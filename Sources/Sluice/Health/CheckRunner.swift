@@ -116,6 +116,8 @@ final class CheckRunner {
             abandon(t)
         }
         targets.removeAll()
+        // Servers with the same TLS settings share one context (a CA bundle is loaded once).
+        var contexts: [CheckTLS: TLSClientContext] = [:]
         for (state, config) in backends {
             // The protocol was validated when the configuration was resolved.
             guard case .success(let proto) = CheckProtocol.make(config.healthCheck) else { continue }
@@ -136,7 +138,8 @@ final class CheckRunner {
                 var tlsContext: TLSClientContext?
                 if let tls = server.configuration.check?.tls {
                     do {
-                        tlsContext = try TLSClientContext(tls)
+                        tlsContext = try contexts[tls] ?? TLSClientContext(tls)
+                        contexts[tls] = tlsContext
                     } catch {
                         // The files loaded when the configuration was checked; they may have gone since.
                         logger.error("backend '\(state.name)' server '\(server.name)': TLS for its checks: \(error); its checks fail until a reload")
