@@ -37,6 +37,16 @@ extension Loopback {
         }
         let silent = try TestServer(.silent)
         defer { plain.stop(); silent.stop() }
+        // A server that wants the PROXY header first, then TLS (nginx `ssl proxy_protocol`).
+        let proxied = try Nginx.start("nginx-proxy-protocol-tls") { port, _ in
+            """
+                listen 127.0.0.1:\(port) ssl proxy_protocol;
+                ssl_certificate \(certificate.certificate);
+                ssl_certificate_key \(certificate.key);
+                location = /healthz { default_type text/plain; return 200 "ok\\n"; }
+            """
+        }
+        defer { proxied.stop() }
         let a = "127.0.0.1:\(https.port)", p = "127.0.0.1:\(plain.port)", s = "127.0.0.1:\(silent.port)"
         let caDirectory = (certificate.certificate as NSString).deletingLastPathComponent
         let (proxy, haproxy, sockets) = try Loopback.RuntimeAPITests.sideBySide { port, socket in
@@ -65,6 +75,7 @@ extension Loopback {
               server host \(a) check check-ssl ca-file \(certificate.certificate) verifyhost sluice-test
               server wronghost \(a) check check-ssl ca-file \(certificate.certificate) verifyhost nope.test
               server sni \(a) check check-ssl ca-file \(certificate.certificate) check-sni nope.test
+              server proxied 127.0.0.1:\(proxied.port) check check-ssl verify none send-proxy check-send-proxy
             backend down
               option httpchk GET /down
               server s \(a) check check-ssl verify none
@@ -87,6 +98,7 @@ extension Loopback {
             "https/host UP L7OK 200 -",
             "https/wronghost DOWN L6RSP - Server presented an SSL certificate different from the configured one",
             "https/sni DOWN L6RSP - Server presented an SSL certificate different from the expected one",
+            "https/proxied UP L7OK 200 -",
             "down/s DOWN L7STS 503 Service Temporarily Unavailable",
             "handshake/ok UP L6OK - -", "handshake/plain DOWN L6RSP - SSL handshake failure",
             "kubeadm/ok UP L7OK 200 -",

@@ -354,6 +354,10 @@ final class CheckRunner {
     /// The TCP connection is made: the check starts, or first its TLS handshake.
     private func transportConnected(_ t: Int) {
         guard let context = targets[t].tlsContext else { return connected(t) }
+        // `check-send-proxy`: the PROXY header precedes the ClientHello, in the clear, as HAProxy
+        // sends it (a few bytes on a fresh socket: one send takes them).
+        let header = proxyHeader(t)
+        if !header.isEmpty { _ = try? header.withUnsafeBytes { try Socket.send(targets[t].fd, from: $0) } }
         guard let tls = TLSClient(context, fd: targets[t].fd) else {
             return finish(t, CheckResult(status: .layer6Response, info: "cannot start a TLS session"))
         }
@@ -379,7 +383,7 @@ final class CheckRunner {
         }
         // `check-send-proxy`: the server expects a PROXY header on every connection, checks included
         // (not its agent's, as HAProxy).
-        targets[t].out = targets[t].role == .health ? proxyHeader(t) : []
+        targets[t].out = targets[t].role == .health && targets[t].tls == nil ? proxyHeader(t) : []
         switch targets[t].proto {
         case .http(let request, _, _, let stateAt, _):
             targets[t].out += stateAt.map { ServerStateHeader.insert(into: request, at: $0, targets[t].server, of: targets[t].backend, node: node, now: reactor.now) } ?? request
