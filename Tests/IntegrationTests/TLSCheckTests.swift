@@ -122,6 +122,40 @@ extension Loopback {
         }
     }
 
+    /// A configuration built in code skips the parser's loading of TLS files: a CA file that does
+    /// not load then fails every check of its server with the reason (it must not pass or be skipped).
+    @Test func aLibraryConfigurationWhoseCAFileDoesNotLoadFailsItsChecks() throws {
+        let certificate = try TLSCertificate()
+        let https = try Self.httpsServer(certificate)
+        defer { https.stop() }
+        var parsed = try Configuration.parse("""
+            defaults
+              mode tcp
+              timeout connect 1s
+              timeout client 5s
+              timeout server 5s
+            frontend fe
+              bind 127.0.0.1:0
+              default_backend be
+            backend be
+              option httpchk GET /healthz
+              server good 127.0.0.1:\(https.port) check check-ssl verify none inter 100ms rise 1 fall 1
+              server gone 127.0.0.1:\(https.port) check check-ssl verify none inter 100ms rise 1 fall 1
+            """)
+        var tls = try #require(parsed.configuration.backends[0].servers[1].check?.tls)
+        tls.verify = true
+        tls.caFile = "/nonexistent/ca.pem"
+        parsed.configuration.backends[0].servers[1].check?.tls = tls
+        let balancer = try LoadBalancer(configuration: parsed.configuration)
+        try balancer.start()
+        defer { balancer.stop() }
+        let servers = try #require(balancer.backend(named: "be")?.servers)
+        try eventually("good UP by L7OK, gone DOWN by L6RSP") {
+            servers[0].lastCheck.status == .layer7OK && servers[1].lastCheck.status == .layer6Response && !servers[1].operational.isUp
+        }
+        #expect(servers[1].lastCheck.info.hasPrefix("cannot load the CA file /nonexistent/ca.pem"), "\(servers[1].lastCheck)")
+    }
+
     /// What `sluice -c` says, as HAProxy: verification is the default and needs a CA file; a file
     /// that does not load is an error on its server's line; TLS words on plain checks warn.
     @Test func checkTLSConfigurationErrorsAreHAProxys() throws {

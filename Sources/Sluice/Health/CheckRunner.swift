@@ -24,8 +24,9 @@ final class CheckRunner {
         let connectTimeoutMs: Int64
         /// `option log-health-checks`: every change of the result or the health is logged.
         let logsEveryChange: Bool
-        /// `check-ssl`: the server's TLS settings, loaded; nil for plain checks (and agents).
-        let tlsContext: TLSClientContext?
+        /// `check-ssl`: the server's TLS settings, loaded (or why they would not load: each check
+        /// then fails, L6RSP); nil for plain checks (and agents).
+        let tlsContext: Result<TLSClientContext, SluiceError>?
         var counter: HealthCounter
         var nextAt: Int64
         // The probe in progress.
@@ -135,16 +136,20 @@ final class CheckRunner {
                 if let old = previous[ObjectIdentifier(server)] {
                     counter = HealthCounter(rise: plan.rise, fall: plan.fall, value: old.isUp ? plan.rise + plan.fall - 1 : 0)
                 }
-                var tlsContext: TLSClientContext?
+                var tlsContext: Result<TLSClientContext, SluiceError>?
                 if let tls = server.configuration.check?.tls {
-                    do {
-                        tlsContext = try contexts[tls] ?? TLSClientContext(tls)
-                        contexts[tls] = tlsContext
-                    } catch {
-                        // The files loaded when the configuration was checked; they may have gone since.
-                        logger.error("backend '\(state.name)' server '\(server.name)': TLS for its checks: \(error); its checks fail until a reload")
-                        server.checkStorage.withLock { $0.last = CheckResult(status: .layer6Response, info: "\(error)") }
-                        continue
+                    if let shared = contexts[tls] {
+                        tlsContext = .success(shared)
+                    } else {
+                        do {
+                            let context = try TLSClientContext(tls)
+                            contexts[tls] = context
+                            tlsContext = .success(context)
+                        } catch {
+                            // The files loaded when the configuration was checked; they may have gone since.
+                            logger.error("backend '\(state.name)' server '\(server.name)': TLS for its checks: \(error); its checks fail until a reload")
+                            tlsContext = .failure(error)
+                        }
                     }
                 }
                 targets.append(Target(
@@ -353,7 +358,12 @@ final class CheckRunner {
 
     /// The TCP connection is made: the check starts, or first its TLS handshake.
     private func transportConnected(_ t: Int) {
-        guard let context = targets[t].tlsContext else { return connected(t) }
+        let context: TLSClientContext
+        switch targets[t].tlsContext {
+        case nil: return connected(t)
+        case .failure(let error)?: return finish(t, CheckResult(status: .layer6Response, info: error.message))
+        case .success(let loaded)?: context = loaded
+        }
         // `check-send-proxy`: the PROXY header precedes the ClientHello, in the clear, as HAProxy
         // sends it (a few bytes on a fresh socket: one send takes them).
         let header = proxyHeader(t)
