@@ -351,6 +351,43 @@ extension Loopback {
         }
     }
 
+    /// `stick-table type binary len <n>`: keys are blocks of exactly `n` bytes (the payload cut or
+    /// padded with zeros; an integer as 8 bytes, an address as 4, in network order), shown in
+    /// upper-case hexadecimal; a key on the runtime API is refused in HAProxy's words.
+    @Test func binaryStickTableKeysAreHAProxys() throws {
+        let server = try TestServer(.echo)
+        defer { server.stop() }
+        let rules = """
+              stick-table type binary len 8 size 10 store gpc0,conn_cnt
+              tcp-request inspect-delay 1s
+              tcp-request content track-sc0 req.payload(0,4)
+              tcp-request content track-sc1 int(258) table be
+              tcp-request content track-sc2 src table other
+              tcp-request content accept if { req.len ge 4 }
+            """
+        let extra = """
+              stick-table type binary len 6 size 10 store conn_cnt
+            backend other
+              stick-table type binary size 10 store conn_cnt
+
+            """
+        try Self.sideBySide(rules: rules, server: server.port, extra: extra) { name, port, socket in
+            for payload in [Array("AB".utf8) + [0, 0xFF] + Array("rest".utf8), Array("GET / HTTP/1.0\r\n\r\n".utf8)] {
+                _ = try ContentSwitchingTests.exchange(port, payload, halfClose: true)
+            }
+            func rows(_ table: String) throws -> [String] {
+                try StatsClient.ask(socket, "show table \(table)").split(separator: "\n").map { line in
+                    line.hasPrefix("#") ? String(line) : line.split(separator: " ").dropFirst().filter { !$0.hasPrefix("exp=") && !$0.hasPrefix("use=") }.joined(separator: " ")
+                }.sorted()
+            }
+            #expect(try rows("fe") == ["# table: fe, type: binary, size:10, used:2", "key=414200FF00000000 gpc0=0 conn_cnt=1", "key=4745542000000000 gpc0=0 conn_cnt=1"], "\(name)")
+            #expect(try rows("be") == ["# table: be, type: binary, size:10, used:1", "key=000000000000 conn_cnt=2"], "\(name)")
+            #expect(try rows("other") == ["# table: other, type: binary, size:10, used:1", "key=7F00000100000000000000000000000000000000000000000000000000000000 conn_cnt=2"], "\(name)")
+            #expect(try StatsClient.ask(socket, "show table fe key 4142") == "Showing keys from tables of type other than ip, ipv6, string and integer is not supported\n\n", "\(name)")
+            #expect(try StatsClient.ask(socket, "clear table fe key 4142") == "Removing keys from tables of type other than ip, ipv6, string and integer is not supported\n\n", "\(name)")
+        }
+    }
+
     /// `sc-set-gpt0` (an integer or an expression, kept as HAProxy's unsigned 32 bits) flags a
     /// tracked client, `sc0_get_gpt0` reads the flag: a flagged client is refused from its second
     /// connection on; `show table` shows the same entries as HAProxy's. (HAProxy 2.6.12 refuses an

@@ -636,7 +636,7 @@ extension Parser {
                 case "ip": spec.keyType = .ipv4
                 case "ipv6": spec.keyType = .ipv6
                 case "integer": spec.keyType = .integer
-                case "string":
+                case let type? where type == "string" || type == "binary":
                     var length = 32
                     if i + 2 < words.count, words[i + 1] == "len" {
                         i += 1
@@ -646,12 +646,9 @@ extension Parser {
                         }
                         length = v
                     }
-                    spec.keyType = .string(length: length)
-                case "binary":
-                    error(location, keyword: "stick-table", "type 'binary' is not supported yet (ip, ipv6, integer, string)")
-                    return
+                    spec.keyType = type == "string" ? .string(length: length) : .binary(length: length)
                 default:
-                    error(location, keyword: "stick-table", "unknown type '\(i < words.count ? words[i] : "")': expected ip, ipv6, integer or string")
+                    error(location, keyword: "stick-table", "unknown type '\(i < words.count ? words[i] : "")': expected ip, ipv6, integer, string or binary")
                     return
                 }
             case "size":

@@ -88,6 +88,9 @@ public struct StickTableSpec: Hashable, Sendable {
         case integer
         /// `type string [len <n>]`: keys are cut to `length` bytes.
         case string(length: Int)
+        /// `type binary [len <n>]`: keys are blocks of exactly `length` bytes, cut or padded with
+        /// zeros, as HAProxy stores them.
+        case binary(length: Int)
     }
     /// The proxy that declares it; tables are named after their proxy.
     public var name: String
@@ -160,6 +163,7 @@ enum StickKey: Hashable, Sendable, CustomStringConvertible {
     case ip(IPAddress)
     case integer(Int64)
     case string([UInt8])
+    case binary([UInt8])
 
     /// The sample as the table's key, or nil when it does not convert (an IPv6 client in an IPv4
     /// table, as HAProxy skips it).
@@ -179,6 +183,17 @@ enum StickKey: Hashable, Sendable, CustomStringConvertible {
             self = .integer(v)
         case .string(let length):
             self = .string(Array(sample.bytes.prefix(length)))
+        case .binary(let length):
+            // HAProxy's casts to binary: integers as 8 bytes and addresses as 4 or 16, in network order.
+            let block: [UInt8]
+            switch sample {
+            case .string(let b), .binary(let b): block = b
+            case .int(let v): block = withUnsafeBytes(of: v.bigEndian, Array.init)
+            case .bool(let v): block = withUnsafeBytes(of: Int64(v ? 1 : 0).bigEndian, Array.init)
+            case .ip(.v4(let a)): block = withUnsafeBytes(of: a.bigEndian, Array.init)
+            case .ip(.v6(let a)): block = withUnsafeBytes(of: a.bigEndian, Array.init)
+            }
+            self = .binary(Array(block.prefix(length)) + Array(repeating: 0, count: max(0, length - block.count)))
         }
     }
 
@@ -190,7 +205,7 @@ enum StickKey: Hashable, Sendable, CustomStringConvertible {
         case .ip(.v4(let a)): mixed = UInt64(a)
         case .ip(.v6(let a)): mixed = UInt64(truncatingIfNeeded: a) ^ UInt64(truncatingIfNeeded: a >> 64) &* 31
         case .integer(let v): mixed = UInt64(bitPattern: v)
-        case .string(let bytes): mixed = bytes.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
+        case .string(let bytes), .binary(let bytes): mixed = bytes.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
         }
         return mixed &* 0x9E37_79B9_7F4A_7C15
     }
@@ -200,6 +215,7 @@ enum StickKey: Hashable, Sendable, CustomStringConvertible {
         case .ip(let a): a.description
         case .integer(let v): String(v)
         case .string(let b): String(decoding: b, as: UTF8.self)
+        case .binary(let b): b.map { String(format2: $0) }.joined().uppercased()  // HAProxy's `show table`
         }
     }
 }

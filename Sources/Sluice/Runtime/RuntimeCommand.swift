@@ -378,6 +378,7 @@ struct TableSelection: Sendable {
                     guard let v = Int64(text) else { return .failure(RuntimeCommand.Refusal("Invalid key\n")) }
                     sample = .int(v)
                 case .string: sample = .string(Array(text.utf8))
+                case .binary: return .failure(RuntimeCommand.Refusal("Invalid key\n"))  // refused before, with HAProxy's words
                 }
                 guard let key = StickKey(sample, for: keyType) else { return .failure(RuntimeCommand.Refusal("Invalid key\n")) }
                 selection.key = key

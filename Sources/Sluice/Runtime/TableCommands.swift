@@ -1,8 +1,12 @@
 /// `show table` and `clear table`, in HAProxy's formats (management.txt).
 extension RuntimeAPI {
     /// What follows the table's name, read against its key type and stored data.
-    private func selection(_ args: ArraySlice<String>, _ table: StickTable) -> Result<TableSelection, RuntimeCommand.Refusal> {
-        TableSelection.parse(args, keyType: table.spec.keyType, stored: { table.spec.stored[$0] != nil })
+    /// `verb`: HAProxy's words for a key the table's type cannot take ("Showing keys from").
+    private func selection(_ args: ArraySlice<String>, _ table: StickTable, verb: String) -> Result<TableSelection, RuntimeCommand.Refusal> {
+        if case .binary = table.spec.keyType, args.contains("key") {
+            return .failure(RuntimeCommand.Refusal("\(verb) tables of type other than ip, ipv6, string and integer is not supported\n"))
+        }
+        return TableSelection.parse(args, keyType: table.spec.keyType, stored: { table.spec.stored[$0] != nil })
     }
 
     private func summary(_ table: StickTable) -> String {
@@ -12,6 +16,7 @@ extension RuntimeAPI {
         case .ipv6: type = "ipv6"
         case .integer: type = "integer"
         case .string: type = "string"
+        case .binary: type = "binary"
         }
         return "# table: \(table.spec.name), type: \(type), size:\(table.spec.size), used:\(table.entryCount)"
     }
@@ -21,7 +26,7 @@ extension RuntimeAPI {
         guard let name else { return tables.map { summary($0) + "\n" }.joined() }
         guard let table = tables.first(where: { $0.spec.name == name }) else { return "No such table\n" }
         let chosen: TableSelection
-        switch selection(args, table) {
+        switch selection(args, table, verb: "Showing keys from") {
         case .failure(let refusal): return refusal.text
         case .success(let s): chosen = s
         }
@@ -42,7 +47,7 @@ extension RuntimeAPI {
     func clearTable(_ name: String?, _ args: ArraySlice<String>) -> String {
         guard let name else { return "Missing table name.\n" }
         guard let table = balancer.stickTables.first(where: { $0.spec.name == name }) else { return "No such table\n" }
-        switch selection(args, table) {
+        switch selection(args, table, verb: "Removing keys from") {
         case .failure(let refusal): return refusal.text
         case .success(let chosen):
             if chosen.filters.isEmpty {
