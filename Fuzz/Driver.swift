@@ -7,7 +7,7 @@ import Glibc
 
 let targets: [String: @Sendable (UnsafePointer<UInt8>, Int) -> CInt] = [
     "CheckReply": fuzzCheckReply, "ClientHello": fuzzClientHello, "Configuration": fuzzConfiguration,
-    "DNSAnswer": fuzzDNSAnswer, "ProxyHeader": fuzzProxyHeader, "RDPCookie": fuzzRDPCookie, "RuntimeCommand": fuzzRuntimeCommand,
+    "DNSAnswer": fuzzDNSAnswer, "MQTT": fuzzMQTT, "ProxyHeader": fuzzProxyHeader, "RDPCookie": fuzzRDPCookie, "RuntimeCommand": fuzzRuntimeCommand,
 ]
 
 let chosen: @Sendable (UnsafePointer<UInt8>, Int) -> CInt = {

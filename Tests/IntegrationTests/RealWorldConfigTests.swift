@@ -84,6 +84,16 @@ extension Loopback {
             return Stand(ports: ["127.0.0.11:53": dns.port], probe: { port throws in
                 #expect(try read(port, Array("PING\r\n".utf8), count: 7) == Array("+PONG\r\n".utf8))
             }, keep: [redis, dns], rewrite: [("tasks.redis:6379", "tasks.redis:\(redis.port)")])
+        case "mqtt-brokers.cfg":
+            let servers = try (1...3).map { try TestServer(.identify("emqx\($0)")) }
+            var ports: [String: Int] = [:]
+            for (i, s) in servers.enumerated() { ports["10.0.5.1\(i + 1):1883"] = s.port }
+            return Stand(ports: ports, probe: { port throws in
+                // The same client identifier twice reaches the same broker; HTTP is refused.
+                let answers = try (0..<2).map { _ in try read(port, MQTTConnect.v311, count: 6) }
+                #expect(answers[0] == answers[1] && String(decoding: answers[0], as: UTF8.self).hasPrefix("emqx"), "\(answers)")
+                #expect(try ContentSwitchingTests.exchange(port, Array("GET / HTTP/1.0\r\n\r\n".utf8)) == "")
+            }, keep: servers)
         case "rabbitmq.cfg":
             let servers = try (1...3).map { _ in try TestServer(.echo) }
             var ports: [String: Int] = [:]

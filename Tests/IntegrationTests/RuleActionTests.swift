@@ -351,6 +351,46 @@ extension Loopback {
         }
     }
 
+    /// The MQTT idiom of HAProxy's documentation and of EMQX's: a client that does not start with a
+    /// valid CONNECT is refused, and clients stick to a broker by their client identifier
+    /// (`stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)`), with a user name
+    /// tracked beside; both proxies route and store the same.
+    @Test func mqttClientsStickByClientIdentifierLikeHAProxy() throws {
+        let a = try TestServer(.identify("a")), b = try TestServer(.identify("b"))
+        defer { a.stop(); b.stop() }
+        let (proxy, haproxy, sockets) = try RuntimeAPITests.sideBySide { port, socket in
+            StatsClient.preamble(socket: socket) + """
+            frontend fe
+              bind 127.0.0.1:\(port)
+              tcp-request inspect-delay 5s
+              tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }
+              tcp-request content track-sc0 req.payload(0,0),mqtt_field_value(connect,username) table users
+              default_backend mqtt
+            backend mqtt
+              balance roundrobin
+              stick-table type string len 32 size 100
+              stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)
+              server a 127.0.0.1:\(a.port)
+              server b 127.0.0.1:\(b.port)
+            backend users
+              stick-table type string len 32 size 10 store conn_cnt
+
+            """
+        }
+        defer { proxy.stop(); haproxy.stop() }
+        for (name, port, socket) in [("Sluice", proxy.port, sockets[0]), ("HAProxy", haproxy.port, sockets[1])] {
+            let clients = [MQTTConnect.v311, MQTTConnect.v5, MQTTConnect.v5, MQTTConnect.v311, Array("GET / HTTP/1.0\r\n\r\n".utf8)]
+            let answers = try clients.map { try ContentSwitchingTests.exchange(port, $0, halfClose: true) }
+            #expect(answers == ["a\n", "b\n", "b\n", "a\n", ""], "\(name): by client identifier, then refused: \(answers)")
+            func rows(_ table: String) throws -> [String] {
+                try StatsClient.ask(socket, "show table \(table)").split(separator: "\n").dropFirst()
+                    .map { $0.split(separator: " ").dropFirst().filter { !$0.hasPrefix("exp=") && !$0.hasPrefix("use=") }.joined(separator: " ") }.sorted()
+            }
+            #expect(try rows("mqtt") == ["key=sensor-17 server_id=1 server_key=a", "key=v5-client server_id=2 server_key=b"], "\(name)")
+            #expect(try rows("users") == ["key=alice conn_cnt=2"], "\(name)")
+        }
+    }
+
     /// `stick-table type binary len <n>`: keys are blocks of exactly `n` bytes (the payload cut or
     /// padded with zeros; an integer as 8 bytes, an address as 4, in network order), shown in
     /// upper-case hexadecimal; a key on the runtime API is refused in HAProxy's words.
@@ -470,4 +510,14 @@ extension Loopback {
         }
     }
 }
+}
+
+/// Two MQTT CONNECT packets, built byte by byte: 3.1.1 with a user name ("sensor-17", "alice"),
+/// 5.0 with properties and a will ("v5-client").
+enum MQTTConnect {
+    static func string(_ s: String) -> [UInt8] { [UInt8(s.utf8.count >> 8), UInt8(s.utf8.count & 0xFF)] + Array(s.utf8) }
+    static func packet(_ body: [UInt8]) -> [UInt8] { [0x10, UInt8(body.count)] + body }  // bodies under 128 bytes
+    static let v311 = packet(string("MQTT") + [4, 0xC2, 0, 60] + string("sensor-17") + string("alice") + string("pw"))
+    static let v5 = packet(string("MQTT") + [5, 0x06, 0, 30, 15, 17, 0, 0, 0x0E, 0x10, 33, 0, 20, 38] + string("k") + string("v")
+        + string("v5-client") + [5, 24, 0, 0, 0, 5] + string("t") + string("bye"))
 }

@@ -32,12 +32,12 @@ struct PatternTests {
         #expect(try Fetch.parse("connslots").get() == .backendLoad(.freeSlots, backend: nil))
 
         let mask = try Converter.parse("ipmask(24)", readFile: Parser.readFile).get()
-        #expect(mask.apply(.ip(IPAddress("10.1.2.3")!))?.bytes == Array("10.1.2.0".utf8))
-        #expect(mask.apply(.ip(IPAddress("2001:db8::1")!)) == nil)  // no mask6: no IPv6 sample, as HAProxy
+        #expect(mask.apply(.ip(IPAddress("10.1.2.3")!)).sample?.bytes == Array("10.1.2.0".utf8))
+        #expect(mask.apply(.ip(IPAddress("2001:db8::1")!)).sample == nil)  // no mask6: no IPv6 sample, as HAProxy
         let both = try Converter.parse("ipmask(255.255.0.0,ffff:ffff::)", readFile: Parser.readFile).get()
-        #expect(both.apply(.ip(IPAddress("10.1.2.3")!))?.bytes == Array("10.1.0.0".utf8))
-        #expect(both.apply(.ip(IPAddress("2001:db8:1:2::1")!))?.bytes == Array("2001:db8::".utf8))
-        #expect(try Converter.parse("ipmask(24,64)", readFile: Parser.readFile).get().apply(.string(Array("2001:db8:1:2:3::9".utf8)))?.bytes
+        #expect(both.apply(.ip(IPAddress("10.1.2.3")!)).sample?.bytes == Array("10.1.0.0".utf8))
+        #expect(both.apply(.ip(IPAddress("2001:db8:1:2::1")!)).sample?.bytes == Array("2001:db8::".utf8))
+        #expect(try Converter.parse("ipmask(24,64)", readFile: Parser.readFile).get().apply(.string(Array("2001:db8:1:2:3::9".utf8))).sample?.bytes
             == Array("2001:db8:1:2::".utf8))
         if case .success = Converter.parse("ipmask(33)", readFile: Parser.readFile) { Issue.record("ipmask(33) parsed") }
     }

@@ -107,7 +107,7 @@ extension Parser {
         case .failure(let e): error(location, keyword: "acl", e.message); return nil
         case .success(let e): expression = e
         }
-        var method: MatchMethod? = expression.converters.isEmpty ? expression.fetch.defaultMatch : .str
+        var method: MatchMethod? = expression.converters.last?.defaultMatch ?? expression.fetch.defaultMatch
         if case .payload = expression.fetch, expression.converters.isEmpty { method = .bin }
         if case .payloadLengthValue = expression.fetch, expression.converters.isEmpty { method = .bin }
         var ignoreCase = false

@@ -222,11 +222,52 @@ enum Converter: Sendable, Hashable {
     case map(MapTable)
     /// `ipmask(<mask4>[,<mask6>])`: the address's network (IPv6 needs `mask6`, as in HAProxy).
     case ipMask(v4: UInt32, v6: UInt128?)
+    /// `mqtt_is_valid`: whether the data start with a valid MQTT CONNECT (`MQTT`).
+    case mqttIsValid
+    /// `mqtt_field_value(connect,<field>)`.
+    case mqttFieldValue(MQTT.Field)
 
-    /// The converted sample; nil when there is none (a map without default that finds nothing:
-    /// as if nothing had been fetched).
-    func apply(_ sample: Sample) -> Sample? {
+    /// The match an ACL uses after this converter when it names none: the one for its output
+    /// type, as HAProxy chooses (`mqtt_is_valid`'s boolean, `ipmask`'s address, `map_*_int`'s integer).
+    var defaultMatch: MatchMethod {
         switch self {
+        case .lower, .upper, .mqttFieldValue: .str
+        case .mqttIsValid: .bool
+        case .ipMask: .ip
+        case .map(let table): table.integerOutput ? .int : .str
+        }
+    }
+
+    /// What a converter made of a sample.
+    enum Outcome {
+        case value(Sample)
+        /// None (a map without default that finds nothing: as if nothing had been fetched).
+        case none
+        /// None yet: more of the client's data may give one (an MQTT packet not all here).
+        case needsMore
+
+        var sample: Sample? { if case .value(let s) = self { s } else { nil } }
+    }
+
+    func apply(_ sample: Sample) -> Outcome {
+        switch self {
+        case .mqttIsValid:
+            switch MQTT.validate(sample.bytes) {
+            case .valid: return .value(.bool(true))
+            case .invalid: return .value(.bool(false))
+            case .needsMore: return .needsMore
+            }
+        case .mqttFieldValue(let field):
+            let (value, needsMore) = MQTT.value(field, in: sample.bytes)
+            return value.map { .value(.string($0)) } ?? (needsMore ? .needsMore : .none)
+        default:
+            return plain(sample).map(Outcome.value) ?? .none
+        }
+    }
+
+    private func plain(_ sample: Sample) -> Sample? {
+        switch self {
+        case .mqttIsValid, .mqttFieldValue: return nil
         case .lower: return .string(sample.bytes.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 })
         case .upper: return .string(sample.bytes.map { $0 >= 97 && $0 <= 122 ? $0 & ~0x20 : $0 })
         case .map(let table): return table.lookUp(sample)
@@ -250,7 +291,24 @@ enum Converter: Sendable, Hashable {
         switch text {
         case "lower": return .success(.lower)
         case "upper": return .success(.upper)
+        case "mqtt_is_valid": return .success(.mqttIsValid)
         default: break
+        }
+        if text.hasPrefix("mqtt_field_value(") && text.hasSuffix(")") {
+            let arguments = text.dropFirst("mqtt_field_value(".count).dropLast().split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
+            guard arguments.count == 2 else { return .failure(ValueError("'\(text)': expected mqtt_field_value(<packet type>,<field name or property id>)")) }
+            // HAProxy's mqtt_typeid: a number from 1 to 15, or a packet type's name.
+            let names = ["connect", "connack", "publish", "puback", "pubrec", "pubrel", "pubcomp", "subscribe", "suback", "unsubscribe",
+                         "unsuback", "pingreq", "pingresp", "disconnect", "auth"]
+            let type = UInt(arguments[0]).flatMap { (1...15).contains($0) ? Int($0) : nil } ?? names.firstIndex(of: arguments[0].lowercased()).map { $0 + 1 }
+            guard let type else { return .failure(ValueError("Unknown MQTT type '\(arguments[0])'")) }
+            guard type == 1 else {
+                return .failure(ValueError("'\(text)': Sluice reads the client's first MQTT packet, CONNECT (1), only: \(type == 2 ? "a CONNACK is the server's answer, and Sluice's rules see the client's data only" : "HAProxy reads no other packet either")"))
+            }
+            guard let field = MQTT.Field(arguments[1]) else {
+                return .failure(ValueError("Unknown MQTT field name '\(arguments[1])' for packet type '\(arguments[0])'"))
+            }
+            return .success(.mqttFieldValue(field))
         }
         if text.hasPrefix("ipmask(") && text.hasSuffix(")") {
             let arguments = text.dropFirst("ipmask(".count).dropLast().split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
@@ -269,7 +327,7 @@ enum Converter: Sendable, Hashable {
             return .success(.ipMask(v4: v4.bits == 0 ? 0 : ~UInt32(0) << (32 - v4.bits), v6: v6))
         }
         guard text.hasPrefix("map"), let open = text.firstIndex(of: "("), text.hasSuffix(")") else {
-            return .failure(ValueError("converter '\(text)' is not supported (supported: lower, upper, ipmask, map, map_str, map_beg, map_sub, map_dir, map_dom, map_end, map_reg, map_int, map_ip, and their _int forms)"))
+            return .failure(ValueError("converter '\(text)' is not supported (supported: lower, upper, ipmask, mqtt_is_valid, mqtt_field_value, map, map_str, map_beg, map_sub, map_dir, map_dom, map_end, map_reg, map_int, map_ip, and their _int forms)"))
         }
         let name = String(text[..<open])
         let arguments = text[text.index(after: open)..<text.index(before: text.endIndex)].split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
@@ -286,7 +344,7 @@ enum Converter: Sendable, Hashable {
 final class MapTable: Sendable, Hashable {
     let name: String
     private let method: MatchMethod
-    private let integerOutput: Bool
+    let integerOutput: Bool
     private let exact: [[UInt8]: Sample]
     private let entries: [(patterns: PatternSet, prefix: Int, value: Sample)]
     private let fallback: Sample?

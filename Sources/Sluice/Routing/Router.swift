@@ -356,7 +356,7 @@ final class FrontendRouting: Sendable {
     func storeSticky(_ context: SessionContext, server: ServerState) {
         // `non-stick`: keys taken for a session of this server are dropped, as HAProxy's store rules do.
         if !server.configuration.nonStick {
-            for (table, key) in context.stickStores { table.store(key, server: Int64(server.id), now: context.now) }
+            for (table, key) in context.stickStores { table.store(key, server: Int64(server.id), name: server.name, now: context.now) }
         }
         context.stickStores.removeAll()
     }
@@ -556,18 +556,23 @@ final class FrontendRouting: Sendable {
     }
 
     private func convert(_ fetched: Fetched, _ converters: [Converter]) -> Fetched {
-        func apply(_ s: Sample) -> Sample? {
+        func apply(_ s: Sample) -> Converter.Outcome {
             var value = s
             for converter in converters {
-                guard let next = converter.apply(value) else { return nil }
+                guard case .value(let next) = converter.apply(value) else { return converter.apply(value) }
                 value = next
             }
-            return value
+            return .value(value)
         }
         switch fetched {
         case .none: return fetched
-        case .value(let s, let m): return apply(s).map { .value($0, mayChange: m) } ?? .none(mayChange: m)
-        case .values(let list): return .values(list.compactMap(apply))
+        case .value(let s, let m):
+            switch apply(s) {
+            case .value(let v): return .value(v, mayChange: m)
+            case .none: return .none(mayChange: m)
+            case .needsMore: return .none(mayChange: true)
+            }
+        case .values(let list): return .values(list.compactMap { if case .value(let v) = apply($0) { v } else { nil } })
         }
     }
 

@@ -238,8 +238,9 @@ final class StickEntry: Sendable {
     let gpc0 = Atomic<Int64>(0)
     let gpc0Rate = SharedRate()
     let gpt0 = Atomic<Int64>(0)
-    /// The server a `stick` rule stored (its id; 0: none).
+    /// The server a `stick` rule stored (its id; 0: none), and its name (HAProxy's `server_key`).
     let serverID = Atomic<Int64>(0)
+    let serverKey = Mutex<String?>(nil)
     let bytesIn = Atomic<Int64>(0)
     let bytesInRate = SharedRate()
     let bytesOut = Atomic<Int64>(0)
@@ -452,9 +453,10 @@ final class StickTable: Sendable {
     /// `stick store-request` (and `stick on`): `key` sticks to `server` from now on; false when the
     /// table is full (`nopurge`, or every entry tracked).
     @discardableResult
-    func store(_ key: StickKey, server: Int64, now: Int64) -> Bool {
+    func store(_ key: StickKey, server: Int64, name: String, now: Int64) -> Bool {
         guard let entry = pinned(key, now: now, create: true) else { return false }
         entry.serverID.store(server, ordering: .relaxed)
+        entry.serverKey.withLock { if $0 != name { $0 = name } }  // a session of a sticky client: its own server, no copy
         entry.unpin(now: now, touch: true)
         return true
     }
@@ -597,6 +599,8 @@ final class StickTable: Sendable {
         var references: Int
         var expiresInMs: Int64?
         var values: [(StickData, Int64)]
+        /// The stored server's name, where the table stores servers.
+        var serverKey: String?
     }
 
     /// Live entries (expired ones that no session tracks are dropped on the way).
@@ -617,7 +621,7 @@ final class StickTable: Sendable {
                     }
                     let expiresIn = expireMs == .max ? nil : max(0, e.lastUsed.load(ordering: .relaxed) + expireMs - now)
                     rows.append(Row(id: 0x1000 + s << 24 | Int(slot) * 0x40, key: key, references: max(0, held), expiresInMs: expiresIn,
-                                    values: order.map { ($0, value(e, $0, now: now)) }))
+                                    values: order.map { ($0, value(e, $0, now: now)) }, serverKey: e.serverKey.withLock { $0 }))
                 }
             }
         }

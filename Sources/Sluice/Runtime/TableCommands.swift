@@ -38,6 +38,8 @@ extension RuntimeAPI {
             for (data, value) in row.values {
                 let period = data.isRate ? table.spec.stored[data].map { "(\($0))" } ?? "" : ""
                 line += " \(data.name)\(period)=\(value)"
+                // HAProxy 2.6 stores the server's name beside its id, and shows it.
+                if data == .serverID { line += " server_key=\(row.serverKey ?? "-")" }
             }
             out += line + "\n"
         }
