@@ -203,7 +203,41 @@ extension Loopback {
         try eventually("the bad server is DOWN") { badServer.operational == .stopped }
         // As HAProxy: a reply that does not match waits for more until the check times out.
         #expect(badServer.lastCheck.status == .layer7Timeout)
-        #expect(badServer.lastCheck.info == "at step 2 of tcp-check (expect string '+PONG')")
+        #expect(badServer.lastCheck.info == " at step 2 of tcp-check (expect string '+PONG')")  // HAProxy's leading blank
+    }
+
+    /// A failed `tcp-check` expectation is worded as HAProxy words it: its step counts every rule
+    /// (`connect` and `comment` too), the pattern as HAProxy shows it, and the comment that applies
+    /// (HAProxy's rule: a comment goes to the next run of rules of one kind).
+    @Test func tcpCheckFailuresAndCommentsReadAsHAProxys() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let refusing = try TestServer(.halfCloseFirst("-ERR loading\r\n")), silent = try TestServer(.silent)
+        defer { refusing.stop(); silent.stop() }
+        func backend(_ name: String, _ rules: String, _ server: TestServer) -> String {
+            "backend \(name)\n  option tcp-check\n  default-server inter 300ms rise 1 fall 1\n"
+                + rules.split(separator: "\n").map { "  tcp-check \($0)\n" }.joined() + "  server s 127.0.0.1:\(server.port) check\n"
+        }
+        let (proxy, haproxy, sockets) = try Loopback.RuntimeAPITests.sideBySide { port, socket in
+            StatsClient.preamble(socket: socket) + "frontend fe\n  bind 127.0.0.1:\(port)\n  default_backend comments\n"
+                + backend("comments", "connect\ncomment PINGING\\ Redis\nsend PING\\r\\n\ncomment Expecting\\ PONG\nexpect string +PONG", refusing)
+                + backend("negated", "send PING\\r\\n\nexpect ! string -ERR", refusing)
+                + backend("regex", "comment only\\ the\\ send\nsend PING\\r\\n\nexpect rstring ^[+]PONG", refusing)
+                + backend("binary", "send PING\\r\\n\nexpect binary 2b504f4e47", refusing)
+                + backend("timeout", "connect\nsend PING\\r\\n\ncomment waiting\nexpect string +PONG", silent)
+        }
+        defer { proxy.stop(); haproxy.stop() }
+        var results: [[String]] = []
+        for socket in sockets {
+            var rows: [String] = []
+            try eventually("every check ended") {
+                rows = try StatsClient.showStat(socket).filter { $0["svname"] == "s" }.map { "\($0["pxname"] ?? "") \($0["check_status"] ?? "") \($0["last_chk"] ?? "")" }
+                return rows.count == 5 && rows.allSatisfy { !$0.contains("* ") && !$0.contains("INI") && !$0.hasSuffix(" ") }
+            }
+            results.append(rows)
+        }
+        #expect(results[0] == results[1], "Sluice \(results[0]), HAProxy \(results[1])")
+        #expect(results[1].contains("comments L7RSP TCPCHK did not match content '+PONG' at step 5 comment: Expecting PONG"), "\(results[1])")
+        #expect(results[1].contains("timeout L7TOUT  at step 4 of tcp-check (expect string '+PONG') comment: 'waiting'"), "\(results[1])")
     }
 
     /// `tcp-check expect rbinary`: the regex sees the reply in upper-case hexadecimal ("+PONG" is

@@ -133,7 +133,7 @@ extension Parser {
         var rule: TCPCheckRule
         switch words[1] {
         case "connect":
-            if !proxy.tcpCheckRules.isEmpty {
+            if !proxy.tcpCheckRules.allSatisfy({ if case .comment = $0 { true } else { false } }) {
                 error(location, keyword: keyword, "is supported only as the first tcp-check rule (one connection per check)")
                 return
             }
@@ -191,9 +191,13 @@ extension Parser {
                 return
             }
         case "comment":
-            return
+            guard args.count == 1 else {
+                error(location, keyword: keyword, "expected 'tcp-check comment <text>' (quote text with blanks)")
+                return
+            }
+            rule = .comment(args[0])
         default:
-            error(location, keyword: keyword, "unknown tcp-check action; supported: connect, send, send-binary, expect")
+            error(location, keyword: keyword, "unknown tcp-check action; supported: connect, send, send-binary, expect, comment")
             return
         }
         // Rules are kept even before `option tcp-check`, which is what enables them (as in HAProxy).

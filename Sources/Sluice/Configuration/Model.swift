@@ -913,6 +913,9 @@ public enum TCPCheckRule: Hashable, Sendable {
     /// `expect [!] rbinary <regex>`: the regex is matched against what arrived written in
     /// hexadecimal (two upper-case digits a byte, as HAProxy's `dump_binary`).
     case expectBinaryRegex(String, negated: Bool)
+    /// `comment <text>`: reported with a failure of the rules that follow (HAProxy's rule: the
+    /// next connect, or the next run of sends or of expects). It counts as a step, as in HAProxy.
+    case comment(String)
 }
 
 extension Duration {

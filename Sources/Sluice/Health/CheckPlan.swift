@@ -16,7 +16,8 @@ struct CheckPlan: Sendable {
 
     init(server: Server, check: ServerCheck, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
         var rulePort: Int?
-        if case .tcp(let rules) = backend.healthCheck, case .connect(let p?)? = rules.first { rulePort = p }
+        if case .tcp(let rules) = backend.healthCheck,
+           case .connect(let p?)? = rules.first(where: { if case .comment = $0 { false } else { true } }) { rulePort = p }
         if let connect = backend.healthCheck.httpCheck?.connect { rulePort = connect.port }
         let ruleAddress = backend.healthCheck.httpCheck?.connect?.address
         fixedAddress = try Self.resolve(ruleAddress ?? check.address, port: serverAddress.port, what: ruleAddress == nil ? "check addr" : "http-check connect addr",

@@ -16,9 +16,25 @@ enum CheckProtocol: Sendable {
         case send([UInt8])
         /// `option ssl-hello-chk`'s ClientHello, which carries the time it is sent.
         case sendClientHello
-        case expect(TCPMatcher, negated: Bool, description: String)
+        case expect(TCPMatcher, negated: Bool, report: ExpectReport)
         /// A protocol check's judgment of the reply; `step` is HAProxy's number for the rule.
         case judge(ReplyJudge, step: Int)
+    }
+
+    /// How HAProxy words a failed expectation: its rule's step number (every configured rule counts,
+    /// `connect` and `comment` included), the comment attached to it, and the pattern as its two
+    /// messages show it (tcpcheck.c for a mismatch, check.c for a timeout).
+    struct ExpectReport: Sendable {
+        let step: Int
+        let comment: String?
+        /// After "TCPCHK did not match content": ` '+PONG'`, ` (binary)`, ` (regex)`, ` (binary regex)`.
+        let mismatch: String
+        /// Inside "(expect …)": `string '+PONG'`, `binary '<the bytes>'`, `regex`, `binary regex`.
+        let timeout: String
+
+        var mismatchSuffix: String { " at step \(step)" + (comment.map { " comment: \($0)" } ?? "") }
+        /// With HAProxy's leading blank (its message is an error's text, empty here, then this).
+        var timeoutInfo: String { " at step \(step) of tcp-check (expect \(timeout))" + (comment.map { " comment: '\($0)'" } ?? "") }
     }
 
     enum TCPMatcher: Sendable {
@@ -72,20 +88,37 @@ enum CheckProtocol: Sendable {
                                   disableOn404: http.disableOn404))
         case .tcp(let rules):
             var steps: [TCPStep] = []
-            for rule in rules {
+            // HAProxy's comment rule (check_proxy_tcpcheck): a comment goes to the next connect, or
+            // to the next run of rules of one kind (sends, or expects), and ends when the kind changes.
+            var comment: String?
+            var previous = "comment"
+            for (index, rule) in rules.enumerated() {
+                let kind: String
                 switch rule {
-                case .connect: continue  // only as the first rule; its port is applied to the check address
+                case .comment: kind = "comment"
+                case .connect: kind = "connect"
+                case .send: kind = "send"
+                default: kind = "expect"
+                }
+                if kind != previous && previous != "comment" { comment = nil }
+                previous = kind
+                func report(_ mismatch: String, _ timeout: String) -> ExpectReport {
+                    ExpectReport(step: index + 1, comment: comment, mismatch: mismatch, timeout: timeout)
+                }
+                switch rule {
+                case .comment(let text): comment = text
+                case .connect: comment = nil  // only as the first rule; its port is applied to the check address
                 case .send(let bytes): steps.append(.send(bytes))
                 case .expectString(let s, let negated):
-                    steps.append(.expect(.bytes(Array(s.utf8)), negated: negated, description: "string '\(s)'"))
+                    steps.append(.expect(.bytes(Array(s.utf8)), negated: negated, report: report(" '\(s)'", "string '\(s)'")))
                 case .expectBinary(let b, let negated):
-                    steps.append(.expect(.bytes(b), negated: negated, description: "binary '\(b.map { String(format2: $0) }.joined())'"))
+                    steps.append(.expect(.bytes(b), negated: negated, report: report(" (binary)", "binary '\(String(decoding: b, as: UTF8.self))'")))
                 case .expectRegex(let pattern, let negated):
                     guard let regex = POSIXRegex(pattern) else { return .failure(SluiceError("tcp-check expect: invalid regular expression '\(pattern)'")) }
-                    steps.append(.expect(.regex(regex), negated: negated, description: "rstring '\(pattern)'"))
+                    steps.append(.expect(.regex(regex), negated: negated, report: report(" (regex)", "regex")))
                 case .expectBinaryRegex(let pattern, let negated):
                     guard let regex = POSIXRegex(pattern) else { return .failure(SluiceError("tcp-check expect: invalid regular expression '\(pattern)'")) }
-                    steps.append(.expect(.hexRegex(regex), negated: negated, description: "rbinary '\(pattern)'"))
+                    steps.append(.expect(.hexRegex(regex), negated: negated, report: report(" (binary regex)", "binary regex")))
                 }
             }
             return .success(.tcp(steps))

@@ -250,7 +250,7 @@ final class CheckRunner {
                 var status = CheckResult.Status.layer7Timeout
                 if targets[t].connected, case .tcp(let steps) = targets[t].proto, targets[t].step < steps.count {
                     switch steps[targets[t].step] {
-                    case .expect(_, _, let description): info = "at step \(targets[t].step + 1) of tcp-check (expect \(description))"
+                    case .expect(_, _, let report): info = report.timeoutInfo
                     case .judge(let judge, _): status = judge.timeoutStatus
                     default: break
                     }
@@ -512,14 +512,15 @@ final class CheckRunner {
                     }
                     continue
                 }
-                guard case .expect(let matcher, let negated, let description) = steps[targets[t].step] else { continue }
+                guard case .expect(let matcher, let negated, let report) = steps[targets[t].step] else { continue }
                 let matched = matcher.matches(targets[t].reply)
                 if negated ? (!matched && (complete || progressed)) : matched {
                     targets[t].step += 1
                     continue  // next sends or expectations
                 }
                 if negated && matched || complete {
-                    finish(t, CheckResult(status: .layer7Response, info: "TCPCHK did not match content \(negated ? "(negated) " : "")\(description) at step \(targets[t].step + 1)"))
+                    // HAProxy's words (tcpcheck_expect_onerror_message).
+                    finish(t, CheckResult(status: .layer7Response, info: (negated ? "TCPCHK matched unwanted content" : "TCPCHK did not match content") + report.mismatch + report.mismatchSuffix))
                 }
                 return
             }
