@@ -354,7 +354,8 @@ extension Loopback {
     /// The MQTT idiom of HAProxy's documentation and of EMQX's: a client that does not start with a
     /// valid CONNECT is refused, and clients stick to a broker by their client identifier
     /// (`stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)`), with a user name
-    /// tracked beside; both proxies route and store the same.
+    /// tracked beside; both proxies route and store the same. A verdict is final at once: the HTTP
+/// client is refused long before the 30 s inspect delay (reads give up after 10 s).
     @Test func mqttClientsStickByClientIdentifierLikeHAProxy() throws {
         let a = try TestServer(.identify("a")), b = try TestServer(.identify("b"))
         defer { a.stop(); b.stop() }
@@ -362,7 +363,7 @@ extension Loopback {
             StatsClient.preamble(socket: socket) + """
             frontend fe
               bind 127.0.0.1:\(port)
-              tcp-request inspect-delay 5s
+              tcp-request inspect-delay 30s
               tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }
               tcp-request content track-sc0 req.payload(0,0),mqtt_field_value(connect,username) table users
               default_backend mqtt

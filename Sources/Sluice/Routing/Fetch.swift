@@ -238,6 +238,15 @@ enum Converter: Sendable, Hashable {
         }
     }
 
+    /// Whether the converter says itself if more data could change its result (`needsMore`), so
+    /// that a result it gives is final even while the fetch's data may still grow.
+    var judgesCompleteness: Bool {
+        switch self {
+        case .mqttIsValid, .mqttFieldValue: true
+        default: false
+        }
+    }
+
     /// What a converter made of a sample.
     enum Outcome {
         case value(Sample)

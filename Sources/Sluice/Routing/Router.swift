@@ -556,23 +556,29 @@ final class FrontendRouting: Sendable {
     }
 
     private func convert(_ fetched: Fetched, _ converters: [Converter]) -> Fetched {
-        func apply(_ s: Sample) -> Converter.Outcome {
+        // `settled`: a converter that judges whether the data are complete (the MQTT ones) decided
+        // it, as HAProxy's clear `SMP_F_MAY_CHANGE` and set it only when they need more.
+        func apply(_ s: Sample) -> (Converter.Outcome, settled: Bool) {
             var value = s
+            var settled = false
             for converter in converters {
-                guard case .value(let next) = converter.apply(value) else { return converter.apply(value) }
+                let outcome = converter.apply(value)
+                settled = settled || converter.judgesCompleteness
+                guard case .value(let next) = outcome else { return (outcome, settled) }
                 value = next
             }
-            return .value(value)
+            return (.value(value), settled)
         }
         switch fetched {
         case .none: return fetched
         case .value(let s, let m):
-            switch apply(s) {
-            case .value(let v): return .value(v, mayChange: m)
-            case .none: return .none(mayChange: m)
+            let (outcome, settled) = apply(s)
+            switch outcome {
+            case .value(let v): return .value(v, mayChange: m && !settled)
+            case .none: return .none(mayChange: m && !settled)
             case .needsMore: return .none(mayChange: true)
             }
-        case .values(let list): return .values(list.compactMap { if case .value(let v) = apply($0) { v } else { nil } })
+        case .values(let list): return .values(list.compactMap { if case .value(let v) = apply($0).0 { v } else { nil } })
         }
     }
 
