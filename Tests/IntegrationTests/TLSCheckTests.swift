@@ -183,6 +183,9 @@ extension Loopback {
         let bounds = try Configuration.parse("backend b\n  server s 127.0.0.1:6443 check check-ssl verify none no-sslv3 no-tlsv10 no-tlsv12\n")
         let tls = bounds.configuration.backends.first?.servers.first?.check?.tls
         #expect(tls?.minVersion == .tlsv11 && tls?.maxVersion == .tlsv11, "HAProxy's rule: up to the first version off above the lowest on")
+        // `alpn` on the server line wins over the default's; `check-alpn` over both.
+        let alpn = try Configuration.parse("backend b\n  default-server alpn h2\n  server s 127.0.0.1:6443 check check-ssl verify none alpn http/1.1\n  server t 127.0.0.1:6443 check check-ssl verify none check-alpn h2 alpn http/1.1\n")
+        #expect(alpn.configuration.backends.first?.servers.map { $0.check?.tls?.alpn } == ["http/1.1", "h2"])
     }
 }
 }

@@ -10,9 +10,9 @@ struct ServerTLSDraft {
     var settings = CheckTLS()
     /// `verify` written (else `ssl-server-verify` decides).
     var verifyGiven = false
-    /// `no-sslv3`, `no-tlsv10`…, and a `force-…` version.
-    var disabled: Set<TLSVersion> = []
-    var forced: TLSVersion?
+    /// `alpn`: the server's protocols, which checks offer when `check-alpn` is not written.
+    var serverALPN: String?
+    var versions = TLSVersionFlags()
     /// Every TLS word written, for the "no effect" warning when the checks stay plain.
     var given: [Given] = []
 
@@ -39,8 +39,28 @@ struct GlobalTLS {
     var cipherSuites: String?
     var minVersion: TLSVersion?
     var maxVersion: TLSVersion?
+    var versions = TLSVersionFlags()
+}
+
+/// `no-sslv3` … `no-tlsv13` and `force-sslv3` … `force-tlsv13`, on a server line or in
+/// `ssl-default-server-options`.
+struct TLSVersionFlags {
     var disabled: Set<TLSVersion> = []
     var forced: TLSVersion?
+
+    static let words: Set<String> = Set(TLSVersion.allCases.flatMap { ["no-\($0.flagSuffix)", "force-\($0.flagSuffix)"] })
+
+    /// Takes `word` if it is one of them.
+    mutating func take(_ word: String) -> Bool {
+        if let version = TLSVersion.allCases.first(where: { word == "no-\($0.flagSuffix)" }) {
+            disabled.insert(version)
+        } else if let version = TLSVersion.allCases.first(where: { word == "force-\($0.flagSuffix)" }) {
+            forced = version
+        } else {
+            return false
+        }
+        return true
+    }
 }
 
 enum TLSKeywords {
@@ -49,7 +69,7 @@ enum TLSKeywords {
         "verify", "ca-file", "crl-file", "crt", "verifyhost", "check-sni", "check-alpn", "alpn", "ciphers", "ciphersuites", "curves",
         "sigalgs", "client-sigalgs", "ssl-min-ver", "ssl-max-ver",
     ]
-    static let flags: Set<String> = Set(TLSVersion.allCases.flatMap { ["no-\($0.flagSuffix)", "force-\($0.flagSuffix)"] } + ["no-verifyhost"])
+    static let flags: Set<String> = TLSVersionFlags.words.union(["no-verifyhost"])
 
     /// Words that change nothing in a check, with the reason.
     static let noEffect: [String: String] = [
@@ -92,11 +112,7 @@ extension Parser {
                     i += 2
                     continue
                 }
-                if let version = TLSVersion.allCases.first(where: { word == "no-\($0.flagSuffix)" }) {
-                    globalTLS.disabled.insert(version)
-                } else if let version = TLSVersion.allCases.first(where: { word == "force-\($0.flagSuffix)" }) {
-                    globalTLS.forced = version
-                } else if TLSKeywords.noEffect[word] == nil || word == "sni" || word == "npn" {
+                if !globalTLS.versions.take(word) && (TLSKeywords.noEffect[word] == nil || word == "sni" || word == "npn") {
                     error(location, keyword: keyword, "'\(word)' is not supported; supported: ssl-min-ver, ssl-max-ver, no-<version>, force-<version>, no-tls-tickets, no-ssl-reuse")
                 }
                 i += 1
@@ -153,7 +169,7 @@ extension Parser {
         case "no-verifyhost": s.verifyHost = nil
         case "check-sni": s.sni = arg
         case "check-alpn": s.alpn = arg
-        case "alpn": if s.alpn == nil { s.alpn = arg }  // HAProxy: checks use the server's ALPN unless check-alpn
+        case "alpn": draft.serverALPN = arg
         case "ciphers": s.ciphers = arg
         case "ciphersuites": s.cipherSuites = arg
         case "curves": s.curves = arg
@@ -166,8 +182,7 @@ extension Parser {
             }
             if param == "ssl-min-ver" { s.minVersion = version } else { s.maxVersion = version }
         default:
-            if let version = TLSVersion.allCases.first(where: { param == "no-\($0.flagSuffix)" }) { draft.disabled.insert(version) }
-            if let version = TLSVersion.allCases.first(where: { param == "force-\($0.flagSuffix)" }) { draft.forced = version }
+            _ = draft.versions.take(param)
         }
         draft.settings = s
         return true
@@ -218,8 +233,9 @@ extension Parser {
         tls.cipherSuites = tls.cipherSuites ?? global.cipherSuites
         tls.minVersion = tls.minVersion ?? global.minVersion
         tls.maxVersion = tls.maxVersion ?? global.maxVersion
-        let forced = draft.forced ?? global.forced
-        let disabled = draft.disabled.union(global.disabled)
+        tls.alpn = tls.alpn ?? draft.serverALPN  // HAProxy: checks offer the server's ALPN unless `check-alpn`
+        let forced = draft.versions.forced ?? global.versions.forced
+        let disabled = draft.versions.disabled.union(global.versions.disabled)
         if let forced {
             tls.minVersion = forced
             tls.maxVersion = forced
