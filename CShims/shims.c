@@ -75,6 +75,7 @@ const int CShims_SO_LINGER = SO_LINGER;
 const int CShims_TCP_NODELAY = TCP_NODELAY;
 /* <linux/in.h>'s value; glibc's <netinet/in.h> may not define it. */
 const int CShims_IP_BIND_ADDRESS_NO_PORT = 24;
+const int CShims_IP_TRANSPARENT = IP_TRANSPARENT;
 const int CShims_IPV6_V6ONLY = IPV6_V6ONLY;
 const int CShims_MSG_NOSIGNAL = MSG_NOSIGNAL;
 const int CShims_SO_KEEPALIVE = SO_KEEPALIVE;
@@ -89,6 +90,18 @@ const int CShims_TCP_USER_TIMEOUT = TCP_USER_TIMEOUT;
 
 int CShims_bind_to_device(int fd, const char *name) {
     return setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, (socklen_t)strlen(name));
+}
+
+int CShims_make_foreign(int fd, int family) {
+    int one = 1;
+    int transparent = family == AF_INET6
+        ? setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))
+        : setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof(one));
+    if (transparent == 0) return 0;
+    int saved = errno;
+    if (setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) == 0) return 0;
+    errno = saved;
+    return -1;
 }
 
 int CShims_set_affinity(const int *cpus, int count) {

@@ -62,6 +62,7 @@ extern const int CShims_TCP_NODELAY;
 /// Binding an address with port 0 leaves the port to `connect(2)` (Linux 4.2+), so the address's
 /// ports are shared across destinations instead of reserved at bind.
 extern const int CShims_IP_BIND_ADDRESS_NO_PORT;
+extern const int CShims_IP_TRANSPARENT;
 extern const int CShims_IPV6_V6ONLY;
 extern const int CShims_MSG_NOSIGNAL;
 extern const int CShims_SO_KEEPALIVE;
@@ -75,6 +76,10 @@ extern const int CShims_TCP_MAXSEG;
 extern const int CShims_TCP_USER_TIMEOUT;
 /// SO_BINDTODEVICE takes a string, not an int.
 int CShims_bind_to_device(int fd, const char *name);
+/// Lets a socket bind an address this host does not own, HAProxy's way: IP_TRANSPARENT (or
+/// IPV6_TRANSPARENT), which needs CAP_NET_ADMIN or CAP_NET_RAW and also receives diverted (TPROXY)
+/// traffic, else IP_FREEBIND. Returns 0, or -1 with errno from the IP_TRANSPARENT attempt.
+int CShims_make_foreign(int fd, int family);
 
 // threads: CPU_SET and friends are macros.
 /// Pins the calling thread to `cpus`. 0 or an errno value, as pthread_setaffinity_np.

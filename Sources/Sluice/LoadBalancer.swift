@@ -349,6 +349,7 @@ public final class LoadBalancer: Sendable {
         if engine == .ioUring && !URingReactor.isAvailable {
             throw SluiceError("io-engine io_uring: this kernel does not let the process create an io_uring (disabled by sysctl kernel.io_uring_disabled or seccomp?); use 'io-engine epoll'")
         }
+        if let problem = configuration.transparencyProblem { logger.warning("\(problem)") }
         let opened = try openListeners(plan, threads: threads, keep: [:])
         let listenersByWorker = opened.listeners(frontends)
         let addresses = opened.addresses
@@ -534,7 +535,9 @@ public final class LoadBalancer: Sendable {
                             // Port 0: the kernel picked one; the other reactors join it.
                             address = try Socket.localAddress(fd)
                         }
-                        opened.byWorker[w].append((frontend.name, fd, key, limit, Worker.BindTraits(name: bind.name.map { Array($0.utf8) }, acceptProxy: bind.acceptProxy, address: resolved.isWildcard ? nil : address)))
+                        opened.byWorker[w].append((frontend.name, fd, key, limit, Worker.BindTraits(name: bind.name.map { Array($0.utf8) }, acceptProxy: bind.acceptProxy,
+                            // A wildcard or transparent listener's connections each have their own destination.
+                            address: resolved.isWildcard || bind.transparent ? nil : address)))
                     } catch {
                         opened.closeAll()
                         throw SluiceError("frontend '\(frontend.name)': cannot listen on \(bind.endpoint): \(error)")
@@ -556,6 +559,7 @@ public final class LoadBalancer: Sendable {
         options.interface = bind.interface
         options.maxSegmentSize = bind.maxSegmentSize ?? 0
         options.userTimeoutMs = bind.userTimeout.map { Int($0.milliseconds) } ?? 0
+        options.transparent = bind.transparent
         return options
     }
 

@@ -484,8 +484,28 @@ struct CompatibilityTests {
         #expect(try backend(" source ::1:4000")?.servers.first?.source == SourceBinding(address: SocketAddress(ip: "::1", port: 4000)!))
         #expect(!CompatibilityTests.errors(base + " source ::1\n").isEmpty)  // HAProxy: invalid address: ':' in '::1'
         #expect(try backend(" source 10.0.0.6 interface eth2 weight 3")?.servers.first?.source?.interface == "eth2")
-        #expect(CompatibilityTests.errors(base + "\n  source 10.0.0.5 usesrc clientip\n")
-            == ["t.cfg:4: error: [listen 'l'] 'source': 'usesrc' (transparent proxying) is not supported yet"])
+        // `usesrc`, in both places, with HAProxy's grammar and its words for mistakes.
+        let wildcard = SocketAddress(ip: "0.0.0.0", port: 0)!
+        #expect(try backend("", "  source 10.0.0.5 usesrc clientip\n")?.source
+            == SourceBinding(address: SocketAddress(ip: "10.0.0.5", port: 0)!, presented: .clientIP))
+        #expect(try backend("", "  source 0.0.0.0 usesrc client interface eth1\n")?.source
+            == SourceBinding(address: wildcard, interface: "eth1", presented: .client))
+        #expect(try backend("", "  source 0.0.0.0 interface eth1 usesrc 10.9.9.9:7000\n")?.source
+            == SourceBinding(address: wildcard, interface: "eth1", presented: .address(SocketAddress(ip: "10.9.9.9", port: 7000)!)))
+        #expect(try backend(" source 0.0.0.0 usesrc clientip")?.servers.first?.source == SourceBinding(address: wildcard, presented: .clientIP))
+        #expect(try backend(" source 10.0.0.6 usesrc client interface eth2")?.servers.first?.source
+            == SourceBinding(address: SocketAddress(ip: "10.0.0.6", port: 0)!, interface: "eth2", presented: .client))
+        #expect(CompatibilityTests.errors(base + "\n  source 10.0.0.5 usesrc\n")
+            == ["t.cfg:4: error: [listen 'l'] 'source': 'usesrc' expects <addr>[:<port>], 'client', or 'clientip' as argument"])
+        #expect(CompatibilityTests.errors(base + "\n  source 10.0.0.5 via x\n")
+            == ["t.cfg:4: error: [listen 'l'] 'source': 'source' only supports optional keywords 'interface' and 'usesrc'"])
+        #expect(CompatibilityTests.errors(base + "\n  source 0.0.0.0 usesrc hdr_ip(x-forwarded-for,-1)\n").first?.contains("HTTP header") == true)
+        #expect(CompatibilityTests.errors(base + " usesrc clientip\n")
+            == ["t.cfg:3: error: [listen 'l'] 'server': 'usesrc' for server 'a' only allowed after a 'source' statement"])
+        // HAProxy 2.6 will not start with both (`user` gives up the privileges IP_TRANSPARENT needs).
+        #expect(CompatibilityTests.errors("global\n  uid 65534\n" + base + "\n  source 0.0.0.0 usesrc clientip\n").first?
+            .hasPrefix("t.cfg:6: error: [listen 'l'] 'usesrc': 'usesrc' needs full privileges") == true)
+        #expect(CompatibilityTests.errors("global\n  uid 0\n" + base + "\n  source 0.0.0.0 usesrc clientip\n").isEmpty)
         #expect(CompatibilityTests.errors(base + " source 10.0.0.5:1000-2000\n").first?.contains("port ranges are not supported yet") == true)
         #expect(CompatibilityTests.errors(base + " source gateway.example\n").first?.contains("a source is a numeric address") == true)
         #expect(CompatibilityTests.errors(base + " interface eth0\n") == ["t.cfg:3: error: [listen 'l'] 'server': 'interface' for server 'a' belongs after 'source <addr>'"])

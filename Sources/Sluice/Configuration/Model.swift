@@ -302,6 +302,9 @@ public struct Bind: Hashable, Sendable {
     /// `accept-proxy`: every connection starts with a PROXY-protocol header (v1 or v2), whose
     /// addresses then stand for the client's everywhere but in `tcp-request connection` rules.
     public var acceptProxy = false
+    /// `transparent`: the listener may bind an address this host does not own and accepts
+    /// connections the kernel diverts to it (TPROXY) for any destination (`IP_TRANSPARENT`).
+    public var transparent = false
 
     /// A bind on `endpoint` with HAProxy's defaults for the other parameters.
     public init(endpoint: Endpoint, backlog: Int? = nil) {
@@ -936,18 +939,35 @@ public enum ServerStateSource: Hashable, Sendable {
     case local(String?)
 }
 
-/// `source <addr>[:<port>] [interface <name>]` (backend or server): where connections to servers,
-/// and health checks, come from.
+/// `source <addr>[:<port>] [usesrc …] [interface <name>]` (backend or server): where connections
+/// to servers, and health checks, come from.
 public struct SourceBinding: Sendable, Hashable {
-    /// Bound before connecting; port 0 lets the kernel choose it at connect time.
+    /// Bound before connecting; port 0 lets the kernel choose it at connect time. Health checks
+    /// leave from here even when `presented` is set, as HAProxy's.
     public var address: SocketAddress
     /// `interface`: the connections leave through this device (`SO_BINDTODEVICE`).
     public var interface: String?
+    /// `usesrc`: the address forwarded connections present to the server instead (full
+    /// transparent proxying). Nil: `address`.
+    public var presented: PresentedSource?
 
-    public init(address: SocketAddress, interface: String? = nil) {
+    public init(address: SocketAddress, interface: String? = nil, presented: PresentedSource? = nil) {
         self.address = address
         self.interface = interface
+        self.presented = presented
     }
+}
+
+/// `usesrc`: what a forwarded connection presents to its server as its source, an address this host
+/// need not own (`IP_TRANSPARENT`, which needs `CAP_NET_ADMIN`; the servers must route their replies
+/// back through this host, as with HAProxy).
+public enum PresentedSource: Sendable, Hashable {
+    /// `usesrc client`: the client's address and port.
+    case client
+    /// `usesrc clientip`: the client's address, with a port the kernel picks.
+    case clientIP
+    /// `usesrc <addr>[:<port>]`: a fixed address (port 0: the kernel's pick).
+    case address(SocketAddress)
 }
 
 /// `SO_RCVBUF`/`SO_SNDBUF` for one side's sockets (HAProxy's `tune.rcvbuf.*`/`tune.sndbuf.*`).

@@ -221,6 +221,8 @@ struct Parser {
     /// Check TLS settings already loaded, and what loading them said: a thousand servers sharing a
     /// CA bundle load it once.
     var loadedTLS: [CheckTLS: SluiceError?] = [:]
+    /// Lines with `usesrc` (transparent proxying, which needs privileges `user` gives up).
+    var transparentSources: [(location: SourceLocation, section: String?)] = []
     /// Tables `stick` rules use: they show `server_id`.
     var stickTablesWithServers: Set<String> = []
     /// The primary group of `user`, used when no `group`/`gid` line names one.
@@ -440,7 +442,7 @@ struct Parser {
     // MARK: Diagnostics
 
     /// e.g. `backend 'api'`; set when a section opens.
-    private var currentSectionLabel: String?
+    private(set) var currentSectionLabel: String?
 
     var errorCount: Int { diagnostics.count { $0.severity == .error } }
 
@@ -551,6 +553,10 @@ struct Parser {
     /// Cross-section checks, then the typed configuration.
     private mutating func validate() -> Configuration {
         if global.userID != nil && global.groupID == nil { global.groupID = implicitGroup }
+        if let user = global.userID, user != 0, let first = transparentSources.first {
+            // HAProxy 2.6 refuses to start with both; Sluice says so when the file is read.
+            diagnostics.append(ConfigDiagnostic(.error, first.location, section: first.section, keyword: "usesrc", "'usesrc' needs full privileges (IP_TRANSPARENT) for every connection, and 'user'/'uid' gives them up once listeners are open; HAProxy 2.6 refuses to start with both (\"Some configuration options require full privileges, so global.uid cannot be changed\"): remove one"))
+        }
         if global.logHostname != nil {
             // `log-send-hostname` makes rfc3164 the default format (HAProxy's rule).
             for i in global.logTargets.indices where !global.logTargets[i].formatGiven { global.logTargets[i].format = .rfc3164 }

@@ -167,19 +167,39 @@ extension Parser {
         case "stick-table": stickTableKeyword(&proxy, words, location)
         case "stick": stickKeyword(&proxy, words, location)
         case "source":
-            // `source <addr>[:<port>] [interface <name>]`; `usesrc` (transparent proxying) is refused.
-            guard words.count == 2 || (words.count == 4 && words[2] == "interface") else {
-                let usesrc = words.contains("usesrc")
-                return error(location, keyword: keyword, usesrc ? "'usesrc' (transparent proxying) is not supported yet"
-                             : "expected 'source <addr>[:<port>] [interface <name>]'")
+            // `source <addr>[:<port>] [usesrc <addr2>|client|clientip] [interface <name>]`, HAProxy's words for mistakes.
+            guard words.count >= 2 else {
+                return error(location, keyword: keyword, "'source' expects <addr>[:<port>], and optionally 'usesrc' <addr>, and 'interface' <name>")
             }
+            var binding: SourceBinding?
             switch ValueParser.sourceAddress(words[1]) {
-            case .failure(let e): error(location, keyword: keyword, e.message)
-            case .success(let address):
-                let interface = words.count == 4 ? words[3] : nil
-                proxy.source = address.map { SourceBinding(address: $0, interface: interface) }
-                    ?? interface.map { SourceBinding(address: SocketAddress(ip: "0.0.0.0", port: 0)!, interface: $0) }
+            case .failure(let e): return error(location, keyword: keyword, e.message)
+            case .success(let address): binding = SourceBinding(address: address ?? SocketAddress(ip: "0.0.0.0", port: 0)!)
             }
+            var k = 2
+            while k < words.count {
+                guard words[k] == "usesrc" || words[k] == "interface" else {
+                    return error(location, keyword: keyword, "'source' only supports optional keywords 'interface' and 'usesrc'")
+                }
+                guard k + 1 < words.count else {
+                    return error(location, keyword: keyword, words[k] == "usesrc" ? "'usesrc' expects <addr>[:<port>], 'client', or 'clientip' as argument"
+                                 : "'source' : missing interface name")
+                }
+                if words[k] == "interface" {
+                    binding?.interface = words[k + 1]
+                } else {
+                    switch ValueParser.presentedSource(words[k + 1]) {
+                    case .failure(let e): return error(location, keyword: keyword, e.message)
+                    case .success(let presented):
+                        binding?.presented = presented
+                        transparentSources.append((location, currentSectionLabel))
+                    }
+                }
+                k += 2
+            }
+            // The wildcard address alone, the default, binds nothing.
+            if let b = binding, b.address.isWildcard && b.address.port == 0 && b.interface == nil && b.presented == nil { binding = nil }
+            proxy.source = binding
         case "persist":
             // HAProxy's only persistence of this kind: `persist rdp-cookie[(<name>)]`, cookie `msts` by default.
             guard words.count == 2, words[1].hasPrefix("rdp-cookie"), let name = ProxyKeywords.rdpCookieName(words[1], default: "msts") else {
@@ -400,7 +420,8 @@ extension Parser {
                 warning(location, keyword: "bind", "'\(option) \(arg)' has no effect: every Sluice reactor thread accepts on every bind")
             case "nice":
                 warning(location, keyword: "bind", "'nice \(arg)' has no effect: Sluice serves every listener alike")
-            case "transparent", "namespace", "accept-netscaler-cip":
+            case "transparent": bind.transparent = true
+            case "namespace", "accept-netscaler-cip":
                 error(location, keyword: "bind", "'\(option)' is not supported")
             case "accept-proxy":
                 bind.acceptProxy = true

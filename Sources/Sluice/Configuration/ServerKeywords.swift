@@ -136,13 +136,25 @@ extension Parser {
             }
             switch param {
             case "source":
-                // `source <addr>[:<port>] [interface <name>]`; `usesrc` (transparent proxying) is refused.
+                // `source <addr>[:<port>] [usesrc <addr2>|client|clientip] [interface <name>]`.
                 switch ValueParser.sourceAddress(arg) {
                 case .failure(let e): error(location, keyword: keyword, "source\(who): \(e.message)")
                 case .success(let address): t.source = address.map { SourceBinding(address: $0) }
                 }
+            case "usesrc":
+                guard i >= params.startIndex + 2 && (params[i - 2] == "source" || params[i - 2] == "interface") else {
+                    error(location, keyword: keyword, "'usesrc'\(who) only allowed after a 'source' statement")
+                    break
+                }
+                switch ValueParser.presentedSource(arg) {
+                case .failure(let e): error(location, keyword: keyword, "usesrc\(who): \(e.message)")
+                case .success(let presented):
+                    if t.source == nil { t.source = SourceBinding(address: SocketAddress(ip: "0.0.0.0", port: 0)!) }
+                    t.source?.presented = presented
+                    transparentSources.append((location, currentSectionLabel))
+                }
             case "interface":
-                guard i >= params.startIndex + 2 && params[i - 2] == "source" else {
+                guard i >= params.startIndex + 2 && (params[i - 2] == "source" || params[i - 2] == "usesrc") else {
                     error(location, keyword: keyword, "'interface'\(who) belongs after 'source <addr>'")
                     break
                 }
@@ -320,7 +332,6 @@ enum ServerKeywords {
     ]
 
     static let notYet: [String: String] = [
-        "usesrc": "transparent proxying (presenting another source address to the server)",
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
         "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",
         "tfo": "TCP Fast Open to servers",

@@ -146,6 +146,23 @@ enum ValueParser {
         }
     }
 
+    /// The argument of `usesrc`: `client`, `clientip` or a numeric `<addr>[:<port>]`.
+    /// `hdr_ip(<header>)` reads an HTTP header, which a Layer-4 proxy never parses.
+    static func presentedSource(_ text: String) -> Result<PresentedSource, ValueError> {
+        switch text {
+        case "client": return .success(.client)
+        case "clientip": return .success(.clientIP)
+        case _ where text.hasPrefix("hdr_ip("):
+            return .failure(ValueError("'usesrc \(text)' takes the address from an HTTP header; Sluice forwards at Layer 4 and never parses HTTP (use 'client' or 'clientip')"))
+        default:
+            switch sourceAddress(text) {
+            case .failure(let e): return .failure(e)
+            case .success(let address):
+                return .success(.address(address ?? SocketAddress(ip: "0.0.0.0", port: 0)!))
+            }
+        }
+    }
+
     /// A `server` address: as `endpoint`, but the port may be left out (`host` or `host:`), which
     /// means the port the client connected to (port 0 here), as HAProxy.
     static func serverEndpoint(_ text: String) -> Result<Endpoint, ValueError> {

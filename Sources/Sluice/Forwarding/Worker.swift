@@ -518,7 +518,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         }
         do {
             let settings = server.connectSettings
-            (fd, connected) = try Socket.connect(to: address, from: settings.source ?? sessions[i].policy.backend.source, buffers: process.serverBuffers,
+            let source = settings.source ?? sessions[i].policy.backend.source
+            (fd, connected) = try Socket.connect(to: address, from: source, presenting: source?.presentedAddress(client: sessions[i].client, context: sessions[i].context), buffers: process.serverBuffers,
                                                  userTimeoutMs: settings.userTimeoutMs, keepAlive: sessions[i].policy.backend.keepAlive)
         } catch {
             backend.releaseSlot(of: server)

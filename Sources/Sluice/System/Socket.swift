@@ -22,6 +22,9 @@ enum Socket {
         var maxSegmentSize = 0
         /// `TCP_USER_TIMEOUT` in milliseconds (0: the kernel's); accepted sockets inherit it.
         var userTimeoutMs = 0
+        /// `transparent`: `IP_TRANSPARENT`, to bind an address this host does not own and receive
+        /// connections TPROXY diverts to it.
+        var transparent = false
     }
 
     static func listen(on address: SocketAddress, backlog: Int, reusePort: Bool, options: ListenOptions = ListenOptions()) throws(SystemError) -> Descriptor {
@@ -41,6 +44,10 @@ enum Socket {
             let tcp = Int32(IPPROTO_TCP)
             if let interface = options.interface {
                 _ = try syscallBlocking("setsockopt(SO_BINDTODEVICE)") { CShims_bind_to_device(fd.rawValue, interface) }
+            }
+            if options.transparent {
+                // HAProxy's words: "cannot make listening socket transparent".
+                _ = try syscallBlocking("setsockopt(IP_TRANSPARENT) (cannot make listening socket transparent)") { CShims_make_foreign(fd.rawValue, address.family) }
             }
             if options.deferAcceptSeconds > 0 {
                 _ = try syscallBlocking("setsockopt(TCP_DEFER_ACCEPT)") { CShims_setsockopt_int(fd.rawValue, tcp, CShims_TCP_DEFER_ACCEPT, Int32(options.deferAcceptSeconds)) }
@@ -105,7 +112,10 @@ enum Socket {
     /// Starts a non-blocking connect. Returns the socket and whether the connection is already
     /// established (loopback sometimes is). The corresponding system calls are `socket(2)`, `connect(2)`.
     /// `source`: bound (and tied to its interface) before connecting.
-    static func connect(to address: SocketAddress, from source: SourceBinding? = nil, buffers: SocketBufferSizes = SocketBufferSizes(),
+    /// `presenting`: the source address to bind instead of `source`'s own, one this host need not
+    /// own (`usesrc`: transparent proxying).
+    static func connect(to address: SocketAddress, from source: SourceBinding? = nil, presenting foreign: SocketAddress? = nil,
+                        buffers: SocketBufferSizes = SocketBufferSizes(),
                         userTimeoutMs: Int = 0, keepAlive: KeepAliveSettings = KeepAliveSettings()) throws(SystemError) -> (fd: CInt, connected: Bool) {
         let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
         setNoDelay(fd)
@@ -116,7 +126,7 @@ enum Socket {
         if userTimeoutMs > 0 { _ = CShims_setsockopt_int(fd, Int32(IPPROTO_TCP), CShims_TCP_USER_TIMEOUT, Int32(clamping: userTimeoutMs)) }
         if let source {
             do {
-                try bind(fd, to: source)
+                try bind(fd, to: source, presenting: foreign)
             } catch {
                 closeDescriptor(fd)
                 throw error
@@ -130,11 +140,25 @@ enum Socket {
         throw SystemError(code: err, call: "connect", operand: address.description)
     }
 
-    /// `source <addr>[:<port>] [interface <name>]`. The corresponding system calls are `setsockopt(2)`
-    /// (`SO_BINDTODEVICE`, `IP_BIND_ADDRESS_NO_PORT`) and `bind(2)`.
-    private static func bind(_ fd: CInt, to source: SourceBinding) throws(SystemError) {
+    /// `source <addr>[:<port>] [usesrc …] [interface <name>]`. The corresponding system calls are
+    /// `setsockopt(2)` (`SO_BINDTODEVICE`, `IP_TRANSPARENT`, `SO_REUSEADDR`, `IP_BIND_ADDRESS_NO_PORT`)
+    /// and `bind(2)`.
+    private static func bind(_ fd: CInt, to source: SourceBinding, presenting foreign: SocketAddress?) throws(SystemError) {
         if let device = source.interface {
             guard CShims_bind_to_device(fd, device) == 0 else { throw SystemError(code: errno, call: "setsockopt(SO_BINDTODEVICE)", operand: device) }
+        }
+        if let foreign {
+            // As HAProxy's `tcp_bind_socket`: foreign, then `SO_REUSEADDR` (`usesrc client` shares
+            // the client's own address and port), then bind.
+            guard CShims_make_foreign(fd, foreign.family) == 0 else {
+                throw SystemError(code: errno, call: "setsockopt(IP_TRANSPARENT)", operand: "tproxy source \(foreign)")
+            }
+            _ = CShims_setsockopt_int(fd, SOL_SOCKET, CShims_SO_REUSEADDR, 1)
+            if foreign.port == 0 { _ = CShims_setsockopt_int(fd, Int32(IPPROTO_IP), CShims_IP_BIND_ADDRESS_NO_PORT, 1) }
+            guard foreign.withSockaddr({ Glibc.bind(fd, $0, $1) }) == 0 else {
+                throw SystemError(code: errno, call: "bind", operand: "tproxy source \(foreign)")
+            }
+            return
         }
         if source.address.isWildcard && source.address.port == 0 { return }
         if source.address.port == 0 { _ = CShims_setsockopt_int(fd, Int32(IPPROTO_IP), CShims_IP_BIND_ADDRESS_NO_PORT, 1) }
@@ -153,6 +177,15 @@ enum Socket {
             throw SystemError(code: err, call: "connect", operand: address.description)
         }
         return fd
+    }
+
+    /// The error `IP_TRANSPARENT` gets in this process (`EPERM` without `CAP_NET_ADMIN` or
+    /// `CAP_NET_RAW`), or nil when it may set it. The corresponding system call is `setsockopt(2)`.
+    static func transparencyRefusal() -> CInt? {
+        let fd = CShims_socket_nonblock(AF_INET, Int32(SOCK_STREAM.rawValue))
+        guard fd >= 0 else { return errno }
+        defer { closeDescriptor(fd) }
+        return CShims_setsockopt_int(fd, Int32(IPPROTO_IP), CShims_IP_TRANSPARENT, 1) == 0 ? nil : errno
     }
 
     /// The pending error of a socket (the outcome of a non-blocking connect), or nil.

@@ -25,7 +25,8 @@ final class TestServer: @unchecked Sendable {
         case partialHTTP
         /// Answers each `PING` with `reply` (a Redis-like health endpoint).
         case pong(String)
-        /// Sends the address the connection came from (`getpeername`) and a newline, then FIN.
+        /// Sends the address the connection came from (`getpeername`) and a newline, then FIN; keeps
+        /// `ip:port` of every connection in `peers`.
         case peerAddress
         /// Reads until the client's FIN, then sends `reply` and FIN (a late answer).
         case answerAtEnd(String)
@@ -47,6 +48,8 @@ final class TestServer: @unchecked Sendable {
     let peakOpen = Atomic<Int>(0)
     /// Bytes received after our FIN, in `halfCloseFirst` mode.
     let received = Mutex<[UInt8]>([])
+    /// `ip:port` of each connection accepted, in `peerAddress` mode.
+    let peers = Mutex<[String]>([])
     /// What an `agent` sends to each connection.
     let agentReply = Mutex("up\n")
     /// The status `GET /alive` answers, in `http` mode.
@@ -137,6 +140,7 @@ final class TestServer: @unchecked Sendable {
                         var text = [CChar](repeating: 0, count: 32)
                         inet_ntop(AF_INET, &peer.sin_addr, &text, 32)
                         c.out = Array((String(cString: text) + "\n").utf8)
+                        peers.withLock { $0.append("\(String(cString: text)):\(UInt16(bigEndian: peer.sin_port))") }
                     default: break
                     }
                     conns.append(c)
