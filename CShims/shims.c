@@ -76,6 +76,9 @@ const int CShims_TCP_NODELAY = TCP_NODELAY;
 /* <linux/in.h>'s value; glibc's <netinet/in.h> may not define it. */
 const int CShims_IP_BIND_ADDRESS_NO_PORT = 24;
 const int CShims_IP_TRANSPARENT = IP_TRANSPARENT;
+const int CShims_TCP_FASTOPEN_CONNECT = TCP_FASTOPEN_CONNECT;
+
+int CShims_pending_input(int fd, int *count) { return ioctl(fd, FIONREAD, count); }
 const int CShims_IPV6_V6ONLY = IPV6_V6ONLY;
 const int CShims_MSG_NOSIGNAL = MSG_NOSIGNAL;
 const int CShims_SO_KEEPALIVE = SO_KEEPALIVE;

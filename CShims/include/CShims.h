@@ -63,6 +63,9 @@ extern const int CShims_TCP_NODELAY;
 /// ports are shared across destinations instead of reserved at bind.
 extern const int CShims_IP_BIND_ADDRESS_NO_PORT;
 extern const int CShims_IP_TRANSPARENT;
+extern const int CShims_TCP_FASTOPEN_CONNECT;
+/// FIONREAD: bytes waiting to be read.
+int CShims_pending_input(int fd, int *count);
 extern const int CShims_IPV6_V6ONLY;
 extern const int CShims_MSG_NOSIGNAL;
 extern const int CShims_SO_KEEPALIVE;

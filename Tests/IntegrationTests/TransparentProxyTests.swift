@@ -17,20 +17,20 @@ extension Loopback {
     /// A client at `host` (its own port, with `SO_REUSEADDR` so that `usesrc client` may bind the
     /// same pair toward the server) sends `first`, then reads to the end: the server's answer and
     /// the client's port.
-    static func exchange(_ port: Int, from host: String, sending first: String = "") throws -> (answer: String, clientPort: Int) {
+    static func exchange(_ port: Int, from host: String, to destination: String = "127.0.0.1", sending first: String = "") throws -> (answer: String, clientPort: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var one: CInt = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
         var local = Net.address(0, host: host)
-        var remote = Net.address(port)
+        var remote = Net.address(port, host: destination)
         let size = socklen_t(MemoryLayout<sockaddr_in>.size)
         guard withUnsafePointer(to: &local, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) } }) == 0,
               withUnsafePointer(to: &remote, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, size) } }) == 0 else {
             throw Net.Failure("client at \(host): \(String(cString: strerror(errno)))")
         }
         if !first.isEmpty { try Net.sendAll(fd, first) }
-        let answer = String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+        let answer = String(decoding: try Net.readToEnd(fd, resetEnds: true), as: UTF8.self)
         return (answer, Net.localPort(fd))
     }
 
@@ -144,12 +144,65 @@ extension Loopback {
         if haproxy != nil { #expect(try answer(haproxyPort) == "s\n", "HAProxy 2.6") }
     }
 
-    static func ip(_ arguments: [String]) throws {
+    /// A server at `0.0.0.0` (no port) connects to the address and port each client asked for —
+    /// before NAT rewrote it (`SO_ORIGINAL_DST`), as HAProxy's — and `dst` is that address: clients
+    /// of 127.0.0.3:<server port> are redirected to the proxies by an nftables rule, and the
+    /// proxies take them to the server that listens there. A client that reaches a proxy directly
+    /// asked for the proxy itself: `dst` refuses it.
+    @Test(.enabled(if: privileged && FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"), "needs root and nftables"))
+    func aServerAtTheWildcardAddressIsTheOriginalDestinationLikeHAProxy() throws {
+        let server = try TestServer(.identify("s"), host: "127.0.0.3")
+        defer { server.stop() }
+        func config(_ port: Int) -> String {
+            """
+            \(tcpDefaults())
+            frontend fe
+              bind 127.0.0.1:\(port)
+              tcp-request connection reject unless { dst 127.0.0.3 }
+              default_backend be
+            backend be
+              server original 0.0.0.0
+
+            """
+        }
+        let sluice = try RunningProxy(config(0))
+        defer { sluice.stop() }
+        var ports = [("sluice", "127.0.0.5", sluice.port)]
+        var haproxy: HAProxyProcess?
+        if HAProxyProcess.requireInstalled() {
+            let port = try Net.closedPort()
+            haproxy = try HAProxyProcess(config: config(port), port: port)
+            ports.append(("haproxy", "127.0.0.6", port))
+        }
+        defer { haproxy?.stop() }
+        let table = "sluice_test_\(getpid())"
+        try Self.run("/usr/sbin/nft", ["add", "table", "ip", table])
+        defer { try? Self.run("/usr/sbin/nft", ["delete", "table", "ip", table]) }
+        try Self.run("/usr/sbin/nft", ["add chain ip \(table) out { type nat hook output priority -100 ; }"])
+        for (_, client, port) in ports {
+            try Self.run("/usr/sbin/nft", ["add rule ip \(table) out ip saddr \(client) ip daddr 127.0.0.3 tcp dport \(server.port) redirect to :\(port)"])
+        }
+        for (contender, client, port) in ports {
+            #expect(try Self.exchange(server.port, from: client, to: "127.0.0.3").answer == "s\n", "\(contender)")
+            #expect(try Self.exchange(port, from: "127.0.0.7").answer == "", "\(contender): dst is the proxy's own address")
+        }
+        #expect(server.accepted.load(ordering: .relaxed) == ports.count)
+        // Without the rule, the client asked for the proxy itself: Sluice refuses to connect it back
+        // to its own listener (HAProxy would, again and again, up to its connection limit).
+        let loop = try RunningProxy("\(tcpDefaults())frontend fe\n  bind 127.0.0.1:0\n  default_backend be\nbackend be\n  retries 0\n  server original 0.0.0.0\n")
+        defer { loop.stop() }
+        #expect(try Self.exchange(loop.port, from: "127.0.0.7").answer == "")
+        #expect(loop.balancer.frontendState(named: "fe")?.totalConnections.load(ordering: .relaxed) == 1)
+    }
+
+    static func ip(_ arguments: [String]) throws { try run("/usr/sbin/ip", arguments) }
+
+    static func run(_ tool: String, _ arguments: [String]) throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        p.executableURL = URL(fileURLWithPath: tool)
         p.arguments = arguments
         try p.run()
-        guard waitForExit(p, deadline: .seconds(10)) == 0 else { throw Net.Failure("ip \(arguments.joined(separator: " ")) failed") }
+        guard waitForExit(p, deadline: .seconds(10)) == 0 else { throw Net.Failure("\(tool) \(arguments.joined(separator: " ")) failed") }
     }
 }
 }

@@ -569,6 +569,11 @@ public struct Server: Hashable, Sendable {
     /// `tcp-ut <time>`: how long data sent to the server (or a check's) may stay unacknowledged
     /// before the connection fails (`TCP_USER_TIMEOUT`). Nil: the kernel's.
     public var userTimeout: Duration?
+    /// `tfo`: a connection made when the client has already sent data opens with TCP Fast Open
+    /// (`TCP_FASTOPEN_CONNECT`), the data in the SYN once the server has given a cookie, as
+    /// HAProxy's. A refused connect then shows as a failed transfer, not a connect failure, so it
+    /// is not retried (HAProxy says the same). `no-tfo` (the default) undoes it.
+    public var fastOpen: Bool = false
     /// `init-addr`: how the address is found at start, tried in order. Default `[.libc]`.
     public var initAddress: [InitAddressMethod] = [.libc]
     /// `track [<backend>/]<server>`: this server has no check of its own and follows that

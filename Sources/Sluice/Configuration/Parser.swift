@@ -205,6 +205,7 @@ struct ServerTemplate {
     var checkSendProxy = false
     var nonStick = false
     var userTimeout: Duration?
+    var fastOpen = false
     var source: SourceBinding?
     var tls = ServerTLSDraft()
 }

@@ -638,7 +638,7 @@ extension Parser {
         case "independent-streams":
             proxy.independentStreams = !negated
         case "transparent":
-            error(location, keyword: keyword, "rejected: transparent proxying (connecting to the client's original destination) is not supported")
+            error(location, keyword: keyword, "rejected: 'option transparent' is not supported; a server at '0.0.0.0' without a port ('server original 0.0.0.0') connects each client to the address and port it asked for (before NAT), which is what this option does")
         case "ldap-check", "mysql-check", "pgsql-check", "redis-check", "smtpchk", "ssl-hello-chk":
             guard SectionKind.backSide.contains(proxy.kind) else { return misplaced(keyword, SectionKind.backSide, proxy, location) }
             if negated { proxy.checkKind = .tcpConnect; return }

@@ -110,6 +110,7 @@ extension Parser {
         server.checkSendProxy = template.checkSendProxy
         server.nonStick = template.nonStick
         server.userTimeout = template.userTimeout
+        server.fastOpen = template.fastOpen
         server.source = template.source
         return server
     }
@@ -294,8 +295,8 @@ extension Parser {
             case "agent-inter":
                 t.agentInterval = positiveTime(arg, location, keyword: keyword, what: "agent-inter") ?? t.agentInterval
             case "agent-send": t.agentSend = Array(arg.utf8)
-            case "no-tfo":
-                break  // the default: Sluice never opens server connections with TCP Fast Open
+            case "tfo": t.fastOpen = true
+            case "no-tfo": t.fastOpen = false
             case _ where tlsParameter(&t.tls, param, arg, location, keyword: keyword, who: who):
                 break
             case "ssl":
@@ -334,7 +335,6 @@ enum ServerKeywords {
     static let notYet: [String: String] = [
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
         "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",
-        "tfo": "TCP Fast Open to servers",
         "set-proxy-v2-tlv-fmt": "custom PROXY-protocol TLVs", "proxy-v2-options": "PROXY-protocol v2 TLVs",
         "log-proto": "log servers", "shard": "peers", "guid": "GUIDs", "check-reuse-pool": "connection reuse",
         "hash-key": "consistent-hash keys", "idle-ping": "idle pings", "strict-maxconn": "strict maxconn",

@@ -512,14 +512,12 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].log?.connectStarting(now: reactor.now)
         let fd: CInt
         let connected: Bool
-        var address = server.address
-        if address.port == 0, let local = try? Socket.localAddress(sessions[i].client) {
-            address = address.with(port: local.port)  // a server without a port: the client's destination port
-        }
         do {
+            let address = try server.address.resolved(client: sessions[i].client, context: sessions[i].context)
             let settings = server.connectSettings
             let source = settings.source ?? sessions[i].policy.backend.source
-            (fd, connected) = try Socket.connect(to: address, from: source, presenting: source?.presentedAddress(client: sessions[i].client, context: sessions[i].context), buffers: process.serverBuffers,
+            (fd, connected) = try Socket.connect(to: address, from: source, presenting: source?.presentedAddress(client: sessions[i].client, context: sessions[i].context),
+                                                 fastOpen: settings.fastOpen && Socket.hasPendingInput(sessions[i].client), buffers: process.serverBuffers,
                                                  userTimeoutMs: settings.userTimeoutMs, keepAlive: sessions[i].policy.backend.keepAlive)
         } catch {
             backend.releaseSlot(of: server)
@@ -533,7 +531,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 arm(i)
             } else {
                 server.totalSessions.wrappingAdd(1, ordering: .relaxed)
-                connectFailed(i, error.on("\(backend.name)/\(server.name) (\(server.address))"), slotHeld: false)
+                connectFailed(i, error.on("\(backend.name)/\(server.name) (\(error.operand ?? server.address.description))"), slotHeld: false)
             }
             return
         }

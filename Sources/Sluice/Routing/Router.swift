@@ -69,7 +69,6 @@ final class SessionContext {
         self.routing = routing
         self.now = now
         if let peer { sourceAddress = .some(peer) }
-        if let local { destinationAddress = .some(local) }
         (acceptedPeer, acceptedLocal) = (peer, local)
     }
 
@@ -78,10 +77,17 @@ final class SessionContext {
         return acceptedPeer
     }
 
+    /// What the client asked for: the address before NAT (`SO_ORIGINAL_DST`, as HAProxy reads it),
+    /// else the bind's own address, else the socket's.
     var connectionDestination: SocketAddress? {
+        if !originalDestinationRead {
+            originalDestinationRead = true
+            if let original = Socket.originalDestination(client) { acceptedLocal = original }
+        }
         if acceptedLocal == nil { acceptedLocal = try? Socket.localAddress(client) }
         return acceptedLocal
     }
+    @exclusivity(unchecked) private var originalDestinationRead = false
 
     var source: SocketAddress? {
         if let sourceAddress { return sourceAddress }
@@ -92,7 +98,7 @@ final class SessionContext {
 
     var destination: SocketAddress? {
         if let destinationAddress { return destinationAddress }
-        let a = try? Socket.localAddress(client)
+        let a = connectionDestination
         destinationAddress = .some(a)
         return a
     }
@@ -136,7 +142,7 @@ final class SessionContext {
         guard let address = SocketAddress(ip: ip, port: port) else { return }
         if destination {
             destinationAddress = .some(address)
-            if ofConnection { acceptedLocal = address }
+            if ofConnection { (acceptedLocal, originalDestinationRead) = (address, true) }
         } else {
             sourceAddress = .some(address)
             sourceIPCache = nil

@@ -74,6 +74,17 @@ enum Socket {
         try address(of: fd, "getsockname", getsockname)
     }
 
+    /// The IPv4 destination a client asked for before netfilter's NAT (`REDIRECT`, `DNAT`) rewrote
+    /// it, or nil (no conntrack entry, conntrack not loaded, IPv6: HAProxy reads IPv4 only too).
+    /// The corresponding system call is `getsockopt(2)` with `SO_ORIGINAL_DST`.
+    static func originalDestination(_ fd: CInt) -> SocketAddress? {
+        var storage = sockaddr_in6()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let r = withUnsafeMutableBytes(of: &storage) { getsockopt(fd, Int32(IPPROTO_IP), 80 /* SO_ORIGINAL_DST */, $0.baseAddress, &length) }
+        guard r == 0, storage.sin6_family == sa_family_t(AF_INET) else { return nil }
+        return SocketAddress(storage: storage, length: length)
+    }
+
     /// The address of a connected socket's peer. The corresponding system call is `getpeername(2)`.
     static func peerAddress(_ fd: CInt) throws(SystemError) -> SocketAddress {
         try address(of: fd, "getpeername", getpeername)
@@ -114,8 +125,10 @@ enum Socket {
     /// `source`: bound (and tied to its interface) before connecting.
     /// `presenting`: the source address to bind instead of `source`'s own, one this host need not
     /// own (`usesrc`: transparent proxying).
+    /// `fastOpen`: `TCP_FASTOPEN_CONNECT`; connect then returns at once and the first write sends
+    /// the SYN, with the data once the server has given a cookie.
     static func connect(to address: SocketAddress, from source: SourceBinding? = nil, presenting foreign: SocketAddress? = nil,
-                        buffers: SocketBufferSizes = SocketBufferSizes(),
+                        fastOpen: Bool = false, buffers: SocketBufferSizes = SocketBufferSizes(),
                         userTimeoutMs: Int = 0, keepAlive: KeepAliveSettings = KeepAliveSettings()) throws(SystemError) -> (fd: CInt, connected: Bool) {
         let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
         setNoDelay(fd)
@@ -124,6 +137,7 @@ enum Socket {
         if keepAlive.enabled { setKeepAlive(fd, keepAlive) }
         if buffers.isSet { setBufferSizes(fd, buffers) }  // before connect: the receive size sets the window scale
         if userTimeoutMs > 0 { _ = CShims_setsockopt_int(fd, Int32(IPPROTO_TCP), CShims_TCP_USER_TIMEOUT, Int32(clamping: userTimeoutMs)) }
+        if fastOpen { _ = CShims_setsockopt_int(fd, Int32(IPPROTO_TCP), CShims_TCP_FASTOPEN_CONNECT, 1) }
         if let source {
             do {
                 try bind(fd, to: source, presenting: foreign)
@@ -186,6 +200,13 @@ enum Socket {
         guard fd >= 0 else { return errno }
         defer { closeDescriptor(fd) }
         return CShims_setsockopt_int(fd, Int32(IPPROTO_IP), CShims_IP_TRANSPARENT, 1) == 0 ? nil : errno
+    }
+
+    /// Whether the client has sent bytes not read yet. The corresponding system call is `ioctl(2)`
+    /// with `FIONREAD`.
+    static func hasPendingInput(_ fd: CInt) -> Bool {
+        var count: CInt = 0
+        return CShims_pending_input(fd, &count) == 0 && count > 0
     }
 
     /// The pending error of a socket (the outcome of a non-blocking connect), or nil.

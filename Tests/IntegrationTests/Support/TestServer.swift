@@ -69,7 +69,8 @@ final class TestServer: @unchecked Sendable {
 
     /// `port` 0: the kernel picks one; another: that port (to bring a "restarted" server back).
     /// `host`: the loopback address it listens on (DNS tests give each server its own).
-    init(_ behavior: Behavior, port requested: Int = 0, host: String = "127.0.0.1") throws {
+    /// `fastOpen`: the listener accepts data in SYNs (`TCP_FASTOPEN`).
+    init(_ behavior: Behavior, port requested: Int = 0, host: String = "127.0.0.1", fastOpen: Bool = false) throws {
         _ = pipeSignalIgnored
         self.behavior = behavior
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -77,6 +78,8 @@ final class TestServer: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
         var a = Net.address(requested, host: host)
         let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var queue: CInt = 64
+        if fastOpen { setsockopt(fd, Int32(IPPROTO_TCP), TCP_FASTOPEN, &queue, socklen_t(MemoryLayout<CInt>.size)) }
         guard r == 0, listen(fd, 4096) == 0 else { throw Net.Failure("test server bind/listen: \(String(cString: strerror(errno)))") }
         _ = fcntl(fd, F_SETFL, O_NONBLOCK)
         listener = fd

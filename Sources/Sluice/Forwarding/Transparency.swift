@@ -3,6 +3,29 @@ import CShims
 import Glibc
 #endif
 
+/// Transparent proxying: the addresses a server connection uses when they are the client's.
+
+extension SocketAddress {
+    /// A server address as HAProxy's `assign_server_address` reads it at connect: the wildcard
+    /// address (`server s 0.0.0.0:8080`) stands for the address the client asked for, port 0
+    /// (`server s 10.0.0.1`) for its port — the destination before NAT, or as a PROXY header or
+    /// `set-dst` gave it.
+    ///
+    /// - Throws: `ELOOP` when a wildcard server would take the client back to the listener it came
+    ///   through (it asked for this proxy itself: no NAT sent it here), where HAProxy would loop
+    ///   until its connection limit.
+    func resolved(client fd: CInt, context: SessionContext?) throws(SystemError) -> SocketAddress {
+        guard port == 0 || isWildcard else { return self }
+        guard let asked = context?.destination ?? Socket.originalDestination(fd) ?? (try? Socket.localAddress(fd)) else { return self }
+        var address = isWildcard ? asked.with(port: port) : self  // the family comes with the address
+        if port == 0 { address = address.with(port: asked.port) }
+        if isWildcard, let listener = try? Socket.localAddress(fd), address == listener {
+            throw SystemError(code: ELOOP, call: "connect", operand: "\(address) (server \(self) is the address the client asked for, and it asked for this proxy)")
+        }
+        return address
+    }
+}
+
 /// `usesrc`: the source address a forwarded connection presents to its server (full transparent
 /// proxying). Health checks never present one: they leave from `source`'s own address.
 extension SourceBinding {
