@@ -89,7 +89,13 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// 0.0.0.0 or ::, which a listener binds to accept on every address.
-    var isWildcard: Bool { ipBytes.allSatisfy { $0 == 0 } }
+    var isWildcard: Bool {
+        // Without building `ipBytes`: server connects ask this once per connection.
+        withUnsafeBytes(of: storage) { raw in
+            family == AF_INET ? raw.load(fromByteOffset: 4, as: UInt32.self) == 0
+                : raw[8..<24].allSatisfy { $0 == 0 }
+        }
+    }
 
     /// `AF_INET` or `AF_INET6`.
     var family: CInt { CInt(storage.sin6_family) }
