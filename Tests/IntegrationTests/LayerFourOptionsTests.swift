@@ -133,8 +133,9 @@ extension Loopback {
         let ports = try [Net.closedPort(), Net.closedPort()]
         let haproxy = try HAProxyProcess(config: config(ports, RuntimeAPITests.socketPath()), port: ports[0])
         defer { haproxy.stop() }
-        let reference = try run("haproxy", ports)
-        #expect(reference >= .milliseconds(1_200), "HAProxy 2.6: 24 at 10/s took \(reference)")
+        // HAProxy 2.6 serves every client too; its pace is not asserted: in CI its `maxsessrate`
+        // once let all 24 through in 4 ms (its frequency counter, not Sluice, is what varies).
+        _ = try run("haproxy", ports)
     }
 
     /// `tfo` on a server: the bytes a client sent before the proxy connected travel in the SYN to a
