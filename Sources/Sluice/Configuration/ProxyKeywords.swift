@@ -174,7 +174,7 @@ extension Parser {
             var binding: SourceBinding?
             switch ValueParser.sourceAddress(words[1]) {
             case .failure(let e): return error(location, keyword: keyword, e.message)
-            case .success(let address): binding = SourceBinding(address: address ?? SocketAddress(ip: "0.0.0.0", port: 0)!)
+            case .success(let address): binding = SourceBinding(address: address ?? SocketAddress.anyIPv4)
             }
             var k = 2
             while k < words.count {

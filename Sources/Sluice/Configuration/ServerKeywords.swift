@@ -150,7 +150,7 @@ extension Parser {
                 switch ValueParser.presentedSource(arg) {
                 case .failure(let e): error(location, keyword: keyword, "usesrc\(who): \(e.message)")
                 case .success(let presented):
-                    if t.source == nil { t.source = SourceBinding(address: SocketAddress(ip: "0.0.0.0", port: 0)!) }
+                    if t.source == nil { t.source = SourceBinding(address: SocketAddress.anyIPv4) }
                     t.source?.presented = presented
                     transparentSources.append((location, currentSectionLabel))
                 }
@@ -159,7 +159,7 @@ extension Parser {
                     error(location, keyword: keyword, "'interface'\(who) belongs after 'source <addr>'")
                     break
                 }
-                if t.source == nil { t.source = SourceBinding(address: SocketAddress(ip: "0.0.0.0", port: 0)!) }
+                if t.source == nil { t.source = SourceBinding(address: SocketAddress.anyIPv4) }
                 t.source?.interface = arg
             case "check": t.checkEnabled = true
             case "no-check": t.checkEnabled = false

@@ -158,7 +158,7 @@ enum ValueParser {
             switch sourceAddress(text) {
             case .failure(let e): return .failure(e)
             case .success(let address):
-                return .success(.address(address ?? SocketAddress(ip: "0.0.0.0", port: 0)!))
+                return .success(.address(address ?? SocketAddress.anyIPv4))
             }
         }
     }

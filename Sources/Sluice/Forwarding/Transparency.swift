@@ -16,10 +16,11 @@ extension SocketAddress {
     ///   until its connection limit.
     func resolved(client fd: CInt, context: SessionContext?) throws(SystemError) -> SocketAddress {
         guard port == 0 || isWildcard else { return self }
-        guard let asked = context?.destination ?? Socket.originalDestination(fd) ?? (try? Socket.localAddress(fd)) else { return self }
+        let listener = try? Socket.localAddress(fd)  // read once: the fallback and the loop guard
+        guard let asked = context?.destination ?? Socket.originalDestination(fd) ?? listener else { return self }
         var address = isWildcard ? asked.with(port: port) : self  // the family comes with the address
         if port == 0 { address = address.with(port: asked.port) }
-        if isWildcard, let listener = try? Socket.localAddress(fd), address == listener {
+        if isWildcard, let listener, address == listener {
             throw SystemError(code: ELOOP, call: "connect", operand: "\(address) (server \(self) is the address the client asked for, and it asked for this proxy)")
         }
         return address

@@ -88,6 +88,9 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         self.length = min(length, socklen_t(MemoryLayout<sockaddr_in6>.size))
     }
 
+    /// 0.0.0.0 port 0: `source`'s default, the kernel's choice of address and port.
+    static let anyIPv4 = SocketAddress(ip: "0.0.0.0", port: 0)!
+
     /// 0.0.0.0 or ::, which a listener binds to accept on every address.
     var isWildcard: Bool {
         // Without building `ipBytes`: server connects ask this once per connection.
