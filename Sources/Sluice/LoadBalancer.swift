@@ -308,15 +308,16 @@ public final class LoadBalancer: Sendable {
                 FrontendRouting(rules: $0, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables,
                                 variables: run.variables, frontends: run.directory, namedDefault: frontend.defaultBackend != nil)
             }
-            let log = frontend.logging.flatMap { logging in
-                // `%[sample]` parts of a log-format are fetched as the frontend's rules fetch.
-                var evaluator = routing
-                if case .format(let format) = logging.style, format.hasSamples, evaluator == nil {
-                    evaluator = FrontendRouting(rules: .empty, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables,
-                                                variables: run.variables, frontends: run.directory, namedDefault: frontend.defaultBackend != nil)
-                }
-                return run.logs.route(logging.targets, tag: logging.tag, logging: logging, evaluator: evaluator)
+            // `%[sample]` parts of a log-format or unique-id-format are fetched as the frontend's rules fetch.
+            var evaluator = routing
+            var samples = frontend.uniqueIDFormat?.hasSamples == true
+            if case .format(let format)? = frontend.logging?.style, format.hasSamples { samples = true }
+            if samples && evaluator == nil {
+                evaluator = FrontendRouting(rules: .empty, frontendName: frontend.name, defaultBackend: backend, backends: run.backends, tables: tables,
+                                            variables: run.variables, frontends: run.directory, namedDefault: frontend.defaultBackend != nil)
             }
+            let log = run.logs.route(frontend.logging?.targets ?? [], tag: frontend.logging?.tag ?? "", logging: frontend.logging, evaluator: evaluator,
+                                     uniqueIDFormat: frontend.uniqueIDFormat)
             if let existing = run.frontends[frontend.name] {
                 existing.update(frontend, backend: backend, routing: routing, log: log)
             } else {

@@ -247,10 +247,20 @@ extension Loopback {
 
     /// `check-send-proxy`: v1 names the check connection's addresses (the ports differ),
     /// v2 is the LOCAL command, or with `pp2-never-send-local` the PROXY command with those
-    /// addresses; a plain connect check sends the header too.
+    /// addresses; a plain connect check sends the header too. HAProxy's rule without it: checks
+    /// of a `send-proxy` server send the header unless `addr`/`port` point them elsewhere; a
+    /// `tcp-check connect` rule sends one only with `default` or `send-proxy`; `check-send-proxy`
+    /// or `proxy-v2-options` without `send-proxy-v2` mean v1; the v2 options' TLVs follow LOCAL.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs haproxy"),
           arguments: [("option redis-check", "send-proxy check-send-proxy", ""), ("option redis-check", "send-proxy-v2 check-send-proxy", ""),
-                      ("", "send-proxy-v2 check-send-proxy", ""), ("option redis-check", "send-proxy-v2 check-send-proxy", "pp2-never-send-local")])
+                      ("", "send-proxy-v2 check-send-proxy", ""), ("option redis-check", "send-proxy-v2 check-send-proxy", "pp2-never-send-local"),
+                      ("option redis-check", "send-proxy", ""), ("option redis-check", "send-proxy addr 127.0.0.1", ""),
+                      ("option redis-check", "check-send-proxy", ""), ("option redis-check", "proxy-v2-options crc32c", ""),
+                      ("option redis-check", "send-proxy-v2 proxy-v2-options crc32c,ssl,unique-id,authority", ""),
+                      ("option redis-check\n  default-server send-proxy-v2-ssl", "no-send-proxy-v2", ""),
+                      ("option tcp-check\n  tcp-check connect\n  tcp-check send x", "send-proxy", ""),
+                      ("option tcp-check\n  tcp-check connect default\n  tcp-check send x", "send-proxy-v2", ""),
+                      ("option tcp-check\n  tcp-check connect send-proxy\n  tcp-check send x", "", "")])
     func checkSendProxyIsHAProxysHeader(_ option: String, _ parameters: String, _ global: String) throws {
         let theirs = try Self.firstBytes(option, parameters, global: global, haproxy: true)
         let ours = try Self.firstBytes(option, parameters, global: global, haproxy: false)

@@ -267,8 +267,40 @@ struct ProxyProtocolTests {
                 for cut in 0..<header.count { #expect(Self.parse(Array(header[0..<cut])) == .incomplete, "\(version) cut at \(cut)") }
             }
         }
-        #expect(Self.parse(ProxyHeader.localCommand) == .header(.init(length: 16)))
-        #expect(Self.parse(Array("PROXY UNKNOWN\r\n".utf8)) == .header(.init(length: 15)))
+        #expect(Self.parse(ProxyHeader.bytes(.v2, source: nil, destination: nil)) == .header(.init(length: 16)))
+        #expect(Self.parse(ProxyHeader.bytes(.v1, source: nil, destination: nil)) == .header(.init(length: 15)))
+    }
+
+    /// HAProxy's `hash_crc32c` is CRC-32C: the standard check value.
+    @Test func crc32cIsCastagnoli() {
+        #expect(CRC32C.of(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.of([]) == 0)
+    }
+
+    /// The TLVs `proxy-v2-options` writes read back, the checksum verifies, and any flipped bit
+    /// after the signature makes the header invalid or different (never the same header).
+    @Test func optionsWriteTLVsThatReadBackAndAChecksumThatCatchesAnyFlippedBit() {
+        let s = SocketAddress(ip: "203.0.113.7", port: 56324)!, d = SocketAddress(ip: "192.0.2.1", port: 443)!
+        let extras = ProxyHeader.Extras(options: [.crc32c, .authority, .uniqueID, .ssl], authority: Array("example.com".utf8), uniqueID: Array("id-1".utf8))
+        let header = ProxyHeader.bytes(.v2, source: s, destination: d, extras: extras)
+        #expect(header.count == 28 + 7 + 14 + 7 + 8)
+        #expect(Self.parse(header) == .header(.init(length: header.count, source: s, destination: d, authority: Array("example.com".utf8), uniqueID: Array("id-1".utf8))))
+        for i in 12..<header.count where i != 28 {  // 28: the CRC32c TLV's own type (flipped, no checksum is read)
+            var flipped = header
+            flipped[i] ^= 0x10
+            if case .header(let h) = Self.parse(flipped) { #expect(h.length != header.count, "bit flipped at \(i) went unnoticed") }
+        }
+        // Without `authority` a client's authority is not passed on; `unique-id` with none is an empty TLV (HAProxy's).
+        let plain = ProxyHeader.bytes(.v2, source: s, destination: d, extras: .init(options: [.uniqueID], authority: [1], uniqueID: []))
+        #expect(Array(plain.dropFirst(28)) == [0x05, 0, 0])
+    }
+
+    /// An IPv4 address beside an IPv6 one (rules may set either) is IPv4-mapped, as HAProxy writes it.
+    @Test func mixedFamiliesAreWrittenAsIPv6() {
+        let s = SocketAddress(ip: "203.0.113.7", port: 1)!, d = SocketAddress(ip: "2001:db8::1", port: 2)!
+        #expect(ProxyHeader.bytes(.v1, source: s, destination: d) == Array("PROXY TCP6 ::ffff:203.0.113.7 2001:db8::1 1 2\r\n".utf8))
+        let v2 = ProxyHeader.bytes(.v2, source: s, destination: d)
+        #expect(Self.parse(v2) == .header(.init(length: 52, source: SocketAddress(ip: "::ffff:203.0.113.7", port: 1), destination: d)))
     }
 
     @Test func malformedHeadersAreInvalidAsSoonAsABytShowsIt() {

@@ -139,21 +139,28 @@ extension Parser {
             }
             var port: Int?
             var tls = (ssl: false, sni: String?.none, alpn: String?.none)
+            var header = CheckConnectHeader.never
             var i = 0
             while i < args.count {
                 if ["ssl", "sni", "alpn"].contains(args[i]) {
                     guard connectTLSOption(&tls, args, &i, location, keyword: keyword) else { return }
                     continue
                 }
+                if args[i] == "default" || args[i] == "send-proxy" {
+                    // `default`: the server's check settings, its PROXY header included; `send-proxy`: a header always.
+                    if args[i] == "send-proxy" { header = .always } else if header == .never { header = .server }
+                    i += 1
+                    continue
+                }
                 guard args[i] == "port", i + 1 < args.count else {
-                    error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: port <n>, ssl, sni <name>, alpn <list>")
+                    error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: default, port <n>, send-proxy, ssl, sni <name>, alpn <list>")
                     return
                 }
                 guard let p = value(ValueParser.integer(args[i + 1], in: 1...65535, what: "port"), location, keyword: keyword) else { return }
                 port = p
                 i += 2
             }
-            rule = .connect(port: port)
+            rule = .connect(port: port, header: header)
             proxy.checkConnectTLS = tls.ssl ? ConnectTLS(sni: tls.sni, alpn: tls.alpn) : nil
         case "send":
             guard args.count == 1 else {

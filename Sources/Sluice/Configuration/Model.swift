@@ -103,7 +103,7 @@ public struct Global: Hashable, Sendable {
     /// `max-spread-checks`: an upper bound on how long the first checks of all servers are
     /// spread over at start (Sluice spreads them over the shortest `inter`, at most 1 s). Nil: none.
     public var maxSpreadChecks: Duration?
-    /// `pp2-never-send-local`: health checks of `send-proxy-v2 check-send-proxy` servers send the
+    /// `pp2-never-send-local`: health checks of `send-proxy-v2` servers (`checksSendProxy`) send the
     /// PROXY command with the check connection's addresses instead of the LOCAL command (HAProxy's
     /// behaviour before 2.2, for servers that mishandle LOCAL).
     public var pp2NeverSendLocal: Bool = false
@@ -351,6 +351,10 @@ public struct Frontend: Hashable, Sendable {
     /// ACLs, `tcp-request` rules and `use_backend` rules. Nil: every connection goes to
     /// `defaultBackend`.
     public var rules: RuleSet?
+    /// `unique-id-format`: each session's unique ID, built in this format the first time it is
+    /// needed (the `unique-id` fetch, a `send-proxy-v2` header with `proxy-v2-options unique-id`,
+    /// or the log line's `%ID`), as HAProxy builds it. Nil: sessions have none.
+    public var uniqueIDFormat: LogFormat?
     /// `log` lines (or `log global`) with `option tcplog` or `log-format`, `option dontlognull`,
     /// `logasap`, `log-separate-errors`, `dontlog-normal`, `log-tag`: how sessions are logged.
     /// Nil: they are not.
@@ -555,13 +559,21 @@ public struct Server: Hashable, Sendable {
     /// server or the backend's queue. Nil: no limit.
     public var maxQueue: Int?
     /// `send-proxy` / `send-proxy-v2`: the PROXY-protocol header sent to the server before the
-    /// client's bytes, carrying the client's address. Nil: none.
+    /// client's bytes, carrying the client's address. Nil: none. Health checks send it too unless
+    /// the server's `port` or `addr` sends them elsewhere (HAProxy's rule).
     public var proxyProtocol: ProxyProtocolVersion?
+    /// `proxy-v2-options`, `send-proxy-v2-ssl(-cn)`: what a v2 header carries after the addresses.
+    public var proxyV2Options: ProxyV2Options = []
     /// `source` on the server line: where connections to it (and its checks) come from.
     public var source: SourceBinding?
-    /// `check-send-proxy`: health checks send the PROXY header too (v1 with the check
-    /// connection's addresses, v2 as the LOCAL command), for servers that require it.
+    /// `check-send-proxy`: health checks send the PROXY header (v1 with the check connection's
+    /// addresses, v2 as the LOCAL command) even when the server's `port` or `addr` sends them
+    /// elsewhere, or when the server has no `send-proxy` (then v1, as HAProxy).
     public var checkSendProxy: Bool = false
+
+    /// Whether health checks open with a PROXY header: HAProxy 2.6's `init_srv_check` rule, where
+    /// checks of a server that sends one send it too unless `port`/`addr` point them elsewhere.
+    var checksSendProxy: Bool { checkSendProxy || (proxyProtocol != nil && check?.port == nil && check?.address == nil) }
     /// `non-stick`: sessions sent to this server are never stored in a stick table (`stick on`,
     /// `stick store-request`); `stick` undoes a `default-server non-stick`. Matching still may
     /// send a client here.
@@ -634,6 +646,37 @@ public enum ProxyProtocolVersion: Int, Hashable, Sendable {
     case v1 = 1
     /// The binary header.
     case v2 = 2
+}
+
+/// The TLVs (type-length-value fields) a v2 PROXY header carries after the addresses
+/// (`proxy-v2-options`), written as HAProxy 2.6's `make_proxy_line_v2` writes them, in its order.
+public struct ProxyV2Options: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    /// `ssl`: PP2_TYPE_SSL. Sluice does not terminate TLS, so it says "not over TLS" (client
+    /// flags and verify result zero), as HAProxy's says for a plain TCP client.
+    public static let ssl = ProxyV2Options(rawValue: 1 << 0)
+    /// `cert-cn`, `cert-key`, `cert-sig`, `ssl-cipher`: sub-TLVs of `ssl` that only a TLS client
+    /// has; never written at Layer 4 (HAProxy writes none for a plain TCP client either).
+    public static let certCN = ProxyV2Options(rawValue: 1 << 1)
+    public static let certKey = ProxyV2Options(rawValue: 1 << 2)
+    public static let certSig = ProxyV2Options(rawValue: 1 << 3)
+    public static let sslCipher = ProxyV2Options(rawValue: 1 << 4)
+    /// `authority`: PP2_TYPE_AUTHORITY, the authority a client's own v2 header carried
+    /// (`accept-proxy`); none when it carried none.
+    public static let authority = ProxyV2Options(rawValue: 1 << 5)
+    /// `crc32c`: PP2_TYPE_CRC32C, the header's CRC32c checksum.
+    public static let crc32c = ProxyV2Options(rawValue: 1 << 6)
+    /// `unique-id`: PP2_TYPE_UNIQUE_ID, the session's ID from its frontend's `unique-id-format`
+    /// (empty without one, as HAProxy sends it).
+    public static let uniqueID = ProxyV2Options(rawValue: 1 << 7)
+
+    /// The names `proxy-v2-options` takes, with what each one sets (HAProxy's table).
+    static let names: [String: ProxyV2Options] = [
+        "ssl": .ssl, "cert-cn": [.ssl, .certCN], "cert-key": [.ssl, .certKey], "cert-sig": [.ssl, .certSig],
+        "ssl-cipher": [.ssl, .sslCipher], "authority": .authority, "crc32c": .crc32c, "unique-id": .uniqueID,
+    ]
 }
 
 /// One method of `init-addr`.
@@ -906,10 +949,22 @@ public enum HTTPExpectation: Hashable, Sendable {
     case stringRegex(String, negated: Bool)
 }
 
+/// Whether a check's connection opens with the server's PROXY header, as HAProxy 2.6 decides it
+/// (`TCPCHK_OPT_DEFAULT_CONNECT`, `TCPCHK_OPT_SEND_PROXY`).
+public enum CheckConnectHeader: Hashable, Sendable {
+    /// No `connect` rule, or `connect default`: as the server's checks do (`Server.checksSendProxy`).
+    case server
+    /// `connect send-proxy`: always (v1 unless the server sends v2).
+    case always
+    /// A `connect` rule with neither: never, whatever the server's `send-proxy`.
+    case never
+}
+
 /// A `tcp-check` line: the check is a conversation run in order.
 public enum TCPCheckRule: Hashable, Sendable {
-    /// `connect [port <n>]`: where the conversation goes (the server's port when nil).
-    case connect(port: Int?)
+    /// `connect [default] [port <n>] [send-proxy] …`: where the conversation goes (the server's
+    /// port when nil) and whether it opens with a PROXY header.
+    case connect(port: Int?, header: CheckConnectHeader)
     /// `send <text>` / `send-binary <hex>`.
     case send([UInt8])
     /// `expect [!] string <text>`: what arrived contains it.

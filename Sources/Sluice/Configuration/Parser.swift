@@ -82,6 +82,8 @@ struct ProxyDraft {
     var maxConnections: Int?
     /// `rate-limit sessions`.
     var sessionRateLimit: Int?
+    /// `unique-id-format`, as written, and where.
+    var uniqueIDFormat: (text: String, location: SourceLocation)?
     var backlog: Int?
     var clientTimeout: Duration?
     /// `timeout http-request`: read only by a statistics page (other HTTP use is refused).
@@ -192,7 +194,16 @@ struct ServerTemplate {
     var agentInterval: Duration?
     var agentSend: [UInt8] = []
     var maxQueue: Int?
-    var proxyProtocol: ProxyProtocolVersion?
+    /// HAProxy's `pp_opts` bits as `send-proxy*`, `no-send-proxy*` and `proxy-v2-options` leave
+    /// them; `proxyProtocol` reads them as HAProxy's `make_proxy_line` does.
+    var sendsProxyV1 = false
+    var sendsProxyV2 = false
+    var proxyV2Options: ProxyV2Options = []
+    /// v2 when asked for; otherwise any bit left makes HAProxy send v1 (`proxy-v2-options` alone,
+    /// or `no-send-proxy-v2` under a `default-server send-proxy-v2-ssl`).
+    var proxyProtocol: ProxyProtocolVersion? {
+        sendsProxyV2 ? .v2 : sendsProxyV1 || !proxyV2Options.isEmpty ? .v1 : nil
+    }
     var initAddress: [InitAddressMethod] = [.libc]
     /// `resolve-prefer`; nil: HAProxy's default (IPv6 with `resolvers`, IPv4 otherwise).
     var preferIPv6: Bool?
@@ -795,6 +806,12 @@ struct Parser {
             configuration.frontends[configuration.frontends.count - 1].independentStreams = proxy.independentStreams
             configuration.frontends[configuration.frontends.count - 1].rules = frontRules[proxy.name]
             configuration.frontends[configuration.frontends.count - 1].sessionRateLimit = proxy.sessionRateLimit
+            if let (text, location) = proxy.uniqueIDFormat {
+                switch LogFormat.parse(text, readFile: readFile) {
+                case .success(let format): configuration.frontends[configuration.frontends.count - 1].uniqueIDFormat = format
+                case .failure(let e): report(.error, proxy, location, keyword: "unique-id-format", e.message)
+                }
+            }
             let targets = logTargets(of: proxy)
             // The format is read whether or not there is a target (HAProxy reports its mistakes
             // and warns that it is ignored without one).

@@ -42,6 +42,7 @@ enum ProxyKeywords {
         "log": SectionKind.proxies,
         "log-tag": SectionKind.proxies,
         "log-format": SectionKind.proxies,
+        "unique-id-format": SectionKind.proxies,
         "description": SectionKind.realProxies,
         "clitcpka-idle": SectionKind.frontSide, "clitcpka-intvl": SectionKind.frontSide, "clitcpka-cnt": SectionKind.frontSide,
         "srvtcpka-idle": SectionKind.backSide, "srvtcpka-intvl": SectionKind.backSide, "srvtcpka-cnt": SectionKind.backSide,
@@ -58,7 +59,7 @@ enum ProxyKeywords {
     /// proxy with a warning, and so does Sluice; in a mode http proxy they are part of the refusal.
     static let httpOnly: Set<String> = [
         "http-request", "http-response", "http-after-response", "http-error", "cookie", "redirect", "errorfile", "errorfiles",
-        "errorloc", "errorloc302", "errorloc303", "capture", "stats", "compression", "unique-id-format", "unique-id-header",
+        "errorloc", "errorloc302", "errorloc303", "capture", "stats", "compression", "unique-id-header",
         "monitor-uri", "monitor-net", "http-reuse", "http-send-name-header", "use-fcgi-app", "max-keep-alive-queue",
         "retry-on", "dynamic-cookie-key",
     ]
@@ -345,6 +346,14 @@ extension Parser {
                 warning(location, keyword: keyword, "overrides the previous '\(name)' in the defaults section (as HAProxy)")
             }
             proxy.log.format = .custom(words[1], location)
+        case "unique-id-format":
+            guard words.count == 2 else {
+                return error(location, keyword: keyword, words.count < 2 ? "expects an argument" : "expects only one argument, don't forget to escape spaces ('\\ ') or to quote the format (as HAProxy)")
+            }
+            guard proxy.kind != .backend else {
+                return warning(location, keyword: keyword, "ignored in a backend: a session's unique ID is built in its frontend's format (as HAProxy)")
+            }
+            proxy.uniqueIDFormat = (words[1], location)
         case "description":
             break  // free text for humans; nothing to do at Layer 4
         case "id":

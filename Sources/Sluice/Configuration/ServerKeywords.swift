@@ -98,6 +98,14 @@ extension Parser {
             }
         }
         server.proxyProtocol = template.proxyProtocol
+        server.proxyV2Options = template.proxyV2Options
+        if !template.proxyV2Options.isEmpty && !template.sendsProxyV2 {
+            warning(location, keyword: keyword, "server '\(name)' has PROXY v2 options ('proxy-v2-options' or 'send-proxy-v2-ssl' undone by 'no-send-proxy-v2') without 'send-proxy-v2': it is sent a PROXY v1 header, which carries none of them (as HAProxy does)")
+        }
+        let tlsOnly = template.proxyV2Options.intersection([.certCN, .certKey, .certSig, .sslCipher])
+        if !tlsOnly.isEmpty && template.sendsProxyV2 {
+            warning(location, keyword: keyword, "server '\(name)': the PROXY v2 TLS details (cert-cn, cert-key, cert-sig, ssl-cipher) exist only for clients whose TLS the balancer terminates; Sluice forwards TLS untouched, so the header never carries them (HAProxy's carries none for a plain TCP client either)")
+        }
         server.initAddress = template.initAddress
         server.resolvers = template.resolvers
         // HAProxy prefers IPv6 for names its resolvers look up, IPv4 at start through libc.
@@ -223,9 +231,25 @@ extension Parser {
                 t.minConnections = value(ValueParser.integer(arg, in: 0...1_000_000, what: "minconn"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
             case "maxqueue":
                 t.maxQueue = value(ValueParser.integer(arg, in: 0...1_000_000, what: "maxqueue"), location, keyword: keyword).flatMap { $0 == 0 ? nil : $0 }
-            case "send-proxy": t.proxyProtocol = .v1
-            case "send-proxy-v2": t.proxyProtocol = .v2
-            case "no-send-proxy", "no-send-proxy-v2": t.proxyProtocol = nil
+            // HAProxy's bits: each keyword sets or clears its own, and `no-send-proxy` leaves v2.
+            case "send-proxy": t.sendsProxyV1 = true
+            case "send-proxy-v2": t.sendsProxyV2 = true
+            case "no-send-proxy": t.sendsProxyV1 = false
+            case "no-send-proxy-v2": t.sendsProxyV2 = false
+            case "send-proxy-v2-ssl", "send-proxy-v2-ssl-cn":
+                t.sendsProxyV2 = true
+                t.proxyV2Options.formUnion(param == "send-proxy-v2-ssl" ? .ssl : [.ssl, .certCN])
+            case "no-send-proxy-v2-ssl", "no-send-proxy-v2-ssl-cn":
+                t.sendsProxyV2 = false
+                t.proxyV2Options.subtract(param == "no-send-proxy-v2-ssl" ? .ssl : [.ssl, .certCN])
+            case "proxy-v2-options":
+                for name in arg.split(separator: ",", omittingEmptySubsequences: false) {
+                    guard let options = ProxyV2Options.names[String(name)] else {
+                        error(location, keyword: keyword, "'proxy-v2-options'\(who): '\(name)' : proxy v2 option not implemented (HAProxy's: ssl, cert-cn, cert-key, cert-sig, ssl-cipher, authority, crc32c, unique-id)")
+                        break
+                    }
+                    t.proxyV2Options.formUnion(options)
+                }
             case "check-send-proxy": t.checkSendProxy = true
             case "no-check-send-proxy": t.checkSendProxy = false
             case "init-addr":
@@ -335,7 +359,7 @@ enum ServerKeywords {
     static let notYet: [String: String] = [
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
         "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",
-        "set-proxy-v2-tlv-fmt": "custom PROXY-protocol TLVs", "proxy-v2-options": "PROXY-protocol v2 TLVs",
+        "set-proxy-v2-tlv-fmt": "custom PROXY-protocol TLVs",
         "log-proto": "log servers", "shard": "peers", "guid": "GUIDs", "check-reuse-pool": "connection reuse",
         "hash-key": "consistent-hash keys", "idle-ping": "idle pings", "strict-maxconn": "strict maxconn",
     ]

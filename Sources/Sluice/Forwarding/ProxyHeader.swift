@@ -1,47 +1,72 @@
 /// The PROXY protocol header a server receives before the client's bytes (`send-proxy`,
-/// `send-proxy-v2`), as HAProxy's proxy-protocol.txt specifies: the client's address and the
-/// address it connected to, so that the server sees the real client behind the balancer.
+/// `send-proxy-v2`), as HAProxy's proxy-protocol.txt specifies and HAProxy 2.6's
+/// `make_proxy_line` writes it: the client's address and the address it connected to, so that the
+/// server sees the real client behind the balancer, then in v2 the TLVs `proxy-v2-options` asks for.
 enum ProxyHeader {
-    /// The largest header built: v1's longest line is 107 bytes, v2 with IPv6 is 52.
-    static let maxSize = 108
-
     static let signature = ProxyProtocol.signature
 
-    /// v2's LOCAL command: the connection was made by the proxy itself (a health check), no addresses.
-    static let localCommand: [UInt8] = signature + [0x20, 0x00, 0x00, 0x00]
-
-    /// The header for a session's server: the client's addresses, from its own PROXY header
-    /// (`accept-proxy`, kept in `context`) when it sent one, else from its socket.
-    static func forClient(_ client: CInt, context: SessionContext?, version: ProxyProtocolVersion) throws -> [UInt8] {
-        bytes(version, source: try context?.source ?? Socket.peerAddress(client),
-              destination: try context?.destination ?? Socket.localAddress(client))
+    /// What v2 carries after the addresses, and the values only a session has.
+    struct Extras {
+        var options: ProxyV2Options = []
+        /// The client's own v2 authority (`accept-proxy`), for `authority`.
+        var authority: [UInt8]?
+        /// The session's unique ID, for `unique-id`; nil for a health check (no session: no TLV).
+        var uniqueID: [UInt8]?
     }
 
-    /// The header for a connection from `source` to `destination` (the client's peer and local
-    /// addresses). Addresses of different families (which one socket never has) are sent as
-    /// `UNKNOWN` (v1) or `AF_UNSPEC` (v2), which the specification allows.
-    static func bytes(_ version: ProxyProtocolVersion, source: SocketAddress, destination: SocketAddress) -> [UInt8] {
-        let sameFamily = source.family == destination.family
-        let v6 = source.family != AF_INET
-        switch version {
-        case .v1:
-            guard sameFamily else { return Array("PROXY UNKNOWN\r\n".utf8) }
-            return Array("PROXY \(v6 ? "TCP6" : "TCP4") \(source.ip) \(destination.ip) \(source.port) \(destination.port)\r\n".utf8)
-        case .v2:
-            var header = signature
-            header.append(0x21)  // version 2, command PROXY
-            guard sameFamily else {
-                header += [0x00, 0x00, 0x00]  // AF_UNSPEC, no address block
-                return header
-            }
-            header.append(v6 ? 0x21 : 0x11)  // TCP over IPv6 / IPv4
-            let length = v6 ? 36 : 12
-            header += [UInt8(length >> 8), UInt8(length & 0xFF)]
-            header += source.ipBytes
-            header += destination.ipBytes
-            header += [UInt8(source.port >> 8), UInt8(source.port & 0xFF), UInt8(destination.port >> 8), UInt8(destination.port & 0xFF)]
-            return header
+    /// The header for a session's server: the client's addresses, from its own PROXY header
+    /// (`accept-proxy`, kept in `context`) or rules (`set-src`…) when there are, else from its socket.
+    static func forClient(_ client: CInt, context: SessionContext?, version: ProxyProtocolVersion,
+                          options: ProxyV2Options = [], uniqueID: [UInt8]? = nil) throws -> [UInt8] {
+        let extras = Extras(options: options, authority: context?.proxyAuthority, uniqueID: options.contains(.uniqueID) ? uniqueID ?? [] : nil)
+        return bytes(version, source: try context?.source ?? Socket.peerAddress(client),
+                     destination: try context?.destination ?? Socket.localAddress(client), extras: extras)
+    }
+
+    /// The header for a connection from `source` to `destination`; nil addresses (a health
+    /// check's v2 header) make v1's `UNKNOWN` and v2's LOCAL command. As HAProxy, an IPv4 address
+    /// beside an IPv6 one (rules may set either) is written as IPv4-mapped IPv6.
+    static func bytes(_ version: ProxyProtocolVersion, source: SocketAddress?, destination: SocketAddress?, extras: Extras = Extras()) -> [UInt8] {
+        let addresses = source.flatMap { s in destination.map { d in (s, d) } }
+        let mixed = addresses.map { $0.0.family != $0.1.family } ?? false
+        let pair = addresses.map { mixed ? ($0.0.ipv6Mapped, $0.1.ipv6Mapped) : $0 }
+        let v6 = pair.map { $0.0.family == AF_INET6 } ?? false
+        guard version == .v2 else {
+            guard let (s, d) = pair else { return Array("PROXY UNKNOWN\r\n".utf8) }
+            return Array("PROXY \(v6 ? "TCP6" : "TCP4") \(s.ip) \(d.ip) \(s.port) \(d.port)\r\n".utf8)
         }
+        var header = signature
+        if let (s, d) = pair {
+            header += [0x21, v6 ? 0x21 : 0x11, 0, 0]  // version 2 PROXY, TCP over IPv6 / IPv4, length later
+            header += s.ipBytes
+            header += d.ipBytes
+            header += [UInt8(s.port >> 8), UInt8(s.port & 0xFF), UInt8(d.port >> 8), UInt8(d.port & 0xFF)]
+        } else {
+            header += [0x20, 0x00, 0, 0]  // version 2 LOCAL, AF_UNSPEC: the proxy's own connection
+        }
+        // HAProxy's order: CRC32c (zero until the end), ALPN (TLS only), authority, unique ID, SSL.
+        var crcAt: Int?
+        if extras.options.contains(.crc32c) {
+            crcAt = header.count + 3
+            appendTLV(.crc32c, [0, 0, 0, 0], to: &header)
+        }
+        if extras.options.contains(.authority), let authority = extras.authority { appendTLV(.authority, authority, to: &header) }
+        if let uniqueID = extras.uniqueID { appendTLV(.uniqueID, uniqueID, to: &header) }
+        // Client flags 0 (not TLS: Sluice terminates none), verify result 0, no sub-TLVs.
+        if extras.options.contains(.ssl) { appendTLV(.ssl, [0, 0, 0, 0, 0], to: &header) }
+        let length = header.count - 16
+        header[14] = UInt8(length >> 8)
+        header[15] = UInt8(length & 0xFF)
+        if let crcAt {
+            let crc = CRC32C.of(header)
+            header.replaceSubrange(crcAt..<crcAt + 4, with: [UInt8(crc >> 24), UInt8((crc >> 16) & 0xFF), UInt8((crc >> 8) & 0xFF), UInt8(crc & 0xFF)])
+        }
+        return header
+    }
+
+    private static func appendTLV(_ type: ProxyProtocol.TLVType, _ value: [UInt8], to header: inout [UInt8]) {
+        header += [type.rawValue, UInt8(value.count >> 8), UInt8(value.count & 0xFF)]
+        header += value
     }
 }
 

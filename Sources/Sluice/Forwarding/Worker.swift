@@ -388,6 +388,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].clientActivity = reactor.now
         let serial = process.totalConnections.wrappingAdd(1, ordering: .relaxed).oldValue
         if let route = policy.log { sessions[i].log = logs.sessionStarted(route, client: fd, peer: peer, local: bind.address, bindName: bind.name, origin: origin, frontend: frontend.name, serial: serial, now: reactor.now) }
+        context?.log = sessions[i].log
         if policy.keepAlive.enabled { Socket.setKeepAlive(fd, policy.keepAlive) }
         if process.clientBuffers.isSet { Socket.setBufferSizes(fd, process.clientBuffers) }
         liveSessions += 1
@@ -432,6 +433,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if settings.serverRules != nil && sessions[i].context == nil {
             sessions[i].context = SessionContext(client: sessions[i].client, bindName: nil, routing: nil, now: reactor.now)
             sessions[i].context?.origin = SessionOrigin(frontend: .passUnretained(frontend(of: i)), bind: sessions[i].bindLimit, thread: thread, process: .passUnretained(process))
+            sessions[i].context?.log = sessions[i].log
         }
         sessions[i].context?.now = reactor.now
         if let context = sessions[i].context, let refused = settings.serverRules?.backendContentRules(context) {
@@ -575,7 +577,10 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             // `send-proxy(-v2)`: the header goes first, through the same path as bytes the server
             // could not take at once, so a short write needs no special case.
             do {
-                let header = try ProxyHeader.forClient(sessions[i].client, context: sessions[i].context, version: version)
+                let uniqueID = configuration.proxyV2Options.contains(.uniqueID)
+                    ? sessions[i].log?.uniqueID(sessions[i], frontend: frontend(of: i), process: process, now: reactor.now) : nil
+                let header = try ProxyHeader.forClient(sessions[i].client, context: sessions[i].context, version: version,
+                                                       options: configuration.proxyV2Options, uniqueID: uniqueID)
                 sessions[i].toServer.queue(header, capacity: scratch.count)
             } catch {
                 logger.debug("session \(i): \(error); the client left before its PROXY header was sent")

@@ -8,6 +8,8 @@ struct CheckPlan: Sendable {
     var port: Int?
     /// A leading `tcp-check connect port` or `http-check connect port`: it wins over `port`, as in HAProxy.
     let rulePort: Int?
+    /// Whether the check opens with a PROXY header: a leading `tcp-check connect` says.
+    let connectHeader: CheckConnectHeader
     let rise: Int
     let fall: Int
     let intervalMs: Int64
@@ -16,8 +18,13 @@ struct CheckPlan: Sendable {
 
     init(server: Server, check: ServerCheck, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
         var rulePort: Int?
+        var connectHeader = CheckConnectHeader.server
         if case .tcp(let rules) = backend.healthCheck,
-           case .connect(let p?)? = rules.first(where: { if case .comment = $0 { false } else { true } }) { rulePort = p }
+           case .connect(let p, let header)? = rules.first(where: { if case .comment = $0 { false } else { true } }) {
+            rulePort = p
+            connectHeader = header
+        }
+        self.connectHeader = connectHeader
         if let connect = backend.healthCheck.httpCheck?.connect { rulePort = connect.port }
         let ruleAddress = backend.healthCheck.httpCheck?.connect?.address
         fixedAddress = try Self.resolve(ruleAddress ?? check.address, port: serverAddress.port, what: ruleAddress == nil ? "check addr" : "http-check connect addr",
@@ -38,6 +45,7 @@ struct CheckPlan: Sendable {
         fixedAddress = try Self.resolve(agent.address, port: agent.port, what: "agent-addr", server: server, backend: backend)
         port = agent.port
         rulePort = nil
+        connectHeader = .never  // agents never get one (HAProxy)
         rise = 1
         fall = 1
         intervalMs = (agent.interval ?? server.check?.interval ?? ServerCheck().interval).milliseconds

@@ -424,15 +424,23 @@ final class CheckRunner {
         return try? Socket.receive(targets[t].fd, into: buffer)
     }
 
-    /// HAProxy 2.6's header on a check connection: v1 names the check connection's own addresses;
-    /// v2 sends the LOCAL command (no addresses), as its `pp2-never-send-local` note describes,
-    /// unless that option asks for the PROXY command with the check connection's addresses.
+    /// HAProxy 2.6's header on a check connection (`Server.checksSendProxy` says when): v1 names
+    /// the check connection's own addresses; v2 sends the LOCAL command (no addresses), as its
+    /// `pp2-never-send-local` note describes, unless that option asks for the PROXY command with
+    /// the check connection's addresses. The server's `proxy-v2-options` apply (no unique ID: a
+    /// check is no session).
     private func proxyHeader(_ t: Int) -> [UInt8] {
         let server = targets[t].server.configuration
-        guard server.checkSendProxy, let version = server.proxyProtocol else { return [] }
-        if version == .v2 && !neverSendLocal { return ProxyHeader.localCommand }
+        switch targets[t].plan.connectHeader {
+        case .never: return []
+        case .server: guard server.checksSendProxy else { return [] }
+        case .always: break
+        }
+        let version = server.proxyProtocol ?? .v1  // `check-send-proxy` alone: HAProxy's v1
+        let extras = ProxyHeader.Extras(options: server.proxyV2Options)
+        if version == .v2 && !neverSendLocal { return ProxyHeader.bytes(.v2, source: nil, destination: nil, extras: extras) }
         guard let local = try? Socket.localAddress(targets[t].fd), let remote = try? Socket.peerAddress(targets[t].fd) else { return [] }
-        return ProxyHeader.bytes(version, source: local, destination: remote)
+        return ProxyHeader.bytes(version, source: local, destination: remote, extras: extras)
     }
 
     /// Sends what is queued, reads what arrived, and judges when it can.

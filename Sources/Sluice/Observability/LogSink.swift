@@ -83,8 +83,10 @@ final class LogSink: @unchecked Sendable {
     func setHostName(_ name: String?) { hostName.withLock { $0 = name } }
 
     /// The destinations `targets` name, opened once and shared; nil when there are none.
-    func route(_ targets: [LogTarget], tag: String, logging: SessionLogging? = nil, evaluator: FrontendRouting? = nil) -> LogRoute? {
-        guard !targets.isEmpty else { return nil }
+    /// A frontend without targets still gets a route when its sessions have unique IDs to build.
+    func route(_ targets: [LogTarget], tag: String, logging: SessionLogging? = nil, evaluator: FrontendRouting? = nil,
+               uniqueIDFormat: LogFormat? = nil) -> LogRoute? {
+        guard !targets.isEmpty || uniqueIDFormat != nil else { return nil }
         let endpoints = state.withLock { sink in
             targets.map { target in
                 let endpoint = sink.endpoints[target.destination] ?? LogEndpoint(target.destination)
@@ -92,7 +94,7 @@ final class LogSink: @unchecked Sendable {
                 return (endpoint, target)
             }
         }
-        return LogRoute(targets: endpoints, tag: tag, logging: logging, evaluator: evaluator)
+        return LogRoute(targets: endpoints, tag: tag, logging: logging, evaluator: evaluator, uniqueIDFormat: uniqueIDFormat)
     }
 
     /// Starts the writer thread.
@@ -207,10 +209,14 @@ final class LogRoute: Sendable {
     /// The line is written when the server connection is established (`option logasap`, or a
     /// format with nothing that waits for the end).
     let logsAtConnect: Bool
+    /// The frontend's `unique-id-format`.
+    let uniqueIDFormat: LogFormat?
 
-    init(targets: [(LogEndpoint, LogTarget)], tag: String, logging: SessionLogging?, evaluator: FrontendRouting? = nil) {
+    init(targets: [(LogEndpoint, LogTarget)], tag: String, logging: SessionLogging?, evaluator: FrontendRouting? = nil,
+         uniqueIDFormat: LogFormat? = nil) {
         self.targets = targets
         self.tag = tag
+        self.uniqueIDFormat = uniqueIDFormat
         self.logging = logging
         self.evaluator = evaluator
         if case .format(let format) = logging?.style {

@@ -47,6 +47,9 @@ final class SessionLog {
     @exclusivity(unchecked) var written = false
     /// `%rt`: the process's session counter when it was accepted.
     let serial: Int
+    /// The session's unique ID (`unique-id-format`) once something asked for it: HAProxy builds it
+    /// once, at the first need, and every later use sees the same bytes.
+    @exclusivity(unchecked) private(set) var uniqueID: [UInt8]?
     /// `so_name` and the session's origin (`fe_conn`, `thread` …) for the format's samples when the
     /// session has no rules context.
     let bindName: [UInt8]?
@@ -69,6 +72,34 @@ final class SessionLog {
         clock_gettime(CLOCK_REALTIME, &time)
         acceptedSeconds = Int(time.tv_sec)
         acceptedMillis = Int(time.tv_nsec / 1_000_000)
+    }
+
+    /// HAProxy's `UNIQUEID_LEN` (128) less its terminating NUL.
+    static let uniqueIDLimit = 127
+
+    /// The session's unique ID, built now in its frontend's `unique-id-format` if it was not yet
+    /// (HAProxy's `stream_generate_unique_id`): the variables say what they say at this moment, the
+    /// termination state `--` before the end. Nil when the frontend has no format.
+    func uniqueID(_ session: Session, frontend: FrontendState, process: ProcessState, now: Int64,
+                  end: TerminationCause = .normal, phase: UInt8 = 0x2D, atConnect: Bool = true) -> [UInt8]? {
+        if let uniqueID { return uniqueID }
+        guard let format = route.uniqueIDFormat else { return nil }
+        var clock = LogClock()
+        let id = Array(line(format, session, frontend: frontend, end: end, phase: phase, now: now, asap: false, atConnect: atConnect,
+                            process: process, clock: &clock).prefix(Self.uniqueIDLimit))
+        uniqueID = id
+        return id
+    }
+
+    /// The unique ID asked for by a rule (`unique-id`), before the session has a server: what the
+    /// format can say then is the client's side.
+    func uniqueID(for context: SessionContext, frontend: FrontendState, process: ProcessState) -> [UInt8]? {
+        if let uniqueID { return uniqueID }
+        var session = Session()
+        session.client = context.client
+        session.context = context
+        session.state = .inspecting
+        return uniqueID(session, frontend: frontend, process: process, now: context.now)
     }
 
     /// The first connect attempt (retries and redispatches count into Tc).
@@ -94,6 +125,7 @@ final class SessionLog {
         lazy var context = session.context ?? {
             let c = SessionContext(client: session.client, bindName: bindName, routing: nil, now: now, peer: peer)
             c.origin = origin
+            c.log = self
             return c
         }()
         lazy var serverSide = session.server >= 0 ? try? Socket.localAddress(session.server) : nil
@@ -141,7 +173,8 @@ final class SessionLog {
                     if flags.contains(.quote) { line.append(byte: 0x22) }
                 case .b: line.append(text: backend?.nameBytes ?? frontend.nameBytes, flags)
                 case .s: line.append(text: server?.name.utf8 ?? "<NOSRV>".utf8, flags)
-                case .sslc, .sslv, .ID: line.append(text: [UInt8](), flags)  // no TLS termination, no unique-id
+                case .sslc, .sslv: line.append(text: [UInt8](), flags)  // no TLS termination
+                case .ID: line.append(text: uniqueID ?? [], flags)
                 case .H: line.append(text: LogClock.hostName, flags)
                 case .pid: flags.contains(.hex) ? line.append(hex: UInt64(getpid()), width: 4) : line.append(Int(getpid()))
                 case .rt: flags.contains(.hex) ? line.append(hex: UInt64(serial), width: 4) : line.append(serial)
@@ -242,12 +275,12 @@ extension LogRing {
     /// with one, the returned state collects what its line needs.
     func sessionStarted(_ route: LogRoute, client: CInt, peer: SocketAddress?, local: SocketAddress?, bindName: [UInt8]?, origin: SessionOrigin,
                         frontend: String, serial: Int, now: Int64) -> SessionLog? {
-        if let format = route.format {
-            return SessionLog(route: route, peer: peer, bindName: format.hasSamples ? bindName : nil, origin: format.hasSamples ? origin : nil,
-                              serial: serial, now: now)
+        if route.format == nil && route.logging != nil {
+            log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: local ?? (try? Socket.localAddress(client)), frontend: frontend))
         }
-        log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: local ?? (try? Socket.localAddress(client)), frontend: frontend))
-        return nil
+        guard route.format != nil || route.uniqueIDFormat != nil else { return nil }
+        let samples = route.format?.hasSamples == true || route.uniqueIDFormat?.hasSamples == true
+        return SessionLog(route: route, peer: peer, bindName: samples ? bindName : nil, origin: samples ? origin : nil, serial: serial, now: now)
     }
 
     /// The server connection is established: the line is written now under `option logasap` (or
@@ -280,6 +313,8 @@ extension LogRing {
         // `set-log-level`: this level, whatever `log-separate-errors` says, or no line (`silent`).
         let override = session.context?.logLevel ?? 0
         if override < 0 { return }
+        // HAProxy's `strm_log` builds the unique ID now if nothing asked for it before.
+        _ = log.uniqueID(session, frontend: frontend, process: process, now: now, end: cause, phase: phase, atConnect: atConnect)
         let line = log.line(format, session, frontend: frontend, end: cause, phase: phase, now: now,
                             asap: logging.logAsap, atConnect: atConnect, process: process, clock: &clock)
         frontend.logCount.wrappingAdd(1, ordering: .relaxed)

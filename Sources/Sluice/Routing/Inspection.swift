@@ -81,6 +81,8 @@ extension SessionContext {
                     if let source = header.source, let destination = header.destination { adopt(source: source, destination: destination) }
                     expectsProxyHeader = false
                     receivedProxyHeader = true
+                    proxyAuthority = header.authority
+                    proxyUniqueID = header.uniqueID
                     if let routing, let refused = refusal(routing.sessionRules(self)) { return .close(refused) }
                     continue
                 }

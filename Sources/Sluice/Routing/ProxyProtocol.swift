@@ -16,7 +16,20 @@ enum ProxyProtocol {
         /// than TCP over IPv4/IPv6 (the connection's own addresses stay).
         var source: SocketAddress?
         var destination: SocketAddress?
+        /// v2's PP2_TYPE_AUTHORITY (`fc_pp_authority`, passed on by `proxy-v2-options authority`).
+        var authority: [UInt8]?
+        /// v2's PP2_TYPE_UNIQUE_ID (`fc_pp_unique_id`).
+        var uniqueID: [UInt8]?
     }
+
+    /// v2's TLV types that Sluice reads or writes (proxy-protocol.txt 2.2).
+    enum TLVType: UInt8 {
+        case alpn = 0x01, authority = 0x02, crc32c = 0x03, noop = 0x04, uniqueID = 0x05, ssl = 0x20, netns = 0x30
+    }
+
+    /// HAProxy's limits on the TLVs it keeps: longer ones make the header invalid.
+    static let authorityLimit = 255
+    static let uniqueIDLimit = 128
 
     enum Parse: Equatable {
         case header(Received)
@@ -81,7 +94,7 @@ enum ProxyProtocol {
             guard let source = SocketAddress(ip: s, port: port(24)), let destination = SocketAddress(ip: d, port: port(26)) else {
                 return .invalid("v2 TCP4 addresses did not parse")
             }
-            return .header(Received(length: total, source: source, destination: destination))
+            return withTLVs(data, from: 28, Received(length: total, source: source, destination: destination))
         case 0x21:  // TCP over IPv6
             guard length >= 36 else { return .invalid("v2 TCP6 address block of \(length) bytes") }
             let s = IPAddress.v6(IPAddress.load128(UnsafeRawBufferPointer(rebasing: data[16..<32]))).description
@@ -89,12 +102,66 @@ enum ProxyProtocol {
             guard let source = SocketAddress(ip: s, port: port(48)), let destination = SocketAddress(ip: d, port: port(50)) else {
                 return .invalid("v2 TCP6 addresses did not parse")
             }
-            return .header(Received(length: total, source: source, destination: destination))
+            return withTLVs(data, from: 52, Received(length: total, source: source, destination: destination))
         case 0x00, 0x12, 0x22, 0x31, 0x32:
             // UNSPEC, UDP, UNIX: accepted, and the connection's own addresses stay (as HAProxy).
             return .header(Received(length: total))
         default:
             return .invalid("v2 header with address family/protocol 0x\(String(family, radix: 16))")
         }
+    }
+
+    /// The TLVs after a TCP address block, checked as HAProxy 2.6's `conn_recv_proxy` checks them:
+    /// each must fit in the header, a CRC32c must be 4 bytes and match, an authority or a unique ID
+    /// must fit HAProxy's limits; other types are skipped.
+    private static func withTLVs(_ data: UnsafeRawBufferPointer, from start: Int, _ header: Received) -> Parse {
+        var received = header
+        var at = start
+        while at < header.length {
+            guard at + 3 <= header.length else { return .invalid("v2 header with a truncated TLV at byte \(at)") }
+            let length = Int(data[at + 1]) << 8 | Int(data[at + 2])
+            let value = at + 3..<at + 3 + length
+            guard value.upperBound <= header.length else { return .invalid("v2 TLV 0x\(String(data[at], radix: 16)) of \(length) bytes overruns the header") }
+            switch TLVType(rawValue: data[at]) {
+            case .crc32c?:
+                guard length == 4 else { return .invalid("v2 CRC32c TLV of \(length) bytes") }
+                let sent = value.reduce(UInt32(0)) { $0 << 8 | UInt32(data[$1]) }
+                var crc = CRC32C()
+                for i in 0..<header.length { crc.add(value.contains(i) ? 0 : data[i]) }
+                guard crc.value == sent else { return .invalid("v2 header whose CRC32c does not match") }
+            case .authority?:
+                guard length <= authorityLimit else { return .invalid("v2 authority TLV of \(length) bytes (at most \(authorityLimit))") }
+                received.authority = Array(UnsafeRawBufferPointer(rebasing: data[value]))
+            case .uniqueID?:
+                guard length <= uniqueIDLimit else { return .invalid("v2 unique ID TLV of \(length) bytes (at most \(uniqueIDLimit))") }
+                received.uniqueID = Array(UnsafeRawBufferPointer(rebasing: data[value]))
+            default:
+                break
+            }
+            at = value.upperBound
+        }
+        return .header(received)
+    }
+}
+
+/// CRC-32C (Castagnoli, reflected, as HAProxy's `hash_crc32c` and the PROXY protocol's CRC32c TLV).
+struct CRC32C {
+    private static let table: [UInt32] = (0..<256).map { n in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
+        return c
+    }
+    private var state: UInt32 = 0xFFFF_FFFF
+
+    mutating func add(_ byte: UInt8) {
+        state = (state >> 8) ^ Self.table[Int((state ^ UInt32(byte)) & 0xFF)]
+    }
+
+    var value: UInt32 { state ^ 0xFFFF_FFFF }
+
+    static func of(_ bytes: some Sequence<UInt8>) -> UInt32 {
+        var crc = CRC32C()
+        for b in bytes { crc.add(b) }
+        return crc.value
     }
 }

@@ -46,6 +46,12 @@ final class SessionContext {
     @exclusivity(unchecked) var logLevel: Int8 = 0
     /// `fc_rcvd_proxy`: a PROXY header was read.
     @exclusivity(unchecked) var receivedProxyHeader = false
+    /// Its v2 authority and unique ID TLVs (`fc_pp_authority`, `fc_pp_unique_id`).
+    @exclusivity(unchecked) var proxyAuthority: [UInt8]?
+    @exclusivity(unchecked) var proxyUniqueID: [UInt8]?
+    /// The session's log state, which builds and keeps its unique ID (`unique-id`); set once the
+    /// session exists (connection and session rules have none, as HAProxy's have no stream).
+    @exclusivity(unchecked) var log: SessionLog?
     /// The connection's own addresses, which a PROXY header does not replace (`fc_src`, `fc_dst`):
     /// from accept when known, else asked of the socket, whose addresses are always its own.
     @exclusivity(unchecked) private var acceptedPeer: SocketAddress?

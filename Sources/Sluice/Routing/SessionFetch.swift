@@ -30,6 +30,14 @@ enum SessionFetch: Sendable, Hashable {
     case tcpInfo(TCPInfoField, microseconds: Bool)
     /// `fc_rcvd_proxy`: the client sent a PROXY header.
     case receivedProxyHeader
+    /// `fc_pp_authority`, `fc_pp_unique_id`: the authority and unique ID TLVs of the client's v2
+    /// PROXY header.
+    case proxyAuthority
+    case proxyUniqueID
+    /// `unique-id`: the session's unique ID in its frontend's `unique-id-format`, built the first
+    /// time something asks for it; none without a format, or before the session exists
+    /// (`tcp-request connection|session` rules), as HAProxy.
+    case uniqueID
     /// `fc_src`, `fc_src_port`, `fc_dst`, `fc_dst_port`: the client connection's own addresses,
     /// whatever a PROXY header said (which `src`/`dst` report).
     case connectionAddress(destination: Bool, port: Bool)
@@ -46,7 +54,7 @@ enum SessionFetch: Sendable, Hashable {
     var defaultMatch: MatchMethod {
         switch self {
         case .stopping, .receivedProxyHeader: .bool
-        case .defaultBackend, .uuid: .str
+        case .defaultBackend, .uuid, .proxyAuthority, .proxyUniqueID, .uniqueID: .str
         case .connectionAddress(_, let port): port ? .int : .ip
         default: .int
         }
@@ -69,6 +77,9 @@ enum SessionFetch: Sendable, Hashable {
         case "thread": return none(.thread)
         case "date_us": return none(.dateMicroseconds)
         case "fc_rcvd_proxy": return none(.receivedProxyHeader)
+        case "fc_pp_authority": return none(.proxyAuthority)
+        case "fc_pp_unique_id": return none(.proxyUniqueID)
+        case "unique-id": return none(.uniqueID)
         case "fc_src", "fc_src_port", "fc_dst", "fc_dst_port":
             return none(.connectionAddress(destination: name.hasPrefix("fc_dst"), port: name.hasSuffix("_port")))
         case "rand":

@@ -61,6 +61,11 @@ extension FrontendRouting {
             let value = Int64(values[field.rawValue])
             return .int((field == .rtt || field == .rttVariance) && !microseconds ? value / 1_000 : value)
         case .receivedProxyHeader: return .bool(c.receivedProxyHeader)
+        case .proxyAuthority: return c.proxyAuthority.map { .string($0) }
+        case .proxyUniqueID: return c.proxyUniqueID.map { .string($0) }
+        case .uniqueID:
+            guard let log = c.log, let origin else { return nil }
+            return log.uniqueID(for: c, frontend: origin.frontend.takeUnretainedValue(), process: origin.process.takeUnretainedValue()).map { .string($0) }
         case .connectionAddress(let destination, let port):
             guard let address = destination ? c.connectionDestination : c.connectionSource else { return nil }
             return port ? .int(Int64(address.port)) : .ip(IPAddress(address))

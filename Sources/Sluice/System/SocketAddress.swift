@@ -122,6 +122,11 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         return copy
     }
 
+    /// An IPv4 address as IPv4-mapped IPv6 (`::ffff:a.b.c.d`, same port); IPv6 unchanged.
+    var ipv6Mapped: SocketAddress {
+        family == AF_INET6 ? self : SocketAddress(ip: "::ffff:\(ip)", port: port)!
+    }
+
     /// The IP without the port, e.g. `127.0.0.1` or `::1`.
     public var ip: String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
