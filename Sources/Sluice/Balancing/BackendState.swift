@@ -390,6 +390,8 @@ struct BackendSettings: Sendable {
     var independentStreams = false
     /// `use-server` rules, and `stick` rules (persistence through stick tables).
     var serverRules: FrontendRouting?
+    /// `option persist`: rules may choose a server whatever its state.
+    var persist = false
     /// `persist rdp-cookie`: the cookie's name.
     var rdpPersistence: [UInt8]?
     /// `source` in the backend (a server's own `source` wins).
@@ -401,6 +403,7 @@ struct BackendSettings: Sendable {
     init(_ backend: Backend) {
         retries = backend.retries
         redispatch = backend.redispatch
+        persist = backend.persist
         redispatchInterval = Int32(clamping: backend.redispatchInterval)
         allBackups = backend.allBackups
         connectTimeoutMs = backend.effectiveConnectTimeout.milliseconds

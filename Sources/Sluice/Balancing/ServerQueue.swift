@@ -42,15 +42,16 @@ extension BackendState {
     /// assign_server_and_queue). `preferred` (a retry's server) is taken when it has a free slot.
     /// `direct`: `preferred` was assigned outright (`use-server`, `persist rdp-cookie`): taken whatever its weight,
     /// and when it is full the session waits in its own queue (up to its `maxqueue`; beyond, it
-    /// goes to the algorithm with `redispatch`, else it is refused, as HAProxy).
-    func assign(preferring preferred: ServerState?, direct: Bool = false, redispatch: Bool = false, avoiding: UInt64, hash: UInt32,
+    /// goes to the algorithm with `redispatch`, else it is refused, as HAProxy). `persistent`: a
+    /// direct `preferred` is taken whatever its state (`option persist`, `force-persist`).
+    func assign(preferring preferred: ServerState?, direct: Bool = false, persistent: Bool = false, redispatch: Bool = false, avoiding: UInt64, hash: UInt32,
                 waker: any SessionWaker, token: UInt64, now: Int64) -> Assignment {
         // The limits as they are with this session counted in the backend's load (HAProxy's
         // `beconn` counts it from its assignment), computed once: the picks and the dispatch after
         // queueing use the same. When that load raises a `minconn` limit, the dispatch gives the
         // new slot to the oldest waiting session (HAProxy waits until a session ends).
         let budget = slotBudget(placing: 1)
-        if direct, let preferred, preferred.takesDirectSessions {
+        if direct, let preferred, persistent || preferred.takesDirectSessions {
             if preferred.claimSlot(budget) { return .server(preferred) }
             let ahead: Int? = queues.withLock { q in
                 let count = q.count(of: preferred)

@@ -467,6 +467,10 @@ public struct Backend: Hashable, Sendable {
     /// which retries go elsewhere: every `n`th retry when positive, the `-n`th from the end when
     /// negative (-1, the default: the last retry), none of them for 0.
     public var redispatchInterval: Int = -1
+    /// `option persist`: `use-server`, `stick match` and `persist rdp-cookie` may send a session
+    /// to a server that is DOWN or in maintenance (HAProxy's rule, which holds in tcp mode too;
+    /// `option redispatch` still lets its retries go elsewhere).
+    public var persist: Bool = false
     /// `option allbackups`: when no primary is usable, spread load over every usable backup instead
     /// of using only the first.
     public var allBackups: Bool = false

@@ -111,6 +111,7 @@ struct ProxyDraft {
     var serverStateFileName: String?
     var redispatch = false
     var redispatchInterval = -1
+    var persist = false
     var allBackups = false
     var serverTemplate = ServerTemplate()
     var servers: [(Server, SourceLocation)] = []
@@ -698,6 +699,7 @@ struct Parser {
             backend.fullConnections = proxy.fullConnections
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch
+            backend.persist = proxy.persist
             backend.redispatchInterval = proxy.redispatchInterval
             backend.allBackups = proxy.allBackups
             backend.connectTimeout = proxy.connectTimeout

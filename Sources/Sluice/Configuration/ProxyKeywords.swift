@@ -20,6 +20,8 @@ enum ProxyKeywords {
         "persist": SectionKind.backSide,
         "source": SectionKind.backSide,
         "use-server": [.backend, .listen],
+        "force-persist": [.backend, .listen],
+        "ignore-persist": [.backend, .listen],
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
         "hash-type": SectionKind.backSide,
@@ -70,7 +72,7 @@ enum ProxyKeywords {
         "http-buffer-request", "originalto", "http-use-htx", "http-ignore-probes", "accept-invalid-http-request",
         "accept-invalid-http-response", "http-no-delay", "http-use-proxy-header", "http-restrict-req-hdr-names",
         "h1-case-adjust-bogus-client", "h1-case-adjust-bogus-server", "checkcache", "http_proxy", "prefer-last-server",
-        "disable-h2-upgrade", "persist", "http-drop-request-trailers", "http-drop-response-trailers",
+        "disable-h2-upgrade", "http-drop-request-trailers", "http-drop-response-trailers",
     ]
 
     /// Keywords HAProxy removed, applied with their modern meaning after a warning.
@@ -88,8 +90,6 @@ enum ProxyKeywords {
     static let notYet: [String: String] = [
         "tcp-response": "tcp-response rules are not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
-        "force-persist": "persistence rules are not supported yet",
-        "ignore-persist": "persistence rules are not supported yet",
         "external-check": "external checks (a program per check) are not supported",
         "email-alert": "email alerts are not supported",
         "filter": "filters are not supported",
@@ -208,6 +208,7 @@ extension Parser {
             }
             proxy.rdpPersistence = name
         case "use-server": useServerKeyword(&proxy, words, location)
+        case "force-persist", "ignore-persist": persistRuleKeyword(&proxy, words, location)
         case "default_backend":
             guard expect(words, count: 2, location, usage: "default_backend <backend>") else { return }
             proxy.defaultBackend = (words[1], location)
@@ -552,7 +553,7 @@ extension Parser {
             return
         }
         let keyword = (negated ? "no option " : "option ") + name
-        let backOnly: Set<String> = ["redispatch", "allbackups", "httpchk", "tcp-check"]
+        let backOnly: Set<String> = ["redispatch", "allbackups", "httpchk", "tcp-check", "persist"]
         if backOnly.contains(name) && !SectionKind.backSide.contains(proxy.kind) {
             return misplaced(keyword, SectionKind.backSide, proxy, location)
         }
@@ -571,6 +572,8 @@ extension Parser {
             proxy.redispatch = !negated
         case "allbackups":
             proxy.allBackups = !negated
+        case "persist":
+            proxy.persist = !negated
         case "httpchk":
             if negated { proxy.checkKind = .tcpConnect; return }
             var check = proxy.httpCheck

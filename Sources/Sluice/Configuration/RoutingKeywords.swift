@@ -42,6 +42,8 @@ struct RoutingDraft {
     var switching: [SwitchDraft] = []
     /// `use-server` rules (the target is a server of this proxy).
     var serverRules: [SwitchDraft] = []
+    /// `force-persist` (true) and `ignore-persist` (false) rules, in order.
+    var persistRules: [(force: Bool, condition: ConditionDraft, location: SourceLocation)] = []
     var inspectDelay: Duration?
     var stickTable: (StickTableSpec, SourceLocation)?
     /// Request capture slots so far: `declare capture request` and `tcp-request content capture`
@@ -50,7 +52,7 @@ struct RoutingDraft {
 
     var isEmpty: Bool {
         acls.isEmpty && connectionRules.isEmpty && sessionRules.isEmpty && contentRules.isEmpty && switching.isEmpty && stickRules.isEmpty
-            && serverRules.isEmpty && requestCaptures == 0
+            && serverRules.isEmpty && persistRules.isEmpty && requestCaptures == 0
     }
 
     mutating func addACL(_ name: String, _ test: ACLTest, _ location: SourceLocation, keyword: String) {
@@ -555,6 +557,23 @@ extension Parser {
         proxy.routing.serverRules.append(.init(target: target, condition: condition, location: location))
     }
 
+    /// `force-persist {if|unless} <condition>`, `ignore-persist {if|unless} <condition>`: HAProxy
+    /// requires the condition. The first rule that matches decides. `ignore-persist` only turns
+    /// off cookie persistence, which is HTTP: at Layer 4 its match only keeps later
+    /// `force-persist` rules from applying, as in HAProxy (hence the warning).
+    mutating func persistRuleKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        let keyword = words[0]
+        let (rest, conditionWords) = splitCondition(words.dropFirst())
+        guard rest.isEmpty, let conditionWords else {
+            return error(location, keyword: keyword, "requires either 'if' or 'unless' followed by a condition (as in HAProxy)")
+        }
+        guard let condition = self.condition(&proxy, conditionWords, location, keyword: keyword) else { return }
+        if keyword == "ignore-persist" {
+            warning(location, keyword: keyword, "only turns off cookie persistence, which needs HTTP: at Layer 4 a match only keeps later 'force-persist' rules from applying (as in HAProxy)")
+        }
+        proxy.routing.persistRules.append((keyword == "force-persist", condition, location))
+    }
+
     /// A log-format name: literal text and `%[sample]` parts.
     private mutating func formatParts(_ text: String, _ location: SourceLocation, keyword: String) -> [SwitchRule.FormatPart]? {
         var parts: [SwitchRule.FormatPart] = []
@@ -875,10 +894,11 @@ extension Parser {
             }
             serverRules.append(ServerRule(target: rule.target, condition: resolve(rule.condition, keyword: "use-server")))
         }
+        let persistRules = draft.persistRules.map { PersistRule(force: $0.force, condition: resolve($0.condition, keyword: $0.force ? "force-persist" : "ignore-persist")) }
         guard errorCount == errorsBefore else { return nil }
         let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, sessionRules: session, contentRules: content,
                           inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, stickRules: stickRules,
-                          serverRules: serverRules, ownTable: ownTable, requestCaptures: draft.requestCaptures)
+                          serverRules: serverRules, persistRules: persistRules, ownTable: ownTable, requestCaptures: draft.requestCaptures)
         // HAProxy's warnings for rules that read data no one waits for.
         if let first = draft.contentRules.first, draft.inspectDelay == nil, content.contains(where: { uses($0.condition, \.readsContent) }) {
             report(.warning, proxy, first.location, keyword: "tcp-request content",

@@ -73,7 +73,7 @@ extension Parser {
         for keyword in ["option httpclose", "option http-server-close", "option http-keep-alive", "option forceclose",
                         "option http-pretend-keepalive", "timeout http-keep-alive", "max-keep-alive-queue"] { reasons[keyword] = oneRequest }
         for keyword in ["option forwardfor", "option originalto", "http-reuse", "http-send-name-header", "option prefer-last-server",
-                        "option persist", "option checkcache", "retry-on", "option http-drop-request-trailers",
+                        "option checkcache", "retry-on", "option http-drop-request-trailers",
                         "option http-drop-response-trailers", "option h1-case-adjust-bogus-server"] { reasons[keyword] = noServer }
         for keyword in ["errorfile", "errorfiles", "errorloc", "errorloc302", "errorloc303", "http-error"] { reasons[keyword] = ownErrors }
         reasons["option http-buffer-request"] = "Sluice's statistics page always reads a request's whole body before answering"

@@ -16,9 +16,10 @@ enum ProxyHeader {
 
     /// The header for a session's server: the client's addresses, from its own PROXY header
     /// (`accept-proxy`, kept in `context`) or rules (`set-src`…) when there are, else from its socket.
+    /// `uniqueID` is asked for only with `proxy-v2-options unique-id` (building it may cost a line).
     static func forClient(_ client: CInt, context: SessionContext?, version: ProxyProtocolVersion,
-                          options: ProxyV2Options = [], uniqueID: [UInt8]? = nil) throws -> [UInt8] {
-        let extras = Extras(options: options, authority: context?.proxyAuthority, uniqueID: options.contains(.uniqueID) ? uniqueID ?? [] : nil)
+                          options: ProxyV2Options = [], uniqueID: @autoclosure () -> [UInt8]? = nil) throws -> [UInt8] {
+        let extras = Extras(options: options, authority: context?.proxyAuthority, uniqueID: options.contains(.uniqueID) ? uniqueID() ?? [] : nil)
         return bytes(version, source: try context?.source ?? Socket.peerAddress(client),
                      destination: try context?.destination ?? Socket.localAddress(client), extras: extras)
     }

@@ -297,6 +297,8 @@ struct Session {
     /// The server was assigned outright (`use-server`, `persist rdp-cookie`): retries stay with it
     /// (see `BackendState.redispatchTarget`).
     var direct = false
+    /// Its rules' server is taken whatever its state (`option persist`, `force-persist`).
+    var persistent = false
     /// The first inactivity timeout that shut a side while the session went on (`c`/`s`, else
     /// `-`): it is what the session's log reports at its end, as HAProxy's first error.
     var timedOut = TerminationCause.normal

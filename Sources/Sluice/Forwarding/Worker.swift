@@ -441,7 +441,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             return close(i, reset: false, cause: refused.terminationCause)
         }
         let choice = settings.ruleTarget(sessions[i].context, in: backend)
-        sessions[i].direct = choice?.direct ?? false
+        (sessions[i].direct, sessions[i].persistent) = (choice?.direct ?? false, choice?.persistent ?? false)
+        if choice?.forced == true { sessions[i].policy.backend.redispatch = false }  // `force-persist`: never elsewhere (HAProxy)
         sessions[i].context?.content = UnsafeRawBufferPointer(start: nil, count: 0)
         connect(i, to: choice?.server)
     }
@@ -492,7 +493,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         if slotHeld, let target {
             server = target
         } else {
-            switch backend.assign(preferring: target, direct: sessions[i].direct, redispatch: sessions[i].policy.backend.redispatch,
+            switch backend.assign(preferring: target, direct: sessions[i].direct, persistent: sessions[i].persistent, redispatch: sessions[i].policy.backend.redispatch,
                                   avoiding: sessions[i].triedServers, hash: sessions[i].sourceHash, waker: self, token: token(.client, i), now: reactor.now) {
             case .server(let assigned):
                 server = assigned
@@ -577,10 +578,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             // `send-proxy(-v2)`: the header goes first, through the same path as bytes the server
             // could not take at once, so a short write needs no special case.
             do {
-                let uniqueID = configuration.proxyV2Options.contains(.uniqueID)
-                    ? sessions[i].log?.uniqueID(sessions[i], frontend: frontend(of: i), process: process, now: reactor.now) : nil
-                let header = try ProxyHeader.forClient(sessions[i].client, context: sessions[i].context, version: version,
-                                                       options: configuration.proxyV2Options, uniqueID: uniqueID)
+                let header = try ProxyHeader.forClient(sessions[i].client, context: sessions[i].context, version: version, options: configuration.proxyV2Options,
+                                                       uniqueID: sessions[i].log?.uniqueID(sessions[i], frontend: frontend(of: i), process: process, now: reactor.now))
                 sessions[i].toServer.queue(header, capacity: scratch.count)
             } catch {
                 logger.debug("session \(i): \(error); the client left before its PROXY header was sent")
@@ -645,8 +644,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     private func retry(_ i: Int) {
         let previous = sessions[i].serverRef?.takeUnretainedValue()
-        // A server that was drained or put in maintenance meanwhile is never retried.
-        let again = sessions[i].direct ? previous?.takesDirectSessions == true : previous?.isUsable == true
+        // A server that was drained or put in maintenance meanwhile is never retried, unless persistence sent the session there.
+        let again = sessions[i].persistent || (sessions[i].direct ? previous?.takesDirectSessions == true : previous?.isUsable == true)
         if !again { sessions[i].direct = false }
         connect(i, to: again ? previous : nil)
     }

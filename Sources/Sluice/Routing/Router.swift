@@ -322,31 +322,40 @@ final class FrontendRouting: Sendable {
     /// session (`ServerState.takesDirectSessions`), evaluated as final on the data the frontend
     /// inspected. A `%[…]` name that names no server ends the rules (HAProxy's rule), and the
     /// session goes on to `stick match` and the algorithm.
-    func directServer(_ context: SessionContext, in backend: BackendState) -> ServerState? {
+    /// `persistent` (`option persist`, `force-persist`): whatever the server's state.
+    func directServer(_ context: SessionContext, in backend: BackendState, persistent: Bool) -> ServerState? {
         guard !program.serverConditions.isEmpty else { return nil }
         context.final = true
         for (index, rule) in rules.serverRules.enumerated() {
             guard holds(program.serverConditions[index], context) else { continue }
             switch rule.target {
             case .fixed(let name):
-                if let server = backend.server(named: name), server.takesDirectSessions { return server }
+                if let server = backend.server(named: name), persistent || server.takesDirectSessions { return server }
             case .format(let parts):
                 guard let server = backend.server(named: name(parts, context)) else { return nil }
-                if server.takesDirectSessions { return server }
+                if persistent || server.takesDirectSessions { return server }
             }
         }
         return nil
     }
 
+    /// `force-persist`: whether the first persistence rule that matches is one (HAProxy evaluates
+    /// them as soon as the backend is known).
+    func forcesPersistence(_ context: SessionContext) -> Bool {
+        context.final = true
+        for (index, rule) in rules.persistRules.enumerated() where holds(program.persistConditions[index], context) { return rule.force }
+        return false
+    }
+
     /// `stick match`: the server the first applicable rule's entry names, when it is usable.
     /// (HAProxy also sends persistent sessions to a draining server; Sluice's drain takes none.)
-    func stickyServer(_ context: SessionContext, in backend: BackendState) -> ServerState? {
+    func stickyServer(_ context: SessionContext, in backend: BackendState, persistent: Bool) -> ServerState? {
         context.final = true
         for (index, rule) in rules.stickRules.enumerated() where rule.matches {
             guard holds(program.stickConditions[index], context) else { continue }
             guard let table = tables[rule.table ?? rules.ownTable ?? ""], case .value(let s, _) = sample(rule.key, context),
                   let key = StickKey(s, for: table.keyType), let id = table.server(for: key, now: context.now) else { continue }
-            if let server = backend.servers.first(where: { Int64($0.id) == id }), server.isUsable { return server }
+            if let server = backend.servers.first(where: { Int64($0.id) == id }), persistent || server.isUsable { return server }
         }
         return nil
     }
@@ -822,15 +831,20 @@ enum HTTPInspection {
 extension BackendSettings {
     /// The server a backend's own rules give a session, in HAProxy's order: `use-server`, then
     /// `persist rdp-cookie` (both assign it outright: `direct`), then `stick match`. Nil: the
-    /// algorithm chooses.
-    func ruleTarget(_ context: SessionContext?, in backend: BackendState) -> (server: ServerState, direct: Bool)? {
+    /// algorithm chooses. With `option persist` or a matching `force-persist` the server is taken
+    /// whatever its state (`persistent`: assigned outright, DOWN or in maintenance); `forced`: by
+    /// `force-persist`, which also forbids redispatching it (HAProxy's `SF_FORCE_PRST`).
+    func ruleTarget(_ context: SessionContext?, in backend: BackendState) -> (server: ServerState, direct: Bool, persistent: Bool, forced: Bool)? {
         guard let context else { return nil }
         serverRules?.captureStores(context)
-        if let server = serverRules?.directServer(context, in: backend) { return (server, true) }
+        let forced = serverRules?.forcesPersistence(context) ?? false
+        let persistent = persist || forced
+        if let server = serverRules?.directServer(context, in: backend, persistent: persistent) { return (server, true, persistent, forced) }
+        // `persist rdp-cookie` follows `option persist` only, as HAProxy's `tcp_persist_rdp_cookie`.
         if let cookie = rdpPersistence, let token = RDPCookie.routingToken(context.content, name: cookie),
-           let server = backend.servers.first(where: { $0.address.ip == token.ip && $0.address.port == token.port && $0.takesDirectSessions }) {
-            return (server, true)
+           let server = backend.servers.first(where: { $0.address.ip == token.ip && $0.address.port == token.port && (persist || $0.takesDirectSessions) }) {
+            return (server, true, persist, forced)
         }
-        return serverRules?.stickyServer(context, in: backend).map { ($0, false) }
+        return serverRules?.stickyServer(context, in: backend, persistent: persistent).map { ($0, persistent, persistent, forced) }
     }
 }

@@ -179,6 +179,8 @@ final class RuleProgram: @unchecked Sendable {
     let stickConditions: UnsafeMutableBufferPointer<Condition>
     /// The conditions of a backend's `use-server` rules, in their order.
     let serverConditions: UnsafeMutableBufferPointer<Condition>
+    /// The conditions of a backend's `force-persist` / `ignore-persist` rules, in their order.
+    let persistConditions: UnsafeMutableBufferPointer<Condition>
     let fetches: [Fetch]
     let converterLists: [[Converter]]
     let trackKeys: UnsafeMutableBufferPointer<Key>
@@ -291,6 +293,7 @@ final class RuleProgram: @unchecked Sendable {
         (connectionRules, sessionRules, contentRules) = (stages[0], stages[1], stages[2])
         stickConditions = .allocate(copying: rules.stickRules.map { compile($0.condition) })
         serverConditions = .allocate(copying: rules.serverRules.map { compile($0.condition) })
+        persistConditions = .allocate(copying: rules.persistRules.map { compile($0.condition) })
         self.lines = .allocate(copying: lines)
         self.acls = .allocate(copying: acls)
         self.terms = .allocate(copying: terms)
@@ -310,6 +313,7 @@ final class RuleProgram: @unchecked Sendable {
         switches.deallocate()
         stickConditions.deallocate()
         serverConditions.deallocate()
+        persistConditions.deallocate()
         trackKeys.deallocate()
     }
 }

@@ -152,6 +152,12 @@ struct ServerRule: Sendable {
     var condition: Condition?
 }
 
+/// `force-persist` / `ignore-persist {if|unless} <condition>` in a backend.
+struct PersistRule: Sendable {
+    var force: Bool
+    var condition: Condition?
+}
+
 /// A frontend's routing: its ACLs, `tcp-request` rules, inspection delay and `use_backend` rules.
 /// Immutable once parsed; compared by identity (a reload builds a new one).
 public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
@@ -168,6 +174,8 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     let stickRules: [StickRule]
     /// `use-server` rules, for the backend side of the proxy.
     let serverRules: [ServerRule]
+    /// `force-persist` / `ignore-persist` rules, for the backend side of the proxy.
+    let persistRules: [PersistRule]
     /// The table of this proxy (`stick-table` in the frontend itself), for `track-sc` and `src_*`
     /// without a `table` argument.
     let ownTable: String?
@@ -175,7 +183,8 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     let requestCaptures: Int
 
     init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], sessionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
-         switching: [SwitchRule], stickRules: [StickRule] = [], serverRules: [ServerRule] = [], ownTable: String?, requestCaptures: Int = 0) {
+         switching: [SwitchRule], stickRules: [StickRule] = [], serverRules: [ServerRule] = [], persistRules: [PersistRule] = [],
+         ownTable: String?, requestCaptures: Int = 0) {
         self.acls = acls
         self.aclNames = aclNames
         self.connectionRules = connectionRules
@@ -185,6 +194,7 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
         self.switching = switching
         self.stickRules = stickRules
         self.serverRules = serverRules
+        self.persistRules = persistRules
         self.ownTable = ownTable
         self.requestCaptures = requestCaptures
     }
