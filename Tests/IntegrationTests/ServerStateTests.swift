@@ -107,6 +107,51 @@ extension Loopback {
         #expect(ServerStateFile.parse(bad, path: "bad").problems == ["bad:2: the check port '99999' or address 'nowhere' is not valid"])
     }
 
+    /// The state columns of servers in maintenance (by `disabled` or at run time, checked or not),
+    /// drained, and enabled again are HAProxy's: `srv_op_state` 0 and a health of 0 in maintenance,
+    /// `srv_admin_state` with 0x04 for every server the configuration disables (kept after `enable
+    /// server`), checks paused (0x08). So a state file Sluice saves tells a configuration change
+    /// as HAProxy's does: removing `disabled` and restarting brings the server back.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs HAProxy"))
+    func maintenanceAndDisabledServersAreSavedAsHAProxySavesThem() throws {
+        let server = try TestServer(.identify("x"))
+        defer { server.stop() }
+        let parameters = ["", " check inter 1h", " disabled", " check inter 1h disabled", "", " check inter 1h", " check inter 1h", " disabled"]
+        let commands = ["disable server be/s5", "disable server be/s6", "set server be/s7 state drain", "enable server be/s4", "enable server be/s8"]
+        func text(_ port: Int, socket: String) -> String {
+            "global\n  stats socket \(socket) level admin\n\(tcpDefaults())listen be\n  bind 127.0.0.1:\(port)\n"
+                + parameters.enumerated().map { "  server s\($0.offset + 1) 127.0.0.1:\(server.port)\($0.element)\n" }.joined()
+        }
+        func columns(_ state: String) -> [String] {
+            state.split(separator: "\n").dropFirst(2).map { row in
+                let f = row.split(separator: " ")
+                return "\(f[3]) op \(f[5]) admin \(f[6]) health \(f[12]) check \(f[13])"
+            }
+        }
+        var states: [[String]] = []
+        for haproxy in [true, false] {
+            let socket = Self.temporaryPath("state.sock")
+            defer { unlink(socket) }
+            let port = haproxy ? try Net.closedPort() : 0
+            let runner: AnyObject = haproxy ? try HAProxyProcess(config: text(port, socket: socket), port: port) : try RunningProxy(text(port, socket: socket))
+            defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
+            for command in commands { _ = try StatsClient.ask(socket, command) }
+            states.append(columns(try StatsClient.ask(socket, "show servers state")))
+        }
+        #expect(states[1] == states[0])
+        #expect(states[1].prefix(3) == ["s1 op 2 admin 0 health 2 check 0", "s2 op 2 admin 0 health 4 check 6", "s3 op 0 admin 5 health 0 check 8"])
+
+        // A `disabled` server saved by Sluice, then the line without `disabled`: it is back.
+        let stateFile = Self.temporaryPath("state")
+        defer { unlink(stateFile) }
+        let first = try RunningProxy(Self.config(stateFile: stateFile, port: 0, servers: [server.port], check: " disabled"))
+        try first.balancer.runtimeReply("show servers state").write(toFile: stateFile, atomically: true, encoding: .utf8)
+        first.stop()
+        let second = try RunningProxy(Self.config(stateFile: stateFile, port: 0, servers: [server.port]))
+        defer { second.stop() }
+        #expect(try #require(second.balancer.backend(named: "be")).servers.map(\.admin) == [.ready])
+    }
+
     /// Sluice's own `show servers state` round-trips, a checked server that was DOWN starts DOWN
     /// (no session reaches it before a check says otherwise), and what does not fit is named and
     /// skipped.

@@ -214,9 +214,13 @@ struct RuntimeAPI: Sendable {
         for backend in backends where only == nil || backend.name == only {
             for server in backend.servers {
                 let awaiting = server.awaitingAddress.load(ordering: .relaxed)
-                // HAProxy's bits: 0x01 forced maintenance, 0x08 drain, 0x20 maintenance for want of an address.
-                let admin: Int = switch server.admin { case .ready: 0; case .maintenance: awaiting ? 0x20 : 1; case .drain: 8 }
                 let configuration = server.configuration
+                // HAProxy's bits: 0x01 forced maintenance, 0x08 drain, 0x20 maintenance for want of an
+                // address, and 0x04 for a server the configuration says `disabled` (kept all its
+                // life, as HAProxy keeps SRV_ADMF_CMAINT: the state file tells a configuration change).
+                let maintenance = server.admin == .maintenance
+                let forced: Int = switch server.admin { case .ready: 0; case .maintenance: awaiting ? 0x20 : 1; case .drain: 8 }
+                let admin = (configuration.isDisabled ? 4 : 0) | forced
                 // HAProxy: a name resolved at run time is the FQDN; an SRV name is the record, and
                 // the FQDN the host the record named.
                 let name = configuration.resolvers != nil ? configuration.endpoint.host : nil
@@ -232,15 +236,24 @@ struct RuntimeAPI: Sendable {
                 // CHK_RES_*: failed 2, passed 3, conditionally passed 4.
                 let result = check.status == .initial ? 0 : check.status == .layer7OKConditional ? 4 : check.status.passed ? 3 : 2
                 let plan = server.checkPlan
-                let checkState = plan == nil ? 0 : server.checksEnabled.load(ordering: .relaxed) ? 6 : 2
+                // CHK_ST_*: configured 0x02, enabled 0x04, and paused 0x08: HAProxy pauses a checked
+                // server's checks while it is in maintenance, and marks a `disabled` server without
+                // checks paused for good (`enable server` leaves the mark).
+                let paused = plan != nil ? maintenance : configuration.isDisabled
+                let checkState = (plan == nil ? 0 : server.checksEnabled.load(ordering: .relaxed) ? 6 : 2) | (paused ? 8 : 0)
+                // In maintenance HAProxy's server is STOPPED with a health of 0; one without checks
+                // shows the default `rise` (2) it starts with, or 0 once maintenance zeroed it (for
+                // a `disabled` one, for good; one disabled and enabled at run time reads 2 here).
+                let operational = maintenance ? 0 : Int(server.operational.rawValue)
+                let health = maintenance ? 0 : plan == nil ? (configuration.isDisabled ? 0 : ServerCheck().rise) : server.health.load(ordering: .relaxed)
                 // HAProxy's CHK_ST_* bits of the agent: configured 0x02, enabled 0x04, agent 0x10.
                 let agent = server.agentPlan
                 let agentState = agent == nil ? 0 : server.agentEnabled.load(ordering: .relaxed) ? 0x16 : 0x12
                 lines.append([
                     "\(backend.id)", backend.name, "\(server.id)", server.name, awaiting ? "-" : server.address.ip,
-                    "\(server.operational.rawValue)", "\(admin)", "\(server.weight)", "\(server.configuredWeight)",
+                    "\(operational)", "\(admin)", "\(server.weight)", "\(server.configuredWeight)",
                     "\((now - server.lastChange.load(ordering: .relaxed)) / 1000)", "\(checkStatus)", "\(result)",
-                    "\(server.health.load(ordering: .relaxed))", "\(checkState)", "\(agentState)", "0", "0", fqdn, "\(server.address.port)",
+                    "\(health)", "\(checkState)", "\(agentState)", "0", "0", fqdn, "\(server.address.port)",
                     srvRecord ?? "-", "0", "\(plan?.port ?? 0)", plan?.fixedAddress?.ip ?? "-", agent?.fixedAddress?.ip ?? "-", "\(agent?.port ?? 0)",
                 ].joined(separator: " "))
             }
