@@ -72,6 +72,8 @@ public final class LoadBalancer: Sendable {
         let events: EventHub
         /// Carries `log` lines to their targets.
         let logs: LogSink
+        /// Sends `email-alert` mails.
+        let mailer: EmailAlerter
     }
 
     /// Builds the balancer's state; resolves server addresses (which may block on DNS).
@@ -84,7 +86,7 @@ public final class LoadBalancer: Sendable {
         self.process = ProcessState(configuration.global)
         let logs = LogSink()
         self.logs = logs
-        var run = RunState(configuration: configuration, events: hub, logs: logs)
+        var run = RunState(configuration: configuration, events: hub, logs: logs, mailer: EmailAlerter(logger: logger))
         let plan = try Self.resolve(configuration)
         Self.apply(plan, to: &run)
         // Saved server states (`load-server-state-from-file`) apply before any traffic. Reloads keep
@@ -100,6 +102,8 @@ public final class LoadBalancer: Sendable {
     private let hub: EventHub
     /// The `log` lines' writer; its `dropped` counter is `show info` DroppedLogs.
     let logs: LogSink
+    /// Email alerts whose SMTP exchange failed (each is logged with its reason).
+    var emailAlertsFailed: Int { state.withLock { $0.mailer }.failed.load(ordering: .relaxed) }
 
     /// State changes as they happen: server health (with the check's verdict), admin state, weight
     /// and address, servers added and removed, reloads applied or refused. Each call is a new
@@ -264,6 +268,7 @@ public final class LoadBalancer: Sendable {
         for backend in configuration.backends {
             let route = run.logs.route(backend.logTargets, tag: backend.logTag ?? globalTag)
             run.backends[backend.name]?.log.withLock { $0 = route.map { ($0, run.logs.shared) } }
+            run.backends[backend.name]?.email.withLock { $0 = backend.emailAlert.map { ($0, run.mailer) } }
         }
         // `track`: each followed server learns its followers, which start in its state.
         for backend in run.backends.values { for server in backend.servers { server.trackers.withLock { $0.removeAll() } } }
@@ -788,6 +793,7 @@ public final class LoadBalancer: Sendable {
             }?.stop()
             hub.finish()
             logs.stop()  // after the reactors: their last lines are written
+            state.withLock { $0.mailer }.stop()
         }
     }
 

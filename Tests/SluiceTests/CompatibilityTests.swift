@@ -112,16 +112,41 @@ struct CompatibilityTests {
         let text = """
             userlist admins
               user admin insecure-password secret
-            mailers alerts
-              mailer smtp1 10.0.0.2:25
-              timeout mail 10s
+            ring logs
+              size 32764
+              server syslog 10.0.0.2:514
 
             """ + ParserTests.valid
         #expect(CompatibilityTests.errors(text) == [
-            "t.cfg:3: error: [mailers 'alerts'] 'mailers': section rejected: email alerts are not supported; its lines are skipped",
+            "t.cfg:3: error: [ring 'logs'] 'ring': section rejected: log rings are not supported yet; its lines are skipped",
         ])
         let parsed = try? Configuration.parse("userlist admins\n  user admin insecure-password x\n" + ParserTests.valid, file: "t.cfg")
         #expect(parsed?.warnings.first?.description == "t.cfg:1: warning: [userlist 'admins'] 'userlist': section accepted and not used: user lists serve HTTP authentication, which needs mode http")
+    }
+
+    /// `mailers` and `email-alert` read as HAProxy reads them: every mailer, `timeout mail`, the
+    /// proxy's settings inherited from defaults; a partial setting is ignored with HAProxy's
+    /// warning, a missing section and bad values are errors on their lines.
+    @Test func mailersAndEmailAlertsAreReadAsHAProxyReadsThem() throws {
+        let mailers = "mailers ops\n  mailer a 10.0.0.2:25\n  mailer b mail.example.com:587\n  timeout mail 20s\n"
+        let text = mailers + "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n  email-alert mailers ops\n  email-alert from lb@x\n"
+            + "backend b\n  email-alert to ops@x\n  email-alert level notice\n  server s 10.0.0.9:80\n"
+            + "backend c\n  server s 10.0.0.9:80\n"
+        let parsed = try Configuration.parse(text, file: "t.cfg")
+        let alert = try #require(parsed.configuration.backend(named: "b")?.emailAlert)
+        #expect(alert.mailers.mailers.map(\.name) == ["a", "b"])
+        #expect(alert.mailers.mailers[1].endpoint == Endpoint(host: "mail.example.com", port: 587))
+        #expect(alert.mailers.timeout == .seconds(20))
+        #expect(alert.from == "lb@x" && alert.to == "ops@x" && alert.level == 5 && !alert.myHostname.isEmpty)
+        #expect(parsed.configuration.backend(named: "c")?.emailAlert == nil)
+        #expect(parsed.warnings.map(\.description).contains { $0.hasPrefix("t.cfg:10: warning: [backend 'c'] 'email-alert': 'email-alert' will be ignored for backend 'c' (the presence any of") })
+        let bad = mailers + "mailer x\n  timeout mail\n" + ParserTests.valid.replacingOccurrences(of: "backend ", with: "backend b2\n  email-alert level loud\n  email-alert subject x\n  email-alert mailers none\n  email-alert from a\n  email-alert to b\nbackend ")
+        let errors = CompatibilityTests.errors(bad)
+        #expect(errors.contains("t.cfg:5: error: [mailers 'ops'] 'mailer': 'mailer' expects <name> and <addr>[:<port>] as arguments"))
+        #expect(errors.contains("t.cfg:6: error: [mailers 'ops'] 'timeout': 'timeout mail' expects <time> as argument"))
+        #expect(errors.contains { $0.contains("'email-alert': unknown log level 'loud' after 'level'") })
+        #expect(errors.contains { $0.contains("'email-alert': unknown argument 'subject'") })
+        #expect(errors.contains { $0.contains("Proxy 'b2': unable to find mailers 'none'") })
     }
 
     /// A `peers` section whose only peer is the local one (HAProxy's way to keep stick tables

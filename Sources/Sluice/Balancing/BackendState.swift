@@ -94,9 +94,18 @@ public final class BackendState: Sendable {
     /// where server state changes are logged, besides the balancer's logger. Nil: no `log`.
     let log = Mutex<(LogRoute, LogRing)?>(nil)
 
+    /// The backend's `email-alert` settings and the balancer's sender. Nil: no email alerts.
+    let email = Mutex<(EmailAlert, EmailAlerter)?>(nil)
+
     /// Sends `text` to the backend's `log` targets at syslog `level` (1 alert: a server is DOWN;
-    /// 0 emerg: no server left; 5 notice: UP and other changes — HAProxy's levels).
-    func announce(level: Int, _ text: String) {
+    /// 0 emerg: no server left; 5 notice: UP and other changes — HAProxy's levels) and, when
+    /// `mailLevel` is given and within `email-alert level`, mails it (without its final period,
+    /// as HAProxy's `send_email_alert`). HAProxy mails only server DOWN/UP/drain lines and
+    /// `option log-health-checks` lines (at info).
+    func announce(level: Int, _ text: String, mailLevel: Int? = nil) {
+        if let mailLevel, let (alert, sender) = email.withLock({ $0 }), mailLevel <= alert.level {
+            sender.send(alert, message: text.hasSuffix(".") ? String(text.dropLast()) : text)
+        }
         guard let (route, ring) = log.withLock({ $0 }) else { return }
         ring.log(route, level: level, text)
     }

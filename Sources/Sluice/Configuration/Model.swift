@@ -467,6 +467,8 @@ public struct Backend: Hashable, Sendable {
     /// which retries go elsewhere: every `n`th retry when positive, the `-n`th from the end when
     /// negative (-1, the default: the last retry), none of them for 0.
     public var redispatchInterval: Int = -1
+    /// `email-alert …` with a `mailers` section: server state changes mailed. Nil: none.
+    public var emailAlert: EmailAlert?
     /// `option persist`: `use-server`, `stick match` and `persist rdp-cookie` may send a session
     /// to a server that is DOWN or in maintenance (HAProxy's rule, which holds in tcp mode too;
     /// `option redispatch` still lets its retries go elsewhere).
@@ -697,6 +699,48 @@ public enum InitAddressMethod: Hashable, Sendable {
 }
 
 /// A `resolvers` section.
+/// A `mailers` section: the SMTP servers email alerts go to (HAProxy's section 3.6).
+public struct Mailers: Hashable, Sendable {
+    public var name: String
+    /// `mailer <name> <address>:<port>`, in the order written. Each receives every alert.
+    public var mailers: [Mailer] = []
+    /// `timeout mail`: how long one alert's whole SMTP exchange may take. HAProxy's default, 10 s.
+    public var timeout: Duration = .seconds(10)
+
+    public struct Mailer: Hashable, Sendable {
+        public var name: String
+        public var endpoint: Endpoint
+        public init(name: String, endpoint: Endpoint) {
+            self.name = name
+            self.endpoint = endpoint
+        }
+    }
+
+    public init(name: String) { self.name = name }
+}
+
+/// `email-alert mailers|from|to|level|myhostname`: a backend's server state changes mailed, as
+/// HAProxy mails them (the same SMTP exchange and message).
+public struct EmailAlert: Hashable, Sendable {
+    public var mailers: Mailers
+    public var from: String
+    public var to: String
+    /// The highest syslog level mailed (`email-alert level`): 1 (alert, HAProxy's default) mails a
+    /// server going DOWN; 5 (notice) also UP and drain; 6 (info) also each health-check line of
+    /// `option log-health-checks`.
+    public var level: Int = 1
+    /// `email-alert myhostname`: the name given in `HELO`; the host's name by default.
+    public var myHostname: String
+
+    public init(mailers: Mailers, from: String, to: String, level: Int = 1, myHostname: String) {
+        self.mailers = mailers
+        self.from = from
+        self.to = to
+        self.level = level
+        self.myHostname = myHostname
+    }
+}
+
 public struct Resolvers: Hashable, Sendable {
     /// One `nameserver <name> <address>:<port>` line.
     public struct Nameserver: Hashable, Sendable {

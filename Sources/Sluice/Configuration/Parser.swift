@@ -30,7 +30,7 @@ extension Configuration {
 
 /// Sections of HAProxy's that Sluice does not read.
 enum ForeignSection: String {
-    case userlist, program, mailers, ring, cache
+    case userlist, program, ring, cache
     case httpErrors = "http-errors", logForward = "log-forward", fcgiApp = "fcgi-app", crtStore = "crt-store"
 
     /// Why the section changes nothing for a tcp-mode proxy; nil when it would, and is refused.
@@ -48,7 +48,6 @@ enum ForeignSection: String {
     var refusal: String {
         switch self {
         case .program: "Sluice runs no external programs; start them with your service manager"
-        case .mailers: "email alerts are not supported"
         case .ring: "log rings are not supported yet"
         case .logForward: "syslog forwarding is not supported"
         default: "not supported"
@@ -82,6 +81,8 @@ struct ProxyDraft {
     var maxConnections: Int?
     /// `rate-limit sessions`.
     var sessionRateLimit: Int?
+    /// `email-alert …` lines.
+    var emailAlert = EmailAlertDraft()
     /// `unique-id-format`, as written, and where.
     var uniqueIDFormat: (text: String, location: SourceLocation)?
     var backlog: Int?
@@ -258,6 +259,9 @@ struct Parser {
     /// `peers` sections; `inPeers` while lines belong to the last one.
     var peersSections: [PeersDraft] = []
     private var inPeers = false
+    /// `mailers` sections; `inMailers` while lines belong to the last one.
+    var mailersSections: [MailersDraft] = []
+    private var inMailers = false
     /// `localpeer` in global: the local peer's name (else the host name, as HAProxy).
     var localPeer: String?
     /// Each stick table's `peers <name>`, where it was written and in which section.
@@ -287,6 +291,8 @@ struct Parser {
                 openResolvers(words, location)
             } else if first == "peers" {
                 openPeers(words, location)
+            } else if first == "mailers" {
+                openMailers(words, location)
             } else if let foreign = ForeignSection(rawValue: first) {
                 openForeignSection(foreign, words, location)
             } else if let kind = SectionKind(rawValue: first) {
@@ -302,6 +308,7 @@ struct Parser {
         skippingSection = false
         inResolvers = false
         inPeers = false
+        inMailers = false
         currentSectionLabel = kind == .global ? "global" : words.count > 1 ? "\(kind.rawValue) '\(words[1])'" : kind.rawValue
         switch kind {
         case .global:
@@ -369,6 +376,7 @@ struct Parser {
         skippingSection = true
         inResolvers = false
         inPeers = false
+        inMailers = false
         currentSectionLabel = words.count > 1 ? "\(kind.rawValue) '\(words[1])'" : kind.rawValue
         if let why = kind.unusedBecause {
             warning(location, keyword: kind.rawValue, "section accepted and not used: \(why)")
@@ -381,6 +389,7 @@ struct Parser {
     private mutating func openPeers(_ words: [String], _ location: SourceLocation) {
         section = nil
         inResolvers = false
+        inMailers = false
         currentSectionLabel = words.count > 1 ? "peers '\(words[1])'" : "peers"
         guard words.count == 2 else {
             error(location, keyword: "peers", words.count < 2 ? "needs a name: 'peers <name>'" : "unexpected '\(words[2])' after the section name")
@@ -405,6 +414,7 @@ struct Parser {
     private mutating func openResolvers(_ words: [String], _ location: SourceLocation) {
         section = nil
         inPeers = false
+        inMailers = false
         currentSectionLabel = words.count > 1 ? "resolvers '\(words[1])'" : "resolvers"
         guard words.count == 2 else {
             error(location, keyword: "resolvers", words.count < 2 ? "needs a name: 'resolvers <name>'" : "unexpected '\(words[2])' after the section name")
@@ -420,8 +430,36 @@ struct Parser {
         resolverSections.append((Resolvers(name: words[1]), location))
     }
 
+    /// `mailers <name>`: its lines go to `mailersKeyword` until the next section.
+    private mutating func openMailers(_ words: [String], _ location: SourceLocation) {
+        section = nil
+        inPeers = false
+        inResolvers = false
+        currentSectionLabel = words.count > 1 ? "mailers '\(words[1])'" : "mailers"
+        guard words.count >= 2 else {
+            error(location, keyword: "mailers", "missing name for mailers section")
+            skippingSection = true
+            inMailers = false
+            return
+        }
+        if let bad = Self.invalidNameCharacter(words[1]) {
+            error(location, keyword: "mailers", "character '\(bad)' is not permitted in 'mailers' name '\(words[1])'")
+        }
+        if let first = mailersSections.first(where: { $0.mailers.name == words[1] }) {
+            error(location, keyword: "mailers", "mailers section '\(words[1])' has the same name as another mailers section declared at \(first.location)")
+        }
+        skippingSection = false
+        inMailers = true
+        mailersSections.append(MailersDraft(mailers: Mailers(name: words[1]), location: location))
+    }
+
     private mutating func keywordLine(_ words: [String], _ location: SourceLocation) {
         if skippingSection { return }
+        if inMailers, var draft = mailersSections.popLast() {
+            mailersKeyword(&draft, words, location)
+            mailersSections.append(draft)
+            return
+        }
         if inPeers, var draft = peersSections.popLast() {
             peersKeyword(&draft, words, location)
             peersSections.append(draft)
@@ -700,6 +738,7 @@ struct Parser {
             if case .local = proxy.serverStateSource { backend.serverStateSource = .local(proxy.serverStateFileName) } else { backend.serverStateSource = proxy.serverStateSource }
             backend.redispatch = proxy.redispatch
             backend.persist = proxy.persist
+            backend.emailAlert = emailAlert(of: proxy, mailers: mailersSections, hostName: GlobalKeywords.systemHostName)
             backend.redispatchInterval = proxy.redispatchInterval
             backend.allBackups = proxy.allBackups
             backend.connectTimeout = proxy.connectTimeout
@@ -762,6 +801,9 @@ struct Parser {
             configuration.stickTables[t].stored[.serverID] = 0
         }
         for (p, proxy) in proxies.enumerated() where (proxy.kind == .frontend || proxy.kind == .listen) && !(proxy.mode == "http" && Self.isStatsOnly(proxy)) {
+            // A frontend's alerts would mail nothing (no server of its own), as in HAProxy; their
+            // settings are checked all the same.
+            if proxy.kind == .frontend { _ = emailAlert(of: proxy, mailers: mailersSections, hostName: "") }
             if proxy.binds.isEmpty && !proxy.bindRefused {
                 diagnostics.append(diag(proxy, proxy.location, keyword: proxy.kind.rawValue,
                     "has no 'bind' line, so it would never receive a connection"))

@@ -21,6 +21,7 @@ enum ProxyKeywords {
         "source": SectionKind.backSide,
         "use-server": [.backend, .listen],
         "force-persist": [.backend, .listen],
+        "email-alert": SectionKind.proxies,
         "ignore-persist": [.backend, .listen],
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
@@ -91,7 +92,6 @@ enum ProxyKeywords {
         "tcp-response": "tcp-response rules are not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
         "external-check": "external checks (a program per check) are not supported",
-        "email-alert": "email alerts are not supported",
         "filter": "filters are not supported",
         "error-log-format": "a format for connection errors before a session exists is not supported; they are logged with the session's 'log-format'",
         "log-format-sd": "structured data (RFC 5424 SD) log formats are not supported; use 'log-format'",
@@ -209,6 +209,7 @@ extension Parser {
             proxy.rdpPersistence = name
         case "use-server": useServerKeyword(&proxy, words, location)
         case "force-persist", "ignore-persist": persistRuleKeyword(&proxy, words, location)
+        case "email-alert": emailAlertKeyword(&proxy, words, location)
         case "default_backend":
             guard expect(words, count: 2, location, usage: "default_backend <backend>") else { return }
             proxy.defaultBackend = (words[1], location)

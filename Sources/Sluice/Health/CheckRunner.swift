@@ -601,7 +601,7 @@ final class CheckRunner {
         let state = counter.isUp ? (server.weight > 0 ? "UP" : "DRAIN") : "DOWN"
         let line = "\(targets[t].role == .agent ? "Agent" : "Health") check for \(server.isBackup ? "backup " : "")server \(targets[t].backend.name)/\(server.name) \(result.status == .layer7OKConditional ? "conditionally " : "")\(result.status.passed ? "succeeded" : "failed"), \(result), status: \(counter.progress) \(state)."
         logger.warning("\(line)")
-        targets[t].backend.announce(level: 5, line)
+        targets[t].backend.announce(level: 5, line, mailLevel: 6)
     }
 
     private func publish(_ t: Int, transition: HealthCounter.Transition?, _ result: CheckResult) {
@@ -692,7 +692,7 @@ final class CheckRunner {
             let verb = after == .stopping ? "is stopping" : "is UP"
             let line = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) \(verb)\(reason). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue."
             logger.notice("\(line)")
-            backend.announce(level: 5, line)
+            backend.announce(level: 5, line, mailLevel: after == .stopping ? nil : 5)  // HAProxy mails UP, not "is stopping"
         }
         guard let transition else { return }
         server.lastChange.store(reactor.now, ordering: .relaxed)
@@ -703,7 +703,7 @@ final class CheckRunner {
             server.downSince.store(reactor.now, ordering: .relaxed)
             let down = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) is DOWN\(reason). \(primaries) active and \(backups) backup servers left. \(sessions) sessions active, 0 requeued, 0 remaining in queue."
             logger.warning("\(down)")
-            backend.announce(level: 1, down)
+            backend.announce(level: 1, down, mailLevel: before == .stopping ? 5 : 1)  // a paused server's fall is a notice (HAProxy)
             if primaries + backups == 0 {
                 logger.error("backend '\(backend.name)' has no server available!")
                 backend.announce(level: 0, "backend \(backend.name) has no server available!")  // HAProxy's log line has no quotes (its alert does)
@@ -716,7 +716,7 @@ final class CheckRunner {
             if since > 0 { server.downtimeMs.wrappingAdd(reactor.now - since, ordering: .relaxed) }
             let up = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) is UP\(reason). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue."
             logger.notice("\(up)")
-            backend.announce(level: 5, up)
+            backend.announce(level: 5, up, mailLevel: 5)
             if server.configuration.shutdownBackupSessionsWhenUp && !server.isBackup {
                 for backup in backend.servers where backup.isBackup {
                     broadcast(.shutdownSessions(backup))
