@@ -87,6 +87,80 @@ extension Loopback {
         #expect(qmax == 18)
     }
 
+    /// `set-priority-class` and `set-priority-offset`: with the server's one slot held, four
+    /// clients queue in turn; released, they are served lowest class first, then within a class
+    /// by arrival plus offset — the order HAProxy 2.6 serves them in on the same file, and
+    /// `prio_class`/`prio_offset` read what the rules set.
+    @Test func priorityClassesAndOffsetsOrderTheQueueLikeHAProxy() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let listener = try CaptureServer()
+        // The server takes one connection at a time: the first client's name, echoed; then the next.
+        final class Served: @unchecked Sendable {
+            let order = Mutex<[String]>([])
+            let stop = Atomic<Bool>(false)
+        }
+        let served = Served()
+        let serving = Thread {
+            while !served.stop.load(ordering: .relaxed) {
+                guard let fd = try? listener.accept(timeoutMs: 100) else { continue }
+                if let name = try? Net.read(fd, count: 1, timeoutMs: 5_000), !name.isEmpty {
+                    var rest = name
+                    while !rest.contains(0x0A), let more = try? Net.read(fd, count: 1, timeoutMs: 5_000), !more.isEmpty { rest += more }
+                    served.order.withLock { $0.append(String(decoding: rest.dropLast(), as: UTF8.self)) }
+                    try? Net.sendAll(fd, rest)
+                }
+                close(fd)
+            }
+        }
+        serving.start()
+        defer { served.stop.store(true, ordering: .relaxed); while !serving.isFinished { usleep(1000) } }
+        func config(_ port: Int, _ socket: String) -> String {
+            StatsClient.preamble(socket: socket) + """
+            listen fe
+              bind 127.0.0.1:\(port)
+              timeout queue 30s
+              tcp-request content set-priority-class int(1) if { src 127.0.0.2 }
+              tcp-request content set-priority-class int(-1) if { src 127.0.0.3 }
+              tcp-request content set-priority-offset int(-10000) if { src 127.0.0.4 }
+              tcp-request content reject if { src 127.0.0.3 } !{ prio_class -- -1 }
+              tcp-request content reject if { src 127.0.0.4 } !{ prio_offset -- -10000 }
+              server s 127.0.0.1:\(listener.port) maxconn 1
+
+            """
+        }
+        func run(haproxy: Bool) throws -> [String] {
+            served.order.withLock { $0.removeAll() }
+            let socket = TestFiles.folder.appendingPathComponent("prio-\(UUID().uuidString.prefix(8)).sock").path
+            defer { unlink(socket) }
+            let port = haproxy ? try Net.closedPort() : 0
+            let runner: AnyObject = haproxy ? try HAProxyProcess(config: config(port, socket), port: port) : try RunningProxy(config(port, socket))
+            defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
+            let listen = (runner as? HAProxyProcess)?.port ?? (runner as! RunningProxy).port
+            // The holder takes the slot and keeps it: the server answers it, the client does not close.
+            let holder = try Self.connect(listen, from: "127.0.0.1")
+            try Net.sendAll(holder, "holder\n")
+            _ = try Net.read(holder, count: 7)
+            var clients: [CInt] = []
+            defer { for fd in clients { close(fd) } }
+            for (k, (name, source)) in [("class1", "127.0.0.2"), ("plain", "127.0.0.1"), ("earlier", "127.0.0.4"), ("class-1", "127.0.0.3")].enumerated() {
+                let fd = try Self.connect(listen, from: source)
+                clients.append(fd)
+                try Net.sendAll(fd, name + "\n")
+                shutdown(fd, Int32(SHUT_WR))  // its session ends with the server's answer
+                try eventually("\(k + 1) client(s) queued") {
+                    Int(try StatsClient.showStat(socket).first { $0["svname"] == "BACKEND" }?["qcur"] ?? "") == k + 1
+                }
+            }
+            close(holder)
+            for fd in clients { _ = try Net.readToEnd(fd) }
+            return served.order.withLock { $0 }
+        }
+        let theirs = try run(haproxy: true)
+        let ours = try run(haproxy: false)
+        #expect(ours == theirs)
+        #expect(ours == ["holder", "class-1", "earlier", "plain", "class1"])
+    }
+
     /// `minconn` with `fullconn`: the server's limit follows the backend's sessions (queued ones
     /// included): at least `minconn`, `maxconn` × sessions / `fullconn` on the way, `maxconn` from
     /// `fullconn` on (here max(1, sessions / 2) up to 3). Six clients arrive, then three leave, on

@@ -7,7 +7,7 @@ import Glibc
 
 /// A listening socket that hands each accepted connection to the test, to see exactly what a
 /// server receives.
-final class CaptureServer {
+final class CaptureServer: @unchecked Sendable {
     let fd: CInt
     let port: Int
 

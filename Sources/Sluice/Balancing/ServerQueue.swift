@@ -7,23 +7,62 @@ protocol SessionWaker: AnyObject, Sendable {
     func dequeued(_ token: UInt64, to server: ServerState, of backend: BackendState)
 }
 
+/// A session's place in a queue (`set-priority-class`, `set-priority-offset`), as HAProxy 2.6
+/// orders its queues: lower classes first, then within a class the earliest arrival plus offset.
+struct QueuePriority: Sendable, Equatable {
+    /// -2047...2047 (HAProxy's `queue_limit_class`).
+    private(set) var classValue: Int32 = 0
+    /// -524287...524287 ms (`queue_limit_offset`): negative serves the session as if it had come
+    /// that much earlier.
+    private(set) var offsetMs: Int32 = 0
+
+    mutating func setClass(_ value: Int64) { classValue = Int32(min(max(value, -0x7FF), 0x7FF)) }
+    mutating func setOffset(_ value: Int64) { offsetMs = Int32(min(max(value, -0x7FFFF), 0x7FFFF)) }
+}
+
 /// A session waiting for a server slot.
 struct QueuedSession: Sendable {
     let waker: any SessionWaker
     let token: UInt64
     /// Monotonic milliseconds when it started waiting.
     let since: Int64
+    /// Its priority class, and its arrival plus its offset: what orders the queue.
+    let priorityClass: Int32
+    let key: Int64
+
+    init(waker: any SessionWaker, token: UInt64, since: Int64, priority: QueuePriority) {
+        self.waker = waker
+        self.token = token
+        self.since = since
+        priorityClass = priority.classValue
+        key = since + Int64(priority.offsetMs)
+    }
+
+    /// Served before `other`: a lower class, or the same class and an earlier key; FIFO on a tie.
+    func precedes(_ other: QueuedSession) -> Bool {
+        priorityClass != other.priorityClass ? priorityClass < other.priorityClass : key < other.key
+    }
 }
 
 /// A backend's waiting sessions, as HAProxy keeps them: the backend's own queue (sessions that any
 /// server may take) and one per server (sessions bound to that server, here by `balance source`).
-/// FIFO each; a freed slot goes to the oldest session that may use it.
+/// Each is ordered by priority (FIFO without `set-priority-*`); a freed slot goes to the first
+/// session that may use it.
 struct Queues {
     var backend: [QueuedSession] = []
     /// Keyed by `ServerState.ordinal`.
     var servers: [Int: [QueuedSession]] = [:]
 
     func count(of server: ServerState) -> Int { servers[server.ordinal]?.count ?? 0 }
+
+    /// Where `entry` goes in `list`: after every session it does not precede. Returns how many are
+    /// ahead of it (its `%sq`/`%bq`).
+    static func insert(_ entry: QueuedSession, into list: inout [QueuedSession]) -> Int {
+        var at = list.count
+        while at > 0 && entry.precedes(list[at - 1]) { at -= 1 }
+        list.insert(entry, at: at)
+        return at
+    }
 }
 
 extension BackendState {
@@ -45,7 +84,7 @@ extension BackendState {
     /// goes to the algorithm with `redispatch`, else it is refused, as HAProxy). `persistent`: a
     /// direct `preferred` is taken whatever its state (`option persist`, `force-persist`).
     func assign(preferring preferred: ServerState?, direct: Bool = false, persistent: Bool = false, redispatch: Bool = false, avoiding: UInt64, hash: UInt32,
-                waker: any SessionWaker, token: UInt64, now: Int64) -> Assignment {
+                waker: any SessionWaker, token: UInt64, priority: QueuePriority = QueuePriority(), now: Int64) -> Assignment {
         // The limits as they are with this session counted in the backend's load (HAProxy's
         // `beconn` counts it from its assignment), computed once: the picks and the dispatch after
         // queueing use the same. When that load raises a `minconn` limit, the dispatch gives the
@@ -56,10 +95,10 @@ extension BackendState {
             let ahead: Int? = queues.withLock { q in
                 let count = q.count(of: preferred)
                 guard count < preferred.maxQueueStorage.load(ordering: .relaxed) else { return nil }
-                q.servers[preferred.ordinal, default: []].append(QueuedSession(waker: waker, token: token, since: now))
+                let ahead = Queues.insert(QueuedSession(waker: waker, token: token, since: now, priority: priority), into: &q.servers[preferred.ordinal, default: []])
                 preferred.queueMax.store(max(preferred.queueMax.load(ordering: .relaxed), count + 1), ordering: .relaxed)
                 queuedCount.wrappingAdd(1, ordering: .relaxed)
-                return count
+                return ahead
             }
             if let ahead {
                 dispatch(budget: budget)  // a slot may have been freed meanwhile
@@ -74,18 +113,16 @@ extension BackendState {
         let behindOthers = !budget.isFixed && queues.withLock { !$0.backend.isEmpty } && current.value.algorithm.queuesBehindWaiting
         let chosen = behindOthers ? nil : pick(avoiding: avoiding, hash: hash, budget: budget) ?? (avoiding != 0 ? pick(hash: hash, budget: budget) : nil)
         if let chosen, chosen.claimSlot(budget) { return .server(chosen) }
-        let entry = QueuedSession(waker: waker, token: token, since: now)
+        let entry = QueuedSession(waker: waker, token: token, since: now, priority: priority)
         let queued: (ahead: Int, inServerQueue: Bool)? = queues.withLock { q in
             let position: (Int, Bool)
             if let chosen, chosen.isUsable, q.count(of: chosen) < chosen.maxQueueStorage.load(ordering: .relaxed) {
                 // Bound to its server (source hashing): wait for that server, up to its maxqueue.
-                position = (q.count(of: chosen), true)
-                q.servers[chosen.ordinal, default: []].append(entry)
+                position = (Queues.insert(entry, into: &q.servers[chosen.ordinal, default: []]), true)
                 chosen.queueMax.store(max(chosen.queueMax.load(ordering: .relaxed), q.count(of: chosen)), ordering: .relaxed)
             } else if chosen != nil || servers.contains(where: { $0.isUsable }) {
                 // Any server will do (or the bound one's queue is full: HAProxy redispatches).
-                position = (q.backend.count, false)
-                q.backend.append(entry)
+                position = (Queues.insert(entry, into: &q.backend), false)
                 queueMax.store(max(queueMax.load(ordering: .relaxed), q.backend.count), ordering: .relaxed)
             } else {
                 return nil
@@ -115,19 +152,19 @@ extension BackendState {
         while true {
             let next: (QueuedSession, ServerState)? = queues.withLock { q in
                 guard !q.servers.isEmpty || !q.backend.isEmpty else { return nil }
-                // The oldest head among the server queues whose server has a free slot, and the
+                // The first head (by priority, else age) among the server queues whose server has a free slot, and the
                 // backend queue's head with the server the algorithm picks.
-                var best: (since: Int64, server: ServerState, fromServerQueue: Bool)?
+                var best: (head: QueuedSession, server: ServerState, fromServerQueue: Bool)?
                 let candidates = freed.map { [$0] } ?? servers
                 // A server's own queue holds sessions bound to it (by `balance source`, or assigned
                 // outright whatever the server's weight).
                 for server in candidates where server.takesDirectSessions {
-                    if let head = q.servers[server.ordinal]?.first, server.hasFreeSlot(budget), best.map({ head.since < $0.since }) ?? true {
-                        best = (head.since, server, true)
+                    if let head = q.servers[server.ordinal]?.first, server.hasFreeSlot(budget), best.map({ head.precedes($0.head) }) ?? true {
+                        best = (head, server, true)
                     }
                 }
-                if let head = q.backend.first, best.map({ head.since < $0.since }) ?? true, let server = pickWithFreeSlot(budget) {
-                    best = (head.since, server, false)
+                if let head = q.backend.first, best.map({ head.precedes($0.head) }) ?? true, let server = pickWithFreeSlot(budget) {
+                    best = (head, server, false)
                 }
                 guard let best, best.server.claimSlot(budget) else { return nil }
                 let entry: QueuedSession
@@ -187,7 +224,7 @@ extension BackendState {
         guard settings.redispatch, queuedCount.load(ordering: .relaxed) > 0 else { return }
         let moved = queues.withLock { q -> Bool in
             guard let waiting = q.servers.removeValue(forKey: server.ordinal) else { return false }
-            q.backend = (q.backend + waiting).sorted { $0.since < $1.since }
+            for entry in waiting { _ = Queues.insert(entry, into: &q.backend) }
             return true
         }
         if moved { dispatch() }

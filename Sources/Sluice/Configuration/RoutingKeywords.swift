@@ -139,9 +139,8 @@ extension Parser {
                 error(location, keyword: "acl", "'-M' (map files) is not supported")
                 return nil
             default:
-                // A pattern that begins with '-' (a negative number, say) ends the flags.
-                if Int(words[i]) != nil { break flags }
-                error(location, keyword: "acl", "unknown flag '\(words[i])' (use '--' before a pattern that begins with '-')")
+                // HAProxy's rule, negative numbers included: `-- -1`.
+                error(location, keyword: "acl", "'\(words[i])' is not a valid ACL option. Please use '--' before any pattern beginning with a '-' (as HAProxy)")
                 return nil
             }
             i += 1
@@ -198,8 +197,13 @@ extension Parser {
             return nil
         }
         var negated = false
-        while let word = rest.first {
+        while var word = rest.first {
             rest = rest.dropFirst()
+            // `!{ … }`: HAProxy strips the `!` of a word, then sees the brace.
+            while word.hasPrefix("!") && word.count > 1 && word.drop(while: { $0 == "!" }) == "{" {
+                negated.toggle()
+                word.removeFirst()
+            }
             switch word {
             case "||", "or":
                 guard !current.isEmpty, !negated else {
@@ -349,7 +353,18 @@ extension Parser {
             }
             guard let e = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return }
             action = .setAddress(e, destination: name.hasPrefix("set-dst"), portOnly: name.hasSuffix("-port"))
-        case "sc-inc-gpc1", "set-priority-class", "set-priority-offset", "do-resolve", "use-service", "send-spoe-group",
+        case "set-priority-class", "set-priority-offset":
+            guard stage == "content" else {
+                error(location, keyword: keyword, "'\(name)' is not allowed in '\(keyword)' rules (only in 'tcp-request content', as in HAProxy)")
+                return
+            }
+            guard arguments.count == 1 else {
+                error(location, keyword: keyword, "expected '\(name) <expr>' (an integer sample, e.g. int(1))")
+                return
+            }
+            guard let e = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return }
+            action = .setPriority(e, offset: name == "set-priority-offset")
+        case "sc-inc-gpc1", "do-resolve", "use-service", "send-spoe-group",
              "set-nice", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
             error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
             return
@@ -398,6 +413,7 @@ extension Parser {
 
     static func supportedActions(_ stage: String) -> String {
         "accept, reject, track-sc0/1/2, sc-inc-gpc0, sc-set-gpt0, silent-drop, set-mark, set-tos, set-src, set-dst, set-src-port, set-dst-port, set-var, set-var-fmt, unset-var"
+            + (stage == "content" ? ", set-priority-class, set-priority-offset" : "")
             + (stage == "connection" ? ", expect-proxy layer4" : stage == "content" ? ", capture, set-log-level" : "")
     }
 

@@ -494,7 +494,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             server = target
         } else {
             switch backend.assign(preferring: target, direct: sessions[i].direct, persistent: sessions[i].persistent, redispatch: sessions[i].policy.backend.redispatch,
-                                  avoiding: sessions[i].triedServers, hash: sessions[i].sourceHash, waker: self, token: token(.client, i), now: reactor.now) {
+                                  avoiding: sessions[i].triedServers, hash: sessions[i].sourceHash, waker: self, token: token(.client, i),
+                                  priority: sessions[i].context?.priority ?? QueuePriority(), now: reactor.now) {
             case .server(let assigned):
                 server = assigned
                 if assigned !== target { sessions[i].direct = false }  // its server could not take it after all

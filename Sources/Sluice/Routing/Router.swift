@@ -46,6 +46,8 @@ final class SessionContext {
     @exclusivity(unchecked) var logLevel: Int8 = 0
     /// `fc_rcvd_proxy`: a PROXY header was read.
     @exclusivity(unchecked) var receivedProxyHeader = false
+    /// `set-priority-class`, `set-priority-offset`.
+    @exclusivity(unchecked) var priority = QueuePriority()
     /// Its v2 authority and unique ID TLVs (`fc_pp_authority`, `fc_pp_unique_id`).
     @exclusivity(unchecked) var proxyAuthority: [UInt8]?
     @exclusivity(unchecked) var proxyUniqueID: [UInt8]?
@@ -425,6 +427,10 @@ final class FrontendRouting: Sendable {
                     return .wait
                 }
             case .setLogLevel(let level): context.logLevel = level < 0 ? -1 : level + 1
+            case .setPriority(let value, let offset):
+                let key = program.trackKeys[Int(value)]
+                guard case .value(let sample, _) = fetch(key.fetch, converters: key.converters, context), let number = sample.integer else { continue }
+                if offset { context.priority.setOffset(number) } else { context.priority.setClass(number) }
             case .setMark(let mark): _ = CShims_set_mark(context.client, mark)
             case .setTOS(let tos): _ = CShims_set_tos(context.client, tos)
             case .setVariable(let index): assign(program.assignments[Int(index)], stage: stage, context)

@@ -142,6 +142,8 @@ final class RuleProgram: @unchecked Sendable {
         case capture(Int32)
         /// `set-log-level`: the level (0–7), or -1 for `silent`.
         case setLogLevel(Int8)
+        /// `set-priority-class|offset`: the value is `trackKeys[value]`'s sample.
+        case setPriority(value: Int32, offset: Bool)
     }
 
     /// A `capture` with its expression compiled.
@@ -265,6 +267,9 @@ final class RuleProgram: @unchecked Sendable {
                     case .format(let parts): assignments.append(Assignment(name: name, conditions: conditions, value: .format(parts)))
                     }
                 case .setLogLevel(let level): action = .setLogLevel(Int8(level ?? -1))
+                case .setPriority(let value, let offset):
+                    action = .setPriority(value: Int32(trackKeys.count), offset: offset)
+                    trackKeys.append(compile(value))
                 case .capture(let e, let length, let slot):
                     action = .capture(Int32(captures.count))
                     captures.append(Capture(key: compile(e), length: length, slot: slot))

@@ -93,6 +93,9 @@ struct TCPRule: Sendable {
         /// `set-log-level <level>|silent`: the session's log line at that syslog level (0–7), or
         /// none (nil).
         case setLogLevel(Int?)
+        /// `set-priority-class <expr>` / `set-priority-offset <expr>`: where the session waits if
+        /// it must queue (HAProxy's queue order: class first, then arrival time plus offset).
+        case setPriority(SampleExpression, offset: Bool)
     }
 
     /// What `set-var` stores: a sample expression, or (`set-var-fmt`) text with `%[…]` samples.

@@ -34,6 +34,9 @@ enum SessionFetch: Sendable, Hashable {
     /// PROXY header.
     case proxyAuthority
     case proxyUniqueID
+    /// `prio_class`, `prio_offset`: what `set-priority-class|offset` set (0 otherwise).
+    case priorityClass
+    case priorityOffset
     /// `unique-id`: the session's unique ID in its frontend's `unique-id-format`, built the first
     /// time something asks for it; none without a format, or before the session exists
     /// (`tcp-request connection|session` rules), as HAProxy.
@@ -80,6 +83,8 @@ enum SessionFetch: Sendable, Hashable {
         case "fc_pp_authority": return none(.proxyAuthority)
         case "fc_pp_unique_id": return none(.proxyUniqueID)
         case "unique-id": return none(.uniqueID)
+        case "prio_class": return none(.priorityClass)
+        case "prio_offset": return none(.priorityOffset)
         case "fc_src", "fc_src_port", "fc_dst", "fc_dst_port":
             return none(.connectionAddress(destination: name.hasPrefix("fc_dst"), port: name.hasSuffix("_port")))
         case "rand":

@@ -61,6 +61,8 @@ extension FrontendRouting {
             let value = Int64(values[field.rawValue])
             return .int((field == .rtt || field == .rttVariance) && !microseconds ? value / 1_000 : value)
         case .receivedProxyHeader: return .bool(c.receivedProxyHeader)
+        case .priorityClass: return .int(Int64(c.priority.classValue))
+        case .priorityOffset: return .int(Int64(c.priority.offsetMs))
         case .proxyAuthority: return c.proxyAuthority.map { .string($0) }
         case .proxyUniqueID: return c.proxyUniqueID.map { .string($0) }
         case .uniqueID:
