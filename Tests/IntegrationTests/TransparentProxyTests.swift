@@ -153,11 +153,16 @@ extension Loopback {
     func aServerAtTheWildcardAddressIsTheOriginalDestinationLikeHAProxy() throws {
         let server = try TestServer(.identify("s"), host: "127.0.0.3")
         defer { server.stop() }
+        let logs = try SyslogReceiver()
+        defer { logs.stop() }
         func config(_ port: Int) -> String {
             """
+            global
+              log 127.0.0.1:\(logs.port) format raw local0 info
             \(tcpDefaults())
             frontend fe
               bind 127.0.0.1:\(port)
+              log global
               tcp-request connection reject unless { dst 127.0.0.3 }
               default_backend be
             backend be
@@ -187,6 +192,13 @@ extension Loopback {
             #expect(try Self.exchange(port, from: "127.0.0.7").answer == "", "\(contender): dst is the proxy's own address")
         }
         #expect(server.accepted.load(ordering: .relaxed) == ports.count)
+        // Each proxy's `Connect from` line names the address the client asked for, as HAProxy's
+        // (the direct clients, refused by a connection rule, are no session and not logged).
+        let lines = try logs.wait(for: ports.count)
+        for (contender, client, _) in ports {
+            let reached = lines.filter { $0.contains("Connect from \(client):") }.map { $0.components(separatedBy: " to ").last ?? "" }
+            #expect(reached == ["127.0.0.3:\(server.port) (fe/TCP)\n"], "\(contender): \(lines)")
+        }
         // Without the rule, the client asked for the proxy itself: Sluice refuses to connect it back
         // to its own listener (HAProxy would, again and again, up to its connection limit).
         let loop = try RunningProxy("\(tcpDefaults())frontend fe\n  bind 127.0.0.1:0\n  default_backend be\nbackend be\n  retries 0\n  server original 0.0.0.0\n")

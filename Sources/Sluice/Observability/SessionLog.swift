@@ -240,10 +240,13 @@ final class SessionLog {
         return line.bytes
     }
 
-    /// The address the client reached (`%fi`/`%fp`): a PROXY header's destination, else the socket's.
+    /// The address the client reached (`%fi`/`%fp`): a PROXY header's destination, else the
+    /// connection's as HAProxy reads it (`SO_ORIGINAL_DST` first: behind a netfilter REDIRECT, the
+    /// address the client asked for).
     private func frontendAddress(_ session: Session) -> SocketAddress? {
         if let context = session.context { return context.destination }
-        return session.client >= 0 ? try? Socket.localAddress(session.client) : nil
+        guard session.client >= 0 else { return nil }
+        return Socket.originalDestination(session.client) ?? (try? Socket.localAddress(session.client))
     }
 
     /// Without `option tcplog`, HAProxy logs a TCP session once, at accept.
@@ -276,7 +279,9 @@ extension LogRing {
     func sessionStarted(_ route: LogRoute, client: CInt, peer: SocketAddress?, local: SocketAddress?, bindName: [UInt8]?, origin: SessionOrigin,
                         frontend: String, serial: Int, now: Int64) -> SessionLog? {
         if route.format == nil && route.logging != nil {
-            log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: local ?? (try? Socket.localAddress(client)), frontend: frontend))
+            // HAProxy names the address the client asked for (`SO_ORIGINAL_DST` behind a REDIRECT).
+            let reached = Socket.originalDestination(client) ?? local ?? (try? Socket.localAddress(client))
+            log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: reached, frontend: frontend))
         }
         guard route.format != nil || route.uniqueIDFormat != nil else { return nil }
         let samples = route.format?.hasSamples == true || route.uniqueIDFormat?.hasSamples == true
