@@ -153,9 +153,6 @@ public final class LoadBalancer: Sendable {
                     let agent = try server.agent.map { agent throws(SluiceError) in
                         try CheckPlan(agent: agent, server: server, serverAddress: address, backend: backend)
                     }
-                    var server = server
-                    // `init-addr none`: no address yet; maintenance until `set server addr`.
-                    if unresolved { server.isDisabled = true }
                     servers.append(.init(server: server, address: address, check: check, agent: agent, unresolved: unresolved))
                 } catch {
                     problems.append(error.message)
@@ -224,7 +221,9 @@ public final class LoadBalancer: Sendable {
             let existing = run.backends[backend.name]
             var servers: [ServerState] = []
             for p in plan.servers[backend.name] ?? [] {
-                let admin: AdminState = p.server.isDisabled ? .maintenance : .ready
+                // `init-addr none`: no address yet; maintenance until `set server addr` or an answer.
+                // (Not recorded as `disabled`: HAProxy's state shows that flag for the keyword only.)
+                let admin: AdminState = p.server.isDisabled || p.unresolved ? .maintenance : .ready
                 if let old = existing?.server(named: p.server.name), old.isBackup == p.server.isBackup {
                     // A name the resolvers answered keeps that answer; the system resolver's may be older.
                     let keepsDNS = p.server.resolvers != nil && old.resolvedByDNS.load(ordering: .relaxed)
