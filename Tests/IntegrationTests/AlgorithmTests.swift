@@ -132,10 +132,9 @@ extension Loopback {
             served.order.withLock { $0.removeAll() }
             let socket = TestFiles.folder.appendingPathComponent("prio-\(UUID().uuidString.prefix(8)).sock").path
             defer { unlink(socket) }
-            let port = haproxy ? try Net.closedPort() : 0
-            let runner: AnyObject = haproxy ? try HAProxyProcess(config: config(port, socket), port: port) : try RunningProxy(config(port, socket))
-            defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
-            let listen = (runner as? HAProxyProcess)?.port ?? (runner as! RunningProxy).port
+            let contender = try Contender(haproxy: haproxy) { config($0, socket) }
+            defer { contender.stop() }
+            let listen = contender.port
             // The holder takes the slot and keeps it: the server answers it, the client does not close.
             let holder = try Self.connect(listen, from: "127.0.0.1")
             try Net.sendAll(holder, "holder\n")

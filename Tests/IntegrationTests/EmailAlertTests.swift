@@ -8,27 +8,17 @@ import Glibc
 
 /// A mail server that accepts every mail and records what each client said, line by line.
 final class SMTPRecorder: @unchecked Sendable {
-    let port: Int
-    private let fd: CInt
+    private let listener: CaptureServer
+    var port: Int { listener.port }
     private let transcripts = Mutex<[[String]]>([])
     private let stopping = Atomic<Bool>(false)
     private var thread: Thread?
 
     init() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = Net.address(0)
-        let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard r == 0, listen(listener, 16) == 0 else {
-            close(listener)
-            throw Net.Failure("SMTP recorder: \(String(cString: strerror(errno)))")
-        }
-        fd = listener
-        port = Net.localPort(listener)
+        listener = try CaptureServer()
         let thread = Thread { [self] in
             while !stopping.load(ordering: .relaxed) {
-                guard Net.waitReadable(fd, timeoutMs: 50) else { continue }
-                let c = accept(fd, nil, nil)
-                guard c >= 0 else { continue }
+                guard let c = try? listener.accept(timeoutMs: 50) else { continue }
                 transcripts.withLock { $0.append(serve(c)) }
                 close(c)
             }
@@ -72,7 +62,6 @@ final class SMTPRecorder: @unchecked Sendable {
     func stop() {
         stopping.store(true, ordering: .relaxed)
         while thread?.isFinished == false { usleep(1000) }
-        close(fd)
     }
 
     deinit { stop() }
@@ -115,10 +104,8 @@ extension Loopback {
         for haproxy in [true, false] {
             let recorders = try [SMTPRecorder(), SMTPRecorder()]
             defer { for r in recorders { r.stop() } }
-            let port = haproxy ? try Net.closedPort() : 0
-            let text = Self.config(port: port, mailers: recorders.map(\.port), server: closed)
-            let runner: AnyObject = haproxy ? try HAProxyProcess(config: text, port: port) : try RunningProxy(text)
-            defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
+            let contender = try Contender(haproxy: haproxy) { Self.config(port: $0, mailers: recorders.map(\.port), server: closed) }
+            defer { contender.stop() }
             // Every mailer of the section gets the mail.
             let received = try recorders.map { try $0.wait(for: 1) }
             #expect(received[0] == received[1], "\(haproxy ? "haproxy" : "sluice"): both mailers get the same mail")

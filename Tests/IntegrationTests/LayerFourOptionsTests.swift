@@ -605,3 +605,29 @@ final class HAProxyProcess {
 
     deinit { stop() }
 }
+
+/// HAProxy or Sluice on one configuration, for the side-by-side tests: HAProxy gets a free fixed
+/// port (it cannot tell which one the kernel picked), Sluice port 0; `port` is where it listens.
+final class Contender {
+    let port: Int
+    let haproxy: HAProxyProcess?
+    let sluice: RunningProxy?
+
+    init(haproxy: Bool, _ config: (_ port: Int) -> String) throws {
+        if haproxy {
+            let fixed = try Net.closedPort()
+            let process = try HAProxyProcess(config: config(fixed), port: fixed)
+            (self.haproxy, sluice, port) = (process, nil, fixed)
+        } else {
+            let proxy = try RunningProxy(config(0))
+            (self.haproxy, sluice, port) = (nil, proxy, proxy.port)
+        }
+    }
+
+    var name: String { haproxy != nil ? "haproxy" : "sluice" }
+
+    func stop() {
+        haproxy?.stop()
+        sluice?.stop()
+    }
+}

@@ -213,10 +213,10 @@ extension Loopback {
     /// What a check sends first to a silent server, from HAProxy (`haproxy: true`) or from Sluice.
     static func firstBytes(_ option: String, _ serverParameters: String = "", global: String = "", haproxy: Bool) throws -> [UInt8] {
         let capture = try CaptureServer()
-        let bind = haproxy ? try Net.closedPort() : 0
-        let config = (global.isEmpty ? "" : "global\n  \(global)\n") + "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:\(bind)\n  \(option)\n  server s 127.0.0.1:\(capture.port) check inter 10s \(serverParameters)\n"
-        let runner: AnyObject = haproxy ? try HAProxyProcess(config: config, port: bind) : try RunningProxy(config)
-        defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
+        let contender = try Contender(haproxy: haproxy) {
+            (global.isEmpty ? "" : "global\n  \(global)\n") + "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:\($0)\n  \(option)\n  server s 127.0.0.1:\(capture.port) check inter 10s \(serverParameters)\n"
+        }
+        defer { contender.stop() }
         let fd = try capture.accept()
         defer { close(fd) }
         var bytes: [UInt8] = []

@@ -42,12 +42,9 @@ extension Loopback {
         let capture = try CaptureServer()
         let logs = try SyslogReceiver()
         defer { logs.stop() }
-        let port = haproxy ? try Net.closedPort() : 0
-        let text = config(port: port, server: capture.port, log: logs.port)
-        let runner: AnyObject = haproxy ? try HAProxyProcess(config: text, port: port) : try RunningProxy(text)
-        defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
-        let listener = (runner as? HAProxyProcess)?.port ?? (runner as! RunningProxy).port
-        let client = try Net.connect(listener)
+        let contender = try Contender(haproxy: haproxy) { config(port: $0, server: capture.port, log: logs.port) }
+        defer { contender.stop() }
+        let client = try Net.connect(contender.port)
         defer { close(client) }
         try Net.sendAll(client, clientHeader([(0x02, Array("example.com".utf8)), (0x05, Array("upstream-42".utf8))]) + Array("payload".utf8))
         shutdown(client, Int32(SHUT_WR))
@@ -100,11 +97,11 @@ extension Loopback {
         let echo = try TestServer(.echo)
         defer { echo.stop() }
         for haproxy in [true, false] {
-            let port = haproxy ? try Net.closedPort() : 0
-            let text = "\(tcpDefaults(client: "2s", server: "2s"))listen l\n  bind 127.0.0.1:\(port) accept-proxy\n  server e 127.0.0.1:\(echo.port)\n"
-            let runner: AnyObject = haproxy ? try HAProxyProcess(config: text, port: port) : try RunningProxy(text)
-            defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
-            let listener = (runner as? HAProxyProcess)?.port ?? (runner as! RunningProxy).port
+            let contender = try Contender(haproxy: haproxy) {
+                "\(tcpDefaults(client: "2s", server: "2s"))listen l\n  bind 127.0.0.1:\($0) accept-proxy\n  server e 127.0.0.1:\(echo.port)\n"
+            }
+            defer { contender.stop() }
+            let listener = contender.port
             for (name, header, passes) in cases {
                 let client = try Net.connect(listener)
                 defer { close(client) }

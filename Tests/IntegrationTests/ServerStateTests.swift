@@ -132,9 +132,8 @@ extension Loopback {
         for haproxy in [true, false] {
             let socket = Self.temporaryPath("state.sock")
             defer { unlink(socket) }
-            let port = haproxy ? try Net.closedPort() : 0
-            let runner: AnyObject = haproxy ? try HAProxyProcess(config: text(port, socket: socket), port: port) : try RunningProxy(text(port, socket: socket))
-            defer { if let h = runner as? HAProxyProcess { h.stop() } else if let p = runner as? RunningProxy { p.stop() } }
+            let contender = try Contender(haproxy: haproxy) { text($0, socket: socket) }
+            defer { contender.stop() }
             for command in commands { _ = try StatsClient.ask(socket, command) }
             states.append(columns(try StatsClient.ask(socket, "show servers state")))
         }
