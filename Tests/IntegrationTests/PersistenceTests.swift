@@ -69,6 +69,46 @@ extension Loopback {
         return try zip(cases, ports).map { c, port in "\(c.name): " + (try answer(port, from: c.source)).trimmingCharacters(in: .newlines) }
     }
 
+    /// A stick table's entry names a server that has gone DOWN since: `force-persist` still sends
+    /// the client there, without it the algorithm chooses — as HAProxy does on the same file.
+    @Test func stickMatchesReachADownServerOnlyWhenPersistenceIsForced() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let one = try TestServer(.identify("one")), two = try TestServer(.identify("two"))
+        defer { one.stop(); two.stop() }
+        var results: [[String]] = []
+        for haproxy in [true, false] {
+            // `one`'s checks go to a server of their own, stopped to take `one` DOWN.
+            let health = try TestServer(.echo)
+            defer { health.stop() }  // stop() is idempotent
+            let socket = TestFiles.folder.appendingPathComponent("stick-\(UUID().uuidString.prefix(8)).sock").path
+            defer { unlink(socket) }
+            let contender = try Contender(haproxy: haproxy) { port in
+                StatsClient.preamble(socket: socket) + """
+                listen l
+                  bind 127.0.0.1:\(port)
+                  balance first
+                  stick-table type ip size 10
+                  stick on src
+                  force-persist if { src 127.0.0.2 }
+                  server one 127.0.0.1:\(one.port) check port \(health.port) inter 100ms fall 1 rise 1
+                  server two 127.0.0.1:\(two.port)
+
+                """
+            }
+            defer { contender.stop() }
+            var answers = try ["127.0.0.2", "127.0.0.3"].map { try Self.answer(contender.port, from: $0) }
+            health.stop()
+            try eventually("\(contender.name): one is down") {
+                let rows = try StatsClient.ask(socket, "show servers state l").split(separator: "\n").map { $0.split(separator: " ") }
+                return rows.contains { $0.count > 5 && $0[3] == "one" && $0[5] == "0" }
+            }
+            answers += try ["127.0.0.2", "127.0.0.3"].map { try Self.answer(contender.port, from: $0) }
+            results.append(answers.map { $0.trimmingCharacters(in: .newlines) })
+        }
+        #expect(results[1] == results[0])
+        #expect(results[1] == ["one", "one", "one", "two"])
+    }
+
     @Test func downAndMaintenanceServersTakeWhatPersistenceSendsThemLikeHAProxy() throws {
         guard HAProxyProcess.requireInstalled() else { return }
         let one = try TestServer(.identify("one")), two = try TestServer(.identify("two"))
