@@ -345,7 +345,10 @@ extension Loopback {
             return reply
         }
         try eventually("requests flow") { load.done >= 100 }
-        #expect(ask("add server be/s2 127.0.0.1:\(two.port) check inter 100ms") == "New server registered.\n\n")
+        // `inter 1h`: its one check runs after `enable health` (awaited below) and none later, so
+        // that `two.accepted` counts sessions only once read after the deletion (CI once saw a
+        // check connection of a 100 ms interval land just after it).
+        #expect(ask("add server be/s2 127.0.0.1:\(two.port) check inter 1h") == "New server registered.\n\n")
         #expect(ask("add server be/s2 127.0.0.1:\(two.port)") == "Already exists a server with the same name in backend.\n\n")
         let s2 = try #require(be.server(named: "s2"))
         #expect(s2.admin == .maintenance && !s2.checksEnabled.load(ordering: .relaxed), "HAProxy's dynamic servers start in maintenance, checks off")
@@ -355,6 +358,7 @@ extension Loopback {
         #expect(ask("enable health be/s2") == "\n")
         #expect(ask("enable server be/s2") == "\n")
         try eventually("s2 takes traffic") { two.accepted.load(ordering: .relaxed) >= 100 }
+        try eventually("s2's one check ran") { s2.lastCheck.status != .initial }
         #expect(ask("del server be/s2") == "Only servers in maintenance mode can be deleted.\n")
         #expect(ask("disable server be/s2") == "\n")
         var deleted = ""
