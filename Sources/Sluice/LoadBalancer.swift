@@ -170,6 +170,11 @@ public final class LoadBalancer: Sendable {
             }
             var binds: [SocketAddress] = []
             for bind in frontend.binds {
+                if let unix = bind.endpoint.unix {
+                    guard let address = unix.address else { preconditionFailure("the parser let a UNIX socket name too long for sockaddr_un through: \(unix)") }
+                    binds.append(address)
+                    continue
+                }
                 do {
                     binds.append(try SocketAddress.resolve(host: bind.endpoint.host ?? (bind.v6Only == false ? "::" : "0.0.0.0"), port: bind.endpoint.port))
                 } catch {
@@ -184,6 +189,10 @@ public final class LoadBalancer: Sendable {
 
     /// A server's address by its `init-addr` methods, in order; `unresolved` when `none` was taken.
     private static func serverAddress(_ server: Server, backend: Backend, saved: String?, problems: inout [String]) -> (SocketAddress, unresolved: Bool)? {
+        if let unix = server.endpoint.unix {
+            guard let address = unix.address else { preconditionFailure("the parser let a UNIX socket name too long for sockaddr_un through: \(unix)") }
+            return (address, false)
+        }
         let host = server.endpoint.host ?? "0.0.0.0"
         var failures: [String] = []
         for method in server.initAddress {
@@ -535,8 +544,14 @@ public final class LoadBalancer: Sendable {
                 let limit = BindState(maximum: bind.maxConnections, id: bindIDs[bindIndex])
                 for w in 0..<threads {
                     do {
-                        let fd = try Socket.listen(on: address, backlog: backlog, reusePort: true, options: Self.listenOptions(bind, backlog: backlog)).release()
-                        if address.port == 0 {
+                        let fd: CInt
+                        if address.isUnix {
+                            // One socket (UNIX sockets have no SO_REUSEPORT); each reactor watches its own duplicate.
+                            fd = w == 0 ? try Self.listenUnix(address, bind, backlog: backlog) : try Self.duplicate(opened.byWorker[0].last!.fd)
+                        } else {
+                            fd = try Socket.listen(on: address, backlog: backlog, reusePort: true, options: Self.listenOptions(bind, backlog: backlog)).release()
+                        }
+                        if address.port == 0 && !address.isUnix {
                             // Port 0: the kernel picked one; the other reactors join it.
                             address = try Socket.localAddress(fd)
                         }
@@ -552,6 +567,22 @@ public final class LoadBalancer: Sendable {
             }
         }
         return opened
+    }
+
+    private static func listenUnix(_ address: SocketAddress, _ bind: Bind, backlog: Int) throws(SluiceError) -> CInt {
+        let permissions = bind.unixPermissions
+        let ids = try permissions.ids()
+        do {
+            return try Socket.listenUnix(address, backlog: backlog, owner: ids.owner, group: ids.group, mode: permissions.mode).release()
+        } catch {
+            throw SluiceError("\(error)")
+        }
+    }
+
+    private static func duplicate(_ fd: CInt) throws(SluiceError) -> CInt {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw SluiceError("\(SystemError(code: errno, call: "fcntl(F_DUPFD_CLOEXEC)"))") }
+        return copy
     }
 
     private static func listenOptions(_ bind: Bind, backlog: Int) -> Socket.ListenOptions {

@@ -46,7 +46,6 @@ enum GlobalKeywords {
         "lua-load": "Lua scripting is not supported",
         "lua-load-per-thread": "Lua scripting is not supported",
         "lua-prepend-path": "Lua scripting is not supported",
-        "unix-bind": "UNIX-socket listeners are not supported yet",
         "external-check": "external checks (running a program per check) are not supported",
         "thread-group": "thread groups are not supported; Sluice's threads form one group",
         "thread-groups": "thread groups are not supported; Sluice's threads form one group",
@@ -153,6 +152,17 @@ extension Parser {
             global.hardStopAfter = timeValue(words[1], location, keyword: keyword)
         case "stats":
             statsKeyword(words, location)
+        case "unix-bind":
+            var i = 1
+            while i < words.count {
+                guard i + 1 < words.count else { return error(location, keyword: keyword, "'\(words[i])' needs a value") }
+                if words[i] == "prefix" {
+                    global.unixBind.prefix = words[i + 1]
+                } else if value(ValueParser.unixPermission(words[i], words[i + 1], &global.unixBind.permissions), location, keyword: keyword) == false {
+                    error(location, keyword: keyword, "unknown parameter '\(words[i])'; expected prefix, mode, user, uid, group or gid")
+                }
+                i += 2
+            }
         case "server-state-file", "server-state-base":
             guard expect(words, count: 2, location, usage: "\(keyword) <\(keyword == "server-state-file" ? "file" : "directory")>") else { return }
             if keyword == "server-state-file" { global.serverStateFile = words[1] } else { global.serverStateBase = words[1] }
@@ -380,22 +390,14 @@ extension Parser {
                     continue
                 }
                 switch option {
-                case "mode":
-                    if let mode = Int(arg, radix: 8), (0...0o777).contains(mode) { socket.mode = mode } else {
-                        error(location, keyword: keyword, "mode '\(arg)' is not an octal permission such as 600")
-                    }
+                case "mode", "uid", "gid", "user", "group":
+                    var permissions = UnixSocketPermissions(mode: socket.mode, owner: socket.owner, group: socket.group)
+                    _ = value(ValueParser.unixPermission(option, arg, &permissions), location, keyword: keyword)
+                    (socket.mode, socket.owner, socket.group) = (permissions.mode ?? socket.mode, permissions.owner, permissions.group)
                 case "level":
                     if let level = StatsSocket.Level(rawValue: arg) { socket.level = level } else {
                         error(location, keyword: keyword, "level '\(arg)' is not one of user, operator, admin")
                     }
-                case "uid", "gid":
-                    if let id = Int(arg), id >= 0 {
-                        if option == "uid" { socket.owner = .id(id) } else { socket.group = .id(id) }
-                    } else {
-                        error(location, keyword: keyword, "\(option) '\(arg)' is not a numeric id")
-                    }
-                case "user": socket.owner = .name(arg)
-                case "group": socket.group = .name(arg)
                 case "expose-fd":
                     if arg == "listeners" {
                         warning(location, keyword: keyword, "'expose-fd listeners' is not needed: Sluice reloads in-process (SIGHUP, SIGUSR2 or 'reload') and keeps its listening sockets open")

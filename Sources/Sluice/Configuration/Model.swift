@@ -55,6 +55,8 @@ public struct Global: Hashable, Sendable {
     public var maxSessionRate: Int?
     /// `nbthread`: reactors, one per thread. Default 1.
     public var threads: Int = 1
+    /// `unix-bind`: the path prefix and socket-file permissions of UNIX `bind`s declared after it.
+    public var unixBind = UnixBindDefaults()
     /// `stats socket` lines: parsed and validated; served by the runtime API.
     public var statsSockets: [StatsSocket] = []
     /// `log` lines: where proxies with `log global` send their lines.
@@ -254,6 +256,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     public var host: String?
     /// The TCP port; 0 lets the kernel choose (`LoadBalancer.listeningAddresses(of:)` tells which).
     public var port: Int
+    /// A UNIX socket instead of a host and port (`/run/app.sock`, `unix@app.sock`, `abns@name`).
+    public var unix: UnixSocketName?
 
     /// `host:port`.
     public init(host: String?, port: Int) {
@@ -261,10 +265,67 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
-    /// `host:port` (`[host]:port` for IPv6, `*:port` for every address).
+    /// A UNIX socket.
+    public init(unix: UnixSocketName) {
+        self.init(host: nil, port: 0)
+        self.unix = unix
+    }
+
+    /// `host:port` (`[host]:port` for IPv6, `*:port` for every address), or the UNIX socket's name.
     public var description: String {
+        if let unix { return unix.description }
         guard let host else { return "*:\(port)" }
         return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+/// A UNIX socket's name: a file's path, or a name in Linux's abstract namespace (no file).
+public struct UnixSocketName: Hashable, Sendable, CustomStringConvertible {
+    public var path: String
+    /// `abns@<name>`.
+    public var isAbstract: Bool
+
+    public init(path: String, isAbstract: Bool = false) {
+        self.path = path
+        self.isAbstract = isAbstract
+    }
+
+    /// The socket address (nil when the name does not fit a `sockaddr_un`).
+    var address: SocketAddress? { SocketAddress(unixPath: path, abstract: isAbstract) }
+
+    /// `unix@<path>` or `abns@<name>`, as HAProxy's configuration writes them.
+    public var description: String { isAbstract ? "abns@\(path)" : "unix@\(path)" }
+}
+
+/// `unix-bind [prefix <path>] [mode <octal>] [user|uid <x>] [group|gid <x>]`.
+public struct UnixBindDefaults: Hashable, Sendable {
+    /// Put before every UNIX `bind` path (not abstract names), as HAProxy, when the bind is read.
+    public var prefix: String?
+    /// Defaults for the binds' own `mode`, `uid`, `gid`, `user`, `group`.
+    public var permissions = UnixSocketPermissions()
+
+    public init() {}
+}
+
+/// The socket file a UNIX listener creates: `mode`, `uid`/`user`, `gid`/`group` on a `bind`, or
+/// their defaults in `unix-bind`.
+public struct UnixSocketPermissions: Hashable, Sendable {
+    /// Permission bits; nil: as the process's umask leaves them.
+    public var mode: Int?
+    /// Owner; nil: the process's user.
+    public var owner: StatsSocket.Owner?
+    /// Group; nil: the process's group.
+    public var group: StatsSocket.Owner?
+
+    public init(mode: Int? = nil, owner: StatsSocket.Owner? = nil, group: StatsSocket.Owner? = nil) {
+        self.mode = mode
+        self.owner = owner
+        self.group = group
+    }
+
+    /// These settings, with `defaults`' where these have none (a `bind`'s own win over `unix-bind`).
+    func over(_ defaults: UnixSocketPermissions) -> UnixSocketPermissions {
+        UnixSocketPermissions(mode: mode ?? defaults.mode, owner: owner ?? defaults.owner, group: group ?? defaults.group)
     }
 }
 
@@ -305,6 +366,9 @@ public struct Bind: Hashable, Sendable {
     /// `transparent`: the listener may bind an address this host does not own and accepts
     /// connections the kernel diverts to it (TPROXY) for any destination (`IP_TRANSPARENT`).
     public var transparent = false
+    /// `mode`, `uid`/`user`, `gid`/`group`: the socket file of a UNIX listener (the global
+    /// `unix-bind` gives the defaults). HAProxy ignores them on other listeners; Sluice warns.
+    public var unixPermissions = UnixSocketPermissions()
 
     /// A bind on `endpoint` with HAProxy's defaults for the other parameters.
     public init(endpoint: Endpoint, backlog: Int? = nil) {

@@ -386,7 +386,9 @@ extension Parser {
         // one run reports every problem on the line.
         let errorsBefore = errorCount
         defer { if errorCount > errorsBefore { proxy.bindRefused = true } }
-        let endpoints: [Endpoint] = address.split(separator: ",").flatMap { value(ValueParser.bindEndpoints(String($0)), location, keyword: "bind") ?? [] }
+        let endpoints: [Endpoint] = address.split(separator: ",").flatMap {
+            value(ValueParser.bindEndpoints(String($0), unixPrefix: global.unixBind.prefix), location, keyword: "bind") ?? []
+        }
         var bind = Bind(endpoint: Endpoint(host: nil, port: 0))
         var i = 0
         // Every parameter is looked at, so one run reports every problem on the line.
@@ -440,8 +442,13 @@ extension Parser {
                  "ssl-min-ver", "ssl-max-ver", "strict-sni", "no-sslv3", "no-tlsv10", "no-tlsv11", "no-tlsv12", "no-tlsv13",
                  "force-tlsv12", "force-tlsv13", "prefer-client-ciphers", "allow-0rtt", "no-tls-tickets", "generate-certificates":
                 error(location, keyword: "bind", "'\(option)': TLS termination is not supported; Sluice forwards TLS untouched at Layer 4 (terminate it on the servers)")
-            case "mode", "user", "group", "uid", "gid", "level", "severity-output", "expose-fd", "label", "proto", "quic-cc-algo":
-                error(location, keyword: "bind", "'\(option)' applies to UNIX-socket, stats or QUIC listeners, which Sluice does not support")
+            case "mode", "user", "group", "uid", "gid":
+                _ = value(ValueParser.unixPermission(option, arg, &bind.unixPermissions), location, keyword: "bind")
+            case "level", "severity-output", "expose-fd":
+                // HAProxy reads them on stats sockets only and ignores them here.
+                warning(location, keyword: "bind", "'\(option) \(arg)' has no effect: it applies to the runtime API's 'stats socket'")
+            case "label", "proto", "quic-cc-algo":
+                error(location, keyword: "bind", "'\(option)' applies to QUIC listeners, which Sluice does not support")
             default:
                 error(location, keyword: "bind", "unknown bind parameter '\(option)'")
             }
@@ -455,6 +462,17 @@ extension Parser {
                 error(location, keyword: "bind", "'id': custom id \(id) already used at \(other.1)")
             }
         }
+        if bind.unixPermissions != UnixSocketPermissions(), let ip = endpoints.first(where: { $0.unix == nil }) {
+            warning(location, keyword: "bind", "'mode', 'uid', 'gid', 'user' and 'group' set a UNIX socket file's permissions; \(ip) is not one (HAProxy ignores them too)")
+        }
+        if endpoints.contains(where: { $0.unix != nil }) {
+            let tcpOnly = [("defer-accept", bind.deferAccept), ("tfo", bind.fastOpen), ("mss", bind.maxSegmentSize != nil), ("tcp-ut", bind.userTimeout != nil),
+                           ("interface", bind.interface != nil), ("transparent", bind.transparent), ("v4v6/v6only", bind.v6Only != nil)].filter(\.1).map { "'\($0.0)'" }
+            if !tcpOnly.isEmpty {
+                warning(location, keyword: "bind", "\(tcpOnly.joined(separator: ", ")) \(tcpOnly.count == 1 ? "applies" : "apply") to TCP listeners only and \(tcpOnly.count == 1 ? "is" : "are") ignored on a UNIX socket (as HAProxy)")
+            }
+        }
+        bind.unixPermissions = bind.unixPermissions.over(global.unixBind.permissions)
         for endpoint in endpoints {
             bind.endpoint = endpoint
             proxy.binds.append((bind, location))

@@ -65,11 +65,16 @@ extension Parser {
     /// A server from its name, address and parameters; nil (with an error) when they do not fit.
     private mutating func makeServer(_ name: String, _ endpoint: Endpoint, _ text: String, _ template: ServerTemplate,
                                      _ location: SourceLocation, keyword: String) -> Server? {
-        if endpoint.host == nil {
+        if endpoint.host == nil && endpoint.unix == nil {
             error(location, keyword: keyword, "server '\(name)' needs a host, not the wildcard '\(text)'")
             return nil
         }
-        if endpoint.port == 0 && template.checkEnabled && template.check.port == nil {
+        if endpoint.unix != nil {
+            let tcpOnly = [("source", template.source != nil), ("tfo", template.fastOpen), ("tcp-ut", template.userTimeout != nil)].filter(\.1).map(\.0)
+            if !tcpOnly.isEmpty {
+                warning(location, keyword: keyword, "server '\(name)' is a UNIX socket: \(tcpOnly.map { "'\($0)'" }.joined(separator: ", ")) \(tcpOnly.count == 1 ? "applies" : "apply") to TCP connections only and \(tcpOnly.count == 1 ? "is" : "are") ignored (as HAProxy)")
+            }
+        } else if endpoint.port == 0 && template.checkEnabled && template.check.port == nil {
             error(location, keyword: keyword, "server '\(name)' has no port, so 'check' needs 'port <n>' (the port to check)")
         }
         var server = Server(

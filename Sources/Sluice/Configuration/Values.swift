@@ -67,8 +67,11 @@ enum ValueParser {
                 return .success(e)
             }
         }
-        if text.hasPrefix("/") || text.contains("@") {
-            return .failure(ValueError("'\(text)': UNIX sockets and address prefixes other than ipv4@ and ipv6@ (unix@, abns@, fd@ …) are not supported yet; use IP:port"))
+        if text.hasPrefix("/") || text.hasPrefix("unix@") || text.hasPrefix("abns@") {
+            return .failure(ValueError("'\(text)': a UNIX socket cannot be used here; use IP:port"))
+        }
+        if text.contains("@") {
+            return .failure(ValueError("'\(text)': address prefixes other than ipv4@, ipv6@, unix@ and abns@ (fd@, sockpair@, udp@ …) are not supported yet; use IP:port"))
         }
         var host: Substring
         var portText: Substring
@@ -114,9 +117,48 @@ enum ValueParser {
         return .success(Endpoint(host: hostString, port: port))
     }
 
-    /// A `bind` address: `endpoint`'s forms, or a port range `<low>-<high>` (`:8000-8009`), one
-    /// listener per port, as HAProxy.
-    static func bindEndpoints(_ text: String) -> Result<[Endpoint], ValueError> {
+    /// A UNIX socket address, as HAProxy's `str2sa_range` reads one: `unix@<path>` (the path may be
+    /// relative), `/<path>`, or `abns@<name>` (Linux's abstract namespace). Nil when `text` is not
+    /// one of these forms. `prefix`: `unix-bind prefix`, put before a `bind`'s path.
+    ///
+    /// HAProxy's lengths: a path leaves room in the 107 bytes of a `sockaddr_un` for the prefix and
+    /// the `.<pid>.tmp` name a listener is first bound at; an abstract name may take all 107.
+    static func unixEndpoint(_ text: String, prefix: String? = nil) -> Result<Endpoint, ValueError>? {
+        let abstract = text.hasPrefix("abns@")
+        guard abstract || text.hasPrefix("unix@") || text.hasPrefix("/") else { return nil }
+        let name = text.hasPrefix("/") ? text : String(text.dropFirst(5))
+        let prefix = abstract ? "" : prefix ?? ""
+        let longest = UnixSocketPaths.capacity - (abstract ? 0 : prefix.utf8.count + 10)
+        guard !name.isEmpty else { return .failure(ValueError("'\(text)': missing socket path")) }
+        guard name.utf8.count <= longest else {
+            return .failure(ValueError("socket path '\(text)' too long (max \(longest))"))  // HAProxy's words
+        }
+        return .success(Endpoint(unix: UnixSocketName(path: prefix + name, isAbstract: abstract)))
+    }
+
+    /// `mode <octal>`, `uid <n>`, `gid <n>`, `user <name>`, `group <name>` of a UNIX socket file
+    /// (`bind`, `unix-bind`, `stats socket`), set in `permissions`; false when `option` is none of them.
+    static func unixPermission(_ option: String, _ arg: String, _ permissions: inout UnixSocketPermissions) -> Result<Bool, ValueError> {
+        switch option {
+        case "mode":
+            guard let mode = Int(arg, radix: 8), (0...0o777).contains(mode) else {
+                return .failure(ValueError("mode '\(arg)' is not an octal permission such as 660"))
+            }
+            permissions.mode = mode
+        case "uid", "gid":
+            guard let id = Int(arg), id >= 0 else { return .failure(ValueError("\(option) '\(arg)' is not a numeric id")) }
+            if option == "uid" { permissions.owner = .id(id) } else { permissions.group = .id(id) }
+        case "user": permissions.owner = .name(arg)
+        case "group": permissions.group = .name(arg)
+        default: return .success(false)
+        }
+        return .success(true)
+    }
+
+    /// A `bind` address: `endpoint`'s forms, a UNIX socket (`unixEndpoint`, with `unix-bind`'s
+    /// `prefix`), or a port range `<low>-<high>` (`:8000-8009`), one listener per port, as HAProxy.
+    static func bindEndpoints(_ text: String, unixPrefix: String? = nil) -> Result<[Endpoint], ValueError> {
+        if let unix = unixEndpoint(text, prefix: unixPrefix) { return unix.map { [$0] } }
         guard let colon = text.lastIndex(of: ":"), text[text.index(after: colon)...].contains("-") else {
             return endpoint(text, allowZeroPort: true).map { [$0] }
         }
@@ -163,9 +205,10 @@ enum ValueParser {
         }
     }
 
-    /// A `server` address: as `endpoint`, but the port may be left out (`host` or `host:`), which
+    /// A `server` address: as `endpoint`, or a UNIX socket (`unixEndpoint`); the port may be left out (`host` or `host:`), which
     /// means the port the client connected to (port 0 here), as HAProxy.
     static func serverEndpoint(_ text: String) -> Result<Endpoint, ValueError> {
+        if let unix = unixEndpoint(text) { return unix }
         if !text.contains(":") && !text.isEmpty {
             return endpoint(text + ":1", allowZeroPort: false).map { Endpoint(host: $0.host, port: 0) }
         }

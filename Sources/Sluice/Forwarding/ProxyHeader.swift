@@ -26,9 +26,10 @@ enum ProxyHeader {
 
     /// The header for a connection from `source` to `destination`; nil addresses (a health
     /// check's v2 header) make v1's `UNKNOWN` and v2's LOCAL command. As HAProxy, an IPv4 address
-    /// beside an IPv6 one (rules may set either) is written as IPv4-mapped IPv6.
+    /// beside an IPv6 one (rules may set either) is written as IPv4-mapped IPv6. A UNIX socket on
+    /// either side counts as unknown too (HAProxy's `make_proxy_line_v1`/`_v2`).
     static func bytes(_ version: ProxyProtocolVersion, source: SocketAddress?, destination: SocketAddress?, extras: Extras = Extras()) -> [UInt8] {
-        let addresses = source.flatMap { s in destination.map { d in (s, d) } }
+        let addresses = source.flatMap { s in destination.flatMap { d in s.isUnix || d.isUnix ? nil : (s, d) } }
         let mixed = addresses.map { $0.0.family != $0.1.family } ?? false
         let pair = addresses.map { mixed ? ($0.0.ipv6Mapped, $0.1.ipv6Mapped) : $0 }
         let v6 = pair.map { $0.0.family == AF_INET6 } ?? false

@@ -15,7 +15,7 @@ extension SocketAddress {
     ///   through (it asked for this proxy itself: no NAT sent it here), where HAProxy would loop
     ///   until its connection limit.
     func resolved(client fd: CInt, context: SessionContext?) throws(SystemError) -> SocketAddress {
-        guard port == 0 || isWildcard else { return self }
+        guard port == 0 || isWildcard, !isUnix else { return self }
         let listener = try? Socket.localAddress(fd)  // read once: the fallback and the loop guard
         guard let asked = context?.destination ?? Socket.originalDestination(fd) ?? listener else { return self }
         var address = isWildcard ? asked.with(port: port) : self  // the family comes with the address

@@ -232,9 +232,11 @@ extension LineBuilder {
         }
     }
 
-    /// A port as `%cp`/`%sp`… write it: decimal, or 4 hexadecimal digits.
-    mutating func append(portOf address: SocketAddress?, _ flags: LogFormat.Flags) {
+    /// A port as `%cp`/`%sp`… write it: decimal, or 4 hexadecimal digits. A client's or frontend's
+    /// UNIX socket has none: HAProxy writes its listener's id (`listener`) in decimal instead.
+    mutating func append(portOf address: SocketAddress?, _ flags: LogFormat.Flags, listener: @autoclosure () -> Int? = nil) {
         guard let address else { return append(text: [UInt8](), flags) }
+        if address.isUnix, let id = listener() { return append(id) }
         if flags.contains(.hex) { append(hex: UInt64(address.port), width: 4) } else { append(address.port) }
     }
 }

@@ -154,9 +154,9 @@ final class SessionLog {
                 switch variable {
                 // A PROXY header's addresses when the client sent one (`accept-proxy`), as HAProxy.
                 case .ci: line.append(ipOf: session.context?.source ?? peer, flags)
-                case .cp: line.append(portOf: session.context?.source ?? peer, flags)
+                case .cp: line.append(portOf: session.context?.source ?? peer, flags, listener: session.bindLimit?.takeUnretainedValue().id)
                 case .fi: line.append(ipOf: frontendAddress(session), flags)
-                case .fp: line.append(portOf: frontendAddress(session), flags)
+                case .fp: line.append(portOf: frontendAddress(session), flags, listener: session.bindLimit?.takeUnretainedValue().id)
                 case .bi: line.append(ipOf: serverSide, flags)
                 case .bp: line.append(portOf: serverSide, flags)
                 case .si: line.append(ipOf: session.server >= 0 ? server?.address : nil, flags)
@@ -250,8 +250,14 @@ final class SessionLog {
     }
 
     /// Without `option tcplog`, HAProxy logs a TCP session once, at accept.
-    static func connectLine(peer: SocketAddress?, local: SocketAddress?, frontend: String) -> [UInt8] {
+    static func connectLine(peer: SocketAddress?, local: SocketAddress?, listener: Int, frontend: String) -> [UInt8] {
         var line = LineBuilder()
+        if peer?.isUnix == true {
+            // HAProxy's words: "UNIX socket, only the destination is known".
+            line.append("Connect to unix:"); line.append(listener)
+            line.append(" ("); line.append(frontend); line.append("/TCP)")
+            return line.bytes
+        }
         line.append("Connect from ")
         if let peer { line.append(address: peer) } else { line.append("unknown") }
         line.append(" to ")
@@ -280,8 +286,8 @@ extension LogRing {
                         frontend: String, serial: Int, now: Int64) -> SessionLog? {
         if route.format == nil && route.logging != nil {
             // HAProxy names the address the client asked for (`SO_ORIGINAL_DST` behind a REDIRECT).
-            let reached = Socket.originalDestination(client) ?? local ?? (try? Socket.localAddress(client))
-            log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: reached, frontend: frontend))
+            let reached = local?.isUnix == true ? local : Socket.originalDestination(client) ?? local ?? (try? Socket.localAddress(client))
+            log(route, level: 6, bytes: SessionLog.connectLine(peer: peer, local: reached, listener: origin.bind?.takeUnretainedValue().id ?? 0, frontend: frontend))
         }
         guard route.format != nil || route.uniqueIDFormat != nil else { return nil }
         let samples = route.format?.hasSamples == true || route.uniqueIDFormat?.hasSamples == true

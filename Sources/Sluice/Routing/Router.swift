@@ -116,7 +116,7 @@ final class SessionContext {
 
     var sourceIP: IPAddress? {
         if let sourceIPCache { return sourceIPCache }
-        let ip = source.map(IPAddress.init)
+        let ip = source.flatMap { $0.isUnix ? nil : IPAddress($0) }  // a UNIX client has none, as in HAProxy
         sourceIPCache = .some(ip)
         return ip
     }
@@ -542,7 +542,7 @@ final class FrontendRouting: Sendable {
                 continue
             case .address:
                 let address: IPAddress?
-                if case .simple(.src) = line.fetch { address = context.sourceIP } else { address = context.destination.map(IPAddress.init) }
+                if case .simple(.src) = line.fetch { address = context.sourceIP } else { address = context.destination.flatMap { $0.isUnix ? nil : IPAddress($0) } }
                 guard let address else { continue }
                 if line.patterns._withUnsafeGuaranteedRef({ $0.matches(address: address) }) { return .pass }
                 continue
@@ -635,8 +635,8 @@ final class FrontendRouting: Sendable {
     /// and 1); nil for no value.
     private func integer(_ operand: RuleProgram.Operand, _ c: SessionContext) -> Int64? {
         switch operand {
-        case .simple(.srcPort): return c.source.map { Int64($0.port) }
-        case .simple(.dstPort): return c.destination.map { Int64($0.port) }
+        case .simple(.srcPort): return c.source.flatMap { $0.isUnix ? nil : Int64($0.port) }
+        case .simple(.dstPort): return c.destination.flatMap { $0.isUnix ? nil : Int64($0.port) }
         case .trackedCounter(let slot, let data):
             guard let tracked = c.tracked[slot] else { return data == .tracked ? 0 : nil }
             return tracked.with { $0.read($1, data, now: c.now) }.map { data == .tracked ? 1 : $0 }
@@ -731,9 +731,10 @@ final class FrontendRouting: Sendable {
         }
         switch fetch {
         case .src: return c.sourceIP.map { .value(.ip($0), mayChange: false) } ?? .none(mayChange: false)
-        case .srcPort: return c.source.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
-        case .dst: return c.destination.map { .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
-        case .dstPort: return c.destination.map { .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
+        // UNIX sockets have no IP or port: no sample, as HAProxy's `smp_fetch_src`/`smp_fetch_sport`.
+        case .srcPort: return c.source.flatMap { $0.isUnix ? nil : .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
+        case .dst: return c.destination.flatMap { $0.isUnix ? nil : .value(.ip(IPAddress($0)), mayChange: false) } ?? .none(mayChange: false)
+        case .dstPort: return c.destination.flatMap { $0.isUnix ? nil : .value(.int(Int64($0.port)), mayChange: false) } ?? .none(mayChange: false)
         case .bindName: return c.bindName.map { .value(.string($0), mayChange: false) } ?? .none(mayChange: false)
         // Before switching, HAProxy's session backend is the frontend itself (a listen is both).
         case .name: return .value(.string(frontendNameBytes), mayChange: false)

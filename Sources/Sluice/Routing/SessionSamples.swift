@@ -69,7 +69,7 @@ extension FrontendRouting {
             guard let log = c.log, let origin else { return nil }
             return log.uniqueID(for: c, frontend: origin.frontend.takeUnretainedValue(), process: origin.process.takeUnretainedValue()).map { .string($0) }
         case .connectionAddress(let destination, let port):
-            guard let address = destination ? c.connectionDestination : c.connectionSource else { return nil }
+            guard let address = destination ? c.connectionDestination : c.connectionSource, !address.isUnix else { return nil }
             return port ? .int(Int64(address.port)) : .ip(IPAddress(address))
         }
     }

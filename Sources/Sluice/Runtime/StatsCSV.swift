@@ -121,7 +121,8 @@ enum StatsCSV {
             "lastchg": "\(server.secondsSinceLastChange)",
             "pid": "1", "iid": "\(iid)", "sid": "\(server.id)", "lbtot": "\(stats.totalSessions)", "type": "2",
             "lastsess": server.secondsSinceLastSession.map(String.init) ?? "-1",
-            "addr": server.address.description, "mode": "tcp", "uweight": "\(server.weight)",
+            "addr": server.address.isUnix ? "unix" : server.address.description,  // HAProxy writes "unix" for a UNIX socket
+            "mode": "tcp", "uweight": "\(server.weight)",
         ]
         if let agent = server.agent {
             // An agent's code is 0 once it gave a health word (HAProxy reports codes from L7OK on).

@@ -70,68 +70,27 @@ final class StatsSocketServer: @unchecked Sendable {
         }
     }
 
-    /// Binds a UNIX socket, refusing a path where a live process still answers and replacing a
-    /// stale one. As HAProxy, the socket is bound at `<path>.<pid>.tmp` and renamed over the path
-    /// (so a stale file is replaced in one step); unlike HAProxy the rename comes after `listen(2)`,
-    /// so a file at the path always accepts: a deploy script may wait for the file, then connect.
-    /// The system calls are `socket(2)`, `bind(2)`, `chmod(2)`, `chown(2)`, `listen(2)`, `rename(2)`.
+    /// Binds a UNIX socket (`Socket.listenUnix`: at a temporary name, renamed over the path once it
+    /// listens), refusing a path where a live process still answers: two balancers must not share
+    /// one runtime API. A stale file is replaced.
     private static func listen(_ socket: StatsSocket, path: String) throws(SluiceError) -> CInt {
-        let temporary = "\(path).\(getpid()).tmp"
-        func address(_ path: String) throws(SluiceError) -> sockaddr_un {
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            let capacity = MemoryLayout.size(ofValue: address.sun_path)
-            guard bytes.count < capacity else {
-                throw SluiceError("stats socket \(path): path too long for a UNIX socket (its temporary name '\(temporary)' must fit in \(capacity - 1) bytes)")
-            }
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                raw.copyBytes(from: bytes)
-                raw[bytes.count] = 0
-            }
-            return address
+        guard let address = SocketAddress(unixPath: path) else {
+            throw SluiceError("stats socket \(path): path too long for a UNIX socket (at most \(UnixSocketPaths.capacity) bytes)")
         }
-        func connectOrBind(_ fd: CInt, _ address: sockaddr_un, bind: Bool) -> CInt {
-            var address = address
-            let length = socklen_t(MemoryLayout<sockaddr_un>.size)
-            return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind ? Glibc.bind(fd, $0, length) : Glibc.connect(fd, $0, length) }
-            }
-        }
-        let final = try address(path)
-        let bound = try address(temporary)
         if access(path, F_OK) == 0 {
             let probe = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            let live = connectOrBind(probe, final, bind: false) == 0
+            let live = address.withSockaddr { Glibc.connect(probe, $0, $1) } == 0
             closeDescriptor(probe)
             if live { throw SluiceError("stats socket \(path) is in use by a running process; stop it or choose another path") }
         }
-        unlink(temporary)
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SluiceError("stats socket \(path): \(SystemError(code: errno, call: "socket"))") }
-        func fail(_ call: String) -> SluiceError {
-            let error = SystemError(code: errno, call: call, operand: path)
-            closeDescriptor(fd)
-            unlink(temporary)
-            return SluiceError("stats socket: \(error)")
+        do {
+            let ids = try UnixSocketPermissions(owner: socket.owner, group: socket.group).ids()
+            return try Socket.listenUnix(address, backlog: 16, owner: ids.owner, group: ids.group, mode: socket.mode).release()
+        } catch let error as SluiceError {
+            throw SluiceError("stats socket \(path): \(error.message)")
+        } catch {
+            throw SluiceError("stats socket: \(error)")
         }
-        guard connectOrBind(fd, bound, bind: true) == 0 else { throw fail("bind") }
-        chmod(temporary, mode_t(socket.mode))
-        if socket.owner != nil || socket.group != nil {
-            let uid: UInt32, gid: UInt32
-            do {
-                uid = try resolve(socket.owner, path: path, user: true)
-                gid = try resolve(socket.group, path: path, user: false)
-            } catch {
-                closeDescriptor(fd)
-                unlink(temporary)
-                throw error
-            }
-            guard chown(temporary, uid, gid) == 0 else { throw fail("chown") }
-        }
-        guard Glibc.listen(fd, 16) == 0 else { throw fail("listen") }
-        guard rename(temporary, path) == 0 else { throw fail("rename") }
-        return fd
     }
 
     /// A TCP socket (`stats socket ipv4@127.0.0.1:9999`), as HAProxy's.
@@ -141,18 +100,6 @@ final class StatsSocketServer: @unchecked Sendable {
             return try Socket.listen(on: address, backlog: 16, reusePort: false).release()
         } catch {
             throw SluiceError("stats socket \(endpoint): \(error)")
-        }
-    }
-
-    /// A user or group id for `chown`; `.max` (-1) leaves it unchanged.
-    private static func resolve(_ owner: StatsSocket.Owner?, path: String, user: Bool) throws(SluiceError) -> UInt32 {
-        switch owner {
-        case nil: return .max
-        case .id(let id): return UInt32(id)
-        case .name(let name):
-            if user, let entry = getpwnam(name) { return entry.pointee.pw_uid }
-            if !user, let entry = getgrnam(name) { return entry.pointee.gr_gid }
-            throw SluiceError("stats socket \(path): no \(user ? "user" : "group") named '\(name)'")
         }
     }
 

@@ -131,6 +131,11 @@ enum Socket {
                         fastOpen: Bool = false, buffers: SocketBufferSizes = SocketBufferSizes(),
                         userTimeoutMs: Int = 0, keepAlive: KeepAliveSettings = KeepAliveSettings()) throws(SystemError) -> (fd: CInt, connected: Bool) {
         let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
+        if address.isUnix {
+            // No TCP options, no source address: a UNIX socket has neither (HAProxy's `uxst` connect).
+            if buffers.isSet { setBufferSizes(fd, buffers) }
+            return try finishConnect(fd, to: address)
+        }
         setNoDelay(fd)
         // `option srvtcpka` before connect, as HAProxy: on loopback the handshake completes inside
         // connect(), and the server may see the connection before a later setsockopt.
@@ -146,9 +151,15 @@ enum Socket {
                 throw error
             }
         }
+        return try finishConnect(fd, to: address)
+    }
+
+    private static func finishConnect(_ fd: CInt, to address: SocketAddress) throws(SystemError) -> (fd: CInt, connected: Bool) {
         let r = address.withSockaddr { Glibc.connect(fd, $0, $1) }
         if r == 0 { return (fd, true) }
         let err = errno
+        // A UNIX listener whose backlog is full answers EAGAIN where TCP would wait: as HAProxy, a
+        // failed attempt (retried or redispatched).
         if err == EINPROGRESS || err == EINTR { return (fd, false) }
         closeDescriptor(fd)
         throw SystemError(code: err, call: "connect", operand: address.description)
