@@ -1,5 +1,8 @@
 import Testing
 @testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Configurations as operators write them for HAProxy: boilerplate that has no meaning at Layer 4
 /// is accepted with a warning naming the line, keywords HAProxy removed are applied with their
@@ -147,6 +150,56 @@ struct CompatibilityTests {
         #expect(errors.contains { $0.contains("'email-alert': unknown log level 'loud' after 'level'") })
         #expect(errors.contains { $0.contains("'email-alert': unknown argument 'subject'") })
         #expect(errors.contains { $0.contains("Proxy 'b2': unable to find mailers 'none'") })
+    }
+
+    /// UNIX-socket binds and servers in HAProxy's forms: `unix@`, a path, `abns@`; `unix-bind`'s
+    /// prefix and defaults under a bind's own settings; HAProxy's length limits; TCP-only
+    /// parameters on a UNIX socket, and socket-file settings on a TCP one, warn.
+    @Test func unixSocketAddressesAndUnixBindAreReadAsHAProxyReadsThem() throws {
+        let text = """
+            global
+              unix-bind prefix /run/lb/ mode 660 group nogroup
+            defaults
+              mode tcp
+              timeout connect 1s
+              timeout client 1s
+              timeout server 1s
+            frontend f
+              bind unix@a.sock
+              bind /run/abs.sock mode 600 uid 0 tfo
+              bind abns@front
+              bind 127.0.0.1:9000 mode 600 level admin
+              default_backend b
+            backend b
+              server s unix@/run/app.sock check source 10.0.0.1
+              server t /run/app2.sock
+              server u abns@app
+
+            """
+        let parsed = try Configuration.parse(text, file: "t.cfg")
+        let binds = try #require(parsed.configuration.frontends.first?.binds)
+        #expect(binds.map(\.endpoint.description) == ["unix@/run/lb/a.sock", "unix@/run/lb//run/abs.sock", "abns@front", "127.0.0.1:9000"])
+        #expect(binds[0].unixPermissions == UnixSocketPermissions(mode: 0o660, group: .name("nogroup")))
+        #expect(binds[1].unixPermissions == UnixSocketPermissions(mode: 0o600, owner: .id(0), group: .name("nogroup")))
+        let servers = try #require(parsed.configuration.backend(named: "b")?.servers)
+        #expect(servers.map(\.endpoint.description) == ["unix@/run/app.sock", "unix@/run/app2.sock", "abns@app"])
+        let warnings = parsed.warnings.map(\.description)
+        #expect(warnings.contains("t.cfg:10: warning: [frontend 'f'] 'bind': 'tfo' applies to TCP listeners only and is ignored on a UNIX socket (as HAProxy)"))
+        #expect(warnings.contains("t.cfg:12: warning: [frontend 'f'] 'bind': 'level admin' has no effect: it applies to the runtime API's 'stats socket'"))
+        #expect(warnings.contains { $0.hasPrefix("t.cfg:12: warning: [frontend 'f'] 'bind': 'mode', 'uid', 'gid', 'user' and 'group' set a UNIX socket file's permissions; 127.0.0.1:9000 is not one") })
+        #expect(warnings.contains("t.cfg:15: warning: [backend 'b'] 'server': server 's' is a UNIX socket: 'source' applies to TCP connections only and is ignored (as HAProxy)"))
+        // HAProxy's limits: 107 bytes less the `.<pid>.tmp` room and the prefix for a path, 107 for an abstract name.
+        let long = ParserTests.valid.replacingOccurrences(of: "bind :80", with: "bind unix@/\(String(repeating: "p", count: 97))\n  bind abns@\(String(repeating: "n", count: 108))")
+        #expect(CompatibilityTests.errors(long) == [
+            "t.cfg:2: error: [frontend 'fe'] 'bind': socket path 'unix@/\(String(repeating: "p", count: 97))' too long (max 97)",
+            "t.cfg:3: error: [frontend 'fe'] 'bind': socket path 'abns@\(String(repeating: "n", count: 108))' too long (max 107)",
+        ])
+        #expect(CompatibilityTests.errors(ParserTests.valid.replacingOccurrences(of: "bind :80", with: "bind fd@3")).first?.contains("fd@, sockpair@, udp@") == true)
+        // A UNIX address stays 28 bytes: its family and a registry index, equal for equal names.
+        let a = try #require(SocketAddress(unixPath: "/run/x.sock")), b = try #require(SocketAddress(unixPath: "x", abstract: true))
+        #expect(a == SocketAddress(unixPath: "/run/x.sock") && a != b && MemoryLayout<SocketAddress>.size <= 32)
+        #expect(a.description == "/run/x.sock" && b.description == "abns@x" && a.ip == "unix" && a.port == 0 && !a.isWildcard)
+        #expect(a.withSockaddr { p, length in p.pointee.sa_family == sa_family_t(AF_UNIX) && length == socklen_t(MemoryLayout<sockaddr_un>.size) })
     }
 
     /// A `peers` section whose only peer is the local one (HAProxy's way to keep stick tables

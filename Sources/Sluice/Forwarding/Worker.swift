@@ -718,11 +718,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         session.toClient.releaseResources(into: &pool)
         if session.client >= 0 {
             reactor.unwatch(session.client, token: token(.client, i))
-            if reset || session.policy.clientNoLinger { Socket.closeWithReset(session.client) } else { closeDescriptor(session.client) }
+            Socket.close(session.client, reset: reset || session.policy.clientNoLinger, discardUnread: session.state != .established)
         }
         if session.server >= 0 {
             reactor.unwatch(session.server, token: token(.server, i))
-            if reset || session.policy.backend.noLinger { Socket.closeWithReset(session.server) } else { closeDescriptor(session.server) }
+            Socket.close(session.server, reset: reset || session.policy.backend.noLinger)
             backend(of: i).releaseSlot(of: server(of: i))
         }
         session.context?.release(now: reactor.now)

@@ -10,6 +10,9 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
         case layer4Timeout = "L4TOUT"
         /// The connection was refused or failed.
         case layer4Connection = "L4CON"
+        /// The connection failed at once, inside `connect(2)` (a UNIX socket that is missing or
+        /// refuses, no route, no descriptor): HAProxy's "I/O error" before a connection attempt.
+        case socketError = "SOCKERR"
         /// A TLS hello check passed.
         case layer6OK = "L6OK"
         /// The TLS hello got no answer in time.
@@ -37,6 +40,7 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
             case .layer4OK: "Layer4 check passed"
             case .layer4Timeout: "Layer4 timeout"
             case .layer4Connection: "Layer4 connection problem"
+            case .socketError: "Socket error"
             case .layer6OK: "Layer6 check passed"
             case .layer6Timeout: "Layer6 timeout"
             case .layer6Response: "Layer6 invalid response"

@@ -342,7 +342,9 @@ final class CheckRunner {
                                             from: settings.source ?? targets[t].backend.settings.source, buffers: serverBuffers,
                                             userTimeoutMs: settings.userTimeoutMs)
         } catch {
-            finish(t, CheckResult(status: .layer4Connection, info: error.reason))
+            // Failed inside connect(2), not after it: HAProxy's SOCKERR (`chk_report_conn_err`
+            // without CO_FL_WAIT_L4_CONN), where a refusal that comes back later is L4CON.
+            finish(t, CheckResult(status: .socketError, info: error.reason))
             return
         }
         targets[t].fd = fd

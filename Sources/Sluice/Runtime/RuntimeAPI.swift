@@ -126,6 +126,8 @@ struct RuntimeAPI: Sendable {
         case .setAddress(let ip, let port):
             let old = server.address
             guard let address = SocketAddress(ip: ip, port: port ?? old.port) else { return .reply(RuntimeCommand.invalidAddress(ip).text) }
+            // HAProxy's words (`srv_update_addr_port`), without the address or port changing.
+            if old.isUnix { return .reply("Update for the current server address family is only supported through configuration file by '\(Self.byRuntimeAPI)'\n") }
             let awaiting = server.awaitingAddress.load(ordering: .relaxed)
             // HAProxy's report: what changed, or that nothing needed to.
             var report = [address.ip == old.ip && !awaiting ? "no need to change the addr" : "IP changed from '\(old.ip)' to '\(ip)'"]
@@ -229,7 +231,7 @@ struct RuntimeAPI: Sendable {
                 let check = server.lastCheck
                 // HAProxy 2.6's `enum healthcheck_status` (check-t.h), seen as 6 for L4OK from 2.6.12.
                 let checkStatus: Int = switch check.status {
-                case .initial: 1; case .checked: 3; case .layer4OK: 6; case .layer4Timeout: 7; case .layer4Connection: 8
+                case .initial: 1; case .checked: 3; case .layer4OK: 6; case .layer4Timeout: 7; case .layer4Connection: 8; case .socketError: 5
                 case .layer6OK: 9; case .layer6Timeout: 10; case .layer6Response: 11
                 case .layer7Timeout: 12; case .layer7Response: 13; case .layer7OK: 15; case .layer7OKConditional: 16; case .layer7Status: 17
                 }
@@ -250,7 +252,7 @@ struct RuntimeAPI: Sendable {
                 let agent = server.agentPlan
                 let agentState = agent == nil ? 0 : server.agentEnabled.load(ordering: .relaxed) ? 0x16 : 0x12
                 lines.append([
-                    "\(backend.id)", backend.name, "\(server.id)", server.name, awaiting ? "-" : server.address.ip,
+                    "\(backend.id)", backend.name, "\(server.id)", server.name, awaiting || server.address.isUnix ? "-" : server.address.ip,  // HAProxy's dump_server_addr: "-" for a UNIX socket
                     "\(operational)", "\(admin)", "\(server.weight)", "\(server.configuredWeight)",
                     "\((now - server.lastChange.load(ordering: .relaxed)) / 1000)", "\(checkStatus)", "\(result)",
                     "\(health)", "\(checkState)", "\(agentState)", "0", "0", fqdn, "\(server.address.port)",

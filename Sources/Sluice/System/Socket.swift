@@ -260,6 +260,19 @@ enum Socket {
         closeDescriptor(fd)
     }
 
+    /// Closes with a reset (`reset`) or a FIN. `discardUnread`: first drop what the peer sent and
+    /// nobody read, up to HAProxy's 16 KiB buffer — the kernel answers a close with unread input
+    /// by a reset, where HAProxy, which had read those bytes into its buffer, sends a FIN (a
+    /// client whose server could not be reached sees the same close from both). The system calls
+    /// are `recv(2)` and `close(2)`.
+    static func close(_ fd: CInt, reset: Bool, discardUnread: Bool = false) {
+        if reset { return closeWithReset(fd) }
+        if discardUnread {
+            withUnsafeTemporaryAllocation(byteCount: 16_384, alignment: 16) { _ = recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        }
+        closeDescriptor(fd)
+    }
+
     /// Reads into `buffer`; `.processed(0)` is end of stream. The corresponding system call is `recv(2)`.
     @inline(__always)
     static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, peek: Bool = false) throws(SystemError) -> IOResult<Int> {

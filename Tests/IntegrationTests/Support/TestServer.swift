@@ -81,9 +81,29 @@ final class TestServer: @unchecked Sendable {
         var queue: CInt = 64
         if fastOpen { setsockopt(fd, Int32(IPPROTO_TCP), TCP_FASTOPEN, &queue, socklen_t(MemoryLayout<CInt>.size)) }
         guard r == 0, listen(fd, 4096) == 0 else { throw Net.Failure("test server bind/listen: \(String(cString: strerror(errno)))") }
-        _ = fcntl(fd, F_SETFL, O_NONBLOCK)
         listener = fd
         port = Net.localPort(fd)
+        start()
+    }
+
+    /// The same server on a UNIX socket file at `unixPath` (`port` is 0).
+    init(_ behavior: Behavior, unixPath: String) throws {
+        _ = pipeSignalIgnored
+        self.behavior = behavior
+        unlink(unixPath)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var a = sockaddr_un()
+        a.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &a.sun_path) { $0.copyBytes(from: Array(unixPath.utf8)) }
+        let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard r == 0, listen(fd, 4096) == 0 else { throw Net.Failure("test server bind/listen \(unixPath): \(String(cString: strerror(errno)))") }
+        listener = fd
+        port = 0
+        start()
+    }
+
+    private func start() {
+        _ = fcntl(listener, F_SETFL, O_NONBLOCK)
         _ = pipe(&wake)
         let box = Unmanaged.passRetained(self).toOpaque()
         pthread_create(&thread, nil, { arg in
