@@ -168,5 +168,15 @@ int CShims_tls_handshake(void *session, int *reason);
 long CShims_tls_read(void *session, void *buffer, size_t length);
 long CShims_tls_write(void *session, const void *buffer, size_t length);
 
+/// Starts `path` with `argv` and exactly `envp`, descriptors from 3 up closed, every signal at its
+/// default and none blocked (posix_spawn). Returns a pidfd (close-on-exec, readable once the child
+/// has exited) and stores the pid in `pid_out`; -1 with errno (an exec failure included).
+int CShims_spawn(const char *path, char *const argv[], char *const envp[], int *pid_out);
+/// Reaps the child of `pidfd` if it has exited: 1, with its exit status in `code` (-1 when a signal
+/// ended it); 0 while it runs; -1 with errno.
+int CShims_reap(int pidfd, int *code);
+/// pidfd_send_signal(2).
+int CShims_pidfd_signal(int pidfd, int sig);
+
 #endif // __linux__
 #endif // CSHIMS_H

@@ -404,7 +404,7 @@ public final class LoadBalancer: Sendable {
             neverSendLocal: configuration.global.pp2NeverSendLocal,
             serverBuffers: configuration.global.serverBuffers, logger: logger,
             broadcast: { command in for w in everyone { w.post(command) } })
-        checkWorker.checks?.configure(Self.checkTargets(configuration, backends), node: configuration.global.nodeName)
+        checkWorker.checks?.configure(Self.checkTargets(configuration, backends, addresses), node: configuration.global.nodeName)
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
         do {
             try logs.start()
@@ -505,8 +505,18 @@ public final class LoadBalancer: Sendable {
         state.withLock { $0.resolver }?.show(section)
     }
 
-    private static func checkTargets(_ configuration: Configuration, _ backends: [String: BackendState]) -> [(BackendState, Backend)] {
-        configuration.backends.compactMap { b in backends[b.name].map { ($0, b) } }
+    /// The backends to check. An external check's first two arguments name the proxy's first
+    /// listener as it is bound (the kernel's port for port 0, a host name's address), as HAProxy's.
+    private static func checkTargets(_ configuration: Configuration, _ backends: [String: BackendState],
+                                     _ addresses: [String: [SocketAddress]]) -> [(BackendState, Backend)] {
+        configuration.backends.compactMap { b in
+            var b = b
+            if case .external(var check) = b.healthCheck, let first = addresses[b.name]?.first, !first.isUnix {
+                (check.proxyAddress, check.proxyPort) = (first.ip, "\(first.port)")
+                b.healthCheck = .external(check)
+            }
+            return backends[b.name].map { ($0, b) }
+        }
     }
 
     /// Sockets opened for a configuration's binds, not yet handed to reactors.
@@ -682,7 +692,7 @@ public final class LoadBalancer: Sendable {
         for (w, worker) in workers.enumerated() {
             worker.post(.updateListeners(add: added[w], removeKeys: removedKeys, renamed: renamed))
         }
-        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends), node: configuration.global.nodeName))
+        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends, addresses), node: configuration.global.nodeName))
         state.withLock { $0.addresses = addresses }
         startResolver(configuration, backends)
         return notices
@@ -949,8 +959,8 @@ public final class LoadBalancer: Sendable {
 
     /// Gives the check reactor the servers as they are now.
     private func refreshChecks() {
-        let (configuration, backends, workers) = state.withLock { ($0.configuration, $0.backends, $0.workers) }
-        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends), node: configuration.global.nodeName))
+        let (configuration, backends, workers, addresses) = state.withLock { ($0.configuration, $0.backends, $0.workers, $0.addresses) }
+        workers.first?.post(.configureChecks(Self.checkTargets(configuration, backends, addresses), node: configuration.global.nodeName))
     }
 
     /// Closes every session of a server on every reactor (`shutdown sessions server`).

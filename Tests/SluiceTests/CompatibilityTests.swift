@@ -202,6 +202,29 @@ struct CompatibilityTests {
         #expect(a.withSockaddr { p, length in p.pointee.sa_family == sa_family_t(AF_UNIX) && length == socklen_t(MemoryLayout<sockaddr_un>.size) })
     }
 
+    /// `option external-check` and `external-check command|path`: read as HAProxy reads them, with
+    /// its errors (no global `external-check`, no command, a relative command without a path) and
+    /// warnings (a command or path without the option), each on its proxy.
+    @Test func externalChecksAreReadWithHAProxysErrorsAndWarnings() throws {
+        let head = "defaults\n  mode tcp\n  timeout client 1s\n  timeout server 1s\n  timeout connect 1s\n"
+        let good = try Configuration.parse("global\n  external-check\n" + head + "listen l\n  bind 127.0.0.1:81\n  option external-check\n  external-check command chk\n  external-check path /bin\n  server s 10.0.0.1:80 check\n", file: "t.cfg")
+        var expected = ExternalCheck(command: "chk", path: "/bin")
+        (expected.proxyAddress, expected.proxyPort) = ("127.0.0.1", "81")
+        #expect(good.configuration.backend(named: "l")?.healthCheck == .external(expected))
+        let bad = head + "backend b\n  option external-check\n  server s 127.0.0.1:1 check\nbackend c\n  external-check command chk\n  external-check path /bin\n  server s 127.0.0.1:1 check\n"
+            + "backend d\n  option external-check\n  external-check command rel\n  server s 127.0.0.1:1\n"
+        let errors = CompatibilityTests.errors(bad)
+        #expect(errors == [
+            "t.cfg:6: error: [backend 'b'] 'option external-check': Proxy 'b' : 'option external-check' unable to find required 'global.external-check'.",
+            "t.cfg:6: error: [backend 'b'] 'option external-check': Proxy 'b' : 'option external-check' unable to find required 'external-check command'.",
+            "t.cfg:13: error: [backend 'd'] 'option external-check': Proxy 'd' : 'option external-check' unable to find required 'global.external-check'.",
+            "t.cfg:15: error: [backend 'd'] 'external-check': Proxy 'd': 'external-check command' does not have a leading '/' and 'external-check path' is not set.",
+        ])
+        let ignored = try Configuration.parse(head + "backend c\n  external-check command /bin/true\n  server s 127.0.0.1:1 check\n", file: "t.cfg")
+        #expect(ignored.warnings.map(\.description) .contains("t.cfg:7: warning: [backend 'c'] 'external-check': 'external-check command' will be ignored for backend 'c' (requires 'option external-check')."))
+        #expect(ignored.configuration.backend(named: "c")?.healthCheck == .tcpConnect)
+    }
+
     /// A `peers` section whose only peer is the local one (HAProxy's way to keep stick tables
     /// across a reload) is accepted: Sluice reloads in-process and keeps them. A second balancer
     /// among the peers is refused on its line; a table naming no section is an error.

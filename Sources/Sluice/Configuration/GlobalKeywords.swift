@@ -14,8 +14,8 @@ enum GlobalKeywords {
                                "tune.maxrewrite", "tune.idle-pool", "tune.fail-alloc", "http-err-codes", "http-fail-codes"]
     /// Keywords with no meaning for Sluice, and why.
     static let meaningless: [String: String] = [
-        "insecure-fork-wanted": "Sluice forks nothing after start",
-        "insecure-setuid-wanted": "Sluice never calls setuid programs",
+        "insecure-fork-wanted": "Sluice needs no such permission: it starts processes only for 'option external-check' (with 'external-check' in global), whether or not this is set",
+        "insecure-setuid-wanted": "Sluice does not stop external checks from running setuid programs (HAProxy does without this)",
         "noreuseport": "Sluice needs SO_REUSEPORT for one listener per thread and reloads in-process",
         "nbproc": "Sluice runs as one process (HAProxy removed 'nbproc' in 2.5); use 'nbthread' for more cores",
         "tune.chksize": "removed from HAProxy; checks read up to 16 KiB of reply",
@@ -46,7 +46,6 @@ enum GlobalKeywords {
         "lua-load": "Lua scripting is not supported",
         "lua-load-per-thread": "Lua scripting is not supported",
         "lua-prepend-path": "Lua scripting is not supported",
-        "external-check": "external checks (running a program per check) are not supported",
         "thread-group": "thread groups are not supported; Sluice's threads form one group",
         "thread-groups": "thread groups are not supported; Sluice's threads form one group",
         "wurfl-data-file": "device detection needs HTTP",
@@ -152,6 +151,9 @@ extension Parser {
             global.hardStopAfter = timeValue(words[1], location, keyword: keyword)
         case "stats":
             statsKeyword(words, location)
+        case "external-check":
+            guard expect(words, count: 1, location, usage: "external-check") else { return }
+            global.externalCheck = true
         case "unix-bind":
             var i = 1
             while i < words.count {

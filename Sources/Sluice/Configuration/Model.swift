@@ -55,6 +55,8 @@ public struct Global: Hashable, Sendable {
     public var maxSessionRate: Int?
     /// `nbthread`: reactors, one per thread. Default 1.
     public var threads: Int = 1
+    /// `external-check`: `option external-check` may run programs (HAProxy requires it).
+    public var externalCheck = false
     /// `unix-bind`: the path prefix and socket-file permissions of UNIX `bind`s declared after it.
     public var unixBind = UnixBindDefaults()
     /// `stats socket` lines: parsed and validated; served by the runtime API.
@@ -972,10 +974,31 @@ public enum HealthCheck: Hashable, Sendable {
     case tcp([TCPCheckRule])
     /// A protocol check (`option redis-check`, `mysql-check` …): HAProxy's conversation and verdicts.
     case protocolCheck(ProtocolCheck)
+    /// `option external-check`: a program run per check, which passes when it exits with 0.
+    case external(ExternalCheck)
 
     /// The HTTP check, if this is one.
     public var httpCheck: HTTPCheck? {
         if case .http(let check) = self { check } else { nil }
+    }
+}
+
+/// `option external-check`, `external-check command <cmd>`, `external-check path <path>`: HAProxy's
+/// external checks. The command gets `<proxy_address> <proxy_port> <server_address> <server_port>`
+/// and only HAProxy's variables in its environment (`PATH` from `path`, `HAPROXY_PROXY_*`,
+/// `HAPROXY_SERVER_*`).
+public struct ExternalCheck: Hashable, Sendable {
+    public var command: String
+    /// The `PATH` the command sees (and is searched in when it has no `/`); HAProxy's default is empty.
+    public var path: String?
+    /// The proxy's first listening address and port, as the first two arguments give them:
+    /// `NOT_USED` for a backend (no listener), the path and `NOT_USED` for a UNIX socket.
+    public var proxyAddress = "NOT_USED"
+    public var proxyPort = "NOT_USED"
+
+    public init(command: String, path: String? = nil) {
+        self.command = command
+        self.path = path
     }
 }
 

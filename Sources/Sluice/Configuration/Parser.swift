@@ -122,6 +122,9 @@ struct ProxyDraft {
     var checkConnectTLS: ConnectTLS?
     /// Which active check `check` runs: chosen by `option httpchk` / `option tcp-check`.
     var checkKind: CheckKind = .tcpConnect
+    /// `external-check command` and `external-check path`, and where each was written.
+    var externalCheckCommand: (String, SourceLocation)?
+    var externalCheckPath: (String, SourceLocation)?
     var httpCheck = HTTPCheck()
     var tcpCheckRules: [TCPCheckRule] = []
     /// `mode`, and where it was set (nil: HAProxy's default, tcp).
@@ -154,7 +157,7 @@ struct ProxyDraft {
     /// is a statistics page.
     var statsLines: [([String], SourceLocation)] = []
 
-    enum CheckKind { case tcpConnect, http, tcp, protocolCheck(ProtocolCheck) }
+    enum CheckKind { case tcpConnect, http, tcp, protocolCheck(ProtocolCheck), external }
 
     static let placeholder = ProxyDraft(kind: .defaults, name: "", location: SourceLocation(file: "", line: 0))
 
@@ -759,7 +762,9 @@ struct Parser {
             case .http: backend.healthCheck = .http(proxy.httpCheck)
             case .tcp: backend.healthCheck = .tcp(proxy.tcpCheckRules)
             case .protocolCheck(let check): backend.healthCheck = .protocolCheck(check)
+            case .external: backend.healthCheck = externalCheck(proxy)
             }
+            externalCheckWarnings(proxy)
             if proxy.httpCheck.disableOn404 && !proxy.servers.isEmpty && backend.healthCheck.httpCheck == nil {
                 diagnostics.append(diag(proxy, proxy.location, keyword: "http-check disable-on-404",
                     "will be ignored for \(proxy.label) (requires 'option httpchk'), as HAProxy warns", .warning))

@@ -22,6 +22,7 @@ enum ProxyKeywords {
         "use-server": [.backend, .listen],
         "force-persist": [.backend, .listen],
         "email-alert": SectionKind.proxies,
+        "external-check": SectionKind.backSide,
         "ignore-persist": [.backend, .listen],
         "id": SectionKind.realProxies,
         "balance": SectionKind.backSide,
@@ -91,7 +92,6 @@ enum ProxyKeywords {
     static let notYet: [String: String] = [
         "tcp-response": "tcp-response rules are not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
-        "external-check": "external checks (a program per check) are not supported",
         "filter": "filters are not supported",
         "error-log-format": "a format for connection errors before a session exists is not supported; they are logged with the session's 'log-format'",
         "log-format-sd": "structured data (RFC 5424 SD) log formats are not supported; use 'log-format'",
@@ -210,6 +210,7 @@ extension Parser {
         case "use-server": useServerKeyword(&proxy, words, location)
         case "force-persist", "ignore-persist": persistRuleKeyword(&proxy, words, location)
         case "email-alert": emailAlertKeyword(&proxy, words, location)
+        case "external-check": externalCheckKeyword(&proxy, words, location)
         case "default_backend":
             guard expect(words, count: 2, location, usage: "default_backend <backend>") else { return }
             proxy.defaultBackend = (words[1], location)
@@ -679,7 +680,8 @@ extension Parser {
         case "spop-check":
             error(location, keyword: keyword, "rejected: SPOE agents are not supported")
         case "external-check":
-            error(location, keyword: keyword, "rejected: external checks (a program per check) are not supported")
+            guard SectionKind.backSide.contains(proxy.kind) else { return misplaced(keyword, SectionKind.backSide, proxy, location) }
+            proxy.checkKind = negated ? .tcpConnect : .external
         case _ where ProxyKeywords.httpOnlyOptions.contains(name):
             if negated {
                 proxy.httpOnly.removeAll { $0.keyword == "option \(name)" }

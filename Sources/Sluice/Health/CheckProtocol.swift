@@ -11,6 +11,8 @@ enum CheckProtocol: Sendable {
     case tcp([TCPStep])
     /// `agent-check`: `agent-send`, then one line of the agent's words (`AgentReply`).
     case agent(send: [UInt8])
+    /// `option external-check`: a program, no connection (`ExternalCheckProcess`).
+    case external(ExternalCheck)
 
     enum TCPStep: Sendable {
         case send([UInt8])
@@ -66,6 +68,8 @@ enum CheckProtocol: Sendable {
         switch check {
         case .tcpConnect:
             return .success(.connect)
+        case .external(let check):
+            return .success(.external(check))
         case .http(let http):
             // As HAProxy 2.6 writes it (its HTX to HTTP/1): header names in lower case, then the
             // body's length, then `connection: close` for HTTP/1.1 unless a header set one.

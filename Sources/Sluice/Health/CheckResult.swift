@@ -32,6 +32,12 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
         case layer7Timeout = "L7TOUT"
         /// An agent answered without a health word: nothing to change.
         case checked = "CHECKED"
+        /// An external check's program exited with 0.
+        case processOK = "PROCOK"
+        /// An external check's program exited with another status, or a signal ended it.
+        case processError = "PROCERR"
+        /// An external check's program had not exited in time (it is sent SIGTERM).
+        case processTimeout = "PROCTOUT"
 
         /// HAProxy's sentence for the status, used in transition logs.
         public var reason: String {
@@ -50,16 +56,19 @@ public struct CheckResult: Hashable, Sendable, CustomStringConvertible {
             case .layer7Response: "Layer7 invalid response"
             case .layer7Timeout: "Layer7 timeout"
             case .checked: "No status change"
+            case .processOK: "External check passed"
+            case .processError: "External check error"
+            case .processTimeout: "External check timeout"
             }
         }
 
         /// Whether the check passed.
-        public var passed: Bool { self == .layer4OK || self == .layer6OK || self == .layer7OK || self == .layer7OKConditional }
+        public var passed: Bool { self == .layer4OK || self == .layer6OK || self == .layer7OK || self == .layer7OKConditional || self == .processOK }
     }
 
     /// The verdict.
     public var status: Status
-    /// The HTTP status code, for HTTP checks that got one.
+    /// The HTTP status code, for HTTP checks that got one; an external check's exit status.
     public var code: Int?
     /// Details: the errno sentence, the HTTP reason phrase, the tcp-check step that failed.
     public var info: String

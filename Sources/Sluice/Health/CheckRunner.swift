@@ -10,7 +10,7 @@ import Glibc
 /// Confined to the reactor's thread. Other threads reach it through `WorkerCommand`s.
 final class CheckRunner {
     /// One checked server and its check in progress.
-    private struct Target {
+    struct Target {
         /// A server's health check, or its agent check (`agent-check`).
         enum Role { case health, agent }
         let role: Role
@@ -76,8 +76,8 @@ final class CheckRunner {
         armRamp()
     }
 
-    private var targets: [Target] = []
-    private let reactor: any Reactor
+    var targets: [Target] = []
+    let reactor: any Reactor
     /// Probe generations come from one counter, so a token of an abandoned probe (whose poll
     /// removal may still be in flight) is never reused by a later one.
     private var nextGeneration: UInt32 = 0
@@ -189,7 +189,7 @@ final class CheckRunner {
         targets[t].tls = nil
         if targets[t].fd >= 0 {
             reactor.unwatch(targets[t].fd, token: token(t))
-            closeDescriptor(targets[t].fd)
+            if case .external = targets[t].proto { ExternalCheckProcess.release(targets[t].fd) } else { closeDescriptor(targets[t].fd) }
             targets[t].fd = -1
         }
     }
@@ -229,7 +229,7 @@ final class CheckRunner {
         for t in targets.indices { abandon(t) }
     }
 
-    private func token(_ t: Int) -> UInt64 {
+    func token(_ t: Int) -> UInt64 {
         Token(.worker, index: Self.firstIndex + t, generation: targets[t].generation).raw
     }
 
@@ -246,6 +246,7 @@ final class CheckRunner {
         let now = reactor.now
         if targets[t].fd >= 0 {
             if now >= targets[t].deadline {
+                if case .external = targets[t].proto { return processTimedOut(t) }
                 var info = ""
                 var status = CheckResult.Status.layer7Timeout
                 if targets[t].connected, case .tcp(let steps) = targets[t].proto, targets[t].step < steps.count {
@@ -265,6 +266,7 @@ final class CheckRunner {
     func handleEvent(index: Int, generation: UInt32, events: UInt32) {
         let t = index - Self.firstIndex
         guard targets.indices.contains(t), targets[t].fd >= 0, targets[t].generation & 0x3FFF_FFFF == generation else { return }
+        if case .external = targets[t].proto { return processExited(t) }
         if targets[t].tls != nil && !targets[t].connected {
             handshake(t)
             return
@@ -332,6 +334,7 @@ final class CheckRunner {
         // HAProxy: without `timeout check`, `inter` bounds the whole check; with it, the connect is
         // bounded by min(timeout connect, inter) and the rest by `timeout check`.
         targets[t].deadline = reactor.now + (targets[t].checkTimeoutMs > 0 ? min(targets[t].connectTimeoutMs, whole) : whole)
+        if case .external(let check) = targets[t].proto { return startProcess(t, check) }  // the same deadline, as HAProxy's
         let fd: CInt
         let done: Bool
         do {
@@ -403,7 +406,7 @@ final class CheckRunner {
             targets[t].out += send
         case .tcp(let steps) where !steps.isEmpty:
             break
-        case .connect, .tcp:
+        case .connect, .tcp, .external:  // (an external check makes no connection)
             // A connect check passes once connected; the header, if any, goes out first (a few
             // bytes on a fresh socket: one send takes them), as HAProxy does.
             if !targets[t].out.isEmpty { _ = targets[t].out.withUnsafeBytes { send(t, $0) } }
@@ -484,7 +487,7 @@ final class CheckRunner {
             }
             let complete = targets[t].peerClosed || targets[t].reply.count >= CheckProtocol.maxReply
             switch targets[t].proto {
-            case .connect:
+            case .connect, .external:
                 return
             case .agent:
                 switch AgentReply.read(targets[t].reply, closed: complete) {
@@ -549,7 +552,7 @@ final class CheckRunner {
     }
 
     /// Ends the probe: closes its socket, records the result, schedules the next one.
-    private func finish(_ t: Int, _ result: CheckResult) {
+    func finish(_ t: Int, _ result: CheckResult) {
         closeProbe(t)
         bumpGeneration(t)  // late events and timers of this probe no longer match
         var result = result

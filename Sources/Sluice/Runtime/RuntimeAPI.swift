@@ -234,6 +234,7 @@ struct RuntimeAPI: Sendable {
                 case .initial: 1; case .checked: 3; case .layer4OK: 6; case .layer4Timeout: 7; case .layer4Connection: 8; case .socketError: 5
                 case .layer6OK: 9; case .layer6Timeout: 10; case .layer6Response: 11
                 case .layer7Timeout: 12; case .layer7Response: 13; case .layer7OK: 15; case .layer7OKConditional: 16; case .layer7Status: 17
+                case .processError: 18; case .processTimeout: 19; case .processOK: 20
                 }
                 // CHK_RES_*: failed 2, passed 3, conditionally passed 4.
                 let result = check.status == .initial ? 0 : check.status == .layer7OKConditional ? 4 : check.status.passed ? 3 : 2
