@@ -48,6 +48,8 @@ extension Loopback {
         /// `show stat`'s check_status and check_desc of a server whose socket file is missing.
         var missingCheck = ""
         var logs: [String] = []
+        /// The runtime API's answers for a UNIX server added at run time, and its state row.
+        var dynamic: [String] = []
     }
 
     static func observe(haproxy: Bool, folder: String, echo: TestServer, unixEcho: String, v1: CaptureServer, v2: CaptureServer) throws -> Observed {
@@ -133,6 +135,12 @@ extension Loopback {
             seen.missingCheck = "\(row[status]) \(row[desc])"
             return true
         }
+        for command in ["add server missing/dyn unix@\(unixEcho)", "enable server missing/dyn", "set server missing/dyn addr 127.0.0.1"] {
+            seen.dynamic.append(try StatsClient.ask(socket, command))
+        }
+        try eventually("\(contender.name): the added UNIX server answers") { try exchange(try Net.connect(missingPort), "to an added server\n") == "to an added server\n" }
+        let rows: [[Substring]] = try StatsClient.ask(socket, "show servers state missing").split(separator: "\n").map { $0.split(separator: " ") }
+        for row in rows where row.count > 18 && row[3] == "dyn" { seen.dynamic.append("\(row[4]) \(row[18])") }
         // Three log-format lines and one `Connect to` line (HAProxy's start-up lines aside).
         let unixLines = { logs.lines.filter { $0.contains("unix:") }.map { $0.trimmingCharacters(in: .newlines) }.sorted() }
         try eventually("\(contender.name): 4 log lines about UNIX clients (have \(unixLines()))") { unixLines().count >= 4 }
@@ -157,6 +165,7 @@ extension Loopback {
         #expect(ours.serverState == ["- 0"])
         #expect(ours.statAddress == "unix")
         #expect(ours.missingCheck == "SOCKERR Socket error")
+        #expect(ours.dynamic == ["New server registered.\n\n", "\n", "Update for the current server address family is only supported through configuration file by 'stats socket command'\n\n", "- 0"])
         #expect(ours.logs.contains("unix:1|unix:1|127.0.0.1:\(echo.port)|unix-to-tcp/e|-|-|-|1"))
         #expect(ours.logs.contains("unix:3|unix:3|127.0.0.1:\(echo.port)|unix-to-tcp/e|-|-|-|3"))
         #expect(ours.logs.contains("Connect to unix:1 (plain/TCP)"))
