@@ -12,35 +12,35 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     let reactor: any Reactor
     // Reactor-thread state (other threads go through `commands`): no dynamic exclusivity checks,
     // which cost ~7,700 instructions per proxied connection (callgrind, bench/rulecost.py).
-    private let process: ProcessState
-    @exclusivity(unchecked) private var listeners: ListenerSet
-    @exclusivity(unchecked) private var sessions: [Session] = []
+    let process: ProcessState
+    @exclusivity(unchecked) var listeners: ListenerSet
+    @exclusivity(unchecked) var sessions: [Session] = []
     @exclusivity(unchecked) private var freeSlots: [Int32] = []
     @exclusivity(unchecked) private(set) var liveSessions = 0
-    @exclusivity(unchecked) private var pool: PipePool
+    @exclusivity(unchecked) var pool: PipePool
     /// Where the copy path receives before sending: one per reactor, allocated once.
-    private let scratch: UnsafeMutableRawBufferPointer
-    private let logger: Logger
+    let scratch: UnsafeMutableRawBufferPointer
+    let logger: Logger
     /// This reactor's way to the `log` targets.
-    private let logs: LogRing
+    let logs: LogRing
     private let commands = Mutex<[WorkerCommand]>([])
     @exclusivity(unchecked) private var draining = false
-    @exclusivity(unchecked) private var resumeTimerArmed = false
+    @exclusivity(unchecked) var resumeTimerArmed = false
     /// Listeners that accepted `tune.maxaccept` connections and may have more waiting: each accepts
     /// again at the end of the turn, after the sessions' events, and every turn after until its
     /// backlog is empty. No listener is in it twice.
-    @exclusivity(unchecked) private var pendingAccepts: [Int] = []
+    @exclusivity(unchecked) var pendingAccepts: [Int] = []
     /// Sessions that used their read budget with bytes possibly left (token of the session).
     @exclusivity(unchecked) private var pendingSessions: [UInt64] = []
-    @exclusivity(unchecked) private var lastExhaustionLog: Int64 = -1_000_000
+    @exclusivity(unchecked) var lastExhaustionLog: Int64 = -1_000_000
     /// Health checks, on the one worker that runs them.
     @exclusivity(unchecked) var checks: CheckRunner?
     /// Sends a command to the worker that runs health checks.
     var toCheckWorker: (@Sendable (WorkerCommand) -> Void)?
 
     /// While paused for a limit on another thread or for descriptors, look again this often.
-    private let resumeIntervalMs: Int64 = 20
-    private static let resumeTimer = Token(.worker, index: 0).raw
+    let resumeIntervalMs: Int64 = 20
+    static let resumeTimer = Token(.worker, index: 0).raw
     private static let hardStopTimer = Token(.worker, index: 1).raw
 
     /// The reactor's place among the balancer's, from 0 (the `thread` fetch).
@@ -266,90 +266,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         return !pendingAccepts.isEmpty || !pendingSessions.isEmpty
     }
 
-    // MARK: Accepting
-
-    private func accept(from l: Int) {
-        guard listeners[l].fd >= 0, !listeners[l].paused else { return }
-        let frontend = listeners[l].frontend
-        let limit = listeners[l].limit
-        let bind = listeners[l].bind
-        // Rules and logs read the client's address: take it from accept4 rather than getpeername later.
-        let wantsPeer = bind.acceptProxy || frontend.wantsPeer
-        var peer: SocketAddress?
-        for _ in 0..<process.acceptBatch {
-            if let refused = process.admit(frontend, limit) {
-                pause(l, refused)
-                return
-            }
-            let fd: CInt
-            do {
-                switch try wantsPeer ? Socket.accept(listeners[l].fd, peer: &peer) : Socket.accept(listeners[l].fd) {
-                case .wouldBlock:
-                    process.release(frontend, limit)
-                    listeners.resumed(l, now: reactor.now)
-                    return
-                case .processed(let accepted):
-                    fd = accepted
-                    listeners.resumed(l, now: reactor.now)
-                }
-            } catch {
-                process.release(frontend, limit)
-                if error.isDescriptorExhaustion || error.code == ENOBUFS || error.code == ENOMEM {
-                    // The connection stays in the kernel's backlog; existing sessions go on.
-                    process.noteDescriptorExhaustion()
-                    logExhaustion("accept on frontend '\(frontend.name)': \(error); pausing accepts until descriptors free up")
-                    pause(l, .descriptors)
-                    return
-                }
-                continue  // ECONNABORTED, EPROTO …: that client is gone, the next may not be
-            }
-            startSession(client: fd, frontend: frontend, limit: limit, bind: bind, peer: peer)
-        }
-        if !pendingAccepts.contains(l) { pendingAccepts.append(l) }
-    }
-
-    /// Stops accepting on a listener; its connections wait in the kernel backlog.
-    private func pause(_ l: Int, _ limit: AcceptLimit) {
-        listeners.pause(l, limit, now: reactor.now)
-        // A slot may free on another thread, or a descriptor anywhere: look again soon.
-        if !resumeTimerArmed {
-            resumeTimerArmed = true
-            reactor.arm(at: reactor.now + resumeIntervalMs, token: Self.resumeTimer)
-        }
-    }
-
-    private func resumeListeners() {
-        guard listeners.pausedCount > 0 else { return }
-        for l in listeners.retryPaused() {
-            accept(from: l)  // edge-triggered: the backlog will not signal again by itself
-        }
-    }
-
-    private func closeListener(_ l: Int) {
-        guard let fd = listeners.close(l, now: reactor.now) else { return }
-        reactor.unwatch(fd, token: Token(.listener, index: l).raw)
-        closeDescriptor(fd)
-    }
-
-    private func closeListeners() {
-        for l in listeners.indices { closeListener(l) }
-        pendingAccepts.removeAll()
-    }
-
-    /// Out of descriptors: give back the pooled pipes (two descriptors each) before anything else,
-    /// then log, once a second at most.
-    private func logExhaustion(_ message: @autoclosure () -> String) {
-        pool.drain()
-        // Once a second at most: at the limit, every accept attempt would log.
-        if reactor.now - lastExhaustionLog >= 1000 {
-            lastExhaustionLog = reactor.now
-            logger.warning("\(message())")
-        }
-    }
-
     // MARK: Sessions
 
-    private func startSession(client fd: CInt, frontend: FrontendState, limit: BindState, bind: BindTraits, peer: SocketAddress?) {
+    func startSession(client fd: CInt, frontend: FrontendState, limit: BindState, bind: BindTraits, peer: SocketAddress?) {
         let policy = frontend.current
         var context: SessionContext?
         var outcome = SessionContext.Outcome.proceed(policy.backend)
@@ -416,7 +335,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     }
 
     /// Session `i` goes to `backend`: its server-side policy, then a server.
-    private func route(_ i: Int, to backend: BackendState) {
+    func route(_ i: Int, to backend: BackendState) {
         let settings = backend.settings
         sessions[i].state = .connecting
         sessions[i].backendRef = Unmanaged.passUnretained(backend)
@@ -448,7 +367,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
     }
 
     /// A session waiting for its PROXY header or for its content rules to decide.
-    private func inspect(_ i: Int, expired: Bool = false) {
+    func inspect(_ i: Int, expired: Bool = false) {
         guard let context = sessions[i].context else { return }
         context.now = reactor.now
         switch context.advance(scratch: scratch, limit: process.bufferSize, expired: expired, clientEnded: sessions[i].clientEnd != .open,
@@ -463,196 +382,29 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         }
     }
 
-    private func token(_ kind: Token.Kind, _ i: Int) -> UInt64 {
+    func token(_ kind: Token.Kind, _ i: Int) -> UInt64 {
         Token(kind, index: i, generation: sessions[i].generation).raw
     }
 
     // The session's frontend, backend and server. The balancer keeps these objects alive for its
     // whole life, so the unmanaged references in the slab stay valid.
-    private func frontend(of i: Int) -> FrontendState {
+    func frontend(of i: Int) -> FrontendState {
         guard let ref = sessions[i].frontendRef else { preconditionFailure("session \(i) has no frontend") }
         return ref.takeUnretainedValue()
     }
 
-    private func backend(of i: Int) -> BackendState {
+    func backend(of i: Int) -> BackendState {
         guard let ref = sessions[i].backendRef else { preconditionFailure("session \(i) has no backend") }
         return ref.takeUnretainedValue()
     }
 
-    private func server(of i: Int) -> ServerState {
+    func server(of i: Int) -> ServerState {
         guard let ref = sessions[i].serverRef else { preconditionFailure("session \(i) has no server") }
         return ref.takeUnretainedValue()
     }
 
-    /// Connects session `i` to `target` (whose slot the session already holds when `slotHeld`),
-    /// or to the server the backend's algorithm assigns, or queues it when every server is at its
-    /// `maxconn`.
-    private func connect(_ i: Int, to target: ServerState?, slotHeld: Bool = false) {
-        let backend = backend(of: i)
-        let server: ServerState
-        if slotHeld, let target {
-            server = target
-        } else {
-            switch backend.assign(preferring: target, direct: sessions[i].direct, persistent: sessions[i].persistent, redispatch: sessions[i].policy.backend.redispatch,
-                                  avoiding: sessions[i].triedServers, hash: sessions[i].sourceHash, waker: self, token: token(.client, i),
-                                  priority: sessions[i].context?.priority ?? QueuePriority(), now: reactor.now) {
-            case .server(let assigned):
-                server = assigned
-                if assigned !== target { sessions[i].direct = false }  // its server could not take it after all
-            case .queued(let ahead, let inServerQueue):
-                sessions[i].log?.queued(ahead: ahead, inServerQueue: inServerQueue)
-                sessions[i].state = .queued
-                sessions[i].queueDeadline = reactor.now + sessions[i].policy.backend.queueTimeoutMs
-                arm(i)
-                return
-            case .unavailable:
-                logger.notice("backend '\(backend.name)' has no server available; closing a client of frontend '\(frontend(of: i).name)'")
-                close(i, reset: false, cause: .server)
-                return
-            }
-        }
-        sessions[i].serverRef = Unmanaged.passUnretained(server)
-        sessions[i].connectStartedAt = reactor.now
-        sessions[i].log?.connectStarting(now: reactor.now)
-        let fd: CInt
-        let connected: Bool
-        do {
-            let address = try server.address.resolved(client: sessions[i].client, context: sessions[i].context)
-            let settings = server.connectSettings
-            let source = settings.source ?? sessions[i].policy.backend.source
-            (fd, connected) = try Socket.connect(to: address, from: source, presenting: source?.presentedAddress(client: sessions[i].client, context: sessions[i].context),
-                                                 fastOpen: settings.fastOpen && Socket.hasPendingInput(sessions[i].client), buffers: process.serverBuffers,
-                                                 userTimeoutMs: settings.userTimeoutMs, keepAlive: sessions[i].policy.backend.keepAlive)
-        } catch {
-            backend.releaseSlot(of: server)
-            if error.isDescriptorExhaustion {
-                // Keep the client and try again shortly, until `timeout queue`.
-                process.noteDescriptorExhaustion()
-                logExhaustion("backend '\(backend.name)': no descriptor left for a server connection (\(error)); clients wait up to timeout queue")
-                sessions[i].state = .descriptorWait
-                sessions[i].phaseDeadline = reactor.now + resumeIntervalMs
-                for l in listeners.indices where listeners[l].fd >= 0 { pause(l, .descriptors) }
-                arm(i)
-            } else {
-                server.totalSessions.wrappingAdd(1, ordering: .relaxed)
-                connectFailed(i, error.on("\(backend.name)/\(server.name) (\(error.operand ?? server.address.description))"), slotHeld: false)
-            }
-            return
-        }
-        server.sessionOpened(at: reactor.now)
-        sessions[i].server = fd
-        sessions[i].state = .connecting
-        sessions[i].phaseDeadline = reactor.now + sessions[i].policy.backend.connectTimeoutMs
-        do {
-            try reactor.register(fd, token: token(.server, i), events: CShims_EPOLLIN | CShims_EPOLLOUT | CShims_EPOLLRDHUP | CShims_EPOLLET)
-        } catch {
-            logger.error("backend '\(backend.name)': cannot watch a server connection: \(error)")
-            close(i, reset: true, cause: .resource)
-            return
-        }
-        if connected {
-            sessions[i].serverWritable = true
-            established(i)
-        } else {
-            arm(i)
-        }
-    }
-
-    /// A connect completed. Writable without an error or hang-up means it succeeded; only then is
-    /// `SO_ERROR` not read (one system call less per connection).
-    private func connectFinished(_ i: Int, failed: Bool) {
-        if failed, let code = Socket.pendingError(sessions[i].server) {
-            let server = server(of: i)
-            connectFailed(i, SystemError(code: code, call: "connect", operand: "\(backend(of: i).name)/\(server.name) (\(server.address))"))
-        } else {
-            established(i)
-        }
-    }
-
-    private func established(_ i: Int) {
-        let server = server(of: i)
-        let configuration = server.configuration
-        if configuration.observeLayer4 && server.observedErrors.load(ordering: .relaxed) != 0 {
-            server.observedErrors.store(0, ordering: .relaxed)
-        }
-        if let version = configuration.proxyProtocol {
-            // `send-proxy(-v2)`: the header goes first, through the same path as bytes the server
-            // could not take at once, so a short write needs no special case.
-            do {
-                let header = try ProxyHeader.forClient(sessions[i].client, context: sessions[i].context, version: version, options: configuration.proxyV2Options,
-                                                       uniqueID: sessions[i].log?.uniqueID(sessions[i], frontend: frontend(of: i), process: process, now: reactor.now))
-                sessions[i].toServer.queue(header, capacity: scratch.count)
-            } catch {
-                logger.debug("session \(i): \(error); the client left before its PROXY header was sent")
-                close(i, reset: true, cause: .client)
-                return
-            }
-        }
-        if let rules = sessions[i].policy.backend.serverRules, let context = sessions[i].context {
-            rules.storeSticky(context, server: server)  // `stick store-request` / `stick on`
-        }
-        sessions[i].state = .established
-        if let log = sessions[i].log { logs.sessionConnected(log, sessions[i], frontend: frontend(of: i), process: process, now: reactor.now) }
-        backend(of: i).connectTime.observe(reactor.now - sessions[i].connectStartedAt)
-        sessions[i].clientActivity = reactor.now
-        sessions[i].serverActivity = reactor.now
-        arm(i)
-        forward(i)
-    }
-
-    /// A connection attempt failed: retry the same server after a pause, or redispatch at once
-    /// where HAProxy would (`BackendState.redispatchTarget`).
-    private func connectFailed(_ i: Int, _ error: SystemError, slotHeld: Bool = true) {
-        let backend = backend(of: i)
-        let server = server(of: i)
-        server.connectErrors.wrappingAdd(1, ordering: .relaxed)
-        if server.configuration.observeLayer4 {
-            let errors = server.observedErrors.wrappingAdd(1, ordering: .relaxed).newValue
-            if errors >= server.configuration.errorLimit {
-                server.observedErrors.store(0, ordering: .relaxed)
-                toCheckWorker?(.observedFailure(server))
-            }
-        }
-        if sessions[i].server >= 0 {
-            reactor.unwatch(sessions[i].server, token: token(.server, i))
-            closeDescriptor(sessions[i].server)
-            sessions[i].server = -1
-        }
-        if slotHeld { backend.releaseSlot(of: server) }
-        sessions[i].triedServers |= server.avoidanceBit
-        guard sessions[i].retriesLeft > 0 else {
-            logger.notice("\(error); no retries left, closing the client")
-            close(i, reset: false, cause: error.code == ETIMEDOUT ? .serverTimeout : .server)
-            return
-        }
-        sessions[i].retriesLeft -= 1
-        let policy = sessions[i].policy.backend
-        if let other = backend.redispatchTarget(after: server, direct: sessions[i].direct, policy: policy,
-                                                retriesLeft: sessions[i].retriesLeft, avoiding: sessions[i].triedServers) {
-            sessions[i].direct = false
-            logger.debug("\(error); redispatching to \(backend.name)/\(other.name)")
-            server.redispatches.wrappingAdd(1, ordering: .relaxed)
-            sessions[i].log?.redispatched = true
-            connect(i, to: other)
-            return
-        }
-        logger.debug("\(error); retrying \(backend.name)/\(server.name)")
-        server.retries.wrappingAdd(1, ordering: .relaxed)
-        sessions[i].state = .retryWait
-        sessions[i].phaseDeadline = reactor.now + min(policy.connectTimeoutMs, 1000)
-        arm(i)
-    }
-
-    private func retry(_ i: Int) {
-        let previous = sessions[i].serverRef?.takeUnretainedValue()
-        // A server that was drained or put in maintenance meanwhile is never retried, unless persistence sent the session there.
-        let again = sessions[i].persistent || (sessions[i].direct ? previous?.takesDirectSessions == true : previous?.isUsable == true)
-        if !again { sessions[i].direct = false }
-        connect(i, to: again ? previous : nil)
-    }
-
     /// Moves bytes both ways; closes the session when both directions are done or one fails.
-    private func forward(_ i: Int) {
+    func forward(_ i: Int) {
         let splice = !process.noSplice
         var toServer = 0, fromClient = 0, toClient = 0, fromServer = 0
         let upstream = sessions[i].pumpToServer(pool: &pool, splice: splice, scratch: scratch, moved: &toServer, read: &fromClient)
@@ -706,7 +458,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     /// Ends a session: closes both sockets (with RST when `reset`, to pass a reset on), returns
     /// pipes, frees the slot and resumes accepting if a limit had paused it.
-    private func close(_ i: Int, reset: Bool, cause: TerminationCause = .normal) {
+    func close(_ i: Int, reset: Bool, cause: TerminationCause = .normal) {
         var session = sessions[i]
         // HAProxy's termination state keeps the first error: a timeout that shut a side earlier.
         let cause = session.timedOut == .normal ? cause : session.timedOut
@@ -740,7 +492,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     /// Pushes a timer for session `i` when its deadline is earlier than the one already armed.
     /// Later deadlines need nothing: the armed timer fires, finds the session still active, re-arms.
-    private func arm(_ i: Int) {
+    func arm(_ i: Int) {
         let due = sessions[i].deadline
         guard due < sessions[i].armedDeadline else { return }
         sessions[i].armedDeadline = due
