@@ -125,15 +125,16 @@ struct ParserTests {
               stats socket unix@/run/a.sock level user
               stats socket ipv4@127.0.0.1:9999 level admin
               stats socket *:1999 mode 600 level operator
+              stats socket unix@relative.sock
             listen fe
               bind :80
               server s 127.0.0.1:8080
 
             """, file: "t.cfg")
         #expect(parsed.configuration.global.statsSockets.map(\.address) == [
-            .unix(path: "/run/a.sock"), .tcp(Endpoint(host: "127.0.0.1", port: 9999)), .tcp(Endpoint(host: nil, port: 1999)),
+            .unix(path: "/run/a.sock"), .tcp(Endpoint(host: "127.0.0.1", port: 9999)), .tcp(Endpoint(host: nil, port: 1999)), .unix(path: "relative.sock"),
         ])
-        #expect(parsed.configuration.global.statsSockets.map(\.level) == [.user, .admin, .operator])
+        #expect(parsed.configuration.global.statsSockets.map(\.level) == [.user, .admin, .operator, .operator])
         #expect(parsed.warnings.map(\.description).filter { $0.contains("stats socket") } == ["t.cfg:4: warning: [global] 'stats socket': 'mode 600' has no effect on a TCP socket (it sets a UNIX socket file's permissions)"])
         let errors = Self.errors("global\n  stats socket 127.0.0.1\nlisten fe\n  bind :80\n  server s 127.0.0.1:8080\n")
         #expect(errors.count == 1 && errors[0].hasPrefix("t.cfg:2: error: [global] 'stats socket': "), "\(errors)")

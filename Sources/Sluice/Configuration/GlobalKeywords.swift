@@ -371,9 +371,13 @@ extension Parser {
                 return
             }
             var path = words[2]
-            if path.hasPrefix("unix@") { path.removeFirst(5) }
+            let unix = path.hasPrefix("unix@")  // then the path may be relative, as HAProxy reads it
+            if unix { path.removeFirst(5) }
+            if path.hasPrefix("abns@") {
+                return error(location, keyword: keyword, "'\(path)': a runtime API socket in the abstract namespace is not supported yet; use a path")
+            }
             var socket = StatsSocket(path: path)
-            if !path.hasPrefix("/") {
+            if !unix && !path.hasPrefix("/") {
                 // `ipv4@127.0.0.1:9999`, `*:9999`: HAProxy's TCP form of the socket.
                 guard let endpoint = value(ValueParser.endpoint(words[2], allowZeroPort: false), location, keyword: keyword) else { return }
                 socket = StatsSocket(address: .tcp(endpoint))
