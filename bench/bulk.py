@@ -155,7 +155,14 @@ if LOGS:
 METRICS = os.environ.get("METRICS") == "1"
 if METRICS:
     KINDS += ("haproxy-metrics", "sluice-metrics", "sluice-uring-metrics")
-VARIANTS = ("rules", "logs", "metrics")
+# UNIX=1 (small requests only) adds each proxy again with its server on a UNIX socket (nginx
+# listens on one too): forwarding between TCP clients and a UNIX-socket server, against HAProxy
+# doing the same. `UNIX_SERVER` is that socket's path, set by the workload.
+UNIX = os.environ.get("UNIX") == "1"
+if UNIX:
+    KINDS += ("haproxy-unix", "sluice-unix", "sluice-uring-unix")
+UNIX_SERVER = None
+VARIANTS = ("rules", "logs", "metrics", "unix")
 _log_sink = {}
 _scraped = {"ports": [], "scrapes": 0, "failures": 0}
 
@@ -283,8 +290,9 @@ listen bench
   bind 127.0.0.1:{listen_port}
 """ + ("""  log global
   option tcplog
-""" if logs else "") + (RULE_SET if kind.endswith("-rules") else "") + f"""  server s1 127.0.0.1:{server_port}
-""" + (f"""
+""" if logs else "") + (RULE_SET if kind.endswith("-rules") else "") + (f"""  server s1 unix@{UNIX_SERVER}
+""" if kind.endswith("-unix") else f"""  server s1 127.0.0.1:{server_port}
+""") + (f"""
 backend spare
   server s1 127.0.0.1:{server_port}
 """ if kind.endswith("-rules") else "") + (f"""

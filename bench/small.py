@@ -33,7 +33,7 @@ http {{
   keepalive_timeout 60s;
   client_body_temp_path {dir}/tmp; proxy_temp_path {dir}/tmp; fastcgi_temp_path {dir}/tmp;
   uwsgi_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;
-  server {{ listen 127.0.0.1:{port} backlog=4096; root {dir}/www; }}
+  server {{ listen 127.0.0.1:{port} backlog=4096; {unix_listen}root {dir}/www; }}
 }}
 """
 
@@ -48,7 +48,10 @@ def nginx_site(prefix, extra_connections=0):
     with open(f"{work}/www/1k", "w") as f:
         f.write("x" * 1023 + "\n")
     port = free_port()
-    conf = NGINX.format(dir=work, port=port)
+    # UNIX=1: nginx also listens on a UNIX socket, the `-unix` contenders' server.
+    conf = NGINX.format(dir=work, port=port, unix_listen=f"listen unix:{work}/nginx.sock backlog=4096; " if bulk.UNIX else "")
+    if bulk.UNIX:
+        bulk.UNIX_SERVER = f"{work}/nginx.sock"
     if extra_connections:
         # nginx starts closing idle connections once fewer than 1/16 of worker_connections are free.
         slots = extra_connections + extra_connections // 8 + 500
