@@ -87,6 +87,11 @@ extension Loopback {
               bind unix@plain.sock
               log global
               server e 127.0.0.1:\(echo.port)
+            listen proxied
+              bind unix@pp.sock accept-proxy
+              log global
+              log-format "pp %ci:%cp|%fi:%fp|%[src]|%[fc_src]|%[dst_port]"
+              server e 127.0.0.1:\(echo.port)
             listen v1
               bind unix@v1.sock
               server c 127.0.0.1:\(v1.port) send-proxy
@@ -106,6 +111,9 @@ extension Loopback {
         for (name, isAbstract) in [("\(folder)/\(tag)-front.sock", false), ("\(folder)/\(tag)-private.sock", false), (abstract, true), ("\(folder)/\(tag)-plain.sock", false)] {
             seen.answers.append(try exchange(try connect(name, abstract: isAbstract), "through \(isAbstract ? "an abstract" : "a path") socket\n"))
         }
+        // A PROXY header through a UNIX listener (a local TLS terminator in front, say): its
+        // addresses stand for the client's; the connection's own (`fc_src`) is none.
+        seen.answers.append(try exchange(try connect("\(folder)/\(tag)-pp.sock"), "PROXY TCP4 192.0.2.7 198.51.100.9 4321 443\r\nbehind a header\n"))
         for name in ["front", "private", "plain"] {
             var status = stat()
             guard stat("\(folder)/\(tag)-\(name).sock", &status) == 0 else { throw Net.Failure("\(contender.name): no socket file \(name).sock") }
@@ -141,9 +149,9 @@ extension Loopback {
         try eventually("\(contender.name): the added UNIX server answers") { try exchange(try Net.connect(missingPort), "to an added server\n") == "to an added server\n" }
         let rows: [[Substring]] = try StatsClient.ask(socket, "show servers state missing").split(separator: "\n").map { $0.split(separator: " ") }
         for row in rows where row.count > 18 && row[3] == "dyn" { seen.dynamic.append("\(row[4]) \(row[18])") }
-        // Three log-format lines and one `Connect to` line (HAProxy's start-up lines aside).
-        let unixLines = { logs.lines.filter { $0.contains("unix:") }.map { $0.trimmingCharacters(in: .newlines) }.sorted() }
-        try eventually("\(contender.name): 4 log lines about UNIX clients (have \(unixLines()))") { unixLines().count >= 4 }
+        // Three log-format lines, one `Connect to` line and the PROXY header's (HAProxy's start-up lines aside).
+        let unixLines = { logs.lines.filter { $0.contains("unix:") || $0.hasPrefix("pp ") }.map { $0.trimmingCharacters(in: .newlines) }.sorted() }
+        try eventually("\(contender.name): 5 log lines about UNIX clients (have \(unixLines()))") { unixLines().count >= 5 }
         seen.logs = unixLines()
         return seen
     }
@@ -159,7 +167,7 @@ extension Loopback {
         let theirs = try Self.observe(haproxy: true, folder: folder, echo: echo, unixEcho: "\(folder)/echo.sock", v1: v1, v2: v2)
         let ours = try Self.observe(haproxy: false, folder: folder, echo: echo, unixEcho: "\(folder)/echo.sock", v1: v1, v2: v2)
         #expect(ours == theirs)
-        #expect(ours.answers == ["to the unix server\n", ""] + ["path", "path", "abstract", "path"].map { "through \($0 == "abstract" ? "an abstract" : "a path") socket\n" })
+        #expect(ours.answers == ["to the unix server\n", ""] + ["path", "path", "abstract", "path"].map { "through \($0 == "abstract" ? "an abstract" : "a path") socket\n" } + ["behind a header\n"])
         #expect(ours.modes == ["front 660 socket", "private 600 socket", "plain 660 socket"])
         #expect(ours.headers == [Array("PROXY UNKNOWN\r\n".utf8), [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00]])
         #expect(ours.serverState == ["- 0"])
@@ -169,6 +177,8 @@ extension Loopback {
         #expect(ours.logs.contains("unix:1|unix:1|127.0.0.1:\(echo.port)|unix-to-tcp/e|-|-|-|1"))
         #expect(ours.logs.contains("unix:3|unix:3|127.0.0.1:\(echo.port)|unix-to-tcp/e|-|-|-|3"))
         #expect(ours.logs.contains("Connect to unix:1 (plain/TCP)"))
+        #expect(ours.logs.contains("pp 192.0.2.7:4321|198.51.100.9:443|192.0.2.7|-|443"))
+        #expect(ours.answers.contains("behind a header\n"))
     }
 }
 }
