@@ -28,16 +28,7 @@ extension Loopback {
         chmod("\(dir)/check.sh", 0o755)
         let socket = "\(dir)/admin.sock"
         let contender = try Contender(haproxy: haproxy) { port in
-            """
-            global
-              external-check
-              insecure-fork-wanted
-              stats socket \(socket) level admin
-            defaults
-              mode tcp
-              timeout connect 1s
-              timeout client 5s
-              timeout server 5s
+            StatsClient.preamble(socket: socket).replacingOccurrences(of: "global\n", with: "global\n  external-check\n  insecure-fork-wanted\n") + """
             listen l
               bind 127.0.0.1:\(port)
               option external-check
@@ -49,10 +40,8 @@ extension Loopback {
         }
         defer { contender.stop() }
         func row() throws -> String {
-            let stat = try StatsClient.ask(socket, "show stat").split(separator: "\n")
-            guard let header = stat.first?.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false),
-                  let line = stat.first(where: { $0.hasPrefix("l,s,") })?.split(separator: ",", omittingEmptySubsequences: false) else { return "" }
-            return ["status", "check_status", "check_code", "check_desc"].compactMap { header.firstIndex(of: Substring($0)).map { String(line[$0]) } }.joined(separator: ",")
+            guard let server = try StatsClient.showStat(socket).first(where: { $0["svname"] == "s" }) else { return "" }
+            return ["status", "check_status", "check_code", "check_desc"].map { server[$0] ?? "?" }.joined(separator: ",")
         }
         var seen: [String] = []
         try eventually("\(contender.name): the script ran and passed") { try row() == "UP,PROCOK,0,External check passed" }

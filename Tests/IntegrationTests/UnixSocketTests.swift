@@ -129,18 +129,10 @@ extension Loopback {
         let state = try StatsClient.ask(socket, "show servers state tcp-to-unix").split(separator: "\n").map { $0.split(separator: " ") }
         // srv_addr, srv_port; the rest (ids, times) is not about UNIX sockets.
         seen.serverState = state.filter { $0.count > 18 && $0[3] == "u" }.map { "\($0[4]) \($0[18])" }
-        let stat = try StatsClient.ask(socket, "show stat").split(separator: "\n")
-        if let header = stat.first?.split(separator: ",", omittingEmptySubsequences: false),
-           let addr = header.firstIndex(of: "addr"), let row = stat.first(where: { $0.hasPrefix("tcp-to-unix,u,") }) {
-            seen.statAddress = String(row.split(separator: ",", omittingEmptySubsequences: false)[addr])
-        }
+        seen.statAddress = try StatsClient.showStat(socket).first { $0["pxname"] == "tcp-to-unix" && $0["svname"] == "u" }?["addr"] ?? ""
         try eventually("\(contender.name): the server on a missing socket is down") {
-            let stat = try StatsClient.ask(socket, "show stat").split(separator: "\n")
-            guard let header = stat.first?.split(separator: ",", omittingEmptySubsequences: false),
-                  let status = header.firstIndex(of: "check_status"), let desc = header.firstIndex(of: "check_desc"),
-                  let row = stat.first(where: { $0.hasPrefix("missing,gone,") })?.split(separator: ",", omittingEmptySubsequences: false),
-                  row.count > desc, row[17] == "DOWN" else { return false }
-            seen.missingCheck = "\(row[status]) \(row[desc])"
+            guard let row = try StatsClient.showStat(socket).first(where: { $0["svname"] == "gone" }), row["status"] == "DOWN" else { return false }
+            seen.missingCheck = "\(row["check_status"] ?? "") \(row["check_desc"] ?? "")"
             return true
         }
         for command in ["add server missing/dyn unix@\(unixEcho)", "enable server missing/dyn", "set server missing/dyn addr 127.0.0.1"] {
