@@ -887,7 +887,7 @@ public final class LoadBalancer: Sendable {
             throw SluiceError("Backend must use a dynamic load balancing to support dynamic servers.")
         }
         let host = server.endpoint.host ?? "0.0.0.0"
-        let resolved = server.endpoint.unix.map { $0.address } ?? SocketAddress(ip: host, port: server.endpoint.port)
+        let resolved = if let unix = server.endpoint.unix { unix.address } else { SocketAddress(ip: host, port: server.endpoint.port) }
         let address = resolved ?? SocketAddress(ip: "0.0.0.0", port: server.endpoint.port)!
         var followed: ServerState?
         if let track = server.track {

@@ -205,8 +205,8 @@ enum ValueParser {
         }
     }
 
-    /// A `server` address: as `endpoint`, or a UNIX socket (`unixEndpoint`); the port may be left out (`host` or `host:`), which
-    /// means the port the client connected to (port 0 here), as HAProxy.
+    /// A `server` address: as `endpoint`, or a UNIX socket (`unixEndpoint`). The port may be left
+    /// out (`host` or `host:`), which means the port the client connected to (port 0 here), as HAProxy.
     static func serverEndpoint(_ text: String) -> Result<Endpoint, ValueError> {
         if let unix = unixEndpoint(text) { return unix }
         if !text.contains(":") && !text.isEmpty {

@@ -158,9 +158,9 @@ enum Socket {
         let r = address.withSockaddr { Glibc.connect(fd, $0, $1) }
         if r == 0 { return (fd, true) }
         let err = errno
-        // A UNIX listener whose backlog is full answers EAGAIN where TCP would wait: as HAProxy, a
-        // failed attempt (retried or redispatched).
         if err == EINPROGRESS || err == EINTR { return (fd, false) }
+        // Any other error fails the attempt (retried or redispatched), EAGAIN included: a UNIX
+        // listener whose backlog is full answers it where TCP would wait, and HAProxy fails it too.
         closeDescriptor(fd)
         throw SystemError(code: err, call: "connect", operand: address.description)
     }

@@ -86,6 +86,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The address the kernel filled in, e.g. by `getsockname` or `accept4` given a `sockaddr_in6`
     /// (room for either family).
+    ///
     /// A UNIX address from the kernel (a client of a UNIX listener: usually unnamed, and its name
     /// is not kept) is the unnamed one.
     init(storage: sockaddr_in6, length: socklen_t) {
