@@ -120,5 +120,54 @@ extension Loopback {
         #expect(ours == ["plain: two", "persist: one", "forced: one", "forced-other-client: two", "ignored-first: two", "maintenance: one",
                          "persist-redispatched: two", "forced-not-redispatched: "])
     }
+
+    /// A session waits in the queue of the server `use-server` chose (its only slot is taken); the
+    /// server goes into maintenance, then its slot frees. As HAProxy's process_srv_queue and
+    /// pendconn_redistribute: without `option redispatch` the waiting session is served there all
+    /// the same; with it, it moves to another server — unless `force-persist` sent it, or the
+    /// backend has `option persist`.
+    @Test func sessionsQueuedForAServerInMaintenanceAreServedAsHAProxyServesThem() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let one = try TestServer(.identify("one")), two = try TestServer(.identify("two"))
+        defer { one.stop(); two.stop() }
+        let cases = [("waiting", ""), ("redispatched", "option redispatch"), ("forced", "option redispatch\n  force-persist if TRUE"),
+                     ("persist", "option redispatch\n  option persist")]
+        var results: [[String]] = []
+        for haproxy in [true, false] {
+            let socket = TestFiles.folder.appendingPathComponent("queue-\(UUID().uuidString.prefix(8)).sock").path
+            defer { unlink(socket) }
+            var answers: [String] = []
+            for (name, lines) in cases {
+                let contender = try Contender(haproxy: haproxy) { port in
+                    StatsClient.preamble(socket: socket) + """
+                    listen \(name)
+                      bind 127.0.0.1:\(port)
+                      timeout queue 5s
+                      \(lines)
+                      use-server one if TRUE
+                      server one 127.0.0.1:\(one.port) maxconn 1
+                      server two 127.0.0.1:\(two.port)
+
+                    """
+                }
+                defer { contender.stop() }
+                var holder = try Net.connect(contender.port)
+                defer { if holder >= 0 { close(holder) } }
+                _ = try Net.read(holder, count: 4)  // "one\n": the session holds one's only slot
+                let waiting = try Net.connect(contender.port)
+                defer { close(waiting) }
+                try eventually("\(contender.name) \(name): the second session waits for one") {
+                    try StatsClient.showStat(socket).first { $0["svname"] == "one" }?["qcur"] == "1"
+                }
+                _ = try StatsClient.ask(socket, "disable server \(name)/one")
+                close(holder)
+                holder = -1
+                answers.append("\(name): " + String(decoding: (try? Net.readToEnd(waiting, timeoutMs: 8_000)) ?? [], as: UTF8.self).trimmingCharacters(in: .newlines))
+            }
+            results.append(answers)
+        }
+        #expect(results[1] == results[0])
+        #expect(results[1] == ["waiting: one", "redispatched: two", "forced: one", "persist: one"])
+    }
 }
 }

@@ -29,11 +29,15 @@ struct QueuedSession: Sendable {
     /// Its priority class, and its arrival plus its offset: what orders the queue.
     let priorityClass: Int32
     let key: Int64
+    /// `force-persist` sent it to its server: it stays in that server's queue when the server goes
+    /// DOWN or into maintenance, even with `option redispatch` (HAProxy's SF_FORCE_PRST).
+    let forced: Bool
 
-    init(waker: any SessionWaker, token: UInt64, since: Int64, priority: QueuePriority) {
+    init(waker: any SessionWaker, token: UInt64, since: Int64, priority: QueuePriority, forced: Bool = false) {
         self.waker = waker
         self.token = token
         self.since = since
+        self.forced = forced
         priorityClass = priority.classValue
         key = since + Int64(priority.offsetMs)
     }
@@ -95,7 +99,8 @@ extension BackendState {
             let ahead: Int? = queues.withLock { q in
                 let count = q.count(of: preferred)
                 guard count < preferred.maxQueueStorage.load(ordering: .relaxed) else { return nil }
-                let ahead = Queues.insert(QueuedSession(waker: waker, token: token, since: now, priority: priority), into: &q.servers[preferred.ordinal, default: []])
+                let entry = QueuedSession(waker: waker, token: token, since: now, priority: priority, forced: persistent && !redispatch)
+                let ahead = Queues.insert(entry, into: &q.servers[preferred.ordinal, default: []])
                 preferred.queueMax.store(max(preferred.queueMax.load(ordering: .relaxed), count + 1), ordering: .relaxed)
                 queuedCount.wrappingAdd(1, ordering: .relaxed)
                 return ahead
@@ -157,8 +162,10 @@ extension BackendState {
                 var best: (head: QueuedSession, server: ServerState, fromServerQueue: Bool)?
                 let candidates = freed.map { [$0] } ?? servers
                 // A server's own queue holds sessions bound to it (by `balance source`, or assigned
-                // outright whatever the server's weight).
-                for server in candidates where server.takesDirectSessions {
+                // outright whatever the server's weight). As HAProxy's process_srv_queue, a slot
+                // it frees serves that queue whatever its state: a server DOWN or in maintenance
+                // still serves the sessions left waiting for it (persistence, or no redispatch).
+                for server in candidates {
                     if let head = q.servers[server.ordinal]?.first, server.hasFreeSlot(budget), best.map({ head.precedes($0.head) }) ?? true {
                         best = (head, server, true)
                     }
@@ -217,15 +224,18 @@ extension BackendState {
         }
     }
 
-    /// A server can no longer be used: with `option redispatch`, the sessions waiting for it move
-    /// to the backend's queue (oldest first), as HAProxy's pendconn_redistribute does; without
-    /// it they keep waiting for that server until `timeout queue`.
+    /// A server can no longer be used: with `option redispatch` (and without `option persist`), the
+    /// sessions waiting for it move to the backend's queue (oldest first), but for those
+    /// `force-persist` sent there, as HAProxy's pendconn_redistribute does. Those left wait for
+    /// a slot the server frees, or `timeout queue`.
     func redistribute(from server: ServerState) {
-        guard settings.redispatch, queuedCount.load(ordering: .relaxed) > 0 else { return }
+        guard settings.redispatch, !settings.persist, queuedCount.load(ordering: .relaxed) > 0 else { return }
         let moved = queues.withLock { q -> Bool in
             guard let waiting = q.servers.removeValue(forKey: server.ordinal) else { return false }
-            for entry in waiting { _ = Queues.insert(entry, into: &q.backend) }
-            return true
+            let staying = waiting.filter(\.forced)
+            for entry in waiting where !entry.forced { _ = Queues.insert(entry, into: &q.backend) }
+            if !staying.isEmpty { q.servers[server.ordinal] = staying }
+            return staying.count < waiting.count
         }
         if moved { dispatch() }
     }
