@@ -116,8 +116,9 @@ extension Loopback {
     func maintenanceAndDisabledServersAreSavedAsHAProxySavesThem() throws {
         let server = try TestServer(.identify("x"))
         defer { server.stop() }
-        let parameters = ["", " check inter 1h", " disabled", " check inter 1h disabled", "", " check inter 1h", " check inter 1h", " disabled"]
-        let commands = ["disable server be/s5", "disable server be/s6", "set server be/s7 state drain", "enable server be/s4", "enable server be/s8"]
+        let parameters = ["", " check inter 1h", " disabled", " check inter 1h disabled", "", " check inter 1h", " check inter 1h", " disabled", ""]
+        let commands = ["disable server be/s5", "disable server be/s6", "set server be/s7 state drain", "enable server be/s4", "enable server be/s8",
+                        "disable server be/s9", "enable server be/s9"]
         func text(_ port: Int, socket: String) -> String {
             "global\n  stats socket \(socket) level admin\n\(tcpDefaults())listen be\n  bind 127.0.0.1:\(port)\n"
                 + parameters.enumerated().map { "  server s\($0.offset + 1) 127.0.0.1:\(server.port)\($0.element)\n" }.joined()
@@ -139,6 +140,7 @@ extension Loopback {
         }
         #expect(states[1] == states[0])
         #expect(states[1].prefix(3) == ["s1 op 2 admin 0 health 2 check 0", "s2 op 2 admin 0 health 4 check 6", "s3 op 0 admin 5 health 0 check 8"])
+        #expect(states[1].last == "s9 op 2 admin 0 health 0 check 0")  // maintenance zeroed it, for good
 
         // A `disabled` server saved by Sluice, then the line without `disabled`: it is back.
         let stateFile = Self.temporaryPath("state")

@@ -251,6 +251,9 @@ public final class BackendState: Sendable {
             events?.publish(.serverAdmin(backend: name, server: server.name, from: before, to: state, reason: reason))
         }
         server.adminStorage.store(state.rawValue, ordering: .releasing)
+        // HAProxy zeroes the health of a server entering maintenance; one without checks keeps 0
+        // once it is back (`show servers state`).
+        if state == .maintenance && server.checkPlan == nil { server.health.store(0, ordering: .relaxed) }
         republish()
         if !server.isUsable { redistribute(from: server) }
     }

@@ -245,10 +245,11 @@ struct RuntimeAPI: Sendable {
                 let paused = plan != nil ? maintenance : configuration.isDisabled
                 let checkState = (plan == nil ? 0 : server.checksEnabled.load(ordering: .relaxed) ? 6 : 2) | (paused ? 8 : 0)
                 // In maintenance HAProxy's server is STOPPED with a health of 0; one without checks
-                // shows the default `rise` (2) it starts with, or 0 once maintenance zeroed it (for
-                // a `disabled` one, for good; one disabled and enabled at run time reads 2 here).
+                // shows the default `rise` (2) it starts with, or 0 once maintenance zeroed it (a
+                // `disabled` one, or one put in maintenance at run time, even after it left it).
                 let operational = maintenance ? 0 : Int(server.operational.rawValue)
-                let health = maintenance ? 0 : plan == nil ? (configuration.isDisabled ? 0 : ServerCheck().rise) : server.health.load(ordering: .relaxed)
+                let zeroed = configuration.isDisabled || server.health.load(ordering: .relaxed) == 0
+                let health = maintenance ? 0 : plan == nil ? (zeroed ? 0 : ServerCheck().rise) : server.health.load(ordering: .relaxed)
                 // HAProxy's CHK_ST_* bits of the agent: configured 0x02, enabled 0x04, agent 0x10.
                 let agent = server.agentPlan
                 let agentState = agent == nil ? 0 : server.agentEnabled.load(ordering: .relaxed) ? 0x16 : 0x12
