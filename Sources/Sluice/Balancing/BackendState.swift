@@ -245,6 +245,12 @@ public final class BackendState: Sendable {
 
     /// Changes a server's admin state and republishes. `reason` goes with the event.
     public func setAdmin(_ state: AdminState, of server: ServerState, reason: String? = nil) {
+        applyAdmin(state, of: server, reason: reason)
+    }
+
+    /// `setAdmin`; returns how many waiting sessions moved to the backend's queue.
+    @discardableResult
+    private func applyAdmin(_ state: AdminState, of server: ServerState, reason: String?) -> Int {
         let before = server.admin
         if before != state {
             server.lastChange.store(monotonicMilliseconds(), ordering: .relaxed)
@@ -255,7 +261,51 @@ public final class BackendState: Sendable {
         // once it is back (`show servers state`).
         if state == .maintenance && server.checkPlan == nil { server.health.store(0, ordering: .relaxed) }
         republish()
-        if !server.isUsable { redistribute(from: server) }
+        return server.isUsable ? 0 : redistribute(from: server)
+    }
+
+    /// No server of the backend is usable any more: HAProxy's `set_backend_down` line (its alert
+    /// on standard error quotes the name; the log line does not), at emerg.
+    func announceNoServer() {
+        announce(level: 0, "\(settings.proxyType) \(name) has no server available!")
+    }
+
+    /// `setAdmin` as the runtime API and agents change it, logged (and a drain mailed) in HAProxy
+    /// 2.6's words and levels (`srv_update_status`): going DOWN for maintenance (alert), was DOWN
+    /// and now enters maintenance, leaving forced maintenance, enters drain state, leaving forced
+    /// drain (notice).
+    func setAdminAnnounced(_ state: AdminState, of server: ServerState, reason: String?) {
+        let before = server.admin
+        let wasStopped = server.operational == .stopped, wasStopping = server.operational == .stopping
+        let requeued = applyAdmin(state, of: server, reason: reason)
+        guard before != state else { return }
+        let who = "\(server.isBackup ? "Backup " : "")Server \(name)/\(server.name)"
+        let usable = servers.filter(\.isUsable)
+        let (primaries, backups) = (usable.filter { !$0.isBackup }.count, usable.filter(\.isBackup).count)
+        let onBackup = backups > 0 && primaries == 0 ? " Running on backup." : ""
+        let queued = queueLength(of: server)
+        if state == .maintenance {
+            if wasStopped {
+                announce(level: 5, "\(who) was DOWN and now enters maintenance.")
+                return
+            }
+            let sessions = server.currentSessions.load(ordering: .relaxed)
+            announce(level: wasStopping ? 5 : 1, "\(who) is going DOWN for maintenance. \(primaries) active and \(backups) backup servers left.\(onBackup) \(sessions) sessions active, \(requeued) requeued, \(queued) remaining in queue.")
+            if usable.isEmpty { announceNoServer() }
+            return
+        }
+        let health = server.operational == .stopped ? "DOWN" : "UP"
+        if before == .maintenance {
+            announce(level: 5, "\(who) is \(health)/\(state == .drain ? "DRAIN" : "READY") (leaving forced maintenance).")
+        }
+        if state == .drain && before == .maintenance {
+            // HAProxy sets the drain flag while the server is still in maintenance, then clears that.
+            announce(level: 5, "\(who) remains in forced drain mode.")
+        } else if state == .drain {
+            announce(level: 5, "\(who) enters drain state. \(primaries) active and \(backups) backup servers online.\(onBackup) \(requeued) sessions requeued, \(queued) total in queue.", mailLevel: 5)
+        } else if before == .drain {
+            announce(level: 5, "\(who) is \(health) (leaving forced drain).")
+        }
     }
 
     /// Changes a server's weight (0...256) and republishes.
@@ -368,6 +418,8 @@ public final class BackendState: Sendable {
 /// A backend's connection policy, in the units the data path uses. Sessions copy it when they
 /// start, so a reload changes it for new sessions only.
 struct BackendSettings: Sendable {
+    /// What HAProxy's messages call it (`proxy_type_str`): "backend", or "proxy" for a `listen`.
+    var proxyType = "backend"
     var retries = 0
     var redispatch = false
     /// `option redispatch <interval>` (-1: the last retry).
@@ -416,6 +468,7 @@ struct BackendSettings: Sendable {
         retries = backend.retries
         redispatch = backend.redispatch
         persist = backend.persist
+        proxyType = backend.isListen ? "proxy" : "backend"
         redispatchInterval = Int32(clamping: backend.redispatchInterval)
         allBackups = backend.allBackups
         connectTimeoutMs = backend.effectiveConnectTimeout.milliseconds

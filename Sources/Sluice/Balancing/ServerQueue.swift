@@ -228,16 +228,19 @@ extension BackendState {
     /// sessions waiting for it move to the backend's queue (oldest first), but for those
     /// `force-persist` sent there, as HAProxy's pendconn_redistribute does. Those left wait for
     /// a slot the server frees, or `timeout queue`.
-    func redistribute(from server: ServerState) {
-        guard settings.redispatch, !settings.persist, queuedCount.load(ordering: .relaxed) > 0 else { return }
-        let moved = queues.withLock { q -> Bool in
-            guard let waiting = q.servers.removeValue(forKey: server.ordinal) else { return false }
+    /// Returns how many moved (HAProxy's "requeued").
+    @discardableResult
+    func redistribute(from server: ServerState) -> Int {
+        guard settings.redispatch, !settings.persist, queuedCount.load(ordering: .relaxed) > 0 else { return 0 }
+        let moved = queues.withLock { q -> Int in
+            guard let waiting = q.servers.removeValue(forKey: server.ordinal) else { return 0 }
             let staying = waiting.filter(\.forced)
             for entry in waiting where !entry.forced { _ = Queues.insert(entry, into: &q.backend) }
             if !staying.isEmpty { q.servers[server.ordinal] = staying }
-            return staying.count < waiting.count
+            return waiting.count - staying.count
         }
-        if moved { dispatch() }
+        if moved > 0 { dispatch() }
+        return moved
     }
 
     /// Sessions waiting now: in the backend's own queue, or in `server`'s.

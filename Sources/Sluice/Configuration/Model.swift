@@ -492,6 +492,8 @@ public enum BalanceAlgorithm: String, Hashable, Sendable {
 public struct Backend: Hashable, Sendable {
     /// The backend's name (its `backend` or `listen` line).
     public var name: String
+    /// Declared by a `listen` section: HAProxy calls it a "proxy" in its messages.
+    var isListen = false
     /// HAProxy's proxy id (`id`): `show stat`'s `iid` and `show servers state`'s `be_id`; a
     /// `listen` section's frontend and backend share it. nil: numbered when the balancer starts.
     public var id: Int?

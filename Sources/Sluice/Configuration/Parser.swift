@@ -727,6 +727,7 @@ struct Parser {
         }
         for (p, proxy) in proxies.enumerated() where (proxy.kind == .backend || proxy.kind == .listen) && !(proxy.mode == "http" && Self.isStatsOnly(proxy)) {
             var backend = Backend(name: proxy.name, servers: proxy.servers.map(\.0))
+            backend.isListen = proxy.kind == .listen
             backend.id = proxyIDs[p]
             backend.declaration = p
             backend.balance = proxy.balance

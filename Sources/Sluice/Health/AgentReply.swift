@@ -71,7 +71,7 @@ struct AgentReply: Equatable, Sendable {
     /// CHECKED without one; its text says what the agent said, or the first word or value it could
     /// not use (HAProxy's "via agent : down (reason)", "agent reports an error : …", "agent warns : …").
     func apply(to server: ServerState, of backend: BackendState) -> CheckResult {
-        if let admin, server.admin != admin { backend.setAdmin(admin, of: server, reason: "agent check") }
+        if let admin, server.admin != admin { backend.setAdminAnnounced(admin, of: server, reason: "agent check") }
         var warning: String?
         if let weight {
             switch RuntimeCommand.Weight.parse(weight) {

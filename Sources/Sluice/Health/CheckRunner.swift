@@ -710,8 +710,8 @@ final class CheckRunner {
             logger.warning("\(down)")
             backend.announce(level: 1, down, mailLevel: before == .stopping ? 5 : 1)  // a paused server's fall is a notice (HAProxy)
             if primaries + backups == 0 {
-                logger.error("backend '\(backend.name)' has no server available!")
-                backend.announce(level: 0, "backend \(backend.name) has no server available!")  // HAProxy's log line has no quotes (its alert does)
+                logger.error("\(backend.settings.proxyType) '\(backend.name)' has no server available!")
+                backend.announceNoServer()
             }
             if server.configuration.shutdownSessionsWhenDown {
                 broadcast(.shutdownSessions(server))

@@ -119,7 +119,7 @@ struct RuntimeAPI: Sendable {
             backend.setWeight(weight.resolve(configured: server.configuredWeight), of: server)
         case .setAdmin(let admin):
             let state: AdminState = switch admin { case .ready: .ready; case .drain: .drain; case .maintenance: .maintenance }
-            backend.setAdmin(state, of: server, reason: Self.byRuntimeAPI)
+            backend.setAdminAnnounced(state, of: server, reason: Self.byRuntimeAPI)
         case .setHealth(let health):
             let state: OperationalState = switch health { case .up: .running; case .stopping: .stopping; case .down: .stopped }
             backend.setHealth(state, of: server, reason: Self.byRuntimeAPI)

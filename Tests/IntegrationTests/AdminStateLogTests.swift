@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+@testable import Sluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Loopback.LoggingTests {
+    /// Changes of a server's admin state through the runtime API — drain, ready, maintenance, and
+    /// back — logged in HAProxy 2.6's words and levels, with its counts of servers left, sessions
+    /// and queues: each line compared with HAProxy's on the same file and the same commands.
+    @Test func adminStateChangesAreLoggedAsHAProxyLogsThem() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.echo)
+        defer { server.stop() }
+        let commands = ["set server be/a state drain", "set server be/a state ready", "disable server be/a", "disable server be/b",
+                        "disable server be/c", "enable server be/a", "set server be/b state drain", "set server be/b state ready"]
+        var runs: [[String]] = []
+        for haproxy in [true, false] {
+            let logs = try SyslogReceiver()
+            defer { logs.stop() }
+            let socket = TestFiles.folder.appendingPathComponent("admin-\(UUID().uuidString.prefix(8)).sock").path
+            defer { unlink(socket) }
+            let contender = try Contender(haproxy: haproxy) { port in
+                StatsClient.preamble(socket: socket).replacingOccurrences(of: "global\n", with: "global\n  log 127.0.0.1:\(logs.port) format priority local0\n") + """
+                listen be
+                  bind 127.0.0.1:\(port)
+                  log global
+                  server a 127.0.0.1:\(server.port)
+                  server b 127.0.0.1:\(server.port)
+                  server c 127.0.0.1:\(server.port) backup
+
+                """
+            }
+            defer { contender.stop() }
+            let about = { logs.lines.filter { $0.contains("Server be/") || $0.contains("be has no server") }.map { $0.trimmingCharacters(in: .newlines) } }
+            var seen = 0
+            for command in commands {
+                _ = try StatsClient.ask(socket, command)
+                // Each command logs at least one line: wait for it before the next command.
+                try eventually("\(contender.name): a line after '\(command)' (have \(about()))") { about().count > seen }
+                seen = about().count
+            }
+            usleep(200_000)  // a second line of the last command, if any (none is expected)
+            runs.append(about())
+        }
+        #expect(runs[1] == runs[0])
+        #expect(runs[1].first == "<133>Server be/a enters drain state. 1 active and 1 backup servers online. 0 sessions requeued, 0 total in queue.")
+        #expect(runs[1].contains("<129>Backup Server be/c is going DOWN for maintenance. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue."))
+        #expect(runs[1].contains("<128>proxy be has no server available!"))  // a `listen`: HAProxy's "proxy", not "backend"
+        #expect(runs[1].contains("<133>Server be/b remains in forced drain mode."))
+    }
+}
