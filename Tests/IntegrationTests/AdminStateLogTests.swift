@@ -53,4 +53,45 @@ extension Loopback.LoggingTests {
         #expect(runs[1].contains("<128>proxy be has no server available!"))  // a `listen`: HAProxy's "proxy", not "backend"
         #expect(runs[1].contains("<133>Server be/b remains in forced drain mode."))
     }
+
+    /// A checked server that went DOWN, then into maintenance, then out of it: as HAProxy, it starts
+    /// at `rise` — UP at once — and its next check decides (here, still refused: DOWN again).
+    @Test func aCheckedServerLeavingMaintenanceStartsUpAsInHAProxy() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.echo)
+        defer { server.stop() }
+        var runs: [[String]] = []
+        for haproxy in [true, false] {
+            let health = try TestServer(.echo)
+            defer { health.stop() }
+            let logs = try SyslogReceiver()
+            defer { logs.stop() }
+            let socket = TestFiles.folder.appendingPathComponent("admin-\(UUID().uuidString.prefix(8)).sock").path
+            defer { unlink(socket) }
+            let contender = try Contender(haproxy: haproxy) { port in
+                StatsClient.preamble(socket: socket).replacingOccurrences(of: "global\n", with: "global\n  log 127.0.0.1:\(logs.port) format priority local0\n") + """
+                listen be
+                  bind 127.0.0.1:\(port)
+                  log global
+                  server s 127.0.0.1:\(server.port) check port \(health.port) inter 100ms fall 1 rise 2
+
+                """
+            }
+            defer { contender.stop() }
+            let about = { logs.lines.filter { $0.contains("Server be/") || $0.contains("be has no server") }.map {
+                $0.trimmingCharacters(in: .newlines).replacingOccurrences(of: #"check duration: \d+ms"#, with: "check duration: <t>ms", options: .regularExpression)
+            } }
+            try eventually("\(contender.name): s is UP") { try StatsClient.showStat(socket).first { $0["svname"] == "s" }?["status"] == "UP" }
+            health.stop()
+            try eventually("\(contender.name): s is DOWN") { about().contains { $0.contains("is DOWN") } }
+            _ = try StatsClient.ask(socket, "disable server be/s")
+            try eventually("\(contender.name): s enters maintenance") { about().contains { $0.contains("enters maintenance") } }
+            _ = try StatsClient.ask(socket, "enable server be/s")
+            // Leaving maintenance, then the next check's verdict.
+            try eventually("\(contender.name): s leaves maintenance and is checked") { about().count >= 6 }
+            runs.append(about())
+        }
+        #expect(runs[1] == runs[0])
+        #expect(runs[1].contains("<133>Server be/s is UP/READY (leaving forced maintenance)."))
+    }
 }

@@ -279,6 +279,13 @@ public final class BackendState: Sendable {
         let wasStopped = server.operational == .stopped, wasStopping = server.operational == .stopping
         let requeued = applyAdmin(state, of: server, reason: reason)
         guard before != state else { return }
+        // Leaving maintenance, a checked server starts at `rise`, UP at once and checked as usual
+        // (HAProxy's "start OK but check immediately"), unless its agent says it is down.
+        if before == .maintenance, let plan = server.checkPlan, server.checksEnabled.load(ordering: .relaxed),
+           server.configuration.track == nil, server.agentPlan == nil || server.agentHealth.load(ordering: .relaxed) > 0 {
+            server.health.store(plan.rise, ordering: .relaxed)
+            if server.operational == .stopped { setOperational(.running, of: server, reason: reason) }
+        }
         let who = "\(server.isBackup ? "Backup " : "")Server \(name)/\(server.name)"
         let usable = servers.filter(\.isUsable)
         let (primaries, backups) = (usable.filter { !$0.isBackup }.count, usable.filter(\.isBackup).count)
