@@ -264,6 +264,22 @@ public final class BackendState: Sendable {
         return server.isUsable ? 0 : redistribute(from: server)
     }
 
+    /// The end of HAProxy's server state lines (`srv_append_status`): the servers left (`down`) or
+    /// online, " Running on backup." when only backups are, and the sessions of `server`: active
+    /// (when down), requeued, waiting in its queue.
+    func serversStatus(after server: ServerState, down: Bool, requeued: Int = 0) -> String {
+        let usable = servers.filter(\.isUsable)
+        let (primaries, backups) = (usable.filter { !$0.isBackup }.count, usable.filter(\.isBackup).count)
+        let onBackup = backups > 0 && primaries == 0 ? " Running on backup." : ""
+        let queued = queueLength(of: server)
+        return down
+            ? ". \(primaries) active and \(backups) backup servers left.\(onBackup) \(server.currentSessions.load(ordering: .relaxed)) sessions active, \(requeued) requeued, \(queued) remaining in queue."
+            : ". \(primaries) active and \(backups) backup servers online.\(onBackup) \(requeued) sessions requeued, \(queued) total in queue."
+    }
+
+    /// Whether no server of the backend is usable.
+    var hasNoUsableServer: Bool { !servers.contains(where: \.isUsable) }
+
     /// No server of the backend is usable any more: HAProxy's `set_backend_down` line (its alert
     /// on standard error quotes the name; the log line does not), at emerg.
     func announceNoServer() {
@@ -287,18 +303,13 @@ public final class BackendState: Sendable {
             if server.operational == .stopped { setOperational(.running, of: server, reason: reason) }
         }
         let who = "\(server.isBackup ? "Backup " : "")Server \(name)/\(server.name)"
-        let usable = servers.filter(\.isUsable)
-        let (primaries, backups) = (usable.filter { !$0.isBackup }.count, usable.filter(\.isBackup).count)
-        let onBackup = backups > 0 && primaries == 0 ? " Running on backup." : ""
-        let queued = queueLength(of: server)
         if state == .maintenance {
             if wasStopped {
                 announce(level: 5, "\(who) was DOWN and now enters maintenance.")
                 return
             }
-            let sessions = server.currentSessions.load(ordering: .relaxed)
-            announce(level: wasStopping ? 5 : 1, "\(who) is going DOWN for maintenance. \(primaries) active and \(backups) backup servers left.\(onBackup) \(sessions) sessions active, \(requeued) requeued, \(queued) remaining in queue.")
-            if usable.isEmpty { announceNoServer() }
+            announce(level: wasStopping ? 5 : 1, "\(who) is going DOWN for maintenance\(serversStatus(after: server, down: true, requeued: requeued))")
+            if hasNoUsableServer { announceNoServer() }
             return
         }
         let health = server.operational == .stopped ? "DOWN" : "UP"
@@ -309,7 +320,7 @@ public final class BackendState: Sendable {
             // HAProxy sets the drain flag while the server is still in maintenance, then clears that.
             announce(level: 5, "\(who) remains in forced drain mode.")
         } else if state == .drain {
-            announce(level: 5, "\(who) enters drain state. \(primaries) active and \(backups) backup servers online.\(onBackup) \(requeued) sessions requeued, \(queued) total in queue.", mailLevel: 5)
+            announce(level: 5, "\(who) enters drain state\(serversStatus(after: server, down: false, requeued: requeued))", mailLevel: 5)
         } else if before == .drain {
             announce(level: 5, "\(who) is \(health) (leaving forced drain).")
         }

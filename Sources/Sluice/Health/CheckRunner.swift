@@ -687,29 +687,26 @@ final class CheckRunner {
         }
         let soft = transition == nil && before != after && before.isUp && after.isUp
         guard transition != nil || soft else { return }
-        let primaries = backend.servers.filter { !$0.isBackup && $0.isUsable }.count
-        let backups = backend.servers.filter { $0.isBackup && $0.isUsable }.count
         // With `option log-health-checks` the check's line already gave the reason (as HAProxy).
         let reason = targets[t].logsEveryChange ? "" : ", \(result)"
         if soft {
             // Into NOLB and out of it (HAProxy's srv_update_status words).
             server.lastChange.store(reactor.now, ordering: .relaxed)
             let verb = after == .stopping ? "is stopping" : "is UP"
-            let line = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) \(verb)\(reason). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue."
+            let line = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) \(verb)\(reason)\(backend.serversStatus(after: server, down: false))"
             logger.notice("\(line)")
             backend.announce(level: 5, line, mailLevel: after == .stopping ? nil : 5)  // HAProxy mails UP, not "is stopping"
         }
         guard let transition else { return }
         server.lastChange.store(reactor.now, ordering: .relaxed)
-        let sessions = server.currentSessions.load(ordering: .relaxed)
         switch transition {
         case .wentDown:
             server.downTransitions.wrappingAdd(1, ordering: .relaxed)
             server.downSince.store(reactor.now, ordering: .relaxed)
-            let down = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) is DOWN\(reason). \(primaries) active and \(backups) backup servers left. \(sessions) sessions active, 0 requeued, 0 remaining in queue."
+            let down = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) is DOWN\(reason)\(backend.serversStatus(after: server, down: true))"
             logger.warning("\(down)")
             backend.announce(level: 1, down, mailLevel: before == .stopping ? 5 : 1)  // a paused server's fall is a notice (HAProxy)
-            if primaries + backups == 0 {
+            if backend.hasNoUsableServer {
                 logger.error("\(backend.settings.proxyType) '\(backend.name)' has no server available!")
                 backend.announceNoServer()
             }
@@ -719,7 +716,7 @@ final class CheckRunner {
         case .wentUp:
             let since = server.downSince.exchange(0, ordering: .relaxed)
             if since > 0 { server.downtimeMs.wrappingAdd(reactor.now - since, ordering: .relaxed) }
-            let up = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) is UP\(reason). \(primaries) active and \(backups) backup servers online. 0 sessions requeued, 0 total in queue."
+            let up = "\(server.isBackup ? "Backup " : "")Server \(backend.name)/\(server.name) is UP\(reason)\(backend.serversStatus(after: server, down: false))"
             logger.notice("\(up)")
             backend.announce(level: 5, up, mailLevel: 5)
             if server.configuration.shutdownBackupSessionsWhenUp && !server.isBackup {
