@@ -300,7 +300,8 @@ public final class LoadBalancer: Sendable {
         run.tables = tables
         for backend in configuration.backends {
             run.backends[backend.name]?.setServerRules(backend.rules.flatMap { rules in
-                guard !(rules.stickRules.isEmpty && rules.serverRules.isEmpty && rules.contentRules.isEmpty && rules.persistRules.isEmpty) else { return nil }
+                guard !(rules.stickRules.isEmpty && rules.serverRules.isEmpty && rules.contentRules.isEmpty && rules.persistRules.isEmpty
+                        && rules.responseRules.isEmpty) else { return nil }
                 return FrontendRouting(rules: rules, frontendName: backend.name, defaultBackend: nil, backends: [:], tables: tables,
                                        variables: run.variables, frontends: run.directory)
             })

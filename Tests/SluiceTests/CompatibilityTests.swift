@@ -225,6 +225,90 @@ struct CompatibilityTests {
         #expect(ignored.configuration.backend(named: "c")?.healthCheck == .tcpConnect)
     }
 
+    /// `tcp-response content`, `tcp-response inspect-delay` and `stick store-response`, with the
+    /// errors and warnings `haproxy -c` gives for the same lines (2.6, checked on each file).
+    @Test func responseRulesAreReadWithHAProxysErrorsAndWarnings() throws {
+        let head = "defaults\n  mode tcp\n  timeout client 1s\n  timeout server 1s\n  timeout connect 1s\n"
+        let frontend = "frontend f\n  bind 127.0.0.1:80\n  default_backend b\n"
+        let good = try Configuration.parse(head + frontend + """
+            backend b
+              stick-table type binary len 32 size 10
+              acl serverhello res.ssl_hello_type 2
+              tcp-response inspect-delay 2s
+              tcp-response content accept if serverhello
+              tcp-response content close if { res.payload(0,3) -m str BYE }
+              tcp-response content set-var(txn.first) payload(0,1)
+              tcp-response content reject if { res.len lt 10 }
+              stick store-response res.payload_lv(43,1) if serverhello
+              server s 10.0.0.1:443
+
+            """, file: "t.cfg")
+        let rules = try #require(good.configuration.backend(named: "b")?.rules)
+        #expect(rules.responseRules.count == 4 && rules.responseInspectDelayMs == 2000 && rules.inspectsResponses)
+        #expect(rules.stickRules.map { "\($0.response) \($0.stores) \($0.matches)" } == ["true true false"])
+        #expect(good.warnings.isEmpty, "\(good.warnings)")
+        // An ACL reading the other direction's buffer draws HAProxy's warning (named, anonymous, mixed).
+        let odd = try Configuration.parse(head + """
+            frontend f
+              bind 127.0.0.1:80
+              tcp-request inspect-delay 1s
+              tcp-request content accept if { res.len gt 0 }
+              default_backend b
+            backend b
+              acl clienthello req.ssl_hello_type 1
+              acl x req.len gt 0
+              acl x src 1.2.3.4
+              tcp-response content reject if clienthello
+              tcp-response content accept if x
+              server s 10.0.0.1:443
+
+            """, file: "t.cfg")
+        #expect(odd.warnings.map(\.description) == [
+            "t.cfg:9: warning: [frontend 'f'] 'tcp-request content': anonymous acl will never match in 'tcp-request content' because it uses keyword 'res.len' which is incompatible with 'frontend tcp-request content rule' (as HAProxy warns)",
+            "t.cfg:15: warning: [backend 'b'] 'tcp-response content': acl 'clienthello' will never match in 'tcp-response content' because it only involves keywords that are incompatible with 'backend tcp-response content rule' (as HAProxy warns)",
+            "t.cfg:16: warning: [backend 'b'] 'tcp-response content': acl 'x' involves keyword 'req.len' which is incompatible with 'backend tcp-response content rule' (as HAProxy warns)",
+        ])
+        // Where HAProxy refuses, every reason in one run.
+        let errors = CompatibilityTests.errors(head + """
+            frontend f
+              bind 127.0.0.1:80
+              tcp-response content accept
+              tcp-response inspect-delay 1s
+              tcp-request content set-var(txn.a) res.len
+              default_backend b
+            backend b
+              stick-table type integer size 10
+              tcp-response content track-sc0 src
+              tcp-response content set-dst ipv4(1.2.3.4)
+              tcp-response content sc-set-gpt0(0) req.len
+              tcp-response content set-nice 5
+              tcp-response foo accept
+              tcp-response inspect-delay
+              stick store-response req.len
+              stick on res.len
+              server s 10.0.0.1:443
+
+            """)
+        #expect(errors == [
+            "t.cfg:8: error: [frontend 'f'] 'tcp-response content': is only allowed in 'backend' sections or 'defaults' section with a name (as in HAProxy)",
+            "t.cfg:9: error: [frontend 'f'] 'tcp-response inspect-delay': is only allowed in 'backend' sections or 'defaults' section with a name (as in HAProxy)",
+            "t.cfg:10: error: [frontend 'f'] 'tcp-request content': fetch method 'res.len' extracts information from 'response buffer', none of which is available here (as HAProxy says)",
+            "t.cfg:14: error: [backend 'b'] 'tcp-response content': expects 'accept', 'close', 'reject', 'ot-group', 'set-log-level', 'set-nice', 'sc-inc-gpc(*)', 'sc-inc-gpc0(*)', 'sc-inc-gpc1(*)', 'sc-set-gpt(*)', 'sc-set-gpt0(*)', 'send-spoe-group', 'set-var-fmt(*)', 'set-var(*)', 'unset-var(*)', 'set-mark', 'set-tos', 'silent-drop' (got 'track-sc0'), as HAProxy",
+            "t.cfg:15: error: [backend 'b'] 'tcp-response content': expects 'accept', 'close', 'reject', 'ot-group', 'set-log-level', 'set-nice', 'sc-inc-gpc(*)', 'sc-inc-gpc0(*)', 'sc-inc-gpc1(*)', 'sc-set-gpt(*)', 'sc-set-gpt0(*)', 'send-spoe-group', 'set-var-fmt(*)', 'set-var(*)', 'unset-var(*)', 'set-mark', 'set-tos', 'silent-drop' (got 'set-dst'), as HAProxy",
+            "t.cfg:16: error: [backend 'b'] 'tcp-response content': fetch method 'req.len' extracts information from 'request buffer', none of which is available here (as HAProxy says)",
+            "t.cfg:17: error: [backend 'b'] 'tcp-response content': action 'set-nice' is not supported yet (supported: accept, reject, close, silent-drop, sc-inc-gpc0, sc-set-gpt0, set-var, set-var-fmt, unset-var, set-log-level, set-mark, set-tos)",
+            "t.cfg:18: error: [backend 'b'] 'tcp-response': expects 'inspect-delay' or 'content' (got 'foo'), as HAProxy",
+            "t.cfg:19: error: [backend 'b'] 'tcp-response inspect-delay': expects a positive delay in milliseconds (as HAProxy)",
+            "t.cfg:20: error: [backend 'b'] 'stick store-response': fetch method 'req.len' extracts information from 'request buffer', none of which is available for 'store-response' (as HAProxy says)",
+            "t.cfg:21: error: [backend 'b'] 'stick on': fetch method 'res.len' extracts information from 'response buffer', none of which is available during request (as HAProxy says)",
+        ])
+        // A named defaults section may set the delay for the backends that use it, as HAProxy.
+        #expect(CompatibilityTests.errors("defaults D\n  mode tcp\n  timeout client 1s\n  timeout server 1s\n  timeout connect 1s\n  tcp-response inspect-delay 1s\n"
+            + frontend + "backend b from D\n  tcp-response content accept\n  server s 10.0.0.1:443\n").isEmpty)
+        #expect(CompatibilityTests.errors(head + "  tcp-response inspect-delay 1s\n" + frontend + "backend b\n  server s 10.0.0.1:443\n")
+                == ["t.cfg:6: error: [defaults] 'tcp-response inspect-delay': is only allowed in 'backend' sections or 'defaults' section with a name (as in HAProxy)"])
+    }
+
     /// A `peers` section whose only peer is the local one (HAProxy's way to keep stick tables
     /// across a reload) is accepted: Sluice reloads in-process and keeps them. A second balancer
     /// among the peers is refused on its line; a table naming no section is an error.

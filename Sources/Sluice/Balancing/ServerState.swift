@@ -158,6 +158,8 @@ public final class ServerState: Sendable {
     let totalSessions = Atomic<Int>(0)
     /// Failed connection attempts (`econ`).
     let connectErrors = Atomic<Int>(0)
+    /// Responses refused by `tcp-response content reject` (`dresp`).
+    let deniedResponses = Atomic<Int>(0)
     /// Retries on this server (`wretr`) and redispatches away from it (`wredis`).
     let retries = Atomic<Int>(0)
     let redispatches = Atomic<Int>(0)
@@ -351,7 +353,8 @@ public final class ServerState: Sendable {
             currentSessions: currentSessions.load(ordering: .relaxed), maxSessions: maxSessions.load(ordering: .relaxed),
             totalSessions: totalSessions.load(ordering: .relaxed), connectErrors: connectErrors.load(ordering: .relaxed),
             retries: retries.load(ordering: .relaxed), redispatches: redispatches.load(ordering: .relaxed),
-            bytesIn: bytesIn.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed))
+            bytesIn: bytesIn.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed),
+            deniedResponses: deniedResponses.load(ordering: .relaxed))
     }
 }
 
@@ -373,6 +376,8 @@ public struct ServerStatistics: Hashable, Sendable {
     public var bytesIn: Int
     /// Bytes from it to clients (`bout`).
     public var bytesOut: Int
+    /// Its responses refused by `tcp-response content reject` (`dresp`).
+    public var deniedResponses: Int = 0
 }
 
 /// What a server's session limit depends on besides its own settings (`ServerState.sessionLimit`):

@@ -14,6 +14,7 @@ enum ProxyKeywords {
         "acl": SectionKind.realProxies,
         "use_backend": [.frontend, .listen],
         "tcp-request": SectionKind.proxies,
+        "tcp-response": SectionKind.proxies,
         "declare": [.frontend, .listen],
         "stick-table": SectionKind.realProxies,
         "stick": [.backend, .listen],
@@ -90,7 +91,6 @@ enum ProxyKeywords {
 
     /// Keywords HAProxy has in tcp mode that Sluice does not implement yet.
     static let notYet: [String: String] = [
-        "tcp-response": "tcp-response rules are not supported yet",
         "dispatch": "'dispatch' is not supported; declare a 'server' line",
         "filter": "filters are not supported",
         "error-log-format": "a format for connection errors before a session exists is not supported; they are logged with the session's 'log-format'",
@@ -163,6 +163,7 @@ extension Parser {
             addBind(&proxy, words[1], Array(words.dropFirst(2)), location)
         case "acl": aclKeyword(&proxy, words, location)
         case "tcp-request": tcpRequestKeyword(&proxy, words, location)
+        case "tcp-response": tcpResponseKeyword(&proxy, words, location)
         case "declare": declareKeyword(&proxy, words, location)
         case "use_backend": useBackendKeyword(&proxy, words, location)
         case "stick-table": stickTableKeyword(&proxy, words, location)

@@ -45,6 +45,9 @@ struct RoutingDraft {
     /// `force-persist` (true) and `ignore-persist` (false) rules, in order.
     var persistRules: [(force: Bool, condition: ConditionDraft, location: SourceLocation)] = []
     var inspectDelay: Duration?
+    /// `tcp-response content` rules and `tcp-response inspect-delay`.
+    var responseRules: [RuleDraft] = []
+    var responseInspectDelay: Duration?
     var stickTable: (StickTableSpec, SourceLocation)?
     /// Request capture slots so far: `declare capture request` and `tcp-request content capture`
     /// each take the next one, in order (HAProxy's `nb_req_cap`).
@@ -52,7 +55,7 @@ struct RoutingDraft {
 
     var isEmpty: Bool {
         acls.isEmpty && connectionRules.isEmpty && sessionRules.isEmpty && contentRules.isEmpty && switching.isEmpty && stickRules.isEmpty
-            && serverRules.isEmpty && persistRules.isEmpty && requestCaptures == 0
+            && serverRules.isEmpty && persistRules.isEmpty && requestCaptures == 0 && responseRules.isEmpty
     }
 
     mutating func addACL(_ name: String, _ test: ACLTest, _ location: SourceLocation, keyword: String) {
@@ -104,14 +107,16 @@ extension Parser {
 
     /// `<criterion> [flags] [operator] [<value>] ...`, as in an `acl` line or between braces.
     mutating func aclTest(_ words: [String], _ location: SourceLocation) -> ACLTest? {
-        let expression: SampleExpression
+        var expression: SampleExpression
         switch SampleExpression.parse(words[0], readFile: readFile) {
         case .failure(let e): error(location, keyword: "acl", e.message); return nil
         case .success(let e): expression = e
         }
+        // HAProxy's ACL keywords `payload` and `payload_lv` are `req.payload`'s and `req.payload_lv`'s aliases.
+        if case .anyDirection(let request) = expression.fetch { expression.fetch = request }
         var method: MatchMethod? = expression.converters.last?.defaultMatch ?? expression.fetch.defaultMatch
-        if case .payload = expression.fetch, expression.converters.isEmpty { method = .bin }
-        if case .payloadLengthValue = expression.fetch, expression.converters.isEmpty { method = .bin }
+        if case .payload = expression.fetch.base, expression.converters.isEmpty { method = .bin }
+        if case .payloadLengthValue = expression.fetch.base, expression.converters.isEmpty { method = .bin }
         var ignoreCase = false
         var files: [(String, Bool)] = []
         var i = 1
@@ -150,7 +155,7 @@ extension Parser {
             return nil
         }
         var builder = PatternSet.Builder(method: method)
-        if case .tlsVersion = expression.fetch, method == .int { builder.dottedVersions = true }
+        if case .tlsVersion = expression.fetch.base, method == .int { builder.dottedVersions = true }
         for (path, fold) in files {
             let text: String
             switch readFile(path) {
@@ -280,102 +285,7 @@ extension Parser {
         }
         let (actionWords, conditionWords) = splitCondition(words[2...])
         guard let name = actionWords.first else { return }
-        let arguments = Array(actionWords.dropFirst())
-        var action: TCPRule.Action
-        func noArguments() -> Bool {
-            if arguments.isEmpty { return true }
-            error(location, keyword: keyword, "'\(name)' takes no argument, found '\(arguments[0])'")
-            return false
-        }
-        switch name {
-        case "accept": guard noArguments() else { return }; action = .accept
-        case "reject": guard noArguments() else { return }; action = .reject
-        case "track-sc0", "track-sc1", "track-sc2":
-            guard let slot = name.last?.wholeNumberValue, arguments.count == 1 || (arguments.count == 3 && arguments[1] == "table") else {
-                error(location, keyword: keyword, "expected '\(name) <key> [table <table>]'")
-                return
-            }
-            guard let key = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return }
-            action = .track(slot: slot, key: key, table: arguments.count == 3 ? arguments[2] : nil)
-        case _ where name.hasPrefix("sc-inc-gpc0("):
-            guard name.hasSuffix(")"), let slot = Int(name.dropFirst("sc-inc-gpc0(".count).dropLast()), (0...2).contains(slot), noArguments() else {
-                error(location, keyword: keyword, "expected 'sc-inc-gpc0(<0-2>)'")
-                return
-            }
-            action = .incrementGPC0(slot: slot)
-        case _ where name.hasPrefix("sc-set-gpt0("):
-            guard name.hasSuffix(")"), let slot = Int(name.dropFirst("sc-set-gpt0(".count).dropLast()), (0...2).contains(slot), arguments.count == 1 else {
-                error(location, keyword: keyword, "expected 'sc-set-gpt0(<0-2>) <int>|<expr>'")
-                return
-            }
-            // HAProxy: an integer is the value, anything else a sample expression.
-            let text = Int64(arguments[0]) != nil ? "int(\(arguments[0]))" : arguments[0]
-            guard let value = stageExpression(text, written: arguments[0], stage: stage, location, keyword: keyword) else { return }
-            action = .setGPT0(slot: slot, value: value)
-        case "expect-proxy":
-            guard stage == "connection", arguments == ["layer4"] else {
-                error(location, keyword: keyword, "expected 'tcp-request connection expect-proxy layer4'")
-                return
-            }
-            action = .expectProxy
-        case "silent-drop": guard noArguments() else { return }; action = .silentDrop
-        case "set-mark", "set-tos":
-            guard arguments.count == 1 else {
-                error(location, keyword: keyword, "'\(name)' expects exactly 1 argument (integer/hex value)")
-                return
-            }
-            let range: ClosedRange<Int64> = name == "set-mark" ? 0...Int64(UInt32.max) : 0...255
-            guard let value = Self.cInteger(arguments[0]), range.contains(value) else {
-                error(location, keyword: keyword, "'\(name) \(arguments[0])': expected an integer from \(range.lowerBound) to \(range.upperBound), in decimal, hexadecimal (0x…) or octal (0…)")
-                return
-            }
-            action = name == "set-mark" ? .setMark(UInt32(value)) : .setTOS(Int32(value))
-        case _ where (name.hasPrefix("set-var(") || name.hasPrefix("set-var-fmt(") || name.hasPrefix("unset-var(")) && name.hasSuffix(")"):
-            guard let parsed = variableAction(name, arguments, stage: stage, location, keyword: keyword) else { return }
-            action = parsed
-        case "capture":
-            guard let parsed = captureAction(&proxy, arguments, stage: stage, location, keyword: keyword) else { return }
-            action = parsed
-        case "set-log-level":
-            guard stage == "content" else {
-                error(location, keyword: keyword, "'set-log-level' is not allowed in '\(keyword)' rules (only in 'tcp-request content', as in HAProxy)")
-                return
-            }
-            guard arguments.count == 1, arguments[0] == "silent" || LogTarget.levels.contains(arguments[0]) else {
-                error(location, keyword: keyword, "'set-log-level' expects exactly 1 argument (log level name or 'silent')")
-                return
-            }
-            action = .setLogLevel(LogTarget.levels.firstIndex(of: arguments[0]))
-        case "set-src", "set-dst", "set-src-port", "set-dst-port":
-            guard arguments.count == 1 else {
-                error(location, keyword: keyword, "expected '\(name) <expr>'")
-                return
-            }
-            guard let e = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return }
-            action = .setAddress(e, destination: name.hasPrefix("set-dst"), portOnly: name.hasSuffix("-port"))
-        case "set-priority-class", "set-priority-offset":
-            guard stage == "content" else {
-                error(location, keyword: keyword, "'\(name)' is not allowed in '\(keyword)' rules (only in 'tcp-request content', as in HAProxy)")
-                return
-            }
-            guard arguments.count == 1 else {
-                error(location, keyword: keyword, "expected '\(name) <expr>' (an integer sample, e.g. int(1))")
-                return
-            }
-            guard let e = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return }
-            action = .setPriority(e, offset: name == "set-priority-offset")
-        case "sc-inc-gpc1", "do-resolve", "use-service", "send-spoe-group",
-             "set-nice", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
-            error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
-            return
-        default:
-            if name.hasPrefix("sc-") || name.hasPrefix("lua.") || name.hasPrefix("set-var") || name.hasPrefix("unset-var") {
-                error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
-            } else {
-                error(location, keyword: keyword, "unknown action '\(name)'")
-            }
-            return
-        }
+        guard let action = tcpAction(&proxy, name, Array(actionWords.dropFirst()), stage: stage, location, keyword: keyword) else { return }
         var condition: RoutingDraft.ConditionDraft?
         if let conditionWords {
             guard let c = self.condition(&proxy, conditionWords, location, keyword: keyword) else { return }
@@ -387,6 +297,159 @@ extension Parser {
         case "session": proxy.routing.sessionRules.append(rule)
         default: proxy.routing.contentRules.append(rule)
         }
+    }
+
+    // MARK: tcp-response
+
+    /// `tcp-response content <action> [{if|unless} <condition>]` and `tcp-response inspect-delay
+    /// <time>`: a backend's rules on what its server sends, before any of it reaches the client.
+    mutating func tcpResponseKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
+        let stage = words.count > 1 ? words[1] : ""
+        let keyword = "tcp-response \(stage)"
+        guard stage == "content" || stage == "inspect-delay" else {
+            return error(location, keyword: "tcp-response", "expects 'inspect-delay' or 'content' (got '\(stage)'), as HAProxy")
+        }
+        // HAProxy: "only allowed in 'backend' sections or 'defaults' section with a name".
+        guard proxy.kind == .backend || proxy.kind == .listen || (proxy.kind == .defaults && !proxy.name.isEmpty) else {
+            return error(location, keyword: keyword, "is only allowed in 'backend' sections or 'defaults' section with a name (as in HAProxy)")
+        }
+        if stage == "inspect-delay" {
+            guard words.count == 3, let delay = timeValue(words[2], location, keyword: keyword) else {
+                if words.count != 3 { error(location, keyword: keyword, "expects a positive delay in milliseconds (as HAProxy)") }
+                return
+            }
+            proxy.routing.responseInspectDelay = delay
+            return
+        }
+        if proxy.kind == .defaults {
+            return error(location, keyword: keyword, "rules in a defaults section are not supported (HAProxy allows them only in named defaults); write them in the backend or listen")
+        }
+        let (actionWords, conditionWords) = splitCondition(words[2...])
+        let name = actionWords.first ?? ""
+        let arguments = Array(actionWords.dropFirst())
+        let action: TCPRule.Action
+        switch name {
+        case "close":
+            guard arguments.isEmpty else { return error(location, keyword: keyword, "'close' takes no argument, found '\(arguments[0])'") }
+            action = .closeServer
+        case "accept", "reject", "silent-drop", "set-log-level", "set-mark", "set-tos",
+             _ where name.hasPrefix("sc-inc-gpc0(") || name.hasPrefix("sc-set-gpt0(")
+                || ((name.hasPrefix("set-var(") || name.hasPrefix("set-var-fmt(") || name.hasPrefix("unset-var(")) && name.hasSuffix(")")):
+            guard let parsed = tcpAction(&proxy, name, arguments, stage: "response", location, keyword: keyword) else { return }
+            action = parsed
+        case "set-nice", "send-spoe-group", "ot-group",
+             _ where name.hasPrefix("sc-inc-gpc") || name.hasPrefix("sc-set-gpt"):
+            return error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: accept, reject, close, silent-drop, sc-inc-gpc0, sc-set-gpt0, set-var, set-var-fmt, unset-var, set-log-level, set-mark, set-tos)")
+        default:
+            return error(location, keyword: keyword, "expects 'accept', 'close', 'reject', 'ot-group', 'set-log-level', 'set-nice', 'sc-inc-gpc(*)', 'sc-inc-gpc0(*)', 'sc-inc-gpc1(*)', 'sc-set-gpt(*)', 'sc-set-gpt0(*)', 'send-spoe-group', 'set-var-fmt(*)', 'set-var(*)', 'unset-var(*)', 'set-mark', 'set-tos', 'silent-drop' (got '\(name)'), as HAProxy")
+        }
+        var condition: RoutingDraft.ConditionDraft?
+        if let conditionWords {
+            guard let c = self.condition(&proxy, conditionWords, location, keyword: keyword) else { return }
+            condition = c
+        }
+        proxy.routing.responseRules.append(RoutingDraft.RuleDraft(action: action, condition: condition, location: location))
+    }
+
+    /// A `tcp-request` rule's action (`stage`: connection, session or content).
+    private mutating func tcpAction(_ proxy: inout ProxyDraft, _ name: String, _ arguments: [String], stage: String, _ location: SourceLocation,
+                                    keyword: String) -> TCPRule.Action? {
+        let action: TCPRule.Action
+        func noArguments() -> Bool {
+            if arguments.isEmpty { return true }
+            error(location, keyword: keyword, "'\(name)' takes no argument, found '\(arguments[0])'")
+            return false
+        }
+        switch name {
+        case "accept": guard noArguments() else { return nil }; action = .accept
+        case "reject": guard noArguments() else { return nil }; action = .reject
+        case "track-sc0", "track-sc1", "track-sc2":
+            guard let slot = name.last?.wholeNumberValue, arguments.count == 1 || (arguments.count == 3 && arguments[1] == "table") else {
+                error(location, keyword: keyword, "expected '\(name) <key> [table <table>]'")
+                return nil
+            }
+            guard let key = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return nil }
+            action = .track(slot: slot, key: key, table: arguments.count == 3 ? arguments[2] : nil)
+        case _ where name.hasPrefix("sc-inc-gpc0("):
+            guard name.hasSuffix(")"), let slot = Int(name.dropFirst("sc-inc-gpc0(".count).dropLast()), (0...2).contains(slot), noArguments() else {
+                error(location, keyword: keyword, "expected 'sc-inc-gpc0(<0-2>)'")
+                return nil
+            }
+            action = .incrementGPC0(slot: slot)
+        case _ where name.hasPrefix("sc-set-gpt0("):
+            guard name.hasSuffix(")"), let slot = Int(name.dropFirst("sc-set-gpt0(".count).dropLast()), (0...2).contains(slot), arguments.count == 1 else {
+                error(location, keyword: keyword, "expected 'sc-set-gpt0(<0-2>) <int>|<expr>'")
+                return nil
+            }
+            // HAProxy: an integer is the value, anything else a sample expression.
+            let text = Int64(arguments[0]) != nil ? "int(\(arguments[0]))" : arguments[0]
+            guard let value = stageExpression(text, written: arguments[0], stage: stage, location, keyword: keyword) else { return nil }
+            action = .setGPT0(slot: slot, value: value)
+        case "expect-proxy":
+            guard stage == "connection", arguments == ["layer4"] else {
+                error(location, keyword: keyword, "expected 'tcp-request connection expect-proxy layer4'")
+                return nil
+            }
+            action = .expectProxy
+        case "silent-drop": guard noArguments() else { return nil }; action = .silentDrop
+        case "set-mark", "set-tos":
+            guard arguments.count == 1 else {
+                error(location, keyword: keyword, "'\(name)' expects exactly 1 argument (integer/hex value)")
+                return nil
+            }
+            let range: ClosedRange<Int64> = name == "set-mark" ? 0...Int64(UInt32.max) : 0...255
+            guard let value = Self.cInteger(arguments[0]), range.contains(value) else {
+                error(location, keyword: keyword, "'\(name) \(arguments[0])': expected an integer from \(range.lowerBound) to \(range.upperBound), in decimal, hexadecimal (0x…) or octal (0…)")
+                return nil
+            }
+            action = name == "set-mark" ? .setMark(UInt32(value)) : .setTOS(Int32(value))
+        case _ where (name.hasPrefix("set-var(") || name.hasPrefix("set-var-fmt(") || name.hasPrefix("unset-var(")) && name.hasSuffix(")"):
+            guard let parsed = variableAction(name, arguments, stage: stage, location, keyword: keyword) else { return nil }
+            action = parsed
+        case "capture":
+            guard let parsed = captureAction(&proxy, arguments, stage: stage, location, keyword: keyword) else { return nil }
+            action = parsed
+        case "set-log-level":
+            guard stage == "content" || stage == "response" else {
+                error(location, keyword: keyword, "'set-log-level' is not allowed in '\(keyword)' rules (only in 'tcp-request content' and 'tcp-response content', as in HAProxy)")
+                return nil
+            }
+            guard arguments.count == 1, arguments[0] == "silent" || LogTarget.levels.contains(arguments[0]) else {
+                error(location, keyword: keyword, "'set-log-level' expects exactly 1 argument (log level name or 'silent')")
+                return nil
+            }
+            action = .setLogLevel(LogTarget.levels.firstIndex(of: arguments[0]))
+        case "set-src", "set-dst", "set-src-port", "set-dst-port":
+            guard arguments.count == 1 else {
+                error(location, keyword: keyword, "expected '\(name) <expr>'")
+                return nil
+            }
+            guard let e = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return nil }
+            action = .setAddress(e, destination: name.hasPrefix("set-dst"), portOnly: name.hasSuffix("-port"))
+        case "set-priority-class", "set-priority-offset":
+            guard stage == "content" else {
+                error(location, keyword: keyword, "'\(name)' is not allowed in '\(keyword)' rules (only in 'tcp-request content', as in HAProxy)")
+                return nil
+            }
+            guard arguments.count == 1 else {
+                error(location, keyword: keyword, "expected '\(name) <expr>' (an integer sample, e.g. int(1))")
+                return nil
+            }
+            guard let e = stageExpression(arguments[0], stage: stage, location, keyword: keyword) else { return nil }
+            action = .setPriority(e, offset: name == "set-priority-offset")
+        case "sc-inc-gpc1", "do-resolve", "use-service", "send-spoe-group",
+             "set-nice", "attach-srv", "switch-mode", "lua", "expect-netscaler-cip":
+            error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
+            return nil
+        default:
+            if name.hasPrefix("sc-") || name.hasPrefix("lua.") || name.hasPrefix("set-var") || name.hasPrefix("unset-var") {
+                error(location, keyword: keyword, "action '\(name)' is not supported yet (supported: \(Self.supportedActions(stage)))")
+            } else {
+                error(location, keyword: keyword, "unknown action '\(name)'")
+            }
+            return nil
+        }
+        return action
     }
 
     /// A rule's sample expression, refused (with the line) when it does not parse or reads the
@@ -404,9 +467,15 @@ extension Parser {
     }
 
     /// Connection and session rules cannot wait for the client's data: an expression reading it
-    /// is refused there.
+    /// is refused there. Content and response rules refuse a fetch declared for the other
+    /// direction's buffer (`res.len` in `tcp-request content`), with HAProxy's words.
     private mutating func fitsStage(_ expression: SampleExpression, _ written: String, stage: String, _ location: SourceLocation, keyword: String) -> Bool {
-        guard expression.fetch.readsContent && stage != "content" else { return true }
+        if stage == "content" || stage == "response" {
+            guard let buffer = expression.fetch.declaredBuffer, (buffer == .response) != (stage == "response") else { return true }
+            error(location, keyword: keyword, "fetch method '\(written)' extracts information from '\(buffer == .request ? "request" : "response") buffer', none of which is available here (as HAProxy says)")
+            return false
+        }
+        guard expression.fetch.readsContent else { return true }
         error(location, keyword: keyword, "'\(written)' reads the client's data, which 'tcp-request \(stage)' rules cannot wait for; use 'tcp-request content'")
         return false
     }
@@ -494,7 +563,7 @@ extension Parser {
         // HAProxy accepts these and sets nothing when the rule runs: say so.
         if variable.scope == .check {
             warning(location, keyword: keyword, "'\(variable)': 'check' variables exist only in health checks; this rule never sets one (as in HAProxy)")
-        } else if stage != "content" && variable.scope != .proc && variable.scope != .sess {
+        } else if stage != "content" && stage != "response" && variable.scope != .proc && variable.scope != .sess {
             warning(location, keyword: keyword, "'\(variable)': a '\(variable.scope.rawValue)' variable does not exist yet at 'tcp-request \(stage)' (only 'proc' and 'sess' do); this rule never sets it (as in HAProxy)")
         }
         switch verb {
@@ -613,18 +682,16 @@ extension Parser {
 
     // MARK: stick
 
-    /// `stick on|match|store-request <pattern> [table <table>] [{if|unless} <condition>]`.
+    /// `stick on|match|store-request|store-response <pattern> [table <table>] [{if|unless} <condition>]`.
     mutating func stickKeyword(_ proxy: inout ProxyDraft, _ words: [String], _ location: SourceLocation) {
-        let usage = "stick on|match|store-request <pattern> [table <table>] [{if|unless} <condition>]"
+        let usage = "stick on|match|store-request|store-response <pattern> [table <table>] [{if|unless} <condition>]"
         guard words.count >= 3 else {
             error(location, keyword: "stick", "expected '\(usage)'")
             return
         }
         let kind = words[1]
-        guard ["on", "match", "store-request"].contains(kind) else {
-            error(location, keyword: "stick \(kind)", kind == "store-response"
-                  ? "'stick store-response' is not supported yet: Sluice does not inspect what servers send"
-                  : "unknown stick rule: expected '\(usage)'")
+        guard ["on", "match", "store-request", "store-response"].contains(kind) else {
+            error(location, keyword: "stick \(kind)", "unknown stick rule: expected '\(usage)'")
             return
         }
         let keyword = "stick \(kind)"
@@ -634,17 +701,27 @@ extension Parser {
             return
         }
         let key: SampleExpression
-        switch SampleExpression.parse(patternWords[patternWords.startIndex], readFile: readFile) {
+        let written = patternWords[patternWords.startIndex]
+        switch SampleExpression.parse(written, readFile: readFile) {
         case .failure(let e): error(location, keyword: keyword, e.message); return
         case .success(let e): key = e
+        }
+        // HAProxy's words: a key must come from the buffer its rule sees.
+        switch (key.fetch.declaredBuffer, kind == "store-response") {
+        case (.request?, true):
+            return error(location, keyword: keyword, "fetch method '\(written)' extracts information from 'request buffer', none of which is available for 'store-response' (as HAProxy says)")
+        case (.response?, false):
+            return error(location, keyword: keyword, "fetch method '\(written)' extracts information from 'response buffer', none of which is available during request (as HAProxy says)")
+        default: break
         }
         var condition: RoutingDraft.ConditionDraft?
         if let conditionWords {
             guard let c = self.condition(&proxy, conditionWords, location, keyword: keyword) else { return }
             condition = c
         }
-        let rule = StickRule(matches: kind != "store-request", stores: kind != "match", key: key,
+        var rule = StickRule(matches: kind == "on" || kind == "match", stores: kind != "match", key: key,
                              table: patternWords.count == 3 ? patternWords.last : nil, condition: nil)
+        rule.response = kind == "store-response"
         proxy.routing.stickRules.append(.init(rule: rule, condition: condition, location: location))
     }
 
@@ -860,6 +937,32 @@ extension Parser {
             report(.error, proxy, draftRule.location, keyword: "tcp-request", "this condition reads the client's data, which only 'tcp-request content' rules can wait for")
         }
         let content = rules(draft.contentRules, "tcp-request content")
+        let response = rules(draft.responseRules, "tcp-response content")
+        /// HAProxy's `acl_cond_conflicts` warnings: an ACL reading the other direction's buffer.
+        /// (It still runs, and reads this direction's data, as HAProxy's payload fetches do.)
+        func warnOtherDirection(_ drafts: [RoutingDraft.RuleDraft], _ resolved: [TCPRule], keyword: String, place: String, other: Fetch.ContentDirection) {
+            for (draftRule, rule) in zip(drafts, resolved) {
+                var warned: Set<Int> = []
+                for term in rule.condition?.terms ?? [] where warned.insert(term.acl).inserted {
+                    let tests = acls[term.acl]
+                    guard let odd = tests.first(where: { $0.expression.fetch.declaredBuffer == other }) else { continue }
+                    let name = names[term.acl]
+                    let text: String
+                    if name.hasPrefix("{") {
+                        let fetchWord = name.dropFirst().prefix { $0 != " " && $0 != "(" && $0 != "," }
+                        text = "anonymous acl will never match in '\(keyword)' because it uses keyword '\(fetchWord)' which is incompatible with '\(place)'"
+                    } else if tests.allSatisfy({ $0.expression.fetch.declaredBuffer == other }) {
+                        text = "acl '\(name)' will never match in '\(keyword)' because it only involves keywords that are incompatible with '\(place)'"
+                    } else {
+                        text = "acl '\(name)' involves keyword '\(odd.expression.fetch.keyword)' which is incompatible with '\(place)'"
+                    }
+                    report(.warning, proxy, draftRule.location, keyword: keyword, text + " (as HAProxy warns)")
+                }
+            }
+        }
+        warnOtherDirection(draft.contentRules, content, keyword: "tcp-request content",
+                           place: "\(proxy.kind == .backend ? "backend" : "frontend") tcp-request content rule", other: .response)
+        warnOtherDirection(draft.responseRules, response, keyword: "tcp-response content", place: "backend tcp-response content rule", other: .request)
         if proxy.kind == .backend {
             // A backend's content rules run once, as the session is routed to it, on the data the
             // frontend inspected: they may not wait for more, nor read a backend's load yet.
@@ -914,7 +1017,8 @@ extension Parser {
         guard errorCount == errorsBefore else { return nil }
         let set = RuleSet(acls: acls, aclNames: names, connectionRules: connection, sessionRules: session, contentRules: content,
                           inspectDelayMs: draft.inspectDelay?.milliseconds ?? 0, switching: switching, stickRules: stickRules,
-                          serverRules: serverRules, persistRules: persistRules, ownTable: ownTable, requestCaptures: draft.requestCaptures)
+                          serverRules: serverRules, persistRules: persistRules, ownTable: ownTable, requestCaptures: draft.requestCaptures,
+                          responseRules: response, responseInspectDelayMs: draft.responseInspectDelay?.milliseconds ?? 0)
         // HAProxy's warnings for rules that read data no one waits for.
         if let first = draft.contentRules.first, draft.inspectDelay == nil, content.contains(where: { uses($0.condition, \.readsContent) }) {
             report(.warning, proxy, first.location, keyword: "tcp-request content",

@@ -299,6 +299,10 @@ struct Session {
     var direct = false
     /// Its rules' server is taken whatever its state (`option persist`, `force-persist`).
     var persistent = false
+    /// Established, with the server's data held in its socket until the backend's `tcp-response`
+    /// rules decide (`phaseDeadline`: the end of `tcp-response inspect-delay`); the client's
+    /// bytes flow meanwhile.
+    var inspectsResponse = false
     /// The first inactivity timeout that shut a side while the session went on (`c`/`s`, else
     /// `-`): it is what the session's log reports at its end, as HAProxy's first error.
     var timedOut = TerminationCause.normal
@@ -320,7 +324,7 @@ struct Session {
     var connectStartedAt: Int64 = 0
     var clientActivity: Int64 = 0
     var serverActivity: Int64 = 0
-    /// When the current phase (connect, retry wait, descriptor wait) must end.
+    /// When the current phase (connect, retry wait, descriptor wait, response inspection) must end.
     var phaseDeadline: Int64 = 0
     /// When the queue wait for a descriptor ends (`timeout queue`).
     var queueDeadline: Int64 = 0
@@ -378,7 +382,7 @@ extension Session {
         case .queued: return queueDeadline
         case .established:
             let due = inactivityDeadlines
-            return min(due.client, due.server)
+            return inspectsResponse ? min(due.client, due.server, phaseDeadline) : min(due.client, due.server)
         }
     }
 

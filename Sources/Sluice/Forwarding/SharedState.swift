@@ -141,6 +141,8 @@ final class FrontendState: Sendable {
     let deniedSessions = Atomic<Int>(0)
     /// Sessions refused by `tcp-request content reject` (`show stat` dreq).
     let deniedRequests = Atomic<Int>(0)
+    /// Responses refused by `tcp-response content reject` in the backend it used (`dresp`).
+    let deniedResponses = Atomic<Int>(0)
     /// Clients dropped for a missing or malformed PROXY header (`show stat` ereq).
     let failedRequests = Atomic<Int>(0)
     private let policy: Mutex<FrontendPolicy>

@@ -113,6 +113,10 @@ extension Worker {
         }
         if let rules = sessions[i].policy.backend.serverRules, let context = sessions[i].context {
             rules.storeSticky(context, server: server)  // `stick store-request` / `stick on`
+            if rules.rules.inspectsResponses {
+                sessions[i].inspectsResponse = true
+                sessions[i].phaseDeadline = reactor.now + rules.rules.responseInspectDelayMs
+            }
         }
         sessions[i].state = .established
         if let log = sessions[i].log { logs.sessionConnected(log, sessions[i], frontend: frontend(of: i), process: process, now: reactor.now) }
@@ -120,7 +124,7 @@ extension Worker {
         sessions[i].clientActivity = reactor.now
         sessions[i].serverActivity = reactor.now
         arm(i)
-        forward(i)
+        if sessions[i].inspectsResponse { inspectResponse(i) } else { forward(i) }
     }
 
     /// A connection attempt failed: retry the same server after a pause, or redispatch at once

@@ -123,7 +123,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             if sessions[i].state == .connecting {
                 if writable { connectFinished(i, failed: end != .open) }
             } else if sessions[i].state == .established {
-                forward(i)
+                if readable && sessions[i].inspectsResponse { inspectResponse(i) } else { forward(i) }
             }
         }
     }
@@ -170,7 +170,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 retry(i)
             }
         case .established:
-            expireIdleSides(i, now: now)
+            if sessions[i].inspectsResponse && now >= sessions[i].phaseDeadline {
+                inspectResponse(i, expired: true)  // `tcp-response inspect-delay`: the rules decide now
+            } else {
+                expireIdleSides(i, now: now)
+            }
         case .inspecting:
             // `timeout client` ends the wait as it ends any idle client; the inspect delay lets the rules decide.
             if sessions[i].policy.clientTimeoutMs > 0 && now >= sessions[i].clientActivity + sessions[i].policy.clientTimeoutMs {
@@ -408,7 +412,9 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         let splice = !process.noSplice
         var toServer = 0, fromClient = 0, toClient = 0, fromServer = 0
         let upstream = sessions[i].pumpToServer(pool: &pool, splice: splice, scratch: scratch, moved: &toServer, read: &fromClient)
-        let downstream = sessions[i].pumpToClient(pool: &pool, splice: splice, scratch: scratch, moved: &toClient, read: &fromServer)
+        // While `tcp-response` rules inspect the server's data, it stays in the server's socket.
+        let downstream = sessions[i].inspectsResponse ? .waiting
+            : sessions[i].pumpToClient(pool: &pool, splice: splice, scratch: scratch, moved: &toClient, read: &fromServer)
         sessions[i].account(toServer: toServer, fromClient: fromClient, toClient: toClient, fromServer: fromServer, now: reactor.now)
         if case .failed(let error) = upstream {
             logger.debug("session \(i): \(error); resetting both sides")
@@ -470,11 +476,15 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         session.toClient.releaseResources(into: &pool)
         if session.client >= 0 {
             reactor.unwatch(session.client, token: token(.client, i))
-            Socket.close(session.client, reset: reset || session.policy.clientNoLinger, discardUnread: session.state != .established)
+            // Unread bytes would turn the close into a reset: a client closed before it was forwarded,
+            // or after `tcp-response content close` stopped reading it, gets a FIN as from HAProxy.
+            Socket.close(session.client, reset: reset || session.policy.clientNoLinger, discardUnread: session.state != .established || session.server < 0)
         }
         if session.server >= 0 {
             reactor.unwatch(session.server, token: token(.server, i))
-            Socket.close(session.server, reset: reset || session.policy.backend.noLinger)
+            // A response still held for `tcp-response` rules was read, for HAProxy: drop it, so the
+            // close is a FIN.
+            Socket.close(session.server, reset: reset || session.policy.backend.noLinger, discardUnread: session.inspectsResponse)
             backend(of: i).releaseSlot(of: server(of: i))
         }
         session.context?.release(now: reactor.now)

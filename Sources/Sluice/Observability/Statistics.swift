@@ -50,6 +50,8 @@ public struct FrontendStatistics: Hashable, Sendable {
     public var deniedRequests: Int
     /// Clients dropped for a missing or malformed PROXY header (`ereq`).
     public var failedRequests: Int
+    /// Responses refused by its backends' `tcp-response content reject` (`dresp`).
+    public var deniedResponses: Int
 
     init(_ frontend: FrontendState) {
         name = frontend.name
@@ -63,6 +65,7 @@ public struct FrontendStatistics: Hashable, Sendable {
         deniedSessions = frontend.deniedSessions.load(ordering: .relaxed)
         deniedRequests = frontend.deniedRequests.load(ordering: .relaxed)
         failedRequests = frontend.failedRequests.load(ordering: .relaxed)
+        deniedResponses = frontend.deniedResponses.load(ordering: .relaxed)
     }
 }
 
@@ -129,6 +132,7 @@ public struct BackendStatistics: Hashable, Sendable {
             totals.redispatches += s.redispatches
             totals.bytesIn += s.bytesIn
             totals.bytesOut += s.bytesOut
+            totals.deniedResponses += s.deniedResponses
         }
         sessionsSinceStart = backend.routedSessions.load(ordering: .relaxed)
         queued = backend.queueLength()

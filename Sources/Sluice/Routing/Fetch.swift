@@ -41,6 +41,14 @@ enum Fetch: Sendable, Hashable {
     case session(SessionFetch)
     /// `capture.req.hdr(<slot>)`: what `tcp-request content capture` put in that slot.
     case capturedRequest(slot: Int)
+    /// `res.len`, `res.payload`, `res.payload_lv`, `res.ssl_hello_type` (`rep_ssl_hello_type`):
+    /// the request fetch of the same name, declared for the server's data (HAProxy's
+    /// SMP_USE_L6RES). As in HAProxy, every payload fetch reads the data of the direction its
+    /// rules inspect; the declared one only decides what the configuration check says.
+    indirect case response(Fetch)
+    /// `payload`, `payload_lv` in a sample expression: declared for both directions (in an ACL,
+    /// HAProxy's keyword of that name is `req.payload`'s alias).
+    indirect case anyDirection(Fetch)
 
     enum Constant: Sendable, Hashable {
         case int(Int64), bool(Bool), string([UInt8]), ip(IPAddress)
@@ -60,13 +68,58 @@ enum Fetch: Sendable, Hashable {
         case source(table: String?)
     }
 
-    /// Whether the value depends on the bytes the client sends (content inspection).
+    /// Whether the value depends on the bytes inspected (the client's, or the server's in
+    /// `tcp-response` rules).
     var readsContent: Bool {
         switch self {
+        case .response, .anyDirection: true
         case .requestLength, .payload, .payloadLengthValue, .tlsServerName, .tlsVersion, .tlsHelloType, .tlsProtocols, .looksLikeHTTP, .waitEnd,
              .tlsOffersCurves, .tlsSessionTicket,
              .rdpCookie, .rdpCookieCount: true
         default: false
+        }
+    }
+
+    /// The fetch without its declared direction (`res.len` is `req.len` reading the server's data).
+    var base: Fetch {
+        switch self {
+        case .response(let f), .anyDirection(let f): f
+        default: self
+        }
+    }
+
+    /// The buffer a payload fetch is declared for (HAProxy's SMP_USE_L6REQ / L6RES); nil for
+    /// fetches that read no data, or either. A condition in the other direction's rules draws a
+    /// warning, an action's expression an error, as in HAProxy.
+    var declaredBuffer: ContentDirection? {
+        switch self {
+        case .response: .response
+        case .anyDirection, .waitEnd: nil
+        default: readsContent ? .request : nil
+        }
+    }
+
+    enum ContentDirection: Sendable { case request, response }
+
+    /// HAProxy's name of a payload fetch (`req.len`, `res.payload` …), for messages.
+    var keyword: String {
+        switch self {
+        case .response(let f): "res." + f.keyword.dropFirst(4)
+        case .anyDirection(let f): String(f.keyword.dropFirst(4))
+        case .requestLength: "req.len"
+        case .payload: "req.payload"
+        case .payloadLengthValue: "req.payload_lv"
+        case .tlsServerName: "req.ssl_sni"
+        case .tlsVersion: "req.ssl_ver"
+        case .tlsHelloType: "req.ssl_hello_type"
+        case .tlsProtocols: "req.ssl_alpn"
+        case .tlsOffersCurves: "req.ssl_ec_ext"
+        case .tlsSessionTicket: "req.ssl_st_ext"
+        case .looksLikeHTTP: "req.proto_http"
+        case .rdpCookie: "req.rdp_cookie"
+        case .rdpCookieCount: "req.rdp_cookie_cnt"
+        case .waitEnd: "wait_end"
+        default: "\(self)"
         }
     }
 
@@ -84,6 +137,7 @@ enum Fetch: Sendable, Hashable {
         case .bindName, .frontendName, .backendName, .tlsServerName, .tlsProtocols, .rdpCookie, .capturedRequest: .str
         case .payload, .payloadLengthValue, .variable: nil  // a variable has any type: HAProxy wants `-m`
         case .session(let fetch): fetch.defaultMatch
+        case .response(let f), .anyDirection(let f): f.defaultMatch
         }
     }
 
@@ -153,7 +207,7 @@ enum Fetch: Sendable, Hashable {
         case "hostname":
             var buffer = [CChar](repeating: 0, count: 256)
             guard gethostname(&buffer, buffer.count) == 0 else { return .success(.constant(nil)) }
-            return none(.constant(.string(Array(String(cString: buffer).utf8))))
+            return none(.constant(.string(buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })))
         case "nbproc", "proc":
             return none(.constant(.int(1)))  // Sluice runs as one process
         case "capture.req.hdr":
@@ -166,10 +220,16 @@ enum Fetch: Sendable, Hashable {
             guard args.count == 1 else { return .failure(ValueError("'srv_is_up' takes '[<backend>/]<server>'")) }
             let parts = args[0].split(separator: "/", maxSplits: 1).map(String.init)
             return .success(parts.count == 2 ? .serverIsUp(backend: parts[0], server: parts[1]) : .serverIsUp(backend: nil, server: parts[0]))
-        case "req.payload", "payload":
+        case "res.len", "res.payload", "res.payload_lv", "res.ssl_hello_type", "rep_ssl_hello_type":
+            let request = name == "rep_ssl_hello_type" ? "req.ssl_hello_type" : "req." + name.dropFirst(4)
+            return parse(args.isEmpty ? request : "\(request)(\(args.joined(separator: ",")))").map { .response($0) }
+                .mapError { ValueError($0.message.replacing(request, with: name)) }
+        case "payload", "payload_lv":
+            return parse("req." + text).map { .anyDirection($0) }.mapError { ValueError($0.message.replacing("req." + name, with: name)) }
+        case "req.payload":
             guard args.count == 2 else { return .failure(ValueError("'\(name)' takes (<offset>,<length>)")) }
             return int(0, "offset").flatMap { o in int(1, "length").map { .payload(offset: o, length: $0) } }
-        case "req.payload_lv", "payload_lv":
+        case "req.payload_lv":
             guard args.count == 2 || args.count == 3 else { return .failure(ValueError("'\(name)' takes (<offset1>,<length>[,<offset2>])")) }
             return int(0, "offset1").flatMap { o in
                 int(1, "length").flatMap { l in
@@ -208,7 +268,7 @@ enum Fetch: Sendable, Hashable {
         }
         if ["req.ver", "base", "path", "url", "hdr", "method"].contains(name)
             || name.hasPrefix("hdr") || name.hasPrefix("req.hdr") || name.hasPrefix("path") || name.hasPrefix("url") || name.hasPrefix("ssl_") || name.hasPrefix("http_") {
-            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, be_conn, be_conn_free, queue, avg_queue, connslots, srv_is_up, int, str, bool, ipv4, ipv6, env, hostname, var, capture.req.hdr, fe_conn, dst_conn, so_id, fe_id, fe_defbe, stopping, thread, rand, date, date_us, uuid, fc_src, fc_dst, fc_src_port, fc_dst_port, fc_rcvd_proxy, fc_pp_authority, fc_pp_unique_id, unique-id, prio_class, prio_offset, fc_rtt, fc_rttvar, fc_unacked, fc_sacked, fc_retrans, fc_fackets, fc_lost, fc_reordering, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.ssl_ec_ext, req.ssl_st_ext, req.proto_http, req.rdp_cookie, sc*/src_* counters)"))
+            return .failure(ValueError("fetch '\(name)' is not supported: it needs HTTP or TLS termination, or is not implemented yet (Layer-4 fetches: src, src_port, dst, dst_port, so_name, fe_name, be_name, nbsrv, be_conn, be_conn_free, queue, avg_queue, connslots, srv_is_up, int, str, bool, ipv4, ipv6, env, hostname, var, capture.req.hdr, fe_conn, dst_conn, so_id, fe_id, fe_defbe, stopping, thread, rand, date, date_us, uuid, fc_src, fc_dst, fc_src_port, fc_dst_port, fc_rcvd_proxy, fc_pp_authority, fc_pp_unique_id, unique-id, prio_class, prio_offset, fc_rtt, fc_rttvar, fc_unacked, fc_sacked, fc_retrans, fc_fackets, fc_lost, fc_reordering, req.len, req.payload, req.payload_lv, req.ssl_sni, req.ssl_ver, req.ssl_hello_type, req.ssl_alpn, req.ssl_ec_ext, req.ssl_st_ext, req.proto_http, req.rdp_cookie, res.len, res.payload, res.payload_lv, res.ssl_hello_type, sc*/src_* counters)"))
         }
         if name.hasSuffix("_gpc0") { return .failure(ValueError("unknown fetch '\(name)' (the counter is read with '\(name.dropLast(4))get_gpc0')")) }
         return .failure(ValueError("unknown fetch '\(name)'"))

@@ -34,7 +34,7 @@ extension SessionContext {
             switch routing.connectionRules(self) {
             case .reject: return .close(.deniedConnection)
             case .drop: return .close(.silentDrop)
-            case .accept, .wait: break
+            case .accept, .wait, .closeServer: break  // `close` is a response action only
             }
             if expectsProxyHeader { return .wait }
             if let refused = refusal(routing.sessionRules(self)) { return .close(refused) }
@@ -99,7 +99,7 @@ extension SessionContext {
             case .reject, .drop:
                 content = UnsafeRawBufferPointer(start: nil, count: 0)
                 return .close(decision == .drop ? .silentDrop : .deniedContent)
-            case .accept:
+            case .accept, .closeServer:
                 // The data stay for the chosen backend's `use-server` rules; the worker clears them
                 // once it has routed the session, before the scratch buffer is used again.
                 return .proceed(routing.chooseBackend(self))
@@ -118,7 +118,7 @@ extension FrontendRouting {
         switch contentRules(context) {
         case .reject: return .deniedContent
         case .drop: return .silentDrop
-        case .accept, .wait: return nil
+        case .accept, .wait, .closeServer: return nil
         }
     }
 }

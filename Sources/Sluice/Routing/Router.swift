@@ -70,6 +70,14 @@ final class SessionContext {
         return outcome
     }
 
+    /// The server's data, peeked, for `tcp-response` rules: what the payload fetches read from now
+    /// on (the client's were forgotten when the session was routed).
+    func inspect(response data: UnsafeRawBufferPointer, final: Bool) {
+        content = data
+        self.final = final
+        hello = nil
+    }
+
     /// `peer`, `local`: the addresses when already known (from accept4, and a bind on a specific address).
     init(client: CInt, bindName: [UInt8]?, routing: FrontendRouting?, now: Int64, peer: SocketAddress? = nil, local: SocketAddress? = nil) {
         self.client = client
@@ -264,6 +272,8 @@ final class FrontendRouting: Sendable {
         case drop
         /// More bytes could change the outcome: wait for them or for the inspection delay.
         case wait
+        /// `tcp-response content close`: reset the server's connection, deliver what it sent.
+        case closeServer
     }
 
     /// `tcp-request connection` rules, at accept, with the connection's real addresses.
@@ -286,6 +296,27 @@ final class FrontendRouting: Sendable {
     /// `tcp-request content` rules on the bytes so far (HAProxy's `tcp_inspect_request`): the first
     /// rule whose condition cannot be decided yet stops the evaluation, and the session waits.
     func contentRules(_ context: SessionContext) -> Decision { run(2, context) }
+
+    /// A backend's `tcp-response content` rules on the server's data so far (HAProxy's
+    /// `tcp_inspect_response`, evaluated as the request rules are: the first rule that cannot
+    /// decide yet makes the session wait). The data are in `context.content` (`inspect(response:final:)`).
+    func responseRules(_ context: SessionContext) -> Decision { run(3, context) }
+
+    /// `stick store-response`, once the response rules accepted: the key of the first applicable
+    /// rule per table, read from the server's data as final (HAProxy's `process_store_rules`),
+    /// stored with `server` unless it is `non-stick`. Keys of `stick store-request` rules for the
+    /// same table were stored at connect: both may stay, as in HAProxy.
+    func storeResponse(_ context: SessionContext, server: ServerState) {
+        context.final = true
+        for (index, rule) in rules.stickRules.enumerated() where rule.response {
+            let name = rule.table ?? rules.ownTable ?? ""
+            guard let table = tables[name], !context.stickStores.contains(where: { $0.table === table }),
+                  holds(program.stickConditions[index], context), case .value(let s, _) = sample(rule.key, context),
+                  let key = StickKey(s, for: table.keyType) else { continue }
+            context.stickStores.append((table, key))
+        }
+        storeSticky(context, server: server)
+    }
 
     /// `use_backend` rules, with the data as it stands (HAProxy evaluates them as final): the first
     /// rule that matches and names an existing backend, else the default.
@@ -366,7 +397,7 @@ final class FrontendRouting: Sendable {
     /// applicable rule per table (as HAProxy), kept in the context until `storeSticky`.
     func captureStores(_ context: SessionContext) {
         context.final = true
-        for (index, rule) in rules.stickRules.enumerated() where rule.stores {
+        for (index, rule) in rules.stickRules.enumerated() where rule.stores && !rule.response {
             let name = rule.table ?? rules.ownTable ?? ""
             guard let table = tables[name], !context.stickStores.contains(where: { $0.table === table }),
                   holds(program.stickConditions[index], context), case .value(let s, _) = sample(rule.key, context),
@@ -385,7 +416,7 @@ final class FrontendRouting: Sendable {
     }
 
     private func run(_ stage: Int, _ context: SessionContext) -> Decision {
-        let list = stage == 0 ? program.connectionRules : stage == 1 ? program.sessionRules : program.contentRules
+        let list = stage == 0 ? program.connectionRules : stage == 1 ? program.sessionRules : stage == 2 ? program.contentRules : program.responseRules
         // As HAProxy's `tcp_inspect_request`: every arrival runs the rules again from the first,
         // and actions before a rule that waits run again; only an action that yielded is resumed.
         var start = 0
@@ -403,6 +434,7 @@ final class FrontendRouting: Sendable {
             switch rule.action {
             case .accept: return .accept
             case .reject: return .reject
+            case .closeServer: return .closeServer
             case .silentDrop:
                 context.silence()
                 return .drop
@@ -464,7 +496,7 @@ final class FrontendRouting: Sendable {
     /// Whether a variable scope exists when rules of `stage` run: at connection and session rules
     /// HAProxy has no stream yet, so only `proc` and `sess`; `check` only in health checks.
     private static func exists(_ scope: VariableName.Scope, atStage stage: Int) -> Bool {
-        scope == .proc || scope == .sess || (stage == 2 && scope != .check)
+        scope == .proc || scope == .sess || (stage >= 2 && scope != .check)
     }
 
     /// `set-var`/`set-var-fmt`: the value is evaluated on the data as they stand (HAProxy's
@@ -699,6 +731,8 @@ final class FrontendRouting: Sendable {
             return .value(.binary(Array(data[start..<(start + size)])), mayChange: false)
         case .counter(.tracked(let slot, nil), let data): return trackedCounter(slot, data, c)
         case .session(let fetch): return sample(fetch, c).map { .value($0, mayChange: false) } ?? .none(mayChange: false)
+        case .response(let inner), .anyDirection(let inner):
+            return self.fetch(inner, c)  // the data of the direction inspected, as HAProxy's payload fetches
         case .capturedRequest(let slot):
             guard slot < c.captures.count, let bytes = c.captures[slot] else { return .none(mayChange: false) }
             return .value(.string(bytes), mayChange: false)

@@ -125,7 +125,7 @@ final class RuleProgram: @unchecked Sendable {
     }
 
     enum Action {
-        case accept, reject, expectProxy, silentDrop
+        case accept, reject, expectProxy, silentDrop, closeServer
         case incrementGPC0(slot: Int)
         /// `sc-set-gpt0(<slot>)`: the value is `trackKeys[value]`'s sample.
         case setGPT0(slot: Int, value: Int32)
@@ -174,8 +174,8 @@ final class RuleProgram: @unchecked Sendable {
     let lines: UnsafeMutableBufferPointer<Line>
     let acls: UnsafeMutableBufferPointer<ACL>
     let terms: UnsafeMutableBufferPointer<Sluice.Condition.Term>
-    /// Connection, session and content rules.
-    let connectionRules, sessionRules, contentRules: UnsafeMutableBufferPointer<Rule>
+    /// Connection, session, content and (a backend's) response rules.
+    let connectionRules, sessionRules, contentRules, responseRules: UnsafeMutableBufferPointer<Rule>
     let switches: UnsafeMutableBufferPointer<Switch>
     /// The conditions of a backend's `stick` rules, in their order.
     let stickConditions: UnsafeMutableBufferPointer<Condition>
@@ -250,12 +250,13 @@ final class RuleProgram: @unchecked Sendable {
             defer { terms += condition.terms }
             return Condition(start: Int32(terms.count), count: Int32(condition.terms.count), unless: condition.unless)
         }
-        let stages: [UnsafeMutableBufferPointer<Rule>] = [rules.connectionRules, rules.sessionRules, rules.contentRules].map { list in
+        let stages: [UnsafeMutableBufferPointer<Rule>] = [rules.connectionRules, rules.sessionRules, rules.contentRules, rules.responseRules].map { list in
             .allocate(copying: list.map { rule in
                 let action: Action
                 switch rule.action {
                 case .accept: action = .accept
                 case .reject: action = .reject
+                case .closeServer: action = .closeServer
                 case .expectProxy: action = .expectProxy
                 case .silentDrop: action = .silentDrop
                 case .setMark(let mark): action = .setMark(mark)
@@ -295,7 +296,7 @@ final class RuleProgram: @unchecked Sendable {
             guard case .fixed(let name) = rule.target else { return Switch(condition: condition, backend: nil) }
             return Switch(condition: condition, backend: unmanaged(backends[name]))
         })
-        (connectionRules, sessionRules, contentRules) = (stages[0], stages[1], stages[2])
+        (connectionRules, sessionRules, contentRules, responseRules) = (stages[0], stages[1], stages[2], stages[3])
         stickConditions = .allocate(copying: rules.stickRules.map { compile($0.condition) })
         serverConditions = .allocate(copying: rules.serverRules.map { compile($0.condition) })
         persistConditions = .allocate(copying: rules.persistRules.map { compile($0.condition) })
@@ -315,6 +316,7 @@ final class RuleProgram: @unchecked Sendable {
         connectionRules.deallocate()
         sessionRules.deallocate()
         contentRules.deallocate()
+        responseRules.deallocate()
         switches.deallocate()
         stickConditions.deallocate()
         serverConditions.deallocate()

@@ -61,11 +61,14 @@ struct Verdict: Equatable {
     var negated: Verdict { self == .miss ? .miss : (self == .pass ? .fail : .pass) }
 }
 
-/// `tcp-request connection|content <action> [if|unless <condition>]`.
+/// `tcp-request connection|session|content` and `tcp-response content <action> [if|unless <condition>]`.
 struct TCPRule: Sendable {
     enum Action: Sendable {
         case accept
         case reject
+        /// `tcp-response content close`: the server's connection is reset now; what it sent so far
+        /// still reaches the client, then the session ends (HAProxy's ACT_TCP_CLOSE).
+        case closeServer
         /// `track-sc<slot> <key> [table <t>]` (the proxy's own table when nil).
         case track(slot: Int, key: SampleExpression, table: String?)
         /// `sc-inc-gpc0(<slot>)`.
@@ -120,12 +123,15 @@ extension TCPRule.Action {
     }
 }
 
-/// `stick match|on|store-request <expr> [table <t>] [if|unless <cond>]` in a backend: persistence.
+/// `stick match|on|store-request|store-response <expr> [table <t>] [if|unless <cond>]` in a
+/// backend: persistence.
 struct StickRule: Sendable {
     /// `match` looks the key up before a server is chosen; `store` saves the chosen server once
     /// connected; `stick on` is both.
     var matches: Bool
     var stores: Bool
+    /// `store-response`: the key is taken from the server's data, once `tcp-response` rules accept it.
+    var response = false
     var key: SampleExpression
     var table: String?
     var condition: Condition?
@@ -172,6 +178,12 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
     let contentRules: [TCPRule]
     /// `tcp-request inspect-delay`, in milliseconds (0: decide at once).
     let inspectDelayMs: Int64
+    /// `tcp-response content`, for the backend side of the proxy.
+    let responseRules: [TCPRule]
+    /// `tcp-response inspect-delay`, in milliseconds (0: decide on what has arrived).
+    let responseInspectDelayMs: Int64
+    /// A backend inspects what its servers send: `tcp-response content` or `stick store-response`.
+    let inspectsResponses: Bool
     let switching: [SwitchRule]
     /// `stick` rules, for the backend side of the proxy.
     let stickRules: [StickRule]
@@ -187,7 +199,10 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
 
     init(acls: [[ACLTest]], aclNames: [String], connectionRules: [TCPRule], sessionRules: [TCPRule], contentRules: [TCPRule], inspectDelayMs: Int64,
          switching: [SwitchRule], stickRules: [StickRule] = [], serverRules: [ServerRule] = [], persistRules: [PersistRule] = [],
-         ownTable: String?, requestCaptures: Int = 0) {
+         ownTable: String?, requestCaptures: Int = 0, responseRules: [TCPRule] = [], responseInspectDelayMs: Int64 = 0) {
+        self.responseRules = responseRules
+        self.responseInspectDelayMs = responseInspectDelayMs
+        inspectsResponses = !responseRules.isEmpty || stickRules.contains(where: \.response)
         self.acls = acls
         self.aclNames = aclNames
         self.connectionRules = connectionRules
@@ -202,6 +217,7 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
         self.requestCaptures = requestCaptures
     }
 
+
     /// No rules: for evaluating one expression (`balance hash`).
     static let empty = RuleSet(acls: [], aclNames: [], connectionRules: [], sessionRules: [], contentRules: [], inspectDelayMs: 0, switching: [], ownTable: nil)
 
@@ -210,6 +226,6 @@ public final class RuleSet: Hashable, Sendable, CustomStringConvertible {
 
     /// How many ACLs and rules of each kind.
     public var description: String {
-        "\(aclNames.count) ACL(s), \(connectionRules.count) connection, \(sessionRules.count) session and \(contentRules.count) content rule(s), \(switching.count) use_backend rule(s)"
+        "\(aclNames.count) ACL(s), \(connectionRules.count) connection, \(sessionRules.count) session and \(contentRules.count) content rule(s), \(switching.count) use_backend rule(s), \(responseRules.count) response rule(s)"
     }
 }

@@ -70,7 +70,7 @@ enum StatsCSV {
                 "pxname": frontend.name, "svname": "FRONTEND", "scur": "\(frontend.currentSessions)", "smax": "",
                 "slim": frontend.sessionLimit.map(String.init) ?? "", "stot": "\(frontend.totalSessions)", "status": "OPEN",
                 "pid": "1", "iid": "\(frontend.id)", "sid": "0", "type": "0", "mode": "tcp", "conn_tot": "\(frontend.totalSessions)",
-                "dcon": "\(frontend.deniedConnections)", "dreq": "\(frontend.deniedRequests)",
+                "dcon": "\(frontend.deniedConnections)", "dreq": "\(frontend.deniedRequests)", "dresp": "\(frontend.deniedResponses)",
                 "ereq": "\(frontend.failedRequests)", "dses": "\(frontend.deniedSessions)",
             ])
         }
@@ -84,7 +84,7 @@ enum StatsCSV {
                 "pxname": backend.name, "svname": "BACKEND", "qcur": "\(backend.queued)", "qmax": "\(backend.maxQueued)",
                 "qtime": "\(backend.averageQueueMs)", "ctime": "\(backend.connectTime.meanMs)",
                 "ttime": "\(backend.sessionDuration.meanMs)", "scur": "\(totals.currentSessions)", "slim": "\(backend.fullConnections)", "stot": "\(backend.sessionsSinceStart)",
-                "bin": "\(totals.bytesIn)", "bout": "\(totals.bytesOut)", "econ": "\(totals.connectErrors)", "eresp": "0",
+                "bin": "\(totals.bytesIn)", "bout": "\(totals.bytesOut)", "econ": "\(totals.connectErrors)", "eresp": "0", "dresp": "\(totals.deniedResponses)",
                 "wretr": "\(totals.retries)", "wredis": "\(totals.redispatches)",
                 "status": backend.isUp ? "UP" : "DOWN", "weight": "\(backend.weight)",
                 "act": "\(backend.activeServers)", "bck": "\(backend.backupServers)", "chkdown": "\(backend.downTransitions)",
@@ -114,7 +114,7 @@ enum StatsCSV {
             "tracked": server.tracked ?? "",
             "qlimit": server.queueLimit.map(String.init) ?? "",
             "scur": "\(stats.currentSessions)", "smax": "\(stats.maxSessions)", "stot": "\(stats.totalSessions)",
-            "bin": "\(stats.bytesIn)", "bout": "\(stats.bytesOut)", "dresp": "0", "econ": "\(stats.connectErrors)",
+            "bin": "\(stats.bytesIn)", "bout": "\(stats.bytesOut)", "dresp": "\(stats.deniedResponses)", "econ": "\(stats.connectErrors)",
             "eresp": "0", "wretr": "\(stats.retries)", "wredis": "\(stats.redispatches)",
             "status": server.status, "weight": "\(server.effectiveWeight)",
             "act": server.isBackup ? "0" : "1", "bck": server.isBackup ? "1" : "0",
