@@ -12,13 +12,16 @@ extension Loopback {
 /// table — compared with HAProxy 2.6 running the same file against the same scripted server in
 /// the same run.
 @Suite struct ResponseRuleTests {
-    /// A TLS ServerHello record (TLS 1.2) whose session ID is 32 bytes of `0x5A`: its length at
-    /// offset 43, as in HAProxy's SSL-session-ID stickiness example.
-    static let serverHello: [UInt8] = {
-        var body: [UInt8] = [0x03, 0x03] + [UInt8](repeating: 0x42, count: 32) + [32] + [UInt8](repeating: 0x5A, count: 32) + [0x00, 0x2F, 0x00]
-        body = [0x02, 0x00, 0x00, UInt8(body.count)] + body
+    /// A TLS hello record (TLS 1.2; type 1 a ClientHello, 2 a ServerHello) with this session ID:
+    /// its length at offset 43, as HAProxy's SSL-session-ID stickiness example reads it.
+    static func hello(type: UInt8, sessionID: [UInt8]) -> [UInt8] {
+        let suites: [UInt8] = type == 1 ? [0x00, 0x02, 0x00, 0x2F, 0x01, 0x00] : [0x00, 0x2F, 0x00]
+        var body: [UInt8] = [0x03, 0x03] + [UInt8](repeating: 0x42, count: 32) + [UInt8(sessionID.count)] + sessionID + suites
+        body = [type, 0x00, 0x00, UInt8(body.count)] + body
         return [0x16, 0x03, 0x03, 0x00, UInt8(body.count)] + body
-    }()
+    }
+
+    static let serverHello = hello(type: 2, sessionID: [UInt8](repeating: 0x5A, count: 32))
 
     /// A server run by the client's first line: it answers as the case needs, then reads until
     /// the proxy closes its connection and records how (`fin` or `reset`) under the case's name.
@@ -167,6 +170,83 @@ extension Loopback {
         if HAProxyProcess.requireInstalled() {
             let theirs = try observe(haproxy: true)
             #expect(ours == theirs)
+        }
+    }
+
+    /// HAProxy's SSL-session-ID stickiness recipe, all in the backend (its example, with `res.`
+    /// for the `resp.` HAProxy 2.6 does not know): the backend's `tcp-request content` rule waits
+    /// for a whole ClientHello, `stick on` matches a resumed session's ID, `tcp-response` waits for
+    /// the ServerHello and `stick store-response` learns the ID the server gave. With a
+    /// `tcp-response inspect-delay`, new clients go round-robin and a client resuming a session
+    /// reaches the server that issued it; without one (the example as HAProxy's manual writes it)
+    /// the response rules decide at connect, on no data, nothing is learnt and every client goes
+    /// round-robin — on Sluice as on HAProxy 2.6, each ClientHello sent in two parts.
+    @Test func sslSessionIDStickinessRecipeWorksAsInHAProxy() throws {
+        /// A server that answers a ClientHello with a ServerHello: the client's session ID when it
+        /// offers one (resumption), else its own; then its name.
+        func tlsServer(_ name: String, id: UInt8) throws -> AcceptingServer {
+            try AcceptingServer(threadPerConnection: true) { _, fd in
+                defer { close(fd) }
+                guard let head = try? Net.read(fd, count: 5), let body = try? Net.read(fd, count: Int(head[3]) << 8 | Int(head[4])),
+                      body.count > 38 else { return }
+                let offered = Array(body[39..<(39 + Int(body[38]))])  // offset 43 of the record
+                let session = offered.isEmpty ? [UInt8](repeating: id, count: 32) : offered
+                try? Net.sendAll(fd, ResponseRuleTests.hello(type: 2, sessionID: session) + Array("\(name)\n".utf8))
+                _ = try? Net.readToEnd(fd, resetEnds: true)
+            }
+        }
+        let s1 = try tlsServer("s1", id: 0x11), s2 = try tlsServer("s2", id: 0x22)
+        defer { s1.stop(); s2.stop() }
+        func run(haproxy: Bool, responseDelay: Bool) throws -> [String] {
+            let contender = try Contender(haproxy: haproxy) { port in
+                """
+                defaults
+                  mode tcp
+                  timeout connect 1s
+                  timeout client 5s
+                  timeout server 5s
+                frontend fe
+                  bind 127.0.0.1:\(port)
+                  default_backend https
+                backend https
+                  balance roundrobin
+                  stick-table type binary len 32 size 30k expire 30m
+                  acl clienthello req.ssl_hello_type 1
+                  acl serverhello res.ssl_hello_type 2
+                  tcp-request inspect-delay 5s
+                  tcp-request content accept if clienthello
+                  \(responseDelay ? "tcp-response inspect-delay 5s" : "")
+                  tcp-response content accept if serverhello
+                  stick on req.payload_lv(43,1) if clienthello
+                  stick store-response res.payload_lv(43,1) if serverhello
+                  server s1 127.0.0.1:\(s1.port)
+                  server s2 127.0.0.1:\(s2.port)
+
+                """
+            }
+            defer { contender.stop() }
+            var answers: [String] = []
+            // New, resuming s1's, new, resuming s2's, new, resuming s1's again.
+            for offered: UInt8? in [nil, 0x11, nil, 0x22, nil, 0x11] {
+                let hello = Self.hello(type: 1, sessionID: offered.map { [UInt8](repeating: $0, count: 32) } ?? [])
+                let fd = try Net.connect(contender.port)
+                defer { close(fd) }
+                try Net.sendAll(fd, Array(hello[..<20]))
+                var unsent: CInt = 1
+                while ioctl(fd, UInt(TIOCOUTQ), &unsent) == 0 && unsent > 0 { usleep(1000) }  // in the proxy's socket
+                usleep(30_000)  // not a synchronisation: a window in which deciding on a partial hello would show
+                try Net.sendAll(fd, Array(hello[20...]))
+                let reply = try Net.read(fd, count: Self.serverHello.count + 3)
+                answers.append(String(decoding: reply.suffix(3).dropLast(), as: UTF8.self))
+            }
+            return answers
+        }
+        let sticky = try run(haproxy: false, responseDelay: true), asWritten = try run(haproxy: false, responseDelay: false)
+        #expect(sticky == ["s1", "s1", "s2", "s2", "s1", "s1"])
+        #expect(asWritten == ["s1", "s2", "s1", "s2", "s1", "s2"])
+        if HAProxyProcess.requireInstalled() {
+            #expect(try run(haproxy: true, responseDelay: true) == sticky)
+            #expect(try run(haproxy: true, responseDelay: false) == asWritten)
         }
     }
 }

@@ -964,16 +964,12 @@ extension Parser {
                            place: "\(proxy.kind == .backend ? "backend" : "frontend") tcp-request content rule", other: .response)
         warnOtherDirection(draft.responseRules, response, keyword: "tcp-response content", place: "backend tcp-response content rule", other: .request)
         if proxy.kind == .backend {
-            // A backend's content rules run once, as the session is routed to it, on the data the
-            // frontend inspected: they may not wait for more, nor read a backend's load yet.
-            for (draftRule, rule) in zip(draft.contentRules, content) {
-                let waits = uses(rule.condition, \.readsContent) || rule.action.readsContent
-                let load = uses(rule.condition) { if case .backendLoad = $0 { true } else if case .serverIsUp = $0 { true } else { false } }
-                if waits || load {
-                    report(.error, proxy, draftRule.location, keyword: "tcp-request content", waits
-                           ? "a backend's content rules cannot wait for the client's data yet (they run once, when the session is routed here); put this rule in the frontend"
-                           : "a backend's content rules may not use a backend's load (nbsrv, be_conn …) or srv_is_up yet; put this rule in the frontend")
-                }
+            // A backend's content rules may wait for the client's data (its own inspect-delay),
+            // but cannot read a backend's load yet: their routing names no backend.
+            for (draftRule, rule) in zip(draft.contentRules, content)
+            where uses(rule.condition, { if case .backendLoad = $0 { true } else if case .serverIsUp = $0 { true } else { false } }) {
+                report(.error, proxy, draftRule.location, keyword: "tcp-request content",
+                       "a backend's content rules may not use a backend's load (nbsrv, be_conn …) or srv_is_up yet; put this rule in the frontend")
             }
         }
         var switching: [SwitchRule] = []

@@ -303,6 +303,8 @@ struct Session {
     /// rules decide (`phaseDeadline`: the end of `tcp-response inspect-delay`); the client's
     /// bytes flow meanwhile.
     var inspectsResponse = false
+    /// Inspecting, for its backend's `tcp-request content` rules (the frontend's have decided).
+    var inspectsBackendRules = false
     /// The first inactivity timeout that shut a side while the session went on (`c`/`s`, else
     /// `-`): it is what the session's log reports at its end, as HAProxy's first error.
     var timedOut = TerminationCause.normal

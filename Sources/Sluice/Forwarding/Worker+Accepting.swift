@@ -86,3 +86,26 @@ extension Worker {
         }
     }
 }
+
+extension Worker {
+    /// A session waiting for its backend's `tcp-request content` rules: on each arrival from the
+    /// client, at its FIN and when the backend's `inspect-delay` ends.
+    func inspectBackendRules(_ i: Int, expired: Bool = false) {
+        guard let rules = sessions[i].policy.backend.serverRules, let context = sessions[i].context else { return }
+        context.now = reactor.now
+        let outcome = context.advanceBackendRules(rules, scratch: scratch, limit: process.bufferSize,
+                                                  expired: expired || reactor.now >= sessions[i].phaseDeadline,
+                                                  clientEnded: sessions[i].clientEnd != .open)
+        switch outcome {
+        case .wait?:
+            arm(i)
+        case .close(let reason)?:
+            frontend(of: i).count(reason, logger: logger)  // in the frontend's dreq, as HAProxy
+            close(i, reset: false, cause: reason.terminationCause)
+        case .proceed?, nil:
+            sessions[i].state = .connecting
+            sessions[i].inspectsBackendRules = false
+            chooseServer(i)
+        }
+    }
+}

@@ -347,10 +347,6 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
         sessions[i].policy.backend = settings
         sessions[i].retriesLeft = settings.retries
         sessions[i].log?.routedAt = reactor.now
-        sessions[i].queueDeadline = reactor.now + settings.queueTimeoutMs
-        if settings.balance == .source || settings.balance == .hash {
-            sessions[i].sourceHash = settings.sessionHash(sessions[i].context, client: sessions[i].client, now: reactor.now)
-        }
         // The backend's own rules (content, `use-server`, `stick`), on the data the frontend inspected
         // (left in the scratch buffer by `SessionContext.advance`, forgotten before it is used again).
         if settings.serverRules != nil && sessions[i].context == nil {
@@ -359,9 +355,25 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             sessions[i].context?.log = sessions[i].log
         }
         sessions[i].context?.now = reactor.now
-        if let context = sessions[i].context, let refused = settings.serverRules?.backendContentRules(context) {
-            frontend(of: i).count(refused, logger: logger)  // in the frontend's dreq, as HAProxy
-            return close(i, reset: false, cause: refused.terminationCause)
+        if let rules = settings.serverRules, !rules.rules.contentRules.isEmpty {
+            // Its `tcp-request content` rules, which may wait for more of the client's data within
+            // its own `tcp-request inspect-delay` (HAProxy's AN_REQ_INSPECT_BE).
+            sessions[i].state = .inspecting
+            sessions[i].inspectsBackendRules = true
+            sessions[i].phaseDeadline = reactor.now + rules.rules.inspectDelayMs
+            return inspectBackendRules(i)
+        }
+        chooseServer(i)
+    }
+
+    /// The session's backend is settled: its rules' server (`use-server`, `stick match`, `persist
+    /// rdp-cookie`), or the algorithm's, then a connection.
+    func chooseServer(_ i: Int) {
+        let backend = backend(of: i)
+        let settings = sessions[i].policy.backend
+        sessions[i].queueDeadline = reactor.now + settings.queueTimeoutMs
+        if settings.balance == .source || settings.balance == .hash {
+            sessions[i].sourceHash = settings.sessionHash(sessions[i].context, client: sessions[i].client, now: reactor.now)
         }
         let choice = settings.ruleTarget(sessions[i].context, in: backend)
         (sessions[i].direct, sessions[i].persistent) = (choice?.direct ?? false, choice?.persistent ?? false)
@@ -372,6 +384,7 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     /// A session waiting for its PROXY header or for its content rules to decide.
     func inspect(_ i: Int, expired: Bool = false) {
+        if sessions[i].inspectsBackendRules { return inspectBackendRules(i, expired: expired) }
         guard let context = sessions[i].context else { return }
         context.now = reactor.now
         switch context.advance(scratch: scratch, limit: process.bufferSize, expired: expired, clientEnded: sessions[i].clientEnd != .open,

@@ -108,17 +108,33 @@ extension SessionContext {
     }
 }
 
-extension FrontendRouting {
-    /// A backend's `tcp-request content` rules, run once as a session is routed to it, on the data
-    /// the frontend inspected (the parser refuses rules that would wait for more). Why the
-    /// session is closed, if they refuse it.
-    func backendContentRules(_ context: SessionContext) -> SessionContext.CloseReason? {
-        guard !rules.contentRules.isEmpty else { return nil }
-        context.final = true
-        switch contentRules(context) {
-        case .reject: return .deniedContent
-        case .drop: return .silentDrop
-        case .accept, .wait, .closeServer: return nil
+extension SessionContext {
+    /// A backend's `tcp-request content` rules on the client's bytes so far, as the frontend's are
+    /// run (HAProxy's `tcp_inspect_request` for AN_REQ_INSPECT_BE): final once the client closed,
+    /// a buffer's worth is there or the backend's `inspect-delay` is over. Nil: accepted (the data
+    /// stay in `content` for `use-server` and `stick`); `.wait`, or why to close the client.
+    func advanceBackendRules(_ rules: FrontendRouting, scratch: UnsafeMutableRawBufferPointer, limit: Int, expired: Bool,
+                             clientEnded: Bool) -> Outcome? {
+        let window = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<min(limit, scratch.count)])
+        var count = 0
+        var ended = clientEnded
+        do {
+            if case .processed(let n) = try Socket.receive(client, into: window, peek: true) { (count, ended) = (n, ended || n == 0) }
+        } catch {
+            return .close(.clientError(error))
+        }
+        content = UnsafeRawBufferPointer(rebasing: window[0..<count])
+        final = ended || count >= window.count || expired || rules.rules.inspectDelayMs == 0
+        let decision = rules.contentRules(self)
+        switch decision {
+        case .wait:
+            content = UnsafeRawBufferPointer(start: nil, count: 0)
+            return .wait
+        case .reject, .drop:
+            content = UnsafeRawBufferPointer(start: nil, count: 0)
+            return .close(decision == .drop ? .silentDrop : .deniedContent)
+        case .accept, .closeServer:
+            return nil
         }
     }
 }

@@ -726,7 +726,8 @@ final class FrontendRouting: Sendable {
             guard offset + length <= data.count else { return .none(mayChange: waiting) }
             let size = data[offset..<(offset + length)].reduce(0) { $0 << 8 | Int($1) }
             let start = dataOffset.map { relative ? offset + length + $0 : $0 } ?? offset + length
-            guard start >= 0, size <= 65_536 else { return .none(mayChange: false) }
+            // HAProxy's `smp_fetch_payload_lv`: an empty block "will never match" (no sample).
+            guard start >= 0, size > 0, size <= 65_536 else { return .none(mayChange: false) }
             guard start + size <= data.count else { return .none(mayChange: waiting) }
             return .value(.binary(Array(data[start..<(start + size)])), mayChange: false)
         case .counter(.tracked(let slot, nil), let data): return trackedCounter(slot, data, c)
