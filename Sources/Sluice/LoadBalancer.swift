@@ -70,6 +70,8 @@ public final class LoadBalancer: Sendable {
         var statsPageAddresses: [String: [SocketAddress]] = [:]
         /// Announces state changes to `events` subscribers.
         let events: EventHub
+        /// Hands warm-ups that begin outside checks (leaving maintenance) to the check worker.
+        let warmUps = WarmUpRelay()
         /// Carries `log` lines to their targets.
         let logs: LogSink
         /// Sends `email-alert` mails.
@@ -266,7 +268,7 @@ public final class LoadBalancer: Sendable {
                 }
                 existing.replace(servers: servers, settings: settings)
             } else {
-                run.backends[backend.name] = BackendState(name: backend.name, servers: servers, settings: settings, events: run.events)
+                run.backends[backend.name] = BackendState(name: backend.name, servers: servers, settings: settings, events: run.events, warmUps: run.warmUps)
             }
             if let id = backend.id { run.backends[backend.name]?.idStorage.store(id, ordering: .relaxed) }
             if let place = backend.declaration { run.backends[backend.name]?.declaration.store(place, ordering: .relaxed) }
@@ -407,6 +409,7 @@ public final class LoadBalancer: Sendable {
             broadcast: { command in for w in everyone { w.post(command) } })
         checkWorker.checks?.configure(Self.checkTargets(configuration, backends, addresses), node: configuration.global.nodeName)
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
+        state.withLock { $0.warmUps }.connect { backend, server in checkWorker.post(.warmUp(backend, server)) }
         do {
             try logs.start()
             try pages?.0.start()

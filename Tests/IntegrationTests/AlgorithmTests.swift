@@ -466,6 +466,45 @@ extension Loopback {
         #expect((8...12).contains(late), "a took \(late) of 20 sessions after the ramp")
     }
 
+    /// A server with `slowstart` leaving maintenance (`disable server`, then `enable server`: a
+    /// deploy script's steps) warms up as one a check brought back does — as HAProxy's, which
+    /// `show stat` shows throttled on both, taking few sessions at first.
+    @Test func slowstartRampsAServerLeavingMaintenanceAsHAProxy() throws {
+        let a = try TestServer(.identify("a")), b = try TestServer(.identify("b"))
+        defer { a.stop(); b.stop() }
+        func observe(haproxy: Bool) throws -> (status: String, throttle: Int?, early: Int) {
+            let socket = RuntimeAPITests.socketPath()
+            let contender = try Contender(haproxy: haproxy) { port in
+                StatsClient.preamble(socket: socket) + """
+                listen l
+                  bind 127.0.0.1:\(port)
+                  server a 127.0.0.1:\(a.port) slowstart 30s weight 100
+                  server b 127.0.0.1:\(b.port) weight 100
+
+                """
+            }
+            defer { contender.stop() }
+            func row() throws -> [String: String] { try #require(try StatsClient.showStat(socket).first { $0["svname"] == "a" }) }
+            #expect(try row()["throttle"] == "", "\(contender.name): no warm-up at start")
+            _ = try StatsClient.ask(socket, "disable server l/a")
+            _ = try StatsClient.ask(socket, "enable server l/a")
+            let status = try row()["status"] ?? "", throttle = Int(try row()["throttle"] ?? "")
+            var early = 0
+            for _ in 0..<20 {
+                let fd = try Net.connect(contender.port)
+                defer { close(fd) }
+                if try Net.readToEnd(fd) == Array("a\n".utf8) { early += 1 }
+            }
+            return (status, throttle, early)
+        }
+        let ours = try observe(haproxy: false)
+        #expect(ours.status == "no check" && ours.throttle.map { $0 < 100 } == true && ours.early <= 4, "\(ours)")
+        if HAProxyProcess.requireInstalled() {
+            let theirs = try observe(haproxy: true)
+            #expect(theirs.status == ours.status && theirs.throttle.map { $0 < 100 } == true && theirs.early <= 4, "HAProxy 2.6: \(theirs)")
+        }
+    }
+
     /// `track`: a server without a check of its own goes DOWN and UP with the one it follows,
     /// in another backend, and `show stat` names what it tracks.
     @Test func aTrackingServerFollowsTheServerItTracks() throws {

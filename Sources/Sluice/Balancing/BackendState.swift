@@ -110,10 +110,14 @@ public final class BackendState: Sendable {
         ring.log(route, level: level, text)
     }
 
-    init(name: String, servers: [ServerState], settings: BackendSettings, events: EventHub? = nil) {
+    /// Where a `slowstart` ramp that begins outside health checks is handed to the check runner.
+    let warmUps: WarmUpRelay?
+
+    init(name: String, servers: [ServerState], settings: BackendSettings, events: EventHub? = nil, warmUps: WarmUpRelay? = nil) {
         self.name = name
         nameBytes = Array(name.utf8)
         self.events = events
+        self.warmUps = warmUps
         self.members = Mutex(Members(servers: servers, settings: settings, nextOrdinal: servers.count))
         republish()
     }
@@ -243,14 +247,28 @@ public final class BackendState: Sendable {
     /// How many primaries can take sessions now.
     var usablePrimaries: Int { current.value.usablePrimaries }
 
-    /// Changes a server's admin state and republishes. `reason` goes with the event.
+    /// Changes a server's admin state and republishes. `reason` goes with the event. A server with
+    /// `slowstart` leaving maintenance warms up, as HAProxy's does.
     public func setAdmin(_ state: AdminState, of server: ServerState, reason: String? = nil) {
+        let before = server.admin
         applyAdmin(state, of: server, reason: reason)
+        warmUpIfBack(server, from: before)
     }
 
-    /// `setAdmin`; returns how many waiting sessions moved to the backend's queue.
+    /// A server leaving maintenance UP starts its `slowstart` ramp (HAProxy's SRV_ST_STARTING from
+    /// `srv_update_status`), stepped by the check runner like one after a check brought it back.
+    private func warmUpIfBack(_ server: ServerState, from before: AdminState) {
+        guard before == .maintenance, server.admin != .maintenance, server.operational != .stopped,
+              server.slowStartMs.load(ordering: .relaxed) > 0 else { return }
+        server.rampStart.store(monotonicMilliseconds(), ordering: .relaxed)
+        republish()
+        warmUps?.started(server, of: self)
+    }
+
+    /// The admin state alone, without a warm-up (a state file read at start, as HAProxy's
+    /// MODE_STARTING); returns how many waiting sessions moved to the backend's queue.
     @discardableResult
-    private func applyAdmin(_ state: AdminState, of server: ServerState, reason: String?) -> Int {
+    func applyAdmin(_ state: AdminState, of server: ServerState, reason: String?) -> Int {
         let before = server.admin
         if before != state {
             server.lastChange.store(monotonicMilliseconds(), ordering: .relaxed)
@@ -302,6 +320,7 @@ public final class BackendState: Sendable {
             server.health.store(plan.rise, ordering: .relaxed)
             if server.operational == .stopped { setOperational(.running, of: server, reason: reason) }
         }
+        warmUpIfBack(server, from: before)
         let who = "\(server.isBackup ? "Backup " : "")Server \(name)/\(server.name)"
         if state == .maintenance {
             if wasStopped {
@@ -506,4 +525,14 @@ struct BackendSettings: Sendable {
         abortOnClose = backend.abortOnClose
         independentStreams = backend.independentStreams
     }
+}
+
+/// Hands a `slowstart` ramp that began outside health checks (a server leaving maintenance) to
+/// the worker running checks, whose runner steps every ramp. Connected once the workers exist.
+final class WarmUpRelay: Sendable {
+    private let deliver = Mutex<(@Sendable (BackendState, ServerState) -> Void)?>(nil)
+
+    func connect(_ deliver: @escaping @Sendable (BackendState, ServerState) -> Void) { self.deliver.withLock { $0 = deliver } }
+
+    func started(_ server: ServerState, of backend: BackendState) { deliver.withLock { $0 }?(backend, server) }
 }

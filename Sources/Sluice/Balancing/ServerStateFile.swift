@@ -179,9 +179,9 @@ enum ServerStateFile {
         let disabled = configured.isDisabled
         if (e.admin & configuredMaintenance != 0) == disabled {
             if e.admin & forcedMaintenance != 0 && !disabled {
-                backend.setAdmin(.maintenance, of: server)
+                backend.applyAdmin(.maintenance, of: server, reason: nil)
             } else if e.admin & forcedMaintenance == 0 && disabled {
-                backend.setAdmin(.ready, of: server)
+                backend.applyAdmin(.ready, of: server, reason: nil)  // at start: no warm-up, as HAProxy
             }
         }
         // Drain survives unless it only came from a configured weight of 0 that is now positive.

@@ -238,6 +238,8 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
                 checks?.configure(backends, node: node)
             case .checksToggled(let server, let agent):
                 checks?.toggled(server, agent: agent)
+            case .warmUp(let backend, let server):
+                checks?.warmUp(server, of: backend)
             case .dequeued(let raw, let server, let backend):
                 let token = Token(raw: raw)
                 let i = token.index

@@ -16,6 +16,9 @@ enum WorkerCommand: Sendable {
     case configureChecks([(BackendState, Backend)], node: String)
     /// `disable|enable health` (or `… agent`) on a server, for the worker running checks.
     case checksToggled(ServerState, agent: Bool)
+    /// A server's `slowstart` ramp began outside checks (it left maintenance), for the worker
+    /// running checks, which steps ramps.
+    case warmUp(BackendState, ServerState)
     /// A queued session (by token) was given a slot of this server.
     case dequeued(UInt64, ServerState, BackendState)
 }

@@ -64,6 +64,12 @@ final class CheckRunner {
         reactor.arm(at: reactor.now + step, token: Token(.worker, index: Self.rampIndex).raw)
     }
 
+    /// A ramp that began elsewhere (a server leaving maintenance): stepped with the others.
+    func warmUp(_ server: ServerState, of backend: BackendState) {
+        if !ramping.contains(where: { $0.1 === server }) { ramping.append((backend, server)) }
+        armRamp()
+    }
+
     private func rampTick() {
         let now = reactor.now
         for (backend, _) in ramping { backend.republish() }
@@ -680,8 +686,7 @@ final class CheckRunner {
             if !before.isUp && after.isUp && server.slowStartMs.load(ordering: .relaxed) > 0 {
                 // Back UP: `slowstart` ramps the weight from here (the schedule is rebuilt as it grows).
                 server.rampStart.store(reactor.now, ordering: .relaxed)
-                ramping.append((backend, server))
-                armRamp()
+                warmUp(server, of: backend)
             }
             backend.setOperational(after, of: server, reason: "\(result)")
         }
