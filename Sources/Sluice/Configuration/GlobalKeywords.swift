@@ -39,7 +39,7 @@ enum GlobalKeywords {
     /// setting alone changes nothing.
     static let unusedFeaturePrefixes: [(prefix: String, why: String)] = [
         ("tune.lua.", "Lua scripting is not supported ('lua-load' is refused)"),
-        ("tune.vars.", "Sluice has no variables ('set-var' is refused)"),
+        ("tune.vars.", "Sluice does not cap the memory variables take ('set-var' never fails for it; HAProxy has no cap by default either)"),
     ]
     /// Keywords Sluice refuses, and why.
     static let refused: [String: String] = [
