@@ -88,27 +88,24 @@ extension SessionContext {
                 }
             }
             guard let routing else { return .proceed(fallback) }
-            content = data
-            // HAProxy's rule: the data are final once the client closed, the buffer is full or the delay is over.
-            final = ended || count >= window.count || expired || routing.rules.inspectDelayMs == 0
-            let decision = routing.contentRules(self)
-            switch decision {
-            case .wait:
-                content = UnsafeRawBufferPointer(start: nil, count: 0)
-                return .wait
-            case .reject, .drop:
-                content = UnsafeRawBufferPointer(start: nil, count: 0)
-                return .close(decision == .drop ? .silentDrop : .deniedContent)
-            case .accept, .closeServer:
-                // The data stay for the chosen backend's `use-server` rules; the worker clears them
-                // once it has routed the session, before the scratch buffer is used again.
-                return .proceed(routing.chooseBackend(self))
-            }
+            // Accepted, the data stay for the chosen backend's rules; the worker clears them once it
+            // has routed the session, before the scratch buffer is used again.
+            return judge(routing, window, count: count, ended: ended, expired: expired) ?? .proceed(routing.chooseBackend(self))
         }
     }
-}
 
-extension SessionContext {
+    /// Content rules (a frontend's or a backend's) on the `count` bytes peeked into `window`;
+    /// HAProxy's rule: the data are final once the client closed, the buffer is full or the delay
+    /// is over. Nil: accepted, the data left in `content`; else `.wait`, or why to close.
+    private func judge(_ rules: FrontendRouting, _ window: UnsafeMutableRawBufferPointer, count: Int, ended: Bool, expired: Bool) -> Outcome? {
+        content = UnsafeRawBufferPointer(rebasing: window[0..<count])
+        final = ended || count >= window.count || expired || rules.rules.inspectDelayMs == 0
+        let decision = rules.contentRules(self)
+        if decision == .accept || decision == .closeServer { return nil }  // `close` is a response action only
+        content = UnsafeRawBufferPointer(start: nil, count: 0)
+        return decision == .wait ? .wait : .close(decision == .drop ? .silentDrop : .deniedContent)
+    }
+
     /// A backend's `tcp-request content` rules on the client's bytes so far, as the frontend's are
     /// run (HAProxy's `tcp_inspect_request` for AN_REQ_INSPECT_BE): final once the client closed,
     /// a buffer's worth is there or the backend's `inspect-delay` is over. Nil: accepted (the data
@@ -123,19 +120,7 @@ extension SessionContext {
         } catch {
             return .close(.clientError(error))
         }
-        content = UnsafeRawBufferPointer(rebasing: window[0..<count])
-        final = ended || count >= window.count || expired || rules.rules.inspectDelayMs == 0
-        let decision = rules.contentRules(self)
-        switch decision {
-        case .wait:
-            content = UnsafeRawBufferPointer(start: nil, count: 0)
-            return .wait
-        case .reject, .drop:
-            content = UnsafeRawBufferPointer(start: nil, count: 0)
-            return .close(decision == .drop ? .silentDrop : .deniedContent)
-        case .accept, .closeServer:
-            return nil
-        }
+        return judge(rules, window, count: count, ended: ended, expired: expired)
     }
 }
 
