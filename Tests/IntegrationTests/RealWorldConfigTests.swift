@@ -70,7 +70,8 @@ extension Loopback {
             return Stand(ports: ["mx1.example.com:25": smtp.port, "mx2.example.com:25": smtp.port], probe: { port throws in
                 #expect(try read(port, [], count: 4) == Array("220 ".utf8))
             }, keep: [smtp])
-        case "tls-passthrough.cfg":
+        case "tls-passthrough.cfg", "tls-session-stickiness.cfg":
+            // A real TLS server; the second file holds its ServerHello until `tcp-response` accepts it.
             let tls = try RealServer.tls()
             return Stand(ports: ["10.0.3.41:443": tls.port, "10.0.3.42:443": tls.port], probe: { port throws in
                 let reply = try read(port, ProtocolCheck.clientHello(unixTime: 0), count: 1)
