@@ -409,7 +409,8 @@ public final class LoadBalancer: Sendable {
             broadcast: { command in for w in everyone { w.post(command) } })
         checkWorker.checks?.configure(Self.checkTargets(configuration, backends, addresses), node: configuration.global.nodeName)
         for worker in workers { worker.toCheckWorker = { checkWorker.post($0) } }
-        state.withLock { $0.warmUps }.connect { backend, server in checkWorker.post(.warmUp(backend, server)) }
+        // Weakly: the relay lives in every backend, which the check runner holds (a cycle otherwise).
+        state.withLock { $0.warmUps }.connect { [weak checkWorker] backend, server in checkWorker?.post(.warmUp(backend, server)) }
         do {
             try logs.start()
             try pages?.0.start()

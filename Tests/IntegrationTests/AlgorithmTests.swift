@@ -505,6 +505,25 @@ extension Loopback {
         }
     }
 
+    /// A stopped balancer is freed, its backends and reactors with it: nothing it hands closures to
+    /// (the check runner, the warm-up relay) keeps it alive. The soak's LeakSanitizer once found a
+    /// cycle through the warm-up relay (every backend → relay → the checking worker → its backends).
+    @Test func aStoppedBalancerIsReleasedAfterAWarmUp() throws {
+        let server = try TestServer(.identify("a"))
+        defer { server.stop() }
+        weak var balancer: LoadBalancer?
+        weak var backend: BackendState?
+        do {
+            let proxy = try RunningProxy(Self.config("", servers: [("a", server.port, "check inter 100ms slowstart 10s")]))
+            (balancer, backend) = (proxy.balancer, proxy.balancer.backend(named: "be"))
+            _ = proxy.balancer.runtimeReply("disable server be/a")
+            _ = proxy.balancer.runtimeReply("enable server be/a")  // a warm-up, through the relay
+            #expect(try #require(backend?.server(named: "a")).rampStart.load(ordering: .relaxed) > 0)
+            proxy.stop()
+        }
+        #expect(balancer == nil && backend == nil)
+    }
+
     /// `track`: a server without a check of its own goes DOWN and UP with the one it follows,
     /// in another backend, and `show stat` names what it tracks.
     @Test func aTrackingServerFollowsTheServerItTracks() throws {
