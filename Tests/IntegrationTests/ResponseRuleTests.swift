@@ -8,9 +8,9 @@ import Glibc
 
 extension Loopback {
 /// `tcp-response content` rules, `tcp-response inspect-delay` and `stick store-response`: what a
-/// client receives, how each side is closed, the log's termination state, `dresp` and the stick
-/// table — compared with HAProxy 2.6 running the same file against the same scripted server in
-/// the same run.
+/// client receives, how each side is closed, the log's termination state, `dresp` (`dreq` for a
+/// `silent-drop`) and the stick table — compared with HAProxy 2.6 running the same file against
+/// the same scripted server in the same run.
 @Suite struct ResponseRuleTests {
     /// A TLS hello record (TLS 1.2; type 1 a ClientHello, 2 a ServerHello) with this session ID:
     /// its length at offset 43, as HAProxy's SSL-session-ID stickiness example reads it.
@@ -53,6 +53,7 @@ extension Loopback {
             case "bye": try? Net.sendAll(fd, "BYE\n")
             case "bad": try? Net.sendAll(fd, "BAD\n")
             case "short": try? Net.sendAll(fd, "SHORT")
+            case "drop": try? Net.sendAll(fd, "DROP\n")
             default: return
             }
             var byte: UInt8 = 0
@@ -118,6 +119,7 @@ extension Loopback {
                   tcp-response inspect-delay 300ms
                   tcp-response content reject if { res.payload(0,3) -m str BAD }
                   tcp-response content close if { res.payload(0,3) -m str BYE }
+                  tcp-response content silent-drop if { res.payload(0,4) -m str DROP }
                   tcp-response content accept if { res.payload(0,5) -m str HELLO }
                   tcp-response content accept if serverhello
                   tcp-response content reject if { res.len lt 10 }
@@ -128,7 +130,7 @@ extension Loopback {
             }
             defer { contender.stop() }
             var seen: [String] = []
-            for (k, command) in ["split", "tls", "bye", "bad", "short"].enumerated() {
+            for (k, command) in ["split", "tls", "bye", "bad", "short", "drop"].enumerated() {
                 server.partialDelivered.store(false, ordering: .relaxed)
                 let fd = try Net.connect(contender.port)
                 defer { close(fd) }
@@ -146,8 +148,18 @@ extension Loopback {
                     shutdown(fd, Int32(SHUT_WR))
                 default: break
                 }
-                let (rest, end) = try Self.readEnd(fd)
-                received += rest
+                var end: String
+                if command == "drop" {
+                    // Silenced: no FIN, no reset, until the client sends again (the kernel's reset).
+                    try eventually("the drop is counted") { try StatsClient.showStat(socket).first { $0["svname"] == "FRONTEND" }?["dreq"] == "1" }
+                    let before = RuleActionTests.peerState(fd)
+                    try Net.sendAll(fd, "more")
+                    _ = Net.waitReadable(fd, timeoutMs: 5_000)
+                    end = "\(before), then \(RuleActionTests.peerState(fd))"
+                } else {
+                    let (rest, how) = try Self.readEnd(fd)
+                    (received, end) = (received + rest, how)
+                }
                 let text = command == "tls" ? (received == Self.serverHello ? "the ServerHello" : "\(received)") : String(decoding: received, as: UTF8.self)
                 try eventually("the server saw its connection end (\(command))") { server.ends.withLock { $0[command] } != nil }
                 let line = try logs.wait(for: k + 1)[k]

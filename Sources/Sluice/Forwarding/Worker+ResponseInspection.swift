@@ -49,10 +49,11 @@ extension Worker {
             sessions[i].toClient.total += count
             close(i, reset: false, cause: .proxy)
         case .drop:
-            // `silent-drop` (the client's socket is silenced already): HAProxy counts it in `dreq`.
+            // `silent-drop` (the client's socket is silenced already): HAProxy counts it in `dreq`
+            // and logs it `PR` (its action sets SF_FINST_R, even on a response).
             frontend(of: i).count(.silentDrop, logger: logger)
             sessions[i].toClient.total += count
-            close(i, reset: false, cause: .proxy)
+            close(i, reset: false, cause: .proxy, phase: Session.State.inspecting.terminationPhase)
         case .closeServer:
             closeServer(i, delivering: count)
         }

@@ -479,13 +479,14 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
 
     /// Ends a session: closes both sockets (with RST when `reset`, to pass a reset on), returns
     /// pipes, frees the slot and resumes accepting if a limit had paused it.
-    func close(_ i: Int, reset: Bool, cause: TerminationCause = .normal) {
+    /// `phase`: the log's termination phase when not the session's state's (`sessionEnded`).
+    func close(_ i: Int, reset: Bool, cause: TerminationCause = .normal, phase: UInt8? = nil) {
         var session = sessions[i]
         // HAProxy's termination state keeps the first error: a timeout that shut a side earlier.
         let cause = session.timedOut == .normal ? cause : session.timedOut
         // Out of the queue before the client sees its close: whoever reacts to it sees no waiter.
         if session.state == .queued { backend(of: i).removeQueued(token(.client, i)) }
-        if let log = session.log { logs.sessionEnded(log, session, cause: cause, frontend: frontend(of: i), process: process, now: reactor.now) }
+        if let log = session.log { logs.sessionEnded(log, session, cause: cause, phase: phase, frontend: frontend(of: i), process: process, now: reactor.now) }
         if session.state == .established { backend(of: i).sessionDuration.observe(reactor.now - session.startedAt) }
         session.toServer.releaseResources(into: &pool)
         session.toClient.releaseResources(into: &pool)

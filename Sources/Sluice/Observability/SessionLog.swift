@@ -308,10 +308,11 @@ extension LogRing {
     /// HAProxy). Called before its server slot is released (releasing it hands it to a queued
     /// session at once): `%ac`/`%fc` count the session, `%bc`/`%sc` do not — HAProxy's counts at
     /// that moment, before its queue moves.
-    func sessionEnded(_ log: SessionLog, _ session: Session, cause: TerminationCause, frontend: FrontendState,
+    /// `phase`: the termination state's second letter when not the session's state's.
+    func sessionEnded(_ log: SessionLog, _ session: Session, cause: TerminationCause, phase: UInt8? = nil, frontend: FrontendState,
                       process: ProcessState, now: Int64) {
         guard !log.written, let logging = log.route.logging, !(logging.dontLogNull && session.toServer.total == 0) else { return }
-        write(log, session, cause: cause, phase: session.state.terminationPhase, atConnect: false, frontend: frontend, process: process, now: now)
+        write(log, session, cause: cause, phase: phase ?? session.state.terminationPhase, atConnect: false, frontend: frontend, process: process, now: now)
     }
 
     private func write(_ log: SessionLog, _ session: Session, cause: TerminationCause, phase: UInt8, atConnect: Bool, frontend: FrontendState,
