@@ -487,6 +487,32 @@ extension Loopback {
         }
     }
 
+    /// A `listen`'s `tcp-request content` rules run once per session, as HAProxy runs them (as its
+    /// frontend's): a counter they increment counts each session once, on both. (No rule waits
+    /// here: each evaluation of rules that wait increments it again, on both.)
+    @Test func aListensContentRulesRunOnceLikeHAProxy() throws {
+        let server = try TestServer(.identify("in"))
+        defer { server.stop() }
+        for haproxy in [false, true] where !haproxy || HAProxyProcess.requireInstalled() {
+            let socket = RuntimeAPITests.socketPath()
+            let contender = try Contender(haproxy: haproxy) { port in
+                StatsClient.preamble(socket: socket) + """
+                listen l
+                  bind 127.0.0.1:\(port)
+                  stick-table type ip size 10 store gpc0
+                  tcp-request content track-sc0 src
+                  tcp-request content sc-inc-gpc0(0)
+                  server s 127.0.0.1:\(server.port)
+
+                """
+            }
+            defer { contender.stop() }
+            for _ in 0..<2 { #expect(try ContentSwitchingTests.exchange(contender.port, Array("hi".utf8)) == "in\n", "\(contender.name)") }
+            let table = try StatsClient.ask(socket, "show table l")
+            #expect(table.contains("key=127.0.0.1 ") && table.contains("gpc0=2"), "\(contender.name): \(table)")
+        }
+    }
+
     /// `set-src` (the port kept), `set-src-port` and `set-dst` change what later rules, the log
     /// line and the PROXY header sent to the server say of the client; a connection rule's change
     /// is the connection's too (`fc_src`), a session rule's is not (`fc_dst`): as HAProxy.

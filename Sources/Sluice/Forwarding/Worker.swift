@@ -357,9 +357,10 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             sessions[i].context?.log = sessions[i].log
         }
         sessions[i].context?.now = reactor.now
-        if let rules = settings.serverRules, !rules.rules.contentRules.isEmpty {
+        if let rules = settings.serverRules, !rules.rules.contentRules.isEmpty, sessions[i].context?.routing?.rules !== rules.rules {
             // Its `tcp-request content` rules, which may wait for more of the client's data within
-            // its own `tcp-request inspect-delay` (HAProxy's AN_REQ_INSPECT_BE).
+            // its own `tcp-request inspect-delay` (HAProxy's AN_REQ_INSPECT_BE). A `listen`'s ran
+            // once, as its frontend's: HAProxy does not run them again (nor wait again).
             sessions[i].state = .inspecting
             sessions[i].inspectsBackendRules = true
             sessions[i].phaseDeadline = reactor.now + rules.rules.inspectDelayMs
