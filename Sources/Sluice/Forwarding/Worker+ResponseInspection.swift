@@ -12,13 +12,9 @@ extension Worker {
             return forward(i)
         }
         let window = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<min(process.bufferSize, scratch.count)])
-        var count = 0
-        var ended = sessions[i].serverEnd != .open
+        let count: Int, ended: Bool
         do {
-            switch try Socket.receive(sessions[i].server, into: window, peek: true) {
-            case .wouldBlock: break
-            case .processed(let n): count = n; ended = ended || n == 0
-            }
+            (count, ended) = try Socket.peek(sessions[i].server, into: window, peerEnded: sessions[i].serverEnd != .open)
         } catch {
             // A reset: forwarding reads the error and ends the session as it ends any other.
             sessions[i].inspectsResponse = false

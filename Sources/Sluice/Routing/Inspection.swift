@@ -56,13 +56,9 @@ extension SessionContext {
     func advance(scratch: UnsafeMutableRawBufferPointer, limit: Int, expired: Bool, clientEnded: Bool, fallback: BackendState) -> Outcome {
         let window = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<min(limit, scratch.count)])
         while true {
-            var ended = clientEnded
-            var count = 0
+            let count: Int, ended: Bool
             do {
-                switch try Socket.receive(client, into: window, peek: true) {
-                case .wouldBlock: count = 0
-                case .processed(let n): count = n; ended = ended || n == 0
-                }
+                (count, ended) = try Socket.peek(client, into: window, peerEnded: clientEnded)
             } catch {
                 return .close(.clientError(error))
             }
@@ -113,14 +109,12 @@ extension SessionContext {
     func advanceBackendRules(_ rules: FrontendRouting, scratch: UnsafeMutableRawBufferPointer, limit: Int, expired: Bool,
                              clientEnded: Bool) -> Outcome? {
         let window = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<min(limit, scratch.count)])
-        var count = 0
-        var ended = clientEnded
         do {
-            if case .processed(let n) = try Socket.receive(client, into: window, peek: true) { (count, ended) = (n, ended || n == 0) }
+            let (count, ended) = try Socket.peek(client, into: window, peerEnded: clientEnded)
+            return judge(rules, window, count: count, ended: ended, expired: expired)
         } catch {
             return .close(.clientError(error))
         }
-        return judge(rules, window, count: count, ended: ended, expired: expired)
     }
 }
 

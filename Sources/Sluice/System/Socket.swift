@@ -279,6 +279,14 @@ enum Socket {
         try syscall("recv") { recv(fd, buffer.baseAddress, buffer.count, peek ? Int32(MSG_PEEK) : 0) }
     }
 
+    /// What content inspection sees of a socket: the bytes queued, copied into `window` but left
+    /// in the socket (`MSG_PEEK`), and whether the peer has ended (`peerEnded`, as epoll said, or a
+    /// peek of nothing at end of stream).
+    static func peek(_ fd: CInt, into window: UnsafeMutableRawBufferPointer, peerEnded: Bool) throws(SystemError) -> (count: Int, ended: Bool) {
+        guard case .processed(let n) = try receive(fd, into: window, peek: true) else { return (0, peerEnded) }
+        return (n, peerEnded || n == 0)
+    }
+
     /// Writes from `buffer` without raising `SIGPIPE`. The corresponding system call is `send(2)`.
     @inline(__always)
     static func send(_ fd: CInt, from buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
