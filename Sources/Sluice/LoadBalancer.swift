@@ -89,11 +89,11 @@ public final class LoadBalancer: Sendable {
         let logs = LogSink()
         self.logs = logs
         var run = RunState(configuration: configuration, events: hub, logs: logs, mailer: EmailAlerter(logger: logger))
-        let plan = try Self.resolve(configuration)
+        let plan = try Self.resolve(configuration, atStart: true)
         Self.apply(plan, to: &run)
         // Saved server states (`load-server-state-from-file`) apply before any traffic. Reloads keep
         // the running states in-process and read no file.
-        startupNotices = ServerStateFile.apply(configuration, to: run.backends)
+        startupNotices = plan.unresolved.map(\.warning) + ServerStateFile.apply(configuration, to: run.backends)
         for notice in startupNotices { logger.warning("\(notice)") }
         state = Mutex(run)
     }
@@ -134,20 +134,31 @@ public final class LoadBalancer: Sendable {
         var configuration: Configuration
         var servers: [String: [ServerPlan]] = [:]
         var binds: [String: [SocketAddress]] = [:]
+        /// Servers left waiting for an address, with what to tell the operator.
+        var unresolved: [(backend: String, server: String, warning: String)] = []
     }
 
-    /// Resolves every address; every failure is reported, not only the first.
-    private static func resolve(_ configuration: Configuration) throws(SluiceError) -> ResolvedPlan {
+    /// Resolves every address; every failure is reported, not only the first. `atStart`: the
+    /// balancer is being built, so `init-addr`'s default `last` applies (a reload keeps running
+    /// servers' addresses in-process; only an explicit `init-addr last` reads the file then).
+    private static func resolve(_ configuration: Configuration, atStart: Bool = false) throws(SluiceError) -> ResolvedPlan {
         let configuration = configuration.numbered()
         var plan = ResolvedPlan(configuration: configuration)
         var problems: [String] = []
         // `init-addr last`: the addresses saved in the server-state files (read only if asked for).
-        let needsSaved = configuration.backends.contains { $0.servers.contains { $0.initAddress.contains(.last) } }
+        func methods(_ server: Server) -> [InitAddressMethod] {
+            atStart || server.initAddress != nil ? server.initAddressMethods : server.initAddressMethods.filter { $0 != .last }
+        }
+        let needsSaved = configuration.backends.contains { $0.servers.contains { methods($0).contains(.last) } }
         let saved = needsSaved ? ServerStateFile.savedAddresses(configuration) : [:]
         for backend in configuration.backends {
             var servers: [ResolvedPlan.ServerPlan] = []
             for server in backend.servers {
-                guard let (address, unresolved) = serverAddress(server, backend: backend, saved: saved[backend.name]?[server.name], problems: &problems) else { continue }
+                var warning: String?
+                guard let (address, unresolved) = serverAddress(server, methods: methods(server), backend: backend, saved: saved[backend.name]?[server.name],
+                                                                tolerant: configuration.global.toleratesUnresolvedServers,
+                                                                problems: &problems, warning: &warning) else { continue }
+                if let warning { plan.unresolved.append((backend.name, server.name, warning)) }
                 do {
                     let check = try server.check.map { check throws(SluiceError) in
                         try CheckPlan(server: server, check: check, serverAddress: address, backend: backend)
@@ -189,15 +200,22 @@ public final class LoadBalancer: Sendable {
         return plan
     }
 
-    /// A server's address by its `init-addr` methods, in order; `unresolved` when `none` was taken.
-    private static func serverAddress(_ server: Server, backend: Backend, saved: String?, problems: inout [String]) -> (SocketAddress, unresolved: Bool)? {
+    /// A server's address by its `init-addr` methods, in order, as HAProxy's `srv_iterate_initaddr`;
+    /// `unresolved` when `none` was taken. Only a server named by a host name has methods: an IP
+    /// address is used as written. A `none` taken after a failure sets `warning`, in HAProxy's words.
+    private static func serverAddress(_ server: Server, methods: [InitAddressMethod], backend: Backend, saved: ServerStateFile.SavedAddress?, tolerant: Bool,
+                                      problems: inout [String], warning: inout String?) -> (SocketAddress, unresolved: Bool)? {
         if let unix = server.endpoint.unix {
             guard let address = unix.address else { preconditionFailure("the parser let a UNIX socket name too long for sockaddr_un through: \(unix)") }
             return (address, false)
         }
         let host = server.endpoint.host ?? "0.0.0.0"
+        if let literal = SocketAddress(ip: host, port: server.endpoint.port) { return (literal, false) }
         var failures: [String] = []
-        for method in server.initAddress {
+        // `-dr` adds `none` after whatever the server says, as HAProxy's GTUNE_RESOLVE_DONTFAIL.
+        var methods = methods
+        if tolerant && !methods.contains(.none) { methods.append(.none) }
+        for method in methods {
             switch method {
             case .libc:
                 do {
@@ -206,14 +224,22 @@ public final class LoadBalancer: Sendable {
                     failures.append("\(error)")
                 }
             case .last:
-                if let saved, let address = SocketAddress(ip: saved, port: server.endpoint.port) { return (address, false) }
-                failures.append("init-addr last: no address saved for it in a server-state file")
+                // The saved address of this name (HAProxy applies any saved one; a file that names
+                // another host for the server describes a server that is no longer configured).
+                if let saved, saved.host == nil || saved.host == host, let address = SocketAddress(ip: saved.address, port: server.endpoint.port) {
+                    return (address, false)
+                }
+                // In HAProxy's default (`last,libc`) a server with nothing saved just goes on.
+                if server.initAddress != nil { failures.append("init-addr last: no address saved for it in a server-state file") }
             case .ip(let ip):
                 if let address = SocketAddress(ip: ip, port: server.endpoint.port) { return (address, false) }
                 failures.append("init-addr \(ip) is not an IP address")
             case .none:
                 guard let placeholder = SocketAddress(ip: host.contains(":") ? "::" : "0.0.0.0", port: server.endpoint.port) else {
                     preconditionFailure("the unspecified address with port \(server.endpoint.port) did not parse")
+                }
+                if !failures.isEmpty {
+                    warning = "backend '\(backend.name)' server '\(server.name)': could not resolve address '\(host)', disabling server (\(failures.joined(separator: "; ")))"
                 }
                 return (placeholder, true)
             }
@@ -358,7 +384,7 @@ public final class LoadBalancer: Sendable {
     public func start() throws(SluiceError) {
         let (configuration, frontends, backends) = state.withLock { ($0.configuration, $0.frontends, $0.backends) }
         let threads = max(1, configuration.global.threads)
-        let plan = try Self.resolve(configuration)
+        let plan = try Self.resolve(configuration, atStart: true)
         var engine = configuration.global.ioEngine ?? .preferred
         if configuration.global.ioEngine == nil && engine == .epoll {
             logger.notice("io_uring is not available to this process (sysctl kernel.io_uring_disabled or seccomp); using epoll")
@@ -641,8 +667,9 @@ public final class LoadBalancer: Sendable {
 
     private func applyReload(_ configuration: Configuration) throws(SluiceError) -> [String] {
         let plan = try Self.resolve(configuration)
-        var notices: [String] = []
-        let (old, started, threads, oldAddresses) = state.withLock { ($0.configuration, $0.started, $0.workers.count, $0.addresses) }
+        let (old, started, threads, oldAddresses, oldBackends) = state.withLock { ($0.configuration, $0.started, $0.workers.count, $0.addresses, $0.backends) }
+        // A running server the resolvers gave an address keeps it (`apply`): nothing to say of it.
+        var notices = plan.unresolved.filter { oldBackends[$0.backend]?.server(named: $0.server)?.resolvedByDNS.load(ordering: .relaxed) != true }.map(\.warning)
         // `log` lines apply at once (each proxy's targets are rebuilt); other global settings wait.
         func withoutLogs(_ global: Global) -> Global {
             var g = global

@@ -45,6 +45,9 @@ struct SluiceCommand: ParsableCommand {
     @Flag(name: .customLong("db", withSingleDash: true), help: "Stay in the foreground even if the configuration says 'daemon'.")
     var foreground = false
 
+    @Flag(name: .customLong("dr", withSingleDash: true), help: "A server whose name does not resolve at start waits in maintenance for an address instead of failing the start (HAProxy's -dr).")
+    var toleratesUnresolvedServers = false
+
     @Option(name: .customShort("p"), help: ArgumentHelp("Write the pid to this file, as 'pidfile' in global.", valueName: "pidfile"))
     var pidFilePath: String?
 
@@ -82,10 +85,12 @@ struct SluiceCommand: ParsableCommand {
             throw ExitCode(1)
         }
         for warning in parsed.warnings { printError(warning.description) }
+        var configuration = parsed.configuration
+        configuration.global.toleratesUnresolvedServers = toleratesUnresolvedServers
 
         let balancer: LoadBalancer
         do {
-            balancer = try LoadBalancer(configuration: parsed.configuration, logger: logger)
+            balancer = try LoadBalancer(configuration: configuration, logger: logger)
         } catch {
             printError("error: \(error)")
             throw ExitCode(1)
@@ -94,7 +99,7 @@ struct SluiceCommand: ParsableCommand {
             print("Configuration file is valid")
             return
         }
-        let global = parsed.configuration.global
+        let global = configuration.global
         if let shortfall = DescriptorLimit.apply(wanted: global.fileLimit, ceiling: global.descriptorCeiling) {
             // HAProxy 2.6 refuses to start there unless `no strict-limits` says otherwise.
             guard !global.strictLimits else {
@@ -120,11 +125,14 @@ struct SluiceCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let paths = files
+        let tolerant = toleratesUnresolvedServers
         balancer.setReloadSource { () throws(ConfigurationError) -> Configuration in
             // Through the directories opened at start: this works after chroot too.
             let parsed = try sources.load()
             for warning in parsed.warnings { logger.warning("\(warning)") }
-            return parsed.configuration
+            var configuration = parsed.configuration
+            configuration.global.toleratesUnresolvedServers = tolerant
+            return configuration
         }
         do {
             try balancer.start()

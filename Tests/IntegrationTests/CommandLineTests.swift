@@ -72,6 +72,39 @@ extension Loopback {
         #expect(run.stdout == "Configuration file is valid\n")
     }
 
+    /// `-dr`, as HAProxy's: a server whose name does not resolve waits in maintenance instead of
+    /// failing the check (or the start), with HAProxy's warning; without it the name is an error.
+    /// HAProxy says the same of the same file.
+    @Test func dashDRLetsAnUnresolvableServerWaitAsHAProxys() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let path = try Self.write("""
+            defaults
+              mode tcp
+              timeout connect 5s
+              timeout client 5s
+              timeout server 5s
+            frontend fe
+              bind 127.0.0.1:7000
+              default_backend be
+            backend be
+              server a no-such-host.invalid:7001 check
+              server b 127.0.0.1:7002 init-addr none
+
+            """)
+        let strict = try Self.run(["-c", "-f", path])
+        #expect(strict.status == 1 && strict.stderr.contains("server 'a': cannot resolve no-such-host.invalid:7001"), "\(strict.stderr)")
+        let tolerant = try Self.run(["-dr", "-c", "-f", path])
+        #expect(tolerant.status == 0 && tolerant.stdout == "Configuration file is valid\n", "\(tolerant.stderr)")
+        #expect(tolerant.stderr.contains("server 'a': could not resolve address 'no-such-host.invalid', disabling server"), "\(tolerant.stderr)")
+        // `init-addr` is for names: the IP address of `b` is taken as written (no warning for it).
+        #expect(!tolerant.stderr.contains("server 'b'"), "\(tolerant.stderr)")
+        let haproxyStrict = try Self.run(["-c", "-f", path], executable: "/usr/sbin/haproxy")
+        let haproxyTolerant = try Self.run(["-dr", "-c", "-f", path], executable: "/usr/sbin/haproxy")
+        #expect(haproxyStrict.status != 0 && haproxyTolerant.status == 0)
+        #expect(haproxyTolerant.stderr.contains("'server be/a' : could not resolve address 'no-such-host.invalid', disabling server."))
+        #expect(!haproxyTolerant.stderr.contains("be/b"))
+    }
+
     @Test func checkModeListsEveryErrorWithFileLineAndExitsOne() throws {
         let path = try Self.write("""
             frontend fe

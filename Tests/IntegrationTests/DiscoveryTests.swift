@@ -78,6 +78,52 @@ struct DNSDiscoveryTests {
         #expect(state.contains(" app 127.0.0.3 ") && state.contains(" app.test \(old.port) "), "\(state)")
     }
 
+    /// HAProxy's default `init-addr` for a server with `resolvers` is `last,libc,none`: a name the
+    /// system cannot resolve at start leaves the server in maintenance (HAProxy's warning: "could
+    /// not resolve address …, disabling server") until the resolvers answer. Sluice failed the
+    /// start, so every Docker or Consul configuration whose services were not up yet was refused.
+    /// Both proxies on one file: the warning, the state while waiting, the answer.
+    @Test func aNameUnknownAtStartWaitsForTheResolversAsInHAProxy() throws {
+        guard HAProxyProcess.requireInstalled() else { return }
+        let server = try TestServer(.identify("late"), host: "127.0.0.2")
+        defer { server.stop() }
+        let dns = try DNSServer(hosts: [("127.0.0.9", "other.test")])
+        defer { dns.stop() }
+        let backend = "  server-template app 2 late.test:\(server.port) resolvers dns"
+        let proxy = try RunningProxy(Self.config(dnsPort: dns.port, backend: backend))
+        defer { proxy.stop() }
+        #expect(proxy.balancer.startupNotices.filter { $0.contains("could not resolve address 'late.test', disabling server") }.count == 2,
+                "\(proxy.balancer.startupNotices)")
+        let socket = ServerStateTests.temporaryPath("haproxy.sock")
+        defer { unlink(socket) }
+        let haproxyPort = try Net.closedPort()
+        let haproxy = try HAProxyProcess(config: Self.config(dnsPort: dns.port, backend: backend, frontendPort: haproxyPort,
+                                                             global: "  stats socket \(socket) level admin"), port: haproxyPort)
+        defer { haproxy.stop() }
+        let log = (try? String(contentsOfFile: haproxy.process.arguments!.last! + ".log", encoding: .utf8)) ?? ""
+        #expect(log.contains("'server be/app1' : could not resolve address 'late.test', disabling server."), "\(log)")
+
+        // srv_addr and srv_admin_state of each slot: no address, maintenance for want of one (0x20).
+        func slots(_ state: String) -> [String] {
+            state.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: " ")
+                return f.count > 17 && f[3].hasPrefix("app") ? "\(f[3]) \(f[4]) \(f[6]) \(f[17])" : nil
+            }
+        }
+        let waiting = slots(proxy.balancer.runtimeReply("show servers state be"))
+        #expect(waiting == ["app1 - 32 late.test", "app2 - 32 late.test"], "\(waiting)")
+        #expect(slots(try StatsClient.ask(socket, "show servers state be")) == waiting)
+        let refused = try Net.connect(proxy.port)
+        #expect(try Net.readToEnd(refused).isEmpty, "no server yet: the client is closed")
+        close(refused)
+
+        try dns.setHosts([("127.0.0.2", "late.test")], waitFor: "late.test")
+        try eventually("Sluice's first slot has its address") { slots(proxy.balancer.runtimeReply("show servers state be")).first == "app1 127.0.0.2 0 late.test" }
+        try eventually("HAProxy's too") { slots(try StatsClient.ask(socket, "show servers state be")) == slots(proxy.balancer.runtimeReply("show servers state be")) }
+        #expect(try Self.names(proxy.port, 3) == ["late", "late", "late"])
+        #expect(try Self.names(haproxyPort, 3) == ["late", "late", "late"])
+    }
+
     /// `server-template`: the answer's addresses fill the slots, each address once; slots without
     /// one are in maintenance, as HAProxy shows them. Scaling 2 → 5 → 2 sends traffic to exactly
     /// the live instances, and HAProxy 2.6 against the same name server agrees slot for slot.

@@ -526,6 +526,20 @@ extension Loopback {
         #expect(try Net.readToEnd(fd) == Array("late\n".utf8))
     }
 
+    /// `init-addr` is for names: a server written as an IP address has it from the start, even with
+    /// `init-addr none` (HAProxy iterates the methods only for a server with a host name); Sluice
+    /// used to leave it in maintenance.
+    @Test func aServerWrittenAsAnAddressIgnoresInitAddr() throws {
+        let server = try TestServer(.identify("literal"))
+        defer { server.stop() }
+        let proxy = try RunningProxy(Self.proxy("server s 127.0.0.1:\(server.port) init-addr none"))
+        defer { proxy.stop() }
+        #expect(proxy.balancer.backend(named: "be")?.server(named: "s")?.admin == .ready)
+        let fd = try Net.connect(proxy.port)
+        defer { close(fd) }
+        #expect(try Net.readToEnd(fd) == Array("literal\n".utf8))
+    }
+
     @Test func nodeAndDescriptionAreShownByShowInfo() throws {
         let proxy = try RunningProxy("global\n  node lb-7\n  description edge balancer\n" + Self.proxy("server s 127.0.0.1:1"))
         defer { proxy.stop() }

@@ -265,6 +265,39 @@ extension Loopback {
         #expect(admin == ["8", "1"], "\(state)")
     }
 
+    /// HAProxy's default `init-addr` is `last,libc`: a server named by a host name starts at the
+    /// address its state file saved (Sluice resolved the name again); one written as an IP address
+    /// keeps it, whatever the file says. Both proxies start from the same file.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy"), "needs HAProxy"))
+    func aHostNamedServerStartsAtItsSavedAddressAsInHAProxy() throws {
+        let resolved = try TestServer(.identify("resolved"))
+        let saved = try TestServer(.identify("saved"), port: resolved.port, host: "127.0.0.2")
+        defer { resolved.stop(); saved.stop() }
+        let stateFile = Self.temporaryPath("state")
+        defer { unlink(stateFile) }
+        var seen: [String] = []
+        for (host, fqdn) in [("localhost", "localhost"), ("127.0.0.1", "-")] {
+            let file = """
+                1
+                # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+                2 be 1 s1 127.0.0.2 2 0 10 10 5 1 0 2 0 0 0 0 \(fqdn) \(resolved.port) - 0 0 - - 0
+
+                """
+            for haproxy in [true, false] {
+                try file.write(toFile: stateFile, atomically: true, encoding: .utf8)
+                let c = try Contender(haproxy: haproxy) { port in
+                    Self.config(stateFile: stateFile, port: port, servers: [resolved.port])
+                        .replacingOccurrences(of: "server s1 127.0.0.1:", with: "server s1 \(host):")
+                }
+                defer { c.stop() }
+                let fd = try Net.connect(c.port)
+                defer { close(fd) }
+                seen.append("\(c.name) \(host): " + String(decoding: try Net.readToEnd(fd), as: UTF8.self).trimmingCharacters(in: .newlines))
+            }
+        }
+        #expect(seen == ["haproxy localhost: saved", "sluice localhost: saved", "haproxy 127.0.0.1: resolved", "sluice 127.0.0.1: resolved"])
+    }
+
     /// `init-addr last`: a server whose name no longer resolves starts at the address saved for it.
     @Test func initAddrLastTakesTheSavedAddress() throws {
         let server = try TestServer(.identify("saved"))

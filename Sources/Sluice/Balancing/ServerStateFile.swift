@@ -14,6 +14,9 @@ enum ServerStateFile {
         var server: String
         /// `srv_addr`: the address it had ("-" when none), for `init-addr last`.
         var address: String
+        /// `srv_fqdn`: the host name it was configured with or resolved by; nil for "-" or a file
+        /// without the field.
+        var host: String? = nil
         var operational: OperationalState
         /// HAProxy's `srv_admin_state` bits, the inherited ones removed.
         var admin: Int
@@ -76,7 +79,7 @@ enum ServerStateFile {
                 problems.append("\(path):\(index + 1): the check port '\(f[21])' or address '\(f.count > 22 ? f[22] : "-")' is not valid")
                 continue
             }
-            entries.append(Entry(backend: f[1], server: f[3], address: f[4], operational: op, admin: admin, userWeight: userWeight, configuredWeight: configuredWeight,
+            entries.append(Entry(backend: f[1], server: f[3], address: f[4], host: f.count > 17 && f[17] != "-" ? f[17] : nil, operational: op, admin: admin, userWeight: userWeight, configuredWeight: configuredWeight,
                                  secondsSinceChange: since, checkHealth: health, checkState: checkState,
                                  checkPort: checkPort == 0 || (f.count > 18 && f[18] == f[21]) ? nil : checkPort,
                                  checkAddress: checkAddress.flatMap { f[22] == f[4] ? nil : $0 }))
@@ -97,16 +100,22 @@ enum ServerStateFile {
         }
     }
 
+    /// A server's saved address (`srv_addr`) and the host name it belonged to (`srv_fqdn`).
+    struct SavedAddress: Equatable {
+        var address: String
+        var host: String?
+    }
+
     /// The addresses saved for each backend's servers (backend → server → address), for
     /// `init-addr last`. Unreadable files and lines are skipped here; `apply` reports them.
-    static func savedAddresses(_ configuration: Configuration) -> [String: [String: String]] {
+    static func savedAddresses(_ configuration: Configuration) -> [String: [String: SavedAddress]] {
         var files: [String: [Entry]] = [:]
-        var out: [String: [String: String]] = [:]
+        var out: [String: [String: SavedAddress]] = [:]
         for backend in configuration.backends {
             guard let path = path(for: backend, configuration.global) else { continue }
             if files[path] == nil { files[path] = (try? Parser.readFile(path).get()).map { parse($0, path: path).entries } ?? [] }
             for entry in files[path] ?? [] where entry.backend == backend.name && entry.address != "-" {
-                out[backend.name, default: [:]][entry.server] = entry.address
+                out[backend.name, default: [:]][entry.server] = SavedAddress(address: entry.address, host: entry.host)
             }
         }
         return out

@@ -70,6 +70,10 @@ public struct Global: Hashable, Sendable {
     public var logHostname: String?
     /// `hard-stop-after`: after a graceful stop begins, close what remains after this long. Nil: wait.
     public var hardStopAfter: Duration?
+    /// HAProxy's `-dr` command-line flag: a server whose name does not resolve at start waits in
+    /// maintenance, as if its `init-addr` ended with `none`, instead of failing the start. Handy to
+    /// check or run a configuration away from the network it was written for.
+    public var toleratesUnresolvedServers = false
     /// `maxpipes`: pipes the process may hold at once, across reactors. Nil: `maxconn / 4` as HAProxy,
     /// or 1,024 when `maxconn` is unset. Sessions beyond it forward through a small copy buffer.
     public var maxPipes: Int?
@@ -660,8 +664,16 @@ public struct Server: Hashable, Sendable {
     /// HAProxy's. A refused connect then shows as a failed transfer, not a connect failure, so it
     /// is not retried (HAProxy says the same). `no-tfo` (the default) undoes it.
     public var fastOpen: Bool = false
-    /// `init-addr`: how the address is found at start, tried in order. Default `[.libc]`.
-    public var initAddress: [InitAddressMethod] = [.libc]
+    /// `init-addr`: how a server named by a host name finds its address at start, tried in order
+    /// (an IP address is used as written, whatever this says, as HAProxy). Nil: HAProxy's
+    /// default, `last,libc`, then `none` for a server with `resolvers`, so that a name that does
+    /// not resolve yet leaves the server in maintenance until the resolvers answer instead of
+    /// failing the start. `initAddressMethods` is the list that applies.
+    public var initAddress: [InitAddressMethod]?
+    /// The `init-addr` methods that apply: `initAddress`, or HAProxy's default.
+    public var initAddressMethods: [InitAddressMethod] {
+        initAddress ?? (resolvers == nil ? [.last, .libc] : [.last, .libc, .none])
+    }
     /// `track [<backend>/]<server>`: this server has no check of its own and follows that
     /// server's health (backend nil: the same backend).
     public var track: TrackTarget?

@@ -209,7 +209,7 @@ struct ServerTemplate {
     var proxyProtocol: ProxyProtocolVersion? {
         sendsProxyV2 ? .v2 : sendsProxyV1 || !proxyV2Options.isEmpty ? .v1 : nil
     }
-    var initAddress: [InitAddressMethod] = [.libc]
+    var initAddress: [InitAddressMethod]?
     /// `resolve-prefer`; nil: HAProxy's default (IPv6 with `resolvers`, IPv4 otherwise).
     var preferIPv6: Bool?
     var resolvers: String?

@@ -223,9 +223,10 @@ struct RuntimeAPI: Sendable {
                 let maintenance = server.admin == .maintenance
                 let forced: Int = switch server.admin { case .ready: 0; case .maintenance: awaiting ? 0x20 : 1; case .drain: 8 }
                 let admin = (configuration.isDisabled ? 4 : 0) | forced
-                // HAProxy: a name resolved at run time is the FQDN; an SRV name is the record, and
-                // the FQDN the host the record named.
-                let name = configuration.resolvers != nil ? configuration.endpoint.host : nil
+                // HAProxy: a server named by a host name shows it as its FQDN (resolved at start or
+                // by the resolvers); an SRV name is the record, and the FQDN the host it named.
+                let host = configuration.endpoint.host
+                let name = host.flatMap { SocketAddress(ip: $0, port: 0) == nil ? $0 : nil }
                 let srvRecord = name.flatMap { $0.hasPrefix("_") ? $0 : nil }
                 let fqdn = srvRecord == nil ? name ?? "-" : server.dnsTarget.withLock { $0 } ?? "-"
                 let check = server.lastCheck
