@@ -171,12 +171,16 @@ struct LogConfigurationTests {
             backend be
               log-format %ci
               option logasap
+              option tcplog
+              option dontlognull
               server a 127.0.0.1:8080
             """, file: "t.cfg")
         #expect(parsed.warnings.map(\.description).filter { $0.contains("log") } == [
             "t.cfg:3: warning: [defaults] 'log-format': overrides the previous 'option tcplog' in the defaults section (as HAProxy)",
             "t.cfg:8: warning: [backend 'be'] 'log-format': ignored in a backend: sessions are logged in their frontend's format (as HAProxy)",
             "t.cfg:9: warning: [backend 'be'] 'option logasap': ignored in a backend: it applies to the frontends that log sessions (as HAProxy)",
+            "t.cfg:10: warning: [backend 'be'] 'option tcplog': ignored in a backend: it applies to the frontends that log sessions (as HAProxy)",
+            "t.cfg:11: warning: [backend 'be'] 'option dontlognull': ignored in a backend: it applies to the frontends that log sessions (as HAProxy)",
             "t.cfg:3: warning: [frontend 'fe'] log format ignored for frontend 'fe' since it has no log address (as HAProxy)",
         ])
     }

@@ -555,6 +555,11 @@ extension Parser {
         }
     }
 
+    /// A logging option of frontends written in a backend: no effect, and HAProxy's warning.
+    private mutating func ignoredInBackend(_ location: SourceLocation, _ keyword: String) {
+        warning(location, keyword: keyword, "ignored in a backend: it applies to the frontends that log sessions (as HAProxy)")
+    }
+
     /// A keyword in a section that may not hold it. As HAProxy 2.6 does, a frontend ignores a
     /// backend's keyword (and a backend a frontend's) with a warning, except the few HAProxy
     /// refuses (`ProxyKeywords.refusedWithoutCapability`); anywhere else it is an error.
@@ -620,7 +625,10 @@ extension Parser {
         case "tcplog":
             // HAProxy refuses the negation too: a defaults' tcplog cannot be undone in a proxy.
             if negated { return error(location, keyword: keyword, "negation is not supported for option 'tcplog' (as in HAProxy)") }
+            guard proxy.kind != .backend else { return ignoredInBackend(location, keyword) }
             proxy.log.format = .tcplog(location)
+        case "httplog" where proxy.kind == .backend && !negated, "dontlognull" where proxy.kind == .backend:
+            ignoredInBackend(location, keyword)
         case "httplog":
             // In a tcp proxy HAProxy logs as with 'option tcplog' (its warning comes with the proxies).
             if !negated {
@@ -631,10 +639,7 @@ extension Parser {
         case "dontlognull":
             proxy.log.dontLogNull = !negated
         case "logasap", "log-separate-errors", "dontlog-normal":
-            // HAProxy: frontend options; in a backend a warning, and no effect.
-            guard proxy.kind != .backend else {
-                return warning(location, keyword: keyword, "ignored in a backend: it applies to the frontends that log sessions (as HAProxy)")
-            }
+            guard proxy.kind != .backend else { return ignoredInBackend(location, keyword) }
             switch name {
             case "logasap": proxy.log.logAsap = !negated
             case "log-separate-errors": proxy.log.separateErrors = !negated
