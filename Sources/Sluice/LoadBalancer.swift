@@ -153,7 +153,15 @@ public final class LoadBalancer: Sendable {
         let saved = needsSaved ? ServerStateFile.savedAddresses(configuration) : [:]
         for backend in configuration.backends {
             var servers: [ResolvedPlan.ServerPlan] = []
-            for server in backend.servers {
+            for var server in backend.servers {
+                if let socks = server.socks4, let host = socks.host {
+                    do {
+                        server.socks4Address = try SocketAddress.resolve(host: host, port: socks.port)
+                    } catch {
+                        problems.append("backend '\(backend.name)' server '\(server.name)': cannot resolve its socks4 proxy \(socks): \(error)")
+                        continue
+                    }
+                }
                 var warning: String?
                 guard let (address, unresolved) = serverAddress(server, methods: methods(server), backend: backend, saved: saved[backend.name]?[server.name],
                                                                 tolerant: configuration.global.toleratesUnresolvedServers,

@@ -74,8 +74,8 @@ public final class ServerState: Sendable {
     public var configuration: Server { configurationStorage.withLock { $0 } }
     /// What its line says about each connection to it, read per connection (only these fields
     /// are copied): `source`, and `tcp-ut` in milliseconds (0: the kernel's).
-    var connectSettings: (source: SourceBinding?, userTimeoutMs: Int, fastOpen: Bool) {
-        configurationStorage.withLock { ($0.source, $0.userTimeout.map { Int($0.milliseconds) } ?? 0, $0.fastOpen) }
+    var connectSettings: (source: SourceBinding?, userTimeoutMs: Int, fastOpen: Bool, socks4: SocketAddress?, checkViaSocks4: Bool) {
+        configurationStorage.withLock { ($0.source, $0.userTimeout.map { Int($0.milliseconds) } ?? 0, $0.fastOpen, $0.socks4Address, $0.checkViaSocks4) }
     }
     /// Where and how often checks run; nil without `check`. A reload may replace it.
     let checkPlanStorage: Mutex<CheckPlan?>
@@ -156,7 +156,7 @@ public final class ServerState: Sendable {
     let maxSessions = Atomic<Int>(0)
     /// Sessions ever established or attempted (`stot`).
     let totalSessions = Atomic<Int>(0)
-    /// Failed connection attempts (`econ`).
+    /// Sessions whose connect failed with no retry left (`econ`, as HAProxy counts it).
     let connectErrors = Atomic<Int>(0)
     /// Responses refused by `tcp-response content reject` (`dresp`).
     let deniedResponses = Atomic<Int>(0)
@@ -366,7 +366,7 @@ public struct ServerStatistics: Hashable, Sendable {
     public var maxSessions: Int
     /// Sessions sent to it since start (`stot`).
     public var totalSessions: Int
-    /// Connection attempts that failed (`econ`).
+    /// Sessions whose connect to it failed with no retry left (`econ`; each retry counts in `retries`).
     public var connectErrors: Int
     /// Connection attempts made again to it (`wretr`).
     public var retries: Int

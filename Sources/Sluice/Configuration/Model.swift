@@ -648,6 +648,15 @@ public struct Server: Hashable, Sendable {
     /// addresses, v2 as the LOCAL command) even when the server's `port` or `addr` sends them
     /// elsewhere, or when the server has no `send-proxy` (then v1, as HAProxy).
     public var checkSendProxy: Bool = false
+    /// `socks4 <addr>:<port>`: connections to the server go through this SOCKS4 proxy, which is
+    /// asked (CONNECT, user ID "HAProxy", as HAProxy) for the server's address; the client's bytes
+    /// and any PROXY header wait for its grant. A refusal or a proxy that hangs up is a failed
+    /// connect (retried, `SC` in the log). Health checks go direct unless `checkViaSocks4`.
+    public var socks4: Endpoint?
+    /// `check-via-socks4`: health checks go through the `socks4` proxy too.
+    public var checkViaSocks4: Bool = false
+    /// The `socks4` proxy's address, resolved with the server's (the balancer sets it).
+    var socks4Address: SocketAddress?
 
     /// Whether health checks open with a PROXY header: HAProxy 2.6's `init_srv_check` rule, where
     /// checks of a server that sends one send it too unless `port`/`addr` point them elsewhere.

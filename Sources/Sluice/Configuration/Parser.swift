@@ -219,6 +219,8 @@ struct ServerTemplate {
     var slowStart: Duration?
     var track: TrackTarget?
     var checkSendProxy = false
+    var socks4: Endpoint?
+    var checkViaSocks4 = false
     var nonStick = false
     var userTimeout: Duration?
     var fastOpen = false

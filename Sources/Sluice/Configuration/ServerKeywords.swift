@@ -121,6 +121,8 @@ extension Parser {
         server.slowStart = template.slowStart
         server.track = template.track
         server.checkSendProxy = template.checkSendProxy
+        server.socks4 = template.socks4
+        server.checkViaSocks4 = template.checkViaSocks4
         server.nonStick = template.nonStick
         server.userTimeout = template.userTimeout
         server.fastOpen = template.fastOpen
@@ -256,6 +258,21 @@ extension Parser {
                     t.proxyV2Options.formUnion(options)
                 }
             case "check-send-proxy": t.checkSendProxy = true
+            case "socks4":
+                // HAProxy: an address with a port, resolved once when the configuration is read.
+                guard arg.split(separator: ":").last.map({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) == true, arg.contains(":") else {
+                    error(location, keyword: keyword, "'socks4 \(arg)'\(who): missing port specification in '\(arg)' (as HAProxy)")
+                    break
+                }
+                switch ValueParser.endpoint(arg, allowZeroPort: false) {
+                case .success(let endpoint) where endpoint.unix == nil && endpoint.host != nil && endpoint.port > 0:
+                    t.socks4 = endpoint
+                case .success:
+                    error(location, keyword: keyword, "'socks4 \(arg)'\(who): expects <addr>:<port> (an IP address or host name, and a port)")
+                case .failure(let e):
+                    error(location, keyword: keyword, "'socks4 \(arg)'\(who): \(e.message)")
+                }
+            case "check-via-socks4": t.checkViaSocks4 = true
             case "no-check-send-proxy": t.checkSendProxy = false
             case "init-addr":
                 var methods: [InitAddressMethod] = []
@@ -363,7 +380,7 @@ enum ServerKeywords {
 
     static let notYet: [String: String] = [
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
-        "namespace": "network namespaces", "socks4": "SOCKS4 proxies", "check-via-socks4": "SOCKS4 proxies",
+        "namespace": "network namespaces",
         "set-proxy-v2-tlv-fmt": "custom PROXY-protocol TLVs",
         "log-proto": "log servers", "shard": "peers", "guid": "GUIDs", "check-reuse-pool": "connection reuse",
         "hash-key": "consistent-hash keys", "idle-ping": "idle pings", "strict-maxconn": "strict maxconn",
@@ -373,7 +390,7 @@ enum ServerKeywords {
 extension Server {
     /// Parameters a server added at run time may not have (HAProxy's list for `add server`, less
     /// what Sluice refuses anyway): its address is given as it is, and it inherits nothing.
-    static let notForDynamicServers: Set<String> = ["init-addr", "resolvers", "resolve-prefer", "resolve-net", "resolve-opts", "cookie", "redir"]
+    static let notForDynamicServers: Set<String> = ["init-addr", "resolvers", "resolve-prefer", "resolve-net", "resolve-opts", "cookie", "redir", "socks4"]
 
     /// A server for `add server <backend>/<name> <address>[:<port>] [param*]`, read with the
     /// `server` line's keywords but without `default-server` (as HAProxy). The failure is the

@@ -305,6 +305,15 @@ struct Session {
     var inspectsResponse = false
     /// Inspecting, for its backend's `tcp-request content` rules (the frontend's have decided).
     var inspectsBackendRules = false
+    /// Where a connect through the server's `socks4` proxy stands (still `.connecting` throughout).
+    var socks: SOCKSPhase = .none
+    enum SOCKSPhase: UInt8 {
+        case none
+        /// Connecting to the proxy: the request goes once connected.
+        case due
+        /// The request is sent: waiting for the proxy's grant.
+        case awaitingReply
+    }
     /// The first inactivity timeout that shut a side while the session went on (`c`/`s`, else
     /// `-`): it is what the session's log reports at its end, as HAProxy's first error.
     var timedOut = TerminationCause.normal

@@ -43,8 +43,10 @@ extension Worker {
             let address = try server.address.resolved(client: sessions[i].client, context: sessions[i].context)
             let settings = server.connectSettings
             let source = settings.source ?? sessions[i].policy.backend.source
-            (fd, connected) = try Socket.connect(to: address, from: source, presenting: source?.presentedAddress(client: sessions[i].client, context: sessions[i].context),
-                                                 fastOpen: settings.fastOpen && Socket.hasPendingInput(sessions[i].client), buffers: process.serverBuffers,
+            // `socks4`: the connection goes to the proxy, which is asked for `address` once made.
+            sessions[i].socks = settings.socks4 == nil ? .none : .due
+            (fd, connected) = try Socket.connect(to: settings.socks4 ?? address, from: source, presenting: source?.presentedAddress(client: sessions[i].client, context: sessions[i].context),
+                                                 fastOpen: settings.fastOpen && settings.socks4 == nil && Socket.hasPendingInput(sessions[i].client), buffers: process.serverBuffers,
                                                  userTimeoutMs: settings.userTimeoutMs, keepAlive: sessions[i].policy.backend.keepAlive)
         } catch {
             backend.releaseSlot(of: server)
@@ -75,7 +77,7 @@ extension Worker {
         }
         if connected {
             sessions[i].serverWritable = true
-            established(i)
+            transportReady(i)
         } else {
             arm(i)
         }
@@ -88,8 +90,37 @@ extension Worker {
             let server = server(of: i)
             connectFailed(i, SystemError(code: code, call: "connect", operand: "\(backend(of: i).name)/\(server.name) (\(server.address))"))
         } else {
-            established(i)
+            transportReady(i)
         }
+    }
+
+    /// The TCP connection is made. Through a `socks4` proxy the request goes now and the session
+    /// stays connecting until the grant (`socksReply`); otherwise it is established.
+    func transportReady(_ i: Int) {
+        guard sessions[i].socks == .due else { return established(i) }
+        let server = server(of: i)
+        do {
+            guard let destination = try? server.address.resolved(client: sessions[i].client, context: sessions[i].context) else {
+                return close(i, reset: true, cause: .client)  // the client left: its original destination is gone
+            }
+            try SOCKS4.sendRequest(sessions[i].server, for: destination)
+        } catch {
+            return connectFailed(i, error.asConnectError.on("\(backend(of: i).name)/\(server.name) (\(server.address))"))
+        }
+        sessions[i].socks = .awaitingReply
+    }
+
+    /// The `socks4` proxy said something: a grant establishes the session, a refusal or a hang-up
+    /// is a failed connect (retried, as HAProxy's `CO_ER_SOCKS4_*`).
+    func socksReply(_ i: Int) {
+        do {
+            guard try SOCKS4.readReply(sessions[i].server) else { return }
+        } catch {
+            let server = server(of: i)
+            return connectFailed(i, error.asConnectError.on("\(backend(of: i).name)/\(server.name) (\(server.address))"))
+        }
+        sessions[i].socks = .none
+        established(i)
     }
 
     func established(_ i: Int) {
@@ -132,7 +163,6 @@ extension Worker {
     func connectFailed(_ i: Int, _ error: SystemError, slotHeld: Bool = true) {
         let backend = backend(of: i)
         let server = server(of: i)
-        server.connectErrors.wrappingAdd(1, ordering: .relaxed)
         if server.configuration.observeLayer4 {
             let errors = server.observedErrors.wrappingAdd(1, ordering: .relaxed).newValue
             if errors >= server.configuration.errorLimit {
@@ -148,6 +178,9 @@ extension Worker {
         if slotHeld { backend.releaseSlot(of: server) }
         sessions[i].triedServers |= server.avoidanceBit
         guard sessions[i].retriesLeft > 0 else {
+            // `econ`, as HAProxy's `failed_conns`: a session whose connect failed for good (its
+            // retries count in `wretr`).
+            server.connectErrors.wrappingAdd(1, ordering: .relaxed)
             logger.notice("\(error); no retries left, closing the client")
             close(i, reset: false, cause: error.code == ETIMEDOUT ? .serverTimeout : .server)
             return

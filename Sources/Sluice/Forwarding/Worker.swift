@@ -121,7 +121,11 @@ final class Worker: ReactorHandler, SessionWaker, @unchecked Sendable {
             if writable { sessions[i].serverWritable = true }
             sessions[i].serverEnd = max(sessions[i].serverEnd, end)
             if sessions[i].state == .connecting {
-                if writable { connectFinished(i, failed: end != .open) }
+                if sessions[i].socks == .awaitingReply {
+                    if readable { socksReply(i) }
+                } else if writable {
+                    connectFinished(i, failed: end != .open)
+                }
             } else if sessions[i].state == .established {
                 if readable && sessions[i].inspectsResponse { inspectResponse(i) } else { forward(i) }
             }

@@ -19,10 +19,17 @@ struct CheckPlan: Sendable {
     init(server: Server, check: ServerCheck, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
         var rulePort: Int?
         var connectHeader = CheckConnectHeader.server
+        var connectRule = backend.healthCheck.httpCheck?.connect != nil
         if case .tcp(let rules) = backend.healthCheck,
            case .connect(let p, let header)? = rules.first(where: { if case .comment = $0 { false } else { true } }) {
             rulePort = p
             connectHeader = header
+            connectRule = true
+        }
+        // HAProxy sends a check through the proxy only from its implicit connect or one marked
+        // `default` (or `socks4`); Sluice does not keep those marks on an explicit rule.
+        if server.checkViaSocks4 && server.socks4 != nil && connectRule {
+            throw SluiceError("backend '\(backend.name)' server '\(server.name)': 'check-via-socks4' with an explicit 'tcp-check connect' or 'http-check connect' rule is not supported yet; without the rule the check goes through the proxy")
         }
         self.connectHeader = connectHeader
         if let connect = backend.healthCheck.httpCheck?.connect { rulePort = connect.port }

@@ -45,6 +45,10 @@ final class CheckRunner {
         var peerClosed = false
         /// What a protocol check's last judgment said of a success.
         var success: CheckResult?
+        /// `check-via-socks4`: the address to ask the server's `socks4` proxy for, until the
+        /// request is sent; then `socksAwaiting` until it grants.
+        var socksDestination: SocketAddress?
+        var socksAwaiting = false
     }
 
     /// Epoll and timer tokens of checks use `Token.Kind.worker` with indices from here on.
@@ -273,6 +277,16 @@ final class CheckRunner {
         let t = index - Self.firstIndex
         guard targets.indices.contains(t), targets[t].fd >= 0, targets[t].generation & 0x3FFF_FFFF == generation else { return }
         if case .external = targets[t].proto { return processExited(t) }
+        if targets[t].socksAwaiting {
+            // The proxy's answer, as HAProxy reports a failed one: SOCKERR with its reason.
+            do {
+                guard try SOCKS4.readReply(targets[t].fd) else { return }
+            } catch {
+                return finish(t, CheckResult(status: .socketError, info: error.message))
+            }
+            targets[t].socksAwaiting = false
+            return transportConnected(t)
+        }
         if targets[t].tls != nil && !targets[t].connected {
             handshake(t)
             return
@@ -336,6 +350,8 @@ final class CheckRunner {
         targets[t].step = 0
         targets[t].success = nil
         targets[t].peerClosed = false
+        targets[t].socksDestination = nil
+        targets[t].socksAwaiting = false
         let whole = targets[t].plan.intervalMs
         // HAProxy: without `timeout check`, `inter` bounds the whole check; with it, the connect is
         // bounded by min(timeout connect, inter) and the rest by `timeout check`.
@@ -347,7 +363,12 @@ final class CheckRunner {
             // The server's plan as it is now: `set server … check-addr|check-port` changes it.
             let settings = server.connectSettings
             let plan = (targets[t].role == .health ? server.checkPlan : server.agentPlan) ?? targets[t].plan
-            (fd, done) = try Socket.connect(to: plan.address(serverAddress: server.address),
+            let destination = plan.address(serverAddress: server.address)
+            // `check-via-socks4`: through the server's proxy, asked for the check's destination
+            // (HAProxy's checks only; its agent checks always go direct).
+            let proxy = targets[t].role == .health && settings.checkViaSocks4 ? settings.socks4 : nil
+            targets[t].socksDestination = proxy == nil ? nil : destination
+            (fd, done) = try Socket.connect(to: proxy ?? destination,
                                             from: settings.source ?? targets[t].backend.settings.source, buffers: serverBuffers,
                                             userTimeoutMs: settings.userTimeoutMs)
         } catch {
@@ -367,8 +388,18 @@ final class CheckRunner {
         if done { transportConnected(t) }
     }
 
-    /// The TCP connection is made: the check starts, or first its TLS handshake.
+    /// The TCP connection is made: the check starts, or first its SOCKS4 handshake or its TLS one.
     private func transportConnected(_ t: Int) {
+        if let destination = targets[t].socksDestination {
+            do {
+                try SOCKS4.sendRequest(targets[t].fd, for: destination)
+            } catch {
+                return finish(t, CheckResult(status: .socketError, info: error.message))
+            }
+            targets[t].socksDestination = nil
+            targets[t].socksAwaiting = true
+            return
+        }
         let context: TLSClientContext
         switch targets[t].tlsContext {
         case nil: return connected(t)
