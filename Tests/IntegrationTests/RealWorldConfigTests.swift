@@ -102,6 +102,25 @@ extension Loopback {
             return Stand(ports: ports, probe: { port throws in
                 #expect(try read(port, Array("AMQP\u{0}\u{0}\u{9}\u{1}".utf8), count: 8) == Array("AMQP\u{0}\u{0}\u{9}\u{1}".utf8))
             }, keep: servers)
+        case "registries-through-socks.cfg":
+            // The registries and the local SOCKS4 proxy they are reached through.
+            let names = ["registry.k8s.io", "pkg.dev", "docker.io"]
+            let servers = try names.map { try TestServer(.identify($0)) }
+            let proxy = try SOCKS4Server(.grant)
+            var ports = Dictionary(uniqueKeysWithValues: zip(["34.96.108.209:443", "216.239.32.27:443", "44.205.64.79:443"], servers.map(\.port)))
+            ports["127.0.0.1:7890"] = proxy.port
+            return Stand(ports: ports, probe: { port throws in
+                func answer(_ name: String) throws -> String {
+                    let fd = try Net.connect(port)
+                    defer { close(fd) }
+                    try Net.sendAll(fd, clientHello(serverName: name))
+                    return String(decoding: try Net.readToEnd(fd), as: UTF8.self)
+                }
+                #expect(try answer("registry.k8s.io") == "registry.k8s.io\n")
+                #expect(try answer("us-docker.pkg.dev") == "pkg.dev\n")
+                #expect(try answer("registry-1.docker.io") == "docker.io\n")
+                #expect(proxy.requests.withLock { $0.count } >= 3, "the sessions went through the proxy")
+            }, keep: servers + [proxy])
         case "sni-router.cfg":
             let names = ["bastion", "gitea", "mx", "web1", "web2"]
             let servers = try names.map { try TestServer(.identify($0)) }
@@ -160,6 +179,7 @@ extension Loopback {
             for case let server as RealServer in stand.keep { server.stop() }
             for case let server as TestServer in stand.keep { server.stop() }
             for case let server as DNSServer in stand.keep { server.stop() }
+            for case let proxy as SOCKS4Server in stand.keep { proxy.stop() }
         }
 
         // sluice -c on the file as written (host names need not resolve for the syntax), and on
