@@ -237,8 +237,7 @@ public final class LoadBalancer: Sendable {
                 if let saved, saved.host == nil || saved.host == host, let address = SocketAddress(ip: saved.address, port: server.endpoint.port) {
                     return (address, false)
                 }
-                // In HAProxy's default (`last,libc`) a server with nothing saved just goes on.
-                if server.initAddress != nil { failures.append("init-addr last: no address saved for it in a server-state file") }
+                // Nothing saved: the next method, and nothing to report (HAProxy's `continue`).
             case .ip(let ip):
                 if let address = SocketAddress(ip: ip, port: server.endpoint.port) { return (address, false) }
                 failures.append("init-addr \(ip) is not an IP address")
@@ -252,8 +251,15 @@ public final class LoadBalancer: Sendable {
                 return (placeholder, true)
             }
         }
-        problems.append("backend '\(backend.name)' server '\(server.name)': cannot resolve \(server.endpoint): \(failures.joined(separator: "; "))")
+        // HAProxy's two alerts: every method failed, or none applied (`init-addr last` alone, with nothing saved).
+        problems.append("backend '\(backend.name)' server '\(server.name)': "
+                        + (failures.isEmpty ? "no method found to resolve address '\(host)' (init-addr \(initAddressText(methods)))"
+                                            : "cannot resolve \(server.endpoint): \(failures.joined(separator: "; "))"))
         return nil
+    }
+
+    private static func initAddressText(_ methods: [InitAddressMethod]) -> String {
+        methods.map { switch $0 { case .libc: "libc"; case .last: "last"; case .none: "none"; case .ip(let ip): ip } }.joined(separator: ",")
     }
 
     /// Creates or updates the shared state. A server that keeps its name keeps its state object

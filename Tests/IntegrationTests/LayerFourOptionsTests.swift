@@ -558,6 +558,17 @@ extension Loopback {
             #expect(error.message.contains("server 'b': cannot resolve no-such-host-b.invalid:80"))
             #expect(!error.message.contains("server 'c'"))
         }
+        // `init-addr last` with nothing saved is no failure of its own: the next method runs (no
+        // warning for `last,none`), and alone it is HAProxy's "no method found".
+        let lastOnly = try Configuration.parse(Self.proxy("server d no-such-host-d.invalid:80 init-addr last\n  server e no-such-host-e.invalid:80 init-addr last,none")).configuration
+        do {
+            _ = try LoadBalancer(configuration: lastOnly)
+            Issue.record("init-addr last with nothing saved was accepted")
+        } catch {
+            #expect(error.message == "backend 'be' server 'd': no method found to resolve address 'no-such-host-d.invalid' (init-addr last)")
+        }
+        let waits = try LoadBalancer(configuration: Configuration.parse(Self.proxy("server e no-such-host-e.invalid:80 init-addr last,none")).configuration)
+        #expect(waits.startupNotices.isEmpty, "\(waits.startupNotices)")
     }
 
     @Test func aServerWithoutAPortGetsTheClientsDestinationPort() throws {
