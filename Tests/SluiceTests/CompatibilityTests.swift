@@ -333,6 +333,36 @@ struct CompatibilityTests {
                 == ["t.cfg:2: error: [backend 'sticky'] 'stick-table': 'peers nosuch': no peers section named 'nosuch'"])
     }
 
+    /// HAProxy refuses a stick or track key that no cast turns into the table's type: binary data
+    /// (a payload) for an address or integer table; a converter's string output, or a string or
+    /// binary table, is fine. Each file was checked with `haproxy -c`.
+    @Test func aBinaryKeyForAnAddressOrIntegerTableIsRefusedAsByHAProxy() {
+        func errors(_ type: String, _ rule: String) -> [String] {
+            CompatibilityTests.errors("""
+                frontend fe
+                  bind 127.0.0.1:9999
+                  stick-table type \(type) size 10
+                  tcp-request inspect-delay 1s
+                  \(rule)
+                  default_backend be
+                backend be
+                  server b 127.0.0.1:80
+                """)
+        }
+        #expect(errors("ip", "tcp-request content track-sc1 req.payload(0,4)")
+            == ["t.cfg:5: error: [frontend 'fe'] 'tcp-request content': Proxy 'fe': stick-table 'fe' uses a type incompatible with the 'track-sc1' rule (as HAProxy says: binary data is no address)"])
+        #expect(errors("integer", "tcp-request content track-sc0 req.payload_lv(0,1)").count == 1)
+        #expect(errors("string len 16", "tcp-request content track-sc0 req.payload(0,4)").isEmpty)
+        #expect(errors("ip", "tcp-request content track-sc0 req.payload(0,4),lower").isEmpty)
+        let stick = CompatibilityTests.errors("""
+            backend be
+              stick-table type ipv6 size 10
+              stick on req.payload(0,4)
+              server b 127.0.0.1:80
+            """)
+        #expect(stick == ["t.cfg:3: error: [backend 'be'] 'stick': Proxy 'be': type of fetch not usable with type of stick-table 'be' (as HAProxy says: binary data is no address)"])
+    }
+
     @Test func everyUnsupportedServerAndBindParameterIsReportedInOneRun() {
         let errors = CompatibilityTests.errors("""
             frontend fe

@@ -912,9 +912,12 @@ extension Parser {
         func rules(_ list: [RoutingDraft.RuleDraft], _ keyword: String) -> [TCPRule] {
             list.map { rule in
                 switch rule.action {
-                case .track(_, let key, let table):
+                case .track(let counter, let key, let table):
                     checkTable(table, nil, rule.location, keyword)
                     checkFetch(key.fetch, rule.location, keyword)
+                    if key.isBinary, let name = table ?? ownTable, let spec = tables[name], [.ipv4, .ipv6, .integer].contains(spec.keyType) {
+                        report(.error, proxy, rule.location, keyword: keyword, "Proxy '\(proxy.name)': stick-table '\(name)' uses a type incompatible with the 'track-sc\(counter)' rule (as HAProxy says: binary data is no \(spec.keyType == .integer ? "integer" : "address"))")
+                    }
                 case .setVariable(_, _, .expression(let e)):
                     checkFetch(e.fetch, rule.location, keyword)
                 case .setVariable(_, _, .format(let parts)):
@@ -987,6 +990,11 @@ extension Parser {
             var rule = draftRule.rule
             checkTable(rule.table, nil, draftRule.location, "stick")
             if let name = rule.table ?? ownTable { stickTablesWithServers.insert(name) }
+            // HAProxy refuses a key that no cast turns into the table's type: binary data (a
+            // payload) for an address or integer table (`sample_casts` has no bin→ip/int).
+            if rule.key.isBinary, let name = rule.table ?? ownTable, let spec = tables[name], [.ipv4, .ipv6, .integer].contains(spec.keyType) {
+                report(.error, proxy, draftRule.location, keyword: "stick", "Proxy '\(proxy.name)': type of fetch not usable with type of stick-table '\(name)' (as HAProxy says: binary data is no \(spec.keyType == .integer ? "integer" : "address"))")
+            }
             checkFetch(rule.key.fetch, draftRule.location, "stick")
             rule.condition = resolve(draftRule.condition, keyword: "stick")
             if uses(rule.condition, { fetch in

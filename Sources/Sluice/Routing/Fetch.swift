@@ -488,6 +488,20 @@ struct SampleExpression: Sendable, Hashable {
     var fetch: Fetch
     var converters: [Converter] = []
 
+    /// Whether the expression gives binary data (a payload, no converter after it): HAProxy's
+    /// SMP_T_BIN, which no cast turns into an address or an integer.
+    var isBinary: Bool {
+        guard converters.isEmpty else { return false }
+        func binary(_ f: Fetch) -> Bool {
+            switch f {
+            case .payload, .payloadLengthValue: true
+            case .response(let inner), .anyDirection(let inner): binary(inner)
+            default: false
+            }
+        }
+        return binary(fetch)
+    }
+
     /// Parses `fetch[,converter]*`; `readFile` reads the files converters name (maps).
     static func parse(_ text: String, readFile: (String) -> Result<String, SystemError> = Parser.readFile) -> Result<SampleExpression, ValueError> {
         var parts: [String] = []
