@@ -153,7 +153,7 @@ struct ParserTests {
               http-check disable-on-404
             """), file: "t.cfg")
         let check = try #require(parsed.configuration.backends.first?.healthCheck.httpCheck)
-        #expect(check.connect == HTTPCheck.Connect(port: 8008, address: "127.0.0.2"))
+        #expect(check.connect == HTTPCheck.Connect(port: 8008, address: "127.0.0.2", socks: .server))
         #expect(check.body == "ping" && check.method == "POST" && check.disableOn404)
         #expect(Self.errors(backend("  option httpchk\n  http-check connect\n  http-check send uri /\n  http-check connect port 81"))
                 == ["t.cfg:10: error: [listen 'fe'] 'http-check connect': a second connection in one check (several exchanges) is not supported yet; Sluice checks with one request"])

@@ -91,8 +91,12 @@ extension Parser {
             while i < args.count {
                 switch args[i] {
                 case "default", "linger":
-                    // `default`: the server's own check settings, which Sluice applies anyway;
-                    // `linger`: a clean close, which is how Sluice ends every check.
+                    // `default`: the server's own check settings (which Sluice applies anyway, and
+                    // its `check-via-socks4`); `linger`: a clean close, how Sluice ends every check.
+                    if args[i] == "default" && connect.socks == .never { connect.socks = .server }
+                    i += 1
+                case "via-socks4":
+                    connect.socks = .always
                     i += 1
                 case "port" where i + 1 < args.count:
                     guard let port = value(ValueParser.integer(args[i + 1], in: 1...65535, what: "port"), location, keyword: keyword) else { return }
@@ -107,7 +111,7 @@ extension Parser {
                 case "ssl", "sni", "alpn":
                     guard connectTLSOption(&tls, args, &i, location, keyword: keyword) else { return }
                 default:
-                    return error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: default, port <n>, addr <ip>, ssl, sni <name>, alpn <list>, linger")
+                    return error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: default, port <n>, addr <ip>, via-socks4, ssl, sni <name>, alpn <list>, linger")
                 }
             }
             check.connect = connect
@@ -140,6 +144,7 @@ extension Parser {
             var port: Int?
             var tls = (ssl: false, sni: String?.none, alpn: String?.none)
             var header = CheckConnectHeader.never
+            var socks = CheckConnectSOCKS.never
             var i = 0
             while i < args.count {
                 if ["ssl", "sni", "alpn"].contains(args[i]) {
@@ -147,20 +152,27 @@ extension Parser {
                     continue
                 }
                 if args[i] == "default" || args[i] == "send-proxy" {
-                    // `default`: the server's check settings, its PROXY header included; `send-proxy`: a header always.
+                    // `default`: the server's check settings, its PROXY header and `check-via-socks4`
+                    // included; `send-proxy`: a header always.
                     if args[i] == "send-proxy" { header = .always } else if header == .never { header = .server }
+                    if args[i] == "default" && socks == .never { socks = .server }
+                    i += 1
+                    continue
+                }
+                if args[i] == "via-socks4" {
+                    socks = .always
                     i += 1
                     continue
                 }
                 guard args[i] == "port", i + 1 < args.count else {
-                    error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: default, port <n>, send-proxy, ssl, sni <name>, alpn <list>")
+                    error(location, keyword: keyword, "'\(args[i])' is not supported yet; supported: default, port <n>, send-proxy, via-socks4, ssl, sni <name>, alpn <list>")
                     return
                 }
                 guard let p = value(ValueParser.integer(args[i + 1], in: 1...65535, what: "port"), location, keyword: keyword) else { return }
                 port = p
                 i += 2
             }
-            rule = .connect(port: port, header: header)
+            rule = .connect(port: port, header: header, socks: socks)
             proxy.checkConnectTLS = tls.ssl ? ConnectTLS(sni: tls.sni, alpn: tls.alpn) : nil
         case "send":
             guard args.count == 1 else {

@@ -1067,15 +1067,18 @@ public struct HTTPCheck: Hashable, Sendable {
     /// Whether a `send` or `expect` line came (a later `connect` would open a second exchange).
     var hasExchange = false
 
-    /// `http-check connect [default] [port <n>] [addr <ip>] [linger]`.
+    /// `http-check connect [default] [port <n>] [addr <ip>] [via-socks4] [linger]`.
     public struct Connect: Hashable, Sendable {
         /// Wins over the server's `port` (as `tcp-check connect port`).
         public var port: Int?
         /// Wins over the server's `addr`.
         public var address: String?
-        public init(port: Int? = nil, address: String? = nil) {
+        /// Through the server's `socks4` proxy: `default` follows `check-via-socks4`, `via-socks4` always.
+        public var socks: CheckConnectSOCKS = .never
+        public init(port: Int? = nil, address: String? = nil, socks: CheckConnectSOCKS = .never) {
             self.port = port
             self.address = address
+            self.socks = socks
         }
     }
 
@@ -1118,11 +1121,23 @@ public enum CheckConnectHeader: Hashable, Sendable {
     case never
 }
 
+/// Whether a check's connection goes through the server's `socks4` proxy, as HAProxy 2.6 decides
+/// it (`TCPCHK_OPT_DEFAULT_CONNECT`, `TCPCHK_OPT_SOCKS4`).
+public enum CheckConnectSOCKS: Hashable, Sendable {
+    /// No `connect` rule, or `connect default`: when the server says `check-via-socks4`.
+    case server
+    /// `connect via-socks4`: whenever the server has a `socks4` proxy.
+    case always
+    /// A `connect` rule with neither: direct.
+    case never
+}
+
 /// A `tcp-check` line: the check is a conversation run in order.
 public enum TCPCheckRule: Hashable, Sendable {
-    /// `connect [default] [port <n>] [send-proxy] …`: where the conversation goes (the server's
-    /// port when nil) and whether it opens with a PROXY header.
-    case connect(port: Int?, header: CheckConnectHeader)
+    /// `connect [default] [port <n>] [send-proxy] [via-socks4] …`: where the conversation goes (the
+    /// server's port when nil), whether it opens with a PROXY header, whether it goes through the
+    /// server's SOCKS4 proxy.
+    case connect(port: Int?, header: CheckConnectHeader, socks: CheckConnectSOCKS = .never)
     /// `send <text>` / `send-binary <hex>`.
     case send([UInt8])
     /// `expect [!] string <text>`: what arrived contains it.

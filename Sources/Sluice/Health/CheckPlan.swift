@@ -10,6 +10,8 @@ struct CheckPlan: Sendable {
     let rulePort: Int?
     /// Whether the check opens with a PROXY header: a leading `tcp-check connect` says.
     let connectHeader: CheckConnectHeader
+    /// Whether the check goes through the server's `socks4` proxy.
+    let viaSOCKS: Bool
     let rise: Int
     let fall: Int
     let intervalMs: Int64
@@ -19,18 +21,16 @@ struct CheckPlan: Sendable {
     init(server: Server, check: ServerCheck, serverAddress: SocketAddress, backend: Backend) throws(SluiceError) {
         var rulePort: Int?
         var connectHeader = CheckConnectHeader.server
-        var connectRule = backend.healthCheck.httpCheck?.connect != nil
+        var socks = backend.healthCheck.httpCheck?.connect?.socks ?? .server
         if case .tcp(let rules) = backend.healthCheck,
-           case .connect(let p, let header)? = rules.first(where: { if case .comment = $0 { false } else { true } }) {
+           case .connect(let p, let header, let s)? = rules.first(where: { if case .comment = $0 { false } else { true } }) {
             rulePort = p
             connectHeader = header
-            connectRule = true
+            socks = s
         }
-        // HAProxy sends a check through the proxy only from its implicit connect or one marked
-        // `default` (or `socks4`); Sluice does not keep those marks on an explicit rule.
-        if server.checkViaSocks4 && server.socks4 != nil && connectRule {
-            throw SluiceError("backend '\(backend.name)' server '\(server.name)': 'check-via-socks4' with an explicit 'tcp-check connect' or 'http-check connect' rule is not supported yet; without the rule the check goes through the proxy")
-        }
+        // As HAProxy: the implicit connect, or one marked `default`, follows `check-via-socks4`;
+        // one marked `via-socks4` always goes through the proxy; any other goes direct.
+        viaSOCKS = server.socks4 != nil && (socks == .always || (socks == .server && server.checkViaSocks4))
         self.connectHeader = connectHeader
         if let connect = backend.healthCheck.httpCheck?.connect { rulePort = connect.port }
         let ruleAddress = backend.healthCheck.httpCheck?.connect?.address
@@ -53,6 +53,7 @@ struct CheckPlan: Sendable {
         port = agent.port
         rulePort = nil
         connectHeader = .never  // agents never get one (HAProxy)
+        viaSOCKS = false  // nor go through a SOCKS4 proxy
         rise = 1
         fall = 1
         intervalMs = (agent.interval ?? server.check?.interval ?? ServerCheck().interval).milliseconds

@@ -364,9 +364,9 @@ final class CheckRunner {
             let settings = server.connectSettings
             let plan = (targets[t].role == .health ? server.checkPlan : server.agentPlan) ?? targets[t].plan
             let destination = plan.address(serverAddress: server.address)
-            // `check-via-socks4`: through the server's proxy, asked for the check's destination
-            // (HAProxy's checks only; its agent checks always go direct).
-            let proxy = targets[t].role == .health && settings.checkViaSocks4 ? settings.socks4 : nil
+            // `check-via-socks4` (or a connect rule's `via-socks4`): through the server's proxy,
+            // asked for the check's destination (never an agent check's, as HAProxy).
+            let proxy = plan.viaSOCKS ? settings.socks4 : nil
             targets[t].socksDestination = proxy == nil ? nil : destination
             (fd, done) = try Socket.connect(to: proxy ?? destination,
                                             from: settings.source ?? targets[t].backend.settings.source, buffers: serverBuffers,
