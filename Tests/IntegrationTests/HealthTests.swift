@@ -213,9 +213,10 @@ extension Loopback {
         guard HAProxyProcess.requireInstalled() else { return }
         let refusing = try TestServer(.halfCloseFirst("-ERR loading\r\n")), silent = try TestServer(.silent)
         defer { refusing.stop(); silent.stop() }
-        func backend(_ name: String, _ rules: String, _ server: TestServer) -> String {
+        let dead = try Net.closedPort()
+        func backend(_ name: String, _ rules: String, _ server: TestServer?) -> String {
             "backend \(name)\n  option tcp-check\n  default-server inter 300ms rise 1 fall 1\n"
-                + rules.split(separator: "\n").map { "  tcp-check \($0)\n" }.joined() + "  server s 127.0.0.1:\(server.port) check\n"
+                + rules.split(separator: "\n").map { "  tcp-check \($0)\n" }.joined() + "  server s 127.0.0.1:\(server?.port ?? dead) check\n"
         }
         let (proxy, haproxy, sockets) = try Loopback.RuntimeAPITests.sideBySide { port, socket in
             StatsClient.preamble(socket: socket) + "frontend fe\n  bind 127.0.0.1:\(port)\n  default_backend comments\n"
@@ -224,6 +225,9 @@ extension Loopback {
                 + backend("regex", "comment only\\ the\\ send\nsend PING\\r\\n\nexpect rstring ^[+]PONG", refusing)
                 + backend("binary", "send PING\\r\\n\nexpect binary 2b504f4e47", refusing)
                 + backend("timeout", "connect\nsend PING\\r\\n\ncomment waiting\nexpect string +PONG", silent)
+                // Refused connections: the implicit connect, and a rule's own (with its port and comment).
+                + backend("initial", "send PING\\r\\n\nexpect string +PONG", nil)
+                + backend("stepped", "comment dialing\nconnect port \(dead)\nsend PING\\r\\n\nexpect string +PONG", nil)
         }
         defer { proxy.stop(); haproxy.stop() }
         var results: [[String]] = []
@@ -231,13 +235,15 @@ extension Loopback {
             var rows: [String] = []
             try eventually("every check ended") {
                 rows = try StatsClient.showStat(socket).filter { $0["svname"] == "s" }.map { "\($0["pxname"] ?? "") \($0["check_status"] ?? "") \($0["last_chk"] ?? "")" }
-                return rows.count == 5 && rows.allSatisfy { !$0.contains("* ") && !$0.contains("INI") && !$0.hasSuffix(" ") }
+                return rows.count == 7 && rows.allSatisfy { !$0.contains("* ") && !$0.contains("INI") && !$0.hasSuffix(" ") }
             }
             results.append(rows)
         }
         #expect(results[0] == results[1], "Sluice \(results[0]), HAProxy \(results[1])")
         #expect(results[1].contains("comments L7RSP TCPCHK did not match content '+PONG' at step 5 comment: Expecting PONG"), "\(results[1])")
         #expect(results[1].contains("timeout L7TOUT  at step 4 of tcp-check (expect string '+PONG') comment: 'waiting'"), "\(results[1])")
+        #expect(results[1].contains("initial L4CON Connection refused at initial connection step of tcp-check"), "\(results[1])")
+        #expect(results[1].contains("stepped L4CON Connection refused at step 2 of tcp-check (connect port \(dead)) comment: 'dialing'"), "\(results[1])")
     }
 
     /// `tcp-check expect rbinary`: the regex sees the reply in upper-case hexadecimal ("+PONG" is

@@ -145,13 +145,7 @@ extension Loopback {
             "bydefault DOWN SOCKERR SOCKS4 Proxy deny the request at step 1 of tcp-check (connect)", "byrule UP L4OK (tcp-check)",
             "forced DOWN SOCKERR SOCKS4 Proxy deny the request",
         ], "\(seen)")
-        // Where the proxy was used, Sluice agrees on every row; its `last_chk` for a tcp-check
-        // ruleset's own connect still lacks HAProxy's " at step 1 of tcp-check (connect)" and
-        // "(tcp-check)" (a difference older than SOCKS4, for any connect failure in a ruleset).
-        func withoutRulesetWords(_ rows: [String]?) -> [String] {
-            (rows ?? []).map { $0.replacingOccurrences(of: " at step 1 of tcp-check (connect)", with: "").replacingOccurrences(of: "(tcp-check)", with: "") }
-        }
-        #expect(withoutRulesetWords(seen["sluice"]) == withoutRulesetWords(seen["haproxy"]), "\(seen)")
+        #expect(seen["sluice"] == seen["haproxy"], "\(seen)")
         #expect(granting.requests.withLock { $0.allSatisfy { $0.destination == "127.0.0.1:\(server.port)" && $0.userID == "HAProxy" } })
     }
 }

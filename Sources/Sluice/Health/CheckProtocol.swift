@@ -23,6 +23,38 @@ enum CheckProtocol: Sendable {
         case judge(ReplyJudge, step: Int)
     }
 
+    /// HAProxy's additions to the results of a plain `tcp-check` ruleset (not a protocol check):
+    /// where a connection failed (check.c's `chk_report_conn_err`), and the pass of a ruleset that
+    /// ends with its own connect rule (tcpcheck.c).
+    struct RulesetWords: Sendable {
+        /// After a failed connection's reason: " at initial connection step of tcp-check" for the
+        /// implicit connect, else " at step <n> of tcp-check (connect[ port <p>])[ comment: '<c>']".
+        let connectFailure: String
+        /// "(tcp-check)" when the ruleset is an explicit connect and nothing after it.
+        let passInfo: String?
+
+        init?(_ kind: HealthCheck) {
+            guard case .tcp(let rules) = kind else { return nil }
+            var comment: String?
+            for (index, rule) in rules.enumerated() {
+                switch rule {
+                case .comment(let text): comment = text
+                case .connect(let port, _, _):
+                    connectFailure = " at step \(index + 1) of tcp-check (connect\(port.map { " port \($0)" } ?? ""))" + (comment.map { " comment: '\($0)'" } ?? "")
+                    let rest = rules[(index + 1)...].contains { if case .comment = $0 { false } else { true } }
+                    passInfo = rest ? nil : "(tcp-check)"
+                    return
+                default:
+                    connectFailure = " at initial connection step of tcp-check"
+                    passInfo = nil
+                    return
+                }
+            }
+            connectFailure = " at initial connection step of tcp-check"
+            passInfo = nil
+        }
+    }
+
     /// How HAProxy words a failed expectation: its rule's step number (every configured rule counts,
     /// `connect` and `comment` included), the comment attached to it, and the pattern as its two
     /// messages show it (tcpcheck.c for a mismatch, check.c for a timeout).

@@ -18,6 +18,8 @@ final class CheckRunner {
         let server: ServerState
         let plan: CheckPlan
         let proto: CheckProtocol
+        /// A plain tcp-check ruleset's words for connection failures and a connect-only pass.
+        var rulesetWords: CheckProtocol.RulesetWords? = nil
         /// `timeout check`: once connected, the rest of the check must finish within it; 0 = unset.
         let checkTimeoutMs: Int64
         /// `timeout connect`, which bounds the connect when `timeout check` is set.
@@ -167,6 +169,7 @@ final class CheckRunner {
                     checkTimeoutMs: config.checkTimeout?.milliseconds ?? 0,
                     connectTimeoutMs: config.effectiveConnectTimeout.milliseconds,
                     logsEveryChange: config.logHealthChecks, tlsContext: tlsContext, counter: counter, nextAt: 0))
+                targets[targets.count - 1].rulesetWords = CheckProtocol.RulesetWords(config.healthCheck)
             }
         }
         if started { start() }
@@ -266,6 +269,7 @@ final class CheckRunner {
                     default: break
                     }
                 }
+                if !targets[t].connected && targets[t].tls == nil { info = connectFailure(t, "") }
                 finish(t, CheckResult(status: targets[t].connected ? status : targets[t].tls != nil ? .layer6Timeout : .layer4Timeout, info: info))
             }
         } else if now >= targets[t].nextAt {
@@ -282,7 +286,7 @@ final class CheckRunner {
             do {
                 guard try SOCKS4.readReply(targets[t].fd) else { return }
             } catch {
-                return finish(t, CheckResult(status: .socketError, info: error.message))
+                return finish(t, CheckResult(status: .socketError, info: connectFailure(t, error.message)))
             }
             targets[t].socksAwaiting = false
             return transportConnected(t)
@@ -294,13 +298,18 @@ final class CheckRunner {
         if !targets[t].connected {
             guard events & (CShims_EPOLLOUT | CShims_EPOLLERR | CShims_EPOLLHUP) != 0 else { return }
             if let code = Socket.pendingError(targets[t].fd) {
-                finish(t, CheckResult(status: .layer4Connection, info: String(cString: strerror(code))))
+                finish(t, CheckResult(status: .layer4Connection, info: connectFailure(t, String(cString: strerror(code)))))
                 return
             }
             transportConnected(t)
             return
         }
         talk(t)
+    }
+
+    /// A failed connection's reason as HAProxy gives it, with a tcp-check ruleset's step after it.
+    private func connectFailure(_ t: Int, _ reason: String) -> String {
+        reason + (targets[t].rulesetWords?.connectFailure ?? "")
     }
 
     /// `observe layer4` reached `error-limit` on traffic: apply the server's `on-error` action.
@@ -374,7 +383,7 @@ final class CheckRunner {
         } catch {
             // Failed inside connect(2), not after it: HAProxy's SOCKERR (`chk_report_conn_err`
             // without CO_FL_WAIT_L4_CONN), where a refusal that comes back later is L4CON.
-            finish(t, CheckResult(status: .socketError, info: error.reason))
+            finish(t, CheckResult(status: .socketError, info: connectFailure(t, error.reason)))
             return
         }
         targets[t].fd = fd
@@ -394,7 +403,7 @@ final class CheckRunner {
             do {
                 try SOCKS4.sendRequest(targets[t].fd, for: destination)
             } catch {
-                return finish(t, CheckResult(status: .socketError, info: error.message))
+                return finish(t, CheckResult(status: .socketError, info: connectFailure(t, error.message)))
             }
             targets[t].socksDestination = nil
             targets[t].socksAwaiting = true
@@ -448,7 +457,7 @@ final class CheckRunner {
             // bytes on a fresh socket: one send takes them), as HAProxy does.
             if !targets[t].out.isEmpty { _ = targets[t].out.withUnsafeBytes { send(t, $0) } }
             // Over TLS the handshake is what passed: HAProxy's L6OK.
-            finish(t, CheckResult(status: targets[t].tls == nil ? .layer4OK : .layer6OK))
+            finish(t, targets[t].tls == nil ? CheckResult(status: .layer4OK, info: targets[t].rulesetWords?.passInfo ?? "") : CheckResult(status: .layer6OK))
             return
         }
         talk(t)
