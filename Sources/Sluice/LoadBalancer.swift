@@ -932,6 +932,8 @@ public final class LoadBalancer: Sendable {
         if !declared.consistentHashing && (declared.balance == .source || declared.balance == .hash) {
             throw SluiceError("Backend must use a dynamic load balancing to support dynamic servers.")
         }
+        // HAProxy's `add server` refuses `socks4`; a library caller gets the same answer.
+        if server.socks4 != nil { throw SluiceError("'socks4' option is not accepted for dynamic server") }
         let host = server.endpoint.host ?? "0.0.0.0"
         let resolved = if let unix = server.endpoint.unix { unix.address } else { SocketAddress(ip: host, port: server.endpoint.port) }
         let address = resolved ?? SocketAddress(ip: "0.0.0.0", port: server.endpoint.port)!

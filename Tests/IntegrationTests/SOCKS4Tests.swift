@@ -91,6 +91,10 @@ extension Loopback {
         let proxy = try RunningProxy(tcpDefaults() + "listen l\n  bind 127.0.0.1:0\n  server a 127.0.0.1:1\n")
         defer { proxy.stop() }
         #expect(proxy.balancer.runtimeReply("add server l/b 127.0.0.1:2 socks4 127.0.0.1:1080") == "'socks4' option is not accepted for dynamic server\n\n")
+        // The library's `addServer` says the same rather than connect past the proxy.
+        var server = Server(name: "c", endpoint: Endpoint(host: "127.0.0.1", port: 2))
+        server.socks4 = Endpoint(host: "127.0.0.1", port: 1080)
+        #expect(throws: SluiceError.self) { _ = try proxy.balancer.addServer(server, to: "l") }
     }
 
     /// `check-via-socks4` sends health checks through the proxy too, and reports a refusal or a
