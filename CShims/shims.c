@@ -59,6 +59,8 @@ int CShims_socket_nonblock(int domain, int type) { return socket(domain, type | 
 int CShims_accept4_nonblock(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
 int CShims_accept4_nonblock_peer(int fd, struct sockaddr *addr, socklen_t *len) { return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC); }
 
+int CShims_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+
 int CShims_setsockopt_int(int fd, int level, int name, int value) {
     return setsockopt(fd, level, name, &value, sizeof(value));
 }

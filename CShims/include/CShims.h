@@ -31,6 +31,8 @@ extern const int CShims_EPOLL_CTL_DEL;
 /// so events are read through these accessors.
 typedef struct epoll_event CShims_epoll_event;
 int CShims_epoll_create(void);
+/// setns(fd, CLONE_NEWNET): the calling thread enters the network namespace `fd` refers to.
+int CShims_setns_net(int fd);
 int CShims_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int CShims_epoll_wait(int epfd, CShims_epoll_event *events, int maxevents, int timeout_ms);
 uint32_t CShims_epoll_event_events(const CShims_epoll_event *events, int index);

@@ -154,6 +154,14 @@ public final class LoadBalancer: Sendable {
         for backend in configuration.backends {
             var servers: [ResolvedPlan.ServerPlan] = []
             for var server in backend.servers {
+                if let name = server.namespace {
+                    do {
+                        server.namespaceDescriptor = try NetworkNamespace.descriptor(name)
+                    } catch {
+                        problems.append("backend '\(backend.name)' server '\(server.name)': \(error.message)")
+                        continue
+                    }
+                }
                 if let socks = server.socks4, let host = socks.host {
                     do {
                         server.socks4Address = try SocketAddress.resolve(host: host, port: socks.port)
@@ -934,6 +942,7 @@ public final class LoadBalancer: Sendable {
         }
         // HAProxy's `add server` refuses `socks4`; a library caller gets the same answer.
         if server.socks4 != nil { throw SluiceError("'socks4' option is not accepted for dynamic server") }
+        if server.namespace != nil { throw SluiceError("'namespace' option is not accepted for dynamic server") }
         let host = server.endpoint.host ?? "0.0.0.0"
         let resolved = if let unix = server.endpoint.unix { unix.address } else { SocketAddress(ip: host, port: server.endpoint.port) }
         let address = resolved ?? SocketAddress(ip: "0.0.0.0", port: server.endpoint.port)!

@@ -369,13 +369,13 @@ struct CompatibilityTests {
               bind 300.1.1.1:80 accept-proxy frob v4v6
               default_backend be
             backend be
-              server a 10.0.0.1:99999 namespace red track be/b frob weight 2 ssl
+              server a 10.0.0.1:99999 check-proto h2 track be/b frob weight 2 ssl
             """)
         #expect(errors == [
             "t.cfg:2: error: [frontend 'fe'] 'bind': '300.1.1.1' is not a valid IPv4 address",
             "t.cfg:2: error: [frontend 'fe'] 'bind': unknown bind parameter 'frob'",
             "t.cfg:5: error: [backend 'be'] 'server': port 99999 in '10.0.0.1:99999' is outside 1...65535",
-            "t.cfg:5: error: [backend 'be'] 'server': server parameter 'namespace' for server 'a' is not supported yet: network namespaces",
+            "t.cfg:5: error: [backend 'be'] 'server': server parameter 'check-proto' for server 'a' is not supported yet: multiplexer protocols are HTTP",
             "t.cfg:5: error: [backend 'be'] 'server': unknown server parameter 'frob' for server 'a'",
             "t.cfg:5: error: [backend 'be'] 'server': 'ssl' for server 'a': TLS to servers is not supported for forwarded traffic; Sluice forwards the client's bytes untouched (health checks may use TLS: 'check-ssl')",
         ])

@@ -384,7 +384,8 @@ struct ParserTests {
     @Test func unsupportedButValidHAProxyKeywordsSaySoInsteadOfBeingIgnored() {
         #expect(Self.errors(Self.valid + "  balance hash hdr(host)\n").first?.contains("fetch 'hdr' is not supported") == true)
         #expect(Self.errors(Self.valid + "  balance random(0)\n") == ["t.cfg:6: error: [backend 'be'] 'balance': 'random(0)': expected random(<draws>) with 1 to 100 draws"])
-        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 namespace red\n") == ["t.cfg:6: error: [backend 'be'] 'server': server parameter 'namespace' for server 'b' is not supported yet: network namespaces"])
+        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 check-proto h2\n") == ["t.cfg:6: error: [backend 'be'] 'server': server parameter 'check-proto' for server 'b' is not supported yet: multiplexer protocols are HTTP"])
+        #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 namespace *\n") == ["t.cfg:6: error: [backend 'be'] 'server': 'namespace *' for server 'b' (the namespace each client's PROXY header names) is not supported yet; name one"])
         // `socks4` is read now; its address needs a port, as HAProxy's.
         #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 socks4 127.0.0.1\n") == ["t.cfg:6: error: [backend 'be'] 'server': 'socks4 127.0.0.1' for server 'b': missing port specification in '127.0.0.1' (as HAProxy)"])
         #expect(Self.errors(Self.valid + "  server b 10.0.0.2:80 socks4 127.0.0.1:1080 check-via-socks4\n").isEmpty)

@@ -74,8 +74,8 @@ public final class ServerState: Sendable {
     public var configuration: Server { configurationStorage.withLock { $0 } }
     /// What its line says about each connection to it, read per connection (only these fields
     /// are copied): `source`, and `tcp-ut` in milliseconds (0: the kernel's).
-    var connectSettings: (source: SourceBinding?, userTimeoutMs: Int, fastOpen: Bool, socks4: SocketAddress?) {
-        configurationStorage.withLock { ($0.source, $0.userTimeout.map { Int($0.milliseconds) } ?? 0, $0.fastOpen, $0.socks4Address) }
+    var connectSettings: (source: SourceBinding?, userTimeoutMs: Int, fastOpen: Bool, socks4: SocketAddress?, namespace: CInt?) {
+        configurationStorage.withLock { ($0.source, $0.userTimeout.map { Int($0.milliseconds) } ?? 0, $0.fastOpen, $0.socks4Address, $0.namespaceDescriptor) }
     }
     /// Where and how often checks run; nil without `check`. A reload may replace it.
     let checkPlanStorage: Mutex<CheckPlan?>

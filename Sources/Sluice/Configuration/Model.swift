@@ -657,6 +657,11 @@ public struct Server: Hashable, Sendable {
     public var checkViaSocks4: Bool = false
     /// The `socks4` proxy's address, resolved with the server's (the balancer sets it).
     var socks4Address: SocketAddress?
+    /// `namespace <name>`: connections to the server (and its checks) are made in this network
+    /// namespace (`ip netns add <name>`), as HAProxy's; Sluice needs CAP_SYS_ADMIN for it.
+    public var namespace: String?
+    /// The open namespace (the balancer sets it with the server's address).
+    var namespaceDescriptor: CInt?
 
     /// Whether health checks open with a PROXY header: HAProxy 2.6's `init_srv_check` rule, where
     /// checks of a server that sends one send it too unless `port`/`addr` point them elsewhere.

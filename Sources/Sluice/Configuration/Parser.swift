@@ -221,6 +221,7 @@ struct ServerTemplate {
     var checkSendProxy = false
     var socks4: Endpoint?
     var checkViaSocks4 = false
+    var namespace: String?
     var nonStick = false
     var userTimeout: Duration?
     var fastOpen = false

@@ -122,6 +122,7 @@ extension Parser {
         server.track = template.track
         server.checkSendProxy = template.checkSendProxy
         server.socks4 = template.socks4
+        server.namespace = template.namespace
         server.checkViaSocks4 = template.checkViaSocks4
         server.nonStick = template.nonStick
         server.userTimeout = template.userTimeout
@@ -273,6 +274,13 @@ extension Parser {
                     error(location, keyword: keyword, "'socks4 \(arg)'\(who): \(e.message)")
                 }
             case "check-via-socks4": t.checkViaSocks4 = true
+            case "namespace":
+                // `*`: the namespace a client's PROXY header names (its NETNS TLV), per session.
+                if arg == "*" {
+                    error(location, keyword: keyword, "'namespace *'\(who) (the namespace each client's PROXY header names) is not supported yet; name one")
+                } else {
+                    t.namespace = arg
+                }
             case "no-check-send-proxy": t.checkSendProxy = false
             case "init-addr":
                 var methods: [InitAddressMethod] = []
@@ -380,7 +388,6 @@ enum ServerKeywords {
 
     static let notYet: [String: String] = [
         "proto": "multiplexer protocols are HTTP", "check-proto": "multiplexer protocols are HTTP",
-        "namespace": "network namespaces",
         "set-proxy-v2-tlv-fmt": "custom PROXY-protocol TLVs",
         "log-proto": "log servers", "shard": "peers", "guid": "GUIDs", "check-reuse-pool": "connection reuse",
         "hash-key": "consistent-hash keys", "idle-ping": "idle pings", "strict-maxconn": "strict maxconn",
@@ -390,7 +397,7 @@ enum ServerKeywords {
 extension Server {
     /// Parameters a server added at run time may not have (HAProxy's list for `add server`, less
     /// what Sluice refuses anyway): its address is given as it is, and it inherits nothing.
-    static let notForDynamicServers: Set<String> = ["init-addr", "resolvers", "resolve-prefer", "resolve-net", "resolve-opts", "cookie", "redir", "socks4"]
+    static let notForDynamicServers: Set<String> = ["init-addr", "resolvers", "resolve-prefer", "resolve-net", "resolve-opts", "cookie", "redir", "socks4", "namespace"]
 
     /// A server for `add server <backend>/<name> <address>[:<port>] [param*]`, read with the
     /// `server` line's keywords but without `default-server` (as HAProxy). The failure is the

@@ -47,7 +47,8 @@ extension Worker {
             sessions[i].socks = settings.socks4 == nil ? .none : .due
             (fd, connected) = try Socket.connect(to: settings.socks4 ?? address, from: source, presenting: source?.presentedAddress(client: sessions[i].client, context: sessions[i].context),
                                                  fastOpen: settings.fastOpen && settings.socks4 == nil && Socket.hasPendingInput(sessions[i].client), buffers: process.serverBuffers,
-                                                 userTimeoutMs: settings.userTimeoutMs, keepAlive: sessions[i].policy.backend.keepAlive)
+                                                 userTimeoutMs: settings.userTimeoutMs, keepAlive: sessions[i].policy.backend.keepAlive,
+                                                 namespace: settings.namespace)
         } catch {
             backend.releaseSlot(of: server)
             if error.isDescriptorExhaustion {

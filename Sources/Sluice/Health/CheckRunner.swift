@@ -379,7 +379,7 @@ final class CheckRunner {
             targets[t].socksDestination = proxy == nil ? nil : destination
             (fd, done) = try Socket.connect(to: proxy ?? destination,
                                             from: settings.source ?? targets[t].backend.settings.source, buffers: serverBuffers,
-                                            userTimeoutMs: settings.userTimeoutMs)
+                                            userTimeoutMs: settings.userTimeoutMs, namespace: settings.namespace)
         } catch {
             // Failed inside connect(2), not after it: HAProxy's SOCKERR (`chk_report_conn_err`
             // without CO_FL_WAIT_L4_CONN), where a refusal that comes back later is L4CON.

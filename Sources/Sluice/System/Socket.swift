@@ -129,8 +129,14 @@ enum Socket {
     /// the SYN, with the data once the server has given a cookie.
     static func connect(to address: SocketAddress, from source: SourceBinding? = nil, presenting foreign: SocketAddress? = nil,
                         fastOpen: Bool = false, buffers: SocketBufferSizes = SocketBufferSizes(),
-                        userTimeoutMs: Int = 0, keepAlive: KeepAliveSettings = KeepAliveSettings()) throws(SystemError) -> (fd: CInt, connected: Bool) {
-        let fd = try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
+                        userTimeoutMs: Int = 0, keepAlive: KeepAliveSettings = KeepAliveSettings(),
+                        namespace: CInt? = nil) throws(SystemError) -> (fd: CInt, connected: Bool) {
+        func make() throws(SystemError) -> CInt {
+            try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
+        }
+        // `namespace`: the socket is made there (the connect then happens in it).
+        let fd: CInt
+        if let namespace { fd = try NetworkNamespace.within(namespace, make) } else { fd = try make() }
         if address.isUnix {
             // No TCP options, no source address: a UNIX socket has neither (HAProxy's `uxst` connect).
             if buffers.isSet { setBufferSizes(fd, buffers) }
