@@ -199,6 +199,12 @@ public final class LoadBalancer: Sendable {
             }
             var binds: [SocketAddress] = []
             for bind in frontend.binds {
+                // A namespace is opened with the configuration, so `-c` finds a missing one.
+                if let name = bind.namespace {
+                    do { _ = try NetworkNamespace.descriptor(name) } catch {
+                        problems.append("frontend '\(frontend.name)': bind \(bind.endpoint): \(error.message)")
+                    }
+                }
                 if let unix = bind.endpoint.unix {
                     guard let address = unix.address else { preconditionFailure("the parser let a UNIX socket name too long for sockaddr_un through: \(unix)") }
                     binds.append(address)
@@ -597,12 +603,19 @@ public final class LoadBalancer: Sendable {
             // HAProxy numbers a frontend's listeners as it numbers proxies.
             let bindIDs = Numbering.assign(frontend.binds.map(\.id))
             for (bindIndex, (bind, resolved)) in zip(frontend.binds, plan.binds[frontend.name] ?? []).enumerated() {
-                let key = Self.listenerKey(frontend.name, resolved)
+                let key = Self.listenerKey(frontend.name, resolved, bind.namespace)
                 if let kept = keep[key] {
                     opened.addresses[frontend.name, default: []].append(kept)
                     continue
                 }
                 var address = resolved
+                let namespace: CInt?
+                do {
+                    namespace = try bind.namespace.map { name throws(SluiceError) in try NetworkNamespace.descriptor(name) }
+                } catch {
+                    opened.closeAll()
+                    throw SluiceError("frontend '\(frontend.name)': cannot listen on \(bind.endpoint): \(error.message)")
+                }
                 let backlog = bind.backlog ?? max(1024, min(frontend.maxConnections ?? 1024, 65535))
                 let limit = BindState(maximum: bind.maxConnections, id: bindIDs[bindIndex])
                 for w in 0..<threads {
@@ -612,7 +625,8 @@ public final class LoadBalancer: Sendable {
                             // One socket (UNIX sockets have no SO_REUSEPORT); each reactor watches its own duplicate.
                             fd = w == 0 ? try Self.listenUnix(address, bind, backlog: backlog) : try Self.duplicate(opened.byWorker[0].last!.fd)
                         } else {
-                            fd = try Socket.listen(on: address, backlog: backlog, reusePort: true, options: Self.listenOptions(bind, backlog: backlog)).release()
+                            fd = try Socket.listen(on: address, backlog: backlog, reusePort: true, options: Self.listenOptions(bind, backlog: backlog),
+                                                   namespace: namespace).release()
                         }
                         if address.port == 0 && !address.isUnix {
                             // Port 0: the kernel picked one; the other reactors join it.
@@ -663,7 +677,10 @@ public final class LoadBalancer: Sendable {
     }
 
     /// Identifies a listener across reloads: the frontend and the address as configured.
-    static func listenerKey(_ frontend: String, _ address: SocketAddress) -> String { "\(frontend)|\(address)" }
+    /// A listener's identity across reloads: its frontend, address and network namespace.
+    static func listenerKey(_ frontend: String, _ address: SocketAddress, _ namespace: String?) -> String {
+        "\(frontend)|\(address)" + (namespace.map { "|netns \($0)" } ?? "")
+    }
 
     /// Applies a new configuration to the running balancer without dropping anything.
     ///
@@ -712,22 +729,25 @@ public final class LoadBalancer: Sendable {
         }
         // Listeners to keep: same frontend, same configured address. Port-0 binds keep their port.
         var keep: [String: SocketAddress] = [:]
-        var running: [(frontend: String, key: String, bound: SocketAddress)] = []
+        var running: [(frontend: String, key: String, bound: SocketAddress, namespace: String?)] = []
         for frontend in old.frontends {
             let resolved = (try? Self.resolve(Configuration(global: old.global, frontends: [frontend], backends: old.backends)).binds[frontend.name]) ?? []
-            for (configured, bound) in zip(resolved, oldAddresses[frontend.name] ?? []) {
-                keep[Self.listenerKey(frontend.name, configured)] = bound
-                running.append((frontend.name, Self.listenerKey(frontend.name, configured), bound))
+            for ((bind, configured), bound) in zip(zip(frontend.binds, resolved), oldAddresses[frontend.name] ?? []) {
+                let key = Self.listenerKey(frontend.name, configured, bind.namespace)
+                keep[key] = bound
+                running.append((frontend.name, key, bound, bind.namespace))
             }
         }
-        let wanted = Set(plan.configuration.frontends.flatMap { f in (plan.binds[f.name] ?? []).map { Self.listenerKey(f.name, $0) } })
+        let wanted = Set(plan.configuration.frontends.flatMap { f in
+            zip(f.binds, plan.binds[f.name] ?? []).map { Self.listenerKey(f.name, $1, $0.namespace) }
+        })
         // A bind that now names the port a port-0 bind was given is that same socket: it stays,
         // under its new key (closing it would reset the connections waiting in its backlog).
         var renamed: [String: String] = [:]
         for frontend in plan.configuration.frontends {
-            for configured in plan.binds[frontend.name] ?? [] {
-                let key = Self.listenerKey(frontend.name, configured)
-                guard keep[key] == nil, let old = running.first(where: { $0.frontend == frontend.name && $0.bound == configured && !wanted.contains($0.key) }),
+            for (bind, configured) in zip(frontend.binds, plan.binds[frontend.name] ?? []) {
+                let key = Self.listenerKey(frontend.name, configured, bind.namespace)
+                guard keep[key] == nil, let old = running.first(where: { $0.frontend == frontend.name && $0.bound == configured && $0.namespace == bind.namespace && !wanted.contains($0.key) }),
                       renamed[old.key] == nil else { continue }
                 renamed[old.key] = key
                 keep[key] = old.bound

@@ -372,6 +372,9 @@ public struct Bind: Hashable, Sendable {
     /// `transparent`: the listener may bind an address this host does not own and accepts
     /// connections the kernel diverts to it (TPROXY) for any destination (`IP_TRANSPARENT`).
     public var transparent = false
+    /// `namespace <name>`: the listener is made in this network namespace (`ip netns add`), so it
+    /// accepts the connections made there, as HAProxy's. TCP binds only.
+    public var namespace: String?
     /// `mode`, `uid`/`user`, `gid`/`group`: the socket file of a UNIX listener (the global
     /// `unix-bind` gives the defaults). HAProxy ignores them on other listeners; Sluice warns.
     public var unixPermissions = UnixSocketPermissions()

@@ -436,7 +436,13 @@ extension Parser {
             case "nice":
                 warning(location, keyword: "bind", "'nice \(arg)' has no effect: Sluice serves every listener alike")
             case "transparent": bind.transparent = true
-            case "namespace", "accept-netscaler-cip":
+            case "namespace":
+                if bind.endpoint.unix != nil {
+                    error(location, keyword: "bind", "'namespace' on a UNIX socket is not supported yet (TCP binds only)")
+                } else {
+                    bind.namespace = arg
+                }
+            case "accept-netscaler-cip":
                 error(location, keyword: "bind", "'\(option)' is not supported")
             case "accept-proxy":
                 bind.acceptProxy = true

@@ -27,8 +27,15 @@ enum Socket {
         var transparent = false
     }
 
-    static func listen(on address: SocketAddress, backlog: Int, reusePort: Bool, options: ListenOptions = ListenOptions()) throws(SystemError) -> Descriptor {
-        let fd = Descriptor(taking: try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) })
+    static func listen(on address: SocketAddress, backlog: Int, reusePort: Bool, options: ListenOptions = ListenOptions(),
+                       namespace: CInt? = nil) throws(SystemError) -> Descriptor {
+        func make() throws(SystemError) -> CInt {
+            try syscallBlocking("socket") { CShims_socket_nonblock(address.family, Int32(SOCK_STREAM.rawValue)) }
+        }
+        // `namespace`: the socket is made there, and binds and accepts there.
+        let raw: CInt
+        if let namespace { raw = try NetworkNamespace.within(namespace, make) } else { raw = try make() }
+        let fd = Descriptor(taking: raw)
         _ = CShims_setsockopt_int(fd.rawValue, SOL_SOCKET, CShims_SO_REUSEADDR, 1)
         if reusePort {
             _ = try syscallBlocking("setsockopt(SO_REUSEPORT)") { CShims_setsockopt_int(fd.rawValue, SOL_SOCKET, CShims_SO_REUSEPORT, 1) }
